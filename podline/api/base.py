@@ -1,0 +1,129 @@
+"""Shared pieces of every resource: strict camelCase models, ObjectMeta, DNS-1123 names.
+
+Unknown fields are errors (like `kubectl --validate=strict`); fields that Kubernetes has but podline
+deliberately does not act on are listed per model in `IGNORED` and reported as warnings instead.
+"""
+
+from __future__ import annotations
+
+import re
+from contextvars import ContextVar
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+
+# Warnings about ignored fields collected while one document is validated.
+warnings_var: ContextVar[list[str] | None] = ContextVar("podline_warnings", default=None)
+
+
+def check_dns_label(value: str, what: str = "name") -> str:
+    if len(value) > 63 or not DNS1123_LABEL.match(value):
+        raise ValueError(
+            f"invalid {what} {value!r}: must be a DNS-1123 label (lower-case letters, digits and '-', "
+            "starting and ending with a letter or digit, at most 63 characters)"
+        )
+    return value
+
+
+def check_dns_subdomain(value: str, what: str = "name") -> str:
+    if len(value) > 253 or not DNS1123_SUBDOMAIN.match(value):
+        raise ValueError(
+            f"invalid {what} {value!r}: must be a DNS-1123 subdomain (lower-case letters, digits, '-' "
+            "and '.', starting and ending with a letter or digit, at most 253 characters)"
+        )
+    return value
+
+
+def check_label_key(key: str) -> None:
+    prefix, _, name = key.rpartition("/")
+    if prefix:
+        check_dns_subdomain(prefix, "label prefix")
+    if len(name) > 63 or not QUALIFIED_NAME.match(name):
+        raise ValueError(f"invalid key {key!r}: must be a qualified name ([prefix/]name, name ≤ 63 chars)")
+
+
+class Model(BaseModel):
+    """Base for every manifest model: camelCase aliases, unknown fields forbidden."""
+
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, validate_default=True
+    )
+    IGNORED: ClassVar[frozenset[str]] = frozenset()
+    SILENT: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_ignored(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not (cls.IGNORED or cls.SILENT):
+            return data
+        kept = {}
+        for key, value in data.items():
+            if key in cls.SILENT:
+                continue
+            if key in cls.IGNORED:
+                sink = warnings_var.get()
+                if sink is not None:
+                    sink.append(f"{cls.__name__}.{key} is not supported by podline and is ignored")
+                continue
+            kept[key] = value
+        return kept
+
+    def dump(self) -> dict[str, Any]:
+        """The manifest as JSON-ready camelCase dict, without unset defaults."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class ObjectMeta(Model):
+    name: str | None = None
+    namespace: str = "default"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    # Server-populated fields (as in `kubectl get -o yaml` output) are accepted and dropped.
+    SILENT: ClassVar[frozenset[str]] = frozenset(
+        {"uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "selfLink",
+         "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences", "finalizers"}
+    )
+    IGNORED: ClassVar[frozenset[str]] = frozenset({"generateName"})
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return None if value is None else check_dns_subdomain(value)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        return check_dns_label(value, "namespace")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, val in value.items():
+            check_label_key(key)
+            if len(val) > 63 or not LABEL_VALUE.match(val):
+                raise ValueError(f"invalid value {val!r} for label {key!r}")
+        return value
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotations(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            check_label_key(key)
+        if sum(len(k) + len(v) for k, v in value.items()) > 256 * 1024:
+            raise ValueError("annotations are larger than 256 KiB in total")
+        return value
+
+
+class Resource(Model):
+    """A top-level object: apiVersion, kind, metadata; `status` from `get -o yaml` output is dropped."""
+
+    api_version: str
+    kind: str
+    metadata: ObjectMeta
+    SILENT: ClassVar[frozenset[str]] = frozenset({"status"})

@@ -1,0 +1,48 @@
+"""`batch/v1 Job`: completions, parallelism, Indexed completion mode, back-off and deadlines."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from podline.api.base import Model, ObjectMeta, Resource
+from podline.api.core import PodSpec
+
+MAX_COMPLETIONS = 100_000
+
+
+class PodTemplateSpec(Model):
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: PodSpec
+
+
+class JobSpec(Model):
+    template: PodTemplateSpec
+    completions: int | None = Field(default=None, ge=0, le=MAX_COMPLETIONS)
+    parallelism: int | None = Field(default=None, ge=0, le=MAX_COMPLETIONS)
+    completion_mode: Literal["NonIndexed", "Indexed"] = "NonIndexed"
+    backoff_limit: int = Field(default=6, ge=0, le=10_000)
+    active_deadline_seconds: int | None = Field(default=None, ge=1, le=10**9)
+    ttl_seconds_after_finished: int | None = Field(default=None, ge=0, le=10**9)
+    suspend: bool = False
+    IGNORED: ClassVar[frozenset[str]] = frozenset(
+        {"selector", "manualSelector", "podFailurePolicy", "successPolicy", "podReplacementPolicy",
+         "backoffLimitPerIndex", "maxFailedIndexes"}
+    )
+
+    @model_validator(mode="after")
+    def _defaults(self) -> JobSpec:
+        if self.completion_mode == "Indexed" and self.completions is None:
+            raise ValueError("completions is required when completionMode is Indexed")
+        if self.completions is None and self.parallelism is None:
+            self.completions = 1  # both unset: one pod, as the API server defaults it
+        if self.parallelism is None:
+            self.parallelism = 1
+        return self
+
+
+class Job(Resource):
+    api_version: Literal["batch/v1"]
+    kind: Literal["Job"]
+    spec: JobSpec

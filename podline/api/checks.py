@@ -1,0 +1,59 @@
+"""Cross-field rules pydantic cannot express per field, each raising with the exact field path."""
+
+from __future__ import annotations
+
+from podline.api.base import Resource
+from podline.api.batch import Job
+from podline.api.core import RESOURCE_LIMITS, Container, Pod, PodSpec
+from podline.api.errors import InvalidObject
+from podline.api.quantity import parse_quantity
+
+
+def _check_resources(container: Container, where: str) -> None:
+    resources = container.resources
+    for field in ("requests", "limits"):
+        for key, raw in getattr(resources, field).items():
+            if parse_quantity(raw) > RESOURCE_LIMITS[key]:
+                raise InvalidObject(f"{where}.resources.{field}.{key}", f"{raw!r} is absurdly large")
+    for key, raw in resources.requests.items():
+        if key in resources.limits and parse_quantity(raw) > parse_quantity(resources.limits[key]):
+            raise InvalidObject(f"{where}.resources.requests.{key}",
+                                f"must be less than or equal to limits.{key}")
+
+
+def check_pod_spec(spec: PodSpec, base: str) -> None:
+    volumes: set[str] = set()
+    for i, volume in enumerate(spec.volumes):
+        if volume.name in volumes:
+            raise InvalidObject(f"{base}.volumes[{i}].name", f"duplicate volume name {volume.name!r}")
+        volumes.add(volume.name)
+    names: set[str] = set()
+    for field, containers in (("initContainers", spec.init_containers), ("containers", spec.containers)):
+        for i, container in enumerate(containers):
+            where = f"{base}.{field}[{i}]"
+            if container.name in names:
+                raise InvalidObject(f"{where}.name", f"duplicate container name {container.name!r}")
+            names.add(container.name)
+            _check_resources(container, where)
+            mount_paths: set[str] = set()
+            for j, mount in enumerate(container.volume_mounts):
+                if mount.name not in volumes:
+                    raise InvalidObject(f"{where}.volumeMounts[{j}].name",
+                                        f"volume {mount.name!r} is not declared in {base}.volumes")
+                if mount.mount_path in mount_paths:
+                    raise InvalidObject(f"{where}.volumeMounts[{j}].mountPath",
+                                        f"duplicate mountPath {mount.mount_path!r}")
+                mount_paths.add(mount.mount_path)
+
+
+def check_object(obj: Resource) -> None:
+    """Rules every stored object must satisfy beyond its schema."""
+    if not obj.metadata.name:
+        raise InvalidObject("metadata.name", "required: every object needs a name")
+    if isinstance(obj, Pod):
+        check_pod_spec(obj.spec, "spec")
+    elif isinstance(obj, Job):
+        check_pod_spec(obj.spec.template.spec, "spec.template.spec")
+        if obj.spec.template.spec.restart_policy == "Always":
+            raise InvalidObject("spec.template.spec.restartPolicy",
+                                "must be OnFailure or Never for a Job (got 'Always')")

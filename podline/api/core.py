@@ -1,0 +1,324 @@
+"""`v1` kinds: Pod (and its containers, env, volumes, resources), ConfigMap, Secret."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AfterValidator, Field, field_validator, model_validator
+
+from podline.api.base import Model, Resource, check_dns_label
+from podline.api.quantity import MAX_CPU, MAX_GPU, MAX_MEMORY, parse_quantity
+
+ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+DATA_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+# Beyond these a request is a typo, not a machine (checked in api.checks with the exact path).
+RESOURCE_LIMITS = {"cpu": MAX_CPU, "memory": MAX_MEMORY, "nvidia.com/gpu": MAX_GPU,
+                   "ephemeral-storage": MAX_MEMORY}
+MAX_STRING = 128 * 1024
+
+
+def check_relative_path(value: str, what: str = "path") -> str:
+    """A path inside a volume or workspace: relative, no `..` component, no NUL."""
+    if not value or value.startswith("/") or "\0" in value:
+        raise ValueError(f"{what} {value!r} must be a non-empty relative path")
+    if ".." in value.split("/"):
+        raise ValueError(f"{what} {value!r} must not contain '..'")
+    return value
+
+
+class ObjectFieldSelector(Model):
+    field_path: str
+    api_version: str | None = None
+
+    @field_validator("field_path")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if value in {"metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName",
+                     "status.podIP", "status.hostIP"}:
+            return value
+        if re.match(r"^metadata\.(labels|annotations)\['[^']+'\]$", value):
+            return value
+        if value in {"metadata.labels", "metadata.annotations"}:
+            return value
+        raise ValueError(f"unsupported fieldPath {value!r}")
+
+
+class KeySelector(Model):
+    name: str
+    key: str
+    optional: bool = False
+
+
+class EnvVarSource(Model):
+    field_ref: ObjectFieldSelector | None = None
+    config_map_key_ref: KeySelector | None = None
+    secret_key_ref: KeySelector | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> EnvVarSource:
+        if sum(x is not None for x in (self.field_ref, self.config_map_key_ref, self.secret_key_ref)) != 1:
+            raise ValueError("exactly one of fieldRef, configMapKeyRef, secretKeyRef must be set")
+        return self
+
+
+class EnvVar(Model):
+    name: str
+    value: str | None = None
+    value_from: EnvVarSource | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not ENV_NAME.match(value):
+            raise ValueError(f"invalid environment variable name {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvVar:
+        if self.value is not None and self.value_from is not None:
+            raise ValueError("value and valueFrom are mutually exclusive")
+        return self
+
+
+class RefName(Model):
+    name: str
+    optional: bool = False
+
+
+class EnvFromSource(Model):
+    prefix: str = ""
+    config_map_ref: RefName | None = None
+    secret_ref: RefName | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvFromSource:
+        if (self.config_map_ref is None) == (self.secret_ref is None):
+            raise ValueError("exactly one of configMapRef, secretRef must be set")
+        return self
+
+
+def _non_negative_quantity(raw: int | float | str) -> int | float | str:
+    if parse_quantity(raw) < 0:
+        raise ValueError(f"must not be negative, got {raw!r}")
+    return raw
+
+
+ResourceName = Literal["cpu", "memory", "nvidia.com/gpu", "ephemeral-storage"]
+Quantity = Annotated[int | float | str, AfterValidator(_non_negative_quantity)]
+Quantities = dict[ResourceName, Quantity]
+
+
+class ResourceRequirements(Model):
+    requests: Quantities = Field(default_factory=dict)
+    limits: Quantities = Field(default_factory=dict)
+    IGNORED: ClassVar[frozenset[str]] = frozenset({"claims"})
+
+    def effective_requests(self) -> dict[str, Any]:
+        """Kubernetes defaults a missing request to the limit."""
+        return {**self.limits, **self.requests}
+
+
+class VolumeMount(Model):
+    name: str
+    mount_path: str
+    read_only: bool = False
+    sub_path: str | None = None
+    IGNORED: ClassVar[frozenset[str]] = frozenset({"mountPropagation", "subPathExpr"})
+
+    @field_validator("mount_path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/") or "\0" in value or ".." in value.split("/"):
+            raise ValueError(f"mountPath {value!r} must be an absolute path without '..'")
+        return value
+
+    @field_validator("sub_path")
+    @classmethod
+    def _relative(cls, value: str | None) -> str | None:
+        return None if value is None else check_relative_path(value, "subPath")
+
+
+class Container(Model):
+    name: str
+    image: str = ""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    command: list[str] = Field(default_factory=list)
+    args: list[str] = Field(default_factory=list)
+    env: list[EnvVar] = Field(default_factory=list)
+    env_from: list[EnvFromSource] = Field(default_factory=list)
+    working_dir: str | None = None
+    resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
+    volume_mounts: list[VolumeMount] = Field(default_factory=list)
+    IGNORED: ClassVar[frozenset[str]] = frozenset(
+        {"ports", "livenessProbe", "readinessProbe", "startupProbe", "securityContext", "lifecycle",
+         "stdin", "stdinOnce", "tty", "resizePolicy", "restartPolicy"}
+    )
+    SILENT: ClassVar[frozenset[str]] = frozenset({"terminationMessagePath", "terminationMessagePolicy"})
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_dns_label(value, "container name")
+
+    @field_validator("command", "args")
+    @classmethod
+    def _no_nul(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if "\0" in item or len(item) > MAX_STRING:
+                raise ValueError("arguments must not contain NUL bytes or exceed 128 KiB")
+        return value
+
+    @field_validator("working_dir")
+    @classmethod
+    def _workdir(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("/") or "\0" in value):
+            raise ValueError(f"workingDir {value!r} must be an absolute path")
+        return value
+
+
+class KeyToPath(Model):
+    key: str
+    path: str
+    mode: int | None = Field(default=None, ge=0, le=0o777)
+    _path = field_validator("path")(classmethod(lambda cls, v: check_relative_path(v)))
+
+
+class EmptyDirSource(Model):
+    medium: Literal["", "Memory"] = ""
+    size_limit: int | str | None = None
+
+    @field_validator("size_limit")
+    @classmethod
+    def _size(cls, value: int | str | None) -> int | str | None:
+        if value is not None:
+            amount = parse_quantity(value)
+            if amount <= 0 or amount > MAX_MEMORY:
+                raise ValueError(f"sizeLimit {value!r} must be positive and sane")
+        return value
+
+
+class HostPathSource(Model):
+    path: str
+    type: Literal["", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket",
+                  "CharDevice", "BlockDevice"] = ""
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/") or "\0" in value:
+            raise ValueError(f"hostPath.path {value!r} must be absolute")
+        return value
+
+
+class ConfigMapVolumeSource(Model):
+    name: str
+    items: list[KeyToPath] = Field(default_factory=list)
+    default_mode: int = Field(default=0o644, ge=0, le=0o777)
+    optional: bool = False
+
+
+class SecretVolumeSource(Model):
+    secret_name: str
+    items: list[KeyToPath] = Field(default_factory=list)
+    default_mode: int = Field(default=0o600, ge=0, le=0o777)
+    optional: bool = False
+
+
+class DownwardAPIFile(Model):
+    path: str
+    field_ref: ObjectFieldSelector
+    mode: int | None = Field(default=None, ge=0, le=0o777)
+    _path = field_validator("path")(classmethod(lambda cls, v: check_relative_path(v)))
+
+
+class DownwardAPISource(Model):
+    items: list[DownwardAPIFile] = Field(default_factory=list)
+    default_mode: int = Field(default=0o644, ge=0, le=0o777)
+
+
+class Volume(Model):
+    name: str
+    empty_dir: EmptyDirSource | None = None
+    host_path: HostPathSource | None = None
+    config_map: ConfigMapVolumeSource | None = None
+    secret: SecretVolumeSource | None = None
+    downward_api: DownwardAPISource | None = Field(default=None, alias="downwardAPI")
+
+    _name = field_validator("name")(classmethod(lambda cls, v: check_dns_label(v, "volume name")))
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Volume:
+        sources = [self.empty_dir, self.host_path, self.config_map, self.secret, self.downward_api]
+        if sum(s is not None for s in sources) != 1:
+            raise ValueError("exactly one volume source (emptyDir, hostPath, configMap, secret, "
+                             "downwardAPI) must be set")
+        return self
+
+
+class PodSpec(Model):
+    containers: list[Container] = Field(min_length=1)
+    init_containers: list[Container] = Field(default_factory=list)
+    volumes: list[Volume] = Field(default_factory=list)
+    restart_policy: Literal["Always", "OnFailure", "Never"] = "Always"
+    active_deadline_seconds: int | None = Field(default=None, ge=1, le=10**9)
+    termination_grace_period_seconds: int = Field(default=30, ge=0, le=86400)
+    IGNORED: ClassVar[frozenset[str]] = frozenset(
+        {"nodeSelector", "affinity", "tolerations", "serviceAccountName", "serviceAccount",
+         "securityContext", "imagePullSecrets", "dnsPolicy", "priorityClassName", "schedulerName",
+         "hostNetwork", "enableServiceLinks", "automountServiceAccountToken", "hostname", "subdomain",
+         "nodeName", "priority", "preemptionPolicy", "topologySpreadConstraints", "shareProcessNamespace"}
+    )
+
+
+class Pod(Resource):
+    api_version: Literal["v1"]
+    kind: Literal["Pod"]
+    spec: PodSpec
+
+
+def _check_keys(value: dict[str, Any]) -> dict[str, Any]:
+    for key in value:
+        if not DATA_KEY.match(key) or len(key) > 253:
+            raise ValueError(f"invalid key {key!r}: use letters, digits, '-', '_' and '.'")
+    if sum(len(str(v)) for v in value.values()) > 1024 * 1024:
+        raise ValueError("data is larger than 1 MiB")
+    return value
+
+
+class ConfigMap(Resource):
+    api_version: Literal["v1"]
+    kind: Literal["ConfigMap"]
+    data: dict[str, str] = Field(default_factory=dict)
+    binary_data: dict[str, str] = Field(default_factory=dict)
+    immutable: bool = False
+    _keys = field_validator("data", "binary_data")(classmethod(lambda cls, v: _check_keys(v)))
+
+
+class Secret(Resource):
+    api_version: Literal["v1"]
+    kind: Literal["Secret"]
+    type: str = "Opaque"
+    data: dict[str, str] = Field(default_factory=dict)
+    string_data: dict[str, str] = Field(default_factory=dict)
+    immutable: bool = False
+
+    @field_validator("data")
+    @classmethod
+    def _base64(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, encoded in _check_keys(value).items():
+            try:
+                base64.b64decode(encoded, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise ValueError(f"data[{key!r}] is not valid base64") from exc
+        return value
+
+    _keys = field_validator("string_data")(classmethod(lambda cls, v: _check_keys(v)))
+
+    def decoded(self) -> dict[str, bytes]:
+        """stringData wins over data, as the API server merges them."""
+        values = {k: base64.b64decode(v) for k, v in self.data.items()}
+        values.update({k: v.encode() for k, v in self.string_data.items()})
+        return values

@@ -1,0 +1,189 @@
+"""Load multi-document YAML from files, directories or stdin into validated models.
+
+YAML is parsed with the safe loader and limited before anything is built: a source may hold at most
+`MAX_SOURCE_BYTES`, and a document may expand (counting every alias as a full copy) to at most
+`MAX_NODES` nodes, so alias bombs are refused without being expanded.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from podline.api.base import Resource, warnings_var
+from podline.api.checks import check_object
+from podline.api.errors import InvalidObject, ManifestError, format_path
+from podline.api.kinds import MODELS
+
+MAX_SOURCE_BYTES = 8 * 1024 * 1024
+MAX_NODES = 100_000
+MAX_DEPTH = 64
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+@dataclass
+class Loaded:
+    """One validated object and where it came from."""
+
+    obj: Resource
+    source: str
+    document: int
+    warnings: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        return f"{self.source}: document {self.document} ({self.obj.kind}/{self.obj.metadata.name})"
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int], depth: int = 0) -> int:
+    if depth > MAX_DEPTH:
+        raise ValueError(f"nesting deeper than {MAX_DEPTH} levels")
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = MAX_NODES + 1  # a cycle counts as too large
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, memo, depth + 1) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            size += _expanded_size(k, memo, depth + 1) + _expanded_size(v, memo, depth + 1)
+            if size > MAX_NODES:
+                break
+    memo[key] = size
+    return size
+
+
+def parse_documents(text: str, source: str) -> list[tuple[int, Any]]:
+    """Return (1-based document number, data) for each non-empty YAML document."""
+    if len(text.encode()) > MAX_SOURCE_BYTES:
+        raise ManifestError(source, f"input is larger than {MAX_SOURCE_BYTES // (1024 * 1024)} MiB")
+    loader = yaml.SafeLoader(text)
+    docs: list[tuple[int, Any]] = []
+    number = 0
+    try:
+        while loader.check_node():
+            number += 1
+            node = loader.get_node()
+            try:
+                if _expanded_size(node, {}) > MAX_NODES:
+                    raise ValueError(f"expands to more than {MAX_NODES} nodes (alias bomb?)")
+            except ValueError as exc:
+                raise ManifestError(source, f"document too large: {exc}", document=number) from None
+            data = loader.construct_document(node)
+            if data is not None:
+                docs.append((number, data))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ManifestError(source, f"malformed YAML: {problem}{where}", document=number or 1) from None
+    finally:
+        loader.dispose()
+    return docs
+
+
+def _problem(error: dict[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown field"
+    if error["type"] == "missing":
+        return "required field is missing"
+    message = error["msg"]
+    return message.removeprefix("Value error, ")
+
+
+def build_object(data: Any, source: str, number: int) -> Loaded:
+    """Validate one document's data; raise ManifestError naming document, field path and problem."""
+    def fail(path: str, problem: str, kind: str | None = None, name: str | None = None) -> ManifestError:
+        return ManifestError(source, problem, path, number, kind, name)
+
+    if not isinstance(data, dict):
+        raise fail("", f"expected a mapping (an object), got {type(data).__name__}")
+    kind, api_version = data.get("kind"), data.get("apiVersion")
+    meta = data.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) and isinstance(meta.get("name"), str) else None
+    kind_s = kind if isinstance(kind, str) else None
+    if not isinstance(api_version, str) or not api_version:
+        raise fail("apiVersion", "required field is missing", kind_s, name)
+    if not kind_s:
+        raise fail("kind", "required field is missing", None, name)
+    model = MODELS.get((api_version, kind_s))
+    if model is None:
+        known = sorted({k for _, k in MODELS})
+        if kind_s in known:
+            versions = [v for v, k in MODELS if k == kind_s]
+            raise fail("apiVersion", f"unsupported apiVersion {api_version!r} for kind {kind_s} "
+                       f"(use {', '.join(versions)})", kind_s, name)
+        raise fail("kind", f"unknown kind {kind_s!r} (known: {', '.join(known)})", kind_s, name)
+    warnings: list[str] = []
+    token = warnings_var.set(warnings)
+    try:
+        obj = model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise fail(format_path(first["loc"]), _problem(first), kind_s, name) from None
+    finally:
+        warnings_var.reset(token)
+    try:
+        check_object(obj)
+    except InvalidObject as exc:
+        raise fail(exc.path, exc.problem, kind_s, name) from None
+    return Loaded(obj, source, number, warnings)
+
+
+def _flatten_lists(docs: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+    """`kind: List` (as `kubectl get -o yaml` prints) contributes its items."""
+    out: list[tuple[int, Any]] = []
+    for number, data in docs:
+        if isinstance(data, dict) and data.get("kind") == "List" and isinstance(data.get("items"), list):
+            out.extend((number, item) for item in data["items"])
+        else:
+            out.append((number, data))
+    return out
+
+
+def load_text(text: str, source: str) -> list[Loaded]:
+    return [build_object(data, source, n) for n, data in _flatten_lists(parse_documents(text, source))]
+
+
+def _read(path: Path, source: str) -> str:
+    try:
+        if path.stat().st_size > MAX_SOURCE_BYTES:
+            raise ManifestError(source, f"file is larger than {MAX_SOURCE_BYTES // (1024 * 1024)} MiB")
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(source, f"cannot read: {exc}") from None
+
+
+def load_paths(paths: list[str]) -> list[Loaded]:
+    """Load every document of every `-f` argument (file, directory of manifests, or `-` for stdin).
+
+    All inputs are validated before anything is returned, so one bad document stops the whole apply,
+    and names must be unique per kind and namespace across the inputs.
+    """
+    loaded: list[Loaded] = []
+    for arg in paths:
+        if arg == "-":
+            loaded.extend(load_text(sys.stdin.read(MAX_SOURCE_BYTES + 1), "<stdin>"))
+            continue
+        path = Path(arg)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix in MANIFEST_SUFFIXES and p.is_file())
+            for file in files:
+                loaded.extend(load_text(_read(file, str(file)), str(file)))
+        elif path.exists():
+            loaded.extend(load_text(_read(path, arg), arg))
+        else:
+            raise ManifestError(arg, "no such file or directory")
+    seen: dict[tuple[str, str, str], Loaded] = {}
+    for item in loaded:
+        key = (item.obj.kind, item.obj.metadata.namespace, item.obj.metadata.name or "")
+        if key in seen:
+            raise ManifestError(item.source, f"duplicate object: also defined in {seen[key].describe()}",
+                                "metadata.name", item.document, item.obj.kind, item.obj.metadata.name)
+        seen[key] = item
+    return loaded
