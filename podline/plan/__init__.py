@@ -1,0 +1,1 @@
+"""Translate validated resources into execution plans (what exactly runs, with which env and volumes)."""

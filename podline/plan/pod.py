@@ -1,0 +1,183 @@
+"""Turn a stored Pod manifest into the JSON plan the pod runner executes.
+
+The plan is backend- and runtime-neutral: env fully resolved (fieldRef, configMap/secret keys, `$(VAR)`),
+volumes described by type (their node-local paths are chosen by the runner where it runs), containers
+with command/args kept apart so a container runtime can apply image ENTRYPOINT/CMD rules later.
+A missing ConfigMap or Secret is a `PlanWaiting`: the pod stays Pending until it exists, as in Kubernetes.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+from podline.api.core import ConfigMap, Container, Pod, Secret, Volume
+from podline.api.quantity import cpu_millis, memory_bytes, parse_quantity
+from podline.plan.expand import expand
+
+PLAN_VERSION = "podline.io/plan/v1"
+
+# lookup(kind, namespace, name) -> validated ConfigMap/Secret or None
+Lookup = Callable[[str, str, str], ConfigMap | Secret | None]
+
+
+class PlanWaiting(Exception):
+    """The pod cannot start yet (e.g. a referenced ConfigMap is missing); reason as kubelet reports it."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def pod_requests(pod: Pod) -> dict[str, int]:
+    """Effective pod request as the scheduler sees it: max(largest init container, sum of containers)."""
+    def total(containers: list[Container]) -> dict[str, int]:
+        out = {"cpu": 0, "memory": 0, "gpu": 0}
+        for c in containers:
+            req = c.resources.effective_requests()
+            out["cpu"] += cpu_millis(req.get("cpu", 0))
+            out["memory"] += memory_bytes(req.get("memory", 0))
+            out["gpu"] += int(parse_quantity(req.get("nvidia.com/gpu", 0)))
+        return out
+    main = total(pod.spec.containers)
+    for init in pod.spec.init_containers:
+        one = total([init])
+        main = {k: max(main[k], one[k]) for k in main}
+    return main
+
+
+def _field_value(pod: Pod, uid: str, path: str) -> str:
+    meta = pod.metadata
+    simple = {"metadata.name": meta.name or "", "metadata.namespace": meta.namespace, "metadata.uid": uid,
+              "spec.nodeName": "localhost", "status.podIP": "127.0.0.1", "status.hostIP": "127.0.0.1"}
+    if path in simple:
+        return simple[path]
+    if path in ("metadata.labels", "metadata.annotations"):
+        items = meta.labels if path == "metadata.labels" else meta.annotations
+        return "\n".join(f'{k}="{v}"' for k, v in sorted(items.items()))
+    field, key = path[len("metadata."):].split("['", 1)
+    items = meta.labels if field == "labels" else meta.annotations
+    return items.get(key.rstrip("']"), "")
+
+
+def _source_data(lookup: Lookup, kind: str, namespace: str, name: str, optional: bool) -> dict[str, bytes] | None:
+    obj = lookup(kind, namespace, name)
+    if obj is None:
+        if optional:
+            return None
+        raise PlanWaiting("CreateContainerConfigError", f'{kind.lower()} "{name}" not found')
+    if isinstance(obj, Secret):
+        return obj.decoded()
+    data = {k: v.encode() for k, v in obj.data.items()}
+    data.update({k: base64.b64decode(v) for k, v in obj.binary_data.items()})
+    return data
+
+
+def _key_value(lookup: Lookup, kind: str, pod: Pod, name: str, key: str, optional: bool) -> str | None:
+    data = _source_data(lookup, kind, pod.metadata.namespace, name, optional)
+    if data is None or key not in data:
+        if optional:
+            return None
+        raise PlanWaiting("CreateContainerConfigError", f'couldn\'t find key {key} in {kind} '
+                          f'{pod.metadata.namespace}/{name}')
+    return data[key].decode("utf-8", errors="replace")
+
+
+def resolve_env(container: Container, pod: Pod, uid: str, lookup: Lookup,
+                injected: dict[str, str]) -> dict[str, str]:
+    env: dict[str, str] = dict(injected)
+    for source in container.env_from:
+        ref = source.config_map_ref or source.secret_ref
+        assert ref is not None
+        kind = "ConfigMap" if source.config_map_ref else "Secret"
+        data = _source_data(lookup, kind, pod.metadata.namespace, ref.name, ref.optional) or {}
+        for key, value in data.items():
+            env[source.prefix + key] = value.decode("utf-8", errors="replace")
+    for var in container.env:
+        if var.value_from is None:
+            env[var.name] = expand(var.value or "", env)
+            continue
+        src = var.value_from
+        if src.field_ref is not None:
+            value: str | None = _field_value(pod, uid, src.field_ref.field_path)
+        elif src.config_map_key_ref is not None:
+            ref = src.config_map_key_ref
+            value = _key_value(lookup, "ConfigMap", pod, ref.name, ref.key, ref.optional)
+        else:
+            assert src.secret_key_ref is not None
+            ref = src.secret_key_ref
+            value = _key_value(lookup, "Secret", pod, ref.name, ref.key, ref.optional)
+        if value is not None:
+            env[var.name] = value
+    return env
+
+
+def _files(items: list[Any], data: dict[str, bytes], default_mode: int) -> list[dict[str, Any]]:
+    if items:
+        chosen = [(i.path, data.get(i.key, b""), i.mode) for i in items if i.key in data]
+    else:
+        chosen = [(key, value, None) for key, value in sorted(data.items())]
+    return [{"path": path, "data": base64.b64encode(value).decode(), "mode": mode or default_mode}
+            for path, value, mode in chosen]
+
+
+def plan_volume(volume: Volume, pod: Pod, uid: str, lookup: Lookup) -> dict[str, Any]:
+    ns = pod.metadata.namespace
+    if volume.empty_dir is not None:
+        limit = volume.empty_dir.size_limit
+        return {"name": volume.name, "type": "emptyDir", "medium": volume.empty_dir.medium,
+                "sizeLimit": memory_bytes(limit) if limit is not None else None}
+    if volume.host_path is not None:
+        return {"name": volume.name, "type": "hostPath", "path": volume.host_path.path,
+                "hostPathType": volume.host_path.type}
+    if volume.config_map is not None:
+        src = volume.config_map
+        data = _source_data(lookup, "ConfigMap", ns, src.name, src.optional) or {}
+        return {"name": volume.name, "type": "files", "files": _files(src.items, data, src.default_mode)}
+    if volume.secret is not None:
+        sec = volume.secret
+        data = _source_data(lookup, "Secret", ns, sec.secret_name, sec.optional) or {}
+        return {"name": volume.name, "type": "files", "files": _files(sec.items, data, sec.default_mode)}
+    assert volume.downward_api is not None
+    down = volume.downward_api
+    files = [{"path": item.path, "mode": item.mode or down.default_mode,
+              "data": base64.b64encode(_field_value(pod, uid, item.field_ref.field_path).encode()).decode()}
+             for item in down.items]
+    return {"name": volume.name, "type": "files", "files": files}
+
+
+def plan_container(container: Container, pod: Pod, uid: str, lookup: Lookup,
+                   injected: dict[str, str]) -> dict[str, Any]:
+    env = resolve_env(container, pod, uid, lookup, injected)
+    return {
+        "name": container.name,
+        "image": container.image,
+        "imagePullPolicy": container.image_pull_policy or "IfNotPresent",
+        "command": [expand(a, env) for a in container.command],
+        "args": [expand(a, env) for a in container.args],
+        "env": env,
+        "workingDir": container.working_dir,
+        "mounts": [{"volume": m.name, "mountPath": m.mount_path, "readOnly": m.read_only,
+                    "subPath": m.sub_path} for m in container.volume_mounts],
+    }
+
+
+def plan_pod(manifest: dict[str, Any], uid: str, lookup: Lookup, runtime: str = "host",
+             injected_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The complete, self-contained description of one pod attempt for `podline.runtime.pod`."""
+    pod = Pod.model_validate(manifest)
+    injected = injected_env or {}
+    spec = pod.spec
+    return {
+        "apiVersion": PLAN_VERSION,
+        "pod": {"name": pod.metadata.name, "namespace": pod.metadata.namespace, "uid": uid},
+        "runtime": runtime,
+        "restartPolicy": spec.restart_policy,
+        "activeDeadlineSeconds": spec.active_deadline_seconds,
+        "terminationGracePeriodSeconds": spec.termination_grace_period_seconds,
+        "volumes": [plan_volume(v, pod, uid, lookup) for v in spec.volumes],
+        "initContainers": [plan_container(c, pod, uid, lookup, injected) for c in spec.init_containers],
+        "containers": [plan_container(c, pod, uid, lookup, injected) for c in spec.containers],
+    }

@@ -1,0 +1,141 @@
+"""One container's life inside a pod: start, wait, record, restart per the pod's restartPolicy.
+
+Each worker runs in its own thread and reports every state change through `on_change`; the pod runner
+owns the status document and the decision to stop.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from podline.runtime import host
+from podline.runtime.files import rfc3339
+
+BACKOFF_BASE = float(os.environ.get("PODLINE_RESTART_BACKOFF_SECONDS", "1"))
+BACKOFF_CAP = 60.0
+BACKOFF_RESET_AFTER = 600.0
+
+
+def exit_code(returncode: int) -> int:
+    """Popen's -N for 'killed by signal N' becomes 128+N, as container runtimes report it."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class ContainerWorker(threading.Thread):
+    def __init__(self, spec: dict[str, Any], pod: dict[str, Any], policy: str, is_init: bool,
+                 volume_paths: dict[str, Path], rundir: Path, stopping: threading.Event,
+                 on_change: Callable[[], None]) -> None:
+        super().__init__(name=f"container-{spec['name']}", daemon=True)
+        self.spec, self.pod, self.policy, self.is_init = spec, pod, policy, is_init
+        self.volume_paths, self.rundir = volume_paths, rundir
+        self.stopping, self.on_change = stopping, on_change
+        self.process: subprocess.Popen[bytes] | None = None
+        self.lock = threading.Lock()
+        self.finished = False
+        self.last_exit: int | None = None
+        self.status: dict[str, Any] = {
+            "name": spec["name"], "image": spec["image"], "imageID": "", "ready": False, "started": False,
+            "restartCount": 0, "state": {"waiting": {"reason": "PodInitializing" if not is_init
+                                                     else "ContainerCreating"}},
+            "containerID": f"podline://{pod['uid']}/{spec['name']}",
+        }
+
+    # --- decisions -----------------------------------------------------------------------------
+    def should_restart(self, code: int) -> bool:
+        if self.stopping.is_set() or self.policy == "Never":
+            return False
+        if self.is_init or self.policy == "OnFailure":
+            return code != 0
+        return True  # Always
+
+    def succeeded(self) -> bool:
+        return self.finished and self.last_exit == 0
+
+    # --- life ----------------------------------------------------------------------------------
+    def run(self) -> None:
+        log_path = self.rundir / "logs" / f"{self.spec['name']}.log"
+        backoff = BACKOFF_BASE
+        while not self.stopping.is_set():
+            started = time.time()
+            code, reason, message = self._run_once(log_path)
+            self.last_exit = code
+            if not self.should_restart(code):
+                break
+            if time.time() - started > BACKOFF_RESET_AFTER:
+                backoff = BACKOFF_BASE
+            with self.lock:
+                self.status["lastState"] = self.status["state"]
+                self.status["restartCount"] += 1
+                self.status["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message":
+                                                    f"back-off {backoff:g}s restarting failed container"}}
+            self.on_change()
+            if self.stopping.wait(backoff):
+                break
+            backoff = min(BACKOFF_CAP, backoff * 2)
+        self.finished = True
+        self.on_change()
+
+    def _run_once(self, log_path: Path) -> tuple[int, str, str]:
+        begin = rfc3339()
+        with open(log_path, "ab") as log:
+            try:
+                with self.lock:
+                    if self.stopping.is_set():
+                        return self._terminated(137, "Error", "pod stopped before start", begin)
+                    self.process = host.spawn(self.spec, self.pod, self.volume_paths, self.rundir, log)
+                    self.status["state"] = {"running": {"startedAt": begin}}
+                    self.status["started"] = True
+                    self.status["ready"] = not self.is_init
+            except host.StartError as exc:
+                log.write(f"podline: cannot start container: {exc}\n".encode())
+                return self._terminated(128, "StartError", str(exc), begin)
+            self.on_change()
+            code = exit_code(self.process.wait())
+        reason = "Completed" if code == 0 else "Error"
+        return self._terminated(code, reason, "", begin)
+
+    def _terminated(self, code: int, reason: str, message: str, begin: str) -> tuple[int, str, str]:
+        term = {"exitCode": code, "reason": reason, "startedAt": begin, "finishedAt": rfc3339()}
+        if message:
+            term["message"] = message
+        with self.lock:
+            self.process = None
+            self.status["state"] = {"terminated": term}
+            self.status["ready"] = False
+            self.status["started"] = False
+        self.on_change()
+        return code, reason, message
+
+    def signal(self, signum: int) -> None:
+        """Signal the container's whole process group (its children too)."""
+        with self.lock:
+            proc = self.process
+            if proc is not None and proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signum)
+                except ProcessLookupError:
+                    pass
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {**self.status, "state": dict(self.status["state"])}
+
+
+def terminate_all(workers: list[ContainerWorker], grace: float) -> None:
+    """SIGTERM, wait up to the grace period, then SIGKILL whatever is left."""
+    for worker in workers:
+        worker.signal(signal.SIGTERM)
+    deadline = time.time() + grace
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.time()))
+    for worker in workers:
+        if worker.is_alive():
+            worker.signal(signal.SIGKILL)
+            worker.join()

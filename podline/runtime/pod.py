@@ -1,0 +1,172 @@
+"""The pod runner: executes one pod attempt from its run directory and reports through files.
+
+Run directory contract (shared by every backend; on Slurm it lives on the shared directory):
+  plan.json     the plan written by the controller (mode 0600: it may hold secret values)
+  lock          held (flock) by the live runner for its whole life: "is it alive?" is one flock probe
+  started       written once under the lock: a second runner for the same attempt exits at once,
+                so a launch repeated after a controller crash never runs the pod twice
+  status.json   Kubernetes-shaped pod status, rewritten atomically on every change; `finished` is
+                true once the runner is done and will change nothing more
+  logs/NAME.log stdout+stderr of each container (appended across restarts)
+
+Init containers run one after another; then all containers run together. Exit codes, restarts
+(restartPolicy with exponential back-off), activeDeadlineSeconds, emptyDir sizeLimit and SIGTERM (with
+the pod's grace period) are handled here, so every backend has the same semantics.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from podline.runtime.container import ContainerWorker, terminate_all
+from podline.runtime.files import rfc3339, write_json_atomic
+from podline.runtime.volumes import VolumeError, Volumes
+
+CHECK_INTERVAL = 1.0
+
+
+class PodRunner:
+    def __init__(self, plan: dict[str, Any], rundir: Path) -> None:
+        self.plan, self.rundir = plan, rundir
+        self.pod = plan["pod"]
+        self.stopping = threading.Event()
+        self.changed = threading.Event()
+        self.stop_reason: tuple[str, str] | None = None
+        self.volumes = Volumes(plan["volumes"], rundir, self.pod["uid"])
+        self.inits = [self._worker(c, True) for c in plan["initContainers"]]
+        self.mains = [self._worker(c, False) for c in plan["containers"]]
+        self.start_time = rfc3339()
+        self.phase = "Pending"
+        self.initialized = not self.inits
+        self.notify_address = plan.get("notify", "").encode().replace(b"@", b"\0", 1) or None
+
+    def _worker(self, spec: dict[str, Any], is_init: bool) -> ContainerWorker:
+        return ContainerWorker(spec, self.pod, self.plan["restartPolicy"], is_init, self.volumes.paths,
+                               self.rundir, self.stopping, self.changed.set)
+
+    # --- status ---------------------------------------------------------------------------------
+    def _conditions(self) -> list[dict[str, Any]]:
+        now = rfc3339()
+        ready = self.phase == "Running" and all(w.snapshot()["ready"] for w in self.mains)
+        def cond(kind: str, ok: bool, reason: str | None = None) -> dict[str, Any]:
+            c = {"type": kind, "status": "True" if ok else "False", "lastTransitionTime": now}
+            if reason and not ok:
+                c["reason"] = reason
+            return c
+        done_reason = "PodCompleted" if self.phase in ("Succeeded", "Failed") else "ContainersNotReady"
+        return [cond("PodScheduled", True), cond("Initialized", self.initialized, "ContainersNotInitialized"),
+                cond("ContainersReady", ready, done_reason), cond("Ready", ready, done_reason)]
+
+    def write_status(self, finished: bool = False) -> None:
+        status: dict[str, Any] = {"phase": self.phase, "startTime": self.start_time,
+                                  "conditions": self._conditions(), "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
+                                  "containerStatuses": [w.snapshot() for w in self.mains]}
+        if self.inits:
+            status["initContainerStatuses"] = [w.snapshot() for w in self.inits]
+        if self.stop_reason:
+            status["reason"], status["message"] = self.stop_reason
+        doc = {"status": status, "finished": finished, "pid": os.getpid(), "node": socket.gethostname()}
+        write_json_atomic(self.rundir / "status.json", doc)
+        self._notify()
+
+    def _notify(self) -> None:
+        if not self.notify_address:
+            return
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.sendto(b"s", self.notify_address)
+            except OSError:
+                pass
+
+    # --- control --------------------------------------------------------------------------------
+    def request_stop(self, reason: str, message: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = (reason, message)
+        self.stopping.set()
+        self.changed.set()
+
+    def _deadline(self) -> float | None:
+        seconds = self.plan.get("activeDeadlineSeconds")
+        return time.time() + seconds if seconds else None
+
+    def supervise(self, workers: list[ContainerWorker], deadline: float | None) -> None:
+        """Wait until the workers are done, enforcing deadline and sizeLimit; write status on changes."""
+        limits = self.volumes.has_limits()
+        while any(not w.finished for w in workers):
+            timeout = CHECK_INTERVAL if limits else None
+            if deadline is not None:
+                timeout = max(0.0, min(timeout or CHECK_INTERVAL * 60, deadline - time.time()))
+            self.changed.wait(timeout)
+            self.changed.clear()
+            if deadline is not None and time.time() >= deadline and not self.stopping.is_set():
+                self.request_stop("DeadlineExceeded", "Pod was active on the node longer than the specified "
+                                  "deadline")
+            if limits and not self.stopping.is_set():
+                evicted = self.volumes.over_limit()
+                if evicted:
+                    self.request_stop("Evicted", evicted)
+            if self.stopping.is_set():
+                terminate_all(workers, float(self.plan["terminationGracePeriodSeconds"]))
+            self.write_status()
+
+    def run(self) -> int:
+        (self.rundir / "logs").mkdir(exist_ok=True)
+        deadline = self._deadline()
+        try:
+            self.volumes.prepare()
+        except (OSError, VolumeError) as exc:
+            self.stop_reason = ("FailedMount", str(exc))
+            self.phase = "Failed"
+            self.write_status(finished=True)
+            return 1
+        self.write_status()
+        try:
+            for worker in self.inits:
+                worker.start()
+                self.supervise([worker], deadline)
+                if not worker.succeeded():
+                    self.phase = "Failed"
+                    break
+            else:
+                self.initialized = True
+                self.phase = "Running"
+                for worker in self.mains:
+                    worker.start()
+                self.write_status()
+                self.supervise(self.mains, deadline)
+                ok = all(w.succeeded() for w in self.mains)
+                self.phase = "Succeeded" if ok and not self.stop_reason else "Failed"
+            if self.stopping.is_set() and self.phase != "Succeeded":
+                self.phase = "Failed"
+        finally:
+            self.volumes.release_memory()
+        self.write_status(finished=True)
+        return 0 if self.phase == "Succeeded" else 1
+
+
+def run_pod(rundir: Path) -> int:
+    """Run the attempt in `rundir` exactly once, however often this is called."""
+    fd = os.open(rundir / "lock", os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    marker = rundir / "started"
+    if marker.exists():
+        return 0
+    write_json_atomic(marker, {"pid": os.getpid(), "at": rfc3339(), "node": socket.gethostname()})
+    plan = json.loads((rundir / "plan.json").read_text())
+    runner = PodRunner(plan, rundir)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, lambda *_: runner.request_stop("Terminated", "pod was stopped"))
+    return runner.run()
+
+
+if __name__ == "__main__":
+    sys.exit(run_pod(Path(sys.argv[1])))

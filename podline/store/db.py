@@ -1,0 +1,222 @@
+"""One SQLite file under `$PODLINE_HOME` (WAL mode, versioned schema) holding every object.
+
+Each object row keeps three things apart, as an operator should: the `manifest` the user applied (intent),
+the Kubernetes-shaped `status` others read, and `internal` bookkeeping of the controller (run directory,
+launch intent, back-off timers). The controller writes its intent here *before* any side effect, which is
+what makes a SIGKILL at any point recoverable without losing or repeating work.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS objects (
+    uid TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    manifest TEXT NOT NULL,
+    generation INTEGER NOT NULL DEFAULT 1,
+    status TEXT NOT NULL DEFAULT '{}',
+    internal TEXT NOT NULL DEFAULT '{}',
+    owner_uid TEXT,
+    settled INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    deleted_at REAL,
+    UNIQUE (kind, namespace, name)
+);
+CREATE INDEX IF NOT EXISTS objects_owner ON objects (owner_uid);
+CREATE INDEX IF NOT EXISTS objects_unsettled ON objects (settled, kind);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    uid TEXT NOT NULL,
+    at REAL NOT NULL,
+    type TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_uid ON events (uid, id);
+"""
+
+
+@dataclass
+class Obj:
+    """One stored object."""
+
+    uid: str
+    kind: str
+    namespace: str
+    name: str
+    manifest: dict[str, Any]
+    generation: int
+    status: dict[str, Any]
+    internal: dict[str, Any]
+    owner_uid: str | None
+    settled: bool
+    created_at: float
+    deleted_at: float | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind.lower()}/{self.namespace}/{self.name}"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return self.manifest.get("metadata", {}).get("labels", {})
+
+
+@dataclass
+class Event:
+    uid: str
+    at: float
+    type: str
+    reason: str
+    message: str
+
+
+_SELECT = ("uid, kind, namespace, name, manifest, generation, status, internal, owner_uid, settled, "
+           "created_at, deleted_at")
+
+
+def _row_to_obj(row: tuple[Any, ...]) -> Obj:
+    uid, kind, ns, name, manifest, gen, status, internal, owner, settled, created, deleted = row
+    return Obj(uid, kind, ns, name, json.loads(manifest), gen, json.loads(status), json.loads(internal),
+               owner, bool(settled), created, deleted)
+
+
+class Store:
+    """Thin typed access to the database; every write is its own transaction unless grouped by `tx()`."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        new = not path.exists()
+        self.path = path
+        self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        if new:
+            path.chmod(0o600)  # secrets live here
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self._depth = 0
+        self._migrate()
+
+    def _migrate(self) -> None:
+        self.db.executescript(SCHEMA)  # idempotent: every statement is IF NOT EXISTS
+        with self.tx():
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise RuntimeError(f"{self.path} has schema {row[0]}, newer than this podline "
+                                   f"({SCHEMA_VERSION}); upgrade podline")
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[None]:
+        """A write transaction (nested calls join the outer one)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    # --- reads -------------------------------------------------------------------------------
+    def get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        row = self.db.execute(f"SELECT {_SELECT} FROM objects WHERE kind=? AND namespace=? AND name=?",
+                              (kind, namespace, name)).fetchone()
+        return _row_to_obj(row) if row else None
+
+    def get_uid(self, uid: str) -> Obj | None:
+        row = self.db.execute(f"SELECT {_SELECT} FROM objects WHERE uid=?", (uid,)).fetchone()
+        return _row_to_obj(row) if row else None
+
+    def list(self, kind: str | None = None, namespace: str | None = None, owner_uid: str | None = None,
+             unsettled: bool = False) -> list[Obj]:
+        clauses, args = [], []
+        for column, value in (("kind", kind), ("namespace", namespace), ("owner_uid", owner_uid)):
+            if value is not None:
+                clauses.append(f"{column}=?")
+                args.append(value)
+        if unsettled:
+            clauses.append("settled=0")
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self.db.execute(f"SELECT {_SELECT} FROM objects {where} ORDER BY namespace, name, uid",
+                               args).fetchall()
+        return [_row_to_obj(r) for r in rows]
+
+    def events(self, uid: str) -> list[Event]:
+        rows = self.db.execute("SELECT uid, at, type, reason, message FROM events WHERE uid=? ORDER BY id",
+                               (uid,)).fetchall()
+        return [Event(*r) for r in rows]
+
+    # --- writes ------------------------------------------------------------------------------
+    def apply(self, kind: str, namespace: str, name: str, manifest: dict[str, Any],
+              owner_uid: str | None = None, status: dict[str, Any] | None = None) -> tuple[str, Obj]:
+        """Create the object or update its manifest; returns ('created'|'configured'|'unchanged', obj)."""
+        now = time.time()
+        with self.tx():
+            current = self.get(kind, namespace, name)
+            if current is None:
+                uid = str(uuid.uuid4())
+                self.db.execute(
+                    "INSERT INTO objects (uid, kind, namespace, name, manifest, status, owner_uid, "
+                    "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (uid, kind, namespace, name, json.dumps(manifest), json.dumps(status or {}),
+                     owner_uid, now, now))
+                result = "created"
+            elif current.manifest == manifest:
+                return "unchanged", current
+            else:
+                self.db.execute("UPDATE objects SET manifest=?, generation=generation+1, settled=0, "
+                                "updated_at=? WHERE uid=?", (json.dumps(manifest), now, current.uid))
+                result = "configured"
+            obj = self.get(kind, namespace, name)
+        assert obj is not None
+        return result, obj
+
+    def save(self, obj: Obj) -> None:
+        """Write back status, internal bookkeeping and the settled flag of an object."""
+        self.db.execute("UPDATE objects SET status=?, internal=?, settled=?, updated_at=? WHERE uid=?",
+                        (json.dumps(obj.status), json.dumps(obj.internal), int(obj.settled), time.time(),
+                         obj.uid))
+
+    def mark_deleted(self, uid: str) -> None:
+        self.db.execute("UPDATE objects SET deleted_at=COALESCE(deleted_at, ?), settled=0 WHERE uid=?",
+                        (time.time(), uid))
+
+    def remove(self, uid: str) -> None:
+        with self.tx():
+            self.db.execute("DELETE FROM objects WHERE uid=?", (uid,))
+            self.db.execute("DELETE FROM events WHERE uid=?", (uid,))
+
+    def add_event(self, uid: str, reason: str, message: str, type_: str = "Normal") -> None:
+        self.db.execute("INSERT INTO events (uid, at, type, reason, message) VALUES (?,?,?,?,?)",
+                        (uid, time.time(), type_, reason, message))
