@@ -1,0 +1,1 @@
+"""Where pod attempts execute. Every backend runs the same pod runner and reports through its run directory."""

@@ -1,0 +1,150 @@
+"""The embedded local backend: each pod attempt is a pod runner forked from the controller.
+
+The runner is double-forked into its own session, so it survives the controller (a SIGKILLed controller
+finds its pods still running and adopts them through their run directories). Forking an already-imported
+runner instead of starting a new Python keeps pod start overhead to a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from podline.backends.base import Observation
+from podline.runtime.files import read_json, write_json_atomic
+from podline.runtime.pod import run_pod
+from podline.runtime.volumes import shm_root
+
+
+def session_processes(sid: int) -> list[int]:
+    """PIDs whose session id is `sid` (a runner and every container it started)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # fields after "comm)": state ppid pgrp session ...
+            pids.append(int(entry))
+    return pids
+
+
+def _lock_is_free(rundir: Path) -> bool:
+    fd = os.open(rundir / "lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # closing releases the probe's lock
+    return True
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, home: Path, notify: str = "") -> None:
+        self.home = home
+        self.notify = notify  # abstract socket name with '@' for the leading NUL
+
+    def run_dir(self, namespace: str, name: str, uid: str) -> Path:
+        return self.home / "pods" / namespace / name / uid
+
+    def launch(self, rundir: Path, plan: dict[str, Any]) -> None:
+        rundir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if (rundir / "started").exists():
+            return
+        write_json_atomic(rundir / "plan.json", {**plan, "notify": self.notify})
+        pid = os.fork()
+        if pid == 0:
+            self._become_runner(rundir)
+        os.waitpid(pid, 0)
+
+    @staticmethod
+    def _become_runner(rundir: Path) -> None:
+        """In the forked child: detach (setsid + second fork), drop inherited fds, run the pod, exit."""
+        code = 2
+        try:
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+                signal.signal(signum, signal.SIG_DFL)
+            log = os.open(rundir / "runner.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.closerange(3, 1 << 16)
+            sys.stdout = os.fdopen(1, "w", buffering=1)
+            sys.stderr = os.fdopen(2, "w", buffering=1)
+            code = run_pod(rundir)
+        except BaseException:  # noqa: BLE001 - the child must never return into the controller
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+
+    def observe(self, rundir: Path) -> Observation:
+        doc = read_json(rundir / "status.json")
+        if doc and doc.get("finished"):
+            return Observation("finished", doc["status"], doc.get("node"))
+        alive = not _lock_is_free(rundir) if rundir.exists() else False
+        if alive:
+            return Observation("running", doc["status"] if doc else None, doc.get("node") if doc else None)
+        # Re-read: the runner may have finished between the two looks.
+        doc = read_json(rundir / "status.json")
+        if doc and doc.get("finished"):
+            return Observation("finished", doc["status"], doc.get("node"))
+        if (rundir / "started").exists():
+            return Observation("lost", doc["status"] if doc else None)
+        return Observation("unstarted")
+
+    def _runner_pid(self, rundir: Path) -> int | None:
+        started = read_json(rundir / "started")
+        return int(started["pid"]) if started and "pid" in started else None
+
+    def cancel(self, rundir: Path, hard: bool = False) -> None:
+        pid = self._runner_pid(rundir)
+        if pid is None:
+            return
+        targets = session_processes(pid) if hard else [pid]
+        for target in targets:
+            try:
+                os.kill(target, signal.SIGKILL if hard else signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def claim(self, rundir: Path) -> bool:
+        rundir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(rundir / "lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            if not (rundir / "started").exists():
+                write_json_atomic(rundir / "started", {"claimed": True})
+            return True
+        finally:
+            os.close(fd)
+
+    def cleanup(self, rundir: Path, pod_uid: str) -> None:
+        shutil.rmtree(rundir, ignore_errors=True)
+        shutil.rmtree(shm_root() / f"podline-{pod_uid}", ignore_errors=True)
+        for parent in (rundir.parent, rundir.parent.parent):
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+
+    def log_path(self, rundir: Path, container: str) -> Path:
+        return rundir / "logs" / f"{container}.log"

@@ -1,0 +1,3 @@
+from podline.controller.daemon import main
+
+main()

@@ -1,0 +1,52 @@
+"""What one reconcile pass needs: the store, the backend, the node's capacity and the pass's clock."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from podline.backends.base import Backend
+from podline.store import Obj, Store
+
+TERMINAL = ("Succeeded", "Failed")
+
+
+def machine_capacity() -> dict[str, int]:
+    """Cores (millicores), memory (bytes) and GPUs this machine offers to pods."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {"cpu": int(os.environ.get("PODLINE_CPU_MILLIS", cpus * 1000)),
+            "memory": int(os.environ.get("PODLINE_MEMORY_BYTES", memory)),
+            "gpu": int(os.environ.get("PODLINE_GPUS", 0))}
+
+
+@dataclass
+class Ctx:
+    store: Store
+    backend: Backend
+    capacity: dict[str, int]
+    now: float = field(default_factory=time.time)
+    used: dict[str, int] = field(default_factory=lambda: {"cpu": 0, "memory": 0, "gpu": 0})
+    next_wake: float | None = None
+
+    def wake_at(self, when: float) -> None:
+        """Ask for another pass no later than `when` (back-off timers, deadlines, TTLs)."""
+        self.next_wake = when if self.next_wake is None else min(self.next_wake, when)
+
+    def event(self, obj: Obj, reason: str, message: str, type_: str = "Normal", once: bool = False) -> None:
+        """Record an event; with `once`, not again while the same reason and message are the latest."""
+        key = f"{reason}:{message}"
+        if once and obj.internal.get("lastEvent") == key:
+            return
+        obj.internal["lastEvent"] = key
+        self.store.add_event(obj.uid, reason, message, type_)
+
+    def fits(self, request: dict[str, int]) -> list[str]:
+        """Names of resources that would be over capacity if `request` were admitted now."""
+        return [k for k, v in request.items() if v and self.used[k] + v > self.capacity[k]]
+
+    def reserve(self, request: dict[str, Any]) -> None:
+        for k, v in request.items():
+            self.used[k] += v

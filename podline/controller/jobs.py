@@ -1,0 +1,172 @@
+"""Reconcile one batch/v1 Job the way the Kubernetes job controller does.
+
+Pods are created as stored child objects (owner = the job) in one transaction with the job's status, so a
+crash can neither lose nor duplicate a pod; the pod reconciler runs them. Indexed jobs get one pod per
+index with `JOB_COMPLETION_INDEX`. Failures count against backoffLimit (restarts of OnFailure pods too);
+new pods after a failure wait an exponential back-off.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import secrets
+from typing import Any
+
+from podline.controller.context import TERMINAL, Ctx
+from podline.runtime.files import rfc3339
+from podline.store import Obj
+
+INDEX_KEY = "batch.kubernetes.io/job-completion-index"
+BACKOFF_BASE = float(os.environ.get("PODLINE_JOB_BACKOFF_SECONDS", "1"))
+BACKOFF_CAP = 360.0
+
+
+def _suffix() -> str:
+    alphabet = "bcdfghjklmnpqrstvwxz2456789"
+    return "".join(secrets.choice(alphabet) for _ in range(5))
+
+
+def compress_indexes(indexes: list[int]) -> str:
+    """[0,1,2,5,7,8] -> '0-2,5,7-8', as Kubernetes reports completedIndexes."""
+    parts, ordered = [], sorted(set(indexes))
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def pod_manifest(job: Obj, index: int | None) -> tuple[str, dict[str, Any]]:
+    template = copy.deepcopy(job.manifest["spec"]["template"])
+    meta = template.get("metadata", {})
+    labels = {**meta.get("labels", {}), "job-name": job.name, "controller-uid": job.uid}
+    annotations = dict(meta.get("annotations", {}))
+    spec = template["spec"]
+    if index is None:
+        name = f"{job.name}-{_suffix()}"
+    else:
+        name = f"{job.name}-{index}-{_suffix()}"
+        labels[INDEX_KEY] = annotations[INDEX_KEY] = str(index)
+        env = {"name": "JOB_COMPLETION_INDEX",
+               "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{INDEX_KEY}']"}}}
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            container["env"] = [env] + container.get("env", [])
+    metadata = {"name": name[:253], "namespace": job.namespace, "labels": labels, "annotations": annotations}
+    return name, {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def _pod_index(pod: Obj) -> int | None:
+    value = pod.manifest["metadata"].get("annotations", {}).get(INDEX_KEY)
+    return int(value) if value is not None else None
+
+
+def _failures(pods: list[Obj], policy: str) -> int:
+    failed = sum(1 for p in pods if p.status.get("phase") == "Failed")
+    if policy == "OnFailure":
+        failed += sum(c.get("restartCount", 0) for p in pods for c in p.status.get("containerStatuses", []))
+    return failed
+
+
+def _finish(ctx: Ctx, job: Obj, kind: str, reason: str, message: str, active: list[Obj]) -> None:
+    now = rfc3339(ctx.now)
+    job.status.setdefault("conditions", []).append(
+        {"type": kind, "status": "True", "reason": reason, "message": message,
+         "lastProbeTime": now, "lastTransitionTime": now})
+    if kind == "Complete":
+        job.status["completionTime"] = now
+    job.internal["finishedAt"] = ctx.now
+    ctx.event(job, reason, message, "Normal" if kind == "Complete" else "Warning")
+    for pod in active:
+        ctx.store.mark_deleted(pod.uid)
+
+
+def _create_pods(ctx: Ctx, job: Obj, pods: list[Obj], active: list[Obj], failures: int) -> None:
+    spec = job.manifest["spec"]
+    parallelism = spec.get("parallelism", 1)
+    completions = spec.get("completions")
+    indexed = spec.get("completionMode") == "Indexed"
+    if failures:
+        ready_at = job.internal.get("lastFailureAt", ctx.now) + min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (failures - 1))
+        if ctx.now < ready_at:
+            ctx.wake_at(ready_at)
+            return
+    room = parallelism - len(active)
+    if indexed:
+        done = {_pod_index(p) for p in pods if p.status.get("phase") == "Succeeded"}
+        busy = {_pod_index(p) for p in active}
+        todo = [i for i in range(completions) if i not in done and i not in busy][:max(0, room)]
+    else:
+        succeeded = sum(1 for p in pods if p.status.get("phase") == "Succeeded")
+        remaining = (completions - succeeded) if completions is not None else (0 if succeeded else parallelism)
+        todo = [None] * max(0, min(room, remaining - len(active)))
+    for index in todo:
+        name, manifest = pod_manifest(job, index)
+        ctx.store.apply("Pod", job.namespace, name, manifest, owner_uid=job.uid)
+        ctx.event(job, "SuccessfulCreate", f"Created pod: {name}")
+
+
+def _status(job: Obj, pods: list[Obj], active: list[Obj], failures: int) -> None:
+    spec = job.manifest["spec"]
+    succeeded = [p for p in pods if p.status.get("phase") == "Succeeded"]
+    job.status.update(active=len(active), succeeded=len(succeeded), failed=failures,
+                      ready=sum(1 for p in active if p.status.get("phase") == "Running"))
+    if spec.get("completionMode") == "Indexed":
+        indexes = [i for i in (_pod_index(p) for p in succeeded) if i is not None]
+        job.status["completedIndexes"] = compress_indexes(indexes)
+
+
+def _is_finished(job: Obj) -> bool:
+    return any(c["type"] in ("Complete", "Failed") and c["status"] == "True"
+               for c in job.status.get("conditions", []))
+
+
+def reconcile_job(ctx: Ctx, job: Obj) -> None:
+    pods = ctx.store.list(kind="Pod", owner_uid=job.uid)
+    if job.deleted_at:
+        for pod in pods:
+            ctx.store.mark_deleted(pod.uid)
+        if not pods:
+            ctx.store.remove(job.uid)
+            return
+        ctx.store.save(job)
+        return
+    spec = job.manifest["spec"]
+    active = [p for p in pods if p.status.get("phase") not in TERMINAL and not p.deleted_at]
+    policy = spec["template"]["spec"].get("restartPolicy", "Never")
+    failures = _failures(pods, policy)
+    if _is_finished(job):  # status is final: pods removed later must not change the counts
+        ttl = spec.get("ttlSecondsAfterFinished")
+        if ttl is not None:
+            expires = job.internal.get("finishedAt", ctx.now) + ttl
+            if ctx.now >= expires:
+                ctx.store.mark_deleted(job.uid)
+                job.deleted_at = ctx.now
+            else:
+                ctx.wake_at(expires)
+        job.settled = ttl is None and not active
+        ctx.store.save(job)
+        return
+    if failures > job.status.get("failed", 0):
+        job.internal["lastFailureAt"] = ctx.now
+    _status(job, pods, active, failures)
+    job.status.setdefault("startTime", rfc3339(ctx.now))
+    job.internal.setdefault("startedAt", ctx.now)
+    deadline = spec.get("activeDeadlineSeconds")
+    completions = spec.get("completions")
+    succeeded = job.status["succeeded"]
+    if failures > spec.get("backoffLimit", 6):
+        _finish(ctx, job, "Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit", active)
+    elif deadline is not None and ctx.now >= job.internal["startedAt"] + deadline:
+        _finish(ctx, job, "Failed", "DeadlineExceeded", "Job was active longer than specified deadline", active)
+    elif (completions is not None and succeeded >= completions) or (completions is None and succeeded and not active):
+        _finish(ctx, job, "Complete", "Completed", "Job completed", active)
+    else:
+        if deadline is not None:
+            ctx.wake_at(job.internal["startedAt"] + deadline)
+        if not spec.get("suspend"):
+            _create_pods(ctx, job, pods, active, failures)
+    ctx.store.save(job)

@@ -1,0 +1,89 @@
+"""The reconcile loop: one pass over every unsettled object, woken by a datagram or a timer.
+
+Passes are cheap (settled objects are skipped by an index; runner status is one small file per active
+pod), so the loop wakes on every nudge — from the CLI after a write, from a runner after a state change —
+and otherwise at the next timer it was asked for, or every `IDLE_TICK` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import time
+from pathlib import Path
+
+from podline.backends.base import Backend
+from podline.controller.context import TERMINAL, Ctx, machine_capacity
+from podline.controller.jobs import reconcile_job
+from podline.controller.pods import reconcile_pod
+from podline.home import wake_address
+from podline.store import Store
+
+log = logging.getLogger("podline.controller")
+IDLE_TICK = 1.0
+ORDER = ("Job", "Pod")  # owners first: a job's new pods are reconciled in the same pass
+
+
+class Controller:
+    def __init__(self, store: Store, backend: Backend) -> None:
+        self.store = store
+        self.backend = backend
+        self.capacity = machine_capacity()
+
+    def _used(self) -> dict[str, int]:
+        used = {"cpu": 0, "memory": 0, "gpu": 0}
+        for pod in self.store.list(kind="Pod", unsettled=True):
+            if "run" in pod.internal and pod.status.get("phase") not in TERMINAL:
+                for key, value in pod.internal.get("requests", {}).items():
+                    used[key] += value
+        return used
+
+    def run_once(self) -> Ctx:
+        ctx = Ctx(self.store, self.backend, self.capacity, used=self._used())
+        for kind in ORDER:
+            for obj in self.store.list(kind=kind, unsettled=True):
+                try:
+                    if kind == "Job":
+                        reconcile_job(ctx, obj)
+                    else:
+                        reconcile_pod(ctx, obj)
+                except Exception:  # one broken object must not stop the others
+                    log.exception("reconcile %s failed", obj.key)
+                    ctx.wake_at(ctx.now + 1.0)
+        for obj in self.store.list(unsettled=True):
+            if obj.kind in ("ConfigMap", "Secret"):
+                if obj.deleted_at:
+                    self.store.remove(obj.uid)
+                else:
+                    obj.settled = True
+                    self.store.save(obj)
+        return ctx
+
+    def has_work(self) -> bool:
+        return bool(self.store.list(unsettled=True))
+
+    def serve(self, home: Path, stop: list[bool], ready: Path | None = None) -> None:
+        """Reconcile until `stop[0]` is set (by a signal handler); touch `ready` once listening."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(wake_address(home))
+        sock.setblocking(False)
+        if ready is not None:
+            ready.touch()
+        try:
+            while not stop[0]:
+                ctx = self.run_once()
+                timeout = IDLE_TICK if ctx.next_wake is None else max(0.0, min(IDLE_TICK, ctx.next_wake - time.time()))
+                readable, _, _ = select.select([sock], [], [], timeout)
+                if readable:
+                    self._drain(sock)
+        finally:
+            sock.close()
+
+    @staticmethod
+    def _drain(sock: socket.socket) -> None:
+        try:
+            while sock.recv(64):
+                pass
+        except BlockingIOError:
+            pass

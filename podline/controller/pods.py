@@ -1,0 +1,169 @@
+"""Reconcile one Pod: admit it against capacity, launch its runner, mirror its status, delete it.
+
+Order of writes is what makes crashes harmless: the run directory is recorded (intent) and committed
+before the runner is launched; a relaunch of the same directory is a no-op if a runner ever started
+there. Observations only ever move status forward.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from podline.api.base import Resource
+from podline.api.core import ConfigMap, Pod, Secret
+from podline.controller.context import TERMINAL, Ctx
+from podline.plan.pod import PlanWaiting, plan_pod, pod_requests
+from podline.runtime.files import rfc3339
+from podline.store import Obj
+
+RELAUNCH_AFTER = 10.0  # seconds a launched runner may take to take its lock before we launch again
+KILL_AFTER_GRACE = 5.0
+
+
+def _lookup(ctx: Ctx):
+    models: dict[str, type[Resource]] = {"ConfigMap": ConfigMap, "Secret": Secret}
+
+    def lookup(kind: str, namespace: str, name: str) -> ConfigMap | Secret | None:
+        found = ctx.store.get(kind, namespace, name)
+        if found is None or found.deleted_at:
+            return None
+        return models[kind].model_validate(found.manifest)  # type: ignore[return-value]
+    return lookup
+
+
+def _pending(obj: Obj, reason: str, message: str, scheduled: bool) -> None:
+    obj.status["phase"] = "Pending"
+    condition = {"type": "PodScheduled", "status": "True" if scheduled else "False"}
+    if not scheduled:
+        condition.update(reason=reason, message=message)
+    obj.status["conditions"] = [condition]
+    if scheduled:
+        obj.status["reason"], obj.status["message"] = reason, message
+
+
+def _admit_and_launch(ctx: Ctx, obj: Obj) -> None:
+    pod = Pod.model_validate(obj.manifest)
+    request = obj.internal.get("requests") or pod_requests(pod)
+    try:
+        plan = plan_pod(obj.manifest, obj.uid, _lookup(ctx))
+    except PlanWaiting as waiting:
+        _pending(obj, waiting.reason, waiting.message, scheduled=True)
+        ctx.event(obj, "Failed", f"Error: {waiting.message}", "Warning", once=True)
+        return
+    short = ctx.fits(request)
+    if short:
+        message = f"0/1 nodes are available: {', '.join('Insufficient ' + k for k in short)}."
+        _pending(obj, "Unschedulable", message, scheduled=False)
+        ctx.event(obj, "FailedScheduling", message, "Warning", once=True)
+        return
+    ctx.reserve(request)
+    rundir = ctx.backend.run_dir(obj.namespace, obj.name, obj.uid)
+    obj.internal["requests"] = request
+    obj.internal["run"] = {"dir": str(rundir), "intentAt": ctx.now}
+    obj.status = {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]}
+    ctx.event(obj, "Scheduled", f"Successfully assigned {obj.namespace}/{obj.name} to {ctx.backend.name}")
+    ctx.store.save(obj)  # intent first, then the side effect
+    ctx.backend.launch(rundir, plan)
+    obj.internal["run"]["launchedAt"] = ctx.now
+
+
+def _container_events(ctx: Ctx, obj: Obj, new: dict[str, Any]) -> None:
+    old = {c["name"]: c for c in obj.status.get("initContainerStatuses", []) + obj.status.get("containerStatuses", [])}
+    for c in new.get("initContainerStatuses", []) + new.get("containerStatuses", []):
+        before = old.get(c["name"], {})
+        running = c["state"].get("running")
+        if running and before.get("state", {}).get("running") != running:
+            ctx.event(obj, "Started", f"Started container {c['name']}")
+        waiting = c["state"].get("waiting", {})
+        if waiting.get("reason") == "CrashLoopBackOff" and c.get("restartCount") != before.get("restartCount"):
+            ctx.event(obj, "BackOff", f"Back-off restarting failed container {c['name']}", "Warning")
+        term = c["state"].get("terminated")
+        if term and before.get("state", {}).get("terminated") != term and term["exitCode"] != 0:
+            ctx.event(obj, "Failed", f"Container {c['name']} exited with code {term['exitCode']}"
+                      f" ({term['reason']})", "Warning")
+
+
+def _mark_lost(obj: Obj, status: dict[str, Any] | None) -> dict[str, Any]:
+    """The runner died without a final word (killed): whatever ran is terminated with 137."""
+    status = json.loads(json.dumps(status or obj.status))
+    now = rfc3339()
+    for c in status.get("initContainerStatuses", []) + status.get("containerStatuses", []):
+        if "terminated" not in c["state"]:
+            started = c["state"].get("running", {}).get("startedAt", now)
+            c["state"] = {"terminated": {"exitCode": 137, "reason": "Error", "startedAt": started,
+                                         "finishedAt": now, "message": "pod runner was killed"}}
+            c["ready"] = False
+    status.update(phase="Failed", reason="RunnerLost", message="the pod runner died before the pod finished")
+    return status
+
+
+def _observe(ctx: Ctx, obj: Obj) -> None:
+    run = obj.internal["run"]
+    rundir = Path(run["dir"])
+    seen = ctx.backend.observe(rundir)
+    if seen.state == "unstarted":
+        launched = run.get("launchedAt")
+        if launched is None or ctx.now - launched > RELAUNCH_AFTER:
+            plan = plan_pod(obj.manifest, obj.uid, _lookup(ctx))
+            ctx.backend.launch(rundir, plan)
+            run["launchedAt"] = ctx.now
+        return
+    if seen.state == "lost":
+        ctx.backend.cancel(rundir, hard=True)
+        status = _mark_lost(obj, seen.status)
+        ctx.event(obj, "RunnerLost", status["message"], "Warning")
+        obj.status = status
+        return
+    if seen.status is not None and seen.status != obj.status:
+        _container_events(ctx, obj, seen.status)
+        obj.status = seen.status
+        if seen.node:
+            obj.internal["node"] = seen.node
+    if seen.state == "finished" and obj.status.get("phase") not in TERMINAL:
+        obj.status["phase"] = "Failed"  # finished yet not terminal would be a runner bug: don't loop
+
+
+def _delete(ctx: Ctx, obj: Obj) -> bool:
+    """Stop the pod's processes; True once nothing runs and the object can be removed."""
+    run = obj.internal.get("run")
+    if run is None:
+        return True
+    rundir = Path(run["dir"])
+    seen = ctx.backend.observe(rundir)
+    if seen.state == "unstarted" and ctx.backend.claim(rundir):
+        return True
+    if seen.state in ("finished", "lost"):
+        ctx.backend.cancel(rundir, hard=True)  # leftovers of a killed runner, if any
+        return True
+    grace = float(obj.manifest["spec"].get("terminationGracePeriodSeconds", 30))
+    asked = obj.internal.get("cancelAt")
+    if asked is None:
+        obj.internal["cancelAt"] = ctx.now
+        ctx.event(obj, "Killing", "Stopping pod")
+        ctx.backend.cancel(rundir)
+    elif ctx.now > asked + grace + KILL_AFTER_GRACE:
+        ctx.backend.cancel(rundir, hard=True)
+    ctx.wake_at(ctx.now + 0.5)
+    return False
+
+
+def reconcile_pod(ctx: Ctx, obj: Obj) -> None:
+    if obj.deleted_at:
+        if _delete(ctx, obj):
+            run = obj.internal.get("run")
+            if run:
+                ctx.backend.cleanup(Path(run["dir"]), obj.uid)
+            ctx.store.remove(obj.uid)
+            return
+    elif obj.status.get("phase") in TERMINAL:
+        obj.settled = True
+    elif "run" not in obj.internal:
+        _admit_and_launch(ctx, obj)
+    else:
+        _observe(ctx, obj)
+        if obj.status.get("phase") in TERMINAL:
+            obj.settled = True
+            obj.internal["finishedAt"] = ctx.now
+    ctx.store.save(obj)
