@@ -73,8 +73,9 @@ def _container_events(ctx: Ctx, obj: Obj, new: dict[str, Any]) -> None:
     old = {c["name"]: c for c in obj.status.get("initContainerStatuses", []) + obj.status.get("containerStatuses", [])}
     for c in new.get("initContainerStatuses", []) + new.get("containerStatuses", []):
         before = old.get(c["name"], {})
-        running = c["state"].get("running")
-        if running and before.get("state", {}).get("running") != running:
+        started = next((s.get("startedAt") for s in c["state"].values() if "startedAt" in s), None)
+        seen = next((s.get("startedAt") for s in before.get("state", {}).values() if "startedAt" in s), None)
+        if started and started != seen:
             ctx.event(obj, "Started", f"Started container {c['name']}")
         waiting = c["state"].get("waiting", {})
         if waiting.get("reason") == "CrashLoopBackOff" and c.get("restartCount") != before.get("restartCount"):

@@ -1,0 +1,91 @@
+"""Shared CLI plumbing: the state handle, error exits (2 for bad input, 1 for failures), output."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from podline.api.kinds import resolve_kind
+from podline.controller import daemon
+from podline.home import home, wake_controller
+from podline.store import Obj, Store
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@dataclass
+class State:
+    """Per-invocation handle: the home directory, the store (opened lazily), the chosen context."""
+
+    context: str | None = None
+    namespace: str = "default"
+    _store: Store | None = field(default=None, repr=False)
+
+    @property
+    def home(self) -> Path:
+        return home()
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.home / "state.db")
+        return self._store
+
+    def ensure_controller(self) -> None:
+        """`apply` and friends start the controller when it is not running, then nudge it."""
+        try:
+            daemon.start(self.home)
+        except RuntimeError as exc:
+            fail(str(exc))
+        wake_controller(self.home)
+
+    def find(self, kind: str, name: str) -> Obj:
+        obj = self.store.get(kind, self.namespace, name)
+        if obj is None:
+            fail(f'{kind.lower()}s "{name}" not found')
+        return obj
+
+
+pass_state = click.make_pass_decorator(State, ensure=True)
+
+
+def kind_or_exit(text: str) -> str:
+    try:
+        return resolve_kind(text)
+    except ValueError as exc:
+        fail(str(exc), 2)
+
+
+def split_ref(ref: str, name: str | None = None) -> tuple[str, str]:
+    """`pod/x` or (`pod`, `x`) → ('Pod', 'x'); bad kinds exit 2."""
+    if "/" in ref and name is None:
+        kind, _, name = ref.partition("/")
+        return kind_or_exit(kind), name
+    if name is None:
+        fail(f"expected KIND/NAME or KIND NAME, got {ref!r}", 2)
+    return kind_or_exit(ref), name
+
+
+def console() -> Console:
+    out = Console(soft_wrap=True)
+    if not out.is_terminal:
+        out = Console(width=250, soft_wrap=True)
+    return out
+
+
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for header in headers:
+        table.add_column(header, no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    console().print(table)

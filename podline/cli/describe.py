@@ -1,0 +1,130 @@
+"""`podline describe`: a readable page per object — spec summary, status, timings, events."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from podline.cli.common import State, print_table
+from podline.cli.render import age, job_status_word, pod_status_word
+from podline.runtime.files import parse_rfc3339, rfc3339
+from podline.store import Obj
+
+
+def _line(key: str, value: object, indent: int = 0) -> None:
+    click.echo(f"{' ' * indent}{key + ':':<20}{value}")
+
+
+def _seconds(start: str | None, end: str | None) -> str:
+    if not start:
+        return "-"
+    finish = parse_rfc3339(end) if end else time.time()
+    return f"{finish - parse_rfc3339(start):.3f}s"
+
+
+def _container_block(title: str, specs: list[dict], statuses: list[dict]) -> None:
+    if not specs:
+        return
+    click.echo(f"{title}:")
+    by_name = {s["name"]: s for s in statuses}
+    for spec in specs:
+        status = by_name.get(spec["name"], {})
+        click.echo(f"  {spec['name']}:")
+        _line("Image", spec.get("image") or "<none>", 4)
+        _line("Command", " ".join(spec.get("command", []) + spec.get("args", [])) or "<image default>", 4)
+        state = status.get("state", {})
+        for word, detail in state.items():
+            _line("State", word.capitalize(), 4)
+            for key in ("reason", "exitCode", "message", "startedAt", "finishedAt"):
+                if key in detail:
+                    _line(key[0].upper() + key[1:], detail[key], 6)
+            if word == "terminated":
+                _line("Duration", _seconds(detail.get("startedAt"), detail.get("finishedAt")), 6)
+        if status.get("lastState"):
+            last = next(iter(status["lastState"].values()))
+            _line("Last State", f"{next(iter(status['lastState']))} (exit code {last.get('exitCode', '-')})", 4)
+        _line("Ready", status.get("ready", False), 4)
+        _line("Restart Count", status.get("restartCount", 0), 4)
+
+
+def _events(state: State, obj: Obj) -> None:
+    events = state.store.events(obj.uid)
+    if not events:
+        click.echo("Events:             <none>")
+        return
+    click.echo("Events:")
+    now = time.time()
+    print_table(["  TYPE", "REASON", "AGE", "MESSAGE"],
+                [["  " + e.type, e.reason, age(e.at, now), e.message] for e in events])
+
+
+def describe_pod(state: State, obj: Obj) -> None:
+    spec, status = obj.manifest["spec"], obj.status
+    _line("Status", pod_status_word(obj))
+    _line("Phase", status.get("phase", "Pending"))
+    if status.get("reason"):
+        _line("Reason", status["reason"])
+        _line("Message", status.get("message", ""))
+    _line("Node", obj.internal.get("node", "<none>"))
+    _line("Run Directory", obj.internal.get("run", {}).get("dir", "<none>"))
+    _line("Start Time", status.get("startTime", "<none>"))
+    _line("Restart Policy", spec.get("restartPolicy", "Always"))
+    run = obj.internal.get("run", {})
+    if run:
+        _line("Queued", f"{run['intentAt'] - obj.created_at:.3f}s (created → launched)")
+    _container_block("Init Containers", spec.get("initContainers", []), status.get("initContainerStatuses", []))
+    _container_block("Containers", spec["containers"], status.get("containerStatuses", []))
+    if status.get("conditions"):
+        click.echo("Conditions:")
+        for cond in status["conditions"]:
+            click.echo(f"  {cond['type']:<18}{cond['status']}")
+    if spec.get("volumes"):
+        click.echo("Volumes:")
+        for volume in spec["volumes"]:
+            kinds = [k for k in volume if k != "name"]
+            click.echo(f"  {volume['name']}: {', '.join(kinds)} {volume.get(kinds[0], '') if kinds else ''}")
+
+
+def describe_job(state: State, obj: Obj) -> None:
+    spec, status = obj.manifest["spec"], obj.status
+    _line("Status", job_status_word(obj))
+    _line("Completion Mode", spec.get("completionMode", "NonIndexed"))
+    _line("Completions", spec.get("completions", "<unset>"))
+    _line("Parallelism", spec.get("parallelism", 1))
+    _line("Backoff Limit", spec.get("backoffLimit", 6))
+    _line("Start Time", status.get("startTime", "<none>"))
+    if status.get("completionTime"):
+        _line("Completed At", status["completionTime"])
+        _line("Duration", _seconds(status.get("startTime"), status["completionTime"]))
+    _line("Pods Statuses", f"{status.get('active', 0)} Active / {status.get('succeeded', 0)} Succeeded / "
+          f"{status.get('failed', 0)} Failed")
+    if "completedIndexes" in status:
+        _line("Completed Indexes", status["completedIndexes"] or "<none>")
+    for cond in status.get("conditions", []):
+        _line("Condition", f"{cond['type']}={cond['status']} ({cond.get('reason', '')}: {cond.get('message', '')})")
+
+
+def describe_object(state: State, obj: Obj) -> None:
+    meta = obj.manifest.get("metadata", {})
+    _line("Name", obj.name)
+    _line("Namespace", obj.namespace)
+    _line("Kind", obj.kind)
+    _line("UID", obj.uid)
+    _line("Created", rfc3339(obj.created_at))
+    _line("Labels", ", ".join(f"{k}={v}" for k, v in meta.get("labels", {}).items()) or "<none>")
+    _line("Annotations", ", ".join(f"{k}={v}" for k, v in meta.get("annotations", {}).items()) or "<none>")
+    if obj.owner_uid:
+        owner = state.store.get_uid(obj.owner_uid)
+        _line("Controlled By", f"{owner.kind}/{owner.name}" if owner else obj.owner_uid)
+    if obj.kind == "Pod":
+        describe_pod(state, obj)
+    elif obj.kind == "Job":
+        describe_job(state, obj)
+    elif obj.kind == "ConfigMap":
+        _line("Data", ", ".join(sorted(obj.manifest.get("data", {}))) or "<none>")
+    elif obj.kind == "Secret":
+        data = {**obj.manifest.get("data", {}), **obj.manifest.get("stringData", {})}
+        _line("Type", obj.manifest.get("type", "Opaque"))
+        _line("Data", ", ".join(f"{k} (hidden)" for k in sorted(data)) or "<none>")
+    _events(state, obj)

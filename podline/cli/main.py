@@ -1,0 +1,29 @@
+"""Entry point of the `podline` command: global options and the verb table."""
+
+from __future__ import annotations
+
+import click
+
+from podline import __version__
+from podline.cli.common import State
+from podline.cli.lifecycle import down, status, up
+from podline.cli.resources import apply, delete, describe, get, run
+from podline.cli.watch import logs, wait
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="podline")
+@click.option("--context", default=None, help="Backend context from $PODLINE_HOME/config.yaml.")
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.pass_context
+def cli(ctx: click.Context, context: str | None, namespace: str) -> None:
+    """Run Kubernetes-style workloads on Slurm or on this machine."""
+    ctx.obj = State(context=context, namespace=namespace)
+
+
+for command in (apply, get, describe, delete, run, logs, wait, up, down, status):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="podline")

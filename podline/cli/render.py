@@ -1,0 +1,129 @@
+"""How objects look to users: full Kubernetes-shaped documents, kubectl-style status words, tables."""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+from podline.runtime.files import rfc3339
+from podline.store import Obj, Store
+
+API_VERSIONS = {"Pod": "v1", "ConfigMap": "v1", "Secret": "v1", "Job": "batch/v1"}
+
+
+def full_document(store: Store, obj: Obj) -> dict[str, Any]:
+    """The object as `kubectl get -o yaml` would show it: manifest + server metadata + status."""
+    doc = copy.deepcopy(obj.manifest)
+    meta = doc.setdefault("metadata", {})
+    meta.update(uid=obj.uid, creationTimestamp=rfc3339(obj.created_at), generation=obj.generation)
+    if obj.deleted_at:
+        meta["deletionTimestamp"] = rfc3339(obj.deleted_at)
+    if obj.owner_uid:
+        owner = store.get_uid(obj.owner_uid)
+        if owner is not None:
+            meta["ownerReferences"] = [{"apiVersion": API_VERSIONS.get(owner.kind, "v1"), "kind": owner.kind,
+                                        "name": owner.name, "uid": owner.uid, "controller": True}]
+    if obj.kind in ("Pod", "Job"):
+        doc["status"] = copy.deepcopy(obj.status)
+    return doc
+
+
+def age(since: float | None, now: float | None = None) -> str:
+    if since is None:
+        return "<none>"
+    seconds = int((now or time.time()) - since)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 3600 * 2:
+        return f"{seconds // 60}m"
+    if seconds < 86400 * 2:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def _container_reason(status: dict[str, Any]) -> str | None:
+    state = status.get("state", {})
+    for key in ("waiting", "terminated"):
+        if key in state and state[key].get("reason"):
+            return state[key]["reason"]
+    return None
+
+
+def pod_status_word(obj: Obj) -> str:
+    """What kubectl prints in the STATUS column."""
+    if obj.deleted_at:
+        return "Terminating"
+    status = obj.status
+    if status.get("reason") and status.get("phase") in ("Failed", "Succeeded"):
+        return status["reason"]
+    inits = status.get("initContainerStatuses", [])
+    done = sum(1 for c in inits if c.get("state", {}).get("terminated", {}).get("exitCode") == 0)
+    if inits and done < len(inits):
+        for c in inits:
+            reason = _container_reason(c)
+            if reason in ("CrashLoopBackOff", "Error", "StartError"):
+                return f"Init:{reason}"
+        return f"Init:{done}/{len(inits)}"
+    word = status.get("phase", "Pending")
+    for c in status.get("containerStatuses", []):
+        reason = _container_reason(c)
+        if reason and reason not in ("PodInitializing",):
+            word = reason
+    if word == "Pending" and status.get("reason"):
+        word = status["reason"]
+    return word
+
+
+def pod_row(obj: Obj, wide: bool) -> list[str]:
+    containers = obj.status.get("containerStatuses", [])
+    total = len(obj.manifest["spec"]["containers"])
+    ready = sum(1 for c in containers if c.get("ready"))
+    restarts = sum(c.get("restartCount", 0) for c in containers)
+    row = [obj.name, f"{ready}/{total}", pod_status_word(obj), str(restarts), age(obj.created_at)]
+    if wide:
+        row += [obj.internal.get("node", "<none>"), obj.internal.get("run", {}).get("dir", "<none>")]
+    return row
+
+
+def job_status_word(obj: Obj) -> str:
+    for cond in obj.status.get("conditions", []):
+        if cond.get("status") == "True" and cond["type"] in ("Complete", "Failed"):
+            return cond["type"]
+    if obj.deleted_at:
+        return "Terminating"
+    return "Suspended" if obj.manifest["spec"].get("suspend") else "Running"
+
+
+def job_row(obj: Obj, wide: bool) -> list[str]:
+    spec = obj.manifest["spec"]
+    completions = spec.get("completions")
+    succeeded = obj.status.get("succeeded", 0)
+    shown = f"{succeeded}/{completions}" if completions is not None else f"{succeeded}/1 of {spec.get('parallelism')}"
+    start = obj.internal.get("startedAt")
+    end = obj.internal.get("finishedAt") or time.time()
+    row = [obj.name, job_status_word(obj), shown, age(start, end) if start else "", age(obj.created_at)]
+    if wide:
+        row += [str(obj.status.get("active", 0)), str(obj.status.get("failed", 0)),
+                obj.status.get("completedIndexes", "")]
+    return row
+
+
+COLUMNS = {
+    "Pod": (["NAME", "READY", "STATUS", "RESTARTS", "AGE"], ["NODE", "RUN DIR"]),
+    "Job": (["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"], ["ACTIVE", "FAILED", "COMPLETED INDEXES"]),
+    "ConfigMap": (["NAME", "DATA", "AGE"], []),
+    "Secret": (["NAME", "TYPE", "DATA", "AGE"], []),
+}
+
+
+def row(obj: Obj, wide: bool) -> list[str]:
+    if obj.kind == "Pod":
+        return pod_row(obj, wide)
+    if obj.kind == "Job":
+        return job_row(obj, wide)
+    m = obj.manifest
+    if obj.kind == "ConfigMap":
+        return [obj.name, str(len(m.get("data", {})) + len(m.get("binaryData", {}))), age(obj.created_at)]
+    return [obj.name, m.get("type", "Opaque"), str(len(m.get("data", {})) + len(m.get("stringData", {}))),
+            age(obj.created_at)]

@@ -1,0 +1,200 @@
+"""apply, get, describe, delete, run: the verbs that read or change desired state."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+import yaml
+
+from podline.api.errors import ManifestError
+from podline.api.loader import Loaded, build_object, load_paths
+from podline.cli.common import State, fail, kind_or_exit, pass_state, print_table, split_ref
+from podline.cli.render import COLUMNS, full_document, row
+from podline.store import Obj
+
+# Fields of a stored object that may change on re-apply (the rest are immutable, as in Kubernetes).
+MUTABLE_SPEC = {"Job": {"parallelism", "suspend", "ttlSecondsAfterFinished", "activeDeadlineSeconds"}}
+
+
+def _immutable_problem(current: Obj, new: dict) -> str | None:
+    if current.kind in ("ConfigMap", "Secret"):
+        return "field is immutable (immutable: true)" if current.manifest.get("immutable") and \
+            current.manifest != new else None
+    if current.kind not in ("Pod", "Job"):
+        return None
+    old_spec, new_spec = current.manifest.get("spec", {}), new.get("spec", {})
+    allowed = MUTABLE_SPEC.get(current.kind, set())
+    changed = {k for k in set(old_spec) | set(new_spec) if old_spec.get(k) != new_spec.get(k)} - allowed
+    if changed:
+        return f"field is immutable: {', '.join(sorted(changed))} cannot change; delete the object first"
+    return None
+
+
+def _load_or_exit(files: tuple[str, ...]) -> list[Loaded]:
+    try:
+        loaded = load_paths(list(files))
+    except ManifestError as exc:
+        fail(str(exc), 2)
+    for item in loaded:
+        for warning in item.warnings:
+            click.echo(f"warning: {item.describe()}: {warning}", err=True)
+    return loaded
+
+
+def apply_objects(state: State, loaded: list[Loaded]) -> None:
+    """Validate every change against stored state first, then write all in one transaction."""
+    store = state.store
+    plans = []
+    for item in loaded:
+        obj = item.obj
+        manifest = obj.dump()
+        current = store.get(obj.kind, obj.metadata.namespace, obj.metadata.name or "")
+        if current is not None:
+            if current.deleted_at:
+                fail(f"{item.describe()}: object is being deleted; wait for it to disappear", 1)
+            problem = _immutable_problem(current, manifest)
+            if problem:
+                fail(f"{item.describe()}: spec: {problem}", 2)
+        plans.append((obj, manifest))
+    results = []
+    with store.tx():
+        for obj, manifest in plans:
+            result, _ = store.apply(obj.kind, obj.metadata.namespace, obj.metadata.name or "", manifest)
+            results.append(f"{obj.kind.lower()}/{obj.metadata.name} {result}")
+    if any(not r.endswith("unchanged") for r in results):
+        state.ensure_controller()
+    for line in results:
+        click.echo(line)
+
+
+@click.command()
+@click.option("-f", "--filename", "files", multiple=True, required=True, help="File, directory or '-' for stdin.")
+@pass_state
+def apply(state: State, files: tuple[str, ...]) -> None:
+    """Create or update objects from YAML manifests."""
+    apply_objects(state, _load_or_exit(files))
+
+
+def _select(state: State, kind: str, name: str | None, selector: str | None) -> list[Obj]:
+    if name:
+        return [state.find(kind, name)]
+    objs = state.store.list(kind=kind, namespace=state.namespace)
+    if selector:
+        wanted = dict(part.split("=", 1) for part in selector.split(",") if "=" in part)
+        objs = [o for o in objs if all(o.labels.get(k) == v for k, v in wanted.items())]
+    return objs
+
+
+@click.command()
+@click.argument("kind")
+@click.argument("name", required=False)
+@click.option("-o", "--output", type=click.Choice(["wide", "yaml", "json", "name"]), default=None)
+@click.option("-l", "--selector", default=None, help="Label selector key=value[,key=value].")
+@pass_state
+def get(state: State, kind: str, name: str | None, output: str | None, selector: str | None) -> None:
+    """List objects of a kind, or show one."""
+    if "/" in kind and name is None:
+        kind, name = split_ref(kind)
+    else:
+        kind = kind_or_exit(kind)
+    objs = _select(state, kind, name, selector)
+    if output in ("json", "yaml"):
+        docs = [full_document(state.store, o) for o in objs]
+        data = docs[0] if name else {"apiVersion": "v1", "kind": "List", "items": docs}
+        text = json.dumps(data, indent=2) if output == "json" else yaml.safe_dump(data, sort_keys=False)
+        click.echo(text.rstrip("\n"))
+        return
+    if output == "name":
+        for o in objs:
+            click.echo(f"{kind.lower()}/{o.name}")
+        return
+    if not objs:
+        click.echo(f"No resources found in {state.namespace} namespace.", err=True)
+        return
+    wide = output == "wide"
+    base, extra = COLUMNS[kind]
+    print_table(base + (extra if wide else []), [row(o, wide) for o in objs])
+
+
+@click.command()
+@click.argument("kind")
+@click.argument("name", required=False)
+@pass_state
+def describe(state: State, kind: str, name: str | None) -> None:
+    """Show an object's spec, status, per-container timings and events."""
+    from podline.cli.describe import describe_object
+
+    kind, name = split_ref(kind, name)
+    describe_object(state, state.find(kind, name))
+
+
+def _wait_gone(state: State, objs: list[Obj], timeout: float) -> None:
+    deadline = time.time() + timeout
+    pending = list(objs)
+    while pending and time.time() < deadline:
+        pending = [o for o in pending if state.store.get_uid(o.uid) is not None]
+        if pending:
+            time.sleep(0.05)
+    if pending:
+        fail(f"timed out waiting for deletion of {', '.join(o.name for o in pending)}", 1)
+
+
+@click.command()
+@click.argument("kind", required=False)
+@click.argument("name", required=False)
+@click.option("-f", "--filename", "files", multiple=True, help="Delete the objects in these manifests.")
+@click.option("--wait/--no-wait", default=True, help="Wait until the objects are gone.")
+@click.option("--timeout", type=float, default=120.0)
+@pass_state
+def delete(state: State, kind: str | None, name: str | None, files: tuple[str, ...], wait: bool,
+           timeout: float) -> None:
+    """Delete objects; running work is stopped (its processes are terminated)."""
+    targets: list[Obj] = []
+    if files:
+        for item in _load_or_exit(files):
+            found = state.store.get(item.obj.kind, item.obj.metadata.namespace, item.obj.metadata.name or "")
+            if found is None:
+                click.echo(f'{item.obj.kind.lower()}s "{item.obj.metadata.name}" not found', err=True)
+            else:
+                targets.append(found)
+    elif kind:
+        kind, name = split_ref(kind, name)
+        targets.append(state.find(kind, name))
+    else:
+        fail("give KIND NAME or -f FILE", 2)
+    with state.store.tx():
+        for obj in targets:
+            state.store.mark_deleted(obj.uid)
+    state.ensure_controller()
+    if wait:
+        _wait_gone(state, targets, timeout)
+    for obj in targets:
+        click.echo(f'{obj.kind.lower()} "{obj.name}" deleted')
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.option("--image", required=True)
+@click.option("--restart", type=click.Choice(["Never", "OnFailure", "Always"]), default="Never")
+@click.option("--env", "envs", multiple=True, help="KEY=VALUE, repeatable.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@pass_state
+def run(state: State, name: str, image: str, restart: str, envs: tuple[str, ...], command: tuple[str, ...]) -> None:
+    """Run a one-off pod: podline run NAME --image IMAGE -- CMD ARGS..."""
+    env = []
+    for item in envs:
+        key, sep, value = item.partition("=")
+        if not sep:
+            fail(f"--env {item!r}: expected KEY=VALUE", 2)
+        env.append({"name": key, "value": value})
+    container = {"name": name[:63].strip("-.") or "main", "image": image, "command": list(command), "env": env}
+    manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": state.namespace,
+                "labels": {"run": name[:63]} if len(name) <= 63 else {}},
+                "spec": {"restartPolicy": restart, "containers": [container]}}
+    try:
+        loaded = build_object(manifest, "<podline run>", 1)
+    except ManifestError as exc:
+        fail(str(exc), 2)
+    apply_objects(state, [loaded])

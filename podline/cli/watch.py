@@ -1,0 +1,138 @@
+"""logs and wait: the verbs that follow running work."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from podline.cli.common import State, fail, kind_or_exit, pass_state, split_ref
+from podline.controller.jobs import INDEX_KEY
+from podline.store import Obj
+
+POLL = 0.05
+TERMINAL = ("Succeeded", "Failed")
+
+
+def _pods_for(state: State, ref: str, shard: int | None) -> list[Obj]:
+    """`NAME`, `pod/NAME` or `job/NAME` (all its pods, or the one with --shard I) → pods."""
+    if "/" in ref:
+        kind, name = split_ref(ref)
+    else:
+        kind, name = "Pod", ref
+        if state.store.get("Pod", state.namespace, name) is None and state.store.get("Job", state.namespace, name):
+            kind = "Job"
+    if kind == "Pod":
+        return [state.find("Pod", name)]
+    if kind != "Job":
+        fail(f"logs are available for pods and jobs, not {kind}", 2)
+    job = state.find("Job", name)
+    pods = [p for p in state.store.list(kind="Pod", owner_uid=job.uid)]
+    index = lambda p: int(p.manifest["metadata"].get("annotations", {}).get(INDEX_KEY, -1))  # noqa: E731
+    if shard is not None:
+        pods = [p for p in pods if index(p) == shard]
+    if not pods:
+        fail(f"job {name} has no pods{'' if shard is None else f' for shard {shard}'} yet")
+    return sorted(pods, key=lambda p: (index(p), p.created_at))
+
+
+def _container_for(pod: Obj, container: str | None) -> str:
+    spec = pod.manifest["spec"]
+    names = [c["name"] for c in spec.get("initContainers", []) + spec["containers"]]
+    if container is None:
+        if len(spec["containers"]) > 1 or spec.get("initContainers"):
+            click.echo(f'Defaulted container "{spec["containers"][0]["name"]}" out of: {", ".join(names)}',
+                       err=True)
+        return spec["containers"][0]["name"]
+    if container not in names:
+        fail(f"container {container} is not valid for pod {pod.name}: choose one of {', '.join(names)}")
+    return container
+
+
+def _stream(path: Path, offset: int) -> int:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            chunk = handle.read()
+    except FileNotFoundError:
+        return offset
+    if chunk:
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+    return offset + len(chunk)
+
+
+@click.command()
+@click.argument("name")
+@click.option("-c", "--container", default=None, help="Container (or pipeline step) name.")
+@click.option("-f", "--follow", is_flag=True, help="Stream new output until the pod finishes.")
+@click.option("--shard", type=int, default=None, help="For a job: the pod of this completion index.")
+@pass_state
+def logs(state: State, name: str, container: str | None, follow: bool, shard: int | None) -> None:
+    """Print a container's output."""
+    for pod in _pods_for(state, name, shard):
+        chosen = _container_for(pod, container)
+        offset = 0
+        while True:
+            current = state.store.get_uid(pod.uid)
+            run = (current or pod).internal.get("run")
+            if run:
+                path = Path(run["dir"]) / "logs" / f"{chosen}.log"
+                offset = _stream(path, offset)
+            done = current is None or current.status.get("phase") in TERMINAL
+            if not follow or done:
+                if run:
+                    _stream(Path(run["dir"]) / "logs" / f"{chosen}.log", offset)
+                elif not follow:
+                    fail(f'container "{chosen}" in pod "{pod.name}" is waiting to start')
+                break
+            time.sleep(POLL)
+
+
+def _condition(obj: Obj, kind: str) -> bool:
+    return any(c.get("type", "").lower() == kind.lower() and c.get("status") == "True"
+               for c in obj.status.get("conditions", []))
+
+
+def _reached(obj: Obj, what: str, value: str) -> tuple[bool, bool]:
+    """(reached, still reachable) for --for=phase=X / --for=condition=Y."""
+    if obj.kind == "Job":
+        if what == "phase":
+            value = {"succeeded": "Complete", "failed": "Failed", "complete": "Complete"}.get(value.lower(), value)
+            if value.lower() == "running":
+                return obj.status.get("active", 0) > 0, not (_condition(obj, "Complete") or _condition(obj, "Failed"))
+        finished = _condition(obj, "Complete") or _condition(obj, "Failed")
+        return _condition(obj, value), not finished
+    if what == "phase":
+        phase = obj.status.get("phase", "Pending")
+        return phase.lower() == value.lower(), phase not in TERMINAL
+    return _condition(obj, value), obj.status.get("phase") not in TERMINAL
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--for", "condition", default="condition=Ready", help="phase=P or condition=C.")
+@click.option("--timeout", type=float, default=30.0, help="Seconds (kubectl's default is 30).")
+@pass_state
+def wait(state: State, ref: str, condition: str, timeout: float) -> None:
+    """Wait until KIND/NAME reaches a phase or condition; exit 1 on timeout or when it no longer can."""
+    kind, name = split_ref(ref)
+    kind_or_exit(kind)
+    what, sep, value = condition.partition("=")
+    if what not in ("phase", "condition") or not sep or not value:
+        fail(f"--for={condition}: expected phase=VALUE or condition=VALUE", 2)
+    deadline = time.time() + timeout
+    while True:
+        obj = state.find(kind, name)
+        reached, reachable = _reached(obj, what, value)
+        if reached:
+            click.echo(f"{kind.lower()}/{name} {what} met")
+            return
+        if not reachable:
+            fail(f"{kind.lower()}/{name} can no longer reach {condition} "
+                 f"(phase {obj.status.get('phase', 'unknown')})", 1)
+        if time.time() >= deadline:
+            fail(f"timed out waiting for {condition} on {kind.lower()}/{name}", 1)
+        time.sleep(POLL)
