@@ -1,0 +1,3 @@
+from podline.cli.main import main
+
+main()

@@ -1,0 +1,81 @@
+"""Shared fixtures: an isolated `$PODLINE_HOME` per test and a runner for the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from podline.backends.local import session_processes
+
+
+@dataclass
+class Cli:
+    """Runs `podline` as a user would (a new process per call) against one home directory."""
+
+    home: Path
+    env: dict[str, str]
+
+    def __call__(self, *args: str, input: str | None = None, check: bool = True,
+                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "podline.cli", *args], input=input, text=True,
+                              capture_output=True, env=self.env, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"podline {' '.join(args)} exited {proc.returncode}\n"
+                                 f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+        return proc
+
+    def apply(self, text: str) -> subprocess.CompletedProcess[str]:
+        return self("apply", "-f", "-", input=text)
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self("get", *args, "-o", "json").stdout)
+
+    def wait(self, ref: str, cond: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return self("wait", ref, f"--for={cond}", f"--timeout={timeout}", check=False, timeout=timeout + 30)
+
+    def controller_pid(self) -> int | None:
+        try:
+            return int((self.home / "controller.pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[Cli]:
+    home = tmp_path / "home"
+    env = {**os.environ, "PODLINE_HOME": str(home), "PODLINE_RESTART_BACKOFF_SECONDS": "0.05",
+           "PODLINE_JOB_BACKOFF_SECONDS": "0.05", "PODLINE_SHM_DIR": str(tmp_path / "shm")}
+    runner = Cli(home, env)
+    yield runner
+    subprocess.run([sys.executable, "-m", "podline.cli", "down"], env=env, capture_output=True, timeout=60)
+    # Leave nothing running: kill whatever a test left in its pods' sessions.
+    for started in home.glob("pods/*/*/*/started"):
+        try:
+            pid = json.loads(started.read_text()).get("pid")
+        except (OSError, ValueError):
+            continue
+        for leftover in session_processes(pid) if pid else []:
+            try:
+                os.kill(leftover, 9)
+            except OSError:
+                pass
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
+    """Poll until predicate() is truthy; return its value or fail."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")

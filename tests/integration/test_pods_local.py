@@ -1,0 +1,243 @@
+"""Pods on the real local backend, driven through the CLI: apply → wait → logs → get -o json."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+
+from tests.conftest import Cli, wait_for
+
+
+def pod(name: str, body: str) -> str:
+    return f"apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n{body}"
+
+
+def test_pod_runs_and_reports_exit_code(cli: Cli) -> None:
+    cli.apply(pod("hello", """
+  restartPolicy: Never
+  containers:
+  - {name: main, image: busybox, command: [sh, -c, "echo hello from $HOSTNAME; exit 3"]}
+"""))
+    assert cli.wait("pod/hello", "phase=Failed").returncode == 0
+    assert cli("logs", "hello").stdout == "hello from hello\n"
+    status = cli.json("pod", "hello")["status"]
+    assert status["phase"] == "Failed"
+    term = status["containerStatuses"][0]["state"]["terminated"]
+    assert term["exitCode"] == 3 and term["reason"] == "Error"
+    # waiting for a phase the pod can no longer reach exits 1 at once
+    assert cli.wait("pod/hello", "phase=Succeeded", timeout=30).returncode == 1
+
+
+def test_init_containers_run_in_order_and_share_memory_emptydir(cli: Cli, tmp_path: Path) -> None:
+    cli.apply(pod("chain", """
+  restartPolicy: Never
+  volumes: [{name: ws, emptyDir: {medium: Memory}}]
+  initContainers:
+  - {name: one, image: busybox, command: [sh, -c, "sleep 0.2; echo one >> /ws/order"],
+     volumeMounts: [{name: ws, mountPath: /ws}]}
+  - {name: two, image: busybox, command: [sh, -c, "echo two >> /ws/order"],
+     volumeMounts: [{name: ws, mountPath: /ws}]}
+  containers:
+  - {name: main, image: busybox, command: [sh, -c, "echo main >> /ws/order; cat /ws/order; echo $PODLINE_MOUNT_WS"],
+     volumeMounts: [{name: ws, mountPath: /ws}]}
+"""))
+    assert cli.wait("pod/chain", "phase=Succeeded").returncode == 0
+    out = cli("logs", "chain", "-c", "main").stdout.splitlines()
+    assert out[:3] == ["one", "two", "main"]
+    uid = cli.json("pod", "chain")["metadata"]["uid"]
+    assert out[3] == str(tmp_path / "shm" / f"podline-{uid}" / "ws")  # RAM-backed directory
+    assert not (tmp_path / "shm" / f"podline-{uid}").exists()  # released when the pod ended
+    inits = cli.json("pod", "chain")["status"]["initContainerStatuses"]
+    one, two = (c["state"]["terminated"] for c in inits)
+    assert one["finishedAt"] <= two["startedAt"]
+
+
+def test_env_configmap_secret_and_downward_api(cli: Cli) -> None:
+    cli.apply("""
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {mode: fast, greeting: "hi there"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {token: s3cr3t-VALUE}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: envy, labels: {team: data}}
+spec:
+  restartPolicy: Never
+  volumes:
+  - {name: cfg, configMap: {name: settings}}
+  - {name: sec, secret: {secretName: creds}}
+  - name: info
+    downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}
+  containers:
+  - name: main
+    image: busybox
+    env:
+    - {name: BASE, value: /opt}
+    - {name: DERIVED, value: "$(BASE)/bin:$$(BASE)"}
+    - {name: MODE, valueFrom: {configMapKeyRef: {name: settings, key: mode}}}
+    - {name: TOKEN, valueFrom: {secretKeyRef: {name: creds, key: token}}}
+    - {name: ME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    envFrom: [{configMapRef: {name: settings}, prefix: CM_}]
+    command: [sh, -c]
+    args:
+    - >-
+      echo "$DERIVED|$MODE|$ME|$CM_greeting|$(MODE)";
+      echo "token ${#TOKEN}";
+      cat /etc/cfg/mode; echo; cat /etc/info/labels; echo;
+      stat -c %a /etc/sec/token; test "$(cat /etc/sec/token)" = "$TOKEN" && echo file-ok
+    volumeMounts:
+    - {name: cfg, mountPath: /etc/cfg}
+    - {name: sec, mountPath: /etc/sec}
+    - {name: info, mountPath: /etc/info}
+""")
+    assert cli.wait("pod/envy", "phase=Succeeded").returncode == 0, cli("describe", "pod", "envy").stdout
+    lines = cli("logs", "envy").stdout.splitlines()
+    assert lines == ["/opt/bin:$(BASE)|fast|envy|hi there|fast", "token 12", "fast", 'team="data"', "600",
+                     "file-ok"]
+    described = cli("describe", "pod", "envy").stdout + cli("describe", "secret", "creds").stdout
+    assert "s3cr3t-VALUE" not in described
+
+
+def test_missing_configmap_keeps_pod_pending_until_it_exists(cli: Cli) -> None:
+    cli.apply(pod("waits", """
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, "echo $V"]
+    env: [{name: V, valueFrom: {configMapKeyRef: {name: later, key: v}}}]
+"""))
+    wait_for(lambda: "not found" in cli("describe", "pod", "waits").stdout)
+    assert cli.json("pod", "waits")["status"]["phase"] == "Pending"
+    cli.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: later}\ndata: {v: arrived}\n")
+    assert cli.wait("pod/waits", "phase=Succeeded").returncode == 0
+    assert cli("logs", "waits").stdout == "arrived\n"
+
+
+def test_restart_policy_on_failure_restarts_with_backoff(cli: Cli, tmp_path: Path) -> None:
+    counter = tmp_path / "count"
+    cli.apply(pod("flaky", f"""
+  restartPolicy: OnFailure
+  volumes: [{{name: state, hostPath: {{path: {tmp_path}}}}}]
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, "echo x >> /state/count; test $(wc -l < /state/count) -ge 3"]
+    volumeMounts: [{{name: state, mountPath: /state}}]
+"""))
+    assert cli.wait("pod/flaky", "phase=Succeeded").returncode == 0
+    status = cli.json("pod", "flaky")["status"]["containerStatuses"][0]
+    assert status["restartCount"] == 2
+    assert status["lastState"]["terminated"]["exitCode"] == 1
+    assert counter.read_text().count("x") == 3
+    assert "BackOff" in cli("describe", "pod", "flaky").stdout
+
+
+def test_restart_policy_always_keeps_restarting(cli: Cli) -> None:
+    cli.apply(pod("forever", """
+  containers:
+  - {name: main, image: busybox, command: [sh, -c, "sleep 0.1"]}
+"""))
+    wait_for(lambda: cli.json("pod", "forever")["status"].get("containerStatuses", [{}])[0]
+             .get("restartCount", 0) >= 2)
+    assert cli.json("pod", "forever")["status"]["phase"] == "Running"
+    cli("delete", "pod", "forever")
+    assert cli("get", "pods", "-o", "json").stdout.count('"name": "forever"') == 0
+
+
+def test_active_deadline_fails_the_pod(cli: Cli) -> None:
+    start = time.time()
+    cli.apply(pod("late", """
+  restartPolicy: Never
+  activeDeadlineSeconds: 1
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: busybox, command: [sleep, "60"]}
+"""))
+    assert cli.wait("pod/late", "phase=Failed").returncode == 0
+    assert time.time() - start < 20
+    status = cli.json("pod", "late")["status"]
+    assert status["reason"] == "DeadlineExceeded"
+    assert status["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 143  # SIGTERM
+
+
+def test_delete_terminates_running_processes(cli: Cli) -> None:
+    cli.apply(pod("sleeper", """
+  restartPolicy: Never
+  containers:
+  - {name: main, image: busybox, command: [sh, -c, "echo $$$$ > pid; exec sleep 300"]}
+"""))
+    assert cli.wait("pod/sleeper", "phase=Running").returncode == 0
+    pid_file = wait_for(lambda: next(iter(cli.home.glob("pods/default/sleeper/*/cwd/pid")), None))
+    pid = int(wait_for(lambda: pid_file.read_text().strip()))
+    os.kill(pid, 0)  # alive
+    out = cli("delete", "pod", "sleeper")
+    assert out.stdout.strip() == 'pod "sleeper" deleted'
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=10)
+    assert cli("get", "pod", "sleeper", check=False).returncode == 1
+    assert not pid_file.exists()  # run directory removed with the pod
+
+
+def test_emptydir_size_limit_evicts(cli: Cli) -> None:
+    cli.apply(pod("hog", """
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  volumes: [{name: scratch, emptyDir: {sizeLimit: 1Mi}}]
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, "head -c 3000000 /dev/zero > /scratch/big; sleep 60"]
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
+"""))
+    assert cli.wait("pod/hog", "phase=Failed").returncode == 0
+    status = cli.json("pod", "hog")["status"]
+    assert status["reason"] == "Evicted" and "scratch" in status["message"]
+
+
+def test_resource_requests_queue_pods_when_the_machine_is_full(cli: Cli) -> None:
+    cli.env["PODLINE_CPU_MILLIS"] = "1000"
+    cli("up")
+    for name, seconds in (("first", 3), ("second", 0)):
+        cli.apply(pod(name, f"""
+  restartPolicy: Never
+  containers:
+  - {{name: main, image: busybox, command: [sleep, "{seconds}"], resources: {{requests: {{cpu: 800m}}}}}}
+"""))
+    second = wait_for(lambda: cli.json("pod", "second")["status"].get("conditions") and
+                      cli.json("pod", "second")["status"])
+    assert second["phase"] == "Pending"
+    assert second["conditions"][0]["reason"] == "Unschedulable"
+    assert "Insufficient cpu" in cli("describe", "pod", "second").stdout
+    assert cli.wait("pod/second", "phase=Succeeded").returncode == 0
+    first = cli.json("pod", "first")["status"]["containerStatuses"][0]["state"]["terminated"]
+    second_run = cli.json("pod", "second")["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert first["finishedAt"] <= second_run["startedAt"]
+
+
+def test_logs_follow_streams_until_the_pod_ends(cli: Cli) -> None:
+    cli.apply(pod("ticker", """
+  restartPolicy: Never
+  containers:
+  - {name: main, image: busybox, command: [sh, -c, "for i in 1 2 3; do echo tick $i; sleep 0.3; done"]}
+"""))
+    out = cli("logs", "ticker", "-f", timeout=60)
+    assert out.stdout.splitlines() == ["tick 1", "tick 2", "tick 3"]
+
+
+def test_run_one_off_pod_and_get_table(cli: Cli) -> None:
+    cli("run", "once", "--image", "busybox", "--", "sh", "-c", "echo ran $0", "arg0;$(rm -rf /)")
+    assert cli.wait("pod/once", "phase=Succeeded").returncode == 0
+    assert cli("logs", "once").stdout == "ran arg0;$(rm -rf /)\n"
+    table = cli("get", "pods").stdout.splitlines()
+    assert table[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert table[1].split()[:4] == ["once", "0/1", "Completed", "0"]
+    secret_mode = stat.S_IMODE((cli.home / "state.db").stat().st_mode)
+    assert secret_mode == 0o600
