@@ -1,0 +1,124 @@
+"""batch/v1 Jobs on the real local backend: Indexed completions, back-off limit, deadline, TTL, delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import Cli, wait_for
+
+
+def job(name: str, spec: str, template: str) -> str:
+    return (f"apiVersion: batch/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n{spec}"
+            f"  template:\n    spec:\n{template}")
+
+
+def test_indexed_job_gives_each_index_its_own_output(cli: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    cli.apply(job("shards", "  completions: 6\n  parallelism: 3\n  completionMode: Indexed\n", f"""
+      restartPolicy: Never
+      volumes: [{{name: out, hostPath: {{path: {out}}}}}]
+      containers:
+      - name: work
+        image: busybox
+        command: [sh, -c, "echo shard $JOB_COMPLETION_INDEX > /out/$(JOB_COMPLETION_INDEX).txt"]
+        volumeMounts: [{{name: out, mountPath: /out}}]
+"""))
+    assert cli.wait("job/shards", "condition=Complete").returncode == 0
+    files = sorted(p.name for p in out.iterdir())
+    assert files == [f"{i}.txt" for i in range(6)]
+    assert {(out / f).read_text() for f in files} == {f"shard {i}\n" for i in range(6)}
+    status = cli.json("job", "shards")["status"]
+    assert status["succeeded"] == 6 and status["failed"] == 0 and status["active"] == 0
+    assert status["completedIndexes"] == "0-5"
+    assert any(c["type"] == "Complete" and c["status"] == "True" for c in status["conditions"])
+    pods = cli.json("pods", "-l", "job-name=shards")["items"]
+    assert len(pods) == 6
+    assert pods[0]["metadata"]["ownerReferences"][0]["kind"] == "Job"
+    assert cli("logs", "job/shards", "--shard", "4").stdout == ""
+    table = cli("get", "jobs").stdout.splitlines()[1].split()
+    assert table[:3] == ["shards", "Complete", "6/6"]
+    # phase=Succeeded on a Job means condition Complete, as kubectl wait does
+    assert cli.wait("job/shards", "phase=Succeeded").returncode == 0
+
+
+def test_parallelism_bounds_concurrent_pods(cli: Cli, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    cli.apply(job("bounded", "  completions: 4\n  parallelism: 2\n", f"""
+      restartPolicy: Never
+      volumes: [{{name: log, hostPath: {{path: {tmp_path}}}}}]
+      containers:
+      - name: work
+        image: busybox
+        command: [sh, -c, "echo start >> /log/log; sleep 0.5; echo end >> /log/log"]
+        volumeMounts: [{{name: log, mountPath: /log}}]
+"""))
+    assert cli.wait("job/bounded", "condition=Complete").returncode == 0
+    running = peak = 0
+    for line in log.read_text().split():
+        running += 1 if line == "start" else -1
+        peak = max(peak, running)
+    assert peak == 2 and log.read_text().count("end") == 4
+
+
+def test_backoff_limit_fails_the_job(cli: Cli) -> None:
+    cli.apply(job("doomed", "  backoffLimit: 2\n", """
+      restartPolicy: Never
+      containers:
+      - {name: work, image: busybox, command: [sh, -c, "exit 7"]}
+"""))
+    assert cli.wait("job/doomed", "condition=Failed").returncode == 0
+    status = cli.json("job", "doomed")["status"]
+    assert status["failed"] == 3 and status["succeeded"] == 0
+    failed = [c for c in status["conditions"] if c["type"] == "Failed"][0]
+    assert failed["reason"] == "BackoffLimitExceeded"
+    assert cli.wait("job/doomed", "condition=Complete", timeout=30).returncode == 1
+    exits = {p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"]
+             for p in cli.json("pods", "-l", "job-name=doomed")["items"]}
+    assert exits == {7}
+
+
+def test_on_failure_restarts_count_against_backoff_limit(cli: Cli) -> None:
+    cli.apply(job("restarts", "  backoffLimit: 1\n", """
+      restartPolicy: OnFailure
+      containers:
+      - {name: work, image: busybox, command: [sh, -c, "exit 1"]}
+"""))
+    assert cli.wait("job/restarts", "condition=Failed").returncode == 0
+    assert cli.json("job", "restarts")["status"]["failed"] >= 2
+    wait_for(lambda: not cli.json("pods", "-l", "job-name=restarts")["items"])  # active pod was deleted
+
+
+def test_job_deadline_stops_running_pods(cli: Cli) -> None:
+    cli.apply(job("slow", "  activeDeadlineSeconds: 2\n", """
+      restartPolicy: Never
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: work, image: busybox, command: [sleep, "120"]}
+"""))
+    assert cli.wait("job/slow", "condition=Failed").returncode == 0
+    failed = [c for c in cli.json("job", "slow")["status"]["conditions"] if c["type"] == "Failed"][0]
+    assert failed["reason"] == "DeadlineExceeded"
+    wait_for(lambda: not cli.json("pods", "-l", "job-name=slow")["items"])
+
+
+def test_ttl_after_finished_deletes_the_job_and_its_pods(cli: Cli) -> None:
+    cli.apply(job("brief", "  ttlSecondsAfterFinished: 1\n", """
+      restartPolicy: Never
+      containers:
+      - {name: work, image: busybox, command: ["true"]}
+"""))
+    wait_for(lambda: cli("get", "job", "brief", check=False).returncode == 1, timeout=30)
+    assert cli.json("pods")["items"] == []
+
+
+def test_delete_job_cancels_its_pods(cli: Cli) -> None:
+    cli.apply(job("long", "  completions: 3\n  parallelism: 3\n  completionMode: Indexed\n", """
+      restartPolicy: Never
+      containers:
+      - {name: work, image: busybox, command: [sleep, "300"]}
+"""))
+    wait_for(lambda: cli.json("job", "long")["status"].get("ready") == 3)
+    cli("delete", "job", "long")
+    assert cli.json("pods")["items"] == []
+    assert cli("get", "job", "long", check=False).returncode == 1
