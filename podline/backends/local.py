@@ -1,8 +1,9 @@
 """The embedded local backend: each pod attempt is a pod runner forked from the controller.
 
-The runner is double-forked into its own session, so it survives the controller (a SIGKILLed controller
-finds its pods still running and adopts them through their run directories). Forking an already-imported
-runner instead of starting a new Python keeps pod start overhead to a few milliseconds.
+The runner is forked into its own session, so it survives the controller (a SIGKILLed controller finds its
+pods still running and adopts them through their run directories; orphans are reparented to init). Forking
+an already-imported runner instead of starting a new Python keeps pod start overhead to a few
+milliseconds; the controller reaps its finished children with `reap()` instead of waiting for them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ from podline.backends.base import Observation
 from podline.runtime.files import read_json, write_json_atomic
 from podline.runtime.pod import run_pod
 from podline.runtime.volumes import shm_root
+
+LIVENESS_EVERY = 2.0
 
 
 def session_processes(sid: int) -> list[int]:
@@ -55,6 +59,7 @@ class LocalBackend:
     def __init__(self, home: Path, notify: str = "") -> None:
         self.home = home
         self.notify = notify  # abstract socket name with '@' for the leading NUL
+        self._seen: dict[Path, tuple[tuple[int, int], float, Observation]] = {}
 
     def run_dir(self, namespace: str, name: str, uid: str) -> Path:
         return self.home / "pods" / namespace / name / uid
@@ -64,19 +69,26 @@ class LocalBackend:
         if (rundir / "started").exists():
             return
         write_json_atomic(rundir / "plan.json", {**plan, "notify": self.notify})
-        pid = os.fork()
-        if pid == 0:
+        if os.fork() == 0:
             self._become_runner(rundir)
-        os.waitpid(pid, 0)
+
+    @staticmethod
+    def reap() -> None:
+        """Collect exited runners forked by this process (their results are in their run directories)."""
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
 
     @staticmethod
     def _become_runner(rundir: Path) -> None:
-        """In the forked child: detach (setsid + second fork), drop inherited fds, run the pod, exit."""
+        """In the forked child: detach (own session), drop inherited fds, run the pod, exit."""
         code = 2
         try:
             os.setsid()
-            if os.fork() != 0:
-                os._exit(0)
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
                 signal.signal(signum, signal.SIG_DFL)
             log = os.open(rundir / "runner.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -94,6 +106,25 @@ class LocalBackend:
             os._exit(code)
 
     def observe(self, rundir: Path) -> Observation:
+        """Status from the runner's file; liveness from its lock, probed at most every LIVENESS_EVERY s
+        while the file does not change (a controller pass stays cheap with thousands of running pods)."""
+        try:
+            st = os.stat(rundir / "status.json")
+            stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None
+        cached = self._seen.get(rundir)
+        now = time.monotonic()
+        if cached and stamp and cached[0] == stamp and now - cached[1] < LIVENESS_EVERY:
+            return cached[2]
+        seen = self._observe(rundir)
+        if seen.state == "running" and stamp:
+            self._seen[rundir] = (stamp, now, seen)
+        else:
+            self._seen.pop(rundir, None)
+        return seen
+
+    def _observe(self, rundir: Path) -> Observation:
         doc = read_json(rundir / "status.json")
         if doc and doc.get("finished"):
             return Observation("finished", doc["status"], doc.get("node"))
@@ -138,6 +169,7 @@ class LocalBackend:
             os.close(fd)
 
     def cleanup(self, rundir: Path, pod_uid: str) -> None:
+        self._seen.pop(rundir, None)
         shutil.rmtree(rundir, ignore_errors=True)
         shutil.rmtree(shm_root() / f"podline-{pod_uid}", ignore_errors=True)
         for parent in (rundir.parent, rundir.parent.parent):

@@ -40,6 +40,7 @@ class Controller:
         return used
 
     def run_once(self) -> Ctx:
+        self.backend.reap()
         ctx = Ctx(self.store, self.backend, self.capacity, used=self._used())
         for kind in ORDER:
             for obj in self.store.list(kind=kind, unsettled=True):

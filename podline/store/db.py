@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +54,13 @@ CREATE INDEX IF NOT EXISTS events_uid ON events (uid, id);
 
 @dataclass
 class Obj:
-    """One stored object."""
+    """One stored object. The manifest is decoded on first use (a reconcile pass rarely needs it)."""
 
     uid: str
     kind: str
     namespace: str
     name: str
-    manifest: dict[str, Any]
+    manifest_json: str
     generation: int
     status: dict[str, Any]
     internal: dict[str, Any]
@@ -68,6 +68,14 @@ class Obj:
     settled: bool
     created_at: float
     deleted_at: float | None
+    loaded: tuple[str, str, bool] = ("", "", False)  # status, internal, settled as read: skip no-op writes
+    _manifest: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        if self._manifest is None:
+            self._manifest = json.loads(self.manifest_json)
+        return self._manifest
 
     @property
     def key(self) -> str:
@@ -93,8 +101,8 @@ _SELECT = ("uid, kind, namespace, name, manifest, generation, status, internal, 
 
 def _row_to_obj(row: tuple[Any, ...]) -> Obj:
     uid, kind, ns, name, manifest, gen, status, internal, owner, settled, created, deleted = row
-    return Obj(uid, kind, ns, name, json.loads(manifest), gen, json.loads(status), json.loads(internal),
-               owner, bool(settled), created, deleted)
+    return Obj(uid, kind, ns, name, manifest, gen, json.loads(status), json.loads(internal), owner, bool(settled),
+               created, deleted, (status, internal, bool(settled)))
 
 
 class Store:
@@ -203,10 +211,13 @@ class Store:
         return result, obj
 
     def save(self, obj: Obj) -> None:
-        """Write back status, internal bookkeeping and the settled flag of an object."""
+        """Write back status, internal bookkeeping and the settled flag of an object, if they changed."""
+        current = (json.dumps(obj.status), json.dumps(obj.internal), obj.settled)
+        if current == obj.loaded:
+            return
+        obj.loaded = current
         self.db.execute("UPDATE objects SET status=?, internal=?, settled=?, updated_at=? WHERE uid=?",
-                        (json.dumps(obj.status), json.dumps(obj.internal), int(obj.settled), time.time(),
-                         obj.uid))
+                        (current[0], current[1], int(obj.settled), time.time(), obj.uid))
 
     def mark_deleted(self, uid: str) -> None:
         self.db.execute("UPDATE objects SET deleted_at=COALESCE(deleted_at, ?), settled=0 WHERE uid=?",
