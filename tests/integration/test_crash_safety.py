@@ -14,6 +14,13 @@ from podline.store import Store
 from tests.conftest import Cli, wait_for
 
 
+def gone(pid: int) -> bool:
+    try:
+        return "zombie" in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+
+
 def test_sigkill_controller_mid_job_loses_and_duplicates_nothing(cli: Cli, tmp_path: Path) -> None:
     ledger = tmp_path / "ledger"
     ledger.mkdir()
@@ -32,7 +39,8 @@ spec:
       containers:
       - name: work
         image: busybox
-        command: [sh, -c, "echo $JOB_COMPLETION_INDEX >> /ledger/runs; sleep 1.5; echo $JOB_COMPLETION_INDEX >> /ledger/done"]
+        command: [sh, -c, "echo $JOB_COMPLETION_INDEX >> /ledger/runs; sleep 1.5;
+                           echo $JOB_COMPLETION_INDEX >> /ledger/done"]
         volumeMounts: [{{name: ledger, mountPath: /ledger}}]
 """)
     # Kill the controller twice while pods are running, restarting it in between.
@@ -41,8 +49,7 @@ spec:
         pid = cli.controller_pid()
         assert pid
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not Path(f"/proc/{pid}").exists() or
-                 Path(f"/proc/{pid}/status").read_text().count("zombie"), timeout=10)
+        wait_for(lambda dead=pid: gone(dead), timeout=10)
         time.sleep(0.5)  # pods go on without a controller
         cli("up")
     assert cli.wait("job/ledgered", "condition=Complete", timeout=90).returncode == 0
