@@ -16,6 +16,7 @@ class Observation:
     state: RunState
     status: dict[str, Any] | None = None
     node: str | None = None
+    detail: str = ""  # for "lost": what is known about why (e.g. the runner's last words)
 
 
 class Backend(Protocol):

@@ -53,6 +53,14 @@ def _lock_is_free(rundir: Path) -> bool:
     return True
 
 
+def _last_line(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
 class LocalBackend:
     name = "local"
 
@@ -136,7 +144,7 @@ class LocalBackend:
         if doc and doc.get("finished"):
             return Observation("finished", doc["status"], doc.get("node"))
         if (rundir / "started").exists():
-            return Observation("lost", doc["status"] if doc else None)
+            return Observation("lost", doc["status"] if doc else None, detail=_last_line(rundir / "runner.log"))
         return Observation("unstarted")
 
     def _runner_pid(self, rundir: Path) -> int | None:

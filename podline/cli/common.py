@@ -40,6 +40,23 @@ class State:
             self._store = Store(self.home / "state.db")
         return self._store
 
+    def check_context(self) -> None:
+        """Refuse to create work for a context whose backend or runtime this podline cannot run yet."""
+        from podline.api.config import load_config
+        from podline.api.errors import ManifestError
+
+        try:
+            cfg = load_config(self.home)
+        except ManifestError as exc:
+            fail(str(exc), 2)
+        name = self.context or cfg.current_context
+        ctx = cfg.contexts.get(name)
+        if ctx is None:
+            fail(f'context "{name}" does not exist (see podline config get-contexts)', 2)
+        if ctx.backend != "local" or ctx.runtime != "host":
+            fail(f'context "{name}" uses backend {ctx.backend} with runtime {ctx.runtime}; this podline runs only '
+                 "the local backend with the host runtime so far", 1)
+
     def ensure_controller(self) -> None:
         """`apply` and friends start the controller when it is not running, then nudge it."""
         try:

@@ -6,6 +6,7 @@ import click
 
 from podline import __version__
 from podline.cli.common import State
+from podline.cli.config_cmds import config
 from podline.cli.lifecycle import down, status, up
 from podline.cli.resources import apply, delete, describe, get, run
 from podline.cli.watch import logs, wait
@@ -21,7 +22,7 @@ def cli(ctx: click.Context, context: str | None, namespace: str) -> None:
     ctx.obj = State(context=context, namespace=namespace)
 
 
-for command in (apply, get, describe, delete, run, logs, wait, up, down, status):
+for command in (apply, get, describe, delete, run, logs, wait, up, down, status, config):
     cli.add_command(command)
 
 

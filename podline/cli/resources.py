@@ -45,6 +45,7 @@ def _load_or_exit(files: tuple[str, ...]) -> list[Loaded]:
 
 def apply_objects(state: State, loaded: list[Loaded]) -> None:
     """Validate every change against stored state first, then write all in one transaction."""
+    state.check_context()
     store = state.store
     plans = []
     for item in loaded:

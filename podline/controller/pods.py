@@ -86,7 +86,7 @@ def _container_events(ctx: Ctx, obj: Obj, new: dict[str, Any]) -> None:
                       f" ({term['reason']})", "Warning")
 
 
-def _mark_lost(obj: Obj, status: dict[str, Any] | None) -> dict[str, Any]:
+def _mark_lost(obj: Obj, status: dict[str, Any] | None, detail: str) -> dict[str, Any]:
     """The runner died without a final word (killed): whatever ran is terminated with 137."""
     status = json.loads(json.dumps(status or obj.status))
     now = rfc3339()
@@ -96,7 +96,8 @@ def _mark_lost(obj: Obj, status: dict[str, Any] | None) -> dict[str, Any]:
             c["state"] = {"terminated": {"exitCode": 137, "reason": "Error", "startedAt": started,
                                          "finishedAt": now, "message": "pod runner was killed"}}
             c["ready"] = False
-    status.update(phase="Failed", reason="RunnerLost", message="the pod runner died before the pod finished")
+    message = "the pod runner died before the pod finished" + (f": {detail}" if detail else "")
+    status.update(phase="Failed", reason="RunnerLost", message=message)
     return status
 
 
@@ -113,7 +114,7 @@ def _observe(ctx: Ctx, obj: Obj) -> None:
         return
     if seen.state == "lost":
         ctx.backend.cancel(rundir, hard=True)
-        status = _mark_lost(obj, seen.status)
+        status = _mark_lost(obj, seen.status, seen.detail)
         ctx.event(obj, "RunnerLost", status["message"], "Warning")
         obj.status = status
         return

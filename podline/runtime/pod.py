@@ -47,6 +47,7 @@ class PodRunner:
         self.start_time = rfc3339()
         self.phase = "Pending"
         self.initialized = not self.inits
+        self._transitions: dict[str, tuple[str, str]] = {}
         self.notify_address = plan.get("notify", "").encode().replace(b"@", b"\0", 1) or None
 
     def _worker(self, spec: dict[str, Any], is_init: bool) -> ContainerWorker:
@@ -55,16 +56,22 @@ class PodRunner:
 
     # --- status ---------------------------------------------------------------------------------
     def _conditions(self) -> list[dict[str, Any]]:
-        now = rfc3339()
+        """Pod conditions; lastTransitionTime moves only when a condition's status flips."""
         ready = self.phase == "Running" and all(w.snapshot()["ready"] for w in self.mains)
-        def cond(kind: str, ok: bool, reason: str | None = None) -> dict[str, Any]:
-            c = {"type": kind, "status": "True" if ok else "False", "lastTransitionTime": now}
-            if reason and not ok:
-                c["reason"] = reason
-            return c
         done_reason = "PodCompleted" if self.phase in ("Succeeded", "Failed") else "ContainersNotReady"
-        return [cond("PodScheduled", True), cond("Initialized", self.initialized, "ContainersNotInitialized"),
-                cond("ContainersReady", ready, done_reason), cond("Ready", ready, done_reason)]
+        wanted = [("PodScheduled", True, None), ("Initialized", self.initialized, "ContainersNotInitialized"),
+                  ("ContainersReady", ready, done_reason), ("Ready", ready, done_reason)]
+        out = []
+        for kind, ok, reason in wanted:
+            value = "True" if ok else "False"
+            previous = self._transitions.get(kind)
+            if previous is None or previous[0] != value:
+                self._transitions[kind] = (value, rfc3339())
+            cond = {"type": kind, "status": value, "lastTransitionTime": self._transitions[kind][1]}
+            if reason and not ok:
+                cond["reason"] = reason
+            out.append(cond)
+        return out
 
     def write_status(self, finished: bool = False) -> None:
         status: dict[str, Any] = {"phase": self.phase, "startTime": self.start_time,

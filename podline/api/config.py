@@ -1,0 +1,86 @@
+"""`$PODLINE_HOME/config.yaml`: named contexts (backend, runtime, Slurm placement), kubeconfig-style."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator
+
+from podline.api.base import Model, check_dns_label
+from podline.api.errors import ManifestError, format_path
+
+TIME_LIMIT = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^UNLIMITED$|^INFINITE$")
+SLURM_NAME = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
+
+
+class Context(Model):
+    backend: Literal["local", "slurm"] = "local"
+    runtime: Literal["host", "bwrap", "apptainer"] = "host"
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    shared_dir: str | None = None
+    scratch_dir: str | None = None
+    time_limit: str | None = None
+
+    @field_validator("partition", "account", "qos")
+    @classmethod
+    def _slurm_name(cls, value: str | None) -> str | None:
+        if value is not None and not SLURM_NAME.match(value):
+            raise ValueError(f"{value!r} is not a valid Slurm name")
+        return value
+
+    @field_validator("shared_dir", "scratch_dir")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("/") or "\0" in value):
+            raise ValueError(f"{value!r} must be an absolute path")
+        return value
+
+    @field_validator("time_limit")
+    @classmethod
+    def _time(cls, value: str | None) -> str | None:
+        if value is not None and not TIME_LIMIT.match(value):
+            raise ValueError(f"{value!r} is not a Slurm time limit (e.g. 30, 1:00:00, 2-00:00:00)")
+        return value
+
+
+class Config(Model):
+    current_context: str = "local"
+    contexts: dict[str, Context] = Field(default_factory=lambda: {"local": Context()})
+
+    @field_validator("contexts")
+    @classmethod
+    def _names(cls, value: dict[str, Context]) -> dict[str, Context]:
+        for name in value:
+            check_dns_label(name, "context name")
+        return value
+
+
+def config_path(home: Path) -> Path:
+    return home / "config.yaml"
+
+
+def load_config(home: Path) -> Config:
+    path = config_path(home)
+    if not path.exists():
+        return Config()
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+        config = Config.model_validate(data)
+    except yaml.YAMLError as exc:
+        raise ManifestError(str(path), f"malformed YAML: {exc}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ManifestError(str(path), first["msg"].removeprefix("Value error, "), format_path(first["loc"])) from None
+    config.contexts.setdefault("local", Context())
+    return config
+
+
+def save_config(home: Path, config: Config) -> None:
+    tmp = config_path(home).with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(config.model_dump(by_alias=True, exclude_none=True), sort_keys=False))
+    tmp.replace(config_path(home))

@@ -1,0 +1,63 @@
+"""The SQLite store: schema versioning, WAL, create/update semantics, transactions, no-op writes."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from podline.store import Store
+from podline.store.db import SCHEMA_VERSION
+
+
+def test_create_update_unchanged_and_generation(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    result, obj = store.apply("Pod", "default", "a", {"spec": 1})
+    assert result == "created" and obj.generation == 1
+    assert store.apply("Pod", "default", "a", {"spec": 1})[0] == "unchanged"
+    result, obj = store.apply("Pod", "default", "a", {"spec": 2})
+    assert result == "configured" and obj.generation == 2 and obj.manifest == {"spec": 2}
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert (tmp_path / "s.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_transaction_rolls_back_everything(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    with pytest.raises(RuntimeError):
+        with store.tx():
+            store.apply("Pod", "default", "a", {})
+            store.apply("Pod", "default", "b", {})
+            raise RuntimeError("boom")
+    assert store.list() == []
+
+
+def test_save_skips_unchanged_objects(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    _, obj = store.apply("Pod", "default", "a", {})
+    before = store.db.total_changes
+    store.save(obj)
+    assert store.db.total_changes == before
+    obj.status["phase"] = "Running"
+    store.save(obj)
+    assert store.db.total_changes == before + 1
+    assert store.get("Pod", "default", "a").status == {"phase": "Running"}
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    Store(tmp_path / "s.db").close()
+    db = sqlite3.connect(tmp_path / "s.db")
+    db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION + 1),))
+    db.commit()
+    with pytest.raises(RuntimeError, match="newer than this podline"):
+        Store(tmp_path / "s.db")
+
+
+def test_remove_deletes_events_and_owner_listing(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    _, job = store.apply("Job", "default", "j", {})
+    _, pod = store.apply("Pod", "default", "j-1", {}, owner_uid=job.uid)
+    store.add_event(pod.uid, "Started", "x")
+    assert [p.name for p in store.list(kind="Pod", owner_uid=job.uid)] == ["j-1"]
+    store.remove(pod.uid)
+    assert store.events(pod.uid) == [] and store.list(kind="Pod") == []
