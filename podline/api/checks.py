@@ -7,6 +7,7 @@ from podline.api.batch import Job
 from podline.api.core import RESOURCE_LIMITS, Container, Pod, PodSpec
 from podline.api.errors import InvalidObject
 from podline.api.quantity import parse_quantity
+from podline.api.slurmflags import FLAG_ANNOTATIONS, FlagError, parse_flags
 
 
 def _check_resources(container: Container, where: str) -> None:
@@ -46,14 +47,25 @@ def check_pod_spec(spec: PodSpec, base: str) -> None:
                 mount_paths.add(mount.mount_path)
 
 
+def check_slurm_flags(annotations: dict[str, str], base: str) -> None:
+    for key in FLAG_ANNOTATIONS:
+        if key in annotations:
+            try:
+                parse_flags(annotations[key])
+            except FlagError as exc:
+                raise InvalidObject(f"{base}.annotations['{key}']", str(exc)) from None
+
+
 def check_object(obj: Resource) -> None:
     """Rules every stored object must satisfy beyond its schema."""
     if not obj.metadata.name:
         raise InvalidObject("metadata.name", "required: every object needs a name")
+    check_slurm_flags(obj.metadata.annotations, "metadata")
     if isinstance(obj, Pod):
         check_pod_spec(obj.spec, "spec")
     elif isinstance(obj, Job):
         check_pod_spec(obj.spec.template.spec, "spec.template.spec")
+        check_slurm_flags(obj.spec.template.metadata.annotations, "spec.template.metadata")
         if obj.spec.template.spec.restart_policy == "Always":
             raise InvalidObject("spec.template.spec.restartPolicy",
                                 "must be OnFailure or Never for a Job (got 'Always')")
