@@ -2,7 +2,8 @@
 
 The plan is backend- and runtime-neutral: env fully resolved (fieldRef, configMap/secret keys, `$(VAR)`),
 volumes described by type (their node-local paths are chosen by the runner where it runs), containers
-with command/args kept apart so a container runtime can apply image ENTRYPOINT/CMD rules later.
+with command/args kept apart so a container runtime can apply image ENTRYPOINT/CMD rules later, and
+`$(VAR)` references left for the runner to expand.
 A missing ConfigMap or Secret is a `PlanWaiting`: the pod stays Pending until it exists, as in Kubernetes.
 """
 
@@ -14,7 +15,6 @@ from typing import Any
 
 from podline.api.core import ConfigMap, Container, Pod, Secret, Volume
 from podline.api.quantity import cpu_millis, memory_bytes, parse_quantity
-from podline.plan.expand import expand
 
 PLAN_VERSION = "podline.io/plan/v1"
 
@@ -85,19 +85,23 @@ def _key_value(lookup: Lookup, kind: str, pod: Pod, name: str, key: str, optiona
     return data[key].decode("utf-8", errors="replace")
 
 
-def resolve_env(container: Container, pod: Pod, uid: str, lookup: Lookup,
-                injected: dict[str, str]) -> dict[str, str]:
-    env: dict[str, str] = dict(injected)
+def resolve_env(container: Container, pod: Pod, uid: str, lookup: Lookup) -> list[dict[str, Any]]:
+    """The container's environment in definition order, references resolved to literal values.
+
+    `$(VAR)` expansion of `value` entries (and of command/args) is left to the runner, which knows the
+    complete environment — including what only exists where the pod runs, like an array task's index.
+    """
+    env: list[dict[str, Any]] = []
     for source in container.env_from:
         ref = source.config_map_ref or source.secret_ref
         assert ref is not None
         kind = "ConfigMap" if source.config_map_ref else "Secret"
         data = _source_data(lookup, kind, pod.metadata.namespace, ref.name, ref.optional) or {}
-        for key, value in data.items():
-            env[source.prefix + key] = value.decode("utf-8", errors="replace")
+        env.extend({"name": source.prefix + key, "value": value.decode("utf-8", errors="replace"),
+                    "expand": False} for key, value in data.items())
     for var in container.env:
         if var.value_from is None:
-            env[var.name] = expand(var.value or "", env)
+            env.append({"name": var.name, "value": var.value or "", "expand": True})
             continue
         src = var.value_from
         if src.field_ref is not None:
@@ -110,7 +114,7 @@ def resolve_env(container: Container, pod: Pod, uid: str, lookup: Lookup,
             ref = src.secret_key_ref
             value = _key_value(lookup, "Secret", pod, ref.name, ref.key, ref.optional)
         if value is not None:
-            env[var.name] = value
+            env.append({"name": var.name, "value": value, "expand": False})
     return env
 
 
@@ -148,16 +152,14 @@ def plan_volume(volume: Volume, pod: Pod, uid: str, lookup: Lookup) -> dict[str,
     return {"name": volume.name, "type": "files", "files": files}
 
 
-def plan_container(container: Container, pod: Pod, uid: str, lookup: Lookup,
-                   injected: dict[str, str]) -> dict[str, Any]:
-    env = resolve_env(container, pod, uid, lookup, injected)
+def plan_container(container: Container, pod: Pod, uid: str, lookup: Lookup) -> dict[str, Any]:
     return {
         "name": container.name,
         "image": container.image,
         "imagePullPolicy": container.image_pull_policy or "IfNotPresent",
-        "command": [expand(a, env) for a in container.command],
-        "args": [expand(a, env) for a in container.args],
-        "env": env,
+        "command": list(container.command),
+        "args": list(container.args),
+        "env": resolve_env(container, pod, uid, lookup),
         "workingDir": container.working_dir,
         "mounts": [{"volume": m.name, "mountPath": m.mount_path, "readOnly": m.read_only,
                     "subPath": m.sub_path} for m in container.volume_mounts],
@@ -165,10 +167,13 @@ def plan_container(container: Container, pod: Pod, uid: str, lookup: Lookup,
 
 
 def plan_pod(manifest: dict[str, Any], uid: str, lookup: Lookup, runtime: str = "host",
-             injected_env: dict[str, str] | None = None) -> dict[str, Any]:
-    """The complete, self-contained description of one pod attempt for `podline.runtime.pod`."""
+             index_env: str | None = None) -> dict[str, Any]:
+    """The complete, self-contained description of one pod attempt for `podline.runtime.pod`.
+
+    With `index_env` (e.g. JOB_COMPLETION_INDEX) the plan is a template for a job array: each task's
+    runner defines that variable from its array index, first in the environment.
+    """
     pod = Pod.model_validate(manifest)
-    injected = injected_env or {}
     spec = pod.spec
     return {
         "apiVersion": PLAN_VERSION,
@@ -178,6 +183,7 @@ def plan_pod(manifest: dict[str, Any], uid: str, lookup: Lookup, runtime: str = 
         "activeDeadlineSeconds": spec.active_deadline_seconds,
         "terminationGracePeriodSeconds": spec.termination_grace_period_seconds,
         "volumes": [plan_volume(v, pod, uid, lookup) for v in spec.volumes],
-        "initContainers": [plan_container(c, pod, uid, lookup, injected) for c in spec.init_containers],
-        "containers": [plan_container(c, pod, uid, lookup, injected) for c in spec.containers],
+        "indexEnv": index_env,
+        "initContainers": [plan_container(c, pod, uid, lookup) for c in spec.init_containers],
+        "containers": [plan_container(c, pod, uid, lookup) for c in spec.containers],
     }

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from podline.runtime.container import ContainerWorker, terminate_all
+from podline.runtime.expand import container_env, expand
 from podline.runtime.files import rfc3339, write_json_atomic
 from podline.runtime.volumes import VolumeError, Volumes
 
@@ -35,9 +36,11 @@ CHECK_INTERVAL = 1.0
 
 
 class PodRunner:
-    def __init__(self, plan: dict[str, Any], rundir: Path) -> None:
+    def __init__(self, plan: dict[str, Any], rundir: Path, index: int | None = None) -> None:
         self.plan, self.rundir = plan, rundir
         self.pod = plan["pod"]
+        name = plan.get("indexEnv")
+        self.index_vars = {name: str(index)} if name and index is not None else {}
         self.stopping = threading.Event()
         self.changed = threading.Event()
         self.stop_reason: tuple[str, str] | None = None
@@ -50,8 +53,14 @@ class PodRunner:
         self._transitions: dict[str, tuple[str, str]] = {}
         self.notify_address = plan.get("notify", "").encode().replace(b"@", b"\0", 1) or None
 
+    def _resolve(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Final env and argv of a container: Kubernetes `$(VAR)` expansion over the complete env."""
+        env = container_env(spec["env"], self.index_vars)
+        return {**spec, "env": env, "command": [expand(a, env) for a in spec["command"]],
+                "args": [expand(a, env) for a in spec["args"]]}
+
     def _worker(self, spec: dict[str, Any], is_init: bool) -> ContainerWorker:
-        return ContainerWorker(spec, self.pod, self.plan["restartPolicy"], is_init, self.volumes.paths,
+        return ContainerWorker(self._resolve(spec), self.pod, self.plan["restartPolicy"], is_init, self.volumes.paths,
                                self.rundir, self.stopping, self.changed.set)
 
     # --- status ---------------------------------------------------------------------------------
@@ -160,7 +169,7 @@ class PodRunner:
         return 0 if self.phase == "Succeeded" else 1
 
 
-def run_pod(rundir: Path) -> int:
+def run_pod(rundir: Path, plan_path: Path | None = None, index: int | None = None) -> int:
     """Run the attempt in `rundir` exactly once, however often this is called."""
     fd = os.open(rundir / "lock", os.O_CREAT | os.O_RDWR, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)
@@ -168,12 +177,29 @@ def run_pod(rundir: Path) -> int:
     if marker.exists():
         return 0
     write_json_atomic(marker, {"pid": os.getpid(), "at": rfc3339(), "node": socket.gethostname()})
-    plan = json.loads((rundir / "plan.json").read_text())
-    runner = PodRunner(plan, rundir)
+    plan = json.loads((plan_path or rundir / "plan.json").read_text())
+    runner = PodRunner(plan, rundir, index)
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda *_: runner.request_stop("Terminated", "pod was stopped"))
     return runner.run()
 
 
+def run_array_task(base: Path) -> int:
+    """A job-array task: index from Slurm, run directory `base/INDEX`, plan template `base/plan.json`."""
+    index = int(os.environ["SLURM_ARRAY_TASK_ID"])
+    rundir = base / str(index)
+    rundir.mkdir(exist_ok=True, mode=0o700)
+    return run_pod(rundir, base / "plan.json", index)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 3 and argv[1] == "--array-base":
+        return run_array_task(Path(argv[2]))
+    if len(argv) == 2:
+        return run_pod(Path(argv[1]))
+    print("usage: python -m podline.runtime.pod RUNDIR | --array-base DIR", file=sys.stderr)
+    return 2
+
+
 if __name__ == "__main__":
-    sys.exit(run_pod(Path(sys.argv[1])))
+    sys.exit(main(sys.argv))

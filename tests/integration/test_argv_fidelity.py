@@ -8,6 +8,7 @@ is the only transformation).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -16,8 +17,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from podline.plan.expand import expand
 from podline.plan.pod import plan_pod
+from podline.runtime.expand import expand
 from podline.runtime.files import write_json_atomic
 
 SHELLY = st.text(alphabet=st.sampled_from(list("$()`;|&<>'\"\\\n\t *?~{}[]#!=%:/.-_aZ09é")), max_size=40)
@@ -40,3 +41,19 @@ def test_args_and_env_arrive_verbatim(args: list[str], value: str) -> None:
     env_value = expand(value, {})
     assert got_value == env_value
     assert got_args == [expand(a, {"VALUE": env_value}) for a in args]
+
+
+def test_array_task_gets_its_index_and_run_directory(tmp_path: Path) -> None:
+    """`--array-base DIR`: one plan template for a whole job array, index from SLURM_ARRAY_TASK_ID."""
+    manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shard"},
+                "spec": {"restartPolicy": "Never", "containers": [{
+                    "name": "c", "image": "x", "command": ["sh", "-c", "echo $(JOB_COMPLETION_INDEX) $SHARD"],
+                    "env": [{"name": "SHARD", "value": "s-$(JOB_COMPLETION_INDEX)"}]}]}}
+    plan = plan_pod(manifest, "uid", lambda *a: None, index_env="JOB_COMPLETION_INDEX")
+    write_json_atomic(tmp_path / "plan.json", plan)
+    for index in (0, 7):
+        env = {**os.environ, "SLURM_ARRAY_TASK_ID": str(index)}
+        subprocess.run([sys.executable, "-m", "podline.runtime.pod", "--array-base", str(tmp_path)], env=env,
+                       check=True, timeout=60)
+        assert (tmp_path / str(index) / "logs" / "c.log").read_text() == f"{index} s-{index}\n"
+    assert json.loads((tmp_path / "7" / "status.json").read_text())["status"]["phase"] == "Succeeded"

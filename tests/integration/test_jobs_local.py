@@ -29,7 +29,8 @@ def test_indexed_job_gives_each_index_its_own_output(cli: Cli, tmp_path: Path) -
     assert files == [f"{i}.txt" for i in range(6)]
     assert {(out / f).read_text() for f in files} == {f"shard {i}\n" for i in range(6)}
     status = cli.json("job", "shards")["status"]
-    failed = [p["status"] for p in cli.json("pods", "-l", "job-name=shards")["items"] if p["status"]["phase"] != "Succeeded"]
+    pods = cli.json("pods", "-l", "job-name=shards")["items"]
+    failed = [p["status"] for p in pods if p["status"]["phase"] != "Succeeded"]
     assert status["succeeded"] == 6 and status["failed"] == 0 and status["active"] == 0, failed
     assert status["completedIndexes"] == "0-5"
     assert any(c["type"] == "Complete" and c["status"] == "True" for c in status["conditions"])

@@ -11,8 +11,8 @@ from podline.api.core import Pod
 from podline.api.kinds import resolve_kind
 from podline.api.loader import load_text
 from podline.api.quantity import cpu_millis, memory_bytes, parse_quantity
-from podline.plan.expand import expand
 from podline.plan.pod import pod_requests
+from podline.runtime.expand import expand
 
 
 @pytest.mark.parametrize(("text", "value"), [

@@ -7,6 +7,7 @@ Nothing here involves a shell: the result is an argv element, never re-parsed.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 
 def expand(text: str, env: Mapping[str, str]) -> str:
@@ -34,3 +35,11 @@ def expand(text: str, env: Mapping[str, str]) -> str:
             out.append(ch)
             i += 1
     return "".join(out)
+
+
+def container_env(entries: list[dict[str, Any]], first: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Build a container's environment in order: `expand` entries see the variables defined before them."""
+    env: dict[str, str] = dict(first or {})
+    for entry in entries:
+        env[entry["name"]] = expand(entry["value"], env) if entry["expand"] else entry["value"]
+    return env

@@ -1,0 +1,54 @@
+"""`podline render`: print what would be submitted (sbatch scripts, Kubernetes YAML), submit nothing."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import yaml
+
+from podline.api.batch import Job
+from podline.api.config import load_config
+from podline.api.core import Pod
+from podline.api.errors import ManifestError
+from podline.cli.common import State, fail, pass_state
+from podline.cli.resources import _load_or_exit
+from podline.plan.slurm import Placement, render_indexed_job, render_pod
+
+RENDER_UID = "00000000-0000-0000-0000-000000000000"  # real submissions use the object's uid
+
+
+@click.command()
+@click.option("-f", "--filename", "files", multiple=True, required=True)
+@click.option("--target", type=click.Choice(["slurm", "kubernetes"]), default="slurm", show_default=True)
+@pass_state
+def render(state: State, files: tuple[str, ...], target: str) -> None:
+    """Print the sbatch script(s) or Kubernetes YAML for manifests, without submitting anything."""
+    loaded = _load_or_exit(files)
+    if target == "kubernetes":
+        click.echo(yaml.safe_dump_all([item.obj.dump() for item in loaded], sort_keys=False).rstrip("\n"))
+        return
+    try:
+        cfg = load_config(state.home)
+    except ManifestError as exc:
+        fail(str(exc), 2)
+    ctx = cfg.contexts.get(state.context or cfg.current_context)
+    if ctx is None:
+        fail(f'context "{state.context}" does not exist', 2)
+    placement = Placement(ctx.partition, ctx.account, ctx.qos, ctx.time_limit, sys.executable)
+    base = ctx.shared_dir or str(state.home)
+    for item in loaded:
+        obj, meta = item.obj, item.obj.metadata
+        rundir = f"{base}/pods/{meta.namespace}/{meta.name}/{RENDER_UID}"
+        if isinstance(obj, Pod):
+            script = render_pod(obj.dump(), RENDER_UID, rundir, placement)
+        elif isinstance(obj, Job) and obj.spec.completion_mode == "Indexed":
+            script = render_indexed_job(obj.dump(), RENDER_UID, rundir, placement)
+        elif isinstance(obj, Job):
+            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": obj.dump()["metadata"],
+                   "spec": obj.dump()["spec"]["template"]["spec"]}
+            script = render_pod(pod, RENDER_UID, rundir, placement)
+        else:
+            continue  # ConfigMaps and Secrets travel in plans, not scripts
+        click.echo(f"# ---- {item.describe()}")
+        click.echo(script, nl=False)

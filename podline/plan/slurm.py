@@ -1,0 +1,122 @@
+"""Render pods and Indexed Jobs as sbatch scripts (pure functions, pinned by golden files).
+
+One pod is one allocation (HPK's model); an Indexed Job is one job array, each array task one completion
+index. The script is two-level: `#SBATCH` header lines (resources, placement, validated annotation flags,
+the podline tag in `--comment` used to adopt jobs after a controller crash), then a body that only
+`exec`s the podline pod runner on the attempt's run directory. Every value that reaches the body is
+shell-quoted; manifest strings never reach it at all (they travel in plan.json).
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from podline.api.quantity import cpu_millis, memory_bytes, parse_quantity
+from podline.api.slurmflags import flags_from_annotations
+
+COMMENT_PREFIX = "podline:"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how a context submits: from `config.yaml` (`podline config set-context`)."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time_limit: str | None = None
+    python: str = "python3"
+
+
+def _container_totals(spec: dict[str, Any]) -> dict[str, int]:
+    """Per-pod cores (rounded up), memory (bytes) and GPUs: max(largest init, sum of containers)."""
+    def one(container: dict[str, Any]) -> dict[str, int]:
+        res = container.get("resources", {})
+        want = {**res.get("requests", {}), **{k: v for k, v in res.get("limits", {}).items()}}
+        return {"cpu": cpu_millis(want.get("cpu", 0)), "memory": memory_bytes(want.get("memory", 0)),
+                "gpu": int(parse_quantity(want.get("nvidia.com/gpu", 0)))}
+    total = {"cpu": 0, "memory": 0, "gpu": 0}
+    for container in spec["containers"]:
+        for key, value in one(container).items():
+            total[key] += value
+    for init in spec.get("initContainers", []):
+        total = {k: max(v, one(init)[k]) for k, v in total.items()}
+    return total
+
+
+def _minutes(seconds: int) -> str:
+    return str(max(1, math.ceil(seconds / 60)))
+
+
+def sbatch_options(name: str, namespace: str, uid: str, pod_spec: dict[str, Any], annotations: dict[str, str],
+                   placement: Placement, output: str, array: str | None = None,
+                   deadline: int | None = None) -> list[str]:
+    """The `#SBATCH` options in a stable order; an annotation flag overrides the option it names."""
+    totals = _container_totals(pod_spec)
+    options = [f"--job-name=podline.{namespace}.{name}", f"--comment={COMMENT_PREFIX}{uid}",
+               f"--output={output}", "--open-mode=append", "--nodes=1", "--ntasks=1",
+               f"--cpus-per-task={max(1, math.ceil(totals['cpu'] / 1000))}"]
+    if totals["memory"]:
+        options.append(f"--mem={math.ceil(totals['memory'] / 2**20)}M")
+    if totals["gpu"]:
+        options.append(f"--gres=gpu:{totals['gpu']}")
+    seconds = deadline or pod_spec.get("activeDeadlineSeconds")
+    if seconds:
+        options.append(f"--time={_minutes(int(seconds))}")
+    elif placement.time_limit:
+        options.append(f"--time={placement.time_limit}")
+    for key, value in (("partition", placement.partition), ("account", placement.account),
+                       ("qos", placement.qos)):
+        if value:
+            options.append(f"--{key}={value}")
+    if array is not None:
+        options.append(f"--array={array}")
+    return merge_options(options, flags_from_annotations(annotations))
+
+
+def merge_options(base: list[str], extra: list[str]) -> list[str]:
+    """`extra` replaces options of the same name in `base` (in place), or is appended."""
+    merged = {option.split("=", 1)[0]: option for option in base}
+    for option in extra:
+        merged[option.split("=", 1)[0]] = option
+    return list(merged.values())
+
+
+def _script(header: list[str], what: str, runner_args: list[str], placement: Placement) -> str:
+    lines = ["#!/bin/bash"] + [f"#SBATCH {option}" for option in header] + [
+        f"# podline: {what}",
+        "# Everything below runs inside the allocation: the podline pod runner executes the containers",
+        "# (init containers in order, then the rest) and writes status.json and logs/ in the run directory.",
+        "set -eu",
+        "exec " + " ".join(shlex.quote(a) for a in [placement.python, "-m", "podline.runtime.pod", *runner_args]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_pod(manifest: dict[str, Any], uid: str, rundir: str, placement: Placement) -> str:
+    meta = manifest["metadata"]
+    header = sbatch_options(meta["name"], meta.get("namespace", "default"), uid, manifest["spec"],
+                            meta.get("annotations", {}), placement, f"{rundir}/slurm-%j.out")
+    return _script(header, f"pod {meta.get('namespace', 'default')}/{meta['name']} (uid {uid})", [rundir],
+                   placement)
+
+
+def array_range(completions: int, parallelism: int) -> str:
+    """0-(N-1), throttled to the job's parallelism with `%P` when it is below N."""
+    spec = f"0-{completions - 1}"
+    return spec + (f"%{parallelism}" if 0 < parallelism < completions else "")
+
+
+def render_indexed_job(manifest: dict[str, Any], uid: str, rundir: str, placement: Placement) -> str:
+    """One array for all indexes; task I runs in `rundir/I` with JOB_COMPLETION_INDEX=I."""
+    meta, spec = manifest["metadata"], manifest["spec"]
+    template = spec["template"]
+    annotations = {**meta.get("annotations", {}), **template.get("metadata", {}).get("annotations", {})}
+    header = sbatch_options(meta["name"], meta.get("namespace", "default"), uid, template["spec"], annotations,
+                            placement, f"{rundir}/slurm-%A_%a.out",
+                            array=array_range(spec["completions"], spec.get("parallelism", 1)))
+    return _script(header, f"indexed job {meta.get('namespace', 'default')}/{meta['name']} (uid {uid}), "
+                   f"{spec['completions']} indexes", ["--array-base", rundir], placement)

@@ -1,0 +1,88 @@
+"""CLI verbs beyond the basics: directories and stdin, yaml output, selectors, immutability, contexts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import Cli
+
+POD = """apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, labels: {{tier: {tier}}}}}
+spec:
+  restartPolicy: Never
+  containers: [{{name: main, image: busybox, command: [sh, -c, "echo {name}"]}}]
+"""
+
+
+def test_apply_directory_get_yaml_selector_and_delete_by_file(cli: Cli, tmp_path: Path) -> None:
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "a.yaml").write_text(POD.format(name="alpha", tier="front"))
+    (manifests / "b.yml").write_text(POD.format(name="beta", tier="back"))
+    (manifests / "notes.txt").write_text("not a manifest")
+    out = cli("apply", "-f", str(manifests)).stdout.splitlines()
+    assert out == ["pod/alpha created", "pod/beta created"]
+    assert cli("apply", "-f", str(manifests)).stdout.splitlines() == ["pod/alpha unchanged", "pod/beta unchanged"]
+    for name in ("alpha", "beta"):
+        assert cli.wait(f"pod/{name}", "phase=Succeeded").returncode == 0
+    doc = yaml.safe_load(cli("get", "pod", "alpha", "-o", "yaml").stdout)
+    assert doc["kind"] == "Pod" and doc["status"]["phase"] == "Succeeded" and doc["metadata"]["uid"]
+    names = [p["metadata"]["name"] for p in cli.json("pods", "-l", "tier=back")["items"]]
+    assert names == ["beta"]
+    assert cli("get", "pods", "-o", "name").stdout.split() == ["pod/alpha", "pod/beta"]
+    deleted = cli("delete", "-f", str(manifests)).stdout.splitlines()
+    assert deleted == ['pod "alpha" deleted', 'pod "beta" deleted']
+    assert cli.json("pods")["items"] == []
+
+
+def test_pod_spec_is_immutable_but_configmaps_update(cli: Cli) -> None:
+    cli.apply(POD.format(name="fixed", tier="x"))
+    changed = cli("apply", "-f", "-", input=POD.format(name="fixed", tier="x").replace("echo", "printf"),
+                  check=False)
+    assert changed.returncode == 2 and "spec: field is immutable: containers" in changed.stderr
+    cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {k: %s}\n"
+    assert cli.apply(cm % "one").stdout.strip() == "configmap/c created"
+    assert cli.apply(cm % "two").stdout.strip() == "configmap/c configured"
+    assert cli.json("configmap", "c")["data"] == {"k": "two"}
+
+
+def test_describe_job_and_missing_objects(cli: Cli) -> None:
+    cli.apply("""apiVersion: batch/v1
+kind: Job
+metadata: {name: d}
+spec:
+  completions: 2
+  completionMode: Indexed
+  template: {spec: {restartPolicy: Never, containers: [{name: c, image: busybox, command: ["true"]}]}}
+""")
+    assert cli.wait("job/d", "condition=Complete").returncode == 0
+    text = cli("describe", "job", "d").stdout
+    assert "Completed Indexes:  0-1" in text and "SuccessfulCreate" in text and "Completed" in text
+    missing = cli("describe", "pod", "nope", check=False)
+    assert missing.returncode == 1 and 'pods "nope" not found' in missing.stderr
+    bad_kind = cli("get", "deployments", check=False)
+    assert bad_kind.returncode == 2 and "unknown resource type" in bad_kind.stderr
+
+
+def test_controller_up_status_down(cli: Cli) -> None:
+    assert "controller running" in cli("up").stdout
+    assert "running (pid" in cli("status").stdout
+    assert cli("down").stdout.strip() == "controller stopped"
+    assert "stopped" in cli("status").stdout
+
+
+def test_contexts(cli: Cli) -> None:
+    assert cli("config", "current-context").stdout.strip() == "local"
+    cli("config", "set-context", "hpc", "--backend", "slurm", "--partition", "debug", "--shared-dir", "/shared")
+    table = cli("config", "get-contexts").stdout
+    assert "hpc" in table and "slurm" in table
+    bad = cli("config", "set-context", "x", "--time-limit", "1;reboot", check=False)
+    assert bad.returncode == 2 and "--time-limit" in bad.stderr
+    assert cli("config", "use-context", "nope", check=False).returncode == 2
+    cli("config", "use-context", "hpc")
+    refused = cli("apply", "-f", "-", input=POD.format(name="p", tier="x"), check=False)
+    assert refused.returncode == 1 and "slurm" in refused.stderr
+    assert cli("--context", "local", "apply", "-f", "-", input=POD.format(name="p", tier="x")).returncode == 0
