@@ -49,10 +49,11 @@ def check_label_key(key: str) -> None:
 
 
 class Model(BaseModel):
-    """Base for every manifest model: camelCase aliases, unknown fields forbidden."""
+    """Base for every manifest model: camelCase aliases, unknown fields forbidden, and strict types as the
+    Kubernetes API server has them (no `true` for a number, no `"5"` for an integer)."""
 
     model_config = ConfigDict(
-        extra="forbid", alias_generator=to_camel, populate_by_name=True, validate_default=True
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, validate_default=True, strict=True
     )
     IGNORED: ClassVar[frozenset[str]] = frozenset()
     SILENT: ClassVar[frozenset[str]] = frozenset()

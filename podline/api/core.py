@@ -7,7 +7,7 @@ import binascii
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import Field, PlainValidator, field_validator, model_validator
 
 from podline.api.base import Model, Resource, check_dns_label
 from podline.api.quantity import MAX_CPU, MAX_GPU, MAX_MEMORY, parse_quantity
@@ -100,14 +100,15 @@ class EnvFromSource(Model):
         return self
 
 
-def _non_negative_quantity(raw: int | float | str) -> int | float | str:
-    if parse_quantity(raw) < 0:
+def _non_negative_quantity(raw: object) -> int | float | str:
+    """A quantity as Kubernetes accepts it: a number or a string such as '500m' (never a bool)."""
+    if parse_quantity(raw) < 0:  # parse_quantity rejects bools and other types
         raise ValueError(f"must not be negative, got {raw!r}")
-    return raw
+    return raw  # type: ignore[return-value]
 
 
 ResourceName = Literal["cpu", "memory", "nvidia.com/gpu", "ephemeral-storage"]
-Quantity = Annotated[int | float | str, AfterValidator(_non_negative_quantity)]
+Quantity = Annotated[int | float | str, PlainValidator(_non_negative_quantity)]
 Quantities = dict[ResourceName, Quantity]
 
 
@@ -188,11 +189,11 @@ class KeyToPath(Model):
 
 class EmptyDirSource(Model):
     medium: Literal["", "Memory"] = ""
-    size_limit: int | str | None = None
+    size_limit: Quantity | None = None
 
     @field_validator("size_limit")
     @classmethod
-    def _size(cls, value: int | str | None) -> int | str | None:
+    def _size(cls, value: int | float | str | None) -> int | float | str | None:
         if value is not None:
             amount = parse_quantity(value)
             if amount <= 0 or amount > MAX_MEMORY:

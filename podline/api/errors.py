@@ -10,6 +10,8 @@ def format_path(loc: Sequence[str | int]) -> str:
     """Render a pydantic/JSON location as `spec.containers[0].name`."""
     out = ""
     for part in loc:
+        if part == "[key]":  # pydantic's marker for "the key itself was invalid": the key is already named
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         else:

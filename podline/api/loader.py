@@ -62,10 +62,11 @@ def parse_documents(text: str, source: str) -> list[tuple[int, Any]]:
     """Return (1-based document number, data) for each non-empty YAML document."""
     if len(text.encode()) > MAX_SOURCE_BYTES:
         raise ManifestError(source, f"input is larger than {MAX_SOURCE_BYTES // (1024 * 1024)} MiB")
-    loader = yaml.SafeLoader(text)
     docs: list[tuple[int, Any]] = []
     number = 0
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(text)  # the reader rejects control characters already here
         while loader.check_node():
             number += 1
             node = loader.get_node()
@@ -83,7 +84,8 @@ def parse_documents(text: str, source: str) -> list[tuple[int, Any]]:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ManifestError(source, f"malformed YAML: {problem}{where}", document=number or 1) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return docs
 
 
