@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-RunState = Literal["unstarted", "running", "finished", "lost"]
+# unstarted: nothing was launched (or the launch was lost): launch again
+# queued:    accepted by a scheduler, waiting for resources (the pod stays Pending with the reason)
+# running / finished: the runner is alive / has written its final status
+# lost:      the attempt ended without a final status (runner killed, node failure, time limit, OOM)
+RunState = Literal["unstarted", "queued", "running", "finished", "lost"]
 
 
 @dataclass
@@ -16,15 +20,28 @@ class Observation:
     state: RunState
     status: dict[str, Any] | None = None
     node: str | None = None
-    detail: str = ""  # for "lost": what is known about why (e.g. the runner's last words)
+    detail: str = ""  # for "queued" and "lost": why (scheduler reason, the runner's last words)
+    reason: str = ""  # for "lost": a Kubernetes-style reason (DeadlineExceeded, OOMKilled, NodeLost, …)
+    info: dict[str, Any] = field(default_factory=dict)  # backend facts for describe (job id, state)
+
+
+class SubmitError(Exception):
+    """The backend refused the attempt; `transient` errors are retried, others fail the pod."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class Backend(Protocol):
     name: str
+    admits_locally: bool  # True when podline itself must fit pods into this machine's capacity
 
     def run_dir(self, namespace: str, name: str, uid: str) -> Path: ...
 
-    def launch(self, rundir: Path, plan: dict[str, Any]) -> None: ...
+    def launch(self, rundir: Path, plan: dict[str, Any], manifest: dict[str, Any]) -> None:
+        """Start the attempt (idempotent: never a second runner for one run directory)."""
+        ...
 
     def observe(self, rundir: Path) -> Observation: ...
 
@@ -34,8 +51,8 @@ class Backend(Protocol):
         """Mark an attempt that never started as done, so a late runner exits; False if it is running."""
         ...
 
-    def reap(self) -> None:
-        """Housekeeping once per controller pass (e.g. collect exited child processes)."""
+    def begin_pass(self) -> None:
+        """Once per controller pass: reap children, refresh the one batched scheduler query, …"""
         ...
 
     def cleanup(self, rundir: Path, pod_uid: str) -> None: ...

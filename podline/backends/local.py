@@ -63,6 +63,7 @@ def _last_line(path: Path) -> str:
 
 class LocalBackend:
     name = "local"
+    admits_locally = True
 
     def __init__(self, home: Path, notify: str = "") -> None:
         self.home = home
@@ -72,7 +73,7 @@ class LocalBackend:
     def run_dir(self, namespace: str, name: str, uid: str) -> Path:
         return self.home / "pods" / namespace / name / uid
 
-    def launch(self, rundir: Path, plan: dict[str, Any]) -> None:
+    def launch(self, rundir: Path, plan: dict[str, Any], manifest: dict[str, Any] | None = None) -> None:
         rundir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if (rundir / "started").exists():
             return
@@ -81,7 +82,7 @@ class LocalBackend:
             self._become_runner(rundir)
 
     @staticmethod
-    def reap() -> None:
+    def begin_pass() -> None:
         """Collect exited runners forked by this process (their results are in their run directories)."""
         while True:
             try:

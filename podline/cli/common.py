@@ -40,8 +40,8 @@ class State:
             self._store = Store(self.home / "state.db")
         return self._store
 
-    def check_context(self) -> None:
-        """Refuse to create work for a context whose backend or runtime this podline cannot run yet."""
+    def check_context(self) -> str:
+        """The context new work goes to; refuse one whose runtime this podline cannot run yet."""
         from podline.api.config import load_config
         from podline.api.errors import ManifestError
 
@@ -53,9 +53,9 @@ class State:
         ctx = cfg.contexts.get(name)
         if ctx is None:
             fail(f'context "{name}" does not exist (see podline config get-contexts)', 2)
-        if ctx.backend != "local" or ctx.runtime != "host":
-            fail(f'context "{name}" uses backend {ctx.backend} with runtime {ctx.runtime}; this podline runs only '
-                 "the local backend with the host runtime so far", 1)
+        if ctx.runtime != "host":
+            fail(f'context "{name}" uses runtime {ctx.runtime}; this podline runs only the host runtime so far', 1)
+        return name
 
     def ensure_controller(self) -> None:
         """`apply` and friends start the controller when it is not running, then nudge it."""

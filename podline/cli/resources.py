@@ -45,7 +45,7 @@ def _load_or_exit(files: tuple[str, ...]) -> list[Loaded]:
 
 def apply_objects(state: State, loaded: list[Loaded]) -> None:
     """Validate every change against stored state first, then write all in one transaction."""
-    state.check_context()
+    context = state.check_context()
     store = state.store
     plans = []
     for item in loaded:
@@ -62,7 +62,8 @@ def apply_objects(state: State, loaded: list[Loaded]) -> None:
     results = []
     with store.tx():
         for obj, manifest in plans:
-            result, _ = store.apply(obj.kind, obj.metadata.namespace, obj.metadata.name or "", manifest)
+            result, _ = store.apply(obj.kind, obj.metadata.namespace, obj.metadata.name or "", manifest,
+                                    context=context)
             results.append(f"{obj.kind.lower()}/{obj.metadata.name} {result}")
     if any(not r.endswith("unchanged") for r in results):
         state.ensure_controller()

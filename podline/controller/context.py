@@ -1,4 +1,4 @@
-"""What one reconcile pass needs: the store, the backend, the node's capacity and the pass's clock."""
+"""What one reconcile pass needs: the store, the backends, this machine's capacity and the pass's clock."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from podline.backends.base import Backend
+from podline.backends.registry import Backends
 from podline.store import Obj, Store
 
 TERMINAL = ("Succeeded", "Failed")
@@ -25,11 +26,14 @@ def machine_capacity() -> dict[str, int]:
 @dataclass
 class Ctx:
     store: Store
-    backend: Backend
+    backends: Backends
     capacity: dict[str, int]
     now: float = field(default_factory=time.time)
     used: dict[str, int] = field(default_factory=lambda: {"cpu": 0, "memory": 0, "gpu": 0})
     next_wake: float | None = None
+
+    def backend_for(self, obj: Obj) -> Backend:
+        return self.backends.for_context(obj.context)
 
     def wake_at(self, when: float) -> None:
         """Ask for another pass no later than `when` (back-off timers, deadlines, TTLs)."""

@@ -76,7 +76,7 @@ def stop(home: Path) -> int | None:
 
 
 def main() -> None:
-    from podline.backends.local import LocalBackend
+    from podline.backends.registry import Backends
     from podline.controller.loop import Controller
     from podline.store import Store
 
@@ -98,7 +98,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     notify = "@" + wake_address(home)[1:].decode()
-    controller = Controller(Store(home / "state.db"), LocalBackend(home, notify))
+    controller = Controller(Store(home / "state.db"), Backends(home, notify))
     logging.getLogger("podline.controller").info("controller %d started for %s", os.getpid(), home)
     controller.serve(home, stop_flag, ready=home / "controller.ready")
     logging.getLogger("podline.controller").info("controller %d stopped", os.getpid())

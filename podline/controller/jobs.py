@@ -105,7 +105,7 @@ def _create_pods(ctx: Ctx, job: Obj, pods: list[Obj], active: list[Obj], failure
         todo = [None] * max(0, min(room, remaining - len(active)))
     for index in todo:
         name, manifest = pod_manifest(job, index)
-        ctx.store.apply("Pod", job.namespace, name, manifest, owner_uid=job.uid)
+        ctx.store.apply("Pod", job.namespace, name, manifest, owner_uid=job.uid, context=job.context)
         ctx.event(job, "SuccessfulCreate", f"Created pod: {name}")
 
 

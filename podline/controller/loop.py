@@ -13,7 +13,7 @@ import socket
 import time
 from pathlib import Path
 
-from podline.backends.base import Backend
+from podline.backends.registry import Backends
 from podline.controller.context import TERMINAL, Ctx, machine_capacity
 from podline.controller.jobs import reconcile_job
 from podline.controller.pods import reconcile_pod
@@ -26,22 +26,22 @@ ORDER = ("Job", "Pod")  # owners first: a job's new pods are reconciled in the s
 
 
 class Controller:
-    def __init__(self, store: Store, backend: Backend) -> None:
+    def __init__(self, store: Store, backends: Backends) -> None:
         self.store = store
-        self.backend = backend
+        self.backends = backends
         self.capacity = machine_capacity()
 
     def _used(self) -> dict[str, int]:
         used = {"cpu": 0, "memory": 0, "gpu": 0}
         for pod in self.store.list(kind="Pod", unsettled=True):
-            if "run" in pod.internal and pod.status.get("phase") not in TERMINAL:
+            if "requests" in pod.internal and "run" in pod.internal and pod.status.get("phase") not in TERMINAL:
                 for key, value in pod.internal.get("requests", {}).items():
                     used[key] += value
         return used
 
     def run_once(self) -> Ctx:
-        self.backend.reap()
-        ctx = Ctx(self.store, self.backend, self.capacity, used=self._used())
+        self.backends.begin_pass()
+        ctx = Ctx(self.store, self.backends, self.capacity, used=self._used())
         for kind in ORDER:
             for obj in self.store.list(kind=kind, unsettled=True):
                 try:

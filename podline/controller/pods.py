@@ -13,6 +13,7 @@ from typing import Any
 
 from podline.api.base import Resource
 from podline.api.core import ConfigMap, Pod, Secret
+from podline.backends.base import Backend, SubmitError
 from podline.controller.context import TERMINAL, Ctx
 from podline.plan.pod import PlanWaiting, plan_pod, pod_requests
 from podline.runtime.files import rfc3339
@@ -44,29 +45,48 @@ def _pending(obj: Obj, reason: str, message: str, scheduled: bool) -> None:
 
 
 def _admit_and_launch(ctx: Ctx, obj: Obj) -> None:
+    backend = ctx.backend_for(obj)
     pod = Pod.model_validate(obj.manifest)
-    request = obj.internal.get("requests") or pod_requests(pod)
     try:
         plan = plan_pod(obj.manifest, obj.uid, _lookup(ctx))
     except PlanWaiting as waiting:
         _pending(obj, waiting.reason, waiting.message, scheduled=True)
         ctx.event(obj, "Failed", f"Error: {waiting.message}", "Warning", once=True)
         return
-    short = ctx.fits(request)
-    if short:
-        message = f"0/1 nodes are available: {', '.join('Insufficient ' + k for k in short)}."
-        _pending(obj, "Unschedulable", message, scheduled=False)
-        ctx.event(obj, "FailedScheduling", message, "Warning", once=True)
-        return
-    ctx.reserve(request)
-    rundir = ctx.backend.run_dir(obj.namespace, obj.name, obj.uid)
-    obj.internal["requests"] = request
+    if backend.admits_locally:
+        request = obj.internal.get("requests") or pod_requests(pod)
+        short = ctx.fits(request)
+        if short:
+            message = f"0/1 nodes are available: {', '.join('Insufficient ' + k for k in short)}."
+            _pending(obj, "Unschedulable", message, scheduled=False)
+            ctx.event(obj, "FailedScheduling", message, "Warning", once=True)
+            return
+        ctx.reserve(request)
+        obj.internal["requests"] = request
+    rundir = backend.run_dir(obj.namespace, obj.name, obj.uid)
     obj.internal["run"] = {"dir": str(rundir), "intentAt": ctx.now}
     obj.status = {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]}
-    ctx.event(obj, "Scheduled", f"Successfully assigned {obj.namespace}/{obj.name} to {ctx.backend.name}")
+    ctx.event(obj, "Scheduled", f"Successfully assigned {obj.namespace}/{obj.name} to {backend.name}")
     ctx.store.save(obj)  # intent first, then the side effect
-    ctx.backend.launch(rundir, plan)
-    obj.internal["run"]["launchedAt"] = ctx.now
+    _launch(ctx, obj, backend, rundir, plan)
+
+
+def _launch(ctx: Ctx, obj: Obj, backend: Backend, rundir: Path, plan: dict[str, Any]) -> None:
+    """Launch and record it; a refusal fails the pod with the backend's own words (or retries if transient)."""
+    run = obj.internal["run"]
+    try:
+        backend.launch(rundir, plan, obj.manifest)
+    except SubmitError as refused:
+        message = str(refused)
+        if refused.transient:
+            run["launchedAt"] = ctx.now  # retried as an unstarted attempt after RELAUNCH_AFTER
+            ctx.event(obj, "SubmitRetry", message, "Warning", once=True)
+            ctx.wake_at(ctx.now + RELAUNCH_AFTER)
+            return
+        obj.status.update(phase="Failed", reason="SubmitFailed", message=message)
+        ctx.event(obj, "SubmitFailed", message, "Warning")
+        return
+    run["launchedAt"] = ctx.now
 
 
 def _container_events(ctx: Ctx, obj: Obj, new: dict[str, Any]) -> None:
@@ -86,8 +106,8 @@ def _container_events(ctx: Ctx, obj: Obj, new: dict[str, Any]) -> None:
                       f" ({term['reason']})", "Warning")
 
 
-def _mark_lost(obj: Obj, status: dict[str, Any] | None, detail: str) -> dict[str, Any]:
-    """The runner died without a final word (killed): whatever ran is terminated with 137."""
+def _mark_lost(obj: Obj, status: dict[str, Any] | None, detail: str, reason: str) -> dict[str, Any]:
+    """The attempt ended without the runner's final word: whatever ran is terminated with 137."""
     status = json.loads(json.dumps(status or obj.status))
     now = rfc3339()
     for c in status.get("initContainerStatuses", []) + status.get("containerStatuses", []):
@@ -97,25 +117,30 @@ def _mark_lost(obj: Obj, status: dict[str, Any] | None, detail: str) -> dict[str
                                          "finishedAt": now, "message": "pod runner was killed"}}
             c["ready"] = False
     message = "the pod runner died before the pod finished" + (f": {detail}" if detail else "")
-    status.update(phase="Failed", reason="RunnerLost", message=message)
+    status.update(phase="Failed", reason=reason, message=message)
     return status
 
 
 def _observe(ctx: Ctx, obj: Obj) -> None:
+    backend = ctx.backend_for(obj)
     run = obj.internal["run"]
     rundir = Path(run["dir"])
-    seen = ctx.backend.observe(rundir)
+    seen = backend.observe(rundir)
+    if seen.info:
+        obj.internal["backend"] = seen.info
     if seen.state == "unstarted":
         launched = run.get("launchedAt")
         if launched is None or ctx.now - launched > RELAUNCH_AFTER:
             plan = plan_pod(obj.manifest, obj.uid, _lookup(ctx))
-            ctx.backend.launch(rundir, plan)
-            run["launchedAt"] = ctx.now
+            _launch(ctx, obj, backend, rundir, plan)
+        return
+    if seen.state == "queued":
+        _pending(obj, "Queued", seen.detail, scheduled=True)
         return
     if seen.state == "lost":
-        ctx.backend.cancel(rundir, hard=True)
-        status = _mark_lost(obj, seen.status, seen.detail)
-        ctx.event(obj, "RunnerLost", status["message"], "Warning")
+        backend.cancel(rundir, hard=True)
+        status = _mark_lost(obj, seen.status, seen.detail, seen.reason or "RunnerLost")
+        ctx.event(obj, status["reason"], status["message"], "Warning")
         obj.status = status
         return
     if seen.status is not None and seen.status != obj.status:
@@ -132,21 +157,22 @@ def _delete(ctx: Ctx, obj: Obj) -> bool:
     run = obj.internal.get("run")
     if run is None:
         return True
+    backend = ctx.backend_for(obj)
     rundir = Path(run["dir"])
-    seen = ctx.backend.observe(rundir)
-    if seen.state == "unstarted" and ctx.backend.claim(rundir):
+    seen = backend.observe(rundir)
+    if seen.state in ("unstarted", "queued") and backend.claim(rundir):
         return True
     if seen.state in ("finished", "lost"):
-        ctx.backend.cancel(rundir, hard=True)  # leftovers of a killed runner, if any
+        backend.cancel(rundir, hard=True)  # leftovers of a killed runner, if any
         return True
     grace = float(obj.manifest["spec"].get("terminationGracePeriodSeconds", 30))
     asked = obj.internal.get("cancelAt")
     if asked is None:
         obj.internal["cancelAt"] = ctx.now
         ctx.event(obj, "Killing", "Stopping pod")
-        ctx.backend.cancel(rundir)
+        backend.cancel(rundir)
     elif ctx.now > asked + grace + KILL_AFTER_GRACE:
-        ctx.backend.cancel(rundir, hard=True)
+        backend.cancel(rundir, hard=True)
     ctx.wake_at(ctx.now + 0.5)
     return False
 
@@ -156,7 +182,7 @@ def reconcile_pod(ctx: Ctx, obj: Obj) -> None:
         if _delete(ctx, obj):
             run = obj.internal.get("run")
             if run:
-                ctx.backend.cleanup(Path(run["dir"]), obj.uid)
+                ctx.backend_for(obj).cleanup(Path(run["dir"]), obj.uid)
             ctx.store.remove(obj.uid)
             return
     elif obj.status.get("phase") in TERMINAL:
@@ -165,7 +191,7 @@ def reconcile_pod(ctx: Ctx, obj: Obj) -> None:
         _admit_and_launch(ctx, obj)
     else:
         _observe(ctx, obj)
-        if obj.status.get("phase") in TERMINAL:
-            obj.settled = True
-            obj.internal["finishedAt"] = ctx.now
+    if obj.status.get("phase") in TERMINAL and not obj.deleted_at:
+        obj.settled = True
+        obj.internal.setdefault("finishedAt", ctx.now)
     ctx.store.save(obj)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS objects (
     status TEXT NOT NULL DEFAULT '{}',
     internal TEXT NOT NULL DEFAULT '{}',
     owner_uid TEXT,
+    context TEXT NOT NULL DEFAULT 'local',
     settled INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
@@ -39,6 +40,7 @@ CREATE TABLE IF NOT EXISTS objects (
     UNIQUE (kind, namespace, name)
 );
 CREATE INDEX IF NOT EXISTS objects_owner ON objects (owner_uid);
+-- (schema 2 added objects.context: which backend context runs the object)
 CREATE INDEX IF NOT EXISTS objects_unsettled ON objects (settled, kind);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -68,6 +70,7 @@ class Obj:
     settled: bool
     created_at: float
     deleted_at: float | None
+    context: str = "local"
     loaded: tuple[str, str, bool] = ("", "", False)  # status, internal, settled as read: skip no-op writes
     _manifest: dict[str, Any] | None = field(default=None, repr=False)
 
@@ -96,13 +99,13 @@ class Event:
 
 
 _SELECT = ("uid, kind, namespace, name, manifest, generation, status, internal, owner_uid, settled, "
-           "created_at, deleted_at")
+           "created_at, deleted_at, context")
 
 
 def _row_to_obj(row: tuple[Any, ...]) -> Obj:
-    uid, kind, ns, name, manifest, gen, status, internal, owner, settled, created, deleted = row
+    uid, kind, ns, name, manifest, gen, status, internal, owner, settled, created, deleted, context = row
     return Obj(uid, kind, ns, name, manifest, gen, json.loads(status), json.loads(internal), owner, bool(settled),
-               created, deleted, (status, internal, bool(settled)))
+               created, deleted, context, (status, internal, bool(settled)))
 
 
 class Store:
@@ -127,9 +130,14 @@ class Store:
             row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) > SCHEMA_VERSION:
-                raise RuntimeError(f"{self.path} has schema {row[0]}, newer than this podline "
+                return
+            version = int(row[0])
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(f"{self.path} has schema {version}, newer than this podline "
                                    f"({SCHEMA_VERSION}); upgrade podline")
+            if version < 2:
+                self.db.execute("ALTER TABLE objects ADD COLUMN context TEXT NOT NULL DEFAULT 'local'")
+            self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self.db.close()
@@ -187,18 +195,22 @@ class Store:
 
     # --- writes ------------------------------------------------------------------------------
     def apply(self, kind: str, namespace: str, name: str, manifest: dict[str, Any],
-              owner_uid: str | None = None, status: dict[str, Any] | None = None) -> tuple[str, Obj]:
-        """Create the object or update its manifest; returns ('created'|'configured'|'unchanged', obj)."""
+              owner_uid: str | None = None, status: dict[str, Any] | None = None, context: str = "local",
+              internal: dict[str, Any] | None = None) -> tuple[str, Obj]:
+        """Create the object or update its manifest; returns ('created'|'configured'|'unchanged', obj).
+
+        `context` (the backend context that runs it) and `internal` are set at creation only.
+        """
         now = time.time()
         with self.tx():
             current = self.get(kind, namespace, name)
             if current is None:
                 uid = str(uuid.uuid4())
                 self.db.execute(
-                    "INSERT INTO objects (uid, kind, namespace, name, manifest, status, owner_uid, "
-                    "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO objects (uid, kind, namespace, name, manifest, status, internal, owner_uid, "
+                    "context, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (uid, kind, namespace, name, json.dumps(manifest), json.dumps(status or {}),
-                     owner_uid, now, now))
+                     json.dumps(internal or {}), owner_uid, context, now, now))
                 result = "created"
             elif current.manifest == manifest:
                 return "unchanged", current

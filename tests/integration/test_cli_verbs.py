@@ -82,7 +82,8 @@ def test_contexts(cli: Cli) -> None:
     bad = cli("config", "set-context", "x", "--time-limit", "1;reboot", check=False)
     assert bad.returncode == 2 and "--time-limit" in bad.stderr
     assert cli("config", "use-context", "nope", check=False).returncode == 2
-    cli("config", "use-context", "hpc")
+    cli("config", "set-context", "boxed", "--runtime", "bwrap")
+    cli("config", "use-context", "boxed")
     refused = cli("apply", "-f", "-", input=POD.format(name="p", tier="x"), check=False)
-    assert refused.returncode == 1 and "slurm" in refused.stderr
+    assert refused.returncode == 1 and "runtime bwrap" in refused.stderr
     assert cli("--context", "local", "apply", "-f", "-", input=POD.format(name="p", tier="x")).returncode == 0

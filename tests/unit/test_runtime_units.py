@@ -45,7 +45,7 @@ def test_rfc3339_round_trip() -> None:
 
 def _pod(status: dict, inits: int = 0) -> Obj:
     manifest = {"spec": {"containers": [{"name": "c"}], "initContainers": [{"name": f"i{n}"} for n in range(inits)]}}
-    return Obj("u", "Pod", "default", "p", json.dumps(manifest), 1, status, {}, None, False, 0.0, None)
+    return Obj("u", "Pod", "default", "p", json.dumps(manifest), 1, status, {}, None, False, 0.0, None, "local")
 
 
 def test_status_words_like_kubectl() -> None:

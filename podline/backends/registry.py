@@ -1,0 +1,51 @@
+"""Which backend runs an object: its context's (from `config.yaml`), built once and reused.
+
+The controller asks `for_context(name)` per object; the configuration is re-read when the file changes,
+so `podline config set-context` takes effect without restarting the controller.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from podline.api.config import Config, config_path, load_config
+from podline.backends.base import Backend
+from podline.backends.local import LocalBackend
+
+
+class UnknownContext(Exception):
+    pass
+
+
+class Backends:
+    def __init__(self, home: Path, notify: str = "") -> None:
+        self.home = home
+        self.local = LocalBackend(home, notify)
+        self._remote: dict[tuple[str, str], Backend] = {}
+        self._config: Config | None = None
+        self._stamp: float | None = None
+
+    def config(self) -> Config:
+        path = config_path(self.home)
+        stamp = path.stat().st_mtime if path.exists() else None
+        if self._config is None or stamp != self._stamp:
+            self._config, self._stamp = load_config(self.home), stamp
+        return self._config
+
+    def for_context(self, name: str) -> Backend:
+        ctx = self.config().contexts.get(name)
+        if ctx is None:
+            raise UnknownContext(f'context "{name}" no longer exists in {config_path(self.home)}')
+        if ctx.backend == "local":
+            return self.local
+        key = (name, ctx.model_dump_json())
+        if key not in self._remote:
+            from podline.backends.slurm import SlurmBackend
+
+            self._remote[key] = SlurmBackend(name, ctx, self.home)
+        return self._remote[key]
+
+    def begin_pass(self) -> None:
+        self.local.begin_pass()
+        for backend in self._remote.values():
+            backend.begin_pass()
