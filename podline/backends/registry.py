@@ -20,6 +20,7 @@ class UnknownContext(Exception):
 class Backends:
     def __init__(self, home: Path, notify: str = "") -> None:
         self.home = home
+        self.notify = notify
         self.local = LocalBackend(home, notify)
         self._remote: dict[tuple[str, str], Backend] = {}
         self._config: Config | None = None
@@ -42,7 +43,7 @@ class Backends:
         if key not in self._remote:
             from podline.backends.slurm import SlurmBackend
 
-            self._remote[key] = SlurmBackend(name, ctx, self.home)
+            self._remote[key] = SlurmBackend(name, ctx, self.home, self.notify)
         return self._remote[key]
 
     def begin_pass(self) -> None:

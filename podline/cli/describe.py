@@ -67,6 +67,11 @@ def describe_pod(state: State, obj: Obj) -> None:
         _line("Reason", status["reason"])
         _line("Message", status.get("message", ""))
     _line("Node", obj.internal.get("node", "<none>"))
+    _line("Context", obj.context)
+    facts = obj.internal.get("backend", {})
+    for key, label in (("slurmJobId", "Slurm Job"), ("slurmState", "Slurm State"), ("slurmReason", "Slurm Reason")):
+        if facts.get(key):
+            _line(label, facts[key])
     _line("Run Directory", obj.internal.get("run", {}).get("dir", "<none>"))
     _line("Start Time", status.get("startTime", "<none>"))
     _line("Restart Policy", spec.get("restartPolicy", "Always"))

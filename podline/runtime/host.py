@@ -63,7 +63,8 @@ def mount_table(container: dict[str, Any], volume_paths: dict[str, Path]) -> lis
 
 
 def base_env(pod: dict[str, Any]) -> dict[str, str]:
-    env = {k: os.environ[k] for k in HOST_ENV_PASSTHROUGH if k in os.environ}
+    """What a container inherits from its host: basics, and inside an allocation Slurm's own variables."""
+    env = {k: v for k, v in os.environ.items() if k in HOST_ENV_PASSTHROUGH or k.startswith("SLURM_")}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env["HOSTNAME"] = pod["name"]
     return env

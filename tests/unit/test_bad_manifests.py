@@ -305,7 +305,7 @@ CASES = [
     case("third-document-bad", GOOD + "---\n" + configmap("data: {a: b}\n") + "---\n" + job("  backoffLimit: -1\n"),
          "spec.backoffLimit", "greater than or equal to 0", doc=3, ident="Job/j"),
     case("empty-documents-still-count", "---\n---\n" + GOOD.replace("kind: Pod", "kind: Pods"), "kind",
-         "unknown kind 'Pods'", doc=3, ident="Pods/p"),
+         "unknown kind 'Pods'", doc=2, ident="Pods/p"),
     case("duplicate-object-in-one-file", GOOD + "---\n" + GOOD, "metadata.name",
          "duplicate object: also defined in bad.yaml: document 1 (Pod/p)", doc=2,
          xfail="load_text() does not detect two objects with the same kind/namespace/name; only load_paths() does"),

@@ -1,0 +1,178 @@
+"""The Slurm backend: one pod attempt = one batch job (HPK's model) running the podline pod runner.
+
+Run directories live on the context's shared directory, so the runner inside the allocation and the
+controller outside see the same `plan.json`, `status.json` and logs. Every job carries `podline:<uid>` in
+`--comment`: after a controller crash between `sbatch` and recording the job id, the next launch finds
+the job by that tag and adopts it instead of submitting again. Status comes from the runner's files,
+with the batched `squeue` snapshot for queue state and for jobs that ended without a word (time limit,
+out of memory, node failure, cancellation).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from podline.api.config import Context
+from podline.backends.base import Observation, SubmitError
+from podline.backends.squeue import SlurmJob, SqueueWatcher
+from podline.plan.slurm import COMMENT_PREFIX, Placement, render_pod
+from podline.runtime.files import read_json, write_json_atomic
+
+QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "CONFIGURING", "POWER_UP_NODE"}
+ACTIVE = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING", "SUSPENDED", "STOPPED"}
+LOST_REASON = {"TIMEOUT": "DeadlineExceeded", "DEADLINE": "DeadlineExceeded", "OUT_OF_MEMORY": "OOMKilled",
+               "NODE_FAIL": "NodeLost", "BOOT_FAIL": "NodeLost", "CANCELLED": "Cancelled", "PREEMPTED": "Preempted"}
+TRANSIENT = ("Unable to contact slurm controller", "Socket timed out", "temporarily unable",
+             "Resource temporarily unavailable", "Connection refused", "Zero Bytes were transmitted")
+
+
+def _fault(point: str) -> None:
+    """Failure injection for crash tests: die like SIGKILL at a named point (PODLINE_FAULT=point)."""
+    if os.environ.get("PODLINE_FAULT") == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class SlurmBackend:
+    name = "slurm"
+    admits_locally = False
+
+    def __init__(self, context_name: str, ctx: Context, home: Path, notify: str = "") -> None:
+        self.context_name = context_name
+        self.shared = Path(ctx.shared_dir) if ctx.shared_dir else home / "shared"
+        self.placement = Placement(ctx.partition, ctx.account, ctx.qos, ctx.time_limit, sys.executable)
+        self.notify = notify
+        self.watcher = SqueueWatcher()
+
+    # --- where -----------------------------------------------------------------------------------
+    def run_dir(self, namespace: str, name: str, uid: str) -> Path:
+        return self.shared / "pods" / namespace / name / uid
+
+    @staticmethod
+    def _tag_and_index(rundir: Path) -> tuple[str, int | None]:
+        """A pod's own job is tagged with its uid; an array task's run directory is `<array dir>/<index>`."""
+        if (rundir.parent / "array.json").exists() and rundir.name.isdigit():
+            return COMMENT_PREFIX + rundir.parent.name, int(rundir.name)
+        return COMMENT_PREFIX + rundir.name, None
+
+    def _job_id(self, rundir: Path) -> str | None:
+        tag, index = self._tag_and_index(rundir)
+        base = rundir.parent if index is not None else rundir
+        try:
+            job = (base / "slurm-job-id").read_text().strip()
+        except OSError:
+            found = self.watcher.lookup(tag, index)
+            return found.job_id if found else None
+        return f"{job}_{index}" if index is not None else job
+
+    # --- launch ----------------------------------------------------------------------------------
+    def submit(self, directory: Path, script: str, tag: str) -> str:
+        """sbatch a script kept in `directory` (adopting a job already carrying `tag`); return its id."""
+        known = self.watcher.lookup(tag)
+        if known is not None:
+            job_id = known.job_id.split("_", 1)[0]
+        else:
+            (directory / "job.sbatch").write_text(script)
+            try:
+                proc = subprocess.run(["sbatch", "--parsable", str(directory / "job.sbatch")], capture_output=True,
+                                      text=True, timeout=120, cwd=directory)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise SubmitError(f"sbatch could not run: {exc}", transient=True) from None
+            if proc.returncode != 0:
+                message = " ".join(proc.stderr.split()) or f"sbatch exited {proc.returncode}"
+                raise SubmitError(message, transient=any(t in message for t in TRANSIENT))
+            job_id = proc.stdout.strip().split(";", 1)[0]
+            _fault("after-sbatch")
+        (directory / "slurm-job-id").write_text(job_id + "\n")
+        self.watcher.submitted(tag)
+        return job_id
+
+    def launch(self, rundir: Path, plan: dict[str, Any], manifest: dict[str, Any]) -> None:
+        rundir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if (rundir / "started").exists() or (rundir / "slurm-job-id").exists():
+            return
+        write_json_atomic(rundir / "plan.json", {**plan, "notify": self.notify})
+        script = render_pod(manifest, rundir.name, str(rundir), self.placement)
+        self.submit(rundir, script, COMMENT_PREFIX + rundir.name)
+
+    # --- observe ---------------------------------------------------------------------------------
+    def observe(self, rundir: Path) -> Observation:
+        doc = read_json(rundir / "status.json")
+        tag, index = self._tag_and_index(rundir)
+        job = self.watcher.lookup(tag, index)
+        info = self._info(rundir, job)
+        if doc and doc.get("finished"):
+            return Observation("finished", doc["status"], doc.get("node"), info=info)
+        if job is None:
+            return self._not_in_queue(rundir, tag, doc, info)
+        if job.state in QUEUED:
+            return Observation("queued", detail=f"Slurm job {job.job_id} {job.state} ({job.reason})", info=info)
+        if job.state in ACTIVE:
+            return Observation("running", doc["status"] if doc else None, job.node or None, info=info)
+        doc = read_json(rundir / "status.json")  # the runner may have finished just now
+        if doc and doc.get("finished"):
+            return Observation("finished", doc["status"], doc.get("node"), info=info)
+        return Observation("lost", doc["status"] if doc else None, job.node or None,
+                           detail=f"Slurm job {job.job_id} ended {job.state} ({job.reason})",
+                           reason=LOST_REASON.get(job.state, "RunnerLost"), info=info)
+
+    def _not_in_queue(self, rundir: Path, tag: str, doc: dict[str, Any] | None, info: dict[str, str]) -> Observation:
+        job_id = self._job_id(rundir)
+        if job_id is None:
+            return Observation("unstarted", info=info)
+        if self.watcher.error or self.watcher.recently_submitted(tag):
+            detail = self.watcher.error or f"Slurm job {job_id} submitted"
+            return Observation("queued" if doc is None else "running", doc["status"] if doc else None,
+                               detail=detail, info=info)
+        return Observation("lost", doc["status"] if doc else None, detail=f"Slurm job {job_id} left the queue "
+                           "without a final status", reason="NodeLost", info=info)
+
+    def _info(self, rundir: Path, job: SlurmJob | None) -> dict[str, str]:
+        if job is not None:
+            return {"slurmJobId": job.job_id, "slurmState": job.state, "slurmReason": job.reason,
+                    "slurmNode": job.node}
+        job_id = self._job_id(rundir)
+        return {"slurmJobId": job_id} if job_id else {}
+
+    # --- stop ------------------------------------------------------------------------------------
+    def _scancel(self, *args: str) -> None:
+        try:
+            subprocess.run(["scancel", *args], capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+
+    def cancel(self, rundir: Path, hard: bool = False) -> None:
+        job_id = self._job_id(rundir)
+        if job_id is None:
+            return
+        if hard:
+            self._scancel(job_id)
+        else:  # SIGTERM to the batch step only: the runner stops its containers with their grace period
+            self._scancel("--batch", "--signal=TERM", job_id)
+
+    def claim(self, rundir: Path) -> bool:
+        tag, index = self._tag_and_index(rundir)
+        job = self.watcher.lookup(tag, index)
+        if job is not None and job.state in ACTIVE:
+            return False
+        job_id = self._job_id(rundir)
+        if job_id is not None:
+            self._scancel(job_id)
+        rundir.mkdir(parents=True, exist_ok=True)
+        if not (rundir / "started").exists():
+            write_json_atomic(rundir / "started", {"claimed": True})
+        return True
+
+    def cleanup(self, rundir: Path, pod_uid: str) -> None:
+        shutil.rmtree(rundir, ignore_errors=True)
+
+    def log_path(self, rundir: Path, container: str) -> Path:
+        return rundir / "logs" / f"{container}.log"
+
+    def begin_pass(self) -> None:
+        """Nothing eager: the squeue snapshot is taken on the first lookup of a pass (at most every second)."""

@@ -1,0 +1,96 @@
+"""One watcher per Slurm backend: a single `squeue` call per controller pass answers for every job.
+
+Per-pod `squeue -j` calls are what make peers slow and hammer slurmctld; here one snapshot (all of this
+user's jobs, finished ones included while Slurm keeps them, `MinJobAge`) is taken at most every
+`MIN_INTERVAL` seconds and indexed by podline's tag in the job comment (`podline:<uid>`), and by array task.
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+
+MIN_INTERVAL = 1.0
+FORMAT = "%i|%T|%r|%N|%k"
+_ARRAY = re.compile(r"^(\d+)_(\d+)$")
+_PENDING_ARRAY = re.compile(r"^(\d+)_\[(.+)\]$")
+
+
+@dataclass
+class SlurmJob:
+    job_id: str  # "123", or "123_4" for an array task
+    state: str
+    reason: str
+    node: str
+    comment: str
+
+
+def expand_ranges(text: str) -> list[int]:
+    """'0-3,7,9-10%4' → [0, 1, 2, 3, 7, 9, 10] (the %throttle is dropped)."""
+    out: list[int] = []
+    for part in text.split("%", 1)[0].split(","):
+        if "-" in part:
+            low, high = part.split("-", 1)
+            out.extend(range(int(low), int(high) + 1))
+        elif part:
+            out.append(int(part))
+    return out
+
+
+def parse_squeue(text: str) -> dict[tuple[str, int | None], SlurmJob]:
+    """Index squeue lines by (comment, array index or None); pending array ranges are expanded."""
+    jobs: dict[tuple[str, int | None], SlurmJob] = {}
+    for line in text.splitlines():
+        fields = line.split("|", 4)
+        if len(fields) != 5:
+            continue
+        job_id, state, reason, node, comment = fields
+        if single := _ARRAY.match(job_id):
+            jobs[(comment, int(single[2]))] = SlurmJob(job_id, state, reason, node, comment)
+        elif pending := _PENDING_ARRAY.match(job_id):
+            for index in expand_ranges(pending[2]):
+                jobs[(comment, index)] = SlurmJob(f"{pending[1]}_{index}", state, reason, node, comment)
+        else:
+            jobs[(comment, None)] = SlurmJob(job_id, state, reason, node, comment)
+    return jobs
+
+
+class SqueueWatcher:
+    def __init__(self) -> None:
+        self.jobs: dict[tuple[str, int | None], SlurmJob] = {}
+        self.taken_at = 0.0
+        self.error = ""
+        self.calls = 0
+        self._submitted: dict[str, float] = {}
+
+    def _refresh(self) -> None:
+        self.calls += 1
+        self.taken_at = time.monotonic()
+        try:
+            proc = subprocess.run(["squeue", "-h", "--states=all", "-u", getpass.getuser(), "-o", FORMAT],
+                                  capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            self.error = f"squeue failed: {exc}"
+            return
+        if proc.returncode != 0:
+            self.error = f"squeue failed: {proc.stderr.strip()[:300]}"
+            return
+        self.error = ""
+        self.jobs = parse_squeue(proc.stdout)
+
+    def lookup(self, tag: str, index: int | None = None) -> SlurmJob | None:
+        if time.monotonic() - self.taken_at >= MIN_INTERVAL:
+            self._refresh()
+        return self.jobs.get((tag, index))
+
+    def submitted(self, tag: str) -> None:
+        """Remember a fresh submission: until a snapshot shows it, it counts as queued, not vanished."""
+        self._submitted[tag] = time.monotonic()
+        self.taken_at = 0.0  # the next lookup takes a new snapshot
+
+    def recently_submitted(self, tag: str, within: float = 30.0) -> bool:
+        at = self._submitted.get(tag)
+        return at is not None and time.monotonic() - at < within

@@ -1,0 +1,167 @@
+"""Pods on a real Slurm cluster (scripts/slurm-up.sh), through the CLI and a `slurm` context."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli, wait_for
+
+
+def slurm_unavailable() -> str | None:
+    if shutil.which("sinfo") is None:
+        return "Slurm is not installed (run scripts/slurm-up.sh as root)"
+    proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
+    states = proc.stdout.split()
+    if proc.returncode != 0 or not any(s in ("idle", "mixed", "allocated") for s in states):
+        return f"no usable Slurm node (sinfo: {proc.stdout.strip() or proc.stderr.strip()}); run scripts/slurm-up.sh"
+    return None
+
+
+REASON = slurm_unavailable()
+pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+
+
+@pytest.fixture
+def slurm(cli: Cli, tmp_path: Path) -> Cli:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    cli("config", "set-context", "hpc", "--backend", "slurm", "--partition", "debug", "--shared-dir", str(shared))
+    cli("config", "use-context", "hpc")
+    return cli
+
+
+def squeue(*args: str) -> str:
+    return subprocess.run(["squeue", "-h", *args], capture_output=True, text=True, check=True).stdout
+
+
+def _slurm_id(cli: Cli, pod: str) -> str | None:
+    uid = cli.json("pod", pod)["metadata"]["uid"]
+    found = list(cli.home.parent.glob(f"shared/pods/default/{pod}/{uid}/slurm-job-id"))
+    return found[0].read_text().strip() if found else None
+
+
+def test_pod_with_init_container_and_shared_emptydir(slurm: Cli) -> None:
+    slurm.apply("""
+apiVersion: v1
+kind: Pod
+metadata: {name: chain}
+spec:
+  restartPolicy: Never
+  volumes: [{name: ws, emptyDir: {medium: Memory}}]
+  initContainers:
+  - {name: produce, image: busybox, command: [sh, -c, "echo from-init > /ws/msg"],
+     volumeMounts: [{name: ws, mountPath: /ws}]}
+  containers:
+  - {name: consume, image: busybox, command: [sh, -c, "cat /ws/msg; echo job=$SLURM_JOB_ID"],
+     volumeMounts: [{name: ws, mountPath: /ws}]}
+""")
+    assert slurm.wait("pod/chain", "phase=Succeeded").returncode == 0, slurm("describe", "pod", "chain").stdout
+    out = slurm("logs", "chain").stdout.splitlines()
+    slurm_job = _slurm_id(slurm, "chain")
+    assert out == ["from-init", f"job={slurm_job}"]  # it really ran inside the Slurm allocation
+    text = slurm("describe", "pod", "chain").stdout
+    assert f"Slurm Job:          {slurm_job}" in text and "Context:            hpc" in text
+
+
+def test_env_configmap_secret_and_failing_exit_code(slurm: Cli) -> None:
+    slurm.apply("""
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg}
+data: {greeting: "hello; $(rm -rf /) 'q'"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: sec}
+stringData: {token: t0k3n}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: envy}
+spec:
+  restartPolicy: Never
+  volumes: [{name: s, secret: {secretName: sec}}]
+  containers:
+  - name: main
+    image: busybox
+    env:
+    - {name: G, valueFrom: {configMapKeyRef: {name: cfg, key: greeting}}}
+    - {name: T, valueFrom: {secretKeyRef: {name: sec, key: token}}}
+    command: [sh, -c, 'echo "$G"; test "$T" = "$(cat /s/token)" && echo same; exit 42']
+    volumeMounts: [{name: s, mountPath: /s}]
+""")
+    assert slurm.wait("pod/envy", "phase=Failed").returncode == 0
+    assert slurm("logs", "envy").stdout.splitlines() == ["hello; $(rm -rf /) 'q'", "same"]
+    term = slurm.json("pod", "envy")["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert term["exitCode"] == 42
+    uid = slurm.json("pod", "envy")["metadata"]["uid"]
+    script = next(slurm.home.parent.glob(f"shared/pods/default/envy/{uid}/job.sbatch")).read_text()
+    assert "t0k3n" not in script and "hello" not in script
+
+
+def test_annotation_flag_reaches_the_job_and_delete_cancels_it(slurm: Cli) -> None:
+    slurm.apply("""
+apiVersion: v1
+kind: Pod
+metadata:
+  name: sleeper
+  annotations: {slurm.hpk.io/flags: "--time=7 --nice=3"}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 2
+  containers: [{name: main, image: busybox, command: [sleep, "300"]}]
+""")
+    assert slurm.wait("pod/sleeper", "phase=Running").returncode == 0
+    job = _slurm_id(slurm, "sleeper")
+    shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True, check=True).stdout
+    assert "TimeLimit=00:07:00" in shown and "Nice=3" in shown
+    assert "RUNNING" in squeue("-j", job, "-o", "%T")
+    slurm("delete", "pod", "sleeper")
+    wait_for(lambda: squeue("-j", job, "--states=all", "-o", "%T").strip() in ("CANCELLED", "COMPLETED", ""))
+    assert "RUNNING" not in squeue("-j", job, "--states=all", "-o", "%T")
+
+
+def test_refused_submission_surfaces_sbatch_reason(slurm: Cli) -> None:
+    slurm("config", "set-context", "hpc", "--partition", "nosuchpartition")
+    slurm.apply("""
+apiVersion: v1
+kind: Pod
+metadata: {name: refused}
+spec:
+  restartPolicy: Never
+  containers: [{name: main, image: busybox, command: ["true"]}]
+""")
+    assert slurm.wait("pod/refused", "phase=Failed").returncode == 0
+    status = slurm.json("pod", "refused")["status"]
+    assert status["reason"] == "SubmitFailed" and "invalid partition" in status["message"].lower()
+    assert "invalid partition" in slurm("describe", "pod", "refused").stdout.lower()
+
+
+def test_crash_between_sbatch_and_store_adopts_the_job(slurm: Cli) -> None:
+    """The controller is SIGKILLed right after sbatch returned: the restarted one adopts, never resubmits."""
+    slurm.env["PODLINE_FAULT"] = "after-sbatch"
+    slurm("up")
+    pid = slurm.controller_pid()
+    slurm.apply("""
+apiVersion: v1
+kind: Pod
+metadata: {name: adopted}
+spec:
+  restartPolicy: Never
+  containers: [{name: main, image: busybox, command: [sh, -c, "sleep 1; echo once"]}]
+""")
+    wait_for(lambda: not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text())
+    uid = slurm.json("pod", "adopted")["metadata"]["uid"]
+    assert not list(slurm.home.parent.glob(f"shared/pods/default/adopted/{uid}/slurm-job-id"))
+    del slurm.env["PODLINE_FAULT"]
+    slurm("up")
+    assert slurm.wait("pod/adopted", "phase=Succeeded").returncode == 0
+    jobs = [line for line in squeue("--states=all", "-o", "%i %k").splitlines() if line.endswith(uid)]
+    assert len(jobs) == 1, jobs
+    assert slurm("logs", "adopted").stdout == "once\n"
+    assert os.environ.get("PODLINE_FAULT") is None
