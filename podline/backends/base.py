@@ -36,11 +36,17 @@ class SubmitError(Exception):
 class Backend(Protocol):
     name: str
     admits_locally: bool  # True when podline itself must fit pods into this machine's capacity
+    supports_arrays: bool  # True when Indexed Jobs become one scheduler array (launch_array)
 
     def run_dir(self, namespace: str, name: str, uid: str) -> Path: ...
 
     def launch(self, rundir: Path, plan: dict[str, Any], manifest: dict[str, Any]) -> None:
         """Start the attempt (idempotent: never a second runner for one run directory)."""
+        ...
+
+    def launch_array(self, base: Path, plan: dict[str, Any], job_manifest: dict[str, Any],
+                     indexes: list[int]) -> str:
+        """Submit one array whose task I runs `base/I` from the plan template; return the array's job id."""
         ...
 
     def observe(self, rundir: Path) -> Observation: ...

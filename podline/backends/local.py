@@ -64,6 +64,7 @@ def _last_line(path: Path) -> str:
 class LocalBackend:
     name = "local"
     admits_locally = True
+    supports_arrays = False
 
     def __init__(self, home: Path, notify: str = "") -> None:
         self.home = home

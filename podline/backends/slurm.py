@@ -21,7 +21,7 @@ from typing import Any
 from podline.api.config import Context
 from podline.backends.base import Observation, SubmitError
 from podline.backends.squeue import SlurmJob, SqueueWatcher
-from podline.plan.slurm import COMMENT_PREFIX, Placement, render_pod
+from podline.plan.slurm import COMMENT_PREFIX, Placement, render_indexed_job, render_pod
 from podline.runtime.files import read_json, write_json_atomic
 
 QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "CONFIGURING", "POWER_UP_NODE"}
@@ -41,6 +41,7 @@ def _fault(point: str) -> None:
 class SlurmBackend:
     name = "slurm"
     admits_locally = False
+    supports_arrays = True
 
     def __init__(self, context_name: str, ctx: Context, home: Path, notify: str = "") -> None:
         self.context_name = context_name
@@ -73,7 +74,7 @@ class SlurmBackend:
     # --- launch ----------------------------------------------------------------------------------
     def submit(self, directory: Path, script: str, tag: str) -> str:
         """sbatch a script kept in `directory` (adopting a job already carrying `tag`); return its id."""
-        known = self.watcher.lookup(tag)
+        known = self.watcher.lookup(tag) or self.watcher.any_task(tag)
         if known is not None:
             job_id = known.job_id.split("_", 1)[0]
         else:
@@ -99,6 +100,17 @@ class SlurmBackend:
         write_json_atomic(rundir / "plan.json", {**plan, "notify": self.notify})
         script = render_pod(manifest, rundir.name, str(rundir), self.placement)
         self.submit(rundir, script, COMMENT_PREFIX + rundir.name)
+
+    def launch_array(self, base: Path, plan: dict[str, Any], job_manifest: dict[str, Any],
+                     indexes: list[int]) -> str:
+        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        existing = base / "slurm-job-id"
+        if existing.exists():
+            return existing.read_text().strip()
+        write_json_atomic(base / "plan.json", {**plan, "notify": self.notify})
+        write_json_atomic(base / "array.json", {"indexes": indexes})
+        script = render_indexed_job(job_manifest, base.name, str(base), self.placement, indexes)
+        return self.submit(base, script, COMMENT_PREFIX + base.name)
 
     # --- observe ---------------------------------------------------------------------------------
     def observe(self, rundir: Path) -> Observation:
@@ -170,6 +182,11 @@ class SlurmBackend:
 
     def cleanup(self, rundir: Path, pod_uid: str) -> None:
         shutil.rmtree(rundir, ignore_errors=True)
+        for parent in (rundir.parent, rundir.parent.parent):
+            try:
+                parent.rmdir()  # only if empty
+            except OSError:
+                break
 
     def log_path(self, rundir: Path, container: str) -> Path:
         return rundir / "logs" / f"{container}.log"

@@ -86,6 +86,12 @@ class SqueueWatcher:
             self._refresh()
         return self.jobs.get((tag, index))
 
+    def any_task(self, tag: str) -> SlurmJob | None:
+        """Any array task carrying `tag` (to adopt an array submitted before a crash)."""
+        self.lookup(tag)  # refresh if stale
+        return next((job for (comment, index), job in self.jobs.items() if comment == tag and index is not None),
+                    None)
+
     def submitted(self, tag: str) -> None:
         """Remember a fresh submission: until a snapshot shows it, it counts as queued, not vanished."""
         self._submitted[tag] = time.monotonic()

@@ -13,6 +13,7 @@ import os
 import secrets
 from typing import Any
 
+from podline.controller.arrays import create_array, remove_arrays, submit_arrays
 from podline.controller.context import TERMINAL, Ctx
 from podline.runtime.files import rfc3339
 from podline.store import Obj
@@ -94,7 +95,15 @@ def _create_pods(ctx: Ctx, job: Obj, pods: list[Obj], active: list[Obj], failure
         if ctx.now < ready_at:
             ctx.wake_at(ready_at)
             return
+    backend = ctx.backend_for(job)
     room = parallelism - len(active)
+    if indexed and backend.supports_arrays:  # the scheduler throttles with %parallelism itself
+        done = {_pod_index(p) for p in pods if p.status.get("phase") == "Succeeded"}
+        busy = {_pod_index(p) for p in active}
+        todo_indexes = [i for i in range(completions) if i not in done and i not in busy]
+        if todo_indexes:
+            create_array(ctx, job, backend, todo_indexes)
+        return
     if indexed:
         done = {_pod_index(p) for p in pods if p.status.get("phase") == "Succeeded"}
         busy = {_pod_index(p) for p in active}
@@ -130,6 +139,7 @@ def reconcile_job(ctx: Ctx, job: Obj) -> None:
         for pod in pods:
             ctx.store.mark_deleted(pod.uid)
         if not pods:
+            remove_arrays(ctx, job, ctx.backend_for(job))
             ctx.store.remove(job.uid)
             return
         ctx.store.save(job)
@@ -169,4 +179,5 @@ def reconcile_job(ctx: Ctx, job: Obj) -> None:
             ctx.wake_at(job.internal["startedAt"] + deadline)
         if not spec.get("suspend"):
             _create_pods(ctx, job, pods, active, failures)
+            submit_arrays(ctx, job, ctx.backend_for(job))
     ctx.store.save(job)

@@ -129,6 +129,8 @@ def _observe(ctx: Ctx, obj: Obj) -> None:
     if seen.info:
         obj.internal["backend"] = seen.info
     if seen.state == "unstarted":
+        if obj.internal.get("array"):
+            return  # an index of a job array: its job submits the array
         launched = run.get("launchedAt")
         if launched is None or ctx.now - launched > RELAUNCH_AFTER:
             plan = plan_pod(obj.manifest, obj.uid, _lookup(ctx))

@@ -104,19 +104,28 @@ def render_pod(manifest: dict[str, Any], uid: str, rundir: str, placement: Place
                    placement)
 
 
-def array_range(completions: int, parallelism: int) -> str:
-    """0-(N-1), throttled to the job's parallelism with `%P` when it is below N."""
-    spec = f"0-{completions - 1}"
-    return spec + (f"%{parallelism}" if 0 < parallelism < completions else "")
-
-
-def render_indexed_job(manifest: dict[str, Any], uid: str, rundir: str, placement: Placement) -> str:
-    """One array for all indexes; task I runs in `rundir/I` with JOB_COMPLETION_INDEX=I."""
+def render_indexed_job(manifest: dict[str, Any], array_id: str, base: str, placement: Placement,
+                       indexes: list[int] | None = None) -> str:
+    """One array for the given indexes (default: all); task I runs in `base/I` with JOB_COMPLETION_INDEX=I."""
     meta, spec = manifest["metadata"], manifest["spec"]
     template = spec["template"]
     annotations = {**meta.get("annotations", {}), **template.get("metadata", {}).get("annotations", {})}
-    header = sbatch_options(meta["name"], meta.get("namespace", "default"), uid, template["spec"], annotations,
-                            placement, f"{rundir}/slurm-%A_%a.out",
-                            array=array_range(spec["completions"], spec.get("parallelism", 1)))
-    return _script(header, f"indexed job {meta.get('namespace', 'default')}/{meta['name']} (uid {uid}), "
-                   f"{spec['completions']} indexes", ["--array-base", rundir], placement)
+    wanted = list(range(spec["completions"])) if indexes is None else indexes
+    header = sbatch_options(meta["name"], meta.get("namespace", "default"), array_id, template["spec"], annotations,
+                            placement, f"{base}/slurm-%A_%a.out",
+                            array=array_spec(wanted, spec.get("parallelism", 1)))
+    return _script(header, f"indexed job {meta.get('namespace', 'default')}/{meta['name']} (array {array_id}), "
+                   f"{len(wanted)} indexes", ["--array-base", base], placement)
+
+
+def array_spec(indexes: list[int], parallelism: int) -> str:
+    """Compact `--array` value: ranges of consecutive indexes, throttled with %P below the task count."""
+    parts, ordered = [], sorted(set(indexes))
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ",".join(parts) + (f"%{parallelism}" if 0 < parallelism < len(ordered) else "")

@@ -165,3 +165,38 @@ spec:
     assert len(jobs) == 1, jobs
     assert slurm("logs", "adopted").stdout == "once\n"
     assert os.environ.get("PODLINE_FAULT") is None
+
+
+def test_indexed_job_is_one_job_array_with_distinct_outputs(slurm: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    slurm.apply(f"""
+apiVersion: batch/v1
+kind: Job
+metadata: {{name: shards}}
+spec:
+  completions: 20
+  parallelism: 5
+  completionMode: Indexed
+  template:
+    spec:
+      restartPolicy: Never
+      volumes: [{{name: out, hostPath: {{path: {out}}}}}]
+      containers:
+      - name: work
+        image: busybox
+        command: [sh, -c, "echo $JOB_COMPLETION_INDEX $SLURM_ARRAY_TASK_ID > /out/$(JOB_COMPLETION_INDEX)"]
+        volumeMounts: [{{name: out, mountPath: /out}}]
+""")
+    assert slurm.wait("job/shards", "condition=Complete", timeout=120).returncode == 0, \
+        slurm("describe", "job", "shards").stdout
+    assert sorted(int(p.name) for p in out.iterdir()) == list(range(20))
+    assert all((out / str(i)).read_text() == f"{i} {i}\n" for i in range(20))
+    status = slurm.json("job", "shards")["status"]
+    assert status["succeeded"] == 20 and status["completedIndexes"] == "0-19"
+    submitted = [e for e in slurm("describe", "job", "shards").stdout.splitlines() if "Submitted" in e]
+    assert len(submitted) == 1 and "with 20 indexes" in submitted[0]
+    array_job = submitted[0].split("job array ")[1].split()[0]
+    tasks = squeue("-j", array_job, "--states=all", "-r", "-o", "%i").split()
+    assert sorted(tasks) == sorted(f"{array_job}_{i}" for i in range(20))  # one sbatch --array, not 20 jobs
+    assert slurm("logs", "job/shards", "--shard", "7").stdout == ""

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from podline.api.loader import load_text
 from podline.api.slurmflags import FlagError, parse_flags
-from podline.plan.slurm import Placement, array_range, render_indexed_job, render_pod
+from podline.plan.slurm import Placement, array_spec, render_indexed_job, render_pod
 
 GOLDEN = Path(__file__).parent.parent / "golden"
 PLACEMENT = Placement("debug", "proj1", None, "2:00:00", "/opt/podline/bin/python")
@@ -51,10 +51,11 @@ def test_annotation_flags_override_defaults() -> None:
     assert "#SBATCH --partition=debug\n" in text  # the pod without a partition flag keeps the context's
 
 
-def test_array_range() -> None:
-    assert array_range(1000, 64) == "0-999%64"
-    assert array_range(20, 20) == "0-19"
-    assert array_range(5, 100) == "0-4"
+def test_array_spec() -> None:
+    assert array_spec(list(range(1000)), 64) == "0-999%64"
+    assert array_spec(list(range(20)), 20) == "0-19"
+    assert array_spec(list(range(5)), 100) == "0-4"
+    assert array_spec([9, 3, 4, 5, 7], 2) == "3-5,7,9%2"
 
 
 @pytest.mark.parametrize("text", ["--wrap=id", "--output=/tmp/x", "--export=ALL", "--chdir=/", "-o x",
