@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from contextvars import ContextVar
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -23,7 +23,7 @@ warnings_var: ContextVar[list[str] | None] = ContextVar("podline_warnings", defa
 
 
 def check_dns_label(value: str, what: str = "name") -> str:
-    if len(value) > 63 or not DNS1123_LABEL.match(value):
+    if len(value) > 63 or not DNS1123_LABEL.fullmatch(value):
         raise ValueError(
             f"invalid {what} {value!r}: must be a DNS-1123 label (lower-case letters, digits and '-', "
             "starting and ending with a letter or digit, at most 63 characters)"
@@ -32,7 +32,7 @@ def check_dns_label(value: str, what: str = "name") -> str:
 
 
 def check_dns_subdomain(value: str, what: str = "name") -> str:
-    if len(value) > 253 or not DNS1123_SUBDOMAIN.match(value):
+    if len(value) > 253 or not DNS1123_SUBDOMAIN.fullmatch(value):
         raise ValueError(
             f"invalid {what} {value!r}: must be a DNS-1123 subdomain (lower-case letters, digits, '-' "
             "and '.', starting and ending with a letter or digit, at most 253 characters)"
@@ -40,12 +40,30 @@ def check_dns_subdomain(value: str, what: str = "name") -> str:
     return value
 
 
-def check_label_key(key: str) -> None:
+def check_label_key(key: str) -> str:
     prefix, _, name = key.rpartition("/")
     if prefix:
         check_dns_subdomain(prefix, "label prefix")
-    if len(name) > 63 or not QUALIFIED_NAME.match(name):
+    if len(name) > 63 or not QUALIFIED_NAME.fullmatch(name):
         raise ValueError(f"invalid key {key!r}: must be a qualified name ([prefix/]name, name ≤ 63 chars)")
+    return key
+
+
+def check_label_value(value: str) -> str:
+    if len(value) > 63 or not LABEL_VALUE.fullmatch(value):
+        raise ValueError(f"invalid label value {value!r}: at most 63 letters, digits, '-', '_' or '.', "
+                         "starting and ending with a letter or digit")
+    return value
+
+
+def check_no_nul(value: str) -> str:
+    if "\0" in value:
+        raise ValueError("must not contain NUL bytes")
+    return value
+
+
+QualifiedKey = Annotated[str, AfterValidator(check_label_key)]
+LabelValue = Annotated[str, AfterValidator(check_label_value)]
 
 
 class Model(BaseModel):
@@ -83,8 +101,8 @@ class Model(BaseModel):
 class ObjectMeta(Model):
     name: str | None = None
     namespace: str = "default"
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[QualifiedKey, LabelValue] = Field(default_factory=dict)
+    annotations: dict[QualifiedKey, Annotated[str, AfterValidator(check_no_nul)]] = Field(default_factory=dict)
     # Server-populated fields (as in `kubectl get -o yaml` output) are accepted and dropped.
     SILENT: ClassVar[frozenset[str]] = frozenset(
         {"uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "selfLink",
@@ -102,20 +120,9 @@ class ObjectMeta(Model):
     def _namespace(cls, value: str) -> str:
         return check_dns_label(value, "namespace")
 
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, val in value.items():
-            check_label_key(key)
-            if len(val) > 63 or not LABEL_VALUE.match(val):
-                raise ValueError(f"invalid value {val!r} for label {key!r}")
-        return value
-
     @field_validator("annotations")
     @classmethod
     def _annotations(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            check_label_key(key)
         if sum(len(k) + len(v) for k, v in value.items()) > 256 * 1024:
             raise ValueError("annotations are larger than 256 KiB in total")
         return value

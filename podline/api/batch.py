@@ -33,9 +33,7 @@ class JobSpec(Model):
 
     @model_validator(mode="after")
     def _defaults(self) -> JobSpec:
-        if self.completion_mode == "Indexed" and self.completions is None:
-            raise ValueError("completions is required when completionMode is Indexed")
-        if self.completions is None and self.parallelism is None:
+        if self.completions is None and self.parallelism is None and self.completion_mode == "NonIndexed":
             self.completions = 1  # both unset: one pod, as the API server defaults it
         if self.parallelism is None:
             self.parallelism = 1

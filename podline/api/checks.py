@@ -14,12 +14,15 @@ def _check_resources(container: Container, where: str) -> None:
     resources = container.resources
     for field in ("requests", "limits"):
         for key, raw in getattr(resources, field).items():
-            if parse_quantity(raw) > RESOURCE_LIMITS[key]:
-                raise InvalidObject(f"{where}.resources.{field}.{key}", f"{raw!r} is absurdly large")
+            amount = parse_quantity(raw)
+            if amount > RESOURCE_LIMITS[key]:
+                raise InvalidObject(f"{where}.resources.{field}[{key}]", f"{raw!r} is absurdly large")
+            if key == "nvidia.com/gpu" and amount != amount.to_integral_value():
+                raise InvalidObject(f"{where}.resources.{field}[{key}]", f"{raw!r}: GPUs come in whole numbers")
     for key, raw in resources.requests.items():
         if key in resources.limits and parse_quantity(raw) > parse_quantity(resources.limits[key]):
-            raise InvalidObject(f"{where}.resources.requests.{key}",
-                                f"must be less than or equal to limits.{key}")
+            raise InvalidObject(f"{where}.resources.requests[{key}]",
+                                f"must be less than or equal to limits[{key}]")
 
 
 def check_pod_spec(spec: PodSpec, base: str) -> None:
@@ -53,7 +56,7 @@ def check_slurm_flags(annotations: dict[str, str], base: str) -> None:
             try:
                 parse_flags(annotations[key])
             except FlagError as exc:
-                raise InvalidObject(f"{base}.annotations['{key}']", str(exc)) from None
+                raise InvalidObject(f"{base}.annotations[{key}]", str(exc)) from None
 
 
 def check_object(obj: Resource) -> None:
@@ -66,6 +69,8 @@ def check_object(obj: Resource) -> None:
     elif isinstance(obj, Job):
         check_pod_spec(obj.spec.template.spec, "spec.template.spec")
         check_slurm_flags(obj.spec.template.metadata.annotations, "spec.template.metadata")
+        if obj.spec.completion_mode == "Indexed" and obj.spec.completions is None:
+            raise InvalidObject("spec.completions", "completions is required when completionMode is Indexed")
         if obj.spec.template.spec.restart_policy == "Always":
             raise InvalidObject("spec.template.spec.restartPolicy",
                                 "must be OnFailure or Never for a Job (got 'Always')")

@@ -29,7 +29,7 @@ class Context(Model):
     @field_validator("partition", "account", "qos")
     @classmethod
     def _slurm_name(cls, value: str | None) -> str | None:
-        if value is not None and not SLURM_NAME.match(value):
+        if value is not None and not SLURM_NAME.fullmatch(value):
             raise ValueError(f"{value!r} is not a valid Slurm name")
         return value
 
@@ -43,7 +43,7 @@ class Context(Model):
     @field_validator("time_limit")
     @classmethod
     def _time(cls, value: str | None) -> str | None:
-        if value is not None and not TIME_LIMIT.match(value):
+        if value is not None and not TIME_LIMIT.fullmatch(value):
             raise ValueError(f"{value!r} is not a Slurm time limit (e.g. 30, 1:00:00, 2-00:00:00)")
         return value
 

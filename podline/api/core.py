@@ -7,9 +7,9 @@ import binascii
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, PlainValidator, field_validator, model_validator
+from pydantic import AfterValidator, Field, PlainValidator, field_validator, model_validator
 
-from podline.api.base import Model, Resource, check_dns_label
+from podline.api.base import Model, Resource, check_dns_label, check_no_nul
 from podline.api.quantity import MAX_CPU, MAX_GPU, MAX_MEMORY, parse_quantity
 
 ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
@@ -39,7 +39,7 @@ class ObjectFieldSelector(Model):
         if value in {"metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName",
                      "status.podIP", "status.hostIP"}:
             return value
-        if re.match(r"^metadata\.(labels|annotations)\['[^']+'\]$", value):
+        if re.fullmatch(r"metadata\.(labels|annotations)\['[^']+'\]", value):
             return value
         if value in {"metadata.labels", "metadata.annotations"}:
             return value
@@ -64,15 +64,28 @@ class EnvVarSource(Model):
         return self
 
 
+Text = Annotated[str, AfterValidator(check_no_nul)]
+
+
+def _check_arg(value: str) -> str:
+    check_no_nul(value)
+    if len(value) > MAX_STRING:
+        raise ValueError("must not exceed 128 KiB")
+    return value
+
+
+Arg = Annotated[str, AfterValidator(_check_arg)]
+
+
 class EnvVar(Model):
     name: str
-    value: str | None = None
+    value: Text | None = None
     value_from: EnvVarSource | None = None
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not ENV_NAME.match(value):
+        if not ENV_NAME.fullmatch(value):
             raise ValueError(f"invalid environment variable name {value!r}")
         return value
 
@@ -146,8 +159,8 @@ class Container(Model):
     name: str
     image: str = ""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
-    command: list[str] = Field(default_factory=list)
-    args: list[str] = Field(default_factory=list)
+    command: list[Arg] = Field(default_factory=list)
+    args: list[Arg] = Field(default_factory=list)
     env: list[EnvVar] = Field(default_factory=list)
     env_from: list[EnvFromSource] = Field(default_factory=list)
     working_dir: str | None = None
@@ -163,14 +176,6 @@ class Container(Model):
     @classmethod
     def _name(cls, value: str) -> str:
         return check_dns_label(value, "container name")
-
-    @field_validator("command", "args")
-    @classmethod
-    def _no_nul(cls, value: list[str]) -> list[str]:
-        for item in value:
-            if "\0" in item or len(item) > MAX_STRING:
-                raise ValueError("arguments must not contain NUL bytes or exceed 128 KiB")
-        return value
 
     @field_validator("working_dir")
     @classmethod
@@ -280,43 +285,47 @@ class Pod(Resource):
     spec: PodSpec
 
 
-def _check_keys(value: dict[str, Any]) -> dict[str, Any]:
-    for key in value:
-        if not DATA_KEY.match(key) or len(key) > 253:
-            raise ValueError(f"invalid key {key!r}: use letters, digits, '-', '_' and '.'")
-    if sum(len(str(v)) for v in value.values()) > 1024 * 1024:
+def _check_data_key(key: str) -> str:
+    if not DATA_KEY.fullmatch(key) or len(key) > 253:
+        raise ValueError(f"invalid key {key!r}: use letters, digits, '-', '_' and '.'")
+    return key
+
+
+def _check_base64(value: str) -> str:
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("value is not valid base64") from exc
+    return value
+
+
+def _check_total(value: dict[str, str]) -> dict[str, str]:
+    if sum(len(v) for v in value.values()) > 1024 * 1024:
         raise ValueError("data is larger than 1 MiB")
     return value
+
+
+DataKey = Annotated[str, AfterValidator(_check_data_key)]
+Base64 = Annotated[str, AfterValidator(_check_base64)]
 
 
 class ConfigMap(Resource):
     api_version: Literal["v1"]
     kind: Literal["ConfigMap"]
-    data: dict[str, str] = Field(default_factory=dict)
-    binary_data: dict[str, str] = Field(default_factory=dict)
+    data: dict[DataKey, str] = Field(default_factory=dict)
+    binary_data: dict[DataKey, Base64] = Field(default_factory=dict)
     immutable: bool = False
-    _keys = field_validator("data", "binary_data")(classmethod(lambda cls, v: _check_keys(v)))
+    _total = field_validator("data", "binary_data")(classmethod(lambda cls, v: _check_total(v)))
 
 
 class Secret(Resource):
     api_version: Literal["v1"]
     kind: Literal["Secret"]
     type: str = "Opaque"
-    data: dict[str, str] = Field(default_factory=dict)
-    string_data: dict[str, str] = Field(default_factory=dict)
+    data: dict[DataKey, Base64] = Field(default_factory=dict)
+    string_data: dict[DataKey, str] = Field(default_factory=dict)
     immutable: bool = False
-
-    @field_validator("data")
-    @classmethod
-    def _base64(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, encoded in _check_keys(value).items():
-            try:
-                base64.b64decode(encoded, validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise ValueError(f"data[{key!r}] is not valid base64") from exc
-        return value
-
-    _keys = field_validator("string_data")(classmethod(lambda cls, v: _check_keys(v)))
+    _total = field_validator("data", "string_data")(classmethod(lambda cls, v: _check_total(v)))
 
     def decoded(self) -> dict[str, bytes]:
         """stringData wins over data, as the API server merges them."""

@@ -58,6 +58,37 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], depth: int = 0) -> int
     return size
 
 
+def _duplicate_key(node: yaml.Node, path: str = "", depth: int = 0) -> str | None:
+    """Path of the first mapping key given twice (strict validation refuses what YAML lets win last)."""
+    if depth > MAX_DEPTH:
+        return None
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            name = str(key.value) if isinstance(key, yaml.ScalarNode) else "?"
+            child = f"{path}.{name}" if path else name
+            if isinstance(key, yaml.ScalarNode) and name in seen and name != "<<":
+                return child
+            seen.add(name)
+            found = _duplicate_key(value, child, depth + 1)
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found = _duplicate_key(item, f"{path}[{i}]", depth + 1)
+            if found:
+                return found
+    return None
+
+
+def _document_at(text: str, index: int) -> int:
+    """1-based number of the YAML document holding character `index` (counting `---` separators)."""
+    before = text[:index]
+    separators = sum(1 for line in before.splitlines() if line.startswith("---"))
+    first_is_separator = text.lstrip().startswith("---")
+    return max(1, separators + (0 if first_is_separator else 1))
+
+
 def parse_documents(text: str, source: str) -> list[tuple[int, Any]]:
     """Return (1-based document number, data) for each non-empty YAML document."""
     if len(text.encode()) > MAX_SOURCE_BYTES:
@@ -75,9 +106,22 @@ def parse_documents(text: str, source: str) -> list[tuple[int, Any]]:
                     raise ValueError(f"expands to more than {MAX_NODES} nodes (alias bomb?)")
             except ValueError as exc:
                 raise ManifestError(source, f"document too large: {exc}", document=number) from None
+            duplicate = _duplicate_key(node)
+            if duplicate:
+                raise ManifestError(source, "duplicate key (refused, as kubectl --validate=strict does)",
+                                    duplicate, number)
             data = loader.construct_document(node)
             if data is not None:
                 docs.append((number, data))
+    except RecursionError:
+        raise ManifestError(source, f"document too large: nesting deeper than {MAX_DEPTH} levels",
+                            document=number or 1) from None
+    except yaml.reader.ReaderError as exc:  # raised for the whole stream, before any document is parsed
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise ManifestError(source, f"malformed YAML: {exc.reason} (#x{code:04x}) at line {line}, column "
+                            f"{column}", document=_document_at(text, exc.position)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -109,6 +153,9 @@ def build_object(data: Any, source: str, number: int) -> Loaded:
     meta = data.get("metadata")
     name = meta.get("name") if isinstance(meta, dict) and isinstance(meta.get("name"), str) else None
     kind_s = kind if isinstance(kind, str) else None
+    for key, value in (("apiVersion", api_version), ("kind", kind)):
+        if value is not None and not isinstance(value, str):
+            raise fail(key, f"must be a string, got {type(value).__name__}", kind_s, name)
     if not isinstance(api_version, str) or not api_version:
         raise fail("apiVersion", "required field is missing", kind_s, name)
     if not kind_s:
@@ -149,7 +196,20 @@ def _flatten_lists(docs: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
 
 
 def load_text(text: str, source: str) -> list[Loaded]:
-    return [build_object(data, source, n) for n, data in _flatten_lists(parse_documents(text, source))]
+    loaded = [build_object(data, source, n) for n, data in _flatten_lists(parse_documents(text, source))]
+    check_unique(loaded)
+    return loaded
+
+
+def check_unique(loaded: list[Loaded]) -> None:
+    """Names are unique per kind and namespace across everything applied together."""
+    seen: dict[tuple[str, str, str], Loaded] = {}
+    for item in loaded:
+        key = (item.obj.kind, item.obj.metadata.namespace, item.obj.metadata.name or "")
+        if key in seen:
+            raise ManifestError(item.source, f"duplicate object: also defined in {seen[key].describe()}",
+                                "metadata.name", item.document, item.obj.kind, item.obj.metadata.name)
+        seen[key] = item
 
 
 def _read(path: Path, source: str) -> str:
@@ -181,11 +241,5 @@ def load_paths(paths: list[str]) -> list[Loaded]:
             loaded.extend(load_text(_read(path, arg), arg))
         else:
             raise ManifestError(arg, "no such file or directory")
-    seen: dict[tuple[str, str, str], Loaded] = {}
-    for item in loaded:
-        key = (item.obj.kind, item.obj.metadata.namespace, item.obj.metadata.name or "")
-        if key in seen:
-            raise ManifestError(item.source, f"duplicate object: also defined in {seen[key].describe()}",
-                                "metadata.name", item.document, item.obj.kind, item.obj.metadata.name)
-        seen[key] = item
+    check_unique(loaded)
     return loaded

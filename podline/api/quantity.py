@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 _SUFFIX = {
     "": Decimal(1), "m": Decimal("0.001"), "u": Decimal("0.000001"), "n": Decimal("0.000000001"),
@@ -27,16 +27,19 @@ def parse_quantity(value: object) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError(f"expected a quantity such as '500m' or '4Gi', got {type(value).__name__}")
     text = str(value).strip()
-    match = _QUANTITY.match(text)
+    match = _QUANTITY.fullmatch(text)
     if not match or len(text) > 64:
         raise ValueError(f"invalid quantity {text!r}: expected e.g. '500m', '2', '4Gi'")
     try:
         number = Decimal(match["num"])
         if match["exp"]:
-            number = number.scaleb(int(match["exp"][1:]))
-    except (InvalidOperation, ValueError) as exc:
+            exponent = int(match["exp"][1:])
+            if abs(exponent) > 100:
+                raise ValueError(f"invalid quantity {text!r}: out of range")
+            number = number.scaleb(exponent)
+        return number * _SUFFIX[match["suf"] or ""]
+    except ArithmeticError as exc:  # decimal.Overflow, InvalidOperation, …
         raise ValueError(f"invalid quantity {text!r}") from exc
-    return number * _SUFFIX[match["suf"] or ""]
 
 
 def cpu_millis(value: object) -> int:

@@ -25,7 +25,7 @@ def assert_refused(proc, path: str, document: int) -> None:
     (GOOD + "---\n" + BAD_FIELD, "spec.containers[0].comand", 2),
     (BAD_NAME, "metadata.name", 1),
     ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, resources: {requests: "
-     "{memory: 1e40}}}]}\n", "spec.containers[0].resources.requests.memory", 1),
+     "{memory: 1e40}}}]}\n", "spec.containers[0].resources.requests[memory]", 1),
 ])
 def test_stdin_bad_input_exits_2_and_stores_nothing(cli: Cli, text: str, path: str, document: int) -> None:
     assert_refused(cli("apply", "-f", "-", input=text, check=False), path, document)
