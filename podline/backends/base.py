@@ -40,13 +40,20 @@ class Backend(Protocol):
 
     def run_dir(self, namespace: str, name: str, uid: str) -> Path: ...
 
-    def launch(self, rundir: Path, plan: dict[str, Any], manifest: dict[str, Any]) -> None:
-        """Start the attempt (idempotent: never a second runner for one run directory)."""
+    def launch(self, rundir: Path, plan: dict[str, Any], manifest: dict[str, Any], adopt: bool = True) -> None:
+        """Start the attempt (idempotent: never a second runner for one run directory).
+
+        `adopt=False` promises that no earlier launch of this attempt can exist (first try), which lets a
+        scheduler backend skip looking for one.
+        """
         ...
 
     def launch_array(self, base: Path, plan: dict[str, Any], job_manifest: dict[str, Any],
-                     indexes: list[int]) -> str:
-        """Submit one array whose task I runs `base/I` from the plan template; return the array's job id."""
+                     indexes: list[int], adopt: bool = True) -> str:
+        """Submit one array whose task I runs `base/I` from the plan template; return the array's job id.
+
+        With `adopt`, first look for an array an earlier attempt submitted (after a crash) and take it.
+        """
         ...
 
     def observe(self, rundir: Path) -> Observation: ...

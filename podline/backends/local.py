@@ -74,7 +74,8 @@ class LocalBackend:
     def run_dir(self, namespace: str, name: str, uid: str) -> Path:
         return self.home / "pods" / namespace / name / uid
 
-    def launch(self, rundir: Path, plan: dict[str, Any], manifest: dict[str, Any] | None = None) -> None:
+    def launch(self, rundir: Path, plan: dict[str, Any], manifest: dict[str, Any] | None = None,
+               adopt: bool = True) -> None:
         rundir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if (rundir / "started").exists():
             return

@@ -22,25 +22,34 @@ class Backends:
         self.home = home
         self.notify = notify
         self.local = LocalBackend(home, notify)
-        self._remote: dict[tuple[str, str], Backend] = {}
+        self._remote: dict[tuple[str, str], Backend] = {}  # (context, its settings) → backend
+        self._by_name: dict[str, Backend] = {}
         self._config: Config | None = None
         self._stamp: float | None = None
 
     def config(self) -> Config:
         path = config_path(self.home)
-        stamp = path.stat().st_mtime if path.exists() else None
+        stamp = path.stat().st_mtime_ns if path.exists() else None
         if self._config is None or stamp != self._stamp:
             self._config, self._stamp = load_config(self.home), stamp
+            self._by_name = {}
         return self._config
 
     def for_context(self, name: str) -> Backend:
+        self.config()  # reloads (and forgets the name cache) when the file changed
+        backend = self._by_name.get(name)
+        if backend is None:
+            backend = self._by_name[name] = self._build(name)
+        return backend
+
+    def _build(self, name: str) -> Backend:
         ctx = self.config().contexts.get(name)
         if ctx is None:
             raise UnknownContext(f'context "{name}" no longer exists in {config_path(self.home)}')
         if ctx.backend == "local":
             return self.local
         key = (name, ctx.model_dump_json())
-        if key not in self._remote:
+        if key not in self._remote:  # unchanged settings keep their backend (and its squeue watcher)
             from podline.backends.slurm import SlurmBackend
 
             self._remote[key] = SlurmBackend(name, ctx, self.home, self.notify)

@@ -72,9 +72,9 @@ class SlurmBackend:
         return f"{job}_{index}" if index is not None else job
 
     # --- launch ----------------------------------------------------------------------------------
-    def submit(self, directory: Path, script: str, tag: str) -> str:
-        """sbatch a script kept in `directory` (adopting a job already carrying `tag`); return its id."""
-        known = self.watcher.lookup(tag) or self.watcher.any_task(tag)
+    def submit(self, directory: Path, script: str, tag: str, adopt: bool = True) -> str:
+        """sbatch a script kept in `directory` (with `adopt`, first take a job already carrying `tag`)."""
+        known = (self.watcher.lookup(tag) or self.watcher.any_task(tag)) if adopt else None
         if known is not None:
             job_id = known.job_id.split("_", 1)[0]
         else:
@@ -93,16 +93,16 @@ class SlurmBackend:
         self.watcher.submitted(tag)
         return job_id
 
-    def launch(self, rundir: Path, plan: dict[str, Any], manifest: dict[str, Any]) -> None:
+    def launch(self, rundir: Path, plan: dict[str, Any], manifest: dict[str, Any], adopt: bool = True) -> None:
         rundir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if (rundir / "started").exists() or (rundir / "slurm-job-id").exists():
             return
         write_json_atomic(rundir / "plan.json", {**plan, "notify": self.notify})
         script = render_pod(manifest, rundir.name, str(rundir), self.placement)
-        self.submit(rundir, script, COMMENT_PREFIX + rundir.name)
+        self.submit(rundir, script, COMMENT_PREFIX + rundir.name, adopt)
 
     def launch_array(self, base: Path, plan: dict[str, Any], job_manifest: dict[str, Any],
-                     indexes: list[int]) -> str:
+                     indexes: list[int], adopt: bool = True) -> str:
         base.mkdir(parents=True, exist_ok=True, mode=0o700)
         existing = base / "slurm-job-id"
         if existing.exists():
@@ -110,7 +110,7 @@ class SlurmBackend:
         write_json_atomic(base / "plan.json", {**plan, "notify": self.notify})
         write_json_atomic(base / "array.json", {"indexes": indexes})
         script = render_indexed_job(job_manifest, base.name, str(base), self.placement, indexes)
-        return self.submit(base, script, COMMENT_PREFIX + base.name)
+        return self.submit(base, script, COMMENT_PREFIX + base.name, adopt)
 
     # --- observe ---------------------------------------------------------------------------------
     def observe(self, rundir: Path) -> Observation:

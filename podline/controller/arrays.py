@@ -7,66 +7,88 @@ pass adopts the submitted array instead of submitting it twice. Each pod observe
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
 from podline.backends.base import Backend, SubmitError
-from podline.controller.context import TERMINAL, Ctx
+from podline.controller.context import Ctx
 from podline.plan.pod import PlanWaiting, plan_pod
 from podline.store import Obj
 
 
 def create_array(ctx: Ctx, job: Obj, backend: Backend, indexes: list[int]) -> None:
-    from podline.controller.jobs import compress_indexes, pod_manifest
+    """Record the array (its id, directory, indexes) on the job: the intent that submission follows."""
+    from podline.controller.jobs import compress_indexes
 
     array_id = str(uuid.uuid4())
     base = backend.run_dir(job.namespace, job.name, array_id)
-    with ctx.store.tx():
-        for index in indexes:
-            name, manifest = pod_manifest(job, index)
-            run = {"dir": str(base / str(index)), "intentAt": ctx.now}
-            ctx.store.apply("Pod", job.namespace, name, manifest, owner_uid=job.uid, context=job.context,
-                            internal={"run": run, "array": array_id})
-        job.internal.setdefault("arrays", {})[array_id] = {"dir": str(base), "indexes": compress_indexes(indexes),
-                                                           "count": len(indexes)}
-        ctx.event(job, "SuccessfulCreate", f"Created {len(indexes)} pods as one job array")
-        ctx.store.save(job)
+    job.internal.setdefault("arrays", {})[array_id] = {
+        "dir": str(base), "indexes": compress_indexes(indexes), "count": len(indexes), "podsCreated": False}
+    ctx.store.save(job)
+
+
+def pending_indexes(job: Obj) -> set[int]:
+    """Indexes recorded in arrays whose pods do not exist yet (they count as busy)."""
+    return {i for record in job.internal.get("arrays", {}).values() if not record.get("podsCreated")
+            for i in _expand(record["indexes"])}
 
 
 def submit_arrays(ctx: Ctx, job: Obj, backend: Backend) -> None:
-    """Submit every recorded array that has no job id yet (adopting one already in the queue)."""
+    """Submit every recorded array without a job id (adopting one already queued), then store its pods."""
     from podline.controller.jobs import pod_manifest
     from podline.controller.pods import _lookup
 
     for array_id, record in job.internal.get("arrays", {}).items():
-        if record.get("jobId") or record.get("error"):
-            continue
-        _, template = pod_manifest(job, None)
-        try:
-            plan = plan_pod(template, array_id, _lookup(ctx), index_env="JOB_COMPLETION_INDEX")
-        except PlanWaiting as waiting:
-            ctx.event(job, "Failed", f"Error: {waiting.message}", "Warning", once=True)
-            continue
-        indexes = _expand(record["indexes"])
-        try:
-            record["jobId"] = backend.launch_array(Path(record["dir"]), plan, job.manifest, indexes)
-        except SubmitError as refused:
-            if refused.transient:
-                ctx.event(job, "SubmitRetry", str(refused), "Warning", once=True)
-                ctx.wake_at(ctx.now + 10)
+        if not record.get("jobId") and not record.get("error"):
+            _, template = pod_manifest(job, None)
+            try:
+                plan = plan_pod(template, array_id, _lookup(ctx), index_env="JOB_COMPLETION_INDEX")
+            except PlanWaiting as waiting:
+                ctx.event(job, "Failed", f"Error: {waiting.message}", "Warning", once=True)
                 continue
-            record["error"] = str(refused)
-            ctx.event(job, "SubmitFailed", str(refused), "Warning")
-            _fail_members(ctx, job, array_id, str(refused))
-            continue
-        ctx.event(job, "Submitted", f"job array {record['jobId']} with {len(indexes)} indexes")
+            if not _submit(ctx, job, backend, array_id, record, plan):
+                continue
+        if not record.get("podsCreated"):
+            _create_members(ctx, job, array_id, record)
 
 
-def _fail_members(ctx: Ctx, job: Obj, array_id: str, message: str) -> None:
-    for pod in ctx.store.list(kind="Pod", owner_uid=job.uid):
-        if pod.internal.get("array") == array_id and pod.status.get("phase") not in TERMINAL:
-            pod.status.update(phase="Failed", reason="SubmitFailed", message=message)
-            ctx.store.save(pod)
+def _submit(ctx: Ctx, job: Obj, backend: Backend, array_id: str, record: dict, plan: dict) -> bool:
+    indexes = _expand(record["indexes"])
+    adopt = record.get("attempted", False)  # an earlier pass may have died right after its sbatch
+    record["attempted"] = True
+    ctx.store.save(job)  # the attempt is recorded before the side effect
+    try:
+        record["jobId"] = backend.launch_array(Path(record["dir"]), plan, job.manifest, indexes, adopt)
+    except SubmitError as refused:
+        if refused.transient:
+            ctx.event(job, "SubmitRetry", str(refused), "Warning", once=True)
+            ctx.wake_at(ctx.now + 10)
+            return False
+        record["error"] = str(refused)
+        ctx.event(job, "SubmitFailed", str(refused), "Warning")
+        return True  # its pods are created and failed, so the job's back-off and limit apply
+    ctx.event(job, "Submitted", f"job array {record['jobId']} with {len(indexes)} indexes")
+    ctx.store.save(job)  # the job id is on record before anything else happens
+    return True
+
+
+def _create_members(ctx: Ctx, job: Obj, array_id: str, record: dict) -> None:
+    """One pod object per index of a submitted array, all in one transaction with the job's record."""
+    from podline.controller.jobs import pod_manifest
+
+    base = record["dir"]
+    template_json = json.dumps(job.manifest["spec"]["template"])
+    status = {"phase": "Failed", "reason": "SubmitFailed", "message": record["error"]} if record.get("error") else {}
+    pods = []
+    for index in _expand(record["indexes"]):
+        name, manifest = pod_manifest(job, index, template_json)
+        pods.append((name, manifest, {"run": {"dir": f"{base}/{index}", "intentAt": ctx.now}, "array": array_id}))
+    with ctx.store.tx():
+        ctx.store.create_many("Pod", job.namespace, pods, owner_uid=job.uid, context=job.context, status=status)
+        record["podsCreated"] = True
+        ctx.store.save(job)
+    ctx.event(job, "SuccessfulCreate", f"Created {len(pods)} pods for job array {record.get('jobId', '-')}")
 
 
 def _expand(text: str) -> list[int]:

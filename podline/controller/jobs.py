@@ -8,12 +8,12 @@ new pods after a failure wait an exponential back-off.
 
 from __future__ import annotations
 
-import copy
+import json
 import os
-import secrets
+import random
 from typing import Any
 
-from podline.controller.arrays import create_array, remove_arrays, submit_arrays
+from podline.controller.arrays import create_array, pending_indexes, remove_arrays, submit_arrays
 from podline.controller.context import TERMINAL, Ctx
 from podline.runtime.files import rfc3339
 from podline.store import Obj
@@ -23,9 +23,11 @@ BACKOFF_BASE = float(os.environ.get("PODLINE_JOB_BACKOFF_SECONDS", "1"))
 BACKOFF_CAP = 360.0
 
 
+SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # as Kubernetes' generateName uses
+
+
 def _suffix() -> str:
-    alphabet = "bcdfghjklmnpqrstvwxz2456789"
-    return "".join(secrets.choice(alphabet) for _ in range(5))
+    return "".join(random.choices(SUFFIX_ALPHABET, k=5))
 
 
 def compress_indexes(indexes: list[int]) -> str:
@@ -41,8 +43,9 @@ def compress_indexes(indexes: list[int]) -> str:
     return ",".join(parts)
 
 
-def pod_manifest(job: Obj, index: int | None) -> tuple[str, dict[str, Any]]:
-    template = copy.deepcopy(job.manifest["spec"]["template"])
+def pod_manifest(job: Obj, index: int | None, template_json: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The pod for one index (or a NonIndexed pod); pass `template_json` when making many."""
+    template = json.loads(template_json or json.dumps(job.manifest["spec"]["template"]))  # a fast deep copy
     meta = template.get("metadata", {})
     labels = {**meta.get("labels", {}), "job-name": job.name, "controller-uid": job.uid}
     annotations = dict(meta.get("annotations", {}))
@@ -99,7 +102,7 @@ def _create_pods(ctx: Ctx, job: Obj, pods: list[Obj], active: list[Obj], failure
     room = parallelism - len(active)
     if indexed and backend.supports_arrays:  # the scheduler throttles with %parallelism itself
         done = {_pod_index(p) for p in pods if p.status.get("phase") == "Succeeded"}
-        busy = {_pod_index(p) for p in active}
+        busy = {_pod_index(p) for p in active} | pending_indexes(job)
         todo_indexes = [i for i in range(completions) if i not in done and i not in busy]
         if todo_indexes:
             create_array(ctx, job, backend, todo_indexes)

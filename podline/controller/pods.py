@@ -68,14 +68,14 @@ def _admit_and_launch(ctx: Ctx, obj: Obj) -> None:
     obj.status = {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]}
     ctx.event(obj, "Scheduled", f"Successfully assigned {obj.namespace}/{obj.name} to {backend.name}")
     ctx.store.save(obj)  # intent first, then the side effect
-    _launch(ctx, obj, backend, rundir, plan)
+    _launch(ctx, obj, backend, rundir, plan, adopt=False)
 
 
-def _launch(ctx: Ctx, obj: Obj, backend: Backend, rundir: Path, plan: dict[str, Any]) -> None:
+def _launch(ctx: Ctx, obj: Obj, backend: Backend, rundir: Path, plan: dict[str, Any], adopt: bool = True) -> None:
     """Launch and record it; a refusal fails the pod with the backend's own words (or retries if transient)."""
     run = obj.internal["run"]
     try:
-        backend.launch(rundir, plan, obj.manifest)
+        backend.launch(rundir, plan, obj.manifest, adopt)
     except SubmitError as refused:
         message = str(refused)
         if refused.transient:

@@ -222,6 +222,19 @@ class Store:
         assert obj is not None
         return result, obj
 
+    def create_many(self, kind: str, namespace: str, items: list[tuple[str, dict[str, Any], dict[str, Any]]],
+                    owner_uid: str | None = None, context: str = "local",
+                    status: dict[str, Any] | None = None) -> None:
+        """Insert many new objects (name, manifest, internal) in one statement; a name clash raises."""
+        now = time.time()
+        status_json = json.dumps(status or {})
+        rows = [(str(uuid.uuid4()), kind, namespace, name, json.dumps(manifest), status_json, json.dumps(internal),
+                 owner_uid, context, now, now) for name, manifest, internal in items]
+        with self.tx():
+            self.db.executemany(
+                "INSERT INTO objects (uid, kind, namespace, name, manifest, status, internal, owner_uid, context, "
+                "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+
     def save(self, obj: Obj) -> None:
         """Write back status, internal bookkeeping and the settled flag of an object, if they changed."""
         current = (json.dumps(obj.status), json.dumps(obj.internal), obj.settled)
