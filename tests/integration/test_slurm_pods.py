@@ -200,3 +200,54 @@ spec:
     tasks = squeue("-j", array_job, "--states=all", "-r", "-o", "%i").split()
     assert sorted(tasks) == sorted(f"{array_job}_{i}" for i in range(20))  # one sbatch --array, not 20 jobs
     assert slurm("logs", "job/shards", "--shard", "7").stdout == ""
+
+
+def test_failed_index_is_retried_in_a_new_array_within_backoff_limit(slurm: Cli, tmp_path: Path) -> None:
+    slurm.apply(f"""
+apiVersion: batch/v1
+kind: Job
+metadata: {{name: retry}}
+spec:
+  completions: 3
+  completionMode: Indexed
+  backoffLimit: 2
+  template:
+    spec:
+      restartPolicy: Never
+      volumes: [{{name: m, hostPath: {{path: {tmp_path}}}}}]
+      containers:
+      - name: work
+        image: busybox
+        command: [sh, -c, "test $JOB_COMPLETION_INDEX != 1 || test -e /m/seen || {{ touch /m/seen; exit 3; }}"]
+        volumeMounts: [{{name: m, mountPath: /m}}]
+""")
+    assert slurm.wait("job/retry", "condition=Complete", timeout=120).returncode == 0, \
+        slurm("describe", "job", "retry").stdout
+    status = slurm.json("job", "retry")["status"]
+    assert status["succeeded"] == 3 and status["failed"] == 1 and status["completedIndexes"] == "0-2"
+    submitted = [e for e in slurm("describe", "job", "retry").stdout.splitlines() if "Submitted" in e]
+    assert len(submitted) == 2 and "with 1 indexes" in submitted[1]  # only index 1 was submitted again
+
+
+def test_hostile_strings_reach_the_process_verbatim_and_bad_flags_are_exit_2(slurm: Cli) -> None:
+    nasty = "$(touch /tmp/pwned) `id` ; rm -rf ~ | cat > x && echo \"q\" 'q' \\n * ?"
+    manifest = """
+apiVersion: v1
+kind: Pod
+metadata: {name: hostile, annotations: {slurm-job.vk.io/flags: "--time=5"}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox
+    command: [python3, -c, "import os, sys; print(sys.argv[1]); print(os.environ['NASTY'])", ARG]
+    env: [{name: NASTY, value: ARG}]
+""".replace("ARG", '"' + nasty.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    slurm.apply(manifest)
+    assert slurm.wait("pod/hostile", "phase=Succeeded").returncode == 0, slurm("describe", "pod", "hostile").stdout
+    assert slurm("logs", "hostile").stdout.splitlines() == [nasty, nasty]
+    assert not Path("/tmp/pwned").exists()
+    refused = slurm("apply", "-f", "-", input=manifest.replace("--time=5", "--time=5 --wrap=reboot")
+                    .replace("hostile", "other"), check=False)
+    assert refused.returncode == 2 and "--wrap" in refused.stderr and len(refused.stderr.splitlines()) == 1
+    assert slurm("get", "pod", "other", check=False).returncode == 1
