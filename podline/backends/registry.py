@@ -36,7 +36,8 @@ class Backends:
         return self._config
 
     def for_context(self, name: str) -> Backend:
-        self.config()  # reloads (and forgets the name cache) when the file changed
+        if self._config is None:
+            self.config()
         backend = self._by_name.get(name)
         if backend is None:
             backend = self._by_name[name] = self._build(name)
@@ -56,6 +57,8 @@ class Backends:
         return self._remote[key]
 
     def begin_pass(self) -> None:
+        """Re-read config.yaml if it changed (once per pass, not per object), then each backend's turn."""
+        self.config()
         self.local.begin_pass()
         for backend in self._remote.values():
             backend.begin_pass()

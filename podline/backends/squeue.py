@@ -13,6 +13,8 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+from podline.plan.ranges import expand
+
 MIN_INTERVAL = 1.0
 FORMAT = "%i|%T|%r|%N|%k"
 _ARRAY = re.compile(r"^(\d+)_(\d+)$")
@@ -28,18 +30,6 @@ class SlurmJob:
     comment: str
 
 
-def expand_ranges(text: str) -> list[int]:
-    """'0-3,7,9-10%4' → [0, 1, 2, 3, 7, 9, 10] (the %throttle is dropped)."""
-    out: list[int] = []
-    for part in text.split("%", 1)[0].split(","):
-        if "-" in part:
-            low, high = part.split("-", 1)
-            out.extend(range(int(low), int(high) + 1))
-        elif part:
-            out.append(int(part))
-    return out
-
-
 def parse_squeue(text: str) -> dict[tuple[str, int | None], SlurmJob]:
     """Index squeue lines by (comment, array index or None); pending array ranges are expanded."""
     jobs: dict[tuple[str, int | None], SlurmJob] = {}
@@ -51,7 +41,7 @@ def parse_squeue(text: str) -> dict[tuple[str, int | None], SlurmJob]:
         if single := _ARRAY.match(job_id):
             jobs[(comment, int(single[2]))] = SlurmJob(job_id, state, reason, node, comment)
         elif pending := _PENDING_ARRAY.match(job_id):
-            for index in expand_ranges(pending[2]):
+            for index in expand(pending[2]):
                 jobs[(comment, index)] = SlurmJob(f"{pending[1]}_{index}", state, reason, node, comment)
         else:
             jobs[(comment, None)] = SlurmJob(job_id, state, reason, node, comment)

@@ -14,24 +14,23 @@ from pathlib import Path
 from podline.backends.base import Backend, SubmitError
 from podline.controller.context import Ctx
 from podline.plan.pod import PlanWaiting, plan_pod
+from podline.plan.ranges import compress, expand
 from podline.store import Obj
 
 
 def create_array(ctx: Ctx, job: Obj, backend: Backend, indexes: list[int]) -> None:
     """Record the array (its id, directory, indexes) on the job: the intent that submission follows."""
-    from podline.controller.jobs import compress_indexes
-
     array_id = str(uuid.uuid4())
     base = backend.run_dir(job.namespace, job.name, array_id)
     job.internal.setdefault("arrays", {})[array_id] = {
-        "dir": str(base), "indexes": compress_indexes(indexes), "count": len(indexes), "podsCreated": False}
+        "dir": str(base), "indexes": compress(indexes), "count": len(indexes), "podsCreated": False}
     ctx.store.save(job)
 
 
 def pending_indexes(job: Obj) -> set[int]:
     """Indexes recorded in arrays whose pods do not exist yet (they count as busy)."""
     return {i for record in job.internal.get("arrays", {}).values() if not record.get("podsCreated")
-            for i in _expand(record["indexes"])}
+            for i in expand(record["indexes"])}
 
 
 def submit_arrays(ctx: Ctx, job: Obj, backend: Backend) -> None:
@@ -54,7 +53,7 @@ def submit_arrays(ctx: Ctx, job: Obj, backend: Backend) -> None:
 
 
 def _submit(ctx: Ctx, job: Obj, backend: Backend, array_id: str, record: dict, plan: dict) -> bool:
-    indexes = _expand(record["indexes"])
+    indexes = expand(record["indexes"])
     adopt = record.get("attempted", False)  # an earlier pass may have died right after its sbatch
     record["attempted"] = True
     ctx.store.save(job)  # the attempt is recorded before the side effect
@@ -81,7 +80,7 @@ def _create_members(ctx: Ctx, job: Obj, array_id: str, record: dict) -> None:
     template_json = json.dumps(job.manifest["spec"]["template"])
     status = {"phase": "Failed", "reason": "SubmitFailed", "message": record["error"]} if record.get("error") else {}
     pods = []
-    for index in _expand(record["indexes"]):
+    for index in expand(record["indexes"]):
         name, manifest = pod_manifest(job, index, template_json)
         pods.append((name, manifest, {"run": {"dir": f"{base}/{index}", "intentAt": ctx.now}, "array": array_id}))
     with ctx.store.tx():
@@ -89,14 +88,6 @@ def _create_members(ctx: Ctx, job: Obj, array_id: str, record: dict) -> None:
         record["podsCreated"] = True
         ctx.store.save(job)
     ctx.event(job, "SuccessfulCreate", f"Created {len(pods)} pods for job array {record.get('jobId', '-')}")
-
-
-def _expand(text: str) -> list[int]:
-    out: list[int] = []
-    for part in filter(None, text.split(",")):
-        low, _, high = part.partition("-")
-        out.extend(range(int(low), int(high or low) + 1))
-    return out
 
 
 def remove_arrays(ctx: Ctx, job: Obj, backend: Backend) -> None:

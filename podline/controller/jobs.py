@@ -15,6 +15,7 @@ from typing import Any
 
 from podline.controller.arrays import create_array, pending_indexes, remove_arrays, submit_arrays
 from podline.controller.context import TERMINAL, Ctx
+from podline.plan.ranges import compress as compress_indexes
 from podline.runtime.files import rfc3339
 from podline.store import Obj
 
@@ -28,19 +29,6 @@ SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # as Kubernetes' generateName u
 
 def _suffix() -> str:
     return "".join(random.choices(SUFFIX_ALPHABET, k=5))
-
-
-def compress_indexes(indexes: list[int]) -> str:
-    """[0,1,2,5,7,8] -> '0-2,5,7-8', as Kubernetes reports completedIndexes."""
-    parts, ordered = [], sorted(set(indexes))
-    i = 0
-    while i < len(ordered):
-        j = i
-        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
-            j += 1
-        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
-        i = j + 1
-    return ",".join(parts)
 
 
 def pod_manifest(job: Obj, index: int | None, template_json: str | None = None) -> tuple[str, dict[str, Any]]:

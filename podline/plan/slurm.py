@@ -16,6 +16,7 @@ from typing import Any
 
 from podline.api.quantity import cpu_millis, memory_bytes, parse_quantity
 from podline.api.slurmflags import flags_from_annotations
+from podline.plan.ranges import compress
 
 COMMENT_PREFIX = "podline:"
 
@@ -120,12 +121,5 @@ def render_indexed_job(manifest: dict[str, Any], array_id: str, base: str, place
 
 def array_spec(indexes: list[int], parallelism: int) -> str:
     """Compact `--array` value: ranges of consecutive indexes, throttled with %P below the task count."""
-    parts, ordered = [], sorted(set(indexes))
-    i = 0
-    while i < len(ordered):
-        j = i
-        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
-            j += 1
-        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
-        i = j + 1
-    return ",".join(parts) + (f"%{parallelism}" if 0 < parallelism < len(ordered) else "")
+    count = len(set(indexes))
+    return compress(indexes) + (f"%{parallelism}" if 0 < parallelism < count else "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from podline.cli.render import pod_status_word
-from podline.controller.jobs import compress_indexes
+from podline.plan.ranges import compress as compress_indexes
 from podline.runtime.container import exit_code
 from podline.runtime.files import parse_rfc3339, rfc3339
 from podline.runtime.host import PathMapper, container_argv

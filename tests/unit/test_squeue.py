@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from podline.backends.squeue import expand_ranges, parse_squeue
+from podline.backends.squeue import parse_squeue
+from podline.plan.ranges import expand
 
 SNAPSHOT = """\
 101|RUNNING|None|vm|podline:aaa
@@ -14,9 +15,9 @@ garbage line
 """
 
 
-def test_expand_ranges() -> None:
-    assert expand_ranges("0-3,7,9-10%4") == [0, 1, 2, 3, 7, 9, 10]
-    assert expand_ranges("5") == [5]
+def test_expand() -> None:
+    assert expand("0-3,7,9-10%4") == [0, 1, 2, 3, 7, 9, 10]
+    assert expand("5") == [5]
 
 
 def test_parse_squeue_indexes_by_tag_and_array_task() -> None:
