@@ -76,6 +76,7 @@ def stop(home: Path) -> int | None:
 
 
 def main() -> None:
+    import podline.backends.slurm  # noqa: F401 - imported up front, not on the first submission
     from podline.backends.registry import Backends
     from podline.controller.loop import Controller
     from podline.store import Store
