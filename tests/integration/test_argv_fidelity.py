@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from podline.plan.pod import plan_pod
+from podline.plan.slurm import Placement, render_pod
 from podline.runtime.expand import expand
 from podline.runtime.files import write_json_atomic
 
@@ -57,3 +58,33 @@ def test_array_task_gets_its_index_and_run_directory(tmp_path: Path) -> None:
                        check=True, timeout=60)
         assert (tmp_path / str(index) / "logs" / "c.log").read_text() == f"{index} s-{index}\n"
     assert json.loads((tmp_path / "7" / "status.json").read_text())["status"]["phase"] == "Succeeded"
+
+
+SAFE_FLAGS = st.lists(st.sampled_from(["--exclusive", "--time=5", "-p debug", "--nice=2", "--mail-type=END",
+                                       "--constraint=a&b", "-c 2"]), max_size=3).map(" ".join)
+HOSTILE = st.text(alphabet=st.sampled_from(list("$()`;|&<>'\"\\\n\t *?~{}[]#!=%:/.-_aZ09é")), max_size=30)
+
+
+@settings(max_examples=15, deadline=None)
+@given(args=st.lists(HOSTILE, max_size=3), value=HOSTILE, flags=SAFE_FLAGS,
+       name=st.from_regex(r"[a-z][a-z0-9-]{0,20}[a-z0-9]", fullmatch=True))
+def test_rendered_script_runs_exactly_the_intended_argv(args: list[str], value: str, flags: str, name: str) -> None:
+    """The sbatch script, run as Slurm runs it (bash; #SBATCH lines are comments), starts the runner, and
+    the container receives the manifest's argv and env byte for byte."""
+    manifest = {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": "default", "annotations": {"slurm.hpk.io/flags": flags}},
+                "spec": {"restartPolicy": "Never", "containers": [{
+                    "name": "c", "image": "x", "command": [sys.executable, "-c", PROBE.replace("VALUE", "V")],
+                    "args": args,
+                    "env": [{"name": "V", "value": value}]}]}}
+    with tempfile.TemporaryDirectory() as tmp:
+        rundir = Path(tmp) / "run dir; $(id)"  # even the run directory path is hostile
+        rundir.mkdir()
+        write_json_atomic(rundir / "plan.json", plan_pod(manifest, "0000", lambda *a: None))
+        script = render_pod(manifest, "0000", str(rundir), Placement(python=sys.executable))
+        (rundir / "job.sbatch").write_text(script)
+        subprocess.run(["bash", str(rundir / "job.sbatch")], check=True, timeout=60, cwd=tmp,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+        got_args, got_value = json.loads((rundir / "cwd" / "probe.json").read_text())
+    assert got_value == expand(value, {})
+    assert got_args == [expand(a, {"V": got_value}) for a in args]

@@ -77,3 +77,4 @@ def test_any_accepted_flag_is_inert_on_an_sbatch_line(text: str) -> None:
         assert option.startswith("--") and "\n" not in option and " " not in option
         assert not set(option) & set("$`;<>\"'\\(){}!#~")
         assert shlex.split(option) == [option]
+
