@@ -144,7 +144,7 @@ class PodRunner:
             self.phase = "Failed"
             self.write_status(finished=True)
             return 1
-        self.write_status()
+        # No status write here: the first container's start is the first change worth a write (and a wake).
         try:
             for worker in self.inits:
                 worker.start()
@@ -157,7 +157,6 @@ class PodRunner:
                 self.phase = "Running"
                 for worker in self.mains:
                     worker.start()
-                self.write_status()
                 self.supervise(self.mains, deadline)
                 ok = all(w.succeeded() for w in self.mains)
                 self.phase = "Succeeded" if ok and not self.stop_reason else "Failed"
