@@ -70,6 +70,14 @@ def cli(tmp_path: Path) -> Iterator[Cli]:
                 pass
 
 
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting for its parent counts as gone)."""
+    try:
+        return "zombie" in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+
+
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
     """Poll until predicate() is truthy; return its value or fail."""
     deadline = time.time() + timeout

@@ -11,14 +11,7 @@ from pathlib import Path
 from podline.backends.local import LocalBackend
 from podline.plan.pod import plan_pod
 from podline.store import Store
-from tests.conftest import Cli, wait_for
-
-
-def gone(pid: int) -> bool:
-    try:
-        return "zombie" in Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return True
+from tests.conftest import Cli, gone, wait_for
 
 
 def test_sigkill_controller_mid_job_loses_and_duplicates_nothing(cli: Cli, tmp_path: Path) -> None:

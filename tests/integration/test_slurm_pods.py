@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, wait_for
+from tests.conftest import Cli, gone, wait_for
 
 
 def slurm_unavailable() -> str | None:
@@ -155,7 +155,7 @@ spec:
   restartPolicy: Never
   containers: [{name: main, image: busybox, command: [sh, -c, "sleep 1; echo once"]}]
 """)
-    wait_for(lambda: not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text())
+    wait_for(lambda: gone(pid))
     uid = slurm.json("pod", "adopted")["metadata"]["uid"]
     assert not list(slurm.home.parent.glob(f"shared/pods/default/adopted/{uid}/slurm-job-id"))
     del slurm.env["PODLINE_FAULT"]
