@@ -251,3 +251,18 @@ spec:
                     .replace("hostile", "other"), check=False)
     assert refused.returncode == 2 and "--wrap" in refused.stderr and len(refused.stderr.splitlines()) == 1
     assert slurm("get", "pod", "other", check=False).returncode == 1
+
+
+def test_logs_follow_streams_a_slurm_pod_until_it_ends(slurm: Cli) -> None:
+    slurm.apply("""
+apiVersion: v1
+kind: Pod
+metadata: {name: ticker}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: main, image: busybox, command: [sh, -c, "for i in 1 2 3; do echo tick $i; sleep 0.4; done"]}
+""")
+    out = slurm("logs", "ticker", "-f", timeout=120)
+    assert out.stdout.splitlines() == ["tick 1", "tick 2", "tick 3"]
+    assert slurm.json("pod", "ticker")["status"]["phase"] == "Succeeded"

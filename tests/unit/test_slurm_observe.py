@@ -1,0 +1,60 @@
+"""How the Slurm backend reads a job's fate from the squeue snapshot when the runner left no final word.
+
+NODE_FAIL, OUT_OF_MEMORY or a pre-emption cannot be produced on the single-node test cluster, so the
+snapshot is fed in (the rest of the backend is the real code, on a real run directory).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from podline.api.config import Context
+from podline.backends.slurm import SlurmBackend
+from podline.backends.squeue import parse_squeue
+from podline.runtime.files import write_json_atomic
+
+UID = "11111111-2222-3333-4444-555555555555"
+
+
+def backend_with(tmp_path: Path, line: str | None) -> tuple[SlurmBackend, Path]:
+    backend = SlurmBackend("hpc", Context(backend="slurm", shared_dir=str(tmp_path)), tmp_path)
+    backend.watcher.jobs = parse_squeue(line or "")
+    backend.watcher.taken_at = time.monotonic() + 3600  # no real squeue during the test
+    rundir = backend.run_dir("default", "p", UID)
+    rundir.mkdir(parents=True)
+    (rundir / "slurm-job-id").write_text("42\n")
+    write_json_atomic(rundir / "started", {"pid": 1})
+    return backend, rundir
+
+
+@pytest.mark.parametrize(("state", "reason"), [
+    ("TIMEOUT", "DeadlineExceeded"), ("OUT_OF_MEMORY", "OOMKilled"), ("NODE_FAIL", "NodeLost"),
+    ("CANCELLED", "Cancelled"), ("PREEMPTED", "Preempted"), ("FAILED", "RunnerLost"),
+])
+def test_job_that_ended_without_final_status_is_lost_with_a_kubernetes_reason(tmp_path: Path, state: str,
+                                                                               reason: str) -> None:
+    backend, rundir = backend_with(tmp_path, f"42|{state}|None|node7|podline:{UID}")
+    seen = backend.observe(rundir)
+    assert seen.state == "lost" and seen.reason == reason
+    assert f"Slurm job 42 ended {state}" in seen.detail and seen.info["slurmNode"] == "node7"
+
+
+def test_pending_job_is_queued_with_the_scheduler_reason(tmp_path: Path) -> None:
+    backend, rundir = backend_with(tmp_path, f"42|PENDING|Priority||podline:{UID}")
+    seen = backend.observe(rundir)
+    assert seen.state == "queued" and "PENDING (Priority)" in seen.detail
+
+
+def test_final_status_wins_over_the_queue_state(tmp_path: Path) -> None:
+    backend, rundir = backend_with(tmp_path, f"42|COMPLETED|None|node7|podline:{UID}")
+    write_json_atomic(rundir / "status.json", {"status": {"phase": "Succeeded"}, "finished": True, "node": "n"})
+    assert backend.observe(rundir).state == "finished"
+
+
+def test_job_gone_from_the_queue_without_status_is_node_lost(tmp_path: Path) -> None:
+    backend, rundir = backend_with(tmp_path, None)
+    seen = backend.observe(rundir)
+    assert seen.state == "lost" and seen.reason == "NodeLost" and "left the queue" in seen.detail
