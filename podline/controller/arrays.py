@@ -36,13 +36,12 @@ def pending_indexes(job: Obj) -> set[int]:
 def submit_arrays(ctx: Ctx, job: Obj, backend: Backend) -> None:
     """Submit every recorded array without a job id (adopting one already queued), then store its pods."""
     from podline.controller.jobs import pod_manifest
-    from podline.controller.pods import _lookup
 
     for array_id, record in job.internal.get("arrays", {}).items():
         if not record.get("jobId") and not record.get("error"):
             _, template = pod_manifest(job, None)
             try:
-                plan = plan_pod(template, array_id, _lookup(ctx), index_env="JOB_COMPLETION_INDEX")
+                plan = plan_pod(template, array_id, ctx.lookup, index_env="JOB_COMPLETION_INDEX")
             except PlanWaiting as waiting:
                 ctx.event(job, "Failed", f"Error: {waiting.message}", "Warning", once=True)
                 continue

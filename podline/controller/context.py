@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from podline.api.core import ConfigMap, Secret
 from podline.backends.base import Backend
 from podline.backends.registry import Backends
 from podline.store import Obj, Store
@@ -31,6 +32,14 @@ class Ctx:
     now: float = field(default_factory=time.time)
     used: dict[str, int] = field(default_factory=lambda: {"cpu": 0, "memory": 0, "gpu": 0})
     next_wake: float | None = None
+
+    def lookup(self, kind: str, namespace: str, name: str) -> ConfigMap | Secret | None:
+        """A ConfigMap or Secret a pod refers to, validated (None if missing or being deleted)."""
+        found = self.store.get(kind, namespace, name)
+        if found is None or found.deleted_at:
+            return None
+        model = ConfigMap if kind == "ConfigMap" else Secret
+        return model.model_validate(found.manifest)
 
     def backend_for(self, obj: Obj) -> Backend:
         return self.backends.for_context(obj.context)

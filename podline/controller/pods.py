@@ -11,8 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from podline.api.base import Resource
-from podline.api.core import ConfigMap, Pod, Secret
+from podline.api.core import Pod
 from podline.backends.base import Backend, SubmitError
 from podline.controller.context import TERMINAL, Ctx
 from podline.plan.pod import PlanWaiting, plan_pod, pod_requests
@@ -21,17 +20,6 @@ from podline.store import Obj
 
 RELAUNCH_AFTER = 10.0  # seconds a launched runner may take to take its lock before we launch again
 KILL_AFTER_GRACE = 5.0
-
-
-def _lookup(ctx: Ctx):
-    models: dict[str, type[Resource]] = {"ConfigMap": ConfigMap, "Secret": Secret}
-
-    def lookup(kind: str, namespace: str, name: str) -> ConfigMap | Secret | None:
-        found = ctx.store.get(kind, namespace, name)
-        if found is None or found.deleted_at:
-            return None
-        return models[kind].model_validate(found.manifest)  # type: ignore[return-value]
-    return lookup
 
 
 def _pending(obj: Obj, reason: str, message: str, scheduled: bool) -> None:
@@ -48,7 +36,7 @@ def _admit_and_launch(ctx: Ctx, obj: Obj) -> None:
     backend = ctx.backend_for(obj)
     pod = Pod.model_validate(obj.manifest)
     try:
-        plan = plan_pod(obj.manifest, obj.uid, _lookup(ctx))
+        plan = plan_pod(obj.manifest, obj.uid, ctx.lookup)
     except PlanWaiting as waiting:
         _pending(obj, waiting.reason, waiting.message, scheduled=True)
         ctx.event(obj, "Failed", f"Error: {waiting.message}", "Warning", once=True)
@@ -133,7 +121,7 @@ def _observe(ctx: Ctx, obj: Obj) -> None:
             return  # an index of a job array: its job submits the array
         launched = run.get("launchedAt")
         if launched is None or ctx.now - launched > RELAUNCH_AFTER:
-            plan = plan_pod(obj.manifest, obj.uid, _lookup(ctx))
+            plan = plan_pod(obj.manifest, obj.uid, ctx.lookup)
             _launch(ctx, obj, backend, rundir, plan)
         return
     if seen.state == "queued":

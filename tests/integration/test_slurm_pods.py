@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,12 +28,18 @@ pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
 
 
 @pytest.fixture
-def slurm(cli: Cli, tmp_path: Path) -> Cli:
+def slurm(cli: Cli, tmp_path: Path) -> Iterator[Cli]:
     shared = tmp_path / "shared"
     shared.mkdir()
     cli("config", "set-context", "hpc", "--backend", "slurm", "--partition", "debug", "--shared-dir", str(shared))
     cli("config", "use-context", "hpc")
-    return cli
+    yield cli
+    # Whatever the test left in the queue (a failed assertion before its delete, say) must not hold the
+    # node's cores for the tests after it.
+    leftovers = [line.split()[0] for line in squeue("-o", "%i %Z").splitlines()
+                 if len(line.split()) > 1 and line.split()[1].startswith(str(shared))]
+    if leftovers:
+        subprocess.run(["scancel", *leftovers], check=False)
 
 
 def squeue(*args: str) -> str:
