@@ -188,6 +188,3 @@ class LocalBackend:
                 parent.rmdir()
             except OSError:
                 break
-
-    def log_path(self, rundir: Path, container: str) -> Path:
-        return rundir / "logs" / f"{container}.log"

@@ -188,8 +188,5 @@ class SlurmBackend:
             except OSError:
                 break
 
-    def log_path(self, rundir: Path, container: str) -> Path:
-        return rundir / "logs" / f"{container}.log"
-
     def begin_pass(self) -> None:
         """Nothing eager: the squeue snapshot is taken on the first lookup of a pass (at most every second)."""

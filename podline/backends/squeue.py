@@ -53,11 +53,9 @@ class SqueueWatcher:
         self.jobs: dict[tuple[str, int | None], SlurmJob] = {}
         self.taken_at = 0.0
         self.error = ""
-        self.calls = 0
         self._submitted: dict[str, float] = {}
 
     def _refresh(self) -> None:
-        self.calls += 1
         self.taken_at = time.monotonic()
         try:
             proc = subprocess.run(["squeue", "-h", "--states=all", "-u", getpass.getuser(), "-o", FORMAT],

@@ -10,6 +10,7 @@ import click
 
 from podline.cli.common import State, fail, kind_or_exit, pass_state, split_ref
 from podline.controller.jobs import INDEX_KEY
+from podline.runtime.files import log_file
 from podline.store import Obj
 
 POLL = 0.05
@@ -79,12 +80,12 @@ def logs(state: State, name: str, container: str | None, follow: bool, shard: in
             current = state.store.get_uid(pod.uid)
             run = (current or pod).internal.get("run")
             if run:
-                path = Path(run["dir"]) / "logs" / f"{chosen}.log"
+                path = log_file(Path(run["dir"]), chosen)
                 offset = _stream(path, offset)
             done = current is None or current.status.get("phase") in TERMINAL
             if not follow or done:
                 if run:
-                    _stream(Path(run["dir"]) / "logs" / f"{chosen}.log", offset)
+                    _stream(log_file(Path(run["dir"]), chosen), offset)
                 elif not follow:
                     fail(f'container "{chosen}" in pod "{pod.name}" is waiting to start')
                 break

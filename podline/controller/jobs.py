@@ -88,17 +88,15 @@ def _create_pods(ctx: Ctx, job: Obj, pods: list[Obj], active: list[Obj], failure
             return
     backend = ctx.backend_for(job)
     room = parallelism - len(active)
-    if indexed and backend.supports_arrays:  # the scheduler throttles with %parallelism itself
-        done = {_pod_index(p) for p in pods if p.status.get("phase") == "Succeeded"}
-        busy = {_pod_index(p) for p in active} | pending_indexes(job)
-        todo_indexes = [i for i in range(completions) if i not in done and i not in busy]
-        if todo_indexes:
-            create_array(ctx, job, backend, todo_indexes)
-        return
     if indexed:
         done = {_pod_index(p) for p in pods if p.status.get("phase") == "Succeeded"}
-        busy = {_pod_index(p) for p in active}
-        todo = [i for i in range(completions) if i not in done and i not in busy][:max(0, room)]
+        busy = {_pod_index(p) for p in active} | pending_indexes(job)
+        missing = [i for i in range(completions) if i not in done and i not in busy]
+        if backend.supports_arrays:  # one array for all of them; the scheduler throttles with %parallelism
+            if missing:
+                create_array(ctx, job, backend, missing)
+            return
+        todo: list[int | None] = list(missing[:max(0, room)])
     else:
         succeeded = sum(1 for p in pods if p.status.get("phase") == "Succeeded")
         remaining = (completions - succeeded) if completions is not None else (0 if succeeded else parallelism)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from podline.runtime import host
-from podline.runtime.files import rfc3339
+from podline.runtime.files import log_file, rfc3339
 
 BACKOFF_BASE = float(os.environ.get("PODLINE_RESTART_BACKOFF_SECONDS", "1"))
 BACKOFF_CAP = 60.0
@@ -60,7 +60,7 @@ class ContainerWorker(threading.Thread):
 
     # --- life ----------------------------------------------------------------------------------
     def run(self) -> None:
-        log_path = self.rundir / "logs" / f"{self.spec['name']}.log"
+        log_path = log_file(self.rundir, self.spec["name"])
         backoff = BACKOFF_BASE
         while not self.stopping.is_set():
             started = time.time()

@@ -10,6 +10,11 @@ from pathlib import Path
 from typing import Any
 
 
+def log_file(rundir: Path, container: str) -> Path:
+    """Where a container's (or step's) output goes in its run directory, on every backend."""
+    return rundir / "logs" / f"{container}.log"
+
+
 def rfc3339(ts: float | None = None) -> str:
     """UTC timestamp as Kubernetes prints it, with microseconds (still valid RFC 3339)."""
     moment = datetime.fromtimestamp(time.time() if ts is None else ts, UTC)
