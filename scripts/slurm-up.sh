@@ -31,25 +31,7 @@ die() { # message [log file to show]
     fi
     exit 1
 }
-# pid of a running daemon: from its pid file if that process has the right name, else by exact name.
-daemon_pid() { # name pidfile
-    local pid
-    pid=$(cat "$2" 2>/dev/null || true)
-    if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ]; then
-        echo "$pid"
-        return 0
-    fi
-    pgrep -o -x "$1"
-}
-stop_daemon() { # name pidfile
-    local pid
-    pid=$(daemon_pid "$1" "$2") || return 0
-    log "stopping $1 (pid $pid)"
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    log "$1 (pid $pid) ignored SIGTERM for 10 s; killing it"
-    kill -9 "$pid" 2>/dev/null || true
-}
+. "$(dirname "$(readlink -f "$0")")/slurm-daemons.sh"  # daemon_pid, stop_daemon
 
 [ "$(id -u)" = 0 ] || die "must run as root (it installs packages, writes /etc/slurm and starts daemons)"
 
@@ -176,12 +158,12 @@ fi
 
 # --- daemons ----------------------------------------------------------------------------------
 if [ "$key_created" = 1 ]; then
-    stop_daemon slurmd "$SLURMD_PID"
-    stop_daemon slurmctld "$CTLD_PID"
-    stop_daemon munged "$MUNGE_PID"
+    stop_daemon slurmd "$SLURMD_PID" || true
+    stop_daemon slurmctld "$CTLD_PID" || true
+    stop_daemon munged "$MUNGE_PID" || true
 elif [ "$conf_changed" = 1 ]; then
-    stop_daemon slurmd "$SLURMD_PID"
-    stop_daemon slurmctld "$CTLD_PID"
+    stop_daemon slurmd "$SLURMD_PID" || true
+    stop_daemon slurmctld "$CTLD_PID" || true
 fi
 
 if ! daemon_pid munged "$MUNGE_PID" >/dev/null; then
