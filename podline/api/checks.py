@@ -6,6 +6,7 @@ from podline.api.base import Resource
 from podline.api.batch import Job
 from podline.api.core import RESOURCE_LIMITS, Container, Pod, PodSpec
 from podline.api.errors import InvalidObject
+from podline.api.pipeline import Pipeline, topological_order
 from podline.api.quantity import parse_quantity
 from podline.api.slurmflags import FLAG_ANNOTATIONS, FlagError, parse_flags
 
@@ -59,6 +60,40 @@ def check_slurm_flags(annotations: dict[str, str], base: str) -> None:
                 raise InvalidObject(f"{base}.annotations[{key}]", str(exc)) from None
 
 
+def check_pipeline(obj: Pipeline) -> None:
+    steps = obj.spec.steps
+    names: set[str] = set()
+    for i, step in enumerate(steps):
+        where = f"spec.steps[{i}]"
+        if step.name in names:
+            raise InvalidObject(f"{where}.name", f"duplicate step name {step.name!r}")
+        names.add(step.name)
+        _check_resources(step, where)
+        if step.volume_mounts or step.env_from:
+            field = "volumeMounts" if step.volume_mounts else "envFrom"
+            raise InvalidObject(f"{where}.{field}", "not supported in a Pipeline step (steps share the workspace)")
+    for i, step in enumerate(steps):
+        for j, dep in enumerate(step.depends_on):
+            if dep not in names or dep == step.name:
+                problem = "a step cannot depend on itself" if dep == step.name else f"unknown step {dep!r}"
+                raise InvalidObject(f"spec.steps[{i}].dependsOn[{j}]", problem)
+    try:
+        topological_order(steps)
+    except ValueError as exc:
+        raise InvalidObject("spec.steps", str(exc)) from None
+    for field, items in (("inputs", obj.spec.inputs), ("outputs", obj.spec.outputs)):
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if item.path in seen:
+                raise InvalidObject(f"spec.{field}[{i}].path", f"duplicate path {item.path!r}")
+            seen.add(item.path)
+    for i, item in enumerate(obj.spec.inputs):
+        if item.dataset is not None:
+            raise InvalidObject(f"spec.inputs[{i}].dataset", "Dataset inputs are not available yet; use source")
+        if item.source is None:
+            raise InvalidObject(f"spec.inputs[{i}]", "source is required")
+
+
 def check_object(obj: Resource) -> None:
     """Rules every stored object must satisfy beyond its schema."""
     if not obj.metadata.name:
@@ -66,6 +101,8 @@ def check_object(obj: Resource) -> None:
     check_slurm_flags(obj.metadata.annotations, "metadata")
     if isinstance(obj, Pod):
         check_pod_spec(obj.spec, "spec")
+    elif isinstance(obj, Pipeline):
+        check_pipeline(obj)
     elif isinstance(obj, Job):
         check_pod_spec(obj.spec.template.spec, "spec.template.spec")
         check_slurm_flags(obj.spec.template.metadata.annotations, "spec.template.metadata")

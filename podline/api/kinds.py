@@ -5,12 +5,14 @@ from __future__ import annotations
 from podline.api.base import Resource
 from podline.api.batch import Job
 from podline.api.core import ConfigMap, Pod, Secret
+from podline.api.pipeline import Pipeline
 
 MODELS: dict[tuple[str, str], type[Resource]] = {
     ("v1", "Pod"): Pod,
     ("v1", "ConfigMap"): ConfigMap,
     ("v1", "Secret"): Secret,
     ("batch/v1", "Job"): Job,
+    ("podline.io/v1alpha1", "Pipeline"): Pipeline,
 }
 
 KIND_ALIASES: dict[str, str] = {

@@ -110,6 +110,27 @@ def describe_job(state: State, obj: Obj) -> None:
         _line("Condition", f"{cond['type']}={cond['status']} ({cond.get('reason', '')}: {cond.get('message', '')})")
 
 
+def describe_pipeline(obj: Obj) -> None:
+    spec, status = obj.manifest["spec"], obj.status
+    workspace = spec.get("workspace", {})
+    _line("Phase", status.get("phase", "Pending"))
+    _line("Shards", f"{status.get('succeeded', 0)}/{spec.get('shards', 1)} succeeded, {status.get('failed', 0)} failed")
+    _line("Workspace", f"{workspace.get('medium', 'Memory')}, sizeLimit {workspace.get('sizeLimit', 'none')}")
+    _line("Checkpoints", ", ".join(f"{k}={v}" for k, v in spec.get("checkpoint", {}).items()) or "defaults")
+    _line("Backoff Limit", spec.get("backoffLimit", 6))
+    timings = status.get("timings", {})
+    _line("Timings", " ".join(f"{k}={v:g}s" for k, v in timings.items()) or "-")
+    for shard in status.get("shards", []):
+        detail = ", ".join(f"{k} {shard[k]}" for k in ("node", "jobId", "restoredFrom", "reason") if shard.get(k))
+        click.echo(f"Shard {shard['index']}: {shard['phase']} (attempts {shard['attempts']}"
+                   f"{', ' + detail if detail else ''})")
+        rows = [[s["name"], s.get("phase", "Pending"), str(s.get("attempts", 0)),
+                 _seconds(s.get("startedAt"), s.get("finishedAt")) if s.get("startedAt") else "-",
+                 s.get("restoredFrom") or "-", str(s.get("generation") or "-")]
+                for s in status.get("steps", []) if s.get("shard") == shard["index"]]
+        print_table(["  STEP", "STATE", "ATTEMPTS", "DURATION", "RESTORED FROM", "GENERATION"], rows)
+
+
 def describe_object(state: State, obj: Obj) -> None:
     meta = obj.manifest.get("metadata", {})
     _line("Name", obj.name)
@@ -126,6 +147,8 @@ def describe_object(state: State, obj: Obj) -> None:
         describe_pod(state, obj)
     elif obj.kind == "Job":
         describe_job(state, obj)
+    elif obj.kind == "Pipeline":
+        describe_pipeline(obj)
     elif obj.kind == "ConfigMap":
         _line("Data", ", ".join(sorted(obj.manifest.get("data", {}))) or "<none>")
     elif obj.kind == "Secret":

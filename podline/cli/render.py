@@ -9,7 +9,7 @@ from typing import Any
 from podline.runtime.files import rfc3339
 from podline.store import Obj, Store
 
-API_VERSIONS = {"Pod": "v1", "ConfigMap": "v1", "Secret": "v1", "Job": "batch/v1"}
+API_VERSIONS = {"Pod": "v1", "ConfigMap": "v1", "Secret": "v1", "Job": "batch/v1", "Pipeline": "podline.io/v1alpha1"}
 
 
 def full_document(store: Store, obj: Obj) -> dict[str, Any]:
@@ -24,7 +24,7 @@ def full_document(store: Store, obj: Obj) -> dict[str, Any]:
         if owner is not None:
             meta["ownerReferences"] = [{"apiVersion": API_VERSIONS.get(owner.kind, "v1"), "kind": owner.kind,
                                         "name": owner.name, "uid": owner.uid, "controller": True}]
-    if obj.kind in ("Pod", "Job"):
+    if obj.kind in ("Pod", "Job", "Pipeline"):
         doc["status"] = copy.deepcopy(obj.status)
     return doc
 
@@ -109,7 +109,24 @@ def job_row(obj: Obj, wide: bool) -> list[str]:
     return row
 
 
+def pipeline_row(obj: Obj, wide: bool) -> list[str]:
+    status = obj.status
+    shards = status.get("shards", [])
+    total = obj.manifest["spec"].get("shards", 1)
+    word = "Terminating" if obj.deleted_at else status.get("phase", "Pending")
+    steps = status.get("steps", [])
+    done = sum(1 for s in steps if s.get("phase") == "Succeeded")
+    all_steps = len(obj.manifest["spec"]["steps"]) * total
+    row = [obj.name, word, f"{status.get('succeeded', 0)}/{total}", f"{done}/{all_steps}", age(obj.created_at)]
+    if wide:
+        running = sum(1 for s in shards if s.get("phase") == "Running")
+        restored = ",".join(sorted({s["restoredFrom"] for s in shards if s.get("restoredFrom")})) or "-"
+        row += [str(running), str(status.get("failed", 0)), restored]
+    return row
+
+
 COLUMNS = {
+    "Pipeline": (["NAME", "STATUS", "SHARDS", "STEPS", "AGE"], ["RUNNING", "FAILED", "RESTORED FROM"]),
     "Pod": (["NAME", "READY", "STATUS", "RESTARTS", "AGE"], ["NODE", "RUN DIR"]),
     "Job": (["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"], ["ACTIVE", "FAILED", "COMPLETED INDEXES"]),
     "ConfigMap": (["NAME", "DATA", "AGE"], []),
@@ -122,6 +139,8 @@ def row(obj: Obj, wide: bool) -> list[str]:
         return pod_row(obj, wide)
     if obj.kind == "Job":
         return job_row(obj, wide)
+    if obj.kind == "Pipeline":
+        return pipeline_row(obj, wide)
     m = obj.manifest
     if obj.kind == "ConfigMap":
         return [obj.name, str(len(m.get("data", {})) + len(m.get("binaryData", {}))), age(obj.created_at)]

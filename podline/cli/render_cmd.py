@@ -11,8 +11,10 @@ from podline.api.batch import Job
 from podline.api.config import load_config
 from podline.api.core import Pod
 from podline.api.errors import ManifestError
+from podline.api.pipeline import Pipeline
 from podline.cli.common import State, fail, pass_state
 from podline.cli.resources import _load_or_exit
+from podline.plan.kubernetes import pipeline_job
 from podline.plan.slurm import Placement, render_indexed_job, render_pod
 
 RENDER_UID = "00000000-0000-0000-0000-000000000000"  # real submissions use the object's uid
@@ -26,7 +28,9 @@ def render(state: State, files: tuple[str, ...], target: str) -> None:
     """Print the sbatch script(s) or Kubernetes YAML for manifests, without submitting anything."""
     loaded = _load_or_exit(files)
     if target == "kubernetes":
-        click.echo(yaml.safe_dump_all([item.obj.dump() for item in loaded], sort_keys=False).rstrip("\n"))
+        docs = [pipeline_job(item.obj.dump()) if isinstance(item.obj, Pipeline) else item.obj.dump()
+                for item in loaded]
+        click.echo(yaml.safe_dump_all(docs, sort_keys=False).rstrip("\n"))
         return
     try:
         cfg = load_config(state.home)
@@ -44,6 +48,8 @@ def render(state: State, files: tuple[str, ...], target: str) -> None:
             script = render_pod(obj.dump(), RENDER_UID, rundir, placement)
         elif isinstance(obj, Job) and obj.spec.completion_mode == "Indexed":
             script = render_indexed_job(obj.dump(), RENDER_UID, rundir, placement)
+        elif isinstance(obj, Pipeline):
+            script = render_indexed_job(pipeline_job(obj.dump()), RENDER_UID, rundir, placement)
         elif isinstance(obj, Job):
             pod = {"apiVersion": "v1", "kind": "Pod", "metadata": obj.dump()["metadata"],
                    "spec": obj.dump()["spec"]["template"]["spec"]}

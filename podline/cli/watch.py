@@ -65,6 +65,29 @@ def _stream(path: Path, offset: int) -> int:
     return offset + len(chunk)
 
 
+def _pipeline_logs(state: State, name: str, step: str | None, shard: int | None, follow: bool) -> None:
+    """A pipeline step's output on one shard (default 0), appended across attempts."""
+    pipeline = state.find("Pipeline", name)
+    steps = [s["name"] for s in pipeline.manifest["spec"]["steps"]]
+    if step is None:
+        step = steps[-1]
+        click.echo(f'Defaulted step "{step}" out of: {", ".join(steps)}', err=True)
+    elif step not in steps:
+        fail(f"step {step} is not valid for pipeline {name}: choose one of {', '.join(steps)}")
+    offset = 0
+    while True:
+        current = state.store.get_uid(pipeline.uid)
+        home = (current or pipeline).internal.get("home")
+        path = Path(home) / "shards" / str(shard or 0) / "logs" / f"{step}.log" if home else None
+        if path is not None:
+            offset = _stream(path, offset)
+        if not follow or current is None or current.status.get("phase") in TERMINAL:
+            if path is not None:
+                _stream(path, offset)
+            return
+        time.sleep(POLL)
+
+
 @click.command()
 @click.argument("name")
 @click.option("-c", "--container", default=None, help="Container (or pipeline step) name.")
@@ -72,7 +95,12 @@ def _stream(path: Path, offset: int) -> int:
 @click.option("--shard", type=int, default=None, help="For a job: the pod of this completion index.")
 @pass_state
 def logs(state: State, name: str, container: str | None, follow: bool, shard: int | None) -> None:
-    """Print a container's output."""
+    """Print a container's (or a pipeline step's) output."""
+    kind, bare = split_ref(name) if "/" in name else ("Pod", name)
+    if kind == "Pipeline" or ("/" not in name and state.store.get("Pod", state.namespace, name) is None
+                              and state.store.get("Pipeline", state.namespace, name) is not None):
+        _pipeline_logs(state, bare, container, shard, follow)
+        return
     for pod in _pods_for(state, name, shard):
         chosen = _container_for(pod, container)
         offset = 0

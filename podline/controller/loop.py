@@ -16,13 +16,15 @@ from pathlib import Path
 from podline.backends.registry import Backends
 from podline.controller.context import TERMINAL, Ctx, machine_capacity
 from podline.controller.jobs import reconcile_job
+from podline.controller.pipeline_status import usage
+from podline.controller.pipelines import reconcile_pipeline
 from podline.controller.pods import reconcile_pod
 from podline.home import wake_address
 from podline.store import Store
 
 log = logging.getLogger("podline.controller")
 IDLE_TICK = 1.0
-ORDER = ("Job", "Pod")  # owners first: a job's new pods are reconciled in the same pass
+ORDER = ("Pipeline", "Job", "Pod")  # owners first: a job's new pods are reconciled in the same pass
 
 
 class Controller:
@@ -37,6 +39,9 @@ class Controller:
             if "requests" in pod.internal and "run" in pod.internal and pod.status.get("phase") not in TERMINAL:
                 for key, value in pod.internal.get("requests", {}).items():
                     used[key] += value
+        for pipeline in self.store.list(kind="Pipeline", unsettled=True):
+            for key, value in usage(pipeline).items():
+                used[key] += value
         return used
 
     def run_once(self) -> Ctx:
@@ -45,7 +50,9 @@ class Controller:
         for kind in ORDER:
             for obj in self.store.list(kind=kind, unsettled=True):
                 try:
-                    if kind == "Job":
+                    if kind == "Pipeline":
+                        reconcile_pipeline(ctx, obj)
+                    elif kind == "Job":
                         reconcile_job(ctx, obj)
                     else:
                         reconcile_pod(ctx, obj)

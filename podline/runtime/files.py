@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,3 +62,19 @@ def tree_size(path: Path) -> int:
         except OSError:
             continue
     return total
+
+
+def notify_address(plan: dict[str, Any]) -> bytes | None:
+    """The controller's abstract wake socket named in a plan ('@' stands for the leading NUL)."""
+    return plan.get("notify", "").encode().replace(b"@", b"\0", 1) or None
+
+
+def notify(address: bytes | None) -> None:
+    """Nudge the controller (one datagram; if nobody listens, the next timed pass sees the change)."""
+    if not address:
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.sendto(b"s", address)
+        except OSError:
+            pass

@@ -29,7 +29,8 @@ from typing import Any
 
 from podline.runtime.container import ContainerWorker, terminate_all
 from podline.runtime.expand import container_env, expand
-from podline.runtime.files import rfc3339, write_json_atomic
+from podline.runtime.files import notify, notify_address, rfc3339, write_json_atomic
+from podline.runtime.pipeline import PipelineRunner
 from podline.runtime.volumes import VolumeError, Volumes
 
 CHECK_INTERVAL = 1.0
@@ -51,7 +52,7 @@ class PodRunner:
         self.phase = "Pending"
         self.initialized = not self.inits
         self._transitions: dict[str, tuple[str, str]] = {}
-        self.notify_address = plan.get("notify", "").encode().replace(b"@", b"\0", 1) or None
+        self.notify_address = notify_address(plan)
 
     def _resolve(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Final env and argv of a container: Kubernetes `$(VAR)` expansion over the complete env."""
@@ -92,16 +93,7 @@ class PodRunner:
             status["reason"], status["message"] = self.stop_reason
         doc = {"status": status, "finished": finished, "pid": os.getpid(), "node": socket.gethostname()}
         write_json_atomic(self.rundir / "status.json", doc)
-        self._notify()
-
-    def _notify(self) -> None:
-        if not self.notify_address:
-            return
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            try:
-                sock.sendto(b"s", self.notify_address)
-            except OSError:
-                pass
+        notify(self.notify_address)
 
     # --- control --------------------------------------------------------------------------------
     def request_stop(self, reason: str, message: str) -> None:
@@ -176,8 +168,13 @@ def run_pod(rundir: Path, plan_path: Path | None = None, index: int | None = Non
     if marker.exists():
         return 0
     write_json_atomic(marker, {"pid": os.getpid(), "at": rfc3339(), "node": socket.gethostname()})
-    plan = json.loads((plan_path or rundir / "plan.json").read_text())
-    runner = PodRunner(plan, rundir, index)
+    plan_file = plan_path or rundir / "plan.json"
+    plan = json.loads(plan_file.read_text())
+    runner: PodRunner | PipelineRunner
+    if plan.get("kind") == "Pipeline":
+        runner = PipelineRunner(plan, rundir, index, plan_file)
+    else:
+        runner = PodRunner(plan, rundir, index)
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda *_: runner.request_stop("Terminated", "pod was stopped"))
     return runner.run()

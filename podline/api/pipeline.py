@@ -1,0 +1,115 @@
+"""`podline.io/v1alpha1 Pipeline`: a DAG of steps sharing one node-local workspace, with checkpoints and shards.
+
+Steps are containers (same fields as a Pod's containers, minus volumes: the workspace is their shared
+space) plus `dependsOn` and an optional `checkpoint: major`. Cross-step rules (unknown or cyclic
+dependencies) live in `api.checks` so they report the exact field path.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import AfterValidator, Field, field_validator
+
+from podline.api.base import Model, Resource, check_dns_label
+from podline.api.core import Container, Quantity, check_relative_path
+from podline.api.quantity import MAX_MEMORY, parse_quantity
+
+MAX_SHARDS = 10_000
+MAX_STEPS = 1_000
+
+StepName = Annotated[str, AfterValidator(lambda v: check_dns_label(v, "step name"))]
+RelativePath = Annotated[str, AfterValidator(check_relative_path)]
+
+
+def _absolute(value: str) -> str:
+    if not value.startswith("/") or "\0" in value or ".." in value.split("/"):
+        raise ValueError(f"{value!r} must be an absolute path without '..'")
+    return value
+
+
+AbsolutePath = Annotated[str, AfterValidator(_absolute)]
+
+
+class Step(Container):
+    depends_on: list[StepName] = Field(default_factory=list)
+    checkpoint: Literal["major"] | None = None
+
+
+class Workspace(Model):
+    medium: Literal["Memory", "Disk"] = "Memory"
+    size_limit: Quantity | None = None
+
+    @field_validator("size_limit")
+    @classmethod
+    def _size(cls, value: int | float | str | None) -> int | float | str | None:
+        if value is not None:
+            amount = parse_quantity(value)
+            if amount <= 0 or amount > MAX_MEMORY:
+                raise ValueError(f"sizeLimit {value!r} must be positive and sane")
+        return value
+
+
+class CheckpointPolicy(Model):
+    node_local_every: int = Field(default=1, ge=0, le=MAX_STEPS)  # L2 after every N steps (0: never)
+    shared_every: int = Field(default=0, ge=0, le=MAX_STEPS)  # L3 after every N steps (0: only `major`)
+
+
+class Input(Model):
+    """Data copied into the workspace before the first step: a path on the shared filesystem."""
+
+    path: RelativePath
+    source: str | None = None
+    dataset: str | None = None
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return _absolute(value.removeprefix("file://"))
+
+
+class Output(Model):
+    """A workspace path copied to `destination` (per shard: `destination/<shard>`) when the shard succeeds."""
+
+    path: RelativePath
+    destination: AbsolutePath
+
+
+class PipelineSpec(Model):
+    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
+    workspace: Workspace = Field(default_factory=Workspace)
+    shards: int = Field(default=1, ge=1, le=MAX_SHARDS)
+    checkpoint: CheckpointPolicy = Field(default_factory=CheckpointPolicy)
+    restart_policy: Literal["OnFailure", "Never"] = "OnFailure"
+    backoff_limit: int = Field(default=6, ge=0, le=10_000)
+    active_deadline_seconds: int | None = Field(default=None, ge=1, le=10**9)
+    inputs: list[Input] = Field(default_factory=list)
+    outputs: list[Output] = Field(default_factory=list)
+    IGNORED: ClassVar[frozenset[str]] = frozenset({"ttlSecondsAfterFinished"})
+
+
+class Pipeline(Resource):
+    api_version: Literal["podline.io/v1alpha1"]
+    kind: Literal["Pipeline"]
+    spec: PipelineSpec
+
+
+def topological_order(steps: list[Step]) -> list[int]:
+    """Step indexes in an order where every step comes after its dependencies, stable by position.
+
+    Raises ValueError naming the first step on a cycle (unknown names are the caller's check).
+    """
+    position = {s.name: i for i, s in enumerate(steps)}
+    done: list[int] = []
+    placed: set[int] = set()
+    while len(done) < len(steps):
+        ready = [i for i, s in enumerate(steps) if i not in placed
+                 and all(position[d] in placed for d in s.depends_on if d in position)]
+        if not ready:
+            stuck = next(s.name for i, s in enumerate(steps) if i not in placed)
+            raise ValueError(f"dependsOn forms a cycle through step {stuck!r}")
+        done.extend(ready)
+        placed.update(ready)
+    return done

@@ -1,0 +1,90 @@
+"""A Pipeline's status, assembled from its shards' runner reports across attempts.
+
+Each attempt's runner reports only what it did; a resumed attempt reports restored steps with
+`restoredFrom`. Merging keeps, per step, the timings of the attempt that actually ran it and the total
+number of attempts, so `describe` tells the whole story of a shard.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from podline.controller.context import Ctx
+from podline.runtime.files import rfc3339
+from podline.store import Obj
+
+TIMING_KEYS = ("stageIn", "compute", "checkpoint", "stageOut", "restore")
+
+
+def merge_attempt(rec: dict[str, Any], status: dict[str, Any]) -> None:
+    """Fold one attempt's runner status into the shard record."""
+    base = rec.get("stepsBase", {})
+    steps = rec.setdefault("steps", {})
+    for step in status.get("steps", []):
+        name = step["name"]
+        previous = steps.get(name, {})
+        if step.get("restoredFrom") and step["phase"] == "Succeeded" and step.get("attempts", 0) == 0:
+            steps[name] = {**previous, "name": name, "phase": "Succeeded", "restoredFrom": step["restoredFrom"],
+                           "attempts": previous.get("attempts", 0)}
+        elif step.get("attempts", 0) == 0 and previous:
+            continue  # not reached in this attempt: keep what an earlier attempt reported
+        else:
+            steps[name] = {**step, "attempts": base.get(name, 0) + step.get("attempts", 0)}
+    rec["phase"] = status.get("phase", rec.get("phase"))
+    for key in ("restoredFrom", "timings", "checkpoints", "stageInBytes", "stageOutBytes"):
+        if key in status:
+            rec[key] = status[key]
+    if status.get("reason"):
+        rec["reason"], rec["message"] = status["reason"], status.get("message", "")
+
+
+def _shard_view(index: str, rec: dict[str, Any]) -> dict[str, Any]:
+    view: dict[str, Any] = {"index": int(index), "phase": rec.get("phase", "Pending"),
+                            "attempts": rec.get("attempts", 0), "failures": rec.get("failures", 0)}
+    for key in ("node", "restoredFrom", "reason", "message", "checkpoints"):
+        if rec.get(key):
+            view[key] = rec[key]
+    job = rec.get("backend", {}).get("slurmJobId")
+    if job:
+        view["jobId"] = job
+    view["staging"] = {"bytesCopied": rec.get("stageInBytes", 0), "bytesStagedOut": rec.get("stageOutBytes", 0)}
+    return view
+
+
+def summarize(ctx: Ctx, obj: Obj) -> None:
+    """status.phase, shards[], steps[] (flat, with the shard index), timings (max over shards)."""
+    shards = obj.internal.get("shards", {})
+    ordered = sorted(shards.items(), key=lambda item: int(item[0]))
+    views = [_shard_view(key, rec) for key, rec in ordered]
+    steps = [{"shard": int(key), **step} for key, rec in ordered for step in rec.get("steps", {}).values()]
+    phases = [v["phase"] for v in views]
+    final = [bool(rec.get("final")) for _, rec in ordered]
+    if phases and all(p == "Succeeded" for p in phases) and all(final):
+        phase = "Succeeded"
+    elif all(final) and "Failed" in phases:
+        phase = "Failed"
+    elif "Running" in phases or "Succeeded" in phases:
+        phase = "Running"
+    else:
+        phase = "Pending"
+    timings: dict[str, float] = {"queue": 0.0, "image": 0.0}
+    for _, rec in ordered:
+        for key in TIMING_KEYS:
+            timings[key] = max(timings.get(key, 0.0), rec.get("timings", {}).get(key, 0.0))
+    status = {**obj.status, "phase": phase, "shards": views, "steps": steps, "timings": timings,
+              "succeeded": phases.count("Succeeded"), "failed": sum(1 for p, f in zip(phases, final, strict=True)
+                                                                    if p == "Failed" and f)}
+    status.setdefault("startTime", rfc3339(ctx.now))
+    if phase in ("Succeeded", "Failed") and "completionTime" not in status:
+        status["completionTime"] = rfc3339(ctx.now)
+    obj.status = status
+
+
+def usage(obj: Obj) -> dict[str, int]:
+    """Local capacity held by the pipeline's live shards."""
+    used = {"cpu": 0, "memory": 0, "gpu": 0}
+    for rec in obj.internal.get("shards", {}).values():
+        if rec.get("attempt") and not rec.get("final"):
+            for key, value in rec.get("requests", {}).items():
+                used[key] += value
+    return used

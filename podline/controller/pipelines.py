@@ -1,0 +1,288 @@
+"""Reconcile one Pipeline: every shard runs as a pipeline-runner attempt until it succeeds or runs out of retries.
+
+An attempt is a directory with one run directory per shard it covers: on the local backend each shard is
+a forked runner; on Slurm all shards of an attempt are one job array (one `sbatch`). A shard whose
+attempt fails or is lost (runner killed, node failure, time limit) gets a new attempt after a back-off;
+that runner resumes from the shard's newest valid checkpoint, so finished steps are not rerun. Failures
+(lost attempts and step retries inside the runner) count against `backoffLimit` per shard.
+
+As with pods, intent is stored before the side effect: the attempt and its shards are recorded (and the
+Slurm submission marked attempted) before anything is launched; a crash in between is adopted.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+from podline.api.core import Pod
+from podline.backends.base import Backend, SubmitError
+from podline.controller.context import TERMINAL, Ctx
+from podline.controller.jobs import BACKOFF_BASE, BACKOFF_CAP
+from podline.controller.pipeline_status import merge_attempt, summarize
+from podline.plan.kubernetes import pipeline_job
+from podline.plan.pipeline import plan_pipeline
+from podline.plan.pod import pod_requests
+from podline.plan.ranges import compress, expand
+from podline.runtime.files import read_json, write_json_atomic
+from podline.runtime.volumes import shm_root
+from podline.store import Obj
+
+RELAUNCH_AFTER = 10.0
+KILL_AFTER = 35.0
+
+
+def _dirs(ctx: Ctx, obj: Obj, backend: Backend) -> dict[str, str | None]:
+    """Shared directory (L3, logs) and node-local scratch (L2, disk workspaces) of the object's context."""
+    home = ctx.backends.home
+    conf = ctx.backends.config().contexts.get(obj.context)
+    shared = conf.shared_dir if conf and conf.shared_dir else str(home / "shared")
+    scratch = conf.scratch_dir if conf and conf.scratch_dir else None
+    if scratch is None and backend.admits_locally:
+        scratch = str(home / "scratch")
+    return {"shared": shared, "scratch": scratch}
+
+
+def _home_dir(backend: Backend, obj: Obj) -> Path:
+    return backend.run_dir(obj.namespace, obj.name, obj.uid)
+
+
+def _plan(ctx: Ctx, obj: Obj, backend: Backend, shards: dict[str, Any], shard: int | None) -> dict[str, Any]:
+    limit = obj.manifest["spec"].get("backoffLimit", 6)
+    retries = {i: max(0, limit - rec.get("failures", 0)) for i, rec in shards.items()}
+    return plan_pipeline(obj.manifest, obj.uid, ctx.lookup, generation=obj.generation,
+                         dirs=_dirs(ctx, obj, backend), shard_dir=str(_home_dir(backend, obj) / "shards" / "{shard}"),
+                         retries=retries, shard=shard)  # type: ignore[arg-type]
+
+
+def _request(obj: Obj) -> dict[str, int]:
+    """What one shard occupies on this machine: its largest step, and at least one core."""
+    job = pipeline_job(obj.manifest)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": obj.name}, "spec": job["spec"]["template"]["spec"]}
+    request = pod_requests(Pod.model_validate(pod))
+    request["cpu"] = max(1000, request["cpu"])
+    return request
+
+
+# --- launching ----------------------------------------------------------------------------------------
+def _new_attempt(ctx: Ctx, obj: Obj, backend: Backend, indexes: list[int]) -> None:
+    attempt_id = str(uuid.uuid4())
+    base = backend.run_dir(obj.namespace, obj.name, attempt_id)
+    obj.internal.setdefault("attempts", {})[attempt_id] = {"dir": str(base), "indexes": compress(indexes)}
+    for i in indexes:
+        rec = obj.internal["shards"][str(i)]
+        rec.update(attempt=attempt_id, attempts=rec.get("attempts", 0) + 1, phase="Pending",
+                   stepsBase={n: s.get("attempts", 0) for n, s in rec.get("steps", {}).items()})
+        rec.pop("launchedAt", None)
+        rec.pop("reason", None)
+        rec.pop("message", None)
+    ctx.store.save(obj)  # intent first
+
+
+def _launch_attempts(ctx: Ctx, obj: Obj, backend: Backend) -> None:
+    """Launch every recorded attempt not launched yet (after a crash: adopt what was submitted)."""
+    shards = obj.internal["shards"]
+    for record in obj.internal.get("attempts", {}).values():
+        if record.get("launched") or record.get("error"):
+            continue
+        base = Path(record["dir"])
+        indexes = expand(record["indexes"])
+        try:
+            if backend.supports_arrays:
+                adopt = record.get("attempted", False)
+                record["attempted"] = True
+                ctx.store.save(obj)
+                plan = _plan(ctx, obj, backend, shards, None)
+                record["jobId"] = backend.launch_array(base, plan, pipeline_job(obj.manifest), indexes, adopt)
+                ctx.event(obj, "Submitted", f"job array {record['jobId']} for shards {record['indexes']}")
+            else:
+                for i in indexes:
+                    backend.launch(base / str(i), _plan(ctx, obj, backend, shards, i), obj.manifest)
+                    shards[str(i)]["launchedAt"] = ctx.now
+        except SubmitError as refused:
+            if refused.transient:
+                ctx.event(obj, "SubmitRetry", str(refused), "Warning", once=True)
+                ctx.wake_at(ctx.now + RELAUNCH_AFTER)
+                continue
+            record["error"] = str(refused)
+            ctx.event(obj, "SubmitFailed", str(refused), "Warning")
+            for i in indexes:
+                shards[str(i)].update(phase="Failed", final=True, reason="SubmitFailed", message=str(refused))
+            continue
+        record["launched"] = True
+        ctx.store.save(obj)
+
+
+def _start_shards(ctx: Ctx, obj: Obj, backend: Backend) -> None:
+    """Shards without an attempt (first run, or retry after back-off) get one, within local capacity."""
+    shards = obj.internal["shards"]
+    todo = []
+    for i in range(obj.manifest["spec"].get("shards", 1)):
+        rec = shards[str(i)]
+        if rec.get("final") or rec.get("attempt"):
+            continue
+        if rec.get("retryAt", 0) > ctx.now:
+            ctx.wake_at(rec["retryAt"])
+            continue
+        if backend.admits_locally:
+            request = _request(obj)
+            short = ctx.fits(request)
+            if short:
+                rec.update(phase="Pending", reason="Unschedulable",
+                           message=f"0/1 nodes are available: {', '.join('Insufficient ' + k for k in short)}.")
+                continue
+            ctx.reserve(request)
+            rec["requests"] = request
+        todo.append(i)
+    if todo:
+        _new_attempt(ctx, obj, backend, todo)
+
+
+# --- observing ----------------------------------------------------------------------------------------
+def _observe(ctx: Ctx, obj: Obj, backend: Backend) -> None:
+    spec = obj.manifest["spec"]
+    for key, rec in obj.internal["shards"].items():
+        attempt_id = rec.get("attempt")
+        record = obj.internal.get("attempts", {}).get(attempt_id or "")
+        if rec.get("final") or record is None or not record.get("launched"):
+            continue
+        rundir = Path(record["dir"]) / key
+        seen = backend.observe(rundir)
+        if seen.info:
+            rec["backend"] = seen.info
+        if seen.state == "unstarted":
+            if not backend.supports_arrays and ctx.now - rec.get("launchedAt", 0) > RELAUNCH_AFTER:
+                backend.launch(rundir, _plan(ctx, obj, backend, obj.internal["shards"], int(key)), obj.manifest)
+                rec["launchedAt"] = ctx.now
+            continue
+        if seen.state == "queued":
+            rec.update(phase="Pending", reason="Queued", message=seen.detail)
+            continue
+        if seen.status is not None:
+            merge_attempt(rec, seen.status)
+            if seen.node:
+                rec["node"] = seen.node
+        if seen.state == "running":
+            rec["phase"] = "Running"
+            rec.pop("reason", None)
+        elif seen.state == "finished" and rec.get("phase") == "Succeeded":
+            rec["final"] = True
+            ctx.event(obj, "ShardSucceeded", f"shard {key} succeeded")
+        elif seen.state in ("finished", "lost"):
+            if seen.state == "lost":
+                backend.cancel(rundir, hard=True)
+            _shard_failed(ctx, obj, key, rec, seen.reason or rec.get("reason") or "Failed",
+                          seen.detail or rec.get("message", ""), spec.get("backoffLimit", 6))
+
+
+def _shard_failed(ctx: Ctx, obj: Obj, key: str, rec: dict[str, Any], reason: str, message: str, limit: int) -> None:
+    retried_inside = sum(max(0, s.get("attempts", 0) - rec.get("stepsBase", {}).get(n, 0) - 1)
+                         for n, s in rec.get("steps", {}).items())
+    rec["failures"] = rec.get("failures", 0) + 1 + retried_inside
+    rec.update(attempt=None, reason=reason, message=message)
+    rec.pop("requests", None)
+    if rec["failures"] > limit:
+        rec.update(phase="Failed", final=True, reason="BackoffLimitExceeded",
+                   message=f"shard {key} failed {rec['failures']} times; last: {reason}: {message}")
+        ctx.event(obj, "BackoffLimitExceeded", rec["message"], "Warning")
+        return
+    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (rec["failures"] - 1))
+    rec.update(phase="Pending", retryAt=ctx.now + delay)
+    ctx.wake_at(ctx.now + delay)
+    ctx.event(obj, "ShardRestart", f"shard {key} {reason}: {message}; resuming from its checkpoints", "Warning")
+
+
+# --- updates and deletion -----------------------------------------------------------------------------
+def _push_generation(ctx: Ctx, obj: Obj, backend: Backend) -> None:
+    """After `apply` changed the spec: live runners re-read their plan file before each step."""
+    if obj.internal.get("planGeneration") == obj.generation:
+        return
+    if obj.internal.get("planGeneration") is not None:
+        fresh = _plan(ctx, obj, backend, obj.internal["shards"], None)
+        for record in obj.internal.get("attempts", {}).values():
+            base = Path(record["dir"])
+            for path in [base / "plan.json"] + [base / str(i) / "plan.json" for i in expand(record["indexes"])]:
+                old = read_json(path)
+                if old is not None:
+                    write_json_atomic(path, {**old, "steps": fresh["steps"], "generation": obj.generation})
+        ctx.event(obj, "Updated", f"generation {obj.generation} applies to steps that have not started")
+    obj.internal["planGeneration"] = obj.generation
+
+
+def _live(obj: Obj) -> list[tuple[str, Path]]:
+    out = []
+    for key, rec in obj.internal.get("shards", {}).items():
+        record = obj.internal.get("attempts", {}).get(rec.get("attempt") or "")
+        if record is not None and not rec.get("final"):
+            out.append((key, Path(record["dir"]) / key))
+    return out
+
+
+def _delete(ctx: Ctx, obj: Obj, backend: Backend) -> bool:
+    """Stop every live shard (SIGTERM / scancel, then hard); True once nothing runs."""
+    busy = False
+    asked = obj.internal.setdefault("cancelAt", ctx.now)
+    for _, rundir in _live(obj):
+        seen = backend.observe(rundir)
+        if seen.state in ("finished", "lost") or (seen.state in ("unstarted", "queued") and backend.claim(rundir)):
+            backend.cancel(rundir, hard=True)
+            continue
+        busy = True
+        backend.cancel(rundir, hard=ctx.now > asked + KILL_AFTER)
+    if busy:
+        ctx.wake_at(ctx.now + 0.5)
+    return not busy
+
+
+def _cleanup(ctx: Ctx, obj: Obj, backend: Backend) -> None:
+    for attempt_id, record in obj.internal.get("attempts", {}).items():
+        backend.cleanup(Path(record["dir"]), attempt_id)
+    dirs = _dirs(ctx, obj, backend)
+    targets = [_home_dir(backend, obj), Path(str(dirs["shared"])) / "checkpoints" / obj.uid]
+    if dirs["scratch"]:
+        targets += [Path(dirs["scratch"]) / "checkpoints" / obj.uid]
+    for i in range(obj.manifest["spec"].get("shards", 1)):
+        targets += [shm_root() / f"podline-{obj.uid}-{i}"]
+        if dirs["scratch"]:
+            targets += [Path(dirs["scratch"]) / "workspaces" / f"podline-{obj.uid}-{i}"]
+    for target in targets:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def reconcile_pipeline(ctx: Ctx, obj: Obj) -> None:
+    backend = ctx.backend_for(obj)
+    if obj.deleted_at:
+        if _delete(ctx, obj, backend):
+            _cleanup(ctx, obj, backend)
+            ctx.store.remove(obj.uid)
+            return
+        ctx.store.save(obj)
+        return
+    if obj.status.get("phase") in TERMINAL:
+        obj.settled = True
+        ctx.store.save(obj)
+        return
+    count = obj.manifest["spec"].get("shards", 1)
+    shards = obj.internal.setdefault("shards", {})
+    obj.internal.setdefault("home", str(_home_dir(backend, obj)))  # where `logs` finds step output
+    for i in range(count):
+        shards.setdefault(str(i), {"phase": "Pending", "attempts": 0, "failures": 0})
+    _push_generation(ctx, obj, backend)
+    _observe(ctx, obj, backend)
+    _start_shards(ctx, obj, backend)
+    _launch_attempts(ctx, obj, backend)
+    before = json.dumps(obj.status, sort_keys=True)
+    summarize(ctx, obj)
+    if obj.status.get("phase") in TERMINAL:
+        obj.settled = True
+        if json.dumps(obj.status, sort_keys=True) != before:
+            ctx.event(obj, "Completed" if obj.status["phase"] == "Succeeded" else "Failed",
+                      f"pipeline {obj.status['phase'].lower()}", "Normal" if obj.status["phase"] == "Succeeded"
+                      else "Warning")
+    ctx.store.save(obj)
+
+
+

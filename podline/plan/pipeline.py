@@ -1,0 +1,51 @@
+"""Turn a stored Pipeline into the JSON plan the pipeline runner executes (one plan for all shards).
+
+Steps are planned like a Pod's containers (env resolved, `$(VAR)` left for the runner) and listed in
+topological order with their dependencies. `retries` is the part of `backoffLimit` earlier attempts of
+the shard have not used. `generation` lets the runner record which spec each step ran with.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from podline.api.pipeline import Pipeline, topological_order
+from podline.api.quantity import cpu_millis, memory_bytes
+from podline.plan.pod import PLAN_VERSION, Lookup, plan_container
+
+
+def plan_pipeline(manifest: dict[str, Any], uid: str, lookup: Lookup, *, generation: int, dirs: dict[str, str],
+                  shard_dir: str, retries: int, runtime: str = "host", shard: int | None = None) -> dict[str, Any]:
+    pipeline = Pipeline.model_validate(manifest)
+    spec = pipeline.spec
+    steps = []
+    for i in topological_order(spec.steps):
+        step = spec.steps[i]
+        planned = plan_container(step, pipeline, uid, lookup)  # type: ignore[arg-type]
+        request = step.resources.effective_requests()
+        planned.update(dependsOn=list(step.depends_on), checkpoint=step.checkpoint,
+                       cpuMillis=cpu_millis(request.get("cpu", 0)))
+        steps.append(planned)
+    limit = spec.workspace.size_limit
+    return {
+        "apiVersion": PLAN_VERSION,
+        "kind": "Pipeline",
+        "pod": {"name": pipeline.metadata.name, "namespace": pipeline.metadata.namespace, "uid": uid},
+        "generation": generation,
+        "runtime": runtime,
+        "shards": spec.shards,
+        "shard": shard,
+        "workspace": {"medium": spec.workspace.medium,
+                      "sizeLimit": memory_bytes(limit) if limit is not None else None},
+        "checkpoint": {"nodeLocalEvery": spec.checkpoint.node_local_every,
+                       "sharedEvery": spec.checkpoint.shared_every},
+        "dirs": dirs,
+        "shardDir": shard_dir,
+        "restartPolicy": spec.restart_policy,
+        "retries": retries,
+        "activeDeadlineSeconds": spec.active_deadline_seconds,
+        "terminationGracePeriodSeconds": 30,
+        "inputs": [{"path": i.path, "source": i.source} for i in spec.inputs],
+        "outputs": [{"path": o.path, "destination": o.destination} for o in spec.outputs],
+        "steps": steps,
+    }

@@ -1,0 +1,234 @@
+"""Multi-level checkpoints of a pipeline workspace: what was there after which steps, and getting it back.
+
+L1 is the workspace itself plus `l1.json`, a manifest of (size, mtime, inode) per file written after each
+step: cheap to write, and after a crash it tells whether the workspace still is what the last finished
+step left (a killed step that touched a file changes its mtime). L2 (node-local disk) and L3 (shared
+storage) are copies: `<level root>/<seq>/data/...` plus `manifest.json` with each file's size and xxh3
+hash. A copy is written aside and renamed into place, so a crash mid-checkpoint leaves the previous one
+valid; files unchanged since the previous copy at that level are hard links to it (checkpoint
+directories are never modified once renamed, so sharing inodes between them is safe). Only the newest
+copy per level is kept. Restoring verifies every byte it copies against the manifest's hash: a
+corrupted copy raises `Corrupt` and the caller falls back to the next level.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import xxhash
+
+from podline.runtime.files import read_json, write_json_atomic
+
+CHUNK = 1 << 20
+LEVELS = ("L1", "L2", "L3")
+
+
+class Corrupt(Exception):
+    """A checkpoint copy does not match its manifest (missing file, wrong size or hash)."""
+
+
+@dataclass
+class Snapshot:
+    """A checkpoint's manifest: sequence number, steps done, and every file and directory it holds."""
+
+    seq: int
+    steps: list[str]
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # rel -> {size, mtime, ino[, hash]}
+    dirs: list[str] = field(default_factory=list)
+    links: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "steps": self.steps, "files": self.files, "dirs": self.dirs, "links": self.links}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Snapshot:
+        return cls(doc["seq"], list(doc["steps"]), doc["files"], doc.get("dirs", []), doc.get("links", {}))
+
+
+def hash_file(path: Path) -> str:
+    digest = xxhash.xxh3_128()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def scan(root: Path) -> tuple[dict[str, dict[str, Any]], list[str], dict[str, str]]:
+    """Regular files (with stat identity), directories and symlinks below `root`, by relative path."""
+    files: dict[str, dict[str, Any]] = {}
+    dirs: list[str] = []
+    links: dict[str, str] = {}
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        with os.scandir(root / rel_dir if rel_dir else root) as entries:
+            for entry in entries:
+                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                if entry.is_symlink():
+                    links[rel] = os.readlink(entry.path)
+                elif entry.is_dir():
+                    dirs.append(rel)
+                    stack.append(rel)
+                elif entry.is_file():
+                    st = entry.stat()
+                    files[rel] = {"size": st.st_size, "mtime": st.st_mtime_ns, "ino": st.st_ino}
+    return files, sorted(dirs), links
+
+
+def take_l1(workspace: Path, seq: int, steps: list[str]) -> Snapshot:
+    files, dirs, links = scan(workspace)
+    return Snapshot(seq, steps, files, dirs, links)
+
+
+def l1_matches(workspace: Path, snap: Snapshot) -> bool:
+    """True when the workspace holds exactly what `snap` recorded (extra entries are removed first)."""
+    files, dirs, links = scan(workspace)
+    if links != snap.links or not set(snap.dirs) <= set(dirs):
+        return False
+    for rel, rec in snap.files.items():
+        now = files.get(rel)
+        if now is None or (now["size"], now["mtime"], now["ino"]) != (rec["size"], rec["mtime"], rec["ino"]):
+            return False
+    _remove_extra(workspace, snap, files, dirs)
+    return True
+
+
+def _remove_extra(workspace: Path, snap: Snapshot, files: dict[str, Any], dirs: list[str]) -> None:
+    for rel in files:
+        if rel not in snap.files:
+            (workspace / rel).unlink(missing_ok=True)
+    keep = set(snap.dirs)
+    for rel in sorted(dirs, key=len, reverse=True):
+        if rel not in keep:
+            shutil.rmtree(workspace / rel, ignore_errors=True)
+
+
+def _copy_hashing(src: Path, dst: Path, sync: bool) -> str:
+    digest = xxhash.xxh3_128()
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        while chunk := fin.read(CHUNK):
+            digest.update(chunk)
+            fout.write(chunk)
+        if sync:
+            fout.flush()
+            os.fsync(fout.fileno())
+    shutil.copystat(src, dst)
+    return digest.hexdigest()
+
+
+def newest(level_root: Path) -> tuple[Path, Snapshot] | None:
+    """The newest complete copy at a level (renamed into place, manifest readable), if any."""
+    best: tuple[Path, Snapshot] | None = None
+    try:
+        names = [n for n in os.listdir(level_root) if n.isdigit()]
+    except OSError:
+        return None
+    for name in sorted(names, key=int, reverse=True):
+        doc = read_json(level_root / name / "manifest.json")
+        if doc:
+            best = (level_root / name, Snapshot.from_json(doc))
+            break
+    return best
+
+
+def save_copy(workspace: Path, level_root: Path, snap: Snapshot, durable: bool) -> int:
+    """Copy the workspace as checkpoint `snap.seq` at this level; return the bytes actually written.
+
+    `durable` (L3 on shared storage) fsyncs each copied file and the manifest before the rename.
+    """
+    level_root.mkdir(parents=True, exist_ok=True)
+    previous = newest(level_root)
+    tmp = level_root / f".tmp-{snap.seq}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    data = tmp / "data"
+    data.mkdir(parents=True)
+    for rel in snap.dirs:
+        (data / rel).mkdir(parents=True, exist_ok=True)
+    for rel, target in snap.links.items():
+        os.symlink(target, data / rel)
+    written = 0
+    files: dict[str, dict[str, Any]] = {}
+    for rel, rec in snap.files.items():
+        old = previous[1].files.get(rel) if previous else None
+        same_file = old is not None and all(old.get(k) == rec[k] for k in ("size", "mtime", "ino"))
+        if same_file and previous and _link(previous[0] / "data" / rel, data / rel):
+            files[rel] = {**rec, "hash": old["hash"]}  # type: ignore[index]
+            continue
+        files[rel] = {**rec, "hash": _copy_hashing(workspace / rel, data / rel, durable)}
+        written += rec["size"]
+    doc = Snapshot(snap.seq, snap.steps, files, snap.dirs, snap.links).to_json()
+    write_json_atomic(tmp / "manifest.json", doc)
+    if durable:
+        _fsync_path(tmp / "manifest.json")
+    final = level_root / str(snap.seq)
+    if final.exists():  # a stale copy of a discarded future (restore removed what it could not trust)
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    if durable:
+        _fsync_path(level_root)
+    for name in os.listdir(level_root):  # only the newest copy is kept (older ones may share its inodes)
+        if name != str(snap.seq):
+            shutil.rmtree(level_root / name, ignore_errors=True)
+    return written
+
+
+def _link(src: Path, dst: Path) -> bool:
+    try:
+        os.link(src, dst)
+        return True
+    except OSError:
+        return False
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def restore_copy(copy_dir: Path, snap: Snapshot, workspace: Path) -> int:
+    """Make the workspace equal to a copy; return bytes copied. Raises Corrupt on any mismatch.
+
+    Workspace files whose size and hash already match are kept; everything else comes from the copy and
+    is verified while it is copied.
+    """
+    workspace.mkdir(parents=True, exist_ok=True)
+    files, dirs, links = scan(workspace)
+    for rel in links:
+        (workspace / rel).unlink()
+    _remove_extra(workspace, snap, files, dirs)
+    for rel in snap.dirs:
+        (workspace / rel).mkdir(parents=True, exist_ok=True)
+    copied = 0
+    for rel, rec in snap.files.items():
+        target = workspace / rel
+        have = files.get(rel)
+        if have is not None and have["size"] == rec["size"] and hash_file(target) == rec["hash"]:
+            continue
+        source = copy_dir / "data" / rel
+        try:
+            target.unlink(missing_ok=True)
+            got = _copy_hashing(source, target, sync=False)
+        except OSError as exc:
+            raise Corrupt(f"{copy_dir}: {rel}: {exc.strerror or exc}") from None
+        if got != rec["hash"]:
+            raise Corrupt(f"{copy_dir}: {rel}: hash mismatch (expected {rec['hash']}, got {got})")
+        copied += rec["size"]
+    for rel, target in snap.links.items():
+        os.symlink(target, workspace / rel)
+    return copied
+
+
+def write_l1(path: Path, snap: Snapshot) -> None:
+    write_json_atomic(path, snap.to_json())
+
+
+def read_l1(path: Path) -> Snapshot | None:
+    doc = read_json(path)
+    return Snapshot.from_json(doc) if doc else None

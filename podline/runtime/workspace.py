@@ -1,0 +1,150 @@
+"""A pipeline shard's workspace and its checkpoint levels: where they live, how to save and how to resume.
+
+Locations (per pipeline uid and shard, so every attempt of a shard on a node finds the same ones):
+  workspace  Memory: `$PODLINE_SHM_DIR` (default /dev/shm) / podline-<uid>-<shard>/ws
+             Disk:   <scratch>/workspaces/podline-<uid>-<shard>/ws
+  L1         the workspace itself + `l1.json` beside it
+  L2         <scratch>/checkpoints/<uid>/<shard>/<seq>/        node-local disk
+  L3         <shared>/checkpoints/<uid>/<shard>/<seq>/         shared storage (survives the node)
+Scratch is the context's node-local directory (on Slurm `$TMPDIR` or /tmp when not configured).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from podline.runtime import checkpoint as ck
+from podline.runtime.volumes import shm_root
+
+
+def scratch_root(plan: dict[str, Any]) -> Path:
+    configured = plan["dirs"].get("scratch")
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("TMPDIR") or "/tmp") / "podline-scratch"
+
+
+class Workspace:
+    def __init__(self, plan: dict[str, Any], shard: int, log: Callable[[str], None]) -> None:
+        uid = plan["pod"]["uid"]
+        key = f"podline-{uid}-{shard}"
+        scratch = scratch_root(plan)
+        medium = plan["workspace"]["medium"]
+        self.root = (shm_root() if medium == "Memory" else scratch / "workspaces") / key
+        self.path = self.root / "ws"
+        self.l1_path = self.root / "l1.json"
+        self.levels = {"L2": scratch / "checkpoints" / uid / str(shard),
+                       "L3": Path(plan["dirs"]["shared"]) / "checkpoints" / uid / str(shard)}
+        self.policy = plan["checkpoint"]
+        self.size_limit: int | None = plan["workspace"].get("sizeLimit")
+        self.log = log
+        self.seq = 0
+        self.saved: dict[str, dict[str, Any]] = {}  # level -> {seq, bytes, seconds}
+
+    # --- resume -------------------------------------------------------------------------------------
+    def restore(self) -> tuple[ck.Snapshot | None, str | None]:
+        """Bring back the newest trustworthy state: the workspace itself (L1), else L2, else L3.
+
+        A copy that fails verification is deleted (it would otherwise shadow older valid ones) and the
+        next level is tried. Nothing valid: an empty workspace.
+        """
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        l1 = ck.read_l1(self.l1_path) if self.path.is_dir() else None
+        if l1 is not None and ck.l1_matches(self.path, l1):
+            return self._resumed(l1, "L1")
+        found = [(level, hit) for level, root in self.levels.items() if (hit := ck.newest(root)) is not None]
+        found.sort(key=lambda item: (-item[1][1].seq, item[0]))
+        for level, (copy_dir, snap) in found:
+            try:
+                copied = ck.restore_copy(copy_dir, snap, self.path)
+            except ck.Corrupt as exc:
+                self.log(f"checkpoint {level} seq {snap.seq} is not valid ({exc}); falling back")
+                shutil.rmtree(copy_dir, ignore_errors=True)
+                continue
+            self.log(f"restored {level} seq {snap.seq} ({copied} bytes copied), steps done: {snap.steps}")
+            return self._resumed(snap, level)
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.path.mkdir(parents=True)
+        self.l1_path.unlink(missing_ok=True)
+        self.seq = 0
+        return None, None
+
+    def _resumed(self, snap: ck.Snapshot, level: str) -> tuple[ck.Snapshot, str]:
+        self.seq = snap.seq
+        ck.write_l1(self.l1_path, ck.take_l1(self.path, snap.seq, snap.steps))
+        return snap, level
+
+    # --- save ---------------------------------------------------------------------------------------
+    def checkpoint(self, done: list[str], major: bool) -> None:
+        """After a step: L1 always; L2 every `nodeLocalEvery` steps; L3 every `sharedEvery` or at a major step."""
+        self.seq += 1
+        snap = ck.take_l1(self.path, self.seq, list(done))
+        ck.write_l1(self.l1_path, snap)
+        every_l2, every_l3 = self.policy.get("nodeLocalEvery", 0), self.policy.get("sharedEvery", 0)
+        count = len(done)
+        for level, due in (("L2", every_l2 and count % every_l2 == 0), ("L3", major or (every_l3 and
+                                                                                       count % every_l3 == 0))):
+            if due:
+                began = time.monotonic()
+                written = ck.save_copy(self.path, self.levels[level], snap, durable=level == "L3")
+                self.saved[level] = {"seq": snap.seq, "bytesWritten": written,
+                                     "seconds": round(time.monotonic() - began, 3)}
+
+    def usage_over_limit(self) -> str | None:
+        if not self.size_limit:
+            return None
+        from podline.runtime.files import tree_size
+
+        used = tree_size(self.path)
+        if used > self.size_limit:
+            return f"workspace uses {used} bytes, above its sizeLimit of {self.size_limit} bytes"
+        return None
+
+    # --- data in and out ------------------------------------------------------------------------------
+    def stage_in(self, inputs: list[dict[str, Any]]) -> int:
+        copied = 0
+        for item in inputs:
+            source, target = Path(item["source"]), self.path / item["path"]
+            if source.is_dir():
+                shutil.copytree(source, target, dirs_exist_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target)
+            copied += _size(target)
+        return copied
+
+    def stage_out(self, outputs: list[dict[str, Any]], shard: int, shards: int) -> int:
+        """Copy each output to its destination (per shard a subdirectory when there are several shards);
+        written aside and renamed, so a destination is either the old or the complete new result."""
+        copied = 0
+        for item in outputs:
+            source = self.path / item["path"]
+            dest = Path(item["destination"]) / (str(shard) if shards > 1 else "")
+            dest = dest / source.name if shards > 1 or source.is_file() else dest
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(f".{dest.name}.podline-tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            if source.is_dir():
+                shutil.copytree(source, tmp)
+            else:
+                shutil.copy2(source, tmp)
+            if dest.is_dir() and not dest.is_symlink():
+                shutil.rmtree(dest)
+            os.replace(tmp, dest)
+            copied += _size(dest)
+        return copied
+
+    def release(self) -> None:
+        """A finished shard's RAM goes back to the node (L2/L3 copies stay until the pipeline is deleted)."""
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
