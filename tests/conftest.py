@@ -58,7 +58,7 @@ def cli(tmp_path: Path) -> Iterator[Cli]:
     yield runner
     subprocess.run([sys.executable, "-m", "podline.cli", "down"], env=env, capture_output=True, timeout=60)
     # Leave nothing running: kill whatever a test left in its pods' sessions.
-    for started in home.glob("pods/*/*/*/started"):
+    for started in [*home.glob("pods/*/*/*/started"), *home.glob("pods/*/*/*/*/started")]:
         try:
             pid = json.loads(started.read_text()).get("pid")
         except (OSError, ValueError):

@@ -120,7 +120,7 @@ class PipelineRunner:
                                  self.shard_dir, self.stopping, self.changed.set)
         step = self.steps[name]
         step.update(phase="Running", attempts=step["attempts"] + 1, startedAt=rfc3339(),
-                    generation=self.plan.get("generation"), restoredFrom=None)
+                    generation=self.plan.get("generation"))  # restoredFrom: what a retry started from
         step.pop("finishedAt", None)
         self.running[name] = worker
         worker.start()
@@ -130,8 +130,8 @@ class PipelineRunner:
         used = sum(max(1, -(-self.specs[n].get("cpuMillis", 0) // 1000)) for n in self.running)
         return used < cores
 
-    def _settle(self, name: str, worker: ContainerWorker) -> bool:
-        """Record a finished step; True if it succeeded."""
+    def _settle(self, name: str, worker: ContainerWorker, why: tuple[str, str] | None = None) -> bool:
+        """Record a finished step (`why`: the runner's own reason for stopping it); True if it succeeded."""
         del self.running[name]
         term = worker.snapshot()["state"].get("terminated", {})
         step = self.steps[name]
@@ -141,8 +141,9 @@ class PipelineRunner:
             step.pop("reason", None)
             self.done.append(name)
             return True
-        step.update(phase="Failed", reason=term.get("reason", "Error"),
-                    message=term.get("message") or f"exit code {term.get('exitCode')}")
+        exited = term.get("message") or f"exit code {term.get('exitCode')}"
+        reason, message = why or (term.get("reason", "Error"), exited)
+        step.update(phase="Failed", reason=reason, message=message)
         self._log(f"step {name} failed: {step['message']}")
         return False
 
@@ -229,13 +230,11 @@ class PipelineRunner:
             self.request_stop("DeadlineExceeded", "Pipeline shard was active longer than activeDeadlineSeconds")
         over = self.workspace.usage_over_limit() if self.running else None
         if over:
-            for name in self.running:
-                self.steps[name].update(reason="WorkspaceLimitExceeded", message=over)
             self.request_stop("WorkspaceLimitExceeded", over)
         if self.stopping.is_set():
             terminate_all(list(self.running.values()), float(self.plan["terminationGracePeriodSeconds"]))
             for name, worker in list(self.running.items()):
-                self._settle(name, worker)
+                self._settle(name, worker, self.stop_reason)
 
     def _checkpoint(self, major: bool) -> None:
         began = time.monotonic()

@@ -1,0 +1,197 @@
+"""Pipelines on the real local backend: steps over one workspace, resume from checkpoints, shards, updates.
+
+The interrupted runs are compared byte for byte with an uninterrupted run of the same pipeline. Steps
+that misbehave once (append garbage, then hang until killed) use a marker file outside the workspace, so
+the retry behaves; a step that were rerun on top of its own leftovers would change the output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+from podline.backends.local import session_processes
+from tests.conftest import Cli, gone, wait_for
+
+
+def pipeline(name: str, out: Path, steps: str, extra: str = "") -> str:
+    return f"""
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {{name: {name}}}
+spec:
+  outputs: [{{path: result, destination: {out}}}]
+{extra}  steps:
+{steps}"""
+
+
+def chain(marker: Path | None, hang_in: str) -> str:
+    """gen → grow → select → reduce; the step `hang_in`, on its first run only, appends junk and hangs."""
+    def body(name: str, work: str) -> str:
+        if marker is None or name != hang_in:
+            return work
+        once = f"echo $$$$ > {marker}; echo junk >> nums; echo junk > half; sleep 120"
+        return f"if [ ! -e {marker} ]; then {once}; fi; {work}"
+    works = {"gen": "seq 1 20000 > nums",
+             "grow": "awk '{print $1 * 3}' nums > grown",
+             "select": "grep 7 grown > selected",
+             "reduce": "mkdir -p result && wc -l < selected > result/count && md5sum nums grown selected > result/sums"}
+    out = []
+    previous = None
+    for name, work in works.items():
+        deps = f"\n    dependsOn: [{previous}]" if previous else ""
+        out.append(f"  - name: {name}\n    image: busybox{deps}\n    command: [sh, -c, {json.dumps(body(name, work))}]")
+        previous = name
+    return "\n".join(out) + "\n"
+
+
+def steps_of(cli: Cli, name: str, shard: int = 0) -> dict[str, dict]:
+    status = cli.json("pipeline", name)["status"]
+    return {s["name"]: s for s in status["steps"] if s["shard"] == shard}
+
+
+def reference(cli: Cli, tmp_path: Path) -> dict[str, bytes]:
+    out = tmp_path / "reference"
+    cli.apply(pipeline("reference", out, chain(None, "")))
+    assert cli.wait("pipeline/reference", "phase=Succeeded").returncode == 0
+    return {p.name: p.read_bytes() for p in out.iterdir()}
+
+
+def hung_pid(marker: Path) -> int:
+    return int(wait_for(lambda: marker.exists() and marker.read_text().strip()))
+
+
+def test_chain_runs_steps_in_order_and_stages_out(cli: Cli, tmp_path: Path) -> None:
+    expected = reference(cli, tmp_path)
+    assert expected["count"].strip() == b"6878"
+    steps = steps_of(cli, "reference")
+    assert [s["phase"] for s in steps.values()] == ["Succeeded"] * 4
+    assert all(s["attempts"] == 1 and s["restoredFrom"] is None for s in steps.values())
+    order = [steps[n]["startedAt"] for n in ("gen", "grow", "select", "reduce")]
+    assert order == sorted(order)
+    doc = cli.json("pipeline", "reference")["status"]
+    assert doc["shards"][0]["phase"] == "Succeeded" and doc["shards"][0]["checkpoints"]["L2"]["seq"] == 4
+    assert "select" in cli("describe", "pipeline", "reference").stdout
+    assert cli("logs", "pipeline/reference", "-c", "gen").returncode == 0
+
+
+def test_step_killed_mid_run_is_retried_from_its_checkpoint(cli: Cli, tmp_path: Path) -> None:
+    expected = reference(cli, tmp_path)
+    marker, out = tmp_path / "marker", tmp_path / "out"
+    cli.apply(pipeline("killstep", out, chain(marker, "select")))
+    os.kill(hung_pid(marker), signal.SIGKILL)  # the step's shell: SIGKILL mid-run, after it touched `nums`
+    assert cli.wait("pipeline/killstep", "phase=Succeeded").returncode == 0
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == expected
+    steps = steps_of(cli, "killstep")
+    assert {n: s["attempts"] for n, s in steps.items()} == {"gen": 1, "grow": 1, "select": 2, "reduce": 1}
+    # The killed step had appended to `nums`: the workspace no longer matched L1, so L2 put it back.
+    assert steps["select"]["restoredFrom"] == "L2"
+
+
+def test_runner_killed_resumes_without_rerunning_finished_steps(cli: Cli, tmp_path: Path) -> None:
+    expected = reference(cli, tmp_path)
+    marker, out = tmp_path / "marker", tmp_path / "out"
+    cli.apply(pipeline("killrunner", out, chain(marker, "reduce")))
+    hung_pid(marker)
+    uid = cli.json("pipeline", "killrunner")["metadata"]["uid"]
+    started = wait_for(lambda: list(cli.home.glob("pods/default/killrunner/*/0/started")))[0]
+    runner = json.loads(started.read_text())["pid"]
+    for pid in session_processes(runner):  # the whole runner and its steps, as a node failure would
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: gone(runner))
+    assert cli.wait("pipeline/killrunner", "phase=Succeeded").returncode == 0
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == expected
+    status = cli.json("pipeline", "killrunner")["status"]
+    steps = steps_of(cli, "killrunner")
+    assert {n: s["attempts"] for n, s in steps.items()} == {"gen": 1, "grow": 1, "select": 1, "reduce": 2}
+    assert [steps[n]["restoredFrom"] for n in ("gen", "grow", "select")] == ["L2"] * 3
+    assert status["shards"][0]["attempts"] == 2 and status["shards"][0]["restoredFrom"] == "L2"
+    assert not list((tmp_path / "shm").glob(f"podline-{uid}-*")), "a finished shard frees its RAM workspace"
+
+
+def test_corrupted_node_local_checkpoint_falls_back_to_shared(cli: Cli, tmp_path: Path) -> None:
+    expected = reference(cli, tmp_path)
+    marker, out = tmp_path / "marker", tmp_path / "out"
+    cli.apply(pipeline("corrupt", out, chain(marker, "reduce"), "  checkpoint: {nodeLocalEvery: 1, sharedEvery: 1}\n"))
+    hung_pid(marker)
+    uid = cli.json("pipeline", "corrupt")["metadata"]["uid"]
+    l2 = cli.home / "scratch" / "checkpoints" / uid / "0" / "3" / "data" / "grown"
+    l3 = cli.home / "shared" / "checkpoints" / uid / "0" / "3" / "data" / "grown"
+    assert l2.exists() and l3.exists() and not os.path.samefile(l2, l3)
+    data = bytearray(l2.read_bytes())
+    data[100] ^= 0x01  # one flipped bit, same size: only the hash can tell
+    l2.write_bytes(bytes(data))
+    shutil.rmtree(tmp_path / "shm" / f"podline-{uid}-0")  # the pod's RAM workspace is gone too (new node)
+    started = next(cli.home.glob("pods/default/corrupt/*/0/started"))
+    runner = json.loads(started.read_text())["pid"]
+    for pid in session_processes(runner):
+        os.kill(pid, signal.SIGKILL)
+    assert cli.wait("pipeline/corrupt", "phase=Succeeded").returncode == 0
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == expected
+    status = cli.json("pipeline", "corrupt")["status"]
+    assert status["shards"][0]["restoredFrom"] == "L3"
+    steps = steps_of(cli, "corrupt")
+    assert {n: s["attempts"] for n, s in steps.items()} == {"gen": 1, "grow": 1, "select": 1, "reduce": 2}
+    runner_logs = "".join(p.read_text() for p in cli.home.glob("pods/default/corrupt/*/0/runner.log"))
+    assert "hash mismatch" in runner_logs
+
+
+def test_three_shards_give_three_distinct_outputs(cli: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    steps = """  - name: work
+    image: busybox
+    command: [sh, -c, 'mkdir -p result && echo "shard $PODLINE_SHARD of $PODLINE_SHARDS ($JOB_COMPLETION_INDEX)" >result/who']
+"""
+    cli.apply(pipeline("sharded", out, steps, "  shards: 3\n"))
+    assert cli.wait("pipeline/sharded", "phase=Succeeded").returncode == 0
+    got = sorted((out / str(i) / "result" / "who").read_text() for i in range(3))
+    assert got == [f"shard {i} of 3 ({i})\n" for i in range(3)]
+    table = cli("get", "pipelines", "-o", "wide").stdout
+    assert "3/3" in table and "Succeeded" in table
+
+
+def test_apply_during_run_reaches_steps_not_started(cli: Cli, tmp_path: Path) -> None:
+    gate, out = tmp_path / "gate", tmp_path / "out"
+
+    def spec(version: str) -> str:
+        return pipeline("update", out, f"""  - name: first
+    image: busybox
+    command: [sh, -c, 'while [ ! -e {gate} ]; do sleep 0.05; done; echo first > first']
+  - name: second
+    image: busybox
+    dependsOn: [first]
+    command: [sh, -c, 'mkdir -p result && cat first > result/out && echo {version} >> result/out']
+""")
+    cli.apply(spec("v1"))
+    wait_for(lambda: steps_of(cli, "update").get("first", {}).get("phase") == "Running")
+    assert "configured" in cli.apply(spec("v2")).stdout
+    wait_for(lambda: any("Updated" in line for line in cli("describe", "pipeline", "update").stdout.splitlines()))
+    gate.touch()
+    assert cli.wait("pipeline/update", "phase=Succeeded").returncode == 0
+    assert (out / "out").read_text() == "first\nv2\n"
+    steps = steps_of(cli, "update")
+    assert steps["first"]["generation"] == 1 and steps["second"]["generation"] == 2
+
+
+def test_workspace_over_its_size_limit_fails_with_a_clear_reason(cli: Cli, tmp_path: Path) -> None:
+    cli.apply(pipeline("full", tmp_path / "out", """  - name: fill
+    image: busybox
+    command: [sh, -c, 'head -c 3000000 /dev/zero > big; sleep 30']
+""", "  workspace: {medium: Memory, sizeLimit: 1Mi}\n  backoffLimit: 0\n"))
+    assert cli.wait("pipeline/full", "phase=Failed").returncode == 0
+    shard = cli.json("pipeline", "full")["status"]["shards"][0]
+    assert shard["reason"] == "BackoffLimitExceeded" and "sizeLimit" in shard["message"]
+    assert steps_of(cli, "full")["fill"]["reason"] == "WorkspaceLimitExceeded"
+
+
+def test_delete_stops_a_running_pipeline(cli: Cli, tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    cli.apply(pipeline("stopme", tmp_path / "out", chain(marker, "gen")))
+    step = hung_pid(marker)
+    cli("delete", "pipeline", "stopme")
+    wait_for(lambda: gone(step), timeout=60)
+    wait_for(lambda: cli("get", "pipeline", "stopme", check=False).returncode != 0, timeout=60)
+    assert not list(cli.home.glob("pods/default/stopme/*"))
