@@ -143,7 +143,8 @@ def test_three_shards_give_three_distinct_outputs(cli: Cli, tmp_path: Path) -> N
     out = tmp_path / "out"
     steps = """  - name: work
     image: busybox
-    command: [sh, -c, 'mkdir -p result && echo "shard $PODLINE_SHARD of $PODLINE_SHARDS ($JOB_COMPLETION_INDEX)" >$0', result/who]
+    command: [sh, -c, 'mkdir -p result && echo "shard $PODLINE_SHARD of $0 ($JOB_COMPLETION_INDEX)" >result/who',
+              $(PODLINE_SHARDS)]
 """
     cli.apply(pipeline("sharded", out, steps, "  shards: 3\n"))
     assert cli.wait("pipeline/sharded", "phase=Succeeded").returncode == 0
