@@ -125,7 +125,7 @@ class Workspace:
         for item in outputs:
             source = self.path / item["path"]
             dest = Path(item["destination"]) / (str(shard) if shards > 1 else "")
-            dest = dest / source.name if shards > 1 or source.is_file() else dest
+            dest = dest / source.name if source.is_file() else dest
             dest.parent.mkdir(parents=True, exist_ok=True)
             tmp = dest.with_name(f".{dest.name}.podline-tmp")
             shutil.rmtree(tmp, ignore_errors=True)

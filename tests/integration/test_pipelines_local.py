@@ -148,7 +148,7 @@ def test_three_shards_give_three_distinct_outputs(cli: Cli, tmp_path: Path) -> N
 """
     cli.apply(pipeline("sharded", out, steps, "  shards: 3\n"))
     assert cli.wait("pipeline/sharded", "phase=Succeeded").returncode == 0
-    got = sorted((out / str(i) / "result" / "who").read_text() for i in range(3))
+    got = sorted((out / str(i) / "who").read_text() for i in range(3))
     assert got == [f"shard {i} of 3 ({i})\n" for i in range(3)]
     table = cli("get", "pipelines", "-o", "wide").stdout
     assert "3/3" in table and "Succeeded" in table

@@ -1,0 +1,76 @@
+"""Pipelines on a real Slurm cluster: shards are one job array; a cancelled shard resumes from its checkpoints."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli, wait_for
+from tests.integration.test_slurm_pods import REASON, squeue
+
+pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+
+
+@pytest.fixture
+def hpc(cli: Cli, tmp_path: Path) -> Iterator[Cli]:
+    shared, scratch = tmp_path / "shared", tmp_path / "scratch"
+    shared.mkdir()
+    cli("config", "set-context", "hpc", "--backend", "slurm", "--partition", "debug", "--shared-dir", str(shared),
+        "--scratch-dir", str(scratch))
+    cli("config", "use-context", "hpc")
+    yield cli
+    leftovers = [line.split()[0] for line in squeue("-o", "%i %Z").splitlines()
+                 if len(line.split()) > 1 and line.split()[1].startswith(str(shared))]
+    if leftovers:
+        subprocess.run(["scancel", *leftovers], check=False)
+
+
+def sharded(out: Path, gate: Path | None = None) -> str:
+    hang = f"if [ $PODLINE_SHARD = 1 ] && [ ! -e {gate} ]; then touch {gate}; sleep 300; fi; " if gate else ""
+    return f"""
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {{name: shards}}
+spec:
+  shards: 3
+  outputs: [{{path: result, destination: {out}}}]
+  steps:
+  - name: make
+    image: busybox
+    command: [sh, -c, 'echo "shard $PODLINE_SHARD on $SLURM_ARRAY_TASK_ID" > data']
+  - name: finish
+    image: busybox
+    dependsOn: [make]
+    command: [sh, -c, '{hang}mkdir -p result && cat data > result/who']
+"""
+
+
+def test_three_shards_run_as_one_job_array(hpc: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    hpc.apply(sharded(out))
+    assert hpc.wait("pipeline/shards", "phase=Succeeded", timeout=120).returncode == 0
+    got = [(out / str(i) / "who").read_text() for i in range(3)]
+    assert got == [f"shard {i} on {i}\n" for i in range(3)]
+    shards = hpc.json("pipeline", "shards")["status"]["shards"]
+    arrays = {s["jobId"].split("_")[0] for s in shards}
+    assert len(arrays) == 1, f"one sbatch for all shards, got {shards}"
+    assert [s["jobId"].split("_")[1] for s in shards] == ["0", "1", "2"]
+
+
+def test_cancelled_shard_resumes_from_its_checkpoint(hpc: Cli, tmp_path: Path) -> None:
+    out, gate = tmp_path / "out", tmp_path / "gate"
+    hpc.apply(sharded(out, gate))
+    wait_for(lambda: gate.exists(), timeout=120)
+    shard = wait_for(lambda: next((s for s in hpc.json("pipeline", "shards")["status"]["shards"]
+                                   if s["index"] == 1 and s.get("jobId")), None))
+    subprocess.run(["scancel", shard["jobId"]], check=True)  # as if the node had died under it
+    assert hpc.wait("pipeline/shards", "phase=Succeeded", timeout=180).returncode == 0
+    status = hpc.json("pipeline", "shards")["status"]
+    one = status["shards"][1]
+    assert one["attempts"] == 2 and one["restoredFrom"] in ("L1", "L2"), one
+    steps = {s["name"]: s for s in status["steps"] if s["shard"] == 1}
+    assert steps["make"]["attempts"] == 1 and steps["finish"]["attempts"] == 2
+    assert (out / "1" / "who").read_text() == "shard 1 on 1\n"
