@@ -58,7 +58,7 @@ import sys
 
 CHUNK = 4 << 20
 UPPER = bytes.maketrans(b"abcdefghijklmnopqrstuvwxyz0123456789", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ5678901234")
-CATEGORIES = (b"\tALPHA\t", b"\tBRAVO\t", b"\tCHARLIE\t", b"\tDELTA\t")
+CATEGORIES = (b"\tALPHA\t", b"\tBRAVO\t")
 
 
 def blocks(path):
@@ -311,8 +311,9 @@ def human(n: float) -> str:
 
 def timings(status: dict) -> str:
     t = status.get("timings") or {}
-    keys = ("stageIn", "compute", "checkpoint", "stageOut")
-    return ", ".join(f"{k} {t[k]:.2f} s" for k in keys if isinstance(t.get(k), int | float))
+    names = {"stageIn": "stageIn", "compute": "compute (incl. checkpoints)", "checkpoint": "checkpoints",
+             "stageOut": "stageOut"}
+    return ", ".join(f"{label} {t[k]:.2f} s" for k, label in names.items() if isinstance(t.get(k), int | float))
 
 
 def main() -> None:

@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from podline.controller.context import Ctx
-from podline.runtime.files import rfc3339
+from podline.runtime.files import parse_rfc3339, rfc3339
 from podline.store import Obj
 
-TIMING_KEYS = ("stageIn", "compute", "checkpoint", "stageOut", "restore")
+TIMING_KEYS = ("queue", "stageIn", "compute", "checkpoint", "stageOut", "restore")
 
 
-def merge_attempt(rec: dict[str, Any], status: dict[str, Any]) -> None:
-    """Fold one attempt's runner status into the shard record."""
+def merge_attempt(rec: dict[str, Any], status: dict[str, Any], launched_at: float | None) -> None:
+    """Fold one attempt's runner status into the shard record (queue time: launch to runner start)."""
     base = rec.get("stepsBase", {})
     steps = rec.setdefault("steps", {})
     for step in status.get("steps", []):
@@ -36,6 +36,9 @@ def merge_attempt(rec: dict[str, Any], status: dict[str, Any]) -> None:
             rec[key] = status[key]
     if status.get("reason"):
         rec["reason"], rec["message"] = status["reason"], status.get("message", "")
+    if launched_at is not None and status.get("startTime"):
+        queued = max(0.0, parse_rfc3339(status["startTime"]) - launched_at)
+        rec["timings"] = {**rec.get("timings", {}), "queue": round(queued, 3)}
 
 
 def _shard_view(index: str, rec: dict[str, Any]) -> dict[str, Any]:

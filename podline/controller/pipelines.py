@@ -112,7 +112,7 @@ def _launch_attempts(ctx: Ctx, obj: Obj, backend: Backend) -> None:
             for i in indexes:
                 shards[str(i)].update(phase="Failed", final=True, reason="SubmitFailed", message=str(refused))
             continue
-        record["launched"] = True
+        record.update(launched=True, launchedAt=ctx.now)
         ctx.store.save(obj)
 
 
@@ -162,7 +162,7 @@ def _observe(ctx: Ctx, obj: Obj, backend: Backend) -> None:
             rec.update(phase="Pending", reason="Queued", message=seen.detail)
             continue
         if seen.status is not None:
-            merge_attempt(rec, seen.status)
+            merge_attempt(rec, seen.status, record.get("launchedAt"))
             if seen.node:
                 rec["node"] = seen.node
         if seen.state == "running":

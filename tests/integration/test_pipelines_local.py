@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import time
 from pathlib import Path
 
 from podline.backends.local import session_processes
@@ -196,3 +197,25 @@ def test_delete_stops_a_running_pipeline(cli: Cli, tmp_path: Path) -> None:
     wait_for(lambda: gone(step), timeout=60)
     wait_for(lambda: cli("get", "pipeline", "stopme", check=False).returncode != 0, timeout=60)
     assert not list(cli.home.glob("pods/default/stopme/*"))
+
+
+def test_sigkill_controller_mid_pipeline_reruns_nothing(cli: Cli, tmp_path: Path) -> None:
+    ledger, out = tmp_path / "ledger", tmp_path / "out"
+    steps = "\n".join(f"""  - name: s{i}
+    image: busybox{f'{chr(10)}    dependsOn: [s{i - 1}]' if i else ''}
+    command: [sh, -c, 'echo $PODLINE_SHARD-s{i} >> {ledger}; sleep 1; mkdir -p result; echo s{i} >> result/trail']"""
+                      for i in range(4))
+    cli.apply(pipeline("ledgered", out, steps + "\n", "  shards: 2\n"))
+    for _ in range(2):  # kill the controller twice while steps run, restarting it in between
+        wait_for(lambda: cli.json("pipeline", "ledgered")["status"].get("phase") == "Running")
+        pid = cli.controller_pid()
+        assert pid
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda dead=pid: gone(dead), timeout=10)
+        time.sleep(0.5)  # runners go on without a controller
+        cli("up")
+    assert cli.wait("pipeline/ledgered", "phase=Succeeded").returncode == 0
+    assert sorted(ledger.read_text().split()) == sorted(f"{s}-s{i}" for s in range(2) for i in range(4))
+    assert [(out / str(s) / "trail").read_text() for s in range(2)] == ["s0\ns1\ns2\ns3\n"] * 2
+    status = cli.json("pipeline", "ledgered")["status"]
+    assert [s["attempts"] for s in status["shards"]] == [1, 1]
