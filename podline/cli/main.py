@@ -9,7 +9,7 @@ from podline.cli.common import State
 from podline.cli.config_cmds import config
 from podline.cli.lifecycle import down, status, up
 from podline.cli.render_cmd import render
-from podline.cli.resources import apply, delete, describe, get, run
+from podline.cli.resources import apply, delete, describe, get, run, scale
 from podline.cli.watch import logs, wait
 
 
@@ -23,7 +23,7 @@ def cli(ctx: click.Context, context: str | None, namespace: str) -> None:
     ctx.obj = State(context=context, namespace=namespace)
 
 
-for command in (apply, get, describe, delete, run, logs, wait, up, down, status, config, render):
+for command in (apply, get, describe, delete, run, scale, logs, wait, up, down, status, config, render):
     cli.add_command(command)
 
 

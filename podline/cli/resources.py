@@ -18,7 +18,27 @@ from podline.store import Obj
 MUTABLE_SPEC = {"Job": {"parallelism", "suspend", "ttlSecondsAfterFinished", "activeDeadlineSeconds"}}
 
 
+STEP_SHAPE = ("name", "dependsOn", "checkpoint")
+
+
+def _pipeline_change_problem(old_spec: dict, new_spec: dict) -> str | None:
+    """A running pipeline takes new step images/commands/env/resources, more shards, a new backoffLimit or
+    deadline; its step graph, workspace, checkpoint policy and data paths stay as they started."""
+    fixed = {k for k in set(old_spec) | set(new_spec) if old_spec.get(k) != new_spec.get(k)}
+    fixed -= {"steps", "shards", "backoffLimit", "activeDeadlineSeconds"}
+    if fixed:
+        return f"field is immutable: {', '.join(sorted(fixed))} cannot change; delete the pipeline first"
+    shape = [[step.get(k) for k in STEP_SHAPE] for step in old_spec["steps"]]
+    if shape != [[step.get(k) for k in STEP_SHAPE] for step in new_spec["steps"]]:
+        return "steps: names, order, dependsOn and checkpoint marks cannot change; delete the pipeline first"
+    if new_spec.get("shards", 1) < old_spec.get("shards", 1):
+        return "shards: a pipeline can gain shards, not lose them"
+    return None
+
+
 def _immutable_problem(current: Obj, new: dict) -> str | None:
+    if current.kind == "Pipeline":
+        return _pipeline_change_problem(current.manifest["spec"], new["spec"])
     if current.kind in ("ConfigMap", "Secret"):
         return "field is immutable (immutable: true)" if current.manifest.get("immutable") and \
             current.manifest != new else None
@@ -197,6 +217,26 @@ def run(state: State, name: str, image: str, restart: str, envs: tuple[str, ...]
                 "spec": {"restartPolicy": restart, "containers": [container]}}
     try:
         loaded = build_object(manifest, "<podline run>", 1)
+    except ManifestError as exc:
+        fail(str(exc), 2)
+    apply_objects(state, [loaded])
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--parallelism", type=int, default=None, help="For a job.")
+@click.option("--shards", type=int, default=None, help="For a pipeline (it can only grow).")
+@pass_state
+def scale(state: State, ref: str, parallelism: int | None, shards: int | None) -> None:
+    """Change a job's parallelism or a pipeline's shards: scale job/NAME --parallelism N."""
+    kind, name = split_ref(ref)
+    field, value = ("parallelism", parallelism) if kind == "Job" else ("shards", shards)
+    if kind not in ("Job", "Pipeline") or value is None:
+        fail("use: scale job/NAME --parallelism N | scale pipeline/NAME --shards N", 2)
+    manifest = json.loads(json.dumps(state.find(kind, name).manifest))
+    manifest["spec"][field] = value
+    try:
+        loaded = build_object(manifest, f"<scale {kind.lower()}/{name}>", 1)
     except ManifestError as exc:
         fail(str(exc), 2)
     apply_objects(state, [loaded])

@@ -78,7 +78,9 @@ def summarize(ctx: Ctx, obj: Obj) -> None:
               "succeeded": phases.count("Succeeded"), "failed": sum(1 for p, f in zip(phases, final, strict=True)
                                                                     if p == "Failed" and f)}
     status.setdefault("startTime", rfc3339(ctx.now))
-    if phase in ("Succeeded", "Failed") and "completionTime" not in status:
+    if phase not in ("Succeeded", "Failed"):
+        status.pop("completionTime", None)  # scaled up after it had finished
+    elif "completionTime" not in status:
         status["completionTime"] = rfc3339(ctx.now)
     obj.status = status
 

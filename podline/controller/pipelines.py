@@ -261,11 +261,11 @@ def reconcile_pipeline(ctx: Ctx, obj: Obj) -> None:
             return
         ctx.store.save(obj)
         return
-    if obj.status.get("phase") in TERMINAL:
+    count = obj.manifest["spec"].get("shards", 1)
+    if obj.status.get("phase") in TERMINAL and len(obj.internal.get("shards", {})) >= count:
         obj.settled = True
         ctx.store.save(obj)
         return
-    count = obj.manifest["spec"].get("shards", 1)
     shards = obj.internal.setdefault("shards", {})
     obj.internal.setdefault("home", str(_home_dir(backend, obj)))  # where `logs` finds step output
     for i in range(count):

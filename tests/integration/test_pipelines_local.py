@@ -153,6 +153,15 @@ def test_three_shards_give_three_distinct_outputs(cli: Cli, tmp_path: Path) -> N
     assert got == [f"shard {i} of 3 ({i})\n" for i in range(3)]
     table = cli("get", "pipelines", "-o", "wide").stdout
     assert "3/3" in table and "Succeeded" in table
+    on_disk = pipeline("sharded", out, steps, "  shards: 3\n  workspace: {medium: Disk}\n")
+    changed = cli("apply", "-f", "-", input=on_disk, check=False)
+    assert changed.returncode == 2 and "workspace cannot change" in changed.stderr
+    assert cli("scale", "pipeline/sharded", "--shards", "2", check=False).returncode == 2
+    cli("scale", "pipeline/sharded", "--shards", "4")
+    wait_for(lambda: (out / "3" / "who").exists())
+    assert cli.wait("pipeline/sharded", "phase=Succeeded").returncode == 0
+    assert (out / "3" / "who").read_text() == "shard 3 of 4 (3)\n"
+    assert [s["attempts"] for s in cli.json("pipeline", "sharded")["status"]["shards"]] == [1, 1, 1, 1]
 
 
 def test_apply_during_run_reaches_steps_not_started(cli: Cli, tmp_path: Path) -> None:
