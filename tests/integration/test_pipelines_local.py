@@ -228,3 +228,27 @@ def test_sigkill_controller_mid_pipeline_reruns_nothing(cli: Cli, tmp_path: Path
     assert [(out / str(s) / "trail").read_text() for s in range(2)] == ["s0\ns1\ns2\ns3\n"] * 2
     status = cli.json("pipeline", "ledgered")["status"]
     assert [s["attempts"] for s in status["shards"]] == [1, 1]
+
+
+def test_independent_steps_run_at_the_same_time(cli: Cli, tmp_path: Path) -> None:
+    def meet(me: str, other: str) -> str:  # each branch waits (up to 10 s) until the other one has started
+        return (f"touch {me}.started; for i in $(seq 500); do [ -e {other}.started ] && echo {me} > {me} && exit 0;"
+                " sleep 0.02; done; exit 1")
+    out = tmp_path / "out"
+    cli.apply(pipeline("diamond", out, f"""  - name: a
+    command: [sh, -c, 'echo a > a']
+  - name: b
+    dependsOn: [a]
+    command: [sh, -c, '{meet("b", "c")}']
+  - name: c
+    dependsOn: [a]
+    command: [sh, -c, '{meet("c", "b")}']
+  - name: d
+    dependsOn: [b, c]
+    command: [sh, -c, 'mkdir -p result && cat a b c > result/abc']
+""", "  restartPolicy: Never\n  backoffLimit: 0\n"))
+    assert cli.wait("pipeline/diamond", "phase=Succeeded").returncode == 0
+    assert (out / "abc").read_text() == "a\nb\nc\n"
+    steps = steps_of(cli, "diamond")
+    assert steps["b"]["startedAt"] < steps["c"]["finishedAt"] and steps["c"]["startedAt"] < steps["b"]["finishedAt"]
+    assert steps["d"]["startedAt"] >= max(steps["b"]["finishedAt"], steps["c"]["finishedAt"])
