@@ -14,6 +14,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from podline.backends.local import session_processes
 from tests.conftest import Cli, gone, wait_for
 
@@ -113,14 +115,24 @@ def test_runner_killed_resumes_without_rerunning_finished_steps(cli: Cli, tmp_pa
     assert not list((tmp_path / "shm").glob(f"podline-{uid}-*")), "a finished shard frees its RAM workspace"
 
 
-def test_corrupted_node_local_checkpoint_falls_back_to_shared(cli: Cli, tmp_path: Path) -> None:
+SSHFS = Path("/mnt/podline-shared")
+
+
+@pytest.mark.parametrize("shared_on", ["local-disk", "sshfs"])
+def test_corrupted_node_local_checkpoint_falls_back_to_shared(cli: Cli, tmp_path: Path, shared_on: str) -> None:
+    shared = cli.home / "shared"
+    if shared_on == "sshfs":
+        if not os.path.ismount(SSHFS):
+            pytest.skip(f"{SSHFS} is not mounted (run scripts/sshfs-up.sh as root)")
+        shared = SSHFS / "tests" / tmp_path.name
+        cli("config", "set-context", "local", "--backend", "local", "--shared-dir", str(shared))
     expected = reference(cli, tmp_path)
     marker, out = tmp_path / "marker", tmp_path / "out"
     cli.apply(pipeline("corrupt", out, chain(marker, "reduce"), "  checkpoint: {nodeLocalEvery: 1, sharedEvery: 1}\n"))
     hung_pid(marker)
     uid = cli.json("pipeline", "corrupt")["metadata"]["uid"]
     l2 = cli.home / "scratch" / "checkpoints" / uid / "0" / "3" / "data" / "grown"
-    l3 = cli.home / "shared" / "checkpoints" / uid / "0" / "3" / "data" / "grown"
+    l3 = shared / "checkpoints" / uid / "0" / "3" / "data" / "grown"
     assert l2.exists() and l3.exists() and not os.path.samefile(l2, l3)
     data = bytearray(l2.read_bytes())
     data[100] ^= 0x01  # one flipped bit, same size: only the hash can tell
@@ -138,6 +150,8 @@ def test_corrupted_node_local_checkpoint_falls_back_to_shared(cli: Cli, tmp_path
     assert {n: s["attempts"] for n, s in steps.items()} == {"gen": 1, "grow": 1, "select": 1, "reduce": 2}
     runner_logs = "".join(p.read_text() for p in cli.home.glob("pods/default/corrupt/*/0/runner.log"))
     assert "hash mismatch" in runner_logs
+    cli("delete", "pipeline", "corrupt")
+    wait_for(lambda: not (shared / "checkpoints" / uid).exists(), timeout=60)  # deleting removes its checkpoints
 
 
 def test_three_shards_give_three_distinct_outputs(cli: Cli, tmp_path: Path) -> None:
