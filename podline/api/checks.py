@@ -61,6 +61,8 @@ def check_slurm_flags(annotations: dict[str, str], base: str) -> None:
 
 
 def check_pipeline(obj: Pipeline) -> None:
+    if len(obj.metadata.name or "") > 63:  # it names the Job and labels of its Kubernetes form, and job arrays
+        raise InvalidObject("metadata.name", "a Pipeline name must be at most 63 characters")
     steps = obj.spec.steps
     names: set[str] = set()
     for i, step in enumerate(steps):

@@ -157,7 +157,7 @@ class VolumeMount(Model):
 
 class Container(Model):
     name: str
-    image: str = ""
+    image: Text = ""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
     command: list[Arg] = Field(default_factory=list)
     args: list[Arg] = Field(default_factory=list)

@@ -7,6 +7,7 @@ dependencies) live in `api.checks` so they report the exact field path.
 
 from __future__ import annotations
 
+import heapq
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, field_validator
@@ -34,6 +35,11 @@ AbsolutePath = Annotated[str, AfterValidator(_absolute)]
 class Step(Container):
     depends_on: list[StepName] = Field(default_factory=list)
     checkpoint: Literal["major"] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_dns_label(value, "step name")
 
 
 class Workspace(Model):
@@ -97,19 +103,39 @@ class Pipeline(Resource):
 
 
 def topological_order(steps: list[Step]) -> list[int]:
-    """Step indexes in an order where every step comes after its dependencies, stable by position.
+    """Step indexes in an order where every step comes after its dependencies; among steps that are ready
+    together, the one written first goes first (Kahn's algorithm over a heap of positions).
 
-    Raises ValueError naming the first step on a cycle (unknown names are the caller's check).
+    Raises ValueError naming the steps of a cycle (unknown names are the caller's check).
     """
     position = {s.name: i for i, s in enumerate(steps)}
-    done: list[int] = []
-    placed: set[int] = set()
-    while len(done) < len(steps):
-        ready = [i for i, s in enumerate(steps) if i not in placed
-                 and all(position[d] in placed for d in s.depends_on if d in position)]
-        if not ready:
-            stuck = next(s.name for i, s in enumerate(steps) if i not in placed)
-            raise ValueError(f"dependsOn forms a cycle through step {stuck!r}")
-        done.extend(ready)
-        placed.update(ready)
-    return done
+    waiting_on = [len({position[d] for d in s.depends_on if d in position}) for s in steps]
+    dependants: list[list[int]] = [[] for _ in steps]
+    for i, step in enumerate(steps):
+        for dep in {position[d] for d in step.depends_on if d in position}:
+            dependants[dep].append(i)
+    ready = [i for i, count in enumerate(waiting_on) if count == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for j in dependants[i]:
+            waiting_on[j] -= 1
+            if waiting_on[j] == 0:
+                heapq.heappush(ready, j)
+    if len(order) < len(steps):
+        loop = _cycle(steps, set(order), position)
+        raise ValueError(f"dependsOn forms a cycle through step {loop[0]!r}: {' -> '.join(loop)}")
+    return order
+
+
+def _cycle(steps: list[Step], placed: set[int], position: dict[str, int]) -> list[str]:
+    """Walk unplaced dependencies from an unplaced step until one repeats: that loop is a cycle."""
+    current = next(i for i in range(len(steps)) if i not in placed)
+    path: list[int] = []
+    while current not in path:
+        path.append(current)
+        current = next(position[d] for d in steps[current].depends_on if d in position and position[d] not in placed)
+    loop = path[path.index(current):] + [current]
+    return [steps[i].name for i in reversed(loop)]

@@ -169,7 +169,7 @@ def test_a_chain_of_the_most_steps_allowed_loads_quickly() -> None:
     started = time.perf_counter()
     obj = load_one(long_pipeline(chain))  # listed backwards: the last step listed runs first
     assert topological_order(obj.spec.steps) == list(range(MAX_STEPS - 1, -1, -1))
-    assert time.perf_counter() - started < 3.0
+    assert time.perf_counter() - started < 5.0  # generous: a shared machine; a cubic blow-up takes far longer
 
 
 def test_one_step_more_than_allowed_is_refused() -> None:
@@ -205,7 +205,7 @@ def names(order: list[int], graph: list[Step]) -> list[str]:
                  ["a", "left", "right", "join", "after"], id="diamond-then-tail"),
     pytest.param(["c", "a", "b"], ["c", "a", "b"], id="independent-steps-keep-their-positions"),
     pytest.param(["x", "y", "z<x", "w<y"], ["x", "y", "z", "w"], id="two-independent-chains"),
-    pytest.param(["b<a", "a", "d<c", "c"], ["a", "c", "b", "d"], id="two-chains-listed-backwards"),
+    pytest.param(["b<a", "a", "d<c", "c"], ["a", "b", "c", "d"], id="two-chains-listed-backwards"),
 ])
 def test_topological_order(graph: list[str], expected: list[str]) -> None:
     built = dag(*graph)
@@ -213,9 +213,6 @@ def test_topological_order(graph: list[str], expected: list[str]) -> None:
     assert topological_order(built) == topological_order(dag(*graph))  # deterministic
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: topological_order is not stable by position: it places steps in "
-                   "'waves' (every ready step of a wave, then the next wave), so a valid listing gets reordered: "
-                   "[a, b<a, c] comes out [a, c, b], and render --target kubernetes makes b the pod's container")
 def test_topological_order_keeps_a_listing_that_is_already_in_dependency_order() -> None:
     built = dag("fetch", "decode<fetch", "report")
     assert names(topological_order(built), built) == ["fetch", "decode", "report"]
@@ -225,9 +222,7 @@ def test_topological_order_keeps_a_listing_that_is_already_in_dependency_order()
     pytest.param(["a<b", "b<a"], {"a", "b"}, id="two-steps"),
     pytest.param(["a", "b<a,d", "c<b", "d<c"], {"b", "c", "d"}, id="three-steps-after-a-root"),
     pytest.param(["a<c", "b<a", "c<b", "free"], {"a", "b", "c"}, id="three-steps-and-a-free-step"),
-    pytest.param(["after<b", "b<c", "c<b"], {"b", "c"}, id="downstream-step-listed-first", marks=pytest.mark.xfail(
-        strict=True, reason="BUG: topological_order names the first unplaced step ('after'), which only depends "
-                            "on the cycle b<->c and is not on it, though its docstring promises a step on the cycle")),
+    pytest.param(["after<b", "b<c", "c<b"], {"b", "c"}, id="downstream-step-listed-first"),
 ])
 def test_cycle_is_refused_naming_a_step_on_it(graph: list[str], on_cycle: set[str]) -> None:
     with pytest.raises(ValueError, match="dependsOn forms a cycle through step") as caught:
@@ -301,7 +296,7 @@ CASES = [
     # --- the step DAG --------------------------------------------------------------------------------
     case("cycle-of-two", pipeline(step_list=steps("{name: a, command: [x], dependsOn: [b]}",
                                                  "{name: b, command: [x], dependsOn: [a]}")),
-         "spec.steps", re.compile(r"^dependsOn forms a cycle through step '[ab]'$")),
+         "spec.steps", re.compile(r"^dependsOn forms a cycle through step '[ab]': (a -> b -> a|b -> a -> b)$")),
     case("cycle-of-three-after-a-root", pipeline(step_list=steps("{name: a, command: [x]}",
                                                                 "{name: b, command: [x], dependsOn: [a, d]}",
                                                                 "{name: c, command: [x], dependsOn: [b]}",
@@ -310,9 +305,7 @@ CASES = [
     case("cycle-behind-a-downstream-step", pipeline(step_list=steps("{name: after, command: [x], dependsOn: [b]}",
                                                                    "{name: b, command: [x], dependsOn: [c]}",
                                                                    "{name: c, command: [x], dependsOn: [b]}")),
-         "spec.steps", re.compile(r"cycle through step '[bc]'"),
-         xfail="BUG: the error names step 'after', which is not on the cycle b<->c (topological_order reports "
-               "the first unplaced step, not one on the cycle)"),
+         "spec.steps", re.compile(r"cycle through step '[bc]'")),
     case("unknown-depends-on", pipeline(step_list=steps("{name: decode, command: [x]}",
                                                        "{name: select, command: [x], dependsOn: [decod]}")),
          "spec.steps[1].dependsOn[0]", "unknown step 'decod'"),
@@ -437,9 +430,7 @@ CASES = [
     case("nul-in-env-value", pipeline(step_list=steps('{name: a, command: [x], env: [{name: A, value: "\\0"}]}')),
          "spec.steps[0].env[0].value", "must not contain NUL bytes"),
     case("nul-in-image", pipeline(step_list=steps('{name: a, command: [x], image: "busy\\0box"}')),
-         "spec.steps[0].image", "NUL",
-         xfail="BUG: Container.image (podline/api/core.py, shared by Pod and Pipeline steps) has no validation, "
-               "so an image reference with a NUL byte is accepted"),
+         "spec.steps[0].image", "NUL"),
     # --- unknown fields at every depth ---------------------------------------------------------------
     case("unknown-top-level-field", pipeline() + "extra: 1\n", "extra", "unknown field"),
     case("unknown-spec-field", pipeline("  shardz: 4\n"), "spec.shardz", "unknown field"),

@@ -219,18 +219,18 @@ def test_hostile_strings_reach_the_yaml_exactly() -> None:
     assert work["command"] == ["sh", "-c", HOSTILE] and work["args"] == ["$(PODLINE_SHARD)", "a;b"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a Pipeline name may be any DNS-1123 subdomain (up to 253 characters), "
-                   "but pipeline_job copies it into the label podline.io/pipeline (label values: at most 63 "
-                   "characters) and names the Job after it (Kubernetes refuses Job names longer than 63, as the "
-                   "job-name pod label must hold it): render --target kubernetes prints a Job the API server rejects")
-def test_a_long_pipeline_name_still_renders_a_job_kubernetes_accepts() -> None:
-    name = "run42." + "x" * 60  # a valid metadata.name
-    job = pipeline_job(load_pipeline(pipeline(name, "", steps("{name: a, command: [a]}"))).dump())
-    validate(job)  # the schema has no length rules; the API server's validation does
+def test_a_pipeline_name_too_long_for_a_kubernetes_job_is_refused() -> None:
+    from podline.api.errors import ManifestError
+
+    name = "run42." + "x" * 60  # a valid metadata.name, but no valid Job name or label value
+    with pytest.raises(ManifestError) as caught:
+        load_pipeline(pipeline(name, "", steps("{name: a, command: [a]}")))
+    assert caught.value.path == "metadata.name" and "at most 63" in str(caught.value)
+    job = pipeline_job(load_pipeline(pipeline("x" * 63, "", steps("{name: a, command: [a]}"))).dump())
+    validate(job)
     for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"]):
         for value in labels.values():
             check_label_value(value)
-    assert len(job["metadata"]["name"]) <= 63
 
 
 # --- Slurm: one job array per pipeline, sized for its largest step -----------------------------------
