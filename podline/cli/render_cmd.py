@@ -14,7 +14,7 @@ from podline.api.errors import ManifestError
 from podline.api.pipeline import Pipeline
 from podline.cli.common import State, fail, pass_state
 from podline.cli.resources import _load_or_exit
-from podline.plan.kubernetes import pipeline_job
+from podline.plan.kubernetes import pipeline_array_job, pipeline_job
 from podline.plan.slurm import Placement, render_indexed_job, render_pod
 
 RENDER_UID = "00000000-0000-0000-0000-000000000000"  # real submissions use the object's uid
@@ -49,7 +49,7 @@ def render(state: State, files: tuple[str, ...], target: str) -> None:
         elif isinstance(obj, Job) and obj.spec.completion_mode == "Indexed":
             script = render_indexed_job(obj.dump(), RENDER_UID, rundir, placement)
         elif isinstance(obj, Pipeline):
-            script = render_indexed_job(pipeline_job(obj.dump()), RENDER_UID, rundir, placement)
+            script = render_indexed_job(pipeline_array_job(obj.dump()), RENDER_UID, rundir, placement)
         elif isinstance(obj, Job):
             pod = {"apiVersion": "v1", "kind": "Pod", "metadata": obj.dump()["metadata"],
                    "spec": obj.dump()["spec"]["template"]["spec"]}

@@ -23,7 +23,7 @@ from podline.backends.base import Backend, SubmitError
 from podline.controller.context import TERMINAL, Ctx
 from podline.controller.jobs import BACKOFF_BASE, BACKOFF_CAP
 from podline.controller.pipeline_status import merge_attempt, summarize
-from podline.plan.kubernetes import pipeline_job
+from podline.plan.kubernetes import pipeline_array_job
 from podline.plan.pipeline import plan_pipeline
 from podline.plan.pod import pod_requests
 from podline.plan.ranges import compress, expand
@@ -59,8 +59,8 @@ def _plan(ctx: Ctx, obj: Obj, backend: Backend, shards: dict[str, Any], shard: i
 
 
 def _request(obj: Obj) -> dict[str, int]:
-    """What one shard occupies on this machine: its largest step, and at least one core."""
-    job = pipeline_job(obj.manifest)
+    """What one shard occupies on this machine: its largest step (plus a RAM workspace), at least one core."""
+    job = pipeline_array_job(obj.manifest)
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": obj.name}, "spec": job["spec"]["template"]["spec"]}
     request = pod_requests(Pod.model_validate(pod))
     request["cpu"] = max(1000, request["cpu"])
@@ -96,7 +96,7 @@ def _launch_attempts(ctx: Ctx, obj: Obj, backend: Backend) -> None:
                 record["attempted"] = True
                 ctx.store.save(obj)
                 plan = _plan(ctx, obj, backend, shards, None)
-                record["jobId"] = backend.launch_array(base, plan, pipeline_job(obj.manifest), indexes, adopt)
+                record["jobId"] = backend.launch_array(base, plan, pipeline_array_job(obj.manifest), indexes, adopt)
                 ctx.event(obj, "Submitted", f"job array {record['jobId']} for shards {record['indexes']}")
             else:
                 for i in indexes:

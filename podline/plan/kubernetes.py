@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from podline.api.pipeline import Pipeline, Step, topological_order
+from podline.api.quantity import memory_bytes
 
 WORKSPACE = "/workspace"
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
@@ -58,3 +59,21 @@ def pipeline_job(manifest: dict[str, Any]) -> dict[str, Any]:
             "spec": {"completions": spec.shards, "parallelism": spec.shards, "completionMode": "Indexed",
                      "backoffLimit": spec.backoff_limit,
                      "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec}}}
+
+
+def pipeline_array_job(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The Job a Slurm job array is sized from: a Memory workspace lives in the allocation's RAM (tmpfs
+    pages count against the job's memory), so its sizeLimit is added to every step's memory request."""
+    job = pipeline_job(manifest)
+    workspace = Pipeline.model_validate(manifest).spec.workspace
+    if workspace.medium != "Memory" or workspace.size_limit is None:
+        return job
+    extra = memory_bytes(workspace.size_limit)
+    pod = job["spec"]["template"]["spec"]
+    for container in pod.get("initContainers", []) + pod["containers"]:
+        resources = container.setdefault("resources", {})
+        wanted = {**resources.get("limits", {}), **resources.get("requests", {})}.get("memory", 0)
+        resources.setdefault("requests", {})["memory"] = memory_bytes(wanted) + extra
+        if "memory" in resources.get("limits", {}):
+            resources["limits"]["memory"] = memory_bytes(resources["limits"]["memory"]) + extra
+    return job

@@ -311,3 +311,18 @@ def test_cli_render_slurm_prints_one_array_sized_for_the_largest_step(tmp_path: 
     assert "--job-name=podline.default.sharded" in options and f"--comment=podline:{UID}" in options
     assert HOSTILE not in out and "rm -rf" not in out
     subprocess.run(["bash", "-n"], input=out, text=True, check=True)
+
+
+def test_a_memory_workspace_is_part_of_the_job_arrays_memory() -> None:
+    from podline.plan.kubernetes import pipeline_array_job
+    from podline.plan.slurm import Placement, render_indexed_job
+
+    def mem(workspace: str) -> list[str]:
+        manifest = load_pipeline(pipeline("ram", f"  shards: 2\n  workspace: {workspace}\n",
+                                          steps("{name: a, command: [a], resources: {requests: {memory: 4Gi}}}",
+                                                "{name: b, command: [b], dependsOn: [a]}"))).dump()
+        script = render_indexed_job(pipeline_array_job(manifest), "u", "/shared/x", Placement())
+        return [line for line in script.splitlines() if line.startswith("#SBATCH --mem")]
+    assert mem("{medium: Memory, sizeLimit: 8Gi}") == ["#SBATCH --mem=12288M"]  # largest step + the RAM workspace
+    assert mem("{medium: Disk, sizeLimit: 8Gi}") == ["#SBATCH --mem=4096M"]
+    assert mem("{medium: Memory}") == ["#SBATCH --mem=4096M"]
