@@ -139,6 +139,9 @@ class LocalBackend:
         doc = read_json(rundir / "status.json")
         if doc and doc.get("finished"):
             return Observation("finished", doc["status"], doc.get("node"))
+        # Look at `started` before probing the lock: a free lock only means "died" if the runner had
+        # already taken it; a runner that takes it right after the probe is starting, not lost.
+        had_started = (rundir / "started").exists()
         alive = not _lock_is_free(rundir) if rundir.exists() else False
         if alive:
             return Observation("running", doc["status"] if doc else None, doc.get("node") if doc else None)
@@ -146,8 +149,10 @@ class LocalBackend:
         doc = read_json(rundir / "status.json")
         if doc and doc.get("finished"):
             return Observation("finished", doc["status"], doc.get("node"))
-        if (rundir / "started").exists():
+        if had_started:
             return Observation("lost", doc["status"] if doc else None, detail=_last_line(rundir / "runner.log"))
+        if (rundir / "started").exists():
+            return Observation("running", doc["status"] if doc else None)  # it took the lock just now
         return Observation("unstarted")
 
     def _runner_pid(self, rundir: Path) -> int | None:
