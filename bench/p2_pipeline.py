@@ -1,13 +1,15 @@
 """P2: a 4-step pipeline (parse -> filter -> transform -> reduce) over >= 1 GiB through podline's shared-memory
 workspace, side by side with the same steps handing data over through files on shared storage.
 
-Shared storage is the sshfs mount of scripts/sshfs-up.sh (/mnt/podline-shared, served by an sshd on
-127.0.0.1:2222): a real network filesystem where every open, write and read is an SFTP round trip, standing in
-for Lustre. The input dataset (text lines of numbers, default 1 GiB, deterministic) lives there and is written
-once, before any timing; both variants read it from there. The four steps are one stdlib Python script
-(`step.py STEP IN OUT`) streaming 4 MiB chunks with cheap byte-level work, so hand-off I/O dominates: parse,
-filter and transform each write about as much as they read, reduce writes a few lines of counts and a hash.
-Every step fsyncs its output (a no-op on tmpfs).
+Shared storage is what scripts/sshfs-up.sh serves and mounts at /mnt/podline-shared: /srv/podline-shared through
+an sshd on 127.0.0.1:2222 and sshfs, a real network filesystem where every open, write and read is an SFTP round
+trip, standing in for Lustre. The benchmark mounts the same export once more for itself, with a connection of its
+own (same server, key and sshfs defaults; --no-private-mount works in /mnt/podline-shared instead), so that its
+byte count is not mixed with what tests write there at the same time. The input dataset (text lines of numbers,
+default 1 GiB, deterministic) lives there and is written once, before any timing; both variants read it from
+there. The four steps are one stdlib Python script (`step.py STEP IN OUT`) streaming 4 MiB chunks with cheap
+byte-level work, so hand-off I/O dominates: parse, filter and transform each write about as much as they read,
+reduce writes a few lines of counts and a hash. Every step fsyncs its output (a no-op on tmpfs).
 
   baseline  the 4 steps as sequential processes, each reading its input from and writing its output to
             <shared>/p2/baseline/ (the hand-off through files on shared storage, fsync after each write)
@@ -20,45 +22,60 @@ Every step fsyncs its output (a no-op on tmpfs).
             a second run with nodeLocalEvery: 1 shows what L2 copies after each step cost.
 Both variants must produce byte-identical results (asserted).
 
-Bytes written to shared storage are measured on the server side: the sum of `write_bytes` in
-/proc/<pid>/io of every `sftp-server` process below the sshd whose pid is in /run/podline-sshd.pid (one per
-sshfs connection; sshfs-up.sh configures sftp-server, not internal-sftp, for this). `write_bytes` counts the
-bytes those processes sent to the server's filesystem (pages dirtied), so reads are not counted (`wchar` would
-also count the data sent back to readers). Anything else using the mount during a run is counted too.
+Bytes written to shared storage are measured on the server side: `write_bytes` in /proc/<pid>/io of the
+`sftp-server` process serving the benchmark's connection (a child of an sshd session below the listener whose
+pid is in /run/podline-sshd.pid; sshfs-up.sh configures sftp-server, not internal-sftp, for this). It counts
+the bytes that process wrote to the server's filesystem, in whole 4 KiB pages including the directory and
+other metadata blocks it dirtied (tens of KiB per run), and no reads (`wchar` would also count the data sent
+back to readers). With --no-private-mount, all sftp-servers of that sshd are summed, other users included.
 Goals: podline >= 10x faster; podline's shared-storage bytes = the final output (+ major checkpoints) only.
 
-Usage: python bench/p2_pipeline.py [--mib 1024 | --quick] [--no-l2] [--shared /mnt/podline-shared] [--keep]
+Usage: python bench/p2_pipeline.py [--mib 1024 | --quick] [--trials N] [--no-l2] [--drop-caches] [--no-private-mount]
+                                  [--keep]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+from podline.runtime.files import parse_rfc3339
+
 MIB = 1 << 20
-SSHD_PID_FILE = Path("/run/podline-sshd.pid")
+SSHD_PID_FILE = Path("/run/podline-sshd.pid")  # all four as scripts/sshfs-up.sh sets them up
+SSHD_PORT = 2222
+SERVER = "root@127.0.0.1:/srv/podline-shared"
+CLIENT_KEY = Path("/etc/podline-sshd/id_ed25519")
 PODLINE = Path(sys.executable).with_name("podline")
 STEPS = (("parse", "in/data.txt", "parsed.tsv"), ("filter", "parsed.tsv", "filtered.tsv"),
          ("transform", "filtered.tsv", "transformed.tsv"), ("reduce", "transformed.tsv", "result.txt"))
 GENERATOR_VERSION = 1
-PAGE_SLACK = 64 * 1024  # page granularity and directory entries when comparing written bytes to file sizes
+# write_bytes counts whole pages and the server filesystem's metadata blocks (directories, bitmaps) too:
+# tens of KiB per run, now and then a few hundred KiB, against GiB of hand-off data.
+METADATA_SLACK = 1 << 20
 
 STEP_SCRIPT = r'''"""P2 pipeline step: python step.py parse|filter|transform|reduce IN OUT (streams 4 MiB chunks)."""
 import hashlib
 import os
+import re
 import sys
 
 CHUNK = 4 << 20
 UPPER = bytes.maketrans(b"abcdefghijklmnopqrstuvwxyz0123456789", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ5678901234")
 CATEGORIES = (b"\tALPHA\t", b"\tBRAVO\t")
+DROP = re.compile(rb"\n[0-9]{10}\t9[^\n]*")
 
 
 def blocks(path):
@@ -77,10 +94,7 @@ def blocks(path):
 
 def keep(block):
     """Drop the lines whose value (second field, 6 digits after a 10-digit id) starts with 9."""
-    lines = block.split(b"\n")
-    tail = lines.pop()
-    kept = [line for line in lines if line[11:12] != b"9"]
-    return b"\n".join(kept) + b"\n" + tail if kept else tail
+    return DROP.sub(b"", b"\n" + block)[1:]
 
 
 def main(step, src, dst):
@@ -148,25 +162,89 @@ def sftp_servers() -> dict[int, int]:
         except OSError:
             continue
         out[pid] = int(fields["write_bytes"])
-    if not out:
-        raise SystemExit("no sftp-server process below the podline sshd: is /mnt/podline-shared mounted? "
-                         "(scripts/sshfs-up.sh)")
     return out
 
 
 class SharedWrites:
-    """Bytes written to shared storage between start() and stop(), from the server side."""
+    """Bytes written to shared storage between start() and stop(), from the server side: by the sftp-server
+    `pid` (the benchmark's own connection), or by every sftp-server of the podline sshd when pid is None."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+
+    def _read(self) -> dict[int, int]:
+        found = sftp_servers()
+        if self.pid is None:
+            return found
+        if self.pid not in found:
+            raise SystemExit(f"the benchmark's sftp-server (pid {self.pid}) is gone: did its sshfs connection drop?")
+        return {self.pid: found[self.pid]}
 
     def start(self) -> None:
-        self.before = sftp_servers()
+        self.before = self._read()
 
     def stop(self) -> int:
-        after = sftp_servers()
+        after = self._read()
         lost = set(self.before) - set(after)
         if lost:
             print(f"  warning: sftp-server(s) {sorted(lost)} ended during the run (sshfs reconnected?); "
                   "their writes after the start are not counted", file=sys.stderr)
         return sum(n - self.before.get(pid, 0) for pid, n in after.items())
+
+
+@contextlib.contextmanager
+def private_mount() -> Iterator[tuple[Path, int]]:
+    """A second sshfs connection to the server and export of scripts/sshfs-up.sh, used by this benchmark only.
+
+    Yields its mount point and the pid of its sftp-server: the byte count then holds this benchmark's writes
+    and nothing that other users of /mnt/podline-shared (tests, say) write at the same time. The mount point
+    is an empty directory of its own (never inside a directory that is removed recursively afterwards).
+    """
+    where = Path(tempfile.mkdtemp(prefix="podline-p2-mnt-"))
+    before = set(sftp_servers())
+    options = (f"IdentityFile={CLIENT_KEY},IdentitiesOnly=yes,StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,"
+               f"port={SSHD_PORT},BatchMode=yes,LogLevel=ERROR")
+    try:
+        subprocess.run(["sshfs", SERVER, str(where), "-o", options], check=True)
+        new = set(sftp_servers()) - before
+        if len(new) != 1:
+            raise SystemExit(f"cannot tell this benchmark's sftp-server apart (new ones: {sorted(new)})")
+        yield where, new.pop()
+    finally:
+        fusermount = shutil.which("fusermount3") or "fusermount"
+        if subprocess.run([fusermount, "-u", str(where)], capture_output=True).returncode != 0:
+            subprocess.run([fusermount, "-uz", str(where)], capture_output=True)
+        try:
+            where.rmdir()  # only ever an empty mount point: fails, harmlessly, if it is still mounted
+        except OSError as exc:
+            print(f"  warning: {where}: {exc.strerror}", file=sys.stderr)
+
+
+@dataclass
+class Run:
+    label: str
+    seconds: float
+    written: int  # bytes written to shared storage (server side)
+    per_step: list[float]
+    result: bytes
+    note: str
+
+
+DROP_CACHES = False  # --drop-caches
+
+
+def settle() -> None:
+    """Before a timed variant: flush dirty pages (what the previous variant, or deleting its files, left), so
+    that writeback does not run during the next variant's timing; with --drop-caches also empty the page cache."""
+    os.sync()
+    if DROP_CACHES:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        if int(info["Dirty"].split()[0]) + int(info["Writeback"].split()[0]) < 16 * 1024:  # kB
+            break
+        time.sleep(0.2)
 
 
 def check_mount(shared: Path) -> None:
@@ -214,15 +292,24 @@ def make_input(path: Path, mib: int) -> int:
 
 
 # --- the two variants ----------------------------------------------------------------------------------------------
-def run_baseline(step_py: Path, input_file: Path, workdir: Path) -> tuple[float, Path]:
+def run_baseline(step_py: Path, input_file: Path, workdir: Path, writes: SharedWrites) -> Run:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     paths = {"in/data.txt": input_file}
+    per_step = []
+    settle()
+    writes.start()
     started = time.perf_counter()
     for step, src, dst in STEPS:
         paths[dst] = workdir / dst
+        began = time.perf_counter()
         subprocess.run([sys.executable, str(step_py), step, str(paths[src]), str(paths[dst])], check=True)
-    return time.perf_counter() - started, paths["result.txt"]
+        per_step.append(time.perf_counter() - began)
+    elapsed = time.perf_counter() - started
+    written = writes.stop()
+    handoff = sum((workdir / dst).stat().st_size for _, _, dst in STEPS)
+    return Run("baseline: files on sshfs", elapsed, written, per_step, paths["result.txt"].read_bytes(),
+               f"files written {human(handoff)}")
 
 
 def manifest(name: str, step_py: Path, input_file: Path, destination: Path, node_local_every: int,
@@ -265,11 +352,13 @@ def diagnose(env: dict[str, str], name: str) -> str:
 
 
 def run_podline(tmp: Path, label: str, step_py: Path, input_file: Path, shared_root: Path, node_local_every: int,
-                workspace_limit: str, timeout: int) -> tuple[float, Path, dict]:
-    """One Pipeline through the CLI in a fresh PODLINE_HOME; returns (seconds, result file, status)."""
+                workspace_limit: str, timeout: int, writes: SharedWrites) -> Run:
+    """One Pipeline through the CLI in a fresh PODLINE_HOME, timed from `apply` until `wait` returns."""
     home, scratch = tmp / f"home-{label}", tmp / f"scratch-{label}"
     out_dir, ctx_shared = shared_root / f"podline-{label}" / "out", shared_root / f"podline-{label}" / "shared"
     shutil.rmtree(shared_root / f"podline-{label}", ignore_errors=True)
+    shutil.rmtree(home, ignore_errors=True)
+    shutil.rmtree(scratch, ignore_errors=True)
     env = {**os.environ, "PODLINE_HOME": str(home), "PODLINE_SHM_DIR": os.environ.get("PODLINE_SHM_DIR", "/dev/shm")}
     podline(env, "config", "set-context", "local", "--backend", "local", "--shared-dir", str(ctx_shared),
             "--scratch-dir", str(scratch))
@@ -278,12 +367,15 @@ def run_podline(tmp: Path, label: str, step_py: Path, input_file: Path, shared_r
     path = tmp / f"{name}.yaml"
     path.write_text(json.dumps(manifest(name, step_py, input_file, out_dir, node_local_every, workspace_limit)))
     shm_before = set(os.listdir(env["PODLINE_SHM_DIR"]))
+    settle()
+    writes.start()
     try:
         started = time.perf_counter()
         podline(env, "apply", "-f", str(path))
         waited = podline(env, "wait", f"pipeline/{name}", "--for=phase=Succeeded", f"--timeout={timeout}",
                          check=False)
         elapsed = time.perf_counter() - started
+        written = writes.stop()
         if waited.returncode != 0:
             raise PodlineFailed(f"`podline wait pipeline/{name}` exited {waited.returncode}: "
                                 f"{(waited.stderr or waited.stdout).strip()}\n{diagnose(env, name)}")
@@ -291,7 +383,11 @@ def run_podline(tmp: Path, label: str, step_py: Path, input_file: Path, shared_r
         result = out_dir / "result.txt"
         if not result.is_file():
             raise PodlineFailed(f"pipeline {name} succeeded but {result} is missing\n{diagnose(env, name)}")
-        return elapsed, result, status
+        by_name = {s.get("name"): s for s in status.get("steps", [])}
+        per_step = [_seconds(by_name.get(step, {})) for step, _, _ in STEPS]
+        every = f"every {node_local_every} step" if node_local_every else "never"
+        return Run(f"podline Pipeline, L2 {every}", elapsed, written, per_step, result.read_bytes(),
+                   timings(status))
     finally:
         podline(env, "delete", "pipeline", name, check=False)
         podline(env, "down", check=False)
@@ -300,10 +396,17 @@ def run_podline(tmp: Path, label: str, step_py: Path, input_file: Path, shared_r
                 shutil.rmtree(Path(env["PODLINE_SHM_DIR"]) / entry, ignore_errors=True)
 
 
+def _seconds(step: dict) -> float:
+    try:
+        return parse_rfc3339(step["finishedAt"]) - parse_rfc3339(step["startedAt"])
+    except (KeyError, TypeError, ValueError):
+        return float("nan")
+
+
 # --- report -------------------------------------------------------------------------------------------------------
 def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
+    for unit in ("B", "KiB", "MiB"):
+        if abs(n) < 1024:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
         n /= 1024
     return f"{n:.2f} GiB"
@@ -311,8 +414,7 @@ def human(n: float) -> str:
 
 def timings(status: dict) -> str:
     t = status.get("timings") or {}
-    names = {"stageIn": "stageIn", "compute": "compute (incl. checkpoints)", "checkpoint": "checkpoints",
-             "stageOut": "stageOut"}
+    names = {"stageIn": "stageIn", "compute": "steps+checkpoints", "checkpoint": "checkpoints", "stageOut": "stageOut"}
     return ", ".join(f"{label} {t[k]:.2f} s" for k, label in names.items() if isinstance(t.get(k), int | float))
 
 
@@ -320,81 +422,101 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=1024, help="input size in MiB (default 1024; the goal is >= 1024)")
     parser.add_argument("--quick", action="store_true", help="a 64 MiB smoke run (same as --mib 64)")
-    parser.add_argument("--no-l2", action="store_true", help="skip the second podline run with nodeLocalEvery: 1")
+    parser.add_argument("--trials", type=int, default=1, help="interleaved trials of every variant; medians")
+    parser.add_argument("--no-l2", action="store_true", help="skip the podline run with nodeLocalEvery: 1")
     parser.add_argument("--shared", type=Path, default=Path("/mnt/podline-shared"), help="the sshfs mount")
+    parser.add_argument("--no-private-mount", action="store_true",
+                        help="work in --shared itself (the byte count then includes its other users' writes) "
+                             "instead of a private sshfs connection to the same server and export")
+    parser.add_argument("--drop-caches", action="store_true",
+                        help="empty the page cache before every variant (root): on this VM, allocating memory "
+                             "(tmpfs pages included) gets about 2x slower once GiB of page cache have piled up")
     parser.add_argument("--keep", action="store_true", help="keep intermediate files and outputs on shared storage")
-    parser.add_argument("--timeout", type=int, default=600, help="podline wait --timeout")
+    parser.add_argument("--timeout", type=int, default=600, help="podline wait --timeout, seconds")
     args = parser.parse_args()
     mib = 64 if args.quick else args.mib
+    global DROP_CACHES
+    DROP_CACHES = args.drop_caches
     check_mount(args.shared)
-    root = args.shared / "p2"
     shm = Path(os.environ.get("PODLINE_SHM_DIR", "/dev/shm"))
     free = shutil.disk_usage(shm).free
     need = 4 * mib * MIB + 256 * MIB
     if free < need:
         raise SystemExit(f"{shm} has {human(free)} free; the workspace needs about {human(need)}")
     workspace_limit = f"{max(1, -(-need // (1 << 30)))}Gi"
+    variants = [("ram", 0)] + ([] if args.no_l2 else [("ram-l2", 1)])
+    runs: dict[str, list[Run]] = {}
 
     print(f"P2 4-step pipeline over {mib} MiB: RAM workspace (podline) vs hand-off through files on sshfs "
-          f"({os.cpu_count()} cores, python {sys.version.split()[0]})", flush=True)
-    input_file = root / "input" / "data.txt"
-    input_size = make_input(input_file, mib)
-    writes = SharedWrites()
-    rows: list[tuple[str, float, int, str]] = []
-    with tempfile.TemporaryDirectory(prefix="podline-p2-") as tmp_name:
+          f"({os.cpu_count()} cores, python {sys.version.split()[0]}"
+          f"{'; page cache dropped before every variant' if DROP_CACHES else ''})", flush=True)
+    with tempfile.TemporaryDirectory(prefix="podline-p2-") as tmp_name, contextlib.ExitStack() as stack:
         tmp = Path(tmp_name)
+        if args.no_private_mount:
+            mount, writes = args.shared, SharedWrites(None)
+            print(f"  shared storage: {mount} (bytes written by all its users count)")
+        else:
+            mount, pid = stack.enter_context(private_mount())
+            writes = SharedWrites(pid)
+            print(f"  shared storage: {mount}, a private sshfs connection to {SERVER} (what {args.shared} "
+                  f"mounts), sftp-server pid {writes.pid}")
+        root = mount / "p2"
+        input_file = root / "input" / f"data-{mib}MiB.txt"
+        input_size = make_input(input_file, mib)
         step_py = tmp / "step.py"
         step_py.write_text(STEP_SCRIPT)
         try:
-            print("  running the baseline (files on shared storage, fsync after each write) ...", flush=True)
-            writes.start()
-            t_base, base_result = run_baseline(step_py, input_file, root / "baseline")
-            b_base = writes.stop()
-            handoff = sum((root / "baseline" / dst).stat().st_size for _, _, dst in STEPS)
-            rows.append(("baseline: files on sshfs", t_base, b_base, f"files written: {human(handoff)}"))
-            expected = base_result.read_bytes()
-            runs = [("ram", 0)] + ([] if args.no_l2 else [("ram-l2", 1)])
-            results: dict[str, tuple[float, int, int]] = {}
-            for label, every in runs:
-                print(f"  running podline (checkpoint nodeLocalEvery: {every}, sharedEvery: 0) ...", flush=True)
-                writes.start()
-                try:
-                    t_pod, result, status = run_podline(tmp, label, step_py, input_file, root, every,
-                                                        workspace_limit, args.timeout)
-                finally:
-                    b_pod = writes.stop()
-                got = result.read_bytes()
-                if got != expected:
-                    raise SystemExit(f"results differ: baseline {base_result} vs podline {result}:\n"
-                                     f"{expected.decode()}\n---\n{got.decode()}")
-                results[label] = (t_pod, b_pod, len(got))
-                rows.append((f"podline Pipeline, L2 every {every or 'never'}", t_pod, b_pod, timings(status)))
+            for trial in range(args.trials):
+                print(f"  trial {trial + 1}/{args.trials}: baseline (files on sshfs, fsync after each write) ...",
+                      flush=True)
+                runs.setdefault("baseline", []).append(run_baseline(step_py, input_file, root / "baseline", writes))
+                for label, every in variants:
+                    print(f"  trial {trial + 1}/{args.trials}: podline (checkpoint nodeLocalEvery: {every}, "
+                          "sharedEvery: 0) ...", flush=True)
+                    runs.setdefault(label, []).append(run_podline(tmp, label, step_py, input_file, root, every,
+                                                                  workspace_limit, args.timeout, writes))
         except PodlineFailed as exc:
             print(f"\nPODLINE FAILED: {exc}", file=sys.stderr)
             raise SystemExit(1) from None
         finally:
             if not args.keep:
-                for sub in ("baseline", "podline-ram", "podline-ram-l2"):
+                for sub in ("baseline", *(f"podline-{label}" for label, _ in variants)):
                     shutil.rmtree(root / sub, ignore_errors=True)
 
+    expected = runs["baseline"][0].result
+    for label, trials in runs.items():
+        for run in trials:
+            if run.result != expected:
+                raise SystemExit(f"results differ: baseline vs {label}:\n{expected.decode()}\n---\n"
+                                 f"{run.result.decode()}")
     print()
-    print(f"  input {human(input_size)} on {args.shared}; result ({len(expected)} bytes) identical in every run:")
+    print(f"  input {human(input_size)} at {SERVER}/p2/input/{input_file.name}; the result ({len(expected)} bytes) "
+          f"is identical in every run:")
     for line in expected.decode().splitlines():
         print(f"    {line}")
-    print(f"  {'variant':32} {'wall time':>10}  {'written to shared storage':>26}")
-    for label, seconds, written, note in rows:
-        print(f"  {label:32} {seconds:8.2f} s  {human(written):>14} ({written:>11} B)   {note}")
-    t_pod, b_pod, out_size = results["ram"]
-    ratio = t_base / t_pod
-    print(f"  podline vs files on shared storage: {ratio:.1f}x faster   (goal >= 10x: "
-          f"{'MET' if ratio >= 10 else 'MISSED'})")
-    if "ram-l2" in results:
-        print(f"  with L2 copies after every step: {t_base / results['ram-l2'][0]:.1f}x faster "
-              f"({results['ram-l2'][0] - t_pod:+.2f} s for the L2 copies)")
-    only_output = b_pod <= out_size + PAGE_SLACK
-    print(f"  podline wrote {human(b_pod)} to shared storage for a {out_size}-byte output, the baseline "
-          f"{human(b_base)} ({b_base / max(b_pod, 1):.0f}x more)   (goal: final output only: "
-          f"{'MET' if only_output else 'MISSED'})")
+    median = {label: statistics.median(r.seconds for r in trials) for label, trials in runs.items()}
+    print(f"  {'variant':34} {'trial':>5} {'wall time':>10}  {'written to shared storage':>27}   "
+          f"{' / '.join(s for s, _, _ in STEPS)} (s)")
+    for trials in runs.values():
+        for trial, run in enumerate(trials, 1):
+            print(f"  {run.label:34} {trial:>5} {run.seconds:8.2f} s  {human(run.written):>12} ({run.written:>11} B)"
+                  f"   {' / '.join(f'{t:.2f}' for t in run.per_step)}   {run.note}")
+    if args.trials > 1:
+        print(f"  medians of {args.trials}: " + ", ".join(f"{trials[0].label} {median[label]:.2f} s"
+                                                        for label, trials in runs.items()))
+    base, ram = median["baseline"], median["ram"]
+    ratio = base / ram
+    verdict = "MET" if ratio >= 10 else "MISSED"
+    print(f"  podline vs files on shared storage: {ratio:.1f}x faster   (goal >= 10x: {verdict})")
+    if "ram-l2" in median:
+        print(f"  with an L2 copy after every step:   {base / median['ram-l2']:.1f}x faster   "
+              f"(the L2 copies cost {median['ram-l2'] - ram:+.2f} s)")
+    b_base, b_pod = runs["baseline"][-1].written, runs["ram"][-1].written
+    only_output = all(r.written <= len(expected) + METADATA_SLACK for label, t in runs.items() if label != "baseline"
+                      for r in t)
+    print(f"  shared-storage bytes: podline {human(b_pod)} for a {len(expected)}-byte result, baseline "
+          f"{human(b_base)}   (goal final output only, within "
+          f"{human(METADATA_SLACK)} of metadata: {'MET' if only_output else 'MISSED'})")
 
 
 if __name__ == "__main__":
