@@ -192,18 +192,19 @@ class KeyToPath(Model):
     _path = field_validator("path")(classmethod(lambda cls, v: check_relative_path(v)))
 
 
+def _size_limit(value: int | float | str) -> int | float | str:
+    amount = parse_quantity(value)
+    if amount <= 0 or amount > MAX_MEMORY:
+        raise ValueError(f"sizeLimit {value!r} must be positive and sane")
+    return value
+
+
+SizeLimit = Annotated[Quantity, AfterValidator(_size_limit)]  # an emptyDir's or a workspace's
+
+
 class EmptyDirSource(Model):
     medium: Literal["", "Memory"] = ""
-    size_limit: Quantity | None = None
-
-    @field_validator("size_limit")
-    @classmethod
-    def _size(cls, value: int | float | str | None) -> int | float | str | None:
-        if value is not None:
-            amount = parse_quantity(value)
-            if amount <= 0 or amount > MAX_MEMORY:
-                raise ValueError(f"sizeLimit {value!r} must be positive and sane")
-        return value
+    size_limit: SizeLimit | None = None
 
 
 class HostPathSource(Model):

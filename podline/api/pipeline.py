@@ -13,8 +13,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import AfterValidator, Field, field_validator
 
 from podline.api.base import Model, Resource, check_dns_label
-from podline.api.core import Container, Quantity, check_relative_path
-from podline.api.quantity import MAX_MEMORY, parse_quantity
+from podline.api.core import Container, SizeLimit, check_relative_path
 
 MAX_SHARDS = 10_000
 MAX_STEPS = 1_000
@@ -44,16 +43,7 @@ class Step(Container):
 
 class Workspace(Model):
     medium: Literal["Memory", "Disk"] = "Memory"
-    size_limit: Quantity | None = None
-
-    @field_validator("size_limit")
-    @classmethod
-    def _size(cls, value: int | float | str | None) -> int | float | str | None:
-        if value is not None:
-            amount = parse_quantity(value)
-            if amount <= 0 or amount > MAX_MEMORY:
-                raise ValueError(f"sizeLimit {value!r} must be positive and sane")
-        return value
+    size_limit: SizeLimit | None = None
 
 
 class CheckpointPolicy(Model):
