@@ -58,12 +58,14 @@ SSHD_PID_FILE = Path("/run/podline-sshd.pid")  # all four as scripts/sshfs-up.sh
 SSHD_PORT = 2222
 SERVER = "root@127.0.0.1:/srv/podline-shared"
 CLIENT_KEY = Path("/etc/podline-sshd/id_ed25519")
-PODLINE = Path(sys.executable).with_name("podline")
+PODLINE = Path(sys.executable).with_name("podline")  # the venv's CLI (else the one on PATH)
+if not PODLINE.exists():
+    PODLINE = Path(shutil.which("podline") or "podline")
 STEPS = (("parse", "in/data.txt", "parsed.tsv"), ("filter", "parsed.tsv", "filtered.tsv"),
          ("transform", "filtered.tsv", "transformed.tsv"), ("reduce", "transformed.tsv", "result.txt"))
 GENERATOR_VERSION = 1
-# write_bytes counts whole pages and the server filesystem's metadata blocks (directories, bitmaps) too:
-# tens of KiB per run, now and then a few hundred KiB, against GiB of hand-off data.
+# write_bytes counts whole pages and the metadata blocks (directories, inodes) the sftp-server dirtied: 8-60 KiB
+# per run here, against GiB of hand-off data.
 METADATA_SLACK = 1 << 20
 
 STEP_SCRIPT = r'''"""P2 pipeline step: python step.py parse|filter|transform|reduce IN OUT (streams 4 MiB chunks)."""
