@@ -50,12 +50,14 @@ def _home_dir(backend: Backend, obj: Obj) -> Path:
     return backend.run_dir(obj.namespace, obj.name, obj.uid)
 
 
-def _plan(ctx: Ctx, obj: Obj, backend: Backend, shards: dict[str, Any], shard: int | None) -> dict[str, Any]:
+def _plan(ctx: Ctx, obj: Obj, backend: Backend) -> dict[str, Any]:
+    """One plan for every shard (a local runner gets its `shard` set on a copy; an array task learns it
+    from Slurm); `retries` per shard is what its earlier attempts left of backoffLimit."""
     limit = obj.manifest["spec"].get("backoffLimit", 6)
-    retries = {i: max(0, limit - rec.get("failures", 0)) for i, rec in shards.items()}
+    retries = {i: max(0, limit - rec.get("failures", 0)) for i, rec in obj.internal["shards"].items()}
     return plan_pipeline(obj.manifest, obj.uid, ctx.lookup, generation=obj.generation,
                          dirs=_dirs(ctx, obj, backend), shard_dir=str(_home_dir(backend, obj) / "shards" / "{shard}"),
-                         retries=retries, shard=shard)  # type: ignore[arg-type]
+                         retries=retries)
 
 
 def _request(obj: Obj) -> dict[str, int]:
@@ -95,12 +97,13 @@ def _launch_attempts(ctx: Ctx, obj: Obj, backend: Backend) -> None:
                 adopt = record.get("attempted", False)
                 record["attempted"] = True
                 ctx.store.save(obj)
-                plan = _plan(ctx, obj, backend, shards, None)
+                plan = _plan(ctx, obj, backend)
                 record["jobId"] = backend.launch_array(base, plan, pipeline_array_job(obj.manifest), indexes, adopt)
                 ctx.event(obj, "Submitted", f"job array {record['jobId']} for shards {record['indexes']}")
             else:
+                plan = _plan(ctx, obj, backend)
                 for i in indexes:
-                    backend.launch(base / str(i), _plan(ctx, obj, backend, shards, i), obj.manifest)
+                    backend.launch(base / str(i), {**plan, "shard": i}, obj.manifest)
                     shards[str(i)]["launchedAt"] = ctx.now
         except SubmitError as refused:
             if refused.transient:
@@ -119,6 +122,7 @@ def _launch_attempts(ctx: Ctx, obj: Obj, backend: Backend) -> None:
 def _start_shards(ctx: Ctx, obj: Obj, backend: Backend) -> None:
     """Shards without an attempt (first run, or retry after back-off) get one, within local capacity."""
     shards = obj.internal["shards"]
+    request: dict[str, int] | None = None  # computed once, and only if a shard is to start here
     todo = []
     for i in range(obj.manifest["spec"].get("shards", 1)):
         rec = shards[str(i)]
@@ -128,7 +132,7 @@ def _start_shards(ctx: Ctx, obj: Obj, backend: Backend) -> None:
             ctx.wake_at(rec["retryAt"])
             continue
         if backend.admits_locally:
-            request = _request(obj)
+            request = request or _request(obj)
             short = ctx.fits(request)
             if short:
                 rec.update(phase="Pending", reason="Unschedulable",
@@ -155,7 +159,7 @@ def _observe(ctx: Ctx, obj: Obj, backend: Backend) -> None:
             rec["backend"] = seen.info
         if seen.state == "unstarted":
             if not backend.supports_arrays and ctx.now - rec.get("launchedAt", 0) > RELAUNCH_AFTER:
-                backend.launch(rundir, _plan(ctx, obj, backend, obj.internal["shards"], int(key)), obj.manifest)
+                backend.launch(rundir, {**_plan(ctx, obj, backend), "shard": int(key)}, obj.manifest)
                 rec["launchedAt"] = ctx.now
             continue
         if seen.state == "queued":
@@ -201,7 +205,7 @@ def _push_generation(ctx: Ctx, obj: Obj, backend: Backend) -> None:
     if obj.internal.get("planGeneration") == obj.generation:
         return
     if obj.internal.get("planGeneration") is not None:
-        fresh = _plan(ctx, obj, backend, obj.internal["shards"], None)
+        fresh = _plan(ctx, obj, backend)
         for record in obj.internal.get("attempts", {}).values():
             base = Path(record["dir"])
             for path in [base / "plan.json"] + [base / str(i) / "plan.json" for i in expand(record["indexes"])]:

@@ -2,7 +2,8 @@
 
 Steps are planned like a Pod's containers (env resolved, `$(VAR)` left for the runner) and listed in
 topological order with their dependencies. `retries` is the part of `backoffLimit` earlier attempts of
-the shard have not used. `generation` lets the runner record which spec each step ran with.
+each shard have not used (by shard index, or one number for all). `generation` lets the runner record
+which spec each step ran with.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from podline.plan.pod import PLAN_VERSION, Lookup, plan_container
 
 
 def plan_pipeline(manifest: dict[str, Any], uid: str, lookup: Lookup, *, generation: int, dirs: dict[str, str],
-                  shard_dir: str, retries: int, runtime: str = "host", shard: int | None = None) -> dict[str, Any]:
+                  shard_dir: str, retries: int | dict[str, int], runtime: str = "host",
+                  shard: int | None = None) -> dict[str, Any]:
     pipeline = Pipeline.model_validate(manifest)
     spec = pipeline.spec
     steps = []

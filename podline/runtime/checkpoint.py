@@ -24,7 +24,6 @@ import xxhash
 from podline.runtime.files import read_json, write_json_atomic
 
 CHUNK = 1 << 20
-LEVELS = ("L1", "L2", "L3")
 
 
 class Corrupt(Exception):
@@ -122,7 +121,6 @@ def _copy_hashing(src: Path, dst: Path, sync: bool) -> str:
 
 def newest(level_root: Path) -> tuple[Path, Snapshot] | None:
     """The newest complete copy at a level (renamed into place, manifest readable), if any."""
-    best: tuple[Path, Snapshot] | None = None
     try:
         names = [n for n in os.listdir(level_root) if n.isdigit()]
     except OSError:
@@ -130,9 +128,8 @@ def newest(level_root: Path) -> tuple[Path, Snapshot] | None:
     for name in sorted(names, key=int, reverse=True):
         doc = read_json(level_root / name / "manifest.json")
         if doc:
-            best = (level_root / name, Snapshot.from_json(doc))
-            break
-    return best
+            return level_root / name, Snapshot.from_json(doc)
+    return None
 
 
 def save_copy(workspace: Path, level_root: Path, snap: Snapshot, durable: bool) -> int:

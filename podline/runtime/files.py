@@ -64,6 +64,13 @@ def tree_size(path: Path) -> int:
     return total
 
 
+def write_status(rundir: Path, status: dict[str, Any], finished: bool, address: bytes | None) -> None:
+    """A runner's report: `status.json` (atomically, with who wrote it where), then a nudge to the controller."""
+    doc = {"status": status, "finished": finished, "pid": os.getpid(), "node": socket.gethostname()}
+    write_json_atomic(rundir / "status.json", doc)
+    notify(address)
+
+
 def notify_address(plan: dict[str, Any]) -> bytes | None:
     """The controller's abstract wake socket named in a plan ('@' stands for the leading NUL)."""
     return plan.get("notify", "").encode().replace(b"@", b"\0", 1) or None

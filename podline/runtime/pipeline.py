@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 
 from podline.runtime.container import ContainerWorker, terminate_all
 from podline.runtime.expand import container_env, expand
-from podline.runtime.files import notify, notify_address, rfc3339, write_json_atomic
+from podline.runtime.files import notify_address, rfc3339, write_status
 from podline.runtime.workspace import Workspace
 
 BACKOFF_BASE = float(os.environ.get("PODLINE_RESTART_BACKOFF_SECONDS", "1"))
@@ -54,6 +53,7 @@ class PipelineRunner:
                           "restoredFrom": None} for n in self.order}
         self.done: list[str] = []
         self.running: dict[str, ContainerWorker] = {}
+        self.cores = allocation_cores()
         retries = plan["retries"]  # per shard: what earlier attempts left of backoffLimit
         self.retries_left = int(retries.get(str(self.shard), 0) if isinstance(retries, dict) else retries)
         self.stopping = threading.Event()
@@ -73,9 +73,7 @@ class PipelineRunner:
                            checkpoints=dict(self.workspace.saved))
         if self.stop_reason:
             self.status["reason"], self.status["message"] = self.stop_reason
-        doc = {"status": self.status, "finished": finished, "pid": os.getpid(), "node": socket.gethostname()}
-        write_json_atomic(self.rundir / "status.json", doc)
-        notify(self.notify_address)
+        write_status(self.rundir, self.status, finished, self.notify_address)
 
     def request_stop(self, reason: str, message: str) -> None:
         if self.stop_reason is None:
@@ -126,9 +124,8 @@ class PipelineRunner:
         worker.start()
 
     def _capacity_left(self) -> bool:
-        cores = allocation_cores()
         used = sum(max(1, -(-self.specs[n].get("cpuMillis", 0) // 1000)) for n in self.running)
-        return used < cores
+        return used < self.cores
 
     def _settle(self, name: str, worker: ContainerWorker, why: tuple[str, str] | None = None) -> bool:
         """Record a finished step (`why`: the runner's own reason for stopping it); True if it succeeded."""

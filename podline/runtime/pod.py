@@ -29,7 +29,7 @@ from typing import Any
 
 from podline.runtime.container import ContainerWorker, terminate_all
 from podline.runtime.expand import container_env, expand
-from podline.runtime.files import notify, notify_address, rfc3339, write_json_atomic
+from podline.runtime.files import notify_address, rfc3339, write_json_atomic, write_status
 from podline.runtime.pipeline import PipelineRunner
 from podline.runtime.volumes import VolumeError, Volumes
 
@@ -91,9 +91,7 @@ class PodRunner:
             status["initContainerStatuses"] = [w.snapshot() for w in self.inits]
         if self.stop_reason:
             status["reason"], status["message"] = self.stop_reason
-        doc = {"status": status, "finished": finished, "pid": os.getpid(), "node": socket.gethostname()}
-        write_json_atomic(self.rundir / "status.json", doc)
-        notify(self.notify_address)
+        write_status(self.rundir, status, finished, self.notify_address)
 
     # --- control --------------------------------------------------------------------------------
     def request_stop(self, reason: str, message: str) -> None:

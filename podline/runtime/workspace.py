@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from podline.runtime import checkpoint as ck
+from podline.runtime.files import tree_size
 from podline.runtime.volumes import shm_root
 
 
@@ -56,7 +57,8 @@ class Workspace:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         l1 = ck.read_l1(self.l1_path) if self.path.is_dir() else None
         if l1 is not None and ck.l1_matches(self.path, l1):
-            return self._resumed(l1, "L1")
+            self.seq = l1.seq  # l1.json already describes the workspace as it is
+            return l1, "L1"
         found = [(level, hit) for level, root in self.levels.items() if (hit := ck.newest(root)) is not None]
         found.sort(key=lambda item: (-item[1][1].seq, item[0]))
         for level, (copy_dir, snap) in found:
@@ -75,6 +77,7 @@ class Workspace:
         return None, None
 
     def _resumed(self, snap: ck.Snapshot, level: str) -> tuple[ck.Snapshot, str]:
+        """A restored copy gave the workspace new inodes: record them as its L1 manifest."""
         self.seq = snap.seq
         ck.write_l1(self.l1_path, ck.take_l1(self.path, snap.seq, snap.steps))
         return snap, level
@@ -98,8 +101,6 @@ class Workspace:
     def usage_over_limit(self) -> str | None:
         if not self.size_limit:
             return None
-        from podline.runtime.files import tree_size
-
         used = tree_size(self.path)
         if used > self.size_limit:
             return f"workspace uses {used} bytes, above its sizeLimit of {self.size_limit} bytes"
