@@ -28,7 +28,6 @@ from podline.runtime.workspace import Workspace
 
 BACKOFF_BASE = float(os.environ.get("PODLINE_RESTART_BACKOFF_SECONDS", "1"))
 CHECK_INTERVAL = 1.0
-WORKSPACE_MOUNT = "/workspace"
 
 
 def allocation_cores() -> int:
@@ -99,12 +98,13 @@ class PipelineRunner:
 
     # --- steps -----------------------------------------------------------------------------------------
     def _resolve(self, spec: dict[str, Any]) -> dict[str, Any]:
+        mount = self.plan["workspace"]["mountPath"]
         first = {"JOB_COMPLETION_INDEX": str(self.shard), "PODLINE_SHARD": str(self.shard),
-                 "PODLINE_SHARDS": str(self.shards), "PODLINE_WORKSPACE": WORKSPACE_MOUNT}
+                 "PODLINE_SHARDS": str(self.shards), "PODLINE_WORKSPACE": mount}
         env = container_env(spec["env"], first)
         return {**spec, "env": env, "command": [expand(a, env) for a in spec["command"]],
                 "args": [expand(a, env) for a in spec["args"]], "workingDir": spec.get("workingDir") or
-                WORKSPACE_MOUNT, "mounts": [{"volume": "workspace", "mountPath": WORKSPACE_MOUNT}]}
+                mount, "mounts": [{"volume": "workspace", "mountPath": mount}]}
 
     def _ready(self) -> list[str]:
         finished = set(self.done)
@@ -192,6 +192,8 @@ class PipelineRunner:
                 if retry_due:
                     self._rewind()
                 checkpoint_due = retry_due = major = False
+                if self.stopping.is_set():  # told to stop during the checkpoint or the back-off: start nothing
+                    break
             if not checkpoint_due and not retry_due:
                 for name in self._ready():
                     if not self._capacity_left():
