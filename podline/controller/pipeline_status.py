@@ -36,6 +36,9 @@ def merge_attempt(rec: dict[str, Any], status: dict[str, Any], launched_at: floa
             rec[key] = status[key]
     if status.get("reason"):
         rec["reason"], rec["message"] = status["reason"], status.get("message", "")
+    else:  # the runner has the word now: a scheduler's "Queued" no longer applies
+        rec.pop("reason", None)
+        rec.pop("message", None)
     if launched_at is not None and status.get("startTime"):
         queued = max(0.0, parse_rfc3339(status["startTime"]) - launched_at)
         rec["timings"] = {**rec.get("timings", {}), "queue": round(queued, 3)}
