@@ -128,7 +128,7 @@ def describe_pipeline(obj: Obj) -> None:
                  _seconds(s.get("startedAt"), s.get("finishedAt")) if s.get("startedAt") else "-",
                  s.get("restoredFrom") or "-", str(s.get("generation") or "-")]
                 for s in status.get("steps", []) if s.get("shard") == shard["index"]]
-        print_table(["  STEP", "STATE", "ATTEMPTS", "DURATION", "RESTORED FROM", "GENERATION"], rows)
+        print_table(["STEP", "STATE", "ATTEMPTS", "DURATION", "RESTORED FROM", "GENERATION"], rows)
 
 
 def describe_object(state: State, obj: Obj) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from podline.api.pipeline import Pipeline, topological_order
 from podline.api.quantity import cpu_millis, memory_bytes
+from podline.plan.kubernetes import WORKSPACE
 from podline.plan.pod import PLAN_VERSION, Lookup, plan_container
 
 
@@ -37,7 +38,7 @@ def plan_pipeline(manifest: dict[str, Any], uid: str, lookup: Lookup, *, generat
         "runtime": runtime,
         "shards": spec.shards,
         "shard": shard,
-        "workspace": {"medium": spec.workspace.medium,
+        "workspace": {"medium": spec.workspace.medium, "mountPath": WORKSPACE,
                       "sizeLimit": memory_bytes(limit) if limit is not None else None},
         "checkpoint": {"nodeLocalEvery": spec.checkpoint.node_local_every,
                        "sharedEvery": spec.checkpoint.shared_every},

@@ -265,7 +265,7 @@ def test_plan_lists_steps_in_topological_order_with_dependencies() -> None:
                          dirs={"shared": "/shared", "scratch": "/scratch"}, shard_dir="/home/shards/{shard}", retries=6)
     assert plan["kind"] == "Pipeline" and plan["shards"] == 3 and plan["generation"] == 2
     assert plan["pod"] == {"name": "pl", "namespace": "default", "uid": "uid-1"}
-    assert plan["workspace"] == {"medium": "Disk", "sizeLimit": 2**30}
+    assert plan["workspace"] == {"medium": "Disk", "mountPath": "/workspace", "sizeLimit": 2**30}
     assert plan["checkpoint"] == {"nodeLocalEvery": 1, "sharedEvery": 0}
     assert plan["restartPolicy"] == "Never" and plan["retries"] == 6
     assert plan["inputs"] == [{"path": "in", "source": "/data"}]
