@@ -42,6 +42,15 @@ class Cli:
     def wait(self, ref: str, cond: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return self("wait", ref, f"--for={cond}", f"--timeout={timeout}", check=False, timeout=timeout + 30)
 
+    def kill_controller_and_restart(self) -> None:
+        """SIGKILL the background controller, let the work go on without it for a moment, start it again."""
+        pid = self.controller_pid()
+        assert pid
+        os.kill(pid, 9)
+        wait_for(lambda: gone(pid), timeout=10)
+        time.sleep(0.5)
+        self("up")
+
     def controller_pid(self) -> int | None:
         try:
             return int((self.home / "controller.pid").read_text())

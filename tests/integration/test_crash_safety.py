@@ -11,7 +11,7 @@ from pathlib import Path
 from podline.backends.local import LocalBackend
 from podline.plan.pod import plan_pod
 from podline.store import Store
-from tests.conftest import Cli, gone, wait_for
+from tests.conftest import Cli, wait_for
 
 
 def test_sigkill_controller_mid_job_loses_and_duplicates_nothing(cli: Cli, tmp_path: Path) -> None:
@@ -39,12 +39,7 @@ spec:
     # Kill the controller twice while pods are running, restarting it in between.
     for _ in range(2):
         wait_for(lambda: cli.json("job", "ledgered")["status"].get("ready", 0) >= 1)
-        pid = cli.controller_pid()
-        assert pid
-        os.kill(pid, signal.SIGKILL)
-        wait_for(lambda dead=pid: gone(dead), timeout=10)
-        time.sleep(0.5)  # pods go on without a controller
-        cli("up")
+        cli.kill_controller_and_restart()  # pods go on without a controller meanwhile
     assert cli.wait("job/ledgered", "condition=Complete", timeout=90).returncode == 0
     runs = sorted(int(x) for x in (ledger / "runs").read_text().split())
     done = sorted(int(x) for x in (ledger / "done").read_text().split())

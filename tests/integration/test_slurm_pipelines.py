@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cli, wait_for
-from tests.integration.test_slurm_pods import REASON, squeue
+from tests.integration.test_slurm_pods import REASON, cancel_leftovers
 
 pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
 
@@ -22,10 +22,7 @@ def hpc(cli: Cli, tmp_path: Path) -> Iterator[Cli]:
         "--scratch-dir", str(scratch))
     cli("config", "use-context", "hpc")
     yield cli
-    leftovers = [line.split()[0] for line in squeue("-o", "%i %Z").splitlines()
-                 if len(line.split()) > 1 and line.split()[1].startswith(str(shared))]
-    if leftovers:
-        subprocess.run(["scancel", *leftovers], check=False)
+    cancel_leftovers(shared)
 
 
 def sharded(out: Path, gate: Path | None = None) -> str:

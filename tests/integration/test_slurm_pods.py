@@ -34,8 +34,12 @@ def slurm(cli: Cli, tmp_path: Path) -> Iterator[Cli]:
     cli("config", "set-context", "hpc", "--backend", "slurm", "--partition", "debug", "--shared-dir", str(shared))
     cli("config", "use-context", "hpc")
     yield cli
-    # Whatever the test left in the queue (a failed assertion before its delete, say) must not hold the
-    # node's cores for the tests after it.
+    cancel_leftovers(shared)
+
+
+def cancel_leftovers(shared: Path) -> None:
+    """Whatever a test left in the queue (a failed assertion before its delete, say) must not hold the
+    node's cores for the tests after it: cancel every job whose working directory is under `shared`."""
     leftovers = [line.split()[0] for line in squeue("-o", "%i %Z").splitlines()
                  if len(line.split()) > 1 and line.split()[1].startswith(str(shared))]
     if leftovers:
