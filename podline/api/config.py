@@ -13,6 +13,7 @@ from podline.api.base import Model, check_dns_label
 from podline.api.errors import ManifestError, format_path
 
 TIME_LIMIT = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^UNLIMITED$|^INFINITE$")
+REGISTRY_HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$|^\[[0-9a-fA-F:]+\](:\d{1,5})?$")
 SLURM_NAME = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
 
 
@@ -25,6 +26,9 @@ class Context(Model):
     shared_dir: str | None = None
     scratch_dir: str | None = None
     time_limit: str | None = None
+    image_cache: str | None = None
+    registry_auth_file: str | None = None
+    insecure_registries: list[str] = Field(default_factory=list)
 
     @field_validator("partition", "account", "qos")
     @classmethod
@@ -33,11 +37,19 @@ class Context(Model):
             raise ValueError(f"{value!r} is not a valid Slurm name")
         return value
 
-    @field_validator("shared_dir", "scratch_dir")
+    @field_validator("shared_dir", "scratch_dir", "image_cache", "registry_auth_file")
     @classmethod
     def _absolute(cls, value: str | None) -> str | None:
         if value is not None and (not value.startswith("/") or "\0" in value):
             raise ValueError(f"{value!r} must be an absolute path")
+        return value
+
+    @field_validator("insecure_registries")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not REGISTRY_HOST.fullmatch(host):
+                raise ValueError(f"{host!r} is not a registry host[:port]")
         return value
 
     @field_validator("time_limit")

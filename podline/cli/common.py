@@ -41,7 +41,7 @@ class State:
         return self._store
 
     def check_context(self) -> str:
-        """The context new work goes to; refuse one whose runtime this podline cannot run yet."""
+        """The context new work goes to (exit 2 when config.yaml is bad or the context does not exist)."""
         from podline.api.config import load_config
         from podline.api.errors import ManifestError
 
@@ -53,8 +53,6 @@ class State:
         ctx = cfg.contexts.get(name)
         if ctx is None:
             fail(f'context "{name}" does not exist (see podline config get-contexts)', 2)
-        if ctx.runtime != "host":
-            fail(f'context "{name}" uses runtime {ctx.runtime}; this podline runs only the host runtime so far', 1)
         return name
 
     def ensure_controller(self) -> None:

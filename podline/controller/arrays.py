@@ -41,7 +41,8 @@ def submit_arrays(ctx: Ctx, job: Obj, backend: Backend) -> None:
         if not record.get("jobId") and not record.get("error"):
             _, template = pod_manifest(job, None)
             try:
-                plan = plan_pod(template, array_id, ctx.lookup, index_env="JOB_COMPLETION_INDEX")
+                plan = plan_pod(template, array_id, ctx.lookup, index_env="JOB_COMPLETION_INDEX",
+                                **ctx.runtime_for(job))
             except PlanWaiting as waiting:
                 ctx.event(job, "Failed", f"Error: {waiting.message}", "Warning", once=True)
                 continue

@@ -44,6 +44,23 @@ class Ctx:
     def backend_for(self, obj: Obj) -> Backend:
         return self.backends.for_context(obj.context)
 
+    def runtime_for(self, obj: Obj) -> dict[str, Any]:
+        """The context's container runtime and image settings, as plan_pod/plan_pipeline take them.
+
+        The image cache is node-local: the context's `image_cache`, else `<scratch_dir>/images`, else for the
+        local backend `$PODLINE_HOME/images` (on Slurm without either, the runner uses its node's $TMPDIR).
+        """
+        home = self.backends.home
+        conf = self.backends.config().contexts.get(obj.context)
+        if conf is None:
+            return {"runtime": "host", "images": {}}
+        cache = conf.image_cache or (f"{conf.scratch_dir}/images" if conf.scratch_dir else None)
+        if cache is None and conf.backend == "local":
+            cache = str(home / "images")
+        auth = conf.registry_auth_file or (str(home / "auth.json") if (home / "auth.json").exists() else None)
+        return {"runtime": conf.runtime,
+                "images": {"cache": cache, "authFile": auth, "insecure": list(conf.insecure_registries)}}
+
     def wake_at(self, when: float) -> None:
         """Ask for another pass no later than `when` (back-off timers, deadlines, TTLs)."""
         self.next_wake = when if self.next_wake is None else min(self.next_wake, when)

@@ -57,7 +57,7 @@ def _plan(ctx: Ctx, obj: Obj, backend: Backend) -> dict[str, Any]:
     retries = {i: max(0, limit - rec.get("failures", 0)) for i, rec in obj.internal["shards"].items()}
     return plan_pipeline(obj.manifest, obj.uid, ctx.lookup, generation=obj.generation,
                          dirs=_dirs(ctx, obj, backend), shard_dir=str(_home_dir(backend, obj) / "shards" / "{shard}"),
-                         retries=retries)
+                         retries=retries, **ctx.runtime_for(obj))
 
 
 def _request(obj: Obj) -> dict[str, int]:

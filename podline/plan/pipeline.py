@@ -18,7 +18,7 @@ from podline.plan.pod import PLAN_VERSION, Lookup, plan_container
 
 def plan_pipeline(manifest: dict[str, Any], uid: str, lookup: Lookup, *, generation: int, dirs: dict[str, str],
                   shard_dir: str, retries: int | dict[str, int], runtime: str = "host",
-                  shard: int | None = None) -> dict[str, Any]:
+                  images: dict[str, Any] | None = None, shard: int | None = None) -> dict[str, Any]:
     pipeline = Pipeline.model_validate(manifest)
     spec = pipeline.spec
     steps = []
@@ -36,6 +36,7 @@ def plan_pipeline(manifest: dict[str, Any], uid: str, lookup: Lookup, *, generat
         "pod": {"name": pipeline.metadata.name, "namespace": pipeline.metadata.namespace, "uid": uid},
         "generation": generation,
         "runtime": runtime,
+        "images": images or {},
         "shards": spec.shards,
         "shard": shard,
         "workspace": {"medium": spec.workspace.medium, "mountPath": WORKSPACE,

@@ -167,11 +167,12 @@ def plan_container(container: Container, pod: Pod, uid: str, lookup: Lookup) -> 
 
 
 def plan_pod(manifest: dict[str, Any], uid: str, lookup: Lookup, runtime: str = "host",
-             index_env: str | None = None) -> dict[str, Any]:
+             index_env: str | None = None, images: dict[str, Any] | None = None) -> dict[str, Any]:
     """The complete, self-contained description of one pod attempt for `podline.runtime.pod`.
 
     With `index_env` (e.g. JOB_COMPLETION_INDEX) the plan is a template for a job array: each task's
-    runner defines that variable from its array index, first in the environment.
+    runner defines that variable from its array index, first in the environment. `images` says where the
+    node-local image cache is and how to reach registries (see `runtime.engine`).
     """
     pod = Pod.model_validate(manifest)
     spec = pod.spec
@@ -179,6 +180,7 @@ def plan_pod(manifest: dict[str, Any], uid: str, lookup: Lookup, runtime: str = 
         "apiVersion": PLAN_VERSION,
         "pod": {"name": pod.metadata.name, "namespace": pod.metadata.namespace, "uid": uid},
         "runtime": runtime,
+        "images": images or {},
         "restartPolicy": spec.restart_policy,
         "activeDeadlineSeconds": spec.active_deadline_seconds,
         "terminationGracePeriodSeconds": spec.termination_grace_period_seconds,

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from podline.runtime import host
+from podline.runtime.engine import Engine
 from podline.runtime.files import log_file, rfc3339
+from podline.runtime.launch import StartError
 
 BACKOFF_BASE = float(os.environ.get("PODLINE_RESTART_BACKOFF_SECONDS", "1"))
 BACKOFF_CAP = 60.0
@@ -29,12 +30,11 @@ def exit_code(returncode: int) -> int:
 
 
 class ContainerWorker(threading.Thread):
-    def __init__(self, spec: dict[str, Any], pod: dict[str, Any], policy: str, is_init: bool,
-                 volume_paths: dict[str, Path], rundir: Path, stopping: threading.Event,
-                 on_change: Callable[[], None]) -> None:
+    def __init__(self, spec: dict[str, Any], engine: Engine, policy: str, is_init: bool, rundir: Path,
+                 stopping: threading.Event, on_change: Callable[[], None]) -> None:
         super().__init__(name=f"container-{spec['name']}", daemon=True)
-        self.spec, self.pod, self.policy, self.is_init = spec, pod, policy, is_init
-        self.volume_paths, self.rundir = volume_paths, rundir
+        self.spec, self.engine, self.policy, self.is_init = spec, engine, policy, is_init
+        self.pod, self.rundir = engine.pod, rundir
         self.stopping, self.on_change = stopping, on_change
         self.process: subprocess.Popen[bytes] | None = None
         self.lock = threading.Lock()
@@ -44,7 +44,7 @@ class ContainerWorker(threading.Thread):
             "name": spec["name"], "image": spec["image"], "imageID": "", "ready": False, "started": False,
             "restartCount": 0, "state": {"waiting": {"reason": "PodInitializing" if not is_init
                                                      else "ContainerCreating"}},
-            "containerID": f"podline://{pod['uid']}/{spec['name']}",
+            "containerID": f"podline://{self.pod['uid']}/{spec['name']}",
         }
 
     # --- decisions -----------------------------------------------------------------------------
@@ -89,11 +89,12 @@ class ContainerWorker(threading.Thread):
                 with self.lock:
                     if self.stopping.is_set():
                         return self._terminated(137, "Error", "pod stopped before start", begin)
-                    self.process = host.spawn(self.spec, self.pod, self.volume_paths, self.rundir, log)
+                    self.process = self.engine.spawn(self.spec, log)
+                    self.status["imageID"] = self.engine.image_id(self.spec)
                     self.status["state"] = {"running": {"startedAt": begin}}
                     self.status["started"] = True
                     self.status["ready"] = not self.is_init
-            except host.StartError as exc:
+            except StartError as exc:
                 log.write(f"podline: cannot start container: {exc}\n".encode())
                 return self._terminated(128, "StartError", str(exc), begin)
             self.on_change()

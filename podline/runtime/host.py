@@ -9,18 +9,13 @@ from other pieces are not rewritten; use a real runtime (bwrap, apptainer) when 
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+
+from podline.runtime.launch import Launch, Request, StartError, command_line, env_key, slurm_env, under
 
 HOST_ENV_PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "TMPDIR")
-
-
-class StartError(Exception):
-    """The container could not be started (kubelet reports StartError, exit code 128)."""
 
 
 @dataclass
@@ -43,53 +38,33 @@ class PathMapper:
         return self._pattern.sub(lambda m: self._lookup[m.group(1)], text)
 
 
-def container_argv(container: dict[str, Any]) -> list[str]:
-    """Without an image there is no ENTRYPOINT/CMD: the command is `command + args`, or `args` alone."""
-    argv = list(container["command"]) + list(container["args"])
-    if not argv:
-        raise StartError("no command given and the host runtime has no image ENTRYPOINT to fall back on")
-    return argv
-
-
-def mount_table(container: dict[str, Any], volume_paths: dict[str, Path]) -> list[tuple[str, str]]:
-    table = []
-    for mount in container["mounts"]:
-        host = volume_paths[mount["volume"]]
-        if mount.get("subPath"):
-            host = host / mount["subPath"]
-            host.mkdir(parents=True, exist_ok=True)
-        table.append((mount["mountPath"], str(host)))
-    return table
-
-
-def base_env(pod: dict[str, Any]) -> dict[str, str]:
-    """What a container inherits from its host: basics, and inside an allocation Slurm's own variables."""
-    env = {k: v for k, v in os.environ.items() if k in HOST_ENV_PASSTHROUGH or k.startswith("SLURM_")}
+def base_env(request: Request) -> dict[str, str]:
+    """What a host process inherits: basics, and inside an allocation Slurm's own variables."""
+    env = {k: v for k, v in request.host_env.items() if k in HOST_ENV_PASSTHROUGH}
+    env.update(slurm_env(request.host_env))
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    env["HOSTNAME"] = pod["name"]
+    env["HOSTNAME"] = request.pod["name"]
     return env
 
 
-def spawn(container: dict[str, Any], pod: dict[str, Any], volume_paths: dict[str, Path], rundir: Path,
-          log: IO[bytes]) -> subprocess.Popen[bytes]:
-    """Start one container process in its own process group (so it can be signalled as a whole)."""
-    table = mount_table(container, volume_paths)
-    mapper = PathMapper(table)
-    argv = [mapper.map(a) for a in container_argv(container)]
-    env = base_env(pod)
+def launch(request: Request) -> Launch:
+    """Without an image there is no ENTRYPOINT/CMD: the command is `command + args`, or `args` alone."""
+    container = request.container
+    if not container["command"] and not container["args"]:
+        raise StartError("no command given and the host runtime has no image ENTRYPOINT to fall back on")
+    table = [(m.target, str(m.source)) for m in request.mounts]
+    mapper = PathMapper(list(table))
+    argv = [mapper.map(a) for a in command_line(container, None)]
+    env = base_env(request)
     for mount in container["mounts"]:
-        key = "PODLINE_MOUNT_" + re.sub(r"[^A-Za-z0-9]", "_", mount["volume"]).upper()
-        env[key] = str(volume_paths[mount["volume"]])
+        env[env_key(mount["volume"])] = str(dict(table)[mount["mountPath"]])
     env.update({k: mapper.map(v) for k, v in container["env"].items()})
     if container.get("workingDir"):
         cwd = Path(mapper.map(container["workingDir"]))
-        if any(str(cwd).startswith(host) for _, host in table):
+        if under(str(cwd), [host for _, host in table]):
             cwd.mkdir(parents=True, exist_ok=True)
     else:
-        cwd = rundir / "cwd"
+        cwd = request.rundir / "cwd"
         cwd.mkdir(exist_ok=True)
-    try:
-        return subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, process_group=0, close_fds=True)
-    except OSError as exc:
-        raise StartError(f"{argv[0]}: {exc.strerror or exc}") from None
+    return Launch(argv, env, cwd)
+

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from podline.runtime.container import ContainerWorker, terminate_all
+from podline.runtime.engine import Engine, ImagePullFailed
 from podline.runtime.expand import container_env, expand
 from podline.runtime.files import notify_address, rfc3339, write_status
+from podline.runtime.volumes import shm_root
 from podline.runtime.workspace import Workspace
 
 BACKOFF_BASE = float(os.environ.get("PODLINE_RESTART_BACKOFF_SECONDS", "1"))
@@ -46,6 +49,9 @@ class PipelineRunner:
         self.shard_dir = Path(plan["shardDir"].replace("{shard}", str(self.shard)))  # logs/, across attempts
         self.pod = {**plan["pod"], "name": f"{plan['pod']['name']}-{self.shard}"}
         self.workspace = Workspace(plan, self.shard, self._log)
+        shm = shm_root() / f"podline-{plan['pod']['uid']}-{self.shard}.shm" if plan.get("runtime", "host") != "host" \
+            else None
+        self.engine = Engine(plan, self.pod, {"workspace": self.workspace.path}, self.shard_dir, shm)
         self.specs = {s["name"]: s for s in plan["steps"]}
         self.order = [s["name"] for s in plan["steps"]]
         self.steps = {n: {"name": n, "phase": "Pending", "attempts": 0, "generation": None,
@@ -114,9 +120,15 @@ class PipelineRunner:
     def _start(self, name: str) -> None:
         self._reload_plan()
         spec = self.specs[name]
-        worker = ContainerWorker(self._resolve(spec), self.pod, "Never", False, {"workspace": self.workspace.path},
-                                 self.shard_dir, self.stopping, self.changed.set)
         step = self.steps[name]
+        try:
+            self.engine.prepare([spec], self.stopping)  # a step updated by `apply` may name a new image
+        except ImagePullFailed as exc:
+            step.update(phase="Failed", reason=exc.reason, message=str(exc))
+            self.request_stop(exc.reason, f"step {name}: {exc}")
+            return
+        worker = ContainerWorker(self._resolve(spec), self.engine, "Never", False, self.shard_dir, self.stopping,
+                                 self.changed.set)
         step.update(phase="Running", attempts=step["attempts"] + 1, startedAt=rfc3339(),
                     generation=self.plan.get("generation"))  # restoredFrom: what a retry started from
         step.pop("finishedAt", None)
@@ -147,6 +159,8 @@ class PipelineRunner:
     # --- the loop --------------------------------------------------------------------------------------
     def run(self) -> int:
         (self.shard_dir / "logs").mkdir(parents=True, exist_ok=True)
+        if not self._prepare_images():
+            return 1
         self._resume_or_stage_in()
         self.phase = "Running"
         self.write_status()
@@ -155,6 +169,8 @@ class PipelineRunner:
             self._schedule()
         finally:
             terminate_all(list(self.running.values()), float(self.plan["terminationGracePeriodSeconds"]))
+            if self.engine.shm is not None:
+                shutil.rmtree(self.engine.shm, ignore_errors=True)
         self.status["timings"]["compute"] = round(time.monotonic() - began, 3)
         ok = len(self.done) == len(self.order) and not self.stopping.is_set()
         if ok:
@@ -166,6 +182,23 @@ class PipelineRunner:
         if ok:  # a failed shard keeps its workspace: it is the L1 checkpoint a later attempt resumes from
             self.workspace.release()
         return 0 if ok else 1
+
+    def _prepare_images(self) -> bool:
+        """Every step's image before anything runs or is staged: a bad image fails the shard at once."""
+        try:
+            if self.engine.shm is not None:
+                self.engine.shm.mkdir(parents=True, exist_ok=True, mode=0o1777)
+            self.engine.prepare(self.specs.values(), self.stopping)
+        except ImagePullFailed as exc:
+            self.phase = "Failed"
+            self.stop_reason = (exc.reason, f"step {exc.container}: {exc}")
+            self.steps[exc.container].update(phase="Failed", reason=exc.reason, message=str(exc))
+            self.write_status(finished=True)
+            return False
+        finally:
+            if self.engine.images:
+                self.status["timings"]["imagePrepare"] = round(self.engine.prepare_seconds, 3)
+        return True
 
     def _resume_or_stage_in(self) -> None:
         began = time.monotonic()

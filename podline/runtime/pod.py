@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from podline.runtime.container import ContainerWorker, terminate_all
+from podline.runtime.engine import Engine, ImagePullFailed
 from podline.runtime.expand import container_env, expand
 from podline.runtime.files import notify_address, rfc3339, write_json_atomic, write_status
 from podline.runtime.pipeline import PipelineRunner
@@ -46,6 +47,8 @@ class PodRunner:
         self.changed = threading.Event()
         self.stop_reason: tuple[str, str] | None = None
         self.volumes = Volumes(plan["volumes"], rundir, self.pod["uid"])
+        shm = self.volumes.memory_root / "_shm" if plan.get("runtime", "host") != "host" else None
+        self.engine = Engine(plan, self.pod, self.volumes.paths, rundir, shm)
         self.inits = [self._worker(c, True) for c in plan["initContainers"]]
         self.mains = [self._worker(c, False) for c in plan["containers"]]
         self.start_time = rfc3339()
@@ -61,8 +64,8 @@ class PodRunner:
                 "args": [expand(a, env) for a in spec["args"]]}
 
     def _worker(self, spec: dict[str, Any], is_init: bool) -> ContainerWorker:
-        return ContainerWorker(self._resolve(spec), self.pod, self.plan["restartPolicy"], is_init, self.volumes.paths,
-                               self.rundir, self.stopping, self.changed.set)
+        return ContainerWorker(self._resolve(spec), self.engine, self.plan["restartPolicy"], is_init, self.rundir,
+                               self.stopping, self.changed.set)
 
     # --- status ---------------------------------------------------------------------------------
     def _conditions(self) -> list[dict[str, Any]]:
@@ -91,6 +94,8 @@ class PodRunner:
             status["initContainerStatuses"] = [w.snapshot() for w in self.inits]
         if self.stop_reason:
             status["reason"], status["message"] = self.stop_reason
+        if self.engine.images:
+            status["timings"] = {"imagePrepare": round(self.engine.prepare_seconds, 3)}
         write_status(self.rundir, status, finished, self.notify_address)
 
     # --- control --------------------------------------------------------------------------------
@@ -124,16 +129,30 @@ class PodRunner:
                 terminate_all(workers, float(self.plan["terminationGracePeriodSeconds"]))
             self.write_status()
 
+    def _fail_early(self, reason: str, message: str) -> int:
+        """Nothing could start (a volume or an image): the pod fails with the reason, no container ran."""
+        self.stop_reason = (reason, message)
+        self.phase = "Failed"
+        self.write_status(finished=True)
+        return 1
+
     def run(self) -> int:
         (self.rundir / "logs").mkdir(exist_ok=True)
         deadline = self._deadline()
         try:
             self.volumes.prepare()
+            if self.engine.shm is not None:
+                self.engine.shm.mkdir(parents=True, exist_ok=True, mode=0o1777)
         except (OSError, VolumeError) as exc:
-            self.stop_reason = ("FailedMount", str(exc))
-            self.phase = "Failed"
-            self.write_status(finished=True)
-            return 1
+            return self._fail_early("FailedMount", str(exc))
+        try:
+            self.engine.prepare([w.spec for w in self.inits + self.mains], self.stopping)
+        except ImagePullFailed as exc:
+            for worker in self.inits + self.mains:
+                if worker.spec["name"] == exc.container:
+                    worker.status["state"] = {"waiting": {"reason": exc.reason, "message": str(exc)}}
+            self.volumes.release_memory()
+            return self._fail_early(exc.reason, f"container {exc.container}: {exc}")
         # No status write here: the first container's start is the first change worth a write (and a wake).
         try:
             for worker in self.inits:

@@ -8,7 +8,8 @@ from podline.cli.render import pod_status_word
 from podline.plan.ranges import compress as compress_indexes
 from podline.runtime.container import exit_code
 from podline.runtime.files import parse_rfc3339, rfc3339
-from podline.runtime.host import PathMapper, container_argv
+from podline.runtime.host import PathMapper
+from podline.runtime.launch import command_line
 from podline.store import Obj
 
 
@@ -24,8 +25,8 @@ def test_path_mapper_rewrites_only_at_path_boundaries() -> None:
 
 
 def test_container_argv_without_image_entrypoint() -> None:
-    assert container_argv({"command": ["a"], "args": ["b"]}) == ["a", "b"]
-    assert container_argv({"command": [], "args": ["b", "c"]}) == ["b", "c"]
+    assert command_line({"command": ["a"], "args": ["b"]}, None) == ["a", "b"]
+    assert command_line({"command": [], "args": ["b", "c"]}, None) == ["b", "c"]
 
 
 def test_exit_codes_of_signals() -> None:

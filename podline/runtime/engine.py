@@ -1,0 +1,105 @@
+"""The container runtime one pod attempt (or pipeline shard) uses, with its images prepared up front.
+
+The context chooses the runtime (`host`, `bwrap`, `apptainer`); the plan carries its name and where the
+node-local image cache is. Every image a pod needs is prepared (pulled, unpacked, or found in the cache)
+before any of its containers starts, so a missing image or an unreachable registry is one clear error
+and nothing has run. Network errors are retried with back-off a few times first (a registry restarting
+is not a reason to fail a job); anything else fails at once. Preparation time is reported as its own
+phase (`status.timings.imagePrepare`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from podline.images.errors import ImageError
+from podline.images.model import PreparedImage
+from podline.runtime import apptainer, bwrap, host
+from podline.runtime.launch import Launch, Request, spawn, volume_mounts
+
+RUNTIMES: dict[str, Callable[[Request], Launch]] = {"host": host.launch, "bwrap": bwrap.launch,
+                                                      "apptainer": apptainer.launch}
+PULL_RETRIES = int(os.environ.get("PODLINE_IMAGE_PULL_RETRIES", "3"))
+PULL_BACKOFF = float(os.environ.get("PODLINE_IMAGE_PULL_BACKOFF_SECONDS", "1"))
+
+
+class ImagePullFailed(Exception):
+    def __init__(self, container: str, error: ImageError) -> None:
+        super().__init__(str(error))
+        self.container, self.reason = container, error.reason
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get("TMPDIR") or "/tmp") / f"podline-images-{os.getuid()}"
+
+
+class Engine:
+    """Starts the containers of one pod attempt with the context's runtime."""
+
+    def __init__(self, plan: Mapping[str, Any], pod: Mapping[str, Any], volume_paths: Mapping[str, Path],
+                 rundir: Path, shm: Path | None) -> None:
+        self.name: str = plan.get("runtime") or "host"
+        self.launcher = RUNTIMES[self.name]
+        settings = plan.get("images") or {}
+        self.cache = Path(settings["cache"]) if settings.get("cache") else default_cache()
+        self.auth_file = Path(settings["authFile"]) if settings.get("authFile") else None
+        self.insecure: list[str] = list(settings.get("insecure", []))
+        self.pod = dict(pod)
+        self.volume_paths, self.rundir, self.shm = volume_paths, rundir, shm
+        self.images: dict[str, PreparedImage] = {}
+        self.prepare_seconds = 0.0
+
+    def _needs_preparing(self, image: str) -> bool:
+        if self.name == "host":
+            return False
+        return not (self.name == "apptainer" and apptainer.passes_through(image))
+
+    def prepare(self, containers: Iterable[Mapping[str, Any]], stopping: threading.Event) -> None:
+        """Prepare every image the containers name (an image asked `Always` by one is checked once)."""
+        wanted: dict[str, tuple[str, str]] = {}  # image -> (policy, first container naming it)
+        for c in containers:
+            if not self._needs_preparing(c["image"]) or c["image"] in self.images:
+                continue
+            policy = c.get("imagePullPolicy") or "IfNotPresent"
+            before = wanted.get(c["image"])
+            if before is None or policy == "Always":
+                wanted[c["image"]] = (policy, before[1] if before else c["name"])
+        began = time.monotonic()
+        try:
+            for image, (policy, container) in wanted.items():
+                self.images[image] = self._prepare_one(image, policy, container, stopping)
+        finally:
+            self.prepare_seconds += time.monotonic() - began
+
+    def _prepare_one(self, image: str, policy: str, container: str, stopping: threading.Event) -> PreparedImage:
+        from podline.images import prepare  # the HTTP client and unpacker load only when an image is needed
+
+        delay = PULL_BACKOFF
+        for attempt in range(PULL_RETRIES + 1):
+            try:
+                return prepare(image, policy, self.cache, auth_file=self.auth_file, insecure=self.insecure)
+            except ImageError as exc:
+                if not exc.transient or attempt == PULL_RETRIES or stopping.wait(delay):
+                    raise ImagePullFailed(container, exc) from None
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    def image_id(self, spec: Mapping[str, Any]) -> str:
+        prepared = self.images.get(spec["image"])
+        if prepared is None or not prepared.digest:
+            return ""
+        return f"{spec['image'].split('@')[0]}@{prepared.digest}"
+
+    def launch(self, spec: dict[str, Any]) -> Launch:
+        request = Request(spec, self.pod, volume_mounts(spec, self.volume_paths), self.rundir,
+                          self.images.get(spec["image"]), self.shm)
+        return self.launcher(request)
+
+    def spawn(self, spec: dict[str, Any], log: IO[bytes]) -> subprocess.Popen[bytes]:
+        return spawn(self.launch(spec), log)

@@ -1,0 +1,125 @@
+"""What every container runtime shares, and the one place a container process is started.
+
+A runtime (`host`, `bwrap`, `apptainer`) is a pure function from a `Request` (the resolved container,
+its mounts, its prepared image) to a `Launch`: the exact argv, environment and working directory of the
+host process. Keeping that pure lets the argv be pinned by unit tests even where the runtime binary is
+not installed (Apptainer here). Starting the process is common to all: its own process group, so the
+pod runner can signal the container and everything it started as one.
+
+Kubernetes' rule for command/args over the image's ENTRYPOINT/CMD lives here too, so every runtime
+applies it the same way (HPK users lost ENTRYPOINT semantics under Singularity; ours keep them).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from podline.images.model import ImageConfig, PreparedImage
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class StartError(Exception):
+    """The container could not be started (kubelet reports StartError, exit code 128)."""
+
+
+@dataclass(frozen=True)
+class Mount:
+    target: str        # path inside the container
+    source: Path       # directory (or file) on the host
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Request:
+    container: dict[str, Any]          # resolved: env final, $(VAR) expanded
+    pod: dict[str, Any]                # name, namespace, uid
+    mounts: tuple[Mount, ...]
+    rundir: Path
+    image: PreparedImage | None = None
+    shm: Path | None = None            # the pod's shared /dev/shm, when the runtime isolates /dev
+    host_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+@dataclass(frozen=True)
+class Launch:
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+
+
+def command_line(container: Mapping[str, Any], config: ImageConfig | None) -> list[str]:
+    """Kubernetes' table: command replaces ENTRYPOINT and drops CMD; args alone replace CMD."""
+    command, args = list(container["command"]), list(container["args"])
+    entrypoint = list(config.entrypoint) if config else []
+    cmd = list(config.cmd) if config else []
+    if command:
+        argv = command + args
+    elif args:
+        argv = entrypoint + args
+    else:
+        argv = entrypoint + cmd
+    if not argv:
+        raise StartError("no command specified: the container has no command/args and its image no "
+                         "ENTRYPOINT/CMD")
+    return argv
+
+
+def image_env(config: ImageConfig | None) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in config.env if config else ():
+        key, _, value = item.partition("=")
+        if key:
+            env[key] = value
+    return env
+
+
+def slurm_env(host_env: Mapping[str, str]) -> dict[str, str]:
+    """Inside an allocation a container still sees Slurm's own variables (MPI launchers need them)."""
+    return {k: v for k, v in host_env.items() if k.startswith("SLURM_")}
+
+
+def container_environment(request: Request) -> dict[str, str]:
+    """What a contained process starts with: image ENV, then HOSTNAME and Slurm's, then the manifest's."""
+    env = image_env(request.image.config if request.image else None)
+    env.setdefault("PATH", DEFAULT_PATH)
+    env["HOSTNAME"] = request.pod["name"]
+    env.update(slurm_env(request.host_env))
+    env.update(request.container["env"])
+    return env
+
+
+def volume_mounts(container: Mapping[str, Any], volume_paths: Mapping[str, Path]) -> tuple[Mount, ...]:
+    """The container's volumeMounts as host sources (a subPath is created inside its volume)."""
+    mounts = []
+    for mount in container["mounts"]:
+        source = volume_paths[mount["volume"]]
+        if mount.get("subPath"):
+            source = source / mount["subPath"]
+            source.mkdir(parents=True, exist_ok=True)
+        mounts.append(Mount(mount["mountPath"], source, bool(mount.get("readOnly"))))
+    return tuple(mounts)
+
+
+def env_key(volume: str) -> str:
+    return "PODLINE_MOUNT_" + re.sub(r"[^A-Za-z0-9]", "_", volume).upper()
+
+
+def under(path: str, roots: Iterable[str]) -> bool:
+    """Is `path` one of `roots` or inside one of them (component-wise, not by string prefix)?"""
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def spawn(launch: Launch, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """Start one container process in its own process group (so it can be signalled as a whole)."""
+    try:
+        return subprocess.Popen(launch.argv, env=launch.env, cwd=launch.cwd, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, process_group=0, close_fds=True)
+    except OSError as exc:
+        raise StartError(f"{launch.argv[0]}: {exc.strerror or exc}") from None
