@@ -1,0 +1,157 @@
+"""Read images stored on disk: OCI image layout directories, oci-archive and docker-archive tarballs.
+
+They are resolved to the same `Manifest` a registry gives, so the cache and the unpacker do not care
+where an image came from. A `docker save` archive has no manifest of its own; we synthesise a Docker v2
+manifest from its manifest.json (config digest + layer diff IDs, which for its uncompressed layers are the
+layer digests) and key the cache by that, so the same archive always maps to the same cache entry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import ImageError
+from .manifest import (
+    DOCKER_CONFIG,
+    DOCKER_MANIFEST,
+    REF_NAME,
+    Blob,
+    Manifest,
+    check_digest,
+    image_manifest,
+    is_index,
+    load,
+    pick_platform,
+    sha256_of,
+)
+from .reference import Reference
+
+
+class LocalImage:
+    """An image in an OCI layout, an oci-archive or a docker-archive; `close()` when done."""
+
+    def __init__(self, ref: Reference, text: str) -> None:
+        self.ref, self.what = ref, text
+        self._tar: tarfile.TarFile | None = None
+        self._members: dict[str, tarfile.TarInfo] = {}
+        self._docker_layers: dict[str, str] = {}  # synthesized layer digest -> member name
+        path = Path(ref.path)
+        if ref.transport == "oci":
+            if not (path / "index.json").is_file():
+                raise ImageError(f"{text}: not an OCI image layout (no {path}/index.json)")
+        else:
+            if not path.is_file():
+                raise ImageError(f"{text}: no such archive file {path}")
+            try:
+                self._tar = tarfile.open(path, "r:*")
+                self._members = {m.name.removeprefix("./"): m for m in self._tar.getmembers() if m.isfile()}
+            except (tarfile.TarError, OSError) as exc:
+                raise ImageError(f"{text}: cannot read the archive: {exc}") from None
+
+    def close(self) -> None:
+        if self._tar is not None:
+            self._tar.close()
+
+    # --- files of the layout ------------------------------------------------------------------------
+    def _read(self, name: str) -> bytes:
+        with self._open(name) as f:
+            return f.read()
+
+    def _open(self, name: str) -> BinaryIO:
+        if self._tar is None:
+            try:
+                return open(os.path.join(self.ref.path, name), "rb")  # noqa: SIM115 - caller closes
+            except OSError as exc:
+                raise ImageError(f"{self.what}: cannot read {name}: {exc.strerror}") from None
+        member = self._members.get(name)
+        extracted = self._tar.extractfile(member) if member is not None else None
+        if extracted is None:
+            raise ImageError(f"{self.what}: the archive has no {name}")
+        return extracted  # type: ignore[return-value]
+
+    def _has(self, name: str) -> bool:
+        if self._tar is None:
+            return os.path.isfile(os.path.join(self.ref.path, name))
+        return name in self._members
+
+    @staticmethod
+    def _blob_name(digest: str) -> str:
+        algorithm, _, hexpart = digest.partition(":")
+        return f"blobs/{algorithm}/{hexpart}"
+
+    def open_blob(self, blob: Blob) -> BinaryIO:
+        """The blob's bytes as stored (layers compressed or not); the caller verifies the digest."""
+        if blob.digest in self._docker_layers:
+            return self._open(self._docker_layers[blob.digest])
+        return self._open(self._blob_name(blob.digest))
+
+    def read_blob(self, blob: Blob) -> bytes:
+        with self.open_blob(blob) as f:
+            data = f.read()
+        check_digest(data, blob.digest, self.what)
+        return data
+
+    # --- resolving --------------------------------------------------------------------------------
+    def resolve(self) -> Manifest:
+        if self.ref.transport == "docker-archive" and not self._has("index.json"):
+            return self._docker_manifest()
+        index = load(self._read("index.json"), self.what)
+        entries = [e for e in index.get("manifests") or [] if isinstance(e, dict)]
+        tag = self.ref.tag
+        if tag:
+            chosen = [e for e in entries if (e.get("annotations") or {}).get(REF_NAME) == tag]
+            if not chosen:
+                raise ImageError(f"{self.what}: no image tagged {tag!r} in the layout")
+        else:
+            chosen = entries
+            if len(chosen) != 1:
+                tags = sorted({(e.get("annotations") or {}).get(REF_NAME, "?") for e in entries})
+                raise ImageError(f"{self.what}: the layout holds {len(chosen)} images; name one with :TAG ({tags})")
+        entry = chosen[-1]
+        top = Blob(str(entry.get("digest", "")), str(entry.get("mediaType", "")), int(entry.get("size", -1)))
+        data = self.read_blob(top)
+        doc = load(data, self.what)
+        if is_index(doc, top.media_type, self.what):
+            chosen_blob = pick_platform(doc, self.what)
+            return image_manifest(self.read_blob(chosen_blob), chosen_blob.digest, top.digest, self.what)
+        return image_manifest(data, top.digest, top.digest, self.what)
+
+    def _docker_manifest(self) -> Manifest:
+        try:
+            entries = json.loads(self._read("manifest.json"))
+        except ValueError as exc:
+            raise ImageError(f"{self.what}: manifest.json is not JSON: {exc}") from None
+        if not isinstance(entries, list) or len(entries) != 1 or not isinstance(entries[0], dict):
+            count = len(entries) if isinstance(entries, list) else "no"
+            raise ImageError(f"{self.what}: expected one image in manifest.json, found {count}")
+        entry = entries[0]
+        config_bytes = self._read(str(entry.get("Config", "")))
+        config_doc = load(config_bytes, self.what)
+        diff_ids = (config_doc.get("rootfs") or {}).get("diff_ids") or []
+        layer_names = entry.get("Layers") or []
+        if len(diff_ids) != len(layer_names):
+            raise ImageError(f"{self.what}: {len(layer_names)} layers but {len(diff_ids)} diff_ids in the config")
+        config_digest = sha256_of(config_bytes)
+        self._docker_layers[config_digest] = str(entry["Config"])
+        layers = []
+        for digest, name in zip(diff_ids, layer_names, strict=True):
+            member = self._members.get(str(name).removeprefix("./"))
+            if member is None:
+                raise ImageError(f"{self.what}: the archive has no {name}")
+            self._docker_layers[str(digest)] = member.name.removeprefix("./")
+            layers.append({"mediaType": "application/vnd.docker.image.rootfs.diff.tar", "digest": digest,
+                           "size": member.size})
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": {"mediaType": DOCKER_CONFIG, "digest": config_digest, "size": len(config_bytes)},
+            "layers": layers,
+        }
+        raw = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+        digest = sha256_of(raw)
+        return image_manifest(raw, digest, digest, self.what)
+
