@@ -136,7 +136,7 @@ class LayerApplier:
             target = self._clean(member.linkname, "hardlink target")
             kind = self.kinds.get(target)
             if kind is None or kind == _DIR:
-                problem = "no such file in the image"
+                problem = "not a file in the image"
                 raise self._error(f"refusing hardlink {member.name!r} -> {member.linkname!r}: {problem}")
             os.link(self._full(target), full, follow_symlinks=False)
             self._add(path, kind)
@@ -215,7 +215,7 @@ class LayerApplier:
 
     def _whiteout(self, parent: str, name: str) -> None:
         if not name or name in (".", "..") or "/" in name:
-            raise self._error(f"refusing whiteout {WHITEOUT}{name!r} in {parent or '/'!r}")
+            raise self._error(f"refusing whiteout {WHITEOUT + name!r} in {parent or '/'!r}")
         path = f"{parent}/{name}" if parent else name
         if self.kinds.get(parent) == _DIR and path in self.kinds and path not in self._layer_paths:
             self._remove(path)
