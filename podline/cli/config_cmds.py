@@ -32,18 +32,23 @@ def config() -> None:
 @click.option("--scratch-dir")
 @click.option("--runtime", type=click.Choice(["host", "bwrap", "apptainer"]))
 @click.option("--time-limit")
+@click.option("--image-cache", help="node-local directory of unpacked images (default: <scratch-dir>/images)")
+@click.option("--registry-auth-file", help="registry credentials, containers-auth.json / docker config.json format")
+@click.option("--insecure-registry", "insecure_registries", multiple=True,
+              help="host[:port] spoken to over plain HTTP (loopback always is); repeatable")
 @pass_state
-def set_context(state: State, name: str, **fields: str | None) -> None:
+def set_context(state: State, name: str, **fields: str | tuple[str, ...] | None) -> None:
     """Create or update context NAME (only the given fields change)."""
     cfg = read(state)
     current = cfg.contexts.get(name, Context()).model_dump()
-    current.update({k: v for k, v in fields.items() if v is not None})
+    current.update({k: list(v) if isinstance(v, tuple) else v for k, v in fields.items() if v not in (None, ())})
     try:
         cfg.contexts[name] = Context.model_validate(current)
         Config.model_validate(cfg.model_dump())
     except ValidationError as exc:
         first = exc.errors()[0]
-        flag = "--" + format_path(first["loc"]).replace("_", "-")
+        flag = "--" + format_path(first["loc"][:1]).replace("_", "-")
+        flag = {"--insecure-registries": "--insecure-registry"}.get(flag, flag)
         fail(f"context {name}: {flag}: {first['msg'].removeprefix('Value error, ')}", 2)
     save_config(state.home, cfg)
     click.echo(f'Context "{name}" set.')

@@ -91,10 +91,15 @@ class Engine:
         raise AssertionError("unreachable")
 
     def image_id(self, spec: Mapping[str, Any]) -> str:
+        """As kubelet reports it: the image's name without tag, at the digest that ran."""
+        from podline.images import parse_reference
+
         prepared = self.images.get(spec["image"])
         if prepared is None or not prepared.digest:
             return ""
-        return f"{spec['image'].split('@')[0]}@{prepared.digest}"
+        ref = parse_reference(spec["image"])
+        name = ref.name if ref.transport == "docker" else f"{ref.transport}:{ref.path}"
+        return f"{name}@{prepared.digest}"
 
     def launch(self, spec: dict[str, Any]) -> Launch:
         request = Request(spec, self.pod, volume_mounts(spec, self.volume_paths), self.rundir,

@@ -1,0 +1,159 @@
+"""Pods and pipelines in real bubblewrap containers on the local backend, images from offline OCI layouts.
+
+The image is Debian's busybox-static in an OCI layout built by `tests.imagebuild`; the context's runtime
+is `bwrap`, so every container sees the image as `/`, its own PID namespace, and only what is mounted.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli
+from tests.imagebuild import Layer, busybox_image
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None or subprocess.run(
+    ["bwrap", "--ro-bind", "/", "/", "true"], capture_output=True).returncode != 0,
+    reason="bubblewrap is not installed or cannot create namespaces here (apt-get install bubblewrap)")
+
+EXTRA_APPLETS = ("hostname", "ps", "grep", "kill", "stat", "cut", "head")
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("images") / "layout"
+    extra = Layer()
+    for applet in EXTRA_APPLETS:
+        extra.symlink(f"bin/{applet}", "/bin/busybox")
+    busybox_image(root, tag="sh", extra=[extra])
+    busybox_image(root, tag="entry", entrypoint=["echo", "E"], cmd=["C"], working_dir="/srv/app",
+                  env=["PATH=/bin", "FROM_IMAGE=yes", "OVERRIDE=image"], extra=[extra])
+    return root
+
+
+@pytest.fixture
+def bwrap_cli(cli: Cli) -> Cli:
+    cli("config", "set-context", "local", "--runtime", "bwrap")
+    return cli
+
+
+def pod(name: str, body: str) -> str:
+    return f"apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: Never\n{body}"
+
+
+def test_entrypoint_cmd_and_args_follow_kubernetes(bwrap_cli: Cli, layout: Path) -> None:
+    image = f"oci:{layout}:entry"
+    bwrap_cli.apply(pod("table", f"""
+  containers:
+  - {{name: both-from-image, image: "{image}"}}
+  - {{name: args-only, image: "{image}", args: [A1, A2]}}
+  - {{name: command-only, image: "{image}", command: [echo, K]}}
+  - {{name: command-args, image: "{image}", command: [echo], args: [K, A]}}
+  - {{name: env-and-dir, image: "{image}", command: [sh, -c, 'echo $FROM_IMAGE $OVERRIDE $(pwd)'],
+     env: [{{name: OVERRIDE, value: manifest}}]}}
+"""))
+    assert bwrap_cli.wait("pod/table", "phase=Succeeded").returncode == 0
+    logs = {c: bwrap_cli("logs", "table", "-c", c).stdout for c in
+            ("both-from-image", "args-only", "command-only", "command-args", "env-and-dir")}
+    assert logs == {"both-from-image": "E C\n", "args-only": "E A1 A2\n", "command-only": "K\n",
+                    "command-args": "K A\n", "env-and-dir": "yes manifest /srv/app\n"}
+    statuses = bwrap_cli.json("pod", "table")["status"]["containerStatuses"]
+    assert all(s["imageID"].startswith(f"oci:{layout}@sha256:") for s in statuses)
+
+
+def test_two_containers_share_an_emptydir_and_dev_shm(bwrap_cli: Cli, layout: Path) -> None:
+    image = f"oci:{layout}:sh"
+    bwrap_cli.apply(pod("share", f"""
+  volumes: [{{name: data, emptyDir: {{}}}}]
+  containers:
+  - name: writer
+    image: "{image}"
+    command: [sh, -c, 'echo via-shm > /dev/shm/token; echo via-volume > /data/file;
+                       while [ ! -e /data/done ]; do sleep 0.05; done; echo writer saw done']
+    volumeMounts: [{{name: data, mountPath: /data}}]
+  - name: reader
+    image: "{image}"
+    command: [sh, -c, 'while [ ! -e /dev/shm/token ] || [ ! -e /data/file ]; do sleep 0.05; done;
+                       cat /dev/shm/token /data/file; touch /data/done']
+    volumeMounts: [{{name: data, mountPath: /data}}]
+"""))
+    assert bwrap_cli.wait("pod/share", "phase=Succeeded").returncode == 0
+    assert bwrap_cli("logs", "share", "-c", "reader").stdout == "via-shm\nvia-volume\n"
+    assert bwrap_cli("logs", "share", "-c", "writer").stdout == "writer saw done\n"
+
+
+def test_a_container_sees_only_its_image_and_its_mounts(bwrap_cli: Cli, layout: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "host-secret"
+    secret.write_text("do not read")
+    bwrap_cli.apply(pod("jail", f"""
+  containers:
+  - name: main
+    image: "oci:{layout}:sh"
+    command: [sh, -c, 'ls /; cat {secret} 2>/dev/null || echo no-secret; ls /work /root 2>&1 | head -2 >/dev/null;
+                       test -e {tmp_path} && echo host-tmp-visible; echo $$$$ pid; hostname;
+                       ps -o pid= | wc -l; touch /bin/x 2>/dev/null || echo read-only-image;
+                       touch /tmp/ok && echo tmp-writable']
+"""))
+    assert bwrap_cli.wait("pod/jail", "phase=Succeeded").returncode == 0
+    out = bwrap_cli("logs", "jail").stdout.splitlines()
+    assert out[:out.index("no-secret")] == ["bin", "dev", "etc", "proc", "sys", "tmp"]
+    assert "host-tmp-visible" not in out
+    rest = out[out.index("no-secret") + 1:]
+    assert rest[0] == "2 pid"  # own PID namespace: bwrap's init is 1, the shell 2
+    assert rest[1] == "jail"
+    assert rest[3:] == ["read-only-image", "tmp-writable"]
+
+
+def test_exit_codes_signals_and_a_missing_executable(bwrap_cli: Cli, layout: Path) -> None:
+    image = f"oci:{layout}:sh"
+    bwrap_cli.apply(pod("codes", f"""
+  containers:
+  - {{name: three, image: "{image}", command: [sh, -c, "exit 3"]}}
+  - {{name: killed, image: "{image}", command: [sh, -c, "kill -9 $$$$"]}}
+  - {{name: missing, image: "{image}", command: [no-such-tool]}}
+"""))
+    assert bwrap_cli.wait("pod/codes", "phase=Failed").returncode == 0
+    states = {c["name"]: c["state"]["terminated"] for c in
+              bwrap_cli.json("pod", "codes")["status"]["containerStatuses"]}
+    assert states["three"]["exitCode"] == 3 and states["killed"]["exitCode"] == 137
+    assert states["missing"]["exitCode"] == 128 and states["missing"]["reason"] == "StartError"
+    assert 'executable file not found in $PATH' in states["missing"]["message"]
+
+
+def test_a_missing_image_fails_the_pod_before_anything_runs(bwrap_cli: Cli, layout: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    bwrap_cli.apply(pod("noimage", f"""
+  volumes: [{{name: out, hostPath: {{path: {tmp_path}}}}}]
+  initContainers:
+  - {{name: first, image: "oci:{layout}:sh", command: [touch, /out/ran],
+     volumeMounts: [{{name: out, mountPath: /out}}]}}
+  containers:
+  - {{name: main, image: "oci:{layout}:no-such-tag", command: ["true"]}}
+"""))
+    assert bwrap_cli.wait("pod/noimage", "phase=Failed").returncode == 0
+    status = bwrap_cli.json("pod", "noimage")["status"]
+    assert status["reason"] == "ErrImagePull" and "no-such-tag" in status["message"]
+    assert status["containerStatuses"][0]["state"]["waiting"]["reason"] == "ErrImagePull"
+    assert not marker.exists()  # the init container, whose image was fine, never ran
+
+
+def test_pipeline_steps_run_in_containers_over_the_workspace(bwrap_cli: Cli, layout: Path) -> None:
+    image = f"oci:{layout}:sh"
+    bwrap_cli.apply(f"""
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {{name: boxed}}
+spec:
+  steps:
+  - {{name: make, image: "{image}", command: [sh, -c, 'echo $PODLINE_WORKSPACE > data; hostname >> data']}}
+  - {{name: use, image: "{image}", dependsOn: [make], command: [sh, -c, 'cat /workspace/data; pwd; ls /']}}
+""")
+    assert bwrap_cli.wait("pipeline/boxed", "phase=Succeeded").returncode == 0
+    out = bwrap_cli("logs", "pipeline/boxed", "-c", "use").stdout.splitlines()
+    assert out[:3] == ["/workspace", "boxed-0", "/workspace"]
+    assert "workspace" in out[3:] and "home" not in out[3:]
+    status = bwrap_cli.json("pipeline", "boxed")["status"]
+    assert status["phase"] == "Succeeded"
