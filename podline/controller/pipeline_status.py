@@ -13,7 +13,7 @@ from podline.controller.context import Ctx
 from podline.runtime.files import parse_rfc3339, rfc3339
 from podline.store import Obj
 
-TIMING_KEYS = ("queue", "stageIn", "compute", "checkpoint", "stageOut", "restore")
+TIMING_KEYS = ("queue", "imagePrepare", "stageIn", "compute", "checkpoint", "stageOut", "restore")
 
 
 def merge_attempt(rec: dict[str, Any], status: dict[str, Any], launched_at: float | None) -> None:
@@ -31,7 +31,7 @@ def merge_attempt(rec: dict[str, Any], status: dict[str, Any], launched_at: floa
         else:
             steps[name] = {**step, "attempts": base.get(name, 0) + step.get("attempts", 0)}
     rec["phase"] = status.get("phase", rec.get("phase"))
-    for key in ("restoredFrom", "timings", "checkpoints", "stageInBytes", "stageOutBytes"):
+    for key in ("restoredFrom", "timings", "checkpoints", "stageInBytes", "stageOutBytes", "images"):
         if key in status:
             rec[key] = status[key]
     if status.get("reason"):
@@ -47,7 +47,7 @@ def merge_attempt(rec: dict[str, Any], status: dict[str, Any], launched_at: floa
 def _shard_view(index: str, rec: dict[str, Any]) -> dict[str, Any]:
     view: dict[str, Any] = {"index": int(index), "phase": rec.get("phase", "Pending"),
                             "attempts": rec.get("attempts", 0), "failures": rec.get("failures", 0)}
-    for key in ("node", "restoredFrom", "reason", "message", "checkpoints"):
+    for key in ("node", "restoredFrom", "reason", "message", "checkpoints", "images"):
         if rec.get(key):
             view[key] = rec[key]
     job = rec.get("backend", {}).get("slurmJobId")
@@ -73,7 +73,7 @@ def summarize(ctx: Ctx, obj: Obj) -> None:
         phase = "Running"
     else:
         phase = "Pending"
-    timings: dict[str, float] = {"queue": 0.0, "image": 0.0}
+    timings: dict[str, float] = {"queue": 0.0, "imagePrepare": 0.0}
     for _, rec in ordered:
         for key in TIMING_KEYS:
             timings[key] = max(timings.get(key, 0.0), rec.get("timings", {}).get(key, 0.0))

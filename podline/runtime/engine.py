@@ -90,6 +90,11 @@ class Engine:
                 delay *= 2
         raise AssertionError("unreachable")
 
+    def report(self) -> list[dict[str, Any]]:
+        """Per image: digest, whether this attempt fetched it (False: the node's cache had it), seconds."""
+        return [{"image": ref, "digest": p.digest, "pulled": p.pulled, "seconds": round(p.seconds, 3)}
+                for ref, p in self.images.items()]
+
     def image_id(self, spec: Mapping[str, Any]) -> str:
         """As kubelet reports it: the image's name without tag, at the digest that ran."""
         from podline.images import parse_reference

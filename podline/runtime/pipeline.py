@@ -76,6 +76,8 @@ class PipelineRunner:
     def write_status(self, finished: bool = False) -> None:
         self.status.update(phase=self.phase, steps=[dict(self.steps[n]) for n in self.order],
                            checkpoints=dict(self.workspace.saved))
+        if self.engine.images:
+            self.status["images"] = self.engine.report()
         if self.stop_reason:
             self.status["reason"], self.status["message"] = self.stop_reason
         write_status(self.rundir, self.status, finished, self.notify_address)

@@ -96,6 +96,7 @@ class PodRunner:
             status["reason"], status["message"] = self.stop_reason
         if self.engine.images:
             status["timings"] = {"imagePrepare": round(self.engine.prepare_seconds, 3)}
+            status["images"] = self.engine.report()
         write_status(self.rundir, status, finished, self.notify_address)
 
     # --- control --------------------------------------------------------------------------------

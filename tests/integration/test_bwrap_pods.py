@@ -36,6 +36,7 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def bwrap_cli(cli: Cli) -> Cli:
+    cli.env["PODLINE_IMAGE_PULL_BACKOFF_SECONDS"] = "0.05"
     cli("config", "set-context", "local", "--runtime", "bwrap")
     return cli
 
@@ -157,3 +158,34 @@ spec:
     assert "workspace" in out[3:] and "home" not in out[3:]
     status = bwrap_cli.json("pipeline", "boxed")["status"]
     assert status["phase"] == "Succeeded"
+
+
+def test_pods_pull_from_a_real_registry_by_tag_and_digest_then_run_from_the_cache(
+        bwrap_cli: Cli, layout: Path, tmp_path: Path) -> None:
+    from tests.integration.test_registry import Registry, push
+
+    registry = Registry(tmp_path / "registry")
+    try:
+        repo = f"{registry.addr}/podline/busybox"
+        push(layout, "entry", f"{repo}:1")
+        bwrap_cli.apply(pod("by-tag", f"  containers:\n  - {{name: main, image: '{repo}:1'}}\n"))
+        assert bwrap_cli.wait("pod/by-tag", "phase=Succeeded").returncode == 0
+        status = bwrap_cli.json("pod", "by-tag")["status"]
+        digest = status["images"][0]["digest"]
+        assert status["images"][0]["pulled"] is True and status["timings"]["imagePrepare"] > 0
+        assert status["containerStatuses"][0]["imageID"] == f"{repo}@{digest}"
+        assert bwrap_cli("logs", "by-tag").stdout == "E C\n"
+        bwrap_cli.apply(pod("by-digest", f"  containers:\n  - {{name: main, image: '{repo}@{digest}', args: [D]}}\n"))
+        assert bwrap_cli.wait("pod/by-digest", "phase=Succeeded").returncode == 0
+        assert bwrap_cli.json("pod", "by-digest")["status"]["images"][0]["pulled"] is False  # same digest: cached
+    finally:
+        registry.stop()
+    # The registry is gone: IfNotPresent runs from the node's cache; Always must ask the registry, and fails.
+    bwrap_cli.apply(pod("cached", f"  containers:\n  - {{name: main, image: '{repo}:1', args: [again]}}\n"))
+    assert bwrap_cli.wait("pod/cached", "phase=Succeeded").returncode == 0
+    assert bwrap_cli("logs", "cached").stdout == "E again\n"
+    bwrap_cli.apply(pod("always", f"  containers:\n  - {{name: main, image: '{repo}:1', imagePullPolicy: Always}}\n"))
+    assert bwrap_cli.wait("pod/always", "phase=Failed").returncode == 0
+    status = bwrap_cli.json("pod", "always")["status"]
+    assert status["reason"] == "ErrImagePull" and "unreachable" in status["message"]
+    assert "startedAt" not in str(status["containerStatuses"])

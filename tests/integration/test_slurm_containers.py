@@ -1,0 +1,68 @@
+"""Containers inside real Slurm allocations: pipeline steps in bubblewrap, the image pulled from a real
+registry once per node however many array tasks need it."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli
+from tests.imagebuild import Layer, busybox_image
+from tests.integration.test_registry import Registry, push
+from tests.integration.test_slurm_pods import REASON, cancel_leftovers
+
+pytestmark = [pytest.mark.skipif(REASON is not None, reason=REASON or ""),
+              pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")]
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[str]:
+    layout = tmp_path / "layout"
+    busybox_image(layout, tag="step", extra=[Layer().file("etc/made-by", b"podline test image\n")])
+    private = Registry(tmp_path / "registry")
+    push(layout, "step", f"{private.addr}/podline/steps:1")
+    yield f"{private.addr}/podline/steps:1"
+    private.stop()
+
+
+@pytest.fixture
+def hpc_bwrap(cli: Cli, tmp_path: Path) -> Iterator[Cli]:
+    shared, scratch = tmp_path / "shared", tmp_path / "scratch"
+    shared.mkdir()
+    cli("config", "set-context", "hpc", "--backend", "slurm", "--partition", "debug", "--shared-dir", str(shared),
+        "--scratch-dir", str(scratch), "--runtime", "bwrap")
+    cli("config", "use-context", "hpc")
+    yield cli
+    cancel_leftovers(shared)
+
+
+def test_pipeline_steps_run_in_containers_on_slurm_with_one_pull_per_node(hpc_bwrap: Cli, registry: str,
+                                                                           tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    hpc_bwrap.apply(f"""
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {{name: boxed}}
+spec:
+  shards: 3
+  outputs: [{{path: result, destination: {out}}}]
+  steps:
+  - name: make
+    image: "{registry}"
+    command: [sh, -c, 'cat /etc/made-by > data; echo "task $SLURM_ARRAY_TASK_ID" >> data']
+  - name: finish
+    image: "{registry}"
+    dependsOn: [make]
+    command: [sh, -c, 'mkdir -p result && cat data > result/who && ls / > result/root']
+""")
+    assert hpc_bwrap.wait("pipeline/boxed", "phase=Succeeded", timeout=180).returncode == 0
+    for i in range(3):
+        assert (out / str(i) / "who").read_text() == f"podline test image\ntask {i}\n"
+        assert "workspace" in (out / str(i) / "root").read_text().split()  # the image's root, not the host's
+    shards = hpc_bwrap.json("pipeline", "boxed")["status"]["shards"]
+    pulled = [s["images"][0]["pulled"] for s in shards]
+    assert sorted(pulled) == [False, False, True], f"one pull for the node, the other tasks use its cache: {shards}"
+    assert len({s["jobId"].split("_")[0] for s in shards}) == 1
