@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -88,3 +90,32 @@ def test_rendered_script_runs_exactly_the_intended_argv(args: list[str], value: 
         got_args, got_value = json.loads((rundir / "cwd" / "probe.json").read_text())
     assert got_value == expand(value, {})
     assert got_args == [expand(a, {"V": got_value}) for a in args]
+
+
+BWRAP_PROBE = ("import json, os, sys; json.dump([sys.argv[1:], os.environ['VALUE']], open('/out/probe.json', 'w'))")
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed (apt-get install bubblewrap)")
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(args=st.lists(st.one_of(SHELLY, ANY), max_size=4), value=st.one_of(SHELLY, ANY))
+def test_args_and_env_arrive_verbatim_inside_a_bwrap_container(args: list[str], value: str) -> None:
+    """The same through the bwrap runtime; the image is this machine's own root (`dir:/`, read-only), so the
+    probe can be this interpreter."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rundir, out = Path(tmp) / "run", Path(tmp) / "out"
+        rundir.mkdir()
+        out.mkdir()
+        manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "argv"},
+                    "spec": {"restartPolicy": "Never", "volumes": [{"name": "out", "hostPath": {"path": str(out)}}],
+                             "containers": [{
+                                 "name": "c", "image": "dir:/", "command": [sys.executable, "-c", BWRAP_PROBE],
+                                 "args": args, "env": [{"name": "VALUE", "value": value}],
+                                 "volumeMounts": [{"name": "out", "mountPath": "/out"}]}]}}
+        plan = plan_pod(manifest, "uid", lambda *a: None, runtime="bwrap", images={"cache": str(Path(tmp) / "c")})
+        write_json_atomic(rundir / "plan.json", plan)
+        subprocess.run([sys.executable, "-m", "podline.runtime.pod", str(rundir)], check=True, timeout=60)
+        assert (out / "probe.json").exists(), (rundir / "logs" / "c.log").read_text()
+        got_args, got_value = json.loads((out / "probe.json").read_text())
+    env_value = expand(value, {})
+    assert got_value == env_value
+    assert got_args == [expand(a, {"VALUE": env_value}) for a in args]
