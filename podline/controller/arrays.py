@@ -42,7 +42,7 @@ def submit_arrays(ctx: Ctx, job: Obj, backend: Backend) -> None:
             _, template = pod_manifest(job, None)
             try:
                 plan = plan_pod(template, array_id, ctx.lookup, index_env="JOB_COMPLETION_INDEX",
-                                **ctx.runtime_for(job))
+                                dirs=ctx.dirs_for(job), **ctx.runtime_for(job))
             except PlanWaiting as waiting:
                 ctx.event(job, "Failed", f"Error: {waiting.message}", "Warning", once=True)
                 continue

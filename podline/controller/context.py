@@ -61,6 +61,16 @@ class Ctx:
         return {"runtime": conf.runtime,
                 "images": {"cache": cache, "authFile": auth, "insecure": list(conf.insecure_registries)}}
 
+    def dirs_for(self, obj: Obj) -> dict[str, str | None]:
+        """Shared directory (L3, logs) and node-local scratch (L2, disk workspaces) of the object's context."""
+        home = self.backends.home
+        conf = self.backends.config().contexts.get(obj.context)
+        shared = conf.shared_dir if conf and conf.shared_dir else str(home / "shared")
+        scratch = conf.scratch_dir if conf and conf.scratch_dir else None
+        if scratch is None and self.backend_for(obj).admits_locally:
+            scratch = str(home / "scratch")
+        return {"shared": shared, "scratch": scratch}
+
     def wake_at(self, when: float) -> None:
         """Ask for another pass no later than `when` (back-off timers, deadlines, TTLs)."""
         self.next_wake = when if self.next_wake is None else min(self.next_wake, when)

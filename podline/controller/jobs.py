@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
+from pathlib import Path
 from typing import Any
 
 from podline.controller.arrays import create_array, pending_indexes, remove_arrays, submit_arrays
 from podline.controller.context import TERMINAL, Ctx
 from podline.plan.ranges import compress as compress_indexes
 from podline.runtime.files import rfc3339
+from podline.runtime.volumes import shm_root
 from podline.store import Obj
 
 INDEX_KEY = "batch.kubernetes.io/job-completion-index"
@@ -74,6 +77,21 @@ def _finish(ctx: Ctx, job: Obj, kind: str, reason: str, message: str, active: li
     ctx.event(job, reason, message, "Normal" if kind == "Complete" else "Warning")
     for pod in active:
         ctx.store.mark_deleted(pod.uid)
+    if not active:
+        forget_checkpoints(ctx, job)
+
+
+def forget_checkpoints(ctx: Ctx, job: Obj) -> None:
+    """Checkpoints kept for an index's next pod (pods in pipeline form) are not needed once the Job is over.
+    Only this machine's: on Slurm, node-local copies age out with the nodes' scratch."""
+    dirs = ctx.dirs_for(job)
+    roots = [(shm_root(), f"podline-{job.uid}-*")]
+    if dirs["scratch"]:
+        roots += [(Path(dirs["scratch"]) / "checkpoints", f"{job.uid}-*"),
+                  (Path(dirs["scratch"]) / "workspaces", f"podline-{job.uid}-*")]
+    for root, pattern in roots:
+        for leftover in root.glob(pattern):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _create_pods(ctx: Ctx, job: Obj, pods: list[Obj], active: list[Obj], failures: int) -> None:
@@ -129,6 +147,7 @@ def reconcile_job(ctx: Ctx, job: Obj) -> None:
             ctx.store.mark_deleted(pod.uid)
         if not pods:
             remove_arrays(ctx, job, ctx.backend_for(job))
+            forget_checkpoints(ctx, job)
             ctx.store.remove(job.uid)
             return
         ctx.store.save(job)

@@ -35,17 +35,6 @@ RELAUNCH_AFTER = 10.0
 KILL_AFTER = 35.0
 
 
-def _dirs(ctx: Ctx, obj: Obj, backend: Backend) -> dict[str, str | None]:
-    """Shared directory (L3, logs) and node-local scratch (L2, disk workspaces) of the object's context."""
-    home = ctx.backends.home
-    conf = ctx.backends.config().contexts.get(obj.context)
-    shared = conf.shared_dir if conf and conf.shared_dir else str(home / "shared")
-    scratch = conf.scratch_dir if conf and conf.scratch_dir else None
-    if scratch is None and backend.admits_locally:
-        scratch = str(home / "scratch")
-    return {"shared": shared, "scratch": scratch}
-
-
 def _home_dir(backend: Backend, obj: Obj) -> Path:
     return backend.run_dir(obj.namespace, obj.name, obj.uid)
 
@@ -56,7 +45,7 @@ def _plan(ctx: Ctx, obj: Obj, backend: Backend) -> dict[str, Any]:
     limit = obj.manifest["spec"].get("backoffLimit", 6)
     retries = {i: max(0, limit - rec.get("failures", 0)) for i, rec in obj.internal["shards"].items()}
     return plan_pipeline(obj.manifest, obj.uid, ctx.lookup, generation=obj.generation,
-                         dirs=_dirs(ctx, obj, backend), shard_dir=str(_home_dir(backend, obj) / "shards" / "{shard}"),
+                         dirs=ctx.dirs_for(obj), shard_dir=str(_home_dir(backend, obj) / "shards" / "{shard}"),
                          retries=retries, **ctx.runtime_for(obj))
 
 
@@ -244,7 +233,7 @@ def _delete(ctx: Ctx, obj: Obj, backend: Backend) -> bool:
 def _cleanup(ctx: Ctx, obj: Obj, backend: Backend) -> None:
     for attempt_id, record in obj.internal.get("attempts", {}).items():
         backend.cleanup(Path(record["dir"]), attempt_id)
-    dirs = _dirs(ctx, obj, backend)
+    dirs = ctx.dirs_for(obj)
     targets = [_home_dir(backend, obj), Path(str(dirs["shared"])) / "checkpoints" / obj.uid]
     if dirs["scratch"]:
         targets += [Path(dirs["scratch"]) / "checkpoints" / obj.uid]

@@ -36,7 +36,7 @@ def _admit_and_launch(ctx: Ctx, obj: Obj) -> None:
     backend = ctx.backend_for(obj)
     pod = Pod.model_validate(obj.manifest)
     try:
-        plan = plan_pod(obj.manifest, obj.uid, ctx.lookup, **ctx.runtime_for(obj))
+        plan = plan_pod(obj.manifest, obj.uid, ctx.lookup, dirs=ctx.dirs_for(obj), **ctx.runtime_for(obj))
     except PlanWaiting as waiting:
         _pending(obj, waiting.reason, waiting.message, scheduled=True)
         ctx.event(obj, "Failed", f"Error: {waiting.message}", "Warning", once=True)
@@ -121,7 +121,7 @@ def _observe(ctx: Ctx, obj: Obj) -> None:
             return  # an index of a job array: its job submits the array
         launched = run.get("launchedAt")
         if launched is None or ctx.now - launched > RELAUNCH_AFTER:
-            plan = plan_pod(obj.manifest, obj.uid, ctx.lookup, **ctx.runtime_for(obj))
+            plan = plan_pod(obj.manifest, obj.uid, ctx.lookup, dirs=ctx.dirs_for(obj), **ctx.runtime_for(obj))
             _launch(ctx, obj, backend, rundir, plan)
         return
     if seen.state == "queued":

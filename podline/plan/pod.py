@@ -15,6 +15,7 @@ from typing import Any
 
 from podline.api.core import ConfigMap, Container, Pod, Secret, Volume
 from podline.api.quantity import cpu_millis, memory_bytes, parse_quantity
+from podline.plan.pod_workspace import plan_workspace
 
 PLAN_VERSION = "podline.io/plan/v1"
 
@@ -167,15 +168,18 @@ def plan_container(container: Container, pod: Pod, uid: str, lookup: Lookup) -> 
 
 
 def plan_pod(manifest: dict[str, Any], uid: str, lookup: Lookup, runtime: str = "host",
-             index_env: str | None = None, images: dict[str, Any] | None = None) -> dict[str, Any]:
+             index_env: str | None = None, images: dict[str, Any] | None = None,
+             dirs: dict[str, str | None] | None = None) -> dict[str, Any]:
     """The complete, self-contained description of one pod attempt for `podline.runtime.pod`.
 
     With `index_env` (e.g. JOB_COMPLETION_INDEX) the plan is a template for a job array: each task's
     runner defines that variable from its array index, first in the environment. `images` says where the
-    node-local image cache is and how to reach registries (see `runtime.engine`).
+    node-local image cache is and how to reach registries (see `runtime.engine`). `dirs` (shared, scratch)
+    place the checkpoints of a pod in pipeline form (see `plan.pod_workspace`).
     """
     pod = Pod.model_validate(manifest)
     spec = pod.spec
+    volumes = [plan_volume(v, pod, uid, lookup) for v in spec.volumes]
     return {
         "apiVersion": PLAN_VERSION,
         "pod": {"name": pod.metadata.name, "namespace": pod.metadata.namespace, "uid": uid},
@@ -184,7 +188,8 @@ def plan_pod(manifest: dict[str, Any], uid: str, lookup: Lookup, runtime: str = 
         "restartPolicy": spec.restart_policy,
         "activeDeadlineSeconds": spec.active_deadline_seconds,
         "terminationGracePeriodSeconds": spec.termination_grace_period_seconds,
-        "volumes": [plan_volume(v, pod, uid, lookup) for v in spec.volumes],
+        "volumes": volumes,
+        "workspace": plan_workspace(pod, uid, volumes, index_env, dirs),
         "indexEnv": index_env,
         "initContainers": [plan_container(c, pod, uid, lookup) for c in spec.init_containers],
         "containers": [plan_container(c, pod, uid, lookup) for c in spec.containers],

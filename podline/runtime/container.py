@@ -40,6 +40,7 @@ class ContainerWorker(threading.Thread):
         self.lock = threading.Lock()
         self.finished = False
         self.last_exit: int | None = None
+        self.before_restart: Callable[[], None] | None = None  # e.g. rewind a checkpointed workspace
         self.status: dict[str, Any] = {
             "name": spec["name"], "image": spec["image"], "imageID": "", "ready": False, "started": False,
             "restartCount": 0, "state": {"waiting": {"reason": "PodInitializing" if not is_init
@@ -79,6 +80,8 @@ class ContainerWorker(threading.Thread):
             if self.stopping.wait(backoff):
                 break
             backoff = min(BACKOFF_CAP, backoff * 2)
+            if self.before_restart is not None:
+                self.before_restart()
         self.finished = True
         self.on_change()
 
@@ -113,6 +116,13 @@ class ContainerWorker(threading.Thread):
             self.status["started"] = False
         self.on_change()
         return code, reason, message
+
+    def mark_restored(self, level: str) -> None:
+        """Completed by an earlier attempt whose checkpoint was restored: reported, not run again."""
+        now = rfc3339()
+        self.status["state"] = {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now,
+                                               "finishedAt": now, "message": f"restored from {level} checkpoint"}}
+        self.finished, self.last_exit = True, 0
 
     def signal(self, signum: int) -> None:
         """Signal the container's whole process group (its children too)."""

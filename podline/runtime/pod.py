@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -32,6 +33,7 @@ from podline.runtime.engine import Engine, ImagePullFailed
 from podline.runtime.expand import container_env, expand
 from podline.runtime.files import notify_address, rfc3339, write_json_atomic, write_status
 from podline.runtime.pipeline import PipelineRunner
+from podline.runtime.pod_workspace import PodWorkspace
 from podline.runtime.volumes import VolumeError, Volumes
 
 CHECK_INTERVAL = 1.0
@@ -51,11 +53,17 @@ class PodRunner:
         self.engine = Engine(plan, self.pod, self.volumes.paths, rundir, shm)
         self.inits = [self._worker(c, True) for c in plan["initContainers"]]
         self.mains = [self._worker(c, False) for c in plan["containers"]]
+        self.workspace = PodWorkspace(plan, index, self._log) if plan.get("workspace") else None
+        for worker in self.inits + self.mains if self.workspace else []:
+            worker.before_restart = self.workspace.rewind
         self.start_time = rfc3339()
         self.phase = "Pending"
         self.initialized = not self.inits
         self._transitions: dict[str, tuple[str, str]] = {}
         self.notify_address = notify_address(plan)
+
+    def _log(self, message: str) -> None:
+        print(f"{rfc3339()} pod {self.pod['name']}: {message}", file=sys.stderr, flush=True)
 
     def _resolve(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Final env and argv of a container: Kubernetes `$(VAR)` expansion over the complete env."""
@@ -94,6 +102,9 @@ class PodRunner:
             status["initContainerStatuses"] = [w.snapshot() for w in self.inits]
         if self.stop_reason:
             status["reason"], status["message"] = self.stop_reason
+        if self.workspace is not None:
+            status["restoredFrom"] = self.workspace.restored_from
+            status["checkpoints"] = dict(self.workspace.saved)
         if self.engine.images:
             status["timings"] = {"imagePrepare": round(self.engine.prepare_seconds, 3)}
             status["images"] = self.engine.report()
@@ -156,12 +167,17 @@ class PodRunner:
             return self._fail_early(exc.reason, f"container {exc.container}: {exc}")
         # No status write here: the first container's start is the first change worth a write (and a wake).
         try:
+            restored = self._restore_workspace()
             for worker in self.inits:
+                if worker.spec["name"] in restored:
+                    continue
                 worker.start()
                 self.supervise([worker], deadline)
                 if not worker.succeeded():
                     self.phase = "Failed"
                     break
+                if self.workspace is not None:
+                    self.workspace.checkpoint([w.spec["name"] for w in self.inits if w.succeeded()])
             else:
                 self.initialized = True
                 self.phase = "Running"
@@ -174,8 +190,24 @@ class PodRunner:
                 self.phase = "Failed"
         finally:
             self.volumes.release_memory()
+            if self.workspace is not None:
+                self.workspace.finish(self.phase == "Succeeded")
         self.write_status(finished=True)
         return 0 if self.phase == "Succeeded" else 1
+
+    def _restore_workspace(self) -> set[str]:
+        """A pod in pipeline form: its shared emptyDir is the checkpointed workspace (see pod_workspace)."""
+        if self.workspace is None:
+            return set()
+        done = set(self.workspace.restore())
+        fresh = self.volumes.paths[self.workspace.volume]
+        if fresh != self.workspace.path:
+            shutil.rmtree(fresh, ignore_errors=True)
+        self.volumes.paths[self.workspace.volume] = self.workspace.path
+        for worker in self.inits:
+            if worker.spec["name"] in done:
+                worker.mark_restored(self.workspace.restored_from or "")
+        return done
 
 
 def run_pod(rundir: Path, plan_path: Path | None = None, index: int | None = None) -> int:

@@ -31,16 +31,20 @@ def scratch_root(plan: dict[str, Any]) -> Path:
 
 
 class Workspace:
-    def __init__(self, plan: dict[str, Any], shard: int, log: Callable[[str], None]) -> None:
+    def __init__(self, plan: dict[str, Any], shard: int, log: Callable[[str], None], *,
+                 name: str = "", directory: str = "ws") -> None:
+        """`name` (default podline-<uid>-<shard>) and `directory` place a pod's emptyDir where its other
+        volumes live (podline-<uid>/<volume>)."""
         uid = plan["pod"]["uid"]
-        key = f"podline-{uid}-{shard}"
+        key = name or f"podline-{uid}-{shard}"
         scratch = scratch_root(plan)
         medium = plan["workspace"]["medium"]
         self.root = (shm_root() if medium == "Memory" else scratch / "workspaces") / key
-        self.path = self.root / "ws"
+        self.path = self.root / directory
         self.l1_path = self.root / "l1.json"
-        self.levels = {"L2": scratch / "checkpoints" / uid / str(shard),
-                       "L3": Path(plan["dirs"]["shared"]) / "checkpoints" / uid / str(shard)}
+        self.levels = {"L2": scratch / "checkpoints" / uid / str(shard)}
+        if plan["dirs"].get("shared"):  # a pod in pipeline form without a shared directory has no L3
+            self.levels["L3"] = Path(plan["dirs"]["shared"]) / "checkpoints" / uid / str(shard)
         self.policy = plan["checkpoint"]
         self.size_limit: int | None = plan["workspace"].get("sizeLimit")
         self.log = log
@@ -92,7 +96,7 @@ class Workspace:
         count = len(done)
         for level, due in (("L2", every_l2 and count % every_l2 == 0), ("L3", major or (every_l3 and
                                                                                        count % every_l3 == 0))):
-            if due:
+            if due and level in self.levels:
                 began = time.monotonic()
                 written = ck.save_copy(self.path, self.levels[level], snap, durable=level == "L3")
                 self.saved[level] = {"seq": snap.seq, "bytesWritten": written,

@@ -1,0 +1,57 @@
+"""The Kubernetes-native form of a pipeline: init containers in order over one shared emptyDir.
+
+A Pod with init containers, one main container and an emptyDir that every one of them mounts is run by
+the pipeline engine: that emptyDir becomes a checkpointed workspace (L1 manifest and an L2 copy on
+node-local disk after each init container that succeeds; see `runtime.workspace`). A retry within the
+pod (restartPolicy OnFailure) first rewinds the workspace to the newest checkpoint, and the next pod of
+the same Indexed Job index — after a node, runner or container failure — resumes from it, skipping the
+init containers the checkpoint covers. Its identity (`key`) is therefore the Job's uid and the index,
+not the pod's uid; a pod outside an Indexed Job keeps its checkpoints only for its own retries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from podline.api.core import Pod
+
+INDEX_KEY = "batch.kubernetes.io/job-completion-index"
+JOB_UID_LABEL = "controller-uid"
+
+
+def shared_volume(pod: Pod) -> str | None:
+    """The emptyDir every container mounts (whole, not a subPath), when the pod has the pipeline form."""
+    spec = pod.spec
+    if not spec.init_containers or len(spec.containers) != 1 or spec.restart_policy == "Always":
+        return None
+    containers = [*spec.init_containers, *spec.containers]
+    for volume in spec.volumes:
+        if volume.empty_dir is not None and all(
+                any(m.name == volume.name and not m.sub_path for m in c.volume_mounts) for c in containers):
+            return volume.name
+    return None
+
+
+def workspace_key(pod: Pod, uid: str, index_env: str | None) -> str:
+    """Who may resume from the checkpoints: an Indexed Job's index (`{index}` filled in by an array task)."""
+    meta = pod.metadata
+    job_uid = meta.labels.get(JOB_UID_LABEL)
+    index = meta.annotations.get(INDEX_KEY, "")
+    if job_uid and index.isdigit() and index.isascii():  # both end up in a path: labels are safe, digits are
+        return f"{job_uid}-{index}"
+    if job_uid and index_env:
+        return f"{job_uid}-{{index}}"
+    return uid
+
+
+def plan_workspace(pod: Pod, uid: str, volumes: list[dict[str, Any]], index_env: str | None,
+                   dirs: dict[str, str | None] | None) -> dict[str, Any] | None:
+    name = shared_volume(pod)
+    if name is None:
+        return None
+    volume = next(v for v in volumes if v["name"] == name)
+    key = workspace_key(pod, uid, index_env)
+    return {"volume": name, "key": key, "resumable": key != uid,
+            "medium": "Memory" if volume.get("medium") == "Memory" else "Disk", "sizeLimit": volume.get("sizeLimit"),
+            "checkpoint": {"nodeLocalEvery": 1, "sharedEvery": 0},
+            "dirs": {"shared": (dirs or {}).get("shared"), "scratch": (dirs or {}).get("scratch")}}

@@ -1,0 +1,55 @@
+"""The shared emptyDir of a pod in pipeline form, checkpointed between its init containers.
+
+The same `Workspace` as a Pipeline shard's (see `plan.pod_workspace` for which pods qualify): restore the
+newest valid checkpoint before the first container (L1 if the RAM copy survived on this node, else the
+L2 copy), checkpoint after each init container that succeeds, rewind before a container is restarted.
+At the end the RAM goes back to the node; the L2 copy stays only for a failed pod whose Job index will
+get another pod (it resumes from it), and goes once the work succeeded.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from podline.runtime.workspace import Workspace
+
+
+class PodWorkspace:
+    def __init__(self, plan: dict[str, Any], index: int | None, log: Callable[[str], None]) -> None:
+        spec = plan["workspace"]
+        key = spec["key"].replace("{index}", str(index if index is not None else 0))
+        like_a_shard = {"pod": {"uid": key}, "dirs": spec["dirs"], "checkpoint": spec["checkpoint"],
+                        "workspace": {"medium": spec["medium"], "sizeLimit": spec["sizeLimit"]}}
+        self.volume: str = spec["volume"]
+        self.workspace = Workspace(like_a_shard, 0, log, name=f"podline-{key}", directory=self.volume)
+        self.resumable: bool = spec["resumable"]
+        self.restored_from: str | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.workspace.path
+
+    @property
+    def saved(self) -> dict[str, dict[str, Any]]:
+        return self.workspace.saved
+
+    def restore(self) -> list[str]:
+        """Names of the containers the newest valid checkpoint covers (they are not run again)."""
+        snap, self.restored_from = self.workspace.restore()
+        return list(snap.steps) if snap else []
+
+    def checkpoint(self, done: list[str]) -> None:
+        self.workspace.checkpoint(done, False)
+
+    def rewind(self) -> None:
+        """Before a container restarts: its failed attempt's leftovers go, the last checkpoint comes back."""
+        self.workspace.restore()
+
+    def finish(self, succeeded: bool) -> None:
+        self.workspace.release()
+        if succeeded or not self.resumable:
+            for level in self.workspace.levels.values():
+                shutil.rmtree(level.parent, ignore_errors=True)  # checkpoints/<key>/
