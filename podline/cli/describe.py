@@ -78,6 +78,14 @@ def describe_pod(state: State, obj: Obj) -> None:
     run = obj.internal.get("run", {})
     if run:
         _line("Queued", f"{run['intentAt'] - obj.created_at:.3f}s (created → launched)")
+    if "checkpoints" in status:  # a pod in pipeline form: its shared emptyDir is checkpointed
+        _line("Restored From", status.get("restoredFrom") or "<nothing: first attempt>")
+        saved = status["checkpoints"]
+        _line("Checkpoints", ", ".join(f"{level} seq {c['seq']} ({c['bytesWritten']} B written, {c['seconds']}s)"
+                                       for level, c in sorted(saved.items())) or "<none yet>")
+    for image in status.get("images", []):
+        how = "pulled" if image["pulled"] else "from the node's cache"
+        _line("Image", f"{image['image']} {image['digest'][:19]} {how} in {image['seconds']}s")
     _container_block("Init Containers", spec.get("initContainers", []), status.get("initContainerStatuses", []))
     _container_block("Containers", spec["containers"], status.get("containerStatuses", []))
     if status.get("conditions"):
