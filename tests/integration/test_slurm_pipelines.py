@@ -71,3 +71,18 @@ def test_cancelled_shard_resumes_from_its_checkpoint(hpc: Cli, tmp_path: Path) -
     steps = {s["name"]: s for s in status["steps"] if s["shard"] == 1}
     assert steps["make"]["attempts"] == 1 and steps["finish"]["attempts"] == 2
     assert (out / "1" / "who").read_text() == "shard 1 on 1\n"
+
+
+def test_indexed_job_in_pipeline_form_resumes_an_index_on_slurm(hpc: Cli, tmp_path: Path) -> None:
+    """The Kubernetes-native pipeline form in a job array: index 1's first pod fails after `gen`; the Job's
+    next array task for index 1 restores the L2 copy from the node's scratch and does not run `gen` again."""
+    from tests.integration.test_pod_pipelines import EXPECTED, job, succeeded_logs
+
+    tally, gate = tmp_path / "tally", tmp_path / "gate"
+    fail_once = f'if [ $JOB_COMPLETION_INDEX = 1 ] && [ ! -e {gate} ]; then touch {gate}; exit 1; fi'
+    hpc.apply(job("slurmresume", tally, gate, fail_once, medium="Memory"))
+    assert hpc.wait("job/slurmresume", "condition=Complete", timeout=150).returncode == 0
+    assert succeeded_logs(hpc, "slurmresume") == EXPECTED
+    assert [(tmp_path / f"tally-{i}").read_text() for i in range(2)] == ["run\n", "run\n"]
+    resumed = [p for p in hpc.json("pods")["items"] if p["status"].get("restoredFrom")]
+    assert [p["status"]["restoredFrom"] for p in resumed] == ["L2"], resumed
