@@ -15,6 +15,12 @@ flock() on a per-digest file: it excludes threads (each opens its own file descr
 alike (several Slurm array tasks on one node), and the kernel drops it when a holder dies. The cache must
 be on a node-local filesystem (flock on network filesystems is not reliable). A crash is survived; a power
 loss may need the entry removed (nothing is fsync'ed, for speed).
+
+The cache is trusted: whatever rootfs sits under a digest, or whatever a refs/ record says, is what runs.
+Its default place may be /tmp/podline-images-<uid>, which another user of a shared node can create first
+and fill. So the root is created with mode 0700 (its subdirectories too), and before every use it is
+lstat()ed: a symlink, a non-directory, a directory owned by another uid, or one group/world-writable is
+refused with an ImageError naming it (nothing under it is read).
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from .errors import ImageError
 
 
 def remove_tree(path: Path | str) -> None:
@@ -48,13 +56,49 @@ def remove_tree(path: Path | str) -> None:
 
 
 class ImageCache:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, what: str = "") -> None:
         self.root = Path(root)
+        self.what = what  # the image, to name it in errors
+
+    # --- trust --------------------------------------------------------------------------------------
+    def check(self) -> None:
+        """Create the root (mode 0700) if missing; refuse it unless it is our own, private, real directory."""
+        prefix = f"{self.what}: " if self.what else ""
+        try:
+            self.root.parent.mkdir(parents=True, exist_ok=True)
+            os.mkdir(self.root, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise ImageError(f"{prefix}cannot create the image cache {self.root}: {exc.strerror or exc}") from None
+        try:
+            st = os.lstat(self.root)
+        except OSError as exc:
+            raise ImageError(f"{prefix}cannot stat the image cache {self.root}: {exc.strerror or exc}") from None
+        problem = ""
+        if stat.S_ISLNK(st.st_mode):
+            problem = "is a symlink"
+        elif not stat.S_ISDIR(st.st_mode):
+            problem = "is not a directory"
+        elif st.st_uid != os.getuid():
+            problem = f"is owned by uid {st.st_uid}, not by this user (uid {os.getuid()})"
+        elif st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            problem = f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
+        if problem:
+            raise ImageError(f"{prefix}refusing the image cache {self.root}: it {problem} (another user could plant"
+                             " images in it); remove it or choose another cache directory")
+
+    def _subdir(self, name: str) -> Path:
+        path = self.root / name
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+        return path
 
     def entry(self, digest: str) -> Path:
         return self.root / "sha256" / _hex(digest)
 
     def has(self, digest: str) -> bool:
+        self.check()
         return (self.entry(digest) / "rootfs").is_dir()
 
     # --- tag/reference records -------------------------------------------------------------------------
@@ -62,6 +106,7 @@ class ImageCache:
         return self.root / "refs" / (hashlib.sha256(reference.encode()).hexdigest() + ".json")
 
     def read_ref(self, reference: str) -> dict[str, str] | None:
+        self.check()
         try:
             doc = json.loads(self._ref_path(reference).read_text())
         except (OSError, ValueError):
@@ -72,7 +117,7 @@ class ImageCache:
         path = self._ref_path(reference)
         if self.read_ref(reference) == {"reference": reference, "top": top, "digest": digest}:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._subdir("refs")
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ref.")
         with os.fdopen(fd, "w") as f:
             json.dump({"reference": reference, "top": top, "digest": digest}, f)
@@ -81,9 +126,9 @@ class ImageCache:
     # --- building entries ---------------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self, digest: str) -> Iterator[None]:
-        locks = self.root / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        fd = os.open(locks / f"{_hex(digest)}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self.check()
+        locks = self._subdir("locks")
+        fd = os.open(locks / f"{_hex(digest)}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -101,15 +146,14 @@ class ImageCache:
         with self.lock(digest):
             if self.has(digest):
                 return False
-            tmp_root = self.root / "tmp"
-            tmp_root.mkdir(parents=True, exist_ok=True)
+            tmp_root = self._subdir("tmp")
             for leftover in tmp_root.glob(f"{_hex(digest)}.*"):  # a crashed builder's; we hold the lock
                 remove_tree(leftover)
             remove_tree(self.entry(digest))  # an incomplete entry (no rootfs/) is not an entry
             tmp = Path(tempfile.mkdtemp(prefix=f"{_hex(digest)}.", dir=tmp_root))
             try:
                 build(tmp)
-                self.entry(digest).parent.mkdir(parents=True, exist_ok=True)
+                self._subdir("sha256")
                 os.chmod(tmp, 0o755)
                 os.rename(tmp, self.entry(digest))
             except BaseException:

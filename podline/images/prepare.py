@@ -51,7 +51,8 @@ def prepare(reference: str, pull_policy: str, cache_dir: Path, *, auth_file: Pat
         if not os.path.isdir(ref.path):
             raise ImageError(f"{reference}: no such rootfs directory {ref.path}")
         return PreparedImage(reference, "", Path(ref.path), ImageConfig(), False, time.monotonic() - started)
-    cache = ImageCache(Path(cache_dir))
+    cache = ImageCache(Path(cache_dir), reference)
+    cache.check()  # before anything in it is trusted (and again before each use)
     if ref.transport == "docker":
         digest, pulled = _from_registry(ref, reference, pull_policy, cache, auth_file, tuple(insecure))
     else:

@@ -7,8 +7,10 @@ Contention and crash tests use real separate processes: several `python -c prepa
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -182,3 +184,82 @@ def test_crash_mid_unpack_leaves_no_half_image(layout: Path, tmp_path: Path) -> 
     image = prepare(f"oci:{layout}:big", "IfNotPresent", cache)
     assert image.pulled and (image.rootfs / "pad/big1.bin").is_file()
     assert not list((cache / "tmp").iterdir())  # cleaned by the next builder, under the lock
+
+
+def _plant(layout: Path, tmp_path: Path, hostile: Path) -> tuple[str, str]:
+    """Fill `hostile` as another user would: the real image's digest holding a marked rootfs, and a refs/
+    record sending a registry tag to it. Returns (the digest, the registry reference)."""
+    good = prepare(f"oci:{layout}:v1", "IfNotPresent", tmp_path / "good")
+    hostile.mkdir()
+    entry = hostile / "sha256" / good.digest.split(":")[1]
+    entry.mkdir(parents=True)
+    (entry / "rootfs").mkdir()
+    (entry / "rootfs" / "PLANTED").write_text("attacker")
+    (entry / "config.json").write_bytes((good.rootfs.parent / "config.json").read_bytes())
+    (entry / "manifest.json").write_bytes((good.rootfs.parent / "manifest.json").read_bytes())
+    reference = "127.0.0.1:9/victim/app:1"  # nothing listens there: only the cache can answer
+    name = hashlib.sha256(reference.encode()).hexdigest() + ".json"
+    (hostile / "refs").mkdir()
+    (hostile / "refs" / name).write_text(json.dumps({"reference": reference, "top": good.digest,
+                                                     "digest": good.digest}))
+    return good.digest, reference
+
+
+def _refused(layout: Path, cache: Path, reference: str, problem: str) -> None:
+    for image, policy in ((f"oci:{layout}:v1", "Never"), (f"oci:{layout}:v1", "IfNotPresent"),
+                          (reference, "IfNotPresent"), (reference, "Never")):
+        with pytest.raises(ImageError) as caught:
+            prepare(image, policy, cache)
+        message = str(caught.value)
+        assert f"refusing the image cache {cache}: it {problem}" in message and "\n" not in message
+        assert not caught.value.transient
+
+
+def test_cache_writable_by_others_is_refused(layout: Path, tmp_path: Path) -> None:
+    hostile = tmp_path / "hostile"
+    _, reference = _plant(layout, tmp_path, hostile)
+    hostile.chmod(0o777)
+    _refused(layout, hostile, reference, "is writable by group or others (mode 0777)")
+    hostile.chmod(0o775)
+    _refused(layout, hostile, reference, "is writable by group or others (mode 0775)")
+    assert sorted(os.listdir(hostile)) == ["refs", "sha256"]  # nothing written there either
+    hostile.chmod(0o755)  # ours and private again: trusted (what it holds is then the user's own doing)
+    assert (prepare(f"oci:{layout}:v1", "Never", hostile).rootfs / "PLANTED").is_file()
+    assert (prepare(reference, "IfNotPresent", hostile).rootfs / "PLANTED").is_file()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown a directory to another uid")
+def test_cache_owned_by_another_user_is_refused(layout: Path, tmp_path: Path) -> None:
+    hostile = tmp_path / "hostile"
+    _, reference = _plant(layout, tmp_path, hostile)
+    hostile.chmod(0o700)
+    os.chown(hostile, 65534, 65534)
+    _refused(layout, hostile, reference, f"is owned by uid 65534, not by this user (uid {os.getuid()})")
+
+
+def test_cache_that_is_a_symlink_or_a_file_is_refused(layout: Path, tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    _, reference = _plant(layout, tmp_path, target)
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    _refused(layout, link, reference, "is a symlink")
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
+    _refused(layout, dangling, reference, "is a symlink")
+    assert not (tmp_path / "nowhere").exists()
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    _refused(layout, plain, reference, "is not a directory")
+
+
+def test_cache_is_created_private(layout: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "deep" / "cache"
+    old = os.umask(0)
+    try:
+        image = prepare(f"oci:{layout}:v1", "IfNotPresent", cache)
+    finally:
+        os.umask(old)
+    for path in (cache, cache / "sha256", cache / "locks", cache / "tmp"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+    lock = cache / "locks" / (image.digest.split(":")[1] + ".lock")
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o600
