@@ -12,10 +12,13 @@ What the container sees:
 
 A mount point under a read-only image directory cannot be created there, so that directory is rebuilt
 on the tmpfs ("exploded"): an empty directory whose image children are bound one by one, leaving room
-for the mount point. The image root is like a `readOnlyRootFilesystem` pod: writes outside volumes and
-/tmp fail with EROFS (Apptainer's default, too). The image's USER is not applied: rootless containers
-run as the calling user. Paths through symlinks inside the image (e.g. /var/run -> /run) are resolved
-inside the rootfs, never on the host.
+for the mount point. The root is then remounted read-only, so the container is like a
+`readOnlyRootFilesystem` pod: writes outside volumes and /tmp fail with EROFS (Apptainer's default,
+too). The image's USER is not applied: rootless containers run as the calling user, and every
+capability is dropped (run as root, bwrap would otherwise keep them, and a container could remount the
+shared image cache writable). Paths through symlinks inside the image (e.g. /var/run -> /run) are
+resolved inside the rootfs, never on the host; inside volumes, which containers can change, podline
+follows no symlink at all (subPath, mount points, working directory) and binds subPaths by descriptor.
 """
 
 from __future__ import annotations
@@ -25,10 +28,20 @@ import posixpath
 import shutil
 from pathlib import Path
 
-from podline.runtime.launch import Launch, Mount, Request, StartError, command_line, container_environment, under
+from podline.runtime.launch import (
+    Launch,
+    Mount,
+    Request,
+    StartError,
+    command_line,
+    container_environment,
+    open_inside,
+    under,
+)
 
 HOST_FILES = ("/etc/hosts", "/etc/resolv.conf")
 OWN_TOP = ("proc", "dev", "tmp", "sys")
+RESERVED = ("/", "/proc", "/dev", "/sys")
 MAX_LINKS = 40
 
 
@@ -110,7 +123,7 @@ def rootfs_args(rootfs: Path, targets: list[str], wanted_dirs: list[str]) -> lis
     return args
 
 
-def _mount_args(mounts: list[Mount], shm: Path | None) -> list[str]:
+def _mount_args(mounts: list[Mount], shm: Path | None) -> tuple[list[str], tuple[int, ...]]:
     args = ["--proc", "/proc", "--dev", "/dev", "--ro-bind", "/sys", "/sys"]
     if not any(m.target == "/tmp" for m in mounts):
         args.extend(["--tmpfs", "/tmp"])
@@ -119,22 +132,41 @@ def _mount_args(mounts: list[Mount], shm: Path | None) -> list[str]:
     for host_file in HOST_FILES:
         if os.path.exists(host_file):
             args.extend(["--ro-bind", host_file, host_file])
+    fds = []
     for mount in sorted(mounts, key=lambda m: m.target.count("/")):
-        args.extend(["--ro-bind" if mount.read_only else "--bind", str(mount.source), mount.target])
-    return args
+        if mount.fd is not None:  # inside a volume a container could change: bind what was checked, not a path
+            args.extend(["--ro-bind-fd" if mount.read_only else "--bind-fd", str(mount.fd), mount.target])
+            fds.append(mount.fd)
+        else:
+            args.extend(["--ro-bind" if mount.read_only else "--bind", str(mount.source), mount.target])
+    return args, tuple(fds)
+
+
+def _containing(path: str, mounts: list[Mount], but: Mount | None = None) -> Mount | None:
+    """The innermost mount whose target holds `path` (other than `but`)."""
+    holders = [m for m in mounts if m is not but and under(path, [m.target])]
+    return max(holders, key=lambda m: len(m.target), default=None)
+
+
+def _make_inside(mount: Mount, path: str) -> None:
+    """Create `path` (a mount point or the working directory) inside a volume, following no symlink."""
+    relative = posixpath.relpath(path, mount.target)
+    if relative != ".":
+        os.close(open_inside(mount.fd if mount.fd is not None else mount.source, relative, create=True))
 
 
 def _find_executable(argv0: str, env: dict[str, str], rootfs: Path, mounts: list[Mount]) -> None:
-    """Fail before starting, like a container runtime does, when argv[0] cannot be executed."""
+    """Fail before starting, like a container runtime does, when argv[0] is not in the image. What lies in a
+    volume is left to the kernel (the host must not follow links a container made)."""
     candidates = [argv0] if "/" in argv0 else [posixpath.join(d or ".", argv0)
                                                 for d in env.get("PATH", "").split(":")]
     for candidate in candidates:
         if not candidate.startswith("/"):
             return  # relative to the working directory: leave it to the kernel
         resolved = resolve_in_root(rootfs, candidate)
-        mount = next((m for m in sorted(mounts, key=lambda m: -len(m.target)) if under(resolved, [m.target])), None)
-        host = (mount.source / posixpath.relpath(resolved, mount.target) if mount
-                else rootfs / resolved.lstrip("/"))
+        if _containing(resolved, mounts) is not None:
+            return
+        host = rootfs / resolved.lstrip("/")
         if host.is_file() and os.access(host, os.X_OK):
             return
     if "/" in argv0:
@@ -149,16 +181,47 @@ def launch(request: Request) -> Launch:
     container = request.container
     argv = command_line(container, request.image.config)
     env = container_environment(request)
-    mounts = [Mount(resolve_in_root(rootfs, m.target), m.source, m.read_only) for m in request.mounts]
-    workdir = container.get("workingDir") or request.image.config.working_dir or "/"
-    workdir = resolve_in_root(rootfs, workdir)
+    mounts = [Mount(resolve_in_root(rootfs, m.target), m.source, m.read_only, m.fd) for m in request.mounts]
     for mount in mounts:
-        if under(workdir, [mount.target]):  # Kubernetes creates a missing workingDir; inside a volume, so do we
-            (mount.source / posixpath.relpath(workdir, mount.target)).mkdir(parents=True, exist_ok=True)
+        if mount.target in RESERVED:
+            raise StartError(f"mountPath {mount.target} is reserved: the container runtime provides it")
+        parent = _containing(mount.target, mounts, but=mount)
+        if parent is not None:  # a mount point inside another volume is made there, safely, before bwrap runs
+            _make_inside(parent, mount.target)
+    workdir = resolve_in_root(rootfs, container.get("workingDir") or request.image.config.working_dir or "/")
+    holder = _containing(workdir, mounts)
+    if holder is not None:  # Kubernetes creates a missing workingDir; inside a volume, so do we
+        _make_inside(holder, workdir)
     _find_executable(argv[0], env, rootfs, mounts)
     targets = [m.target for m in mounts]
-    args = [binary(), "--unshare-pid", "--unshare-uts", "--hostname", request.pod["name"][:63], "--die-with-parent"]
+    args = [binary(), "--unshare-pid", "--unshare-uts", "--hostname", request.pod["name"][:63], "--die-with-parent",
+            "--cap-drop", "ALL"]
     args += rootfs_args(rootfs, targets, [workdir] if workdir != "/" else [])
-    args += _mount_args(mounts, request.shm)
-    args += ["--chdir", workdir, "--", *argv]
-    return Launch(args, env, request.rundir)
+    mount_args, fds = _mount_args(mounts, request.shm)
+    args += mount_args
+    args += ["--remount-ro", "/", "--chdir", workdir, "--", *argv]
+    return Launch(args, env, request.rundir, fds)
+
+
+def signal_contained(pgid: int, signum: int) -> None:
+    """Send `signum` to the container's processes in its group, but not to bwrap's own two processes.
+
+    A SIGTERM to the outer bwrap kills it at once, and with it (--die-with-parent) the whole sandbox by
+    SIGKILL: the application would get no grace period. Its processes share bwrap's process group, so
+    they are found there; bwrap then exits with the application's own status.
+    """
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                stat_line = handle.read()
+        except OSError:
+            continue
+        comm = stat_line[stat_line.index(b"(") + 1:stat_line.rindex(b")")]
+        fields = stat_line[stat_line.rindex(b")") + 2:].split()
+        if int(fields[2]) == pgid and comm != b"bwrap":
+            try:
+                os.kill(int(entry.name), signum)
+            except ProcessLookupError:
+                pass

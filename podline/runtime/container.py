@@ -61,6 +61,13 @@ class ContainerWorker(threading.Thread):
 
     # --- life ----------------------------------------------------------------------------------
     def run(self) -> None:
+        try:
+            self._live()
+        finally:  # whatever happened, the pod runner must learn that this container is over
+            self.finished = True
+            self.on_change()
+
+    def _live(self) -> None:
         log_path = log_file(self.rundir, self.spec["name"])
         backoff = BACKOFF_BASE
         while not self.stopping.is_set():
@@ -82,8 +89,6 @@ class ContainerWorker(threading.Thread):
             backoff = min(BACKOFF_CAP, backoff * 2)
             if self.before_restart is not None:
                 self.before_restart()
-        self.finished = True
-        self.on_change()
 
     def _run_once(self, log_path: Path) -> tuple[int, str, str]:
         begin = rfc3339()
@@ -100,6 +105,9 @@ class ContainerWorker(threading.Thread):
             except StartError as exc:
                 log.write(f"podline: cannot start container: {exc}\n".encode())
                 return self._terminated(128, "StartError", str(exc), begin)
+            except Exception as exc:  # a bug must fail the container, not kill this thread and hang the pod
+                log.write(f"podline: cannot start container: {exc!r}\n".encode())
+                return self._terminated(128, "StartError", f"internal error: {exc!r}", begin)
             self.on_change()
             code = exit_code(self.process.wait())
         reason = "Completed" if code == 0 else "Error"
@@ -130,7 +138,7 @@ class ContainerWorker(threading.Thread):
             proc = self.process
             if proc is not None and proc.poll() is None:
                 try:
-                    os.killpg(proc.pid, signum)
+                    self.engine.signal(proc, signum)
                 except ProcessLookupError:
                     pass
 

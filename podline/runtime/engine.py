@@ -11,6 +11,7 @@ phase (`status.timings.imagePrepare`).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -21,7 +22,7 @@ from typing import IO, Any
 from podline.images.errors import ImageError
 from podline.images.model import PreparedImage
 from podline.runtime import apptainer, bwrap, host
-from podline.runtime.launch import Launch, Request, spawn, volume_mounts
+from podline.runtime.launch import Launch, Mount, Request, StartError, close_fds, spawn, volume_mounts
 
 RUNTIMES: dict[str, Callable[[Request], Launch]] = {"host": host.launch, "bwrap": bwrap.launch,
                                                       "apptainer": apptainer.launch}
@@ -106,10 +107,22 @@ class Engine:
         name = ref.name if ref.transport == "docker" else f"{ref.transport}:{ref.path}"
         return f"{name}@{prepared.digest}"
 
-    def launch(self, spec: dict[str, Any]) -> Launch:
-        request = Request(spec, self.pod, volume_mounts(spec, self.volume_paths), self.rundir,
-                          self.images.get(spec["image"]), self.shm)
-        return self.launcher(request)
-
     def spawn(self, spec: dict[str, Any], log: IO[bytes]) -> subprocess.Popen[bytes]:
-        return spawn(self.launch(spec), log)
+        """Start the container; any host-side failure on the way is a StartError, never a dead worker."""
+        mounts: tuple[Mount, ...] = ()
+        try:
+            mounts = volume_mounts(spec, self.volume_paths)
+            request = Request(spec, self.pod, mounts, self.rundir, self.images.get(spec["image"]), self.shm)
+            return spawn(self.launcher(request), log)
+        except OSError as exc:
+            raise StartError(f"cannot prepare the container: {exc}") from None
+        finally:
+            close_fds(mounts)
+
+    def signal(self, process: subprocess.Popen[bytes], signum: int) -> None:
+        """Signal a container: its process group; under bwrap a catchable signal goes to the contained
+        processes only (bwrap itself would die and take them down without their grace period)."""
+        if self.name == "bwrap" and signum != signal.SIGKILL:
+            bwrap.signal_contained(process.pid, signum)
+        else:
+            os.killpg(process.pid, signum)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ class Mount:
     target: str        # path inside the container
     source: Path       # directory (or file) on the host
     read_only: bool = False
+    fd: int | None = None  # an O_PATH descriptor of `source` when it lies inside a volume a container can change
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class Launch:
     argv: list[str]
     env: dict[str, str]
     cwd: Path
+    fds: tuple[int, ...] = ()  # descriptors the argv names (bwrap's --bind-fd), inherited by the process
 
 
 def command_line(container: Mapping[str, Any], config: ImageConfig | None) -> list[str]:
@@ -95,16 +98,64 @@ def container_environment(request: Request) -> dict[str, str]:
     return env
 
 
+def open_inside(start: Path | int, relative: str, create: bool) -> int:
+    """An O_PATH descriptor of `relative` below `start`, never following a symbolic link on the way.
+
+    Volumes are writable by containers: a container may leave `sub -> /etc` behind for a later
+    `subPath: sub` (Kubernetes' CVE-2017-1002101). Each component is opened relative to the previous one
+    with O_NOFOLLOW; missing directories are created when `create`. The caller closes the descriptor.
+    """
+    fd = os.open(start, os.O_PATH | os.O_DIRECTORY) if not isinstance(start, int) else os.dup(start)
+    try:
+        parts = [p for p in relative.split("/") if p not in ("", ".")]
+        for i, part in enumerate(parts):
+            if part == "..":
+                raise StartError(f"{relative}: '..' is not allowed")
+            last = i == len(parts) - 1
+            try:
+                nxt = os.open(part, os.O_PATH | os.O_NOFOLLOW | (0 if last else os.O_DIRECTORY), dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise StartError(f"{relative}: {part} does not exist") from None
+                os.mkdir(part, 0o755, dir_fd=fd)
+                nxt = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY, dir_fd=fd)
+            except NotADirectoryError:
+                raise StartError(f"{relative}: {part} is a symbolic link or not a directory inside the volume; "
+                                 "refusing to follow it") from None
+            os.close(fd)
+            fd = nxt
+            mode = os.fstat(fd).st_mode
+            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                raise StartError(f"{relative}: {part} is a symbolic link or special file inside the volume; "
+                                 "refusing to follow it")
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def volume_mounts(container: Mapping[str, Any], volume_paths: Mapping[str, Path]) -> tuple[Mount, ...]:
-    """The container's volumeMounts as host sources (a subPath is created inside its volume)."""
-    mounts = []
-    for mount in container["mounts"]:
-        source = volume_paths[mount["volume"]]
-        if mount.get("subPath"):
-            source = source / mount["subPath"]
-            source.mkdir(parents=True, exist_ok=True)
-        mounts.append(Mount(mount["mountPath"], source, bool(mount.get("readOnly"))))
+    """The container's volumeMounts as host sources; a subPath is opened safely inside its volume (and
+    created as a directory when missing) and handed over as a descriptor. The caller closes the fds."""
+    mounts: list[Mount] = []
+    try:
+        for mount in container["mounts"]:
+            source = volume_paths[mount["volume"]]
+            fd = None
+            if mount.get("subPath"):
+                fd = open_inside(source, mount["subPath"], create=True)
+                source = source / mount["subPath"]
+            mounts.append(Mount(mount["mountPath"], source, bool(mount.get("readOnly")), fd))
+    except BaseException:
+        close_fds(mounts)
+        raise
     return tuple(mounts)
+
+
+def close_fds(mounts: Iterable[Mount]) -> None:
+    for mount in mounts:
+        if mount.fd is not None:
+            os.close(mount.fd)
 
 
 def env_key(volume: str) -> str:
@@ -120,6 +171,6 @@ def spawn(launch: Launch, log: IO[bytes]) -> subprocess.Popen[bytes]:
     """Start one container process in its own process group (so it can be signalled as a whole)."""
     try:
         return subprocess.Popen(launch.argv, env=launch.env, cwd=launch.cwd, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, process_group=0, close_fds=True)
+                                stderr=subprocess.STDOUT, process_group=0, close_fds=True, pass_fds=launch.fds)
     except OSError as exc:
         raise StartError(f"{launch.argv[0]}: {exc.strerror or exc}") from None

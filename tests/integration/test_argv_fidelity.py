@@ -100,7 +100,9 @@ BWRAP_PROBE = ("import json, os, sys; json.dump([sys.argv[1:], os.environ['VALUE
 @given(args=st.lists(st.one_of(SHELLY, ANY), max_size=4), value=st.one_of(SHELLY, ANY))
 def test_args_and_env_arrive_verbatim_inside_a_bwrap_container(args: list[str], value: str) -> None:
     """The same through the bwrap runtime; the image is this machine's own root (`dir:/`, read-only), so the
-    probe can be this interpreter."""
+    probe can be this machine's Python (the base interpreter: a venv under /tmp would be hidden by the
+    container's private /tmp)."""
+    python = os.path.join(sys.base_prefix, "bin", "python3")
     with tempfile.TemporaryDirectory() as tmp:
         rundir, out = Path(tmp) / "run", Path(tmp) / "out"
         rundir.mkdir()
@@ -108,7 +110,7 @@ def test_args_and_env_arrive_verbatim_inside_a_bwrap_container(args: list[str], 
         manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "argv"},
                     "spec": {"restartPolicy": "Never", "volumes": [{"name": "out", "hostPath": {"path": str(out)}}],
                              "containers": [{
-                                 "name": "c", "image": "dir:/", "command": [sys.executable, "-c", BWRAP_PROBE],
+                                 "name": "c", "image": "dir:/", "command": [python, "-c", BWRAP_PROBE],
                                  "args": args, "env": [{"name": "VALUE", "value": value}],
                                  "volumeMounts": [{"name": "out", "mountPath": "/out"}]}]}}
         plan = plan_pod(manifest, "uid", lambda *a: None, runtime="bwrap", images={"cache": str(Path(tmp) / "c")})

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None or subprocess.run(
     ["bwrap", "--ro-bind", "/", "/", "true"], capture_output=True).returncode != 0,
     reason="bubblewrap is not installed or cannot create namespaces here (apt-get install bubblewrap)")
 
-EXTRA_APPLETS = ("hostname", "ps", "grep", "kill", "stat", "cut", "head")
+EXTRA_APPLETS = ("hostname", "ps", "grep", "kill", "stat", "cut", "head", "ln", "mount")
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +189,88 @@ def test_pods_pull_from_a_real_registry_by_tag_and_digest_then_run_from_the_cach
     status = bwrap_cli.json("pod", "always")["status"]
     assert status["reason"] == "ErrImagePull" and "unreachable" in status["message"]
     assert "startedAt" not in str(status["containerStatuses"])
+
+
+def test_no_capabilities_and_a_read_only_root_even_when_run_as_root(bwrap_cli: Cli, layout: Path) -> None:
+    bwrap_cli.apply(pod("caps", f"""
+  containers:
+  - name: main
+    image: "oci:{layout}:sh"
+    command: [sh, -c, 'grep CapEff /proc/self/status; mount -o remount,rw /bin 2>/dev/null || echo no-remount;
+                       touch /new 2>/dev/null || echo root-ro; touch /etc/new 2>/dev/null || echo etc-ro']
+"""))
+    assert bwrap_cli.wait("pod/caps", "phase=Succeeded").returncode == 0
+    assert bwrap_cli("logs", "caps").stdout.split() == ["CapEff:", "0" * 16, "no-remount", "root-ro", "etc-ro"]
+
+
+def test_a_subpath_through_a_symlink_left_in_a_volume_is_refused(bwrap_cli: Cli, layout: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    image = f"oci:{layout}:sh"
+    bwrap_cli.apply(pod("escape", f"""
+  volumes: [{{name: data, emptyDir: {{}}}}]
+  initContainers:
+  - {{name: plant, image: "{image}", command: [ln, -s, {victim}, /data/x],
+     volumeMounts: [{{name: data, mountPath: /data}}]}}
+  containers:
+  - name: main
+    image: "{image}"
+    command: [sh, -c, 'echo pwned > /mnt/file']
+    volumeMounts: [{{name: data, mountPath: /mnt, subPath: x}}]
+"""))
+    assert bwrap_cli.wait("pod/escape", "phase=Failed").returncode == 0
+    term = bwrap_cli.json("pod", "escape")["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert term["reason"] == "StartError" and "symbolic link" in term["message"]
+    assert list(victim.iterdir()) == []
+
+
+def test_a_config_file_mounted_with_subpath_and_reserved_mount_paths(bwrap_cli: Cli, layout: Path) -> None:
+    image = f"oci:{layout}:sh"
+    bwrap_cli.apply(f"""
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: cfg}}
+data: {{app.conf: "level=debug"}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: files}}
+spec:
+  restartPolicy: Never
+  volumes: [{{name: cfg, configMap: {{name: cfg}}}}, {{name: scratch, emptyDir: {{}}}}]
+  containers:
+  - name: main
+    image: "{image}"
+    command: [sh, -c, 'cat /etc/app.conf; ls /etc/app.conf']
+    volumeMounts: [{{name: cfg, mountPath: /etc/app.conf, subPath: app.conf}}]
+  - name: proc
+    image: "{image}"
+    command: ["true"]
+    volumeMounts: [{{name: scratch, mountPath: /proc}}]
+""")
+    assert bwrap_cli.wait("pod/files", "phase=Failed").returncode == 0
+    assert bwrap_cli("logs", "files", "-c", "main").stdout == "level=debug/etc/app.conf\n"
+    statuses = bwrap_cli.json("pod", "files")["status"]["containerStatuses"]
+    states = {c["name"]: c["state"]["terminated"] for c in statuses}
+    assert states["main"]["exitCode"] == 0
+    assert states["proc"]["reason"] == "StartError" and "reserved" in states["proc"]["message"]
+
+
+def test_stopping_gives_the_contained_process_its_grace_period(bwrap_cli: Cli, layout: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    bwrap_cli.apply(pod("grace", f"""
+  activeDeadlineSeconds: 2
+  terminationGracePeriodSeconds: 10
+  volumes: [{{name: out, hostPath: {{path: {out}}}}}]
+  containers:
+  - name: main
+    image: "oci:{layout}:sh"
+    command: [sh, -c, 'trap "echo cleaning >> /out/log; sleep 0.5; echo cleaned >> /out/log; exit 3" TERM;
+                       echo started >> /out/log; while true; do sleep 0.1; done']
+    volumeMounts: [{{name: out, mountPath: /out}}]
+"""))
+    assert bwrap_cli.wait("pod/grace", "phase=Failed", timeout=30).returncode == 0
+    assert (out / "log").read_text() == "started\ncleaning\ncleaned\n"
+    term = bwrap_cli.json("pod", "grace")["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert term["exitCode"] == 3  # the application's own status, through bwrap
