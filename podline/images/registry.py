@@ -26,6 +26,45 @@ from .reference import Reference
 
 TIMEOUT = 30.0
 _NETWORK_ERRORS = (OSError, http.client.HTTPException)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class _RefusedRedirect(Exception):
+    """A redirect to something other than an http(s) URL (raised inside urllib, turned into an ImageError)."""
+
+
+class _RedirectHandler(urllib.request.HTTPRedirectHandler):
+    def http_error_302(self, req, fp, code, msg, headers):  # noqa: ANN001, ANN201 - urllib's signature
+        location = headers.get("location") or headers.get("uri")
+        if location:
+            target = urllib.parse.urljoin(req.full_url, location)
+            if urllib.parse.urlsplit(target).scheme.lower() not in _DEFAULT_PORTS:
+                fp.close()
+                raise _RefusedRedirect(f"refusing to follow a redirect to {target!r} (only http and https)")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+def _opener() -> urllib.request.OpenerDirector:
+    """urlopen's handlers minus file:, ftp: and data:, with redirects limited to http(s)."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), urllib.request.HTTPHandler(),
+                    urllib.request.HTTPSHandler(), urllib.request.HTTPDefaultErrorHandler(), _RedirectHandler(),
+                    urllib.request.HTTPErrorProcessor()):
+        opener.add_handler(handler)
+    return opener
+
+
+def origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a URL, lowercased and with the default port filled in, to compare hosts."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme, 0)
 
 
 class Registry:
@@ -33,10 +72,12 @@ class Registry:
 
     def __init__(self, ref: Reference, text: str, *, auth_file: Path | None = None, insecure=()) -> None:
         self.ref, self.what = ref, text
-        scheme = "http" if ref.plain_http(tuple(insecure)) else "https"
-        self.base = f"{scheme}://{ref.api_host}/v2/{ref.repository}"
-        self.creds = credentials(auth_file, ref.registry, text)
+        self.plain = ref.plain_http(tuple(insecure))
+        self.base = f"{'http' if self.plain else 'https'}://{ref.api_host}/v2/{ref.repository}"
+        self.origin = origin(self.base)
+        self.creds = credentials(auth_file, ref.registry, text)  # the registry's, and only ever sent for it
         self.authorization = ""
+        self.opener = _opener()
 
     # --- HTTP ---------------------------------------------------------------------------------------
     def _open(self, method: str, url: str, headers: dict[str, str], what: str):
@@ -45,12 +86,21 @@ class Registry:
             if self.authorization:
                 request.add_unredirected_header("Authorization", self.authorization)
             try:
-                return urllib.request.urlopen(request, timeout=TIMEOUT)  # noqa: S310 - http(s) only
+                return self.opener.open(request, timeout=TIMEOUT)
             except urllib.error.HTTPError as exc:
+                answered = exc.geturl() or url
+                if exc.code == 401 and origin(answered) != self.origin:
+                    exc.close()  # not the registry's challenge: a host a redirect reached; it gets nothing
+                    host = urllib.parse.urlsplit(answered).netloc
+                    raise ImageError(f"{self.what}: {what}: {host}, where the registry {self.ref.api_host} redirected,"
+                                     " answered 401 unauthorized (the registry's credentials are not sent to other"
+                                     " hosts)") from None
                 if exc.code == 401 and attempt == 0 and self._authenticate(exc.headers.get("WWW-Authenticate", "")):
                     exc.close()
                     continue
                 raise self._http_error(exc, what) from None
+            except _RefusedRedirect as exc:
+                raise ImageError(f"{self.what}: {what}: {exc}") from None
             except ssl.SSLError as exc:
                 raise self._network_error(exc) from None
             except urllib.error.URLError as exc:
@@ -105,18 +155,26 @@ class Registry:
         query = {k: v for k, v in (("service", params.get("service")), ("scope", params.get("scope"))) if v}
         query.setdefault("scope", f"repository:{self.ref.repository}:pull")
         realm = params["realm"]
+        scheme = urllib.parse.urlsplit(realm).scheme.lower()
+        if scheme not in _DEFAULT_PORTS or not urllib.parse.urlsplit(realm).hostname:
+            raise ImageError(f"{self.what}: refusing the token realm {realm!r}: not an http(s) URL")
+        if scheme != "https" and not self.plain:
+            raise ImageError(f"{self.what}: refusing the token realm {realm!r}: a registry spoken to over https must"
+                             " have an https token realm")
         url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query)
         request = urllib.request.Request(url, headers={"Accept": "application/json"})
         if self.creds is not None:
             request.add_unredirected_header("Authorization", basic_header(self.creds))
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
+            with self.opener.open(request, timeout=TIMEOUT) as response:
                 doc = json.loads(response.read(1 << 20))
         except urllib.error.HTTPError as exc:
             exc.close()
             transient = exc.code == 429 or exc.code >= 500
             raise ImageError(f"{self.what}: token server {realm} refused ({exc.code} {exc.reason})",
                              transient=transient) from None
+        except _RefusedRedirect as exc:
+            raise ImageError(f"{self.what}: token server {realm}: {exc}") from None
         except urllib.error.URLError as exc:
             raise ImageError(f"{self.what}: token server {realm} unreachable: {exc.reason}", transient=True) from None
         except (ValueError, *_NETWORK_ERRORS) as exc:

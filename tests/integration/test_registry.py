@@ -273,3 +273,138 @@ def test_bearer_token_auth(layout: Path, tmp_path: Path, monkeypatch: pytest.Mon
     finally:
         registry.stop()
         tokens.stop()
+
+
+class Stub:
+    """A tiny HTTP server on `host` answering with `respond(method, path, headers) -> (code, headers, body)`;
+    every request is recorded as (method, path, headers). For hostile behaviour no real registry produces."""
+
+    def __init__(self, host: str, respond) -> None:  # noqa: ANN001 - a callable
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                headers = dict(self.headers.items())
+                stub.requests.append((self.command, self.path, headers))
+                code, extra, body = respond(self.command, self.path, headers)
+                self.send_response(code)
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_HEAD = _answer  # noqa: N815 - http.server's names
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
+        self.addr = f"{host}:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _can_bind(host: str) -> bool:
+    try:
+        with socket.socket() as s:
+            s.bind((host, 0))
+        return True
+    except OSError:
+        return False
+
+
+def basic_registry(layout: Path, tag: str, creds: str, blob_answer) -> Stub:  # noqa: ANN001 - a callable
+    """A Basic-auth 'registry' on 127.0.0.1 serving `tag` of `layout`; blob GETs are answered by blob_answer."""
+    index = json.loads((layout / "index.json").read_text())
+    digest = next(m["digest"] for m in index["manifests"]
+                  if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag)
+    manifest = ib.layout_blob(layout, digest).read_bytes()
+    expected = "Basic " + base64.b64encode(creds.encode()).decode()
+
+    def respond(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        if headers.get("Authorization") != expected:
+            return 401, {"WWW-Authenticate": 'Basic realm="stub"'}, b""
+        if "/manifests/" in path:
+            return 200, {"Content-Type": ib.OCI_MANIFEST, "Docker-Content-Digest": digest}, manifest
+        if "/blobs/" in path:
+            return blob_answer(path.rsplit("/", 1)[1])
+        return 404, {}, b""
+
+    return Stub("127.0.0.1", respond)
+
+
+def test_a_401_from_a_redirect_target_gets_no_credentials(layout: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    if not _can_bind("127.0.0.2"):
+        pytest.skip("127.0.0.2 is not a usable loopback address here")
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+
+    def foreign(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        if path.startswith("/token"):
+            return 200, {"Content-Type": "application/json"}, b'{"token": "from-the-foreign-host"}'
+        return 401, {"WWW-Authenticate": f'Bearer realm="http://{storage.addr}/token",service="evil"'}, b""
+
+    storage = Stub("127.0.0.2", foreign)
+    registry = basic_registry(layout, "v1", "alice:wonderland",
+                              lambda digest: (307, {"Location": f"http://{storage.addr}/blobs/{digest}"}, b""))
+    try:
+        image = f"{registry.addr}/{REPO}:redirected"
+        good = auth_file(tmp_path / "auth.json", registry.addr, "alice", "wonderland")
+        with pytest.raises(ImageError) as caught:
+            prepare(image, "IfNotPresent", tmp_path / "cache", auth_file=good)
+        assert not [path for _, path, headers in storage.requests if "Authorization" in headers]  # no credentials
+        assert storage.requests and all(path.startswith("/blobs/") for _, path, _ in storage.requests)  # no token
+        message = str(caught.value)
+        assert message.startswith(f"{image}: blob sha256:") and "\n" not in message
+        assert f"{storage.addr}, where the registry {registry.addr} redirected, answered 401" in message
+        assert not caught.value.transient
+        assert any("Authorization" in headers for _, _, headers in registry.requests)  # the registry's own did
+        assert all(h["Authorization"].startswith("Basic ") for _, _, h in registry.requests if "Authorization" in h)
+    finally:
+        registry.stop()
+        storage.stop()
+
+
+def test_redirects_only_to_http_urls(layout: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+    for target in ("ftp://127.0.0.1:9/blob", "file:///etc/passwd"):
+        registry = basic_registry(layout, "v1", "alice:wonderland", lambda _d, t=target: (302, {"Location": t}, b""))
+        try:
+            image = f"{registry.addr}/{REPO}:elsewhere"
+            good = auth_file(tmp_path / "auth.json", registry.addr, "alice", "wonderland")
+            with pytest.raises(ImageError, match=f"refusing to follow a redirect to '{target}'") as caught:
+                prepare(image, "IfNotPresent", tmp_path / "cache", auth_file=good)
+            assert not caught.value.transient
+        finally:
+            registry.stop()
+
+
+def test_token_realm_must_be_http_and_https_for_https_registries(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+    (tmp_path / "secret").write_text("{}")
+    for realm in (f"file://{tmp_path}/secret", "ftp://127.0.0.1:9/token", "data:,x", "/token"):
+        challenge = f'Bearer realm="{realm}",service="s"'
+        stub = Stub("127.0.0.1", lambda *_a, c=challenge: (401, {"WWW-Authenticate": c}, b""))
+        try:
+            with pytest.raises(ImageError, match="refusing the token realm .*: not an http\\(s\\) URL") as caught:
+                prepare(f"{stub.addr}/{REPO}:x", "IfNotPresent", tmp_path / "cache")
+            assert not caught.value.transient
+        finally:
+            stub.stop()
+    # over https (any non-loopback registry) the realm must be https too; checked without a TLS server
+    from podline.images.reference import parse_reference
+    from podline.images.registry import Registry as Client
+
+    client = Client(parse_reference("registry.example.org/a:b"), "registry.example.org/a:b")
+    with pytest.raises(ImageError, match="a registry spoken to over https must have an https token realm"):
+        client._authenticate('Bearer realm="http://auth.example.org/token",service="s"')
+    plain = Client(parse_reference("registry.example.org/a:b"), "x", insecure=["registry.example.org"])
+    with pytest.raises(ImageError, match="token server http://127.0.0.1:9/token unreachable"):
+        plain._authenticate('Bearer realm="http://127.0.0.1:9/token",service="s"')
