@@ -9,7 +9,8 @@ Two ways in:
   podline's image cache and handed over as a sandbox directory; podline applies the rule itself and
   uses `exec`.
 
-Semantics match the bwrap runtime: `--containall` (own PID/IPC, no host $HOME or /tmp), `--cleanenv`
+Semantics match the bwrap runtime: `--containall` (own PID/IPC, no host $HOME or /tmp; Apptainer's
+init shim stays, so the application is not PID 1 and a SIGTERM without a handler still ends it), `--cleanenv`
 (only the image's and the manifest's environment), `--no-eval` (values reach the process verbatim,
 never through a shell: HPK's users saw env values with special characters break), volumes as `--bind`,
 the pod's shared /dev/shm bound in. Environment values travel as `APPTAINERENV_*` variables rather than
@@ -60,7 +61,7 @@ def launch(request: Request, found: tuple[str, str] | None = None) -> Launch:
         argv = command_line(container, request.image.config)
     else:
         raise StartError(f"runtime apptainer: image {image!r} was not prepared")
-    args = [exe, verb, "--containall", "--cleanenv", "--no-eval", "--no-init", "--hostname", request.pod["name"][:63]]
+    args = [exe, verb, "--containall", "--cleanenv", "--no-eval", "--hostname", request.pod["name"][:63]]
     workdir = container.get("workingDir") or (request.image.config.working_dir if request.image else "")
     if workdir:
         args += ["--pwd", workdir]

@@ -192,8 +192,10 @@ class PipelineRunner:
                 self.engine.shm.mkdir(parents=True, exist_ok=True, mode=0o1777)
             self.engine.prepare(self.specs.values(), self.stopping)
         except ImagePullFailed as exc:
+            if self.engine.shm is not None:
+                shutil.rmtree(self.engine.shm, ignore_errors=True)
             self.phase = "Failed"
-            self.stop_reason = (exc.reason, f"step {exc.container}: {exc}")
+            self.stop_reason = self.stop_reason or (exc.reason, f"step {exc.container}: {exc}")
             self.steps[exc.container].update(phase="Failed", reason=exc.reason, message=str(exc))
             self.write_status(finished=True)
             return False

@@ -143,7 +143,7 @@ class PodRunner:
 
     def _fail_early(self, reason: str, message: str) -> int:
         """Nothing could start (a volume or an image): the pod fails with the reason, no container ran."""
-        self.stop_reason = (reason, message)
+        self.stop_reason = self.stop_reason or (reason, message)  # told to stop meanwhile: that is the reason
         self.phase = "Failed"
         self.write_status(finished=True)
         return 1
