@@ -23,20 +23,12 @@ PID_FILE=/run/podline-registry.pid
 LOG_FILE=/var/log/podline-registry.log
 ADDR=127.0.0.1:5000
 
-log() { echo "registry-up: $*" >&2; }
-die() { # message [log file to show]
-    log "ERROR: $1"
-    if [ -n "${2:-}" ] && [ -f "$2" ]; then
-        log "last lines of $2:"
-        tail -n 15 "$2" >&2 || true
-    fi
-    exit 1
-}
+SCRIPT=registry-up
+. "$(dirname "$(readlink -f "$0")")/common.sh"  # log, die, installed
 
 [ "$(id -u)" = 0 ] || die "must run as root (it installs packages and starts the registry)"
 
 # --- packages -------------------------------------------------------------------------------------
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 missing=()
 for pkg in docker-registry skopeo busybox-static bubblewrap apache2-utils curl openssl; do
     installed "$pkg" || missing+=("$pkg")

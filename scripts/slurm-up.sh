@@ -22,21 +22,13 @@ SLURMD_PID=/run/slurmd.pid
 MUNGE_PID=/run/munge/munged.pid
 WAIT_SECONDS=${SLURM_UP_WAIT:-60}
 
-log() { echo "slurm-up: $*" >&2; }
-die() { # message [log file to show]
-    log "ERROR: $1"
-    if [ -n "${2:-}" ] && [ -f "$2" ]; then
-        log "last lines of $2:"
-        tail -n 15 "$2" >&2 || true
-    fi
-    exit 1
-}
+SCRIPT=slurm-up
+. "$(dirname "$(readlink -f "$0")")/common.sh"  # log, die, installed
 . "$(dirname "$(readlink -f "$0")")/slurm-daemons.sh"  # daemon_pid, stop_daemon
 
 [ "$(id -u)" = 0 ] || die "must run as root (it installs packages, writes /etc/slurm and starts daemons)"
 
 # --- packages ---------------------------------------------------------------------------------
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 if ! installed slurm-wlm || ! installed munge || ! command -v slurmctld >/dev/null \
         || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
     log "installing slurm-wlm and munge from Debian"

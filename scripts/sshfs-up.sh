@@ -27,15 +27,8 @@ PID_FILE=/run/podline-sshd.pid
 LOG_FILE=/var/log/podline-sshd.log
 PORT=2222
 
-log() { echo "sshfs-up: $*" >&2; }
-die() { # message [log file to show]
-    log "ERROR: $1"
-    if [ -n "${2:-}" ] && [ -f "$2" ]; then
-        log "last lines of $2:"
-        tail -n 15 "$2" >&2 || true
-    fi
-    exit 1
-}
+SCRIPT=sshfs-up
+. "$(dirname "$(readlink -f "$0")")/common.sh"  # log, die, installed
 
 [ "$(id -u)" = 0 ] || die "must run as root (it installs packages, starts sshd and mounts)"
 
@@ -48,7 +41,6 @@ if ! fuse_ok; then
 fi
 
 # --- packages -------------------------------------------------------------------------------------
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 if ! installed openssh-server || ! installed sshfs || ! command -v sshfs >/dev/null || [ ! -x /usr/sbin/sshd ]; then
     log "installing openssh-server and sshfs from Debian"
     export DEBIAN_FRONTEND=noninteractive
