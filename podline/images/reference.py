@@ -3,6 +3,8 @@
 One parser for every transport so the runtimes, the planner's validation and the cache all agree on what
 a string names. Registry names follow the distribution reference grammar (as Docker normalises them:
 `busybox` is `docker.io/library/busybox:latest`); anything unparsable is `InvalidImageName` with one line.
+Names and tags are ASCII only (explicit ranges, every pattern compiled with re.ASCII: a Unicode letter
+would pass a word class and fail only later, in a URL); the paths of local images may be any UTF-8.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ DOCKER_HUB_API = "registry-1.docker.io"
 LOCAL_TRANSPORTS = ("oci", "oci-archive", "docker-archive", "dir")
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REPOSITORY = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_HOSTNAME = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$")
-_HOST = re.compile(r"^(?:(?P<name>[^:\[\]]+)|\[(?P<v6>[0-9A-Fa-f:.]+)\])(?::(?P<port>[0-9]{1,5}))?$")
+_REPOSITORY = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$", re.ASCII)
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", re.ASCII)
+_LOCAL_TAG = re.compile(r"^[A-Za-z0-9._:@/+-]{1,255}$", re.ASCII)  # an OCI layout's ref.name is freer than a tag
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$", re.ASCII)
+_HOSTNAME = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$",
+                       re.ASCII)
+_HOST = re.compile(r"^(?:(?P<name>[^:\[\]]+)|\[(?P<v6>[0-9A-Fa-f:.]+)\])(?::(?P<port>[0-9]{1,5}))?$", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,7 @@ def _parse_local(text: str, transport: str, rest: str) -> Reference:
         head, sep, tail = rest.rpartition(":")
         if sep and "/" not in tail:
             path, tag = head, tail
-            if not _TAG.match(tag) and not re.match(r"^[A-Za-z0-9._:@/+-]{1,255}$", tag):
+            if not _TAG.match(tag) and not _LOCAL_TAG.match(tag):
                 raise _invalid(text, f"bad tag {tag!r}")
     if not path.startswith("/"):
         raise _invalid(text, f"{transport}: needs an absolute path")
@@ -110,6 +114,8 @@ def _parse_local(text: str, transport: str, rest: str) -> Reference:
 def _parse_registry(text: str, rest: str) -> Reference:
     if len(rest) > 512:
         raise _invalid(text, "longer than 512 characters")
+    if not rest.isascii():
+        raise _invalid(text, "contains non-ASCII characters")
     digest = ""
     if "@" in rest:
         rest, digest = rest.split("@", 1)

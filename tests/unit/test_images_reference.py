@@ -79,6 +79,32 @@ def test_bad_names_are_invalid_image_name(text: str) -> None:
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "127.0.0.1:5000/app:t\u00e4g", "127.0.0.1:5000/\u00e4pp:1", "docker://127.0.0.1:5000/app:t\u00e4g",
+        "r\u00e9gistry.example.org/app:1", "busybox:\uff11", "busybox:v\u0661", "busybox:\u01c5",
+        "\u00e9/app", "app\u0130", "busybox:latest\u00a0", f"busybox@sha256:{HEX[:-1]}\u0661",
+        "oci:/images/layout:t\u00e4g", "oci-archive:/images/a.tar:\u0661",
+    ],
+)
+def test_non_ascii_names_are_invalid_image_name(text: str) -> None:
+    with pytest.raises(ImageError) as caught:
+        parse_reference(text)
+    assert caught.value.reason == INVALID_NAME and not caught.value.transient
+    assert "\n" not in str(caught.value)
+
+
+def test_non_ascii_paths_of_local_images_are_fine() -> None:
+    ref = parse_reference("oci:/images/caf\u00e9/layout:v1")
+    assert (ref.transport, ref.path, ref.tag) == ("oci", "/images/caf\u00e9/layout", "v1")
+    assert parse_reference("/srv/r\u00f6\u00f6tfs").path == "/srv/r\u00f6\u00f6tfs"
+
+
+def test_challenge_parameter_names_are_ascii() -> None:
+    assert parse_challenge('Bearer r\u00e9alm="x",realm="y"') == ("bearer", {"alm": "x", "realm": "y"})
+
+
 def test_sif_needs_apptainer() -> None:
     with pytest.raises(ImageError, match="SIF images need the apptainer runtime"):
         parse_reference("/images/tools.sif")
