@@ -116,7 +116,7 @@ def _build(tmp: Path, manifest: Manifest, source: _Source, text: str) -> None:
     for layer in manifest.layers:
         label = layer.digest[: len("sha256:") + 12]
         with source.open_blob(layer) as blob:
-            stream = LayerStream(blob, digest=layer.digest, what=f"{text}: layer {label}")
+            stream = LayerStream(blob, digest=layer.digest, what=f"{text}: layer {label}", budget=applier.stream)
             try:
                 applier.apply(stream, label)
                 stream.verify()

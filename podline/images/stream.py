@@ -3,7 +3,8 @@
 `tar -xzf` gets its decompression for free in a second process (gzip); doing the same here (zlib and
 hashlib release the GIL) keeps unpacking close to `tar -x` on two cores. The blob's sha256 is computed
 over every byte of the compressed blob in the same pass, so a corrupted or substituted layer is caught
-without reading it twice; the caller must call `verify()` after consuming the stream.
+without reading it twice; the caller must call `verify()` after consuming the stream. The decompressed
+bytes are counted against the image's budget (see unpack.Budget), so a gzip bomb stops at the limit.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import zlib
 from typing import BinaryIO
 
 from .errors import ImageError
+from .unpack import Budget
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -26,9 +28,10 @@ _DONE = object()
 class LayerStream(io.RawIOBase):
     """A readable stream of a layer's tar bytes; the source is hashed (and gunzipped) in a worker thread."""
 
-    def __init__(self, source: BinaryIO, *, digest: str, what: str) -> None:
+    def __init__(self, source: BinaryIO, *, digest: str, what: str, budget: Budget | None = None) -> None:
         super().__init__()
         self._source = source
+        self._budget = budget  # touched by the worker only, while it runs
         self._digest = digest
         self._what = what
         self._queue: queue.Queue[object] = queue.Queue(maxsize=16)
@@ -45,6 +48,8 @@ class LayerStream(io.RawIOBase):
 
     # --- worker -----------------------------------------------------------------------------------
     def _put(self, item: object) -> bool:
+        if self._budget is not None and item is not _DONE:
+            self._budget.take(len(item), self._what)  # type: ignore[arg-type]
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.2)

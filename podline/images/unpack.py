@@ -13,6 +13,10 @@ may run as root, so every entry is checked before anything touches the disk:
 * character/block devices and FIFOs are refused (a runtime provides /dev); setuid/setgid bits are
   stripped; ownership is applied only when running as root; xattrs (file capabilities) are dropped.
 
+One image may unpack to at most PODLINE_IMAGE_MAX_BYTES (default 64 GiB): the decompressed layer streams
+and, separately, the sizes of the regular files written (a sparse member is small in the stream but not on
+disk) are each counted against that limit, and the image is refused once either passes it.
+
 Whiteouts follow the OCI image spec: `.wh.<name>` deletes `<name>` from lower layers, `.wh..wh..opq`
 empties its directory of lower-layer content (entries of the same layer are kept). Directory modes and
 mtimes are applied last, deepest first, so writing children does not disturb them.
@@ -29,18 +33,50 @@ from typing import BinaryIO
 
 from .errors import ImageError
 
+MAX_BYTES_ENV = "PODLINE_IMAGE_MAX_BYTES"
+DEFAULT_MAX_BYTES = 64 << 30
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 _COPY = 1 << 20
 _DIR, _FILE, _LINK = "d", "f", "l"
 
 
+def max_image_bytes(image: str) -> int:
+    """The most one image may unpack to: $PODLINE_IMAGE_MAX_BYTES (a positive integer), else 64 GiB."""
+    text = os.environ.get(MAX_BYTES_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_BYTES
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ImageError(f"{image}: {MAX_BYTES_ENV}={text!r} is not a positive number of bytes")
+    return value
+
+
+class Budget:
+    """A count of bytes against one image's limit; take() raises the one-line ImageError when it is passed."""
+
+    def __init__(self, limit: int, what: str) -> None:
+        self.limit, self.what, self.used = limit, what, 0
+
+    def take(self, n: int, where: str = "") -> None:
+        self.used += n
+        if self.used > self.limit:
+            raise ImageError(f"{where or self.what}: refusing the image: it unpacks to more than {self.limit} bytes"
+                             f" (the limit of one image; {MAX_BYTES_ENV} sets it)")
+
+
 class LayerApplier:
     """Applies layers to `root` (an empty directory); call `apply()` per layer, then `finish()`."""
 
-    def __init__(self, root: str | os.PathLike[str], image: str) -> None:
+    def __init__(self, root: str | os.PathLike[str], image: str, max_bytes: int | None = None) -> None:
         self.root = os.fspath(root)
         self.image = image
+        self.max_bytes = max_image_bytes(image) if max_bytes is None else max_bytes
+        self.files = Budget(self.max_bytes, image)  # sizes of the regular files written
+        self.stream = Budget(self.max_bytes, image)  # decompressed layer bytes, for LayerStream
         self.kinds: dict[str, str] = {"": _DIR}  # relative path -> kind, for everything on disk
         self.children: dict[str, set[str]] = {"": set()}  # directory -> names of its entries
         self.dir_meta: dict[str, tuple[int, float, int, int]] = {}  # dir -> mode, mtime, uid, gid
@@ -142,6 +178,7 @@ class LayerApplier:
             self._add(path, kind)
 
     def _write_file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, full: str, mode: int) -> None:
+        self.files.take(member.size, f"{self.image}: layer {self._layer}: {member.name!r}")
         fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             if member.size:

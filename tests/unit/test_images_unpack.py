@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import stat
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -154,3 +156,58 @@ def test_ownership_applied_when_root(tmp_path: Path) -> None:
     layer.entries[0][0].uid, layer.entries[0][0].gid = 1234, 4321
     root = apply(tmp_path / "root", layer)
     assert ((root / "owned").stat().st_uid, (root / "owned").stat().st_gid) == (1234, 4321)
+
+
+LIMIT = 8 << 20
+
+
+def _refused_for_size(tmp_path: Path, layers: list, monkeypatch: pytest.MonkeyPatch) -> ImageError:
+    layout, cache = tmp_path / "layout", tmp_path / "cache"
+    ib.add_image(layout, [ib.Layer().file("ok", b"fine"), *layers], tag="big")
+    monkeypatch.setenv("PODLINE_IMAGE_MAX_BYTES", str(LIMIT))
+    with pytest.raises(ImageError) as caught:
+        prepare(f"oci:{layout}:big", "IfNotPresent", cache)
+    message = str(caught.value)
+    assert message.startswith(f"oci:{layout}:big: layer ") and "\n" not in message
+    assert f"unpacks to more than {LIMIT} bytes" in message and "PODLINE_IMAGE_MAX_BYTES" in message
+    assert not caught.value.transient
+    assert not (cache / "sha256").exists() and not list((cache / "tmp").iterdir())
+    return caught.value
+
+
+def test_a_gzip_bomb_stops_at_the_image_size_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bomb = Layer().file("zeros", bytes(64 << 20))  # 64 MiB of zeros: ~64 KiB gzipped
+    _refused_for_size(tmp_path / "file", [bomb], monkeypatch)
+    trailing = Layer().file("small", b"x").tar() + bytes(64 << 20)  # after the tar's end: only the drain sees it
+    _refused_for_size(tmp_path / "trailing", [trailing], monkeypatch)
+    across = [Layer().file(f"part{i}", os.urandom(3 << 20)) for i in range(3)]  # 9 MiB in 3 layers of 3
+    _refused_for_size(tmp_path / "across", across, monkeypatch)
+
+
+def test_a_sparse_file_counts_its_full_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not shutil.which("tar"):
+        pytest.skip("GNU tar makes the sparse member")
+    sparse = tmp_path / "src" / "sparse"
+    sparse.parent.mkdir()
+    with open(sparse, "wb") as f:
+        f.truncate(64 << 20)
+        f.write(b"head")
+    raw = subprocess.run(["tar", "--sparse", "--format=gnu", "-C", str(sparse.parent), "-cf", "-", "sparse"],
+                         check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        if not tar.getmembers()[0].issparse():
+            pytest.skip("tar did not write a sparse member")
+    assert len(raw) < 1 << 20
+    _refused_for_size(tmp_path, [raw], monkeypatch)
+
+
+def test_images_under_the_limit_unpack_and_the_limit_is_checked(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    layout = tmp_path / "layout"
+    ib.add_image(layout, [Layer().file("a", os.urandom(3 << 20)), Layer().file("b", os.urandom(3 << 20))], tag="ok")
+    monkeypatch.setenv("PODLINE_IMAGE_MAX_BYTES", str(LIMIT))
+    assert (prepare(f"oci:{layout}:ok", "IfNotPresent", tmp_path / "cache").rootfs / "b").stat().st_size == 3 << 20
+    for bad in ("lots", "0", "-5"):
+        monkeypatch.setenv("PODLINE_IMAGE_MAX_BYTES", bad)
+        with pytest.raises(ImageError, match=f"PODLINE_IMAGE_MAX_BYTES='{bad}' is not a positive number of bytes"):
+            prepare(f"oci:{layout}:ok", "IfNotPresent", tmp_path / "other")
