@@ -22,10 +22,12 @@ from .manifest import (
     Blob,
     Manifest,
     check_digest,
+    descriptor,
     image_manifest,
     is_index,
     load,
     pick_platform,
+    read_limit,
     sha256_of,
 )
 from .reference import Reference
@@ -90,8 +92,13 @@ class LocalImage:
         return self._open(self._blob_name(blob.digest))
 
     def read_blob(self, blob: Blob) -> bytes:
+        """A blob read whole (index, manifest, config): at most its declared size, or 16 MiB without one."""
+        limit = read_limit(blob, self.what)
         with self.open_blob(blob) as f:
-            data = f.read()
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            said = "its descriptor's size" if blob.size >= 0 else "no size in its descriptor; the most read whole"
+            raise ImageError(f"{self.what}: refusing blob {blob.digest}: larger than {limit} bytes ({said})")
         check_digest(data, blob.digest, self.what)
         return data
 
@@ -112,7 +119,7 @@ class LocalImage:
                 tags = sorted({(e.get("annotations") or {}).get(REF_NAME, "?") for e in entries})
                 raise ImageError(f"{self.what}: the layout holds {len(chosen)} images; name one with :TAG ({tags})")
         entry = chosen[-1]
-        top = Blob(str(entry.get("digest", "")), str(entry.get("mediaType", "")), int(entry.get("size", -1)))
+        top = descriptor(entry, self.what)
         data = self.read_blob(top)
         doc = load(data, self.what)
         if is_index(doc, top.media_type, self.what):

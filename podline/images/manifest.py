@@ -24,6 +24,8 @@ MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST))
 REF_NAME = "org.opencontainers.image.ref.name"
+MAX_MANIFEST_BYTES = 4 << 20  # what registries accept; a manifest or index is read whole
+MAX_METADATA_BYTES = 16 << 20  # a config (or manifest) blob read whole, when its descriptor has no size
 
 
 @dataclass(frozen=True)
@@ -94,17 +96,29 @@ def pick_platform(index: dict[str, Any], what: str) -> Blob:
         seen.append(f"{plat.get('os', '?')}/{plat.get('architecture', '?')}")
         if plat.get("os") == os_name and plat.get("architecture") == arch:
             if arch != "arm64" or plat.get("variant", "v8") == "v8":
-                return _blob(entry, what)
+                return descriptor(entry, what)
     raise ImageError(f"{what}: no {os_name}/{arch} image in the index (it has: {', '.join(seen) or 'nothing'})")
 
 
-def _blob(entry: Any, what: str) -> Blob:
+def descriptor(entry: Any, what: str) -> Blob:
+    """A descriptor ({digest, mediaType, size}) of a manifest or index, checked."""
     if not isinstance(entry, dict) or not isinstance(entry.get("digest"), str):
         raise ImageError(f"{what}: malformed descriptor in manifest")
     digest = entry["digest"]
     if not digest.startswith("sha256:") or len(digest) != 71:
         raise ImageError(f"{what}: unsupported digest {digest!r} (only sha256)")
-    return Blob(digest=digest, media_type=str(entry.get("mediaType", "")), size=int(entry.get("size", -1)))
+    size = entry.get("size", -1)  # -1: not given
+    if type(size) is not int or size < -1 or ("size" in entry and size < 0):
+        raise ImageError(f"{what}: malformed descriptor in manifest: size {size!r}")
+    return Blob(digest=digest, media_type=str(entry.get("mediaType", "")), size=size)
+
+
+def read_limit(blob: Blob, what: str) -> int:
+    """How much of a blob that is read whole (config, manifest) may be read: its size, at most 16 MiB."""
+    if blob.size > MAX_METADATA_BYTES:
+        raise ImageError(f"{what}: refusing blob {blob.digest}: its descriptor says {blob.size} bytes, more than"
+                         f" the {MAX_METADATA_BYTES} a config or manifest may have")
+    return blob.size if blob.size >= 0 else MAX_METADATA_BYTES
 
 
 def image_manifest(data: bytes, digest: str, top_digest: str, what: str) -> Manifest:
@@ -112,11 +126,11 @@ def image_manifest(data: bytes, digest: str, top_digest: str, what: str) -> Mani
     kind = media_type(doc, "", what)
     if kind not in MANIFEST_TYPES:
         raise ImageError(f"{what}: unsupported manifest media type {kind!r}")
-    layers = tuple(_blob(entry, what) for entry in doc.get("layers") or [])
+    layers = tuple(descriptor(entry, what) for entry in doc.get("layers") or [])
     for layer in layers:
         if "zstd" in layer.media_type:
             raise ImageError(f"{what}: zstd-compressed layers are not supported (use gzip or uncompressed layers)")
         if "encrypted" in layer.media_type:
             raise ImageError(f"{what}: encrypted layers are not supported")
-    config = _blob(doc.get("config"), what)
+    config = descriptor(doc.get("config"), what)
     return Manifest(digest=digest, top_digest=top_digest, config=config, layers=layers, raw=data)

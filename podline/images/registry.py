@@ -21,7 +21,19 @@ from typing import BinaryIO
 
 from .auth import basic_header, credentials, parse_challenge
 from .errors import ImageError
-from .manifest import ACCEPT, Blob, Manifest, check_digest, image_manifest, is_index, load, pick_platform, sha256_of
+from .manifest import (
+    ACCEPT,
+    MAX_MANIFEST_BYTES,
+    Blob,
+    Manifest,
+    check_digest,
+    image_manifest,
+    is_index,
+    load,
+    pick_platform,
+    read_limit,
+    sha256_of,
+)
 from .reference import Reference
 
 TIMEOUT = 30.0
@@ -190,9 +202,11 @@ class Registry:
         """GET a manifest: (bytes, content type, digest) - the digest computed from the bytes."""
         with self._open("GET", f"{self.base}/manifests/{reference}", {"Accept": ACCEPT}, "manifest") as response:
             try:
-                data = response.read(4 << 20)
+                data = response.read(MAX_MANIFEST_BYTES + 1)
             except _NETWORK_ERRORS as exc:
                 raise self._network_error(exc) from None
+            if len(data) > MAX_MANIFEST_BYTES:
+                raise ImageError(f"{self.what}: refusing manifest {reference}: larger than {MAX_MANIFEST_BYTES} bytes")
             return data, response.headers.get("Content-Type", ""), sha256_of(data)
 
     def head_digest(self) -> str:
@@ -226,7 +240,11 @@ class Registry:
         return _Limited(response, blob.size, self)
 
     def read_blob(self, blob: Blob) -> bytes:
-        with self.open_blob(blob) as f:
+        """A blob read whole (a config): at most its declared size, or 16 MiB when the manifest gives none."""
+        limit = read_limit(blob, self.what)
+        response = self._open("GET", f"{self.base}/blobs/{blob.digest}", {}, f"blob {blob.digest}")
+        too_big = "" if blob.size >= 0 else f"blob {blob.digest} (no size in the manifest) is larger than {limit} bytes"
+        with _Limited(response, limit, self, too_big) as f:
             data = f.read()
         check_digest(data, blob.digest, self.what)
         return data
@@ -235,8 +253,9 @@ class Registry:
 class _Limited:
     """A blob response that turns network errors into transient ImageErrors and stops at the declared size."""
 
-    def __init__(self, response, size: int, registry: Registry) -> None:
+    def __init__(self, response, size: int, registry: Registry, too_big: str = "") -> None:
         self.response, self.left, self.registry = response, size if size >= 0 else -1, registry
+        self.too_big = too_big or "a blob is larger than its manifest says"
 
     def read(self, n: int = -1) -> bytes:
         try:
@@ -247,7 +266,7 @@ class _Limited:
             raise self.registry._network_error(exc) from None
         self.left -= len(data)
         if self.left < 0:
-            raise ImageError(f"{self.registry.what}: a blob is larger than its manifest says")
+            raise ImageError(f"{self.registry.what}: {self.too_big}")
         return data
 
     def close(self) -> None:

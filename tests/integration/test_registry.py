@@ -10,6 +10,7 @@ the registry's rootcertbundle - the registry verifies them itself, as it would D
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import os
 import shutil
@@ -408,3 +409,62 @@ def test_token_realm_must_be_http_and_https_for_https_registries(tmp_path: Path,
     plain = Client(parse_reference("registry.example.org/a:b"), "x", insecure=["registry.example.org"])
     with pytest.raises(ImageError, match="token server http://127.0.0.1:9/token unreachable"):
         plain._authenticate('Bearer realm="http://127.0.0.1:9/token",service="s"')
+
+
+def test_blobs_read_whole_are_capped(tmp_path: Path) -> None:
+    """A config without a size in its descriptor is read up to 16 MiB, a declared size is believed only up to
+    16 MiB, a manifest up to 4 MiB; a malformed size is an error (a stub registry: real ones check sizes)."""
+    blobs: dict[str, bytes] = {}
+    manifests: dict[str, bytes] = {}
+
+    def put(data: bytes) -> str:
+        blobs[ib.sha256(data)] = data
+        return ib.sha256(data)
+
+    layer = gzip.compress(ib.Layer().file("f", b"x").tar(), mtime=0)
+    layer_desc = {"mediaType": ib.OCI_LAYER_GZIP, "digest": put(layer), "size": len(layer)}
+    big_config = json.dumps({"config": {"Cmd": ["sh"]}, "pad": "x" * (17 << 20)}).encode()
+    small_config = json.dumps({"config": {"Cmd": ["sh"]}}).encode()
+
+    def manifest(tag: str, config: bytes, size: object = None, pad: int = 0) -> None:
+        desc: dict[str, object] = {"mediaType": ib.OCI_CONFIG, "digest": put(config)}
+        if size is not None:
+            desc["size"] = size
+        doc = {"schemaVersion": 2, "mediaType": ib.OCI_MANIFEST, "config": desc, "layers": [layer_desc]}
+        if pad:
+            doc["annotations"] = {"pad": "x" * pad}
+        manifests[tag] = json.dumps(doc).encode()
+
+    manifest("nosize", big_config)
+    manifest("declared", big_config, len(big_config))
+    manifest("fine", small_config)  # no size, but small: read
+    manifest("huge", small_config, len(small_config), pad=5 << 20)
+    manifest("word", small_config, "12")
+
+    def respond(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        name = path.rsplit("/", 1)[1]
+        if "/manifests/" in path and name in manifests:
+            return 200, {"Content-Type": ib.OCI_MANIFEST}, manifests[name]
+        if "/blobs/" in path and name in blobs:
+            return 200, {}, blobs[name]
+        return 404, {}, b""
+
+    stub = Stub("127.0.0.1", respond)
+    try:
+        image = f"{stub.addr}/{REPO}"
+        assert (prepare(f"{image}:fine", "IfNotPresent", tmp_path / "cache").rootfs / "f").is_file()
+        expected = {
+            "nosize": "(no size in the manifest) is larger than 16777216 bytes",
+            "declared": f"its descriptor says {len(big_config)} bytes, more than the 16777216",
+            "huge": "refusing manifest huge: larger than 4194304 bytes",
+            "word": "malformed descriptor in manifest: size '12'",
+        }
+        for tag, problem in expected.items():
+            with pytest.raises(ImageError) as caught:
+                prepare(f"{image}:{tag}", "IfNotPresent", tmp_path / "cache")
+            assert problem in str(caught.value) and str(caught.value).startswith(f"{image}:{tag}: ")
+            assert not caught.value.transient
+        served = [path for _, path, _ in stub.requests if path.endswith(ib.sha256(big_config))]
+        assert len(served) == 1  # the declared 17 MiB config is never fetched; the unsized one once, and cut short
+    finally:
+        stub.stop()

@@ -263,3 +263,24 @@ def test_cache_is_created_private(layout: Path, tmp_path: Path) -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
     lock = cache / "locks" / (image.digest.split(":")[1] + ".lock")
     assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+
+
+def test_layout_blobs_read_whole_are_capped(tmp_path: Path) -> None:
+    layout = tmp_path / "layout"
+    config = dict(ib.image_config(cmd=["sh"]), pad="x" * (17 << 20))
+    ib.add_image(layout, [ib.Layer().file("f", b"x")], config, tag="declared")
+    with pytest.raises(ImageError, match="its descriptor says .* more than the 16777216 a config or manifest may"):
+        prepare(f"oci:{layout}:declared", "IfNotPresent", tmp_path / "cache")
+    index = json.loads((layout / "index.json").read_text())
+    manifest = ib.manifest_of(layout, index["manifests"][0]["digest"])
+    del manifest["config"]["size"]
+    raw = json.dumps(manifest).encode()
+    ib.layout_blob(layout, ib.sha256(raw)).write_bytes(raw)
+    index["manifests"].append({"mediaType": ib.OCI_MANIFEST, "digest": ib.sha256(raw),
+                               "annotations": {"org.opencontainers.image.ref.name": "nosize"}})  # no size either
+    (layout / "index.json").write_text(json.dumps(index))
+    with pytest.raises(ImageError) as caught:
+        prepare(f"oci:{layout}:nosize", "IfNotPresent", tmp_path / "cache")
+    assert str(caught.value) == (f"oci:{layout}:nosize: refusing blob {manifest['config']['digest']}: larger than"
+                                 " 16777216 bytes (no size in its descriptor; the most read whole)")
+    assert not (tmp_path / "cache" / "sha256").exists()
