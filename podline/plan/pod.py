@@ -153,11 +153,22 @@ def plan_volume(volume: Volume, pod: Pod, uid: str, lookup: Lookup) -> dict[str,
     return {"name": volume.name, "type": "files", "files": files}
 
 
+LOCAL_IMAGES = ("oci:", "oci-archive:", "docker-archive:", "dir:", "/")
+
+
+def default_pull_policy(image: str) -> str:
+    """Kubernetes' default: `Always` for a registry image tagged `latest` or not tagged, else `IfNotPresent`."""
+    if image.startswith(LOCAL_IMAGES) or image.endswith(".sif") or "@" in image:
+        return "IfNotPresent"
+    last = image.removeprefix("docker://").rsplit("/", 1)[-1]
+    return "Always" if ":" not in last or last.endswith(":latest") else "IfNotPresent"
+
+
 def plan_container(container: Container, pod: Pod, uid: str, lookup: Lookup) -> dict[str, Any]:
     return {
         "name": container.name,
         "image": container.image,
-        "imagePullPolicy": container.image_pull_policy or "IfNotPresent",
+        "imagePullPolicy": container.image_pull_policy or default_pull_policy(container.image),
         "command": list(container.command),
         "args": list(container.args),
         "env": resolve_env(container, pod, uid, lookup),

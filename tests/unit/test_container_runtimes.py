@@ -172,3 +172,14 @@ def test_apptainer_refuses_bind_paths_it_would_split() -> None:
         app(container(["sh"], image="docker://alpine:3"), mounts=(Mount("/a:b", Path("/h")),))
     with pytest.raises(StartError, match="was not prepared"):
         app(container(["sh"], image="127.0.0.1:5000/x:1"))
+
+
+@pytest.mark.parametrize("image, policy", [
+    ("busybox", "Always"), ("busybox:latest", "Always"), ("127.0.0.1:5000/x", "Always"), ("docker://alpine", "Always"),
+    ("busybox:1.36", "IfNotPresent"), ("127.0.0.1:5000/x:1", "IfNotPresent"), ("x@sha256:" + "0" * 64, "IfNotPresent"),
+    ("oci:/layouts/a:b", "IfNotPresent"), ("/images/t.sif", "IfNotPresent"), ("dir:/", "IfNotPresent"),
+])
+def test_default_pull_policy_is_kubernetes(image: str, policy: str) -> None:
+    from podline.plan.pod import default_pull_policy
+
+    assert default_pull_policy(image) == policy
