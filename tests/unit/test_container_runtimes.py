@@ -183,3 +183,25 @@ def test_default_pull_policy_is_kubernetes(image: str, policy: str) -> None:
     from podline.plan.pod import default_pull_policy
 
     assert default_pull_policy(image) == policy
+
+
+def test_open_inside_follows_no_symlink_a_container_could_have_left(tmp_path: Path) -> None:
+    from podline.runtime.launch import open_inside
+
+    volume = tmp_path / "vol"
+    (volume / "a").mkdir(parents=True)
+    (volume / "a" / "file").write_text("x")
+    os.symlink(tmp_path, volume / "link")
+    os.symlink("/etc/passwd", volume / "a" / "passwd")
+    for relative in ("link", "link/below", "a/passwd", "a/../..", "a/file/x"):
+        with pytest.raises(StartError):
+            os.close(open_inside(volume, relative, create=True))
+    assert not (tmp_path / "below").exists()  # nothing was created through the link
+    fd = open_inside(volume, "a/file", create=False)
+    assert os.readlink(f"/proc/self/fd/{fd}") == str(volume / "a" / "file")
+    os.close(fd)
+    fd = open_inside(volume, "new/deeper", create=True)
+    assert (volume / "new" / "deeper").is_dir()
+    os.close(fd)
+    with pytest.raises(StartError, match="does not exist"):
+        open_inside(volume, "missing", create=False)
