@@ -35,18 +35,7 @@ for pkg in docker-registry skopeo busybox-static bubblewrap apache2-utils curl o
 done
 if ((${#missing[@]})); then
     log "installing ${missing[*]} from Debian"
-    export DEBIAN_FRONTEND=noninteractive
-    # Keep docker-registry's postinst from starting the system registry (port 5000, its own config).
-    policy_made=0
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-        chmod 0755 /usr/sbin/policy-rc.d
-        policy_made=1
-        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-    fi
-    { apt-get update -qq && apt-get install -y -qq -o Dpkg::Use-Pty=0 "${missing[@]}" >/dev/null; } \
-        || die "apt-get install ${missing[*]} failed"
-    if [ "$policy_made" = 1 ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
+    apt_install_quietly "${missing[@]}"  # docker-registry's postinst would start the system registry
 fi
 command -v docker-registry >/dev/null || die "docker-registry is not installed"
 command -v skopeo >/dev/null || die "skopeo is not installed"

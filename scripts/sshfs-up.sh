@@ -43,18 +43,7 @@ fi
 # --- packages -------------------------------------------------------------------------------------
 if ! installed openssh-server || ! installed sshfs || ! command -v sshfs >/dev/null || [ ! -x /usr/sbin/sshd ]; then
     log "installing openssh-server and sshfs from Debian"
-    export DEBIAN_FRONTEND=noninteractive
-    # Keep the package's postinst from starting the *system* sshd: only our own instance should run.
-    policy_made=0
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-        chmod 0755 /usr/sbin/policy-rc.d
-        policy_made=1
-        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-    fi
-    { apt-get update -qq && apt-get install -y -qq -o Dpkg::Use-Pty=0 openssh-server sshfs >/dev/null; } \
-        || die "apt-get install openssh-server sshfs failed"
-    if [ "$policy_made" = 1 ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
+    apt_install_quietly openssh-server sshfs  # only our own sshd instance should run
 fi
 command -v sshfs >/dev/null || die "sshfs is not installed"
 if command -v fusermount3 >/dev/null; then FUSERMOUNT=fusermount3; else FUSERMOUNT=fusermount; fi
