@@ -109,7 +109,8 @@ class SlurmBackend:
             return existing.read_text().strip()
         write_json_atomic(base / "plan.json", {**plan, "notify": self.notify})
         write_json_atomic(base / "array.json", {"indexes": indexes})
-        script = render_indexed_job(job_manifest, base.name, str(base), self.placement, indexes)
+        script = render_indexed_job(job_manifest, base.name, str(base), self.placement, indexes,
+                                    pipeline=plan.get("kind") == "Pipeline")
         return self.submit(base, script, COMMENT_PREFIX + base.name, adopt)
 
     # --- observe ---------------------------------------------------------------------------------

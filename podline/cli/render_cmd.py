@@ -49,7 +49,8 @@ def render(state: State, files: tuple[str, ...], target: str) -> None:
         elif isinstance(obj, Job) and obj.spec.completion_mode == "Indexed":
             script = render_indexed_job(obj.dump(), RENDER_UID, rundir, placement)
         elif isinstance(obj, Pipeline):
-            script = render_indexed_job(pipeline_array_job(obj.dump()), RENDER_UID, rundir, placement)
+            script = render_indexed_job(pipeline_array_job(obj.dump()), RENDER_UID, rundir, placement,
+                                        pipeline=True)
         elif isinstance(obj, Job):
             pod = {"apiVersion": "v1", "kind": "Pod", "metadata": obj.dump()["metadata"],
                    "spec": obj.dump()["spec"]["template"]["spec"]}

@@ -106,8 +106,9 @@ def render_pod(manifest: dict[str, Any], uid: str, rundir: str, placement: Place
 
 
 def render_indexed_job(manifest: dict[str, Any], array_id: str, base: str, placement: Placement,
-                       indexes: list[int] | None = None) -> str:
-    """One array for the given indexes (default: all); task I runs in `base/I` with JOB_COMPLETION_INDEX=I."""
+                       indexes: list[int] | None = None, pipeline: bool = False) -> str:
+    """One array for the given indexes (default: all); task I runs in `base/I` with JOB_COMPLETION_INDEX=I.
+    A Pipeline's shards are rendered as its Indexed Job (`pipeline_array_job`) and named as shards."""
     meta, spec = manifest["metadata"], manifest["spec"]
     template = spec["template"]
     annotations = {**meta.get("annotations", {}), **template.get("metadata", {}).get("annotations", {})}
@@ -115,8 +116,9 @@ def render_indexed_job(manifest: dict[str, Any], array_id: str, base: str, place
     header = sbatch_options(meta["name"], meta.get("namespace", "default"), array_id, template["spec"], annotations,
                             placement, f"{base}/slurm-%A_%a.out",
                             array=array_spec(wanted, spec.get("parallelism", 1)))
-    return _script(header, f"indexed job {meta.get('namespace', 'default')}/{meta['name']} (array {array_id}), "
-                   f"{len(wanted)} indexes", ["--array-base", base], placement)
+    what, unit = ("pipeline", "shards") if pipeline else ("indexed job", "indexes")
+    return _script(header, f"{what} {meta.get('namespace', 'default')}/{meta['name']} (array {array_id}), "
+                   f"{len(wanted)} {unit}", ["--array-base", base], placement)
 
 
 def array_spec(indexes: list[int], parallelism: int) -> str:

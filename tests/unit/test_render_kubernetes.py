@@ -239,7 +239,7 @@ def rendered_sbatch() -> str:
     out = []
     for obj in golden_pipelines():
         rundir = f"/shared/podline/pods/{obj.metadata.namespace}/{obj.metadata.name}/{UID}"
-        out.append(render_indexed_job(pipeline_job(obj.dump()), UID, rundir, PLACEMENT))
+        out.append(render_indexed_job(pipeline_job(obj.dump()), UID, rundir, PLACEMENT, pipeline=True))
     return "".join(out)
 
 
