@@ -51,6 +51,18 @@ def check_pod_spec(spec: PodSpec, base: str) -> None:
                 mount_paths.add(mount.mount_path)
 
 
+CHECKPOINT_ANNOTATIONS = ("podline.io/checkpoint-node-local-every", "podline.io/checkpoint-shared-every")
+
+
+def check_annotations(annotations: dict[str, str], base: str) -> None:
+    """podline's own annotations: Slurm flags, and checkpoint intervals of a pod in pipeline form."""
+    check_slurm_flags(annotations, base)
+    for key in CHECKPOINT_ANNOTATIONS:
+        value = annotations.get(key)
+        if value is not None and not (value.isascii() and value.isdigit() and int(value) <= 1000):
+            raise InvalidObject(f"{base}.annotations[{key}]", f"must be a whole number from 0 to 1000, got {value!r}")
+
+
 def check_slurm_flags(annotations: dict[str, str], base: str) -> None:
     for key in FLAG_ANNOTATIONS:
         if key in annotations:
@@ -100,14 +112,14 @@ def check_object(obj: Resource) -> None:
     """Rules every stored object must satisfy beyond its schema."""
     if not obj.metadata.name:
         raise InvalidObject("metadata.name", "required: every object needs a name")
-    check_slurm_flags(obj.metadata.annotations, "metadata")
+    check_annotations(obj.metadata.annotations, "metadata")
     if isinstance(obj, Pod):
         check_pod_spec(obj.spec, "spec")
     elif isinstance(obj, Pipeline):
         check_pipeline(obj)
     elif isinstance(obj, Job):
         check_pod_spec(obj.spec.template.spec, "spec.template.spec")
-        check_slurm_flags(obj.spec.template.metadata.annotations, "spec.template.metadata")
+        check_annotations(obj.spec.template.metadata.annotations, "spec.template.metadata")
         if obj.spec.completion_mode == "Indexed" and obj.spec.completions is None:
             raise InvalidObject("spec.completions", "completions is required when completionMode is Indexed")
         if obj.spec.template.spec.restart_policy == "Always":

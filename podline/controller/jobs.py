@@ -82,10 +82,10 @@ def _finish(ctx: Ctx, job: Obj, kind: str, reason: str, message: str, active: li
 
 
 def forget_checkpoints(ctx: Ctx, job: Obj) -> None:
-    """Checkpoints kept for an index's next pod (pods in pipeline form) are not needed once the Job is over.
-    Only this machine's: on Slurm, node-local copies age out with the nodes' scratch."""
+    """Checkpoints kept for an index's next pod (pods in pipeline form) are not needed once the Job is over:
+    the shared directory's (L3) and this machine's; on Slurm, node-local copies age out with the nodes' scratch."""
     dirs = ctx.dirs_for(job)
-    roots = [(shm_root(), f"podline-{job.uid}-*")]
+    roots = [(shm_root(), f"podline-{job.uid}-*"), (Path(str(dirs["shared"])) / "checkpoints", f"{job.uid}-*")]
     if dirs["scratch"]:
         roots += [(Path(dirs["scratch"]) / "checkpoints", f"{job.uid}-*"),
                   (Path(dirs["scratch"]) / "workspaces", f"podline-{job.uid}-*")]

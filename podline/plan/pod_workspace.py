@@ -7,6 +7,9 @@ pod (restartPolicy OnFailure) first rewinds the workspace to the newest checkpoi
 the same Indexed Job index — after a node, runner or container failure — resumes from it, skipping the
 init containers the checkpoint covers. Its identity (`key`) is therefore the Job's uid and the index,
 not the pod's uid; a pod outside an Indexed Job keeps its checkpoints only for its own retries.
+Annotations set the intervals: `podline.io/checkpoint-node-local-every` (L2, default 1) and
+`podline.io/checkpoint-shared-every` (L3 on the context's shared directory, default 0 = never), so a pod
+retried on another node can resume there too.
 """
 
 from __future__ import annotations
@@ -44,6 +47,17 @@ def workspace_key(pod: Pod, uid: str, index_env: str | None) -> str:
     return uid
 
 
+NODE_LOCAL_EVERY = "podline.io/checkpoint-node-local-every"
+SHARED_EVERY = "podline.io/checkpoint-shared-every"
+
+
+def checkpoint_policy(annotations: dict[str, str]) -> dict[str, int]:
+    """L2 after every init container by default; L3 (the shared directory: another node can resume from it)
+    when the pod asks, as a Pipeline's `checkpoint` does. The values were checked at apply."""
+    return {"nodeLocalEvery": int(annotations.get(NODE_LOCAL_EVERY, "1")),
+            "sharedEvery": int(annotations.get(SHARED_EVERY, "0"))}
+
+
 def plan_workspace(pod: Pod, uid: str, volumes: list[dict[str, Any]], index_env: str | None,
                    dirs: dict[str, str | None] | None) -> dict[str, Any] | None:
     name = shared_volume(pod)
@@ -53,5 +67,5 @@ def plan_workspace(pod: Pod, uid: str, volumes: list[dict[str, Any]], index_env:
     key = workspace_key(pod, uid, index_env)
     return {"volume": name, "key": key, "resumable": key != uid,
             "medium": "Memory" if volume.get("medium") == "Memory" else "Disk", "sizeLimit": volume.get("sizeLimit"),
-            "checkpoint": {"nodeLocalEvery": 1, "sharedEvery": 0},
+            "checkpoint": checkpoint_policy(pod.metadata.annotations),
             "dirs": {"shared": (dirs or {}).get("shared"), "scratch": (dirs or {}).get("scratch")}}

@@ -13,7 +13,8 @@ from podline.backends.local import session_processes
 from tests.conftest import Cli, gone, wait_for
 
 
-def job(name: str, tally: Path, gate: Path, second: str, medium: str = "Memory", backoff: int = 3) -> str:
+def job(name: str, tally: Path, gate: Path, second: str, medium: str = "Memory", backoff: int = 3,
+        annotations: str = "{}") -> str:
     """Index I: `gen` counts its runs in `tally` and writes numbers; `second` is the shell of the next init
     container (it may fail or hang once, using `gate`); `report` prints the workspace."""
     return f"""
@@ -26,6 +27,7 @@ spec:
   completionMode: Indexed
   backoffLimit: {backoff}
   template:
+    metadata: {{annotations: {annotations}}}
     spec:
       restartPolicy: Never
       volumes:
@@ -128,3 +130,33 @@ spec:
     assert status["checkpoints"]["L2"]["seq"] == 2
     uid = cli.json("pod", "rewind")["metadata"]["uid"]
     assert not (cli.home / "scratch" / "checkpoints" / uid).exists(), "a finished pod's checkpoints go"
+
+
+def test_with_shared_checkpoints_a_pod_resumes_where_the_node_local_copy_is_gone(cli: Cli, tmp_path: Path) -> None:
+    """`podline.io/checkpoint-shared-every: "1"` adds L3 on the shared directory: the failed pod wipes its
+    node's scratch (as if the retry ran on another node) and the next pod still skips `gen`."""
+    tally, gate = tmp_path / "tally", tmp_path / "gate"
+    scratch = cli.home / "scratch" / "checkpoints"
+    lose_node = (f'if [ $JOB_COMPLETION_INDEX = 1 ] && [ ! -e {gate} ]; then touch {gate}; '
+                 f'rm -rf {scratch}/*-1; exit 1; fi')
+    cli.apply(job("elsewhere", tally, gate, lose_node, annotations='{"podline.io/checkpoint-shared-every": "1"}'))
+    assert cli.wait("job/elsewhere", "condition=Complete", timeout=90).returncode == 0
+    assert succeeded_logs(cli, "elsewhere") == EXPECTED
+    assert [(tmp_path / f"tally-{i}").read_text() for i in range(2)] == ["run\n", "run\n"]
+    resumed = [p["status"]["restoredFrom"] for p in pods_of(cli, "elsewhere") if p["status"].get("restoredFrom")]
+    assert resumed == ["L3"]
+    uid = cli.json("job", "elsewhere")["metadata"]["uid"]
+    assert not list((cli.home / "shared" / "checkpoints").glob(f"{uid}-*")), "L3 copies go with the Job"
+
+
+def test_checkpoint_annotations_are_checked_at_apply(cli: Cli) -> None:
+    bad = cli("apply", "-f", "-", check=False, input="""
+apiVersion: v1
+kind: Pod
+metadata: {name: bad, annotations: {podline.io/checkpoint-shared-every: "often"}}
+spec:
+  containers: [{name: c, image: busybox, command: ["true"]}]
+""")
+    assert bad.returncode == 2
+    assert "metadata.annotations[podline.io/checkpoint-shared-every]: must be a whole number" in bad.stderr
+    assert cli("get", "pods", check=False).stdout.strip() in ("", "No resources found in default namespace.")
