@@ -49,7 +49,7 @@ class PodWorkspace:
         self.workspace.restore()
 
     def finish(self, succeeded: bool) -> None:
-        self.workspace.release()
+        self.workspace.release_ram()
         if succeeded or not self.resumable:
             for level in self.workspace.levels.values():
                 shutil.rmtree(level.parent, ignore_errors=True)  # checkpoints/<key>/

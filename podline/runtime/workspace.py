@@ -145,7 +145,13 @@ class Workspace:
         return copied
 
     def release(self) -> None:
-        """A finished shard's RAM goes back to the node (L2/L3 copies stay until the pipeline is deleted)."""
+        """A finished shard's RAM and its node-local copy (L2) go back to the node: on Slurm nobody else could
+        reach that node's scratch later. L3, on the shared directory, stays until the pipeline is deleted."""
+        self.release_ram()
+        shutil.rmtree(self.levels["L2"], ignore_errors=True)
+
+    def release_ram(self) -> None:
+        """Only the workspace itself goes (its copies stay for a later attempt to resume from)."""
         shutil.rmtree(self.root, ignore_errors=True)
 
 

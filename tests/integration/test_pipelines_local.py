@@ -59,6 +59,9 @@ def reference(cli: Cli, tmp_path: Path) -> dict[str, bytes]:
     out = tmp_path / "reference"
     cli.apply(pipeline("reference", out, chain(None, "")))
     assert cli.wait("pipeline/reference", "phase=Succeeded").returncode == 0
+    uid = cli.json("pipeline", "reference")["metadata"]["uid"]
+    assert cli.json("pipeline", "reference")["status"]["shards"][0]["checkpoints"]["L2"]["seq"] == 4
+    assert not (cli.home / "scratch" / "checkpoints" / uid / "0").exists(), "a finished shard frees its L2 copy"
     return {p.name: p.read_bytes() for p in out.iterdir()}
 
 
