@@ -75,6 +75,20 @@ def stop(home: Path) -> int | None:
     return pid
 
 
+def _take_lock(fd: int, patience: float = 1.0) -> bool:
+    """The controller's lock, unless another controller holds it. `running_pid` probes by taking the same
+    lock for an instant (the starting CLI polls it), so one refusal is not proof: retry for a moment."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+
+
 def main() -> None:
     import podline.backends.slurm  # noqa: F401 - imported up front, not on the first submission
     from podline.backends.registry import Backends
@@ -83,9 +97,7 @@ def main() -> None:
 
     home = default_home()
     fd = os.open(_lock_path(home), os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not _take_lock(fd):
         print("podline controller already running", file=sys.stderr)
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
