@@ -32,11 +32,16 @@ def _pending(obj: Obj, reason: str, message: str, scheduled: bool) -> None:
         obj.status["reason"], obj.status["message"] = reason, message
 
 
+def _plan(ctx: Ctx, obj: Obj) -> dict[str, Any]:
+    """The pod's plan with its context's runtime, image cache and checkpoint directories."""
+    return plan_pod(obj.manifest, obj.uid, ctx.lookup, dirs=ctx.dirs_for(obj), **ctx.runtime_for(obj))
+
+
 def _admit_and_launch(ctx: Ctx, obj: Obj) -> None:
     backend = ctx.backend_for(obj)
     pod = Pod.model_validate(obj.manifest)
     try:
-        plan = plan_pod(obj.manifest, obj.uid, ctx.lookup, dirs=ctx.dirs_for(obj), **ctx.runtime_for(obj))
+        plan = _plan(ctx, obj)
     except PlanWaiting as waiting:
         _pending(obj, waiting.reason, waiting.message, scheduled=True)
         ctx.event(obj, "Failed", f"Error: {waiting.message}", "Warning", once=True)
@@ -121,7 +126,7 @@ def _observe(ctx: Ctx, obj: Obj) -> None:
             return  # an index of a job array: its job submits the array
         launched = run.get("launchedAt")
         if launched is None or ctx.now - launched > RELAUNCH_AFTER:
-            plan = plan_pod(obj.manifest, obj.uid, ctx.lookup, dirs=ctx.dirs_for(obj), **ctx.runtime_for(obj))
+            plan = _plan(ctx, obj)
             _launch(ctx, obj, backend, rundir, plan)
         return
     if seen.state == "queued":

@@ -11,6 +11,7 @@ phase (`status.timings.imagePrepare`).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -44,7 +45,8 @@ class Engine:
     """Starts the containers of one pod attempt with the context's runtime."""
 
     def __init__(self, plan: Mapping[str, Any], pod: Mapping[str, Any], volume_paths: Mapping[str, Path],
-                 rundir: Path, shm: Path | None) -> None:
+                 rundir: Path, shm: Path) -> None:
+        """`shm`: where the pod's shared /dev/shm would live; the host runtime has no /dev of its own."""
         self.name: str = plan.get("runtime") or "host"
         self.launcher = RUNTIMES[self.name]
         settings = plan.get("images") or {}
@@ -52,9 +54,18 @@ class Engine:
         self.auth_file = Path(settings["authFile"]) if settings.get("authFile") else None
         self.insecure: list[str] = list(settings.get("insecure", []))
         self.pod = dict(pod)
-        self.volume_paths, self.rundir, self.shm = volume_paths, rundir, shm
+        self.volume_paths, self.rundir = volume_paths, rundir
+        self.shm = shm if self.name != "host" else None
         self.images: dict[str, PreparedImage] = {}
         self.prepare_seconds = 0.0
+
+    def make_shm(self) -> None:
+        if self.shm is not None:
+            self.shm.mkdir(parents=True, exist_ok=True, mode=0o1777)
+
+    def remove_shm(self) -> None:
+        if self.shm is not None:
+            shutil.rmtree(self.shm, ignore_errors=True)
 
     def _needs_preparing(self, image: str) -> bool:
         if self.name == "host":

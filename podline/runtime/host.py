@@ -56,8 +56,8 @@ def launch(request: Request) -> Launch:
     mapper = PathMapper(list(table))
     argv = [mapper.map(a) for a in command_line(container, None)]
     env = base_env(request)
-    for mount in container["mounts"]:
-        env[env_key(mount["volume"])] = str(dict(table)[mount["mountPath"]])
+    for spec, mount in zip(container["mounts"], request.mounts, strict=True):  # volume_mounts keeps the order
+        env[env_key(spec["volume"])] = str(mount.source)
     env.update({k: mapper.map(v) for k, v in container["env"].items()})
     if container.get("workingDir"):
         cwd = Path(mapper.map(container["workingDir"]))

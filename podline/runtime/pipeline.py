@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -49,8 +48,7 @@ class PipelineRunner:
         self.shard_dir = Path(plan["shardDir"].replace("{shard}", str(self.shard)))  # logs/, across attempts
         self.pod = {**plan["pod"], "name": f"{plan['pod']['name']}-{self.shard}"}
         self.workspace = Workspace(plan, self.shard, self._log)
-        shm = shm_root() / f"podline-{plan['pod']['uid']}-{self.shard}.shm" if plan.get("runtime", "host") != "host" \
-            else None
+        shm = shm_root() / f"podline-{plan['pod']['uid']}-{self.shard}.shm"
         self.engine = Engine(plan, self.pod, {"workspace": self.workspace.path}, self.shard_dir, shm)
         self.specs = {s["name"]: s for s in plan["steps"]}
         self.order = [s["name"] for s in plan["steps"]]
@@ -171,8 +169,7 @@ class PipelineRunner:
             self._schedule()
         finally:
             terminate_all(list(self.running.values()), float(self.plan["terminationGracePeriodSeconds"]))
-            if self.engine.shm is not None:
-                shutil.rmtree(self.engine.shm, ignore_errors=True)
+            self.engine.remove_shm()
         self.status["timings"]["compute"] = round(time.monotonic() - began, 3)
         ok = len(self.done) == len(self.order) and not self.stopping.is_set()
         if ok:
@@ -188,12 +185,10 @@ class PipelineRunner:
     def _prepare_images(self) -> bool:
         """Every step's image before anything runs or is staged: a bad image fails the shard at once."""
         try:
-            if self.engine.shm is not None:
-                self.engine.shm.mkdir(parents=True, exist_ok=True, mode=0o1777)
+            self.engine.make_shm()
             self.engine.prepare(self.specs.values(), self.stopping)
         except ImagePullFailed as exc:
-            if self.engine.shm is not None:
-                shutil.rmtree(self.engine.shm, ignore_errors=True)
+            self.engine.remove_shm()
             self.phase = "Failed"
             self.stop_reason = self.stop_reason or (exc.reason, f"step {exc.container}: {exc}")
             self.steps[exc.container].update(phase="Failed", reason=exc.reason, message=str(exc))

@@ -49,8 +49,7 @@ class PodRunner:
         self.changed = threading.Event()
         self.stop_reason: tuple[str, str] | None = None
         self.volumes = Volumes(plan["volumes"], rundir, self.pod["uid"])
-        shm = self.volumes.memory_root / "_shm" if plan.get("runtime", "host") != "host" else None
-        self.engine = Engine(plan, self.pod, self.volumes.paths, rundir, shm)
+        self.engine = Engine(plan, self.pod, self.volumes.paths, rundir, self.volumes.memory_root / "_shm")
         self.inits = [self._worker(c, True) for c in plan["initContainers"]]
         self.mains = [self._worker(c, False) for c in plan["containers"]]
         self.workspace = PodWorkspace(plan, index, self._log) if plan.get("workspace") else None
@@ -153,8 +152,7 @@ class PodRunner:
         deadline = self._deadline()
         try:
             self.volumes.prepare()
-            if self.engine.shm is not None:
-                self.engine.shm.mkdir(parents=True, exist_ok=True, mode=0o1777)
+            self.engine.make_shm()  # inside memory_root: released with the pod's RAM volumes
         except (OSError, VolumeError) as exc:
             return self._fail_early("FailedMount", str(exc))
         try:
