@@ -83,6 +83,12 @@ class LocalBackend:
         if os.fork() == 0:
             self._become_runner(rundir)
 
+    def end_pass(self) -> None:
+        """Nothing to prepare: a local launch is a fork."""
+
+    def close(self) -> None:
+        """Runners are detached and outlive the controller by design."""
+
     @staticmethod
     def begin_pass() -> None:
         """Collect exited runners forked by this process (their results are in their run directories)."""

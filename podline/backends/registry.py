@@ -62,3 +62,14 @@ class Backends:
         self.local.begin_pass()
         for backend in self._remote.values():
             backend.begin_pass()
+
+    def end_pass(self) -> None:
+        """After a pass: every Slurm context of the configuration gets ready for its next submission."""
+        for name, ctx in self.config().contexts.items():
+            if ctx.backend != "local":
+                self.for_context(name).end_pass()
+
+    def close(self) -> None:
+        """The controller stops: nothing may stay behind (a warm sbatch is killed, never fed)."""
+        for backend in self._remote.values():
+            backend.close()

@@ -20,7 +20,9 @@ from typing import Any
 
 from podline.api.config import Context
 from podline.backends.base import Observation, SubmitError
+from podline.backends.sbatch import Sbatch
 from podline.backends.squeue import SlurmJob, SqueueWatcher
+from podline.plan.ranges import compress
 from podline.plan.slurm import COMMENT_PREFIX, Placement, render_indexed_job, render_pod
 from podline.runtime.files import read_json, write_json_atomic
 
@@ -49,6 +51,7 @@ class SlurmBackend:
         self.placement = Placement(ctx.partition, ctx.account, ctx.qos, ctx.time_limit, sys.executable)
         self.notify = notify
         self.watcher = SqueueWatcher()
+        self.sbatch = Sbatch()
 
     # --- where -----------------------------------------------------------------------------------
     def run_dir(self, namespace: str, name: str, uid: str) -> Path:
@@ -78,10 +81,8 @@ class SlurmBackend:
         if known is not None:
             job_id = known.job_id.split("_", 1)[0]
         else:
-            (directory / "job.sbatch").write_text(script)
             try:
-                proc = subprocess.run(["sbatch", "--parsable", str(directory / "job.sbatch")], capture_output=True,
-                                      text=True, timeout=120, cwd=directory)
+                proc = self.sbatch.submit(script, directory)
             except (OSError, subprocess.TimeoutExpired) as exc:
                 raise SubmitError(f"sbatch could not run: {exc}", transient=True) from None
             if proc.returncode != 0:
@@ -94,7 +95,7 @@ class SlurmBackend:
         return job_id
 
     def launch(self, rundir: Path, plan: dict[str, Any], manifest: dict[str, Any], adopt: bool = True) -> None:
-        rundir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.makedirs(rundir, mode=0o700, exist_ok=True)
         if (rundir / "started").exists() or (rundir / "slurm-job-id").exists():
             return
         write_json_atomic(rundir / "plan.json", {**plan, "notify": self.notify})
@@ -103,12 +104,12 @@ class SlurmBackend:
 
     def launch_array(self, base: Path, plan: dict[str, Any], job_manifest: dict[str, Any],
                      indexes: list[int], adopt: bool = True) -> str:
-        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.makedirs(base, mode=0o700, exist_ok=True)
         existing = base / "slurm-job-id"
         if existing.exists():
             return existing.read_text().strip()
         write_json_atomic(base / "plan.json", {**plan, "notify": self.notify})
-        write_json_atomic(base / "array.json", {"indexes": indexes})
+        write_json_atomic(base / "array.json", {"indexes": compress(indexes)})
         script = render_indexed_job(job_manifest, base.name, str(base), self.placement, indexes,
                                     pipeline=plan.get("kind") == "Pipeline")
         return self.submit(base, script, COMMENT_PREFIX + base.name, adopt)
@@ -191,3 +192,9 @@ class SlurmBackend:
 
     def begin_pass(self) -> None:
         """Nothing eager: the squeue snapshot is taken on the first lookup of a pass (at most every second)."""
+
+    def end_pass(self) -> None:
+        self.sbatch.keep_warm()
+
+    def close(self) -> None:
+        self.sbatch.close()

@@ -23,7 +23,9 @@ def create_array(ctx: Ctx, job: Obj, backend: Backend, indexes: list[int]) -> No
     array_id = str(uuid.uuid4())
     base = backend.run_dir(job.namespace, job.name, array_id)
     job.internal.setdefault("arrays", {})[array_id] = {
-        "dir": str(base), "indexes": compress(indexes), "count": len(indexes), "podsCreated": False}
+        "dir": str(base), "indexes": compress(indexes), "count": len(indexes), "podsCreated": False,
+        "attempted": True}  # the intent and the attempt in one commit; this pass knows it is not submitted yet
+    ctx.fresh_arrays.add(array_id)
     ctx.store.save(job)
 
 
@@ -54,9 +56,11 @@ def submit_arrays(ctx: Ctx, job: Obj, backend: Backend) -> None:
 
 def _submit(ctx: Ctx, job: Obj, backend: Backend, array_id: str, record: dict, plan: dict) -> bool:
     indexes = expand(record["indexes"])
-    adopt = record.get("attempted", False)  # an earlier pass may have died right after its sbatch
-    record["attempted"] = True
-    ctx.store.save(job)  # the attempt is recorded before the side effect
+    # an earlier pass may have died right after its sbatch: look for the tagged job before submitting again
+    adopt = record.get("attempted", False) and array_id not in ctx.fresh_arrays
+    if not record.get("attempted"):
+        record["attempted"] = True
+        ctx.store.save(job)  # the attempt is recorded before the side effect
     try:
         record["jobId"] = backend.launch_array(Path(record["dir"]), plan, job.manifest, indexes, adopt)
     except SubmitError as refused:
@@ -67,8 +71,9 @@ def _submit(ctx: Ctx, job: Obj, backend: Backend, array_id: str, record: dict, p
         record["error"] = str(refused)
         ctx.event(job, "SubmitFailed", str(refused), "Warning")
         return True  # its pods are created and failed, so the job's back-off and limit apply
-    ctx.event(job, "Submitted", f"job array {record['jobId']} with {len(indexes)} indexes")
-    ctx.store.save(job)  # the job id is on record before anything else happens
+    with ctx.store.tx():  # the job id is on record before anything else happens
+        ctx.event(job, "Submitted", f"job array {record['jobId']} with {len(indexes)} indexes")
+        ctx.store.save(job)
     return True
 
 

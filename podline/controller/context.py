@@ -32,6 +32,7 @@ class Ctx:
     now: float = field(default_factory=time.time)
     used: dict[str, int] = field(default_factory=lambda: {"cpu": 0, "memory": 0, "gpu": 0})
     next_wake: float | None = None
+    fresh_arrays: set[str] = field(default_factory=set)  # recorded in this pass: nothing to adopt yet
 
     def lookup(self, kind: str, namespace: str, name: str) -> ConfigMap | Secret | None:
         """A ConfigMap or Secret a pod refers to, validated (None if missing or being deleted)."""

@@ -81,12 +81,14 @@ class Controller:
         try:
             while not stop[0]:
                 ctx = self.run_once()
+                self.backends.end_pass()
                 timeout = IDLE_TICK if ctx.next_wake is None else max(0.0, min(IDLE_TICK, ctx.next_wake - time.time()))
                 readable, _, _ = select.select([sock], [], [], timeout)
                 if readable:
                     self._drain(sock)
         finally:
             sock.close()
+            self.backends.close()
 
     @staticmethod
     def _drain(sock: socket.socket) -> None:

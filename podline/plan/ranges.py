@@ -6,6 +6,8 @@ from __future__ import annotations
 def compress(indexes: list[int]) -> str:
     """[0, 1, 2, 5, 7, 8] → '0-2,5,7-8' (sorted, duplicates dropped)."""
     parts, ordered = [], sorted(set(indexes))
+    if ordered and ordered[-1] - ordered[0] == len(ordered) - 1:  # one run (the usual case): no scan
+        return str(ordered[0]) if len(ordered) == 1 else f"{ordered[0]}-{ordered[-1]}"
     i = 0
     while i < len(ordered):
         j = i

@@ -53,12 +53,12 @@ def _minutes(seconds: int) -> str:
 
 
 def sbatch_options(name: str, namespace: str, uid: str, pod_spec: dict[str, Any], annotations: dict[str, str],
-                   placement: Placement, output: str, array: str | None = None,
+                   placement: Placement, output: str, workdir: str, array: str | None = None,
                    deadline: int | None = None) -> list[str]:
     """The `#SBATCH` options in a stable order; an annotation flag overrides the option it names."""
     totals = _container_totals(pod_spec)
     options = [f"--job-name=podline.{namespace}.{name}", f"--comment={COMMENT_PREFIX}{uid}",
-               f"--output={output}", "--open-mode=append", "--nodes=1", "--ntasks=1",
+               f"--output={output}", "--open-mode=append", f"--chdir={workdir}", "--nodes=1", "--ntasks=1",
                f"--cpus-per-task={max(1, math.ceil(totals['cpu'] / 1000))}"]
     if totals["memory"]:
         options.append(f"--mem={math.ceil(totals['memory'] / 2**20)}M")
@@ -100,7 +100,7 @@ def _script(header: list[str], what: str, runner_args: list[str], placement: Pla
 def render_pod(manifest: dict[str, Any], uid: str, rundir: str, placement: Placement) -> str:
     meta = manifest["metadata"]
     header = sbatch_options(meta["name"], meta.get("namespace", "default"), uid, manifest["spec"],
-                            meta.get("annotations", {}), placement, f"{rundir}/slurm-%j.out")
+                            meta.get("annotations", {}), placement, f"{rundir}/slurm-%j.out", rundir)
     return _script(header, f"pod {meta.get('namespace', 'default')}/{meta['name']} (uid {uid})", [rundir],
                    placement)
 
@@ -114,7 +114,7 @@ def render_indexed_job(manifest: dict[str, Any], array_id: str, base: str, place
     annotations = {**meta.get("annotations", {}), **template.get("metadata", {}).get("annotations", {})}
     wanted = list(range(spec["completions"])) if indexes is None else indexes
     header = sbatch_options(meta["name"], meta.get("namespace", "default"), array_id, template["spec"], annotations,
-                            placement, f"{base}/slurm-%A_%a.out",
+                            placement, f"{base}/slurm-%A_%a.out", base,
                             array=array_spec(wanted, spec.get("parallelism", 1)))
     what, unit = ("pipeline", "shards") if pipeline else ("indexed job", "indexes")
     return _script(header, f"{what} {meta.get('namespace', 'default')}/{meta['name']} (array {array_id}), "

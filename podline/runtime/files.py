@@ -33,7 +33,7 @@ def write_json_atomic(path: Path, data: Any, mode: int = 0o600) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle)
+        handle.write(json.dumps(data))  # json.dump would encode in pure Python, dumps in C
     os.replace(tmp, path)
 
 
