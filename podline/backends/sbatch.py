@@ -19,6 +19,7 @@ import select
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,8 +84,12 @@ class Sbatch:
             return None
         return warm
 
-    def submit(self, script: str, directory: Path) -> Result:
-        """sbatch `script`, kept in `directory/job.sbatch` for the record; raises OSError or TimeoutExpired."""
+    def submit(self, script: str, directory: Path, meanwhile: Callable[[], None] = lambda: None) -> Result:
+        """sbatch `script`, kept in `directory/job.sbatch` for the record; raises OSError or TimeoutExpired.
+
+        `meanwhile` is bookkeeping the job itself does not need (it runs while a warm sbatch talks to
+        slurmctld, or before a cold one), so it costs the submission nothing.
+        """
         data = script.encode()
         kept = directory / "job.sbatch"
         warm = self._take() if len(data) <= select.PIPE_BUF else None
@@ -96,9 +101,11 @@ class Sbatch:
                 warm = None
             else:
                 os.close(warm.script_fd)
-                kept.write_bytes(data)  # while sbatch talks to slurmctld
+                kept.write_bytes(data)
+                meanwhile()
         if warm is None:  # cold: the script file, as a user would run it
             kept.write_bytes(data)
+            meanwhile()
             done = subprocess.run([*COMMAND, str(kept)], capture_output=True, timeout=TIMEOUT, cwd=directory)
             return Result(done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace"))
         try:

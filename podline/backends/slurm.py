@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,14 +76,17 @@ class SlurmBackend:
         return f"{job}_{index}" if index is not None else job
 
     # --- launch ----------------------------------------------------------------------------------
-    def submit(self, directory: Path, script: str, tag: str, adopt: bool = True) -> str:
-        """sbatch a script kept in `directory` (with `adopt`, first take a job already carrying `tag`)."""
+    def submit(self, directory: Path, script: str, tag: str, adopt: bool = True,
+               meanwhile: Callable[[], None] = lambda: None) -> str:
+        """sbatch a script kept in `directory` (with `adopt`, first take a job already carrying `tag`);
+        `meanwhile` is the launch's bookkeeping that the job does not need (see `Sbatch.submit`)."""
         known = (self.watcher.lookup(tag) or self.watcher.any_task(tag)) if adopt else None
         if known is not None:
+            meanwhile()
             job_id = known.job_id.split("_", 1)[0]
         else:
             try:
-                proc = self.sbatch.submit(script, directory)
+                proc = self.sbatch.submit(script, directory, meanwhile)
             except (OSError, subprocess.TimeoutExpired) as exc:
                 raise SubmitError(f"sbatch could not run: {exc}", transient=True) from None
             if proc.returncode != 0:
@@ -108,11 +112,11 @@ class SlurmBackend:
         existing = base / "slurm-job-id"
         if existing.exists():
             return existing.read_text().strip()
-        write_json_atomic(base / "plan.json", {**plan, "notify": self.notify})
-        write_json_atomic(base / "array.json", {"indexes": compress(indexes)})
+        write_json_atomic(base / "plan.json", {**plan, "notify": self.notify})  # the runner's: before sbatch
         script = render_indexed_job(job_manifest, base.name, str(base), self.placement, indexes,
                                     pipeline=plan.get("kind") == "Pipeline")
-        return self.submit(base, script, COMMENT_PREFIX + base.name, adopt)
+        return self.submit(base, script, COMMENT_PREFIX + base.name, adopt, meanwhile=lambda: write_json_atomic(
+            base / "array.json", {"indexes": compress(indexes)}))  # the controller's: read once its pods exist
 
     # --- observe ---------------------------------------------------------------------------------
     def observe(self, rundir: Path) -> Observation:

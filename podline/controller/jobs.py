@@ -109,7 +109,7 @@ def _create_pods(ctx: Ctx, job: Obj, pods: list[Obj], active: list[Obj], failure
     if indexed:
         done = {_pod_index(p) for p in pods if p.status.get("phase") == "Succeeded"}
         busy = {_pod_index(p) for p in active} | pending_indexes(job)
-        missing = [i for i in range(completions) if i not in done and i not in busy]
+        missing = sorted(set(range(completions)) - done - busy)
         if backend.supports_arrays:  # one array for all of them; the scheduler throttles with %parallelism
             if missing:
                 create_array(ctx, job, backend, missing)
