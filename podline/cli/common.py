@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from podline.api.kinds import resolve_kind
+from podline.api.names import resolve_kind
 from podline.controller import daemon
 from podline.home import home, wake_controller
 from podline.store import Obj, Store

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import click
-from pydantic import ValidationError
+from typing import TYPE_CHECKING
 
-from podline.api.config import Config, Context, load_config, save_config
+import click
+
 from podline.api.errors import ManifestError, format_path
 from podline.cli.common import State, fail, pass_state, print_table
 
+if TYPE_CHECKING:
+    from podline.api.config import Config
+
 
 def read(state: State) -> Config:
+    from podline.api.config import load_config  # pydantic: imported when a config command runs, not at start-up
+
     try:
         return load_config(state.home)
     except ManifestError as exc:
@@ -39,6 +44,10 @@ def config() -> None:
 @pass_state
 def set_context(state: State, name: str, **fields: str | tuple[str, ...] | None) -> None:
     """Create or update context NAME (only the given fields change)."""
+    from pydantic import ValidationError
+
+    from podline.api.config import Config, Context, save_config
+
     cfg = read(state)
     current = cfg.contexts.get(name, Context()).model_dump()
     current.update({k: list(v) if isinstance(v, tuple) else v for k, v in fields.items() if v not in (None, ())})
@@ -58,6 +67,8 @@ def set_context(state: State, name: str, **fields: str | tuple[str, ...] | None)
 @click.argument("name")
 @pass_state
 def use_context(state: State, name: str) -> None:
+    from podline.api.config import save_config
+
     cfg = read(state)
     if name not in cfg.contexts:
         fail(f'no context exists with the name: "{name}"', 2)

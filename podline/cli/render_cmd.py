@@ -7,15 +7,7 @@ import sys
 import click
 import yaml
 
-from podline.api.batch import Job
-from podline.api.config import load_config
-from podline.api.core import Pod
-from podline.api.errors import ManifestError
-from podline.api.pipeline import Pipeline
 from podline.cli.common import State, fail, pass_state
-from podline.cli.resources import _load_or_exit
-from podline.plan.kubernetes import pipeline_array_job, pipeline_job
-from podline.plan.slurm import Placement, render_indexed_job, render_pod
 
 RENDER_UID = "00000000-0000-0000-0000-000000000000"  # real submissions use the object's uid
 
@@ -26,6 +18,15 @@ RENDER_UID = "00000000-0000-0000-0000-000000000000"  # real submissions use the 
 @pass_state
 def render(state: State, files: tuple[str, ...], target: str) -> None:
     """Print the sbatch script(s) or Kubernetes YAML for manifests, without submitting anything."""
+    from podline.api.batch import Job  # the models are built only by the commands that need them
+    from podline.api.config import load_config
+    from podline.api.core import Pod
+    from podline.api.errors import ManifestError
+    from podline.api.pipeline import Pipeline
+    from podline.cli.resources import _load_or_exit
+    from podline.plan.kubernetes import pipeline_array_job, pipeline_job
+    from podline.plan.slurm import Placement, render_indexed_job, render_pod
+
     loaded = _load_or_exit(files)
     if target == "kubernetes":
         docs = [pipeline_job(item.obj.dump()) if isinstance(item.obj, Pipeline) else item.obj.dump()

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 import click
 import yaml
 
 from podline.api.errors import ManifestError
-from podline.api.loader import Loaded, build_object, load_paths
 from podline.cli.common import State, fail, kind_or_exit, pass_state, print_table, split_ref
 from podline.cli.render import COLUMNS, full_document, row
 from podline.store import Obj
+
+if TYPE_CHECKING:
+    from podline.api.loader import Loaded
+
+# podline.api.loader builds the pydantic models (about 0.1 s): imported by the commands that read manifests,
+# so that `get`, `describe`, `logs` and `wait` start without it.
 
 # Fields of a stored object that may change on re-apply (the rest are immutable, as in Kubernetes).
 MUTABLE_SPEC = {"Job": {"parallelism", "suspend", "ttlSecondsAfterFinished", "activeDeadlineSeconds"}}
@@ -53,6 +59,8 @@ def _immutable_problem(current: Obj, new: dict) -> str | None:
 
 
 def _load_or_exit(files: tuple[str, ...]) -> list[Loaded]:
+    from podline.api.loader import load_paths
+
     try:
         loaded = load_paths(list(files))
     except ManifestError as exc:
@@ -215,6 +223,8 @@ def run(state: State, name: str, image: str, restart: str, envs: tuple[str, ...]
     manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": state.namespace,
                 "labels": {"run": name[:63]} if len(name) <= 63 else {}},
                 "spec": {"restartPolicy": restart, "containers": [container]}}
+    from podline.api.loader import build_object
+
     try:
         loaded = build_object(manifest, "<podline run>", 1)
     except ManifestError as exc:
@@ -235,6 +245,8 @@ def scale(state: State, ref: str, parallelism: int | None, shards: int | None) -
         fail("use: scale job/NAME --parallelism N | scale pipeline/NAME --shards N", 2)
     manifest = json.loads(json.dumps(state.find(kind, name).manifest))
     manifest["spec"][field] = value
+    from podline.api.loader import build_object
+
     try:
         loaded = build_object(manifest, f"<scale {kind.lower()}/{name}>", 1)
     except ManifestError as exc:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
+from podline.api.names import INDEX_KEY
 from podline.cli.common import State, fail, kind_or_exit, pass_state, split_ref
-from podline.controller.jobs import INDEX_KEY
 from podline.runtime.files import log_file
 from podline.store import Obj
 

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from podline.api.names import INDEX_KEY
 from podline.controller.arrays import create_array, pending_indexes, remove_arrays, submit_arrays
 from podline.controller.context import TERMINAL, Ctx
 from podline.plan.ranges import compress as compress_indexes
@@ -22,7 +23,6 @@ from podline.runtime.files import rfc3339
 from podline.runtime.volumes import shm_root
 from podline.store import Obj
 
-INDEX_KEY = "batch.kubernetes.io/job-completion-index"
 BACKOFF_BASE = float(os.environ.get("PODLINE_JOB_BACKOFF_SECONDS", "1"))
 BACKOFF_CAP = 360.0
 

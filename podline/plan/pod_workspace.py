@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from podline.api.core import Pod
+from podline.api.names import INDEX_KEY
 
-INDEX_KEY = "batch.kubernetes.io/job-completion-index"
 JOB_UID_LABEL = "controller-uid"
 
 

@@ -8,8 +8,9 @@ import pytest
 
 from podline.api.batch import Job
 from podline.api.core import Pod
-from podline.api.kinds import resolve_kind
+from podline.api.kinds import MODELS
 from podline.api.loader import load_text
+from podline.api.names import KNOWN_KINDS, resolve_kind
 from podline.api.quantity import cpu_millis, memory_bytes, parse_quantity
 from podline.plan.pod import pod_requests
 from podline.runtime.expand import expand
@@ -48,6 +49,11 @@ def test_kind_aliases() -> None:
     assert resolve_kind("job.batch") == "Job"
     with pytest.raises(ValueError):
         resolve_kind("deployment")
+
+
+def test_the_cli_knows_exactly_the_kinds_that_have_models() -> None:
+    assert KNOWN_KINDS == {kind for _, kind in MODELS}
+    assert all(resolve_kind(kind) == kind for kind in KNOWN_KINDS)
 
 
 def test_valid_manifest_round_trip_and_defaults() -> None:

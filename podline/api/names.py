@@ -1,0 +1,32 @@
+"""Kind names the CLI accepts and well-known Kubernetes keys: plain data, no models.
+
+Kept apart from `api.kinds` (which builds the pydantic models) so that commands that only read the store
+(`get`, `describe`, `logs`, `wait`) start without building any model.
+"""
+
+from __future__ import annotations
+
+KIND_ALIASES: dict[str, str] = {
+    "pod": "Pod", "pods": "Pod", "po": "Pod",
+    "job": "Job", "jobs": "Job",
+    "configmap": "ConfigMap", "configmaps": "ConfigMap", "cm": "ConfigMap",
+    "secret": "Secret", "secrets": "Secret",
+    "pipeline": "Pipeline", "pipelines": "Pipeline",
+    "workflow": "Workflow", "workflows": "Workflow", "wf": "Workflow",
+    "dataset": "Dataset", "datasets": "Dataset",
+}
+
+KNOWN_KINDS = frozenset({"Pod", "ConfigMap", "Secret", "Job", "Pipeline"})  # those api.kinds.MODELS has
+
+INDEX_KEY = "batch.kubernetes.io/job-completion-index"  # an Indexed Job's completion index (annotation, label)
+
+
+def resolve_kind(name: str) -> str:
+    """Map `po`, `pods`, `Pod`, `job.batch` … to the canonical kind; raise ValueError if unknown."""
+    base = name.split(".", 1)[0].lower()
+    kind = KIND_ALIASES.get(base)
+    if kind is None:
+        raise ValueError(f"unknown resource type {name!r}")
+    if kind not in KNOWN_KINDS:
+        raise ValueError(f"resource type {kind} is not available yet in this podline")
+    return kind
