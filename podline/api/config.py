@@ -42,6 +42,8 @@ class Context(Model):
     def _absolute(cls, value: str | None) -> str | None:
         if value is not None and (not value.startswith("/") or "\0" in value):
             raise ValueError(f"{value!r} must be an absolute path")
+        if value is not None and ("\n" in value or "\r" in value):  # it ends up in #SBATCH lines
+            raise ValueError(f"{value!r} must not contain a line break")
         return value
 
     @field_validator("insecure_registries")

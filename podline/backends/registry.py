@@ -33,7 +33,15 @@ class Backends:
         if self._config is None or stamp != self._stamp:
             self._config, self._stamp = load_config(self.home), stamp
             self._by_name = {}
+            self._drop_stale()
         return self._config
+
+    def _drop_stale(self) -> None:
+        """Backends of contexts that were removed or changed are never asked again: release what they keep."""
+        assert self._config is not None
+        current = {(name, ctx.model_dump_json()) for name, ctx in self._config.contexts.items()}
+        for key in [key for key in self._remote if key not in current]:
+            self._remote.pop(key).close()
 
     def for_context(self, name: str) -> Backend:
         if self._config is None:

@@ -69,9 +69,10 @@ class Sbatch:
             try:
                 proc = subprocess.Popen(COMMAND, stdin=read_fd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         cwd="/")
-            except OSError:
+            except OSError as exc:
                 os.close(write_fd)
-                self.available = False
+                if isinstance(exc, (FileNotFoundError, PermissionError)):
+                    self.available = False  # no usable sbatch here; anything else may pass: try next time
                 return
             finally:
                 os.close(read_fd)
@@ -98,22 +99,31 @@ class Sbatch:
                 os.write(warm.script_fd, data)  # one write of at most PIPE_BUF bytes: all or nothing
             except BrokenPipeError:  # it died waiting: submit cold instead
                 warm.discard()
-                warm = None
             else:
                 os.close(warm.script_fd)
-                kept.write_bytes(data)
-                meanwhile()
-        if warm is None:  # cold: the script file, as a user would run it
-            kept.write_bytes(data)
-            meanwhile()
-            done = subprocess.run([*COMMAND, str(kept)], capture_output=True, timeout=TIMEOUT, cwd=directory)
-            return Result(done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace"))
+                return self._finish(warm, lambda: (kept.write_bytes(data), meanwhile()))
+        kept.write_bytes(data)  # cold: the script file, as a user would run it
+        meanwhile()
+        done = subprocess.run([*COMMAND, str(kept)], capture_output=True, timeout=TIMEOUT, cwd=directory)
+        return Result(done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace"))
+
+    @staticmethod
+    def _finish(warm: _Waiting, bookkeeping: Callable[[], object]) -> Result:
+        """Do the bookkeeping while the fed sbatch works, then collect its answer whatever happened; a
+        bookkeeping error is raised only after that (the job is queued: the next pass adopts it by its tag)."""
+        failed: OSError | None = None
+        try:
+            bookkeeping()
+        except OSError as exc:
+            failed = exc
         try:
             out, err = warm.proc.communicate(timeout=TIMEOUT)
         except subprocess.TimeoutExpired:
             warm.proc.kill()
             warm.proc.communicate()
             raise
+        if failed is not None:
+            raise failed
         return Result(warm.proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
 
     def close(self) -> None:

@@ -81,7 +81,10 @@ class Controller:
         try:
             while not stop[0]:
                 ctx = self.run_once()
-                self.backends.end_pass()
+                try:
+                    self.backends.end_pass()
+                except Exception:  # getting ready for the next pass is an optimisation: never fatal
+                    log.exception("preparing the backends for the next pass failed")
                 timeout = IDLE_TICK if ctx.next_wake is None else max(0.0, min(IDLE_TICK, ctx.next_wake - time.time()))
                 readable, _, _ = select.select([sock], [], [], timeout)
                 if readable:

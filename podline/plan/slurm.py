@@ -86,12 +86,22 @@ def merge_options(base: list[str], extra: list[str]) -> list[str]:
     return list(merged.values())
 
 
-def _script(header: list[str], what: str, runner_args: list[str], placement: Placement) -> str:
-    lines = ["#!/bin/bash"] + [f"#SBATCH {option}" for option in header] + [
+def directive(option: str) -> str:
+    """One `#SBATCH` option as sbatch reads it: whitespace ends it, `#` starts a comment and `'`/`"` quote,
+    except inside double quotes, where a backslash escapes the next character (the shared directory's path
+    may hold any of these)."""
+    if any(c.isspace() or c in "#\"'\\" for c in option):
+        return '"' + option.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return option
+
+
+def _script(header: list[str], what: str, workdir: str, runner_args: list[str], placement: Placement) -> str:
+    lines = ["#!/bin/bash"] + [f"#SBATCH {directive(option)}" for option in header] + [
         f"# podline: {what}",
         "# Everything below runs inside the allocation: the podline pod runner executes the containers",
         "# (init containers in order, then the rest) and writes status.json and logs/ in the run directory.",
         "set -eu",
+        f"export SLURM_SUBMIT_DIR={shlex.quote(workdir)}",  # sbatch may have run elsewhere (a warm one runs in /)
         "exec " + " ".join(shlex.quote(a) for a in [placement.python, "-m", "podline.runtime.pod", *runner_args]),
     ]
     return "\n".join(lines) + "\n"
@@ -101,7 +111,7 @@ def render_pod(manifest: dict[str, Any], uid: str, rundir: str, placement: Place
     meta = manifest["metadata"]
     header = sbatch_options(meta["name"], meta.get("namespace", "default"), uid, manifest["spec"],
                             meta.get("annotations", {}), placement, f"{rundir}/slurm-%j.out", rundir)
-    return _script(header, f"pod {meta.get('namespace', 'default')}/{meta['name']} (uid {uid})", [rundir],
+    return _script(header, f"pod {meta.get('namespace', 'default')}/{meta['name']} (uid {uid})", rundir, [rundir],
                    placement)
 
 
@@ -118,7 +128,7 @@ def render_indexed_job(manifest: dict[str, Any], array_id: str, base: str, place
                             array=array_spec(wanted, spec.get("parallelism", 1)))
     what, unit = ("pipeline", "shards") if pipeline else ("indexed job", "indexes")
     return _script(header, f"{what} {meta.get('namespace', 'default')}/{meta['name']} (array {array_id}), "
-                   f"{len(wanted)} {unit}", ["--array-base", base], placement)
+                   f"{len(wanted)} {unit}", base, ["--array-base", base], placement)
 
 
 def array_spec(indexes: list[int], parallelism: int) -> str:

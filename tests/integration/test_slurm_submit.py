@@ -12,14 +12,20 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from podline.api.config import Config, Context, save_config
 from podline.backends import sbatch as sbatch_module
+from podline.backends.registry import Backends
 from podline.backends.sbatch import Sbatch
+from podline.plan.slurm import directive
 from tests.conftest import gone, wait_for
 from tests.integration.test_slurm_pods import REASON, squeue
 
@@ -101,4 +107,45 @@ def test_a_killed_controller_leaves_no_submission(job_name: str, tmp_path: Path)
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait()
     assert wait_for(lambda: gone(warm_pid), timeout=30)
+    assert queued(job_name) == []
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(segment=st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0/\n\r"), min_size=1,
+                       max_size=20).filter(lambda s: s not in (".", "..")))
+def test_any_shared_directory_path_reaches_slurm_intact(segment: str, job_name: str, tmp_path: Path) -> None:
+    """The run directory travels in #SBATCH lines (--chdir, --output), which sbatch parses with its own
+    quoting rules: whatever the shared directory's path holds, Slurm gets exactly that path."""
+    workdir = tmp_path / segment / "pods" / "default" / "p" / "uid"
+    workdir.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(["#!/bin/bash", "#SBATCH --hold", f"#SBATCH {directive(f'--chdir={workdir}')}",
+                      f"#SBATCH {directive(f'--output={workdir}/slurm-%j.out')}", "true", ""])
+    result = Sbatch().submit(text, workdir)
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.strip()
+    shown = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+    subprocess.run(["scancel", job_id], check=False)
+    lines = [line.lstrip(" ") for line in shown.split("\n")]  # not splitlines(): \x0c and friends are path bytes
+    fields = dict(line.split("=", 1) for line in lines if line.startswith(("WorkDir=", "StdOut=")))
+    assert fields == {"WorkDir": str(workdir), "StdOut": f"{workdir}/slurm-{job_id}.out"}
+
+
+def test_contexts_that_change_or_go_release_their_warm_sbatch(job_name: str, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    save_config(home, Config(contexts={"local": Context(), "a": Context(backend="slurm", partition="debug"),
+                                       "b": Context(backend="slurm")}))
+    backends = Backends(home)
+    try:
+        backends.end_pass()
+        first = {name: backends.for_context(name).sbatch._warm.proc for name in ("a", "b")}  # type: ignore[attr-defined]
+        assert all(proc.poll() is None for proc in first.values())
+        time.sleep(0.01)  # a new mtime for config.yaml
+        save_config(home, Config(contexts={"local": Context(), "a": Context(backend="slurm", qos="normal")}))
+        backends.begin_pass()
+        backends.end_pass()
+        assert all(proc.poll() is not None for proc in first.values())  # killed, never fed
+        assert backends.for_context("a").sbatch._warm.proc.poll() is None  # type: ignore[attr-defined]
+    finally:
+        backends.close()
     assert queued(job_name) == []
