@@ -81,6 +81,9 @@ class SlurmBackend:
         """sbatch a script kept in `directory` (with `adopt`, first take a job already carrying `tag`);
         `meanwhile` is the launch's bookkeeping that the job does not need (see `Sbatch.submit`)."""
         known = (self.watcher.lookup(tag) or self.watcher.any_task(tag)) if adopt else None
+        if known is None and adopt and self.watcher.error:  # an old snapshot could miss the earlier attempt
+            raise SubmitError(f"not submitting until an earlier attempt can be ruled out: {self.watcher.error}",
+                              transient=True)
         if known is not None:
             meanwhile()
             job_id = known.job_id.split("_", 1)[0]
@@ -89,6 +92,8 @@ class SlurmBackend:
                 proc = self.sbatch.submit(script, directory, meanwhile)
             except (OSError, subprocess.TimeoutExpired) as exc:
                 raise SubmitError(f"sbatch could not run: {exc}", transient=True) from None
+            if proc.returncode < 0:  # killed mid-way: the job may be queued, the next attempt adopts it
+                raise SubmitError(f"sbatch was killed by signal {-proc.returncode}", transient=True)
             if proc.returncode != 0:
                 message = " ".join(proc.stderr.split()) or f"sbatch exited {proc.returncode}"
                 raise SubmitError(message, transient=any(t in message for t in TRANSIENT))

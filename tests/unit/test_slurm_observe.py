@@ -1,7 +1,8 @@
 """How the Slurm backend reads a job's fate from the squeue snapshot when the runner left no final word.
 
 NODE_FAIL, OUT_OF_MEMORY or a pre-emption cannot be produced on the single-node test cluster, so the
-snapshot is fed in (the rest of the backend is the real code, on a real run directory).
+snapshot is fed in (the rest of the backend is the real code, on a real run directory). Likewise a failing
+squeue and a killed sbatch, for the submission's safety rules.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from podline.api.config import Context
+from podline.backends.base import SubmitError
+from podline.backends.sbatch import Result
 from podline.backends.slurm import SlurmBackend
 from podline.backends.squeue import parse_squeue
 from podline.runtime.files import write_json_atomic
@@ -58,3 +61,32 @@ def test_job_gone_from_the_queue_without_status_is_node_lost(tmp_path: Path) -> 
     backend, rundir = backend_with(tmp_path, None)
     seen = backend.observe(rundir)
     assert seen.state == "lost" and seen.reason == "NodeLost" and "left the queue" in seen.detail
+
+
+class FakeSbatch:
+    """Failure injection: an sbatch whose answer the test decides (the real one is tested in integration)."""
+
+    def __init__(self, returncode: int) -> None:
+        self.returncode, self.calls = returncode, 0
+
+    def submit(self, script: str, directory: Path, meanwhile=lambda: None) -> Result:
+        self.calls += 1
+        return Result(self.returncode, "77\n" if self.returncode == 0 else "", "")
+
+
+def test_no_second_submission_while_squeue_cannot_rule_out_the_first(tmp_path: Path) -> None:
+    backend, _ = backend_with(tmp_path, None)
+    backend.watcher.error = "squeue failed: Socket timed out"
+    backend.sbatch = FakeSbatch(0)  # type: ignore[assignment]
+    with pytest.raises(SubmitError) as refused:
+        backend.submit(tmp_path, "#!/bin/bash\n", f"podline:{UID}", adopt=True)
+    assert refused.value.transient and "Socket timed out" in str(refused.value) and backend.sbatch.calls == 0
+    assert backend.submit(tmp_path, "#!/bin/bash\n", f"podline:{UID}", adopt=False) == "77"  # a first try may go
+
+
+def test_an_sbatch_killed_by_a_signal_is_retried_not_failed(tmp_path: Path) -> None:
+    backend, _ = backend_with(tmp_path, None)
+    backend.sbatch = FakeSbatch(-15)  # type: ignore[assignment]
+    with pytest.raises(SubmitError) as refused:
+        backend.submit(tmp_path, "#!/bin/bash\n", f"podline:{UID}", adopt=False)
+    assert refused.value.transient and "signal 15" in str(refused.value)
