@@ -14,7 +14,7 @@ start tasks while the others are timed:
              reconciling the previous trial's 1,000 pods (that cost is P4's subject).
 Goals: podline ≥ 50× faster than the raw loop, within 1.2× of the raw array call.
 
-Usage: python bench/p1_submit_shards.py [--shards N]
+Usage: python bench/p1_submit_shards.py [--shards N] [--trials N]
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def podline_trial(tmp: Path, n: int, trial: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shards", type=int, default=1000)
-    parser.add_argument("--trials", type=int, default=3, help="array and podline trials, interleaved; medians")
+    parser.add_argument("--trials", type=int, default=11, help="array and podline trials, interleaved; medians")
     args = parser.parse_args()
     n = args.shards
     with tempfile.TemporaryDirectory() as tmp:
