@@ -17,6 +17,9 @@ REGISTRY_HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$|^\[[0-9a-fA-F:]+\
 SLURM_NAME = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
 
 
+NOT_IN_SHARED_DIR = "\n\r%\\"
+
+
 class Context(Model):
     backend: Literal["local", "slurm"] = "local"
     runtime: Literal["host", "bwrap", "apptainer"] = "host"
@@ -42,8 +45,16 @@ class Context(Model):
     def _absolute(cls, value: str | None) -> str | None:
         if value is not None and (not value.startswith("/") or "\0" in value):
             raise ValueError(f"{value!r} must be an absolute path")
-        if value is not None and ("\n" in value or "\r" in value):  # it ends up in #SBATCH lines
-            raise ValueError(f"{value!r} must not contain a line break")
+        return value
+
+    @field_validator("shared_dir")
+    @classmethod
+    def _sbatch_safe(cls, value: str | None) -> str | None:
+        """The shared directory ends up in #SBATCH lines, where `--output` is a Slurm filename pattern."""
+        bad = sorted({c for c in value or "" if c in NOT_IN_SHARED_DIR})
+        if bad:
+            raise ValueError(f"{value!r} must not contain {' or '.join(map(repr, bad))} (Slurm would read it as "
+                             "the end of a line or part of a filename pattern; %% is no escape there)")
         return value
 
     @field_validator("insecure_registries")

@@ -82,7 +82,9 @@ def test_contexts(cli: Cli) -> None:
     bad = cli("config", "set-context", "x", "--time-limit", "1;reboot", check=False)
     assert bad.returncode == 2 and "--time-limit" in bad.stderr
     broken = cli("config", "set-context", "x", "--shared-dir", "/shared\n#SBATCH --uid=0", check=False)
-    assert broken.returncode == 2 and "--shared-dir" in broken.stderr and "line break" in broken.stderr
+    assert broken.returncode == 2 and "--shared-dir" in broken.stderr and "'\\n'" in broken.stderr
+    pattern = cli("config", "set-context", "x", "--shared-dir", "/shared/%j", check=False)
+    assert pattern.returncode == 2 and "--shared-dir" in pattern.stderr and "'%'" in pattern.stderr
     assert cli("config", "use-context", "nope", check=False).returncode == 2
     cli.env["PODLINE_IMAGE_PULL_RETRIES"] = "0"
     cli("config", "set-context", "boxed", "--runtime", "bwrap")
