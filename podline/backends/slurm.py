@@ -31,6 +31,7 @@ QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD",
 ACTIVE = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING", "SUSPENDED", "STOPPED"}
 LOST_REASON = {"TIMEOUT": "DeadlineExceeded", "DEADLINE": "DeadlineExceeded", "OUT_OF_MEMORY": "OOMKilled",
                "NODE_FAIL": "NodeLost", "BOOT_FAIL": "NodeLost", "CANCELLED": "Cancelled", "PREEMPTED": "Preempted"}
+STOP_REQUESTED = "stop-requested"  # in a run directory: podline itself asked this attempt to stop
 TRANSIENT = ("Unable to contact slurm controller", "Socket timed out", "temporarily unable",
              "Resource temporarily unavailable", "Connection refused", "Zero Bytes were transmitted")
 
@@ -130,7 +131,7 @@ class SlurmBackend:
         job = self.watcher.lookup(tag, index)
         info = self._info(rundir, job)
         if doc and doc.get("finished"):
-            return Observation("finished", doc["status"], doc.get("node"), info=info)
+            return self._finished(rundir, doc, job, info)
         if job is None:
             return self._not_in_queue(rundir, tag, doc, info)
         if job.state in QUEUED:
@@ -139,10 +140,25 @@ class SlurmBackend:
             return Observation("running", doc["status"] if doc else None, job.node or None, info=info)
         doc = read_json(rundir / "status.json")  # the runner may have finished just now
         if doc and doc.get("finished"):
-            return Observation("finished", doc["status"], doc.get("node"), info=info)
+            return self._finished(rundir, doc, job, info)
         return Observation("lost", doc["status"] if doc else None, job.node or None,
                            detail=f"Slurm job {job.job_id} ended {job.state} ({job.reason})",
                            reason=LOST_REASON.get(job.state, "RunnerLost"), info=info)
+
+    @staticmethod
+    def _finished(rundir: Path, doc: dict[str, Any], job: SlurmJob | None, info: dict[str, str]) -> Observation:
+        """The runner's final word. A runner stopped by SIGTERM only knows it was stopped ("Terminated");
+        when Slurm sent that signal, not podline (time limit, pre-emption, node failure), Slurm's verdict
+        names the reason: while the job is still completing the attempt counts as running, then it takes it."""
+        status = doc["status"]
+        if job is None or status.get("reason") != "Terminated" or (rundir / STOP_REQUESTED).exists():
+            return Observation("finished", status, doc.get("node"), info=info)
+        if job.state in ACTIVE:  # not the runner's status yet: it would settle the pod before the verdict
+            return Observation("running", None, doc.get("node"), info=info)
+        if job.state in LOST_REASON and job.state != "CANCELLED":
+            status = {**status, "reason": LOST_REASON[job.state],
+                      "message": f"Slurm job {job.job_id} ended {job.state} ({job.reason})"}
+        return Observation("finished", status, doc.get("node"), info=info)
 
     def _not_in_queue(self, rundir: Path, tag: str, doc: dict[str, Any] | None, info: dict[str, str]) -> Observation:
         job_id = self._job_id(rundir)
@@ -173,6 +189,7 @@ class SlurmBackend:
         job_id = self._job_id(rundir)
         if job_id is None:
             return
+        (rundir / STOP_REQUESTED).touch()  # the runner's "Terminated" is then podline's doing, not Slurm's
         if hard:
             self._scancel(job_id)
         else:  # SIGTERM to the batch step only: the runner stops its containers with their grace period

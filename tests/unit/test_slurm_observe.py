@@ -57,6 +57,47 @@ def test_final_status_wins_over_the_queue_state(tmp_path: Path) -> None:
     assert backend.observe(rundir).state == "finished"
 
 
+TERMINATED = {"status": {"phase": "Failed", "reason": "Terminated", "message": "pod was stopped"},
+              "finished": True, "node": "node7"}
+
+
+@pytest.mark.parametrize(("line", "state", "reason"), [
+    (f"42|TIMEOUT|TimeLimit|node7|podline:{UID}", "finished", "DeadlineExceeded"),  # Slurm's SIGTERM at --time
+    (f"42|PREEMPTED|None|node7|podline:{UID}", "finished", "Preempted"),
+    (f"42|COMPLETING|None|node7|podline:{UID}", "running", None),  # Slurm's verdict is not in yet
+    (f"42|CANCELLED|None|node7|podline:{UID}", "finished", "Terminated"),
+    (None, "finished", "Terminated"),  # gone from the queue: the runner's word stands
+])
+def test_a_runner_stopped_by_sigterm_takes_slurms_reason(tmp_path: Path, line: str | None, state: str,
+                                                         reason: str | None) -> None:
+    backend, rundir = backend_with(tmp_path, line)
+    write_json_atomic(rundir / "status.json", TERMINATED)
+    seen = backend.observe(rundir)
+    assert seen.state == state
+    if reason is None:  # waiting: no final status yet, or the pod would settle on "Terminated"
+        assert seen.status is None
+        return
+    assert seen.status is not None and seen.status["reason"] == reason
+    if reason != "Terminated":
+        assert seen.status["message"].startswith("Slurm job 42 ended ")
+
+
+def test_a_stop_podline_asked_for_keeps_the_runners_reason(tmp_path: Path) -> None:
+    backend, rundir = backend_with(tmp_path, f"42|RUNNING|None|node7|podline:{UID}")
+    write_json_atomic(rundir / "status.json", TERMINATED)
+    backend._scancel = lambda *args: None  # type: ignore[method-assign]  # no real job 42
+    backend.cancel(rundir)  # what `podline delete` does first: SIGTERM to the batch step
+    seen = backend.observe(rundir)
+    assert seen.state == "finished" and seen.status is not None and seen.status["reason"] == "Terminated"
+
+
+def test_other_final_reasons_are_the_runners_own(tmp_path: Path) -> None:
+    backend, rundir = backend_with(tmp_path, f"42|TIMEOUT|TimeLimit|node7|podline:{UID}")
+    own = {"status": {"phase": "Failed", "reason": "DeadlineExceeded", "message": "runner's"}, "finished": True}
+    write_json_atomic(rundir / "status.json", own)
+    assert backend.observe(rundir).status == own["status"]
+
+
 def test_job_gone_from_the_queue_without_status_is_node_lost(tmp_path: Path) -> None:
     backend, rundir = backend_with(tmp_path, None)
     seen = backend.observe(rundir)
