@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from podline.api.config import Config, config_path, load_config
+from podline.api.config import Config, Context, config_path, load_config
 from podline.backends.base import Backend
 from podline.backends.local import LocalBackend
 
@@ -39,7 +39,7 @@ class Backends:
     def _drop_stale(self) -> None:
         """Backends of contexts that were removed or changed are never asked again: release what they keep."""
         assert self._config is not None
-        current = {(name, ctx.model_dump_json()) for name, ctx in self._config.contexts.items()}
+        current = {_key(name, ctx) for name, ctx in self._config.contexts.items()}
         for key in [key for key in self._remote if key not in current]:
             self._remote.pop(key).close()
 
@@ -57,7 +57,7 @@ class Backends:
             raise UnknownContext(f'context "{name}" no longer exists in {config_path(self.home)}')
         if ctx.backend == "local":
             return self.local
-        key = (name, ctx.model_dump_json())
+        key = _key(name, ctx)
         if key not in self._remote:  # unchanged settings keep their backend (and its squeue watcher)
             from podline.backends.slurm import SlurmBackend
 
@@ -81,3 +81,8 @@ class Backends:
         """The controller stops: nothing may stay behind (a warm sbatch is killed, never fed)."""
         for backend in self._remote.values():
             backend.close()
+
+
+def _key(name: str, ctx: Context) -> tuple[str, str]:
+    """A remote backend is reused while its context keeps exactly these settings."""
+    return name, ctx.model_dump_json()
