@@ -41,6 +41,7 @@ from the same place:
                  directory on local disk; copied there once, untimed, like the shared input): stage-in is a
                  node-local copy into RAM
   podline cold + L2  (unless --no-l2) podline cold with nodeLocalEvery: 1: what an L2 copy after every step costs
+                 (written in the background while the next steps run; the shard waits for the last one)
 Every variant must produce a byte-identical result (asserted).
 
 Use --drop-caches for figures (root): on this VM, right after a baseline run (GiB through sshfs and the page
@@ -434,7 +435,8 @@ def human(n: float) -> str:
 def timings(status: dict, elapsed: float) -> str:
     """The engine's own phases, and the rest of the wall time (CLI, runner start-up, `wait` polling)."""
     t = status.get("timings") or {}
-    names = {"stageIn": "stageIn", "compute": "steps+checkpoints", "checkpoint": "checkpoints", "stageOut": "stageOut"}
+    names = {"stageIn": "stageIn", "compute": "steps+checkpoints", "checkpoint": "checkpoints (foreground)",
+             "checkpointWait": "waiting for background L2", "stageOut": "stageOut"}
     parts = [f"{label} {t[k]:.2f} s" for k, label in names.items() if isinstance(t.get(k), int | float)]
     phases = sum(t.get(k, 0) for k in ("stageIn", "compute", "stageOut") if isinstance(t.get(k), int | float))
     return ", ".join(parts + [f"other {elapsed - phases:.2f} s"])

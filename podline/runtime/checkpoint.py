@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,14 @@ CHUNK = 1 << 20
 
 class Corrupt(Exception):
     """A checkpoint copy does not match its manifest (missing file, wrong size or hash)."""
+
+
+class Torn(Exception):
+    """A workspace file changed while it was being copied: the copy would not be the checkpoint's state."""
+
+
+class Stopped(Exception):
+    """A copy was abandoned on request (its checkpoint is no longer wanted)."""
 
 
 @dataclass
@@ -50,9 +59,11 @@ class Snapshot:
 
 def hash_file(path: Path) -> str:
     digest = xxhash.xxh3_128()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
+    buffer = bytearray(CHUNK)  # one buffer reused: a fresh bytes object per chunk costs page faults
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while count := handle.readinto(buffer):
+            digest.update(view[:count])
     return digest.hexdigest()
 
 
@@ -106,14 +117,19 @@ def _remove_extra(workspace: Path, snap: Snapshot, files: dict[str, Any], dirs: 
             shutil.rmtree(workspace / rel, ignore_errors=True)
 
 
-def _copy_hashing(src: Path, dst: Path, sync: bool) -> str:
+def _copy_hashing(src: Path, dst: Path, sync: bool, stop: threading.Event | None = None) -> str:
     digest = xxhash.xxh3_128()
-    with open(src, "rb") as fin, open(dst, "wb") as fout:
-        while chunk := fin.read(CHUNK):
-            digest.update(chunk)
-            fout.write(chunk)
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    with open(src, "rb", buffering=0) as fin, open(dst, "wb", buffering=0) as fout:
+        while count := fin.readinto(buffer):
+            if stop is not None and stop.is_set():
+                raise Stopped(str(src))
+            digest.update(view[:count])
+            written = 0
+            while written < count:
+                written += fout.write(view[written:count])
         if sync:
-            fout.flush()
             os.fsync(fout.fileno())
     shutil.copystat(src, dst)
     return digest.hexdigest()
@@ -132,16 +148,42 @@ def newest(level_root: Path) -> tuple[Path, Snapshot] | None:
     return None
 
 
-def save_copy(workspace: Path, level_root: Path, snap: Snapshot, durable: bool) -> int:
+def save_copy(workspace: Path, level_root: Path, snap: Snapshot, durable: bool,
+              expected: dict[str, str] | None = None, stop: threading.Event | None = None) -> int:
     """Copy the workspace as checkpoint `snap.seq` at this level; return the bytes actually written.
 
     `durable` (L3 on shared storage) fsyncs each copied file and the manifest before the rename.
+    `expected` (file -> hash at the checkpoint) makes a file that no longer hashes the same raise `Torn`;
+    `stop` abandons the copy (`Stopped`). Either way nothing is renamed into place.
     """
     level_root.mkdir(parents=True, exist_ok=True)
     previous = newest(level_root)
-    tmp = level_root / f".tmp-{snap.seq}-{os.getpid()}"
+    tmp = level_root / f".tmp-{snap.seq}-{os.getpid()}-{threading.get_ident()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    data = tmp / "data"
+    try:
+        files, written = _fill(workspace, tmp / "data", snap, previous, durable, expected, stop)
+        doc = Snapshot(snap.seq, snap.steps, files, snap.dirs, snap.links).to_json()
+        write_json_atomic(tmp / "manifest.json", doc)
+        if durable:
+            _fsync_path(tmp / "manifest.json")
+        final = level_root / str(snap.seq)
+        if final.exists():  # a stale copy of a discarded future (restore removed what it could not trust)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if durable:
+        _fsync_path(level_root)
+    for name in os.listdir(level_root):  # only the newest copy is kept (older ones may share its inodes)
+        if name != str(snap.seq):  # one writer per level: a leftover .tmp-* is a crashed attempt's
+            shutil.rmtree(level_root / name, ignore_errors=True)
+    return written
+
+
+def _fill(workspace: Path, data: Path, snap: Snapshot, previous: tuple[Path, Snapshot] | None, durable: bool,
+          expected: dict[str, str] | None, stop: threading.Event | None) -> tuple[dict[str, Any], int]:
+    """The copy's data directory; files unchanged since the previous copy are hard links to it."""
     data.mkdir(parents=True)
     for rel in snap.dirs:
         (data / rel).mkdir(parents=True, exist_ok=True)
@@ -152,25 +194,17 @@ def save_copy(workspace: Path, level_root: Path, snap: Snapshot, durable: bool) 
     for rel, rec in snap.files.items():
         old = previous[1].files.get(rel) if previous else None
         same_file = old is not None and all(old.get(k) == rec[k] for k in ("size", "mtime", "ino"))
+        if same_file and expected is not None:
+            same_file = old.get("hash") == expected.get(rel)  # type: ignore[union-attr]
         if same_file and previous and _link(previous[0] / "data" / rel, data / rel):
             files[rel] = {**rec, "hash": old["hash"]}  # type: ignore[index]
             continue
-        files[rel] = {**rec, "hash": _copy_hashing(workspace / rel, data / rel, durable)}
+        digest = _copy_hashing(workspace / rel, data / rel, durable, stop)
+        if expected is not None and digest != expected.get(rel):
+            raise Torn(f"{rel} changed while it was being copied")
+        files[rel] = {**rec, "hash": digest}
         written += rec["size"]
-    doc = Snapshot(snap.seq, snap.steps, files, snap.dirs, snap.links).to_json()
-    write_json_atomic(tmp / "manifest.json", doc)
-    if durable:
-        _fsync_path(tmp / "manifest.json")
-    final = level_root / str(snap.seq)
-    if final.exists():  # a stale copy of a discarded future (restore removed what it could not trust)
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    if durable:
-        _fsync_path(level_root)
-    for name in os.listdir(level_root):  # only the newest copy is kept (older ones may share its inodes)
-        if name != str(snap.seq):
-            shutil.rmtree(level_root / name, ignore_errors=True)
-    return written
+    return files, written
 
 
 def _link(src: Path, dst: Path) -> bool:

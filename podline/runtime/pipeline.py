@@ -47,7 +47,7 @@ class PipelineRunner:
         self.shards = int(plan["shards"])
         self.shard_dir = Path(plan["shardDir"].replace("{shard}", str(self.shard)))  # logs/, across attempts
         self.pod = {**plan["pod"], "name": f"{plan['pod']['name']}-{self.shard}"}
-        self.workspace = Workspace(plan, self.shard, self._log)
+        self.workspace = Workspace(plan, self.shard, self._log, on_saved=self._wake)
         shm = shm_root() / f"podline-{plan['pod']['uid']}-{self.shard}.shm"
         self.engine = Engine(plan, self.pod, {"workspace": self.workspace.path}, self.shard_dir, shm)
         self.specs = {s["name"]: s for s in plan["steps"]}
@@ -66,6 +66,10 @@ class PipelineRunner:
         self.status: dict[str, Any] = {"shard": self.shard, "startTime": rfc3339(), "restoredFrom": None,
                                        "timings": {}, "checkpoints": {}}
         self.notify_address = notify_address(plan)
+
+    def _wake(self) -> None:
+        """A background L2 copy is complete: the scheduler writes the status that says so."""
+        self.changed.set()
 
     def _log(self, message: str) -> None:
         print(f"{rfc3339()} shard {self.shard}: {message}", flush=True)
@@ -170,8 +174,12 @@ class PipelineRunner:
         finally:
             terminate_all(list(self.running.values()), float(self.plan["terminationGracePeriodSeconds"]))
             self.engine.remove_shm()
-        self.status["timings"]["compute"] = round(time.monotonic() - began, 3)
         ok = len(self.done) == len(self.order) and not self.stopping.is_set()
+        grace = float(self.plan["terminationGracePeriodSeconds"])  # told to stop: a bounded wait for L2
+        self.workspace.settle_copies(None if ok or self.stop_reason is None else grace)
+        self.status["timings"]["compute"] = round(time.monotonic() - began, 3)
+        if self.workspace.waited:
+            self.status["timings"]["checkpointWait"] = round(self.workspace.waited, 3)
         if ok:
             began = time.monotonic()
             self.status["stageOutBytes"] = self.workspace.stage_out(self.plan["outputs"], self.shard, self.shards)

@@ -187,9 +187,9 @@ class PodRunner:
             if self.stopping.is_set() and self.phase != "Succeeded":
                 self.phase = "Failed"
         finally:
-            self.volumes.release_memory()
-            if self.workspace is not None:
+            if self.workspace is not None:  # first: its background L2 copy reads from the emptyDir
                 self.workspace.finish(self.phase == "Succeeded")
+            self.volumes.release_memory()
         self.write_status(finished=True)
         return 0 if self.phase == "Succeeded" else 1
 

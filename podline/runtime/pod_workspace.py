@@ -49,6 +49,9 @@ class PodWorkspace:
         self.workspace.restore()
 
     def finish(self, succeeded: bool) -> None:
+        """The RAM copy goes; the node-local copies stay only for a pod that failed and may resume."""
+        if succeeded or not self.resumable:
+            self.workspace.copier.stop()  # its copy would be removed with the level right below
         self.workspace.release_ram()
         if succeeded or not self.resumable:
             for level in self.workspace.levels.values():

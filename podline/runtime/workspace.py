@@ -7,6 +7,9 @@ Locations (per pipeline uid and shard, so every attempt of a shard on a node fin
   L2         <scratch>/checkpoints/<uid>/<shard>/<seq>/        node-local disk
   L3         <shared>/checkpoints/<uid>/<shard>/<seq>/         shared storage (survives the node)
 Scratch is the context's node-local directory (on Slurm `$TMPDIR` or /tmp when not configured).
+
+L2 copies are written in the background while the next steps run (`runtime.copier`); L3 copies, rarer and
+meant to survive the node, are written before the next step starts.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from podline.runtime import checkpoint as ck
+from podline.runtime.copier import BackgroundCopier
 from podline.runtime.files import tree_size
 from podline.runtime.volumes import shm_root
+
+TICK_NS = 50_000_000  # coarser than any kernel's file timestamp clock (jiffies: 1-10 ms)
 
 
 def scratch_root(plan: dict[str, Any]) -> Path:
@@ -32,9 +38,10 @@ def scratch_root(plan: dict[str, Any]) -> Path:
 
 class Workspace:
     def __init__(self, plan: dict[str, Any], shard: int, log: Callable[[str], None], *,
-                 name: str = "", directory: str = "ws") -> None:
+                 name: str = "", directory: str = "ws", on_saved: Callable[[], None] | None = None) -> None:
         """`name` (default podline-<uid>-<shard>) and `directory` place a pod's emptyDir where its other
-        volumes live (podline-<uid>/<volume>)."""
+        volumes live (podline-<uid>/<volume>); `on_saved` is called (from the copier's thread) when a
+        background L2 copy is complete."""
         uid = plan["pod"]["uid"]
         key = name or f"podline-{uid}-{shard}"
         scratch = scratch_root(plan)
@@ -49,7 +56,11 @@ class Workspace:
         self.size_limit: int | None = plan["workspace"].get("sizeLimit")
         self.log = log
         self.seq = 0
-        self.saved: dict[str, dict[str, Any]] = {}  # level -> {seq, bytes, seconds}
+        self.saved: dict[str, dict[str, Any]] = {}  # level -> {seq, bytes, seconds}; replaced, never mutated
+        self.on_saved = on_saved
+        self.copier = BackgroundCopier(self.path, self.levels["L2"], log, self._l2_saved)
+        self.hashes: dict[str, tuple[tuple[int, int, int], str, int]] = {}  # rel -> (identity, hash, hashed at)
+        self.waited = 0.0  # seconds spent waiting for background copies
 
     # --- resume -------------------------------------------------------------------------------------
     def restore(self) -> tuple[ck.Snapshot | None, str | None]:
@@ -58,6 +69,7 @@ class Workspace:
         A copy that fails verification is deleted (it would otherwise shadow older valid ones) and the
         next level is tried. Nothing valid: an empty workspace.
         """
+        self.settle_copies()
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         l1 = ck.read_l1(self.l1_path) if self.path.is_dir() else None
         if l1 is not None and ck.l1_matches(self.path, l1):
@@ -88,19 +100,60 @@ class Workspace:
 
     # --- save ---------------------------------------------------------------------------------------
     def checkpoint(self, done: list[str], major: bool) -> None:
-        """After a step: L1 always; L2 every `nodeLocalEvery` steps; L3 every `sharedEvery` or at a major step."""
+        """After a step: L1 always; L2 every `nodeLocalEvery` steps (in the background); L3 every `sharedEvery`
+        or at a major step (before returning)."""
         self.seq += 1
         snap = ck.take_l1(self.path, self.seq, list(done))
         ck.write_l1(self.l1_path, snap)
         every_l2, every_l3 = self.policy.get("nodeLocalEvery", 0), self.policy.get("sharedEvery", 0)
         count = len(done)
-        for level, due in (("L2", every_l2 and count % every_l2 == 0), ("L3", major or (every_l3 and
-                                                                                       count % every_l3 == 0))):
-            if due and level in self.levels:
-                began = time.monotonic()
-                written = ck.save_copy(self.path, self.levels[level], snap, durable=level == "L3")
-                self.saved[level] = {"seq": snap.seq, "bytesWritten": written,
-                                     "seconds": round(time.monotonic() - began, 3)}
+        l2_due = bool(every_l2 and count % every_l2 == 0)
+        l3_due = bool((major or (every_l3 and count % every_l3 == 0)) and "L3" in self.levels)
+        if not (l2_due or l3_due):
+            return
+        expected = self._hash_files(snap)
+        if l2_due:
+            self.copier.submit(snap, expected)
+        if l3_due:
+            began = time.monotonic()
+            written = ck.save_copy(self.path, self.levels["L3"], snap, True, expected)
+            self._record("L3", snap, written, time.monotonic() - began)
+
+    def _hash_files(self, snap: ck.Snapshot) -> dict[str, str]:
+        """Each file's hash now. A cached hash is reused only for a file whose identity (size, mtime, inode)
+        is unchanged and whose mtime is older than the hashing by more than a clock tick (a write during the
+        same tick could keep the mtime: "racily clean", as git calls it)."""
+        hashes: dict[str, tuple[tuple[int, int, int], str, int]] = {}
+        for rel, rec in snap.files.items():
+            identity = (rec["size"], rec["mtime"], rec["ino"])
+            cached = self.hashes.get(rel)
+            if cached is not None and cached[0] == identity and identity[1] < cached[2] - TICK_NS:
+                hashes[rel] = cached
+            else:
+                hashed_at = time.time_ns()
+                hashes[rel] = (identity, ck.hash_file(self.path / rel), hashed_at)
+        self.hashes = hashes
+        return {rel: entry[1] for rel, entry in hashes.items()}
+
+    def _l2_saved(self, snap: ck.Snapshot, written: int, seconds: float) -> None:
+        self._record("L2", snap, written, seconds)
+        if self.on_saved is not None:
+            self.on_saved()
+
+    def _record(self, level: str, snap: ck.Snapshot, written: int, seconds: float) -> None:
+        self.saved = {**self.saved, level: {"seq": snap.seq, "bytesWritten": written, "seconds": round(seconds, 3)}}
+
+    def settle_copies(self, timeout: float | None = None) -> bool:
+        """Wait for the background L2 copies (a restore or a failed shard needs the newest one on disk);
+        past `timeout` they are abandoned. True when nothing was abandoned."""
+        if self.copier.idle():
+            return True
+        began = time.monotonic()
+        done = self.copier.drain(timeout)
+        if not done:
+            self.copier.stop()
+        self.waited += time.monotonic() - began
+        return done
 
     def usage_over_limit(self) -> str | None:
         if not self.size_limit:
@@ -147,11 +200,14 @@ class Workspace:
     def release(self) -> None:
         """A finished shard's RAM and its node-local copy (L2) go back to the node: on Slurm nobody else could
         reach that node's scratch later. L3, on the shared directory, stays until the pipeline is deleted."""
+        self.copier.stop()
         self.release_ram()
         shutil.rmtree(self.levels["L2"], ignore_errors=True)
 
     def release_ram(self) -> None:
-        """Only the workspace itself goes (its copies stay for a later attempt to resume from)."""
+        """Only the workspace itself goes (its copies stay for a later attempt to resume from, so the
+        background ones are finished first: they read from it)."""
+        self.settle_copies()
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -65,6 +65,11 @@ def reference(cli: Cli, tmp_path: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in out.iterdir()}
 
 
+def l2_seq(cli: Cli, name: str) -> int | None:
+    shards = cli.json("pipeline", name)["status"].get("shards") or [{}]
+    return shards[0].get("checkpoints", {}).get("L2", {}).get("seq")
+
+
 def hung_pid(marker: Path) -> int:
     return int(wait_for(lambda: marker.exists() and marker.read_text().strip()))
 
@@ -102,6 +107,8 @@ def test_runner_killed_resumes_without_rerunning_finished_steps(cli: Cli, tmp_pa
     cli.apply(pipeline("killrunner", out, chain(marker, "reduce")))
     hung_pid(marker)
     uid = cli.json("pipeline", "killrunner")["metadata"]["uid"]
+    # L2 copies are written in the background while later steps run; the status says when one is complete.
+    wait_for(lambda: l2_seq(cli, "killrunner") == 3)
     started = wait_for(lambda: list(cli.home.glob("pods/default/killrunner/*/0/started")))[0]
     runner = json.loads(started.read_text())["pid"]
     for pid in session_processes(runner):  # the whole runner and its steps, as a node failure would
@@ -135,7 +142,8 @@ def test_corrupted_node_local_checkpoint_falls_back_to_shared(cli: Cli, tmp_path
     uid = cli.json("pipeline", "corrupt")["metadata"]["uid"]
     l2 = cli.home / "scratch" / "checkpoints" / uid / "0" / "3" / "data" / "grown"
     l3 = shared / "checkpoints" / uid / "0" / "3" / "data" / "grown"
-    assert l2.exists() and l3.exists() and not os.path.samefile(l2, l3)
+    wait_for(l2.exists)  # L2 is written in the background, L3 before the next step starts
+    assert l3.exists() and not os.path.samefile(l2, l3)
     data = bytearray(l2.read_bytes())
     data[100] ^= 0x01  # one flipped bit, same size: only the hash can tell
     l2.write_bytes(bytes(data))

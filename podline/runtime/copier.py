@@ -1,0 +1,97 @@
+"""L2 copies written in the background, so the next step starts while the previous one's outputs go to disk.
+
+Why: an L2 copy after every step is the Pipeline default, and writing GiB of workspace to node-local disk
+took as long as the steps themselves (bench/p2_pipeline.py, "cold + L2": +11 s on an 11 s run). The next
+step does not need that copy, only a later attempt does.
+
+Why it stays a checkpoint: the next step may change the workspace while the copy runs (steps transform data
+in place). So the checkpoint hashes the files that changed in the foreground (reading RAM is several times
+faster than writing new disk pages) and the background copy must hash the same, else it is `Torn` and dropped
+before it is renamed into place: the previous copy stays the newest valid one, and the next checkpoint tries
+again. A copy is never half-visible (`checkpoint.save_copy` writes aside and renames).
+
+One thread per workspace, one copy at a time and at most one waiting: a newer checkpoint replaces a waiting
+older one, which would have been replaced on disk right after anyway. `drain` waits for what is queued (a
+restore, or a shard ending without success, needs the newest copy on disk); `stop` abandons it (a finished
+shard deletes its L2).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from podline.runtime import checkpoint as ck
+
+Saved = Callable[[ck.Snapshot, int, float], None]  # snapshot, bytes written, seconds
+
+
+class BackgroundCopier:
+    def __init__(self, source: Path, level_root: Path, log: Callable[[str], None], on_saved: Saved) -> None:
+        self.source, self.level_root = source, level_root
+        self._log, self._on_saved = log, on_saved
+        self._cond = threading.Condition()
+        self._waiting: tuple[ck.Snapshot, dict[str, str]] | None = None
+        self._busy = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, snap: ck.Snapshot, expected: dict[str, str]) -> None:
+        """Queue a copy of the workspace as it is at checkpoint `snap` (`expected`: each file's hash now)."""
+        with self._cond:
+            if self._waiting is not None:
+                self._log(f"L2 copy of seq {self._waiting[0].seq} skipped: seq {snap.seq} is newer")
+            self._waiting = (snap, expected)
+            if self._thread is None:
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._run, name="podline-l2", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def idle(self) -> bool:
+        with self._cond:
+            return self._waiting is None and not self._busy
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every queued copy is on disk (or given up); False if `timeout` ran out first."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._waiting is None and not self._busy, timeout)
+
+    def stop(self) -> None:
+        """Abandon what is queued and the copy in progress (its partial directory is removed)."""
+        with self._cond:
+            self._waiting = None
+            self._stop.set()
+            self._cond.notify_all()
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+
+    def _next(self) -> tuple[ck.Snapshot, dict[str, str]] | None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._waiting is not None or self._stop.is_set())
+            if self._stop.is_set():
+                return None
+            job, self._waiting, self._busy = self._waiting, None, True
+            return job
+
+    def _run(self) -> None:
+        while (job := self._next()) is not None:
+            snap, expected = job
+            began = time.monotonic()
+            try:
+                written = ck.save_copy(self.source, self.level_root, snap, False, expected, self._stop)
+                self._on_saved(snap, written, time.monotonic() - began)
+            except ck.Torn as exc:
+                self._log(f"L2 copy of seq {snap.seq} dropped: {exc} (a running step changed it); "
+                          "the previous L2 copy stays the newest")
+            except ck.Stopped:
+                pass
+            except OSError as exc:  # a file a running step removed, a full disk: this copy is lost, not L2
+                self._log(f"L2 copy of seq {snap.seq} failed: {exc}; the previous L2 copy stays the newest")
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
