@@ -13,7 +13,7 @@ from podline.controller.context import Ctx
 from podline.runtime.files import parse_rfc3339, rfc3339
 from podline.store import Obj
 
-TIMING_KEYS = ("queue", "imagePrepare", "stageIn", "compute", "checkpoint", "stageOut", "restore")
+TIMING_KEYS = ("queue", "imagePrepare", "stageIn", "compute", "checkpoint", "checkpointWait", "stageOut", "restore")
 
 
 def merge_attempt(rec: dict[str, Any], status: dict[str, Any], launched_at: float | None) -> None:

@@ -91,6 +91,8 @@ class BackgroundCopier:
                 pass
             except OSError as exc:  # a file a running step removed, a full disk: this copy is lost, not L2
                 self._log(f"L2 copy of seq {snap.seq} failed: {exc}; the previous L2 copy stays the newest")
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive any one copy, or drain() hangs
+                self._log(f"L2 copy of seq {snap.seq} failed: {exc!r}; the previous L2 copy stays the newest")
             finally:
                 with self._cond:
                     self._busy = False

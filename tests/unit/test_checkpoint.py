@@ -106,3 +106,17 @@ def test_restore_keeps_matching_files_and_replaces_the_rest(tmp_path: Path) -> N
     (ws / "junk").write_text("x")
     copied = ck.restore_copy(tmp_path / "L2" / "1", ck.newest(tmp_path / "L2")[1], ws)
     assert copied == 6 and tree(ws) == before
+
+
+@pytest.mark.parametrize("size", [0, 4095, 4096, ck.DIRECT_CHUNK, 2 * ck.DIRECT_CHUNK + 123])
+def test_copies_past_the_page_cache_are_exact(tmp_path: Path, size: int) -> None:
+    """Node-local copies are written with O_DIRECT in whole blocks, the tail through the cache."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    content = os.urandom(size)
+    (ws / "f").write_bytes(content)
+    snap = ck.take_l1(ws, 1, [])
+    assert ck.save_copy(ws, tmp_path / "L2", snap, durable=False) == size
+    copy_dir, manifest = ck.newest(tmp_path / "L2")
+    assert (copy_dir / "data" / "f").read_bytes() == content
+    assert manifest.files["f"]["hash"] == ck.hash_file(ws / "f")

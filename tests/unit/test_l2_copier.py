@@ -108,10 +108,10 @@ def test_stop_abandons_the_copy_in_progress(tmp_path: Path, monkeypatch: pytest.
     real = ck._copy_hashing
     in_copy = threading.Event()
 
-    def slow(src: Path, dst: Path, sync: bool, stop: threading.Event | None = None) -> str:
+    def slow(src: Path, dst: Path, sync: bool, stop: threading.Event | None = None, buffer: Any = None) -> str:
         in_copy.set()
         assert stop is not None and stop.wait(10)  # held until stop() is called
-        return real(src, dst, sync, stop)
+        return real(src, dst, sync, stop, buffer)
 
     monkeypatch.setattr(ck, "_copy_hashing", slow)
     ws.checkpoint(["one"], False)
