@@ -102,10 +102,8 @@ def check_pipeline(obj: Pipeline) -> None:
                 raise InvalidObject(f"spec.{field}[{i}].path", f"duplicate path {item.path!r}")
             seen.add(item.path)
     for i, item in enumerate(obj.spec.inputs):
-        if item.dataset is not None:
-            raise InvalidObject(f"spec.inputs[{i}].dataset", "Dataset inputs are not available yet; use source")
-        if item.source is None:
-            raise InvalidObject(f"spec.inputs[{i}]", "source is required")
+        if (item.dataset is None) == (item.source is None):
+            raise InvalidObject(f"spec.inputs[{i}]", "exactly one of source and dataset is required")
 
 
 def check_object(obj: Resource) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from podline.api.base import Resource
 from podline.api.batch import Job
 from podline.api.core import ConfigMap, Pod, Secret
+from podline.api.dataset import Dataset
 from podline.api.pipeline import Pipeline
 
 MODELS: dict[tuple[str, str], type[Resource]] = {
@@ -13,4 +14,5 @@ MODELS: dict[tuple[str, str], type[Resource]] = {
     ("v1", "Secret"): Secret,
     ("batch/v1", "Job"): Job,
     ("podline.io/v1alpha1", "Pipeline"): Pipeline,
+    ("podline.io/v1alpha1", "Dataset"): Dataset,
 }

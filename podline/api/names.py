@@ -16,7 +16,7 @@ KIND_ALIASES: dict[str, str] = {
     "dataset": "Dataset", "datasets": "Dataset",
 }
 
-KNOWN_KINDS = frozenset({"Pod", "ConfigMap", "Secret", "Job", "Pipeline"})  # those api.kinds.MODELS has
+KNOWN_KINDS = frozenset({"Pod", "ConfigMap", "Secret", "Job", "Pipeline", "Dataset"})  # those api.kinds.MODELS has
 
 INDEX_KEY = "batch.kubernetes.io/job-completion-index"  # an Indexed Job's completion index (annotation, label)
 

@@ -12,7 +12,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, field_validator
 
-from podline.api.base import Model, Resource, check_dns_label
+from podline.api.base import Model, Resource, check_dns_label, check_dns_subdomain
 from podline.api.core import Container, SizeLimit, check_relative_path
 
 MAX_SHARDS = 10_000
@@ -52,11 +52,12 @@ class CheckpointPolicy(Model):
 
 
 class Input(Model):
-    """Data copied into the workspace before the first step: a path on the shared filesystem."""
+    """Data copied into the workspace before the first step: a path on the shared filesystem (`source`) or
+    this shard's slice of a Dataset (`dataset`, through the node-local cache). Exactly one of the two."""
 
     path: RelativePath
     source: str | None = None
-    dataset: str | None = None
+    dataset: Annotated[str, AfterValidator(lambda v: check_dns_subdomain(v, "dataset name"))] | None = None
 
     @field_validator("source")
     @classmethod

@@ -157,6 +157,12 @@ def describe_object(state: State, obj: Obj) -> None:
         describe_job(state, obj)
     elif obj.kind == "Pipeline":
         describe_pipeline(obj)
+    elif obj.kind == "Dataset":
+        spec = obj.manifest.get("spec", {})
+        for label, key, default in (("Source", "source", ""), ("Include", "include", ["<all files>"]),
+                                    ("Exclude", "exclude", ["<none>"]), ("Shard By", "shardBy", "files")):
+            value = spec.get(key) or default
+            _line(label, ", ".join(value) if isinstance(value, list) else value)
     elif obj.kind == "ConfigMap":
         _line("Data", ", ".join(sorted(obj.manifest.get("data", {}))) or "<none>")
     elif obj.kind == "Secret":

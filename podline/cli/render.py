@@ -9,7 +9,8 @@ from typing import Any
 from podline.runtime.files import rfc3339
 from podline.store import Obj, Store
 
-API_VERSIONS = {"Pod": "v1", "ConfigMap": "v1", "Secret": "v1", "Job": "batch/v1", "Pipeline": "podline.io/v1alpha1"}
+API_VERSIONS = {"Pod": "v1", "ConfigMap": "v1", "Secret": "v1", "Job": "batch/v1", "Pipeline": "podline.io/v1alpha1",
+                "Dataset": "podline.io/v1alpha1"}
 
 
 def full_document(store: Store, obj: Obj) -> dict[str, Any]:
@@ -130,6 +131,7 @@ COLUMNS = {
     "Pod": (["NAME", "READY", "STATUS", "RESTARTS", "AGE"], ["NODE", "RUN DIR"]),
     "Job": (["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"], ["ACTIVE", "FAILED", "COMPLETED INDEXES"]),
     "ConfigMap": (["NAME", "DATA", "AGE"], []),
+    "Dataset": (["NAME", "SOURCE", "SHARD BY", "AGE"], ["INCLUDE", "EXCLUDE"]),
     "Secret": (["NAME", "TYPE", "DATA", "AGE"], []),
 }
 
@@ -142,6 +144,10 @@ def row(obj: Obj, wide: bool) -> list[str]:
     if obj.kind == "Pipeline":
         return pipeline_row(obj, wide)
     m = obj.manifest
+    if obj.kind == "Dataset":
+        spec = m.get("spec", {})
+        out = [obj.name, spec.get("source", ""), spec.get("shardBy", "files"), age(obj.created_at)]
+        return out + [",".join(spec.get(k, [])) or "-" for k in ("include", "exclude")] if wide else out
     if obj.kind == "ConfigMap":
         return [obj.name, str(len(m.get("data", {})) + len(m.get("binaryData", {}))), age(obj.created_at)]
     return [obj.name, m.get("type", "Opaque"), str(len(m.get("data", {})) + len(m.get("stringData", {}))),

@@ -21,6 +21,7 @@ def render(state: State, files: tuple[str, ...], target: str) -> None:
     from podline.api.batch import Job  # the models are built only by the commands that need them
     from podline.api.config import load_config
     from podline.api.core import Pod
+    from podline.api.dataset import Dataset
     from podline.api.errors import ManifestError
     from podline.api.pipeline import Pipeline
     from podline.cli.resources import _load_or_exit
@@ -29,8 +30,17 @@ def render(state: State, files: tuple[str, ...], target: str) -> None:
 
     loaded = _load_or_exit(files)
     if target == "kubernetes":
-        docs = [pipeline_job(item.obj.dump()) if isinstance(item.obj, Pipeline) else item.obj.dump()
-                for item in loaded]
+        docs = []
+        for item in loaded:
+            if isinstance(item.obj, Dataset):
+                click.echo(f"warning: {item.describe()}: a Dataset has no Kubernetes form; skipped", err=True)
+            elif isinstance(item.obj, Pipeline):
+                if item.obj.spec.inputs or item.obj.spec.outputs:
+                    click.echo(f"warning: {item.describe()}: inputs and outputs are not rendered (in Kubernetes, "
+                               "mount the data as volumes)", err=True)
+                docs.append(pipeline_job(item.obj.dump()))
+            else:
+                docs.append(item.obj.dump())
         click.echo(yaml.safe_dump_all(docs, sort_keys=False).rstrip("\n"))
         return
     try:
@@ -57,6 +67,6 @@ def render(state: State, files: tuple[str, ...], target: str) -> None:
                    "spec": obj.dump()["spec"]["template"]["spec"]}
             script = render_pod(pod, RENDER_UID, rundir, placement)
         else:
-            continue  # ConfigMaps and Secrets travel in plans, not scripts
+            continue  # ConfigMaps, Secrets and Datasets travel in plans, not scripts
         click.echo(f"# ---- {item.describe()}")
         click.echo(script, nl=False)

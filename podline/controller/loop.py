@@ -60,7 +60,7 @@ class Controller:
                     log.exception("reconcile %s failed", obj.key)
                     ctx.wake_at(ctx.now + 1.0)
         for obj in self.store.list(unsettled=True):
-            if obj.kind in ("ConfigMap", "Secret"):
+            if obj.kind in ("ConfigMap", "Secret", "Dataset"):  # data only: nothing to run
                 if obj.deleted_at:
                     self.store.remove(obj.uid)
                 else:

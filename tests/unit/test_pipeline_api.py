@@ -21,6 +21,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from podline.api.dataset import Dataset
 from podline.api.errors import ManifestError
 from podline.api.loader import load_text
 from podline.api.pipeline import MAX_SHARDS, MAX_STEPS, Pipeline, Step, topological_order
@@ -28,8 +29,8 @@ from podline.plan.pipeline import plan_pipeline
 
 SOURCE = "bad.yaml"
 
-# The SPEC's example Pipeline, with its Dataset input replaced by a plain source path (Dataset inputs are
-# refused for now, see test_spec_example_with_a_dataset_input_is_refused_for_now).
+# The SPEC's example Pipeline, with its Dataset input replaced by a plain source path (the Dataset form is
+# test_spec_example_with_its_dataset_loads).
 SPEC_EXAMPLE = """\
 apiVersion: podline.io/v1alpha1
 kind: Pipeline
@@ -73,6 +74,10 @@ def pipeline(spec: str = "", step_list: str = ONE_STEP, *, name: str = "pl", met
     return f"apiVersion: podline.io/v1alpha1\nkind: Pipeline\nmetadata:\n  name: {name}\n{meta}spec:\n{spec}{step_list}"
 
 
+def dataset(spec: str) -> str:
+    return f"apiVersion: podline.io/v1alpha1\nkind: Dataset\nmetadata: {{name: d}}\nspec:\n  {spec}\n"
+
+
 def load_one(text: str) -> Pipeline:
     [loaded] = load_text(text, SOURCE)
     assert isinstance(loaded.obj, Pipeline)
@@ -99,13 +104,38 @@ def test_spec_example_loads_with_every_field() -> None:
     assert topological_order(spec.steps) == [0, 1, 2]
 
 
-def test_spec_example_with_a_dataset_input_is_refused_for_now() -> None:
-    text = SPEC_EXAMPLE.replace(SPEC_INPUT, "  inputs:  [{dataset: events, path: in}]        # staged to the cache\n")
-    with pytest.raises(ManifestError) as caught:
-        load_text(text, SOURCE)
-    assert caught.value.path == "spec.inputs[0].dataset"
-    assert str(caught.value) == ("bad.yaml: document 1 (Pipeline/analysis): spec.inputs[0].dataset: Dataset inputs "
-                                 "are not available yet; use source")
+SPEC_DATASET = """\
+apiVersion: podline.io/v1alpha1
+kind: Dataset
+metadata: {name: events}
+spec:
+  source: /lustre/project/run42          # or file://…, https://…, s3://…
+  include: ["*.root"]
+  shardBy: files
+---
+"""
+
+
+def test_spec_example_with_its_dataset_loads() -> None:
+    text = SPEC_DATASET + SPEC_EXAMPLE.replace(SPEC_INPUT, "  inputs:  [{dataset: events, path: in}]        # staged\n")
+    dataset, pipeline_doc = load_text(text, SOURCE)
+    assert isinstance(dataset.obj, Dataset) and isinstance(pipeline_doc.obj, Pipeline)
+    spec = dataset.obj.spec
+    assert (spec.source, spec.include, spec.exclude, spec.shard_by) == ("/lustre/project/run42", ["*.root"], [],
+                                                                        "files")
+    assert [(i.path, i.source, i.dataset) for i in pipeline_doc.obj.spec.inputs] == [("in", None, "events")]
+    assert dataset.obj.dump()["spec"] == {"source": "/lustre/project/run42", "include": ["*.root"], "exclude": [],
+                                          "shardBy": "files"}
+
+
+def test_dataset_source_forms() -> None:
+    def source(value: str) -> str:
+        [doc] = load_text(f"apiVersion: podline.io/v1alpha1\nkind: Dataset\nmetadata: {{name: d}}\n"
+                          f"spec: {{source: '{value}'}}\n", SOURCE)
+        return doc.obj.spec.source  # type: ignore[union-attr]
+    assert source("file:///data/run1/") == "/data/run1"
+    assert source("/data/with space/x") == "/data/with space/x"
+    assert source("/") == "/"
 
 
 def test_defaults() -> None:
@@ -385,9 +415,13 @@ CASES = [
          "'data' must be an absolute path"),
     case("input-dotdot-source", pipeline("  inputs: [{source: /data/../etc, path: in}]\n"), "spec.inputs[0].source",
          "without '..'"),
-    case("input-without-source", pipeline("  inputs: [{path: in}]\n"), "spec.inputs[0]", "source is required"),
-    case("input-dataset", pipeline("  inputs: [{source: /data, path: a}, {dataset: events, path: in}]\n"),
-         "spec.inputs[1].dataset", "Dataset inputs are not available yet"),
+    case("input-without-source", pipeline("  inputs: [{path: in}]\n"), "spec.inputs[0]",
+         "exactly one of source and dataset is required"),
+    case("input-source-and-dataset", pipeline("  inputs: [{source: /data, path: a},"
+                                               " {source: /data, dataset: events, path: in}]\n"),
+         "spec.inputs[1]", "exactly one of source and dataset is required"),
+    case("input-dataset-bad-name", pipeline("  inputs: [{dataset: Events_1, path: in}]\n"),
+         "spec.inputs[0].dataset", "invalid dataset name 'Events_1'"),
     case("duplicate-input-path", pipeline("  inputs: [{source: /a, path: in}, {source: /b, path: in}]\n"),
          "spec.inputs[1].path", "duplicate path 'in'"),
     case("output-absolute-path", pipeline("  outputs: [{path: /out, destination: /results}]\n"),
@@ -461,6 +495,24 @@ CASES = [
          "greater than or equal to 1", doc=2),
     case("duplicate-pipeline", pipeline() + "---\n" + pipeline(), "metadata.name",
          "duplicate object: also defined in bad.yaml: document 1 (Pipeline/pl)", doc=2),
+    # --- Datasets -----------------------------------------------------------------------------------------
+    case("dataset-s3", dataset("source: s3://bucket/run42"), "spec.source",
+         "s3:// sources are not available yet", ident="Dataset/d"),
+    case("dataset-https", dataset("source: https://example.org/data/"), "spec.source",
+         "https:// sources are not available yet", ident="Dataset/d"),
+    case("dataset-relative", dataset("source: data/run42"), "spec.source", "must be an absolute path",
+         ident="Dataset/d"),
+    case("dataset-dotdot", dataset("source: /data/../etc"), "spec.source", "without '..'", ident="Dataset/d"),
+    case("dataset-no-source", dataset("include: ['*']"), "spec.source", "required field is missing",
+         ident="Dataset/d"),
+    case("dataset-shard-by", dataset("source: /d\n  shardBy: lines"), "spec.shardBy", "'files' or 'none'",
+         ident="Dataset/d"),
+    case("dataset-unknown-field", dataset("source: /d\n  target: ram"), "spec.target", "unknown field",
+         ident="Dataset/d"),
+    case("dataset-empty-pattern", dataset("source: /d\n  include: ['']"), "spec.include[0]",
+         "not a usable glob", ident="Dataset/d"),
+    case("dataset-pattern-not-a-list", dataset("source: /d\n  exclude: '*.tmp'"), "spec.exclude",
+         "list", ident="Dataset/d"),
 ]
 
 
@@ -476,7 +528,7 @@ def test_bad_pipeline_names_document_field_path_and_problem(
     assert len(message.splitlines()) == 1, f"not one line: {message!r}"
     prefix = f"{SOURCE}: document {document}{f' ({ident})' if ident else ''}: {path}: "
     assert message.startswith(prefix), f"expected {prefix!r}...\n     got {message!r}"
-    assert (error.path, error.document, error.kind) == (path, document, "Pipeline" if ident else None)
+    assert (error.path, error.document, error.kind) == (path, document, ident.split("/")[0] if ident else None)
     rest = message[len(prefix):]
     if isinstance(problem, re.Pattern):
         assert problem.search(rest), f"problem {problem.pattern!r} not in {rest!r}"
@@ -513,17 +565,17 @@ def podline(home: Path, *args: str, input: str | None = None,
 
 CYCLE = pipeline(step_list=steps("{name: a, command: [touch, MARKER], dependsOn: [b]}",
                                  "{name: b, command: [touch, MARKER], dependsOn: [a]}"))
-GOOD_THEN_DATASET = (pipeline(name="good", step_list=steps("{name: a, command: [touch, MARKER]}")) + "---\n"
-                     + pipeline("  inputs: [{dataset: events, path: in}]\n"))
+GOOD_THEN_BOTH = (pipeline(name="good", step_list=steps("{name: a, command: [touch, MARKER]}")) + "---\n"
+                  + pipeline("  inputs: [{dataset: events, source: /data, path: in}]\n"))
 VOLUME_MOUNT = pipeline(step_list=steps("{name: a, command: [touch, MARKER], "
                                         "volumeMounts: [{name: v, mountPath: /v}]}"))
 
 
 @pytest.mark.parametrize(("verb", "text", "stdin", "where"), [
     pytest.param(["apply"], CYCLE, False, "document 1 (Pipeline/pl): spec.steps: dependsOn forms a cycle", id="cycle"),
-    pytest.param(["apply"], GOOD_THEN_DATASET, True,
-                 "document 2 (Pipeline/pl): spec.inputs[0].dataset: Dataset inputs are not available yet",
-                 id="stdin-good-then-dataset-input"),
+    pytest.param(["apply"], GOOD_THEN_BOTH, True,
+                 "document 2 (Pipeline/pl): spec.inputs[0]: exactly one of source and dataset is required",
+                 id="stdin-good-then-input-with-source-and-dataset"),
     pytest.param(["apply"], VOLUME_MOUNT, False, "document 1 (Pipeline/pl): spec.steps[0].volumeMounts: not supported",
                  id="volume-mount"),
     pytest.param(["render", "--target", "kubernetes"], CYCLE, False, "document 1 (Pipeline/pl): spec.steps: ",
