@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from podline.api.core import ConfigMap, Secret
+from podline.api.dataset import Dataset
 from podline.backends.base import Backend
 from podline.backends.registry import Backends
 from podline.store import Obj, Store
@@ -34,12 +35,12 @@ class Ctx:
     next_wake: float | None = None
     fresh_arrays: set[str] = field(default_factory=set)  # recorded in this pass: nothing to adopt yet
 
-    def lookup(self, kind: str, namespace: str, name: str) -> ConfigMap | Secret | None:
-        """A ConfigMap or Secret a pod refers to, validated (None if missing or being deleted)."""
+    def lookup(self, kind: str, namespace: str, name: str) -> ConfigMap | Secret | Dataset | None:
+        """A ConfigMap, Secret or Dataset an object refers to, validated (None if missing or being deleted)."""
         found = self.store.get(kind, namespace, name)
         if found is None or found.deleted_at:
             return None
-        model = ConfigMap if kind == "ConfigMap" else Secret
+        model = {"ConfigMap": ConfigMap, "Secret": Secret, "Dataset": Dataset}[kind]
         return model.model_validate(found.manifest)
 
     def backend_for(self, obj: Obj) -> Backend:

@@ -31,7 +31,7 @@ def merge_attempt(rec: dict[str, Any], status: dict[str, Any], launched_at: floa
         else:
             steps[name] = {**step, "attempts": base.get(name, 0) + step.get("attempts", 0)}
     rec["phase"] = status.get("phase", rec.get("phase"))
-    for key in ("restoredFrom", "timings", "checkpoints", "stageInBytes", "stageOutBytes", "images"):
+    for key in ("restoredFrom", "timings", "checkpoints", "staging", "stageInBytes", "stageOutBytes", "images"):
         if key in status:
             rec[key] = status[key]
     if status.get("reason"):
@@ -53,7 +53,9 @@ def _shard_view(index: str, rec: dict[str, Any]) -> dict[str, Any]:
     job = rec.get("backend", {}).get("slurmJobId")
     if job:
         view["jobId"] = job
-    view["staging"] = {"bytesCopied": rec.get("stageInBytes", 0), "bytesStagedOut": rec.get("stageOutBytes", 0)}
+    staged = rec.get("staging") or {"bytesCopied": rec.get("stageInBytes", 0)}  # what this attempt staged in
+    view["staging"] = {"filesCopied": 0, "bytesCopied": 0, "filesReused": 0, "bytesReused": 0, **staged,
+                       "bytesStagedOut": rec.get("stageOutBytes", 0)}
     return view
 
 

@@ -25,7 +25,7 @@ from podline.controller.jobs import BACKOFF_BASE, BACKOFF_CAP
 from podline.controller.pipeline_status import merge_attempt, summarize
 from podline.plan.kubernetes import pipeline_array_job
 from podline.plan.pipeline import plan_pipeline
-from podline.plan.pod import pod_requests
+from podline.plan.pod import PlanWaiting, pod_requests
 from podline.plan.ranges import compress, expand
 from podline.runtime.files import read_json, write_json_atomic
 from podline.runtime.volumes import shm_root
@@ -82,15 +82,18 @@ def _launch_attempts(ctx: Ctx, obj: Obj, backend: Backend) -> None:
         base = Path(record["dir"])
         indexes = expand(record["indexes"])
         try:
+            plan = _plan(ctx, obj, backend)
+        except PlanWaiting as waiting:  # e.g. a ConfigMap a step's env names is missing: wait for it
+            _wait(ctx, obj, indexes, waiting)
+            continue
+        try:
             if backend.supports_arrays:
                 adopt = record.get("attempted", False)
                 record["attempted"] = True
                 ctx.store.save(obj)
-                plan = _plan(ctx, obj, backend)
                 record["jobId"] = backend.launch_array(base, plan, pipeline_array_job(obj.manifest), indexes, adopt)
                 ctx.event(obj, "Submitted", f"job array {record['jobId']} for shards {record['indexes']}")
             else:
-                plan = _plan(ctx, obj, backend)
                 for i in indexes:
                     backend.launch(base / str(i), {**plan, "shard": i}, obj.manifest)
                     shards[str(i)]["launchedAt"] = ctx.now
@@ -108,10 +111,31 @@ def _launch_attempts(ctx: Ctx, obj: Obj, backend: Backend) -> None:
         ctx.store.save(obj)
 
 
+def _wait(ctx: Ctx, obj: Obj, indexes: list[int], waiting: PlanWaiting) -> None:
+    for i in indexes:
+        obj.internal["shards"][str(i)].update(phase="Pending", reason=waiting.reason, message=waiting.message)
+    ctx.event(obj, waiting.reason, waiting.message, "Warning", once=True)
+    ctx.wake_at(ctx.now + RELAUNCH_AFTER)
+
+
+def _missing_dataset(ctx: Ctx, obj: Obj) -> PlanWaiting | None:
+    """A Dataset an input names that does not exist (yet): no shard starts, nor holds capacity, until it does."""
+    for item in obj.manifest["spec"].get("inputs", []):
+        name = item.get("dataset")
+        if name and ctx.lookup("Dataset", obj.namespace, name) is None:
+            return PlanWaiting("DatasetNotFound", f'dataset "{name}" not found')
+    return None
+
+
 def _start_shards(ctx: Ctx, obj: Obj, backend: Backend) -> None:
     """Shards without an attempt (first run, or retry after back-off) get one, within local capacity."""
     shards = obj.internal["shards"]
     request: dict[str, int] | None = None  # computed once, and only if a shard is to start here
+    idle = [i for i in range(obj.manifest["spec"].get("shards", 1))
+            if not shards[str(i)].get("final") and not shards[str(i)].get("attempt")]
+    if idle and (missing := _missing_dataset(ctx, obj)) is not None:
+        _wait(ctx, obj, idle, missing)
+        return
     todo = []
     for i in range(obj.manifest["spec"].get("shards", 1)):
         rec = shards[str(i)]

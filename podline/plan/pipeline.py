@@ -10,10 +10,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from podline.api.pipeline import Pipeline, topological_order
+from podline.api.dataset import Dataset
+from podline.api.pipeline import Input, Pipeline, topological_order
 from podline.api.quantity import cpu_millis, memory_bytes
 from podline.plan.kubernetes import WORKSPACE
-from podline.plan.pod import PLAN_VERSION, Lookup, plan_container
+from podline.plan.pod import PLAN_VERSION, Lookup, PlanWaiting, plan_container
+
+
+def _plan_input(item: Input, namespace: str, lookup: Lookup) -> dict[str, Any]:
+    """A source path as it is; a Dataset by its current spec (a missing one: the pipeline waits for it)."""
+    if item.dataset is None:
+        return {"path": item.path, "source": item.source}
+    found = lookup("Dataset", namespace, item.dataset)
+    if not isinstance(found, Dataset):
+        raise PlanWaiting("DatasetNotFound", f'dataset "{item.dataset}" not found')
+    spec = found.spec
+    return {"path": item.path, "dataset": {"name": item.dataset, "source": spec.source, "include": spec.include,
+                                           "exclude": spec.exclude, "shardBy": spec.shard_by}}
 
 
 def plan_pipeline(manifest: dict[str, Any], uid: str, lookup: Lookup, *, generation: int, dirs: dict[str, str],
@@ -49,7 +62,7 @@ def plan_pipeline(manifest: dict[str, Any], uid: str, lookup: Lookup, *, generat
         "retries": retries,
         "activeDeadlineSeconds": spec.active_deadline_seconds,
         "terminationGracePeriodSeconds": 30,
-        "inputs": [{"path": i.path, "source": i.source} for i in spec.inputs],
+        "inputs": [_plan_input(i, pipeline.metadata.namespace, lookup) for i in spec.inputs],
         "outputs": [{"path": o.path, "destination": o.destination} for o in spec.outputs],
         "steps": steps,
     }

@@ -14,13 +14,15 @@ from collections.abc import Callable
 from typing import Any
 
 from podline.api.core import ConfigMap, Container, Pod, Secret, Volume
+from podline.api.dataset import Dataset
 from podline.api.quantity import cpu_millis, memory_bytes, parse_quantity
 from podline.plan.pod_workspace import plan_workspace
 
 PLAN_VERSION = "podline.io/plan/v1"
 
-# lookup(kind, namespace, name) -> validated ConfigMap/Secret or None
-Lookup = Callable[[str, str, str], ConfigMap | Secret | None]
+# lookup(kind, namespace, name) -> validated ConfigMap/Secret (for pods and steps) or Dataset (for pipelines),
+# None if there is no such object
+Lookup = Callable[[str, str, str], ConfigMap | Secret | Dataset | None]
 
 
 class PlanWaiting(Exception):

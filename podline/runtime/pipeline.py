@@ -218,7 +218,9 @@ class PipelineRunner:
                     self.done.append(name)
             self.status["timings"]["restore"] = round(time.monotonic() - began, 3)
             return
-        self.status["stageInBytes"] = self.workspace.stage_in(self.plan["inputs"])
+        staged = self.workspace.stage_in(self.plan["inputs"], self.shards)
+        self.status["staging"] = staged.to_json()
+        self.status["stageInBytes"] = staged.bytesCopied + staged.bytesReused
         self.status["timings"]["stageIn"] = round(time.monotonic() - began, 3)
 
     def _schedule(self) -> None:
@@ -285,7 +287,7 @@ class PipelineRunner:
         """Before a retry: the workspace goes back to the newest checkpoint (a failed step's leftovers go)."""
         snap, level = self.workspace.restore()
         if snap is None:
-            self.workspace.stage_in(self.plan["inputs"])
+            self.workspace.stage_in(self.plan["inputs"], self.shards)
         keep = set(snap.steps) if snap else set()
         for name in [n for n in self.done if n not in keep]:
             self.steps[name].update(phase="Pending")

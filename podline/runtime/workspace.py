@@ -24,6 +24,7 @@ from typing import Any
 from podline.runtime import checkpoint as ck
 from podline.runtime.copier import BackgroundCopier
 from podline.runtime.files import tree_size
+from podline.runtime.staging import Staged, stage_dataset
 from podline.runtime.volumes import shm_root
 
 TICK_NS = 50_000_000  # coarser than any kernel's file timestamp clock (jiffies: 1-10 ms)
@@ -49,6 +50,8 @@ class Workspace:
         self.root = (shm_root() if medium == "Memory" else scratch / "workspaces") / key
         self.path = self.root / directory
         self.l1_path = self.root / "l1.json"
+        self.shard = shard
+        self.dataset_cache = scratch / "datasets"  # node-local, shared by every pipeline on the node
         self.levels = {"L2": scratch / "checkpoints" / uid / str(shard)}
         if plan["dirs"].get("shared"):  # a pod in pipeline form without a shared directory has no L3
             self.levels["L3"] = Path(plan["dirs"]["shared"]) / "checkpoints" / uid / str(shard)
@@ -164,17 +167,24 @@ class Workspace:
         return None
 
     # --- data in and out ------------------------------------------------------------------------------
-    def stage_in(self, inputs: list[dict[str, Any]]) -> int:
-        copied = 0
+    def stage_in(self, inputs: list[dict[str, Any]], shards: int) -> Staged:
+        """Each input into the workspace: a `source` copied whole, a `dataset` as this shard's slice through
+        the node-local cache (`runtime.staging`)."""
+        staged = Staged()
         for item in inputs:
-            source, target = Path(item["source"]), self.path / item["path"]
+            target = self.path / item["path"]
+            if item.get("dataset"):
+                staged.add(stage_dataset(item["dataset"], target, self.shard, shards, self.dataset_cache))
+                continue
+            source = Path(item["source"])
             if source.is_dir():
                 shutil.copytree(source, target, dirs_exist_ok=True)
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, target)
-            copied += _size(target)
-        return copied
+            staged.filesCopied += 1 if target.is_file() else sum(1 for f in target.rglob("*") if f.is_file())
+            staged.bytesCopied += _size(target)
+        return staged
 
     def stage_out(self, outputs: list[dict[str, Any]], shard: int, shards: int) -> int:
         """Copy each output to its destination (per shard a subdirectory when there are several shards);

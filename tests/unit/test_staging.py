@@ -1,0 +1,121 @@
+"""Dataset staging: which files, which shard gets which, and the node-local content-addressed cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from podline.runtime import staging
+from podline.runtime.staging import SourceFile, matches, select, shard_slice, stage_dataset
+
+
+def make_source(root: Path) -> Path:
+    src = root / "src"
+    for rel, data in {"a.root": b"a" * 10, "b.root": b"b" * 20, "notes.txt": b"n",
+                      "run1/c.root": b"c" * 30, "run1/tmp/d.root": b"d" * 40, "run2/e.root": b"e" * 50}.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    return src
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def spec(src: Path, **extra: object) -> dict[str, object]:
+    return {"source": str(src), "include": [], "exclude": [], "shardBy": "files", **extra}
+
+
+def test_patterns_without_a_slash_match_names_anywhere_with_one_the_path(tmp_path: Path) -> None:
+    src = make_source(tmp_path)
+    assert [f.rel for f in select(src, ["*.root"], [])] == ["a.root", "b.root", "run1/c.root", "run1/tmp/d.root",
+                                                            "run2/e.root"]
+    assert [f.rel for f in select(src, ["run1/*"], [])] == ["run1/c.root", "run1/tmp/d.root"]
+    assert [f.rel for f in select(src, ["*.root"], ["*/tmp/*", "b.*"])] == ["a.root", "run1/c.root", "run2/e.root"]
+    assert [f.rel for f in select(src, [], [])][-1] == "run2/e.root" and len(select(src, [], [])) == 6
+    assert matches("x/y/z.root", ["*.root"]) and not matches("x/y/z.root", ["y/*.root"])
+
+
+def test_a_source_file_is_a_dataset_of_one(tmp_path: Path) -> None:
+    src = make_source(tmp_path)
+    [only] = select(src / "run2" / "e.root", ["*.nothing"], [])
+    assert (only.rel, only.size) == ("e.root", 50)
+
+
+def test_symlinked_files_are_followed_and_symlinked_directories_not(tmp_path: Path) -> None:
+    src = make_source(tmp_path)
+    (src / "link.root").symlink_to(src / "a.root")
+    (src / "loop").symlink_to(src)
+    rels = [f.rel for f in select(src, [], [])]
+    assert "link.root" in rels and not any(r.startswith("loop/") for r in rels)
+
+
+@settings(max_examples=60, deadline=None)
+@given(count=st.integers(0, 40), shards=st.integers(1, 9))
+def test_shard_slices_are_disjoint_complete_and_balanced(count: int, shards: int) -> None:
+    files = [SourceFile(f"f{i:03}", f"/s/f{i:03}", i, 0) for i in range(count)]
+    slices = [shard_slice(files, k, shards, "files") for k in range(shards)]
+    assert sorted(f.rel for part in slices for f in part) == [f.rel for f in files]
+    assert max(map(len, slices)) - min(map(len, slices)) <= 1
+    assert shard_slice(files, shards - 1, shards, "none") == files
+
+
+def test_second_stage_reuses_the_cache_and_matches_the_source(tmp_path: Path) -> None:
+    src, cache = make_source(tmp_path), tmp_path / "cache"
+    first = stage_dataset(spec(src), tmp_path / "ws1", 0, 1, cache)
+    assert (first.filesCopied, first.bytesCopied, first.filesReused) == (6, 151, 0)
+    second = stage_dataset(spec(src), tmp_path / "ws2", 0, 1, cache)
+    assert (second.filesCopied, second.filesReused, second.bytesReused) == (0, 6, 151)
+    assert tree(tmp_path / "ws1") == tree(tmp_path / "ws2") == tree(src)
+    assert os.stat(tmp_path / "ws2" / "a.root").st_mtime_ns == os.stat(src / "a.root").st_mtime_ns
+
+
+def test_identical_files_are_cached_once(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("x", "y", "z"):
+        (src / name).write_bytes(b"same bytes")
+    stage_dataset(spec(src), tmp_path / "ws", 0, 1, tmp_path / "cache")
+    objects = [p for p in (tmp_path / "cache" / "objects").rglob("*") if p.is_file()]
+    assert len(objects) == 1 and objects[0].read_bytes() == b"same bytes"
+
+
+def test_a_changed_source_file_is_fetched_again(tmp_path: Path) -> None:
+    src, cache = make_source(tmp_path), tmp_path / "cache"
+    stage_dataset(spec(src), tmp_path / "ws1", 0, 1, cache)
+    (src / "b.root").write_bytes(b"B" * 21)
+    again = stage_dataset(spec(src), tmp_path / "ws2", 0, 1, cache)
+    assert (again.filesCopied, again.bytesCopied, again.filesReused) == (1, 21, 5)
+    assert (tmp_path / "ws2" / "b.root").read_bytes() == b"B" * 21
+
+
+def test_a_damaged_cache_object_is_dropped_and_fetched_again(tmp_path: Path) -> None:
+    src, cache = make_source(tmp_path), tmp_path / "cache"
+    stage_dataset(spec(src), tmp_path / "ws1", 0, 1, cache)
+    damaged = 0
+    for obj in (cache / "objects").rglob("*"):
+        if obj.is_file() and obj.read_bytes() == b"c" * 30:
+            os.chmod(obj, 0o600)
+            obj.write_bytes(b"c" * 29 + b"X")  # same size: only the hash tells
+            damaged += 1
+    assert damaged == 1
+    again = stage_dataset(spec(src), tmp_path / "ws2", 0, 1, cache)
+    assert (again.filesCopied, again.filesReused) == (1, 5)
+    assert tree(tmp_path / "ws2") == tree(src)
+
+
+def test_shards_stage_their_own_slices_big_and_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(staging, "BIG_FILE", 25)  # files above 25 bytes take the one-at-a-time path
+    src, cache = make_source(tmp_path), tmp_path / "cache"
+    got = {}
+    for shard in range(3):
+        result = stage_dataset(spec(src, include=["*.root"]), tmp_path / f"ws{shard}", shard, 3, cache)
+        got[shard] = tree(tmp_path / f"ws{shard}")
+        assert result.filesCopied == len(got[shard])
+    assert got == {0: {"a.root": b"a" * 10, "run1/tmp/d.root": b"d" * 40},
+                   1: {"b.root": b"b" * 20, "run2/e.root": b"e" * 50},
+                   2: {"run1/c.root": b"c" * 30}}
