@@ -15,6 +15,7 @@ import fcntl
 import mmap
 import os
 import shutil
+import sys
 import threading
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import xxhash
 CHUNK = 1 << 20
 DIRECT_CHUNK = 4 << 20  # O_DIRECT writes: 4 MiB measured fastest here (1 MiB 0.70, 4 MiB 0.57, 8 MiB 0.72 s/GiB)
 DIRECT_ALIGN = 4096
+SMALL = 256 << 10  # files up to this size are copied with one read
 
 
 class Stopped(Exception):
@@ -44,23 +46,36 @@ def hash_file(path: Path) -> str:
 
 
 def copy_hashing(src: Path, targets: list[tuple[Path, bool]], sync: bool = False,
-                 stop: threading.Event | None = None, buffer: mmap.mmap | None = None) -> str:
-    """Copy `src` to every (path, direct) target (mode and times too); return the hash of what was copied.
-    `sync` fsyncs the targets; `stop` abandons the copy between chunks (`Stopped`)."""
+                 stop: threading.Event | None = None, buffer: mmap.mmap | None = None,
+                 keep_stat: bool = True) -> str:
+    """Copy `src` to every (path, direct) target; return the hash of what was copied. `keep_stat` copies
+    mode and times too (else the targets are 0600: the caller sets what it needs, without the extra stat of
+    the source, a round trip on a network filesystem). `sync` fsyncs the targets; `stop` abandons the copy
+    between chunks (`Stopped`)."""
     digest = xxhash.xxh3_128()
     chunk = buffer if buffer is not None else bytearray(CHUNK)
     fin = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
     outs: list[int] = []
     try:
+        size = os.fstat(fin).st_size
+        if 0 < size <= SMALL and stop is None:  # most files of a dataset of many: fewer steps per file
+            return _copy_small(fin, size, targets, sync, keep_stat, src)
         for path, direct in targets:
             outs.append(_open_target(path, direct and buffer is not None))
+        size, offset = size or sys.maxsize, 0  # 0: maybe a file whose size is unknown
         with memoryview(chunk) as view:  # released even on an error: the caller closes `buffer`
-            while count := os.readv(fin, [chunk]):
+            # Never ask for much more than the file holds: on a network filesystem (FUSE) the kernel's work
+            # grows with the size asked for (2,000 files of 4 KiB: 1.55 s with 4 MiB reads, 1.18 s with 64 KiB);
+            # and stop at the size the file had when opened, without the read that would return nothing (one
+            # more round trip per file). A file that changed meanwhile fails the caller's check (a hash known
+            # beforehand, or its size and mtime after).
+            while offset < size and (count := os.readv(fin, [view[:min(len(view), _rounded(size - offset))]])):
                 if stop is not None and stop.is_set():
                     raise Stopped(str(src))
                 digest.update(view[:count])
                 for fout in outs:
                     _write_all(fout, view, count)
+                offset += count
         if sync:
             for fout in outs:
                 os.fsync(fout)
@@ -68,9 +83,35 @@ def copy_hashing(src: Path, targets: list[tuple[Path, bool]], sync: bool = False
         os.close(fin)
         for fout in outs:
             os.close(fout)
-    for path, _ in targets:
-        shutil.copystat(src, path)
+    if keep_stat:
+        for path, _ in targets:
+            shutil.copystat(src, path)
     return digest.hexdigest()
+
+
+def _copy_small(fin: int, size: int, targets: list[tuple[Path, bool]], sync: bool, keep_stat: bool,
+                src: Path) -> str:
+    """A file that fits in one read: read whole (a partial read means it changed: read on to the end)."""
+    data = os.read(fin, size + 1)
+    while len(data) > size and (more := os.read(fin, CHUNK)):  # it grew since fstat
+        data += more
+    for path, _ in targets:  # through the page cache: O_DIRECT gains nothing on a few KiB
+        fout = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            with memoryview(data) as view:
+                _write_all(fout, view, len(data))
+            if sync:
+                os.fsync(fout)
+        finally:
+            os.close(fout)
+        if keep_stat:
+            shutil.copystat(src, path)
+    return xxhash.xxh3_128_hexdigest(data)
+
+
+def _rounded(remaining: int) -> int:
+    """The next read's size: what is left (at least one block, to see the end), in whole blocks."""
+    return max(DIRECT_ALIGN, -(-remaining // DIRECT_ALIGN) * DIRECT_ALIGN)
 
 
 def _open_target(path: Path, direct: bool) -> int:

@@ -19,6 +19,7 @@ files are fetched by several threads at once, since each one is mostly waiting o
 from __future__ import annotations
 
 import fnmatch
+import mmap
 import os
 import sqlite3
 import stat
@@ -33,6 +34,7 @@ from podline.runtime.copying import copy_hashing, direct_buffer
 
 FETCH_THREADS = 8
 BIG_FILE = 8 << 20  # above this, one file at a time is as fast (bandwidth, not round trips, is the limit)
+DIRECT_MIN = 1 << 20  # cache objects from this size on are written past the page cache
 
 
 @dataclass
@@ -58,6 +60,7 @@ class SourceFile:
     path: str
     size: int
     mtime: int
+    mode: int = 0o644
 
 
 # --- which files ----------------------------------------------------------------------------------------
@@ -67,25 +70,37 @@ def matches(rel: str, patterns: list[str]) -> bool:
 
 
 def select(source: Path, include: list[str], exclude: list[str]) -> list[SourceFile]:
-    """The dataset's files, sorted by relative path. A source that is a file is a dataset of one file."""
+    """The dataset's files, sorted by relative path. A source that is a file is a dataset of one file.
+
+    Directories are listed by several threads, a level at a time: on a network filesystem each entry's type
+    and size cost a round trip (sshfs gives no file types with its listings)."""
     st = os.stat(source)
     if stat.S_ISREG(st.st_mode):
-        return [SourceFile(source.name, str(source), st.st_size, st.st_mtime_ns)]
+        return [SourceFile(source.name, str(source), st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode))]
     found: list[SourceFile] = []
-    stack = [""]
-    while stack:
-        rel_dir = stack.pop()
-        with os.scandir(source / rel_dir if rel_dir else source) as entries:
-            for entry in entries:
-                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(rel)
-                elif entry.is_file():  # follows a symlink to a file
-                    if (include and not matches(rel, include)) or (exclude and matches(rel, exclude)):
-                        continue
-                    info = entry.stat()
-                    found.append(SourceFile(rel, entry.path, info.st_size, info.st_mtime_ns))
+    level = [""]
+    with ThreadPoolExecutor(FETCH_THREADS) as pool:
+        while level:
+            listed = list(pool.map(lambda rel_dir: _list(source, rel_dir, include, exclude), level))
+            level = [d for _, dirs in listed for d in dirs]
+            found += [f for files, _ in listed for f in files]
     return sorted(found, key=lambda f: f.rel)
+
+
+def _list(source: Path, rel_dir: str, include: list[str], exclude: list[str]) -> tuple[list[SourceFile], list[str]]:
+    files: list[SourceFile] = []
+    dirs: list[str] = []
+    with os.scandir(source / rel_dir if rel_dir else source) as entries:
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                dirs.append(rel)
+            elif entry.is_file():  # follows a symlink to a file
+                if (include and not matches(rel, include)) or (exclude and matches(rel, exclude)):
+                    continue
+                info = entry.stat()
+                files.append(SourceFile(rel, entry.path, info.st_size, info.st_mtime_ns, stat.S_IMODE(info.st_mode)))
+    return files, dirs
 
 
 def shard_slice(files: list[SourceFile], shard: int, shards: int, shard_by: str) -> list[SourceFile]:
@@ -132,39 +147,53 @@ def stage_dataset(spec: dict[str, Any], target: Path, shard: int, shards: int, c
     """Copy this shard's slice of the dataset to `target` (a directory in the workspace)."""
     files = shard_slice(select(Path(spec["source"]), spec.get("include", []), spec.get("exclude", [])),
                         shard, shards, spec.get("shardBy", "files"))
+    for parent in sorted({os.path.dirname(f.rel) for f in files}):
+        (target / parent).mkdir(parents=True, exist_ok=True)
     cache = Cache(cache_root)
     try:
         known = cache.known(files)
-        staged, fetched = Staged(), []
-        todo: list[SourceFile] = []
-        for item in files:
-            dest = target / item.rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
+        local = threading.local()
+
+        def one(item: SourceFile) -> tuple[SourceFile, str | None, bool]:
+            dest = os.path.join(target, item.rel)
             digest = known.get(item.path)
-            if digest is not None and _from_cache(cache, digest, item, dest):
+            if digest is not None and _from_cache(cache, digest, item, dest, local):
+                return item, digest, True
+            return (*_fetch(cache, item, dest, local), False)
+
+        # Reuse in this thread (local copies: threads would only contend); fetch the rest with several (round
+        # trips to the shared filesystem overlap), big files one at a time.
+        done = [one(f) for f in files if f.path in known]
+        with ThreadPoolExecutor(FETCH_THREADS) as pool:
+            done += pool.map(one, [f for f in files if f.path not in known and f.size <= BIG_FILE])
+        done += [one(f) for f in files if f.path not in known and f.size > BIG_FILE]
+        cache.remember([(f, digest) for f, digest, reused in done if digest is not None and not reused])
+        staged = Staged()
+        for item, _, reused in done:
+            if reused:
                 staged.filesReused += 1
                 staged.bytesReused += item.size
             else:
-                todo.append(item)
-        small = [f for f in todo if f.size <= BIG_FILE]
-        local = threading.local()
-        with ThreadPoolExecutor(FETCH_THREADS) as pool:
-            fetched += pool.map(lambda f: _fetch(cache, f, target / f.rel, local), small)
-        fetched += [_fetch(cache, f, target / f.rel, local) for f in todo if f.size > BIG_FILE]
-        cache.remember([(f, digest) for f, digest in fetched if digest is not None])
-        staged.filesCopied += len(fetched)
-        staged.bytesCopied += sum(f.size for f, _ in fetched)
+                staged.filesCopied += 1
+                staged.bytesCopied += item.size
         return staged
     finally:
         cache.close()
 
 
-def _from_cache(cache: Cache, digest: str, item: SourceFile, dest: Path) -> bool:
+def _buffer(local: threading.local) -> mmap.mmap:
+    if not hasattr(local, "buffer"):
+        local.buffer = direct_buffer()  # one per thread, reused for every file it copies
+    return local.buffer
+
+
+def _from_cache(cache: Cache, digest: str, item: SourceFile, dest: str, local: threading.local) -> bool:
     """Copy a cached object into the workspace, verifying it; False (and the object gone) if it is damaged."""
     obj = cache.object(digest)
     try:
-        if obj.stat().st_size == item.size and copy_hashing(obj, [(dest, False)]) == digest:
-            os.utime(dest, ns=(item.mtime, item.mtime))
+        if obj.stat().st_size == item.size and copy_hashing(obj, [(Path(dest), False)], buffer=_buffer(local),
+                                                            keep_stat=False) == digest:
+            _like_the_source(dest, item)
             return True
     except FileNotFoundError:
         return False
@@ -172,14 +201,21 @@ def _from_cache(cache: Cache, digest: str, item: SourceFile, dest: Path) -> bool
     return False
 
 
-def _fetch(cache: Cache, item: SourceFile, dest: Path, local: threading.local) -> tuple[SourceFile, str | None]:
+def _like_the_source(dest: str, item: SourceFile) -> None:
+    """The source's permission bits and modification time (steps may look at either)."""
+    os.chmod(dest, item.mode)
+    os.utime(dest, ns=(item.mtime, item.mtime))
+
+
+def _fetch(cache: Cache, item: SourceFile, dest: str, local: threading.local) -> tuple[SourceFile, str | None]:
     """Read the source once into the workspace and the cache. The hash is returned for the index only if the
-    source did not change while it was read (else the workspace has it, the index does not)."""
-    if not hasattr(local, "buffer"):
-        local.buffer = direct_buffer()  # one per thread, reused for every file it fetches
+    source did not change while it was read (else the workspace has it, the index does not). Small objects
+    go through the page cache (a direct write per small file would wait for the disk each time)."""
     tmp = cache.root / "objects" / f".tmp-{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}"
     try:
-        digest = copy_hashing(Path(item.path), [(dest, False), (tmp, True)], buffer=local.buffer)
+        digest = copy_hashing(Path(item.path), [(Path(dest), False), (tmp, item.size >= DIRECT_MIN)],
+                              buffer=_buffer(local), keep_stat=False)
+        _like_the_source(dest, item)
         after = os.stat(item.path)
         if (after.st_size, after.st_mtime_ns) != (item.size, item.mtime):
             return item, None
