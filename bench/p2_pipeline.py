@@ -30,16 +30,19 @@ from the same place:
                  parse reads the input dataset from shared storage
   podline cold   a `podline.io/v1alpha1 Pipeline` with the same 4 steps, run through the real CLI on the local
                  backend in a fresh PODLINE_HOME (`podline apply`, `podline wait --for=phase=Succeeded`, timed
-                 together; `podline down` after): the input is staged from shared storage into the RAM workspace
-                 (PODLINE_SHM_DIR, default /dev/shm), the steps hand over in RAM, and only the result goes back to
-                 shared storage. The context's shared directory (L3 checkpoints) is on the sshfs mount too, and its
-                 scratch directory (L2) on local disk; checkpoint {nodeLocalEvery: 0, sharedEvery: 0}
-  baseline warm  as baseline cold, but parse reads the input dataset from a node-local copy (below); the
-                 hand-offs still go through shared storage
-  podline warm   as podline cold, but the input dataset is already on the node (a node-local scratch cache of
-                 datasets, as for cached datasets: --node-cache, default a directory next to the context's scratch
-                 directory on local disk; copied there once, untimed, like the shared input): stage-in is a
-                 node-local copy into RAM
+                 together; `podline down` after). Its input is a `Dataset` whose source is the input file on
+                 shared storage; with an empty scratch directory (so an empty node cache of datasets) it is read
+                 from shared storage once, into the RAM workspace (PODLINE_SHM_DIR, default /dev/shm) and the
+                 node cache together; the steps hand over in RAM, and only the result goes back to shared
+                 storage. The context's shared directory (L3 checkpoints) is on the sshfs mount too, and its
+                 scratch directory (L2, the dataset cache) on local disk; checkpoint {nodeLocalEvery: 0,
+                 sharedEvery: 0}
+  baseline warm  as baseline cold, but parse reads the input dataset from a node-local copy (--node-cache,
+                 default a temporary directory on local disk; copied there once, untimed); the hand-offs still go
+                 through shared storage
+  podline warm   as podline cold, but the node cache of datasets already holds the input (filled once, untimed,
+                 as an earlier run on the node would have): stage-in checks the shared file's size and mtime,
+                 then copies (and verifies) the cached copy into RAM
   podline cold + L2  (unless --no-l2) podline cold with nodeLocalEvery: 1: what an L2 copy after every step costs
                  (written in the background while the next steps run; the shard waits for the last one)
 Every variant must produce a byte-identical result (asserted).
@@ -77,7 +80,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from podline.runtime.files import parse_rfc3339
+from podline.runtime.staging import stage_dataset
 
 MIB = 1 << 20
 SSHD_PID_FILE = Path("/run/podline-sshd.pid")  # all four as scripts/sshfs-up.sh sets them up
@@ -87,6 +93,7 @@ CLIENT_KEY = Path("/etc/podline-sshd/id_ed25519")
 PODLINE = Path(sys.executable).with_name("podline")  # the venv's CLI (else the one on PATH)
 if not PODLINE.exists():
     PODLINE = Path(shutil.which("podline") or "podline")
+DATASET = "p2-input"
 STEPS = (("parse", "in/data.txt", "parsed.tsv"), ("filter", "parsed.tsv", "filtered.tsv"),
          ("transform", "filtered.tsv", "transformed.tsv"), ("reduce", "transformed.tsv", "result.txt"))
 GENERATOR_VERSION = 1
@@ -275,6 +282,17 @@ def make_input(path: Path, mib: int) -> int:
     return total
 
 
+def prime_node_cache(input_file: Path, scratch: Path) -> None:
+    """Fill the node-local dataset cache below `scratch` with the input, as an earlier run on this node would
+    have (untimed): the warm podline variant's context uses this scratch directory."""
+    print(f"  filling the node cache of datasets in {scratch} (once, untimed) ...", flush=True)
+    target = Path(tempfile.mkdtemp(prefix="podline-p2-prime-", dir=os.environ.get("PODLINE_SHM_DIR", "/dev/shm")))
+    try:
+        stage_dataset({"source": str(input_file)}, target, 0, 1, scratch / "datasets")
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+
+
 def node_copy(source: Path, cache: Path) -> Path:
     """The input dataset as the warm variants find it: already on the node, in a node-local cache directory
     (copied there once, untimed, like the shared input; reused while its size matches)."""
@@ -301,7 +319,7 @@ VARIANTS = (
     Variant("baseline-cold", "baseline, input on sshfs", "baseline", False),
     Variant("podline-cold", "podline cold (stage-in from sshfs)", "podline", False),
     Variant("baseline-warm", "baseline, input node-local", "baseline", True),
-    Variant("podline-warm", "podline warm (input node-local)", "podline", True),
+    Variant("podline-warm", "podline warm (input in the node cache)", "podline", True),
     Variant("podline-cold-l2", "podline cold + L2 every step", "podline", False, 1),
 )
 BASELINE_OF = {"podline-cold": "baseline-cold", "podline-warm": "baseline-warm", "podline-cold-l2": "baseline-cold"}
@@ -331,23 +349,27 @@ def run_baseline(variant: Variant, step_sh: Path, input_file: Path, workdir: Pat
                f"input read from {input_file.parent}; files written to sshfs {human(handoff)}")
 
 
-def manifest(name: str, step_sh: Path, input_file: Path, destination: Path, node_local_every: int,
-             workspace_limit: str) -> dict:
+def manifests(name: str, step_sh: Path, input_file: Path, destination: Path, node_local_every: int,
+              workspace_limit: str) -> list[dict]:
+    """A Dataset whose source is the shared input file, and the Pipeline staging it (at in/<file name>)."""
+    dataset = {"apiVersion": "podline.io/v1alpha1", "kind": "Dataset", "metadata": {"name": DATASET},
+               "spec": {"source": str(input_file)}}
     steps = []
     previous = None
     for step, src, dst in STEPS:
+        src = f"in/{input_file.name}" if src == "in/data.txt" else src
         item = {"name": step, "image": "host", "command": step_command(step_sh, step, src, dst)}
         if previous:
             item["dependsOn"] = [previous]
         steps.append(item)
         previous = step
-    return {"apiVersion": "podline.io/v1alpha1", "kind": "Pipeline", "metadata": {"name": name},
+    return [dataset, {"apiVersion": "podline.io/v1alpha1", "kind": "Pipeline", "metadata": {"name": name},
             "spec": {"workspace": {"medium": "Memory", "sizeLimit": workspace_limit},
-                     "inputs": [{"path": "in/data.txt", "source": str(input_file)}],
+                     "inputs": [{"path": "in", "dataset": DATASET}],
                      "outputs": [{"path": "result.txt", "destination": str(destination)}],
                      "checkpoint": {"nodeLocalEvery": node_local_every, "sharedEvery": 0},
                      "restartPolicy": "Never", "backoffLimit": 0,
-                     "steps": steps}}
+                     "steps": steps}}]
 
 
 def podline(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -371,22 +393,28 @@ def diagnose(env: dict[str, str], name: str) -> str:
 
 
 def run_podline(variant: Variant, tmp: Path, step_sh: Path, input_file: Path, shared_root: Path,
-                workspace_limit: str, timeout: int, writes: SharedWrites) -> Run:
-    """One Pipeline through the CLI in a fresh PODLINE_HOME, timed from `apply` until `wait` returns."""
+                workspace_limit: str, timeout: int, writes: SharedWrites, warm_scratch: Path) -> Run:
+    """One Pipeline through the CLI in a fresh PODLINE_HOME, timed from `apply` until `wait` returns. A cold
+    run starts with an empty scratch directory (so an empty node cache of datasets); a warm one uses
+    `warm_scratch`, whose cache already holds the input (see prime_node_cache)."""
     label = variant.key
-    home, scratch = tmp / f"home-{label}", tmp / f"scratch-{label}"
+    home = tmp / f"home-{label}"
+    scratch = warm_scratch if variant.warm else tmp / f"scratch-{label}"
     out_dir, ctx_shared = shared_root / label / "out", shared_root / label / "shared"
     shutil.rmtree(shared_root / label, ignore_errors=True)
     shutil.rmtree(home, ignore_errors=True)
-    shutil.rmtree(scratch, ignore_errors=True)
+    if not variant.warm:
+        shutil.rmtree(scratch, ignore_errors=True)
+    for leftover in ("checkpoints", "workspaces"):  # a warm scratch keeps its datasets/ cache, nothing else
+        shutil.rmtree(scratch / leftover, ignore_errors=True)
     env = {**os.environ, "PODLINE_HOME": str(home), "PODLINE_SHM_DIR": os.environ.get("PODLINE_SHM_DIR", "/dev/shm")}
     podline(env, "config", "set-context", "local", "--backend", "local", "--shared-dir", str(ctx_shared),
             "--scratch-dir", str(scratch))
     podline(env, "config", "use-context", "local")
     name = f"p2-{label}"
     path = tmp / f"{name}.yaml"
-    path.write_text(json.dumps(manifest(name, step_sh, input_file, out_dir, variant.node_local_every,
-                                        workspace_limit)))
+    path.write_text(yaml.safe_dump_all(manifests(name, step_sh, input_file, out_dir, variant.node_local_every,
+                                                  workspace_limit)))
     shm_before = set(os.listdir(env["PODLINE_SHM_DIR"]))
     settle()
     writes.start()
@@ -502,8 +530,12 @@ def main() -> None:
         input_file = root / "input" / f"data-{mib}MiB.txt"
         input_size = make_input(input_file, mib)
         node_input = node_copy(input_file, args.node_cache or tmp / "node-cache")
-        print(f"  input dataset: cold variants read {input_file} (shared storage), warm variants {node_input} "
-              "(node-local)", flush=True)
+        warm_scratch = tmp / "scratch-warm"
+        if any(v.warm and v.engine == "podline" for v in variants):
+            prime_node_cache(input_file, warm_scratch)
+        print(f"  input dataset: cold variants read {input_file} (shared storage); warm ones: the baseline "
+              f"{node_input} (node-local), podline a Dataset of that shared file found in its node cache",
+              flush=True)
         step_sh = tmp / "step.sh"
         step_sh.write_text(STEP_SCRIPT)
         try:
@@ -514,7 +546,8 @@ def main() -> None:
                     if v.engine == "baseline":
                         run = run_baseline(v, step_sh, source, root / "baseline", writes)
                     else:
-                        run = run_podline(v, tmp, step_sh, source, root, workspace_limit, args.timeout, writes)
+                        run = run_podline(v, tmp, step_sh, input_file, root, workspace_limit, args.timeout, writes,
+                                          warm_scratch)
                     runs.setdefault(v.key, []).append(run)
         except PodlineFailed as exc:
             print(f"\nPODLINE FAILED: {exc}", file=sys.stderr)
@@ -561,8 +594,9 @@ def report(runs: dict[str, list[Run]], variants: list[Variant], input_size: int,
         print(f"  {v.label:36} {median[v.key]:8.2f} s  {ratio:>15}  {human(written[v.key]):>26}")
     print("  cold: the input dataset is on shared storage (podline stages it into the RAM workspace through sshfs; "
           "the baseline's parse reads it through sshfs)\n"
-          "  warm: the input dataset is already on the node (a node-local copy: podline stages it into RAM from "
-          "there; the baseline's parse reads it from there); the baseline's hand-offs still go through sshfs")
+          "  warm: the input dataset is already on the node (podline: in its node cache of datasets, checked "
+          "against the shared file's size and mtime; the baseline's parse reads a node-local copy); the "
+          "baseline's hand-offs still go through sshfs")
 
     for key in ("podline-cold", "podline-warm"):
         phases = [r.phases or {} for r in runs[key]]
