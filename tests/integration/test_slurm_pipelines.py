@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,6 +56,33 @@ def test_three_shards_run_as_one_job_array(hpc: Cli, tmp_path: Path) -> None:
     arrays = {s["jobId"].split("_")[0] for s in shards}
     assert len(arrays) == 1, f"one sbatch for all shards, got {shards}"
     assert [s["jobId"].split("_")[1] for s in shards] == ["0", "1", "2"]
+
+
+def test_dataset_shards_stage_their_slices_on_slurm(hpc: Cli, tmp_path: Path) -> None:
+    """A Dataset on the sshfs shared storage, 2 shards in one job array: each array task stages its slice on
+    the node (through the node cache in the context's scratch directory); a second pipeline reuses it."""
+    from tests.integration.test_datasets_local import SSHFS, manifests
+    if not SSHFS.is_mount():
+        pytest.skip(f"{SSHFS} is not mounted (run scripts/sshfs-up.sh as root)")
+    source = SSHFS / "tests" / f"slurm-dataset-{tmp_path.name}"
+    try:
+        for i in range(5):
+            (source / f"d{i % 2}").mkdir(parents=True, exist_ok=True)
+            (source / f"d{i % 2}" / f"ev{i}.root").write_text(f"event {i}\n")
+        out, again = tmp_path / "out", tmp_path / "again"
+        hpc.apply(manifests("onslurm", source, out, 2))
+        assert hpc.wait("pipeline/onslurm", "phase=Succeeded", timeout=180).returncode == 0
+        files = [(out / str(k) / "files").read_text().split() for k in range(2)]
+        assert files == [["./d0/ev0.root", "./d0/ev4.root", "./d1/ev3.root"], ["./d0/ev2.root", "./d1/ev1.root"]]
+        shards = hpc.json("pipeline", "onslurm")["status"]["shards"]
+        assert len({s["jobId"].split("_")[0] for s in shards}) == 1
+        assert [s["staging"]["filesCopied"] for s in shards] == [3, 2]
+        hpc.apply(manifests("again", source, again, 2).split("---\n", 1)[1])
+        assert hpc.wait("pipeline/again", "phase=Succeeded", timeout=180).returncode == 0
+        staged = [s["staging"] for s in hpc.json("pipeline", "again")["status"]["shards"]]
+        assert [(s["filesReused"], s["filesCopied"]) for s in staged] == [(3, 0), (2, 0)]
+    finally:
+        shutil.rmtree(source, ignore_errors=True)
 
 
 def test_cancelled_shard_resumes_from_its_checkpoint(hpc: Cli, tmp_path: Path) -> None:
