@@ -53,6 +53,7 @@ def make_dataset(files: int, size: int) -> str:
             d.mkdir(parents=True, exist_ok=True)
             seed = hashlib.sha256(str(i).encode()).digest()
             (d / f"f{i:06}.dat").write_bytes((seed * (size // len(seed) + 1))[:size])
+            os.utime(d / f"f{i:06}.dat", (1.7e9, 1.7e9))  # a dataset written long ago (fresh files: not cached)
         done.touch()
     return rel
 

@@ -172,7 +172,12 @@ def _observe(ctx: Ctx, obj: Obj, backend: Backend) -> None:
             rec["backend"] = seen.info
         if seen.state == "unstarted":
             if not backend.supports_arrays and ctx.now - rec.get("launchedAt", 0) > RELAUNCH_AFTER:
-                backend.launch(rundir, {**_plan(ctx, obj, backend), "shard": int(key)}, obj.manifest)
+                try:
+                    plan = _plan(ctx, obj, backend)
+                except PlanWaiting as waiting:  # what it refers to went away meanwhile
+                    _wait(ctx, obj, [int(key)], waiting)
+                    continue
+                backend.launch(rundir, {**plan, "shard": int(key)}, obj.manifest)
                 rec["launchedAt"] = ctx.now
             continue
         if seen.state == "queued":
@@ -218,7 +223,12 @@ def _push_generation(ctx: Ctx, obj: Obj, backend: Backend) -> None:
     if obj.internal.get("planGeneration") == obj.generation:
         return
     if obj.internal.get("planGeneration") is not None:
-        fresh = _plan(ctx, obj, backend)
+        try:
+            fresh = _plan(ctx, obj, backend)
+        except PlanWaiting as waiting:  # the new spec names something missing: running steps keep the old one
+            ctx.event(obj, waiting.reason, waiting.message, "Warning", once=True)
+            ctx.wake_at(ctx.now + RELAUNCH_AFTER)
+            return
         for record in obj.internal.get("attempts", {}).values():
             base = Path(record["dir"])
             for path in [base / "plan.json"] + [base / str(i) / "plan.json" for i in expand(record["indexes"])]:

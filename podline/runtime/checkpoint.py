@@ -110,9 +110,9 @@ def _remove_extra(workspace: Path, snap: Snapshot, files: dict[str, Any], dirs: 
 
 
 def _copy_hashing(src: Path, dst: Path, sync: bool, stop: threading.Event | None = None,
-                  buffer: mmap.mmap | None = None) -> str:
+                  buffer: mmap.mmap | None = None, limit: int | None = None) -> str:
     """One checkpoint file: through the page cache, or past it when the caller passes a direct buffer."""
-    return copy_hashing(src, [(dst, buffer is not None)], sync, stop, buffer)
+    return copy_hashing(src, [(dst, buffer is not None)], sync, stop, buffer, limit=limit)
 
 
 def newest(level_root: Path) -> tuple[Path, Snapshot] | None:
@@ -180,7 +180,8 @@ def _fill(workspace: Path, data: Path, snap: Snapshot, previous: tuple[Path, Sna
             if same_file and previous and _link(previous[0] / "data" / rel, data / rel):
                 files[rel] = {**rec, "hash": old["hash"]}  # type: ignore[index]
                 continue
-            digest = _copy_hashing(workspace / rel, data / rel, durable, stop, buffer)
+            limit = rec["size"] if expected is not None else None  # appended to since: copy what it had
+            digest = _copy_hashing(workspace / rel, data / rel, durable, stop, buffer, limit)
             if expected is not None and digest != expected.get(rel):
                 raise Torn(f"{rel} changed while it was being copied")
             files[rel] = {**rec, "hash": digest}

@@ -10,6 +10,10 @@ faster than writing new disk pages) and the background copy must hash the same, 
 before it is renamed into place: the previous copy stays the newest valid one, and the next checkpoint tries
 again. A copy is never half-visible (`checkpoint.save_copy` writes aside and renames).
 
+Steps that change files in place right away would tear every background copy, and L2 would never move on:
+after the first torn copy, the workspace makes its L2 copies in the foreground, as before the next step
+(`Workspace.checkpoint`), for the rest of the run.
+
 One thread per workspace, one copy at a time and at most one waiting: a newer checkpoint replaces a waiting
 older one, which would have been replaced on disk right after anyway. `drain` waits for what is queued (a
 restore, or a shard ending without success, needs the newest copy on disk); `stop` abandons it (a finished
@@ -37,12 +41,13 @@ class BackgroundCopier:
         self._busy = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.torn = False  # a copy was dropped because a running step changed a file: see Workspace.checkpoint
 
     def submit(self, snap: ck.Snapshot, expected: dict[str, str]) -> None:
         """Queue a copy of the workspace as it is at checkpoint `snap` (`expected`: each file's hash now)."""
         with self._cond:
             if self._waiting is not None:
-                self._log(f"L2 copy of seq {self._waiting[0].seq} skipped: seq {snap.seq} is newer")
+                self._say(f"L2 copy of seq {self._waiting[0].seq} skipped: seq {snap.seq} is newer")
             self._waiting = (snap, expected)
             if self._thread is None:
                 self._stop.clear()
@@ -79,21 +84,29 @@ class BackgroundCopier:
 
     def _run(self) -> None:
         while (job := self._next()) is not None:
-            snap, expected = job
-            began = time.monotonic()
             try:
-                written = ck.save_copy(self.source, self.level_root, snap, False, expected, self._stop)
-                self._on_saved(snap, written, time.monotonic() - began)
-            except ck.Torn as exc:
-                self._log(f"L2 copy of seq {snap.seq} dropped: {exc} (a running step changed it); "
-                          "the previous L2 copy stays the newest")
-            except ck.Stopped:
-                pass
-            except OSError as exc:  # a file a running step removed, a full disk: this copy is lost, not L2
-                self._log(f"L2 copy of seq {snap.seq} failed: {exc}; the previous L2 copy stays the newest")
-            except Exception as exc:  # noqa: BLE001 - the thread must outlive any one copy, or drain() hangs
-                self._log(f"L2 copy of seq {snap.seq} failed: {exc!r}; the previous L2 copy stays the newest")
-            finally:
+                self._copy(*job)
+            finally:  # whatever happened, the copy is over: waiters must see it
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
+
+    def _copy(self, snap: ck.Snapshot, expected: dict[str, str]) -> None:
+        began = time.monotonic()
+        try:
+            written = ck.save_copy(self.source, self.level_root, snap, False, expected, self._stop)
+            self._on_saved(snap, written, time.monotonic() - began)
+        except ck.Torn as exc:
+            self.torn = True
+            self._say(f"L2 copy of seq {snap.seq} dropped: {exc} (a running step changed it); the previous L2 "
+                      "copy stays the newest, and the next ones are made before the next step starts")
+        except ck.Stopped:
+            pass
+        except Exception as exc:  # noqa: BLE001 - a file a running step removed, a full disk: this copy is lost
+            self._say(f"L2 copy of seq {snap.seq} failed: {exc!r}; the previous L2 copy stays the newest")
+
+    def _say(self, message: str) -> None:
+        try:
+            self._log(message)
+        except Exception:  # noqa: BLE001, S110 - a log that cannot be written must not end the thread
+            pass

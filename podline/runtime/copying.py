@@ -47,29 +47,30 @@ def hash_file(path: Path) -> str:
 
 def copy_hashing(src: Path, targets: list[tuple[Path, bool]], sync: bool = False,
                  stop: threading.Event | None = None, buffer: mmap.mmap | None = None,
-                 keep_stat: bool = True) -> str:
+                 keep_stat: bool = True, limit: int | None = None) -> str:
     """Copy `src` to every (path, direct) target; return the hash of what was copied. `keep_stat` copies
     mode and times too (else the targets are 0600: the caller sets what it needs, without the extra stat of
     the source, a round trip on a network filesystem). `sync` fsyncs the targets; `stop` abandons the copy
-    between chunks (`Stopped`)."""
+    between chunks (`Stopped`). `limit` copies the first `limit` bytes only (a checkpoint copy of a file a
+    running step has appended to since: its first bytes are still the checkpoint's)."""
     digest = xxhash.xxh3_128()
     chunk = buffer if buffer is not None else bytearray(CHUNK)
     fin = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
     outs: list[int] = []
     try:
-        size = os.fstat(fin).st_size
+        size = os.fstat(fin).st_size if limit is None else limit
         if 0 < size <= SMALL and stop is None:  # most files of a dataset of many: fewer steps per file
-            return _copy_small(fin, size, targets, sync, keep_stat, src)
+            return _copy_small(fin, size, targets, sync, keep_stat, src, exact=limit is not None)
         for path, direct in targets:
             outs.append(_open_target(path, direct and buffer is not None))
-        size, offset = size or sys.maxsize, 0  # 0: maybe a file whose size is unknown
+        size, offset = size or (0 if limit is not None else sys.maxsize), 0  # 0: maybe a size unknown
         with memoryview(chunk) as view:  # released even on an error: the caller closes `buffer`
             # Never ask for much more than the file holds: on a network filesystem (FUSE) the kernel's work
             # grows with the size asked for (2,000 files of 4 KiB: 1.55 s with 4 MiB reads, 1.18 s with 64 KiB);
             # and stop at the size the file had when opened, without the read that would return nothing (one
             # more round trip per file). A file that changed meanwhile fails the caller's check (a hash known
             # beforehand, or its size and mtime after).
-            while offset < size and (count := os.readv(fin, [view[:min(len(view), _rounded(size - offset))]])):
+            while offset < size and (count := os.readv(fin, [view[:min(len(view), size - offset)]])):
                 if stop is not None and stop.is_set():
                     raise Stopped(str(src))
                 digest.update(view[:count])
@@ -90,10 +91,11 @@ def copy_hashing(src: Path, targets: list[tuple[Path, bool]], sync: bool = False
 
 
 def _copy_small(fin: int, size: int, targets: list[tuple[Path, bool]], sync: bool, keep_stat: bool,
-                src: Path) -> str:
-    """A file that fits in one read: read whole (a partial read means it changed: read on to the end)."""
-    data = os.read(fin, size + 1)
-    while len(data) > size and (more := os.read(fin, CHUNK)):  # it grew since fstat
+                src: Path, exact: bool) -> str:
+    """A file that fits in one read. Anything but exactly `size` bytes (a short read, or more: it grew) and
+    the rest is read up to the end; `exact`: `size` bytes at most."""
+    data = os.read(fin, size if exact else size + 1)
+    while len(data) != size and (more := os.read(fin, size - len(data) if exact else CHUNK)):
         data += more
     for path, _ in targets:  # through the page cache: O_DIRECT gains nothing on a few KiB
         fout = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -107,11 +109,6 @@ def _copy_small(fin: int, size: int, targets: list[tuple[Path, bool]], sync: boo
         if keep_stat:
             shutil.copystat(src, path)
     return xxhash.xxh3_128_hexdigest(data)
-
-
-def _rounded(remaining: int) -> int:
-    """The next read's size: what is left (at least one block, to see the end), in whole blocks."""
-    return max(DIRECT_ALIGN, -(-remaining // DIRECT_ALIGN) * DIRECT_ALIGN)
 
 
 def _open_target(path: Path, direct: bool) -> int:

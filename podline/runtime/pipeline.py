@@ -25,6 +25,7 @@ from podline.runtime.container import ContainerWorker, terminate_all
 from podline.runtime.engine import Engine, ImagePullFailed
 from podline.runtime.expand import container_env, expand
 from podline.runtime.files import notify_address, rfc3339, write_status
+from podline.runtime.staging import StagingError
 from podline.runtime.volumes import shm_root
 from podline.runtime.workspace import Workspace
 
@@ -165,7 +166,14 @@ class PipelineRunner:
         (self.shard_dir / "logs").mkdir(parents=True, exist_ok=True)
         if not self._prepare_images():
             return 1
-        self._resume_or_stage_in()
+        try:
+            self._resume_or_stage_in()
+        except (OSError, StagingError) as exc:  # the shard fails with the reason (and may be retried)
+            self.engine.remove_shm()
+            self.phase = "Failed"
+            self.stop_reason = self.stop_reason or ("StageInFailed", f"stage-in: {exc}")
+            self.write_status(finished=True)
+            return 1
         self.phase = "Running"
         self.write_status()
         began = time.monotonic()
@@ -182,7 +190,12 @@ class PipelineRunner:
             self.status["timings"]["checkpointWait"] = round(self.workspace.waited, 3)
         if ok:
             began = time.monotonic()
-            self.status["stageOutBytes"] = self.workspace.stage_out(self.plan["outputs"], self.shard, self.shards)
+            try:
+                self.status["stageOutBytes"] = self.workspace.stage_out(self.plan["outputs"], self.shard,
+                                                                        self.shards)
+            except OSError as exc:  # e.g. the destination is not writable: the steps' work stays (L1, L2)
+                ok = False
+                self.stop_reason = ("StageOutFailed", f"stage-out: {exc}")
             self.status["timings"]["stageOut"] = round(time.monotonic() - began, 3)
         self.phase = "Succeeded" if ok else "Failed"
         self.write_status(finished=True)

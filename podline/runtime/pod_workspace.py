@@ -24,7 +24,11 @@ class PodWorkspace:
         like_a_shard = {"pod": {"uid": key}, "dirs": spec["dirs"], "checkpoint": spec["checkpoint"],
                         "workspace": {"medium": spec["medium"], "sizeLimit": spec["sizeLimit"]}}
         self.volume: str = spec["volume"]
-        self.workspace = Workspace(like_a_shard, 0, log, name=f"podline-{key}", directory=self.volume)
+        # L2 before the next container starts: a restarted container is rewound to the last checkpoint and
+        # nothing before it runs again, so that copy must exist (pipeline steps, rerun from whatever checkpoint
+        # is found, can have theirs made in the background).
+        self.workspace = Workspace(like_a_shard, 0, log, name=f"podline-{key}", directory=self.volume,
+                                   background_l2=False)
         self.resumable: bool = spec["resumable"]
         self.restored_from: str | None = None
 

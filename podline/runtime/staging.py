@@ -18,6 +18,8 @@ files are fetched by several threads at once, since each one is mostly waiting o
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import fnmatch
 import mmap
 import os
@@ -33,8 +35,14 @@ from typing import Any
 from podline.runtime.copying import copy_hashing, direct_buffer
 
 FETCH_THREADS = 8
+FETCH_TRIES = 3
+RACY_NS = 5 * 10**9  # a file changed less than this before its fetch is not indexed (mtimes can be whole seconds)
 BIG_FILE = 8 << 20  # above this, one file at a time is as fast (bandwidth, not round trips, is the limit)
 DIRECT_MIN = 1 << 20  # cache objects from this size on are written past the page cache
+
+
+class StagingError(Exception):
+    """A dataset could not be staged (a file kept changing, or vanished): the shard fails with this message."""
 
 
 @dataclass
@@ -112,10 +120,13 @@ class Cache:
     def __init__(self, root: Path) -> None:
         self.root = root
         (root / "objects").mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(root / "index.db", timeout=60, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime INTEGER,"
-                        " hash TEXT)")
+        with open(root / "index.lock", "a") as lock:  # the tasks of an array may all open a new index at once:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # switching it to WAL does not wait for a busy database
+            self.db = sqlite3.connect(root / "index.db", timeout=60, isolation_level=None,
+                                      check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime INTEGER,"
+                            " hash TEXT)")
 
     def known(self, files: list[SourceFile]) -> dict[str, str]:
         """path -> content hash for the files whose size and mtime are as indexed."""
@@ -147,6 +158,7 @@ def stage_dataset(spec: dict[str, Any], target: Path, shard: int, shards: int, c
     """Copy this shard's slice of the dataset to `target` (a directory in the workspace)."""
     files = shard_slice(select(Path(spec["source"]), spec.get("include", []), spec.get("exclude", [])),
                         shard, shards, spec.get("shardBy", "files"))
+    target.mkdir(parents=True, exist_ok=True)  # a shard whose slice is empty still finds its input directory
     for parent in sorted({os.path.dirname(f.rel) for f in files}):
         (target / parent).mkdir(parents=True, exist_ok=True)
     cache = Cache(cache_root)
@@ -195,9 +207,10 @@ def _from_cache(cache: Cache, digest: str, item: SourceFile, dest: str, local: t
                                                             keep_stat=False) == digest:
             _like_the_source(dest, item)
             return True
-    except FileNotFoundError:
-        return False
-    obj.unlink(missing_ok=True)
+    except OSError:  # gone, unreadable: fetched again like a damaged one
+        pass
+    with contextlib.suppress(OSError):
+        obj.unlink()
     return False
 
 
@@ -208,20 +221,31 @@ def _like_the_source(dest: str, item: SourceFile) -> None:
 
 
 def _fetch(cache: Cache, item: SourceFile, dest: str, local: threading.local) -> tuple[SourceFile, str | None]:
-    """Read the source once into the workspace and the cache. The hash is returned for the index only if the
-    source did not change while it was read (else the workspace has it, the index does not). Small objects
-    go through the page cache (a direct write per small file would wait for the disk each time)."""
-    tmp = cache.root / "objects" / f".tmp-{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}"
-    try:
-        digest = copy_hashing(Path(item.path), [(Path(dest), False), (tmp, item.size >= DIRECT_MIN)],
-                              buffer=_buffer(local), keep_stat=False)
-        _like_the_source(dest, item)
-        after = os.stat(item.path)
-        if (after.st_size, after.st_mtime_ns) != (item.size, item.mtime):
-            return item, None
-        obj = cache.object(digest)
-        obj.parent.mkdir(exist_ok=True)
-        os.replace(tmp, obj)
-        return item, digest
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Read the source once into the workspace and the cache (small objects through the page cache: a direct
+    write per small file would wait for the disk each time). A source that changed while it was read (its
+    size or mtime differ after) is read again; one that keeps changing fails the staging. The hash goes to
+    the index only for a file not changed in the last seconds (a same-size rewrite within the mtime's
+    granularity would otherwise go unnoticed: "racily clean", as git calls it)."""
+    for _ in range(FETCH_TRIES):
+        tmp = cache.root / "objects" / f".tmp-{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}"
+        try:
+            began = time.time_ns()
+            try:
+                digest = copy_hashing(Path(item.path), [(Path(dest), False), (tmp, item.size >= DIRECT_MIN)],
+                                      buffer=_buffer(local), keep_stat=False)
+                after = os.stat(item.path)
+            except FileNotFoundError:
+                raise StagingError(f"{item.path} vanished while it was staged") from None
+            if (after.st_size, after.st_mtime_ns) != (item.size, item.mtime):
+                item = SourceFile(item.rel, item.path, after.st_size, after.st_mtime_ns, item.mode)
+                continue
+            _like_the_source(dest, item)
+            if began - item.mtime < RACY_NS:
+                return item, None
+            obj = cache.object(digest)
+            obj.parent.mkdir(exist_ok=True)
+            os.replace(tmp, obj)
+            return item, digest
+        finally:
+            tmp.unlink(missing_ok=True)
+    raise StagingError(f"{item.path} kept changing while it was staged ({FETCH_TRIES} tries)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,10 +40,11 @@ def scratch_root(plan: dict[str, Any]) -> Path:
 
 class Workspace:
     def __init__(self, plan: dict[str, Any], shard: int, log: Callable[[str], None], *,
-                 name: str = "", directory: str = "ws", on_saved: Callable[[], None] | None = None) -> None:
+                 name: str = "", directory: str = "ws", on_saved: Callable[[], None] | None = None,
+                 background_l2: bool = True) -> None:
         """`name` (default podline-<uid>-<shard>) and `directory` place a pod's emptyDir where its other
         volumes live (podline-<uid>/<volume>); `on_saved` is called (from the copier's thread) when a
-        background L2 copy is complete."""
+        background L2 copy is complete; `background_l2` False makes every L2 copy before returning."""
         uid = plan["pod"]["uid"]
         key = name or f"podline-{uid}-{shard}"
         scratch = scratch_root(plan)
@@ -60,7 +62,9 @@ class Workspace:
         self.log = log
         self.seq = 0
         self.saved: dict[str, dict[str, Any]] = {}  # level -> {seq, bytes, seconds}; replaced, never mutated
+        self.saved_lock = threading.Lock()
         self.on_saved = on_saved
+        self.background_l2 = background_l2
         self.copier = BackgroundCopier(self.path, self.levels["L2"], log, self._l2_saved)
         self.hashes: dict[str, tuple[tuple[int, int, int], str, int]] = {}  # rel -> (identity, hash, hashed at)
         self.waited = 0.0  # seconds spent waiting for background copies
@@ -115,12 +119,24 @@ class Workspace:
         if not (l2_due or l3_due):
             return
         expected = self._hash_files(snap)
-        if l2_due:
+        if l2_due and self.background_l2 and not self.copier.torn:
             self.copier.submit(snap, expected)
+        elif l2_due:  # asked for, or steps here change files in place (a background copy would be torn again)
+            self.settle_copies()
+            self._save("L2", snap, expected)
         if l3_due:
-            began = time.monotonic()
-            written = ck.save_copy(self.path, self.levels["L3"], snap, True, expected)
-            self._record("L3", snap, written, time.monotonic() - began)
+            self._save("L3", snap, expected)
+
+    def _save(self, level: str, snap: ck.Snapshot, expected: dict[str, str]) -> None:
+        """A copy made before the next step starts. A failure costs this copy (logged), not the run: the
+        previous copy at that level stays the newest."""
+        began = time.monotonic()
+        try:
+            written = ck.save_copy(self.path, self.levels[level], snap, level == "L3", expected)
+        except (OSError, ck.Torn) as exc:
+            self.log(f"{level} copy of seq {snap.seq} failed: {exc}; the previous {level} copy stays the newest")
+            return
+        self._record(level, snap, written, time.monotonic() - began, background=False)
 
     def _hash_files(self, snap: ck.Snapshot) -> dict[str, str]:
         """Each file's hash now. A cached hash is reused only for a file whose identity (size, mtime, inode)
@@ -139,12 +155,14 @@ class Workspace:
         return {rel: entry[1] for rel, entry in hashes.items()}
 
     def _l2_saved(self, snap: ck.Snapshot, written: int, seconds: float) -> None:
-        self._record("L2", snap, written, seconds)
+        self._record("L2", snap, written, seconds, background=True)
         if self.on_saved is not None:
             self.on_saved()
 
-    def _record(self, level: str, snap: ck.Snapshot, written: int, seconds: float) -> None:
-        self.saved = {**self.saved, level: {"seq": snap.seq, "bytesWritten": written, "seconds": round(seconds, 3)}}
+    def _record(self, level: str, snap: ck.Snapshot, written: int, seconds: float, background: bool) -> None:
+        with self.saved_lock:  # the copier's thread (L2) and the runner's (L3) both record
+            self.saved = {**self.saved, level: {"seq": snap.seq, "bytesWritten": written,
+                                                "seconds": round(seconds, 3), "background": background}}
 
     def settle_copies(self, timeout: float | None = None) -> bool:
         """Wait for the background L2 copies (a restore or a failed shard needs the newest one on disk);

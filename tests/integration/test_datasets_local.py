@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,11 @@ def source(tmp_path: Path) -> Path:
     root = SSHFS / "tests" / f"dataset-{tmp_path.name}"
     files = {f"run{r}/ev{e:02}.root": f"run {r} event {e}\n" * (e + 1) for r in range(2) for e in range(5)}
     files["run0/skip.tmp"] = "not part of the dataset\n"
+    hour_ago = time.time() - 3600  # files written a while ago: the node cache trusts them (not fresher ones)
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
+        os.utime(root / rel, (hour_ago, hour_ago))
     yield root
     shutil.rmtree(root, ignore_errors=True)
 

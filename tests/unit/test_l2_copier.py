@@ -85,6 +85,13 @@ def test_a_file_changed_during_the_copy_drops_it_and_keeps_the_previous(tmp_path
     assert ws.saved["L2"]["seq"] == 1
     assert any("seq 2 dropped" in line and "changed while it was being copied" in line for line in logs)
     assert [p.name for p in ws.levels["L2"].iterdir()] == ["1"], "the torn copy left nothing behind"
+    # Steps here change files in place: from now on L2 is copied before the next step starts.
+    data.write_bytes(b"d" * 4096)
+    ws.checkpoint(["one", "two", "three"], False)
+    assert ws.copier.idle(), "no background copy any more"
+    copy_dir, snap = ck.newest(ws.levels["L2"])  # already there when checkpoint() returns
+    assert snap.seq == 3 and (copy_dir / "data" / "data").read_bytes() == b"d" * 4096
+    assert ws.saved["L2"]["seq"] == 3 and ws.saved["L2"]["background"] is False
 
 
 def test_a_newer_checkpoint_replaces_a_waiting_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -108,10 +115,11 @@ def test_stop_abandons_the_copy_in_progress(tmp_path: Path, monkeypatch: pytest.
     real = ck._copy_hashing
     in_copy = threading.Event()
 
-    def slow(src: Path, dst: Path, sync: bool, stop: threading.Event | None = None, buffer: Any = None) -> str:
+    def slow(src: Path, dst: Path, sync: bool, stop: threading.Event | None = None, buffer: Any = None,
+             limit: int | None = None) -> str:
         in_copy.set()
         assert stop is not None and stop.wait(10)  # held until stop() is called
-        return real(src, dst, sync, stop, buffer)
+        return real(src, dst, sync, stop, buffer, limit)
 
     monkeypatch.setattr(ck, "_copy_hashing", slow)
     ws.checkpoint(["one"], False)
@@ -157,3 +165,21 @@ def test_copier_without_work_is_idle(tmp_path: Path) -> None:
     copier = BackgroundCopier(tmp_path, tmp_path / "L2", print, lambda *_: None)
     assert copier.idle() and copier.drain(0)
     copier.stop()  # no thread was ever started
+
+
+@pytest.mark.parametrize("size", [100, 3 << 20])  # one read, and the chunked path
+def test_a_file_appended_to_during_the_copy_still_gives_the_checkpoint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    """`>>` is the usual in-place change: the copy takes the bytes the file had at the checkpoint."""
+    gate, logs = Gate(monkeypatch), []
+    ws = workspace(tmp_path, logs)
+    content = os.urandom(size)
+    (ws.path / "log").write_bytes(content)
+    ws.checkpoint(["one"], False)
+    assert gate.started.wait(10)
+    with open(ws.path / "log", "ab") as handle:  # the next step appends before the copy has read the file
+        handle.write(b"the next step's line\n")
+    gate.release.set()
+    assert ws.settle_copies(10) and not logs, logs
+    copy_dir, snap = ck.newest(ws.levels["L2"])
+    assert snap.seq == 1 and (copy_dir / "data" / "log").read_bytes() == content

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -12,13 +13,21 @@ from hypothesis import strategies as st
 from podline.runtime import staging
 from podline.runtime.staging import SourceFile, matches, select, shard_slice, stage_dataset
 
+HOUR_AGO = time.time() - 3600
+
+
+def written(path: Path, data: bytes, when: float = HOUR_AGO) -> None:
+    """A dataset file as they usually are: written a while ago (fresher ones are fetched, not indexed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    os.utime(path, (when, when))
+
 
 def make_source(root: Path) -> Path:
     src = root / "src"
     for rel, data in {"a.root": b"a" * 10, "b.root": b"b" * 20, "notes.txt": b"n",
                       "run1/c.root": b"c" * 30, "run1/tmp/d.root": b"d" * 40, "run2/e.root": b"e" * 50}.items():
-        (src / rel).parent.mkdir(parents=True, exist_ok=True)
-        (src / rel).write_bytes(data)
+        written(src / rel, data)
     return src
 
 
@@ -78,7 +87,7 @@ def test_identical_files_are_cached_once(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
     for name in ("x", "y", "z"):
-        (src / name).write_bytes(b"same bytes")
+        written(src / name, b"same bytes")
     stage_dataset(spec(src), tmp_path / "ws", 0, 1, tmp_path / "cache")
     objects = [p for p in (tmp_path / "cache" / "objects").rglob("*") if p.is_file()]
     assert len(objects) == 1 and objects[0].read_bytes() == b"same bytes"
@@ -87,7 +96,7 @@ def test_identical_files_are_cached_once(tmp_path: Path) -> None:
 def test_a_changed_source_file_is_fetched_again(tmp_path: Path) -> None:
     src, cache = make_source(tmp_path), tmp_path / "cache"
     stage_dataset(spec(src), tmp_path / "ws1", 0, 1, cache)
-    (src / "b.root").write_bytes(b"B" * 21)
+    written(src / "b.root", b"B" * 21, HOUR_AGO + 60)
     again = stage_dataset(spec(src), tmp_path / "ws2", 0, 1, cache)
     assert (again.filesCopied, again.bytesCopied, again.filesReused) == (1, 21, 5)
     assert (tmp_path / "ws2" / "b.root").read_bytes() == b"B" * 21
@@ -119,3 +128,38 @@ def test_shards_stage_their_own_slices_big_and_small(tmp_path: Path, monkeypatch
     assert got == {0: {"a.root": b"a" * 10, "run1/tmp/d.root": b"d" * 40},
                    1: {"b.root": b"b" * 20, "run2/e.root": b"e" * 50},
                    2: {"run1/c.root": b"c" * 30}}
+
+
+def test_a_file_changed_just_now_is_staged_but_not_trusted_by_the_index(tmp_path: Path) -> None:
+    """Its mtime may not yet tell a same-size rewrite apart (sshfs mtimes are whole seconds)."""
+    src, cache = make_source(tmp_path), tmp_path / "cache"
+    written(src / "a.root", b"A" * 10, time.time())
+    stage_dataset(spec(src), tmp_path / "ws1", 0, 1, cache)
+    before = os.stat(src / "a.root")
+    written(src / "a.root", b"Z" * 10, before.st_mtime)  # same size, same mtime: only the content changed
+    again = stage_dataset(spec(src), tmp_path / "ws2", 0, 1, cache)
+    assert (tmp_path / "ws2" / "a.root").read_bytes() == b"Z" * 10
+    assert (again.filesCopied, again.filesReused) == (1, 5)
+
+
+def test_an_empty_slice_still_gets_its_input_directory(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    written(src / "only", b"1")
+    assert stage_dataset(spec(src), tmp_path / "ws", 1, 2, tmp_path / "cache").filesCopied == 0
+    assert (tmp_path / "ws").is_dir()
+
+
+def test_a_source_that_keeps_changing_fails_the_staging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "src"
+    written(src / "busy", b"x" * 100)
+    real = staging.copy_hashing
+
+    def and_append(source: Path, *args: object, **kwargs: object) -> str:
+        digest = real(source, *args, **kwargs)
+        with open(source, "ab") as handle:  # a writer appends after every read
+            handle.write(b"more")
+        return digest
+
+    monkeypatch.setattr(staging, "copy_hashing", and_append)
+    with pytest.raises(staging.StagingError, match="kept changing while it was staged"):
+        stage_dataset(spec(src), tmp_path / "ws", 0, 1, tmp_path / "cache")
