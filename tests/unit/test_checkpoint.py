@@ -120,3 +120,13 @@ def test_copies_past_the_page_cache_are_exact(tmp_path: Path, size: int) -> None
     copy_dir, manifest = ck.newest(tmp_path / "L2")
     assert (copy_dir / "data" / "f").read_bytes() == content
     assert manifest.files["f"]["hash"] == ck.hash_file(ws / "f")
+
+
+def test_big_copies_read_ahead_and_stay_exact(tmp_path: Path) -> None:
+    from podline.runtime.copying import OVERLAP_MIN, copy_hashing, direct_buffer
+    src = tmp_path / "big"
+    src.write_bytes(os.urandom(OVERLAP_MIN + 12345))
+    with direct_buffer() as buffer:
+        digest = copy_hashing(src, [(tmp_path / "a", False), (tmp_path / "b", True)], buffer=buffer)
+    assert digest == ck.hash_file(src)
+    assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes() == src.read_bytes()
