@@ -59,7 +59,11 @@ other metadata blocks it dirtied (tens of KiB per run), and no reads (`wchar` wo
 back to readers). With --no-private-mount, all sftp-servers of that sshd are summed, other users included.
 Goals: podline >= 10x faster; podline's shared-storage bytes = the final output (+ major checkpoints) only.
 
-Usage: python bench/p2_pipeline.py [--mib 1024 | --quick] [--trials N] [--no-l2] [--node-cache DIR]
+`--steps copy` replaces the four tools by steps that only copy their input (reduce: `cksum`): what is left is
+the hand-off itself, the part podline changes; the tools' own CPU time is the same on both sides and caps the
+ratio of the default run.
+
+Usage: python bench/p2_pipeline.py [--mib 1024 | --quick] [--trials N] [--no-l2] [--node-cache DIR] [--steps copy]
                                   [--sshfs-options OPTS] [--drop-caches] [--no-private-mount] [--keep]
 """
 
@@ -101,6 +105,16 @@ GENERATOR_VERSION = 1
 # per run here, against GiB of hand-off data.
 METADATA_SLACK = 1 << 20
 
+COPY_STEP_SCRIPT = r"""# P2 with --steps copy: the hand-off alone (each step copies its input; reduce checksums it)
+set -euo pipefail
+step=$1 src=$2 dst=$3
+case $step in
+    parse|filter|transform) cat -- "$src" > "$dst" ;;
+    reduce) cksum < "$src" > "$dst" ;;
+    *) echo "unknown step $step" >&2; exit 2 ;;
+esac
+sync -- "$dst"
+"""
 STEP_SCRIPT = r"""# P2 pipeline step: bash step.sh parse|filter|transform|reduce IN OUT (native tools, streaming)
 set -euo pipefail
 export LC_ALL=C
@@ -476,6 +490,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a 64 MiB smoke run (same as --mib 64)")
     parser.add_argument("--trials", type=int, default=1, help="interleaved trials of every variant; medians")
     parser.add_argument("--no-l2", action="store_true", help="skip the podline cold run with nodeLocalEvery: 1")
+    parser.add_argument("--steps", choices=("tools", "copy"), default="tools",
+                        help="tools: the 4 native-tool steps (default); copy: steps that only copy their input "
+                             "(reduce: cksum), to measure the hand-off alone")
     parser.add_argument("--node-cache", type=Path,
                         help="node-local directory holding the warm variants' input dataset (default: a temporary "
                              "directory on local disk, next to the contexts' scratch directories); /dev/shm/... "
@@ -512,7 +529,8 @@ def main() -> None:
     runs: dict[str, list[Run]] = {}
     load_before = os.getloadavg()
 
-    print(f"P2 4-step pipeline over {mib} MiB, native tools: RAM workspace (podline) vs hand-off through files on "
+    kind = "native tools" if args.steps == "tools" else "copy steps (the hand-off only)"
+    print(f"P2 4-step pipeline over {mib} MiB, {kind}: RAM workspace (podline) vs hand-off through files on "
           f"sshfs ({os.cpu_count()} cores, load average {load_before[0]:.2f} {load_before[1]:.2f} "
           f"{load_before[2]:.2f}{'; page cache dropped before every variant' if DROP_CACHES else ''})", flush=True)
     with tempfile.TemporaryDirectory(prefix="podline-p2-") as tmp_name, contextlib.ExitStack() as stack:
@@ -537,7 +555,7 @@ def main() -> None:
               f"{node_input} (node-local), podline a Dataset of that shared file found in its node cache",
               flush=True)
         step_sh = tmp / "step.sh"
-        step_sh.write_text(STEP_SCRIPT)
+        step_sh.write_text(STEP_SCRIPT if args.steps == "tools" else COPY_STEP_SCRIPT)
         try:
             for trial in range(args.trials):
                 for v in variants:
