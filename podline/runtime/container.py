@@ -40,7 +40,10 @@ class ContainerWorker(threading.Thread):
         self.lock = threading.Lock()
         self.finished = False
         self.last_exit: int | None = None
-        self.before_restart: Callable[[], None] | None = None  # e.g. rewind a checkpointed workspace
+        self.backoff = BACKOFF_BASE
+        # e.g. rewind a checkpointed workspace; False: the container cannot restart on its own (the pod runner
+        # must first run again what the rewind lost)
+        self.before_restart: Callable[[], bool] | None = None
         self.status: dict[str, Any] = {
             "name": spec["name"], "image": spec["image"], "imageID": "", "ready": False, "started": False,
             "restartCount": 0, "state": {"waiting": {"reason": "PodInitializing" if not is_init
@@ -69,7 +72,6 @@ class ContainerWorker(threading.Thread):
 
     def _live(self) -> None:
         log_path = log_file(self.rundir, self.spec["name"])
-        backoff = BACKOFF_BASE
         while not self.stopping.is_set():
             started = time.time()
             code, reason, message = self._run_once(log_path)
@@ -77,18 +79,18 @@ class ContainerWorker(threading.Thread):
             if not self.should_restart(code):
                 break
             if time.time() - started > BACKOFF_RESET_AFTER:
-                backoff = BACKOFF_BASE
+                self.backoff = BACKOFF_BASE
             with self.lock:
                 self.status["lastState"] = self.status["state"]
                 self.status["restartCount"] += 1
                 self.status["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message":
-                                                    f"back-off {backoff:g}s restarting failed container"}}
+                                                    f"back-off {self.backoff:g}s restarting failed container"}}
             self.on_change()
-            if self.stopping.wait(backoff):
+            if self.stopping.wait(self.backoff):
                 break
-            backoff = min(BACKOFF_CAP, backoff * 2)
-            if self.before_restart is not None:
-                self.before_restart()
+            self.backoff = min(BACKOFF_CAP, self.backoff * 2)
+            if self.before_restart is not None and not self.before_restart():
+                break
 
     def _run_once(self, log_path: Path) -> tuple[int, str, str]:
         begin = rfc3339()
@@ -124,6 +126,19 @@ class ContainerWorker(threading.Thread):
             self.status["started"] = False
         self.on_change()
         return code, reason, message
+
+    def again(self, reran: bool) -> ContainerWorker:
+        """A fresh thread for this container with its status so far; `reran`: it had finished, and its run
+        counts as a restart."""
+        worker = ContainerWorker(self.spec, self.engine, self.policy, self.is_init, self.rundir, self.stopping,
+                                 self.on_change)
+        worker.before_restart = self.before_restart
+        worker.status, worker.backoff = self.snapshot(), self.backoff
+        if reran:
+            worker.status["lastState"] = worker.status["state"]
+            worker.status["restartCount"] += 1
+            worker.status["state"] = {"waiting": {"reason": "PodInitializing"}}
+        return worker
 
     def mark_restored(self, level: str) -> None:
         """Completed by an earlier attempt whose checkpoint was restored: reported, not run again."""

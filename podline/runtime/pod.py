@@ -165,25 +165,10 @@ class PodRunner:
             return self._fail_early(exc.reason, f"container {exc.container}: {exc}")
         # No status write here: the first container's start is the first change worth a write (and a wake).
         try:
-            restored = self._restore_workspace()
-            for worker in self.inits:
-                if worker.spec["name"] in restored:
-                    continue
-                worker.start()
-                self.supervise([worker], deadline)
-                if not worker.succeeded():
-                    self.phase = "Failed"
-                    break
-                if self.workspace is not None:
-                    self.workspace.checkpoint([w.spec["name"] for w in self.inits if w.succeeded()])
-            else:
-                self.initialized = True
-                self.phase = "Running"
-                for worker in self.mains:
-                    worker.start()
-                self.supervise(self.mains, deadline)
-                ok = all(w.succeeded() for w in self.mains)
-                self.phase = "Succeeded" if ok and not self.stop_reason else "Failed"
+            self._restore_workspace()
+            self._run_containers(deadline)
+            while self._replay_lost():
+                self._run_containers(deadline)
             if self.stopping.is_set() and self.phase != "Succeeded":
                 self.phase = "Failed"
         finally:
@@ -192,6 +177,39 @@ class PodRunner:
             self.volumes.release_memory()
         self.write_status(finished=True)
         return 0 if self.phase == "Succeeded" else 1
+
+    def _run_containers(self, deadline: float | None) -> None:
+        """Init containers in order (those already done are skipped), then the main containers."""
+        for worker in self.inits:
+            if worker.succeeded():  # restored from a checkpoint, or done before a replay
+                continue
+            worker.start()
+            self.supervise([worker], deadline)
+            if not worker.succeeded():
+                self.phase = "Failed"
+                return
+            if self.workspace is not None:
+                self.workspace.checkpoint([w.spec["name"] for w in self.inits if w.succeeded()])
+        self.initialized = True
+        self.phase = "Running"
+        for worker in self.mains:
+            worker.start()
+        self.supervise(self.mains, deadline)
+        ok = all(w.succeeded() for w in self.mains)
+        self.phase = "Succeeded" if ok and not self.stop_reason else "Failed"
+
+    def _replay_lost(self) -> bool:
+        """A container gave up its restart because the rewind lost earlier containers' results: those run
+        again, then it does (fresh threads, status and back-off carried over)."""
+        if self.workspace is None or not self.workspace.lost or self.stopping.is_set():
+            return False
+        lost, self.workspace.lost = self.workspace.lost, []
+        self.inits = [w.again(reran=True) if w.spec["name"] in lost
+                      else w.again(reran=False) if w.finished and not w.succeeded() else w for w in self.inits]
+        self.mains = [w.again(reran=False) if w.finished else w for w in self.mains]
+        self.initialized = all(w.succeeded() for w in self.inits)
+        self.phase = "Pending"
+        return True
 
     def _restore_workspace(self) -> set[str]:
         """A pod in pipeline form: its shared emptyDir is the checkpointed workspace (see pod_workspace)."""

@@ -31,6 +31,9 @@ class PodWorkspace:
                                    background_l2=False)
         self.resumable: bool = spec["resumable"]
         self.restored_from: str | None = None
+        self.log = log
+        self.done: list[str] = []  # the containers the workspace holds the results of
+        self.lost: list[str] = []  # ... that the last rewind could not bring back: they must run again
 
     @property
     def path(self) -> Path:
@@ -43,14 +46,27 @@ class PodWorkspace:
     def restore(self) -> list[str]:
         """Names of the containers the newest valid checkpoint covers (they are not run again)."""
         snap, self.restored_from = self.workspace.restore()
-        return list(snap.steps) if snap else []
+        self.done = list(snap.steps) if snap else []
+        return self.done
 
     def checkpoint(self, done: list[str]) -> None:
+        self.done = done
         self.workspace.checkpoint(done, False)
 
-    def rewind(self) -> None:
-        """Before a container restarts: its failed attempt's leftovers go, the last checkpoint comes back."""
-        self.workspace.restore()
+    def rewind(self) -> bool:
+        """Before a container restarts: its failed attempt's leftovers go, the last checkpoint comes back.
+
+        False when the newest valid checkpoint is older than the containers done so far (no L2, a damaged or
+        failed copy, and the failed attempt changed their files): those are in `lost` and must run again
+        before the container restarts, or it would run on a workspace they never made.
+        """
+        snap, _ = self.workspace.restore()
+        covered = list(snap.steps) if snap else []
+        self.lost = [name for name in self.done if name not in covered]
+        self.done = covered
+        if self.lost:
+            self.log(f"no valid checkpoint holds the results of {', '.join(self.lost)}: they run again")
+        return not self.lost
 
     def finish(self, succeeded: bool) -> None:
         """The RAM copy goes; the node-local copies stay only for a pod that failed and may resume."""

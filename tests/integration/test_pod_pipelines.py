@@ -132,6 +132,36 @@ spec:
     assert not (cli.home / "scratch" / "checkpoints" / uid).exists(), "a finished pod's checkpoints go"
 
 
+def test_a_restart_whose_checkpoint_is_lost_runs_the_earlier_containers_again(cli: Cli, tmp_path: Path) -> None:
+    """No L2 (annotation), and the failed attempt rewrote `gen`'s file in place, so no valid checkpoint holds
+    `gen`'s results: `gen` runs again before `flaky` restarts, instead of `flaky` running on an empty
+    workspace (or on the failed attempt's leftovers, as Kubernetes would)."""
+    gate, tally = tmp_path / "gate", tmp_path / "tally"
+    cli.apply(f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: replay, annotations: {{podline.io/checkpoint-node-local-every: "0"}}}}
+spec:
+  restartPolicy: OnFailure
+  volumes: [{{name: ws, emptyDir: {{}}}}]
+  initContainers:
+  - {{name: gen, image: busybox, command: [sh, -c, 'echo run >> {tally}; seq 1 3 > /ws/nums'],
+     volumeMounts: [{{name: ws, mountPath: /ws}}]}}
+  - name: flaky
+    image: busybox
+    command: [sh, -c, 'echo partial >> /ws/nums; if [ ! -e {gate} ]; then touch {gate}; exit 1; fi; wc -l < /ws/nums']
+    volumeMounts: [{{name: ws, mountPath: /ws}}]
+  containers:
+  - {{name: main, image: busybox, command: [cat, /ws/nums], volumeMounts: [{{name: ws, mountPath: /ws}}]}}
+""")
+    assert cli.wait("pod/replay", "phase=Succeeded", timeout=60).returncode == 0
+    assert cli("logs", "replay", "-c", "main").stdout == "1\n2\n3\npartial\n"
+    assert tally.read_text() == "run\nrun\n"
+    status = cli.json("pod", "replay")["status"]
+    assert [s["restartCount"] for s in status["initContainerStatuses"]] == [1, 1]
+    assert "L2" not in status["checkpoints"]
+
+
 def test_with_shared_checkpoints_a_pod_resumes_where_the_node_local_copy_is_gone(cli: Cli, tmp_path: Path) -> None:
     """`podline.io/checkpoint-shared-every: "1"` adds L3 on the shared directory: the failed pod wipes its
     node's scratch (as if the retry ran on another node) and the next pod still skips `gen`."""
