@@ -118,24 +118,18 @@ def _wait(ctx: Ctx, obj: Obj, indexes: list[int], waiting: PlanWaiting) -> None:
     ctx.wake_at(ctx.now + RELAUNCH_AFTER)
 
 
-def _missing_dataset(ctx: Ctx, obj: Obj) -> PlanWaiting | None:
-    """A Dataset an input names that does not exist (yet): no shard starts, nor holds capacity, until it does."""
-    for item in obj.manifest["spec"].get("inputs", []):
-        name = item.get("dataset")
-        if name and ctx.lookup("Dataset", obj.namespace, name) is None:
-            return PlanWaiting("DatasetNotFound", f'dataset "{name}" not found')
-    return None
-
-
 def _start_shards(ctx: Ctx, obj: Obj, backend: Backend) -> None:
     """Shards without an attempt (first run, or retry after back-off) get one, within local capacity."""
     shards = obj.internal["shards"]
     request: dict[str, int] | None = None  # computed once, and only if a shard is to start here
     idle = [i for i in range(obj.manifest["spec"].get("shards", 1))
             if not shards[str(i)].get("final") and not shards[str(i)].get("attempt")]
-    if idle and (missing := _missing_dataset(ctx, obj)) is not None:
-        _wait(ctx, obj, idle, missing)
-        return
+    if idle:
+        try:  # a Dataset, ConfigMap or Secret it names is missing: no shard starts, nor holds capacity, yet
+            _plan(ctx, obj, backend)
+        except PlanWaiting as waiting:
+            _wait(ctx, obj, idle, waiting)
+            return
     todo = []
     for i in range(obj.manifest["spec"].get("shards", 1)):
         rec = shards[str(i)]

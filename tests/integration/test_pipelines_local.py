@@ -271,3 +271,26 @@ def test_independent_steps_run_at_the_same_time(cli: Cli, tmp_path: Path) -> Non
     steps = steps_of(cli, "diamond")
     assert steps["b"]["startedAt"] < steps["c"]["finishedAt"] and steps["c"]["startedAt"] < steps["b"]["finishedAt"]
     assert steps["d"]["startedAt"] >= max(steps["b"]["finishedAt"], steps["c"]["finishedAt"])
+
+
+def test_a_pipeline_waiting_for_a_config_map_holds_no_capacity(cli: Cli, tmp_path: Path) -> None:
+    """`blocked` would take the whole machine but names a ConfigMap not there yet: it waits without holding
+    the cores, so `free` runs meanwhile; then the ConfigMap comes and `blocked` runs too."""
+    cli.env["PODLINE_CPU_MILLIS"] = "1000"
+    cli("up")
+    env = "env: [{name: WORD, valueFrom: {configMapKeyRef: {name: later, key: word}}}]"
+    cli.apply(pipeline("blocked", tmp_path / "blocked", f"""
+  - {{name: say, image: busybox, command: [sh, -c, 'mkdir result; echo $WORD > result/w'],
+     resources: {{requests: {{cpu: "1"}}}}, {env}}}
+"""))
+    wait_for(lambda: cli.json("pipeline", "blocked")["status"].get("shards", [{}])[0].get("reason")
+             == "CreateContainerConfigError")
+    cli.apply(pipeline("free", tmp_path / "free", """
+  - {name: say, image: busybox, command: [sh, -c, 'mkdir result; echo free > result/w'],
+     resources: {requests: {cpu: "1"}}}
+"""))
+    assert cli.wait("pipeline/free", "phase=Succeeded", timeout=60).returncode == 0
+    assert cli.json("pipeline", "blocked")["status"]["phase"] == "Pending"
+    cli.apply("{apiVersion: v1, kind: ConfigMap, metadata: {name: later}, data: {word: hello}}")
+    assert cli.wait("pipeline/blocked", "phase=Succeeded", timeout=60).returncode == 0
+    assert (tmp_path / "blocked" / "w").read_text() == "hello\n"
