@@ -7,6 +7,8 @@ index (SQLite, shared by the runners of the node) maps a source file's path, siz
 hash: the same quick check rsync makes. A cached copy is verified while it is copied into the workspace; a
 damaged one is dropped and the file fetched again.
 
+The cache itself, and how it is kept from filling the disk, is `runtime.dataset_cache`.
+
 Selection: every regular file below `source` (symlinked files followed, symlinked directories not), filtered
 by `include`/`exclude` (see `api.dataset`), sorted by relative path. `shardBy: files` gives shard k the files
 k, k+N, k+2N, … of that list: disjoint, together complete, and the same for every attempt of a shard while
@@ -19,11 +21,9 @@ files are fetched by several threads at once, since each one is mostly waiting o
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import fnmatch
 import mmap
 import os
-import sqlite3
 import stat
 import threading
 import time
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from podline.runtime.copying import copy_hashing, direct_buffer
+from podline.runtime.dataset_cache import Cache
 
 FETCH_THREADS = 8
 FETCH_TRIES = 3
@@ -115,44 +116,6 @@ def shard_slice(files: list[SourceFile], shard: int, shards: int, shard_by: str)
     return files[shard::shards] if shard_by == "files" and shards > 1 else files
 
 
-# --- the node-local cache ---------------------------------------------------------------------------------
-class Cache:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        (root / "objects").mkdir(parents=True, exist_ok=True)
-        with open(root / "index.lock", "a") as lock:  # the tasks of an array may all open a new index at once:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # switching it to WAL does not wait for a busy database
-            self.db = sqlite3.connect(root / "index.db", timeout=60, isolation_level=None,
-                                      check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime INTEGER,"
-                            " hash TEXT)")
-
-    def known(self, files: list[SourceFile]) -> dict[str, str]:
-        """path -> content hash for the files whose size and mtime are as indexed."""
-        out: dict[str, str] = {}
-        want = {f.path: (f.size, f.mtime) for f in files}
-        paths = list(want)
-        for start in range(0, len(paths), 500):
-            batch = paths[start:start + 500]
-            rows = self.db.execute(f"SELECT path, size, mtime, hash FROM files WHERE path IN "
-                                   f"({','.join('?' * len(batch))})", batch)
-            out.update({p: h for p, size, mtime, h in rows if want[p] == (size, mtime)})
-        return out
-
-    def remember(self, entries: list[tuple[SourceFile, str]]) -> None:
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
-                                [(f.path, f.size, f.mtime, h) for f, h in entries])
-
-    def object(self, digest: str) -> Path:
-        return self.root / "objects" / digest[:2] / digest
-
-    def close(self) -> None:
-        self.db.close()
-
-
 # --- staging -------------------------------------------------------------------------------------------
 def stage_dataset(spec: dict[str, Any], target: Path, shard: int, shards: int, cache_root: Path) -> Staged:
     """Copy this shard's slice of the dataset to `target` (a directory in the workspace)."""
@@ -161,9 +124,10 @@ def stage_dataset(spec: dict[str, Any], target: Path, shard: int, shards: int, c
     target.mkdir(parents=True, exist_ok=True)  # a shard whose slice is empty still finds its input directory
     for parent in sorted({os.path.dirname(f.rel) for f in files}):
         (target / parent).mkdir(parents=True, exist_ok=True)
+    began = time.time()
     cache = Cache(cache_root)
     try:
-        known = cache.known(files)
+        known = cache.known({f.path: (f.size, f.mtime) for f in files})
         local = threading.local()
 
         def one(item: SourceFile) -> tuple[SourceFile, str | None, bool]:
@@ -179,7 +143,9 @@ def stage_dataset(spec: dict[str, Any], target: Path, shard: int, shards: int, c
         with ThreadPoolExecutor(FETCH_THREADS) as pool:
             done += pool.map(one, [f for f in files if f.path not in known and f.size <= BIG_FILE])
         done += [one(f) for f in files if f.path not in known and f.size > BIG_FILE]
-        cache.remember([(f, digest) for f, digest, reused in done if digest is not None and not reused])
+        cache.remember([(f.path, f.size, f.mtime, digest) for f, digest, reused in done if digest and not reused],
+                       {digest: f.size for f, digest, _ in done if digest is not None}, began)
+        cache.collect(began)
         staged = Staged()
         for item, _, reused in done:
             if reused:
