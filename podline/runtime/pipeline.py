@@ -48,7 +48,8 @@ class PipelineRunner:
         self.shards = int(plan["shards"])
         self.shard_dir = Path(plan["shardDir"].replace("{shard}", str(self.shard)))  # logs/, across attempts
         self.pod = {**plan["pod"], "name": f"{plan['pod']['name']}-{self.shard}"}
-        self.workspace = Workspace(plan, self.shard, self._log, on_saved=self._wake)
+        self.stopping = threading.Event()
+        self.workspace = Workspace(plan, self.shard, self._log, on_saved=self._wake, stopping=self.stopping)
         shm = shm_root() / f"podline-{plan['pod']['uid']}-{self.shard}.shm"
         self.engine = Engine(plan, self.pod, {"workspace": self.workspace.path}, self.shard_dir, shm)
         self.specs = {s["name"]: s for s in plan["steps"]}
@@ -60,7 +61,6 @@ class PipelineRunner:
         self.cores = allocation_cores()
         retries = plan["retries"]  # per shard: what earlier attempts left of backoffLimit
         self.retries_left = int(retries.get(str(self.shard), 0) if isinstance(retries, dict) else retries)
-        self.stopping = threading.Event()
         self.changed = threading.Event()
         self.stop_reason: tuple[str, str] | None = None
         self.phase = "Pending"
@@ -183,8 +183,7 @@ class PipelineRunner:
             terminate_all(list(self.running.values()), float(self.plan["terminationGracePeriodSeconds"]))
             self.engine.remove_shm()
         ok = len(self.done) == len(self.order) and not self.stopping.is_set()
-        grace = float(self.plan["terminationGracePeriodSeconds"])  # told to stop: a bounded wait for L2
-        self.workspace.settle_copies(None if ok or self.stop_reason is None else grace)
+        self.workspace.settle_copies()  # told to stop: bounded by the grace period
         self.status["timings"]["compute"] = round(time.monotonic() - began, 3)
         if self.workspace.waited:
             self.status["timings"]["checkpointWait"] = round(self.workspace.waited, 3)

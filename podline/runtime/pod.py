@@ -52,7 +52,7 @@ class PodRunner:
         self.engine = Engine(plan, self.pod, self.volumes.paths, rundir, self.volumes.memory_root / "_shm")
         self.inits = [self._worker(c, True) for c in plan["initContainers"]]
         self.mains = [self._worker(c, False) for c in plan["containers"]]
-        self.workspace = PodWorkspace(plan, index, self._log) if plan.get("workspace") else None
+        self.workspace = PodWorkspace(plan, index, self._log, self.stopping) if plan.get("workspace") else None
         for worker in self.inits + self.mains if self.workspace else []:
             worker.before_restart = self.workspace.rewind
         self.start_time = rfc3339()

@@ -28,6 +28,7 @@ from podline.runtime.files import tree_size
 from podline.runtime.staging import Staged, stage_dataset
 from podline.runtime.volumes import shm_root
 
+SETTLE_SLICE = 0.25  # seconds: how soon a wait for a background copy notices a stop request
 TICK_NS = 50_000_000  # coarser than any kernel's file timestamp clock (jiffies: 1-10 ms)
 
 
@@ -41,10 +42,11 @@ def scratch_root(plan: dict[str, Any]) -> Path:
 class Workspace:
     def __init__(self, plan: dict[str, Any], shard: int, log: Callable[[str], None], *,
                  name: str = "", directory: str = "ws", on_saved: Callable[[], None] | None = None,
-                 background_l2: bool = True) -> None:
+                 background_l2: bool = True, stopping: threading.Event | None = None) -> None:
         """`name` (default podline-<uid>-<shard>) and `directory` place a pod's emptyDir where its other
         volumes live (podline-<uid>/<volume>); `on_saved` is called (from the copier's thread) when a
-        background L2 copy is complete; `background_l2` False makes every L2 copy before returning."""
+        background L2 copy is complete; `background_l2` False makes every L2 copy before returning;
+        `stopping` set (the runner got SIGTERM) bounds waits for background copies by the grace period."""
         uid = plan["pod"]["uid"]
         key = name or f"podline-{uid}-{shard}"
         scratch = scratch_root(plan)
@@ -68,6 +70,8 @@ class Workspace:
         self.copier = BackgroundCopier(self.path, self.levels["L2"], log, self._l2_saved)
         self.hashes: dict[str, tuple[tuple[int, int, int], str, int]] = {}  # rel -> (identity, hash, hashed at)
         self.waited = 0.0  # seconds spent waiting for background copies
+        self.stopping = stopping
+        self.grace = float(plan.get("terminationGracePeriodSeconds", 30))
 
     # --- resume -------------------------------------------------------------------------------------
     def restore(self) -> tuple[ck.Snapshot | None, str | None]:
@@ -166,12 +170,23 @@ class Workspace:
 
     def settle_copies(self, timeout: float | None = None) -> bool:
         """Wait for the background L2 copies (a restore or a failed shard needs the newest one on disk);
-        past `timeout` they are abandoned. True when nothing was abandoned."""
+        past `timeout`, or the grace period once the runner is told to stop, they are abandoned. True when
+        nothing was abandoned."""
         if self.copier.idle():
             return True
         began = time.monotonic()
-        done = self.copier.drain(timeout)
+        limit = None if timeout is None else began + timeout
+        done = False
+        while not done:
+            now = time.monotonic()
+            if self.stopping is not None and self.stopping.is_set():
+                limit = min(limit or now + self.grace, now + self.grace)
+            if limit is not None and now >= limit:
+                break
+            # Slices only while told nothing: a stop request must be noticed (the copier cannot see it).
+            done = self.copier.drain(SETTLE_SLICE if limit is None else min(SETTLE_SLICE, limit - now))
         if not done:
+            self.log("background L2 copy abandoned: the previous copy stays the newest")
             self.copier.stop()
         self.waited += time.monotonic() - began
         return done

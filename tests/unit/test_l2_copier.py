@@ -183,3 +183,40 @@ def test_a_file_appended_to_during_the_copy_still_gives_the_checkpoint(
     assert ws.settle_copies(10) and not logs, logs
     copy_dir, snap = ck.newest(ws.levels["L2"])
     assert snap.seq == 1 and (copy_dir / "data" / "log").read_bytes() == content
+
+
+
+
+def test_a_wait_for_a_copy_ends_at_the_grace_period_once_told_to_stop(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A successful shard waits for its last copy without a timeout; SIGTERM meanwhile (the runner's
+    `stopping`) bounds that wait by the grace period (1 s here), and the copy is abandoned, leaving nothing."""
+    logs: list[str] = []
+    stopping = threading.Event()
+    plan = {"pod": {"uid": "u1"}, "dirs": {"scratch": str(tmp_path / "scratch"), "shared": ""},
+            "workspace": {"medium": "Disk", "sizeLimit": None}, "checkpoint": {"nodeLocalEvery": 1, "sharedEvery": 0},
+            "terminationGracePeriodSeconds": 1}
+    ws = Workspace(plan, 0, logs.append, stopping=stopping)
+    ws.restore()
+    (ws.path / "data").write_bytes(b"x" * 1000)
+    real, in_copy = ck._copy_hashing, threading.Event()
+
+    def endless(src: Path, dst: Path, sync: bool, stop: threading.Event | None = None, buffer: Any = None,
+                limit: int | None = None) -> str:
+        in_copy.set()
+        assert stop is not None and stop.wait(30)  # a copy that ends only when the copier is stopped
+        return real(src, dst, sync, stop, buffer, limit)
+
+    monkeypatch.setattr(ck, "_copy_hashing", endless)
+    ws.checkpoint(["one"], False)
+    assert in_copy.wait(10)
+    settled: list[bool] = []
+    waiter = threading.Thread(target=lambda: settled.append(ws.settle_copies()))
+    waiter.start()
+    waiter.join(1.5)
+    assert waiter.is_alive(), "not told to stop: it waits for the copy, past the grace period"
+    stopping.set()
+    waiter.join(5)
+    assert not waiter.is_alive() and settled == [False]
+    assert ck.newest(ws.levels["L2"]) is None, "the abandoned copy left nothing"
+    assert any("abandoned" in line for line in logs)
