@@ -79,9 +79,7 @@ def copy_hashing(src: Path, targets: list[tuple[Path, bool]], sync: bool = False
             while offset < size and (count := os.readv(fin, [view[:min(len(view), size - offset)]])):
                 if stop is not None and stop.is_set():
                     raise Stopped(str(src))
-                digest.update(view[:count])
-                for fout in outs:
-                    _write_all(fout, view, count)
+                _hash_and_write(view, count, digest, outs)
                 offset += count
         if sync:
             for fout in outs:
@@ -132,15 +130,19 @@ def _copy_overlapped(fin: int, size: int, outs: list[int], digest: Any, stop: th
             if stop is not None and stop.is_set():
                 raise Stopped("copy stopped")
             with memoryview(buf) as view:
-                digest.update(view[:got])
-                for fout in outs:
-                    _write_all(fout, view, got)
+                _hash_and_write(view, got, digest, outs)
             free.put(buf)
     finally:
         free.put(None)  # the reader, if still reading, ends at its next buffer
         reader.join()
         for buf in buffers:
             buf.close()
+
+
+def _hash_and_write(view: memoryview, count: int, digest: Any, outs: list[int]) -> None:
+    digest.update(view[:count])
+    for fout in outs:
+        _write_all(fout, view, count)
 
 
 def _copy_small(fin: int, size: int, targets: list[tuple[Path, bool]], sync: bool, keep_stat: bool,

@@ -215,8 +215,9 @@ class Workspace:
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, target)
-            staged.filesCopied += 1 if target.is_file() else sum(1 for f in target.rglob("*") if f.is_file())
-            staged.bytesCopied += _size(target)
+            files = [target] if target.is_file() else [f for f in target.rglob("*") if f.is_file()]
+            staged.filesCopied += len(files)
+            staged.bytesCopied += sum(f.stat().st_size for f in files)
         return staged
 
     def stage_out(self, outputs: list[dict[str, Any]], shard: int, shards: int) -> int:
@@ -237,7 +238,7 @@ class Workspace:
             if dest.is_dir() and not dest.is_symlink():
                 shutil.rmtree(dest)
             os.replace(tmp, dest)
-            copied += _size(dest)
+            copied += _size(source)  # the same bytes, counted where a stat is not a round trip
         return copied
 
     def release(self) -> None:
