@@ -241,7 +241,9 @@ class PipelineRunner:
         checkpoint_due, retry_due, major = False, False, False
         while not self.stopping.is_set():
             if not self.running and (checkpoint_due or retry_due):
-                if checkpoint_due:
+                # A step that failed while others ran left its leftovers among their results: no checkpoint of
+                # that mix; the rewind goes back to the last one, and what finished since runs again.
+                if checkpoint_due and not retry_due:
                     self._checkpoint(major)
                 if retry_due:
                     self._rewind()

@@ -294,3 +294,29 @@ def test_a_pipeline_waiting_for_a_config_map_holds_no_capacity(cli: Cli, tmp_pat
     cli.apply("{apiVersion: v1, kind: ConfigMap, metadata: {name: later}, data: {word: hello}}")
     assert cli.wait("pipeline/blocked", "phase=Succeeded", timeout=60).returncode == 0
     assert (tmp_path / "blocked" / "w").read_text() == "hello\n"
+
+
+def test_a_step_failing_beside_another_is_retried_without_its_leftovers(cli: Cli, tmp_path: Path) -> None:
+    """`flaky` fails once, after appending to `a` and writing `junk`, while `slow` (its sibling) still runs.
+    The workspace then holds `slow`'s result and `flaky`'s leftovers together: it is not checkpointed; the
+    retry starts from the checkpoint after `a`, and `slow` runs again. The result is an uninterrupted run's."""
+    started, marker = tmp_path / "flaky-started", tmp_path / "flaky-failed"
+    once = f"touch {marker}; echo partial >> a; echo junk > junk; exit 1"
+    out = tmp_path / "out"
+    cli.apply(pipeline("siblings", out, f"""  - name: a
+    command: [sh, -c, 'echo a > a']
+  - name: slow
+    dependsOn: [a]
+    command: [sh, -c, 'until [ -e {started} ]; do sleep 0.02; done; sleep 1; echo s > s']
+  - name: flaky
+    dependsOn: [a]
+    command: [sh, -c, 'touch {started}; if [ ! -e {marker} ]; then {once}; fi; echo f > f']
+  - name: join
+    dependsOn: [slow, flaky]
+    command: [sh, -c, 'mkdir -p result && ls > result/files && cat a s f > result/all']
+""", "  restartPolicy: OnFailure\n  backoffLimit: 2\n"))
+    assert cli.wait("pipeline/siblings", "phase=Succeeded").returncode == 0
+    assert (out / "files").read_text() == "a\nf\nresult\ns\n"
+    assert (out / "all").read_text() == "a\ns\nf\n"
+    steps = steps_of(cli, "siblings")
+    assert [steps[n]["attempts"] for n in ("a", "slow", "flaky", "join")] == [1, 2, 2, 1]
