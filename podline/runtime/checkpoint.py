@@ -22,12 +22,15 @@ import mmap
 import os
 import shutil
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from podline.runtime.copying import CHUNK, DIRECT_CHUNK, Stopped, copy_hashing, direct_buffer, hash_file
 from podline.runtime.files import read_json, write_json_atomic
+
+CLOCK_REALTIME_COARSE = 5  # Linux's clockid for the clock file times come from (not in Python's `time`)
 
 __all__ = ["CHUNK", "DIRECT_CHUNK", "Corrupt", "Snapshot", "Stopped", "Torn", "hash_file", "newest", "restore_copy",
            "save_copy", "take_l1"]
@@ -82,8 +85,28 @@ def scan(root: Path) -> tuple[dict[str, dict[str, Any]], list[str], dict[str, st
 
 
 def take_l1(workspace: Path, seq: int, steps: list[str]) -> Snapshot:
+    """The workspace's manifest now (nothing runs in it while this is taken)."""
     files, dirs, links = scan(workspace)
+    _unrace(workspace, files)
     return Snapshot(seq, steps, files, dirs, links)
+
+
+def _unrace(workspace: Path, files: dict[str, dict[str, Any]]) -> None:
+    """Make a later same-size rewrite of a file visible to the (size, mtime, inode) check.
+
+    The kernel stamps file times from a coarse clock (ticks of 1-10 ms): a file the step wrote during the
+    current tick has exactly that tick's time, and would keep it if the next step rewrote it within the same
+    tick; a rewind would then trust the damaged file ("racy git"). Such files get their mtime set 1 ns back,
+    below any time a later write can get (their order among the workspace's other files does not change:
+    those are at least a tick older). A time past the tick's start is a fine-grained one: kernels with
+    multigrain timestamps (6.13 on) give a file stat'ed since its last change a distinct time by themselves."""
+    tick = time.clock_gettime_ns(CLOCK_REALTIME_COARSE)
+    for rel, rec in files.items():
+        if rec["mtime"] == tick:
+            path = workspace / rel
+            with contextlib.suppress(OSError):  # cannot: this one file stays racy, as before
+                os.utime(path, ns=(os.stat(path).st_atime_ns, tick - 1))
+                rec["mtime"] = os.stat(path).st_mtime_ns
 
 
 def l1_matches(workspace: Path, snap: Snapshot) -> bool:

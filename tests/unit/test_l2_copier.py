@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +221,31 @@ def test_a_wait_for_a_copy_ends_at_the_grace_period_once_told_to_stop(tmp_path: 
     assert not waiter.is_alive() and settled == [False]
     assert ck.newest(ws.levels["L2"]) is None, "the abandoned copy left nothing"
     assert any("abandoned" in line for line in logs)
+
+
+
+
+def test_a_same_size_rewrite_within_the_clock_tick_is_not_trusted(tmp_path: Path) -> None:
+    """A file stamped with the current tick of the coarse clock file times come from (a kernel without
+    multigrain timestamps, this machine's has them: the stamps are set by hand) is moved 1 ns back by the
+    checkpoint, so the next step's same-size rewrite within that tick, stamped with the same tick, differs."""
+    coarse = 5  # CLOCK_REALTIME_COARSE
+    ws = workspace(tmp_path, [])
+    data, other = ws.path / "data", ws.path / "other"
+    data.write_bytes(b"a" * 100)
+    other.write_bytes(b"o")
+    old = time.time_ns() - 10**9
+    os.utime(other, ns=(old, old))
+    for _ in range(1000):  # until the checkpoint fits in one tick (a few ms)
+        tick = time.clock_gettime_ns(coarse)
+        os.utime(data, ns=(tick, tick))
+        ws.checkpoint(["one"], False)
+        if time.clock_gettime_ns(coarse) == tick:
+            break
+    else:
+        pytest.fail("no checkpoint within one clock tick in 1000 tries")
+    assert data.stat().st_mtime_ns == tick - 1 and other.stat().st_mtime_ns == old
+    data.write_bytes(b"b" * 100)  # the next step's rewrite, stamped as a coarse kernel would
+    os.utime(data, ns=(tick, tick))
+    l1 = ck.read_l1(ws.l1_path)
+    assert l1 is not None and not ck.l1_matches(ws.path, l1)
