@@ -104,43 +104,13 @@ def test_killed_runner_next_pod_resumes_from_the_ram_workspace(cli: Cli, tmp_pat
     assert retried["status"]["restoredFrom"] == "L1"  # same node, RAM copy intact: nothing copied back
 
 
-def test_a_restarted_container_starts_from_the_last_checkpoint(cli: Cli, tmp_path: Path) -> None:
-    gate = tmp_path / "gate"
-    cli.apply(f"""
+def flaky_pod(name: str, gate: Path, tally: Path, annotations: str = "{}") -> str:
+    """`gen` writes 1..3 (counting its runs in `tally`); `flaky` appends to that file in place, then fails
+    once (until `gate` exists); `main` prints the file."""
+    return f"""
 apiVersion: v1
 kind: Pod
-metadata: {{name: rewind}}
-spec:
-  restartPolicy: OnFailure
-  volumes: [{{name: ws, emptyDir: {{}}}}]
-  initContainers:
-  - {{name: gen, image: busybox, command: [sh, -c, 'seq 1 3 > /ws/nums'], volumeMounts: [{{name: ws, mountPath: /ws}}]}}
-  - name: flaky
-    image: busybox
-    command: [sh, -c, 'echo partial >> /ws/nums; if [ ! -e {gate} ]; then touch {gate}; exit 1; fi; wc -l < /ws/nums']
-    volumeMounts: [{{name: ws, mountPath: /ws}}]
-  containers:
-  - {{name: main, image: busybox, command: [cat, /ws/nums], volumeMounts: [{{name: ws, mountPath: /ws}}]}}
-""")
-    assert cli.wait("pod/rewind", "phase=Succeeded", timeout=60).returncode == 0
-    # Kubernetes would keep the failed attempt's line; the engine rewound to the checkpoint after `gen`.
-    assert cli("logs", "rewind", "-c", "main").stdout == "1\n2\n3\npartial\n"
-    status = cli.json("pod", "rewind")["status"]
-    assert status["initContainerStatuses"][1]["restartCount"] == 1
-    assert status["checkpoints"]["L2"]["seq"] == 2
-    uid = cli.json("pod", "rewind")["metadata"]["uid"]
-    assert not (cli.home / "scratch" / "checkpoints" / uid).exists(), "a finished pod's checkpoints go"
-
-
-def test_a_restart_whose_checkpoint_is_lost_runs_the_earlier_containers_again(cli: Cli, tmp_path: Path) -> None:
-    """No L2 (annotation), and the failed attempt rewrote `gen`'s file in place, so no valid checkpoint holds
-    `gen`'s results: `gen` runs again before `flaky` restarts, instead of `flaky` running on an empty
-    workspace (or on the failed attempt's leftovers, as Kubernetes would)."""
-    gate, tally = tmp_path / "gate", tmp_path / "tally"
-    cli.apply(f"""
-apiVersion: v1
-kind: Pod
-metadata: {{name: replay, annotations: {{podline.io/checkpoint-node-local-every: "0"}}}}
+metadata: {{name: {name}, annotations: {annotations}}}
 spec:
   restartPolicy: OnFailure
   volumes: [{{name: ws, emptyDir: {{}}}}]
@@ -153,7 +123,28 @@ spec:
     volumeMounts: [{{name: ws, mountPath: /ws}}]
   containers:
   - {{name: main, image: busybox, command: [cat, /ws/nums], volumeMounts: [{{name: ws, mountPath: /ws}}]}}
-""")
+"""
+
+
+def test_a_restarted_container_starts_from_the_last_checkpoint(cli: Cli, tmp_path: Path) -> None:
+    cli.apply(flaky_pod("rewind", tmp_path / "gate", tmp_path / "tally"))
+    assert cli.wait("pod/rewind", "phase=Succeeded", timeout=60).returncode == 0
+    # Kubernetes would keep the failed attempt's line; the engine rewound to the checkpoint after `gen`.
+    assert cli("logs", "rewind", "-c", "main").stdout == "1\n2\n3\npartial\n"
+    assert (tmp_path / "tally").read_text() == "run\n"
+    status = cli.json("pod", "rewind")["status"]
+    assert status["initContainerStatuses"][1]["restartCount"] == 1
+    assert status["checkpoints"]["L2"]["seq"] == 2
+    uid = cli.json("pod", "rewind")["metadata"]["uid"]
+    assert not (cli.home / "scratch" / "checkpoints" / uid).exists(), "a finished pod's checkpoints go"
+
+
+def test_a_restart_whose_checkpoint_is_lost_runs_the_earlier_containers_again(cli: Cli, tmp_path: Path) -> None:
+    """No L2 (annotation), and the failed attempt rewrote `gen`'s file in place, so no valid checkpoint holds
+    `gen`'s results: `gen` runs again before `flaky` restarts, instead of `flaky` running on an empty
+    workspace (or on the failed attempt's leftovers, as Kubernetes would)."""
+    tally = tmp_path / "tally"
+    cli.apply(flaky_pod("replay", tmp_path / "gate", tally, '{podline.io/checkpoint-node-local-every: "0"}'))
     assert cli.wait("pod/replay", "phase=Succeeded", timeout=60).returncode == 0
     assert cli("logs", "replay", "-c", "main").stdout == "1\n2\n3\npartial\n"
     assert tally.read_text() == "run\nrun\n"
