@@ -21,6 +21,7 @@ import contextlib
 import mmap
 import os
 import shutil
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from typing import Any
 from podline.runtime.copying import CHUNK, DIRECT_CHUNK, Stopped, copy_hashing, direct_buffer, hash_file
 from podline.runtime.files import read_json, write_json_atomic
 
+Sources = dict[str, tuple[str, Path]]  # workspace file -> (hash, a file elsewhere with exactly those bytes)
 CLOCK_REALTIME_COARSE = 5  # Linux's clockid for the clock file times come from (not in Python's `time`)
 
 __all__ = ["CHUNK", "DIRECT_CHUNK", "Corrupt", "Snapshot", "Stopped", "Torn", "hash_file", "newest", "restore_copy",
@@ -50,7 +52,7 @@ class Snapshot:
 
     seq: int
     steps: list[str]
-    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # rel -> {size, mtime, ino[, hash]}
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # rel -> {size, mtime, ino, mode[, hash]}
     dirs: list[str] = field(default_factory=list)
     links: dict[str, str] = field(default_factory=dict)
 
@@ -80,7 +82,8 @@ def scan(root: Path) -> tuple[dict[str, dict[str, Any]], list[str], dict[str, st
                     stack.append(rel)
                 elif entry.is_file():
                     st = entry.stat()
-                    files[rel] = {"size": st.st_size, "mtime": st.st_mtime_ns, "ino": st.st_ino}
+                    files[rel] = {"size": st.st_size, "mtime": st.st_mtime_ns, "ino": st.st_ino,
+                                  "mode": stat.S_IMODE(st.st_mode)}
     return files, sorted(dirs), links
 
 
@@ -152,19 +155,22 @@ def newest(level_root: Path) -> tuple[Path, Snapshot] | None:
 
 
 def save_copy(workspace: Path, level_root: Path, snap: Snapshot, durable: bool,
-              expected: dict[str, str] | None = None, stop: threading.Event | None = None) -> int:
+              expected: dict[str, str] | None = None, stop: threading.Event | None = None,
+              sources: Sources | None = None) -> int:
     """Copy the workspace as checkpoint `snap.seq` at this level; return the bytes actually written.
 
     `durable` (L3 on shared storage) fsyncs each copied file and the manifest before the rename.
     `expected` (file -> hash at the checkpoint) makes a file that no longer hashes the same raise `Torn`;
-    `stop` abandons the copy (`Stopped`). Either way nothing is renamed into place.
+    `stop` abandons the copy (`Stopped`). Either way nothing is renamed into place. `sources` (file ->
+    hash and a file elsewhere holding exactly those bytes, never modified: a dataset cache object) are hard
+    links to those when the file's hash at the checkpoint is that one and the link can be made.
     """
     level_root.mkdir(parents=True, exist_ok=True)
     previous = newest(level_root)
     tmp = level_root / f".tmp-{snap.seq}-{os.getpid()}-{threading.get_ident()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        files, written = _fill(workspace, tmp / "data", snap, previous, durable, expected, stop)
+        files, written = _fill(workspace, tmp / "data", snap, previous, durable, expected, stop, sources or {})
         doc = Snapshot(snap.seq, snap.steps, files, snap.dirs, snap.links).to_json()
         write_json_atomic(tmp / "manifest.json", doc)
         if durable:
@@ -185,8 +191,10 @@ def save_copy(workspace: Path, level_root: Path, snap: Snapshot, durable: bool,
 
 
 def _fill(workspace: Path, data: Path, snap: Snapshot, previous: tuple[Path, Snapshot] | None, durable: bool,
-          expected: dict[str, str] | None, stop: threading.Event | None) -> tuple[dict[str, Any], int]:
-    """The copy's data directory; files unchanged since the previous copy are hard links to it."""
+          expected: dict[str, str] | None, stop: threading.Event | None,
+          sources: Sources) -> tuple[dict[str, Any], int]:
+    """The copy's data directory; files unchanged since the previous copy are hard links to it, and so are
+    files whose bytes a source holds."""
     data.mkdir(parents=True)
     for rel in snap.dirs:
         (data / rel).mkdir(parents=True, exist_ok=True)
@@ -202,6 +210,10 @@ def _fill(workspace: Path, data: Path, snap: Snapshot, previous: tuple[Path, Sna
                 same_file = old.get("hash") == expected.get(rel)  # type: ignore[union-attr]
             if same_file and previous and _link(previous[0] / "data" / rel, data / rel):
                 files[rel] = {**rec, "hash": old["hash"]}  # type: ignore[index]
+                continue
+            source = sources.get(rel)
+            if source and expected and expected.get(rel) == source[0] and _link(source[1], data / rel):
+                files[rel] = {**rec, "hash": source[0]}
                 continue
             limit = rec["size"] if expected is not None else None  # appended to since: copy what it had
             digest = _copy_hashing(workspace / rel, data / rel, durable, stop, buffer, limit)
@@ -255,6 +267,9 @@ def restore_copy(copy_dir: Path, snap: Snapshot, workspace: Path) -> int:
             raise Corrupt(f"{copy_dir}: {rel}: {exc.strerror or exc}") from None
         if got != rec["hash"]:
             raise Corrupt(f"{copy_dir}: {rel}: hash mismatch (expected {rec['hash']}, got {got})")
+        if "mode" in rec:  # as the file was at the checkpoint (a copy linked to a dataset cache object is not)
+            os.chmod(target, rec["mode"])
+            os.utime(target, ns=(rec["mtime"], rec["mtime"]))
         copied += rec["size"]
     for rel, target in snap.links.items():
         os.symlink(target, workspace / rel)

@@ -37,18 +37,19 @@ class BackgroundCopier:
         self.source, self.level_root = source, level_root
         self._log, self._on_saved = log, on_saved
         self._cond = threading.Condition()
-        self._waiting: tuple[ck.Snapshot, dict[str, str]] | None = None
+        self._waiting: tuple[ck.Snapshot, dict[str, str], ck.Sources] | None = None
         self._busy = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.torn = False  # a copy was dropped because a running step changed a file: see Workspace.checkpoint
 
-    def submit(self, snap: ck.Snapshot, expected: dict[str, str]) -> None:
-        """Queue a copy of the workspace as it is at checkpoint `snap` (`expected`: each file's hash now)."""
+    def submit(self, snap: ck.Snapshot, expected: dict[str, str], sources: ck.Sources | None = None) -> None:
+        """Queue a copy of the workspace as it is at checkpoint `snap` (`expected`: each file's hash now;
+        `sources`: see `checkpoint.save_copy`)."""
         with self._cond:
             if self._waiting is not None:
                 self._say(f"L2 copy of seq {self._waiting[0].seq} skipped: seq {snap.seq} is newer")
-            self._waiting = (snap, expected)
+            self._waiting = (snap, expected, sources or {})
             if self._thread is None:
                 self._stop.clear()
                 self._thread = threading.Thread(target=self._run, name="podline-l2", daemon=True)
@@ -74,7 +75,7 @@ class BackgroundCopier:
         if thread is not None:
             thread.join()
 
-    def _next(self) -> tuple[ck.Snapshot, dict[str, str]] | None:
+    def _next(self) -> tuple[ck.Snapshot, dict[str, str], ck.Sources] | None:
         with self._cond:
             self._cond.wait_for(lambda: self._waiting is not None or self._stop.is_set())
             if self._stop.is_set():
@@ -91,10 +92,10 @@ class BackgroundCopier:
                     self._busy = False
                     self._cond.notify_all()
 
-    def _copy(self, snap: ck.Snapshot, expected: dict[str, str]) -> None:
+    def _copy(self, snap: ck.Snapshot, expected: dict[str, str], sources: ck.Sources) -> None:
         began = time.monotonic()
         try:
-            written = ck.save_copy(self.source, self.level_root, snap, False, expected, self._stop)
+            written = ck.save_copy(self.source, self.level_root, snap, False, expected, self._stop, sources)
             self._on_saved(snap, written, time.monotonic() - began)
         except ck.Torn as exc:
             self.torn = True

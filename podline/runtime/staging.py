@@ -117,8 +117,10 @@ def shard_slice(files: list[SourceFile], shard: int, shards: int, shard_by: str)
 
 
 # --- staging -------------------------------------------------------------------------------------------
-def stage_dataset(spec: dict[str, Any], target: Path, shard: int, shards: int, cache_root: Path) -> Staged:
-    """Copy this shard's slice of the dataset to `target` (a directory in the workspace)."""
+def stage_dataset(spec: dict[str, Any], target: Path, shard: int, shards: int, cache_root: Path,
+                  objects: dict[str, tuple[str, Path]] | None = None) -> Staged:
+    """Copy this shard's slice of the dataset to `target` (a directory in the workspace). `objects`, if
+    given, gets each staged file's path -> its content hash and the cache object holding those bytes."""
     files = shard_slice(select(Path(spec["source"]), spec.get("include", []), spec.get("exclude", [])),
                         shard, shards, spec.get("shardBy", "files"))
     target.mkdir(parents=True, exist_ok=True)  # a shard whose slice is empty still finds its input directory
@@ -146,6 +148,9 @@ def stage_dataset(spec: dict[str, Any], target: Path, shard: int, shards: int, c
         cache.remember([(f.path, f.size, f.mtime, digest) for f, digest, reused in done if digest and not reused],
                        {digest: f.size for f, digest, _ in done if digest is not None}, began)
         cache.collect(began)
+        if objects is not None:
+            objects.update({os.path.join(target, f.rel): (digest, cache.object(digest))
+                            for f, digest, _ in done if digest is not None})
         staged = Staged()
         for item, _, reused in done:
             if reused:

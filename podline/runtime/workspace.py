@@ -69,6 +69,8 @@ class Workspace:
         self.background_l2 = background_l2
         self.copier = BackgroundCopier(self.path, self.levels["L2"], log, self._l2_saved)
         self.hashes: dict[str, tuple[tuple[int, int, int], str, int]] = {}  # rel -> (identity, hash, hashed at)
+        # rel -> (identity when staged, hash, the dataset cache object with its bytes): L2 links, not copies
+        self.staged: dict[str, tuple[tuple[int, int, int], str, Path]] = {}
         self.waited = 0.0  # seconds spent waiting for background copies
         self.stopping = stopping
         self.grace = float(plan.get("terminationGracePeriodSeconds", 30))
@@ -123,20 +125,31 @@ class Workspace:
         if not (l2_due or l3_due):
             return
         expected = self._hash_files(snap)
+        sources = self._staged_unchanged(snap)
         if l2_due and self.background_l2 and not self.copier.torn:
-            self.copier.submit(snap, expected)
+            self.copier.submit(snap, expected, sources)
         elif l2_due:  # asked for, or steps here change files in place (a background copy would be torn again)
             self.settle_copies()
-            self._save("L2", snap, expected)
+            self._save("L2", snap, expected, sources)
         if l3_due:
             self._save("L3", snap, expected)
 
-    def _save(self, level: str, snap: ck.Snapshot, expected: dict[str, str]) -> None:
+    def _staged_unchanged(self, snap: ck.Snapshot) -> ck.Sources:
+        """Dataset files as staged (same size, mtime, inode): their L2 copy is a hard link to the node cache's
+        object (same node-local filesystem; a cache collection later only drops the cache's name for it)."""
+        out: ck.Sources = {}
+        for rel, (identity, digest, obj) in self.staged.items():
+            rec = snap.files.get(rel)
+            if rec is not None and (rec["size"], rec["mtime"], rec["ino"]) == identity:
+                out[rel] = (digest, obj)
+        return out
+
+    def _save(self, level: str, snap: ck.Snapshot, expected: dict[str, str], sources: ck.Sources | None = None) -> None:
         """A copy made before the next step starts. A failure costs this copy (logged), not the run: the
         previous copy at that level stays the newest."""
         began = time.monotonic()
         try:
-            written = ck.save_copy(self.path, self.levels[level], snap, level == "L3", expected)
+            written = ck.save_copy(self.path, self.levels[level], snap, level == "L3", expected, None, sources)
         except (OSError, ck.Torn) as exc:
             self.log(f"{level} copy of seq {snap.seq} failed: {exc}; the previous {level} copy stays the newest")
             return
@@ -207,7 +220,9 @@ class Workspace:
         for item in inputs:
             target = self.path / item["path"]
             if item.get("dataset"):
-                staged.add(stage_dataset(item["dataset"], target, self.shard, shards, self.dataset_cache))
+                objects: dict[str, tuple[str, Path]] = {}
+                staged.add(stage_dataset(item["dataset"], target, self.shard, shards, self.dataset_cache, objects))
+                self._remember_staged(objects)
                 continue
             source = Path(item["source"])
             if source.is_dir():
@@ -219,6 +234,16 @@ class Workspace:
             staged.filesCopied += len(files)
             staged.bytesCopied += sum(f.stat().st_size for f in files)
         return staged
+
+    def _remember_staged(self, objects: dict[str, tuple[str, Path]]) -> None:
+        """What staging hashed already (as it copied) need not be hashed again at the first checkpoint."""
+        now = time.time_ns()
+        for path, (digest, obj) in objects.items():
+            st = os.stat(path)
+            rel = os.path.relpath(path, self.path)
+            identity = (st.st_size, st.st_mtime_ns, st.st_ino)
+            self.staged[rel] = (identity, digest, obj)
+            self.hashes[rel] = (identity, digest, now)
 
     def stage_out(self, outputs: list[dict[str, Any]], shard: int, shards: int) -> int:
         """Copy each output to its destination (per shard a subdirectory when there are several shards);
