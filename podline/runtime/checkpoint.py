@@ -258,6 +258,7 @@ def restore_copy(copy_dir: Path, snap: Snapshot, workspace: Path) -> int:
         target = workspace / rel
         have = files.get(rel)
         if have is not None and have["size"] == rec["size"] and hash_file(target) == rec["hash"]:
+            _as_recorded(target, rec)  # the bytes are right; a failed step may have changed mode or time
             continue
         source = copy_dir / "data" / rel
         try:
@@ -267,13 +268,18 @@ def restore_copy(copy_dir: Path, snap: Snapshot, workspace: Path) -> int:
             raise Corrupt(f"{copy_dir}: {rel}: {exc.strerror or exc}") from None
         if got != rec["hash"]:
             raise Corrupt(f"{copy_dir}: {rel}: hash mismatch (expected {rec['hash']}, got {got})")
-        if "mode" in rec:  # as the file was at the checkpoint (a copy linked to a dataset cache object is not)
-            os.chmod(target, rec["mode"])
-            os.utime(target, ns=(rec["mtime"], rec["mtime"]))
+        _as_recorded(target, rec)  # a copy linked to a dataset cache object has the object's mode and time
         copied += rec["size"]
     for rel, target in snap.links.items():
         os.symlink(target, workspace / rel)
     return copied
+
+
+def _as_recorded(target: Path, rec: dict[str, Any]) -> None:
+    """Mode and mtime as the manifest recorded them (manifests from before they held modes: left alone)."""
+    if "mode" in rec:
+        os.chmod(target, rec["mode"])
+        os.utime(target, ns=(rec["mtime"], rec["mtime"]))
 
 
 def write_l1(path: Path, snap: Snapshot) -> None:

@@ -49,6 +49,7 @@ class Cache:
             self.db.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime INTEGER,"
                             " hash TEXT)")
             self.db.execute("CREATE TABLE IF NOT EXISTS objects (hash TEXT PRIMARY KEY, size INTEGER, used REAL)")
+            self.db.execute("CREATE INDEX IF NOT EXISTS files_hash ON files(hash)")  # eviction deletes by hash
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -72,7 +73,8 @@ class Cache:
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", fetched)
-            self.db.executemany("INSERT OR REPLACE INTO objects VALUES (?, ?, ?)",
+            self.db.executemany("INSERT INTO objects VALUES (?, ?, ?) ON CONFLICT(hash) DO UPDATE SET "
+                                "used = max(used, excluded.used)",  # a staging that began earlier ends later
                                 [(digest, size, when) for digest, size in used.items()])
 
     def object(self, digest: str) -> Path:
@@ -90,16 +92,20 @@ class Cache:
         freed = 0
         with self._locked():
             rows = self.db.execute("SELECT hash, size FROM objects WHERE used < ? ORDER BY used", (since,)).fetchall()
+            gone: list[str] = []
             for digest, size in rows:
                 if used - freed <= low * total / 100:
                     break
+                gone.append(digest)
                 with contextlib.suppress(FileNotFoundError):
-                    self.object(digest).unlink()
-                    freed += size
-                with self.db:
-                    self.db.execute("BEGIN IMMEDIATE")
-                    self.db.execute("DELETE FROM objects WHERE hash = ?", (digest,))
-                    self.db.execute("DELETE FROM files WHERE hash = ?", (digest,))
+                    path = self.object(digest)
+                    links = path.stat().st_nlink  # an L2 checkpoint may link it: unlinking frees nothing then
+                    path.unlink()
+                    freed += size if links == 1 else 0
+            with self.db:
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.executemany("DELETE FROM objects WHERE hash = ?", [(d,) for d in gone])
+                self.db.executemany("DELETE FROM files WHERE hash = ?", [(d,) for d in gone])
         return freed
 
     def _remove_stale_tmp(self) -> None:

@@ -24,7 +24,9 @@ import contextlib
 import fnmatch
 import mmap
 import os
+import sqlite3
 import stat
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -147,7 +149,10 @@ def stage_dataset(spec: dict[str, Any], target: Path, shard: int, shards: int, c
         done += [one(f) for f in files if f.path not in known and f.size > BIG_FILE]
         cache.remember([(f.path, f.size, f.mtime, digest) for f, digest, reused in done if digest and not reused],
                        {digest: f.size for f, digest, _ in done if digest is not None}, began)
-        cache.collect(began)
+        try:
+            cache.collect(began)
+        except (OSError, sqlite3.Error) as exc:  # housekeeping: the staging itself succeeded
+            print(f"podline: dataset cache collection failed: {exc!r}", file=sys.stderr, flush=True)
         if objects is not None:
             objects.update({os.path.join(target, f.rel): (digest, cache.object(digest))
                             for f, digest, _ in done if digest is not None})

@@ -68,3 +68,28 @@ def test_a_collected_cache_object_does_not_take_the_checkpoint_with_it(tmp_path:
     (ws.path / "in" / "run1" / "small.dat").unlink()
     snap, level = ws.restore()
     assert level == "L2" and (ws.path / "in" / "run1" / "small.dat").read_bytes() == b"s" * 1000
+
+
+def test_a_restore_puts_back_the_mode_of_a_file_whose_bytes_are_right(tmp_path: Path) -> None:
+    ws, _ = staged_workspace(tmp_path)
+    (ws.path / "out").write_bytes(b"o" * 10)
+    os.chmod(ws.path / "out", 0o644)
+    ws.checkpoint(["one"], False)
+    os.chmod(ws.path / "out", 0o600)  # a failing step changed the mode only
+    (ws.path / "junk").write_bytes(b"j")
+    os.utime(ws.path / "in" / "big.dat", (1, 1))  # ... and a time: L1 no longer matches
+    snap, level = ws.restore()
+    assert level == "L2" and (ws.path / "out").stat().st_mode & 0o777 == 0o644
+    assert (ws.path / "in" / "big.dat").stat().st_mtime_ns == snap.files["in/big.dat"]["mtime"]
+
+
+def test_collecting_an_object_a_checkpoint_links_frees_nothing(tmp_path: Path) -> None:
+    from podline.runtime.dataset_cache import Cache
+    ws, _ = staged_workspace(tmp_path)
+    ws.checkpoint(["one"], False)  # L2 links both staged files' objects
+    cache = Cache(ws.dataset_cache)
+    freed = cache.collect(time.time(), lambda root: (1000, 1000), high=50, low=0)
+    cache.close()
+    assert freed == 0 and not list((ws.dataset_cache / "objects").glob("??/*"))
+    copy_dir, _ = ck.newest(ws.levels["L2"])
+    assert len((copy_dir / "data" / "in" / "big.dat").read_bytes()) == 300_000
