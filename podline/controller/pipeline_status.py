@@ -31,7 +31,8 @@ def merge_attempt(rec: dict[str, Any], status: dict[str, Any], launched_at: floa
         else:
             steps[name] = {**step, "attempts": base.get(name, 0) + step.get("attempts", 0)}
     rec["phase"] = status.get("phase", rec.get("phase"))
-    for key in ("restoredFrom", "timings", "checkpoints", "staging", "stageInBytes", "stageOutBytes", "images"):
+    for key in ("restoredFrom", "timings", "checkpoints", "staging", "stageInBytes", "stageOutBytes", "images",
+                "stepRetries"):
         if key in status:
             rec[key] = status[key]
     if status.get("reason"):

@@ -70,6 +70,7 @@ def _new_attempt(ctx: Ctx, obj: Obj, backend: Backend, indexes: list[int]) -> No
         rec.pop("launchedAt", None)
         rec.pop("reason", None)
         rec.pop("message", None)
+        rec.pop("stepRetries", None)
     ctx.store.save(obj)  # intent first
 
 
@@ -195,8 +196,12 @@ def _observe(ctx: Ctx, obj: Obj, backend: Backend) -> None:
 
 
 def _shard_failed(ctx: Ctx, obj: Obj, key: str, rec: dict[str, Any], reason: str, message: str, limit: int) -> None:
-    retried_inside = sum(max(0, s.get("attempts", 0) - rec.get("stepsBase", {}).get(n, 0) - 1)
-                         for n, s in rec.get("steps", {}).items())
+    # The runner's own step retries count against backoffLimit (a sibling rerun after a rewind is no failure);
+    # a runner that does not report them: every step attempt past the first in this attempt.
+    retried_inside = rec.pop("stepRetries", None)
+    if retried_inside is None:
+        retried_inside = sum(max(0, s.get("attempts", 0) - rec.get("stepsBase", {}).get(n, 0) - 1)
+                             for n, s in rec.get("steps", {}).items())
     rec["failures"] = rec.get("failures", 0) + 1 + retried_inside
     rec.update(attempt=None, reason=reason, message=message)
     rec.pop("requests", None)

@@ -65,7 +65,7 @@ class PipelineRunner:
         self.stop_reason: tuple[str, str] | None = None
         self.phase = "Pending"
         self.status: dict[str, Any] = {"shard": self.shard, "startTime": rfc3339(), "restoredFrom": None,
-                                       "timings": {}, "checkpoints": {}}
+                                       "stepRetries": 0, "timings": {}, "checkpoints": {}}
         self.notify_address = notify_address(plan)
 
     def _wake(self) -> None:
@@ -268,6 +268,7 @@ class PipelineRunner:
                     major = major or self.specs[name].get("checkpoint") == "major"
                 elif self.plan["restartPolicy"] == "OnFailure" and self.retries_left > 0:
                     self.retries_left -= 1
+                    self.status["stepRetries"] = self.status.get("stepRetries", 0) + 1  # counts as a failure
                     retry_due = True
                 else:
                     self.request_stop("StepFailed", f"step {name} failed: {self.steps[name].get('message')}")

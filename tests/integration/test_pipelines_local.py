@@ -296,14 +296,12 @@ def test_a_pipeline_waiting_for_a_config_map_holds_no_capacity(cli: Cli, tmp_pat
     assert (tmp_path / "blocked" / "w").read_text() == "hello\n"
 
 
-def test_a_step_failing_beside_another_is_retried_without_its_leftovers(cli: Cli, tmp_path: Path) -> None:
-    """`flaky` fails once, after appending to `a` and writing `junk`, while `slow` (its sibling) still runs.
-    The workspace then holds `slow`'s result and `flaky`'s leftovers together: it is not checkpointed; the
-    retry starts from the checkpoint after `a`, and `slow` runs again. The result is an uninterrupted run's."""
+def siblings(name: str, tmp_path: Path, backoff: int, join_first: str = "") -> str:
+    """a -> (slow, flaky) -> join: `flaky` fails once while `slow` still runs, after appending to `a` and
+    writing `junk`; `join_first` runs at the start of `join`."""
     started, marker = tmp_path / "flaky-started", tmp_path / "flaky-failed"
     once = f"touch {marker}; echo partial >> a; echo junk > junk; exit 1"
-    out = tmp_path / "out"
-    cli.apply(pipeline("siblings", out, f"""  - name: a
+    return pipeline(name, tmp_path / "out", f"""  - name: a
     command: [sh, -c, 'echo a > a']
   - name: slow
     dependsOn: [a]
@@ -313,10 +311,34 @@ def test_a_step_failing_beside_another_is_retried_without_its_leftovers(cli: Cli
     command: [sh, -c, 'touch {started}; if [ ! -e {marker} ]; then {once}; fi; echo f > f']
   - name: join
     dependsOn: [slow, flaky]
-    command: [sh, -c, 'mkdir -p result && ls > result/files && cat a s f > result/all']
-""", "  restartPolicy: OnFailure\n  backoffLimit: 2\n"))
+    command: [sh, -c, '{join_first}mkdir -p result && ls > result/files && cat a s f > result/all']
+""", f"  restartPolicy: OnFailure\n  backoffLimit: {backoff}\n")
+
+
+def test_a_step_failing_beside_another_is_retried_without_its_leftovers(cli: Cli, tmp_path: Path) -> None:
+    """`flaky` fails once, after appending to `a` and writing `junk`, while `slow` (its sibling) still runs.
+    The workspace then holds `slow`'s result and `flaky`'s leftovers together: it is not checkpointed; the
+    retry starts from the checkpoint after `a`, and `slow` runs again. The result is an uninterrupted run's."""
+    out = tmp_path / "out"
+    cli.apply(siblings("siblings", tmp_path, 2))
     assert cli.wait("pipeline/siblings", "phase=Succeeded").returncode == 0
     assert (out / "files").read_text() == "a\nf\nresult\ns\n"
     assert (out / "all").read_text() == "a\ns\nf\n"
     steps = steps_of(cli, "siblings")
     assert [steps[n]["attempts"] for n in ("a", "slow", "flaky", "join")] == [1, 2, 2, 1]
+
+
+def test_a_sibling_run_again_after_a_rewind_is_no_failure(cli: Cli, tmp_path: Path) -> None:
+    """backoffLimit 2: one step retry (`flaky`), then the runner is lost during `join`: two failures, so the
+    shard resumes; `slow`'s second run was no failure of its own (it used to count, exceeding the limit)."""
+    hang = tmp_path / "join-hung"
+    cli.apply(siblings("counted", tmp_path, 2, f"if [ ! -e {hang} ]; then echo $$$$ > {hang}; sleep 120; fi; "))
+    wait_for(lambda: hang.exists() and hang.read_text().strip())
+    started = wait_for(lambda: list(cli.home.glob("pods/default/counted/*/0/started")))[0]
+    runner = json.loads(started.read_text())["pid"]
+    for pid in session_processes(runner):
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: gone(runner))
+    assert cli.wait("pipeline/counted", "phase=Succeeded").returncode == 0
+    assert (tmp_path / "out" / "all").read_text() == "a\ns\nf\n"
+    assert cli.json("pipeline", "counted")["status"]["shards"][0]["failures"] == 2
