@@ -88,6 +88,7 @@ class PipelineRunner:
     def request_stop(self, reason: str, message: str) -> None:
         if self.stop_reason is None:
             self.stop_reason = (reason, message)
+        self.workspace.stop_requested()
         self.stopping.set()
         self.changed.set()
 

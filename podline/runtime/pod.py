@@ -113,6 +113,8 @@ class PodRunner:
     def request_stop(self, reason: str, message: str) -> None:
         if self.stop_reason is None:
             self.stop_reason = (reason, message)
+        if self.workspace is not None:
+            self.workspace.workspace.stop_requested()
         self.stopping.set()
         self.changed.set()
 

@@ -24,7 +24,8 @@ class PodWorkspace:
         spec = plan["workspace"]
         key = spec["key"].replace("{index}", str(index if index is not None else 0))
         like_a_shard = {"pod": {"uid": key}, "dirs": spec["dirs"], "checkpoint": spec["checkpoint"],
-                        "workspace": {"medium": spec["medium"], "sizeLimit": spec["sizeLimit"]}}
+                        "workspace": {"medium": spec["medium"], "sizeLimit": spec["sizeLimit"]},
+                        "terminationGracePeriodSeconds": plan["terminationGracePeriodSeconds"]}
         self.volume: str = spec["volume"]
         # L2 before the next container starts: a restarted container is rewound to the last checkpoint and
         # nothing before it runs again, so that copy must exist (pipeline steps, rerun from whatever checkpoint

@@ -74,6 +74,7 @@ class Workspace:
         self.waited = 0.0  # seconds spent waiting for background copies
         self.stopping = stopping
         self.grace = float(plan.get("terminationGracePeriodSeconds", 30))
+        self.stop_deadline: float | None = None  # monotonic; the grace period counts from the stop request
 
     # --- resume -------------------------------------------------------------------------------------
     def restore(self) -> tuple[ck.Snapshot | None, str | None]:
@@ -183,8 +184,8 @@ class Workspace:
 
     def settle_copies(self, timeout: float | None = None) -> bool:
         """Wait for the background L2 copies (a restore or a failed shard needs the newest one on disk);
-        past `timeout`, or the grace period once the runner is told to stop, they are abandoned. True when
-        nothing was abandoned."""
+        past `timeout`, or the end of the grace period once the runner is told to stop (`stop_requested`),
+        they are abandoned. True when nothing was abandoned."""
         if self.copier.idle():
             return True
         began = time.monotonic()
@@ -193,7 +194,9 @@ class Workspace:
         while not done:
             now = time.monotonic()
             if self.stopping is not None and self.stopping.is_set():
-                limit = min(limit or now + self.grace, now + self.grace)
+                if self.stop_deadline is None:  # the runner did not say when it was told: from now
+                    self.stop_deadline = now + self.grace
+                limit = min(limit or self.stop_deadline, self.stop_deadline)
             if limit is not None and now >= limit:
                 break
             # Slices only while told nothing: a stop request must be noticed (the copier cannot see it).
@@ -203,6 +206,12 @@ class Workspace:
             self.copier.stop()
         self.waited += time.monotonic() - began
         return done
+
+    def stop_requested(self) -> None:
+        """The runner was told to stop: every later wait for copies ends with the grace period that starts now
+        (the waits for the steps to end come out of the same period, as Slurm's KillWait counts it)."""
+        if self.stop_deadline is None:
+            self.stop_deadline = time.monotonic() + self.grace
 
     def usage_over_limit(self) -> str | None:
         if not self.size_limit:

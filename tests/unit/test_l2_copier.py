@@ -249,3 +249,32 @@ def test_a_same_size_rewrite_within_the_clock_tick_is_not_trusted(tmp_path: Path
     os.utime(data, ns=(tick, tick))
     l1 = ck.read_l1(ws.l1_path)
     assert l1 is not None and not ck.l1_matches(ws.path, l1)
+
+
+def test_the_grace_period_counts_from_the_stop_request_not_from_the_wait(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopping the steps already took most of the grace period (2 s here): the wait for the copy gets the rest."""
+    stopping = threading.Event()
+    plan = {"pod": {"uid": "u1"}, "dirs": {"scratch": str(tmp_path / "scratch"), "shared": ""},
+            "workspace": {"medium": "Disk", "sizeLimit": None}, "checkpoint": {"nodeLocalEvery": 1, "sharedEvery": 0},
+            "terminationGracePeriodSeconds": 2}
+    ws = Workspace(plan, 0, [].append, stopping=stopping)
+    ws.restore()
+    (ws.path / "data").write_bytes(b"x" * 1000)
+    real, in_copy = ck._copy_hashing, threading.Event()
+
+    def endless(src: Path, dst: Path, sync: bool, stop: threading.Event | None = None, buffer: Any = None,
+                limit: int | None = None) -> str:
+        in_copy.set()
+        assert stop is not None and stop.wait(30)
+        return real(src, dst, sync, stop, buffer, limit)
+
+    monkeypatch.setattr(ck, "_copy_hashing", endless)
+    ws.checkpoint(["one"], False)
+    assert in_copy.wait(10)
+    ws.stop_requested()
+    stopping.set()
+    time.sleep(1.5)  # the steps' termination
+    began = time.monotonic()
+    assert ws.settle_copies() is False
+    assert time.monotonic() - began < 1.2, "the wait got what was left of the grace period, not a new one"
