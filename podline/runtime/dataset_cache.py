@@ -11,7 +11,8 @@ more than `PODLINE_DATASET_CACHE_GC_HIGH_PERCENT` (default 85) full, the least r
 is at most `PODLINE_DATASET_CACHE_GC_LOW_PERCENT` (default 80) full. Objects the staging just used stay; an
 object another runner is about to copy may go, and that runner fetches the file again (a cache miss, never a
 wrong file: a cached copy is verified as it is copied). Temporary files of fetches that died with their
-runner (`objects/.tmp-*`, untouched for an hour) are removed at the same time.
+runner (`objects/.tmp-*`, untouched for an hour) are removed at the same time, and so are objects with no
+row (their staging died before recording them) untouched for an hour, when the disk is over the mark.
 """
 
 from __future__ import annotations
@@ -89,8 +90,8 @@ class Cache:
         used, total = usage(self.root)
         if not total or used * 100 <= high * total:
             return 0
-        freed = 0
         with self._locked():
+            freed = self._remove_orphans()
             rows = self.db.execute("SELECT hash, size FROM objects WHERE used < ? ORDER BY used", (since,)).fetchall()
             gone: list[str] = []
             for digest, size in rows:
@@ -106,6 +107,19 @@ class Cache:
                 self.db.execute("BEGIN IMMEDIATE")
                 self.db.executemany("DELETE FROM objects WHERE hash = ?", [(d,) for d in gone])
                 self.db.executemany("DELETE FROM files WHERE hash = ?", [(d,) for d in gone])
+        return freed
+
+    def _remove_orphans(self) -> int:
+        """Objects without a row (their staging died before it recorded them, or the cache predates the
+        table), untouched for an hour: nobody can tell when they were last used, so they go first."""
+        recorded = {h for (h,) in self.db.execute("SELECT hash FROM objects")}
+        cutoff, freed = time.time() - STALE_TMP_SECONDS, 0
+        for path in (self.root / "objects").glob("??/*"):
+            with contextlib.suppress(OSError):
+                st = path.stat()
+                if path.name not in recorded and st.st_mtime < cutoff:
+                    path.unlink()
+                    freed += st.st_size if st.st_nlink == 1 else 0
         return freed
 
     def _remove_stale_tmp(self) -> None:

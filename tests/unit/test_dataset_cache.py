@@ -94,3 +94,19 @@ def test_temporary_files_of_dead_fetches_go_after_an_hour(tmp_path: Path) -> Non
     cache.collect(time.time(), pretend_usage, high=100, low=100)
     assert not stale.exists() and fresh.exists()
     cache.close()
+
+
+def test_objects_no_staging_recorded_go_when_the_disk_is_full(tmp_path: Path) -> None:
+    """A staging that died after fetching, before recording its objects, left them without a row."""
+    root = tmp_path / "cache"
+    cache = Cache(root)
+    orphan, fresh = root / "objects" / "ab" / "ab12", root / "objects" / "cd" / "cd34"
+    for path in (orphan, fresh):
+        path.parent.mkdir()
+        path.write_bytes(b"z" * 400)
+    two_hours_ago = time.time() - 7200
+    os.utime(orphan, (two_hours_ago, two_hours_ago))
+    assert cache.collect(time.time(), pretend_usage, high=90, low=0) == 0 and orphan.exists()  # 80 %: below
+    assert cache.collect(time.time(), pretend_usage, high=50, low=0) == 400
+    assert not orphan.exists() and fresh.exists(), "one written in the last hour may be a live staging's"
+    cache.close()
