@@ -123,8 +123,9 @@ def _start_shards(ctx: Ctx, obj: Obj, backend: Backend) -> None:
     """Shards without an attempt (first run, or retry after back-off) get one, within local capacity."""
     shards = obj.internal["shards"]
     request: dict[str, int] | None = None  # computed once, and only if a shard is to start here
-    idle = [i for i in range(obj.manifest["spec"].get("shards", 1))
-            if not shards[str(i)].get("final") and not shards[str(i)].get("attempt")]
+    idle = [i for i in range(obj.manifest["spec"].get("shards", 1))  # to start now (not in a back-off)
+            if not shards[str(i)].get("final") and not shards[str(i)].get("attempt")
+            and shards[str(i)].get("retryAt", 0) <= ctx.now]
     if idle:
         try:  # a Dataset, ConfigMap or Secret it names is missing: no shard starts, nor holds capacity, yet
             _plan(ctx, obj, backend)
