@@ -258,7 +258,8 @@ def restore_copy(copy_dir: Path, snap: Snapshot, workspace: Path) -> int:
         target = workspace / rel
         have = files.get(rel)
         if have is not None and have["size"] == rec["size"] and hash_file(target) == rec["hash"]:
-            _as_recorded(target, rec)  # the bytes are right; a failed step may have changed mode or time
+            if (have["mode"], have["mtime"]) != (rec.get("mode", have["mode"]), rec["mtime"]):
+                _as_recorded(target, rec)  # the bytes are right; a failed step changed its mode or time
             continue
         source = copy_dir / "data" / rel
         try:

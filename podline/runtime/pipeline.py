@@ -48,8 +48,7 @@ class PipelineRunner:
         self.shards = int(plan["shards"])
         self.shard_dir = Path(plan["shardDir"].replace("{shard}", str(self.shard)))  # logs/, across attempts
         self.pod = {**plan["pod"], "name": f"{plan['pod']['name']}-{self.shard}"}
-        self.stopping = threading.Event()
-        self.workspace = Workspace(plan, self.shard, self._log, on_saved=self._wake, stopping=self.stopping)
+        self.workspace = Workspace(plan, self.shard, self._log, on_saved=self._wake)
         shm = shm_root() / f"podline-{plan['pod']['uid']}-{self.shard}.shm"
         self.engine = Engine(plan, self.pod, {"workspace": self.workspace.path}, self.shard_dir, shm)
         self.specs = {s["name"]: s for s in plan["steps"]}
@@ -61,6 +60,7 @@ class PipelineRunner:
         self.cores = allocation_cores()
         retries = plan["retries"]  # per shard: what earlier attempts left of backoffLimit
         self.retries_left = int(retries.get(str(self.shard), 0) if isinstance(retries, dict) else retries)
+        self.stopping = threading.Event()
         self.changed = threading.Event()
         self.stop_reason: tuple[str, str] | None = None
         self.phase = "Pending"
@@ -269,7 +269,7 @@ class PipelineRunner:
                     major = major or self.specs[name].get("checkpoint") == "major"
                 elif self.plan["restartPolicy"] == "OnFailure" and self.retries_left > 0:
                     self.retries_left -= 1
-                    self.status["stepRetries"] = self.status.get("stepRetries", 0) + 1  # counts as a failure
+                    self.status["stepRetries"] += 1  # counts against backoffLimit
                     retry_due = True
                 else:
                     self.request_stop("StepFailed", f"step {name} failed: {self.steps[name].get('message')}")

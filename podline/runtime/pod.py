@@ -52,7 +52,7 @@ class PodRunner:
         self.engine = Engine(plan, self.pod, self.volumes.paths, rundir, self.volumes.memory_root / "_shm")
         self.inits = [self._worker(c, True) for c in plan["initContainers"]]
         self.mains = [self._worker(c, False) for c in plan["containers"]]
-        self.workspace = PodWorkspace(plan, index, self._log, self.stopping) if plan.get("workspace") else None
+        self.workspace = PodWorkspace(plan, index, self._log) if plan.get("workspace") else None
         for worker in self.inits + self.mains if self.workspace else []:
             worker.before_restart = self.workspace.rewind
         self.start_time = rfc3339()
@@ -213,10 +213,11 @@ class PodRunner:
         self.phase = "Pending"
         return True
 
-    def _restore_workspace(self) -> set[str]:
-        """A pod in pipeline form: its shared emptyDir is the checkpointed workspace (see pod_workspace)."""
+    def _restore_workspace(self) -> None:
+        """A pod in pipeline form: its shared emptyDir is the checkpointed workspace (see pod_workspace); the
+        init containers its checkpoint covers are marked done."""
         if self.workspace is None:
-            return set()
+            return
         done = set(self.workspace.restore())
         fresh = self.volumes.paths[self.workspace.volume]
         if fresh != self.workspace.path:
@@ -225,7 +226,6 @@ class PodRunner:
         for worker in self.inits:
             if worker.spec["name"] in done:
                 worker.mark_restored(self.workspace.restored_from or "")
-        return done
 
 
 def run_pod(rundir: Path, plan_path: Path | None = None, index: int | None = None) -> int:

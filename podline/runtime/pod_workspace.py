@@ -10,7 +10,6 @@ get another pod (it resumes from it), and goes once the work succeeded.
 from __future__ import annotations
 
 import shutil
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,7 @@ from podline.runtime.workspace import Workspace
 
 
 class PodWorkspace:
-    def __init__(self, plan: dict[str, Any], index: int | None, log: Callable[[str], None],
-                 stopping: threading.Event | None = None) -> None:
+    def __init__(self, plan: dict[str, Any], index: int | None, log: Callable[[str], None]) -> None:
         spec = plan["workspace"]
         key = spec["key"].replace("{index}", str(index if index is not None else 0))
         like_a_shard = {"pod": {"uid": key}, "dirs": spec["dirs"], "checkpoint": spec["checkpoint"],
@@ -31,7 +29,7 @@ class PodWorkspace:
         # nothing before it runs again, so that copy must exist (pipeline steps, rerun from whatever checkpoint
         # is found, can have theirs made in the background).
         self.workspace = Workspace(like_a_shard, 0, log, name=f"podline-{key}", directory=self.volume,
-                                   background_l2=False, stopping=stopping)
+                                   background_l2=False)
         self.resumable: bool = spec["resumable"]
         self.restored_from: str | None = None
         self.log = log

@@ -42,11 +42,10 @@ def scratch_root(plan: dict[str, Any]) -> Path:
 class Workspace:
     def __init__(self, plan: dict[str, Any], shard: int, log: Callable[[str], None], *,
                  name: str = "", directory: str = "ws", on_saved: Callable[[], None] | None = None,
-                 background_l2: bool = True, stopping: threading.Event | None = None) -> None:
+                 background_l2: bool = True) -> None:
         """`name` (default podline-<uid>-<shard>) and `directory` place a pod's emptyDir where its other
         volumes live (podline-<uid>/<volume>); `on_saved` is called (from the copier's thread) when a
-        background L2 copy is complete; `background_l2` False makes every L2 copy before returning;
-        `stopping` set (the runner got SIGTERM) bounds waits for background copies by the grace period."""
+        background L2 copy is complete; `background_l2` False makes every L2 copy before returning."""
         uid = plan["pod"]["uid"]
         key = name or f"podline-{uid}-{shard}"
         scratch = scratch_root(plan)
@@ -72,7 +71,6 @@ class Workspace:
         # rel -> (identity when staged, hash, the dataset cache object with its bytes): L2 links, not copies
         self.staged: dict[str, tuple[tuple[int, int, int], str, Path]] = {}
         self.waited = 0.0  # seconds spent waiting for background copies
-        self.stopping = stopping
         self.grace = float(plan.get("terminationGracePeriodSeconds", 30))
         self.stop_deadline: float | None = None  # monotonic; the grace period counts from the stop request
 
@@ -193,9 +191,7 @@ class Workspace:
         done = False
         while not done:
             now = time.monotonic()
-            if self.stopping is not None and self.stopping.is_set():
-                if self.stop_deadline is None:  # the runner did not say when it was told: from now
-                    self.stop_deadline = now + self.grace
+            if self.stop_deadline is not None:
                 limit = min(limit or self.stop_deadline, self.stop_deadline)
             if limit is not None and now >= limit:
                 break

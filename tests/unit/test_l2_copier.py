@@ -188,15 +188,12 @@ def test_a_file_appended_to_during_the_copy_still_gives_the_checkpoint(
 
 
 
-def copying_forever(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, logs: list[str],
-                    grace: int) -> tuple[Workspace, threading.Event]:
-    """A workspace (with the runner's `stopping` event) whose background L2 copy is in progress and ends only
-    when the copier is stopped."""
-    stopping = threading.Event()
+def copying_forever(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, logs: list[str], grace: int) -> Workspace:
+    """A workspace whose background L2 copy is in progress and ends only when the copier is stopped."""
     plan = {"pod": {"uid": "u1"}, "dirs": {"scratch": str(tmp_path / "scratch"), "shared": ""},
             "workspace": {"medium": "Disk", "sizeLimit": None}, "checkpoint": {"nodeLocalEvery": 1, "sharedEvery": 0},
             "terminationGracePeriodSeconds": grace}
-    ws = Workspace(plan, 0, logs.append, stopping=stopping)
+    ws = Workspace(plan, 0, logs.append)
     ws.restore()
     (ws.path / "data").write_bytes(b"x" * 1000)
     real, in_copy = ck._copy_hashing, threading.Event()
@@ -210,21 +207,21 @@ def copying_forever(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, logs: list[
     monkeypatch.setattr(ck, "_copy_hashing", endless)
     ws.checkpoint(["one"], False)
     assert in_copy.wait(10)
-    return ws, stopping
+    return ws
 
 
 def test_a_wait_for_a_copy_ends_at_the_grace_period_once_told_to_stop(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A successful shard waits for its last copy without a timeout; SIGTERM meanwhile (the runner's
-    `stopping`) bounds that wait by the grace period (1 s here), and the copy is abandoned, leaving nothing."""
+    `stop_requested`) bounds that wait by the grace period (1 s here), and the copy is abandoned, leaving nothing."""
     logs: list[str] = []
-    ws, stopping = copying_forever(tmp_path, monkeypatch, logs, grace=1)
+    ws = copying_forever(tmp_path, monkeypatch, logs, grace=1)
     settled: list[bool] = []
     waiter = threading.Thread(target=lambda: settled.append(ws.settle_copies()))
     waiter.start()
     waiter.join(1.5)
     assert waiter.is_alive(), "not told to stop: it waits for the copy, past the grace period"
-    stopping.set()
+    ws.stop_requested()  # what the runner's request_stop (SIGTERM) calls
     waiter.join(5)
     assert not waiter.is_alive() and settled == [False]
     assert ck.newest(ws.levels["L2"]) is None, "the abandoned copy left nothing"
@@ -260,9 +257,8 @@ def test_a_same_size_rewrite_within_the_clock_tick_is_not_trusted(tmp_path: Path
 def test_the_grace_period_counts_from_the_stop_request_not_from_the_wait(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Stopping the steps already took most of the grace period (2 s here): the wait for the copy gets the rest."""
-    ws, stopping = copying_forever(tmp_path, monkeypatch, [], grace=2)
+    ws = copying_forever(tmp_path, monkeypatch, [], grace=2)
     ws.stop_requested()
-    stopping.set()
     time.sleep(1.5)  # the steps' termination
     began = time.monotonic()
     assert ws.settle_copies() is False
