@@ -1,0 +1,318 @@
+"""Argo Workflows template logic as pure functions: `{{...}}` substitution, `when`, loops and durations.
+
+The controller runs Argo Workflows without Argo, so it must read a workflow the way Argo's controller
+would: substitute `{{inputs.parameters.x}}` once, decide a step's `when` with govaluate's rules, expand
+withItems / withParam / withSequence into the same items and node names, and read Go durations.  Keeping
+these rules here, free of I/O, lets them be tested against Argo's own examples in isolation.  DAG
+`depends` logic (and ExpressionError) live in argo_depends.py and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from datetime import date
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from podline.plan.argo_depends import (
+    BoolParser,
+    ExpressionError,
+    TaskResult,
+    Token,
+    depends_from_dependencies,
+    depends_names,
+    evaluate_depends,
+    quoted,
+)
+
+MAX_ITEMS = 10_000
+_REFERENCE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+
+
+# ----------------------------------------------------------------------------------------------- substitution
+
+
+def _name(inner: str) -> str:
+    name = inner.strip()
+    return "=" + name[1:].strip() if name.startswith("=") else name
+
+
+def references(text: str) -> list[str]:
+    """The trimmed names inside `{{ ... }}` in order; an expr-lang `{{= a + b}}` comes back as '=a + b'."""
+    return [_name(match.group(1)) for match in _REFERENCE.finditer(text)]
+
+
+def _substitute_text(text: str, scope: Mapping[str, str], strict: bool, leave: tuple[str, ...]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name = _name(match.group(1))
+        if name in scope:
+            return scope[name]
+        if strict and name.startswith("="):
+            raise ExpressionError(f"expression templates {{{{=...}}}} are not supported by podline: {quoted(text)}")
+        if strict and not name.startswith(leave):
+            raise ExpressionError(f"unresolved reference {{{{{name}}}}} in {quoted(text)}")
+        return match.group(0)
+
+    return _REFERENCE.sub(replace, text)  # one pass: inserted text is never looked at again
+
+
+def substitute(value: Any, scope: Mapping[str, str], *, strict: bool = False, leave: tuple[str, ...] = ()) -> Any:
+    """A copy of `value` (str, list, dict, nested) with each `{{ name }}` whose name is in `scope` replaced.
+
+    Names not in scope stay as written, or raise ExpressionError when `strict` unless they start with one of
+    the `leave` prefixes (e.g. "steps." while a steps template is instantiated before its steps ran).
+    `{{=...}}` expressions are never evaluated: strict mode rejects them.  Dict keys are not substituted.
+    """
+    if isinstance(value, str):
+        return _substitute_text(value, scope, strict, leave)
+    if isinstance(value, list):
+        return [substitute(entry, scope, strict=strict, leave=leave) for entry in value]
+    if isinstance(value, dict):
+        return {key: substitute(entry, scope, strict=strict, leave=leave) for key, entry in value.items()}
+    return value
+
+
+# ------------------------------------------------------------------------------------------------------- when
+
+_WHEN_TOKEN = re.compile(
+    r"\s*(?:(?P<op>==|!=|<=|>=|=~|!~|&&|\|\||[<>!()])"
+    r"|(?P<str>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"
+    r"|(?P<num>-\d+(?:\.\d+)?(?![\w.-]))"
+    r"|(?P<word>[\w.][\w.\-]*))",
+    re.DOTALL,
+)
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_COMPARISONS = ("==", "!=", "<", ">", "<=", ">=", "=~", "!~")
+
+
+class Literal(NamedTuple):
+    text: str  # as written (unquoted for strings): what string comparison and regexes see
+    number: float | None  # set for number literals only
+
+
+def _when_tokens(expr: str) -> list[Token]:
+    tokens, pos, end = [], 0, len(expr.rstrip())
+    while pos < end:
+        match = _WHEN_TOKEN.match(expr, pos)
+        if match is None or match.end() == pos:
+            raise ExpressionError(f"invalid token at {quoted(expr[pos:].strip(), 20)} in expression {quoted(expr)}")
+        kind = match.lastgroup or "op"
+        text = match.group(kind)
+        if kind == "str":
+            text = re.sub(r"\\(.)", r"\1", text[1:-1], flags=re.DOTALL)
+        elif kind == "word" and _NUMBER.fullmatch(text):
+            kind = "num"
+        tokens.append(Token(kind, text))
+        pos = match.end()
+    return tokens
+
+
+def _when_term(parser: BoolParser, token: Token) -> Any:
+    if token.kind == "num":
+        return Literal(token.text, float(token.text))
+    if token.kind == "word" and token.text in ("true", "false"):
+        return token.text == "true"
+    return Literal(token.text, None)  # quoted strings and bare words alike (Argo turns variables into strings)
+
+
+def _text(value: Any) -> str:
+    return value.text if isinstance(value, Literal) else str(value).lower()
+
+
+def _compare(parser: BoolParser, op: str, left: Any, right: Any) -> bool:
+    if op in ("=~", "!~"):
+        try:
+            found = re.search(_text(right), _text(left)) is not None
+        except re.error as error:
+            raise parser.fail(f"bad regular expression {_text(right)!r} ({error})") from None
+        return found == (op == "=~")
+    if isinstance(left, Literal) and isinstance(right, Literal) and None not in (left.number, right.number):
+        a: Any = left.number
+        b: Any = right.number
+    elif op in ("==", "!="):
+        a, b = _text(left), _text(right)
+    else:
+        raise parser.fail(f"{op!r} needs two numbers")
+    return {"==": a == b, "!=": a != b, "<": a < b, ">": a > b, "<=": a <= b, ">=": a >= b}[op]
+
+
+def evaluate_when(expr: str) -> bool:
+    """A step's or task's `when` (already substituted), with govaluate's rules as Argo uses them.
+
+    Terms are numbers, 'single' or "double" quoted strings, true/false, and bare words, which are strings
+    (Argo's coinflip: `heads == heads`).  A bare word is one token of letters, digits, `_`, `.` and `-`,
+    so a value with spaces must be quoted: `hello world == hello world` is an ExpressionError.
+    Comparisons are numeric when both sides are number literals; otherwise ==, != compare text and
+    <, >, <=, >= are errors; `=~` / `!~` search the right side's pattern in the left side.
+    """
+    parser = BoolParser(expr, _when_tokens(expr), _when_term, _compare, _COMPARISONS)
+    return parser.boolean(parser.parse())
+
+
+# ------------------------------------------------------------------------------------------------------ loops
+
+_PRINTF = re.compile(r"%(?:%|[-+ 0]*\d*(?:\.\d+)?(?P<conv>[dxXos])|.?)")
+
+
+def _integer(value: Any, key: str) -> int:
+    text = str(value).strip()
+    if not re.fullmatch(r"[-+]?\d+", text):
+        raise ExpressionError(f"withSequence {key} must be an integer, not {quoted(str(value))}")
+    return int(text)
+
+
+def _format_one(fmt: str, number: int) -> str:
+    directives = [m for m in _PRINTF.finditer(fmt) if m.group(0) != "%%"]
+    if len(directives) != 1 or directives[0].group("conv") is None:
+        raise ExpressionError(f"withSequence format {quoted(fmt)} needs exactly one of %d %x %X %o %s (no '#')")
+    return fmt % (str(number) if directives[0].group("conv") == "s" else number)
+
+
+def expand_sequence(seq: Mapping[str, Any]) -> list[str]:
+    """withSequence's items: `count` from `start`, or `start` to `end` inclusive (descending if end < start).
+
+    One of count and end is required; start defaults to 0.  Values are ints or integer text (as left by
+    substitution); `format` is printf-like with one of %d %x %X %o %s (flags, width, precision), default "%d".
+    """
+    if seq.get("count") is not None and seq.get("end") is not None:
+        raise ExpressionError("withSequence takes count or end, not both")
+    start = _integer(0 if seq.get("start") is None else seq["start"], "start")
+    if seq.get("count") is not None:
+        count = _integer(seq["count"], "count")
+        if count < 0:
+            raise ExpressionError(f"withSequence count must not be negative, not {count}")
+        numbers = range(start, start + count)
+    elif seq.get("end") is not None:
+        end = _integer(seq["end"], "end")
+        numbers = range(start, end + 1) if end >= start else range(start, end - 1, -1)
+    else:
+        raise ExpressionError("withSequence needs count or end")
+    if len(numbers) > MAX_ITEMS:
+        raise ExpressionError(f"withSequence makes {len(numbers)} items, more than {MAX_ITEMS}")
+    fmt = str(seq.get("format") or "%d")
+    return [_format_one(fmt, number) for number in numbers]
+
+
+def parse_items(text: str) -> list[Any]:
+    """withParam's items: `text` must be a JSON list (of at most MAX_ITEMS entries)."""
+    try:
+        items = json.loads(text)
+    except (TypeError, ValueError):
+        items = None
+    if not isinstance(items, list):
+        raise ExpressionError(f"withParam value is not a JSON list: {quoted(str(text), 80)}")
+    if len(items) > MAX_ITEMS:
+        raise ExpressionError(f"withParam value has {len(items)} items, more than {MAX_ITEMS}")
+    return items
+
+
+def _go_float(number: float) -> str:
+    """A float as Go's encoding/json writes it: no '.0', exponents only outside [1e-6, 1e21)."""
+    if not math.isfinite(number):
+        raise ExpressionError(f"{number} cannot be written as JSON")
+    if number == 0 or 1e-6 <= abs(number) < 1e21:
+        text = format(Decimal(repr(number)), "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    mantissa, _, exponent = repr(number).partition("e")
+    return f"{mantissa.removesuffix('.0')}e{exponent[0]}{exponent[1:].lstrip('0')}"
+
+
+def go_json(value: Any) -> str:
+    """`value` as Go's json.Marshal writes it: compact, map keys sorted, <, >, & escaped.
+
+    A YAML date (PyYAML reads `2020-01-01` as one) is written as its ISO text, as Argo keeps it.
+    """
+    if isinstance(value, dict):
+        pairs = sorted((str(key), entry) for key, entry in value.items())
+        return "{" + ",".join(f"{go_json(key)}:{go_json(entry)}" for key, entry in pairs) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(go_json(entry) for entry in value) + "]"
+    if isinstance(value, float):
+        return _go_float(value)
+    if isinstance(value, date):
+        value = value.isoformat()
+    if not isinstance(value, str | int | None):
+        raise ExpressionError(f"a loop item of type {type(value).__name__} cannot be written as JSON")
+    text = json.dumps(value, ensure_ascii=False)
+    for char in "<>&\u2028\u2029":
+        text = text.replace(char, f"\\u{ord(char):04x}")
+    return text
+
+
+def render_item(value: Any) -> str:
+    """A loop value as it lands in `{{item}}`: strings as is, everything else as Go JSON (true, 1.5, {...})."""
+    if isinstance(value, date):
+        return value.isoformat()
+    return value if isinstance(value, str) else go_json(value)
+
+
+def item_scope(item: Any) -> dict[str, str]:
+    """The substitution scope of one loop item: "item", and for a dict "item.KEY" (and "item.KEY.SUB"...)."""
+    scope = {"item": render_item(item)}
+
+    def add(prefix: str, mapping: dict[str, Any]) -> None:
+        for key, value in mapping.items():
+            scope[f"{prefix}.{key}"] = render_item(value)
+            if isinstance(value, dict):
+                add(f"{prefix}.{key}", value)
+
+    if isinstance(item, dict):
+        add("item", item)
+    return scope
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, dict):
+        return ",".join(sorted(f"{key}:{render_item(entry)}" for key, entry in value.items()))
+    if isinstance(value, list | tuple):
+        return "[" + " ".join(_label(entry) for entry in value) + "]"
+    return render_item(value)
+
+
+def item_label(item: Any, limit: int = 60) -> str:
+    """What Argo writes for an item in a loop node's name, the `hello` of `wf[0].print(0:hello)`.
+
+    A dict becomes its sorted "key:value" pairs joined by commas (`a:1,b:2`), a list `[a b]`, a scalar its
+    text; cut to `limit` characters.  The caller adds the name and index: f"{name}({index}:{label})".
+    """
+    return _label(item)[:limit]
+
+
+# --------------------------------------------------------------------------------------------------- durations
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Seconds in a Go duration ("1h30m", "500ms", "-1.5s") or a plain number of seconds (30, "30", "2.5")."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        return float(text)
+    raw = str(text).strip()
+    sign, body = (-1.0, raw[1:]) if raw.startswith("-") else (1.0, raw.removeprefix("+"))
+    if re.fullmatch(r"\d+(?:\.\d*)?|\.\d+", body):
+        return sign * float(body)
+    parts = list(_DURATION_PART.finditer(body))
+    if not body or "".join(part.group(0) for part in parts) != body:
+        raise ExpressionError(f"bad duration {quoted(str(text))}: expected e.g. 30, 1.5m, 1h30m or 500ms")
+    return sign * sum(float(part.group(1)) * _UNIT_SECONDS[part.group(2)] for part in parts)
+
+
+__all__ = [
+    "ExpressionError",
+    "TaskResult",
+    "depends_from_dependencies",
+    "depends_names",
+    "evaluate_depends",
+    "evaluate_when",
+    "expand_sequence",
+    "item_label",
+    "item_scope",
+    "parse_duration",
+    "parse_items",
+    "references",
+    "substitute",
+]
