@@ -14,7 +14,8 @@ from podline.runtime.files import log_file
 from podline.store import Obj
 
 POLL = 0.05
-TERMINAL = ("Succeeded", "Failed")
+TERMINAL = ("Succeeded", "Failed", "Error")  # Error: a Workflow's phase when podline could not run a step
+NODE_ANNOTATION = "workflows.argoproj.io/node-name"
 
 
 def _pods_for(state: State, ref: str, shard: int | None) -> list[Obj]:
@@ -88,6 +89,39 @@ def _pipeline_logs(state: State, name: str, step: str | None, shard: int | None,
         time.sleep(POLL)
 
 
+def _workflow_logs(state: State, name: str, step: str | None, follow: bool) -> None:
+    """Every step pod's output, each line prefixed with its pod name (as `argo logs` prints); -c keeps the
+    steps whose node display name or template is STEP. With -f, until the workflow is over."""
+    workflow = state.find("Workflow", name)
+    offsets: dict[str, int] = {}
+    while True:
+        current = state.store.get_uid(workflow.uid)
+        pods = sorted(state.store.list(kind="Pod", owner_uid=workflow.uid), key=lambda p: p.created_at)
+        for pod in pods:
+            node = pod.manifest["metadata"].get("annotations", {}).get(NODE_ANNOTATION, "")
+            display = node.rsplit(".", 1)[-1]
+            if step is not None and step not in (display, node, pod.manifest["metadata"].get("name")) \
+                    and not display.startswith(step + "("):
+                continue
+            run = pod.internal.get("run")
+            if not run:
+                continue
+            path = log_file(Path(run["dir"]), "main")
+            try:
+                with open(path, "rb") as handle:
+                    handle.seek(offsets.get(pod.name, 0))
+                    chunk = handle.read()
+            except FileNotFoundError:
+                continue
+            complete = chunk[:chunk.rfind(b"\n") + 1] if follow and pod.status.get("phase") not in TERMINAL else chunk
+            offsets[pod.name] = offsets.get(pod.name, 0) + len(complete)
+            for line in complete.decode(errors="replace").splitlines():
+                click.echo(f"{pod.name}: {line}")
+        if not follow or current is None or current.status.get("phase") in TERMINAL:
+            return
+        time.sleep(POLL)
+
+
 @click.command()
 @click.argument("name")
 @click.option("-c", "--container", default=None, help="Container (or pipeline step) name.")
@@ -97,6 +131,9 @@ def _pipeline_logs(state: State, name: str, step: str | None, shard: int | None,
 def logs(state: State, name: str, container: str | None, follow: bool, shard: int | None) -> None:
     """Print a container's (or a pipeline step's) output."""
     kind, bare = split_ref(name) if "/" in name else ("Pod", name)
+    if kind == "Workflow":
+        _workflow_logs(state, bare, container, follow)
+        return
     if kind == "Pipeline" or ("/" not in name and state.store.get("Pod", state.namespace, name) is None
                               and state.store.get("Pipeline", state.namespace, name) is not None):
         _pipeline_logs(state, bare, container, shard, follow)

@@ -19,12 +19,13 @@ from podline.controller.jobs import reconcile_job
 from podline.controller.pipeline_status import usage
 from podline.controller.pipelines import reconcile_pipeline
 from podline.controller.pods import reconcile_pod
+from podline.controller.workflows import reconcile_workflow
 from podline.home import wake_address
 from podline.store import Store
 
 log = logging.getLogger("podline.controller")
 IDLE_TICK = 1.0
-ORDER = ("Pipeline", "Job", "Pod")  # owners first: a job's new pods are reconciled in the same pass
+ORDER = ("Workflow", "Pipeline", "Job", "Pod")  # owners first: their new pods are reconciled in the same pass
 
 
 class Controller:
@@ -50,7 +51,9 @@ class Controller:
         for kind in ORDER:
             for obj in self.store.list(kind=kind, unsettled=True):
                 try:
-                    if kind == "Pipeline":
+                    if kind == "Workflow":
+                        reconcile_workflow(ctx, obj)
+                    elif kind == "Pipeline":
                         reconcile_pipeline(ctx, obj)
                     elif kind == "Job":
                         reconcile_job(ctx, obj)

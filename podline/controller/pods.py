@@ -33,8 +33,12 @@ def _pending(obj: Obj, reason: str, message: str, scheduled: bool) -> None:
 
 
 def _plan(ctx: Ctx, obj: Obj) -> dict[str, Any]:
-    """The pod's plan with its context's runtime, image cache and checkpoint directories."""
-    return plan_pod(obj.manifest, obj.uid, ctx.lookup, dirs=ctx.dirs_for(obj), **ctx.runtime_for(obj))
+    """The pod's plan with its context's runtime, image cache and checkpoint directories (and, for a
+    workflow step, the executor's inputs and outputs its workflow recorded)."""
+    plan = plan_pod(obj.manifest, obj.uid, ctx.lookup, dirs=ctx.dirs_for(obj), **ctx.runtime_for(obj))
+    if "argo" in obj.internal:
+        plan["argo"] = obj.internal["argo"]
+    return plan
 
 
 def _admit_and_launch(ctx: Ctx, obj: Obj) -> None:
@@ -187,6 +191,8 @@ def reconcile_pod(ctx: Ctx, obj: Obj) -> None:
     else:
         _observe(ctx, obj)
     if obj.status.get("phase") in TERMINAL and not obj.deleted_at:
+        if not obj.settled and "argo" in obj.internal:
+            ctx.wake_at(ctx.now)  # a workflow step ended: its workflow starts the next ones in the next pass
         obj.settled = True
         obj.internal.setdefault("finishedAt", ctx.now)
     ctx.store.save(obj)

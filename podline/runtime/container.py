@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from podline.runtime.engine import Engine
 from podline.runtime.files import log_file, rfc3339
@@ -22,6 +22,7 @@ from podline.runtime.launch import StartError
 BACKOFF_BASE = float(os.environ.get("PODLINE_RESTART_BACKOFF_SECONDS", "1"))
 BACKOFF_CAP = 60.0
 BACKOFF_RESET_AFTER = 600.0
+TEE_DRAIN_SECONDS = 5.0
 
 
 def exit_code(returncode: int) -> int:
@@ -44,6 +45,7 @@ class ContainerWorker(threading.Thread):
         # e.g. rewind a checkpointed workspace; False: the container cannot restart on its own (the pod runner
         # must first run again what the rewind lost)
         self.before_restart: Callable[[], bool] | None = None
+        self.stdout_copy: Path | None = None  # also keep stdout apart here (an Argo step's `result`)
         self.status: dict[str, Any] = {
             "name": spec["name"], "image": spec["image"], "imageID": "", "ready": False, "started": False,
             "restartCount": 0, "state": {"waiting": {"reason": "PodInitializing" if not is_init
@@ -94,12 +96,14 @@ class ContainerWorker(threading.Thread):
 
     def _run_once(self, log_path: Path) -> tuple[int, str, str]:
         begin = rfc3339()
+        tee: threading.Thread | None = None
         with open(log_path, "ab") as log:
             try:
                 with self.lock:
                     if self.stopping.is_set():
                         return self._terminated(137, "Error", "pod stopped before start", begin)
-                    self.process = self.engine.spawn(self.spec, log)
+                    self.process = self.engine.spawn(self.spec, log, subprocess.PIPE if self.stdout_copy else None)
+                    tee = self._tee(self.process, log) if self.stdout_copy else None
                     self.status["imageID"] = self.engine.image_id(self.spec)
                     self.status["state"] = {"running": {"startedAt": begin}}
                     self.status["started"] = True
@@ -112,8 +116,26 @@ class ContainerWorker(threading.Thread):
                 return self._terminated(128, "StartError", f"internal error: {exc!r}", begin)
             self.on_change()
             code = exit_code(self.process.wait())
+            if tee is not None:
+                tee.join(TEE_DRAIN_SECONDS)  # a child that keeps stdout open must not hold the pod
         reason = "Completed" if code == 0 else "Error"
         return self._terminated(code, reason, "", begin)
+
+    def _tee(self, process: subprocess.Popen[bytes], log: IO[bytes]) -> threading.Thread:
+        """Copy the container's stdout to its log and, apart, to `stdout_copy` as it comes."""
+        assert process.stdout is not None and self.stdout_copy is not None
+        pipe, copy_path = process.stdout, self.stdout_copy
+
+        def pump() -> None:
+            with pipe, open(copy_path, "wb") as copy:
+                while chunk := pipe.read1(65536):
+                    log.write(chunk)
+                    log.flush()
+                    copy.write(chunk)
+
+        thread = threading.Thread(target=pump, name=f"stdout-{self.spec['name']}", daemon=True)
+        thread.start()
+        return thread
 
     def _terminated(self, code: int, reason: str, message: str, begin: str) -> tuple[int, str, str]:
         term = {"exitCode": code, "reason": reason, "startedAt": begin, "finishedAt": rfc3339()}

@@ -118,13 +118,13 @@ class Engine:
         name = ref.name if ref.transport == "docker" else f"{ref.transport}:{ref.path}"
         return f"{name}@{prepared.digest}"
 
-    def spawn(self, spec: dict[str, Any], log: IO[bytes]) -> subprocess.Popen[bytes]:
+    def spawn(self, spec: dict[str, Any], log: IO[bytes], stdout: int | None = None) -> subprocess.Popen[bytes]:
         """Start the container; any host-side failure on the way is a StartError, never a dead worker."""
         mounts: tuple[Mount, ...] = ()
         try:
             mounts = volume_mounts(spec, self.volume_paths)
             request = Request(spec, self.pod, mounts, self.rundir, self.images.get(spec["image"]), self.shm)
-            return spawn(self.launcher(request), log)
+            return spawn(self.launcher(request), log, stdout)
         except OSError as exc:
             raise StartError(f"cannot prepare the container: {exc}") from None
         finally:

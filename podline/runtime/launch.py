@@ -167,10 +167,13 @@ def under(path: str, roots: Iterable[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
 
-def spawn(launch: Launch, log: IO[bytes]) -> subprocess.Popen[bytes]:
-    """Start one container process in its own process group (so it can be signalled as a whole)."""
+def spawn(launch: Launch, log: IO[bytes], stdout: int | None = None) -> subprocess.Popen[bytes]:
+    """Start one container process in its own process group (so it can be signalled as a whole); stdout
+    goes to the log too, unless `stdout` (subprocess.PIPE) asks for it apart."""
     try:
-        return subprocess.Popen(launch.argv, env=launch.env, cwd=launch.cwd, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, process_group=0, close_fds=True, pass_fds=launch.fds)
+        return subprocess.Popen(launch.argv, env=launch.env, cwd=launch.cwd, stdin=subprocess.DEVNULL,
+                                stdout=log if stdout is None else stdout,
+                                stderr=log if stdout is not None else subprocess.STDOUT, process_group=0,
+                                close_fds=True, pass_fds=launch.fds)
     except OSError as exc:
         raise StartError(f"{launch.argv[0]}: {exc.strerror or exc}") from None

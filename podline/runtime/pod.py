@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from podline.runtime import argo_io
 from podline.runtime.container import ContainerWorker, terminate_all
 from podline.runtime.engine import Engine, ImagePullFailed
 from podline.runtime.expand import container_env, expand
@@ -55,6 +56,12 @@ class PodRunner:
         self.workspace = PodWorkspace(plan, index, self._log) if plan.get("workspace") else None
         for worker in self.inits + self.mains if self.workspace else []:
             worker.before_restart = self.workspace.rewind
+        self.argo: dict[str, Any] | None = plan.get("argo")  # a workflow step: Argo's executor duties
+        self.outputs: dict[str, Any] | None = None
+        if self.argo and self.argo.get("result"):
+            for worker in self.mains:
+                if worker.spec["name"] == self.argo["container"]:
+                    worker.stdout_copy = rundir / "logs" / f"{worker.spec['name']}.stdout"
         self.start_time = rfc3339()
         self.phase = "Pending"
         self.initialized = not self.inits
@@ -104,6 +111,8 @@ class PodRunner:
         if self.workspace is not None:
             status["restoredFrom"] = self.workspace.restored_from
             status["checkpoints"] = dict(self.workspace.saved)
+        if self.outputs is not None:
+            status["outputs"] = self.outputs
         if self.engine.images:
             status["timings"] = {"imagePrepare": round(self.engine.prepare_seconds, 3)}
             status["images"] = self.engine.report()
@@ -167,18 +176,35 @@ class PodRunner:
             return self._fail_early(exc.reason, f"container {exc.container}: {exc}")
         # No status write here: the first container's start is the first change worth a write (and a wake).
         try:
+            if self.argo:
+                try:
+                    argo_io.prepare(self.argo, self._argo_container(), self.volumes.paths, self.engine.name)
+                except (OSError, argo_io.ArgoIOError) as exc:
+                    return self._fail_early("ArtifactsUnavailable", str(exc))
             self._restore_workspace()
             self._run_containers(deadline)
             while self._replay_lost():
                 self._run_containers(deadline)
             if self.stopping.is_set() and self.phase != "Succeeded":
                 self.phase = "Failed"
+            if self.argo:
+                self._collect_outputs()
         finally:
             if self.workspace is not None:  # first: its background L2 copy reads from the emptyDir
                 self.workspace.finish(self.phase == "Succeeded")
             self.volumes.release_memory()
         self.write_status(finished=True)
         return 0 if self.phase == "Succeeded" else 1
+
+    def _argo_container(self) -> dict[str, Any]:
+        assert self.argo is not None
+        return next(w.spec for w in self.mains if w.spec["name"] == self.argo["container"])
+
+    def _collect_outputs(self) -> None:
+        assert self.argo is not None
+        worker = next(w for w in self.mains if w.spec["name"] == self.argo["container"])
+        self.outputs = argo_io.collect(self.argo, worker.spec, self.volumes.paths, worker.stdout_copy,
+                                       worker.last_exit)
 
     def _run_containers(self, deadline: float | None) -> None:
         """Init containers in order (those already done are skipped), then the main containers."""

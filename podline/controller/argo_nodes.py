@@ -1,0 +1,515 @@
+"""Walk an Argo Workflow's templates and advance its node tree by one reconcile pass.
+
+Argo's controller keeps its whole memory in `status.nodes`; so does this one. Every pass walks the
+templates again from the entrypoint: a node that is already terminal is read, not redone, so a restarted
+controller continues where the stored nodes say, and a pod is created once per Pod node (the port records
+it in the same save as the node). Node names and ids follow Argo (`wf[0].step`, `wf.task`,
+`wf[1].loop(2:item)`, ids `<workflow>-<fnv32a(name)>`) so Argo-aware tools can read the status.
+
+Scopes, as Argo resolves `{{...}}`: the caller resolves a step's or task's arguments, `when` and
+`withParam` with the workflow's globals, its own template's inputs, the outputs of the steps or tasks
+finished before it, and the loop item; the called template's body sees only the globals and its inputs
+(`podline.plan.argo_expr` does the parsing and substitution).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from podline.plan import argo_expr as ex
+from podline.plan.workflow_pod import StepPodError, pod_name
+from podline.runtime.files import parse_rfc3339
+
+DONE = frozenset({"Succeeded", "Failed", "Error", "Skipped", "Omitted"})
+FAILED = frozenset({"Failed", "Error"})
+LATER = ("steps.", "tasks.", "item", "workflow.status", "workflow.failures")
+
+
+def fnv32a(text: str) -> int:
+    value = 0x811C9DC5
+    for byte in text.encode():
+        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return value
+
+
+class Pods(Protocol):
+    """What the walker needs from the controller: a pod per Pod node."""
+
+    def observe(self, node: dict[str, Any]) -> dict[str, Any] | None: ...  # the pod's status, or None if none yet
+    def start(self, node: dict[str, Any], template: dict[str, Any], artifacts: list[dict[str, Any]]) -> bool: ...
+    def artifact_location(self, node_id: str, name: str) -> str: ...
+
+
+class Walker:
+    def __init__(self, manifest: dict[str, Any], nodes: dict[str, dict[str, Any]], pods: Pods,
+                 now: float, stamp: Callable[[float], str], extra_globals: dict[str, str] | None = None) -> None:
+        self.wf = manifest
+        self.name = manifest["metadata"]["name"]
+        self.templates = {t["name"]: t for t in manifest["spec"]["templates"]}
+        self.nodes, self.pods, self.now, self.stamp = nodes, pods, now, stamp
+        self.wake: float | None = None
+        self.globals = {"workflow.name": self.name,
+                        "workflow.namespace": manifest["metadata"].get("namespace", "default"), **(extra_globals or {})}
+        for p in manifest["spec"].get("arguments", {}).get("parameters", []):
+            value = p.get("value", p.get("default"))
+            if value is not None:
+                self.globals[f"workflow.parameters.{p['name']}"] = value
+
+    # --- nodes ---------------------------------------------------------------------------------
+    def node_id(self, name: str) -> str:
+        return self.name if name == self.name else f"{self.name}-{fnv32a(name)}"
+
+    def _node(self, name: str, display: str, kind: str, template: str | None, parent: str | None,
+              boundary: str | None) -> dict[str, Any]:
+        nid = self.node_id(name)
+        node = self.nodes.get(nid)
+        if node is None:
+            node = {"id": nid, "name": name, "displayName": display, "type": kind, "phase": "Pending",
+                    "startedAt": self.stamp(self.now)}
+            if template:
+                node["templateName"] = template
+            if boundary:
+                node["boundaryID"] = boundary
+            self.nodes[nid] = node
+            if parent and nid not in self.nodes[parent].setdefault("children", []):
+                self.nodes[parent]["children"].append(nid)
+        return node
+
+    def _finish(self, node: dict[str, Any], phase: str, message: str = "") -> dict[str, Any]:
+        node["phase"] = phase
+        node.setdefault("finishedAt", self.stamp(self.now))
+        if message:
+            node["message"] = message
+        return node
+
+    def _wait(self, at: float) -> None:
+        self.wake = at if self.wake is None else min(self.wake, at)
+
+    # --- templates -----------------------------------------------------------------------------
+    def execute(self, name: str, display: str, template_name: str, args: dict[str, Any], parent: str | None,
+                boundary: str | None, extra: dict[str, str] | None = None) -> dict[str, Any]:
+        """Advance the node `name` running `template_name` with resolved `args` ({parameters: {n: v},
+        artifacts: {n: {from|raw}}}); returns the node."""
+        template = self.templates[template_name]
+        kind = _kind(template) if "retryStrategy" not in template else "Retry"
+        node = self._node(name, display, kind, template_name, parent, boundary)
+        if node["phase"] in DONE:
+            return node
+        try:
+            scope, artifacts = self._inputs(template, args, node)
+        except ex.ExpressionError as exc:
+            return self._finish(node, "Error", str(exc))
+        scope.update(extra or {})
+        if kind == "Retry":
+            return self._retry(node, template, scope, artifacts, boundary)
+        return self._body(node, template, scope, artifacts)
+
+    def _inputs(self, template: dict[str, Any], args: dict[str, Any], node: dict[str, Any]
+                ) -> tuple[dict[str, str], list[dict[str, Any]]]:
+        scope = dict(self.globals)
+        params = []
+        for p in template.get("inputs", {}).get("parameters", []):
+            value = args.get("parameters", {}).get(p["name"], p.get("value", p.get("default")))
+            if value is None:
+                raise ex.ExpressionError(f"inputs.parameters.{p['name']} was not supplied")
+            if p.get("enum") and value not in p["enum"]:
+                raise ex.ExpressionError(f"inputs.parameters.{p['name']}: {value!r} is not one of {p['enum']}")
+            scope[f"inputs.parameters.{p['name']}"] = value
+            params.append({"name": p["name"], "value": value})
+        artifacts = []
+        for a in template.get("inputs", {}).get("artifacts", []):
+            given = {**{k: a[k] for k in ("from", "raw") if k in a}, **args.get("artifacts", {}).get(a["name"], {})}
+            if "raw" in given:
+                artifacts.append({"name": a["name"], "path": a.get("path", ""), "raw": given["raw"]["data"]})
+            elif "from" in given:
+                artifacts.append({"name": a["name"], "path": a.get("path", ""), "from": given["from"],
+                                  "optional": bool(a.get("optional"))})
+            elif not a.get("optional"):
+                raise ex.ExpressionError(f"inputs.artifacts.{a['name']} was not supplied")
+            if a.get("path"):
+                scope[f"inputs.artifacts.{a['name']}.path"] = a["path"]
+        for kind in ("parameters", "artifacts"):
+            for o in template.get("outputs", {}).get(kind, []):
+                path = o.get("valueFrom", {}).get("path") if kind == "parameters" else o.get("path")
+                if path:
+                    scope[f"outputs.{kind}.{o['name']}.path"] = path
+        if params or artifacts:
+            node["inputs"] = {k: v for k, v in (("parameters", params), ("artifacts", [
+                {"name": a["name"], "path": a["path"]} for a in artifacts])) if v}
+        return scope, artifacts
+
+    def _retry(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str],
+               artifacts: list[dict[str, Any]], boundary: str | None) -> dict[str, Any]:
+        strategy = template["retryStrategy"]
+        limit = int(strategy.get("limit", 0)) if "limit" in strategy else None
+        policy = strategy.get("retryPolicy") or "OnFailure"
+        attempts = [self.nodes[c] for c in node.get("children", [])]
+        last = attempts[-1] if attempts else None
+        if last is not None and last["phase"] not in DONE:
+            last = self._body(last, template, {**scope, "retries": str(len(attempts) - 1)}, artifacts)
+        again = last is not None and last["phase"] in FAILED and self._again(strategy, node, last, len(attempts),
+                                                                             limit, policy)
+        if last is None or again:
+            if last is not None and not self._backoff_over(strategy, last, len(attempts)):
+                node["phase"] = "Running"
+                return node
+            k = len(attempts)
+            child = self._node(f"{node['name']}({k})", f"{node['displayName']}({k})", _kind(template),
+                               template["name"], node["id"], boundary)
+            last = self._body(child, template, {**scope, "retries": str(k)}, artifacts)
+        if last["phase"] not in DONE:
+            node["phase"] = "Running"
+            return node
+        if "outputs" in last:
+            node["outputs"] = last["outputs"]
+        return self._finish(node, "Succeeded" if last["phase"] == "Succeeded" else last["phase"],
+                            last.get("message", ""))
+
+    def _again(self, strategy: dict[str, Any], node: dict[str, Any], last: dict[str, Any], tried: int,
+               limit: int | None, policy: str) -> bool:
+        if limit is not None and tried > limit:
+            return False
+        wanted = {"Always": FAILED, "OnFailure": {"Failed"}, "OnError": {"Error"}, "OnTransientError": {"Error"}}
+        if last["phase"] not in wanted[policy]:
+            return False
+        max_duration = strategy.get("backoff", {}).get("maxDuration")
+        return not max_duration or self.now < parse_rfc3339(node["startedAt"]) + ex.parse_duration(max_duration)
+
+    def _backoff_over(self, strategy: dict[str, Any], last: dict[str, Any], tried: int) -> bool:
+        backoff = strategy.get("backoff")
+        if not backoff or "duration" not in backoff:
+            return True
+        delay = ex.parse_duration(backoff["duration"]) * float(backoff.get("factor", 1)) ** (tried - 1)
+        ends = parse_rfc3339(last["finishedAt"]) + delay
+        if self.now >= ends:
+            return True
+        self._wait(ends)
+        return False
+
+    def _body(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str],
+              artifacts: list[dict[str, Any]]) -> dict[str, Any]:
+        if "steps" in template:
+            return self._steps(node, template, scope)
+        if "dag" in template:
+            return self._dag(node, template, scope)
+        return self._pod(node, template, scope, artifacts)
+
+    # --- a pod ---------------------------------------------------------------------------------
+    def _pod(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str],
+             artifacts: list[dict[str, Any]]) -> dict[str, Any]:
+        status = self.pods.observe(node)
+        if status is None:
+            try:
+                body = ex.substitute({k: v for k, v in template.items() if k not in ("retryStrategy",)},
+                                     {**scope, "pod.name": pod_name(self.name, template["name"], node["id"]),
+                                      "node.name": node["name"]}, strict=True)
+            except ex.ExpressionError as exc:
+                return self._finish(node, "Error", str(exc))
+            resolved = [{**a, "from": self._location(a["from"])} if "from" in a else a for a in artifacts]
+            missing = [a["name"] for a in resolved if "from" in a and a["from"] is None]
+            if missing:
+                return self._finish(node, "Error", f"input artifact {missing[0]} has no source: the step that "
+                                    "should have produced it did not")
+            try:
+                self.pods.start(node, body, resolved)
+            except StepPodError as exc:
+                return self._finish(node, "Error", str(exc))
+            return node
+        phase = status.get("phase", "Pending")
+        outputs = {k: v for k, v in status.get("outputs", {}).items() if k != "error"}
+        if outputs:
+            node["outputs"] = outputs
+        if phase in ("Pending", "Running"):
+            node["phase"] = phase
+            return node
+        if phase == "Succeeded":
+            error = status.get("outputs", {}).get("error")
+            return self._finish(node, "Error", error) if error else self._finish(node, "Succeeded")
+        return self._finish(node, *_pod_failure(status))
+
+    def _location(self, reference: str) -> str | None:
+        """`{{steps.x.outputs.artifacts.y}}` (already substituted by the caller) names a place directly."""
+        return reference if reference.startswith("/") else None
+
+    # --- steps ---------------------------------------------------------------------------------
+    def _steps(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str]) -> dict[str, Any]:
+        local = dict(scope)
+        node["phase"] = "Running"
+        for i, group in enumerate(template["steps"]):
+            gname = f"{node['name']}[{i}]"
+            gnode = self._node(gname, f"[{i}]", "StepGroup", None, node["id"], node["id"])
+            if gnode["phase"] not in DONE:
+                self._group(gnode, group, local, node["id"])
+            if gnode["phase"] not in DONE:
+                return node
+            for step in group:
+                local.update(self._outputs_scope("steps", step["name"], *self._step_nodes(gnode, step)))
+            if gnode["phase"] in FAILED:
+                return self._finish(node, "Failed", gnode.get("message", f"step group {gname} failed"))
+        self._template_outputs(node, template, local)
+        return self._finish(node, "Succeeded") if node["phase"] != "Error" else node
+
+    def _step_nodes(self, group: dict[str, Any], step: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+        """A step's nodes (the group's children by that name) and whether it looped over items."""
+        base = f"{group['name']}.{step['name']}"
+        nodes = [self.nodes[c] for c in group.get("children", [])]
+        return [n for n in nodes if n["name"] == base or n["name"].startswith(base + "(")], _loops(step)
+
+    def _group(self, gnode: dict[str, Any], group: list[dict[str, Any]], scope: dict[str, str], boundary: str) -> None:
+        gnode["phase"] = "Running"
+        running = False
+        failures = []
+        for step in group:
+            children = self._expand(f"{gnode['name']}.{step['name']}", step["name"], step, scope, gnode["id"],
+                                    boundary)
+            for child in children:
+                if child["phase"] not in DONE:
+                    running = True
+                elif child["phase"] in FAILED and not _continues(step, child["phase"]):
+                    failures.append(child)
+        if running:
+            return
+        if failures:
+            self._finish(gnode, "Failed", f"child '{failures[0]['id']}' failed")
+        else:
+            self._finish(gnode, "Succeeded")
+
+    def _expand(self, name: str, display: str, call: dict[str, Any], scope: dict[str, str], parent: str,
+                boundary: str) -> list[dict[str, Any]]:
+        """One step/task call, or one per loop item: each started (or skipped by `when`) and advanced."""
+        try:
+            items = self._items(call, scope)
+        except ex.ExpressionError as exc:
+            node = self._node(name, display, "Skipped", None, parent, boundary)
+            return [self._finish(node, "Error", str(exc))]
+        calls = [(name, display, {})] if items is None else [
+            (f"{name}({i}:{ex.item_label(item)})", f"{display}({i}:{ex.item_label(item)})", ex.item_scope(item))
+            for i, item in enumerate(items)]
+        out = []
+        for child_name, child_display, item_scope in calls:
+            local = {**scope, **item_scope}
+            existing = self.nodes.get(self.node_id(child_name))
+            if existing is not None and existing["phase"] in DONE:
+                out.append(existing)
+                continue
+            try:
+                args = self._arguments(call, local)
+                skip = "when" in call and not ex.evaluate_when(ex.substitute(call["when"], local, strict=True))
+            except ex.ExpressionError as exc:
+                node = self._node(child_name, child_display, "Skipped", call["template"], parent, boundary)
+                out.append(self._finish(node, "Error", str(exc)))
+                continue
+            if skip and existing is None:
+                node = self._node(child_name, child_display, "Skipped", call["template"], parent, boundary)
+                out.append(self._finish(node, "Skipped", f"when '{call['when']}' evaluated false"))
+                continue
+            out.append(self.execute(child_name, child_display, call["template"], args, parent, boundary))
+        return out
+
+    def _items(self, call: dict[str, Any], scope: dict[str, str]) -> list[Any] | None:
+        if "withItems" in call:
+            return [ex.substitute(item, scope, strict=True) for item in call["withItems"]]
+        if "withParam" in call:
+            return ex.parse_items(ex.substitute(call["withParam"], scope, strict=True))
+        if "withSequence" in call:
+            return ex.expand_sequence(ex.substitute(call["withSequence"], scope, strict=True))
+        return None
+
+    def _arguments(self, call: dict[str, Any], scope: dict[str, str]) -> dict[str, Any]:
+        given = call.get("arguments", {})
+        params = {p["name"]: ex.substitute(p.get("value", ""), scope, strict=True)
+                  for p in given.get("parameters", [])}
+        artifacts = {}
+        for a in given.get("artifacts", []):
+            if "from" in a:
+                artifacts[a["name"]] = {"from": ex.substitute(a["from"], scope, strict=True)}
+            elif "raw" in a:
+                artifacts[a["name"]] = {"raw": {"data": ex.substitute(a["raw"].get("data", ""), scope, strict=True)}}
+        return {"parameters": params, "artifacts": artifacts}
+
+    def _outputs_scope(self, prefix: str, step: str, nodes: list[dict[str, Any]], looped: bool) -> dict[str, str]:
+        """`steps.NAME.*` / `tasks.NAME.*`; a loop's outputs are JSON lists over its items."""
+        if not nodes:
+            return {}
+        key = f"{prefix}.{step}"
+        if not looped:
+            node = nodes[0]
+            out = node.get("outputs", {})
+            scope = {f"{key}.status": node["phase"], f"{key}.id": node["id"]}
+            if "exitCode" in out:
+                scope[f"{key}.exitCode"] = out["exitCode"]
+            if "result" in out:
+                scope[f"{key}.outputs.result"] = out["result"]
+            for p in out.get("parameters", []):
+                scope[f"{key}.outputs.parameters.{p['name']}"] = p["value"]
+            for a in out.get("artifacts", []):
+                scope[f"{key}.outputs.artifacts.{a['name']}"] = a.get("location", "")
+            return scope
+        outs = [n.get("outputs", {}) for n in nodes]
+        names = {p["name"] for o in outs for p in o.get("parameters", [])}
+        scope = {f"{key}.outputs.parameters": json.dumps([{p["name"]: p["value"] for p in o.get("parameters", [])}
+                                                          for o in outs], separators=(",", ":")),
+                 f"{key}.outputs.result": json.dumps([o.get("result", "") for o in outs], separators=(",", ":"))}
+        for name in names:
+            values = [next((p["value"] for p in o.get("parameters", []) if p["name"] == name), "") for o in outs]
+            scope[f"{key}.outputs.parameters.{name}"] = json.dumps(values, separators=(",", ":"))
+        return scope
+
+    def _template_outputs(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str]) -> None:
+        """A steps/DAG template's own outputs: `valueFrom.parameter` and artifacts `from` its children."""
+        outputs: dict[str, Any] = {}
+        try:
+            for p in template.get("outputs", {}).get("parameters", []):
+                source = p.get("valueFrom", {}).get("parameter")
+                value = ex.substitute(source, scope, strict=True) if source else p.get("value")
+                if value is not None:
+                    outputs.setdefault("parameters", []).append({"name": p["name"], "value": value})
+            for a in template.get("outputs", {}).get("artifacts", []):
+                if "from" in a:
+                    outputs.setdefault("artifacts", []).append(
+                        {"name": a["name"], "location": ex.substitute(a["from"], scope, strict=True)})
+        except ex.ExpressionError as exc:
+            self._finish(node, "Error", str(exc))
+        if outputs:
+            node["outputs"] = outputs
+
+    # --- dag -----------------------------------------------------------------------------------
+    def _dag(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str]) -> dict[str, Any]:
+        node["phase"] = "Running"
+        dag = template["dag"]
+        tasks = dag["tasks"]
+        local = dict(scope)
+        results: dict[str, str | list[str]] = {}
+        nodes_of: dict[str, list[dict[str, Any]]] = {}
+        for task in tasks:
+            found = self._task_nodes(node, task)
+            if found:
+                nodes_of[task["name"]] = found
+        looped = {t["name"]: _loops(t) for t in tasks}
+        fail_fast = dag.get("failFast", True)
+        progress = True
+        while progress:  # a task finishing within this pass (skipped, omitted) can free the next ones
+            progress = False
+            failed_fast = fail_fast and bool(self._dag_failures(tasks, nodes_of, looped))
+            for task in tasks:
+                tname = task["name"]
+                current = nodes_of.get(tname, [])
+                if current and all(n["phase"] in DONE for n in current):
+                    results[tname] = _task_result(current, looped[tname])
+                    local.update(self._outputs_scope("tasks", tname, current, looped[tname]))
+                    continue
+                if not current and failed_fast:
+                    continue
+                expr = task.get("depends") or ex.depends_from_dependencies(task.get("dependencies", []))
+                ready = ex.evaluate_depends(expr, results) if expr else True
+                if ready is None:
+                    continue
+                tnode_name = f"{node['name']}.{tname}"
+                if ready is False and not current:
+                    omitted = self._node(tnode_name, tname, "Skipped", task["template"], node["id"], node["id"])
+                    self._finish(omitted, "Omitted", "omitted: depends condition not met")
+                    nodes_of[tname] = [omitted]
+                    progress = True
+                    continue
+                before = [n["phase"] for n in current]
+                nodes_of[tname] = self._task(node, task, tnode_name, local)
+                if [n["phase"] for n in nodes_of[tname]] != before:
+                    progress = progress or all(n["phase"] in DONE for n in nodes_of[tname])
+        if any(n["phase"] not in DONE for ns in nodes_of.values() for n in ns):
+            return node
+        failures = self._dag_failures(tasks, nodes_of, looped)
+        if len(nodes_of) < len(tasks) and not (fail_fast and failures):
+            return node  # waiting on something that cannot finish would be a bug: checks reject cycles
+        if failures:
+            return self._finish(node, "Failed", f"task '{node['name']}.{failures[0]}' failed")
+        self._template_outputs(node, template, local)
+        return self._finish(node, "Succeeded") if node["phase"] != "Error" else node
+
+    def _dag_failures(self, tasks: list[dict[str, Any]], nodes_of: dict[str, list[dict[str, Any]]],
+                      looped: dict[str, bool]) -> list[str]:
+        """Finished tasks whose failure fails the DAG: not continued on, not asked for by a `depends`."""
+        out = []
+        for task in tasks:
+            found = nodes_of.get(task["name"], [])
+            if not found or any(n["phase"] not in DONE for n in found):
+                continue
+            result = _task_result(found, looped[task["name"]])
+            phase = ("Failed" if any(p in FAILED for p in result) else "Succeeded") if isinstance(result, list) \
+                else result
+            if phase in FAILED and not _handled(task["name"], tasks) and not _continues(task, phase):
+                out.append(task["name"])
+        return out
+
+    def _task_nodes(self, dag_node: dict[str, Any], task: dict[str, Any]) -> list[dict[str, Any]]:
+        base = self.nodes.get(self.node_id(f"{dag_node['name']}.{task['name']}"))
+        if base is None:
+            return []
+        if base["type"] == "TaskGroup":
+            return [self.nodes[c] for c in base.get("children", [])] or [base]
+        return [base]
+
+    def _task(self, dag_node: dict[str, Any], task: dict[str, Any], name: str, scope: dict[str, str]
+              ) -> list[dict[str, Any]]:
+        if any(k in task for k in ("withItems", "withParam", "withSequence")):
+            group = self._node(name, task["name"], "TaskGroup", None, dag_node["id"], dag_node["id"])
+            children = self._expand(name, task["name"], task, scope, group["id"], dag_node["id"])
+            if all(c["phase"] in DONE for c in children):
+                self._finish(group, "Failed" if any(c["phase"] in FAILED for c in children) else "Succeeded")
+            else:
+                group["phase"] = "Running"
+            return children or [self._finish(group, "Succeeded")]
+        return self._expand(name, task["name"], task, scope, dag_node["id"], dag_node["id"])
+
+    # --- the workflow --------------------------------------------------------------------------
+    def run(self, exit_scope: Callable[[dict[str, Any]], dict[str, str]]
+            ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Advance the entrypoint, then (once it is done) the exit handler; returns (root, exit node)."""
+        spec = self.wf["spec"]
+        args = {"parameters": {p["name"]: p.get("value", p.get("default", "")) for p in
+                               spec.get("arguments", {}).get("parameters", [])},
+                "artifacts": {a["name"]: {k: a[k] for k in ("from", "raw") if k in a}
+                              for a in spec.get("arguments", {}).get("artifacts", [])}}
+        root = self.execute(self.name, self.name, spec["entrypoint"], args, None, None)
+        if root["phase"] not in DONE or not spec.get("onExit"):
+            return root, None
+        exit_node = self.execute(f"{self.name}.onExit", f"{self.name}.onExit", spec["onExit"], {}, None, None,
+                                 exit_scope(root))
+        return root, exit_node
+
+
+def _kind(template: dict[str, Any]) -> str:
+    return "Steps" if "steps" in template else "DAG" if "dag" in template else "Pod"
+
+
+def _continues(call: dict[str, Any], phase: str) -> bool:
+    cont = call.get("continueOn", {})
+    return bool(cont.get("failed") if phase == "Failed" else cont.get("error"))
+
+
+def _loops(call: dict[str, Any]) -> bool:
+    return any(k in call for k in ("withItems", "withParam", "withSequence"))
+
+
+def _handled(task: str, tasks: list[dict[str, Any]]) -> bool:
+    """A task's failure is expected when another task's `depends` asks for it (`task.Failed`, …)."""
+    wanted = re.compile(rf"(?<![\w-]){re.escape(task)}\.(Failed|Errored|AllFailed|AnySucceeded)\b")
+    return any(wanted.search(t.get("depends", "")) for t in tasks)
+
+
+def _task_result(nodes: list[dict[str, Any]], looped: bool) -> str | list[str]:
+    return [n["phase"] for n in nodes] if looped else nodes[0]["phase"]
+
+
+def _pod_failure(status: dict[str, Any]) -> tuple[str, str]:
+    """Failed (the main container exited non-zero) or Error (podline could not run it), with Argo's words."""
+    for c in status.get("containerStatuses", []):
+        term = c.get("state", {}).get("terminated")
+        if term and term.get("reason") in ("Error", "Completed") and status.get("reason") not in ("RunnerLost",):
+            if status.get("reason") == "DeadlineExceeded":
+                return "Failed", status.get("message", "deadline exceeded")
+            return "Failed", f"Error (exit code {term['exitCode']})"
+    message = status.get("message") or status.get("reason") or "the pod failed"
+    return "Error", message

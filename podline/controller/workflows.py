@@ -1,0 +1,162 @@
+"""Reconcile one argoproj.io/v1alpha1 Workflow: walk its node tree, start a pod per step, finish it.
+
+Each step is a pod of its own (as in Argo), stored as a child object that the pod reconciler admits,
+launches on the context's backend (local processes or one sbatch each) and observes; the workflow reads
+the pods' statuses, including the outputs the pod runner collected (see podline.runtime.argo_io). A pod
+and the node that started it are written in one transaction, so a controller crash can neither lose a
+step nor run it twice. The hand-off between dependent steps needs no timer: a step's runner wakes the
+controller when it finishes, and the pass that records it starts the next pods.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from podline.api.checks import check_pod_spec
+from podline.api.core import Pod
+from podline.api.errors import InvalidObject
+from podline.controller.argo_nodes import DONE, FAILED, Walker
+from podline.controller.context import TERMINAL, Ctx
+from podline.plan.workflow_pod import StepPodError, step_pod
+from podline.runtime.files import parse_rfc3339, rfc3339
+from podline.store import Obj
+
+WORKFLOW_DONE = ("Succeeded", "Failed", "Error")
+
+
+class _Pods:
+    """The walker's view of this workflow's pods (one per Pod node, recorded in `internal.pods`)."""
+
+    def __init__(self, ctx: Ctx, wf: Obj) -> None:
+        self.ctx, self.wf = ctx, wf
+        self.children = {p.name: p for p in ctx.store.list(kind="Pod", owner_uid=wf.uid)}
+        self.by_node: dict[str, str] = wf.internal.setdefault("pods", {})
+        self.active = sum(1 for p in self.children.values() if p.status.get("phase") not in TERMINAL)
+        self.limit = wf.manifest["spec"].get("parallelism")
+        self.root = Path(str(ctx.dirs_for(wf)["shared"])) / "workflows" / wf.uid
+
+    def observe(self, node: dict[str, Any]) -> dict[str, Any] | None:
+        name = self.by_node.get(node["id"])
+        if name is None:
+            return None
+        pod = self.children.get(name)
+        if pod is None:
+            return {"phase": "Failed", "reason": "PodDeleted", "message": f"pod {name} was deleted"}
+        return pod.status
+
+    def start(self, node: dict[str, Any], template: dict[str, Any], artifacts: list[dict[str, Any]]) -> bool:
+        """Create the node's pod, unless `parallelism` pods already run; StepPodError if it cannot be one."""
+        if self.limit and self.active >= self.limit:
+            return False
+        name, manifest, io = step_pod(self.wf.manifest, node, template, artifacts,
+                                      str(self.root / "artifacts" / node["id"]))
+        try:
+            pod = Pod.model_validate(manifest)
+            check_pod_spec(pod.spec, "spec")
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise StepPodError(f"the step's pod is invalid at {'.'.join(map(str, first['loc']))}: "
+                               f"{first['msg']}") from None
+        except InvalidObject as exc:
+            raise StepPodError(f"the step's pod is invalid at {exc.path}: {exc.problem}") from None
+        clash = self.ctx.store.get("Pod", self.wf.namespace, name)
+        if clash is not None and clash.owner_uid != self.wf.uid:
+            raise StepPodError(f"a pod named {name} already exists")
+        _, self.children[name] = self.ctx.store.apply("Pod", self.wf.namespace, name, manifest,
+                                                      owner_uid=self.wf.uid, context=self.wf.context,
+                                                      internal={"argo": io})
+        self.by_node[node["id"]] = name
+        self.active += 1
+        self.ctx.event(self.wf, "WorkflowNodeRunning", f"Running node {node['name']}: pod {name}")
+        return True
+
+
+def _failures(nodes: dict[str, dict[str, Any]]) -> str:
+    """`{{workflow.failures}}`: the failed Pod nodes, as Argo gives them to an exit handler."""
+    return json.dumps([{"displayName": n["displayName"], "message": n.get("message", ""),
+                        "templateName": n.get("templateName", ""), "phase": n["phase"],
+                        "podName": n["id"], "finishedAt": n.get("finishedAt", "")}
+                       for n in nodes.values() if n["type"] == "Pod" and n["phase"] in FAILED],
+                      separators=(",", ":"))
+
+
+def _delete(ctx: Ctx, wf: Obj) -> None:
+    pods = ctx.store.list(kind="Pod", owner_uid=wf.uid)
+    for pod in pods:
+        ctx.store.mark_deleted(pod.uid)
+    if pods:
+        ctx.wake_at(ctx.now + 0.5)
+        ctx.store.save(wf)
+        return
+    shutil.rmtree(Path(str(ctx.dirs_for(wf)["shared"])) / "workflows" / wf.uid, ignore_errors=True)
+    ctx.store.remove(wf.uid)
+
+
+def _deadline(ctx: Ctx, wf: Obj, port: _Pods) -> bool:
+    """spec.activeDeadlineSeconds: once past, running steps are stopped and every open node fails."""
+    seconds = wf.manifest["spec"].get("activeDeadlineSeconds")
+    if seconds is None or "startedAt" not in wf.status:
+        return False
+    ends = parse_rfc3339(wf.status["startedAt"]) + seconds
+    if ctx.now < ends:
+        ctx.wake_at(ends)
+        return False
+    for node in wf.status.get("nodes", {}).values():
+        if node["phase"] not in DONE:
+            node.update(phase="Failed", message="Step exceeded its deadline", finishedAt=rfc3339(ctx.now))
+    for pod in port.children.values():
+        if pod.status.get("phase") not in TERMINAL:
+            ctx.store.mark_deleted(pod.uid)
+    return True
+
+
+def _finish(ctx: Ctx, wf: Obj, phase: str, message: str) -> None:
+    wf.status.update(phase=phase, finishedAt=rfc3339(ctx.now))
+    if message:
+        wf.status["message"] = message
+    ctx.event(wf, f"Workflow{phase if phase != 'Error' else 'Failed'}", message or f"Workflow {phase.lower()}",
+              "Normal" if phase == "Succeeded" else "Warning")
+
+
+def _progress(nodes: dict[str, dict[str, Any]]) -> str:
+    pods = [n for n in nodes.values() if n["type"] == "Pod"]
+    return f"{sum(1 for n in pods if n['phase'] == 'Succeeded')}/{len(pods)}"
+
+
+def reconcile_workflow(ctx: Ctx, wf: Obj) -> None:
+    with ctx.store.tx():  # the pods a pass creates and the nodes that record them: together or not at all
+        if wf.deleted_at:
+            _delete(ctx, wf)
+            return
+        port = _Pods(ctx, wf)
+        if wf.status.get("phase") in WORKFLOW_DONE:
+            wf.settled = port.active == 0
+            ctx.store.save(wf)
+            return
+        if "startedAt" not in wf.status:
+            wf.status.update(phase="Running", startedAt=rfc3339(ctx.now), nodes={})
+            ctx.event(wf, "WorkflowRunning", "Workflow Running")
+        nodes = wf.status.setdefault("nodes", {})
+        expired = _deadline(ctx, wf, port)
+        walker = Walker(wf.manifest, nodes, port, ctx.now, rfc3339,
+                        {"workflow.uid": wf.uid, "workflow.creationTimestamp": rfc3339(wf.created_at)})
+        root, exit_node = walker.run(lambda root: {"workflow.status": root["phase"],
+                                                   "workflow.failures": _failures(nodes)})
+        if walker.wake is not None:
+            ctx.wake_at(walker.wake)
+        wf.status["progress"] = _progress(nodes)
+        if root["phase"] in DONE and (exit_node is None or exit_node["phase"] in DONE):
+            phase = root["phase"] if root["phase"] in FAILED else "Succeeded"
+            message = root.get("message", "")
+            if expired:
+                phase, message = "Failed", "Max duration limit exceeded"
+            elif phase == "Succeeded" and exit_node is not None and exit_node["phase"] in FAILED:
+                phase, message = "Failed", f"exit handler failed: {exit_node.get('message', '')}"
+            _finish(ctx, wf, phase, message)
+            wf.settled = port.active == 0
+        ctx.store.save(wf)

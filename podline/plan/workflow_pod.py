@@ -1,0 +1,99 @@
+"""One Argo container or script template, parameters already substituted, as a podline Pod.
+
+A workflow step is a pod, as in Argo: one main container (the template's `container`, or its `script` with
+the source written to /argo/staging/script and that path appended to the command), restartPolicy Never
+(a retry is a new pod), the workflow's and the template's volumes, and podMetadata annotations (so
+`slurm.hpk.io/flags` on a workflow reaches sbatch). What Argo's executor does inside the pod is described
+for the pod runner in an `argo` plan section (see podline.runtime.argo_io): each path it reads or writes
+in the container gets a covering emptyDir unless a volume of the template already covers it, so the
+runner can reach it from the host under every runtime.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+
+SCRIPT_PATH = "/argo/staging/script"
+WORKFLOW_LABEL = "workflows.argoproj.io/workflow"
+NODE_ANNOTATION = "workflows.argoproj.io/node-name"
+MAX_POD_NAME = 253
+
+
+class StepPodError(ValueError):
+    """The template cannot become a pod (e.g. an output path directly in /)."""
+
+
+def pod_name(workflow: str, template: str, node_id: str) -> str:
+    """`<workflow>-<template>-<hash>` as Argo v3.4+ names pods (the hash is the node id's)."""
+    digits = node_id.rsplit("-", 1)[-1]
+    name = f"{workflow}-{template.lower()}"[:MAX_POD_NAME - len(digits) - 1].rstrip("-.")
+    return f"{name}-{digits}"
+
+
+def _covered(path: str, mounts: list[dict[str, Any]]) -> bool:
+    return any(path == m["mountPath"].rstrip("/") or path.startswith(m["mountPath"].rstrip("/") + "/")
+               for m in mounts)
+
+
+def _io_volumes(paths: list[str], mounts: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """emptyDirs (volumes, volumeMounts) over the parent directories of `paths` no mount covers yet."""
+    parents = sorted({posixpath.dirname(posixpath.normpath(p)) for p in paths if not _covered(p, mounts)})
+    chosen: list[str] = []
+    for parent in parents:
+        if parent == "/":
+            raise StepPodError("input and output paths must be inside a directory, not directly in /")
+        if not any(parent == c or parent.startswith(c + "/") for c in chosen):
+            chosen.append(parent)
+    volumes = [{"name": f"argo-io-{i}", "emptyDir": {}} for i in range(len(chosen))]
+    new_mounts = [{"name": f"argo-io-{i}", "mountPath": d} for i, d in enumerate(chosen)]
+    return volumes, new_mounts
+
+
+def step_pod(workflow: dict[str, Any], node: dict[str, Any], template: dict[str, Any],
+             input_artifacts: list[dict[str, Any]], artifacts_dir: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(pod name, Pod manifest, the runner's `argo` section) for one Pod node.
+
+    `template` is substituted; `input_artifacts` are [{name, path, from|raw, optional}] already resolved to
+    places on the shared directory; output artifacts go to `artifacts_dir/<name>`.
+    """
+    meta, spec = workflow["metadata"], workflow["spec"]
+    is_script = "script" in template
+    main = dict(template["script"] if is_script else template["container"])
+    source = main.pop("source", None)
+    main["name"] = "main"
+    if is_script:
+        main["args"] = [*main.get("args", []), SCRIPT_PATH]
+    mounts = list(main.get("volumeMounts", []))
+    outputs = template.get("outputs", {})
+    out_params = [p for p in outputs.get("parameters", []) if "path" in p.get("valueFrom", {})]
+    out_artifacts = [a for a in outputs.get("artifacts", []) if a.get("path")]
+    wanted = [a["path"] for a in input_artifacts] + [p["valueFrom"]["path"] for p in out_params]
+    wanted += [a["path"] for a in out_artifacts] + ([SCRIPT_PATH] if is_script else [])
+    io_volumes, io_mounts = _io_volumes(wanted, mounts)
+    main["volumeMounts"] = mounts + io_mounts
+    annotations = {**spec.get("podMetadata", {}).get("annotations", {}),
+                   **template.get("metadata", {}).get("annotations", {}), NODE_ANNOTATION: node["name"]}
+    labels = {**spec.get("podMetadata", {}).get("labels", {}), **template.get("metadata", {}).get("labels", {}),
+              WORKFLOW_LABEL: meta["name"]}
+    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [main],
+                                "volumes": [*spec.get("volumes", []), *template.get("volumes", []), *io_volumes]}
+    deadline = template.get("activeDeadlineSeconds")
+    if deadline is not None:
+        pod_spec["activeDeadlineSeconds"] = int(deadline)
+    name = pod_name(meta["name"], template["name"], node["id"])
+    manifest = {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": meta.get("namespace", "default"), "labels": labels,
+                             "annotations": annotations},
+                "spec": pod_spec}
+    io: dict[str, Any] = {
+        "container": "main", "result": True,
+        "files": [{"path": SCRIPT_PATH, "content": source, "mode": 0o755}] if is_script else [],
+        "inputArtifacts": input_artifacts,
+        "parameters": [{"name": p["name"], "path": p["valueFrom"]["path"],
+                        **({"default": p["valueFrom"]["default"]} if "default" in p["valueFrom"] else {})}
+                       for p in out_params],
+        "artifacts": [{"name": a["name"], "path": a["path"], "to": posixpath.join(artifacts_dir, a["name"]),
+                       "optional": bool(a.get("optional"))} for a in out_artifacts],
+    }
+    return name, manifest, io

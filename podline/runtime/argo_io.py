@@ -1,0 +1,156 @@
+"""What Argo's executor does around a workflow step's main container, done by the pod runner instead.
+
+Argo injects a wait/emissary process into every pod to put input artifacts and the script source in
+place and, after the main container exits, to read output parameters from files, capture stdout as the
+`result`, and save output artifacts. podline's pod runner already owns the container's life, so it does
+the same work from the host side, with no helper inside the image:
+
+  before   `files` (the script source) and input artifacts are written into the pod's volumes at the
+           host directory behind the container path (the workflow controller gives every such path a
+           covering emptyDir, so this works for bwrap, apptainer and the host runtime alike)
+  after    output parameters and artifacts are read back through the same mapping; artifacts are copied
+           to their place on the context's shared directory (`to`), which is how later steps (on any node)
+           receive them.
+
+The plan's `argo` section (written by the workflow controller, never by a user):
+  {"container": NAME, "result": bool, "files": [{"path", "content", "mode"}],
+   "inputArtifacts": [{"name", "path", "from" | "raw", "optional"}],
+   "parameters": [{"name", "path", "default"?}], "artifacts": [{"name", "path", "to", "optional"}]}
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from podline.runtime.host import PathMapper
+
+MAX_VALUE = 256 * 1024  # an output parameter or result larger than this fails the step (Argo keeps them in status)
+
+
+class ArgoIOError(Exception):
+    """A declared input could not be placed or an output could not be read: the step errors."""
+
+
+def host_path(path: str, container: Mapping[str, Any], volume_paths: Mapping[str, Path]) -> Path | None:
+    """Where container path `path` is on the host: below the volume mounted deepest above it, or None."""
+    best: tuple[int, Path] | None = None
+    for mount in container["mounts"]:
+        root = mount["mountPath"].rstrip("/") or "/"
+        if path != root and not path.startswith(root.rstrip("/") + "/"):
+            continue
+        source = volume_paths[mount["volume"]]
+        if mount.get("subPath"):
+            source = source / mount["subPath"]
+        if best is None or len(root) > best[0]:
+            rest = posixpath.relpath(path, root)
+            best = (len(root), source if rest == "." else source / rest)
+    return None if best is None else best[1]
+
+
+def _target(path: str, container: Mapping[str, Any], volume_paths: Mapping[str, Path]) -> Path:
+    found = host_path(path, container, volume_paths)
+    if found is None:
+        raise ArgoIOError(f"{path} is not inside any volume of container {container['name']}")
+    return found
+
+
+def prepare(io: Mapping[str, Any], container: Mapping[str, Any], volume_paths: Mapping[str, Path],
+            runtime: str) -> None:
+    """Put the script source and the input artifacts in place before the container starts. Under the host
+    runtime a script's own paths are mapped like its command line (the source is its command)."""
+    mapper = PathMapper([(m["mountPath"], str(_target(m["mountPath"], container, volume_paths)))
+                         for m in container["mounts"]]) if runtime == "host" else None
+    for item in io.get("files", []):
+        target = _target(item["path"], container, volume_paths)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        content = mapper.map(item["content"]) if mapper else item["content"]
+        target.write_text(content)
+        target.chmod(item.get("mode", 0o644))
+    for art in io.get("inputArtifacts", []):
+        target = _target(art["path"], container, volume_paths)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if "raw" in art:
+            target.write_text(art["raw"])
+            continue
+        source = Path(art["from"])
+        if not source.exists():
+            if art.get("optional"):
+                continue
+            raise ArgoIOError(f"input artifact {art['name']}: {source} does not exist (did its step save it?)")
+        _copy(source, target)
+
+
+def _copy(source: Path, target: Path) -> None:
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    elif target.exists() or target.is_symlink():
+        target.unlink()
+    if source.is_dir():
+        shutil.copytree(source, target, symlinks=True)
+    else:
+        shutil.copy2(source, target)
+
+
+def _read_value(path: Path, what: str) -> str:
+    with open(path, "rb") as f:
+        data = f.read(MAX_VALUE + 1)
+    if len(data) > MAX_VALUE:
+        raise ArgoIOError(f"{what} is larger than {MAX_VALUE // 1024} KiB")
+    return data.decode("utf-8", errors="replace").strip()
+
+
+def collect(io: Mapping[str, Any], container: Mapping[str, Any], volume_paths: Mapping[str, Path],
+            stdout: Path | None, exit_code: int | None) -> dict[str, Any]:
+    """The step's outputs in Argo's shape ({parameters, artifacts, result, exitCode}). A missing output
+    (without a default, not optional) is reported under `error`; the rest is still collected."""
+    outputs: dict[str, Any] = {}
+    errors: list[str] = []
+    if exit_code is not None:
+        outputs["exitCode"] = str(exit_code)
+    if io.get("result") and stdout is not None:
+        try:
+            outputs["result"] = _read_value(stdout, "the result (stdout)") if stdout.exists() else ""
+        except ArgoIOError as exc:
+            errors.append(str(exc))
+    parameters = []
+    for param in io.get("parameters", []):
+        try:
+            value = _read_value(_target(param["path"], container, volume_paths), f"output parameter {param['name']}")
+        except (OSError, ArgoIOError) as exc:
+            if "default" in param:
+                value = param["default"]
+            else:
+                errors.append(f"output parameter {param['name']}: cannot read {param['path']}: "
+                              f"{getattr(exc, 'strerror', None) or exc}")
+                continue
+        parameters.append({"name": param["name"], "value": value})
+    if parameters:
+        outputs["parameters"] = parameters
+    artifacts = []
+    for art in io.get("artifacts", []):
+        try:
+            source = _target(art["path"], container, volume_paths)
+            if not source.exists():
+                if not art.get("optional"):
+                    errors.append(f"output artifact {art['name']}: {art['path']} does not exist")
+                continue
+            to = Path(art["to"])
+            to.parent.mkdir(parents=True, exist_ok=True)
+            staging = to.with_name(f".{to.name}.tmp-{os.getpid()}")
+            _copy(source, staging)
+            if to.is_dir() and not to.is_symlink():
+                shutil.rmtree(to)
+            os.replace(staging, to)
+            artifacts.append({"name": art["name"], "path": art["path"], "location": str(to)})
+        except (OSError, ArgoIOError) as exc:
+            errors.append(f"output artifact {art['name']}: {exc}")
+    if artifacts:
+        outputs["artifacts"] = artifacts
+    if errors:
+        outputs["error"] = "; ".join(errors)
+    return outputs
