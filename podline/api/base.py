@@ -40,6 +40,19 @@ def check_dns_subdomain(value: str, what: str = "name") -> str:
     return value
 
 
+GENERATED_SUFFIX = 5  # characters `apply` appends to a generateName (api.names.generated_name)
+
+
+def check_generate_name(value: str) -> str:
+    """A generateName is a prefix: with the suffix `apply` adds, it must make a valid DNS-1123 subdomain."""
+    if not value or len(value) > 253 - GENERATED_SUFFIX or not DNS1123_SUBDOMAIN.fullmatch(value + "a"):
+        raise ValueError(
+            f"invalid generateName {value!r}: must be a DNS-1123 subdomain prefix (lower-case letters, digits, "
+            f"'-' and '.', starting with a letter or digit, at most {253 - GENERATED_SUFFIX} characters)"
+        )
+    return value
+
+
 def check_label_key(key: str) -> str:
     prefix, _, name = key.rpartition("/")
     if prefix:
@@ -99,7 +112,10 @@ class Model(BaseModel):
 
 
 class ObjectMeta(Model):
+    """`generateName` stands in for a missing `name`: `podline apply` then names the object (api.names)."""
+
     name: str | None = None
+    generate_name: str | None = None
     namespace: str = "default"
     labels: dict[QualifiedKey, LabelValue] = Field(default_factory=dict)
     annotations: dict[QualifiedKey, Annotated[str, AfterValidator(check_no_nul)]] = Field(default_factory=dict)
@@ -108,12 +124,16 @@ class ObjectMeta(Model):
         {"uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "selfLink",
          "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences", "finalizers"}
     )
-    IGNORED: ClassVar[frozenset[str]] = frozenset({"generateName"})
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str | None) -> str | None:
         return None if value is None else check_dns_subdomain(value)
+
+    @field_validator("generate_name")
+    @classmethod
+    def _generate_name(cls, value: str | None) -> str | None:
+        return None if value is None else check_generate_name(value)
 
     @field_validator("namespace")
     @classmethod

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from podline.api.base import Resource
+from podline.api.base import GENERATED_SUFFIX, ObjectMeta, Resource
 from podline.api.batch import Job
 from podline.api.core import RESOURCE_LIMITS, Container, Pod, PodSpec
 from podline.api.errors import InvalidObject
 from podline.api.pipeline import Pipeline, topological_order
 from podline.api.quantity import parse_quantity
 from podline.api.slurmflags import FLAG_ANNOTATIONS, FlagError, parse_flags
+from podline.api.workflow import Workflow
 
 
 def _check_resources(container: Container, where: str) -> None:
@@ -72,9 +73,17 @@ def check_slurm_flags(annotations: dict[str, str], base: str) -> None:
                 raise InvalidObject(f"{base}.annotations[{key}]", str(exc)) from None
 
 
+def check_name_length(meta: ObjectMeta, limit: int, kind: str) -> None:
+    """A kind whose name also names labels or jobs: the name, or generateName and the suffix apply adds."""
+    if meta.name is not None and len(meta.name) > limit:
+        raise InvalidObject("metadata.name", f"a {kind} name must be at most {limit} characters")
+    if meta.name is None and len(meta.generate_name or "") > limit - GENERATED_SUFFIX:
+        raise InvalidObject("metadata.generateName", f"a {kind} generateName must be at most "
+                            f"{limit - GENERATED_SUFFIX} characters ({GENERATED_SUFFIX} are added)")
+
+
 def check_pipeline(obj: Pipeline) -> None:
-    if len(obj.metadata.name or "") > 63:  # it names the Job and labels of its Kubernetes form, and job arrays
-        raise InvalidObject("metadata.name", "a Pipeline name must be at most 63 characters")
+    check_name_length(obj.metadata, 63, "Pipeline")  # it names the Job and labels of its Kubernetes form, and arrays
     steps = obj.spec.steps
     names: set[str] = set()
     for i, step in enumerate(steps):
@@ -108,13 +117,17 @@ def check_pipeline(obj: Pipeline) -> None:
 
 def check_object(obj: Resource) -> None:
     """Rules every stored object must satisfy beyond its schema."""
-    if not obj.metadata.name:
-        raise InvalidObject("metadata.name", "required: every object needs a name")
+    if not obj.metadata.name and not obj.metadata.generate_name:
+        raise InvalidObject("metadata.name", "required: every object needs a name (or a generateName)")
     check_annotations(obj.metadata.annotations, "metadata")
     if isinstance(obj, Pod):
         check_pod_spec(obj.spec, "spec")
     elif isinstance(obj, Pipeline):
         check_pipeline(obj)
+    elif isinstance(obj, Workflow):
+        from podline.api.workflow_checks import check_workflow  # it uses this module's helpers
+
+        check_workflow(obj)
     elif isinstance(obj, Job):
         check_pod_spec(obj.spec.template.spec, "spec.template.spec")
         check_annotations(obj.spec.template.metadata.annotations, "spec.template.metadata")

@@ -7,6 +7,7 @@ from podline.api.batch import Job
 from podline.api.core import ConfigMap, Pod, Secret
 from podline.api.dataset import Dataset
 from podline.api.pipeline import Pipeline
+from podline.api.workflow import Workflow
 
 MODELS: dict[tuple[str, str], type[Resource]] = {
     ("v1", "Pod"): Pod,
@@ -15,4 +16,5 @@ MODELS: dict[tuple[str, str], type[Resource]] = {
     ("batch/v1", "Job"): Job,
     ("podline.io/v1alpha1", "Pipeline"): Pipeline,
     ("podline.io/v1alpha1", "Dataset"): Dataset,
+    ("argoproj.io/v1alpha1", "Workflow"): Workflow,
 }

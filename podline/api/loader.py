@@ -37,7 +37,8 @@ class Loaded:
     warnings: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
-        return f"{self.source}: document {self.document} ({self.obj.kind}/{self.obj.metadata.name})"
+        meta = self.obj.metadata  # before apply names it, an object with only a generateName shows that
+        return f"{self.source}: document {self.document} ({self.obj.kind}/{meta.name or meta.generate_name})"
 
 
 def _expanded_size(node: yaml.Node, memo: dict[int, int], depth: int = 0) -> int:
@@ -168,7 +169,8 @@ def build_object(data: Any, source: str, number: int) -> Loaded:
         raise fail("", f"expected a mapping (an object), got {type(data).__name__}")
     kind, api_version = data.get("kind"), data.get("apiVersion")
     meta = data.get("metadata")
-    name = meta.get("name") if isinstance(meta, dict) and isinstance(meta.get("name"), str) else None
+    name = next((meta[k] for k in ("name", "generateName") if isinstance(meta, dict) and isinstance(meta.get(k), str)),
+                None)
     kind_s = kind if isinstance(kind, str) else None
     for key, value in (("apiVersion", api_version), ("kind", kind)):
         if value is not None and not isinstance(value, str):
@@ -219,9 +221,12 @@ def load_text(text: str, source: str) -> list[Loaded]:
 
 
 def check_unique(loaded: list[Loaded]) -> None:
-    """Names are unique per kind and namespace across everything applied together."""
+    """Names are unique per kind and namespace across everything applied together (a generateName makes a
+    new name at each apply, so objects with only a generateName never clash)."""
     seen: dict[tuple[str, str, str], Loaded] = {}
     for item in loaded:
+        if item.obj.metadata.name is None:
+            continue
         key = (item.obj.kind, item.obj.metadata.namespace, item.obj.metadata.name or "")
         if key in seen:
             raise ManifestError(item.source, f"duplicate object: also defined in {seen[key].describe()}",

@@ -6,6 +6,8 @@ Kept apart from `api.kinds` (which builds the pydantic models) so that commands 
 
 from __future__ import annotations
 
+import random
+
 KIND_ALIASES: dict[str, str] = {
     "pod": "Pod", "pods": "Pod", "po": "Pod",
     "job": "Job", "jobs": "Job",
@@ -16,9 +18,21 @@ KIND_ALIASES: dict[str, str] = {
     "dataset": "Dataset", "datasets": "Dataset",
 }
 
-KNOWN_KINDS = frozenset({"Pod", "ConfigMap", "Secret", "Job", "Pipeline", "Dataset"})  # those api.kinds.MODELS has
+# Those api.kinds.MODELS has.
+KNOWN_KINDS = frozenset({"Pod", "ConfigMap", "Secret", "Job", "Pipeline", "Dataset", "Workflow"})
 
 INDEX_KEY = "batch.kubernetes.io/job-completion-index"  # an Indexed Job's completion index (annotation, label)
+
+SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # as Kubernetes' generateName uses (no vowels: no words)
+
+
+def random_suffix(length: int = 5) -> str:
+    return "".join(random.choices(SUFFIX_ALPHABET, k=length))
+
+
+def generated_name(prefix: str) -> str:
+    """The name for an object given `metadata.generateName`: the prefix and 5 random characters."""
+    return prefix + random_suffix()
 
 
 def resolve_kind(name: str) -> str:

@@ -1,0 +1,391 @@
+"""`argoproj.io/v1alpha1 Workflow`: Argo's templates (container, script, steps, dag), parameters, artifacts.
+
+The model keeps Argo's field names, and leaves optional fields unset rather than defaulted, so the dumped
+manifest is the Argo document the controller walks (a stored dict, as Argo's own controller reads it).
+The few normalisations: numbers and booleans given for a parameter's `value`/`default`/`enum` become the
+strings Argo makes of them; a retry `limit`, an `activeDeadlineSeconds` and `withSequence` bounds given as
+digit strings become integers; a container template without `name` is named `main`.
+
+Argo fields podline does not act on, with no effect on results (scheduling and security hints, garbage
+collection), are `IGNORED` warnings; fields whose absence would change results (remote artifact sources,
+memoization, sidecars, template types other than container/script/steps/dag …) are errors naming the field.
+Cross-references between templates, steps and tasks are checked in `api.workflow_checks`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator, ValidationInfo, model_validator
+from pydantic.alias_generators import to_camel
+
+from podline.api.base import Model, QualifiedKey, Resource, check_label_value, check_no_nul, warnings_var
+from podline.api.core import MAX_STRING, Arg, Container, Text, Volume
+
+MAX_TEMPLATES = 1_000
+MAX_LOOP = 100_000  # items of one withSequence: beyond this a sequence is a typo
+ARGO_NAME = re.compile(r"^[a-zA-Z0-9][-a-zA-Z0-9]*$")  # templates, steps, tasks (Argo's field-name rule)
+PARAM_NAME = re.compile(r"^[-a-zA-Z0-9_]+$")  # parameters and artifacts
+DURATION = re.compile(r"^(\d+|(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+)$")  # Go durations; a bare number is seconds
+DIGITS = re.compile(r"^-?\d{1,18}$")
+REMOTE_SOURCES = ("s3", "http", "git", "gcs", "oss", "hdfs", "artifactory", "azure", "hf", "plugin")
+
+
+# --- field types ------------------------------------------------------------------------------------
+
+def _refuser(problem: str) -> PlainValidator:
+    """A field podline refuses when given: `{field}` in `problem` becomes the field's Argo name."""
+    def refuse(value: Any, info: ValidationInfo) -> None:
+        if value is None or value is False:  # absent, or a switch left off
+            return None
+        field = info.field_name or "?"
+        raise ValueError(problem.format(field={"artifact_gc": "artifactGC"}.get(field, to_camel(field))))
+    return PlainValidator(refuse)
+
+
+Unsupported = Annotated[Any, _refuser("{field} is not supported by podline")]
+TemplateType = Annotated[Any, _refuser("template type {field} is not supported by podline")]
+RemoteSource = Annotated[Any, _refuser("artifact source {field} is not supported by podline (artifacts pass "
+                                       "through the context's shared directory)")]
+StepHook = Annotated[Any, _refuser("{field} on a step or task is not supported by podline yet (use spec.onExit)")]
+
+
+def _argo_name(value: str) -> str:
+    if len(value) > 128 or not ARGO_NAME.fullmatch(value):
+        raise ValueError(f"invalid name {value!r}: letters, digits and '-', starting with a letter or digit, "
+                         "at most 128 characters")
+    return value
+
+
+def _param_name(value: str) -> str:
+    if len(value) > 253 or not PARAM_NAME.fullmatch(value):
+        raise ValueError(f"invalid name {value!r}: letters, digits, '-' and '_', at most 253 characters")
+    return value
+
+
+def _any_string(value: Any) -> Any:
+    """Argo's AnyString: a number or boolean stands for its text (`true`, `3`, `1.5`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+def _whole_number(value: Any) -> Any:
+    """Argo's IntOrString for counts: a digit string is the number it spells."""
+    if isinstance(value, str):
+        if not DIGITS.fullmatch(value.strip()):
+            raise ValueError(f"must be a whole number, got {value!r}")
+        return int(value)
+    return value
+
+
+def _sequence_bound(value: Any) -> int | str:
+    """A withSequence bound: a whole number, a digit string (made a number), or a `{{…}}` expression."""
+    if isinstance(value, str) and "{{" in value:
+        return check_no_nul(value)
+    value = _whole_number(value)
+    if not isinstance(value, int) or isinstance(value, bool) or abs(value) > 10**9:
+        raise ValueError(f"must be a whole number (or a {{{{...}}}} expression), got {value!r}")
+    return value
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str) and not DURATION.fullmatch(value):
+        raise ValueError(f"invalid duration {value!r}: use a number of seconds or units such as 30s, 2m, 1h")
+    return value
+
+
+def _container_path(value: str) -> str:
+    """Where in the container a file is read or written: absolute, no `..`, or a `{{…}}` expression."""
+    check_no_nul(value)
+    if value.startswith("{{"):
+        return value
+    if not value.startswith("/") or ".." in value.split("/") or len(value) > 4096:
+        raise ValueError(f"path {value!r} must be an absolute path without '..'")
+    return value
+
+
+def _label_value(value: str) -> str:
+    return check_no_nul(value) if "{{" in value else check_label_value(value)  # `{{…}}`: substituted later
+
+
+def _check_items(value: Any, depth: int = 0) -> Any:
+    """withItems entries: any JSON, with the size and NUL rules every manifest string has."""
+    if isinstance(value, str):
+        check_no_nul(value)
+        if len(value) > MAX_STRING:
+            raise ValueError("an item must not exceed 128 KiB")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_items(key, depth + 1)
+            _check_items(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_items(item, depth + 1)
+    return value
+
+
+ArgoName = Annotated[str, AfterValidator(_argo_name)]
+ParamName = Annotated[str, AfterValidator(_param_name)]
+AnyString = Annotated[Arg, BeforeValidator(_any_string)]
+Duration = Annotated[str, BeforeValidator(_duration)]
+ContainerPath = Annotated[str, AfterValidator(_container_path)]
+SequenceBound = Annotated[int | str, PlainValidator(_sequence_bound)]
+Seconds = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=10**9)]
+
+
+# --- parameters and artifacts -----------------------------------------------------------------------
+
+class ValueFrom(Model):
+    """Where an output parameter's value comes from: a file the template wrote, or a child's parameter."""
+
+    expression: Unsupported = None
+    supplied: Unsupported = None
+    json_path: Unsupported = None
+    jq_filter: Unsupported = None
+    event: Unsupported = None
+    config_map_key_ref: Unsupported = None
+    path: ContainerPath | None = None
+    parameter: Arg | None = None
+    default: AnyString | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ValueFrom:
+        if (self.path is None) == (self.parameter is None):
+            raise ValueError("exactly one of path and parameter is required")
+        return self
+
+
+class Parameter(Model):
+    name: ParamName
+    value: AnyString | None = None
+    default: AnyString | None = None
+    enum: list[AnyString] | None = None
+    description: Text | None = None
+    global_name: ParamName | None = None
+    value_from: ValueFrom | None = None
+
+
+class RawArtifact(Model):
+    data: Arg
+
+
+def _archive(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if len(value) != 1 or next(iter(value)) not in ("none", "tar", "zip") or \
+            not isinstance(next(iter(value.values())) or {}, dict):
+        raise ValueError("must be one of {none: {}}, {tar: {...}}, {zip: {}}")
+    kind = next(iter(value))
+    sink = warnings_var.get()
+    if kind != "none" and sink is not None:
+        sink.append(f"Artifact.archive {kind} is not supported by podline and is ignored (artifacts pass "
+                    "through the shared directory as plain files)")
+    return value
+
+
+class Artifact(Model):
+    """An input or output file or directory; its content travels through the context's shared directory."""
+
+    s3: RemoteSource = None
+    http: RemoteSource = None
+    git: RemoteSource = None
+    gcs: RemoteSource = None
+    oss: RemoteSource = None
+    hdfs: RemoteSource = None
+    artifactory: RemoteSource = None
+    azure: RemoteSource = None
+    hf: RemoteSource = None
+    plugin: RemoteSource = None
+    artifact_gc: Unsupported = Field(default=None, alias="artifactGC")
+    global_name: Unsupported = None
+    from_expression: Unsupported = None
+    sub_path: Unsupported = None
+    name: ParamName
+    path: ContainerPath | None = None
+    from_: Arg | None = Field(default=None, alias="from")
+    optional: bool | None = None
+    raw: RawArtifact | None = None
+    archive: Annotated[dict[str, Any] | None, AfterValidator(_archive)] = None
+    mode: int | None = Field(default=None, ge=0, le=0o777)
+    IGNORED: ClassVar[frozenset[str]] = frozenset({"recurseMode", "deleted", "archiveLogs"})
+
+
+class Arguments(Model):
+    parameters: list[Parameter] | None = None
+    artifacts: list[Artifact] | None = None
+
+
+Inputs = Outputs = Arguments  # the same two lists: what a template takes, makes, or a caller passes
+
+
+class PodMetadata(Model):
+    labels: dict[QualifiedKey, Annotated[str, AfterValidator(_label_value)]] | None = None
+    annotations: dict[QualifiedKey, Text] | None = None
+
+
+# --- containers, retries, loops ---------------------------------------------------------------------
+
+class WorkflowContainer(Container):
+    name: str = "main"
+
+
+class ScriptTemplate(WorkflowContainer):
+    """A container whose `source` podline writes to a file and runs with the container's command."""
+
+    source: Arg
+
+
+class Backoff(Model):
+    duration: Duration | None = None
+    factor: Annotated[int | float, BeforeValidator(_whole_number), Field(ge=1, le=1000)] | None = None
+    max_duration: Duration | None = None
+    IGNORED: ClassVar[frozenset[str]] = frozenset({"cap"})
+
+
+class RetryStrategy(Model):
+    affinity: Unsupported = None
+    expression: Unsupported = None
+    limit: Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=10_000)] | None = None
+    retry_policy: Literal["Always", "OnFailure", "OnError", "OnTransientError"] | None = None
+    backoff: Backoff | None = None
+
+
+class Sequence(Model):
+    count: SequenceBound | None = None
+    start: SequenceBound | None = None
+    end: SequenceBound | None = None
+    format: Text | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Sequence:
+        if (self.count is None) == (self.end is None):
+            raise ValueError("exactly one of count and end is required")
+        if isinstance(self.count, int) and not 0 <= self.count <= MAX_LOOP:
+            raise ValueError(f"count must be from 0 to {MAX_LOOP}")
+        if isinstance(self.end, int) and isinstance(self.start or 0, int) and \
+                abs(self.end - int(self.start or 0)) >= MAX_LOOP:
+            raise ValueError(f"a sequence may have at most {MAX_LOOP} items")
+        return self
+
+
+class ContinueOn(Model):
+    failed: bool | None = None
+    error: bool | None = None
+
+
+class WorkflowStep(Model):
+    """One call of a template in a steps group; `template` is required (checked with its path)."""
+
+    template_ref: Unsupported = None
+    inline: Unsupported = None
+    on_exit: StepHook = None
+    hooks: StepHook = None
+    name: ArgoName
+    template: Text | None = None  # a name in spec.templates (checked there)
+    arguments: Arguments | None = None
+    when: Arg | None = None
+    with_items: Annotated[list[Any], AfterValidator(_check_items)] | None = None
+    with_param: Arg | None = None
+    with_sequence: Sequence | None = None
+    continue_on: ContinueOn | None = None
+
+
+class DAGTask(WorkflowStep):
+    dependencies: list[ArgoName] | None = None
+    depends: Arg | None = None
+
+
+class DAGTemplate(Model):
+    target: Unsupported = None
+    tasks: list[DAGTask] = Field(min_length=1, max_length=MAX_TEMPLATES)
+    fail_fast: bool | None = None
+
+
+# --- templates and the workflow ---------------------------------------------------------------------
+
+TEMPLATE_TYPES = ("container", "script", "steps", "dag")
+
+
+class Template(Model):
+    suspend: TemplateType = None
+    resource: TemplateType = None
+    data: TemplateType = None
+    http: TemplateType = None
+    container_set: TemplateType = None
+    plugin: TemplateType = None
+    daemon: Unsupported = None
+    pod_spec_patch: Unsupported = None
+    memoize: Unsupported = None
+    synchronization: Unsupported = None
+    metrics: Unsupported = None
+    init_containers: Unsupported = None
+    sidecars: Unsupported = None
+    name: ArgoName
+    inputs: Inputs | None = None
+    outputs: Outputs | None = None
+    container: WorkflowContainer | None = None
+    script: ScriptTemplate | None = None
+    steps: list[Annotated[list[WorkflowStep], Field(min_length=1)]] | None = Field(default=None, min_length=1)
+    dag: DAGTemplate | None = None
+    retry_strategy: RetryStrategy | None = None
+    active_deadline_seconds: Seconds | None = None
+    metadata: PodMetadata | None = None
+    volumes: list[Volume] | None = None
+    parallelism: int | None = Field(default=None, ge=1, le=MAX_LOOP)
+    fail_fast: bool | None = None
+    timeout: Duration | None = None
+    IGNORED: ClassVar[frozenset[str]] = frozenset(
+        {"nodeSelector", "tolerations", "affinity", "securityContext", "serviceAccountName", "archiveLocation",
+         "priorityClassName", "priority", "hostAliases", "executor", "automountServiceAccountToken",
+         "schedulerName"}
+    )
+
+    @model_validator(mode="after")
+    def _one_type(self) -> Template:
+        if sum(getattr(self, field) is not None for field in TEMPLATE_TYPES) != 1:
+            raise ValueError("exactly one of container, script, steps, dag is required")
+        return self
+
+    @property
+    def type(self) -> str:
+        return next(field for field in TEMPLATE_TYPES if getattr(self, field) is not None)
+
+
+class WorkflowSpec(Model):
+    volume_claim_templates: Unsupported = None
+    workflow_template_ref: Unsupported = None
+    template_defaults: Unsupported = None
+    hooks: Unsupported = None
+    synchronization: Unsupported = None
+    metrics: Unsupported = None
+    suspend: Unsupported = None
+    shutdown: Unsupported = None
+    retry_strategy: Unsupported = None
+    pod_spec_patch: Unsupported = None
+    entrypoint: Text  # names in spec.templates (checked there)
+    templates: list[Template] = Field(min_length=1, max_length=MAX_TEMPLATES)
+    arguments: Arguments | None = None
+    on_exit: Text | None = None
+    parallelism: int | None = Field(default=None, ge=1, le=MAX_LOOP)
+    active_deadline_seconds: int | None = Field(default=None, ge=1, le=10**9)
+    volumes: list[Volume] | None = None
+    pod_metadata: PodMetadata | None = None
+    IGNORED: ClassVar[frozenset[str]] = frozenset(
+        {"serviceAccountName", "podGC", "ttlStrategy", "nodeSelector", "tolerations", "affinity",
+         "securityContext", "imagePullSecrets", "workflowMetadata", "archiveLogs", "podDisruptionBudget",
+         "priority", "hostNetwork", "dnsPolicy", "dnsConfig", "artifactRepositoryRef", "executor",
+         "podPriorityClassName", "podPriority", "schedulerName", "hostAliases", "automountServiceAccountToken",
+         "volumeClaimGC", "artifactGC"}
+    )
+
+
+class Workflow(Resource):
+    api_version: Literal["argoproj.io/v1alpha1"]
+    kind: Literal["Workflow"]
+    spec: WorkflowSpec

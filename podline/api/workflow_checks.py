@@ -1,0 +1,256 @@
+"""Cross-reference rules of a Workflow, each raising `InvalidObject` with the exact field path.
+
+What Argo's own validation refuses at submit time is refused here before anything is stored: unknown
+template names, duplicate names, DAG dependencies on unknown tasks or in a cycle, `depends` expressions
+that do not parse, inputs a caller does not supply, output parameters and artifacts whose source does not
+fit the template type. Recursion (a steps template calling itself, guarded by `when`) is allowed, as in Argo.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from podline.api.checks import _check_resources, check_name_length, check_slurm_flags
+from podline.api.errors import InvalidObject
+from podline.api.workflow import Arguments, DAGTask, Inputs, Template, Workflow, WorkflowStep
+
+MAX_NAME = 63  # pod names and labels derive from the workflow's name, as in Argo
+TASK_RESULTS = ("Succeeded", "Failed", "Errored", "Skipped", "Omitted", "Daemoned", "AnySucceeded", "AllFailed")
+DEPENDS_TOKEN = re.compile(r"\s*(?:(&&|\|\||!|\(|\))|([a-zA-Z0-9][-a-zA-Z0-9_]*)(?:\.([A-Za-z]+))?)")
+
+
+def _unique(names: Iterable[str], where: str, what: str) -> None:
+    """`where` is a format string taking the index, e.g. `spec.templates[{}].name`."""
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            raise InvalidObject(where.format(i), f"duplicate {what} name {name!r}")
+        seen.add(name)
+
+
+def parse_depends(text: str) -> list[str]:
+    """Task names in a `depends` expression (`a && (b.Failed || !c.Skipped)`); ValueError if it does not parse."""
+    tokens: list[tuple[str, str]] = []  # (operator, '') or ('name', task)
+    pos = 0
+    while pos < len(text.rstrip()):
+        match = DEPENDS_TOKEN.match(text, pos)
+        if not match:
+            raise ValueError(f"cannot parse depends {text!r} at {text[pos:].strip()[:20]!r}")
+        operator, name, result = match.groups()
+        if result is not None and result not in TASK_RESULTS:
+            raise ValueError(f"unknown task result {name}.{result} (use one of {', '.join(TASK_RESULTS)})")
+        tokens.append((operator, "") if operator else ("name", name))
+        pos = match.end()
+    names: list[str] = []
+
+    def expect(i: int) -> int:  # expression := term ('||' term)*, term := factor ('&&' factor)*
+        i = factor(i)
+        while i < len(tokens) and tokens[i][0] in ("&&", "||"):
+            i = factor(i + 1)
+        return i
+
+    def factor(i: int) -> int:
+        if i >= len(tokens):
+            raise ValueError(f"depends {text!r} ends too early")
+        kind, name = tokens[i]
+        if kind == "!":
+            return factor(i + 1)
+        if kind == "(":
+            i = expect(i + 1)
+            if i >= len(tokens) or tokens[i][0] != ")":
+                raise ValueError(f"depends {text!r}: unbalanced parentheses")
+            return i + 1
+        if kind == "name":
+            names.append(name)
+            return i + 1
+        raise ValueError(f"depends {text!r}: unexpected {kind!r}")
+
+    if not tokens:
+        raise ValueError("depends must name at least one task")
+    end = expect(0)
+    if end != len(tokens):
+        raise ValueError(f"depends {text!r}: unexpected {tokens[end][0]!r}")
+    return names
+
+
+def _check_arguments(args: Arguments | None, where: str) -> None:
+    """Arguments given by the workflow or a caller: unique names, and each with a value."""
+    if args is None:
+        return
+    _unique((p.name for p in args.parameters or []), f"{where}.parameters[{{}}].name", "parameter")
+    _unique((a.name for a in args.artifacts or []), f"{where}.artifacts[{{}}].name", "artifact")
+    for i, param in enumerate(args.parameters or []):
+        if param.value is None and param.value_from is None:
+            raise InvalidObject(f"{where}.parameters[{i}].value", "required: an argument needs a value")
+    for i, artifact in enumerate(args.artifacts or []):
+        if artifact.from_ is None and artifact.raw is None:
+            raise InvalidObject(f"{where}.artifacts[{i}]", "an artifact argument needs from or raw")
+
+
+def _check_supplied(inputs: Inputs | None, args: Arguments | None, template: str, where: str) -> None:
+    """Every input without a value of its own is supplied by the caller's arguments."""
+    if inputs is None:
+        return
+    given = {p.name for p in (args.parameters or [])} if args else set()
+    for param in inputs.parameters or []:
+        if param.name not in given and param.value is None and param.default is None and param.value_from is None:
+            raise InvalidObject(where, f"inputs.parameters.{param.name} of template {template!r} is not supplied")
+    given = {a.name for a in (args.artifacts or [])} if args else set()
+    for artifact in inputs.artifacts or []:
+        if artifact.name not in given and artifact.from_ is None and artifact.raw is None and not artifact.optional:
+            raise InvalidObject(where, f"inputs.artifacts.{artifact.name} of template {template!r} is not supplied")
+
+
+def _check_call(call: WorkflowStep, where: str, templates: dict[str, Template]) -> None:
+    if call.template is None:
+        raise InvalidObject(f"{where}.template", "required field is missing")
+    target = templates.get(call.template)
+    if target is None:
+        raise InvalidObject(f"{where}.template", f"no template named {call.template!r} in spec.templates")
+    loops = [field for field, value in (("withItems", call.with_items), ("withParam", call.with_param),
+                                        ("withSequence", call.with_sequence)) if value is not None]
+    if len(loops) > 1:
+        raise InvalidObject(f"{where}.{loops[1]}", "only one of withItems, withParam, withSequence may be given")
+    _check_arguments(call.arguments, f"{where}.arguments")
+    _check_supplied(target.inputs, call.arguments, call.template, f"{where}.arguments")
+
+
+def _check_dag(tasks: list[DAGTask], where: str, templates: dict[str, Template]) -> None:
+    _unique((t.name for t in tasks), f"{where}.tasks[{{}}].name", "task")
+    names = {t.name for t in tasks}
+    uses_depends = next((i for i, t in enumerate(tasks) if t.depends is not None), None)
+    uses_dependencies = next((i for i, t in enumerate(tasks) if t.dependencies is not None), None)
+    if uses_depends is not None and uses_dependencies is not None:
+        i, field = max((uses_depends, "depends"), (uses_dependencies, "dependencies"))
+        raise InvalidObject(f"{where}.tasks[{i}].{field}",
+                            "cannot use both depends and dependencies in the same DAG template")
+    edges: dict[str, list[str]] = {}
+    for i, task in enumerate(tasks):
+        here = f"{where}.tasks[{i}]"
+        _check_call(task, here, templates)
+        if task.depends is not None:
+            try:
+                deps = parse_depends(task.depends)
+            except ValueError as exc:
+                raise InvalidObject(f"{here}.depends", str(exc)) from None
+            field = f"{here}.depends"
+        else:
+            deps, field = task.dependencies or [], f"{here}.dependencies"
+        for j, dep in enumerate(deps):
+            path = field if task.depends is not None else f"{field}[{j}]"
+            if dep == task.name:
+                raise InvalidObject(path, "a task cannot depend on itself")
+            if dep not in names:
+                raise InvalidObject(path, f"unknown task {dep!r} in this dag")
+        if deps and task.name[0].isdigit():
+            raise InvalidObject(f"{here}.name", f"task name {task.name!r} cannot begin with a digit when it has "
+                                "depends or dependencies")
+        edges[task.name] = deps
+    loop = _cycle(edges)
+    if loop:
+        i = next(i for i, t in enumerate(tasks) if t.name == loop[0])
+        field = "depends" if tasks[i].depends is not None else "dependencies"
+        raise InvalidObject(f"{where}.tasks[{i}].{field}", f"dependencies form a cycle: {' -> '.join(loop)}")
+
+
+def _cycle(edges: dict[str, list[str]]) -> list[str]:
+    """A dependency loop, starting and ending at its first task in listing order; [] when there is none."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for start in edges:
+        if state.get(start):
+            continue
+        path, stack = [start], [iter(edges[start])]
+        state[start] = 1
+        while stack:
+            dep = next(stack[-1], None)
+            if dep is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(dep) == 1:
+                loop = path[path.index(dep):]
+                first = min(range(len(loop)), key=lambda k: list(edges).index(loop[k]))
+                loop = loop[first:] + loop[:first]
+                return [*loop, loop[0]]
+            elif not state.get(dep):
+                state[dep] = 1
+                path.append(dep)
+                stack.append(iter(edges[dep]))
+    return []
+
+
+def _check_io(template: Template, where: str) -> None:
+    for field, io in (("inputs", template.inputs), ("outputs", template.outputs)):
+        if io is None:
+            continue
+        _unique((p.name for p in io.parameters or []), f"{where}.{field}.parameters[{{}}].name", "parameter")
+        _unique((a.name for a in io.artifacts or []), f"{where}.{field}.artifacts[{{}}].name", "artifact")
+    runs_container = template.type in ("container", "script")
+    for i, artifact in enumerate(template.inputs.artifacts or [] if template.inputs else []):
+        if runs_container and artifact.path is None:
+            raise InvalidObject(f"{where}.inputs.artifacts[{i}].path",
+                                f"required: an input artifact of a {template.type} template needs a path")
+    if template.outputs is None:
+        return
+    for i, param in enumerate(template.outputs.parameters or []):
+        here = f"{where}.outputs.parameters[{i}]"
+        source = param.value_from
+        if source is None:
+            raise InvalidObject(f"{here}.valueFrom", "required: an output parameter needs valueFrom")
+        if runs_container and source.path is None:
+            raise InvalidObject(f"{here}.valueFrom.path", f"required for an output of a {template.type} template")
+        if not runs_container and source.parameter is None:
+            raise InvalidObject(f"{here}.valueFrom.parameter",
+                                f"required for an output of a {template.type} template")
+    for i, artifact in enumerate(template.outputs.artifacts or []):
+        field, value = ("path", artifact.path) if runs_container else ("from", artifact.from_)
+        if value is None:
+            raise InvalidObject(f"{where}.outputs.artifacts[{i}].{field}",
+                                f"required for an output artifact of a {template.type} template")
+
+
+def _check_template(template: Template, where: str, templates: dict[str, Template], volumes: set[str]) -> None:
+    _check_io(template, where)
+    _unique((v.name for v in template.volumes or []), f"{where}.volumes[{{}}].name", "volume")
+    known = volumes | {v.name for v in template.volumes or []}
+    if template.metadata and template.metadata.annotations:
+        check_slurm_flags(template.metadata.annotations, f"{where}.metadata")
+    container = template.container or template.script
+    if container is not None:
+        here = f"{where}.{template.type}"
+        _check_resources(container, here)
+        for j, mount in enumerate(container.volume_mounts):
+            if mount.name not in known:
+                raise InvalidObject(f"{here}.volumeMounts[{j}].name",
+                                    f"volume {mount.name!r} is not declared in spec.volumes or {where}.volumes")
+    if template.steps is not None:
+        flat = [(f"{where}.steps[{g}][{k}]", step) for g, group in enumerate(template.steps)
+                for k, step in enumerate(group)]
+        seen: set[str] = set()
+        for here, step in flat:
+            if step.name in seen:
+                raise InvalidObject(f"{here}.name", f"duplicate step name {step.name!r} in this template")
+            seen.add(step.name)
+            _check_call(step, here, templates)
+    if template.dag is not None:
+        _check_dag(template.dag.tasks, f"{where}.dag", templates)
+
+
+def check_workflow(wf: Workflow) -> None:
+    check_name_length(wf.metadata, MAX_NAME, "Workflow")
+    spec = wf.spec
+    if spec.pod_metadata and spec.pod_metadata.annotations:
+        check_slurm_flags(spec.pod_metadata.annotations, "spec.podMetadata")
+    _unique((v.name for v in spec.volumes or []), "spec.volumes[{}].name", "volume")
+    _unique((t.name for t in spec.templates), "spec.templates[{}].name", "template")
+    templates = {t.name: t for t in spec.templates}
+    _check_arguments(spec.arguments, "spec.arguments")
+    for field, name in (("entrypoint", spec.entrypoint), ("onExit", spec.on_exit)):
+        if name is None:
+            continue
+        if name not in templates:
+            raise InvalidObject(f"spec.{field}", f"no template named {name!r} in spec.templates")
+        _check_supplied(templates[name].inputs, spec.arguments, name, f"spec.{field}")
+    volumes = {v.name for v in spec.volumes or []}
+    for i, template in enumerate(spec.templates):
+        _check_template(template, f"spec.templates[{i}]", templates, volumes)
