@@ -10,7 +10,7 @@ from podline.runtime.files import rfc3339
 from podline.store import Obj, Store
 
 API_VERSIONS = {"Pod": "v1", "ConfigMap": "v1", "Secret": "v1", "Job": "batch/v1", "Pipeline": "podline.io/v1alpha1",
-                "Dataset": "podline.io/v1alpha1"}
+                "Dataset": "podline.io/v1alpha1", "Workflow": "argoproj.io/v1alpha1"}
 
 
 def full_document(store: Store, obj: Obj) -> dict[str, Any]:
@@ -25,7 +25,7 @@ def full_document(store: Store, obj: Obj) -> dict[str, Any]:
         if owner is not None:
             meta["ownerReferences"] = [{"apiVersion": API_VERSIONS.get(owner.kind, "v1"), "kind": owner.kind,
                                         "name": owner.name, "uid": owner.uid, "controller": True}]
-    if obj.kind in ("Pod", "Job", "Pipeline"):
+    if obj.kind in ("Pod", "Job", "Pipeline", "Workflow"):
         doc["status"] = copy.deepcopy(obj.status)
     return doc
 
@@ -126,7 +126,15 @@ def pipeline_row(obj: Obj, wide: bool) -> list[str]:
     return row
 
 
+def workflow_row(obj: Obj, wide: bool) -> list[str]:
+    """As `kubectl get workflows` prints Argo's (an empty status is a workflow not yet started)."""
+    word = "Terminating" if obj.deleted_at else obj.status.get("phase") or "Pending"
+    row = [obj.name, word, age(obj.created_at)]
+    return row + [obj.status.get("message", "")] if wide else row
+
+
 COLUMNS = {
+    "Workflow": (["NAME", "STATUS", "AGE"], ["MESSAGE"]),
     "Pipeline": (["NAME", "STATUS", "SHARDS", "STEPS", "AGE"], ["RUNNING", "FAILED", "RESTORED FROM"]),
     "Pod": (["NAME", "READY", "STATUS", "RESTARTS", "AGE"], ["NODE", "RUN DIR"]),
     "Job": (["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"], ["ACTIVE", "FAILED", "COMPLETED INDEXES"]),
@@ -143,6 +151,8 @@ def row(obj: Obj, wide: bool) -> list[str]:
         return job_row(obj, wide)
     if obj.kind == "Pipeline":
         return pipeline_row(obj, wide)
+    if obj.kind == "Workflow":
+        return workflow_row(obj, wide)
     m = obj.manifest
     if obj.kind == "Dataset":
         spec = m.get("spec", {})

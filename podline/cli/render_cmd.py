@@ -23,13 +23,14 @@ def render(state: State, files: tuple[str, ...], target: str) -> None:
     from podline.api.core import Pod
     from podline.api.dataset import Dataset
     from podline.api.errors import ManifestError
+    from podline.api.names import generated_name
     from podline.api.pipeline import Pipeline
     from podline.cli.resources import _load_or_exit
     from podline.plan.kubernetes import pipeline_array_job, pipeline_job
     from podline.plan.slurm import Placement, render_indexed_job, render_pod
 
     loaded = _load_or_exit(files)
-    if target == "kubernetes":
+    if target == "kubernetes":  # a Workflow is echoed as it is: Argo runs it natively
         docs = []
         for item in loaded:
             if isinstance(item.obj, Dataset):
@@ -43,6 +44,10 @@ def render(state: State, files: tuple[str, ...], target: str) -> None:
                 docs.append(item.obj.dump())
         click.echo(yaml.safe_dump_all(docs, sort_keys=False).rstrip("\n"))
         return
+    for item in loaded:
+        if item.obj.kind == "Workflow":  # checked first, so nothing is printed for the other documents
+            fail(f"{item.describe()}: render is not available for this kind (apply it; each step runs as its own "
+                 "pod)", 2)
     try:
         cfg = load_config(state.home)
     except ManifestError as exc:
@@ -54,6 +59,8 @@ def render(state: State, files: tuple[str, ...], target: str) -> None:
     base = ctx.shared_dir or str(state.home)
     for item in loaded:
         obj, meta = item.obj, item.obj.metadata
+        if meta.name is None and meta.generate_name:  # named as apply would name it
+            meta.name = generated_name(meta.generate_name)
         rundir = f"{base}/pods/{meta.namespace}/{meta.name}/{RENDER_UID}"
         if isinstance(obj, Pod):
             script = render_pod(obj.dump(), RENDER_UID, rundir, placement)

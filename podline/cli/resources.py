@@ -10,11 +10,13 @@ import click
 import yaml
 
 from podline.api.errors import ManifestError
+from podline.api.names import generated_name
 from podline.cli.common import State, fail, kind_or_exit, pass_state, print_table, split_ref
 from podline.cli.render import COLUMNS, full_document, row
-from podline.store import Obj
+from podline.store import Obj, Store
 
 if TYPE_CHECKING:
+    from podline.api.base import Resource
     from podline.api.loader import Loaded
 
 # podline.api.loader builds the pydantic models (about 0.1 s): imported by the commands that read manifests,
@@ -48,7 +50,7 @@ def _immutable_problem(current: Obj, new: dict) -> str | None:
     if current.kind in ("ConfigMap", "Secret"):
         return "field is immutable (immutable: true)" if current.manifest.get("immutable") and \
             current.manifest != new else None
-    if current.kind not in ("Pod", "Job"):
+    if current.kind not in ("Pod", "Job", "Workflow"):  # a Workflow's spec is fixed once it runs, as in Argo
         return None
     old_spec, new_spec = current.manifest.get("spec", {}), new.get("spec", {})
     allowed = MUTABLE_SPEC.get(current.kind, set())
@@ -71,6 +73,20 @@ def _load_or_exit(files: tuple[str, ...]) -> list[Loaded]:
     return loaded
 
 
+def _generate_name(store: Store, obj: Resource, taken: set[tuple[str, str, str]]) -> None:
+    """Name an object that has only a generateName, like `kubectl create`: each apply makes a new object.
+    Called inside the write transaction, so a name found free stays free until it is taken; `taken` holds
+    the names of this apply's other objects."""
+    meta = obj.metadata
+    assert meta.generate_name is not None
+    while True:
+        name = generated_name(meta.generate_name)
+        if (obj.kind, meta.namespace, name) not in taken and store.get(obj.kind, meta.namespace, name) is None:
+            meta.name = name
+            taken.add((obj.kind, meta.namespace, name))
+            return
+
+
 def apply_objects(state: State, loaded: list[Loaded]) -> None:
     """Validate every change against stored state first, then write all in one transaction."""
     context = state.check_context()
@@ -78,6 +94,9 @@ def apply_objects(state: State, loaded: list[Loaded]) -> None:
     plans = []
     for item in loaded:
         obj = item.obj
+        if obj.metadata.name is None:  # a generateName: always a new object, named when it is written
+            plans.append((obj, None))
+            continue
         manifest = obj.dump()
         current = store.get(obj.kind, obj.metadata.namespace, obj.metadata.name or "")
         if current is not None:
@@ -88,8 +107,12 @@ def apply_objects(state: State, loaded: list[Loaded]) -> None:
                 fail(f"{item.describe()}: spec: {problem}", 2)
         plans.append((obj, manifest))
     results = []
+    taken = {(obj.kind, obj.metadata.namespace, obj.metadata.name or "") for obj, _ in plans}
     with store.tx():
         for obj, manifest in plans:
+            if manifest is None:
+                _generate_name(store, obj, taken)
+                manifest = obj.dump()
             result, _ = store.apply(obj.kind, obj.metadata.namespace, obj.metadata.name or "", manifest,
                                     context=context)
             results.append(f"{obj.kind.lower()}/{obj.metadata.name} {result}")
@@ -184,6 +207,10 @@ def delete(state: State, kind: str | None, name: str | None, files: tuple[str, .
     targets: list[Obj] = []
     if files:
         for item in _load_or_exit(files):
+            if item.obj.metadata.name is None:
+                click.echo(f"warning: {item.describe()}: has only a generateName; delete the objects it made "
+                           "by name", err=True)
+                continue
             found = state.store.get(item.obj.kind, item.obj.metadata.namespace, item.obj.metadata.name or "")
             if found is None:
                 click.echo(f'{item.obj.kind.lower()}s "{item.obj.metadata.name}" not found', err=True)
