@@ -66,3 +66,54 @@ spec:
     pulled = [s["images"][0]["pulled"] for s in shards]
     assert sorted(pulled) == [False, False, True], f"one pull for the node, the other tasks use its cache: {shards}"
     assert len({s["jobId"].split("_")[0] for s in shards}) == 1
+
+
+def test_an_argo_workflow_runs_each_step_as_a_slurm_job_in_a_container(hpc_bwrap: Cli, registry: str) -> None:
+    """Parameters out of one container's /tmp, an artifact directory to the next step through the shared
+    directory, a `when` that skips, the script's stdout as its result: each step its own sbatch."""
+    hpc_bwrap.apply(f"""
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {{name: boxed-wf}}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    dag:
+      tasks:
+      - {{name: make, template: make}}
+      - name: use
+        template: use
+        depends: make
+        arguments:
+          parameters: [{{name: who, value: "{{{{tasks.make.outputs.parameters.who}}}}"}}]
+          artifacts: [{{name: data, from: "{{{{tasks.make.outputs.artifacts.data}}}}"}}]
+      - {{name: never, template: make, depends: make, when: "{{{{tasks.make.outputs.result}}}} == nothing"}}
+  - name: make
+    outputs:
+      parameters: [{{name: who, valueFrom: {{path: /tmp/who}}}}]
+      artifacts: [{{name: data, path: /tmp/data}}]
+    container:
+      image: "{registry}"
+      command: [sh, -c, 'cat /etc/made-by > /tmp/who; mkdir /tmp/data; ls / > /tmp/data/root; echo made']
+  - name: use
+    inputs:
+      parameters: [{{name: who}}]
+      artifacts: [{{name: data, path: /in/data}}]
+    script:
+      image: "{registry}"
+      command: [sh]
+      source: |
+        echo "{{{{inputs.parameters.who}}}} in job $SLURM_JOB_ID"
+        grep -cx -e work -e srv /in/data/root || true
+""")
+    assert hpc_bwrap.wait("workflow/boxed-wf", "phase=Succeeded", timeout=180).returncode == 0
+    wf = hpc_bwrap.json("workflow", "boxed-wf")
+    nodes = {n["displayName"]: n for n in wf["status"]["nodes"].values()}
+    assert nodes["make"]["outputs"]["parameters"] == [{"name": "who", "value": "podline test image"}]
+    first, count = nodes["use"]["outputs"]["result"].splitlines()
+    assert first.startswith("podline test image in job ") and first.split()[-1].isdigit()
+    assert count == "0"  # the host's /work and /srv are not there: the listing came from inside the container
+    assert nodes["never"]["phase"] == "Skipped"
+    jobs = {p["metadata"]["name"]: p for p in hpc_bwrap.json("pods")["items"]}
+    assert len(jobs) == 2
