@@ -14,11 +14,23 @@ finished before it, and the loop item; the called template's body sees only the 
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from podline.controller.argo_scope import (
+    call_arguments,
+    continues,
+    fnv32a,
+    handled,
+    kind_of,
+    loop_items,
+    loops,
+    outputs_scope,
+    pod_failure,
+    resolve_inputs,
+    task_result,
+    template_outputs,
+)
 from podline.plan import argo_expr as ex
 from podline.plan.workflow_pod import StepPodError, pod_name
 from podline.runtime.files import parse_rfc3339
@@ -28,19 +40,11 @@ FAILED = frozenset({"Failed", "Error"})
 LATER = ("steps.", "tasks.", "item", "workflow.status", "workflow.failures")
 
 
-def fnv32a(text: str) -> int:
-    value = 0x811C9DC5
-    for byte in text.encode():
-        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return value
-
-
 class Pods(Protocol):
     """What the walker needs from the controller: a pod per Pod node."""
 
     def observe(self, node: dict[str, Any]) -> dict[str, Any] | None: ...  # the pod's status, or None if none yet
     def start(self, node: dict[str, Any], template: dict[str, Any], artifacts: list[dict[str, Any]]) -> bool: ...
-    def artifact_location(self, node_id: str, name: str) -> str: ...
 
 
 class Walker:
@@ -94,52 +98,18 @@ class Walker:
         """Advance the node `name` running `template_name` with resolved `args` ({parameters: {n: v},
         artifacts: {n: {from|raw}}}); returns the node."""
         template = self.templates[template_name]
-        kind = _kind(template) if "retryStrategy" not in template else "Retry"
+        kind = kind_of(template) if "retryStrategy" not in template else "Retry"
         node = self._node(name, display, kind, template_name, parent, boundary)
         if node["phase"] in DONE:
             return node
         try:
-            scope, artifacts = self._inputs(template, args, node)
+            scope, artifacts = resolve_inputs(template, args, node, self.globals)
         except ex.ExpressionError as exc:
             return self._finish(node, "Error", str(exc))
         scope.update(extra or {})
         if kind == "Retry":
             return self._retry(node, template, scope, artifacts, boundary)
         return self._body(node, template, scope, artifacts)
-
-    def _inputs(self, template: dict[str, Any], args: dict[str, Any], node: dict[str, Any]
-                ) -> tuple[dict[str, str], list[dict[str, Any]]]:
-        scope = dict(self.globals)
-        params = []
-        for p in template.get("inputs", {}).get("parameters", []):
-            value = args.get("parameters", {}).get(p["name"], p.get("value", p.get("default")))
-            if value is None:
-                raise ex.ExpressionError(f"inputs.parameters.{p['name']} was not supplied")
-            if p.get("enum") and value not in p["enum"]:
-                raise ex.ExpressionError(f"inputs.parameters.{p['name']}: {value!r} is not one of {p['enum']}")
-            scope[f"inputs.parameters.{p['name']}"] = value
-            params.append({"name": p["name"], "value": value})
-        artifacts = []
-        for a in template.get("inputs", {}).get("artifacts", []):
-            given = {**{k: a[k] for k in ("from", "raw") if k in a}, **args.get("artifacts", {}).get(a["name"], {})}
-            if "raw" in given:
-                artifacts.append({"name": a["name"], "path": a.get("path", ""), "raw": given["raw"]["data"]})
-            elif "from" in given:
-                artifacts.append({"name": a["name"], "path": a.get("path", ""), "from": given["from"],
-                                  "optional": bool(a.get("optional"))})
-            elif not a.get("optional"):
-                raise ex.ExpressionError(f"inputs.artifacts.{a['name']} was not supplied")
-            if a.get("path"):
-                scope[f"inputs.artifacts.{a['name']}.path"] = a["path"]
-        for kind in ("parameters", "artifacts"):
-            for o in template.get("outputs", {}).get(kind, []):
-                path = o.get("valueFrom", {}).get("path") if kind == "parameters" else o.get("path")
-                if path:
-                    scope[f"outputs.{kind}.{o['name']}.path"] = path
-        if params or artifacts:
-            node["inputs"] = {k: v for k, v in (("parameters", params), ("artifacts", [
-                {"name": a["name"], "path": a["path"]} for a in artifacts])) if v}
-        return scope, artifacts
 
     def _retry(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str],
                artifacts: list[dict[str, Any]], boundary: str | None) -> dict[str, Any]:
@@ -157,7 +127,7 @@ class Walker:
                 node["phase"] = "Running"
                 return node
             k = len(attempts)
-            child = self._node(f"{node['name']}({k})", f"{node['displayName']}({k})", _kind(template),
+            child = self._node(f"{node['name']}({k})", f"{node['displayName']}({k})", kind_of(template),
                                template["name"], node["id"], boundary)
             last = self._body(child, template, {**scope, "retries": str(k)}, artifacts)
         if last["phase"] not in DONE:
@@ -228,7 +198,7 @@ class Walker:
         if phase == "Succeeded":
             error = status.get("outputs", {}).get("error")
             return self._finish(node, "Error", error) if error else self._finish(node, "Succeeded")
-        return self._finish(node, *_pod_failure(status))
+        return self._finish(node, *pod_failure(status))
 
     def _location(self, reference: str) -> str | None:
         """`{{steps.x.outputs.artifacts.y}}` (already substituted by the caller) names a place directly."""
@@ -246,17 +216,16 @@ class Walker:
             if gnode["phase"] not in DONE:
                 return node
             for step in group:
-                local.update(self._outputs_scope("steps", step["name"], *self._step_nodes(gnode, step)))
+                local.update(outputs_scope("steps", step["name"], *self._step_nodes(gnode, step)))
             if gnode["phase"] in FAILED:
                 return self._finish(node, "Failed", gnode.get("message", f"step group {gname} failed"))
-        self._template_outputs(node, template, local)
-        return self._finish(node, "Succeeded") if node["phase"] != "Error" else node
+        return self._succeed(node, template, local)
 
     def _step_nodes(self, group: dict[str, Any], step: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
         """A step's nodes (the group's children by that name) and whether it looped over items."""
         base = f"{group['name']}.{step['name']}"
         nodes = [self.nodes[c] for c in group.get("children", [])]
-        return [n for n in nodes if n["name"] == base or n["name"].startswith(base + "(")], _loops(step)
+        return [n for n in nodes if n["name"] == base or n["name"].startswith(base + "(")], loops(step)
 
     def _group(self, gnode: dict[str, Any], group: list[dict[str, Any]], scope: dict[str, str], boundary: str) -> None:
         gnode["phase"] = "Running"
@@ -268,7 +237,7 @@ class Walker:
             for child in children:
                 if child["phase"] not in DONE:
                     running = True
-                elif child["phase"] in FAILED and not _continues(step, child["phase"]):
+                elif child["phase"] in FAILED and not continues(step, child["phase"]):
                     failures.append(child)
         if running:
             return
@@ -281,7 +250,7 @@ class Walker:
                 boundary: str) -> list[dict[str, Any]]:
         """One step/task call, or one per loop item: each started (or skipped by `when`) and advanced."""
         try:
-            items = self._items(call, scope)
+            items = loop_items(call, scope)
         except ex.ExpressionError as exc:
             node = self._node(name, display, "Skipped", None, parent, boundary)
             return [self._finish(node, "Error", str(exc))]
@@ -296,7 +265,7 @@ class Walker:
                 out.append(existing)
                 continue
             try:
-                args = self._arguments(call, local)
+                args = call_arguments(call, local)
                 skip = "when" in call and not ex.evaluate_when(ex.substitute(call["when"], local, strict=True))
             except ex.ExpressionError as exc:
                 node = self._node(child_name, child_display, "Skipped", call["template"], parent, boundary)
@@ -309,72 +278,15 @@ class Walker:
             out.append(self.execute(child_name, child_display, call["template"], args, parent, boundary))
         return out
 
-    def _items(self, call: dict[str, Any], scope: dict[str, str]) -> list[Any] | None:
-        if "withItems" in call:
-            return [ex.substitute(item, scope, strict=True) for item in call["withItems"]]
-        if "withParam" in call:
-            return ex.parse_items(ex.substitute(call["withParam"], scope, strict=True))
-        if "withSequence" in call:
-            return ex.expand_sequence(ex.substitute(call["withSequence"], scope, strict=True))
-        return None
-
-    def _arguments(self, call: dict[str, Any], scope: dict[str, str]) -> dict[str, Any]:
-        given = call.get("arguments", {})
-        params = {p["name"]: ex.substitute(p.get("value", ""), scope, strict=True)
-                  for p in given.get("parameters", [])}
-        artifacts = {}
-        for a in given.get("artifacts", []):
-            if "from" in a:
-                artifacts[a["name"]] = {"from": ex.substitute(a["from"], scope, strict=True)}
-            elif "raw" in a:
-                artifacts[a["name"]] = {"raw": {"data": ex.substitute(a["raw"].get("data", ""), scope, strict=True)}}
-        return {"parameters": params, "artifacts": artifacts}
-
-    def _outputs_scope(self, prefix: str, step: str, nodes: list[dict[str, Any]], looped: bool) -> dict[str, str]:
-        """`steps.NAME.*` / `tasks.NAME.*`; a loop's outputs are JSON lists over its items."""
-        if not nodes:
-            return {}
-        key = f"{prefix}.{step}"
-        if not looped:
-            node = nodes[0]
-            out = node.get("outputs", {})
-            scope = {f"{key}.status": node["phase"], f"{key}.id": node["id"]}
-            if "exitCode" in out:
-                scope[f"{key}.exitCode"] = out["exitCode"]
-            if "result" in out:
-                scope[f"{key}.outputs.result"] = out["result"]
-            for p in out.get("parameters", []):
-                scope[f"{key}.outputs.parameters.{p['name']}"] = p["value"]
-            for a in out.get("artifacts", []):
-                scope[f"{key}.outputs.artifacts.{a['name']}"] = a.get("location", "")
-            return scope
-        outs = [n.get("outputs", {}) for n in nodes]
-        names = {p["name"] for o in outs for p in o.get("parameters", [])}
-        scope = {f"{key}.outputs.parameters": json.dumps([{p["name"]: p["value"] for p in o.get("parameters", [])}
-                                                          for o in outs], separators=(",", ":")),
-                 f"{key}.outputs.result": json.dumps([o.get("result", "") for o in outs], separators=(",", ":"))}
-        for name in names:
-            values = [next((p["value"] for p in o.get("parameters", []) if p["name"] == name), "") for o in outs]
-            scope[f"{key}.outputs.parameters.{name}"] = json.dumps(values, separators=(",", ":"))
-        return scope
-
-    def _template_outputs(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str]) -> None:
-        """A steps/DAG template's own outputs: `valueFrom.parameter` and artifacts `from` its children."""
-        outputs: dict[str, Any] = {}
+    def _succeed(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str]) -> dict[str, Any]:
+        """A steps/DAG node whose children are done: its own outputs, then Succeeded (Error if one is missing)."""
         try:
-            for p in template.get("outputs", {}).get("parameters", []):
-                source = p.get("valueFrom", {}).get("parameter")
-                value = ex.substitute(source, scope, strict=True) if source else p.get("value")
-                if value is not None:
-                    outputs.setdefault("parameters", []).append({"name": p["name"], "value": value})
-            for a in template.get("outputs", {}).get("artifacts", []):
-                if "from" in a:
-                    outputs.setdefault("artifacts", []).append(
-                        {"name": a["name"], "location": ex.substitute(a["from"], scope, strict=True)})
+            outputs = template_outputs(template, scope)
         except ex.ExpressionError as exc:
-            self._finish(node, "Error", str(exc))
+            return self._finish(node, "Error", str(exc))
         if outputs:
             node["outputs"] = outputs
+        return self._finish(node, "Succeeded")
 
     # --- dag -----------------------------------------------------------------------------------
     def _dag(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str]) -> dict[str, Any]:
@@ -388,7 +300,7 @@ class Walker:
             found = self._task_nodes(node, task)
             if found:
                 nodes_of[task["name"]] = found
-        looped = {t["name"]: _loops(t) for t in tasks}
+        looped = {t["name"]: loops(t) for t in tasks}
         fail_fast = dag.get("failFast", True)
         progress = True
         while progress:  # a task finishing within this pass (skipped, omitted) can free the next ones
@@ -398,8 +310,8 @@ class Walker:
                 tname = task["name"]
                 current = nodes_of.get(tname, [])
                 if current and all(n["phase"] in DONE for n in current):
-                    results[tname] = _task_result(current, looped[tname])
-                    local.update(self._outputs_scope("tasks", tname, current, looped[tname]))
+                    results[tname] = task_result(current, looped[tname])
+                    local.update(outputs_scope("tasks", tname, current, looped[tname]))
                     continue
                 if not current and failed_fast:
                     continue
@@ -425,8 +337,7 @@ class Walker:
             return node  # waiting on something that cannot finish would be a bug: checks reject cycles
         if failures:
             return self._finish(node, "Failed", f"task '{node['name']}.{failures[0]}' failed")
-        self._template_outputs(node, template, local)
-        return self._finish(node, "Succeeded") if node["phase"] != "Error" else node
+        return self._succeed(node, template, local)
 
     def _dag_failures(self, tasks: list[dict[str, Any]], nodes_of: dict[str, list[dict[str, Any]]],
                       looped: dict[str, bool]) -> list[str]:
@@ -436,10 +347,10 @@ class Walker:
             found = nodes_of.get(task["name"], [])
             if not found or any(n["phase"] not in DONE for n in found):
                 continue
-            result = _task_result(found, looped[task["name"]])
+            result = task_result(found, looped[task["name"]])
             phase = ("Failed" if any(p in FAILED for p in result) else "Succeeded") if isinstance(result, list) \
                 else result
-            if phase in FAILED and not _handled(task["name"], tasks) and not _continues(task, phase):
+            if phase in FAILED and not handled(task["name"], tasks) and not continues(task, phase):
                 out.append(task["name"])
         return out
 
@@ -479,37 +390,3 @@ class Walker:
                                  exit_scope(root))
         return root, exit_node
 
-
-def _kind(template: dict[str, Any]) -> str:
-    return "Steps" if "steps" in template else "DAG" if "dag" in template else "Pod"
-
-
-def _continues(call: dict[str, Any], phase: str) -> bool:
-    cont = call.get("continueOn", {})
-    return bool(cont.get("failed") if phase == "Failed" else cont.get("error"))
-
-
-def _loops(call: dict[str, Any]) -> bool:
-    return any(k in call for k in ("withItems", "withParam", "withSequence"))
-
-
-def _handled(task: str, tasks: list[dict[str, Any]]) -> bool:
-    """A task's failure is expected when another task's `depends` asks for it (`task.Failed`, …)."""
-    wanted = re.compile(rf"(?<![\w-]){re.escape(task)}\.(Failed|Errored|AllFailed|AnySucceeded)\b")
-    return any(wanted.search(t.get("depends", "")) for t in tasks)
-
-
-def _task_result(nodes: list[dict[str, Any]], looped: bool) -> str | list[str]:
-    return [n["phase"] for n in nodes] if looped else nodes[0]["phase"]
-
-
-def _pod_failure(status: dict[str, Any]) -> tuple[str, str]:
-    """Failed (the main container exited non-zero) or Error (podline could not run it), with Argo's words."""
-    for c in status.get("containerStatuses", []):
-        term = c.get("state", {}).get("terminated")
-        if term and term.get("reason") in ("Error", "Completed") and status.get("reason") not in ("RunnerLost",):
-            if status.get("reason") == "DeadlineExceeded":
-                return "Failed", status.get("message", "deadline exceeded")
-            return "Failed", f"Error (exit code {term['exitCode']})"
-    message = status.get("message") or status.get("reason") or "the pod failed"
-    return "Error", message

@@ -1,0 +1,164 @@
+"""Argo's scopes and results as pure functions over templates and stored nodes (the walker's arithmetic).
+
+What a template's body may reference (`inputs.*`, `outputs.*.path`), what a step or task passes to the
+template it calls, what finished steps and tasks offer the ones after them (`steps.NAME.*`, `tasks.NAME.*`,
+JSON lists for loops), and how a pod's end becomes a node's phase. Kept apart from the walker so that the
+walker reads as the order of events and this as Argo's rules.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from podline.plan import argo_expr as ex
+
+
+def fnv32a(text: str) -> int:
+    value = 0x811C9DC5
+    for byte in text.encode():
+        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return value
+
+
+def resolve_inputs(template: dict[str, Any], args: dict[str, Any], node: dict[str, Any], globals_: dict[str, str]
+                   ) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """The scope a template's body sees (globals, its inputs, its outputs' paths) and its input artifacts;
+    records the inputs on the node. ExpressionError for a parameter or artifact not supplied."""
+    scope = dict(globals_)
+    params = []
+    for p in template.get("inputs", {}).get("parameters", []):
+        value = args.get("parameters", {}).get(p["name"], p.get("value", p.get("default")))
+        if value is None:
+            raise ex.ExpressionError(f"inputs.parameters.{p['name']} was not supplied")
+        if p.get("enum") and value not in p["enum"]:
+            raise ex.ExpressionError(f"inputs.parameters.{p['name']}: {value!r} is not one of {p['enum']}")
+        scope[f"inputs.parameters.{p['name']}"] = value
+        params.append({"name": p["name"], "value": value})
+    artifacts = []
+    for a in template.get("inputs", {}).get("artifacts", []):
+        given = {**{k: a[k] for k in ("from", "raw") if k in a}, **args.get("artifacts", {}).get(a["name"], {})}
+        if "raw" in given:
+            artifacts.append({"name": a["name"], "path": a.get("path", ""), "raw": given["raw"]["data"]})
+        elif "from" in given:
+            artifacts.append({"name": a["name"], "path": a.get("path", ""), "from": given["from"],
+                              "optional": bool(a.get("optional"))})
+        elif not a.get("optional"):
+            raise ex.ExpressionError(f"inputs.artifacts.{a['name']} was not supplied")
+        if a.get("path"):
+            scope[f"inputs.artifacts.{a['name']}.path"] = a["path"]
+    for kind in ("parameters", "artifacts"):
+        for o in template.get("outputs", {}).get(kind, []):
+            path = o.get("valueFrom", {}).get("path") if kind == "parameters" else o.get("path")
+            if path:
+                scope[f"outputs.{kind}.{o['name']}.path"] = path
+    if params or artifacts:
+        node["inputs"] = {k: v for k, v in (("parameters", params), ("artifacts", [
+            {"name": a["name"], "path": a["path"]} for a in artifacts])) if v}
+    return scope, artifacts
+
+
+def loop_items(call: dict[str, Any], scope: dict[str, str]) -> list[Any] | None:
+    """The items of withItems / withParam / withSequence, resolved; None for a call without a loop."""
+    if "withItems" in call:
+        return [ex.substitute(item, scope, strict=True) for item in call["withItems"]]
+    if "withParam" in call:
+        return ex.parse_items(ex.substitute(call["withParam"], scope, strict=True))
+    if "withSequence" in call:
+        return ex.expand_sequence(ex.substitute(call["withSequence"], scope, strict=True))
+    return None
+
+
+def call_arguments(call: dict[str, Any], scope: dict[str, str]) -> dict[str, Any]:
+    """A step's or task's arguments resolved in the caller's scope: {parameters: {n: v}, artifacts: {n: …}}."""
+    given = call.get("arguments", {})
+    params = {p["name"]: ex.substitute(p.get("value", ""), scope, strict=True)
+              for p in given.get("parameters", [])}
+    artifacts = {}
+    for a in given.get("artifacts", []):
+        if "from" in a:
+            artifacts[a["name"]] = {"from": ex.substitute(a["from"], scope, strict=True)}
+        elif "raw" in a:
+            artifacts[a["name"]] = {"raw": {"data": ex.substitute(a["raw"].get("data", ""), scope, strict=True)}}
+    return {"parameters": params, "artifacts": artifacts}
+
+
+def outputs_scope(prefix: str, step: str, nodes: list[dict[str, Any]], looped: bool) -> dict[str, str]:
+    """`steps.NAME.*` / `tasks.NAME.*`; a loop's outputs are JSON lists over its items."""
+    if not nodes:
+        return {}
+    key = f"{prefix}.{step}"
+    if not looped:
+        node = nodes[0]
+        out = node.get("outputs", {})
+        scope = {f"{key}.status": node["phase"], f"{key}.id": node["id"]}
+        if "exitCode" in out:
+            scope[f"{key}.exitCode"] = out["exitCode"]
+        if "result" in out:
+            scope[f"{key}.outputs.result"] = out["result"]
+        for p in out.get("parameters", []):
+            scope[f"{key}.outputs.parameters.{p['name']}"] = p["value"]
+        for a in out.get("artifacts", []):
+            scope[f"{key}.outputs.artifacts.{a['name']}"] = a.get("location", "")
+        return scope
+    outs = [n.get("outputs", {}) for n in nodes]
+    names = {p["name"] for o in outs for p in o.get("parameters", [])}
+    scope = {f"{key}.outputs.parameters": json.dumps([{p["name"]: p["value"] for p in o.get("parameters", [])}
+                                                      for o in outs], separators=(",", ":")),
+             f"{key}.outputs.result": json.dumps([o.get("result", "") for o in outs], separators=(",", ":"))}
+    for name in names:
+        values = [next((p["value"] for p in o.get("parameters", []) if p["name"] == name), "") for o in outs]
+        scope[f"{key}.outputs.parameters.{name}"] = json.dumps(values, separators=(",", ":"))
+    return scope
+
+
+def template_outputs(template: dict[str, Any], scope: dict[str, str]) -> dict[str, Any]:
+    """A steps/DAG template's own outputs: `valueFrom.parameter` and artifacts `from` its children
+    (ExpressionError if one names nothing)."""
+    outputs: dict[str, Any] = {}
+    for p in template.get("outputs", {}).get("parameters", []):
+        source = p.get("valueFrom", {}).get("parameter")
+        value = ex.substitute(source, scope, strict=True) if source else p.get("value")
+        if value is not None:
+            outputs.setdefault("parameters", []).append({"name": p["name"], "value": value})
+    for a in template.get("outputs", {}).get("artifacts", []):
+        if "from" in a:
+            outputs.setdefault("artifacts", []).append(
+                {"name": a["name"], "location": ex.substitute(a["from"], scope, strict=True)})
+    return outputs
+
+
+def kind_of(template: dict[str, Any]) -> str:
+    return "Steps" if "steps" in template else "DAG" if "dag" in template else "Pod"
+
+
+def continues(call: dict[str, Any], phase: str) -> bool:
+    cont = call.get("continueOn", {})
+    return bool(cont.get("failed") if phase == "Failed" else cont.get("error"))
+
+
+def loops(call: dict[str, Any]) -> bool:
+    return any(k in call for k in ("withItems", "withParam", "withSequence"))
+
+
+def handled(task: str, tasks: list[dict[str, Any]]) -> bool:
+    """A task's failure is expected when another task's `depends` asks for it (`task.Failed`, …)."""
+    wanted = re.compile(rf"(?<![\w-]){re.escape(task)}\.(Failed|Errored|AllFailed|AnySucceeded)\b")
+    return any(wanted.search(t.get("depends", "")) for t in tasks)
+
+
+def task_result(nodes: list[dict[str, Any]], looped: bool) -> str | list[str]:
+    return [n["phase"] for n in nodes] if looped else nodes[0]["phase"]
+
+
+def pod_failure(status: dict[str, Any]) -> tuple[str, str]:
+    """Failed (the main container exited non-zero) or Error (podline could not run it), with Argo's words."""
+    for c in status.get("containerStatuses", []):
+        term = c.get("state", {}).get("terminated")
+        if term and term.get("reason") in ("Error", "Completed") and status.get("reason") not in ("RunnerLost",):
+            if status.get("reason") == "DeadlineExceeded":
+                return "Failed", status.get("message", "deadline exceeded")
+            return "Failed", f"Error (exit code {term['exitCode']})"
+    message = status.get("message") or status.get("reason") or "the pod failed"
+    return "Error", message
