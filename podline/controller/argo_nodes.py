@@ -61,6 +61,9 @@ class Walker:
             value = p.get("value", p.get("default"))
             if value is not None:
                 self.globals[f"workflow.parameters.{p['name']}"] = value
+        self.outputs: dict[str, str] = {}  # output parameters exported by `globalName`
+        for node in nodes.values():
+            self._export(node)
 
     # --- nodes ---------------------------------------------------------------------------------
     def node_id(self, name: str) -> str:
@@ -87,7 +90,20 @@ class Walker:
         node.setdefault("finishedAt", self.stamp(self.now))
         if message:
             node["message"] = message
+        self._export(node)
         return node
+
+    def _export(self, node: dict[str, Any]) -> None:
+        """An output parameter with `globalName` becomes `{{workflow.outputs.parameters.NAME}}` once its
+        node succeeded (and is listed in the workflow's status.outputs)."""
+        template = self.templates.get(node.get("templateName", ""))
+        if node["phase"] != "Succeeded" or template is None or "outputs" not in node:
+            return
+        values = {p["name"]: p["value"] for p in node["outputs"].get("parameters", [])}
+        for p in template.get("outputs", {}).get("parameters", []):
+            if p.get("globalName") and p["name"] in values:
+                self.outputs[p["globalName"]] = values[p["name"]]
+                self.globals[f"workflow.outputs.parameters.{p['globalName']}"] = values[p["name"]]
 
     def _wait(self, at: float) -> None:
         self.wake = at if self.wake is None else min(self.wake, at)
@@ -172,6 +188,8 @@ class Walker:
              artifacts: list[dict[str, Any]]) -> dict[str, Any]:
         status = self.pods.observe(node)
         if status is None:
+            if not self._room(node):
+                return node
             try:
                 body = ex.substitute({k: v for k, v in template.items() if k not in ("retryStrategy",)},
                                      {**scope, "pod.name": pod_name(self.name, template["name"], node["id"]),
@@ -199,6 +217,28 @@ class Walker:
             error = status.get("outputs", {}).get("error")
             return self._finish(node, "Error", error) if error else self._finish(node, "Succeeded")
         return self._finish(node, *pod_failure(status))
+
+    def _room(self, node: dict[str, Any]) -> bool:
+        """Template `parallelism`: no more pods may run below a steps/DAG node than its template allows."""
+        boundary = node.get("boundaryID")
+        while boundary:
+            owner = self.nodes[boundary]
+            limit = self.templates.get(owner.get("templateName", ""), {}).get("parallelism")
+            if limit and self._running_below(boundary) >= limit:
+                return False
+            boundary = owner.get("boundaryID")
+        return True
+
+    def _running_below(self, boundary: str) -> int:
+        count = 0
+        for node in self.nodes.values():
+            if node["type"] != "Pod" or node["phase"] in DONE or self.pods.observe(node) is None:
+                continue
+            above = node.get("boundaryID")
+            while above and above != boundary:
+                above = self.nodes[above].get("boundaryID")
+            count += above == boundary
+        return count
 
     def _location(self, reference: str) -> str | None:
         """`{{steps.x.outputs.artifacts.y}}` (already substituted by the caller) names a place directly."""

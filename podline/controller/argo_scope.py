@@ -39,11 +39,12 @@ def resolve_inputs(template: dict[str, Any], args: dict[str, Any], node: dict[st
     artifacts = []
     for a in template.get("inputs", {}).get("artifacts", []):
         given = {**{k: a[k] for k in ("from", "raw") if k in a}, **args.get("artifacts", {}).get(a["name"], {})}
+        mode = {"mode": a["mode"]} if a.get("mode") is not None else {}
         if "raw" in given:
-            artifacts.append({"name": a["name"], "path": a.get("path", ""), "raw": given["raw"]["data"]})
+            artifacts.append({"name": a["name"], "path": a.get("path", ""), "raw": given["raw"]["data"], **mode})
         elif "from" in given:
             artifacts.append({"name": a["name"], "path": a.get("path", ""), "from": given["from"],
-                              "optional": bool(a.get("optional"))})
+                              "optional": bool(a.get("optional")), **mode})
         elif not a.get("optional"):
             raise ex.ExpressionError(f"inputs.artifacts.{a['name']} was not supplied")
         if a.get("path"):

@@ -11,6 +11,7 @@ controller when it finishes, and the pass that records it starts the next pods.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from podline.runtime.files import parse_rfc3339, rfc3339
 from podline.store import Obj
 
 WORKFLOW_DONE = ("Succeeded", "Failed", "Error")
+KILL_LATE = 10.0  # seconds past the workflow's deadline after which a step's pod that still runs is deleted
 
 
 class _Pods:
@@ -55,6 +57,10 @@ class _Pods:
             return False
         name, manifest, io = step_pod(self.wf.manifest, node, template, artifacts,
                                       str(self.root / "artifacts" / node["id"]))
+        left = _time_left(self.wf, self.ctx.now)
+        if left is not None:  # the pod stops itself at the workflow's deadline, keeping its logs
+            current = manifest["spec"].get("activeDeadlineSeconds")
+            manifest["spec"]["activeDeadlineSeconds"] = min(left, current) if current else left
         try:
             pod = Pod.model_validate(manifest)
             check_pod_spec(pod.spec, "spec")
@@ -97,8 +103,17 @@ def _delete(ctx: Ctx, wf: Obj) -> None:
     ctx.store.remove(wf.uid)
 
 
+def _time_left(wf: Obj, now: float) -> int | None:
+    """Whole seconds (at least 1) until spec.activeDeadlineSeconds; None without one."""
+    seconds = wf.manifest["spec"].get("activeDeadlineSeconds")
+    if seconds is None or "startedAt" not in wf.status:
+        return None
+    return max(1, math.ceil(parse_rfc3339(wf.status["startedAt"]) + seconds - now))
+
+
 def _deadline(ctx: Ctx, wf: Obj, port: _Pods) -> bool:
-    """spec.activeDeadlineSeconds: once past, running steps are stopped and every open node fails."""
+    """spec.activeDeadlineSeconds: once past, every open node fails. The steps' pods stop themselves then
+    (their own deadline was set from the workflow's); one still running KILL_LATE later is deleted."""
     seconds = wf.manifest["spec"].get("activeDeadlineSeconds")
     if seconds is None or "startedAt" not in wf.status:
         return False
@@ -109,9 +124,11 @@ def _deadline(ctx: Ctx, wf: Obj, port: _Pods) -> bool:
     for node in wf.status.get("nodes", {}).values():
         if node["phase"] not in DONE:
             node.update(phase="Failed", message="Step exceeded its deadline", finishedAt=rfc3339(ctx.now))
-    for pod in port.children.values():
-        if pod.status.get("phase") not in TERMINAL:
-            ctx.store.mark_deleted(pod.uid)
+    late = [pod for pod in port.children.values() if pod.status.get("phase") not in TERMINAL]
+    if late and ctx.now < ends + KILL_LATE:
+        ctx.wake_at(ends + KILL_LATE)
+    for pod in late if ctx.now >= ends + KILL_LATE else []:
+        ctx.store.mark_deleted(pod.uid)
     return True
 
 
@@ -149,6 +166,8 @@ def reconcile_workflow(ctx: Ctx, wf: Obj) -> None:
                                                    "workflow.failures": _failures(nodes)})
         if walker.wake is not None:
             ctx.wake_at(walker.wake)
+        if walker.outputs:
+            wf.status["outputs"] = {"parameters": [{"name": k, "value": v} for k, v in walker.outputs.items()]}
         wf.status["progress"] = _progress(nodes)
         if root["phase"] in DONE and (exit_node is None or exit_node["phase"] in DONE):
             phase = root["phase"] if root["phase"] in FAILED else "Succeeded"

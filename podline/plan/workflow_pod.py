@@ -11,8 +11,11 @@ runner can reach it from the host under every runtime.
 
 from __future__ import annotations
 
+import math
 import posixpath
 from typing import Any
+
+from podline.plan.argo_expr import parse_duration
 
 SCRIPT_PATH = "/argo/staging/script"
 WORKFLOW_LABEL = "workflows.argoproj.io/workflow"
@@ -78,9 +81,11 @@ def step_pod(workflow: dict[str, Any], node: dict[str, Any], template: dict[str,
               WORKFLOW_LABEL: meta["name"]}
     pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [main],
                                 "volumes": [*spec.get("volumes", []), *template.get("volumes", []), *io_volumes]}
-    deadline = template.get("activeDeadlineSeconds")
-    if deadline is not None:
-        pod_spec["activeDeadlineSeconds"] = int(deadline)
+    deadlines = [int(template["activeDeadlineSeconds"])] if template.get("activeDeadlineSeconds") is not None else []
+    if template.get("timeout"):  # Argo: the pod's own deadline, as activeDeadlineSeconds
+        deadlines.append(max(1, math.ceil(parse_duration(template["timeout"]))))
+    if deadlines:
+        pod_spec["activeDeadlineSeconds"] = min(deadlines)
     name = pod_name(meta["name"], template["name"], node["id"])
     manifest = {"apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": name, "namespace": meta.get("namespace", "default"), "labels": labels,

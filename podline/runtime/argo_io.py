@@ -76,13 +76,15 @@ def prepare(io: Mapping[str, Any], container: Mapping[str, Any], volume_paths: M
         target.parent.mkdir(parents=True, exist_ok=True)
         if "raw" in art:
             target.write_text(art["raw"])
-            continue
-        source = Path(art["from"])
-        if not source.exists():
-            if art.get("optional"):
-                continue
-            raise ArgoIOError(f"input artifact {art['name']}: {source} does not exist (did its step save it?)")
-        _copy(source, target)
+        else:
+            source = Path(art["from"])
+            if not source.exists():
+                if art.get("optional"):
+                    continue
+                raise ArgoIOError(f"input artifact {art['name']}: {source} does not exist (did its step save it?)")
+            _copy(source, target)
+        if art.get("mode") is not None:
+            target.chmod(art["mode"])
 
 
 def _copy(source: Path, target: Path) -> None:
