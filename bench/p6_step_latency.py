@@ -5,9 +5,12 @@ Side by side in one run:
   podline   a Pipeline of N chained steps, each `bash -c true`, applied through the real CLI on the local
             backend and run by the real controller and pipeline runner, once with the default checkpoint
             policy (L1 + an L2 copy after every step) and once with checkpoints off.
+  workflow  an Argo Workflow of N chained steps (a steps template, one step per group), each its own pod as
+            in Argo: the controller notices a pod's end (its runner wakes it), records the node and creates
+            the next pod in one pass; the pod reconciler launches it in the same pass.
 Reported: the median hand-off gap (a step's start minus its predecessor's finish, from the runner's own
-timestamps in `status.steps`) and the per-step overhead (pipeline compute time / N minus the baseline's
-time per process).
+timestamps: `status.steps` of the pipeline, the main container's state of each workflow pod) and the
+per-step overhead (pipeline compute time / N minus the baseline's time per process).
 
 Usage: python bench/p6_step_latency.py [--steps N]
 """
@@ -54,6 +57,31 @@ def run_pipeline(env: dict[str, str], name: str, steps: int, l2_every: int) -> t
     return gaps, last - first
 
 
+def workflow_manifest(name: str, steps: int) -> str:
+    lines = ["apiVersion: argoproj.io/v1alpha1", "kind: Workflow", f"metadata: {{name: {name}}}", "spec:",
+             "  entrypoint: chain", "  templates:", "  - name: chain", "    steps:"]
+    lines += [f"    - [{{name: s{i}, template: step}}]" for i in range(steps)]
+    lines += ["  - name: step", "    container: {image: busybox, command: [bash, -c, 'echo $0 > /dev/null', s]}"]
+    return "\n".join(lines) + "\n"
+
+
+def run_workflow(env: dict[str, str], name: str, steps: int) -> tuple[list[float], float]:
+    podline(env, "apply", "-f", "-", stdin=workflow_manifest(name, steps))
+    podline(env, "wait", f"workflow/{name}", "--for=phase=Succeeded", "--timeout=300")
+    pods = json.loads(podline(env, "get", "pods", "-o", "json"))["items"]
+    spans = []
+    for pod in pods:
+        node = pod["metadata"]["annotations"]["workflows.argoproj.io/node-name"]
+        if not node.startswith(f"{name}["):
+            continue
+        term = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+        spans.append((int(node[len(name) + 1:node.index("]")]), parse_rfc3339(term["startedAt"]),
+                      parse_rfc3339(term["finishedAt"])))
+    spans.sort()
+    gaps = [b[1] - a[2] for a, b in zip(spans, spans[1:], strict=False)]
+    return gaps, spans[-1][2] - spans[0][1]
+
+
 def bare(steps: int) -> float:
     began = time.perf_counter()
     for i in range(steps):
@@ -71,15 +99,16 @@ def main() -> None:
             baseline = bare(args.steps)
             results = {label: run_pipeline(env, f"p6-{label}", args.steps, every)
                        for label, every in (("checkpoints", 1), ("nocheckpoints", 0))}
+            results["workflow (a pod per step)"] = run_workflow(env, "p6-workflow", args.steps)
         finally:
             subprocess.run([sys.executable, "-m", "podline.cli", "down"], env=env, capture_output=True)
     per_process = baseline / args.steps
     print(f"P6 step hand-off latency, {args.steps} chained steps (bash -c true each)")
-    print(f"{'variant':<28}{'median gap ms':>14}{'max gap ms':>12}{'per step ms':>13}{'overhead ms':>13}")
-    print(f"{'baseline (bare processes)':<28}{'-':>14}{'-':>12}{per_process * 1e3:>13.1f}{0:>13.1f}")
+    print(f"{'variant':<36}{'median gap ms':>14}{'max gap ms':>12}{'per step ms':>13}{'overhead ms':>13}")
+    print(f"{'baseline (bare processes)':<36}{'-':>14}{'-':>12}{per_process * 1e3:>13.1f}{0:>13.1f}")
     for label, (gaps, total) in results.items():
         per_step = total / args.steps
-        print(f"{'podline ' + label:<28}{statistics.median(gaps) * 1e3:>14.1f}{max(gaps) * 1e3:>12.1f}"
+        print(f"{'podline ' + label:<36}{statistics.median(gaps) * 1e3:>14.1f}{max(gaps) * 1e3:>12.1f}"
               f"{per_step * 1e3:>13.1f}{(per_step - per_process) * 1e3:>13.1f}")
     print("Argo's controller requeue puts ~10,000 ms between dependent steps; goal: milliseconds.")
 
