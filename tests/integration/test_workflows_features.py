@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from tests.conftest import Cli
+from tests.conftest import Cli, wait_for
 from tests.integration.test_workflows_local import by_display, run
 
 
@@ -111,3 +111,57 @@ spec:
     assert json.dumps(wf["status"]["nodes"]).count("Step exceeded its deadline") == 1
     [pod] = cli.json("pods")["items"]  # stopped by its own deadline, not deleted: its log stays
     assert pod["status"]["phase"] == "Failed" and pod["status"]["reason"] == "DeadlineExceeded"
+
+
+def chain(marker: Path) -> str:
+    """Three chained steps; each appends its name to `marker` (so a step run twice shows), the middle one
+    sleeps a little so that the controller can be killed while it runs."""
+    return f"""
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {{name: chain}}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - {{name: a, template: step, arguments: {{parameters: [{{name: n, value: a}}, {{name: t, value: "0"}}]}}}}
+    - - {{name: b, template: step, arguments: {{parameters: [{{name: n, value: b}}, {{name: t, value: "2"}}]}}}}
+    - - {{name: c, template: step, arguments: {{parameters: [{{name: n, value: c}}, {{name: t, value: "0"}}]}}}}
+  - name: step
+    inputs: {{parameters: [{{name: n}}, {{name: t}}]}}
+    container:
+      image: busybox
+      command:
+      - sh
+      - -c
+      - 'sleep "$1"; echo "$0" >> {marker}'
+      - "{{{{inputs.parameters.n}}}}"
+      - "{{{{inputs.parameters.t}}}}"
+"""
+
+
+def running(cli: Cli, node: str) -> bool:
+    return any(p["metadata"]["annotations"].get("workflows.argoproj.io/node-name") == node
+               and p["status"].get("phase") == "Running" for p in cli.json("pods")["items"])
+
+
+def test_a_controller_killed_mid_workflow_runs_no_step_twice(cli: Cli, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    cli.apply(chain(marker))
+    wait_for(lambda: running(cli, "chain[1].b"))
+    cli.kill_controller_and_restart()
+    assert cli.wait("workflow/chain", "phase=Succeeded").returncode == 0
+    assert marker.read_text().split() == ["a", "b", "c"]
+    assert len(cli.json("pods")["items"]) == 3
+
+
+def test_deleting_a_running_workflow_stops_its_steps_and_removes_its_pods(cli: Cli, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    cli.apply(chain(marker))
+    wait_for(lambda: running(cli, "chain[1].b"))
+    cli("delete", "workflow", "chain")
+    assert cli("get", "workflows", "-o", "json", check=False).stdout.count('"chain"') == 0
+    assert cli.json("pods")["items"] == []
+    time.sleep(2.5)
+    assert marker.read_text().split() == ["a"]  # b was stopped in its sleep, c never started
