@@ -134,6 +134,7 @@ def _deadline(ctx: Ctx, wf: Obj, port: _Pods) -> bool:
 
 def _finish(ctx: Ctx, wf: Obj, phase: str, message: str) -> None:
     wf.status.update(phase=phase, finishedAt=rfc3339(ctx.now))
+    wf.status["conditions"] = [{"type": "PodRunning", "status": "False"}, {"type": "Completed", "status": "True"}]
     if message:
         wf.status["message"] = message
     ctx.event(wf, f"Workflow{phase if phase != 'Error' else 'Failed'}", message or f"Workflow {phase.lower()}",

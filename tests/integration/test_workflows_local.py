@@ -74,6 +74,7 @@ def test_steps_pass_output_parameters_and_results_quoted_byte_for_byte(cli: Cli)
     assert root["type"] == "Steps" and [wf["status"]["nodes"][c]["displayName"] for c in root["children"]] == \
         ["[0]", "[1]"]
     assert wf["status"]["progress"] == "3/3"
+    assert cli.wait(f"workflow/{wf['metadata']['name']}", "condition=Completed", timeout=5).returncode == 0
     pods = cli.json("pods")["items"]
     assert len(pods) == 3 and all(p["status"]["phase"] == "Succeeded" for p in pods)
 
