@@ -139,7 +139,20 @@ def describe_pipeline(obj: Obj) -> None:
         print_table(["STEP", "STATE", "ATTEMPTS", "DURATION", "RESTORED FROM", "GENERATION"], rows)
 
 
+def describe_workflow(state: State, obj: Obj) -> None:
+    """`argo get`'s page (header and node tree), then the events as for every kind."""
+    from podline.cli import workflow_view
+
+    for line in workflow_view.describe_lines(obj, time.time()):
+        click.echo(line)
+    click.echo()
+    _events(state, obj)
+
+
 def describe_object(state: State, obj: Obj) -> None:
+    if obj.kind == "Workflow":
+        describe_workflow(state, obj)
+        return
     meta = obj.manifest.get("metadata", {})
     _line("Name", obj.name)
     _line("Namespace", obj.namespace)

@@ -167,6 +167,12 @@ def get(state: State, kind: str, name: str | None, output: str | None, selector:
         click.echo(f"No resources found in {state.namespace} namespace.", err=True)
         return
     wide = output == "wide"
+    if kind == "Workflow":  # as `argo list` prints them
+        from podline.cli import workflow_view
+
+        now = time.time()
+        print_table(workflow_view.list_headers(wide), [workflow_view.list_row(o, wide, now) for o in objs])
+        return
     base, extra = COLUMNS[kind]
     print_table(base + (extra if wide else []), [row(o, wide) for o in objs])
 

@@ -268,3 +268,28 @@ def test_script_templates_give_stdout_as_result(cli: Cli) -> None:
     assert nodes["show"]["outputs"]["result"] == "got 42"
     logs = cli("logs", "workflow/script").stdout
     assert "warning" in logs and "got 42" in logs
+
+
+def test_get_and_describe_read_like_argo_list_and_argo_get(cli: Cli) -> None:
+    run(cli, DAG)
+    listed = [line.split() for line in cli("get", "wf").stdout.splitlines()]
+    assert listed[0] == ["NAME", "STATUS", "AGE", "DURATION", "PROGRESS"]
+    assert listed[1][:2] == ["diamond", "Succeeded"] and listed[1][-1] == "3/4" and len(listed) == 2
+    assert cli("get", "wf", "diamond", "-o", "wide").stdout.splitlines()[0].split()[-1] == "MESSAGE"
+    page = cli("describe", "workflow", "diamond").stdout.splitlines()
+    assert page[:3] == ["Name:                diamond", "Namespace:           default",
+                        "Status:              Succeeded"]
+    assert "Progress:            3/4" in page and any(line.startswith("Duration:") for line in page)
+    pods = {p["metadata"]["annotations"]["workflows.argoproj.io/node-name"]: p["metadata"]["name"]
+            for p in cli.json("pods")["items"]}
+    tree = page[page.index("") + 1:]
+    assert tree[0].split() == ["STEP", "TEMPLATE", "PODNAME", "DURATION", "MESSAGE"]
+    assert tree[1].split() == ["✔", "diamond", "diamond"]
+    rows = {line.split()[1]: line.split() for line in tree[2:7]}  # the tasks, in the order they started
+    assert sorted(rows) == ["a", "b", "c", "d", "e"] and tree[6].startswith(" └─") and tree[7] == ""
+    for task, template in zip("abd", ["write", "append", "append"], strict=True):
+        assert rows[task][0].endswith("─✔") and rows[task][2:4] == [template, pods[f"diamond.{task}"]]
+    assert rows["c"][0].endswith("─✖") and rows["c"][2:4] == ["fail", pods["diamond.c"]]
+    assert " ".join(rows["c"][5:]) == "Error (exit code 3)"
+    assert rows["e"][0].endswith("─○") and " ".join(rows["e"][2:]) == "write omitted: depends condition not met"
+    assert tree[8].startswith("Events:") and any("WorkflowSucceeded" in line for line in tree[8:])
