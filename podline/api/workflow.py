@@ -284,7 +284,7 @@ class WorkflowStep(Model):
 
     template_ref: Unsupported = None
     inline: Unsupported = None
-    on_exit: StepHook = None
+    on_exit: Text | None = None  # a template run after this step or task ends (checked there)
     hooks: StepHook = None
     name: ArgoName
     template: Text | None = None  # a name in spec.templates (checked there)

@@ -114,6 +114,8 @@ def _check_call(call: WorkflowStep, where: str, templates: dict[str, Template]) 
         raise InvalidObject(f"{where}.{loops[1]}", "only one of withItems, withParam, withSequence may be given")
     _check_arguments(call.arguments, f"{where}.arguments")
     _check_supplied(target.inputs, call.arguments, call.template, f"{where}.arguments")
+    if call.on_exit is not None and call.on_exit not in templates:
+        raise InvalidObject(f"{where}.onExit", f"no template named {call.on_exit!r} in spec.templates")
 
 
 def _check_dag(tasks: list[DAGTask], where: str, templates: dict[str, Template]) -> None:

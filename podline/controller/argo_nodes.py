@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from podline.controller.argo_scope import (
     call_arguments,
     continues,
+    dag_phase,
     fnv32a,
     handled,
     kind_of,
@@ -28,6 +29,7 @@ from podline.controller.argo_scope import (
     outputs_scope,
     pod_failure,
     resolve_inputs,
+    task_depends,
     task_result,
     template_outputs,
 )
@@ -61,6 +63,11 @@ class Walker:
             value = p.get("value", p.get("default"))
             if value is not None:
                 self.globals[f"workflow.parameters.{p['name']}"] = value
+        arguments = manifest["spec"].get("arguments", {})
+        self.args = {"parameters": {p["name"]: p.get("value", p.get("default", ""))
+                                    for p in arguments.get("parameters", [])},
+                     "artifacts": {a["name"]: {k: a[k] for k in ("from", "raw") if k in a}
+                                   for a in arguments.get("artifacts", [])}}  # the entrypoint's and exit handlers'
         self.outputs: dict[str, str] = {}  # output parameters exported by `globalName`
         for node in nodes.values():
             self._export(node)
@@ -279,12 +286,27 @@ class Walker:
                     running = True
                 elif child["phase"] in FAILED and not continues(step, child["phase"]):
                     failures.append(child)
+            hooks_done, hook_failures = self._exit_hooks(step, children, boundary)
+            running = running or not hooks_done
+            failures += hook_failures
         if running:
             return
         if failures:
             self._finish(gnode, "Failed", f"child '{failures[0]['id']}' failed")
         else:
             self._finish(gnode, "Succeeded")
+
+    def _exit_hooks(self, call: dict[str, Any], children: list[dict[str, Any]], boundary: str
+                    ) -> tuple[bool, list[dict[str, Any]]]:
+        """A step's or task's `onExit`: run after each of its finished (not skipped) nodes, as a child of it
+        named `<node>.onExit`, with the workflow's arguments. (all done?, the failed ones)."""
+        if not call.get("onExit"):
+            return True, []
+        hooks = [self.execute(f"{c['name']}.onExit", f"{c['displayName']}.onExit", call["onExit"], self.args,
+                              c["id"], boundary)
+                 for c in children if c["phase"] in DONE and c["phase"] not in ("Skipped", "Omitted")]
+        done = all(c["phase"] in DONE for c in children) and all(h["phase"] in DONE for h in hooks)
+        return done, [h for h in hooks if h["phase"] in FAILED]
 
     def _expand(self, name: str, display: str, call: dict[str, Any], scope: dict[str, str], parent: str,
                 boundary: str) -> list[dict[str, Any]]:
@@ -306,14 +328,15 @@ class Walker:
                 continue
             try:
                 args = call_arguments(call, local)
-                skip = "when" in call and not ex.evaluate_when(ex.substitute(call["when"], local, strict=True))
+                when = ex.substitute(call["when"], local, strict=True) if "when" in call else None
+                skip = when is not None and not ex.evaluate_when(when)
             except ex.ExpressionError as exc:
                 node = self._node(child_name, child_display, "Skipped", call["template"], parent, boundary)
                 out.append(self._finish(node, "Error", str(exc)))
                 continue
             if skip and existing is None:
                 node = self._node(child_name, child_display, "Skipped", call["template"], parent, boundary)
-                out.append(self._finish(node, "Skipped", f"when '{call['when']}' evaluated false"))
+                out.append(self._finish(node, "Skipped", f"when '{when}' evaluated false"))
                 continue
             out.append(self.execute(child_name, child_display, call["template"], args, parent, boundary))
         return out
@@ -355,7 +378,7 @@ class Walker:
                     continue
                 if not current and failed_fast:
                     continue
-                expr = task.get("depends") or ex.depends_from_dependencies(task.get("dependencies", []))
+                expr = task_depends(task, tasks)
                 ready = ex.evaluate_depends(expr, results) if expr else True
                 if ready is None:
                     continue
@@ -370,13 +393,20 @@ class Walker:
                 nodes_of[tname] = self._task(node, task, tnode_name, local)
                 if [n["phase"] for n in nodes_of[tname]] != before:
                     progress = progress or all(n["phase"] in DONE for n in nodes_of[tname])
-        if any(n["phase"] not in DONE for ns in nodes_of.values() for n in ns):
+        hooks = [self._exit_hooks(t, nodes_of[t["name"]], node["id"]) for t in tasks if t["name"] in nodes_of]
+        if any(n["phase"] not in DONE for ns in nodes_of.values() for n in ns) or not all(d for d, _ in hooks):
             return node
+        hook_failures = [h for _, failed in hooks for h in failed]
+        if hook_failures:
+            return self._finish(node, "Failed", f"exit handler '{hook_failures[0]['name']}' failed")
         failures = self._dag_failures(tasks, nodes_of, looped)
-        if len(nodes_of) < len(tasks) and not (fail_fast and failures):
-            return node  # waiting on something that cannot finish would be a bug: checks reject cycles
-        if failures:
+        if len(nodes_of) < len(tasks):
+            if not (fail_fast and failures):
+                return node  # waiting on something that cannot finish would be a bug: checks reject cycles
             return self._finish(node, "Failed", f"task '{node['name']}.{failures[0]}' failed")
+        phase, culprit = dag_phase(tasks, {t: _aggregate(task_result(ns, looped[t])) for t, ns in nodes_of.items()})
+        if culprit is not None:
+            return self._finish(node, phase, f"task '{node['name']}.{culprit}' failed")
         return self._succeed(node, template, local)
 
     def _dag_failures(self, tasks: list[dict[str, Any]], nodes_of: dict[str, list[dict[str, Any]]],
@@ -387,9 +417,7 @@ class Walker:
             found = nodes_of.get(task["name"], [])
             if not found or any(n["phase"] not in DONE for n in found):
                 continue
-            result = task_result(found, looped[task["name"]])
-            phase = ("Failed" if any(p in FAILED for p in result) else "Succeeded") if isinstance(result, list) \
-                else result
+            phase = _aggregate(task_result(found, looped[task["name"]]))
             if phase in FAILED and not handled(task["name"], tasks) and not continues(task, phase):
                 out.append(task["name"])
         return out
@@ -419,14 +447,16 @@ class Walker:
             ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """Advance the entrypoint, then (once it is done) the exit handler; returns (root, exit node)."""
         spec = self.wf["spec"]
-        args = {"parameters": {p["name"]: p.get("value", p.get("default", "")) for p in
-                               spec.get("arguments", {}).get("parameters", [])},
-                "artifacts": {a["name"]: {k: a[k] for k in ("from", "raw") if k in a}
-                              for a in spec.get("arguments", {}).get("artifacts", [])}}
-        root = self.execute(self.name, self.name, spec["entrypoint"], args, None, None)
+        root = self.execute(self.name, self.name, spec["entrypoint"], self.args, None, None)
         if root["phase"] not in DONE or not spec.get("onExit"):
             return root, None
-        exit_node = self.execute(f"{self.name}.onExit", f"{self.name}.onExit", spec["onExit"], {}, None, None,
-                                 exit_scope(root))
+        self.globals.update(exit_scope(root))  # workflow-wide from here on: the exit handler's steps see them too
+        exit_node = self.execute(f"{self.name}.onExit", f"{self.name}.onExit", spec["onExit"], self.args, None, None)
         return root, exit_node
 
+
+def _aggregate(result: str | list[str]) -> str:
+    """A task's phase; a loop's: Failed when one of its items failed."""
+    if isinstance(result, list):
+        return "Failed" if any(p in FAILED for p in result) else "Succeeded"
+    return result

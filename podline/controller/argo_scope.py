@@ -14,6 +14,8 @@ from typing import Any
 
 from podline.plan import argo_expr as ex
 
+FAILED_PHASES = ("Failed", "Error")
+
 
 def fnv32a(text: str) -> int:
     value = 0x811C9DC5
@@ -54,6 +56,7 @@ def resolve_inputs(template: dict[str, Any], args: dict[str, Any], node: dict[st
             path = o.get("valueFrom", {}).get("path") if kind == "parameters" else o.get("path")
             if path:
                 scope[f"outputs.{kind}.{o['name']}.path"] = path
+    scope["inputs.parameters"] = ex.go_json(params)  # all of them, as Hera's runner scripts read them
     if params or artifacts:
         node["inputs"] = {k: v for k, v in (("parameters", params), ("artifacts", [
             {"name": a["name"], "path": a["path"]} for a in artifacts])) if v}
@@ -107,11 +110,62 @@ def outputs_scope(prefix: str, step: str, nodes: list[dict[str, Any]], looped: b
     names = {p["name"] for o in outs for p in o.get("parameters", [])}
     scope = {f"{key}.outputs.parameters": json.dumps([{p["name"]: p["value"] for p in o.get("parameters", [])}
                                                       for o in outs], separators=(",", ":")),
-             f"{key}.outputs.result": json.dumps([o.get("result", "") for o in outs], separators=(",", ":"))}
+             f"{key}.outputs.result": json.dumps([_result_item(o.get("result", "")) for o in outs],
+                                                 separators=(",", ":"))}
     for name in names:
         values = [next((p["value"] for p in o.get("parameters", []) if p["name"] == name), "") for o in outs]
         scope[f"{key}.outputs.parameters.{name}"] = json.dumps(values, separators=(",", ":"))
     return scope
+
+
+def _result_item(result: str) -> Any:
+    """A loop's aggregated results: a result that is a JSON object is included as that object (as Argo
+    does), anything else as its text."""
+    try:
+        value = json.loads(result)
+    except ValueError:
+        return result
+    return value if isinstance(value, dict) else result
+
+
+def task_depends(task: dict[str, Any], tasks: list[dict[str, Any]]) -> str:
+    """A DAG task's condition: `depends`, or its `dependencies` joined by &&; a bare reference to a task
+    that continues on failure (or error) also accepts that outcome, as Argo rewrites it."""
+    expr = task.get("depends") or ex.depends_from_dependencies(task.get("dependencies", []))
+    for other in tasks:
+        cont = other.get("continueOn", {})
+        extra = [r for r, on in (("Failed", cont.get("failed")), ("Errored", cont.get("error"))) if on]
+        if extra and expr:
+            name = re.escape(other["name"])
+            wider = " || ".join(f"{other['name']}.{r}" for r in ("Succeeded", "Skipped", "Daemoned", *extra))
+            expr = re.sub(rf"(?<![\w.-]){name}(?![\w-]|\.)", f"({wider})", expr)
+    return expr
+
+
+def dag_phase(tasks: list[dict[str, Any]], phases: dict[str, str]) -> tuple[str, str | None]:
+    """A finished DAG's phase, as Argo assesses it: by its leaf tasks (no other task depends on them); an
+    Omitted task takes the failure of a branch above it (else counts as succeeded); a leaf that failed
+    fails the DAG unless it continues on that. `phases`: each started task's aggregate phase. Returns
+    (phase, the task that decided a failure)."""
+    by_name = {t["name"]: t for t in tasks}
+    deps = {t["name"]: ex.depends_names(task_depends(t, tasks)) for t in tasks}
+    depended = {d for names in deps.values() for d in names}
+    memo: dict[str, str] = {}
+
+    def effective(name: str) -> str:
+        if name not in memo:
+            phase = phases.get(name, "Omitted")
+            if phase == "Omitted":
+                above = [effective(d) for d in deps[name] if d in by_name]
+                phase = next((p for p in above if p in FAILED_PHASES), "Succeeded")
+            memo[name] = phase
+        return memo[name]
+
+    for task in tasks:
+        phase = effective(task["name"])
+        if task["name"] not in depended and phase in FAILED_PHASES and not continues(task, phase):
+            return phase if phase == "Error" else "Failed", task["name"]
+    return "Succeeded", None
 
 
 def template_outputs(template: dict[str, Any], scope: dict[str, str]) -> dict[str, Any]:
@@ -161,5 +215,9 @@ def pod_failure(status: dict[str, Any]) -> tuple[str, str]:
             if status.get("reason") == "DeadlineExceeded":
                 return "Failed", status.get("message", "deadline exceeded")
             return "Failed", f"Error (exit code {term['exitCode']})"
+    for c in status.get("containerStatuses", []):
+        term = c.get("state", {}).get("terminated") or {}
+        if term.get("message"):  # e.g. StartError: the command was not found
+            return "Error", f"{term.get('reason', 'Error')}: {term['message']}"
     message = status.get("message") or status.get("reason") or "the pod failed"
     return "Error", message

@@ -15,7 +15,6 @@ has). The runner imports this module by name, so those scripts carry `PYTHONPATH
 image holding the code would.
 
 No `from __future__ import annotations` here: Hera reads the `@script` functions' annotations as classes.
-Tests marked xfail(strict) run Hera output that podline does not run yet; each reason quotes podline's error.
 """
 
 import json
@@ -148,10 +147,6 @@ def runner_dag() -> Workflow:
     return w
 
 
-@pytest.mark.xfail(strict=True, reason="podline gap: Hera's runner scripts have `source: '{{inputs.parameters}}'` "
-                   "(Argo's JSON list of all input parameters); podline fails the node with \"unresolved reference "
-                   "{{inputs.parameters}} in '{{inputs.parameters}}'\" (podline/plan/argo_expr.py, scope built in "
-                   "podline/controller/argo_nodes.py)")
 def test_runner_scripts_return_values(hera_cli: Cli) -> None:
     """Hera's runner (`constructor="runner"`): `python -m hera.workflows.runner -e module:function` with the
     template's input parameters as a JSON file (the script source `{{inputs.parameters}}`); the function's return
@@ -312,9 +307,6 @@ def task_exit_handler(marker: Path) -> Workflow:
     return w
 
 
-@pytest.mark.xfail(strict=True, reason="podline gap: Hera's Task/Step `on_exit` (a per-task exit handler) is refused "
-                   "at apply: \"spec.templates[2].dag.tasks[0].onExit: onExit on a step or task is not supported by "
-                   "podline yet (use spec.onExit)\"")
 def test_a_task_exit_handler_runs_after_its_task(hera_cli: Cli, tmp_path: Path) -> None:
     wf = run(hera_cli, task_exit_handler(tmp_path / "answer"))
     [handler] = [n for name, n in by_display(wf).items() if name.endswith(".onExit")]

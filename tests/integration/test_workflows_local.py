@@ -103,7 +103,7 @@ spec:
         arguments:
           parameters: [{name: text, value: D}]
           artifacts: [{name: in, from: "{{tasks.b.outputs.artifacts.out}}"}]
-      - {name: e, template: write, depends: c.Succeeded, arguments: {parameters: [{name: text, value: E}]}}
+      - {name: e, template: write, depends: a.Failed, arguments: {parameters: [{name: text, value: E}]}}
   - name: write
     inputs: {parameters: [{name: text}]}
     outputs: {artifacts: [{name: out, path: /work/out}]}

@@ -209,8 +209,6 @@ def test_when_false_skips_a_step_and_the_steps_after_it_run() -> None:
     assert run.phase("wf[1]") == "Succeeded" and run.pods.order[-1] == "wf[2].c"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the Skipped message quotes `when` unsubstituted; Argo writes the "
-                   "resolved expression: when 'no == yes' evaluated false")
 def test_a_skipped_steps_message_shows_the_resolved_when() -> None:
     run = Run(steps(["name: a"], ["name: b, when: '{{steps.a.outputs.result}} == yes'"]))
     run.step().step({"wf[0].a": ok("no")})
@@ -237,8 +235,6 @@ def test_with_sequence_counts_and_formats() -> None:
     assert run.pods.order[3:] == ["wf[1].t(0:0)", "wf[1].t(1:1)"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a loop's aggregated outputs.result keeps JSON-object results as "
-                   "strings; Argo embeds a result that parses as a JSON object as that object")
 def test_a_loops_aggregated_result_embeds_json_objects() -> None:
     run = Run(steps(["name: l, withItems: [a, b]"], ["name: u, xv: '{{steps.l.outputs.result}}'"]))
     run.step().step({"wf[0].l(0:a)": ok('{"k": "1"}'), "wf[0].l(1:b)": ok("plain")})
@@ -313,9 +309,6 @@ def test_a_failure_asked_for_by_depends_lets_the_dag_succeed() -> None:
     assert run.phase("wf.A") == "Failed" and run.root["phase"] == "Succeeded"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a task failure counts as handled as soon as any task names "
-                   "A.Failed; Argo's DAG phase follows each leaf's branch, and an omitted leaf after a failed "
-                   "task inherits Failed")
 def test_an_omitted_leaf_after_a_failure_still_fails_the_dag() -> None:
     run = Run(dag("name: A", "name: B, depends: A.Failed", "name: C, depends: A"))
     run.step().step({"wf.A": failed()}).step({"wf.B": ok()})
@@ -323,8 +316,6 @@ def test_an_omitted_leaf_after_a_failure_still_fails_the_dag() -> None:
     assert run.root["phase"] == "Failed"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a DAG task's continueOn does not reach its dependents; Argo expands "
-                   "a bare `A` (in depends or dependencies) with A.Failed / A.Errored when A continues on them")
 @pytest.mark.parametrize(("cont", "deps", "end"), [("failed", "depends: A", failed()),
                                                     ("failed", "dependencies: [A]", failed()),
                                                     ("error", "depends: A", ERROR)])
@@ -464,8 +455,6 @@ def test_on_exit_steps_see_the_workflow_status_in_when() -> None:
     assert run.exit["phase"] == "Succeeded" and run.root["phase"] == "Failed"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: {{workflow.status}}/{{workflow.failures}} reach only the onExit "
-                   "template itself, not templates its steps call (Argo's exit-handlers example does this)")
 def test_on_exit_steps_pass_the_workflow_status_to_the_templates_they_call() -> None:
     spec = EXIT.replace("  - name: bye\n", "  - name: bye\n    steps:\n    - - {name: notify, template: tell}\n"
                         "  - name: tell\n")
