@@ -42,6 +42,9 @@ FAILED = frozenset({"Failed", "Error"})
 LATER = ("steps.", "tasks.", "item", "workflow.status", "workflow.failures")
 
 
+Parents = str | list[str] | None
+
+
 class Pods(Protocol):
     """What the walker needs from the controller: a pod per Pod node."""
 
@@ -76,8 +79,9 @@ class Walker:
     def node_id(self, name: str) -> str:
         return self.name if name == self.name else f"{self.name}-{fnv32a(name)}"
 
-    def _node(self, name: str, display: str, kind: str, template: str | None, parent: str | None,
+    def _node(self, name: str, display: str, kind: str, template: str | None, parent: Parents,
               boundary: str | None) -> dict[str, Any]:
+        """The node named `name`, created (as a child of `parent`, or of each of several parents) if new."""
         nid = self.node_id(name)
         node = self.nodes.get(nid)
         if node is None:
@@ -88,9 +92,30 @@ class Walker:
             if boundary:
                 node["boundaryID"] = boundary
             self.nodes[nid] = node
-            if parent and nid not in self.nodes[parent].setdefault("children", []):
-                self.nodes[parent]["children"].append(nid)
+            for above in [parent] if isinstance(parent, str) else parent or []:
+                if nid not in self.nodes[above].setdefault("children", []):
+                    self.nodes[above]["children"].append(nid)
         return node
+
+    def outbound(self, node: dict[str, Any]) -> list[str]:
+        """The nodes a successor hangs under, as Argo links them: a pod (or skipped) node itself, a retry's
+        last attempt, a steps/DAG node's recorded outboundNodes, a group's members' outbound nodes."""
+        kind = node["type"]
+        if kind == "Retry":
+            tries = self._attempts(node)
+            return self.outbound(tries[-1]) if tries else [node["id"]]
+        if kind in ("Steps", "DAG"):
+            return node.get("outboundNodes") or [node["id"]]
+        if kind in ("StepGroup", "TaskGroup"):
+            members = [self.nodes[c] for c in node.get("children", []) if not self.nodes[c]["name"].endswith(".onExit")
+                       and self.nodes[c].get("boundaryID") == node.get("boundaryID")]
+            return [o for m in members for o in self.outbound(m)] or [node["id"]]
+        return [node["id"]]
+
+    def _attempts(self, retry: dict[str, Any]) -> list[dict[str, Any]]:
+        prefix = retry["name"] + "("
+        return [self.nodes[c] for c in retry.get("children", []) if self.nodes[c]["name"].startswith(prefix)
+                and self.nodes[c]["name"][len(prefix):-1].isdigit()]
 
     def _finish(self, node: dict[str, Any], phase: str, message: str = "") -> dict[str, Any]:
         node["phase"] = phase
@@ -116,7 +141,7 @@ class Walker:
         self.wake = at if self.wake is None else min(self.wake, at)
 
     # --- templates -----------------------------------------------------------------------------
-    def execute(self, name: str, display: str, template_name: str, args: dict[str, Any], parent: str | None,
+    def execute(self, name: str, display: str, template_name: str, args: dict[str, Any], parent: Parents,
                 boundary: str | None, extra: dict[str, str] | None = None) -> dict[str, Any]:
         """Advance the node `name` running `template_name` with resolved `args` ({parameters: {n: v},
         artifacts: {n: {from|raw}}}); returns the node."""
@@ -139,7 +164,7 @@ class Walker:
         strategy = template["retryStrategy"]
         limit = int(strategy.get("limit", 0)) if "limit" in strategy else None
         policy = strategy.get("retryPolicy") or "OnFailure"
-        attempts = [self.nodes[c] for c in node.get("children", [])]
+        attempts = self._attempts(node)
         last = attempts[-1] if attempts else None
         if last is not None and last["phase"] not in DONE:
             last = self._body(last, template, {**scope, "retries": str(len(attempts) - 1)}, artifacts)
@@ -255,9 +280,12 @@ class Walker:
     def _steps(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str]) -> dict[str, Any]:
         local = dict(scope)
         node["phase"] = "Running"
+        previous: dict[str, Any] | None = None
         for i, group in enumerate(template["steps"]):
-            gname = f"{node['name']}[{i}]"
-            gnode = self._node(gname, f"[{i}]", "StepGroup", None, node["id"], node["id"])
+            gname = f"{node['name']}[{i}]"  # the first group hangs under the steps node, each next one under
+            parents = self.outbound(previous) if previous else node["id"]  # the outbound nodes of the last
+            gnode = self._node(gname, f"[{i}]", "StepGroup", None, parents, node["id"])
+            previous = gnode
             if gnode["phase"] not in DONE:
                 self._group(gnode, group, local, node["id"])
             if gnode["phase"] not in DONE:
@@ -266,6 +294,7 @@ class Walker:
                 local.update(outputs_scope("steps", step["name"], *self._step_nodes(gnode, step)))
             if gnode["phase"] in FAILED:
                 return self._finish(node, "Failed", gnode.get("message", f"step group {gname} failed"))
+        node["outboundNodes"] = self.outbound(previous) if previous else [node["id"]]
         return self._succeed(node, template, local)
 
     def _step_nodes(self, group: dict[str, Any], step: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
@@ -308,7 +337,7 @@ class Walker:
         done = all(c["phase"] in DONE for c in children) and all(h["phase"] in DONE for h in hooks)
         return done, [h for h in hooks if h["phase"] in FAILED]
 
-    def _expand(self, name: str, display: str, call: dict[str, Any], scope: dict[str, str], parent: str,
+    def _expand(self, name: str, display: str, call: dict[str, Any], scope: dict[str, str], parent: Parents,
                 boundary: str) -> list[dict[str, Any]]:
         """One step/task call, or one per loop item: each started (or skipped by `when`) and advanced."""
         try:
@@ -364,6 +393,7 @@ class Walker:
             if found:
                 nodes_of[task["name"]] = found
         looped = {t["name"]: loops(t) for t in tasks}
+        deps = {t["name"]: ex.depends_names(task_depends(t, tasks)) for t in tasks}
         fail_fast = dag.get("failFast", True)
         progress = True
         while progress:  # a task finishing within this pass (skipped, omitted) can free the next ones
@@ -383,14 +413,15 @@ class Walker:
                 if ready is None:
                     continue
                 tnode_name = f"{node['name']}.{tname}"
+                parents = self._below(node, deps[tname])
                 if ready is False and not current:
-                    omitted = self._node(tnode_name, tname, "Skipped", task["template"], node["id"], node["id"])
+                    omitted = self._node(tnode_name, tname, "Skipped", task["template"], parents, node["id"])
                     self._finish(omitted, "Omitted", "omitted: depends condition not met")
                     nodes_of[tname] = [omitted]
                     progress = True
                     continue
                 before = [n["phase"] for n in current]
-                nodes_of[tname] = self._task(node, task, tnode_name, local)
+                nodes_of[tname] = self._task(node, task, tnode_name, local, parents)
                 if [n["phase"] for n in nodes_of[tname]] != before:
                     progress = progress or all(n["phase"] in DONE for n in nodes_of[tname])
         hooks = [self._exit_hooks(t, nodes_of[t["name"]], node["id"]) for t in tasks if t["name"] in nodes_of]
@@ -404,6 +435,8 @@ class Walker:
             if not (fail_fast and failures):
                 return node  # waiting on something that cannot finish would be a bug: checks reject cycles
             return self._finish(node, "Failed", f"task '{node['name']}.{failures[0]}' failed")
+        depended = {d for names in deps.values() for d in names}
+        node["outboundNodes"] = self._below(node, [t["name"] for t in tasks if t["name"] not in depended])
         phase, culprit = dag_phase(tasks, {t: _aggregate(task_result(ns, looped[t])) for t, ns in nodes_of.items()})
         if culprit is not None:
             return self._finish(node, phase, f"task '{node['name']}.{culprit}' failed")
@@ -422,25 +455,33 @@ class Walker:
                 out.append(task["name"])
         return out
 
+    def _below(self, dag_node: dict[str, Any], tasks: list[str]) -> Parents:
+        """Where a task's node hangs, as Argo links a DAG: under the outbound nodes of the tasks it depends on
+        (the DAG node itself for a task without dependencies)."""
+        above = [self.nodes.get(self.node_id(f"{dag_node['name']}.{t}")) for t in tasks]
+        return [o for n in above if n is not None for o in self.outbound(n)] or dag_node["id"]
+
     def _task_nodes(self, dag_node: dict[str, Any], task: dict[str, Any]) -> list[dict[str, Any]]:
         base = self.nodes.get(self.node_id(f"{dag_node['name']}.{task['name']}"))
         if base is None:
             return []
         if base["type"] == "TaskGroup":
-            return [self.nodes[c] for c in base.get("children", [])] or [base]
+            prefix = base["name"] + "("
+            return [self.nodes[c] for c in base.get("children", []) if self.nodes[c]["name"].startswith(prefix)
+                    and not self.nodes[c]["name"].endswith(".onExit")] or [base]
         return [base]
 
-    def _task(self, dag_node: dict[str, Any], task: dict[str, Any], name: str, scope: dict[str, str]
-              ) -> list[dict[str, Any]]:
+    def _task(self, dag_node: dict[str, Any], task: dict[str, Any], name: str, scope: dict[str, str],
+              parents: Parents) -> list[dict[str, Any]]:
         if any(k in task for k in ("withItems", "withParam", "withSequence")):
-            group = self._node(name, task["name"], "TaskGroup", None, dag_node["id"], dag_node["id"])
+            group = self._node(name, task["name"], "TaskGroup", None, parents, dag_node["id"])
             children = self._expand(name, task["name"], task, scope, group["id"], dag_node["id"])
             if all(c["phase"] in DONE for c in children):
                 self._finish(group, "Failed" if any(c["phase"] in FAILED for c in children) else "Succeeded")
             else:
                 group["phase"] = "Running"
             return children or [self._finish(group, "Succeeded")]
-        return self._expand(name, task["name"], task, scope, dag_node["id"], dag_node["id"])
+        return self._expand(name, task["name"], task, scope, parents, dag_node["id"])
 
     # --- the workflow --------------------------------------------------------------------------
     def run(self, exit_scope: Callable[[dict[str, Any]], dict[str, str]]

@@ -70,9 +70,10 @@ def test_steps_pass_output_parameters_and_results_quoted_byte_for_byte(cli: Cli)
     assert nodes["make"]["outputs"]["result"] == "made"
     assert nodes["shout"]["outputs"]["result"] == "HELLO; $(RM -RF /) 'WORLD'"
     assert nodes["count"]["outputs"]["result"] == "4"
-    root = wf["status"]["nodes"][wf["metadata"]["name"]]
-    assert root["type"] == "Steps" and [wf["status"]["nodes"][c]["displayName"] for c in root["children"]] == \
-        ["[0]", "[1]"]
+    root = wf["status"]["nodes"][wf["metadata"]["name"]]  # groups chained as Argo links them: [1] under [0]'s step
+    assert root["type"] == "Steps" and [wf["status"]["nodes"][c]["displayName"] for c in root["children"]] == ["[0]"]
+    assert [wf["status"]["nodes"][c]["displayName"] for c in nodes["make"]["children"]] == ["[1]"]
+    assert root["outboundNodes"] == [nodes["shout"]["id"], nodes["count"]["id"]]
     assert wf["status"]["progress"] == "3/3"
     assert cli.wait(f"workflow/{wf['metadata']['name']}", "condition=Completed", timeout=5).returncode == 0
     pods = cli.json("pods")["items"]

@@ -170,8 +170,6 @@ def test_step_groups_run_in_order_and_the_children_of_one_group_start_together()
     assert all("finishedAt" in n for n in run.nodes.values())
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: step groups are all children of the steps node; Argo chains "
-                   "them: [0] under the steps node, [1] under the outbound nodes of [0]'s steps")
 def test_step_groups_are_chained_through_their_steps_as_in_argo() -> None:
     run = Run(TWO_GROUPS).step().step({"wf[0].a": ok(), "wf[0].b": ok()})
     assert run.kids("wf") == ["wf[0]"]
@@ -278,8 +276,6 @@ def test_dag_starts_tasks_in_the_order_their_depends_allow(deps: tuple[str, str,
     assert run.root["phase"] == "Succeeded"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: every task is a child of the DAG node; Argo hangs a task under "
-                   "the (outbound) nodes of the tasks it depends on, and only root tasks under the DAG node")
 def test_dag_tasks_hang_under_the_tasks_they_depend_on_as_in_argo() -> None:
     run = Run(dag("name: A", "name: B, depends: A", "name: C, depends: A", "name: D, depends: B && C"))
     run.step().step({"wf.A": ok()}).step({"wf.B": ok(), "wf.C": ok()})
