@@ -36,6 +36,7 @@ from hera.workflows import (
 from hera.workflows.models import ValueFrom
 
 from tests.conftest import Cli
+from tests.integration.test_workflows_local import by_display, finish, params
 
 REPO = Path(__file__).resolve().parents[2]
 RUNNER_ENV = {"PYTHONPATH": str(REPO)}
@@ -52,22 +53,6 @@ def run(cli: Cli, w: Workflow, expect: str = "Succeeded", timeout: float = 60) -
     """Apply exactly `w.to_yaml()`, wait for the phase, return the workflow as `get -o json` shows it."""
     applied = cli.apply(w.to_yaml()).stdout
     return finish(cli, applied, expect, timeout)
-
-
-def finish(cli: Cli, applied: str, expect: str, timeout: float) -> dict:
-    name = applied.split()[0].split("/", 1)[1]
-    cli.wait(f"workflow/{name}", f"phase={expect}", timeout=timeout)
-    wf = cli.json("workflow", name)
-    assert wf["status"]["phase"] == expect, json.dumps(wf["status"], indent=1)
-    return wf
-
-
-def by_display(wf: dict) -> dict[str, dict]:
-    return {n["displayName"]: n for n in wf["status"]["nodes"].values()}
-
-
-def params(node: dict) -> dict[str, str]:
-    return {p["name"]: p["value"] for p in node.get("outputs", {}).get("parameters", [])}
 
 
 # --- (a) a DAG of @script functions ------------------------------------------------------------------

@@ -13,7 +13,11 @@ from tests.conftest import Cli
 
 
 def run(cli: Cli, manifest: str, expect: str = "Succeeded", timeout: float = 60) -> dict:
-    applied = cli.apply(manifest).stdout
+    return finish(cli, cli.apply(manifest).stdout, expect, timeout)
+
+
+def finish(cli: Cli, applied: str, expect: str, timeout: float) -> dict:
+    """After `apply` printed `applied`: wait for the phase, return the workflow as `get -o json` shows it."""
     name = applied.split()[0].split("/", 1)[1]
     cli.wait(f"workflow/{name}", f"phase={expect}", timeout=timeout)
     wf = cli.json("workflow", name)
