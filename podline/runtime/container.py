@@ -127,11 +127,14 @@ class ContainerWorker(threading.Thread):
         pipe, copy_path = process.stdout, self.stdout_copy
 
         def pump() -> None:
-            with pipe, open(copy_path, "wb") as copy:
-                while chunk := pipe.read1(65536):
-                    log.write(chunk)
-                    log.flush()
-                    copy.write(chunk)
+            try:
+                with pipe, open(copy_path, "wb") as copy:
+                    while chunk := pipe.read1(65536):
+                        log.write(chunk)
+                        log.flush()
+                        copy.write(chunk)
+            except (OSError, ValueError):  # the log was closed: a child outlived the container holding stdout
+                pass
 
         thread = threading.Thread(target=pump, name=f"stdout-{self.spec['name']}", daemon=True)
         thread.start()
