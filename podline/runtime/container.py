@@ -133,6 +133,7 @@ class ContainerWorker(threading.Thread):
                         log.write(chunk)
                         log.flush()
                         copy.write(chunk)
+                        copy.flush()
             except (OSError, ValueError):  # the log was closed: a child outlived the container holding stdout
                 pass
 

@@ -167,3 +167,19 @@ def test_deleting_a_running_workflow_stops_its_steps_and_removes_its_pods(cli: C
     assert cli.json("pods")["items"] == []
     time.sleep(2.5)
     assert marker.read_text().split() == ["a"]  # b was stopped in its sleep, c never started
+
+
+def test_a_child_left_holding_stdout_does_not_hold_the_step(cli: Cli) -> None:
+    started = time.time()
+    wf = run(cli, """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: daemonish}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    container: {image: busybox, command: [sh, -c, "sleep 30 & echo done"]}
+""")
+    assert by_display(wf)["daemonish"]["outputs"]["result"] == "done"
+    assert time.time() - started < 20
