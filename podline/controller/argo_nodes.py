@@ -37,6 +37,13 @@ from podline.plan import argo_expr as ex
 from podline.plan.workflow_pod import StepPodError, pod_name
 from podline.runtime.files import parse_rfc3339
 
+MAX_NODES = 20_000  # a workflow's whole tree: loops of loops must not grow status without bound
+
+
+class TooManyNodes(Exception):
+    """Creating one more node would pass MAX_NODES."""
+
+
 DONE = frozenset({"Succeeded", "Failed", "Error", "Skipped", "Omitted"})
 FAILED = frozenset({"Failed", "Error"})
 LATER = ("steps.", "tasks.", "item", "workflow.status", "workflow.failures")
@@ -85,6 +92,8 @@ class Walker:
         nid = self.node_id(name)
         node = self.nodes.get(nid)
         if node is None:
+            if len(self.nodes) >= MAX_NODES:
+                raise TooManyNodes(f"the workflow would have more than {MAX_NODES} nodes")
             node = {"id": nid, "name": name, "displayName": display, "type": kind, "phase": "Pending",
                     "startedAt": self.stamp(self.now)}
             if template:

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from podline.api.checks import check_pod_spec
 from podline.api.core import Pod
 from podline.api.errors import InvalidObject
-from podline.controller.argo_nodes import DONE, FAILED, Walker
+from podline.controller.argo_nodes import DONE, FAILED, TooManyNodes, Walker
 from podline.controller.context import TERMINAL, Ctx
 from podline.plan.workflow_pod import StepPodError, step_pod
 from podline.runtime.files import parse_rfc3339, rfc3339
@@ -163,8 +163,11 @@ def reconcile_workflow(ctx: Ctx, wf: Obj) -> None:
         expired = _deadline(ctx, wf, port)
         walker = Walker(wf.manifest, nodes, port, ctx.now, rfc3339,
                         {"workflow.uid": wf.uid, "workflow.creationTimestamp": rfc3339(wf.created_at)})
-        root, exit_node = walker.run(lambda root: {"workflow.status": root["phase"],
-                                                   "workflow.failures": _failures(nodes)})
+        try:
+            root, exit_node = walker.run(lambda root: {"workflow.status": root["phase"],
+                                                       "workflow.failures": _failures(nodes)})
+        except TooManyNodes as exc:
+            root, exit_node = {"phase": "Error", "message": str(exc)}, None
         if walker.wake is not None:
             ctx.wake_at(walker.wake)
         if walker.outputs:

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from podline.api.loader import load_text
-from podline.controller.argo_nodes import Walker
+from podline.controller.argo_nodes import TooManyNodes, Walker
 from podline.controller.workflows import _failures
 from podline.runtime.files import rfc3339
 
@@ -545,3 +545,13 @@ def test_a_restarted_controller_never_starts_a_pod_twice() -> None:
     assert sorted(run.pods.order) == sorted([
         "wf[0].a(0:1)(0)", "wf[0].a(0:1)(1)", "wf[0].a(1:2)(0)", "wf[0].a(1:2)(1)",
         "wf[0].d.A", "wf[0].d.B(0:p)", "wf[0].d.B(1:q)", "wf[1].c"])
+
+
+def test_loops_of_loops_stop_at_the_node_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("podline.controller.argo_nodes.MAX_NODES", 50)
+    run = Run("  entrypoint: outer\n  templates:\n"
+              "  - name: outer\n    steps:\n    - - {name: o, template: inner, withSequence: {count: '10'}}\n"
+              "  - name: inner\n    steps:\n    - - {name: i, template: echo, withSequence: {count: '10'}}\n" + ECHO)
+    with pytest.raises(TooManyNodes, match="more than 50 nodes"):
+        run.step()
+    assert len(run.nodes) == 50
