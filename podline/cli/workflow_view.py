@@ -2,14 +2,18 @@
 
 Pure functions from a stored Workflow (its manifest, Argo-shaped status and `internal["pods"]`, which maps a
 Pod node's id to its pod's name) and a clock to table rows and text lines, so the layout can be tested
-without a store. The node tree is drawn as Argo's CLI draws it: a step group is not a row of its own (its
-steps hang off one `┬─` fork), a Retry node with a single attempt shows only the attempt, the items of a
-DAG task's loop sit directly under the DAG, and an onExit handler is a second tree after a blank line.
-Unlike Argo, an Omitted DAG task is shown (`○`), so a skipped branch is visible.
+without a store. The node tree is drawn as Argo's CLI draws it: not along the nodes' `children` (which link
+them in execution order: each step group under the steps of the one before, a DAG task under the tasks it
+depends on) but by boundary, so a steps node's groups and a DAG's tasks are siblings under it. A step group
+is not a row of its own (its steps hang off one `┬─` fork), a Retry node with a single attempt shows only the
+attempt, the items of a DAG task's loop sit directly under the DAG, and an onExit handler is a second tree
+after a blank line. Unlike Argo, an Omitted DAG task is shown (`○`), so a skipped branch is visible, and a
+step's or task's own exit hook (`<node>.onExit`) is drawn under that step or task, not beside it.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -127,20 +131,60 @@ def header_lines(obj: Obj, now: float) -> list[str]:
     return lines
 
 
-def _children(nodes: dict[str, dict[str, Any]], node: dict[str, Any]) -> list[dict[str, Any]]:
-    """A node's children in the order they were made; a TaskGroup (a looped DAG task) gives way to its items."""
-    out = []
-    for cid in node.get("children", []):
-        child = nodes.get(cid)
-        if child is None:
+def _attempt_or_hook(parent: dict[str, Any], child: dict[str, Any]) -> bool:
+    """Whether `child` hangs under `parent` when drawn: a step of a step group, an attempt of a Retry node, or
+    the `<node>.onExit` hook of any node. (Other children are links of Argo's execution order: the next step
+    group under the previous group's steps, a DAG task under the tasks it depends on.)"""
+    name, kind = child["name"], child["type"]
+    if name == parent["name"] + ".onExit":
+        return True
+    if parent["type"] == "StepGroup":
+        return kind != "StepGroup" and name.startswith(parent["name"] + ".")
+    if parent["type"] == "Retry":
+        return re.fullmatch(re.escape(parent["name"]) + r"\(\d+\)", name) is not None
+    return False
+
+
+def _start(node: dict[str, Any]) -> float:
+    return parse_rfc3339(node["startedAt"]) if node.get("startedAt") else float("inf")
+
+
+def render_tree(nodes: dict[str, dict[str, Any]]) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+    """Each node's children as drawn, and the roots: built as `argo get` builds its tree
+    (cmd/argo/commands/common/get.go), from boundaries rather than from the execution links in `children`.
+
+    A step of a step group, an attempt of a Retry and a `<node>.onExit` hook are drawn under that node, in
+    the order it lists them; every other node is drawn under its boundary (the steps or DAG node whose
+    template it runs in), sorted by start time as Argo sorts them (ties: the order the nodes were made, which
+    is the order the template lists its groups and tasks and a loop its items). A TaskGroup is not drawn:
+    a looped DAG task's items sit directly under the DAG. A node with no boundary is a root."""
+    order = {nid: i for i, nid in enumerate(nodes)}
+    drawn: dict[str, list[dict[str, Any]]] = {nid: [] for nid in nodes}
+    claimed: set[str] = set()
+    for parent in nodes.values():
+        for cid in parent.get("children", []):
+            child = nodes.get(cid)
+            if child is not None and cid not in claimed and _attempt_or_hook(parent, child):
+                drawn[parent["id"]].append(child)
+                claimed.add(cid)
+    contained: dict[str, list[dict[str, Any]]] = {}
+    roots = []
+    for nid, node in nodes.items():
+        if nid in claimed or node["type"] == "TaskGroup":
             continue
-        out += _children(nodes, child) if child["type"] == "TaskGroup" else [child]
-    return out
+        boundary = node.get("boundaryID")
+        if boundary in nodes and boundary != nid:
+            contained.setdefault(boundary, []).append(node)
+        else:
+            roots.append(node)
+    for boundary, members in contained.items():
+        drawn[boundary] += sorted(members, key=lambda n: (_start(n), order[n["id"]]))
+    return drawn, sorted(roots, key=lambda n: (_start(n), order[n["id"]]))
 
 
-def _hidden(node: dict[str, Any]) -> bool:
+def _hidden(node: dict[str, Any], children: list[dict[str, Any]]) -> bool:
     """Nodes Argo draws as tree lines rather than rows: step groups and a Retry with one attempt."""
-    return node["type"] == "StepGroup" or (node["type"] == "Retry" and len(node.get("children", [])) == 1)
+    return node["type"] == "StepGroup" or (node["type"] == "Retry" and len(children) == 1)
 
 
 def _cells(node: dict[str, Any], prefix: str, pods: dict[str, str], now: float) -> list[str]:
@@ -153,13 +197,16 @@ def _cells(node: dict[str, Any], prefix: str, pods: dict[str, str], now: float) 
     return [step, node.get("templateName", ""), pod, duration, node.get("message", "")]
 
 
-def _walk(nodes: dict[str, dict[str, Any]], node: dict[str, Any], prefix: str, below: str,
-          pods: dict[str, str], now: float, rows: list[list[str]]) -> None:
+def _walk(drawn: dict[str, list[dict[str, Any]]], node: dict[str, Any], prefix: str, below: str,
+          pods: dict[str, str], now: float, rows: list[list[str]], seen: set[str]) -> None:
     """Add `node`'s row (drawn after `prefix`) and its subtree (whose lines start with `below`)."""
-    hidden = _hidden(node)
+    if node["id"] in seen:
+        return
+    seen.add(node["id"])
+    children = drawn.get(node["id"], [])
+    hidden = _hidden(node, children)
     if not hidden:
         rows.append(_cells(node, prefix, pods, now))
-    children = _children(nodes, node)
     last = len(children) - 1
     fork = node["type"] == "StepGroup"
     for i, child in enumerate(children):
@@ -171,24 +218,23 @@ def _walk(nodes: dict[str, dict[str, Any]], node: dict[str, Any], prefix: str, b
         else:
             part, rest = ("└─", "  ") if i == last else ("├─", "│ ")
         start = prefix if hidden and i == 0 else below
-        _walk(nodes, child, start + part, below + rest, pods, now, rows)
+        _walk(drawn, child, start + part, below + rest, pods, now, rows, seen)
 
 
 def tree_rows(obj: Obj, now: float) -> list[list[str]]:
     """STEP TEMPLATE PODNAME DURATION MESSAGE rows: the entrypoint's tree, then (after an empty row) the onExit
-    handler's and any other node nobody lists as a child."""
+    handler's and any other tree whose root has no boundary."""
     nodes: dict[str, dict[str, Any]] = obj.status.get("nodes") or {}
     if obj.name not in nodes:
         return []
     pods: dict[str, str] = obj.internal.get("pods", {})
-    listed = {c for n in nodes.values() for c in n.get("children", [])}
-    others = sorted((n for n in nodes.values() if n["id"] not in listed and n["id"] != obj.name),
-                    key=lambda n: (n.get("startedAt", ""), n["name"]))
+    drawn, roots = render_tree(nodes)
     rows: list[list[str]] = []
-    for i, root in enumerate([nodes[obj.name], *others]):
+    seen: set[str] = set()
+    for i, root in enumerate([nodes[obj.name], *(r for r in roots if r["id"] != obj.name)]):
         if i:
             rows.append([""] * len(TREE_COLUMNS))
-        _walk(nodes, root, " ", " ", pods, now, rows)
+        _walk(drawn, root, " ", " ", pods, now, rows, seen)
     return rows
 
 

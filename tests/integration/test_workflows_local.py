@@ -290,8 +290,11 @@ def test_get_and_describe_read_like_argo_list_and_argo_get(cli: Cli) -> None:
     tree = page[page.index("") + 1:]
     assert tree[0].split() == ["STEP", "TEMPLATE", "PODNAME", "DURATION", "MESSAGE"]
     assert tree[1].split() == ["✔", "diamond", "diamond"]
-    rows = {line.split()[1]: line.split() for line in tree[2:7]}  # the tasks, in the order they started
-    assert sorted(rows) == ["a", "b", "c", "d", "e"] and tree[6].startswith(" └─") and tree[7] == ""
+    # the tasks as siblings under the DAG (not nested under the tasks they depend on, as the nodes link them),
+    # in the order they started: a; then b, c and the omitted e in one pass (in the DAG's order); then d
+    assert [line.split()[1] for line in tree[2:7]] == ["a", "b", "c", "e", "d"]
+    assert all(line.startswith(" ├─") for line in tree[2:6]) and tree[6].startswith(" └─") and tree[7] == ""
+    rows = {line.split()[1]: line.split() for line in tree[2:7]}
     for task, template in zip("abd", ["write", "append", "append"], strict=True):
         assert rows[task][0].endswith("─✔") and rows[task][2:4] == [template, pods[f"diamond.{task}"]]
     assert rows["c"][0].endswith("─✖") and rows["c"][2:4] == ["fail", pods["diamond.c"]]

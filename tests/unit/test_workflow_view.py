@@ -1,16 +1,18 @@
-"""`get wf` and `describe workflow` as Argo's CLI prints them: the pure rendering over hand-written statuses."""
+"""`get wf` and `describe workflow` as Argo's CLI prints them: the pure rendering, over statuses the controller's
+walker makes (nodes linked as Argo links them) through a fake Pods port."""
 
 from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from podline.api.loader import load_text
 from podline.cli import workflow_view as view
-from podline.runtime.files import parse_rfc3339
+from podline.controller.argo_nodes import Walker
+from podline.runtime.files import parse_rfc3339, rfc3339
 from podline.store import Obj
 
 T0 = "2026-01-02T03:04:00.000000Z"
@@ -19,93 +21,177 @@ NOW = parse_rfc3339(T0) + 200
 
 def at(seconds: float) -> str:
     """T0 plus some seconds, as the controller stamps nodes."""
-    whole, frac = divmod(seconds, 1)
-    base = parse_rfc3339(T0) + whole
-    return datetime.fromtimestamp(base, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(frac * 1e6):06d}Z"
+    return rfc3339(parse_rfc3339(T0) + seconds)
 
 
-def node(nid: str, display: str, kind: str, phase: str, start: float, end: float | None = None,
-         template: str = "", children: tuple[str, ...] = (), message: str = "", boundary: str = "demo") -> dict:
-    out: dict[str, Any] = {"id": nid, "name": f"demo.{display}", "displayName": display, "type": kind,
-                           "phase": phase, "startedAt": at(start)}
-    if end is not None:
-        out["finishedAt"] = at(end)
-    if template:
-        out["templateName"] = template
-    if children:
-        out["children"] = list(children)
-    if message:
-        out["message"] = message
-    if boundary:
-        out["boundaryID"] = boundary
-    return out
+DEMO = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: demo, namespace: default, labels: {team: ml}}
+spec:
+  entrypoint: main
+  onExit: report
+  arguments: {parameters: [{name: greeting, value: hi there}]}
+  templates:
+  - name: main
+    steps:
+    - - {name: prep, template: echo}
+    - - {name: fan, template: echo, withItems: [a, b]}
+      - {name: flaky, template: flaky}
+    - - {name: inner, template: diamond}
+  - name: diamond
+    parallelism: 1
+    dag:
+      tasks:
+      - {name: a, template: write}
+      - {name: b, template: fail, depends: a}
+      - {name: c, template: write, depends: b}
+      - {name: d, template: echo, depends: b.Failed, withItems: [x, y]}
+  - {name: echo, container: {image: busybox}}
+  - {name: write, container: {image: busybox}}
+  - {name: fail, container: {image: busybox}}
+  - {name: flaky, retryStrategy: {limit: 2, backoff: {duration: 2s}}, container: {image: busybox}}
+  - {name: report, container: {image: busybox}}
+"""
 
 
-def demo_nodes() -> dict[str, dict]:
-    """main: [prep] → [fan over two items, flaky (a retry: failed once, then passed)] → [inner DAG]; and
-    an onExit handler still running. The DAG: a passes, b fails with a message, c is omitted, d loops."""
-    nodes = [
-        node("demo", "demo", "Steps", "Running", 0, template="main", children=("g0", "g1", "g2"), boundary=""),
-        node("g0", "[0]", "StepGroup", "Succeeded", 0, 5, children=("prep",)),
-        node("prep", "prep", "Pod", "Succeeded", 0, 5, "echo"),
-        node("g1", "[1]", "StepGroup", "Succeeded", 5, 80, children=("fan0", "fan1", "flaky")),
-        node("fan0", "fan(0:a)", "Pod", "Succeeded", 5, 17, "echo"),
-        node("fan1", "fan(1:b)", "Pod", "Succeeded", 5, 6.5, "echo"),
-        node("flaky", "flaky", "Retry", "Succeeded", 5, 80, "flaky", children=("flaky0", "flaky1")),
-        node("flaky0", "flaky(0)", "Pod", "Failed", 5, 7, "flaky", message="Error (exit code 1)"),
-        node("flaky1", "flaky(1)", "Pod", "Succeeded", 9, 80, "flaky"),
-        node("g2", "[2]", "StepGroup", "Running", 80, children=("inner",)),
-        node("inner", "inner", "DAG", "Running", 80, template="diamond", children=("a", "b", "c", "d")),
-        node("a", "a", "Pod", "Succeeded", 80, 90, "write", boundary="inner"),
-        node("b", "b", "Pod", "Failed", 90, 95, "fail", message="Error (exit code 3)", boundary="inner"),
-        node("c", "c", "Skipped", "Omitted", 95, 95, "write", message="omitted: depends condition not met",
-             boundary="inner"),
-        node("d", "d", "TaskGroup", "Running", 95, children=("d0", "d1"), boundary="inner"),
-        node("d0", "d(0:x)", "Pod", "Running", 95, template="echo", boundary="inner"),
-        node("d1", "d(1:y)", "Pod", "Pending", 95, template="echo", boundary="inner"),
-        node("exit", "demo.onExit", "Pod", "Running", 190, template="report", boundary=""),
-    ]
-    return {n["id"]: n for n in nodes}
+def exited(code: int) -> dict[str, Any]:
+    """A finished pod's status as the pod runner reports it."""
+    return {"phase": "Succeeded" if code == 0 else "Failed", "outputs": {"exitCode": str(code)},
+            "containerStatuses": [{"name": "main", "state": {"terminated": {
+                "exitCode": code, "reason": "Completed" if code == 0 else "Error"}}}]}
 
 
-PODS = {"prep": "demo-prep-1", "fan0": "demo-echo-2", "fan1": "demo-echo-3", "flaky0": "demo-flaky-4",
-        "flaky1": "demo-flaky-5", "a": "demo-write-6", "b": "demo-fail-7", "d0": "demo-echo-8", "exit": "demo-report-9"}
-
-MANIFEST = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
-            "metadata": {"name": "demo", "namespace": "default", "labels": {"team": "ml"}},
-            "spec": {"entrypoint": "main", "arguments": {"parameters": [{"name": "greeting", "value": "hi there"},
-                                                                        {"name": "unset"}]}, "templates": []}}
+OK, RUNNING = exited(0), {"phase": "Running"}
 
 
-def workflow(status: dict[str, Any], pods: dict[str, str] | None = None, deleted: float | None = None) -> Obj:
-    return Obj(uid="uid-1", kind="Workflow", namespace="default", name="demo", manifest_json=json.dumps(MANIFEST),
-               generation=1, status=status, internal={"pods": pods or {}}, owner_uid=None, settled=False,
-               created_at=parse_rfc3339(T0) - 10, deleted_at=deleted)
+class FakePods:
+    """The walker's `Pods` port: a pod per started node, named `demo-<template>-<n>` in start order."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}  # node id -> pod name, as the controller keeps internal["pods"]
+        self.status: dict[str, dict[str, Any]] = {}  # node name -> pod status
+
+    def observe(self, node: dict[str, Any]) -> dict[str, Any] | None:
+        return self.status.get(node["name"], {"phase": "Pending"}) if node["id"] in self.names else None
+
+    def start(self, node: dict[str, Any], template: dict[str, Any], artifacts: list[dict[str, Any]]) -> bool:
+        self.names[node["id"]] = f"demo-{template['name']}-{len(self.names) + 1}"
+        return True
+
+
+def walked(manifest: str, script: list[tuple[float, dict[str, dict[str, Any]]]]
+           ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, str]]:
+    """The Argo-linked nodes the controller's walker makes of `manifest`, passing once at each scripted time
+    (seconds after T0) after giving the named pods (by node name) their status: (manifest, nodes, pod names)."""
+    wf = load_text(manifest, "test")[0].obj.dump()
+    nodes: dict[str, dict[str, Any]] = {}
+    pods = FakePods()
+    for seconds, statuses in script:
+        pods.status.update(statuses)
+        Walker(wf, nodes, pods, parse_rfc3339(T0) + seconds, rfc3339).run(
+            lambda root: {"workflow.status": root["phase"], "workflow.failures": "[]"})
+    return wf, json.loads(json.dumps(nodes)), pods.names
+
+
+# main: [prep] → [fan over two items, flaky (a retry: failed once, then passed after a 2s backoff)] →
+# [inner DAG, one pod at a time: a passes, b fails, c (depends on b) is omitted, d (on b.Failed) loops]; then
+# the onExit handler.
+DEMO_SCRIPT: list[tuple[float, dict[str, dict[str, Any]]]] = [
+    (0, {}), (5, {"demo[0].prep": OK}), (6.5, {"demo[1].fan(1:b)": OK}), (7, {"demo[1].flaky(0)": exited(1)}),
+    (9, {}), (17, {"demo[1].fan(0:a)": OK}), (80, {"demo[1].flaky(1)": OK}), (90, {"demo[2].inner.a": OK}),
+    (95, {"demo[2].inner.b": exited(3)}), (96, {"demo[2].inner.d(0:x)": RUNNING})]
+DEMO_DONE = [*DEMO_SCRIPT, (150, {"demo[2].inner.d(0:x)": OK}), (170, {"demo[2].inner.d(1:y)": OK}),
+             (171, {"demo.onExit": RUNNING})]
+
+
+def demo_manifest() -> dict[str, Any]:
+    """DEMO as stored, plus a parameter left without a value (the loader would not take one; a stored
+    workflow may still carry it)."""
+    manifest = load_text(DEMO, "test")[0].obj.dump()
+    manifest["spec"]["arguments"]["parameters"].append({"name": "unset"})
+    return manifest
+
+
+def workflow(status: dict[str, Any], pods: dict[str, str] | None = None, deleted: float | None = None,
+             manifest: dict[str, Any] | None = None) -> Obj:
+    manifest = manifest or demo_manifest()
+    return Obj(uid="uid-1", kind="Workflow", namespace="default", name=manifest["metadata"]["name"],
+               manifest_json=json.dumps(manifest), generation=1, status=status, internal={"pods": pods or {}},
+               owner_uid=None, settled=False, created_at=parse_rfc3339(T0) - 10, deleted_at=deleted)
+
+
+def from_walker(manifest: str, script: list[tuple[float, dict[str, dict[str, Any]]]], **status: Any) -> Obj:
+    wf, nodes, pods = walked(manifest, script)
+    return workflow({"phase": nodes[wf["metadata"]["name"]]["phase"], "startedAt": T0, **status, "nodes": nodes},
+                    pods, manifest=demo_manifest() if manifest == DEMO else wf)
 
 
 def running() -> Obj:
-    return workflow({"phase": "Running", "startedAt": T0, "progress": "5/9", "nodes": demo_nodes()}, PODS)
+    return from_walker(DEMO, DEMO_SCRIPT, progress="5/9")
 
 
-def test_the_node_tree_draws_step_groups_as_forks_and_retries_dags_loops_and_on_exit_under_their_parents() -> None:
-    rows = view.tree_rows(running(), NOW)
-    assert view.table_lines(view.TREE_COLUMNS, rows) == [
-        "STEP               TEMPLATE  PODNAME        DURATION  MESSAGE",
+def view_id(name: str) -> str:
+    """A node's id, as the walker names it."""
+    return Walker(load_text(DEMO, "test")[0].obj.dump(), {}, FakePods(), 0, rfc3339).node_id(name)
+
+
+def tree(obj: Obj) -> list[str]:
+    return view.table_lines(view.TREE_COLUMNS, view.tree_rows(obj, NOW))
+
+
+def test_the_walker_links_nodes_as_argo_does_not_as_they_are_drawn() -> None:
+    """What the renderer is up against: chained step groups, DAG tasks under the tasks they depend on."""
+    nodes = running().status["nodes"]
+    by_name = {n["name"]: n for n in nodes.values()}
+
+    def kids(name: str) -> list[str]:
+        return [nodes[c]["name"] for c in by_name[name].get("children", [])]
+
+    assert kids("demo") == ["demo[0]"] and kids("demo[0].prep") == ["demo[1]"]
+    assert kids("demo[1].flaky(1)") == ["demo[2]"] and kids("demo[1].fan(0:a)") == ["demo[2]"]
+    assert kids("demo[2].inner") == ["demo[2].inner.a"] and kids("demo[2].inner.a") == ["demo[2].inner.b"]
+    assert kids("demo[2].inner.b") == ["demo[2].inner.c", "demo[2].inner.d"]
+
+
+def test_the_node_tree_draws_step_groups_as_forks_and_retries_dags_and_loops_under_their_parents() -> None:
+    assert tree(running()) == [
+        "STEP               TEMPLATE  PODNAME       DURATION  MESSAGE",
         " ● demo            main",
-        " ├───✔ prep        echo      demo-prep-1    5s",
-        " ├─┬─✔ fan(0:a)    echo      demo-echo-2    12s",
-        " │ ├─✔ fan(1:b)    echo      demo-echo-3    1s",
+        " ├───✔ prep        echo      demo-echo-1   5s",
+        " ├─┬─✔ fan(0:a)    echo      demo-echo-2   12s",
+        " │ ├─✔ fan(1:b)    echo      demo-echo-3   1s",
         " │ └─✔ flaky       flaky",
-        " │   ├─✖ flaky(0)  flaky     demo-flaky-4   2s        Error (exit code 1)",
-        " │   └─✔ flaky(1)  flaky     demo-flaky-5   1m",
+        " │   ├─✖ flaky(0)  flaky     demo-flaky-4  2s        Error (exit code 1)",
+        " │   └─✔ flaky(1)  flaky     demo-flaky-5  1m",
         " └───● inner       diamond",
-        "     ├─✔ a         write     demo-write-6   10s",
-        "     ├─✖ b         fail      demo-fail-7    5s        Error (exit code 3)",
-        "     ├─○ c         write                              omitted: depends condition not met",
-        "     ├─● d(0:x)    echo      demo-echo-8    1m",
-        "     └─◷ d(1:y)    echo                     1m",
+        "     ├─✔ a         write     demo-write-6  10s",
+        "     ├─✖ b         fail      demo-fail-7   5s        Error (exit code 3)",
+        "     ├─○ c         write                             omitted: depends condition not met",
+        "     ├─● d(0:x)    echo      demo-echo-8   1m",
+        "     └─◷ d(1:y)    echo                    1m",
+    ]
+
+
+def test_the_on_exit_handler_is_a_second_tree() -> None:
+    """Once main is done (Failed: the omitted c inherits b's failure, as Argo has it), its onExit runs."""
+    assert tree(from_walker(DEMO, DEMO_DONE)) == [
+        "STEP               TEMPLATE  PODNAME         DURATION  MESSAGE",
+        f" ✖ demo            main                                child '{view_id('demo[2].inner')}' failed",
+        " ├───✔ prep        echo      demo-echo-1     5s",
+        " ├─┬─✔ fan(0:a)    echo      demo-echo-2     12s",
+        " │ ├─✔ fan(1:b)    echo      demo-echo-3     1s",
+        " │ └─✔ flaky       flaky",
+        " │   ├─✖ flaky(0)  flaky     demo-flaky-4    2s        Error (exit code 1)",
+        " │   └─✔ flaky(1)  flaky     demo-flaky-5    1m",
+        " └───✖ inner       diamond                             task 'demo[2].inner.c' failed",
+        "     ├─✔ a         write     demo-write-6    10s",
+        "     ├─✖ b         fail      demo-fail-7     5s        Error (exit code 3)",
+        "     ├─○ c         write                               omitted: depends condition not met",
+        "     ├─✔ d(0:x)    echo      demo-echo-8     55s",
+        "     └─✔ d(1:y)    echo      demo-echo-9     1m",
         "",
-        " ● demo.onExit     report    demo-report-9  10s",
+        " ● demo.onExit     report    demo-report-10  30s",
     ]
 
 
@@ -113,27 +199,75 @@ def test_rows_are_the_five_columns_of_argo_get() -> None:
     rows = {r[0].lstrip(" │├└┬─"): r for r in view.tree_rows(running(), NOW) if r[0]}
     assert rows["✖ b"] == ["     ├─✖ b", "fail", "demo-fail-7", "5s", "Error (exit code 3)"]
     assert rows["● inner"][2:] == ["", "", ""]  # a DAG has no pod and, as in Argo, no duration
-    assert rows["◷ d(1:y)"][2] == ""  # not started yet: no pod in internal.pods
+    assert rows["◷ d(1:y)"][2] == ""  # not started yet (the DAG runs one pod at a time): no pod name
     assert rows["○ c"] == ["     ├─○ c", "write", "", "", "omitted: depends condition not met"]
 
 
 def test_a_retry_with_one_attempt_shows_only_the_attempt() -> None:
-    nodes = {"demo": node("demo", "demo", "Retry", "Running", 0, template="flaky", children=("t0",), boundary=""),
-             "t0": node("t0", "demo(0)", "Pod", "Running", 0, template="flaky", boundary="")}
-    rows = view.tree_rows(workflow({"phase": "Running", "startedAt": T0, "nodes": nodes}, {"t0": "demo-flaky-1"}),
-                          NOW)
+    manifest = DEMO.split("  templates:")[0].replace("entrypoint: main", "entrypoint: flaky") + \
+        "  templates:\n  - {name: flaky, retryStrategy: {limit: 2}, container: {image: busybox}}\n" \
+        "  - {name: report, container: {image: busybox}}\n"
+    rows = view.tree_rows(from_walker(manifest, [(0, {}), (1, {"demo(0)": RUNNING})]), NOW)
     assert rows == [[" ● demo(0)", "flaky", "demo-flaky-1", "3m", ""]]
 
 
-def test_a_step_group_with_several_steps_then_one_more() -> None:
-    nodes = {"demo": node("demo", "demo", "Steps", "Succeeded", 0, 9, "main", ("g0", "g1"), boundary=""),
-             "g0": node("g0", "[0]", "StepGroup", "Succeeded", 0, 5, children=("x", "y", "z")),
-             "x": node("x", "x", "Pod", "Succeeded", 0, 5, "t"), "y": node("y", "y", "Pod", "Error", 0, 5, "t"),
-             "z": node("z", "z", "Skipped", "Skipped", 0, 0, "t", message="when 'a == b' evaluated false"),
-             "g1": node("g1", "[1]", "StepGroup", "Succeeded", 5, 9, children=("w",)),
-             "w": node("w", "w", "Pod", "Succeeded", 5, 9, "t")}
-    steps = [r[0] for r in view.tree_rows(workflow({"phase": "Succeeded", "nodes": nodes}), NOW)]
-    assert steps == [" ✔ demo", " ├─┬─✔ x", " │ ├─⚠ y", " │ └─○ z", " └───✔ w"]
+STEPS = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: demo}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - {name: x, template: t}
+      - {name: y, template: t, continueOn: {failed: true}}
+      - {name: z, template: t, when: "a == b"}
+    - - {name: w, template: t}
+    - - {name: v, template: t, withItems: [1, 2]}
+  - {name: t, container: {image: busybox}}
+"""
+
+
+def test_step_groups_chained_through_their_steps_are_drawn_side_by_side() -> None:
+    obj = from_walker(STEPS, [(0, {}), (5, {"demo[0].x": OK, "demo[0].y": exited(2)}), (9, {"demo[1].w": OK}),
+                              (12, {"demo[2].v(0:1)": OK, "demo[2].v(1:2)": OK})])
+    assert [r[0] for r in view.tree_rows(obj, NOW)] == [
+        " ✔ demo", " ├─┬─✔ x", " │ ├─✖ y", " │ └─○ z", " ├───✔ w", " └─┬─✔ v(0:1)", "   └─✔ v(1:2)"]
+
+
+HOOKS = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: demo}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - {name: x, template: t, onExit: hook}
+      - {name: r, template: retried, onExit: hook}
+    - - {name: inner, template: graph}
+  - name: graph
+    dag:
+      tasks:
+      - {name: p, template: t, onExit: hook}
+      - {name: q, template: t, depends: p}
+  - {name: t, container: {image: busybox}}
+  - {name: retried, retryStrategy: {limit: 1}, container: {image: busybox}}
+  - {name: hook, container: {image: busybox}}
+"""
+
+
+def test_a_step_or_task_exit_hook_is_drawn_under_its_step_or_task() -> None:
+    obj = from_walker(HOOKS, [(0, {}), (5, {"demo[0].x": OK, "demo[0].r(0)": OK}),
+                              (6, {"demo[0].x.onExit": OK, "demo[0].r.onExit": OK}), (7, {}),
+                              (8, {"demo[1].inner.p": OK}), (9, {"demo[1].inner.p.onExit": OK}),
+                              (10, {"demo[1].inner.q": OK}), (11, {})])
+    assert obj.status["phase"] == "Succeeded"
+    assert [r[0] for r in view.tree_rows(obj, NOW)] == [
+        " ✔ demo", " ├─┬─✔ x", " │ │ └─✔ x.onExit", " │ └─✔ r", " │   ├─✔ r(0)", " │   └─✔ r.onExit",
+        " └───✔ inner", "     ├─✔ p", "     │ └─✔ p.onExit", "     └─✔ q"]
 
 
 def test_no_tree_before_the_workflow_starts() -> None:
