@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, PlainValidator, field_validator, model_validator
 
-from podline.api.base import Model, Resource, check_dns_label, check_no_nul
+from podline.api.base import Model, Resource, check_dns_label, check_dns_subdomain, check_no_nul
 from podline.api.quantity import MAX_CPU, MAX_GPU, MAX_MEMORY, parse_quantity
 
 ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
@@ -246,9 +246,17 @@ class DownwardAPISource(Model):
     default_mode: int = Field(default=0o644, ge=0, le=0o777)
 
 
+class PersistentVolumeClaimSource(Model):
+    """A named volume that outlives pods: a directory of that name on the context's shared directory."""
+
+    claim_name: Annotated[str, AfterValidator(lambda v: check_dns_subdomain(v, "claimName"))]
+    read_only: bool = False
+
+
 class Volume(Model):
     name: str
     empty_dir: EmptyDirSource | None = None
+    persistent_volume_claim: PersistentVolumeClaimSource | None = None
     host_path: HostPathSource | None = None
     config_map: ConfigMapVolumeSource | None = None
     secret: SecretVolumeSource | None = None
@@ -258,10 +266,11 @@ class Volume(Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> Volume:
-        sources = [self.empty_dir, self.host_path, self.config_map, self.secret, self.downward_api]
+        sources = [self.empty_dir, self.host_path, self.config_map, self.secret, self.downward_api,
+                   self.persistent_volume_claim]
         if sum(s is not None for s in sources) != 1:
             raise ValueError("exactly one volume source (emptyDir, hostPath, configMap, secret, "
-                             "downwardAPI) must be set")
+                             "downwardAPI, persistentVolumeClaim) must be set")
         return self
 
 

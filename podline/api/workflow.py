@@ -20,7 +20,15 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator, ValidationInfo, model_validator
 from pydantic.alias_generators import to_camel
 
-from podline.api.base import Model, QualifiedKey, Resource, check_label_value, check_no_nul, warnings_var
+from podline.api.base import (
+    Model,
+    QualifiedKey,
+    Resource,
+    check_dns_label,
+    check_label_value,
+    check_no_nul,
+    warnings_var,
+)
 from podline.api.core import MAX_STRING, Arg, Container, Text, Volume
 
 MAX_TEMPLATES = 1_000
@@ -229,6 +237,24 @@ class PodMetadata(Model):
     annotations: dict[QualifiedKey, Text] | None = None
 
 
+class ClaimMetadata(Model):
+    name: Annotated[str, AfterValidator(lambda v: check_dns_label(v, "claim name"))]
+    labels: dict[QualifiedKey, Text] | None = None
+    annotations: dict[QualifiedKey, Text] | None = None
+
+
+class ClaimTemplate(Model):
+    """spec.volumeClaimTemplates[]: a claim made for this workflow, `<workflow>-<name>`, i.e. a directory on
+    the context's shared directory; its `spec` (size, access modes, storage class) has nothing to act on."""
+
+    metadata: ClaimMetadata
+    IGNORED: ClassVar[frozenset[str]] = frozenset({"spec", "apiVersion", "kind"})
+
+
+class VolumeClaimGC(Model):
+    strategy: Literal["OnWorkflowCompletion", "OnWorkflowSuccess"] = "OnWorkflowCompletion"
+
+
 # --- containers, retries, loops ---------------------------------------------------------------------
 
 class WorkflowContainer(Container):
@@ -358,7 +384,6 @@ class Template(Model):
 
 
 class WorkflowSpec(Model):
-    volume_claim_templates: Unsupported = None
     workflow_template_ref: Unsupported = None
     template_defaults: Unsupported = None
     hooks: Unsupported = None
@@ -375,13 +400,15 @@ class WorkflowSpec(Model):
     parallelism: int | None = Field(default=None, ge=1, le=MAX_LOOP)
     active_deadline_seconds: int | None = Field(default=None, ge=1, le=10**9)
     volumes: list[Volume] | None = None
+    volume_claim_templates: list[ClaimTemplate] | None = None
+    volume_claim_gc: VolumeClaimGC | None = Field(default=None, alias="volumeClaimGC")
     pod_metadata: PodMetadata | None = None
     IGNORED: ClassVar[frozenset[str]] = frozenset(
         {"serviceAccountName", "podGC", "ttlStrategy", "nodeSelector", "tolerations", "affinity",
          "securityContext", "imagePullSecrets", "workflowMetadata", "archiveLogs", "podDisruptionBudget",
          "priority", "hostNetwork", "dnsPolicy", "dnsConfig", "artifactRepositoryRef", "executor",
          "podPriorityClassName", "podPriority", "schedulerName", "hostAliases", "automountServiceAccountToken",
-         "volumeClaimGC", "artifactGC"}
+         "artifactGC"}
     )
 
 

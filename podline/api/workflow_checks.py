@@ -253,6 +253,12 @@ def check_workflow(wf: Workflow) -> None:
         if name not in templates:
             raise InvalidObject(f"spec.{field}", f"no template named {name!r} in spec.templates")
         _check_supplied(templates[name].inputs, spec.arguments, name, f"spec.{field}")
+    claims = [t.metadata.name for t in spec.volume_claim_templates or []]
+    _unique(claims, "spec.volumeClaimTemplates[{}].metadata.name", "claim")
     volumes = {v.name for v in spec.volumes or []}
+    clash = volumes & set(claims)
+    if clash:
+        raise InvalidObject("spec.volumeClaimTemplates", f"{sorted(clash)[0]!r} is also in spec.volumes")
+    volumes |= set(claims)
     for i, template in enumerate(spec.templates):
         _check_template(template, f"spec.templates[{i}]", templates, volumes)

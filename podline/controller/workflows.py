@@ -23,7 +23,8 @@ from podline.api.core import Pod
 from podline.api.errors import InvalidObject
 from podline.controller.argo_nodes import DONE, FAILED, TooManyNodes, Walker
 from podline.controller.context import TERMINAL, Ctx
-from podline.plan.workflow_pod import StepPodError, step_pod
+from podline.plan.pod import claim_dir
+from podline.plan.workflow_pod import StepPodError, claim_name, step_pod
 from podline.runtime.files import parse_rfc3339, rfc3339
 from podline.store import Obj
 
@@ -100,7 +101,23 @@ def _delete(ctx: Ctx, wf: Obj) -> None:
         ctx.store.save(wf)
         return
     shutil.rmtree(Path(str(ctx.dirs_for(wf)["shared"])) / "workflows" / wf.uid, ignore_errors=True)
+    _remove_claims(ctx, wf)
     ctx.store.remove(wf.uid)
+
+
+def _remove_claims(ctx: Ctx, wf: Obj) -> None:
+    """The directories of the workflow's volumeClaimTemplates (its claims), as Argo deletes their PVCs."""
+    shared = str(ctx.dirs_for(wf)["shared"])
+    for template in wf.manifest["spec"].get("volumeClaimTemplates", []):
+        shutil.rmtree(claim_dir(shared, wf.namespace, claim_name(wf.name, template)), ignore_errors=True)
+
+
+def _collect_claims(ctx: Ctx, wf: Obj, phase: str) -> None:
+    """volumeClaimGC: once no step runs, the claims go when the workflow completes (the default) or only when
+    it succeeded (OnWorkflowSuccess); otherwise they stay until the workflow is deleted."""
+    strategy = wf.manifest["spec"].get("volumeClaimGC", {}).get("strategy", "OnWorkflowCompletion")
+    if strategy == "OnWorkflowCompletion" or phase == "Succeeded":
+        _remove_claims(ctx, wf)
 
 
 def _time_left(wf: Obj, now: float) -> int | None:
@@ -154,6 +171,8 @@ def reconcile_workflow(ctx: Ctx, wf: Obj) -> None:
         port = _Pods(ctx, wf)
         if wf.status.get("phase") in WORKFLOW_DONE:
             wf.settled = port.active == 0
+            if wf.settled:
+                _collect_claims(ctx, wf, wf.status["phase"])
             ctx.store.save(wf)
             return
         if "startedAt" not in wf.status:
@@ -182,4 +201,6 @@ def reconcile_workflow(ctx: Ctx, wf: Obj) -> None:
                 phase, message = "Failed", f"exit handler failed: {exit_node.get('message', '')}"
             _finish(ctx, wf, phase, message)
             wf.settled = port.active == 0
+            if wf.settled:
+                _collect_claims(ctx, wf, phase)
         ctx.store.save(wf)

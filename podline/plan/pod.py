@@ -130,8 +130,20 @@ def _files(items: list[Any], data: dict[str, bytes], default_mode: int) -> list[
             for path, value, mode in chosen]
 
 
-def plan_volume(volume: Volume, pod: Pod, uid: str, lookup: Lookup) -> dict[str, Any]:
+def claim_dir(shared: str, namespace: str, claim: str) -> str:
+    """Where a persistentVolumeClaim lives: a directory of that name on the context's shared directory (the
+    shared filesystem every node sees), created on first use and kept until it is removed by hand."""
+    return f"{shared.rstrip('/')}/volumes/{namespace}/{claim}"
+
+
+def plan_volume(volume: Volume, pod: Pod, uid: str, lookup: Lookup, shared: str | None = None) -> dict[str, Any]:
     ns = pod.metadata.namespace
+    if volume.persistent_volume_claim is not None:
+        if not shared:
+            raise PlanWaiting("NoSharedDirectory", "a persistentVolumeClaim needs the context's shared directory")
+        claim = volume.persistent_volume_claim
+        return {"name": volume.name, "type": "hostPath", "path": claim_dir(shared, ns, claim.claim_name),
+                "hostPathType": "DirectoryOrCreate", "readOnly": claim.read_only}
     if volume.empty_dir is not None:
         limit = volume.empty_dir.size_limit
         return {"name": volume.name, "type": "emptyDir", "medium": volume.empty_dir.medium,
@@ -192,7 +204,8 @@ def plan_pod(manifest: dict[str, Any], uid: str, lookup: Lookup, runtime: str = 
     """
     pod = Pod.model_validate(manifest)
     spec = pod.spec
-    volumes = [plan_volume(v, pod, uid, lookup) for v in spec.volumes]
+    volumes = [plan_volume(v, pod, uid, lookup, (dirs or {}).get("shared")) for v in spec.volumes]
+    read_only = {v["name"] for v in volumes if v.get("readOnly")}  # a read-only claim: every mount of it
     return {
         "apiVersion": PLAN_VERSION,
         "pod": {"name": pod.metadata.name, "namespace": pod.metadata.namespace, "uid": uid},
@@ -204,6 +217,13 @@ def plan_pod(manifest: dict[str, Any], uid: str, lookup: Lookup, runtime: str = 
         "volumes": volumes,
         "workspace": plan_workspace(pod, uid, volumes, index_env, dirs),
         "indexEnv": index_env,
-        "initContainers": [plan_container(c, pod, uid, lookup) for c in spec.init_containers],
-        "containers": [plan_container(c, pod, uid, lookup) for c in spec.containers],
+        "initContainers": [_read_only(plan_container(c, pod, uid, lookup), read_only) for c in spec.init_containers],
+        "containers": [_read_only(plan_container(c, pod, uid, lookup), read_only) for c in spec.containers],
     }
+
+
+def _read_only(container: dict[str, Any], volumes: set[str]) -> dict[str, Any]:
+    for mount in container["mounts"]:
+        if mount["volume"] in volumes:
+            mount["readOnly"] = True
+    return container

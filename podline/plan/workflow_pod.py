@@ -34,6 +34,11 @@ def pod_name(workflow: str, template: str, node_id: str) -> str:
     return f"{name}-{digits}"
 
 
+def claim_name(workflow: str, template: dict[str, Any]) -> str:
+    """A volumeClaimTemplate's claim, named as Argo names the PVC it creates: `<workflow>-<template name>`."""
+    return f"{workflow}-{template['metadata']['name']}"
+
+
 def _covered(path: str, mounts: list[dict[str, Any]]) -> bool:
     return any(path == m["mountPath"].rstrip("/") or path.startswith(m["mountPath"].rstrip("/") + "/")
                for m in mounts)
@@ -79,8 +84,11 @@ def step_pod(workflow: dict[str, Any], node: dict[str, Any], template: dict[str,
                    **template.get("metadata", {}).get("annotations", {}), NODE_ANNOTATION: node["name"]}
     labels = {**spec.get("podMetadata", {}).get("labels", {}), **template.get("metadata", {}).get("labels", {}),
               WORKFLOW_LABEL: meta["name"]}
+    claims = [{"name": t["metadata"]["name"], "persistentVolumeClaim": {"claimName": claim_name(meta["name"], t)}}
+              for t in spec.get("volumeClaimTemplates", [])]
     pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [main],
-                                "volumes": [*spec.get("volumes", []), *template.get("volumes", []), *io_volumes]}
+                                "volumes": [*spec.get("volumes", []), *claims, *template.get("volumes", []),
+                                            *io_volumes]}
     deadlines = [int(template["activeDeadlineSeconds"])] if template.get("activeDeadlineSeconds") is not None else []
     if template.get("timeout"):  # Argo: the pod's own deadline, as activeDeadlineSeconds
         deadlines.append(max(1, math.ceil(parse_duration(template["timeout"]))))

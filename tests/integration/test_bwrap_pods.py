@@ -274,3 +274,20 @@ def test_stopping_gives_the_contained_process_its_grace_period(bwrap_cli: Cli, l
     assert (out / "log").read_text() == "started\ncleaning\ncleaned\n"
     term = bwrap_cli.json("pod", "grace")["status"]["containerStatuses"][0]["state"]["terminated"]
     assert term["exitCode"] == 3  # the application's own status, through bwrap
+
+
+def test_a_read_only_claim_is_read_only_in_the_container(bwrap_cli: Cli, layout: Path) -> None:
+    claim = bwrap_cli.home / "shared" / "volumes" / "default" / "results"
+    claim.mkdir(parents=True)
+    (claim / "file").write_text("kept\n")
+    bwrap_cli.apply(pod("ro-claim", f"""  volumes:
+  - {{name: data, persistentVolumeClaim: {{claimName: results, readOnly: true}}}}
+  containers:
+  - name: main
+    image: "oci:{layout}:sh"
+    command: [sh, -c, 'cat /data/file; touch /data/other 2>&1 || echo refused']
+    volumeMounts: [{{name: data, mountPath: /data}}]
+"""))
+    assert bwrap_cli.wait("pod/ro-claim", "phase=Succeeded").returncode == 0
+    out = bwrap_cli("logs", "ro-claim").stdout
+    assert out.startswith("kept\n") and out.rstrip().endswith("refused") and not (claim / "other").exists()

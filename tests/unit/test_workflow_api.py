@@ -451,9 +451,12 @@ CASES = [
     bad("artifact-path-escapes", wf(main("    outputs: {artifacts: [{name: d, path: /a/../../etc}]}\n"
                                          "    container: {image: a}\n")), f"{T0}.outputs.artifacts[0].path",
         "without '..'"),
-    bad("volume-claim-templates", GOOD.replace("  templates", "  volumeClaimTemplates: [{metadata: {name: w}}]\n"
-                                               "  templates"), "spec.volumeClaimTemplates",
-        f"volumeClaimTemplates {NOT}"),
+    bad("volume-claim-template-without-name", GOOD.replace("  templates", "  volumeClaimTemplates: [{metadata: {}}]\n"
+                                                           "  templates"), "spec.volumeClaimTemplates[0].metadata.name",
+        "required field is missing"),
+    bad("volume-claim-template-twice", GOOD.replace("  templates", "  volumeClaimTemplates: [{metadata: {name: w}}, "
+                                                    "{metadata: {name: w}}]\n  templates"),
+        "spec.volumeClaimTemplates[1].metadata.name", "duplicate"),
     bad("workflow-template-ref", GOOD.replace("  templates", "  workflowTemplateRef: {name: x}\n  templates"),
         "spec.workflowTemplateRef", NOT),
     bad("workflow-suspend", GOOD.replace("  templates", "  suspend: true\n  templates"), "spec.suspend", NOT),
