@@ -184,7 +184,13 @@ class Store:
         if unsettled:
             clauses.append("settled=0")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self.db.execute(f"SELECT {_SELECT} FROM objects {where} ORDER BY namespace, name, uid",
+        # Left alone, SQLite answers `kind=? AND (settled=0 | owner_uid=?)` by walking every object of that kind
+        # in the (kind, namespace, name) index, because it is already in ORDER BY order: with 10,000 pods that
+        # is milliseconds per call, and the controller asks once per kind and once per Job each pass. Sorting
+        # the few rows the selective index finds is far cheaper.
+        hint = ("INDEXED BY objects_owner" if owner_uid is not None
+                else "INDEXED BY objects_unsettled" if unsettled else "")
+        rows = self.db.execute(f"SELECT {_SELECT} FROM objects {hint} {where} ORDER BY namespace, name, uid",
                                args).fetchall()
         return [_row_to_obj(r) for r in rows]
 
