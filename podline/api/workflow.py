@@ -56,7 +56,6 @@ Unsupported = Annotated[Any, _refuser("{field} is not supported by podline")]
 TemplateType = Annotated[Any, _refuser("template type {field} is not supported by podline")]
 RemoteSource = Annotated[Any, _refuser("artifact source {field} is not supported by podline (artifacts pass "
                                        "through the context's shared directory)")]
-StepHook = Annotated[Any, _refuser("{field} on a step or task is not supported by podline yet (use spec.onExit)")]
 
 
 def _argo_name(value: str) -> str:
@@ -305,13 +304,33 @@ class ContinueOn(Model):
     error: bool | None = None
 
 
+class LifecycleHook(Model):
+    """`hooks.exit`: a template run after the step, task or workflow, like `onExit` but with arguments."""
+
+    expression: Unsupported = None
+    template_ref: Unsupported = None
+    template: Text
+    arguments: Arguments | None = None
+
+
+def _exit_hook_only(value: dict[str, LifecycleHook] | None) -> dict[str, LifecycleHook] | None:
+    for key in value or {}:
+        if key != "exit":
+            raise ValueError(f"hook {key!r}: only the `exit` hook is supported by podline (hooks run by an "
+                             "expression need Argo's expression language)")
+    return value
+
+
+Hooks = Annotated[dict[str, LifecycleHook] | None, AfterValidator(_exit_hook_only)]
+
+
 class WorkflowStep(Model):
     """One call of a template in a steps group; `template` is required (checked with its path)."""
 
     template_ref: Unsupported = None
     inline: Unsupported = None
     on_exit: Text | None = None  # a template run after this step or task ends (checked there)
-    hooks: StepHook = None
+    hooks: Hooks = None
     name: ArgoName
     template: Text | None = None  # a name in spec.templates (checked there)
     arguments: Arguments | None = None
@@ -386,7 +405,7 @@ class Template(Model):
 class WorkflowSpec(Model):
     workflow_template_ref: Unsupported = None
     template_defaults: Unsupported = None
-    hooks: Unsupported = None
+    hooks: Hooks = None
     synchronization: Unsupported = None
     metrics: Unsupported = None
     suspend: Unsupported = None

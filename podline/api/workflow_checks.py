@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from podline.api.checks import _check_resources, check_name_length, check_slurm_flags
 from podline.api.errors import InvalidObject
-from podline.api.workflow import Arguments, DAGTask, Inputs, Template, Workflow, WorkflowStep
+from podline.api.workflow import Arguments, DAGTask, Inputs, LifecycleHook, Template, Workflow, WorkflowStep
 
 MAX_NAME = 63  # pod names and labels derive from the workflow's name, as in Argo
 TASK_RESULTS = ("Succeeded", "Failed", "Errored", "Skipped", "Omitted", "Daemoned", "AnySucceeded", "AllFailed")
@@ -114,8 +114,20 @@ def _check_call(call: WorkflowStep, where: str, templates: dict[str, Template]) 
         raise InvalidObject(f"{where}.{loops[1]}", "only one of withItems, withParam, withSequence may be given")
     _check_arguments(call.arguments, f"{where}.arguments")
     _check_supplied(target.inputs, call.arguments, call.template, f"{where}.arguments")
-    if call.on_exit is not None and call.on_exit not in templates:
-        raise InvalidObject(f"{where}.onExit", f"no template named {call.on_exit!r} in spec.templates")
+    _check_exit(call.on_exit, call.hooks, where, templates)
+
+
+def _check_exit(on_exit: str | None, hooks: dict[str, LifecycleHook] | None, where: str,
+                templates: dict[str, Template]) -> None:
+    """`onExit` or `hooks.exit` (not both) names a template."""
+    hook = (hooks or {}).get("exit")
+    if on_exit is not None and hook is not None:
+        raise InvalidObject(f"{where}.hooks.exit", "give onExit or hooks.exit, not both")
+    for path, name in ((f"{where}.onExit", on_exit), (f"{where}.hooks.exit.template", hook and hook.template)):
+        if name is not None and name not in templates:
+            raise InvalidObject(path, f"no template named {name!r} in spec.templates")
+    if hook is not None:
+        _check_arguments(hook.arguments, f"{where}.hooks.exit.arguments")
 
 
 def _check_dag(tasks: list[DAGTask], where: str, templates: dict[str, Template]) -> None:
@@ -247,6 +259,7 @@ def check_workflow(wf: Workflow) -> None:
     _unique((t.name for t in spec.templates), "spec.templates[{}].name", "template")
     templates = {t.name: t for t in spec.templates}
     _check_arguments(spec.arguments, "spec.arguments")
+    _check_exit(spec.on_exit, spec.hooks, "spec", templates)
     for field, name in (("entrypoint", spec.entrypoint), ("onExit", spec.on_exit)):
         if name is None:
             continue

@@ -17,20 +17,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from podline.controller.argo_dag import DagWalker
 from podline.controller.argo_scope import (
+    DONE,
+    FAILED,
     call_arguments,
     continues,
-    dag_phase,
     fnv32a,
-    handled,
     kind_of,
     loop_items,
     loops,
     outputs_scope,
     pod_failure,
     resolve_inputs,
-    task_depends,
-    task_result,
     template_outputs,
 )
 from podline.plan import argo_expr as ex
@@ -44,8 +43,6 @@ class TooManyNodes(Exception):
     """Creating one more node would pass MAX_NODES."""
 
 
-DONE = frozenset({"Succeeded", "Failed", "Error", "Skipped", "Omitted"})
-FAILED = frozenset({"Failed", "Error"})
 LATER = ("steps.", "tasks.", "item", "workflow.status", "workflow.failures")
 
 
@@ -59,7 +56,7 @@ class Pods(Protocol):
     def start(self, node: dict[str, Any], template: dict[str, Any], artifacts: list[dict[str, Any]]) -> bool: ...
 
 
-class Walker:
+class Walker(DagWalker):
     def __init__(self, manifest: dict[str, Any], nodes: dict[str, dict[str, Any]], pods: Pods,
                  now: float, stamp: Callable[[float], str], extra_globals: dict[str, str] | None = None) -> None:
         self.wf = manifest
@@ -324,7 +321,7 @@ class Walker:
                     running = True
                 elif child["phase"] in FAILED and not continues(step, child["phase"]):
                     failures.append(child)
-            hooks_done, hook_failures = self._exit_hooks(step, children, boundary)
+            hooks_done, hook_failures = self._exit_hooks(step, children, boundary, scope, "steps")
             running = running or not hooks_done
             failures += hook_failures
         if running:
@@ -334,15 +331,27 @@ class Walker:
         else:
             self._finish(gnode, "Succeeded")
 
-    def _exit_hooks(self, call: dict[str, Any], children: list[dict[str, Any]], boundary: str
-                    ) -> tuple[bool, list[dict[str, Any]]]:
-        """A step's or task's `onExit`: run after each of its finished (not skipped) nodes, as a child of it
-        named `<node>.onExit`, with the workflow's arguments. (all done?, the failed ones)."""
-        if not call.get("onExit"):
+    def _exit_hooks(self, call: dict[str, Any], children: list[dict[str, Any]], boundary: str,
+                    scope: dict[str, str], prefix: str) -> tuple[bool, list[dict[str, Any]]]:
+        """A step's or task's `onExit` (or `hooks.exit`): run after each of its finished (not skipped) nodes,
+        as a child of it named `<node>.onExit`, with the workflow's arguments or the hook's own, which may name
+        the step's outputs (`{{steps.NAME.…}}` / `{{tasks.NAME.…}}`). (all done?, the failed ones)."""
+        hook = call.get("hooks", {}).get("exit")
+        template = call.get("onExit") or (hook or {}).get("template")
+        if not template:
             return True, []
-        hooks = [self.execute(f"{c['name']}.onExit", f"{c['displayName']}.onExit", call["onExit"], self.args,
-                              c["id"], boundary)
-                 for c in children if c["phase"] in DONE and c["phase"] not in ("Skipped", "Omitted")]
+        finished = [c for c in children if c["phase"] in DONE and c["phase"] not in ("Skipped", "Omitted")]
+        args = self.args
+        if finished and hook and "arguments" in hook:
+            local = {**scope, **outputs_scope(prefix, call["name"], children, loops(call))}
+            try:
+                args = call_arguments(hook, local)
+            except ex.ExpressionError as exc:
+                node = self._node(f"{finished[0]['name']}.onExit", f"{finished[0]['displayName']}.onExit",
+                                  "Skipped", template, finished[0]["id"], boundary)
+                return True, [self._finish(node, "Error", str(exc))]
+        hooks = [self.execute(f"{c['name']}.onExit", f"{c['displayName']}.onExit", template, args, c["id"],
+                              boundary) for c in finished]
         done = all(c["phase"] in DONE for c in children) and all(h["phase"] in DONE for h in hooks)
         return done, [h for h in hooks if h["phase"] in FAILED]
 
@@ -389,124 +398,24 @@ class Walker:
             node["outputs"] = outputs
         return self._finish(node, "Succeeded")
 
-    # --- dag -----------------------------------------------------------------------------------
-    def _dag(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str]) -> dict[str, Any]:
-        node["phase"] = "Running"
-        dag = template["dag"]
-        tasks = dag["tasks"]
-        local = dict(scope)
-        results: dict[str, str | list[str]] = {}
-        nodes_of: dict[str, list[dict[str, Any]]] = {}
-        for task in tasks:
-            found = self._task_nodes(node, task)
-            if found:
-                nodes_of[task["name"]] = found
-        looped = {t["name"]: loops(t) for t in tasks}
-        deps = {t["name"]: ex.depends_names(task_depends(t, tasks)) for t in tasks}
-        fail_fast = dag.get("failFast", True)
-        progress = True
-        while progress:  # a task finishing within this pass (skipped, omitted) can free the next ones
-            progress = False
-            failed_fast = fail_fast and bool(self._dag_failures(tasks, nodes_of, looped))
-            for task in tasks:
-                tname = task["name"]
-                current = nodes_of.get(tname, [])
-                if current and all(n["phase"] in DONE for n in current):
-                    results[tname] = task_result(current, looped[tname])
-                    local.update(outputs_scope("tasks", tname, current, looped[tname]))
-                    continue
-                if not current and failed_fast:
-                    continue
-                expr = task_depends(task, tasks)
-                ready = ex.evaluate_depends(expr, results) if expr else True
-                if ready is None:
-                    continue
-                tnode_name = f"{node['name']}.{tname}"
-                parents = self._below(node, deps[tname])
-                if ready is False and not current:
-                    omitted = self._node(tnode_name, tname, "Skipped", task["template"], parents, node["id"])
-                    self._finish(omitted, "Omitted", "omitted: depends condition not met")
-                    nodes_of[tname] = [omitted]
-                    progress = True
-                    continue
-                before = [n["phase"] for n in current]
-                nodes_of[tname] = self._task(node, task, tnode_name, local, parents)
-                if [n["phase"] for n in nodes_of[tname]] != before:
-                    progress = progress or all(n["phase"] in DONE for n in nodes_of[tname])
-        hooks = [self._exit_hooks(t, nodes_of[t["name"]], node["id"]) for t in tasks if t["name"] in nodes_of]
-        if any(n["phase"] not in DONE for ns in nodes_of.values() for n in ns) or not all(d for d, _ in hooks):
-            return node
-        hook_failures = [h for _, failed in hooks for h in failed]
-        if hook_failures:
-            return self._finish(node, "Failed", f"exit handler '{hook_failures[0]['name']}' failed")
-        failures = self._dag_failures(tasks, nodes_of, looped)
-        if len(nodes_of) < len(tasks):
-            if not (fail_fast and failures):
-                return node  # waiting on something that cannot finish would be a bug: checks reject cycles
-            return self._finish(node, "Failed", f"task '{node['name']}.{failures[0]}' failed")
-        depended = {d for names in deps.values() for d in names}
-        node["outboundNodes"] = self._below(node, [t["name"] for t in tasks if t["name"] not in depended])
-        phase, culprit = dag_phase(tasks, {t: _aggregate(task_result(ns, looped[t])) for t, ns in nodes_of.items()})
-        if culprit is not None:
-            return self._finish(node, phase, f"task '{node['name']}.{culprit}' failed")
-        return self._succeed(node, template, local)
-
-    def _dag_failures(self, tasks: list[dict[str, Any]], nodes_of: dict[str, list[dict[str, Any]]],
-                      looped: dict[str, bool]) -> list[str]:
-        """Finished tasks whose failure fails the DAG: not continued on, not asked for by a `depends`."""
-        out = []
-        for task in tasks:
-            found = nodes_of.get(task["name"], [])
-            if not found or any(n["phase"] not in DONE for n in found):
-                continue
-            phase = _aggregate(task_result(found, looped[task["name"]]))
-            if phase in FAILED and not handled(task["name"], tasks) and not continues(task, phase):
-                out.append(task["name"])
-        return out
-
-    def _below(self, dag_node: dict[str, Any], tasks: list[str]) -> Parents:
-        """Where a task's node hangs, as Argo links a DAG: under the outbound nodes of the tasks it depends on
-        (the DAG node itself for a task without dependencies)."""
-        above = [self.nodes.get(self.node_id(f"{dag_node['name']}.{t}")) for t in tasks]
-        return [o for n in above if n is not None for o in self.outbound(n)] or dag_node["id"]
-
-    def _task_nodes(self, dag_node: dict[str, Any], task: dict[str, Any]) -> list[dict[str, Any]]:
-        base = self.nodes.get(self.node_id(f"{dag_node['name']}.{task['name']}"))
-        if base is None:
-            return []
-        if base["type"] == "TaskGroup":
-            prefix = base["name"] + "("
-            return [self.nodes[c] for c in base.get("children", []) if self.nodes[c]["name"].startswith(prefix)
-                    and not self.nodes[c]["name"].endswith(".onExit")] or [base]
-        return [base]
-
-    def _task(self, dag_node: dict[str, Any], task: dict[str, Any], name: str, scope: dict[str, str],
-              parents: Parents) -> list[dict[str, Any]]:
-        if any(k in task for k in ("withItems", "withParam", "withSequence")):
-            group = self._node(name, task["name"], "TaskGroup", None, parents, dag_node["id"])
-            children = self._expand(name, task["name"], task, scope, group["id"], dag_node["id"])
-            if all(c["phase"] in DONE for c in children):
-                self._finish(group, "Failed" if any(c["phase"] in FAILED for c in children) else "Succeeded")
-            else:
-                group["phase"] = "Running"
-            return children or [self._finish(group, "Succeeded")]
-        return self._expand(name, task["name"], task, scope, parents, dag_node["id"])
-
     # --- the workflow --------------------------------------------------------------------------
     def run(self, exit_scope: Callable[[dict[str, Any]], dict[str, str]]
             ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """Advance the entrypoint, then (once it is done) the exit handler; returns (root, exit node)."""
         spec = self.wf["spec"]
         root = self.execute(self.name, self.name, spec["entrypoint"], self.args, None, None)
-        if root["phase"] not in DONE or not spec.get("onExit"):
+        hook = spec.get("hooks", {}).get("exit")
+        template = spec.get("onExit") or (hook or {}).get("template")
+        if root["phase"] not in DONE or not template:
             return root, None
         self.globals.update(exit_scope(root))  # workflow-wide from here on: the exit handler's steps see them too
-        exit_node = self.execute(f"{self.name}.onExit", f"{self.name}.onExit", spec["onExit"], self.args, None, None)
+        args = self.args
+        if hook and "arguments" in hook:
+            try:
+                args = call_arguments(hook, self.globals)
+            except ex.ExpressionError as exc:
+                node = self._node(f"{self.name}.onExit", f"{self.name}.onExit", "Skipped", template, None, None)
+                return root, self._finish(node, "Error", str(exc))
+        exit_node = self.execute(f"{self.name}.onExit", f"{self.name}.onExit", template, args, None, None)
         return root, exit_node
 
-
-def _aggregate(result: str | list[str]) -> str:
-    """A task's phase; a loop's: Failed when one of its items failed."""
-    if isinstance(result, list):
-        return "Failed" if any(p in FAILED for p in result) else "Succeeded"
-    return result

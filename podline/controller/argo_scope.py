@@ -14,7 +14,9 @@ from typing import Any
 
 from podline.plan import argo_expr as ex
 
-FAILED_PHASES = ("Failed", "Error")
+DONE = frozenset({"Succeeded", "Failed", "Error", "Skipped", "Omitted"})  # a node that will not change again
+FAILED = frozenset({"Failed", "Error"})
+FAILED_PHASES = tuple(sorted(FAILED))
 
 
 def fnv32a(text: str) -> int:

@@ -183,3 +183,35 @@ spec:
 """)
     assert by_display(wf)["daemonish"]["outputs"]["result"] == "done"
     assert time.time() - started < 20
+
+
+def test_exit_hooks_take_arguments_from_the_step_they_follow_and_the_workflow(cli: Cli) -> None:
+    wf = run(cli, """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: hooked}
+spec:
+  entrypoint: main
+  hooks:
+    exit:
+      template: say
+      arguments: {parameters: [{name: text, value: "workflow {{workflow.status}}"}]}
+  templates:
+  - name: main
+    dag:
+      tasks:
+      - name: a
+        template: make
+        hooks:
+          exit:
+            template: say
+            arguments: {parameters: [{name: text, value: "a made {{tasks.a.outputs.result}} ({{tasks.a.status}})"}]}
+  - name: make
+    container: {image: busybox, command: [sh, -c, "echo 42"]}
+  - name: say
+    inputs: {parameters: [{name: text}]}
+    container: {image: busybox, command: [echo, "{{inputs.parameters.text}}"]}
+""")
+    nodes = {n["name"]: n for n in wf["status"]["nodes"].values()}
+    assert nodes["hooked.a.onExit"]["outputs"]["result"] == "a made 42 (Succeeded)"
+    assert nodes["hooked.onExit"]["outputs"]["result"] == "workflow Succeeded"

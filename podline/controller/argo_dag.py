@@ -1,0 +1,143 @@
+"""The DAG half of the Argo walker: which tasks may start (`depends` / `dependencies`, widened by
+`continueOn`), where their nodes hang (under the outbound nodes of the tasks they depend on, as Argo links
+them), failFast, exit hooks of tasks, and the DAG's phase from its leaf tasks (see argo_scope.dag_phase).
+
+Mixed into `argo_nodes.Walker`, whose node bookkeeping (`_node`, `_finish`, `execute`, `_expand`,
+`outbound`, …) it uses; kept apart so each file reads as one concern.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from podline.controller.argo_scope import (
+    DONE,
+    FAILED,
+    continues,
+    dag_phase,
+    handled,
+    loops,
+    outputs_scope,
+    task_depends,
+    task_result,
+)
+from podline.plan import argo_expr as ex
+
+if TYPE_CHECKING:
+    from podline.controller.argo_nodes import Parents
+
+
+class DagWalker:
+    """`_dag` and its helpers; see the module docstring."""
+
+    nodes: dict[str, dict[str, Any]]
+
+    def _dag(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str]) -> dict[str, Any]:
+        node["phase"] = "Running"
+        dag = template["dag"]
+        tasks = dag["tasks"]
+        local = dict(scope)
+        results: dict[str, str | list[str]] = {}
+        nodes_of: dict[str, list[dict[str, Any]]] = {}
+        for task in tasks:
+            found = self._task_nodes(node, task)
+            if found:
+                nodes_of[task["name"]] = found
+        looped = {t["name"]: loops(t) for t in tasks}
+        deps = {t["name"]: ex.depends_names(task_depends(t, tasks)) for t in tasks}
+        fail_fast = dag.get("failFast", True)
+        progress = True
+        while progress:  # a task finishing within this pass (skipped, omitted) can free the next ones
+            progress = False
+            failed_fast = fail_fast and bool(self._dag_failures(tasks, nodes_of, looped))
+            for task in tasks:
+                tname = task["name"]
+                current = nodes_of.get(tname, [])
+                if current and all(n["phase"] in DONE for n in current):
+                    results[tname] = task_result(current, looped[tname])
+                    local.update(outputs_scope("tasks", tname, current, looped[tname]))
+                    continue
+                if not current and failed_fast:
+                    continue
+                expr = task_depends(task, tasks)
+                ready = ex.evaluate_depends(expr, results) if expr else True
+                if ready is None:
+                    continue
+                tnode_name = f"{node['name']}.{tname}"
+                parents = self._below(node, deps[tname])
+                if ready is False and not current:
+                    omitted = self._node(tnode_name, tname, "Skipped", task["template"], parents, node["id"])
+                    self._finish(omitted, "Omitted", "omitted: depends condition not met")
+                    nodes_of[tname] = [omitted]
+                    progress = True
+                    continue
+                before = [n["phase"] for n in current]
+                nodes_of[tname] = self._task(node, task, tnode_name, local, parents)
+                if [n["phase"] for n in nodes_of[tname]] != before:
+                    progress = progress or all(n["phase"] in DONE for n in nodes_of[tname])
+        hooks = [self._exit_hooks(t, nodes_of[t["name"]], node["id"], local, "tasks") for t in tasks
+                 if t["name"] in nodes_of]
+        if any(n["phase"] not in DONE for ns in nodes_of.values() for n in ns) or not all(d for d, _ in hooks):
+            return node
+        hook_failures = [h for _, failed in hooks for h in failed]
+        if hook_failures:
+            return self._finish(node, "Failed", f"exit handler '{hook_failures[0]['name']}' failed")
+        failures = self._dag_failures(tasks, nodes_of, looped)
+        if len(nodes_of) < len(tasks):
+            if not (fail_fast and failures):
+                return node  # waiting on something that cannot finish would be a bug: checks reject cycles
+            return self._finish(node, "Failed", f"task '{node['name']}.{failures[0]}' failed")
+        depended = {d for names in deps.values() for d in names}
+        node["outboundNodes"] = self._below(node, [t["name"] for t in tasks if t["name"] not in depended])
+        phase, culprit = dag_phase(tasks, {t: _aggregate(task_result(ns, looped[t])) for t, ns in nodes_of.items()})
+        if culprit is not None:
+            return self._finish(node, phase, f"task '{node['name']}.{culprit}' failed")
+        return self._succeed(node, template, local)
+
+    def _dag_failures(self, tasks: list[dict[str, Any]], nodes_of: dict[str, list[dict[str, Any]]],
+                      looped: dict[str, bool]) -> list[str]:
+        """Finished tasks whose failure fails the DAG: not continued on, not asked for by a `depends`."""
+        out = []
+        for task in tasks:
+            found = nodes_of.get(task["name"], [])
+            if not found or any(n["phase"] not in DONE for n in found):
+                continue
+            phase = _aggregate(task_result(found, looped[task["name"]]))
+            if phase in FAILED and not handled(task["name"], tasks) and not continues(task, phase):
+                out.append(task["name"])
+        return out
+
+    def _below(self, dag_node: dict[str, Any], tasks: list[str]) -> Parents:
+        """Where a task's node hangs, as Argo links a DAG: under the outbound nodes of the tasks it depends on
+        (the DAG node itself for a task without dependencies)."""
+        above = [self.nodes.get(self.node_id(f"{dag_node['name']}.{t}")) for t in tasks]
+        return [o for n in above if n is not None for o in self.outbound(n)] or dag_node["id"]
+
+    def _task_nodes(self, dag_node: dict[str, Any], task: dict[str, Any]) -> list[dict[str, Any]]:
+        base = self.nodes.get(self.node_id(f"{dag_node['name']}.{task['name']}"))
+        if base is None:
+            return []
+        if base["type"] == "TaskGroup":
+            prefix = base["name"] + "("
+            return [self.nodes[c] for c in base.get("children", []) if self.nodes[c]["name"].startswith(prefix)
+                    and not self.nodes[c]["name"].endswith(".onExit")] or [base]
+        return [base]
+
+    def _task(self, dag_node: dict[str, Any], task: dict[str, Any], name: str, scope: dict[str, str],
+              parents: Parents) -> list[dict[str, Any]]:
+        if any(k in task for k in ("withItems", "withParam", "withSequence")):
+            group = self._node(name, task["name"], "TaskGroup", None, parents, dag_node["id"])
+            children = self._expand(name, task["name"], task, scope, group["id"], dag_node["id"])
+            if all(c["phase"] in DONE for c in children):
+                self._finish(group, "Failed" if any(c["phase"] in FAILED for c in children) else "Succeeded")
+            else:
+                group["phase"] = "Running"
+            return children or [self._finish(group, "Succeeded")]
+        return self._expand(name, task["name"], task, scope, parents, dag_node["id"])
+
+
+def _aggregate(result: str | list[str]) -> str:
+    """A task's phase; a loop's: Failed when one of its items failed."""
+    if isinstance(result, list):
+        return "Failed" if any(p in FAILED for p in result) else "Succeeded"
+    return result
