@@ -196,6 +196,15 @@ def _archive(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return value
 
 
+def _reference(value: str) -> str:
+    """`from` names another artifact by reference (`{{steps.s.outputs.artifacts.a}}`), never a path: artifacts
+    pass only through the workflow's own place on the shared directory."""
+    if not re.fullmatch(r"\{\{\s*[A-Za-z0-9_.\-]+\s*\}\}", value):
+        raise ValueError(f"{value[:200]!r} must be one reference such as "
+                         "'{{steps.NAME.outputs.artifacts.ARTIFACT}}' or '{{tasks.NAME.outputs.artifacts.ARTIFACT}}'")
+    return value
+
+
 class Artifact(Model):
     """An input or output file or directory; its content travels through the context's shared directory."""
 
@@ -215,7 +224,7 @@ class Artifact(Model):
     sub_path: Unsupported = None
     name: ParamName
     path: ContainerPath | None = None
-    from_: Arg | None = Field(default=None, alias="from")
+    from_: Annotated[str, AfterValidator(_reference)] | None = Field(default=None, alias="from")
     optional: bool | None = None
     raw: RawArtifact | None = None
     archive: Annotated[dict[str, Any] | None, AfterValidator(_archive)] = None

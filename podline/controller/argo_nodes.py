@@ -14,6 +14,7 @@ finished before it, and the loop item; the called template's body sees only the 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -27,6 +28,7 @@ from podline.controller.argo_scope import (
     kind_of,
     loop_items,
     loops,
+    output_paths,
     outputs_scope,
     pod_failure,
     resolve_inputs,
@@ -36,6 +38,7 @@ from podline.plan import argo_expr as ex
 from podline.plan.workflow_pod import StepPodError, pod_name
 from podline.runtime.files import parse_rfc3339
 
+MAX_DEPTH = 100  # templates calling templates (Argo's recursion, e.g. loop until a coin says heads)
 MAX_NODES = 20_000  # a workflow's whole tree: loops of loops must not grow status without bound
 
 
@@ -58,8 +61,12 @@ class Pods(Protocol):
 
 class Walker(DagWalker):
     def __init__(self, manifest: dict[str, Any], nodes: dict[str, dict[str, Any]], pods: Pods,
-                 now: float, stamp: Callable[[float], str], extra_globals: dict[str, str] | None = None) -> None:
+                 now: float, stamp: Callable[[float], str], extra_globals: dict[str, str] | None = None,
+                 artifact_root: str = "/") -> None:
         self.wf = manifest
+        self.artifact_root = artifact_root  # where this workflow's artifacts are saved (`from` must lead there)
+        self._running: dict[str, int] | None = None  # pods running below each steps/DAG node (parallelism)
+        self.depth = 0  # templates nested in the current walk (recursion is capped at MAX_DEPTH)
         self.name = manifest["metadata"]["name"]
         self.templates = {t["name"]: t for t in manifest["spec"]["templates"]}
         self.nodes, self.pods, self.now, self.stamp = nodes, pods, now, stamp
@@ -156,14 +163,20 @@ class Walker(DagWalker):
         node = self._node(name, display, kind, template_name, parent, boundary)
         if node["phase"] in DONE:
             return node
+        if self.depth >= MAX_DEPTH:
+            return self._finish(node, "Error", f"maximum recursion depth exceeded: {MAX_DEPTH} templates nested")
         try:
             scope, artifacts = resolve_inputs(template, args, node, self.globals)
         except ex.ExpressionError as exc:
             return self._finish(node, "Error", str(exc))
         scope.update(extra or {})
-        if kind == "Retry":
-            return self._retry(node, template, scope, artifacts, boundary)
-        return self._body(node, template, scope, artifacts)
+        self.depth += 1
+        try:
+            if kind == "Retry":
+                return self._retry(node, template, scope, artifacts, boundary)
+            return self._body(node, template, scope, artifacts)
+        finally:
+            self.depth -= 1
 
     def _retry(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str],
                artifacts: list[dict[str, Any]], boundary: str | None) -> dict[str, Any]:
@@ -232,15 +245,17 @@ class Walker(DagWalker):
                 body = ex.substitute({k: v for k, v in template.items() if k not in ("retryStrategy",)},
                                      {**scope, "pod.name": pod_name(self.name, template["name"], node["id"]),
                                       "node.name": node["name"]}, strict=True)
+                output_paths(body)
             except ex.ExpressionError as exc:
                 return self._finish(node, "Error", str(exc))
             resolved = [{**a, "from": self._location(a["from"])} if "from" in a else a for a in artifacts]
             missing = [a["name"] for a in resolved if "from" in a and a["from"] is None]
             if missing:
-                return self._finish(node, "Error", f"input artifact {missing[0]} has no source: the step that "
-                                    "should have produced it did not")
+                return self._finish(node, "Error", f"input artifact {missing[0]} has no source among this "
+                                    "workflow's artifacts (the step that should have saved it did not)")
             try:
-                self.pods.start(node, body, resolved)
+                if self.pods.start(node, body, resolved):
+                    self._started(node)
             except StepPodError as exc:
                 return self._finish(node, "Error", str(exc))
             return node
@@ -256,31 +271,39 @@ class Walker(DagWalker):
             return self._finish(node, "Error", error) if error else self._finish(node, "Succeeded")
         return self._finish(node, *pod_failure(status))
 
+    def _boundaries(self, node: dict[str, Any]) -> list[str]:
+        chain, boundary = [], node.get("boundaryID")
+        while boundary:
+            chain.append(boundary)
+            boundary = self.nodes[boundary].get("boundaryID")
+        return chain
+
     def _room(self, node: dict[str, Any]) -> bool:
         """Template `parallelism`: no more pods may run below a steps/DAG node than its template allows."""
-        boundary = node.get("boundaryID")
-        while boundary:
-            owner = self.nodes[boundary]
-            limit = self.templates.get(owner.get("templateName", ""), {}).get("parallelism")
-            if limit and self._running_below(boundary) >= limit:
-                return False
-            boundary = owner.get("boundaryID")
-        return True
+        limits = [(b, self.templates.get(self.nodes[b].get("templateName", ""), {}).get("parallelism"))
+                  for b in self._boundaries(node)]
+        limits = [(b, limit) for b, limit in limits if limit]
+        if not limits:
+            return True
+        if self._running is None:  # counted once per pass, then kept up to date as pods start
+            self._running = {}
+            for other in self.nodes.values():
+                if other["type"] == "Pod" and other["phase"] not in DONE and self.pods.observe(other) is not None:
+                    for b in self._boundaries(other):
+                        self._running[b] = self._running.get(b, 0) + 1
+        return all(self._running.get(b, 0) < limit for b, limit in limits)
 
-    def _running_below(self, boundary: str) -> int:
-        count = 0
-        for node in self.nodes.values():
-            if node["type"] != "Pod" or node["phase"] in DONE or self.pods.observe(node) is None:
-                continue
-            above = node.get("boundaryID")
-            while above and above != boundary:
-                above = self.nodes[above].get("boundaryID")
-            count += above == boundary
-        return count
+    def _started(self, node: dict[str, Any]) -> None:
+        if self._running is not None:
+            for b in self._boundaries(node):
+                self._running[b] = self._running.get(b, 0) + 1
 
     def _location(self, reference: str) -> str | None:
-        """`{{steps.x.outputs.artifacts.y}}` (already substituted by the caller) names a place directly."""
-        return reference if reference.startswith("/") else None
+        """`{{steps.x.outputs.artifacts.y}}`, substituted by the caller, is a place this workflow saved an
+        artifact to: anything else (a path a step printed, say) is refused, so no step reads other files."""
+        root = os.path.realpath(self.artifact_root)
+        real = os.path.realpath(reference) if reference.startswith("/") else ""
+        return reference if real.startswith(root.rstrip("/") + "/") else None
 
     # --- steps ---------------------------------------------------------------------------------
     def _steps(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str]) -> dict[str, Any]:

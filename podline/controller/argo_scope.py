@@ -44,15 +44,17 @@ def resolve_inputs(template: dict[str, Any], args: dict[str, Any], node: dict[st
     for a in template.get("inputs", {}).get("artifacts", []):
         given = {**{k: a[k] for k in ("from", "raw") if k in a}, **args.get("artifacts", {}).get(a["name"], {})}
         mode = {"mode": a["mode"]} if a.get("mode") is not None else {}
+        path = checked_path(ex.substitute(a["path"], scope, strict=True), f"inputs.artifacts.{a['name']}.path") \
+            if a.get("path") else ""
         if "raw" in given:
-            artifacts.append({"name": a["name"], "path": a.get("path", ""), "raw": given["raw"]["data"], **mode})
+            artifacts.append({"name": a["name"], "path": path, "raw": given["raw"]["data"], **mode})
         elif "from" in given:
-            artifacts.append({"name": a["name"], "path": a.get("path", ""), "from": given["from"],
+            artifacts.append({"name": a["name"], "path": path, "from": given["from"],
                               "optional": bool(a.get("optional")), **mode})
         elif not a.get("optional"):
             raise ex.ExpressionError(f"inputs.artifacts.{a['name']} was not supplied")
-        if a.get("path"):
-            scope[f"inputs.artifacts.{a['name']}.path"] = a["path"]
+        if path:
+            scope[f"inputs.artifacts.{a['name']}.path"] = path
     for kind in ("parameters", "artifacts"):
         for o in template.get("outputs", {}).get(kind, []):
             path = o.get("valueFrom", {}).get("path") if kind == "parameters" else o.get("path")
@@ -63,6 +65,25 @@ def resolve_inputs(template: dict[str, Any], args: dict[str, Any], node: dict[st
         node["inputs"] = {k: v for k, v in (("parameters", params), ("artifacts", [
             {"name": a["name"], "path": a["path"]} for a in artifacts])) if v}
     return scope, artifacts
+
+
+def checked_path(path: str, what: str) -> str:
+    """A container path after substitution: absolute, without `..` or empty parts (a `{{…}}` in it could not
+    be checked at apply time)."""
+    parts = path.split("/")
+    if not path.startswith("/") or "\0" in path or ".." in parts or "" in parts[1:-1] or len(path) > 4096:
+        raise ex.ExpressionError(f"{what} {path[:200]!r} must be an absolute path without '..'")
+    return path
+
+
+def output_paths(template: dict[str, Any]) -> None:
+    """Check a substituted template's output paths (ExpressionError naming the first bad one)."""
+    for o in template.get("outputs", {}).get("parameters", []):
+        if o.get("valueFrom", {}).get("path"):
+            checked_path(o["valueFrom"]["path"], f"outputs.parameters.{o['name']}.valueFrom.path")
+    for o in template.get("outputs", {}).get("artifacts", []):
+        if o.get("path"):
+            checked_path(o["path"], f"outputs.artifacts.{o['name']}.path")
 
 
 def loop_items(call: dict[str, Any], scope: dict[str, str]) -> list[Any] | None:

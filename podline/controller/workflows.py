@@ -24,7 +24,7 @@ from podline.api.errors import InvalidObject
 from podline.controller.argo_nodes import DONE, FAILED, TooManyNodes, Walker
 from podline.controller.context import TERMINAL, Ctx
 from podline.plan.pod import claim_dir
-from podline.plan.workflow_pod import StepPodError, claim_name, step_pod
+from podline.plan.workflow_pod import NODE_ANNOTATION, StepPodError, claim_name, step_pod
 from podline.runtime.files import parse_rfc3339, rfc3339
 from podline.store import Obj
 
@@ -42,11 +42,14 @@ class _Pods:
         self.active = sum(1 for p in self.children.values() if p.status.get("phase") not in TERMINAL)
         self.limit = wf.manifest["spec"].get("parallelism")
         self.root = Path(str(ctx.dirs_for(wf)["shared"])) / "workflows" / wf.uid
+        self.pending: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {}  # created at the end of the pass
 
     def observe(self, node: dict[str, Any]) -> dict[str, Any] | None:
         name = self.by_node.get(node["id"])
         if name is None:
             return None
+        if name in self.pending:
+            return {}
         pod = self.children.get(name)
         if pod is None:
             return {"phase": "Failed", "reason": "PodDeleted", "message": f"pod {name} was deleted"}
@@ -58,7 +61,8 @@ class _Pods:
             return False
         name, manifest, io = step_pod(self.wf.manifest, node, template, artifacts,
                                       str(self.root / "artifacts" / node["id"]))
-        left = _time_left(self.wf, self.ctx.now)
+        exit_handler = node["name"].startswith(f"{self.wf.name}.onExit")
+        left = None if exit_handler else _time_left(self.wf, self.ctx.now)  # Argo exempts the exit handler
         if left is not None:  # the pod stops itself at the workflow's deadline, keeping its logs
             current = manifest["spec"].get("activeDeadlineSeconds")
             manifest["spec"]["activeDeadlineSeconds"] = min(left, current) if current else left
@@ -74,13 +78,18 @@ class _Pods:
         clash = self.ctx.store.get("Pod", self.wf.namespace, name)
         if clash is not None and clash.owner_uid != self.wf.uid:
             raise StepPodError(f"a pod named {name} already exists")
-        _, self.children[name] = self.ctx.store.apply("Pod", self.wf.namespace, name, manifest,
-                                                      owner_uid=self.wf.uid, context=self.wf.context,
-                                                      internal={"argo": io})
+        self.pending[name] = (manifest, io, node["name"])
         self.by_node[node["id"]] = name
         self.active += 1
-        self.ctx.event(self.wf, "WorkflowNodeRunning", f"Running node {node['name']}: pod {name}")
         return True
+
+    def create(self) -> None:
+        """The pods this pass started (inside the transaction that also saves the nodes recording them)."""
+        for name, (manifest, io, node) in self.pending.items():
+            self.ctx.store.apply("Pod", self.wf.namespace, name, manifest, owner_uid=self.wf.uid,
+                                 context=self.wf.context, internal={"argo": io})
+            self.ctx.event(self.wf, "WorkflowNodeRunning", f"Running node {node}: pod {name}")
+        self.pending.clear()
 
 
 def _failures(nodes: dict[str, dict[str, Any]]) -> str:
@@ -138,10 +147,12 @@ def _deadline(ctx: Ctx, wf: Obj, port: _Pods) -> bool:
     if ctx.now < ends:
         ctx.wake_at(ends)
         return False
+    exit_handler = f"{wf.name}.onExit"  # runs after the deadline too, as in Argo
     for node in wf.status.get("nodes", {}).values():
-        if node["phase"] not in DONE:
+        if node["phase"] not in DONE and not node["name"].startswith(exit_handler):
             node.update(phase="Failed", message="Step exceeded its deadline", finishedAt=rfc3339(ctx.now))
-    late = [pod for pod in port.children.values() if pod.status.get("phase") not in TERMINAL]
+    late = [pod for pod in port.children.values() if pod.status.get("phase") not in TERMINAL and not
+            pod.manifest["metadata"].get("annotations", {}).get(NODE_ANNOTATION, "").startswith(exit_handler)]
     if late and ctx.now < ends + KILL_LATE:
         ctx.wake_at(ends + KILL_LATE)
     for pod in late if ctx.now >= ends + KILL_LATE else []:
@@ -164,43 +175,67 @@ def _progress(nodes: dict[str, dict[str, Any]]) -> str:
 
 
 def reconcile_workflow(ctx: Ctx, wf: Obj) -> None:
-    with ctx.store.tx():  # the pods a pass creates and the nodes that record them: together or not at all
-        if wf.deleted_at:
+    """One pass: the walk (pure computation, no lock held) decides; one transaction then creates the pods it
+    started and saves the nodes that record them, so a crash can neither lose nor duplicate a step."""
+    if wf.deleted_at:
+        with ctx.store.tx():
             _delete(ctx, wf)
-            return
-        port = _Pods(ctx, wf)
-        if wf.status.get("phase") in WORKFLOW_DONE:
-            wf.settled = port.active == 0
-            if wf.settled:
-                _collect_claims(ctx, wf, wf.status["phase"])
-            ctx.store.save(wf)
-            return
-        if "startedAt" not in wf.status:
-            wf.status.update(phase="Running", startedAt=rfc3339(ctx.now), nodes={})
-            ctx.event(wf, "WorkflowRunning", "Workflow Running")
-        nodes = wf.status.setdefault("nodes", {})
-        expired = _deadline(ctx, wf, port)
-        walker = Walker(wf.manifest, nodes, port, ctx.now, rfc3339,
-                        {"workflow.uid": wf.uid, "workflow.creationTimestamp": rfc3339(wf.created_at)})
-        try:
-            root, exit_node = walker.run(lambda root: {"workflow.status": root["phase"],
-                                                       "workflow.failures": _failures(nodes)})
-        except TooManyNodes as exc:
-            root, exit_node = {"phase": "Error", "message": str(exc)}, None
-        if walker.wake is not None:
-            ctx.wake_at(walker.wake)
-        if walker.outputs:
-            wf.status["outputs"] = {"parameters": [{"name": k, "value": v} for k, v in walker.outputs.items()]}
-        wf.status["progress"] = _progress(nodes)
-        if root["phase"] in DONE and (exit_node is None or exit_node["phase"] in DONE):
-            phase = root["phase"] if root["phase"] in FAILED else "Succeeded"
-            message = root.get("message", "")
-            if expired:
-                phase, message = "Failed", "Max duration limit exceeded"
-            elif phase == "Succeeded" and exit_node is not None and exit_node["phase"] in FAILED:
-                phase, message = "Failed", f"exit handler failed: {exit_node.get('message', '')}"
-            _finish(ctx, wf, phase, message)
-            wf.settled = port.active == 0
-            if wf.settled:
-                _collect_claims(ctx, wf, phase)
+        return
+    port = _Pods(ctx, wf)
+    if wf.status.get("phase") in WORKFLOW_DONE:
+        wf.settled = port.active == 0
+        if wf.settled:
+            _collect_claims(ctx, wf, wf.status["phase"])
         ctx.store.save(wf)
+        return
+    if "startedAt" not in wf.status:
+        wf.status.update(phase="Running", startedAt=rfc3339(ctx.now), nodes={})
+        ctx.event(wf, "WorkflowRunning", "Workflow Running")
+    nodes = wf.status.setdefault("nodes", {})
+    expired = _deadline(ctx, wf, port)
+    walker = Walker(wf.manifest, nodes, port, ctx.now, rfc3339,
+                    {"workflow.uid": wf.uid, "workflow.creationTimestamp": rfc3339(wf.created_at)},
+                    str(port.root / "artifacts"))
+    try:
+        root, exit_node = walker.run(lambda root: {"workflow.status": root["phase"],
+                                                   "workflow.failures": _failures(nodes)})
+    except TooManyNodes as exc:
+        root, exit_node = _give_up(ctx, wf, port, str(exc)), None
+    with ctx.store.tx():
+        port.create()
+        _record(ctx, wf, port, walker, root, exit_node, expired)
+
+
+def _give_up(ctx: Ctx, wf: Obj, port: _Pods, message: str) -> dict[str, Any]:
+    """The tree outgrew its cap: nothing new starts, open nodes fail, running steps are stopped."""
+    port.pending.clear()
+    for node in wf.status["nodes"].values():
+        if node["phase"] not in DONE:
+            node.update(phase="Failed", message=message, finishedAt=rfc3339(ctx.now))
+    for pod in port.children.values():
+        if pod.status.get("phase") not in TERMINAL:
+            ctx.store.mark_deleted(pod.uid)
+    return {"phase": "Error", "message": message}
+
+
+def _record(ctx: Ctx, wf: Obj, port: _Pods, walker: Walker, root: dict[str, Any], exit_node: dict[str, Any] | None,
+            expired: bool) -> None:
+    """The pass's outcome on the workflow: wake-ups, exported outputs, progress, and its end once reached."""
+    nodes = wf.status["nodes"]
+    if walker.wake is not None:
+        ctx.wake_at(walker.wake)
+    if walker.outputs:
+        wf.status["outputs"] = {"parameters": [{"name": k, "value": v} for k, v in walker.outputs.items()]}
+    wf.status["progress"] = _progress(nodes)
+    if root["phase"] in DONE and (exit_node is None or exit_node["phase"] in DONE):
+        phase = root["phase"] if root["phase"] in FAILED else "Succeeded"
+        message = root.get("message", "")
+        if expired:
+            phase, message = "Failed", "Max duration limit exceeded"
+        elif phase == "Succeeded" and exit_node is not None and exit_node["phase"] in FAILED:
+            phase, message = "Failed", f"exit handler failed: {exit_node.get('message', '')}"
+        _finish(ctx, wf, phase, message)
+        wf.settled = port.active == 0
+        if wf.settled:
+            _collect_claims(ctx, wf, phase)
+    ctx.store.save(wf)

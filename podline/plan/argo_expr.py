@@ -17,6 +17,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+import re2
+
 from podline.plan.argo_depends import (
     BoolParser,
     ExpressionError,
@@ -124,9 +126,9 @@ def _text(value: Any) -> str:
 
 def _compare(parser: BoolParser, op: str, left: Any, right: Any) -> bool:
     if op in ("=~", "!~"):
-        try:
-            found = re.search(_text(right), _text(left)) is not None
-        except re.error as error:
+        try:  # RE2 (linear time, as Argo's Go regexp): a hostile pattern cannot stall the controller
+            found = re2.search(_text(right), _text(left)) is not None
+        except re2.error as error:
             raise parser.fail(f"bad regular expression {_text(right)!r} ({error})") from None
         return found == (op == "=~")
     if isinstance(left, Literal) and isinstance(right, Literal) and None not in (left.number, right.number):

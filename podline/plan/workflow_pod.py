@@ -28,7 +28,10 @@ class StepPodError(ValueError):
 
 
 def pod_name(workflow: str, template: str, node_id: str) -> str:
-    """`<workflow>-<template>-<hash>` as Argo v3.4+ names pods (the hash is the node id's)."""
+    """`<workflow>-<template>-<hash>` as Argo v3.4+ names pods (the hash is the node id's); the pod of a
+    workflow whose entrypoint is itself a container is named after the workflow, as Argo names it."""
+    if node_id == workflow:
+        return workflow
     digits = node_id.rsplit("-", 1)[-1]
     name = f"{workflow}-{template.lower()}"[:MAX_POD_NAME - len(digits) - 1].rstrip("-.")
     return f"{name}-{digits}"

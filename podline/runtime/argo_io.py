@@ -38,7 +38,13 @@ class ArgoIOError(Exception):
 
 def host_path(path: str, container: Mapping[str, Any], volume_paths: Mapping[str, Path]) -> Path | None:
     """Where container path `path` is on the host: below the volume mounted deepest above it, or None."""
-    best: tuple[int, Path] | None = None
+    found = _mapped(path, container, volume_paths)
+    return None if found is None else found[1]
+
+
+def _mapped(path: str, container: Mapping[str, Any], volume_paths: Mapping[str, Path]) -> tuple[Path, Path] | None:
+    """(the volume's host directory, the host path) for container path `path`."""
+    best: tuple[int, Path, Path] | None = None
     for mount in container["mounts"]:
         root = mount["mountPath"].rstrip("/") or "/"
         if path != root and not path.startswith(root.rstrip("/") + "/"):
@@ -48,15 +54,29 @@ def host_path(path: str, container: Mapping[str, Any], volume_paths: Mapping[str
             source = source / mount["subPath"]
         if best is None or len(root) > best[0]:
             rest = posixpath.relpath(path, root)
-            best = (len(root), source if rest == "." else source / rest)
-    return None if best is None else best[1]
+            if rest == ".." or rest.startswith("../"):
+                continue
+            best = (len(root), source, source if rest == "." else source / rest)
+    return None if best is None else (best[1], best[2])
 
 
 def _target(path: str, container: Mapping[str, Any], volume_paths: Mapping[str, Path]) -> Path:
-    found = host_path(path, container, volume_paths)
+    """The host path for `path`, refused if it leads out of its volume: the container may have planted a
+    symbolic link there, and the runner, which reads and writes on the host, must not follow it out."""
+    found = _mapped(path, container, volume_paths)
     if found is None:
         raise ArgoIOError(f"{path} is not inside any volume of container {container['name']}")
-    return found
+    root, host = found
+    real_root, real = os.path.realpath(root), os.path.realpath(host)
+    if real != real_root and not real.startswith(real_root.rstrip("/") + "/"):
+        raise ArgoIOError(f"{path} leads out of its volume (through a symbolic link)")
+    return host
+
+
+def _replace_link(target: Path) -> None:
+    """A symbolic link where the runner is about to write is removed, never written through."""
+    if target.is_symlink():
+        target.unlink()
 
 
 def prepare(io: Mapping[str, Any], container: Mapping[str, Any], volume_paths: Mapping[str, Path],
@@ -69,11 +89,13 @@ def prepare(io: Mapping[str, Any], container: Mapping[str, Any], volume_paths: M
         target = _target(item["path"], container, volume_paths)
         target.parent.mkdir(parents=True, exist_ok=True)
         content = mapper.map(item["content"]) if mapper else item["content"]
+        _replace_link(target)
         target.write_text(content)
         target.chmod(item.get("mode", 0o644))
     for art in io.get("inputArtifacts", []):
         target = _target(art["path"], container, volume_paths)
         target.parent.mkdir(parents=True, exist_ok=True)
+        _replace_link(target)
         if "raw" in art:
             target.write_text(art["raw"])
         else:
@@ -99,11 +121,22 @@ def _copy(source: Path, target: Path) -> None:
 
 
 def _read_value(path: Path, what: str) -> str:
+    """An output parameter's file, less one trailing newline (as Argo reads it); larger than MAX_VALUE fails."""
     with open(path, "rb") as f:
         data = f.read(MAX_VALUE + 1)
     if len(data) > MAX_VALUE:
         raise ArgoIOError(f"{what} is larger than {MAX_VALUE // 1024} KiB")
-    return data.decode("utf-8", errors="replace").strip()
+    return data.decode("utf-8", errors="replace").removesuffix("\n")
+
+
+def _read_result(path: Path) -> str:
+    """stdout as the step's result: its last MAX_VALUE bytes (a chatty step does not fail for it, as in Argo),
+    less one trailing newline."""
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - MAX_VALUE))
+        data = f.read(MAX_VALUE)
+    return data.decode("utf-8", errors="replace").removesuffix("\n")
 
 
 def collect(io: Mapping[str, Any], container: Mapping[str, Any], volume_paths: Mapping[str, Path],
@@ -115,10 +148,7 @@ def collect(io: Mapping[str, Any], container: Mapping[str, Any], volume_paths: M
     if exit_code is not None:
         outputs["exitCode"] = str(exit_code)
     if io.get("result") and stdout is not None:
-        try:
-            outputs["result"] = _read_value(stdout, "the result (stdout)") if stdout.exists() else ""
-        except ArgoIOError as exc:
-            errors.append(str(exc))
+        outputs["result"] = _read_result(stdout) if stdout.exists() else ""
     parameters = []
     for param in io.get("parameters", []):
         try:
@@ -144,15 +174,21 @@ def collect(io: Mapping[str, Any], container: Mapping[str, Any], volume_paths: M
             to = Path(art["to"])
             to.parent.mkdir(parents=True, exist_ok=True)
             staging = to.with_name(f".{to.name}.tmp-{os.getpid()}")
-            _copy(source, staging)
-            if to.is_dir() and not to.is_symlink():
-                shutil.rmtree(to)
-            os.replace(staging, to)
+            try:
+                _copy(source, staging)
+                if to.is_dir() and not to.is_symlink():
+                    shutil.rmtree(to)
+                os.replace(staging, to)
+            finally:
+                if staging.is_dir() and not staging.is_symlink():
+                    shutil.rmtree(staging, ignore_errors=True)
+                elif staging.exists() or staging.is_symlink():
+                    staging.unlink()
             artifacts.append({"name": art["name"], "path": art["path"], "location": str(to)})
         except (OSError, ArgoIOError) as exc:
-            errors.append(f"output artifact {art['name']}: {exc}")
+            errors.append(f"output artifact {art['name']}: {str(exc)[:300]}")
     if artifacts:
         outputs["artifacts"] = artifacts
     if errors:
-        outputs["error"] = "; ".join(errors)
+        outputs["error"] = "; ".join(errors)[:2000]
     return outputs

@@ -381,3 +381,11 @@ def test_parse_duration(text: str | int | float, seconds: float) -> None:
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(ExpressionError):
         parse_duration(text)
+
+
+def test_when_matches_with_re2_so_no_pattern_can_stall_the_controller() -> None:
+    """Argo matches `=~` with Go's RE2 (linear time); so does podline. Backtracking-only syntax is therefore
+    refused, and a pattern that makes a backtracking engine run for hours is answered at once."""
+    with pytest.raises(ExpressionError, match="bad regular expression"):
+        evaluate_when("aa =~ 'a(?=a)'")  # a lookahead: Python's re has it, RE2 (and Go) do not
+    assert evaluate_when("'" + "a" * 60 + "b' =~ '^(a+)+$'") is False

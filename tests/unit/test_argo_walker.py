@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from podline.api.loader import load_text
 from podline.controller.argo_nodes import TooManyNodes, Walker
 from podline.controller.workflows import _failures
+from podline.plan.workflow_pod import pod_name
 from podline.runtime.files import rfc3339
 
 HEAD = "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {name: wf}\nspec:\n"
@@ -555,3 +556,8 @@ def test_loops_of_loops_stop_at_the_node_limit(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(TooManyNodes, match="more than 50 nodes"):
         run.step()
     assert len(run.nodes) == 50
+
+
+def test_the_pod_of_a_workflow_that_is_one_container_is_named_after_the_workflow() -> None:
+    assert pod_name("hello-world", "whalesay", "hello-world") == "hello-world"
+    assert pod_name("hello-world", "Whalesay", "hello-world-2104527893") == "hello-world-whalesay-2104527893"

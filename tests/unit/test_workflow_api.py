@@ -408,6 +408,9 @@ CASES = [
         f"{T0}.dag.tasks[0].hooks.exit.expression", "not supported"),
     bad("hook-and-on-exit", wf(steps("{name: a, template: echo, onExit: echo, hooks: {exit: {template: echo}}}")
                                + ECHO), f"{T0}.steps[0][0].hooks.exit", "not both"),
+    bad("artifact-from-a-path",
+        wf(steps("{name: a, template: echo, arguments: {artifacts: [{name: f, from: /etc/passwd}]}}") + ECHO),
+        f"{T0}.steps[0][0].arguments.artifacts[0].from", "must be one reference"),
     bad("hook-names-no-template", wf(ECHO, "  hooks: {exit: {template: bye}}\n", entry="echo"),
         "spec.hooks.exit.template", "no template named 'bye'"),
     bad("step-template-ref", wf(steps("{name: a, templateRef: {name: x, template: y}}")),
