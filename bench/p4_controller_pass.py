@@ -241,7 +241,8 @@ def timed(fn: Any, n: int) -> float:
 def row(label: str, seconds: float, unsettled: int, base: float | None = None) -> str:
     per = f"{seconds / unsettled * 1e6:8.1f}" if unsettled else "       -"
     ratio = f"{seconds / base:8.1f}x" if base else "         "
-    return f"  {label:<44} {seconds * 1000:9.2f} ms {1 / seconds:9.0f}/s {per} µs {ratio}"
+    rate = f"{1 / seconds:9.0f}" if seconds < 0.01 else f"{1 / seconds:9.1f}"
+    return f"  {label:<44} {seconds * 1000:9.2f} ms {rate}/s {per} µs {ratio}"
 
 
 def main() -> None:
