@@ -42,24 +42,28 @@ def _plan(ctx: Ctx, obj: Obj) -> dict[str, Any]:
 
 
 def _admit_and_launch(ctx: Ctx, obj: Obj) -> None:
+    """Schedule, then prepare, as Kubernetes does: a pod that does not fit waits Unschedulable without its
+    plan being built (its requests are kept, so a waiting pod costs a pass almost nothing); one that fits
+    but whose plan waits (a missing ConfigMap) is scheduled and waits for that."""
     backend = ctx.backend_for(obj)
-    pod = Pod.model_validate(obj.manifest)
-    try:
-        plan = _plan(ctx, obj)
-    except PlanWaiting as waiting:
-        _pending(obj, waiting.reason, waiting.message, scheduled=True)
-        ctx.event(obj, "Failed", f"Error: {waiting.message}", "Warning", once=True)
-        return
+    request: dict[str, int] | None = None
     if backend.admits_locally:
-        request = obj.internal.get("requests") or pod_requests(pod)
+        request = obj.internal.get("requests") or pod_requests(Pod.model_validate(obj.manifest))
+        obj.internal["requests"] = request  # counted as in use only once `run` is recorded too
         short = ctx.fits(request)
         if short:
             message = f"0/1 nodes are available: {', '.join('Insufficient ' + k for k in short)}."
             _pending(obj, "Unschedulable", message, scheduled=False)
             ctx.event(obj, "FailedScheduling", message, "Warning", once=True)
             return
+    try:
+        plan = _plan(ctx, obj)
+    except PlanWaiting as waiting:
+        _pending(obj, waiting.reason, waiting.message, scheduled=True)
+        ctx.event(obj, "Failed", f"Error: {waiting.message}", "Warning", once=True)
+        return
+    if request is not None:
         ctx.reserve(request)
-        obj.internal["requests"] = request
     rundir = backend.run_dir(obj.namespace, obj.name, obj.uid)
     obj.internal["run"] = {"dir": str(rundir), "intentAt": ctx.now}
     obj.status = {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]}
