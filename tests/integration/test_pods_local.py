@@ -222,6 +222,24 @@ def test_resource_requests_queue_pods_when_the_machine_is_full(cli: Cli) -> None
     assert first["finishedAt"] <= second_run["startedAt"]
 
 
+def test_a_pod_is_scheduled_before_its_config_map_is_looked_up(cli: Cli) -> None:
+    """As in Kubernetes: a pod that does not fit is Unschedulable whatever else it lacks; once it fits, it is
+    scheduled and waits for its ConfigMap."""
+    cli.env["PODLINE_CPU_MILLIS"] = "1000"
+    cli.apply(pod("big", """
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox
+    command: ["true"]
+    resources: {requests: {cpu: "2"}}
+    env: [{name: X, valueFrom: {configMapKeyRef: {name: absent, key: x}}}]
+"""))
+    status = wait_for(lambda: cli.json("pod", "big")["status"].get("conditions") and cli.json("pod", "big")["status"])
+    assert status["conditions"][0] == {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                       "message": "0/1 nodes are available: Insufficient cpu."}
+
+
 def test_logs_follow_streams_until_the_pod_ends(cli: Cli) -> None:
     cli.apply(pod("ticker", """
   restartPolicy: Never
