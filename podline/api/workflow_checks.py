@@ -132,6 +132,9 @@ def _check_exit(on_exit: str | None, hooks: dict[str, LifecycleHook] | None, whe
 
 def _check_dag(tasks: list[DAGTask], where: str, templates: dict[str, Template]) -> None:
     _unique((t.name for t in tasks), f"{where}.tasks[{{}}].name", "task")
+    for i, task in enumerate(tasks):
+        if task.name == "onExit":  # its node would be named as the exit handler's (`<workflow>.onExit`)
+            raise InvalidObject(f"{where}.tasks[{i}].name", "'onExit' is reserved for the exit handler")
     names = {t.name for t in tasks}
     uses_depends = next((i for i, t in enumerate(tasks) if t.depends is not None), None)
     uses_dependencies = next((i for i, t in enumerate(tasks) if t.dependencies is not None), None)

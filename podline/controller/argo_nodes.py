@@ -302,7 +302,10 @@ class Walker(DagWalker):
         """`{{steps.x.outputs.artifacts.y}}`, substituted by the caller, is a place this workflow saved an
         artifact to: anything else (a path a step printed, say) is refused, so no step reads other files."""
         root = os.path.realpath(self.artifact_root)
-        real = os.path.realpath(reference) if reference.startswith("/") else ""
+        try:
+            real = os.path.realpath(reference) if reference.startswith("/") else ""
+        except ValueError:  # a NUL byte
+            return None
         return reference if real.startswith(root.rstrip("/") + "/") else None
 
     # --- steps ---------------------------------------------------------------------------------
@@ -363,6 +366,8 @@ class Walker(DagWalker):
         template = call.get("onExit") or (hook or {}).get("template")
         if not template:
             return True, []
+        if not all(c["phase"] in DONE for c in children):  # a loop's hooks see all of its items' outputs
+            return False, []
         finished = [c for c in children if c["phase"] in DONE and c["phase"] not in ("Skipped", "Omitted")]
         args = self.args
         if finished and hook and "arguments" in hook:

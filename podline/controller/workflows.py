@@ -11,6 +11,7 @@ controller when it finishes, and the pass that records it starts the next pods.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 from pathlib import Path
@@ -28,6 +29,7 @@ from podline.plan.workflow_pod import NODE_ANNOTATION, StepPodError, claim_name,
 from podline.runtime.files import parse_rfc3339, rfc3339
 from podline.store import Obj
 
+log = logging.getLogger("podline.controller")
 WORKFLOW_DONE = ("Succeeded", "Failed", "Error")
 KILL_LATE = 10.0  # seconds past the workflow's deadline after which a step's pod that still runs is deleted
 
@@ -61,7 +63,7 @@ class _Pods:
             return False
         name, manifest, io = step_pod(self.wf.manifest, node, template, artifacts,
                                       str(self.root / "artifacts" / node["id"]))
-        exit_handler = node["name"].startswith(f"{self.wf.name}.onExit")
+        exit_handler = in_exit_handler(self.wf.name, node["name"])
         left = None if exit_handler else _time_left(self.wf, self.ctx.now)  # Argo exempts the exit handler
         if left is not None:  # the pod stops itself at the workflow's deadline, keeping its logs
             current = manifest["spec"].get("activeDeadlineSeconds")
@@ -85,9 +87,9 @@ class _Pods:
 
     def create(self) -> None:
         """The pods this pass started (inside the transaction that also saves the nodes recording them)."""
-        for name, (manifest, io, node) in self.pending.items():
-            self.ctx.store.apply("Pod", self.wf.namespace, name, manifest, owner_uid=self.wf.uid,
-                                 context=self.wf.context, internal={"argo": io})
+        for name, (manifest, io, node) in self.pending.items():  # insert only: a pod made meanwhile raises
+            self.ctx.store.create_many("Pod", self.wf.namespace, [(name, manifest, {"argo": io})],
+                                       owner_uid=self.wf.uid, context=self.wf.context)
             self.ctx.event(self.wf, "WorkflowNodeRunning", f"Running node {node}: pod {name}")
         self.pending.clear()
 
@@ -114,11 +116,40 @@ def _delete(ctx: Ctx, wf: Obj) -> None:
     ctx.store.remove(wf.uid)
 
 
-def _remove_claims(ctx: Ctx, wf: Obj) -> None:
-    """The directories of the workflow's volumeClaimTemplates (its claims), as Argo deletes their PVCs."""
+def _claims(ctx: Ctx, wf: Obj) -> list[tuple[Path, Path]]:
+    """(directory, owner record) of each of the workflow's volumeClaimTemplates claims."""
     shared = str(ctx.dirs_for(wf)["shared"])
+    out = []
     for template in wf.manifest["spec"].get("volumeClaimTemplates", []):
-        shutil.rmtree(claim_dir(shared, wf.namespace, claim_name(wf.name, template)), ignore_errors=True)
+        path = Path(claim_dir(shared, wf.namespace, claim_name(wf.name, template)))
+        out.append((path, path.parent / ".owners" / path.name))
+    return out
+
+
+def _make_claims(ctx: Ctx, wf: Obj) -> str | None:
+    """Create the workflow's claims before its first step, each recorded as this workflow's; a claim of that
+    name that is not (a user's, another workflow's) fails the workflow, as an existing PVC does in Argo."""
+    for path, owner in _claims(ctx, wf):
+        owner.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            if not owner.exists() or owner.read_text() != wf.uid:  # else: made by an earlier pass of ours
+                return f"claim {path.name} already exists and is not this workflow's"
+        owner.write_text(wf.uid)
+    return None
+
+
+def _remove_claims(ctx: Ctx, wf: Obj) -> None:
+    """The workflow's own claims (as Argo deletes their PVCs); a claim recorded as someone else's stays."""
+    for path, owner in _claims(ctx, wf):
+        try:
+            mine = owner.read_text() == wf.uid
+        except OSError:
+            mine = False
+        if mine:
+            shutil.rmtree(path, ignore_errors=True)
+            owner.unlink(missing_ok=True)
 
 
 def _collect_claims(ctx: Ctx, wf: Obj, phase: str) -> None:
@@ -127,6 +158,12 @@ def _collect_claims(ctx: Ctx, wf: Obj, phase: str) -> None:
     strategy = wf.manifest["spec"].get("volumeClaimGC", {}).get("strategy", "OnWorkflowCompletion")
     if strategy == "OnWorkflowCompletion" or phase == "Succeeded":
         _remove_claims(ctx, wf)
+
+
+def in_exit_handler(workflow: str, node: str) -> bool:
+    """Is `node` the workflow's exit handler or below it (`<wf>.onExit`, `<wf>.onExit[0].x`, …)?"""
+    base = f"{workflow}.onExit"
+    return node == base or node.startswith((base + ".", base + "[", base + "("))
 
 
 def _time_left(wf: Obj, now: float) -> int | None:
@@ -147,12 +184,11 @@ def _deadline(ctx: Ctx, wf: Obj, port: _Pods) -> bool:
     if ctx.now < ends:
         ctx.wake_at(ends)
         return False
-    exit_handler = f"{wf.name}.onExit"  # runs after the deadline too, as in Argo
-    for node in wf.status.get("nodes", {}).values():
-        if node["phase"] not in DONE and not node["name"].startswith(exit_handler):
+    for node in wf.status.get("nodes", {}).values():  # the exit handler runs after the deadline too, as in Argo
+        if node["phase"] not in DONE and not in_exit_handler(wf.name, node["name"]):
             node.update(phase="Failed", message="Step exceeded its deadline", finishedAt=rfc3339(ctx.now))
     late = [pod for pod in port.children.values() if pod.status.get("phase") not in TERMINAL and not
-            pod.manifest["metadata"].get("annotations", {}).get(NODE_ANNOTATION, "").startswith(exit_handler)]
+            in_exit_handler(wf.name, pod.manifest["metadata"].get("annotations", {}).get(NODE_ANNOTATION, ""))]
     if late and ctx.now < ends + KILL_LATE:
         ctx.wake_at(ends + KILL_LATE)
     for pod in late if ctx.now >= ends + KILL_LATE else []:
@@ -191,6 +227,12 @@ def reconcile_workflow(ctx: Ctx, wf: Obj) -> None:
     if "startedAt" not in wf.status:
         wf.status.update(phase="Running", startedAt=rfc3339(ctx.now), nodes={})
         ctx.event(wf, "WorkflowRunning", "Workflow Running")
+        clash = _make_claims(ctx, wf)
+        if clash:
+            _finish(ctx, wf, "Error", clash)
+            wf.settled = True
+            ctx.store.save(wf)
+            return
     nodes = wf.status.setdefault("nodes", {})
     expired = _deadline(ctx, wf, port)
     walker = Walker(wf.manifest, nodes, port, ctx.now, rfc3339,
@@ -201,6 +243,9 @@ def reconcile_workflow(ctx: Ctx, wf: Obj) -> None:
                                                    "workflow.failures": _failures(nodes)})
     except TooManyNodes as exc:
         root, exit_node = _give_up(ctx, wf, port, str(exc)), None
+    except Exception as exc:  # a bug or an input the walk cannot take must end the workflow, not loop forever
+        log.exception("workflow %s: the walk failed", wf.key)
+        root, exit_node = _give_up(ctx, wf, port, f"internal error: {exc!r}"[:500]), None
     with ctx.store.tx():
         port.create()
         _record(ctx, wf, port, walker, root, exit_node, expired)

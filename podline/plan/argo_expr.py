@@ -202,7 +202,7 @@ def parse_items(text: str) -> list[Any]:
     """withParam's items: `text` must be a JSON list (of at most MAX_ITEMS entries)."""
     try:
         items = json.loads(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         items = None
     if not isinstance(items, list):
         raise ExpressionError(f"withParam value is not a JSON list: {quoted(str(text), 80)}")

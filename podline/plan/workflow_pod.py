@@ -42,6 +42,11 @@ def claim_name(workflow: str, template: dict[str, Any]) -> str:
     return f"{workflow}-{template['metadata']['name']}"
 
 
+def _read_only_mounts(mounts: list[dict[str, Any]], volumes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    claims = {v["name"] for v in volumes if v.get("persistentVolumeClaim", {}).get("readOnly")}
+    return [m for m in mounts if m.get("readOnly") or m["name"] in claims]
+
+
 def _covered(path: str, mounts: list[dict[str, Any]]) -> bool:
     return any(path == m["mountPath"].rstrip("/") or path.startswith(m["mountPath"].rstrip("/") + "/")
                for m in mounts)
@@ -81,6 +86,10 @@ def step_pod(workflow: dict[str, Any], node: dict[str, Any], template: dict[str,
     out_artifacts = [a for a in outputs.get("artifacts", []) if a.get("path")]
     wanted = [a["path"] for a in input_artifacts] + [p["valueFrom"]["path"] for p in out_params]
     wanted += [a["path"] for a in out_artifacts] + ([SCRIPT_PATH] if is_script else [])
+    read_only = _read_only_mounts(mounts, [*spec.get("volumes", []), *template.get("volumes", [])])
+    for path in [a["path"] for a in input_artifacts] + ([SCRIPT_PATH] if is_script else []):
+        if _covered(path, read_only):
+            raise StepPodError(f"input path {path} is inside a read-only volume: the step's inputs cannot go there")
     io_volumes, io_mounts = _io_volumes(wanted, mounts)
     main["volumeMounts"] = mounts + io_mounts
     annotations = {**spec.get("podMetadata", {}).get("annotations", {}),

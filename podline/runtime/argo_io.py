@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import posixpath
 import shutil
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -49,14 +50,14 @@ def _mapped(path: str, container: Mapping[str, Any], volume_paths: Mapping[str, 
         root = mount["mountPath"].rstrip("/") or "/"
         if path != root and not path.startswith(root.rstrip("/") + "/"):
             continue
-        source = volume_paths[mount["volume"]]
-        if mount.get("subPath"):
-            source = source / mount["subPath"]
+        volume = volume_paths[mount["volume"]]
+        source = volume / mount["subPath"] if mount.get("subPath") else volume
         if best is None or len(root) > best[0]:
             rest = posixpath.relpath(path, root)
             if rest == ".." or rest.startswith("../"):
                 continue
-            best = (len(root), source, source if rest == "." else source / rest)
+            # checked against the volume itself: a subPath that is a link must not move the root it is held to
+            best = (len(root), volume, source if rest == "." else source / rest)
     return None if best is None else (best[1], best[2])
 
 
@@ -74,8 +75,13 @@ def _target(path: str, container: Mapping[str, Any], volume_paths: Mapping[str, 
 
 
 def _replace_link(target: Path) -> None:
-    """A symbolic link where the runner is about to write is removed, never written through."""
-    if target.is_symlink():
+    """A symbolic link (or a FIFO, a socket…) where the runner is about to write a file is removed, never
+    written through or blocked on."""
+    try:
+        mode = target.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         target.unlink()
 
 
@@ -122,7 +128,10 @@ def _copy(source: Path, target: Path) -> None:
 
 def _read_value(path: Path, what: str) -> str:
     """An output parameter's file, less one trailing newline (as Argo reads it); larger than MAX_VALUE fails."""
-    with open(path, "rb") as f:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)  # a FIFO must not hold the runner
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ArgoIOError(f"{what}: not a regular file")
         data = f.read(MAX_VALUE + 1)
     if len(data) > MAX_VALUE:
         raise ArgoIOError(f"{what} is larger than {MAX_VALUE // 1024} KiB")

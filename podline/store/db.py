@@ -247,7 +247,9 @@ class Store:
         if current == obj.loaded:
             return
         obj.loaded = current
-        self.db.execute("UPDATE objects SET status=?, internal=?, settled=?, updated_at=? WHERE uid=?",
+        # settled stays 0 for an object someone marked deleted meanwhile (the CLI, between read and write)
+        self.db.execute("UPDATE objects SET status=?, internal=?, settled=CASE WHEN deleted_at IS NULL THEN ? "
+                        "ELSE 0 END, updated_at=? WHERE uid=?",
                         (current[0], current[1], int(obj.settled), time.time(), obj.uid))
 
     def mark_deleted(self, uid: str) -> None:

@@ -117,3 +117,81 @@ spec:
     - - {name: deeper, template: again}
 """, expect="Failed")
     assert "maximum recursion depth exceeded" in str(wf["status"]["nodes"])
+
+
+def test_a_link_at_a_claims_subpath_does_not_move_the_volume_it_is_held_to(cli: Cli, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not yours")
+    wf = run(cli, f"""
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {{name: subpath}}
+spec:
+  entrypoint: main
+  volumeClaimTemplates: [{{metadata: {{name: data}}}}]
+  templates:
+  - name: main
+    steps:
+    - - {{name: plant, template: plant}}
+    - - {{name: use, template: use}}
+  - name: plant
+    container:
+      image: busybox
+      command: [ln, -s, "{outside}", /data/sub]
+      volumeMounts: [{{name: data, mountPath: /data}}]
+  - name: use
+    inputs: {{artifacts: [{{name: drop, path: /out/dropped, raw: {{data: planted}}}}]}}
+    outputs: {{artifacts: [{{name: loot, path: /out/secret.txt}}]}}
+    container: {{image: busybox, command: ["true"], volumeMounts: [{{name: data, mountPath: /out, subPath: sub}}]}}
+""", expect="Failed")
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]  # nothing written through the link
+    use = by_display(wf)["use"]
+    assert "leads out of its volume" in use["message"] and "artifacts" not in use.get("outputs", {})
+
+
+def test_a_workflow_claim_never_takes_over_a_claim_it_did_not_make(cli: Cli) -> None:
+    claim = cli.home / "shared" / "volumes" / "default" / "data-store"
+    claim.mkdir(parents=True)
+    (claim / "results.txt").write_text("the user's")
+    wf = run(cli, """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: data}
+spec:
+  entrypoint: main
+  volumeClaimTemplates: [{metadata: {name: store}}]
+  templates:
+  - {name: main, container: {image: busybox, command: [ls, /w], volumeMounts: [{name: store, mountPath: /w}]}}
+""", expect="Error")
+    assert wf["status"]["message"] == "claim data-store already exists and is not this workflow's"
+    assert (claim / "results.txt").read_text() == "the user's" and cli.json("pods")["items"] == []
+
+
+def test_outputs_that_are_no_regular_files_or_hold_a_nul_end_the_workflow(cli: Cli) -> None:
+    wf = run(cli, """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: odd}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - {name: fifo, template: fifo, continueOn: {error: true}}
+      - {name: nul, template: nul}
+    - - name: take
+        template: take
+        arguments: {artifacts: [{name: f, from: "{{steps.nul.outputs.result}}"}]}
+  - name: fifo
+    outputs: {parameters: [{name: p, valueFrom: {path: /tmp/out.txt}}]}
+    container: {image: busybox, command: [mkfifo, /tmp/out.txt]}
+  - name: nul
+    container: {image: busybox, command: [printf, '/x\\0y']}
+  - name: take
+    inputs: {artifacts: [{name: f, path: /in/f}]}
+    container: {image: busybox, command: ["true"]}
+""", expect="Failed", timeout=30)
+    nodes = by_display(wf)
+    assert nodes["fifo"]["phase"] == "Error" and "not a regular file" in nodes["fifo"]["message"]
+    assert "has no source among this workflow's artifacts" in nodes["take"]["message"]

@@ -561,3 +561,14 @@ def test_loops_of_loops_stop_at_the_node_limit(monkeypatch: pytest.MonkeyPatch) 
 def test_the_pod_of_a_workflow_that_is_one_container_is_named_after_the_workflow() -> None:
     assert pod_name("hello-world", "whalesay", "hello-world") == "hello-world"
     assert pod_name("hello-world", "Whalesay", "hello-world-2104527893") == "hello-world-whalesay-2104527893"
+
+
+def test_a_steps_inputs_cannot_go_into_a_read_only_volume() -> None:
+    from podline.plan.workflow_pod import StepPodError, step_pod
+
+    wf = {"metadata": {"name": "wf"}, "spec": {"volumes": [{"name": "ref", "persistentVolumeClaim": {
+        "claimName": "reference", "readOnly": True}}]}}
+    template = {"name": "t", "container": {"image": "busybox", "volumeMounts": [{"name": "ref", "mountPath": "/ref"}]}}
+    with pytest.raises(StepPodError, match="read-only volume"):
+        step_pod(wf, {"id": "wf-1", "name": "wf.t"}, template, [{"name": "a", "path": "/ref/a", "raw": "x"}], "/art")
+    step_pod(wf, {"id": "wf-1", "name": "wf.t"}, template, [{"name": "a", "path": "/in/a", "raw": "x"}], "/art")

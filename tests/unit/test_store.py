@@ -61,3 +61,15 @@ def test_remove_deletes_events_and_owner_listing(tmp_path: Path) -> None:
     assert [p.name for p in store.list(kind="Pod", owner_uid=job.uid)] == ["j-1"]
     store.remove(pod.uid)
     assert store.events(pod.uid) == [] and store.list(kind="Pod") == []
+
+
+def test_a_save_does_not_settle_an_object_deleted_since_it_was_read(tmp_path: Path) -> None:
+    """The controller reads, the CLI marks the object deleted, the controller saves it settled: the delete
+    must still be seen (a settled object is never looked at again)."""
+    controller, cli = Store(tmp_path / "s.db"), Store(tmp_path / "s.db")
+    _, obj = controller.apply("Workflow", "default", "w", {"spec": {}})
+    cli.mark_deleted(obj.uid)
+    obj.status["phase"], obj.settled = "Succeeded", True
+    controller.save(obj)
+    [again] = controller.list(kind="Workflow", unsettled=True)
+    assert again.deleted_at is not None and again.status["phase"] == "Succeeded"

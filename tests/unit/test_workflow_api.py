@@ -408,6 +408,8 @@ CASES = [
         f"{T0}.dag.tasks[0].hooks.exit.expression", "not supported"),
     bad("hook-and-on-exit", wf(steps("{name: a, template: echo, onExit: echo, hooks: {exit: {template: echo}}}")
                                + ECHO), f"{T0}.steps[0][0].hooks.exit", "not both"),
+    bad("task-named-on-exit", wf(dag("{name: onExit, template: echo}") + ECHO), f"{T0}.dag.tasks[0].name",
+        "reserved for the exit handler"),
     bad("artifact-from-a-path",
         wf(steps("{name: a, template: echo, arguments: {artifacts: [{name: f, from: /etc/passwd}]}}") + ECHO),
         f"{T0}.steps[0][0].arguments.artifacts[0].from", "must be one reference"),
