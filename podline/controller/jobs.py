@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 from pathlib import Path
 from typing import Any
 
-from podline.api.names import INDEX_KEY
+from podline.api.names import INDEX_KEY, random_suffix
 from podline.controller.arrays import create_array, pending_indexes, remove_arrays, submit_arrays
 from podline.controller.context import TERMINAL, Ctx
 from podline.plan.ranges import compress as compress_indexes
@@ -27,13 +26,6 @@ BACKOFF_BASE = float(os.environ.get("PODLINE_JOB_BACKOFF_SECONDS", "1"))
 BACKOFF_CAP = 360.0
 
 
-SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # as Kubernetes' generateName uses
-
-
-def _suffix() -> str:
-    return "".join(random.choices(SUFFIX_ALPHABET, k=5))
-
-
 def pod_manifest(job: Obj, index: int | None, template_json: str | None = None) -> tuple[str, dict[str, Any]]:
     """The pod for one index (or a NonIndexed pod); pass `template_json` when making many."""
     template = json.loads(template_json or json.dumps(job.manifest["spec"]["template"]))  # a fast deep copy
@@ -42,9 +34,9 @@ def pod_manifest(job: Obj, index: int | None, template_json: str | None = None) 
     annotations = dict(meta.get("annotations", {}))
     spec = template["spec"]
     if index is None:
-        name = f"{job.name}-{_suffix()}"
+        name = f"{job.name}-{random_suffix()}"
     else:
-        name = f"{job.name}-{index}-{_suffix()}"
+        name = f"{job.name}-{index}-{random_suffix()}"
         labels[INDEX_KEY] = annotations[INDEX_KEY] = str(index)
         env = {"name": "JOB_COMPLETION_INDEX",
                "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{INDEX_KEY}']"}}}
