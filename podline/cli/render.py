@@ -126,15 +126,7 @@ def pipeline_row(obj: Obj, wide: bool) -> list[str]:
     return row
 
 
-def workflow_row(obj: Obj, wide: bool) -> list[str]:
-    """As `kubectl get workflows` prints Argo's (an empty status is a workflow not yet started)."""
-    word = "Terminating" if obj.deleted_at else obj.status.get("phase") or "Pending"
-    row = [obj.name, word, age(obj.created_at)]
-    return row + [obj.status.get("message", "")] if wide else row
-
-
-COLUMNS = {
-    "Workflow": (["NAME", "STATUS", "AGE"], ["MESSAGE"]),
+COLUMNS = {  # a Workflow's: cli.workflow_view (as `argo list` prints them)
     "Pipeline": (["NAME", "STATUS", "SHARDS", "STEPS", "AGE"], ["RUNNING", "FAILED", "RESTORED FROM"]),
     "Pod": (["NAME", "READY", "STATUS", "RESTARTS", "AGE"], ["NODE", "RUN DIR"]),
     "Job": (["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"], ["ACTIVE", "FAILED", "COMPLETED INDEXES"]),
@@ -151,8 +143,6 @@ def row(obj: Obj, wide: bool) -> list[str]:
         return job_row(obj, wide)
     if obj.kind == "Pipeline":
         return pipeline_row(obj, wide)
-    if obj.kind == "Workflow":
-        return workflow_row(obj, wide)
     m = obj.manifest
     if obj.kind == "Dataset":
         spec = m.get("spec", {})
