@@ -89,7 +89,7 @@ class DagWalker:
             return self._finish(node, "Failed", f"task '{node['name']}.{failures[0]}' failed")
         depended = {d for names in deps.values() for d in names}
         node["outboundNodes"] = self._below(node, [t["name"] for t in tasks if t["name"] not in depended])
-        phase, culprit = dag_phase(tasks, {t: _aggregate(task_result(ns, looped[t])) for t, ns in nodes_of.items()})
+        phase, culprit = dag_phase(tasks, {t: ex.task_phase(task_result(ns, looped[t])) for t, ns in nodes_of.items()})
         if culprit is not None:
             return self._finish(node, phase, f"task '{node['name']}.{culprit}' failed")
         return self._succeed(node, template, local)
@@ -102,7 +102,7 @@ class DagWalker:
             found = nodes_of.get(task["name"], [])
             if not found or any(n["phase"] not in DONE for n in found):
                 continue
-            phase = _aggregate(task_result(found, looped[task["name"]]))
+            phase = ex.task_phase(task_result(found, looped[task["name"]]))
             if phase in FAILED and not handled(task["name"], tasks) and not continues(task, phase):
                 out.append(task["name"])
         return out
@@ -129,15 +129,9 @@ class DagWalker:
             group = self._node(name, task["name"], "TaskGroup", None, parents, dag_node["id"])
             children = self._expand(name, task["name"], task, scope, group["id"], dag_node["id"])
             if all(c["phase"] in DONE for c in children):
-                self._finish(group, "Failed" if any(c["phase"] in FAILED for c in children) else "Succeeded")
+                self._finish(group, ex.task_phase([c["phase"] for c in children]))
             else:
                 group["phase"] = "Running"
             return children or [self._finish(group, "Succeeded")]
         return self._expand(name, task["name"], task, scope, parents, dag_node["id"])
 
-
-def _aggregate(result: str | list[str]) -> str:
-    """A task's phase; a loop's: Failed when one of its items failed."""
-    if isinstance(result, list):
-        return "Failed" if any(p in FAILED for p in result) else "Succeeded"
-    return result

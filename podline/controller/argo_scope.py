@@ -16,7 +16,6 @@ from podline.plan import argo_expr as ex
 
 DONE = frozenset({"Succeeded", "Failed", "Error", "Skipped", "Omitted"})  # a node that will not change again
 FAILED = frozenset({"Failed", "Error"})
-FAILED_PHASES = tuple(sorted(FAILED))
 
 
 def fnv32a(text: str) -> int:
@@ -180,13 +179,13 @@ def dag_phase(tasks: list[dict[str, Any]], phases: dict[str, str]) -> tuple[str,
             phase = phases.get(name, "Omitted")
             if phase == "Omitted":
                 above = [effective(d) for d in deps[name] if d in by_name]
-                phase = next((p for p in above if p in FAILED_PHASES), "Succeeded")
+                phase = next((p for p in above if p in FAILED), "Succeeded")
             memo[name] = phase
         return memo[name]
 
     for task in tasks:
         phase = effective(task["name"])
-        if task["name"] not in depended and phase in FAILED_PHASES and not continues(task, phase):
+        if task["name"] not in depended and phase in FAILED and not continues(task, phase):
             return phase if phase == "Error" else "Failed", task["name"]
     return "Succeeded", None
 

@@ -167,8 +167,9 @@ def _children(value: str | list[str] | TaskResult) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def _phase(value: str | list[str] | TaskResult) -> str:
-    """A task's phase; for an expanded task (a list of its children's) that of the group node."""
+def task_phase(value: str | list[str] | TaskResult) -> str:
+    """A task's phase; for an expanded task (a list of its children's) that of the group node: Succeeded
+    when every item succeeded or was skipped, else Failed."""
     if isinstance(value, TaskResult):
         return value.phase
     if isinstance(value, str):
@@ -177,7 +178,7 @@ def _phase(value: str | list[str] | TaskResult) -> str:
 
 
 def _holds(value: str | list[str] | TaskResult, result: str) -> bool:
-    phase, children = _phase(value), _children(value)
+    phase, children = task_phase(value), _children(value)
     if result == "AnySucceeded":
         return "Succeeded" in children
     if result == "AllFailed":

@@ -28,6 +28,7 @@ from podline.plan.argo_depends import (
     depends_names,
     evaluate_depends,
     quoted,
+    task_phase,
 )
 
 MAX_ITEMS = 10_000
@@ -310,6 +311,7 @@ __all__ = [
     "depends_names",
     "evaluate_depends",
     "evaluate_when",
+    "task_phase",
     "expand_sequence",
     "item_label",
     "item_scope",

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from podline.runtime.host import PathMapper
+from podline.runtime.launch import under
 
 MAX_VALUE = 256 * 1024  # an output parameter or result larger than this fails the step (Argo keeps them in status)
 
@@ -37,18 +38,13 @@ class ArgoIOError(Exception):
     """A declared input could not be placed or an output could not be read: the step errors."""
 
 
-def host_path(path: str, container: Mapping[str, Any], volume_paths: Mapping[str, Path]) -> Path | None:
-    """Where container path `path` is on the host: below the volume mounted deepest above it, or None."""
-    found = _mapped(path, container, volume_paths)
-    return None if found is None else found[1]
-
-
 def _mapped(path: str, container: Mapping[str, Any], volume_paths: Mapping[str, Path]) -> tuple[Path, Path] | None:
-    """(the volume's host directory, the host path) for container path `path`."""
+    """(the volume's host directory, the host path) for container path `path`: below the volume mounted
+    deepest above it; None when no volume is."""
     best: tuple[int, Path, Path] | None = None
     for mount in container["mounts"]:
         root = mount["mountPath"].rstrip("/") or "/"
-        if path != root and not path.startswith(root.rstrip("/") + "/"):
+        if not under(path, [root]):
             continue
         volume = volume_paths[mount["volume"]]
         source = volume / mount["subPath"] if mount.get("subPath") else volume
@@ -69,7 +65,7 @@ def _target(path: str, container: Mapping[str, Any], volume_paths: Mapping[str, 
         raise ArgoIOError(f"{path} is not inside any volume of container {container['name']}")
     root, host = found
     real_root, real = os.path.realpath(root), os.path.realpath(host)
-    if real != real_root and not real.startswith(real_root.rstrip("/") + "/"):
+    if not under(real, [real_root]):
         raise ArgoIOError(f"{path} leads out of its volume (through a symbolic link)")
     return host
 
