@@ -5,6 +5,7 @@ from __future__ import annotations
 from podline.api.base import GENERATED_SUFFIX, ObjectMeta, Resource
 from podline.api.batch import Job
 from podline.api.core import RESOURCE_LIMITS, Container, Pod, PodSpec
+from podline.api.dataset import Dataset, check_dataset
 from podline.api.errors import InvalidObject
 from podline.api.pipeline import Pipeline, topological_order
 from podline.api.quantity import parse_quantity
@@ -124,6 +125,8 @@ def check_object(obj: Resource) -> None:
         check_pod_spec(obj.spec, "spec")
     elif isinstance(obj, Pipeline):
         check_pipeline(obj)
+    elif isinstance(obj, Dataset):
+        check_dataset(obj)
     elif isinstance(obj, Workflow):
         from podline.api.workflow_checks import check_workflow  # it uses this module's helpers
 

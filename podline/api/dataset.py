@@ -9,32 +9,69 @@ name in any directory (`*.root`), one with `/` the whole relative path (`run1/*.
 No include means every file; exclude wins over include.
 
 Sources are local paths (a plain absolute path or `file://`), which is what a shared or parallel filesystem
-(Lustre, GPFS, the sshfs mount of the tests) is to the nodes. Object stores and HTTP are not available yet
-and are refused at apply (exit 2), rather than accepted and failed later.
+(Lustre, GPFS, the sshfs mount of the tests) is to the nodes, or URLs read through fsspec
+(`runtime.remote`): `s3://bucket[/prefix]` (an object, or every object under the prefix) and
+`http(s)://…` (a file, or, for a URL ending in `/`, the files its index page links to, recursively).
+An S3-compatible store other than AWS is named by `endpoint` (Argo's S3 artifact fields: `endpoint`,
+`region`, `accessKeySecret`/`secretKeySecret` naming keys of a v1 Secret); without the secrets, the
+runner's own AWS credentials (environment, `~/.aws`) apply. Other schemes are refused at apply (exit 2),
+rather than accepted and failed later.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
+from pydantic.alias_generators import to_camel
 
 from podline.api.base import Model, Resource
+from podline.api.core import KeySelector
+from podline.api.errors import InvalidObject
 
 MAX_PATTERNS = 100
-REMOTE_SCHEMES = ("s3://", "gs://", "http://", "https://", "sftp://", "ssh://")
+REMOTE_SCHEMES = ("s3://", "http://", "https://")
+BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def is_remote(source: str) -> bool:
+    return source.startswith(REMOTE_SCHEMES)
 
 
 def dataset_source(value: str) -> str:
-    """A local absolute path; `file://` is accepted and removed."""
-    if value.startswith(REMOTE_SCHEMES) or ("://" in value and not value.startswith("file://")):
+    """A local absolute path (`file://` is accepted and removed), or an s3:// or http(s):// URL."""
+    if is_remote(value):
+        return _remote_source(value)
+    if "://" in value and not value.startswith("file://"):
         scheme = value.split("://", 1)[0]
-        raise ValueError(f"{scheme}:// sources are not available yet; use a path on a shared filesystem "
-                         "(or file://)")
+        raise ValueError(f"{scheme}:// sources are not supported; use a path on a shared filesystem, file://, "
+                         "s3:// or http(s)://")
     path = value.removeprefix("file://")
     if not path.startswith("/") or "\0" in path or ".." in path.split("/"):
         raise ValueError(f"{value!r} must be an absolute path (or file:// URL) without '..'")
     return path.rstrip("/") or "/"
+
+
+def _remote_source(value: str) -> str:
+    scheme, rest = value.split("://", 1)
+    if any(c in value for c in "\0\r\n\t ") or ".." in rest.split("/"):
+        raise ValueError(f"{value!r} must be a URL without whitespace, control characters or '..' segments")
+    if scheme == "s3":
+        bucket = rest.split("/", 1)[0]
+        if not BUCKET.fullmatch(bucket):
+            raise ValueError(f"{value!r} must be s3://BUCKET[/PREFIX] with a valid bucket name")
+        return value.rstrip("/") if rest.rstrip("/") != bucket else f"s3://{bucket}"
+    host = rest.split("/", 1)[0]
+    if not host or "@" in host:
+        raise ValueError(f"{value!r} must name a host (and no credentials: they would be logged)")
+    return value
+
+
+def _endpoint(value: str) -> str:
+    if not re.fullmatch(r"https?://[^\s/@]+(/[^\s]*)?", value):
+        raise ValueError(f"{value!r} must be an http(s):// URL without credentials")
+    return value.rstrip("/")
 
 
 def _pattern(value: str) -> str:
@@ -51,9 +88,25 @@ class DatasetSpec(Model):
     include: list[Pattern] = Field(default_factory=list, max_length=MAX_PATTERNS)
     exclude: list[Pattern] = Field(default_factory=list, max_length=MAX_PATTERNS)
     shard_by: Literal["files", "none"] = "files"
+    endpoint: Annotated[str, AfterValidator(_endpoint)] | None = None  # s3: an S3-compatible store
+    region: Annotated[str, Field(pattern=r"^[a-z0-9-]{1,40}$")] | None = None
+    access_key_secret: KeySelector | None = None
+    secret_key_secret: KeySelector | None = None
 
 
 class Dataset(Resource):
     api_version: Literal["podline.io/v1alpha1"]
     kind: Literal["Dataset"]
     spec: DatasetSpec
+
+
+
+def check_dataset(obj: Dataset) -> None:
+    """The S3 fields need an s3:// source, and the two key secrets go together."""
+    spec = obj.spec
+    for field in ("endpoint", "region", "access_key_secret", "secret_key_secret"):
+        if getattr(spec, field) is not None and not spec.source.startswith("s3://"):
+            raise InvalidObject(f"spec.{to_camel(field)}", "applies to s3:// sources only")
+    if (spec.access_key_secret is None) != (spec.secret_key_secret is None):
+        missing = "secretKeySecret" if spec.secret_key_secret is None else "accessKeySecret"
+        raise InvalidObject(f"spec.{missing}", "required with the other key secret (they go together)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from podline.api.core import KeySelector, Secret
 from podline.api.dataset import Dataset
 from podline.api.pipeline import Input, Pipeline, topological_order
 from podline.api.quantity import cpu_millis, memory_bytes
@@ -25,8 +26,24 @@ def _plan_input(item: Input, namespace: str, lookup: Lookup) -> dict[str, Any]:
     if not isinstance(found, Dataset):
         raise PlanWaiting("DatasetNotFound", f'dataset "{item.dataset}" not found')
     spec = found.spec
-    return {"path": item.path, "dataset": {"name": item.dataset, "source": spec.source, "include": spec.include,
-                                           "exclude": spec.exclude, "shardBy": spec.shard_by}}
+    dataset: dict[str, Any] = {"name": item.dataset, "source": spec.source, "include": spec.include,
+                               "exclude": spec.exclude, "shardBy": spec.shard_by}
+    if spec.endpoint or spec.region:
+        dataset["s3"] = {"endpoint": spec.endpoint, "region": spec.region}
+    if spec.access_key_secret and spec.secret_key_secret:  # into the plan (0600), as secret env values are
+        dataset["credentials"] = {"key": _secret_key(lookup, namespace, spec.access_key_secret),
+                                  "secret": _secret_key(lookup, namespace, spec.secret_key_secret)}
+    return {"path": item.path, "dataset": dataset}
+
+
+def _secret_key(lookup: Lookup, namespace: str, ref: KeySelector) -> str:
+    """A Dataset's key secret; a missing Secret or key: the pipeline waits for it, as a pod does."""
+    found = lookup("Secret", namespace, ref.name)
+    data = found.decoded() if isinstance(found, Secret) else {}
+    if ref.key not in data:
+        what = f"key {ref.key} in secret" if isinstance(found, Secret) else "secret"
+        raise PlanWaiting("CreateContainerConfigError", f'couldn\'t find {what} "{ref.name}"')
+    return data[ref.key].decode("utf-8", errors="replace").strip()
 
 
 def plan_pipeline(manifest: dict[str, Any], uid: str, lookup: Lookup, *, generation: int, dirs: dict[str, str],

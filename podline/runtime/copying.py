@@ -94,6 +94,37 @@ def copy_hashing(src: Path, targets: list[tuple[Path, bool]], sync: bool = False
     return digest.hexdigest()
 
 
+class HashingSink:
+    """Bytes that arrive in pieces (a remote read) written to every target while they are hashed; targets
+    are 0600 and go through the page cache (the pieces are not aligned for O_DIRECT). Use with `with`."""
+
+    def __init__(self, targets: list[Path]) -> None:
+        self.digest = xxhash.xxh3_128()
+        self.outs: list[int] = []
+        try:
+            for path in targets:
+                self.outs.append(_open_target(path, False))
+        except BaseException:
+            self.close()
+            raise
+
+    def __call__(self, view: memoryview) -> None:
+        _hash_and_write(view, len(view), self.digest, self.outs)
+
+    def __enter__(self) -> HashingSink:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def hexdigest(self) -> str:
+        return self.digest.hexdigest()
+
+    def close(self) -> None:
+        while self.outs:
+            os.close(self.outs.pop())
+
+
 def _copy_overlapped(fin: int, size: int, outs: list[int], digest: Any, stop: threading.Event | None) -> None:
     """A big file: a reader thread fills the next buffers while this thread hashes and writes the last one,
     so a slow source (a network filesystem) and slow targets (a disk) take the longer of the two, not the

@@ -16,6 +16,9 @@ the dataset does not change. Files keep their relative paths under the input's `
 
 A fetch reads the source once and writes the workspace file and the cache object together; many small
 files are fetched by several threads at once, since each one is mostly waiting on round trips.
+
+A remote source (s3://, http(s)://) is listed and read through `runtime.remote`; its files go through the
+same cache, indexed by URL (and S3 endpoint) with their ETag, or Last-Modified time, as the quick check.
 """
 
 from __future__ import annotations
@@ -29,12 +32,15 @@ import stat
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from podline.runtime.copying import copy_hashing, direct_buffer
+from podline.api.dataset import is_remote
+from podline.runtime import remote as remote_files
+from podline.runtime.copying import HashingSink, copy_hashing, direct_buffer
 from podline.runtime.dataset_cache import Cache
 
 FETCH_THREADS = 8
@@ -68,10 +74,19 @@ class Staged:
 @dataclass(frozen=True)
 class SourceFile:
     rel: str
-    path: str
+    path: str  # or, for a remote source, the file's URL
     size: int
-    mtime: int
+    mtime: int  # ns; 0 when a remote file's is unknown
     mode: int = 0o644
+    etag: str = ""  # a remote file's, when its server sends one
+
+    @property
+    def stamp(self) -> int | str:
+        """What must be unchanged for an indexed hash to hold: mtime for a local file, the ETag (else
+        Last-Modified) for a remote one ("" when it has neither: never indexed)."""
+        if self.path.startswith(("s3://", "http://", "https://")):
+            return self.etag or (f"t{self.mtime}" if self.mtime else "")
+        return self.mtime
 
 
 # --- which files ----------------------------------------------------------------------------------------
@@ -114,6 +129,13 @@ def _list(source: Path, rel_dir: str, include: list[str], exclude: list[str]) ->
     return files, dirs
 
 
+def select_remote(remote: remote_files.Remote, include: list[str], exclude: list[str]) -> list[SourceFile]:
+    def keep(rel: str) -> bool:
+        return not ((include and not matches(rel, include)) or (exclude and matches(rel, exclude)))
+
+    return [SourceFile(f.rel, f.url, f.size, f.mtime_ns, 0o644, f.etag) for f in remote_files.list_files(remote, keep)]
+
+
 def shard_slice(files: list[SourceFile], shard: int, shards: int, shard_by: str) -> list[SourceFile]:
     return files[shard::shards] if shard_by == "files" and shards > 1 else files
 
@@ -123,31 +145,39 @@ def stage_dataset(spec: dict[str, Any], target: Path, shard: int, shards: int, c
                   objects: dict[str, tuple[str, Path]] | None = None) -> Staged:
     """Copy this shard's slice of the dataset to `target` (a directory in the workspace). `objects`, if
     given, gets each staged file's path -> its content hash and the cache object holding those bytes."""
-    files = shard_slice(select(Path(spec["source"]), spec.get("include", []), spec.get("exclude", [])),
-                        shard, shards, spec.get("shardBy", "files"))
+    include, exclude = spec.get("include", []), spec.get("exclude", [])
+    try:
+        remote = remote_files.connect(spec) if is_remote(spec["source"]) else None
+        listed = select_remote(remote, include, exclude) if remote else select(Path(spec["source"]), include, exclude)
+    except remote_files.RemoteError as exc:
+        raise StagingError(str(exc)) from None
+    files = shard_slice(listed, shard, shards, spec.get("shardBy", "files"))
+    prefix = remote.index_prefix if remote else ""
     target.mkdir(parents=True, exist_ok=True)  # a shard whose slice is empty still finds its input directory
     for parent in sorted({os.path.dirname(f.rel) for f in files}):
         (target / parent).mkdir(parents=True, exist_ok=True)
     began = time.time()
     cache = Cache(cache_root)
     try:
-        known = cache.known({f.path: (f.size, f.mtime) for f in files})
+        known = cache.known({prefix + f.path: (f.size, f.stamp) for f in files if f.stamp != ""})
         local = threading.local()
+        read = _read_remote(remote) if remote is not None else _read_local(local)
 
         def one(item: SourceFile) -> tuple[SourceFile, str | None, bool]:
             dest = os.path.join(target, item.rel)
-            digest = known.get(item.path)
+            digest = known.get(prefix + item.path)
             if digest is not None and _from_cache(cache, digest, item, dest, local):
                 return item, digest, True
-            return (*_fetch(cache, item, dest, local), False)
+            return (*_fetch(cache, item, dest, read), False)
 
         # Reuse in this thread (local copies: threads would only contend); fetch the rest with several (round
         # trips to the shared filesystem overlap), big files one at a time.
-        done = [one(f) for f in files if f.path in known]
+        done = [one(f) for f in files if prefix + f.path in known]
         with ThreadPoolExecutor(FETCH_THREADS) as pool:
-            done += pool.map(one, [f for f in files if f.path not in known and f.size <= BIG_FILE])
-        done += [one(f) for f in files if f.path not in known and f.size > BIG_FILE]
-        cache.remember([(f.path, f.size, f.mtime, digest) for f, digest, reused in done if digest and not reused],
+            done += pool.map(one, [f for f in files if prefix + f.path not in known and f.size <= BIG_FILE])
+        done += [one(f) for f in files if prefix + f.path not in known and f.size > BIG_FILE]
+        cache.remember([(prefix + f.path, f.size, f.stamp, digest) for f, digest, reused in done
+                        if digest and not reused],
                        {digest: f.size for f, digest, _ in done if digest is not None}, began)
         try:
             cache.collect(began)
@@ -193,30 +223,30 @@ def _from_cache(cache: Cache, digest: str, item: SourceFile, dest: str, local: t
 def _like_the_source(dest: str, item: SourceFile) -> None:
     """The source's permission bits and modification time (steps may look at either)."""
     os.chmod(dest, item.mode)
-    os.utime(dest, ns=(item.mtime, item.mtime))
+    if item.mtime:
+        os.utime(dest, ns=(item.mtime, item.mtime))
 
 
-def _fetch(cache: Cache, item: SourceFile, dest: str, local: threading.local) -> tuple[SourceFile, str | None]:
-    """Read the source once into the workspace and the cache (small objects through the page cache: a direct
-    write per small file would wait for the disk each time). A source that changed while it was read (its
-    size or mtime differ after) is read again; one that keeps changing fails the staging. The hash goes to
-    the index only for a file not changed in the last seconds (a same-size rewrite within the mtime's
-    granularity would otherwise go unnoticed: "racily clean", as git calls it)."""
+# (item, temporary cache object) -> the hash of what was read into the workspace and that object, and None
+# when the source was unchanged throughout, else the file as it is now (to be read again)
+Reader = Callable[[SourceFile, str, Path], tuple[str, "SourceFile | None"]]
+
+
+def _fetch(cache: Cache, item: SourceFile, dest: str, read: Reader) -> tuple[SourceFile, str | None]:
+    """Read the source once into the workspace and the cache. A source that changed while it was read is
+    read again; one that keeps changing fails the staging. The hash goes to the index only for a file whose
+    quick check can be trusted: an ETag, or a modification time not within the last seconds (a same-size
+    rewrite within the mtime's granularity would otherwise go unnoticed: "racily clean", as git calls it)."""
     for _ in range(FETCH_TRIES):
         tmp = cache.root / "objects" / f".tmp-{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}"
         try:
             began = time.time_ns()
-            try:
-                digest = copy_hashing(Path(item.path), [(Path(dest), False), (tmp, item.size >= DIRECT_MIN)],
-                                      buffer=_buffer(local), keep_stat=False)
-                after = os.stat(item.path)
-            except FileNotFoundError:
-                raise StagingError(f"{item.path} vanished while it was staged") from None
-            if (after.st_size, after.st_mtime_ns) != (item.size, item.mtime):
-                item = SourceFile(item.rel, item.path, after.st_size, after.st_mtime_ns, item.mode)
+            digest, changed = read(item, dest, tmp)
+            if changed is not None:
+                item = changed
                 continue
             _like_the_source(dest, item)
-            if began - item.mtime < RACY_NS:
+            if not item.etag and (not item.mtime or began - item.mtime < RACY_NS):
                 return item, None
             obj = cache.object(digest)
             obj.parent.mkdir(exist_ok=True)
@@ -225,3 +255,35 @@ def _fetch(cache: Cache, item: SourceFile, dest: str, local: threading.local) ->
         finally:
             tmp.unlink(missing_ok=True)
     raise StagingError(f"{item.path} kept changing while it was staged ({FETCH_TRIES} tries)")
+
+
+def _read_local(local: threading.local) -> Reader:
+    """Small objects go through the page cache: a direct write per small file would wait for the disk."""
+    def read(item: SourceFile, dest: str, tmp: Path) -> tuple[str, SourceFile | None]:
+        try:
+            digest = copy_hashing(Path(item.path), [(Path(dest), False), (tmp, item.size >= DIRECT_MIN)],
+                                  buffer=_buffer(local), keep_stat=False)
+            after = os.stat(item.path)
+        except FileNotFoundError:
+            raise StagingError(f"{item.path} vanished while it was staged") from None
+        if (after.st_size, after.st_mtime_ns) == (item.size, item.mtime):
+            return digest, None
+        return digest, SourceFile(item.rel, item.path, after.st_size, after.st_mtime_ns, item.mode)
+    return read
+
+
+def _read_remote(remote: remote_files.Remote) -> Reader:
+    """Streamed, then asked for again: another number of bytes than listed, or a new size, ETag or
+    Last-Modified, and the file is read again."""
+    def read(item: SourceFile, dest: str, tmp: Path) -> tuple[str, SourceFile | None]:
+        try:
+            with HashingSink([Path(dest), tmp]) as sink:
+                count = remote_files.read(remote, item.path, sink)
+                digest = sink.hexdigest()
+            now = remote_files.stat(remote, item.rel, item.path)
+        except remote_files.RemoteError as exc:
+            raise StagingError(str(exc)) from None
+        if count == item.size and (now.size, now.etag, now.mtime_ns) == (item.size, item.etag, item.mtime):
+            return digest, None
+        return digest, SourceFile(item.rel, item.path, now.size, now.mtime_ns, item.mode, now.etag)
+    return read
