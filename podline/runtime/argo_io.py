@@ -145,15 +145,18 @@ def _read_result(path: Path) -> str:
 
 
 def collect(io: Mapping[str, Any], container: Mapping[str, Any], volume_paths: Mapping[str, Path],
-            stdout: Path | None, exit_code: int | None) -> dict[str, Any]:
+            stdout: Path | None, exit_code: int | None, stdout_lost: str | None = None) -> dict[str, Any]:
     """The step's outputs in Argo's shape ({parameters, artifacts, result, exitCode}). A missing output
-    (without a default, not optional) is reported under `error`; the rest is still collected."""
+    (without a default, not optional), or a result whose copy of stdout is incomplete (`stdout_lost` says
+    why), is reported under `error`; the rest is still collected."""
     outputs: dict[str, Any] = {}
     errors: list[str] = []
     if exit_code is not None:
         outputs["exitCode"] = str(exit_code)
     if io.get("result") and stdout is not None:
         outputs["result"] = _read_result(stdout) if stdout.exists() else ""
+        if stdout_lost:
+            errors.append(f"result: {stdout_lost}")
     parameters = []
     for param in io.get("parameters", []):
         try:

@@ -46,6 +46,7 @@ class ContainerWorker(threading.Thread):
         # must first run again what the rewind lost)
         self.before_restart: Callable[[], bool] | None = None
         self.stdout_copy: Path | None = None  # also keep stdout apart here (an Argo step's `result`)
+        self.stdout_lost: str | None = None  # why that copy is incomplete
         self.status: dict[str, Any] = {
             "name": spec["name"], "image": spec["image"], "imageID": "", "ready": False, "started": False,
             "restartCount": 0, "state": {"waiting": {"reason": "PodInitializing" if not is_init
@@ -102,6 +103,7 @@ class ContainerWorker(threading.Thread):
                 with self.lock:
                     if self.stopping.is_set():
                         return self._terminated(137, "Error", "pod stopped before start", begin)
+                    self.stdout_lost = None
                     self.process = self.engine.spawn(self.spec, log, subprocess.PIPE if self.stdout_copy else None)
                     tee = self._tee(self.process, log) if self.stdout_copy else None
                     self.status["imageID"] = self.engine.image_id(self.spec)
@@ -134,8 +136,10 @@ class ContainerWorker(threading.Thread):
                         log.flush()
                         copy.write(chunk)
                         copy.flush()
-            except (OSError, ValueError):  # the log was closed: a child outlived the container holding stdout
+            except ValueError:  # the log was closed: a child outlived the container holding stdout
                 pass
+            except OSError as exc:  # a full disk, say: the copy is incomplete, and collecting it must say so
+                self.stdout_lost = f"stdout could not be kept: {exc.strerror or exc}"
 
         thread = threading.Thread(target=pump, name=f"stdout-{self.spec['name']}", daemon=True)
         thread.start()

@@ -204,7 +204,7 @@ class PodRunner:
         assert self.argo is not None
         worker = next(w for w in self.mains if w.spec["name"] == self.argo["container"])
         self.outputs = argo_io.collect(self.argo, worker.spec, self.volumes.paths, worker.stdout_copy,
-                                       worker.last_exit)
+                                       worker.last_exit, worker.stdout_lost)
 
     def _run_containers(self, deadline: float | None) -> None:
         """Init containers in order (those already done are skipped), then the main containers."""
