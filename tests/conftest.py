@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated `$PODLINE_HOME` per test and a runner for the real CLI."""
+"""Shared fixtures: an isolated `$PODLINE_HOME` per test and a runner for the real CLI; and how the suite
+is shared out among pytest-xdist workers (README runs it with `-n 2 --dist loadgroup`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,20 @@ from typing import Any
 import pytest
 
 from podline.backends.local import session_processes
+
+# Test files that submit to the one real Slurm cluster: one worker runs them all, one after another, so that
+# their jobs never wait behind each other's for the node's cores (their timeouts assume a free node).
+SLURM_FILES = {"test_argv_fidelity.py", "test_slurm_containers.py", "test_slurm_pipelines.py", "test_slurm_pods.py",
+               "test_slurm_submit.py"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `--dist loadgroup`, a test file stays on one worker (its module fixtures start once) and the
+    Slurm files share one; without xdist the marks change nothing."""
+    for item in items:
+        group = "slurm" if item.path.name in SLURM_FILES else str(item.path)
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @dataclass
