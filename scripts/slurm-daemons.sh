@@ -1,14 +1,20 @@
 # Sourced by slurm-up.sh and slurm-down.sh: find and stop the test cluster's daemons (needs a `log` function).
 
-# pid of a running daemon: from its pid file if that process has the right name, else by exact name.
+# pid of a running daemon: from its pid file if that process has the right name, else by exact name;
+# only processes of this network namespace (the test hosts of slurm-nodes-up.sh run slurmds of their own).
 daemon_pid() { # name pidfile
-    local pid
+    local pid here
+    here=$(readlink /proc/self/ns/net)
     pid=$(cat "$2" 2>/dev/null || true)
-    if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ]; then
+    if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ] \
+            && [ "$(readlink "/proc/$pid/ns/net" 2>/dev/null)" = "$here" ]; then
         echo "$pid"
         return 0
     fi
-    pgrep -o -x "$1"
+    for pid in $(pgrep -x "$1"); do
+        [ "$(readlink "/proc/$pid/ns/net" 2>/dev/null)" = "$here" ] && { echo "$pid"; return 0; }
+    done
+    return 1
 }
 
 # SIGTERM, up to 10 s, then SIGKILL; returns 1 only if the process is still there after that.

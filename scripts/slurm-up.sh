@@ -129,9 +129,12 @@ SlurmdTimeout=300
 # Nodes with fewer resources than configured are not drained (a test box, nproc may hide topology).
 SlurmdParameters=config_overrides
 NodeName=${host} NodeAddr=127.0.0.1 CPUs=${cpus}${topology} RealMemory=${real_mb} State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
+PartitionName=debug Nodes=${host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 CONF
 )
+# The test hosts of slurm-nodes-up.sh, once it has described them.
+[ ! -f "$CONF_DIR/test-nodes.conf" ] || conf="$conf
+Include $CONF_DIR/test-nodes.conf"
 conf_changed=0
 if [ ! -f "$CONF" ] || [ "$(cat "$CONF")" != "$conf" ]; then
     log "writing $CONF (CPUs=$cpus RealMemory=${real_mb}M DefMemPerCPU=${def_mem_per_cpu}M)"

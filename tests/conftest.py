@@ -19,7 +19,8 @@ from podline.backends.local import session_processes
 
 # Test files that submit to the one real Slurm cluster: one worker runs them all, one after another, so that
 # their jobs never wait behind each other's for the node's cores (their timeouts assume a free node).
-SLURM_FILES = {"test_argv_fidelity.py", "test_slurm_containers.py", "test_slurm_pipelines.py", "test_slurm_pods.py",
+SLURM_FILES = {"test_argv_fidelity.py", "test_slurm_containers.py", "test_slurm_nodes.py", "test_slurm_pipelines.py",
+               "test_slurm_pods.py",
                "test_slurm_submit.py"}
 
 

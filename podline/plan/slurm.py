@@ -75,7 +75,10 @@ def sbatch_options(name: str, namespace: str, uid: str, pod_spec: dict[str, Any]
             options.append(f"--{key}={value}")
     if array is not None:
         options.append(f"--array={array}")
-    return merge_options(options, flags_from_annotations(annotations))
+    flags = flags_from_annotations(annotations)
+    if "--requeue" not in flags:  # a job lost with its node ends (NODE_FAIL): the controller retries it at once,
+        options.append("--no-requeue")  # counted against backoffLimit, where Slurm's requeue waits ~2 minutes
+    return merge_options(options, flags)
 
 
 def merge_options(base: list[str], extra: list[str]) -> list[str]:

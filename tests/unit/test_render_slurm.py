@@ -78,3 +78,15 @@ def test_any_accepted_flag_is_inert_on_an_sbatch_line(text: str) -> None:
         assert not set(option) & set("$`;<>\"'\\(){}!#~")
         assert shlex.split(option) == [option]
 
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ("", ["--no-requeue"]),  # a job lost with its node ends, and the controller retries it at once
+    ("--requeue", ["--requeue"]),  # the manifest hands node failures back to Slurm's requeue
+    ("--no-requeue", ["--no-requeue"]),
+])
+def test_jobs_are_not_requeued_by_slurm_unless_the_manifest_asks(flags: str, expected: list[str]) -> None:
+    from podline.plan.slurm import sbatch_options
+    options = sbatch_options("p", "default", "u", {"containers": [{"name": "c"}]},
+                             {"slurm.hpk.io/flags": flags} if flags else {}, PLACEMENT, "/o", "/w")
+    assert [o for o in options if o.endswith("requeue")] == expected

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Add test hosts to the Slurm test cluster of slurm-up.sh, as root, idempotently: PODLINE_TEST_NODES
+# (default 2) more nodes, pl-n1, pl-n2, …, in partition `multi`.
+#
+# Each node is a slurmd in namespaces of its own, so that it is another host as far as a job can tell:
+#   network  its own address on a bridge (plbr0, 10.231.0.1 on this machine, 10.231.0.1N for node N);
+#            slurmctld reaches it there, and it reaches slurmctld at 10.231.0.1
+#   UTS      its own hostname, which is its Slurm NodeName
+#   mount    its own /dev/shm (a fresh tmpfs: RAM workspaces do not outlive the node) and its own node-local
+#            directory at /var/lib/podline-node-local (bound from /var/lib/podline-nodes/<node>/local), while
+#            the rest of the filesystem (/tmp, the sshfs mount) is the shared storage every node sees
+# Killing every process of a node's network namespace (`ip netns pids pl-n1 | xargs kill -9`) is a node
+# failure: its slurmd and its jobs are gone at once, and its RAM with them.
+#
+# Each node's slurmd reads a copy of slurm.conf that differs only in how it reaches slurmctld and where it
+# keeps its pid, spool and log (slurmctld logs that the copies differ; that is expected here). The nodes
+# are described to slurmctld in /etc/slurm/test-nodes.conf, which slurm-up.sh includes when it exists.
+# Exits non-zero with a reason if a node cannot start; the tests that need these nodes then skip.
+set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"
+
+NODES=${PODLINE_TEST_NODES:-2}
+BRIDGE=plbr0
+NET=10.231.0
+CONF_DIR=/etc/slurm
+NODES_CONF=$CONF_DIR/test-nodes.conf
+NODE_ROOT=/var/lib/podline-nodes
+NODE_LOCAL=/var/lib/podline-node-local
+LOG_DIR=/var/log/slurm
+WAIT_SECONDS=${SLURM_UP_WAIT:-60}
+HERE="$(dirname "$(readlink -f "$0")")"
+
+SCRIPT=slurm-nodes-up
+. "$HERE/common.sh"  # log, die
+
+[ "$(id -u)" = 0 ] || die "must run as root (it creates network namespaces and starts slurmd)"
+command -v ip >/dev/null || die "the ip command (iproute2) is missing"
+command -v unshare >/dev/null || die "unshare (util-linux) is missing"
+[ "$NODES" -ge 1 ] && [ "$NODES" -le 8 ] || die "PODLINE_TEST_NODES must be 1 to 8"
+
+names=""
+for n in $(seq "$NODES"); do names="$names pl-n$n"; done
+
+# --- the network: a bridge on this machine, a veth pair per node ------------------------------------
+if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+    ip link add "$BRIDGE" type bridge || die "cannot create bridge $BRIDGE (no network namespaces here?)"
+fi
+ip addr show dev "$BRIDGE" | grep -q "inet $NET.1/24" || ip addr add "$NET.1/24" dev "$BRIDGE"
+ip link set "$BRIDGE" up
+for n in $(seq "$NODES"); do
+    node=pl-n$n
+    ip netns list | grep -qw "^$node" || ip netns add "$node" || die "cannot create network namespace $node"
+    if ! ip link show "$node" >/dev/null 2>&1; then
+        ip link add "$node" type veth peer name eth0 netns "$node" || die "cannot create the veth pair of $node"
+    fi
+    ip link set "$node" master "$BRIDGE" up
+    ip -n "$node" addr show dev eth0 | grep -q "inet $NET.1$n/24" || ip -n "$node" addr add "$NET.1$n/24" dev eth0
+    ip -n "$node" link set eth0 up
+    ip -n "$node" link set lo up
+done
+
+# --- slurmctld's view: the nodes and their partition -------------------------------------------------
+cpus=1
+mem_mb=3000
+conf=$(cat <<CONF
+# Written by podline scripts/slurm-nodes-up.sh: test hosts in network namespaces (see the script).
+NodeName=pl-n[1-$NODES] NodeHostname=pl-n[1-$NODES] NodeAddr=$NET.1[1-$NODES] CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
+PartitionName=multi Nodes=pl-n[1-$NODES] Default=NO MaxTime=INFINITE State=UP OverSubscribe=NO DefMemPerCPU=1000
+CONF
+)
+if [ ! -f "$NODES_CONF" ] || [ "$(cat "$NODES_CONF")" != "$conf" ]; then
+    log "writing $NODES_CONF ($NODES nodes)"
+    printf '%s\n' "$conf" > "$NODES_CONF"
+fi
+bash "$HERE/slurm-up.sh"  # includes the nodes (restarting the daemons if slurm.conf changed)
+
+# --- each node's slurmd, in its namespaces ---------------------------------------------------------------
+install -d -m 0755 "$NODE_LOCAL"
+node_pid() { # the slurmd of a node: a process named slurmd in the node's network namespace
+    local pid
+    for pid in $(ip netns pids "$1" 2>/dev/null); do
+        [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = slurmd ] && { echo "$pid"; return 0; }
+    done
+    return 1
+}
+started=""
+for n in $(seq "$NODES"); do
+    node=pl-n$n
+    node_conf=$NODE_ROOT/$node/slurm.conf
+    install -d -m 0755 "$NODE_ROOT/$node/spool" "$NODE_ROOT/$node/local"
+    sed -e "s/^SlurmctldHost=\(.*\)(127\.0\.0\.1)$/SlurmctldHost=\1($NET.1)/" \
+        -e "s|^SlurmdPidFile=.*|SlurmdPidFile=$NODE_ROOT/$node/slurmd.pid|" \
+        -e "s|^SlurmdSpoolDir=.*|SlurmdSpoolDir=$NODE_ROOT/$node/spool|" \
+        -e "s|^SlurmdLogFile=.*|SlurmdLogFile=$LOG_DIR/slurmd-$node.log|" \
+        "$CONF_DIR/slurm.conf" > "$node_conf.tmp"
+    if [ -f "$node_conf" ] && ! cmp -s "$node_conf" "$node_conf.tmp" && node_pid "$node" >/dev/null; then
+        log "slurm.conf changed: restarting $node"
+        ip netns pids "$node" | xargs -r kill -9
+    fi
+    mv "$node_conf.tmp" "$node_conf"
+    node_pid "$node" >/dev/null && continue
+    log "starting $node (slurmd at $NET.1$n)"
+    nsenter --net="/run/netns/$node" unshare --uts --mount --propagation private sh -c '
+        set -e
+        hostname "$1"
+        mount -t tmpfs -o mode=1777,size=2g tmpfs /dev/shm
+        mount --bind "$2" "$3"
+        exec /usr/sbin/slurmd -f "$4"
+    ' sh "$node" "$NODE_ROOT/$node/local" "$NODE_LOCAL" "$node_conf" \
+        || die "slurmd of $node did not start" "$LOG_DIR/slurmd-$node.log"
+    started="$started $node"
+done
+
+# --- wait until every node is idle (resuming one left down by an earlier failure) ----------------------
+for i in $(seq $(( WAIT_SECONDS * 2 ))); do
+    ready=1
+    for node in $names; do
+        state=$(sinfo -h -n "$node" -o %T 2>/dev/null | head -n 1 || true)
+        case "$state" in
+            idle|mixed|allocated|completing) ;;
+            *) ready=0
+               if [ $(( i % 10 )) = 4 ] && [[ "$state" == down* || "$state" == drain* ]]; then
+                   scontrol update nodename="$node" state=resume >/dev/null 2>&1 || true
+               fi ;;
+        esac
+        node_pid "$node" >/dev/null || die "slurmd of $node exited" "$LOG_DIR/slurmd-$node.log"
+    done
+    if [ "$ready" = 1 ]; then
+        log "nodes$names are up in partition multi${started:+ (started:$started)}"
+        exit 0
+    fi
+    sleep 0.5
+done
+die "nodes$names did not all become idle within ${WAIT_SECONDS} s: $(sinfo -h -p multi -o '%n %T' | tr '\n' ' ')" \
+    "$LOG_DIR/slurmctld.log"

@@ -1,0 +1,121 @@
+"""Pipelines on a Slurm cluster of several nodes (scripts/slurm-nodes-up.sh: nodes pl-n1, pl-n2 in partition
+`multi`, each in network, UTS and mount namespaces of its own, so each has its own hostname, address,
+/dev/shm and node-local directory; /tmp is the shared storage they all see).
+
+A node is lost for real here: every process of its network namespace (its slurmd and the job's processes)
+is SIGKILLed and it is marked down, as a health check would. What it held in RAM and on its local disk is
+out of reach for the retry on the other node: only a major (L3) checkpoint on shared storage is.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli, wait_for
+from tests.integration.test_slurm_pods import REASON, cancel_leftovers
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+NODE_LOCAL = Path("/var/lib/podline-node-local")  # each node sees its own directory here
+
+
+def nodes_unavailable() -> str | None:
+    if REASON is not None:
+        return REASON
+    proc = subprocess.run(["sinfo", "-h", "-p", "multi", "-o", "%n %T"], capture_output=True, text=True, timeout=30)
+    usable = [line.split()[0] for line in proc.stdout.splitlines()
+              if line.split()[1].rstrip("*") in ("idle", "mixed", "allocated")]
+    if proc.returncode != 0 or len(usable) < 2:
+        return f"no two usable nodes in partition multi ({proc.stdout.strip() or proc.stderr.strip() or 'none'}); " \
+               "run scripts/slurm-nodes-up.sh as root"
+    return None
+
+
+NODES_REASON = nodes_unavailable()
+pytestmark = pytest.mark.skipif(NODES_REASON is not None, reason=NODES_REASON or "")
+
+
+@pytest.fixture
+def multi(cli: Cli, tmp_path: Path) -> Iterator[Cli]:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    cli("config", "set-context", "nodes", "--backend", "slurm", "--partition", "multi", "--shared-dir", str(shared),
+        "--scratch-dir", str(NODE_LOCAL / tmp_path.name))
+    cli("config", "use-context", "nodes")
+    cli.env["PODLINE_SHM_DIR"] = f"/dev/shm/podline-test-{tmp_path.name}"  # RAM of the node (conftest's is shared)
+    yield cli
+    cancel_leftovers(shared)
+    subprocess.run(["bash", str(SCRIPTS / "slurm-nodes-up.sh")], capture_output=True, timeout=120)  # a lost node back
+
+
+def lose(node: str) -> None:
+    pids = subprocess.run(["ip", "netns", "pids", node], capture_output=True, text=True, check=True).stdout.split()
+    subprocess.run(["kill", "-9", *pids], check=True)
+    subprocess.run(["scontrol", "update", f"nodename={node}", "state=down", "reason=podline test: node lost"],
+                   check=True)
+
+
+def step(name: str, tally: Path, script: str, extra: str = "") -> str:
+    return (f"  - name: {name}\n    image: busybox\n{extra}"
+            f"    command: [sh, -c, 'echo {name} $(hostname) >> {tally}; {script}']\n")
+
+
+def test_a_lost_node_costs_only_the_work_since_the_last_major_checkpoint(multi: Cli, tmp_path: Path) -> None:
+    tally, gate, out = tmp_path / "tally", tmp_path / "gate", tmp_path / "out"
+    after = "    dependsOn: [{}]\n".format
+    steps = (step("parse", tally, "seq 1 5000 > numbers")
+             + step("select", tally, "grep 7 numbers > sevens", after("parse") + "    checkpoint: major\n")
+             + step("count", tally, "wc -l < sevens > n", after("select"))
+             + step("report", tally, f"if [ ! -e {gate} ]; then touch {gate}; sleep 300; fi; mkdir -p result; "
+                    "cat n > result/count", after("count")))
+    multi.apply(f"""
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {{name: survivor}}
+spec:
+  backoffLimit: 2
+  checkpoint: {{nodeLocalEvery: 1, sharedEvery: 0}}
+  outputs: [{{path: result, destination: {out}}}]
+  steps:
+{steps}""")
+    wait_for(gate.exists, timeout=120)
+    lost = wait_for(lambda: multi.json("pipeline", "survivor")["status"]["shards"][0].get("node"), timeout=30)
+    assert lost in ("pl-n1", "pl-n2")
+    lose(lost)
+
+    assert multi.wait("pipeline/survivor", "phase=Succeeded", timeout=180).returncode == 0, \
+        multi("describe", "pipeline", "survivor").stdout
+    assert (out / "count").read_text() == "1355\n"  # numbers from 1 to 5000 with a 7 in them
+    status = multi.json("pipeline", "survivor")["status"]
+    shard = status["shards"][0]
+    assert shard["node"] not in ("", lost) and shard["restoredFrom"] == "L3", shard
+    runs = [line.split() for line in tally.read_text().splitlines()]
+    assert [name for name, _ in runs] == ["parse", "select", "count", "report", "count", "report"], runs
+    assert {host for name, host in runs[:4]} == {lost} and {host for name, host in runs[4:]} == {shard["node"]}
+    steps = {s["name"]: s for s in status["steps"]}
+    assert [steps[n]["attempts"] for n in ("parse", "select", "count", "report")] == [1, 1, 2, 2], steps
+
+
+def test_two_shards_of_one_array_run_on_two_nodes_each_with_its_own_local_disk(multi: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    multi.apply(f"""
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {{name: spread}}
+spec:
+  shards: 2
+  outputs: [{{path: result, destination: {out}}}]
+  steps:
+  - name: where
+    image: busybox
+    resources: {{requests: {{cpu: "1"}}}}
+    command: [sh, -c, 'mkdir -p result && hostname > result/host && ls {NODE_LOCAL} > result/local && sleep 1']
+""")
+    assert multi.wait("pipeline/spread", "phase=Succeeded", timeout=120).returncode == 0
+    hosts = [(out / str(k) / "host").read_text().strip() for k in range(2)]
+    assert sorted(hosts) == ["pl-n1", "pl-n2"], "one core each: the two array tasks cannot share a node"
+    assert [s["node"] for s in multi.json("pipeline", "spread")["status"]["shards"]] == hosts
+    assert all(tmp_path.name in (out / str(k) / "local").read_text().split() for k in range(2))
