@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Literal
+from urllib.parse import unquote
 
 from pydantic import AfterValidator, Field
 from pydantic.alias_generators import to_camel
@@ -55,7 +56,8 @@ def dataset_source(value: str) -> str:
 
 def _remote_source(value: str) -> str:
     scheme, rest = value.split("://", 1)
-    if any(c in value for c in "\0\r\n\t ") or ".." in rest.split("/"):
+    decoded = unquote(rest)
+    if any(c in decoded for c in "\0\r\n\t ") or ".." in rest.split("/") or ".." in decoded.split("/"):
         raise ValueError(f"{value!r} must be a URL without whitespace, control characters or '..' segments")
     if scheme == "s3":
         bucket = rest.split("/", 1)[0]

@@ -32,6 +32,8 @@ from urllib.parse import unquote, urljoin, urlsplit
 MAX_DEPTH = 32
 MAX_FILES = 1_000_000
 READ_SIZE = 8 << 20
+CONNECT_TIMEOUT = 30  # seconds; a server that stops answering fails the staging instead of holding the shard
+READ_TIMEOUT = 60
 MAX_PAGE = 64 << 20  # an index page
 LIST_THREADS = 8
 
@@ -74,11 +76,16 @@ def connect(dataset: dict[str, Any]) -> Remote:
                                         ("region_name", options.get("region"))) if v}
             credentials = dataset.get("credentials") or {}
             fs = s3fs.S3FileSystem(key=credentials.get("key"), secret=credentials.get("secret"),
-                                   client_kwargs=client, skip_instance_cache=True)
+                                   client_kwargs=client, skip_instance_cache=True,
+                                   config_kwargs={"connect_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT,
+                                                  "retries": {"max_attempts": 3}})
             return Remote(fs, source, True)
+        import aiohttp
         import fsspec
 
-        return Remote(fsspec.filesystem("http", skip_instance_cache=True), source, False)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT, sock_read=READ_TIMEOUT)
+        return Remote(fsspec.filesystem("http", skip_instance_cache=True, client_kwargs={"timeout": timeout}),
+                      source, False)
     except ImportError as exc:
         raise RemoteError(f"{source}: remote datasets need fsspec, s3fs and aiohttp ({exc})") from None
 
@@ -98,13 +105,15 @@ def _list_s3(remote: Remote, keep: Callable[[str], bool]) -> list[RemoteFile]:
     path = remote.source.removeprefix("s3://")
     info = _info_or_none(remote.fs, path) if "/" in path else None
     if info is not None and info.get("type") == "file":
+        _check_rel(posixpath.basename(path), remote.source)
         return [_s3_file(posixpath.basename(path), info)]
     found = []
+    prefix = path.rstrip("/") + "/" if "/" in path else path + "/"
     for key, info in remote.fs.find(path, detail=True).items():
-        if key.endswith("/") or info.get("type") != "file":
+        if key.endswith("/") or info.get("type") != "file" or not key.startswith(prefix):
             continue  # "directory marker" objects
-        rel = key[len(path):].lstrip("/")
-        _check_rel(rel, key)
+        rel = key[len(prefix):]
+        _check_rel(rel, key)  # `p//a` (rel `/a`) too: it would land on `p/a`'s file
         if keep(rel):
             found.append(_s3_file(rel, info))
         if len(found) > MAX_FILES:
@@ -121,7 +130,9 @@ def _s3_file(rel: str, info: dict[str, Any]) -> RemoteFile:
 def _list_http(remote: Remote, keep: Callable[[str], bool]) -> list[RemoteFile]:
     base = remote.source
     if not base.endswith("/"):
-        return [_http_file(remote, unquote(posixpath.basename(urlsplit(base).path)) or "index", base)]
+        name = unquote(posixpath.basename(urlsplit(base).path)) or "index"
+        _check_rel(name, base)  # `..%2F..%2Fx` decodes to a path elsewhere
+        return [_http_file(remote, name, base)]
     urls: list[tuple[str, str]] = []  # (rel, url)
     level, depth = [base], 0
     with ThreadPoolExecutor(LIST_THREADS) as pool:
@@ -159,10 +170,13 @@ class _Anchors(HTMLParser):
 
 def _links(remote: Remote, url: str) -> list[str]:
     """The links of an index page, resolved as a browser resolves them (so `mailto:x` is no file here)."""
-    with remote.fs.open(url, "rb", block_size=READ_SIZE, cache_type="none") as page:
-        text = page.read(MAX_PAGE + 1)
-    if len(text) > MAX_PAGE:
-        raise RemoteError(f"{url}: an index page of more than {MAX_PAGE >> 20} MiB")
+    pieces: list[bytes] = []
+    with remote.fs.open(url, "rb", block_size=0) as page:  # to its end: a chunked page comes in pieces
+        while piece := page.read(READ_SIZE):
+            pieces.append(piece)
+            if sum(map(len, pieces)) > MAX_PAGE:
+                raise RemoteError(f"{url}: an index page of more than {MAX_PAGE >> 20} MiB")
+    text = b"".join(pieces)
     anchors = _Anchors()
     anchors.feed(text.decode("utf-8", errors="replace"))
     return [urljoin(url, href) for href in anchors.hrefs]
@@ -199,7 +213,8 @@ def _http_file(remote: Remote, rel: str, url: str) -> RemoteFile:
 
 def _check_rel(rel: str, where: str) -> None:
     parts = rel.split("/")
-    if not rel or "\0" in rel or any(p in ("", ".", "..") for p in parts) or len(rel) > 4096:
+    if (not rel or "\0" in rel or any(p in ("", ".", "..") or len(p.encode()) > 255 for p in parts)
+            or len(rel) > 4096):
         raise RemoteError(f"{where!r} does not name a file below the source (its path would be {rel!r})")
 
 
@@ -217,8 +232,6 @@ def stat(remote: Remote, rel: str, url: str) -> RemoteFile:
             remote.fs.invalidate_cache(url)
             return _s3_file(rel, remote.fs.info(url))
         return _http_file(remote, rel, url)
-    except FileNotFoundError:
-        raise RemoteError(f"{url} vanished while it was staged") from None
     except RemoteError:
         raise
     except Exception as exc:
@@ -229,18 +242,23 @@ def read(remote: Remote, url: str, sink: Callable[[memoryview], None]) -> int:
     """Stream the file's bytes to `sink`; returns how many there were."""
     total = 0
     try:
-        with remote.fs.open(url, "rb", block_size=READ_SIZE, cache_type="none") as source:
+        block = {"block_size": READ_SIZE, "cache_type": "none"} if remote.s3 else {"block_size": 0}  # http: one GET
+        with remote.fs.open(url, "rb", **block) as source:
             while chunk := source.read(READ_SIZE):
                 with memoryview(chunk) as view:
                     sink(view)
                 total += len(chunk)
-    except FileNotFoundError:
-        raise RemoteError(f"{url} vanished while it was staged") from None
-    except Exception as exc:
+    except Exception as exc:  # FileNotFoundError included: fsspec's word for many errors (see _describe)
         raise RemoteError(f"{url}: {_describe(exc)}") from None
     return total
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+    """One line: the error, and what caused it (fsspec reports a refused connection or an HTTP 403 as
+    FileNotFoundError, with the real error as its cause)."""
+    parts = []
+    while exc is not None and len(parts) < 3:
+        text = str(exc).strip().splitlines()
+        parts.append(f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__)
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return " (caused by ".join(parts) + ")" * (len(parts) - 1)

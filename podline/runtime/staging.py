@@ -82,11 +82,24 @@ class SourceFile:
 
     @property
     def stamp(self) -> int | str:
-        """What must be unchanged for an indexed hash to hold: mtime for a local file, the ETag (else
-        Last-Modified) for a remote one ("" when it has neither: never indexed)."""
+        """What must be unchanged for an indexed hash to hold: mtime for a local file; for a remote one its
+        ETag and Last-Modified ("" when it has neither: never indexed)."""
         if self.path.startswith(("s3://", "http://", "https://")):
-            return self.etag or (f"t{self.mtime}" if self.mtime else "")
+            return "|".join(filter(None, (self.etag, f"t{self.mtime}" if self.mtime else "")))
         return self.mtime
+
+    @property
+    def content_etag(self) -> bool:
+        """An ETag that changes whenever the content does: S3's (a digest of the bytes). A web server's may
+        be weak (`W/`) or made of the mtime in seconds and the size (nginx), so it proves nothing alone."""
+        return bool(self.etag) and self.path.startswith("s3://") and not self.etag.startswith("W/")
+
+    def same_version(self, size: int, etag: str, mtime: int) -> bool:
+        """Is a later look at the file the same version? By size and ETag when it has one (S3-compatible stores
+        may list times in milliseconds and give whole seconds for the object), else size and mtime."""
+        if self.etag:
+            return (size, etag) == (self.size, self.etag)
+        return (size, mtime) == (self.size, self.mtime)
 
 
 # --- which files ----------------------------------------------------------------------------------------
@@ -246,7 +259,7 @@ def _fetch(cache: Cache, item: SourceFile, dest: str, read: Reader) -> tuple[Sou
                 item = changed
                 continue
             _like_the_source(dest, item)
-            if not item.etag and (not item.mtime or began - item.mtime < RACY_NS):
+            if not item.content_etag and (not item.mtime or began - item.mtime < RACY_NS):
                 return item, None
             obj = cache.object(digest)
             obj.parent.mkdir(exist_ok=True)
@@ -283,7 +296,7 @@ def _read_remote(remote: remote_files.Remote) -> Reader:
             now = remote_files.stat(remote, item.rel, item.path)
         except remote_files.RemoteError as exc:
             raise StagingError(str(exc)) from None
-        if count == item.size and (now.size, now.etag, now.mtime_ns) == (item.size, item.etag, item.mtime):
+        if count == item.size and item.same_version(now.size, now.etag, now.mtime_ns):
             return digest, None
         return digest, SourceFile(item.rel, item.path, now.size, now.mtime_ns, item.mode, now.etag)
     return read

@@ -69,6 +69,48 @@ def http(server_dir: Path) -> Iterator[str]:
                      server_dir.parent / "http.log", cwd=server_dir)
 
 
+CHUNKED_SERVER = r"""
+import http.server, sys
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path == "/chunked/":  # an index page sent in chunks, without Content-Length
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(200):
+                piece = f'<a href="f{i:03}.txt">f{i:03}</a>\n'.encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        elif self.path.startswith("/chunked/f"):
+            self._file(self.path.encode())
+        else:
+            self.send_error(404)
+    def do_HEAD(self):
+        self._file(self.path.encode(), head=True)
+    def _file(self, body, head=False):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Last-Modified", "Mon, 01 Jan 2024 00:00:00 GMT")
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
+@pytest.fixture(scope="module")
+def chunked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    where = tmp_path_factory.mktemp("chunked")
+    (where / "server.py").write_text(CHUNKED_SERVER)
+    port = free_port()
+    yield from serve([sys.executable, str(where / "server.py"), str(port)], port, where / "server.log")
+
+
 def client(endpoint: str):  # noqa: ANN201 - a boto3 client
     return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=KEY, aws_secret_access_key=SECRET,
                         region_name="us-east-1")
@@ -207,3 +249,23 @@ def test_an_http_listing_follows_only_links_below_the_source(tmp_path: Path, htt
 
     with pytest.raises(StagingError, match="listing failed"):
         stage_dataset({"source": f"{http}/absent/"}, tmp_path / "ws2", 0, 1, tmp_path / "cache")
+
+
+def test_an_index_page_sent_in_chunks_is_read_to_its_end(tmp_path: Path, chunked: str) -> None:
+    staged = stage_dataset({"source": f"{chunked}/chunked/"}, tmp_path / "ws", 0, 1, tmp_path / "cache")
+    assert staged.filesCopied == 200
+    assert tree(tmp_path / "ws")["f199.txt"] == b"/chunked/f199.txt"
+
+
+def test_a_file_larger_than_a_read_comes_from_a_server_without_range_requests(tmp_path: Path, http: str,
+                                                                              server_dir: Path) -> None:
+    body = bytes(range(256)) * (20 * 4096 + 7)  # 20 MiB and a bit: more than one read of 8 MiB
+    (server_dir / "big.bin").write_bytes(body)  # http.server answers a Range request with the whole file
+    staged = stage_dataset({"source": f"{http}/big.bin"}, tmp_path / "ws", 0, 1, tmp_path / "cache")
+    assert staged.bytesCopied == len(body) and (tmp_path / "ws" / "big.bin").read_bytes() == body
+
+
+def test_keys_that_would_share_a_workspace_path_fail_the_staging(tmp_path: Path, s3: str) -> None:
+    bucket(s3, "twins", {"p/a": b"one" * 1000, "p//a": b"two" * 500})
+    with pytest.raises(StagingError, match=r"'twins/p//a' does not name a file below the source"):
+        stage_dataset(s3_spec(s3, "s3://twins/p"), tmp_path / "ws", 0, 1, tmp_path / "cache")

@@ -47,6 +47,9 @@ def test_remote_sources_are_accepted(source: str, kept: str) -> None:
     ("  source: 'https://user:pw@host/x'\n", "spec.source", "no credentials"),
     ("  source: 'https://host/a/../b'\n", "spec.source", "'..' segments"),
     ("  source: 'https://host/a b'\n", "spec.source", "without whitespace"),
+    ("  source: 'https://host/d/..%2F..%2Fescaped'\n", "spec.source", "'..' segments"),
+    ("  source: 'https://host/d/%2e%2e'\n", "spec.source", "'..' segments"),
+    ("  source: 'https://host/d/a%00b'\n", "spec.source", "control characters"),
     ("  source: /data\n  endpoint: http://127.0.0.1:9000\n", "spec.endpoint", "applies to s3:// sources only"),
     ("  source: https://h/x\n  region: eu-west-1\n", "spec.region", "applies to s3:// sources only"),
     ("  source: s3://bkt/x\n  endpoint: ftp://h\n", "spec.endpoint", "must be an http(s):// URL"),
@@ -131,8 +134,26 @@ def test_an_object_key_that_is_not_a_plain_relative_path_is_refused(key: str) ->
         _check_rel(key, f"s3://b/{key}")
 
 
-def test_the_cache_quick_check_of_a_remote_file_is_its_etag_else_its_last_modified() -> None:
-    assert SourceFile("a", "s3://b/a", 1, 5, etag='"abc"').stamp == '"abc"'
+def test_the_cache_quick_check_of_a_remote_file_is_its_etag_and_last_modified() -> None:
+    assert SourceFile("a", "s3://b/a", 1, 5, etag='"abc"').stamp == '"abc"|t5'
+    assert SourceFile("a", "s3://b/a", 1, 0, etag='"abc"').stamp == '"abc"'
     assert SourceFile("a", "https://h/a", 1, 5).stamp == "t5"
     assert SourceFile("a", "https://h/a", 1, 0).stamp == ""  # neither: never indexed
     assert SourceFile("a", "/data/a", 1, 5).stamp == 5
+
+
+def test_only_an_s3_strong_etag_vouches_for_the_content_alone() -> None:
+    """A web server's ETag may be the mtime in seconds and the size (nginx) or weak: such a file changed
+    within the last seconds is not indexed (the racy rule applies as to a local mtime)."""
+    assert SourceFile("a", "s3://b/a", 1, 5, etag='"d41d8"').content_etag
+    assert not SourceFile("a", "s3://b/a", 1, 5, etag='W/"d41d8"').content_etag
+    assert not SourceFile("a", "https://h/a", 1, 5, etag='"5f1a-3"').content_etag
+    assert not SourceFile("a", "s3://b/a", 1, 5).content_etag
+
+
+def test_a_later_look_is_the_same_version_by_etag_when_there_is_one() -> None:
+    listed = SourceFile("a", "s3://b/a", 3, 1_700_000_000_437_000_000, etag='"e1"')
+    assert listed.same_version(3, '"e1"', 1_700_000_000_000_000_000)  # HEAD gives whole seconds (MinIO, RGW)
+    assert not listed.same_version(3, '"e2"', listed.mtime) and not listed.same_version(4, '"e1"', listed.mtime)
+    plain = SourceFile("a", "https://h/a", 3, 10)
+    assert plain.same_version(3, "", 10) and not plain.same_version(3, "", 11)
