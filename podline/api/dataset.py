@@ -66,13 +66,15 @@ def _remote_source(value: str) -> str:
         return value.rstrip("/") if rest.rstrip("/") != bucket else f"s3://{bucket}"
     host = rest.split("/", 1)[0]
     if not host or "@" in host:
-        raise ValueError(f"{value!r} must name a host (and no credentials: they would be logged)")
+        raise ValueError("must name a host, and no credentials: they would be logged (the URL is not repeated "
+                         "here for that reason)")
     return value
 
 
 def _endpoint(value: str) -> str:
     if not re.fullmatch(r"https?://[^\s/@]+(/[^\s]*)?", value):
-        raise ValueError(f"{value!r} must be an http(s):// URL without credentials")
+        raise ValueError("must be an http(s):// URL without credentials (the value is not repeated here: it may "
+                         "hold some)")
     return value.rstrip("/")
 
 

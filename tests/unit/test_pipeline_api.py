@@ -499,7 +499,7 @@ CASES = [
     case("dataset-gs", dataset("source: gs://bucket/run42"), "spec.source",
          "gs:// sources are not supported", ident="Dataset/d"),
     case("dataset-https-credentials", dataset("source: 'https://me:pw@example.org/data/'"), "spec.source",
-         "no credentials: they would be logged", ident="Dataset/d"),
+         "and no credentials: they would be logged", ident="Dataset/d"),
     case("dataset-relative", dataset("source: data/run42"), "spec.source", "must be an absolute path",
          ident="Dataset/d"),
     case("dataset-dotdot", dataset("source: /data/../etc"), "spec.source", "without '..'", ident="Dataset/d"),

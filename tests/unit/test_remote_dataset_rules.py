@@ -45,6 +45,7 @@ def test_remote_sources_are_accepted(source: str, kept: str) -> None:
     ("  source: gs://b/x\n", "spec.source", "gs:// sources are not supported"),
     ("  source: s3://B/x\n", "spec.source", "valid bucket name"),
     ("  source: 'https://user:pw@host/x'\n", "spec.source", "no credentials"),
+    ("  source: s3://bkt/x\n  endpoint: 'https://user:pw@host'\n", "spec.endpoint", "without credentials"),
     ("  source: 'https://host/a/../b'\n", "spec.source", "'..' segments"),
     ("  source: 'https://host/a b'\n", "spec.source", "without whitespace"),
     ("  source: 'https://host/d/..%2F..%2Fescaped'\n", "spec.source", "'..' segments"),
@@ -64,6 +65,7 @@ def test_bad_remote_datasets_name_the_field(spec: str, path: str, problem: str) 
     message = str(caught.value)
     assert message.startswith(f"{SOURCE}: document 1 (Dataset/d): {path}: "), message
     assert problem in message and "\n" not in message
+    assert "pw@" not in message, "credentials are not echoed"
 
 
 def test_a_local_dataset_dumps_without_the_s3_fields() -> None:
