@@ -25,6 +25,8 @@ def full_document(store: Store, obj: Obj) -> dict[str, Any]:
         if owner is not None:
             meta["ownerReferences"] = [{"apiVersion": API_VERSIONS.get(owner.kind, "v1"), "kind": owner.kind,
                                         "name": owner.name, "uid": owner.uid, "controller": True}]
+    if obj.kind == "Pod" and obj.internal.get("node"):  # where it runs, where kubectl users read it
+        doc.setdefault("spec", {})["nodeName"] = obj.internal["node"]
     if obj.kind in ("Pod", "Job", "Pipeline", "Workflow"):
         doc["status"] = copy.deepcopy(obj.status)
     return doc

@@ -119,3 +119,32 @@ spec:
     assert sorted(hosts) == ["pl-n1", "pl-n2"], "one core each: the two array tasks cannot share a node"
     assert [s["node"] for s in multi.json("pipeline", "spread")["status"]["shards"]] == hosts
     assert all(tmp_path.name in (out / str(k) / "local").read_text().split() for k in range(2))
+
+
+def test_the_next_pod_of_an_index_resumes_from_the_major_checkpoint_after_its_node_is_lost(multi: Cli,
+                                                                                            tmp_path: Path) -> None:
+    """The Kubernetes-native pipeline form: index 0's pod hangs in its second init container on one node;
+    that node is lost. The pod fails (NodeLost) and the Job's next pod for index 0, on the other node,
+    restores the L3 checkpoint from shared storage: `gen` does not run again."""
+    from tests.integration.test_pod_pipelines import EXPECTED, job, pods_of, succeeded_logs
+
+    tally, gate = tmp_path / "tally", tmp_path / "gate"
+    hang_once = f'if [ $JOB_COMPLETION_INDEX = 0 ] && [ ! -e {gate} ]; then touch {gate}; sleep 300; fi'
+    multi.apply(job("lost", tally, gate, hang_once, annotations='{podline.io/checkpoint-shared-every: "1"}'))
+    wait_for(gate.exists, timeout=120)
+
+    def first_pod() -> dict | None:
+        pods = [p for p in multi.json("pods")["items"] if p["metadata"]["name"].startswith("lost-0-")]
+        return pods[0] if pods and pods[0]["spec"].get("nodeName") else None
+
+    lost = wait_for(first_pod, timeout=30)["spec"]["nodeName"]
+    lose(lost)
+    assert multi.wait("job/lost", "condition=Complete", timeout=150).returncode == 0
+    assert succeeded_logs(multi, "lost") == EXPECTED
+    assert [(tmp_path / f"tally-{i}").read_text() for i in range(2)] == ["run\n", "run\n"], "gen ran once per index"
+    index0 = [p for p in pods_of(multi, "lost")
+              if p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] == "0"]
+    assert sorted(p["status"]["phase"] for p in index0) == ["Failed", "Succeeded"], index0
+    failed, succeeded = sorted(index0, key=lambda p: p["status"]["phase"])
+    assert failed["status"]["reason"] == "NodeLost" and failed["spec"]["nodeName"] == lost, failed["status"]
+    assert succeeded["spec"]["nodeName"] != lost and succeeded["status"]["restoredFrom"] == "L3"
