@@ -34,8 +34,13 @@ SCRIPT=slurm-nodes-up
 . "$HERE/common.sh"  # log, die
 
 [ "$(id -u)" = 0 ] || die "must run as root (it creates network namespaces and starts slurmd)"
-command -v ip >/dev/null || die "the ip command (iproute2) is missing"
-command -v unshare >/dev/null || die "unshare (util-linux) is missing"
+if ! command -v ip >/dev/null; then
+    log "installing iproute2 from Debian"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Use-Pty=0 iproute2 >/dev/null \
+        || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null; } \
+        || die "the ip command (iproute2) is missing and could not be installed"
+fi
+command -v unshare >/dev/null && command -v nsenter >/dev/null || die "unshare/nsenter (util-linux) are missing"
 [ "$NODES" -ge 1 ] && [ "$NODES" -le 8 ] || die "PODLINE_TEST_NODES must be 1 to 8"
 
 names=""

@@ -153,9 +153,11 @@ def _list_http(remote: Remote, keep: Callable[[str], bool]) -> list[RemoteFile]:
                 if len(urls) > MAX_FILES:
                     raise RemoteError(f"{base}: more than {MAX_FILES} files")
             level = sorted(set(next_level))
-        seen: set[str] = set()
-        unique = [(rel, url) for rel, url in urls if not (rel in seen or seen.add(rel))]
-        return list(pool.map(lambda item: _http_file(remote, *item), unique))
+        by_rel: dict[str, str] = {}
+        for rel, url in urls:  # a page may link a file twice; two URLs for one path would share its file
+            if by_rel.setdefault(rel, url) != url:
+                raise RemoteError(f"{by_rel[rel]!r} and {url!r} would both be {rel!r} in the workspace")
+        return list(pool.map(lambda item: _http_file(remote, *item), by_rel.items()))
 
 
 class _Anchors(HTMLParser):

@@ -269,3 +269,11 @@ def test_keys_that_would_share_a_workspace_path_fail_the_staging(tmp_path: Path,
     bucket(s3, "twins", {"p/a": b"one" * 1000, "p//a": b"two" * 500})
     with pytest.raises(StagingError, match=r"'twins/p//a' does not name a file below the source"):
         stage_dataset(s3_spec(s3, "s3://twins/p"), tmp_path / "ws", 0, 1, tmp_path / "cache")
+
+
+def test_two_links_that_decode_to_one_path_fail_the_staging(tmp_path: Path, http: str, server_dir: Path) -> None:
+    root = server_dir / "twolinks"
+    root.mkdir()
+    (root / "index.html").write_text('<a href="a%FF">1</a> <a href="a%FE">2</a> <a href="ok">3</a> <a href="ok">4</a>')
+    with pytest.raises(StagingError, match=r"would both be 'a\ufffd' in the workspace"):
+        stage_dataset({"source": f"{http}/twolinks/"}, tmp_path / "ws", 0, 1, tmp_path / "cache")
