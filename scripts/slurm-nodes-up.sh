@@ -47,19 +47,22 @@ names=""
 for n in $(seq "$NODES"); do names="$names pl-n$n"; done
 
 # --- the network: a bridge on this machine, a veth pair per node ------------------------------------
+# (No `ip … | grep -q` here: ip writes in pieces, grep -q exits at its match, and under pipefail the
+# SIGPIPE that ip then gets fails the test at random.)
 if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
     ip link add "$BRIDGE" type bridge || die "cannot create bridge $BRIDGE (no network namespaces here?)"
 fi
-ip addr show dev "$BRIDGE" | grep -q "inet $NET.1/24" || ip addr add "$NET.1/24" dev "$BRIDGE"
+ip addr replace "$NET.1/24" dev "$BRIDGE"
 ip link set "$BRIDGE" up
 for n in $(seq "$NODES"); do
     node=pl-n$n
-    ip netns list | grep -qw "^$node" || ip netns add "$node" || die "cannot create network namespace $node"
-    if ! ip link show "$node" >/dev/null 2>&1; then
+    [ -e "/run/netns/$node" ] || ip netns add "$node" || die "cannot create network namespace $node"
+    if ! ip -n "$node" link show eth0 >/dev/null 2>&1; then  # a host end left without its peer goes first
+        ip link del "$node" >/dev/null 2>&1 || true
         ip link add "$node" type veth peer name eth0 netns "$node" || die "cannot create the veth pair of $node"
     fi
     ip link set "$node" master "$BRIDGE" up
-    ip -n "$node" addr show dev eth0 | grep -q "inet $NET.1$n/24" || ip -n "$node" addr add "$NET.1$n/24" dev eth0
+    ip -n "$node" addr replace "$NET.1$n/24" dev eth0
     ip -n "$node" link set eth0 up
     ip -n "$node" link set lo up
 done
@@ -69,6 +72,8 @@ cpus=1
 mem_mb=3000
 conf=$(cat <<CONF
 # Written by podline scripts/slurm-nodes-up.sh: test hosts in network namespaces (see the script).
+# Their slurmds read copies of slurm.conf that differ on purpose (how they reach slurmctld, pid/spool/log).
+DebugFlags=NO_CONF_HASH
 NodeName=pl-n[1-$NODES] NodeHostname=pl-n[1-$NODES] NodeAddr=$NET.1[1-$NODES] CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=multi Nodes=pl-n[1-$NODES] Default=NO MaxTime=INFINITE State=UP OverSubscribe=NO DefMemPerCPU=1000
 CONF
@@ -88,6 +93,16 @@ node_pid() { # the slurmd of a node: a process named slurmd in the node's networ
     done
     return 1
 }
+kill_node() { # every process of the node, until none is left (a forking one may add some meanwhile)
+    local pids
+    for _ in $(seq 50); do
+        pids=$(ip netns pids "$1" 2>/dev/null || true)
+        [ -n "$pids" ] || return 0
+        kill -9 $pids 2>/dev/null || true
+        sleep 0.1
+    done
+    die "processes of $1 survive SIGKILL: $pids"
+}
 started=""
 for n in $(seq "$NODES"); do
     node=pl-n$n
@@ -100,7 +115,7 @@ for n in $(seq "$NODES"); do
         "$CONF_DIR/slurm.conf" > "$node_conf.tmp"
     if [ -f "$node_conf" ] && ! cmp -s "$node_conf" "$node_conf.tmp" && node_pid "$node" >/dev/null; then
         log "slurm.conf changed: restarting $node"
-        ip netns pids "$node" | xargs -r kill -9
+        kill_node "$node"
     fi
     mv "$node_conf.tmp" "$node_conf"
     node_pid "$node" >/dev/null && continue

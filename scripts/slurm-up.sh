@@ -132,8 +132,9 @@ NodeName=${host} NodeAddr=127.0.0.1 CPUs=${cpus}${topology} RealMemory=${real_mb
 PartitionName=debug Nodes=${host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 CONF
 )
-# The test hosts of slurm-nodes-up.sh, once it has described them.
+# The test hosts of slurm-nodes-up.sh, once it has described them (their digest here: a change restarts).
 [ ! -f "$CONF_DIR/test-nodes.conf" ] || conf="$conf
+# test-nodes.conf sha256 $(sha256sum < "$CONF_DIR/test-nodes.conf" | cut -c1-64)
 Include $CONF_DIR/test-nodes.conf"
 conf_changed=0
 if [ ! -f "$CONF" ] || [ "$(cat "$CONF")" != "$conf" ]; then

@@ -30,7 +30,7 @@ ALLOWED: dict[str, str | None] = {
     "gres": _GRES, "gpus": _GRES, "gpus-per-node": _GRES, "gpus-per-task": _GRES, "cpus-per-gpu": _INT,
     "constraint": r"[A-Za-z0-9_.&|,\[\]*-]{1,256}", "reservation": _NAME, "nodelist": _HOSTS,
     "exclude": _HOSTS, "licenses": r"[A-Za-z0-9_.:,@-]{1,256}", "exclusive": None, "oversubscribe": None,
-    "requeue": None, "no-requeue": None, "hint": r"[a-z_]{1,32}", "nice": rf"-?{_INT}",
+    "no-requeue": None, "hint": r"[a-z_]{1,32}", "nice": rf"-?{_INT}",
     "mail-type": r"[A-Z_,0-9]{1,128}", "mail-user": r"[A-Za-z0-9_.+@-]{1,128}",
     "begin": r"[A-Za-z0-9:+-]{1,32}", "deadline": r"[A-Za-z0-9:+-]{1,32}", "signal": r"(B:)?[A-Z0-9]{1,10}(@\d{1,6})?",
     "wckey": _NAME, "switches": r"\d{1,3}(@[0-9:-]{1,16})?", "threads-per-core": _INT, "cores-per-socket": _INT,
@@ -77,6 +77,9 @@ def parse_flags(text: str) -> list[str]:
             option, value_inline = SHORT[token[1]], (token[2:] or None)
         else:
             raise FlagError(f"unexpected argument {token!r} (only sbatch options are accepted)")
+        if option == "requeue":  # the runner never reruns an attempt that started: a requeued job would idle
+            raise FlagError("sbatch option '--requeue' is not allowed: podline retries a job lost with its node "
+                            "itself (backoffLimit), resuming from checkpoints")
         if option not in ALLOWED:
             raise FlagError(f"sbatch option {token.split('=')[0]!r} is not allowed")
         value, i = _take_value(option, value_inline, tokens, i)

@@ -21,6 +21,13 @@ Its default place may be /tmp/podline-images-<uid>, which another user of a shar
 and fill. So the root is created with mode 0700 (its subdirectories too), and before every use it is
 lstat()ed: a symlink, a non-directory, a directory owned by another uid, or one group/world-writable is
 refused with an ImageError naming it (nothing under it is read).
+
+Garbage collection follows the kubelet's image GC: after a pull, when the filesystem holding the cache is more
+than `PODLINE_IMAGE_GC_HIGH_PERCENT` (default 85) full, the least recently used entries go until it is at
+most `PODLINE_IMAGE_GC_LOW_PERCENT` (default 80) full. An entry in use is never collected: a process that
+runs an image holds a shared flock on the entry's lock file until it exits (`hold`), and collection takes
+that lock exclusively without waiting, skipping the entry when it cannot (in use, or being built). An entry
+is collected by renaming it into tmp/ under the lock, then removing it, so no one sees half an image.
 """
 
 from __future__ import annotations
@@ -37,6 +44,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .errors import ImageError
+
+GC_HIGH = float(os.environ.get("PODLINE_IMAGE_GC_HIGH_PERCENT", "85"))
+GC_LOW = float(os.environ.get("PODLINE_IMAGE_GC_LOW_PERCENT", "80"))
+USED_MARK = "used"  # in an entry: its mtime is when a process last took it into use
+
+Usage = Callable[[Path], tuple[int, int]]  # (bytes used, bytes total) of the filesystem holding a path
+_HELD: dict[Path, int] = {}  # entry -> the fd of this process's shared lock on it (released at exit)
+
+
+def disk_usage(path: Path) -> tuple[int, int]:
+    st = os.statvfs(path)
+    total = st.f_blocks * st.f_frsize
+    return total - st.f_bavail * st.f_frsize, total
 
 
 def remove_tree(path: Path | str) -> None:
@@ -127,13 +147,66 @@ class ImageCache:
     @contextlib.contextmanager
     def lock(self, digest: str) -> Iterator[None]:
         self.check()
-        locks = self._subdir("locks")
-        fd = os.open(locks / f"{_hex(digest)}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        fd = self._lock_fd(digest)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)  # releases the lock
+
+    def _lock_fd(self, digest: str) -> int:
+        locks = self._subdir("locks")
+        return os.open(locks / f"{_hex(digest)}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+
+    # --- use and collection ---------------------------------------------------------------------------
+    def hold(self, digest: str) -> bool:
+        """Mark the entry in use by this process until it exits (or `release`), and note the time of use.
+        False when the entry is gone (collected since it was looked up): the caller prepares it again."""
+        entry = self.entry(digest)
+        if entry not in _HELD:
+            fd = self._lock_fd(digest)
+            fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a collection or a build holds it
+            if not self.has(digest):
+                os.close(fd)
+                return False
+            _HELD[entry] = fd
+        with contextlib.suppress(OSError):
+            (entry / USED_MARK).touch()
+        return True
+
+    def release(self, digest: str) -> None:
+        fd = _HELD.pop(self.entry(digest), None)
+        if fd is not None:
+            os.close(fd)
+
+    def collect(self, usage: Usage = disk_usage, high: float | None = None, low: float | None = None) -> list[str]:
+        """Remove least recently used entries not in use while the disk is fuller than `high` percent, until it
+        is at most `low` percent full (see the module docstring). Returns the digests removed."""
+        high, low = GC_HIGH if high is None else high, GC_LOW if low is None else low
+        used, total = usage(self.root)
+        if not total or used * 100 <= high * total:
+            return []
+        removed: list[str] = []
+        for entry in sorted(self._subdir("sha256").iterdir(), key=_last_use):
+            if used * 100 <= low * total:
+                break
+            digest = f"sha256:{entry.name}"
+            if entry in _HELD or not _is_digest(entry.name):
+                continue
+            fd = self._lock_fd(digest)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # in use by a running pod, or being built
+                    continue
+                doomed = Path(tempfile.mkdtemp(prefix=f"{entry.name}.gc.", dir=self._subdir("tmp")))
+                os.rename(entry, doomed / "entry")
+            finally:
+                os.close(fd)
+            remove_tree(doomed)
+            removed.append(digest)
+            used, total = usage(self.root)
+        return removed
 
     def ensure(self, digest: str, build: Callable[[Path], None]) -> bool:
         """Make sure the entry for `digest` exists, calling build(tmpdir) at most once across all processes.
@@ -167,3 +240,15 @@ def _hex(digest: str) -> str:
     if algorithm != "sha256" or len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
         raise ValueError(f"not a sha256 digest: {digest!r}")
     return hexpart
+
+
+def _is_digest(name: str) -> bool:
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+
+
+def _last_use(entry: Path) -> float:
+    """When a process last took the entry into use (else when it was built)."""
+    for path in (entry / USED_MARK, entry):
+        with contextlib.suppress(OSError):
+            return path.stat().st_mtime
+    return 0.0

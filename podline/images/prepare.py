@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,13 +54,29 @@ def prepare(reference: str, pull_policy: str, cache_dir: Path, *, auth_file: Pat
         return PreparedImage(reference, "", Path(ref.path), ImageConfig(), False, time.monotonic() - started)
     cache = ImageCache(Path(cache_dir), reference)
     cache.check()  # before anything in it is trusted (and again before each use)
-    if ref.transport == "docker":
-        digest, pulled = _from_registry(ref, reference, pull_policy, cache, auth_file, tuple(insecure))
+    for _ in range(3):  # a collection may remove the entry between its lookup and its use: prepare it again
+        if ref.transport == "docker":
+            digest, pulled = _from_registry(ref, reference, pull_policy, cache, auth_file, tuple(insecure))
+        else:
+            digest, pulled = _from_local(ref, reference, pull_policy, cache)
+        if cache.hold(digest):
+            break
     else:
-        digest, pulled = _from_local(ref, reference, pull_policy, cache)
+        raise ImageError(f"{reference}: its cache entry keeps being collected (is the disk full?)", transient=True)
+    if pulled:
+        _collect(cache)
     entry = cache.entry(digest)
     config = ImageConfig.from_image_config((entry / "config.json").read_bytes())
     return PreparedImage(reference, digest, entry / "rootfs", config, pulled, time.monotonic() - started)
+
+
+def _collect(cache: ImageCache) -> None:
+    """After a pull, the kubelet's image GC (see cache.py); housekeeping: the pull itself succeeded."""
+    try:
+        for digest in cache.collect():
+            print(f"podline: image cache: removed unused {digest} (disk over its high mark)", file=sys.stderr)
+    except OSError as exc:
+        print(f"podline: image cache collection failed: {exc!r}", file=sys.stderr)
 
 
 def _never(reference: str) -> ImageError:

@@ -75,10 +75,11 @@ def sbatch_options(name: str, namespace: str, uid: str, pod_spec: dict[str, Any]
             options.append(f"--{key}={value}")
     if array is not None:
         options.append(f"--array={array}")
-    flags = flags_from_annotations(annotations)
-    if "--requeue" not in flags:  # a job lost with its node ends (NODE_FAIL): the controller retries it at once,
-        options.append("--no-requeue")  # counted against backoffLimit, where Slurm's requeue waits ~2 minutes
-    return merge_options(options, flags)
+    # A job lost with its node ends (NODE_FAIL) and the controller retries it at once, counted against
+    # backoffLimit; Slurm's requeue would hold it ~2 minutes and then rerun an attempt the runner refuses to
+    # run twice (`--requeue` is refused in annotations).
+    options.append("--no-requeue")
+    return merge_options(options, flags_from_annotations(annotations))
 
 
 def merge_options(base: list[str], extra: list[str]) -> list[str]:

@@ -46,14 +46,27 @@ def multi(cli: Cli, tmp_path: Path) -> Iterator[Cli]:
         "--scratch-dir", str(NODE_LOCAL / tmp_path.name))
     cli("config", "use-context", "nodes")
     cli.env["PODLINE_SHM_DIR"] = f"/dev/shm/podline-test-{tmp_path.name}"  # RAM of the node (conftest's is shared)
-    yield cli
-    cancel_leftovers(shared)
-    subprocess.run(["bash", str(SCRIPTS / "slurm-nodes-up.sh")], capture_output=True, timeout=120)  # a lost node back
+    try:
+        yield cli
+    finally:
+        try:
+            cancel_leftovers(shared)
+        finally:  # a node a test lost comes back for the next test, or the failure says why not
+            back = subprocess.run(["bash", str(SCRIPTS / "slurm-nodes-up.sh")], capture_output=True, text=True,
+                                  timeout=120)
+            assert back.returncode == 0, f"slurm-nodes-up.sh: {back.stderr[-2000:]}"
 
 
 def lose(node: str) -> None:
-    pids = subprocess.run(["ip", "netns", "pids", node], capture_output=True, text=True, check=True).stdout.split()
-    subprocess.run(["kill", "-9", *pids], check=True)
+    """Every process of the node at once (its slurmd, the job's runner and steps), again until none is left
+    (one may fork meanwhile); then it is marked down, as a health check would."""
+    def survivors() -> list[str]:
+        pids = subprocess.run(["ip", "netns", "pids", node], capture_output=True, text=True).stdout.split()
+        if pids:
+            subprocess.run(["kill", "-9", *pids], capture_output=True)
+        return pids
+
+    wait_for(lambda: not survivors(), timeout=10)
     subprocess.run(["scontrol", "update", f"nodename={node}", "state=down", "reason=podline test: node lost"],
                    check=True)
 

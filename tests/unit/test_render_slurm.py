@@ -80,13 +80,10 @@ def test_any_accepted_flag_is_inert_on_an_sbatch_line(text: str) -> None:
 
 
 
-@pytest.mark.parametrize(("flags", "expected"), [
-    ("", ["--no-requeue"]),  # a job lost with its node ends, and the controller retries it at once
-    ("--requeue", ["--requeue"]),  # the manifest hands node failures back to Slurm's requeue
-    ("--no-requeue", ["--no-requeue"]),
-])
-def test_jobs_are_not_requeued_by_slurm_unless_the_manifest_asks(flags: str, expected: list[str]) -> None:
+def test_jobs_are_not_requeued_by_slurm_and_a_manifest_cannot_ask_for_it() -> None:
     from podline.plan.slurm import sbatch_options
-    options = sbatch_options("p", "default", "u", {"containers": [{"name": "c"}]},
-                             {"slurm.hpk.io/flags": flags} if flags else {}, PLACEMENT, "/o", "/w")
-    assert [o for o in options if o.endswith("requeue")] == expected
+    options = sbatch_options("p", "default", "u", {"containers": [{"name": "c"}]}, {}, PLACEMENT, "/o", "/w")
+    assert [o for o in options if o.endswith("requeue")] == ["--no-requeue"]
+    with pytest.raises(FlagError, match="podline retries a job lost with its node itself"):
+        parse_flags("--exclusive --requeue")
+    assert parse_flags("--no-requeue") == ["--no-requeue"]
