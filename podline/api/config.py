@@ -89,6 +89,16 @@ def config_path(home: Path) -> Path:
     return home / "config.yaml"
 
 
+def shared_dir(home: Path, ctx: Context | None) -> Path:
+    """A context's shared directory (seen by every node): its own, else `$PODLINE_HOME/shared`."""
+    return Path(ctx.shared_dir) if ctx is not None and ctx.shared_dir else home / "shared"
+
+
+def image_store(home: Path, ctx: Context | None) -> Path:
+    """Where `podline image load` keeps images for a context (see podline.images.store)."""
+    return shared_dir(home, ctx) / "images" / "store"
+
+
 def load_config(home: Path) -> Config:
     path = config_path(home)
     if not path.exists():

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from podline.api.config import Context
+from podline.api.config import Context, shared_dir
 from podline.backends.base import Observation, SubmitError
 from podline.backends.sbatch import Sbatch
 from podline.backends.squeue import SlurmJob, SqueueWatcher
@@ -49,7 +49,7 @@ class SlurmBackend:
 
     def __init__(self, context_name: str, ctx: Context, home: Path, notify: str = "") -> None:
         self.context_name = context_name
-        self.shared = Path(ctx.shared_dir) if ctx.shared_dir else home / "shared"
+        self.shared = shared_dir(home, ctx)
         self.placement = Placement(ctx.partition, ctx.account, ctx.qos, ctx.time_limit, sys.executable)
         self.notify = notify
         self.watcher = SqueueWatcher()

@@ -7,6 +7,7 @@ import click
 from podline import __version__
 from podline.cli.common import State
 from podline.cli.config_cmds import config
+from podline.cli.image_cmds import image
 from podline.cli.lifecycle import down, status, up
 from podline.cli.render_cmd import render
 from podline.cli.resources import apply, delete, describe, get, run, scale
@@ -23,7 +24,7 @@ def cli(ctx: click.Context, context: str | None, namespace: str) -> None:
     ctx.obj = State(context=context, namespace=namespace)
 
 
-for command in (apply, get, describe, delete, run, scale, logs, wait, up, down, status, config, render):
+for command in (apply, get, describe, delete, run, scale, logs, wait, up, down, status, config, render, image):
     cli.add_command(command)
 
 

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from podline.api.config import image_store, shared_dir
 from podline.api.core import ConfigMap, Secret
 from podline.api.dataset import Dataset
 from podline.backends.base import Backend
@@ -51,6 +52,7 @@ class Ctx:
 
         The image cache is node-local: the context's `image_cache`, else `<scratch_dir>/images`, else for the
         local backend `$PODLINE_HOME/images` (on Slurm without either, the runner uses its node's $TMPDIR).
+        The image store (`podline image load`) is on the shared directory, where every node sees it.
         """
         home = self.backends.home
         conf = self.backends.config().contexts.get(obj.context)
@@ -61,13 +63,14 @@ class Ctx:
             cache = str(home / "images")
         auth = conf.registry_auth_file or (str(home / "auth.json") if (home / "auth.json").exists() else None)
         return {"runtime": conf.runtime,
-                "images": {"cache": cache, "authFile": auth, "insecure": list(conf.insecure_registries)}}
+                "images": {"cache": cache, "authFile": auth, "insecure": list(conf.insecure_registries),
+                           "store": str(image_store(home, conf))}}
 
     def dirs_for(self, obj: Obj) -> dict[str, str | None]:
         """Shared directory (L3, logs) and node-local scratch (L2, disk workspaces) of the object's context."""
         home = self.backends.home
         conf = self.backends.config().contexts.get(obj.context)
-        shared = conf.shared_dir if conf and conf.shared_dir else str(home / "shared")
+        shared = str(shared_dir(home, conf))
         scratch = conf.scratch_dir if conf and conf.scratch_dir else None
         if scratch is None and self.backend_for(obj).admits_locally:
             scratch = str(home / "scratch")

@@ -29,6 +29,7 @@ from .manifest import Blob, Manifest
 from .model import ImageConfig, PreparedImage
 from .reference import Reference, parse_reference
 from .registry import Registry
+from .store import ImageStore
 from .stream import LayerStream
 from .unpack import LayerApplier
 
@@ -42,10 +43,12 @@ class _Source(Protocol):
 
 
 def prepare(reference: str, pull_policy: str, cache_dir: Path, *, auth_file: Path | None = None,
-            insecure: Sequence[str] = ()) -> PreparedImage:
-    """Make `reference` available as a rootfs on this node; see the module docstring for the policies."""
+            insecure: Sequence[str] = (), store: Path | None = None) -> PreparedImage:
+    """Make `reference` available as a rootfs on this node; see the module docstring for the policies. A bare
+    `name:tag` loaded into the image `store` (`podline image load`) is that image, else it is pulled."""
     started = time.monotonic()
-    ref = parse_reference(reference)
+    loaded = ImageStore(store).lookup(reference) if store is not None else None
+    ref = parse_reference(loaded or reference)
     if pull_policy not in POLICIES:
         raise ImageError(f"{reference}: unknown imagePullPolicy {pull_policy!r} (Always, IfNotPresent or Never)")
     if ref.transport == "dir":
@@ -58,7 +61,7 @@ def prepare(reference: str, pull_policy: str, cache_dir: Path, *, auth_file: Pat
         if ref.transport == "docker":
             digest, pulled = _from_registry(ref, reference, pull_policy, cache, auth_file, tuple(insecure))
         else:
-            digest, pulled = _from_local(ref, reference, pull_policy, cache)
+            digest, pulled = _from_local(ref, loaded or reference, pull_policy, cache)
         if cache.hold(digest):
             break
     else:

@@ -53,6 +53,7 @@ class Engine:
         self.cache = Path(settings["cache"]) if settings.get("cache") else default_cache()
         self.auth_file = Path(settings["authFile"]) if settings.get("authFile") else None
         self.insecure: list[str] = list(settings.get("insecure", []))
+        self.store = Path(settings["store"]) if settings.get("store") else None  # `podline image load`
         self.pod = dict(pod)
         self.volume_paths, self.rundir = volume_paths, rundir
         self.shm = shm if self.name != "host" else None
@@ -95,7 +96,8 @@ class Engine:
         delay = PULL_BACKOFF
         for attempt in range(PULL_RETRIES + 1):
             try:
-                return prepare(image, policy, self.cache, auth_file=self.auth_file, insecure=self.insecure)
+                return prepare(image, policy, self.cache, auth_file=self.auth_file, insecure=self.insecure,
+                               store=self.store)
             except ImageError as exc:
                 if not exc.transient or attempt == PULL_RETRIES or stopping.wait(delay):
                     raise ImagePullFailed(container, exc) from None
