@@ -25,13 +25,12 @@ from podline.backends.sbatch import Sbatch
 from podline.backends.squeue import SlurmJob, SqueueWatcher
 from podline.plan.ranges import compress
 from podline.plan.slurm import COMMENT_PREFIX, Placement, render_indexed_job, render_pod
-from podline.runtime.files import read_json, write_json_atomic
+from podline.runtime.files import STOP_REQUESTED, read_json, write_json_atomic
 
 QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "CONFIGURING", "POWER_UP_NODE"}
 ACTIVE = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING", "SUSPENDED", "STOPPED"}
 LOST_REASON = {"TIMEOUT": "DeadlineExceeded", "DEADLINE": "DeadlineExceeded", "OUT_OF_MEMORY": "OOMKilled",
                "NODE_FAIL": "NodeLost", "BOOT_FAIL": "NodeLost", "CANCELLED": "Cancelled", "PREEMPTED": "Preempted"}
-STOP_REQUESTED = "stop-requested"  # in a run directory: podline itself asked this attempt to stop
 TRANSIENT = ("Unable to contact slurm controller", "Socket timed out", "temporarily unable",
              "Resource temporarily unavailable", "Connection refused", "Zero Bytes were transmitted")
 

@@ -10,6 +10,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+STOP_REQUESTED = "stop-requested"  # in a run directory: podline asked this attempt to stop (or gave it up)
+
+
+def stop_requested(rundir: Path) -> bool:
+    """Has podline given this attempt up? A runner on a node declared lost may still be running (its slurmd
+    died, not its processes) while another attempt has started elsewhere: it must publish nothing."""
+    return (rundir / STOP_REQUESTED).exists()
+
 
 def log_file(rundir: Path, container: str) -> Path:
     """Where a container's (or step's) output goes in its run directory, on every backend."""

@@ -24,10 +24,10 @@ from typing import Any
 from podline.runtime.container import ContainerWorker, terminate_all
 from podline.runtime.engine import Engine, ImagePullFailed
 from podline.runtime.expand import container_env, expand
-from podline.runtime.files import notify_address, rfc3339, write_status
+from podline.runtime.files import notify_address, rfc3339, stop_requested, write_status
 from podline.runtime.staging import StagingError
 from podline.runtime.volumes import shm_root
-from podline.runtime.workspace import Workspace
+from podline.runtime.workspace import GivenUp, Workspace
 
 BACKOFF_BASE = float(os.environ.get("PODLINE_RESTART_BACKOFF_SECONDS", "1"))
 CHECK_INTERVAL = 1.0
@@ -48,7 +48,8 @@ class PipelineRunner:
         self.shards = int(plan["shards"])
         self.shard_dir = Path(plan["shardDir"].replace("{shard}", str(self.shard)))  # logs/, across attempts
         self.pod = {**plan["pod"], "name": f"{plan['pod']['name']}-{self.shard}"}
-        self.workspace = Workspace(plan, self.shard, self._log, on_saved=self._wake)
+        self.workspace = Workspace(plan, self.shard, self._log, on_saved=self._wake,
+                                   given_up=lambda: stop_requested(rundir))
         shm = shm_root() / f"podline-{plan['pod']['uid']}-{self.shard}.shm"
         self.engine = Engine(plan, self.pod, {"workspace": self.workspace.path}, self.shard_dir, shm)
         self.specs = {s["name"]: s for s in plan["steps"]}
@@ -196,6 +197,10 @@ class PipelineRunner:
             except OSError as exc:  # e.g. the destination is not writable: the steps' work stays (L1, L2)
                 ok = False
                 self.stop_reason = ("StageOutFailed", f"stage-out: {exc}")
+            except GivenUp as exc:
+                ok = False
+                self.stop_reason = ("GivenUp", str(exc))
+                self._log(str(exc))
             self.status["timings"]["stageOut"] = round(time.monotonic() - began, 3)
         self.phase = "Succeeded" if ok else "Failed"
         self.write_status(finished=True)

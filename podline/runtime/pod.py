@@ -32,7 +32,7 @@ from podline.runtime import argo_io
 from podline.runtime.container import ContainerWorker, terminate_all
 from podline.runtime.engine import Engine, ImagePullFailed
 from podline.runtime.expand import container_env, expand
-from podline.runtime.files import notify_address, rfc3339, write_json_atomic, write_status
+from podline.runtime.files import notify_address, rfc3339, stop_requested, write_json_atomic, write_status
 from podline.runtime.pipeline import PipelineRunner
 from podline.runtime.pod_workspace import PodWorkspace
 from podline.runtime.volumes import VolumeError, Volumes
@@ -53,7 +53,8 @@ class PodRunner:
         self.engine = Engine(plan, self.pod, self.volumes.paths, rundir, self.volumes.memory_root / "_shm")
         self.inits = [self._worker(c, True) for c in plan["initContainers"]]
         self.mains = [self._worker(c, False) for c in plan["containers"]]
-        self.workspace = PodWorkspace(plan, index, self._log) if plan.get("workspace") else None
+        self.workspace = (PodWorkspace(plan, index, self._log, given_up=lambda: stop_requested(rundir))
+                          if plan.get("workspace") else None)
         for worker in self.inits + self.mains if self.workspace else []:
             worker.before_restart = self.workspace.rewind
         self.argo: dict[str, Any] | None = plan.get("argo")  # a workflow step: Argo's executor duties

@@ -18,7 +18,8 @@ from podline.runtime.workspace import Workspace
 
 
 class PodWorkspace:
-    def __init__(self, plan: dict[str, Any], index: int | None, log: Callable[[str], None]) -> None:
+    def __init__(self, plan: dict[str, Any], index: int | None, log: Callable[[str], None],
+                 given_up: Callable[[], bool] = lambda: False) -> None:
         spec = plan["workspace"]
         key = spec["key"].replace("{index}", str(index if index is not None else 0))
         like_a_shard = {"pod": {"uid": key}, "dirs": spec["dirs"], "checkpoint": spec["checkpoint"],
@@ -29,7 +30,7 @@ class PodWorkspace:
         # nothing before it runs again, so that copy must exist (pipeline steps, rerun from whatever checkpoint
         # is found, can have theirs made in the background).
         self.workspace = Workspace(like_a_shard, 0, log, name=f"podline-{key}", directory=self.volume,
-                                   background_l2=False)
+                                   background_l2=False, given_up=given_up)
         self.resumable: bool = spec["resumable"]
         self.restored_from: str | None = None
         self.log = log

@@ -39,13 +39,18 @@ def scratch_root(plan: dict[str, Any]) -> Path:
     return Path(os.environ.get("TMPDIR") or "/tmp") / "podline-scratch"
 
 
+class GivenUp(Exception):
+    """podline gave this attempt up while it ran (see files.stop_requested)."""
+
+
 class Workspace:
     def __init__(self, plan: dict[str, Any], shard: int, log: Callable[[str], None], *,
                  name: str = "", directory: str = "ws", on_saved: Callable[[], None] | None = None,
-                 background_l2: bool = True) -> None:
+                 background_l2: bool = True, given_up: Callable[[], bool] = lambda: False) -> None:
         """`name` (default podline-<uid>-<shard>) and `directory` place a pod's emptyDir where its other
         volumes live (podline-<uid>/<volume>); `on_saved` is called (from the copier's thread) when a
-        background L2 copy is complete; `background_l2` False makes every L2 copy before returning."""
+        background L2 copy is complete; `background_l2` False makes every L2 copy before returning;
+        `given_up` says when podline has given this attempt up: then it writes nothing shared (L3, outputs)."""
         uid = plan["pod"]["uid"]
         key = name or f"podline-{uid}-{shard}"
         scratch = scratch_root(plan)
@@ -66,6 +71,7 @@ class Workspace:
         self.saved_lock = threading.Lock()
         self.on_saved = on_saved
         self.background_l2 = background_l2
+        self.given_up = given_up
         self.copier = BackgroundCopier(self.path, self.levels["L2"], log, self._l2_saved)
         self.hashes: dict[str, tuple[tuple[int, int, int], str, int]] = {}  # rel -> (identity, hash, hashed at)
         # rel -> (identity when staged, hash, the dataset cache object with its bytes): L2 links, not copies
@@ -130,7 +136,9 @@ class Workspace:
         elif l2_due:  # asked for, or steps here change files in place (a background copy would be torn again)
             self.settle_copies()
             self._save("L2", snap, expected, sources)
-        if l3_due:
+        if l3_due and self.given_up():
+            self.log(f"no L3 copy of seq {snap.seq}: podline gave this attempt up (another may be running)")
+        elif l3_due:
             self._save("L3", snap, expected)
 
     def _staged_unchanged(self, snap: ck.Snapshot) -> ck.Sources:
@@ -252,7 +260,10 @@ class Workspace:
 
     def stage_out(self, outputs: list[dict[str, Any]], shard: int, shards: int) -> int:
         """Copy each output to its destination (per shard a subdirectory when there are several shards);
-        written aside and renamed, so a destination is either the old or the complete new result."""
+        written aside and renamed, so a destination is either the old or the complete new result. An attempt
+        podline gave up publishes nothing (`GivenUp`): another attempt owns the destination now."""
+        if self.given_up():
+            raise GivenUp("podline gave this attempt up (its node was declared lost?): outputs not staged out")
         copied = 0
         for item in outputs:
             source = self.path / item["path"]

@@ -161,3 +161,40 @@ def test_the_next_pod_of_an_index_resumes_from_the_major_checkpoint_after_its_no
     failed, succeeded = sorted(index0, key=lambda p: p["status"]["phase"])
     assert failed["status"]["reason"] == "NodeLost" and failed["spec"]["nodeName"] == lost, failed["status"]
     assert succeeded["spec"]["nodeName"] != lost and succeeded["status"]["restoredFrom"] == "L3"
+
+
+def test_an_attempt_left_running_on_a_node_declared_lost_publishes_nothing(multi: Cli, tmp_path: Path) -> None:
+    """Only the node's slurmd dies; the job's processes go on (as when slurmd crashes, or the node is cut
+    off). Slurm declares the node down and the job failed, podline retries the shard on the other node at
+    once, and the first attempt, still running, must not overwrite the retry's outputs when it ends."""
+    out, gate = tmp_path / "out", tmp_path / "gate"
+    report = (f"if [ ! -e {gate} ]; then touch {gate}; sleep 8; fi; mkdir -p result; "
+              "hostname > result/by; echo attempt on $(hostname) >> ../attempts")
+    multi.apply(f"""
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {{name: fenced}}
+spec:
+  backoffLimit: 2
+  checkpoint: {{nodeLocalEvery: 1, sharedEvery: 0}}
+  outputs: [{{path: result, destination: {out}}}]
+  steps:
+  - {{name: report, image: busybox, command: [sh, -c, '{report}']}}
+""")
+    wait_for(gate.exists, timeout=120)
+    lost = wait_for(lambda: multi.json("pipeline", "fenced")["status"]["shards"][0].get("node"), timeout=30)
+    slurmd = [pid for pid in subprocess.run(["ip", "netns", "pids", lost], capture_output=True, text=True,
+                                            check=True).stdout.split()
+              if Path(f"/proc/{pid}/comm").read_text().strip() == "slurmd"]
+    subprocess.run(["kill", "-9", *slurmd], check=True)  # the node's daemon only: its job runs on
+    subprocess.run(["scontrol", "update", f"nodename={lost}", "state=down", "reason=podline test: slurmd lost"],
+                   check=True)
+    assert multi.wait("pipeline/fenced", "phase=Succeeded", timeout=120).returncode == 0, \
+        multi("describe", "pipeline", "fenced").stdout
+    retried_on = (out / "by").read_text().strip()
+    assert retried_on != lost
+    wait_for(lambda: not subprocess.run(["ip", "netns", "pids", lost], capture_output=True, text=True).stdout.split(),
+             timeout=30)  # the first attempt has ended by itself
+    assert (out / "by").read_text().strip() == retried_on, "the attempt podline gave up published nothing"
+    shard = multi.json("pipeline", "fenced")["status"]["shards"][0]
+    assert shard["attempts"] == 2 and shard["node"] == retried_on, shard
