@@ -9,6 +9,7 @@ out of reach for the retry on the other node: only a major (L3) checkpoint on sh
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,8 +43,9 @@ pytestmark = pytest.mark.skipif(NODES_REASON is not None, reason=NODES_REASON or
 def multi(cli: Cli, tmp_path: Path) -> Iterator[Cli]:
     shared = tmp_path / "shared"
     shared.mkdir()
+    scratch = f"{tmp_path.parent.name}-{tmp_path.name}"  # unique: node-local directories outlive pytest's
     cli("config", "set-context", "nodes", "--backend", "slurm", "--partition", "multi", "--shared-dir", str(shared),
-        "--scratch-dir", str(NODE_LOCAL / tmp_path.name))
+        "--scratch-dir", str(NODE_LOCAL / scratch))
     cli("config", "use-context", "nodes")
     cli.env["PODLINE_SHM_DIR"] = f"/dev/shm/podline-test-{tmp_path.name}"  # RAM of the node (conftest's is shared)
     try:
@@ -52,6 +54,8 @@ def multi(cli: Cli, tmp_path: Path) -> Iterator[Cli]:
         try:
             cancel_leftovers(shared)
         finally:  # a node a test lost comes back for the next test, or the failure says why not
+            for node_local in Path("/var/lib/podline-nodes").glob(f"*/local/{scratch}"):
+                shutil.rmtree(node_local, ignore_errors=True)
             back = subprocess.run(["bash", str(SCRIPTS / "slurm-nodes-up.sh")], capture_output=True, text=True,
                                   timeout=120)
             assert back.returncode == 0, f"slurm-nodes-up.sh: {back.stderr[-2000:]}"
@@ -113,7 +117,7 @@ spec:
 
 
 def test_two_shards_of_one_array_run_on_two_nodes_each_with_its_own_local_disk(multi: Cli, tmp_path: Path) -> None:
-    out = tmp_path / "out"
+    out, mine = tmp_path / "out", f"{NODE_LOCAL}/{tmp_path.parent.name}-{tmp_path.name}"
     multi.apply(f"""
 apiVersion: podline.io/v1alpha1
 kind: Pipeline
@@ -125,13 +129,16 @@ spec:
   - name: where
     image: busybox
     resources: {{requests: {{cpu: "1"}}}}
-    command: [sh, -c, 'mkdir -p result && hostname > result/host && ls {NODE_LOCAL} > result/local && sleep 1']
+    command: [sh, -c, 'mkdir -p result {mine} && hostname > result/host && touch {mine}/shard-$PODLINE_SHARD
+      && sleep 1 && ls {mine} > result/local']
 """)
     assert multi.wait("pipeline/spread", "phase=Succeeded", timeout=120).returncode == 0
     hosts = [(out / str(k) / "host").read_text().strip() for k in range(2)]
     assert sorted(hosts) == ["pl-n1", "pl-n2"], "one core each: the two array tasks cannot share a node"
     assert [s["node"] for s in multi.json("pipeline", "spread")["status"]["shards"]] == hosts
-    assert all(tmp_path.name in (out / str(k) / "local").read_text().split() for k in range(2))
+    listed = [(out / str(k) / "local").read_text().split() for k in range(2)]
+    assert [name for name in listed[0] + listed[1] if name.startswith("shard-")] == ["shard-0", "shard-1"], \
+        f"each node saw only its own shard's file in its local directory: {listed}"
 
 
 def test_the_next_pod_of_an_index_resumes_from_the_major_checkpoint_after_its_node_is_lost(multi: Cli,
@@ -198,3 +205,36 @@ spec:
     assert (out / "by").read_text().strip() == retried_on, "the attempt podline gave up published nothing"
     shard = multi.json("pipeline", "fenced")["status"]["shards"][0]
     assert shard["attempts"] == 2 and shard["node"] == retried_on, shard
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+def test_a_loaded_image_runs_on_every_node_each_unpacking_it_once(multi: Cli, tmp_path: Path) -> None:
+    """`podline image load` puts the archive on the shared directory; each node unpacks it into its own
+    node-local image cache the first time one of its pods needs it."""
+    from tests.imagebuild import busybox_layer, docker_archive, image_config
+
+    docker_archive(tmp_path / "tools.tar", [busybox_layer()], image_config(cmd=["sh"], env=["PATH=/bin"]),
+                   repo_tag="lab/tools:1")
+    multi("config", "set-context", "nodes", "--runtime", "bwrap")
+    multi("image", "load", str(tmp_path / "tools.tar"))
+    out = tmp_path / "out"
+    multi.apply(f"""
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {{name: boxed}}
+spec:
+  shards: 2
+  outputs: [{{path: result, destination: {out}}}]
+  steps:
+  - name: where
+    image: lab/tools:1
+    resources: {{requests: {{cpu: "1"}}}}
+    command: [sh, -c, 'mkdir -p result && echo $SLURM_JOB_NODELIST > result/host && ls /bin/busybox > result/in-image
+      && sleep 1']
+""")
+    assert multi.wait("pipeline/boxed", "phase=Succeeded", timeout=120).returncode == 0, \
+        multi("describe", "pipeline", "boxed").stdout
+    assert sorted((out / str(k) / "host").read_text().strip() for k in range(2)) == ["pl-n1", "pl-n2"]
+    assert all((out / str(k) / "in-image").read_text() == "/bin/busybox\n" for k in range(2))
+    shards = multi.json("pipeline", "boxed")["status"]["shards"]
+    assert [s["images"][0]["pulled"] for s in shards] == [True, True], "node-local caches: one unpack per node"
