@@ -40,6 +40,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -72,7 +73,13 @@ def remove_tree(path: Path | str) -> None:
                 if not os.path.islink(child):
                     with contextlib.suppress(OSError):
                         os.chmod(child, stat.S_IRWXU)
-    shutil.rmtree(path)
+    shutil.rmtree(path, onerror=_gone_is_fine)
+
+
+def _gone_is_fine(function: object, path: str, exc_info: tuple) -> None:
+    """Another process removing the same tree (a collection's leftovers) is no error."""
+    if not isinstance(exc_info[1], FileNotFoundError):
+        raise exc_info[1]
 
 
 class ImageCache:
@@ -186,6 +193,7 @@ class ImageCache:
         used, total = usage(self.root)
         if not total or used * 100 <= high * total:
             return []
+        self._sweep_tmp()
         removed: list[str] = []
         for entry in sorted(self._subdir("sha256").iterdir(), key=_last_use):
             if used * 100 <= low * total:
@@ -199,14 +207,44 @@ class ImageCache:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:  # in use by a running pod, or being built
                     continue
-                doomed = Path(tempfile.mkdtemp(prefix=f"{entry.name}.gc.", dir=self._subdir("tmp")))
-                os.rename(entry, doomed / "entry")
+                gc_dir = self._subdir("tmp") / "gc"  # apart from tmp/<hex>.*, which builders clean up
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(gc_dir, 0o700)
+                doomed = Path(tempfile.mkdtemp(prefix=f"{entry.name}.", dir=gc_dir))
+                try:
+                    os.rename(entry, doomed / "entry")
+                except FileNotFoundError:  # another collection took it first
+                    remove_tree(doomed)
+                    continue
             finally:
                 os.close(fd)
             remove_tree(doomed)
             removed.append(digest)
             used, total = usage(self.root)
         return removed
+
+    def _sweep_tmp(self) -> None:
+        """What builders and collections killed midway left in tmp/: a build whose lock is free (nobody is
+        building that digest), and every collection leftover older than a minute."""
+        tmp_root = self._subdir("tmp")
+        for leftover in tmp_root.iterdir():
+            if leftover.name == "gc":
+                for doomed in leftover.iterdir():
+                    with contextlib.suppress(OSError):
+                        if time.time() - doomed.stat().st_mtime > 60:
+                            remove_tree(doomed)
+                continue
+            hexpart = leftover.name.split(".", 1)[0]
+            if not _is_digest(hexpart):
+                continue
+            fd = self._lock_fd(f"sha256:{hexpart}")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                remove_tree(leftover)
+            except BlockingIOError:
+                continue  # being built now
+            finally:
+                os.close(fd)
 
     def ensure(self, digest: str, build: Callable[[Path], None]) -> bool:
         """Make sure the entry for `digest` exists, calling build(tmpdir) at most once across all processes.

@@ -57,11 +57,21 @@ def prepare(reference: str, pull_policy: str, cache_dir: Path, *, auth_file: Pat
         return PreparedImage(reference, "", Path(ref.path), ImageConfig(), False, time.monotonic() - started)
     cache = ImageCache(Path(cache_dir), reference)
     cache.check()  # before anything in it is trusted (and again before each use)
+    try:
+        return _prepare(ref, reference, loaded, pull_policy, cache, auth_file, insecure, started)
+    except OSError as exc:  # the node's disk or cache (full, or raced by a collection): worth a retry
+        raise ImageError(f"{reference}: image cache: {exc.strerror or exc}", transient=True) from None
+
+
+def _prepare(ref: Reference, reference: str, loaded: str | None, pull_policy: str, cache: ImageCache,
+             auth_file: Path | None, insecure: Sequence[str], started: float) -> PreparedImage:
+    if loaded is not None and pull_policy == "Never":
+        pull_policy = "IfNotPresent"  # a loaded image is on the node already, as `kind load` + Never expects
     for _ in range(3):  # a collection may remove the entry between its lookup and its use: prepare it again
         if ref.transport == "docker":
             digest, pulled = _from_registry(ref, reference, pull_policy, cache, auth_file, tuple(insecure))
         else:
-            digest, pulled = _from_local(ref, loaded or reference, pull_policy, cache)
+            digest, pulled = _from_local(ref, reference, pull_policy, cache)
         if cache.hold(digest):
             break
     else:

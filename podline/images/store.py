@@ -9,12 +9,15 @@ The store lives on the context's shared directory (`<shared>/images/store`), so 
 it; each node still unpacks an image once into its own node-local image cache (`cache.py`). Layout:
 
     archives/<sha256 of the file>.tar   a loaded archive (docker-archive or oci-archive), copied in whole
-    refs.json                           {"name:tag": {"reference": "docker-archive:/…/x.tar", "archive": "/…/x.tar",
-                                                      "loaded": t}}
-    lock                                flock()ed while refs.json changes
+    refs.json                           {"name:tag": {"format": "docker-archive", "archive": "<sha256>", "loaded": t}}
+    lock                                flock()ed while refs.json or archives/ change
 
-An OCI layout directory is loaded as the oci-archive it would tar into. Removing a name removes its archive
-once no other name refers to it.
+An OCI layout directory is loaded as the oci-archive it would tar into. An archive goes once no name refers
+to it (a name removed, or loaded again with other content).
+
+What a name stands for is rebuilt from its format and digest, never read as a path from refs.json, and the
+store is refused (like the image cache) unless it is this user's own directory, writable by nobody else:
+whoever can write it decides what every pod naming a loaded image runs.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 import time
@@ -36,6 +40,7 @@ from .errors import ImageError
 from .reference import DOCKER_HUB, parse_reference
 
 OCI_REF_NAME = "org.opencontainers.image.ref.name"
+FORMATS = ("docker-archive", "oci-archive")
 
 
 @dataclass(frozen=True)
@@ -66,31 +71,63 @@ class ImageStore:
         self.root = Path(root)
 
     # --- reading --------------------------------------------------------------------------------------
+    def check(self) -> None:
+        """Refuse a store another user could have filled (see the module docstring)."""
+        try:
+            st = os.lstat(self.root)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise ImageError(f"cannot stat the image store {self.root}: {exc.strerror or exc}") from None
+        problem = ""
+        if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+            problem = "is a symlink or not a directory"
+        elif st.st_uid != os.getuid():
+            problem = f"is owned by uid {st.st_uid}, not by this user (uid {os.getuid()})"
+        elif st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            problem = f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
+        if problem:
+            raise ImageError(f"refusing the image store {self.root}: it {problem}")
+
     def _refs(self) -> dict[str, dict]:
+        self.check()
         try:
             refs = json.loads((self.root / "refs.json").read_text())
         except (OSError, ValueError):
             return {}
-        return refs if isinstance(refs, dict) else {}
+        return {k: v for k, v in refs.items() if _valid(v)} if isinstance(refs, dict) else {}
+
+    def _archive(self, entry: dict) -> Path:
+        return self.root / "archives" / f"{entry['archive']}.tar"
+
+    def _reference(self, entry: dict) -> str:
+        return f"{entry['format']}:{self._archive(entry)}"
 
     def lookup(self, text: str) -> str | None:
         """The local reference a bare image name stands for, if it was loaded."""
         key = bare_key(text)
         entry = self._refs().get(key) if key else None
-        return entry.get("reference") if isinstance(entry, dict) else None
+        return self._reference(entry) if entry else None
 
     def list(self) -> list[Stored]:
+        """Every name; a size of -1 for one whose archive is missing."""
         out = []
         for name, entry in sorted(self._refs().items()):
-            with contextlib.suppress(OSError, KeyError, TypeError):
-                size = os.path.getsize(entry["archive"])
-                out.append(Stored(name, entry["reference"], entry.get("loaded", 0.0), size))
+            try:
+                size = self._archive(entry).stat().st_size
+            except OSError:
+                size = -1
+            out.append(Stored(name, self._reference(entry), float(entry.get("loaded", 0.0)), size))
         return out
 
     # --- changing -------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict[str, dict]]:
-        self.root.mkdir(parents=True, exist_ok=True)
+        """refs.json to change, under the lock; archives no name refers to afterwards go."""
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(self.root, 0o700)
+        self.check()
         with open(self.root / "lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             refs = self._refs()
@@ -98,46 +135,46 @@ class ImageStore:
             tmp = self.root / f".refs.{os.getpid()}.tmp"
             tmp.write_text(json.dumps(refs, indent=1, sort_keys=True))
             os.replace(tmp, self.root / "refs.json")
+            kept = {f"{e['archive']}.tar" for e in refs.values()}
+            for archive in (self.root / "archives").glob("*.tar"):
+                if archive.name not in kept:
+                    archive.unlink(missing_ok=True)
 
     def load(self, source: Path, name: str | None = None) -> list[str]:
         """Copy an archive (or an OCI layout, as an archive) in and name it: `name`, else the names the
-        archive carries (docker-archive RepoTags). Returns the names given."""
+        archive carries (docker-archive RepoTags). Returns the names given; a refused load stores nothing."""
         key = bare_key(name) if name is not None else None
         if name is not None and key is None:
             raise ImageError(f"--name {name!r}: give a plain NAME[:TAG] (no registry host, digest or transport)")
-        archive, transport, names, tags = self._copy_in(source)
-        try:
-            if key is not None:
-                names = [key]
-            if not names:
-                raise ImageError(f"{source}: the image carries no name: give one with --name NAME:TAG")
-            if transport == "oci-archive" and len(tags) > 1:
-                raise ImageError(f"{source}: holds {len(tags)} images; load an archive of one")
-        except ImageError:
-            if str(archive) not in {e.get("archive") for e in self._refs().values()}:
-                archive.unlink(missing_ok=True)  # a refused load stores nothing
-            raise
-        reference = f"{transport}:{archive}" + (f":{tags[0]}" if transport == "oci-archive" and tags else "")
-        with self._locked() as refs:
+        with self._locked() as refs:  # one load or removal at a time: no archive goes between copy and record
+            copied, transport, names, images = self._copy_in(source)
+            try:
+                if key is not None:
+                    names = [key]
+                if not names:
+                    raise ImageError(f"{source}: the image carries no name: give one with --name NAME:TAG")
+                if images != 1:
+                    raise ImageError(f"{source}: holds {images} images; load an archive of one")
+            except ImageError:
+                copied.unlink(missing_ok=True)
+                raise
+            digest = _sha256(copied)
+            os.replace(copied, self.root / "archives" / f"{digest}.tar")
             for key in names:
-                refs[key] = {"reference": reference, "archive": str(archive), "loaded": time.time()}
+                refs[key] = {"format": transport, "archive": digest, "loaded": time.time()}
         return names
 
     def remove(self, name: str) -> bool:
         key = bare_key(name)
         with self._locked() as refs:
-            entry = refs.pop(key or name, None)
-            if entry is None:
-                return False
-            if entry.get("archive") and entry["archive"] not in {e.get("archive") for e in refs.values()}:
-                Path(entry["archive"]).unlink(missing_ok=True)
-        return True
+            return refs.pop(key or name, None) is not None
 
-    def _copy_in(self, source: Path) -> tuple[Path, str, list[str], list[str]]:
-        """The archive in the store, its transport, the names it carries and its OCI tags."""
+    def _copy_in(self, source: Path) -> tuple[Path, str, list[str], int]:
+        """A copy of the archive in archives/ (a temporary name), its format, the names it carries and how
+        many images it holds."""
         archives = self.root / "archives"
-        archives.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=archives, prefix=".load.", suffix=".tar")
+        archives.mkdir(mode=0o700, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=archives, prefix=".load.", suffix=".tmp")
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -150,35 +187,49 @@ class ImageStore:
                 else:
                     with open(source, "rb") as src:
                         shutil.copyfileobj(src, out, 1 << 20)
-            transport, names, tags = _inspect(tmp, source)
-            digest = hashlib.sha256()
-            with open(tmp, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    digest.update(chunk)
-            final = archives / f"{digest.hexdigest()}.tar"
-            os.replace(tmp, final)
-            return final, transport, names, tags
+            return (tmp, *_inspect(tmp, source))
         except OSError as exc:
-            raise ImageError(f"{source}: cannot load: {exc.strerror or exc}") from None
-        finally:
             tmp.unlink(missing_ok=True)
+            raise ImageError(f"{source}: cannot load: {exc.strerror or exc}") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
-def _inspect(archive: Path, source: Path) -> tuple[str, list[str], list[str]]:
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _valid(entry: object) -> bool:
+    """An entry of refs.json as this module writes them (anything else is ignored: never a path to trust)."""
+    return (isinstance(entry, dict) and entry.get("format") in FORMATS and isinstance(entry.get("archive"), str)
+            and len(entry["archive"]) == 64 and all(c in "0123456789abcdef" for c in entry["archive"]))
+
+
+def _inspect(archive: Path, source: Path) -> tuple[str, list[str], int]:
+    """Format, the (bare) names a docker archive carries, and the number of images."""
     try:
-        with tarfile.open(archive, "r:") as tar:
+        with tarfile.open(archive, "r:*") as tar:  # docker save | gzip is an archive too
             members = {m.name.removeprefix("./") for m in tar.getmembers() if m.isfile()}
             if "oci-layout" in members and "index.json" in members:
                 index = json.load(tar.extractfile(_member(tar, "index.json")))  # type: ignore[arg-type]
-                tags = [m.get("annotations", {}).get(OCI_REF_NAME) for m in index.get("manifests", [])]
-                return "oci-archive", [], [t for t in tags if t]
+                manifests = index.get("manifests") if isinstance(index, dict) else None
+                if not isinstance(manifests, list):
+                    raise ImageError(f"{source}: index.json has no manifests list")
+                return "oci-archive", [], len(manifests)
             if "manifest.json" in members:
                 manifest = json.load(tar.extractfile(_member(tar, "manifest.json")))  # type: ignore[arg-type]
-                if not isinstance(manifest, list) or len(manifest) != 1:
-                    raise ImageError(f"{source}: a docker archive of one image is needed")
-                names = [key for t in manifest[0].get("RepoTags") or [] if (key := bare_key(t))]
-                return "docker-archive", names, []
-    except (tarfile.TarError, ValueError, KeyError, AttributeError) as exc:
+                if not isinstance(manifest, list) or not all(isinstance(m, dict) for m in manifest):
+                    raise ImageError(f"{source}: manifest.json is not a list of images")
+                tags = manifest[0].get("RepoTags") if len(manifest) == 1 else []
+                if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+                    raise ImageError(f"{source}: RepoTags is not a list of names")
+                return "docker-archive", [key for t in tags if (key := bare_key(t))], len(manifest)
+    except (tarfile.TarError, ValueError, KeyError, OSError, EOFError) as exc:
         raise ImageError(f"{source}: not a readable image archive ({exc})") from None
     raise ImageError(f"{source}: neither an OCI layout/archive nor a docker archive")
 

@@ -15,6 +15,7 @@ meant to survive the node, are written before the next step starts.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import threading
 import time
@@ -261,26 +262,37 @@ class Workspace:
     def stage_out(self, outputs: list[dict[str, Any]], shard: int, shards: int) -> int:
         """Copy each output to its destination (per shard a subdirectory when there are several shards);
         written aside and renamed, so a destination is either the old or the complete new result. An attempt
-        podline gave up publishes nothing (`GivenUp`): another attempt owns the destination now."""
-        if self.given_up():
-            raise GivenUp("podline gave this attempt up (its node was declared lost?): outputs not staged out")
+        podline gave up publishes nothing more (`GivenUp`, checked before each output and again before its
+        rename): another attempt owns the destination now. The aside name is this process's own, so two
+        attempts never write into one."""
         copied = 0
         for item in outputs:
+            self._check_not_given_up()
             source = self.path / item["path"]
             dest = Path(item["destination"]) / (str(shard) if shards > 1 else "")
             dest = dest / source.name if source.is_file() else dest
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{dest.name}.podline-tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            if source.is_dir():
-                shutil.copytree(source, tmp)
-            else:
-                shutil.copy2(source, tmp)
-            if dest.is_dir() and not dest.is_symlink():
-                shutil.rmtree(dest)
-            os.replace(tmp, dest)
+            tmp = dest.with_name(f".{dest.name}.podline-tmp-{os.getpid()}-{secrets.token_hex(4)}")
+            try:
+                if source.is_dir():
+                    shutil.copytree(source, tmp)
+                else:
+                    shutil.copy2(source, tmp)
+                self._check_not_given_up()
+                if dest.is_dir() and not dest.is_symlink():
+                    shutil.rmtree(dest)
+                os.replace(tmp, dest)
+            finally:
+                if tmp.is_dir() and not tmp.is_symlink():
+                    shutil.rmtree(tmp, ignore_errors=True)
+                else:
+                    tmp.unlink(missing_ok=True)
             copied += _size(source)  # the same bytes, counted where a stat is not a round trip
         return copied
+
+    def _check_not_given_up(self) -> None:
+        if self.given_up():
+            raise GivenUp("podline gave this attempt up (its node was declared lost?): outputs not staged out")
 
     def release(self) -> None:
         """A finished shard's RAM and its node-local copy (L2) go back to the node: on Slurm nobody else could
