@@ -54,6 +54,19 @@ Usage = Callable[[Path], tuple[int, int]]  # (bytes used, bytes total) of the fi
 _HELD: dict[Path, int] = {}  # entry -> the fd of this process's shared lock on it (released at exit)
 
 
+def not_private(st: os.stat_result) -> str:
+    """Why a directory (lstat) is not trustworthy as this user's own: "" when it is."""
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symlink"
+    if not stat.S_ISDIR(st.st_mode):
+        return "is not a directory"
+    if st.st_uid != os.getuid():
+        return f"is owned by uid {st.st_uid}, not by this user (uid {os.getuid()})"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
+    return ""
+
+
 def disk_usage(path: Path) -> tuple[int, int]:
     st = os.statvfs(path)
     total = st.f_blocks * st.f_frsize
@@ -102,15 +115,7 @@ class ImageCache:
             st = os.lstat(self.root)
         except OSError as exc:
             raise ImageError(f"{prefix}cannot stat the image cache {self.root}: {exc.strerror or exc}") from None
-        problem = ""
-        if stat.S_ISLNK(st.st_mode):
-            problem = "is a symlink"
-        elif not stat.S_ISDIR(st.st_mode):
-            problem = "is not a directory"
-        elif st.st_uid != os.getuid():
-            problem = f"is owned by uid {st.st_uid}, not by this user (uid {os.getuid()})"
-        elif st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            problem = f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
+        problem = not_private(st)
         if problem:
             raise ImageError(f"{prefix}refusing the image cache {self.root}: it {problem} (another user could plant"
                              " images in it); remove it or choose another cache directory")

@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import shutil
-import stat
 import tarfile
 import tempfile
 import time
@@ -36,6 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cache import not_private
 from .errors import ImageError
 from .reference import DOCKER_HUB, parse_reference
 
@@ -79,13 +79,7 @@ class ImageStore:
             return
         except OSError as exc:
             raise ImageError(f"cannot stat the image store {self.root}: {exc.strerror or exc}") from None
-        problem = ""
-        if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-            problem = "is a symlink or not a directory"
-        elif st.st_uid != os.getuid():
-            problem = f"is owned by uid {st.st_uid}, not by this user (uid {os.getuid()})"
-        elif st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            problem = f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
+        problem = not_private(st)
         if problem:
             raise ImageError(f"refusing the image store {self.root}: it {problem}")
 
