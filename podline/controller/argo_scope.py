@@ -229,11 +229,19 @@ def task_result(nodes: list[dict[str, Any]], looped: bool) -> str | list[str]:
     return [n["phase"] for n in nodes] if looped else nodes[0]["phase"]
 
 
+# A pod ended from outside (its runner or node gone, Slurm's scancel or pre-emption): its containers' exit codes
+# (137) are the kill's, not theirs. Argo calls such a step Error ("pod deleted"), which `retryPolicy: OnError` retries.
+ENDED_FROM_OUTSIDE = ("RunnerLost", "NodeLost", "Preempted", "Cancelled")
+
+
 def pod_failure(status: dict[str, Any]) -> tuple[str, str]:
-    """Failed (the main container exited non-zero) or Error (podline could not run it), with Argo's words."""
+    """Failed (the main container exited non-zero) or Error (podline could not run it, or it was ended from
+    outside), with Argo's words."""
+    if status.get("reason") in ENDED_FROM_OUTSIDE:
+        return "Error", status.get("message") or status["reason"]
     for c in status.get("containerStatuses", []):
         term = c.get("state", {}).get("terminated")
-        if term and term.get("reason") in ("Error", "Completed") and status.get("reason") not in ("RunnerLost",):
+        if term and term.get("reason") in ("Error", "Completed"):
             if status.get("reason") == "DeadlineExceeded":
                 return "Failed", status.get("message", "deadline exceeded")
             return "Failed", f"Error (exit code {term['exitCode']})"

@@ -238,3 +238,36 @@ spec:
     assert all((out / str(k) / "in-image").read_text() == "/bin/busybox\n" for k in range(2))
     shards = multi.json("pipeline", "boxed")["status"]["shards"]
     assert [s["images"][0]["pulled"] for s in shards] == [True, True], "node-local caches: one unpack per node"
+
+
+def test_an_argo_step_lost_with_its_node_is_retried_on_the_other_node(multi: Cli, tmp_path: Path) -> None:
+    """Argo's rule: a step whose pod went with its node is in Error, which `retryPolicy: OnError` retries."""
+    gate = tmp_path / "gate"
+    multi.apply(f"""
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {{name: lostwf}}
+spec:
+  entrypoint: work
+  templates:
+  - name: work
+    retryStrategy: {{limit: 2, retryPolicy: OnError}}
+    container:
+      image: busybox
+      command: [sh, -c, 'if [ ! -e {gate} ]; then touch {gate}; sleep 300; fi; echo done on $(hostname)']
+""")
+    wait_for(gate.exists, timeout=120)
+
+    def running_pod() -> dict | None:
+        pods = [p for p in multi.json("pods")["items"] if p["spec"].get("nodeName")]
+        return pods[0] if pods else None
+
+    lost = wait_for(running_pod, timeout=30)["spec"]["nodeName"]
+    lose(lost)
+    assert multi.wait("workflow/lostwf", "phase=Succeeded", timeout=150).returncode == 0, \
+        multi("describe", "workflow", "lostwf").stdout
+    nodes = multi.json("workflow", "lostwf")["status"]["nodes"]
+    attempts = sorted((n for n in nodes.values() if n["type"] == "Pod"), key=lambda n: n["name"])
+    assert [n["phase"] for n in attempts] == ["Error", "Succeeded"], attempts
+    assert "NodeLost" in attempts[0].get("message", "") or "node" in attempts[0].get("message", "").lower(), attempts[0]
+    assert attempts[1]["outputs"]["result"] != f"done on {lost}"

@@ -572,3 +572,16 @@ def test_a_steps_inputs_cannot_go_into_a_read_only_volume() -> None:
     with pytest.raises(StepPodError, match="read-only volume"):
         step_pod(wf, {"id": "wf-1", "name": "wf.t"}, template, [{"name": "a", "path": "/ref/a", "raw": "x"}], "/art")
     step_pod(wf, {"id": "wf-1", "name": "wf.t"}, template, [{"name": "a", "path": "/in/a", "raw": "x"}], "/art")
+
+
+@pytest.mark.parametrize(("reason", "phase"), [("NodeLost", "Error"), ("Preempted", "Error"), ("Cancelled", "Error"),
+                                               ("RunnerLost", "Error"), ("DeadlineExceeded", "Failed"),
+                                               (None, "Failed")])
+def test_a_pod_ended_from_outside_is_an_error_not_a_failure(reason: str | None, phase: str) -> None:
+    """Its containers' 137 is the kill's: Argo's Error, which `retryPolicy: OnError` retries."""
+    from podline.controller.argo_scope import pod_failure
+    status = {"phase": "Failed", "message": "the job ended with its node",
+              "containerStatuses": [{"state": {"terminated": {"reason": "Error", "exitCode": 137}}}]}
+    if reason:
+        status["reason"] = reason
+    assert pod_failure(status)[0] == phase
