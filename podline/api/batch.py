@@ -17,6 +17,27 @@ class PodTemplateSpec(Model):
     spec: PodSpec
 
 
+class PodFailurePolicyOnExitCodes(Model):
+    container_name: str | None = None
+    operator: Literal["In", "NotIn"]
+    values: list[int] = Field(min_length=1, max_length=255)
+
+
+class PodFailurePolicyOnPodCondition(Model):
+    type: str = Field(min_length=1, max_length=316)
+    status: Literal["True", "False", "Unknown"] = "True"
+
+
+class PodFailurePolicyRule(Model):
+    action: Literal["FailJob", "Ignore", "Count"]  # FailIndex needs backoffLimitPerIndex, which podline lacks
+    on_exit_codes: PodFailurePolicyOnExitCodes | None = None
+    on_pod_conditions: list[PodFailurePolicyOnPodCondition] = Field(default_factory=list, max_length=20)
+
+
+class PodFailurePolicy(Model):
+    rules: list[PodFailurePolicyRule] = Field(max_length=20)
+
+
 class JobSpec(Model):
     template: PodTemplateSpec
     completions: int | None = Field(default=None, ge=0, le=MAX_COMPLETIONS)
@@ -26,8 +47,9 @@ class JobSpec(Model):
     active_deadline_seconds: int | None = Field(default=None, ge=1, le=10**9)
     ttl_seconds_after_finished: int | None = Field(default=None, ge=0, le=10**9)
     suspend: bool = False
+    pod_failure_policy: PodFailurePolicy | None = None
     IGNORED: ClassVar[frozenset[str]] = frozenset(
-        {"selector", "manualSelector", "podFailurePolicy", "successPolicy", "podReplacementPolicy",
+        {"selector", "manualSelector", "successPolicy", "podReplacementPolicy",
          "backoffLimitPerIndex", "maxFailedIndexes"}
     )
 

@@ -139,3 +139,26 @@ def check_object(obj: Resource) -> None:
         if obj.spec.template.spec.restart_policy == "Always":
             raise InvalidObject("spec.template.spec.restartPolicy",
                                 "must be OnFailure or Never for a Job (got 'Always')")
+        if obj.spec.pod_failure_policy is not None:
+            check_pod_failure_policy(obj)
+
+
+def check_pod_failure_policy(job: Job) -> None:
+    """Kubernetes' rules for `podFailurePolicy` (one matcher per rule; exit code 0 cannot be "In")."""
+    assert job.spec.pod_failure_policy is not None
+    if job.spec.template.spec.restart_policy != "Never":
+        raise InvalidObject("spec.template.spec.restartPolicy", "must be Never when podFailurePolicy is set")
+    names = {c.name for c in job.spec.template.spec.containers + job.spec.template.spec.init_containers}
+    for i, rule in enumerate(job.spec.pod_failure_policy.rules):
+        where = f"spec.podFailurePolicy.rules[{i}]"
+        if (rule.on_exit_codes is None) == (not rule.on_pod_conditions):
+            raise InvalidObject(where, "exactly one of onExitCodes and onPodConditions is required")
+        codes = rule.on_exit_codes
+        if codes is not None:
+            if codes.operator == "In" and 0 in codes.values:
+                raise InvalidObject(f"{where}.onExitCodes.values", "0 is not allowed with operator In")
+            if len(set(codes.values)) != len(codes.values):
+                raise InvalidObject(f"{where}.onExitCodes.values", "duplicate values")
+            if codes.container_name is not None and codes.container_name not in names:
+                raise InvalidObject(f"{where}.onExitCodes.containerName",
+                                    f"{codes.container_name!r} is not a container of the pod template")

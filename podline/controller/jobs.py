@@ -51,11 +51,36 @@ def _pod_index(pod: Obj) -> int | None:
     return int(value) if value is not None else None
 
 
-def _failures(pods: list[Obj], policy: str) -> int:
-    failed = sum(1 for p in pods if p.status.get("phase") == "Failed")
+def _failures(pods: list[Obj], policy: str, rules: list[dict[str, Any]]) -> tuple[int, str | None]:
+    """Failures counted against backoffLimit, and why the Job must fail now (a FailJob rule matched).
+    `podFailurePolicy` rules decide per failed pod, first match wins: Ignore (not counted: a node lost or a
+    pre-emption, say), FailJob, Count; a pod no rule matches counts."""
+    failed, fail_job = 0, None
+    for pod in pods:
+        if pod.status.get("phase") != "Failed":
+            continue
+        matched = next(((i, r) for i, r in enumerate(rules) if _rule_matches(r, pod.status)), None)
+        action = matched[1]["action"] if matched else "Count"
+        if action == "FailJob" and fail_job is None:
+            fail_job = f"Pod {pod.namespace}/{pod.name} failed matching the FailJob rule at index {matched[0]}"
+        failed += action != "Ignore"
     if policy == "OnFailure":
         failed += sum(c.get("restartCount", 0) for p in pods for c in p.status.get("containerStatuses", []))
-    return failed
+    return failed, fail_job
+
+
+def _rule_matches(rule: dict[str, Any], status: dict[str, Any]) -> bool:
+    codes = rule.get("onExitCodes")
+    if codes is not None:  # any (or the named) container that failed with a code In / NotIn the values
+        for c in status.get("containerStatuses", []) + status.get("initContainerStatuses", []):
+            code = c.get("state", {}).get("terminated", {}).get("exitCode")
+            if code in (None, 0) or codes.get("containerName") not in (None, c["name"]):
+                continue
+            if (code in codes["values"]) == (codes["operator"] == "In"):
+                return True
+        return False
+    wanted = {(c["type"], c.get("status", "True")) for c in rule.get("onPodConditions", [])}
+    return any((c.get("type"), c.get("status")) in wanted for c in status.get("conditions", []))
 
 
 def _finish(ctx: Ctx, job: Obj, kind: str, reason: str, message: str, active: list[Obj]) -> None:
@@ -147,7 +172,7 @@ def reconcile_job(ctx: Ctx, job: Obj) -> None:
     spec = job.manifest["spec"]
     active = [p for p in pods if p.status.get("phase") not in TERMINAL and not p.deleted_at]
     policy = spec["template"]["spec"].get("restartPolicy", "Never")
-    failures = _failures(pods, policy)
+    failures, fail_job = _failures(pods, policy, (spec.get("podFailurePolicy") or {}).get("rules", []))
     if _is_finished(job):  # status is final: pods removed later must not change the counts
         ttl = spec.get("ttlSecondsAfterFinished")
         if ttl is not None:
@@ -168,7 +193,9 @@ def reconcile_job(ctx: Ctx, job: Obj) -> None:
     deadline = spec.get("activeDeadlineSeconds")
     completions = spec.get("completions")
     succeeded = job.status["succeeded"]
-    if failures > spec.get("backoffLimit", 6):
+    if fail_job is not None:
+        _finish(ctx, job, "Failed", "PodFailurePolicy", fail_job, active)
+    elif failures > spec.get("backoffLimit", 6):
         _finish(ctx, job, "Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit", active)
     elif deadline is not None and ctx.now >= job.internal["startedAt"] + deadline:
         _finish(ctx, job, "Failed", "DeadlineExceeded", "Job was active longer than specified deadline", active)

@@ -107,6 +107,9 @@ def _container_events(ctx: Ctx, obj: Obj, new: dict[str, Any]) -> None:
                       f" ({term['reason']})", "Warning")
 
 
+DISRUPTIONS = {"NodeLost": "DeletionByTaintManager", "Preempted": "PreemptionByScheduler"}
+
+
 def _mark_lost(obj: Obj, status: dict[str, Any] | None, detail: str, reason: str) -> dict[str, Any]:
     """The attempt ended without the runner's final word: whatever ran is terminated with 137."""
     status = json.loads(json.dumps(status or obj.status))
@@ -119,6 +122,10 @@ def _mark_lost(obj: Obj, status: dict[str, Any] | None, detail: str, reason: str
             c["ready"] = False
     message = "the pod runner died before the pod finished" + (f": {detail}" if detail else "")
     status.update(phase="Failed", reason=reason, message=message)
+    if reason in DISRUPTIONS:  # as Kubernetes marks a pod its node or the scheduler took away (podFailurePolicy)
+        status["conditions"] = [c for c in status.get("conditions", []) if c.get("type") != "DisruptionTarget"] + [
+            {"type": "DisruptionTarget", "status": "True", "reason": DISRUPTIONS[reason], "message": message,
+             "lastTransitionTime": now}]
     return status
 
 

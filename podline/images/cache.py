@@ -7,6 +7,7 @@ Layout under the cache directory:
     sha256/<hex>/manifest.json  the manifest it was built from
     refs/<sha256 of reference>.json   {"reference", "top", "digest"}: what a tag resolved to last time
     locks/<hex>.lock            flock()ed while an entry is built
+    locks/<hex>.use             flock()ed shared by every process running the image (garbage collection)
     tmp/<hex>.<random>/         an entry being built; renamed to sha256/<hex> when complete
 
 An entry exists only once it is complete (built in tmp/, then one rename), so a crash mid-unpack leaves
@@ -25,8 +26,9 @@ refused with an ImageError naming it (nothing under it is read).
 Garbage collection follows the kubelet's image GC: after a pull, when the filesystem holding the cache is more
 than `PODLINE_IMAGE_GC_HIGH_PERCENT` (default 85) full, the least recently used entries go until it is at
 most `PODLINE_IMAGE_GC_LOW_PERCENT` (default 80) full. An entry in use is never collected: a process that
-runs an image holds a shared flock on the entry's lock file until it exits (`hold`), and collection takes
-that lock exclusively without waiting, skipping the entry when it cannot (in use, or being built). An entry
+runs an image holds a shared flock on `locks/<hex>.use` until it exits (`hold`), and collection takes that
+lock and the build lock exclusively without waiting, skipping the entry when it cannot (in use, or being
+built). An entry
 is collected by renaming it into tmp/ under the lock, then removing it, so no one sees half an image.
 """
 
@@ -166,9 +168,13 @@ class ImageCache:
         finally:
             os.close(fd)  # releases the lock
 
-    def _lock_fd(self, digest: str) -> int:
+    def _lock_fd(self, digest: str, purpose: str = "lock") -> int:
+        """`lock`: held exclusively while the entry is built; `use`: held shared while processes run it. Two
+        files, so that a builder waiting for the first is never stuck behind a holder of the second (a thread of
+        its own process that took the image into use meanwhile)."""
         locks = self._subdir("locks")
-        return os.open(locks / f"{_hex(digest)}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        return os.open(locks / f"{_hex(digest)}.{purpose}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                       0o600)
 
     # --- use and collection ---------------------------------------------------------------------------
     def hold(self, digest: str) -> bool:
@@ -176,8 +182,8 @@ class ImageCache:
         False when the entry is gone (collected since it was looked up): the caller prepares it again."""
         entry = self.entry(digest)
         if entry not in _HELD:
-            fd = self._lock_fd(digest)
-            fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a collection or a build holds it
+            fd = self._lock_fd(digest, "use")
+            fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a collection removes it
             if not self.has(digest):
                 os.close(fd)
                 return False
@@ -206,11 +212,12 @@ class ImageCache:
             digest = f"sha256:{entry.name}"
             if entry in _HELD or not _is_digest(entry.name):
                 continue
-            fd = self._lock_fd(digest)
+            fd, use_fd = self._lock_fd(digest), self._lock_fd(digest, "use")
             try:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:  # in use by a running pod, or being built
+                    fcntl.flock(use_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # being built, or in use by a running pod
                     continue
                 gc_dir = self._subdir("tmp") / "gc"  # apart from tmp/<hex>.*, which builders clean up
                 with contextlib.suppress(FileExistsError):
@@ -223,6 +230,7 @@ class ImageCache:
                     continue
             finally:
                 os.close(fd)
+                os.close(use_fd)
             remove_tree(doomed)
             removed.append(digest)
             used, total = usage(self.root)

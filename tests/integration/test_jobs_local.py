@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Cli, wait_for
 
 
@@ -124,3 +126,60 @@ def test_delete_job_cancels_its_pods(cli: Cli) -> None:
     cli("delete", "job", "long")
     assert cli.json("pods")["items"] == []
     assert cli("get", "job", "long", check=False).returncode == 1
+
+
+def test_pod_failure_policy_fails_the_job_at_once_on_a_listed_exit_code(cli: Cli, tmp_path: Path) -> None:
+    """Kubernetes' podFailurePolicy: exit 42 matches FailJob (no retries despite backoffLimit 6); exit 3 matches
+    Ignore (retried, not counted); anything else counts."""
+    tries = tmp_path / "tries"
+    cli.apply(job("policy", """  backoffLimit: 6
+  podFailurePolicy:
+    rules:
+    - action: Ignore
+      onExitCodes: {operator: In, values: [3]}
+    - action: FailJob
+      onExitCodes: {containerName: work, operator: In, values: [42]}
+""", f"""
+      restartPolicy: Never
+      containers:
+      - name: work
+        image: busybox
+        command: [sh, -c, 'echo x >> {tries}; [ $(wc -l < {tries}) = 1 ] && exit 3; exit 42']
+"""))
+    assert cli.wait("job/policy", "condition=Failed").returncode == 0
+    status = cli.json("job", "policy")["status"]
+    failed = [c for c in status["conditions"] if c["type"] == "Failed"][0]
+    assert failed["reason"] == "PodFailurePolicy" and "FailJob rule at index 1" in failed["message"], failed
+    assert tries.read_text() == "x\nx\n", "the ignored failure was retried, the FailJob one was not"
+    assert status["failed"] == 1, "the ignored failure does not count"
+
+
+@pytest.mark.parametrize(("policy", "path", "problem"), [
+    ("    rules: [{action: Ignore}]\n", "spec.podFailurePolicy.rules[0]",
+     "exactly one of onExitCodes and onPodConditions"),
+    ("    rules: [{action: FailJob, onExitCodes: {operator: In, values: [0, 1]}}]\n",
+     "spec.podFailurePolicy.rules[0].onExitCodes.values", "0 is not allowed with operator In"),
+    ("    rules: [{action: FailIndex, onExitCodes: {operator: In, values: [1]}}]\n",
+     "spec.podFailurePolicy.rules[0].action", "Input should be"),
+    ("    rules: [{action: Count, onExitCodes: {containerName: nope, operator: NotIn, values: [1]}}]\n",
+     "spec.podFailurePolicy.rules[0].onExitCodes.containerName", "'nope' is not a container"),
+])
+def test_bad_pod_failure_policies_are_exit_2(cli: Cli, policy: str, path: str, problem: str) -> None:
+    done = cli("apply", "-f", "-", check=False, input=job("bad", f"  podFailurePolicy:\n{policy}", """
+      restartPolicy: Never
+      containers:
+      - {name: work, image: busybox, command: [sh, -c, "exit 1"]}
+"""))
+    assert done.returncode == 2 and f"Job/bad): {path}: " in done.stderr and problem in done.stderr, done.stderr
+
+
+def test_pod_failure_policy_needs_restart_policy_never(cli: Cli) -> None:
+    done = cli("apply", "-f", "-", check=False, input=job("onfail", """  podFailurePolicy:
+    rules: [{action: Ignore, onPodConditions: [{type: DisruptionTarget}]}]
+""", """
+      restartPolicy: OnFailure
+      containers:
+      - {name: work, image: busybox, command: [sh, -c, "exit 1"]}
+"""))
+    assert done.returncode == 2 and "spec.template.spec.restartPolicy: must be Never when podFailurePolicy" in \
+        done.stderr, done.stderr

@@ -271,3 +271,35 @@ spec:
     assert [n["phase"] for n in attempts] == ["Error", "Succeeded"], attempts
     assert "NodeLost" in attempts[0].get("message", "") or "node" in attempts[0].get("message", "").lower(), attempts[0]
     assert attempts[1]["outputs"]["result"] != f"done on {lost}"
+
+
+def test_a_pod_lost_with_its_node_is_ignored_by_a_pod_failure_policy(multi: Cli, tmp_path: Path) -> None:
+    """Kubernetes' way to keep disruptions from using up backoffLimit: the lost pod gets the DisruptionTarget
+    condition, the Ignore rule matches it, and the Job (backoffLimit 0) completes with its replacement."""
+    gate = tmp_path / "gate"
+    multi.apply(f"""
+apiVersion: batch/v1
+kind: Job
+metadata: {{name: tolerant}}
+spec:
+  backoffLimit: 0
+  podFailurePolicy:
+    rules:
+    - action: Ignore
+      onPodConditions: [{{type: DisruptionTarget}}]
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - {{name: work, image: busybox, command: [sh, -c, 'if [ ! -e {gate} ]; then touch {gate}; sleep 300; fi']}}
+""")
+    wait_for(gate.exists, timeout=120)
+    pod = wait_for(lambda: next((p for p in multi.json("pods")["items"] if p["spec"].get("nodeName")), None),
+                   timeout=30)
+    lose(pod["spec"]["nodeName"])
+    assert multi.wait("job/tolerant", "condition=Complete", timeout=120).returncode == 0, \
+        multi("describe", "job", "tolerant").stdout
+    assert multi.json("job", "tolerant")["status"]["failed"] == 0
+    lost = multi.json("pod", pod["metadata"]["name"])["status"]
+    assert lost["reason"] == "NodeLost" and {"type": "DisruptionTarget", "status": "True"}.items() <= next(
+        c for c in lost["conditions"] if c["type"] == "DisruptionTarget").items(), lost

@@ -102,3 +102,19 @@ def test_hold_of_an_entry_collected_meanwhile_says_so(layout: Path, tmp_path: Pa
     digests = fill(layout, cache)
     ImageCache(cache).collect(high=0, low=0)
     assert ImageCache(cache).hold(digests["a"]) is False
+
+
+def test_a_builder_is_never_stuck_behind_a_holder_of_its_own_process(layout: Path, tmp_path: Path) -> None:
+    """Threads of one runner: one took the image into use while another waited to build it. The build lock and
+    the use lock are separate files (one file deadlocked here: flock conflicts across open files of one process)."""
+    import threading
+
+    image = prepare(f"oci:{layout}:a", "IfNotPresent", tmp_path / "cache")  # held by this process now
+    done = threading.Event()
+
+    def build_lock() -> None:
+        with ImageCache(tmp_path / "cache").lock(image.digest):
+            done.set()
+
+    threading.Thread(target=build_lock, daemon=True).start()
+    assert done.wait(10), "the build lock waited for this process's own hold"
