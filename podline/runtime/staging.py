@@ -84,7 +84,7 @@ class SourceFile:
     def stamp(self) -> int | str:
         """What must be unchanged for an indexed hash to hold: mtime for a local file; for a remote one its
         ETag and Last-Modified ("" when it has neither: never indexed)."""
-        if self.path.startswith(("s3://", "http://", "https://")):
+        if is_remote(self.path):
             return "|".join(filter(None, (self.etag, f"t{self.mtime}" if self.mtime else "")))
         return self.mtime
 
@@ -166,30 +166,34 @@ def stage_dataset(spec: dict[str, Any], target: Path, shard: int, shards: int, c
         raise StagingError(str(exc)) from None
     files = shard_slice(listed, shard, shards, spec.get("shardBy", "files"))
     prefix = remote.index_prefix if remote else ""
+
+    def key(f: SourceFile) -> str:  # in the cache's index
+        return prefix + f.path
+
     target.mkdir(parents=True, exist_ok=True)  # a shard whose slice is empty still finds its input directory
     for parent in sorted({os.path.dirname(f.rel) for f in files}):
         (target / parent).mkdir(parents=True, exist_ok=True)
     began = time.time()
     cache = Cache(cache_root)
     try:
-        known = cache.known({prefix + f.path: (f.size, f.stamp) for f in files if f.stamp != ""})
+        known = cache.known({key(f): (f.size, f.stamp) for f in files if f.stamp != ""})
         local = threading.local()
         read = _read_remote(remote) if remote is not None else _read_local(local)
 
         def one(item: SourceFile) -> tuple[SourceFile, str | None, bool]:
             dest = os.path.join(target, item.rel)
-            digest = known.get(prefix + item.path)
+            digest = known.get(key(item))
             if digest is not None and _from_cache(cache, digest, item, dest, local):
                 return item, digest, True
             return (*_fetch(cache, item, dest, read), False)
 
         # Reuse in this thread (local copies: threads would only contend); fetch the rest with several (round
         # trips to the shared filesystem overlap), big files one at a time.
-        done = [one(f) for f in files if prefix + f.path in known]
+        done = [one(f) for f in files if key(f) in known]
         with ThreadPoolExecutor(FETCH_THREADS) as pool:
-            done += pool.map(one, [f for f in files if prefix + f.path not in known and f.size <= BIG_FILE])
-        done += [one(f) for f in files if prefix + f.path not in known and f.size > BIG_FILE]
-        cache.remember([(prefix + f.path, f.size, f.stamp, digest) for f, digest, reused in done
+            done += pool.map(one, [f for f in files if key(f) not in known and f.size <= BIG_FILE])
+        done += [one(f) for f in files if key(f) not in known and f.size > BIG_FILE]
+        cache.remember([(key(f), f.size, f.stamp, digest) for f, digest, reused in done
                         if digest and not reused],
                        {digest: f.size for f, digest, _ in done if digest is not None}, began)
         try:
@@ -240,8 +244,8 @@ def _like_the_source(dest: str, item: SourceFile) -> None:
         os.utime(dest, ns=(item.mtime, item.mtime))
 
 
-# (item, temporary cache object) -> the hash of what was read into the workspace and that object, and None
-# when the source was unchanged throughout, else the file as it is now (to be read again)
+# (item, its workspace path, a temporary cache object) -> the hash of what was read into both, and None when
+# the source was unchanged throughout, else the file as it is now (to be read again)
 Reader = Callable[[SourceFile, str, Path], tuple[str, "SourceFile | None"]]
 
 
