@@ -210,7 +210,7 @@ class ImageCache:
             if used * 100 <= low * total:
                 break
             digest = f"sha256:{entry.name}"
-            if entry in _HELD or not _is_digest(entry.name):
+            if entry in _HELD or not is_hex_digest(entry.name):
                 continue
             fd, use_fd = self._lock_fd(digest), self._lock_fd(digest, "use")
             try:
@@ -248,7 +248,7 @@ class ImageCache:
                             remove_tree(doomed)
                 continue
             hexpart = leftover.name.split(".", 1)[0]
-            if not _is_digest(hexpart):
+            if not is_hex_digest(hexpart):
                 continue
             fd = self._lock_fd(f"sha256:{hexpart}")
             try:
@@ -288,12 +288,13 @@ class ImageCache:
 
 def _hex(digest: str) -> str:
     algorithm, _, hexpart = digest.partition(":")
-    if algorithm != "sha256" or len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
+    if algorithm != "sha256" or not is_hex_digest(hexpart):
         raise ValueError(f"not a sha256 digest: {digest!r}")
     return hexpart
 
 
-def _is_digest(name: str) -> bool:
+def is_hex_digest(name: str) -> bool:
+    """64 lowercase hex digits: a sha256 as entries, locks and store archives are named."""
     return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
 
 

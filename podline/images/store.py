@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import not_private
+from .cache import is_hex_digest, not_private
 from .errors import ImageError
 from .reference import DOCKER_HUB, parse_reference
 
@@ -201,7 +201,7 @@ def _sha256(path: Path) -> str:
 def _valid(entry: object) -> bool:
     """An entry of refs.json as this module writes them (anything else is ignored: never a path to trust)."""
     return (isinstance(entry, dict) and entry.get("format") in FORMATS and isinstance(entry.get("archive"), str)
-            and len(entry["archive"]) == 64 and all(c in "0123456789abcdef" for c in entry["archive"]))
+            and is_hex_digest(entry["archive"]))
 
 
 def _inspect(archive: Path, source: Path) -> tuple[str, list[str], int]:

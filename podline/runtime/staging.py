@@ -108,6 +108,11 @@ def matches(rel: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(rel if "/" in p else name, p) for p in patterns)
 
 
+def wanted(rel: str, include: list[str], exclude: list[str]) -> bool:
+    """Part of the dataset: no include means every file; exclude wins over include."""
+    return not ((include and not matches(rel, include)) or (exclude and matches(rel, exclude)))
+
+
 def select(source: Path, include: list[str], exclude: list[str]) -> list[SourceFile]:
     """The dataset's files, sorted by relative path. A source that is a file is a dataset of one file.
 
@@ -135,7 +140,7 @@ def _list(source: Path, rel_dir: str, include: list[str], exclude: list[str]) ->
             if entry.is_dir(follow_symlinks=False):
                 dirs.append(rel)
             elif entry.is_file():  # follows a symlink to a file
-                if (include and not matches(rel, include)) or (exclude and matches(rel, exclude)):
+                if not wanted(rel, include, exclude):
                     continue
                 info = entry.stat()
                 files.append(SourceFile(rel, entry.path, info.st_size, info.st_mtime_ns, stat.S_IMODE(info.st_mode)))
@@ -143,10 +148,8 @@ def _list(source: Path, rel_dir: str, include: list[str], exclude: list[str]) ->
 
 
 def select_remote(remote: remote_files.Remote, include: list[str], exclude: list[str]) -> list[SourceFile]:
-    def keep(rel: str) -> bool:
-        return not ((include and not matches(rel, include)) or (exclude and matches(rel, exclude)))
-
-    return [SourceFile(f.rel, f.url, f.size, f.mtime_ns, 0o644, f.etag) for f in remote_files.list_files(remote, keep)]
+    listed = remote_files.list_files(remote, lambda rel: wanted(rel, include, exclude))
+    return [SourceFile(f.rel, f.url, f.size, f.mtime_ns, 0o644, f.etag) for f in listed]
 
 
 def shard_slice(files: list[SourceFile], shard: int, shards: int, shard_by: str) -> list[SourceFile]:
