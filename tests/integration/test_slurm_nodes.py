@@ -75,6 +75,14 @@ def lose(node: str) -> None:
                    check=True)
 
 
+def placed_pod(cli: Cli, prefix: str = "") -> dict:
+    """The first pod (whose name starts with `prefix`) once Slurm has placed it on a node."""
+    def placed() -> dict | None:
+        return next((p for p in cli.json("pods")["items"]
+                     if p["metadata"]["name"].startswith(prefix) and p["spec"].get("nodeName")), None)
+    return wait_for(placed, timeout=30)
+
+
 def step(name: str, tally: Path, script: str, extra: str = "") -> str:
     return (f"  - name: {name}\n    image: busybox\n{extra}"
             f"    command: [sh, -c, 'echo {name} $(hostname) >> {tally}; {script}']\n")
@@ -152,12 +160,7 @@ def test_the_next_pod_of_an_index_resumes_from_the_major_checkpoint_after_its_no
     hang_once = f'if [ $JOB_COMPLETION_INDEX = 0 ] && [ ! -e {gate} ]; then touch {gate}; sleep 300; fi'
     multi.apply(job("lost", tally, gate, hang_once, annotations='{podline.io/checkpoint-shared-every: "1"}'))
     wait_for(gate.exists, timeout=120)
-
-    def first_pod() -> dict | None:
-        pods = [p for p in multi.json("pods")["items"] if p["metadata"]["name"].startswith("lost-0-")]
-        return pods[0] if pods and pods[0]["spec"].get("nodeName") else None
-
-    lost = wait_for(first_pod, timeout=30)["spec"]["nodeName"]
+    lost = placed_pod(multi, "lost-0-")["spec"]["nodeName"]
     lose(lost)
     assert multi.wait("job/lost", "condition=Complete", timeout=150).returncode == 0
     assert succeeded_logs(multi, "lost") == EXPECTED
@@ -257,12 +260,7 @@ spec:
       command: [sh, -c, 'if [ ! -e {gate} ]; then touch {gate}; sleep 300; fi; echo done on $(hostname)']
 """)
     wait_for(gate.exists, timeout=120)
-
-    def running_pod() -> dict | None:
-        pods = [p for p in multi.json("pods")["items"] if p["spec"].get("nodeName")]
-        return pods[0] if pods else None
-
-    lost = wait_for(running_pod, timeout=30)["spec"]["nodeName"]
+    lost = placed_pod(multi)["spec"]["nodeName"]
     lose(lost)
     assert multi.wait("workflow/lostwf", "phase=Succeeded", timeout=150).returncode == 0, \
         multi("describe", "workflow", "lostwf").stdout
@@ -294,8 +292,7 @@ spec:
       - {{name: work, image: busybox, command: [sh, -c, 'if [ ! -e {gate} ]; then touch {gate}; sleep 300; fi']}}
 """)
     wait_for(gate.exists, timeout=120)
-    pod = wait_for(lambda: next((p for p in multi.json("pods")["items"] if p["spec"].get("nodeName")), None),
-                   timeout=30)
+    pod = placed_pod(multi)
     lose(pod["spec"]["nodeName"])
     assert multi.wait("job/tolerant", "condition=Complete", timeout=120).returncode == 0, \
         multi("describe", "job", "tolerant").stdout
