@@ -10,7 +10,7 @@ from podline.api.errors import InvalidObject
 from podline.api.pipeline import Pipeline, topological_order
 from podline.api.quantity import parse_quantity
 from podline.api.slurmflags import FLAG_ANNOTATIONS, FlagError, parse_flags
-from podline.api.workflow import Workflow
+from podline.api.workflow import Workflow, WorkflowTemplate
 
 
 def _check_resources(container: Container, where: str) -> None:
@@ -127,7 +127,7 @@ def check_object(obj: Resource) -> None:
         check_pipeline(obj)
     elif isinstance(obj, Dataset):
         check_dataset(obj)
-    elif isinstance(obj, Workflow):
+    elif isinstance(obj, (Workflow, WorkflowTemplate)):
         from podline.api.workflow_checks import check_workflow  # it uses this module's helpers
 
         check_workflow(obj)

@@ -7,7 +7,7 @@ from podline.api.batch import Job
 from podline.api.core import ConfigMap, Pod, Secret
 from podline.api.dataset import Dataset
 from podline.api.pipeline import Pipeline
-from podline.api.workflow import Workflow
+from podline.api.workflow import ClusterWorkflowTemplate, Workflow, WorkflowTemplate
 
 MODELS: dict[tuple[str, str], type[Resource]] = {
     ("v1", "Pod"): Pod,
@@ -17,4 +17,6 @@ MODELS: dict[tuple[str, str], type[Resource]] = {
     ("podline.io/v1alpha1", "Pipeline"): Pipeline,
     ("podline.io/v1alpha1", "Dataset"): Dataset,
     ("argoproj.io/v1alpha1", "Workflow"): Workflow,
+    ("argoproj.io/v1alpha1", "WorkflowTemplate"): WorkflowTemplate,
+    ("argoproj.io/v1alpha1", "ClusterWorkflowTemplate"): ClusterWorkflowTemplate,
 }

@@ -16,10 +16,15 @@ KIND_ALIASES: dict[str, str] = {
     "pipeline": "Pipeline", "pipelines": "Pipeline",
     "workflow": "Workflow", "workflows": "Workflow", "wf": "Workflow",
     "dataset": "Dataset", "datasets": "Dataset",
+    "workflowtemplate": "WorkflowTemplate", "workflowtemplates": "WorkflowTemplate", "wftmpl": "WorkflowTemplate",
+    "clusterworkflowtemplate": "ClusterWorkflowTemplate", "clusterworkflowtemplates": "ClusterWorkflowTemplate",
+    "cwftmpl": "ClusterWorkflowTemplate", "cwf": "ClusterWorkflowTemplate",
 }
 
 # Those api.kinds.MODELS has.
-KNOWN_KINDS = frozenset({"Pod", "ConfigMap", "Secret", "Job", "Pipeline", "Dataset", "Workflow"})
+KNOWN_KINDS = frozenset({"Pod", "ConfigMap", "Secret", "Job", "Pipeline", "Dataset", "Workflow", "WorkflowTemplate",
+                         "ClusterWorkflowTemplate"})
+CLUSTER_SCOPED = frozenset({"ClusterWorkflowTemplate"})  # stored with namespace "" (no -n applies to them)
 
 INDEX_KEY = "batch.kubernetes.io/job-completion-index"  # an Indexed Job's completion index (annotation, label)
 

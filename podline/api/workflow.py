@@ -17,14 +17,24 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator, ValidationInfo, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PlainValidator,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from podline.api.base import (
     Model,
+    ObjectMeta,
     QualifiedKey,
     Resource,
     check_dns_label,
+    check_dns_subdomain,
     check_label_value,
     check_no_nul,
     warnings_var,
@@ -313,6 +323,14 @@ class ContinueOn(Model):
     error: bool | None = None
 
 
+class TemplateRef(Model):
+    """A template of a WorkflowTemplate (or, with clusterScope, of a ClusterWorkflowTemplate) called by name."""
+
+    name: Annotated[str, AfterValidator(check_dns_subdomain)]
+    template: ArgoName
+    cluster_scope: bool | None = None
+
+
 class LifecycleHook(Model):
     """`hooks.exit`: a template run after the step, task or workflow, like `onExit` but with arguments."""
 
@@ -334,14 +352,15 @@ Hooks = Annotated[dict[str, LifecycleHook] | None, AfterValidator(_exit_hook_onl
 
 
 class WorkflowStep(Model):
-    """One call of a template in a steps group; `template` is required (checked with its path)."""
+    """One call of a template in a steps group: `template` (a name in the caller's templates) or `templateRef`
+    (one of a WorkflowTemplate's), exactly one of them (checked with its path)."""
 
-    template_ref: Unsupported = None
     inline: Unsupported = None
     on_exit: Text | None = None  # a template run after this step or task ends (checked there)
     hooks: Hooks = None
     name: ArgoName
     template: Text | None = None  # a name in spec.templates (checked there)
+    template_ref: TemplateRef | None = None  # resolved against the stored WorkflowTemplates (api.template_refs)
     arguments: Arguments | None = None
     when: Arg | None = None
     with_items: Annotated[list[Any], AfterValidator(_check_items)] | None = None
@@ -411,8 +430,18 @@ class Template(Model):
         return next(field for field in TEMPLATE_TYPES if getattr(self, field) is not None)
 
 
+class WorkflowTemplateRef(Model):
+    """A Workflow made from a WorkflowTemplate's spec (its own fields win, arguments merge by name)."""
+
+    name: Annotated[str, AfterValidator(check_dns_subdomain)]
+    cluster_scope: bool | None = None
+
+
 class WorkflowSpec(Model):
-    workflow_template_ref: Unsupported = None
+    """A Workflow's spec, and a (Cluster)WorkflowTemplate's: `entrypoint` and `templates` are required of a
+    Workflow unless it names a `workflowTemplateRef` (checked in `api.workflow_checks` with their paths)."""
+
+    workflow_template_ref: WorkflowTemplateRef | None = None
     template_defaults: Unsupported = None
     hooks: Hooks = None
     synchronization: Unsupported = None
@@ -421,8 +450,8 @@ class WorkflowSpec(Model):
     shutdown: Unsupported = None
     retry_strategy: Unsupported = None
     pod_spec_patch: Unsupported = None
-    entrypoint: Text  # names in spec.templates (checked there)
-    templates: list[Template] = Field(min_length=1, max_length=MAX_TEMPLATES)
+    entrypoint: Text | None = None  # names in spec.templates (checked there)
+    templates: list[Template] | None = Field(default=None, min_length=1, max_length=MAX_TEMPLATES)
     arguments: Arguments | None = None
     on_exit: Text | None = None
     parallelism: int | None = Field(default=None, ge=1, le=MAX_LOOP)
@@ -444,3 +473,36 @@ class Workflow(Resource):
     api_version: Literal["argoproj.io/v1alpha1"]
     kind: Literal["Workflow"]
     spec: WorkflowSpec
+
+
+class WorkflowTemplate(Resource):
+    """A library of templates that Workflows call through `templateRef`, or start from (`workflowTemplateRef`):
+    stored, never run by itself."""
+
+    api_version: Literal["argoproj.io/v1alpha1"]
+    kind: Literal["WorkflowTemplate"]
+    spec: WorkflowSpec
+
+
+class ClusterObjectMeta(ObjectMeta):
+    """A cluster-scoped object's metadata: no namespace (one given is dropped, as the API server does)."""
+
+    namespace: Literal[""] = ""
+    SILENT: ClassVar[frozenset[str]] = ObjectMeta.SILENT | {"namespace"}
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        return value
+
+
+class ClusterWorkflowTemplate(WorkflowTemplate):
+    """A WorkflowTemplate every namespace sees (`templateRef: {clusterScope: true}`)."""
+
+    kind: Literal["ClusterWorkflowTemplate"]  # type: ignore[assignment]
+    metadata: ClusterObjectMeta
+
+    def dump(self) -> dict[str, Any]:
+        out = super().dump()
+        out["metadata"].pop("namespace", None)  # stored under namespace "", written without one
+        return out

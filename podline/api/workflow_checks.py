@@ -11,9 +11,22 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from pydantic import ValidationError
+
 from podline.api.checks import _check_resources, check_name_length, check_slurm_flags
 from podline.api.errors import InvalidObject
-from podline.api.workflow import Arguments, DAGTask, Inputs, LifecycleHook, Template, Workflow, WorkflowStep
+from podline.api.template_refs import Lookup, Unresolved, calls, effective_spec, kind_word, scope_of, stored_templates
+from podline.api.workflow import (
+    Arguments,
+    DAGTask,
+    Inputs,
+    LifecycleHook,
+    Template,
+    Workflow,
+    WorkflowSpec,
+    WorkflowStep,
+    WorkflowTemplate,
+)
 
 MAX_NAME = 63  # pod names and labels derive from the workflow's name, as in Argo
 TASK_RESULTS = ("Succeeded", "Failed", "Errored", "Skipped", "Omitted", "Daemoned", "AnySucceeded", "AllFailed")
@@ -103,17 +116,21 @@ def _check_supplied(inputs: Inputs | None, args: Arguments | None, template: str
 
 
 def _check_call(call: WorkflowStep, where: str, templates: dict[str, Template]) -> None:
-    if call.template is None:
-        raise InvalidObject(f"{where}.template", "required field is missing")
-    target = templates.get(call.template)
-    if target is None:
+    """A step's or task's call; one through templateRef is checked against the referenced template at apply
+    (`check_references`), when the stored WorkflowTemplates can be read."""
+    if (call.template is None) == (call.template_ref is None):
+        problem = "give template or templateRef, not both" if call.template else "required field is missing"
+        raise InvalidObject(f"{where}.template", problem)
+    target = templates.get(call.template) if call.template is not None else None
+    if call.template is not None and target is None:
         raise InvalidObject(f"{where}.template", f"no template named {call.template!r} in spec.templates")
     loops = [field for field, value in (("withItems", call.with_items), ("withParam", call.with_param),
                                         ("withSequence", call.with_sequence)) if value is not None]
     if len(loops) > 1:
         raise InvalidObject(f"{where}.{loops[1]}", "only one of withItems, withParam, withSequence may be given")
     _check_arguments(call.arguments, f"{where}.arguments")
-    _check_supplied(target.inputs, call.arguments, call.template, f"{where}.arguments")
+    if target is not None:
+        _check_supplied(target.inputs, call.arguments, call.template, f"{where}.arguments")
     _check_exit(call.on_exit, call.hooks, where, templates)
 
 
@@ -226,10 +243,12 @@ def _check_io(template: Template, where: str) -> None:
                                 f"required for an output artifact of a {template.type} template")
 
 
-def _check_template(template: Template, where: str, templates: dict[str, Template], volumes: set[str]) -> None:
+def _check_template(template: Template, where: str, templates: dict[str, Template], volumes: set[str] | None) -> None:
+    """`volumes`: the names a container may mount besides the template's own; None for a WorkflowTemplate, whose
+    templates may mount the calling workflow's volumes (a step pod naming none is refused when it is made)."""
     _check_io(template, where)
     _unique((v.name for v in template.volumes or []), f"{where}.volumes[{{}}].name", "volume")
-    known = volumes | {v.name for v in template.volumes or []}
+    known = (volumes or set()) | {v.name for v in template.volumes or []}
     if template.metadata and template.metadata.annotations:
         check_slurm_flags(template.metadata.annotations, f"{where}.metadata")
     container = template.container or template.script
@@ -237,7 +256,7 @@ def _check_template(template: Template, where: str, templates: dict[str, Templat
         here = f"{where}.{template.type}"
         _check_resources(container, here)
         for j, mount in enumerate(container.volume_mounts):
-            if mount.name not in known:
+            if volumes is not None and mount.name not in known:
                 raise InvalidObject(f"{here}.volumeMounts[{j}].name",
                                     f"volume {mount.name!r} is not declared in spec.volumes or {where}.volumes")
     if template.steps is not None:
@@ -253,14 +272,38 @@ def _check_template(template: Template, where: str, templates: dict[str, Templat
         _check_dag(template.dag.tasks, f"{where}.dag", templates)
 
 
-def check_workflow(wf: Workflow) -> None:
-    check_name_length(wf.metadata, MAX_NAME, "Workflow")
+def check_workflow(wf: Workflow | WorkflowTemplate) -> None:
+    """A Workflow's rules, or a (Cluster)WorkflowTemplate's: the same spec, where a template library may lack an
+    entrypoint and a Workflow made from a workflowTemplateRef brings no templates of its own."""
+    check_name_length(wf.metadata, MAX_NAME, wf.kind)
     spec = wf.spec
+    if isinstance(wf, WorkflowTemplate):
+        if spec.workflow_template_ref is not None:
+            raise InvalidObject("spec.workflowTemplateRef", f"not allowed in a {wf.kind}")
+        if not spec.templates:
+            raise InvalidObject("spec.templates", "required field is missing")
+    elif spec.workflow_template_ref is not None:
+        if spec.templates:
+            raise InvalidObject("spec.templates", "not allowed with workflowTemplateRef (the templates are the "
+                                                  "WorkflowTemplate's)")
+        _check_arguments(spec.arguments, "spec.arguments")  # the rest is checked on the merged spec at apply
+        return
+    else:
+        for field in ("entrypoint", "templates"):
+            if not getattr(spec, field):
+                raise InvalidObject(f"spec.{field}", "required field is missing")
+    check_spec(spec, library=isinstance(wf, WorkflowTemplate))
+
+
+def check_spec(spec: WorkflowSpec, library: bool = False) -> None:
+    """The spec's cross-references; `library`: a WorkflowTemplate's (its templates' volume mounts may name the
+    calling workflow's volumes)."""
+    templates_list = spec.templates or []
     if spec.pod_metadata and spec.pod_metadata.annotations:
         check_slurm_flags(spec.pod_metadata.annotations, "spec.podMetadata")
     _unique((v.name for v in spec.volumes or []), "spec.volumes[{}].name", "volume")
-    _unique((t.name for t in spec.templates), "spec.templates[{}].name", "template")
-    templates = {t.name: t for t in spec.templates}
+    _unique((t.name for t in templates_list), "spec.templates[{}].name", "template")
+    templates = {t.name: t for t in templates_list}
     _check_arguments(spec.arguments, "spec.arguments")
     _check_exit(spec.on_exit, spec.hooks, "spec", templates)
     for field, name in (("entrypoint", spec.entrypoint), ("onExit", spec.on_exit)):
@@ -276,5 +319,32 @@ def check_workflow(wf: Workflow) -> None:
     if clash:
         raise InvalidObject("spec.volumeClaimTemplates", f"{sorted(clash)[0]!r} is also in spec.volumes")
     volumes |= set(claims)
-    for i, template in enumerate(spec.templates):
-        _check_template(template, f"spec.templates[{i}]", templates, volumes)
+    for i, template in enumerate(templates_list):
+        _check_template(template, f"spec.templates[{i}]", templates, None if library else volumes)
+
+
+def check_references(wf: Workflow | WorkflowTemplate, lookup: Lookup) -> None:
+    """At apply, with the stored (and just applied) WorkflowTemplates: every templateRef names a template that
+    exists and is given the inputs it needs; a workflowTemplateRef names a template object whose spec, merged
+    with the workflow's own fields, passes the rules of a whole Workflow (as `argo submit` lints them)."""
+    own = wf.dump()["spec"]
+    try:
+        spec = effective_spec(own, lookup)
+        stored = stored_templates(spec, lookup)
+    except Unresolved as exc:
+        raise InvalidObject(exc.path, exc.problem) from None
+    if spec is not own:
+        ref = own["workflowTemplateRef"]
+        try:
+            check_spec(WorkflowSpec.model_validate(spec))
+        except (InvalidObject, ValidationError) as exc:
+            problem = exc.problem if isinstance(exc, InvalidObject) else exc.errors()[0]["msg"]
+            raise InvalidObject("spec.workflowTemplateRef", f"with {kind_word(bool(ref.get('clusterScope')))} "
+                                f"{ref['name']!r}: {problem}") from None
+        return  # the template object's own calls were checked when it was applied
+    for path, call in calls(own.get("templates") or []):
+        ref = call.get("templateRef")
+        if ref is not None:
+            target = Template.model_validate(stored[f"{scope_of(ref)}/{ref['template']}"])
+            arguments = Arguments.model_validate(call["arguments"]) if "arguments" in call else None
+            _check_supplied(target.inputs, arguments, ref["template"], f"spec.templates{path}.arguments")

@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from podline.api.names import resolve_kind
+from podline.api.names import CLUSTER_SCOPED, resolve_kind
 from podline.controller import daemon
 from podline.home import home, wake_controller
 from podline.store import Obj, Store
@@ -63,8 +63,12 @@ class State:
             fail(str(exc))
         wake_controller(self.home)
 
+    def namespace_of(self, kind: str) -> str:
+        """The namespace `kind` is looked up in: -n's, or "" for a cluster-scoped kind."""
+        return "" if kind in CLUSTER_SCOPED else self.namespace
+
     def find(self, kind: str, name: str) -> Obj:
-        obj = self.store.get(kind, self.namespace, name)
+        obj = self.store.get(kind, self.namespace_of(kind), name)
         if obj is None:
             fail(f'{kind.lower()}s "{name}" not found')
         return obj

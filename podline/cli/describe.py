@@ -155,7 +155,8 @@ def describe_object(state: State, obj: Obj) -> None:
         return
     meta = obj.manifest.get("metadata", {})
     _line("Name", obj.name)
-    _line("Namespace", obj.namespace)
+    if obj.namespace:  # cluster-scoped objects have none
+        _line("Namespace", obj.namespace)
     _line("Kind", obj.kind)
     _line("UID", obj.uid)
     _line("Created", rfc3339(obj.created_at))
@@ -176,6 +177,10 @@ def describe_object(state: State, obj: Obj) -> None:
                                     ("Exclude", "exclude", ["<none>"]), ("Shard By", "shardBy", "files")):
             value = spec.get(key) or default
             _line(label, ", ".join(value) if isinstance(value, list) else value)
+    elif obj.kind in ("WorkflowTemplate", "ClusterWorkflowTemplate"):
+        spec = obj.manifest.get("spec", {})
+        _line("Entrypoint", spec.get("entrypoint", "<none>"))
+        _line("Templates", ", ".join(t["name"] for t in spec.get("templates", [])) or "<none>")
     elif obj.kind == "ConfigMap":
         _line("Data", ", ".join(sorted(obj.manifest.get("data", {}))) or "<none>")
     elif obj.kind == "Secret":

@@ -10,7 +10,8 @@ from podline.runtime.files import rfc3339
 from podline.store import Obj, Store
 
 API_VERSIONS = {"Pod": "v1", "ConfigMap": "v1", "Secret": "v1", "Job": "batch/v1", "Pipeline": "podline.io/v1alpha1",
-                "Dataset": "podline.io/v1alpha1", "Workflow": "argoproj.io/v1alpha1"}
+                "Dataset": "podline.io/v1alpha1", "Workflow": "argoproj.io/v1alpha1",
+                "WorkflowTemplate": "argoproj.io/v1alpha1", "ClusterWorkflowTemplate": "argoproj.io/v1alpha1"}
 
 
 def full_document(store: Store, obj: Obj) -> dict[str, Any]:
@@ -18,6 +19,8 @@ def full_document(store: Store, obj: Obj) -> dict[str, Any]:
     doc = copy.deepcopy(obj.manifest)
     meta = doc.setdefault("metadata", {})
     meta.update(uid=obj.uid, creationTimestamp=rfc3339(obj.created_at), generation=obj.generation)
+    if not obj.namespace:  # a cluster-scoped object
+        meta.pop("namespace", None)
     if obj.deleted_at:
         meta["deletionTimestamp"] = rfc3339(obj.deleted_at)
     if obj.owner_uid:
@@ -135,6 +138,8 @@ COLUMNS = {  # a Workflow's: cli.workflow_view (as `argo list` prints them)
     "ConfigMap": (["NAME", "DATA", "AGE"], []),
     "Dataset": (["NAME", "SOURCE", "SHARD BY", "AGE"], ["INCLUDE", "EXCLUDE"]),
     "Secret": (["NAME", "TYPE", "DATA", "AGE"], []),
+    "WorkflowTemplate": (["NAME", "AGE"], ["ENTRYPOINT", "TEMPLATES"]),
+    "ClusterWorkflowTemplate": (["NAME", "AGE"], ["ENTRYPOINT", "TEMPLATES"]),
 }
 
 
@@ -150,6 +155,10 @@ def row(obj: Obj, wide: bool) -> list[str]:
         spec = m.get("spec", {})
         out = [obj.name, spec.get("source", ""), spec.get("shardBy", "files"), age(obj.created_at)]
         return out + [",".join(spec.get(k, [])) or "-" for k in ("include", "exclude")] if wide else out
+    if obj.kind in ("WorkflowTemplate", "ClusterWorkflowTemplate"):
+        spec = m.get("spec", {})
+        wide_cells = [spec.get("entrypoint", "-"), str(len(spec.get("templates", [])))]
+        return [obj.name, age(obj.created_at)] + (wide_cells if wide else [])
     if obj.kind == "ConfigMap":
         return [obj.name, str(len(m.get("data", {})) + len(m.get("binaryData", {}))), age(obj.created_at)]
     return [obj.name, m.get("type", "Opaque"), str(len(m.get("data", {})) + len(m.get("stringData", {}))),

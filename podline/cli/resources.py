@@ -87,6 +87,23 @@ def _generate_name(store: Store, obj: Resource, taken: set[tuple[str, str, str]]
             return
 
 
+def _check_template_references(store: Store, loaded: list[Loaded]) -> None:
+    """Workflows and WorkflowTemplates name only templates that exist: stored, or applied together."""
+    from podline.api.errors import InvalidObject
+    from podline.api.workflow_checks import check_references
+    from podline.controller.workflows import template_lookup
+
+    applied = {(item.obj.kind, item.obj.metadata.namespace, item.obj.metadata.name): item.obj.dump()["spec"]
+               for item in loaded if item.obj.kind in ("WorkflowTemplate", "ClusterWorkflowTemplate")}
+    for item in loaded:
+        if item.obj.kind not in ("Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate"):
+            continue
+        try:
+            check_references(item.obj, template_lookup(store, item.obj.metadata.namespace, applied))
+        except InvalidObject as exc:
+            fail(f"{item.describe()}: {exc.path}: {exc.problem}", 2)
+
+
 def apply_objects(state: State, loaded: list[Loaded]) -> None:
     """Validate every change against stored state first, then write all in one transaction."""
     context = state.check_context()
@@ -106,6 +123,7 @@ def apply_objects(state: State, loaded: list[Loaded]) -> None:
             if problem:
                 fail(f"{item.describe()}: spec: {problem}", 2)
         plans.append((obj, manifest))
+    _check_template_references(store, loaded)
     results = []
     taken = {(obj.kind, obj.metadata.namespace, obj.metadata.name or "") for obj, _ in plans}
     with store.tx():
@@ -133,7 +151,7 @@ def apply(state: State, files: tuple[str, ...]) -> None:
 def _select(state: State, kind: str, name: str | None, selector: str | None) -> list[Obj]:
     if name:
         return [state.find(kind, name)]
-    objs = state.store.list(kind=kind, namespace=state.namespace)
+    objs = state.store.list(kind=kind, namespace=state.namespace_of(kind))
     if selector:
         wanted = dict(part.split("=", 1) for part in selector.split(",") if "=" in part)
         objs = [o for o in objs if all(o.labels.get(k) == v for k, v in wanted.items())]

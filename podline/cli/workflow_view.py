@@ -194,7 +194,13 @@ def _cells(node: dict[str, Any], prefix: str, pods: dict[str, str], now: float) 
         pod = pods.get(node["id"], "")
         span = _span(node, now)
         duration = "" if span is None else short_duration(span)
-    return [step, node.get("templateName", ""), pod, duration, node.get("message", "")]
+    return [step, template_label(node), pod, duration, node.get("message", "")]
+
+
+def template_label(node: dict[str, Any]) -> str:
+    """The TEMPLATE column: a template's name, or `WORKFLOWTEMPLATE/TEMPLATE` for one called by templateRef."""
+    ref = node.get("templateRef")
+    return f"{ref['name']}/{ref['template']}" if ref else node.get("templateName", "")
 
 
 def _walk(drawn: dict[str, list[dict[str, Any]]], node: dict[str, Any], prefix: str, below: str,

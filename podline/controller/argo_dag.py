@@ -66,7 +66,7 @@ class DagWalker:
                 tnode_name = f"{node['name']}.{tname}"
                 parents = self._below(node, deps[tname])
                 if ready is False and not current:
-                    omitted = self._node(tnode_name, tname, "Skipped", task["template"], parents, node["id"])
+                    omitted = self._node(tnode_name, tname, "Skipped", self.target(task), parents, node["id"])
                     self._finish(omitted, "Omitted", "omitted: depends condition not met")
                     nodes_of[tname] = [omitted]
                     progress = True

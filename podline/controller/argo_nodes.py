@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
+from podline.api.template_refs import LOCAL, scope_of
 from podline.controller.argo_dag import DagWalker
 from podline.controller.argo_scope import (
     DONE,
@@ -52,6 +53,15 @@ LATER = ("steps.", "tasks.", "item", "workflow.status", "workflow.failures")
 Parents = str | list[str] | None
 
 
+class Target(NamedTuple):
+    """A template a node runs: its name in a scope (LOCAL, or `namespaced/WT`, `cluster/CWT` of the stored
+    templates), and the templateRef that named it, if one did."""
+
+    scope: str
+    name: str
+    ref: dict[str, Any] | None = None
+
+
 class Pods(Protocol):
     """What the walker needs from the controller: a pod per Pod node."""
 
@@ -62,13 +72,18 @@ class Pods(Protocol):
 class Walker(DagWalker):
     def __init__(self, manifest: dict[str, Any], nodes: dict[str, dict[str, Any]], pods: Pods,
                  now: float, stamp: Callable[[float], str], extra_globals: dict[str, str] | None = None,
-                 artifact_root: str = "/") -> None:
+                 artifact_root: str = "/", stored: dict[str, dict[str, Any]] | None = None) -> None:
         self.wf = manifest
         self.artifact_root = artifact_root  # where this workflow's artifacts are saved (`from` must lead there)
         self._running: dict[str, int] | None = None  # pods running below each steps/DAG node (parallelism)
         self.depth = 0  # templates nested in the current walk (recursion is capped at MAX_DEPTH)
         self.name = manifest["metadata"]["name"]
-        self.templates = {t["name"]: t for t in manifest["spec"]["templates"]}
+        own = {t["name"]: t for t in manifest["spec"]["templates"]}
+        self.scopes: dict[str, dict[str, dict[str, Any]]] = {LOCAL: own}
+        for key, template in (stored or {}).items():  # status.storedTemplates: `namespaced/WT/TEMPLATE`
+            scope, _, name = key.rpartition("/")
+            self.scopes.setdefault(scope, {})[name] = template
+        self.scope = LOCAL  # where a call by template name is looked up: the scope of the template being walked
         self.nodes, self.pods, self.now, self.stamp = nodes, pods, now, stamp
         self.wake: float | None = None
         self.globals = {"workflow.name": self.name,
@@ -90,7 +105,20 @@ class Walker(DagWalker):
     def node_id(self, name: str) -> str:
         return self.name if name == self.name else f"{self.name}-{fnv32a(name)}"
 
-    def _node(self, name: str, display: str, kind: str, template: str | None, parent: Parents,
+    def target(self, call: dict[str, Any]) -> Target:
+        """The template a step or task calls: by templateRef, or by name in the current scope."""
+        ref = call.get("templateRef")
+        if ref is not None:
+            return Target(scope_of(ref), ref["template"], ref)
+        return Target(self.scope, call["template"])
+
+    def template_of(self, node: dict[str, Any]) -> dict[str, Any] | None:
+        ref = node.get("templateRef")
+        if ref is not None:
+            return self.scopes.get(scope_of(ref), {}).get(ref["template"])
+        return self.scopes.get(node.get("templateScope", LOCAL), {}).get(node.get("templateName", ""))
+
+    def _node(self, name: str, display: str, kind: str, template: Target | None, parent: Parents,
               boundary: str | None) -> dict[str, Any]:
         """The node named `name`, created (as a child of `parent`, or of each of several parents) if new."""
         nid = self.node_id(name)
@@ -100,8 +128,13 @@ class Walker(DagWalker):
                 raise TooManyNodes(f"the workflow would have more than {MAX_NODES} nodes")
             node = {"id": nid, "name": name, "displayName": display, "type": kind, "phase": "Pending",
                     "startedAt": self.stamp(self.now)}
-            if template:
-                node["templateName"] = template
+            if template is not None and template.ref is not None:
+                node["templateRef"] = {k: template.ref[k] for k in ("name", "template", "clusterScope")
+                                       if k in template.ref}
+            elif template is not None:
+                node["templateName"] = template.name
+            if template is not None and self.scope != LOCAL:
+                node["templateScope"] = self.scope  # where the call was made: inside a WorkflowTemplate
             if boundary:
                 node["boundaryID"] = boundary
             self.nodes[nid] = node
@@ -141,7 +174,7 @@ class Walker(DagWalker):
     def _export(self, node: dict[str, Any]) -> None:
         """An output parameter with `globalName` becomes `{{workflow.outputs.parameters.NAME}}` once its
         node succeeded (and is listed in the workflow's status.outputs)."""
-        template = self.templates.get(node.get("templateName", ""))
+        template = self.template_of(node)
         if node["phase"] != "Succeeded" or template is None or "outputs" not in node:
             return
         values = {p["name"]: p["value"] for p in node["outputs"].get("parameters", [])}
@@ -154,13 +187,13 @@ class Walker(DagWalker):
         self.wake = at if self.wake is None else min(self.wake, at)
 
     # --- templates -----------------------------------------------------------------------------
-    def execute(self, name: str, display: str, template_name: str, args: dict[str, Any], parent: Parents,
+    def execute(self, name: str, display: str, target: Target, args: dict[str, Any], parent: Parents,
                 boundary: str | None, extra: dict[str, str] | None = None) -> dict[str, Any]:
-        """Advance the node `name` running `template_name` with resolved `args` ({parameters: {n: v},
+        """Advance the node `name` running the `target` template with resolved `args` ({parameters: {n: v},
         artifacts: {n: {from|raw}}}); returns the node."""
-        template = self.templates[template_name]
+        template = self.scopes[target.scope][target.name]
         kind = kind_of(template) if "retryStrategy" not in template else "Retry"
-        node = self._node(name, display, kind, template_name, parent, boundary)
+        node = self._node(name, display, kind, target, parent, boundary)
         if node["phase"] in DONE:
             return node
         if self.depth >= MAX_DEPTH:
@@ -170,15 +203,17 @@ class Walker(DagWalker):
         except ex.ExpressionError as exc:
             return self._finish(node, "Error", str(exc))
         scope.update(extra or {})
+        caller, self.scope = self.scope, target.scope  # names called from the template's body are its scope's
         self.depth += 1
         try:
             if kind == "Retry":
-                return self._retry(node, template, scope, artifacts, boundary)
+                return self._retry(node, target, template, scope, artifacts, boundary)
             return self._body(node, template, scope, artifacts)
         finally:
             self.depth -= 1
+            self.scope = caller
 
-    def _retry(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str],
+    def _retry(self, node: dict[str, Any], target: Target, template: dict[str, Any], scope: dict[str, str],
                artifacts: list[dict[str, Any]], boundary: str | None) -> dict[str, Any]:
         strategy = template["retryStrategy"]
         limit = int(strategy.get("limit", 0)) if "limit" in strategy else None
@@ -195,7 +230,7 @@ class Walker(DagWalker):
                 return node
             k = len(attempts)
             child = self._node(f"{node['name']}({k})", f"{node['displayName']}({k})", kind_of(template),
-                               template["name"], node["id"], boundary)
+                               target, node["id"], boundary)
             last = self._body(child, template, {**scope, "retries": str(k)}, artifacts)
         if last["phase"] not in DONE:
             node["phase"] = "Running"
@@ -280,7 +315,7 @@ class Walker(DagWalker):
 
     def _room(self, node: dict[str, Any]) -> bool:
         """Template `parallelism`: no more pods may run below a steps/DAG node than its template allows."""
-        limits = [(b, self.templates.get(self.nodes[b].get("templateName", ""), {}).get("parallelism"))
+        limits = [(b, (self.template_of(self.nodes[b]) or {}).get("parallelism"))
                   for b in self._boundaries(node)]
         limits = [(b, limit) for b, limit in limits if limit]
         if not limits:
@@ -363,9 +398,10 @@ class Walker(DagWalker):
         as a child of it named `<node>.onExit`, with the workflow's arguments or the hook's own, which may name
         the step's outputs (`{{steps.NAME.…}}` / `{{tasks.NAME.…}}`). (all done?, the failed ones)."""
         hook = call.get("hooks", {}).get("exit")
-        template = call.get("onExit") or (hook or {}).get("template")
-        if not template:
+        name = call.get("onExit") or (hook or {}).get("template")
+        if not name:
             return True, []
+        template = Target(self.scope, name)
         if not all(c["phase"] in DONE for c in children):  # a loop's hooks see all of its items' outputs
             return False, []
         finished = [c for c in children if c["phase"] in DONE and c["phase"] not in ("Skipped", "Omitted")]
@@ -406,14 +442,14 @@ class Walker(DagWalker):
                 when = ex.substitute(call["when"], local, strict=True) if "when" in call else None
                 skip = when is not None and not ex.evaluate_when(when)
             except ex.ExpressionError as exc:
-                node = self._node(child_name, child_display, "Skipped", call["template"], parent, boundary)
+                node = self._node(child_name, child_display, "Skipped", self.target(call), parent, boundary)
                 out.append(self._finish(node, "Error", str(exc)))
                 continue
             if skip and existing is None:
-                node = self._node(child_name, child_display, "Skipped", call["template"], parent, boundary)
+                node = self._node(child_name, child_display, "Skipped", self.target(call), parent, boundary)
                 out.append(self._finish(node, "Skipped", f"when '{when}' evaluated false"))
                 continue
-            out.append(self.execute(child_name, child_display, call["template"], args, parent, boundary))
+            out.append(self.execute(child_name, child_display, self.target(call), args, parent, boundary))
         return out
 
     def _succeed(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str]) -> dict[str, Any]:
@@ -431,11 +467,12 @@ class Walker(DagWalker):
             ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """Advance the entrypoint, then (once it is done) the exit handler; returns (root, exit node)."""
         spec = self.wf["spec"]
-        root = self.execute(self.name, self.name, spec["entrypoint"], self.args, None, None)
+        root = self.execute(self.name, self.name, Target(LOCAL, spec["entrypoint"]), self.args, None, None)
         hook = spec.get("hooks", {}).get("exit")
-        template = spec.get("onExit") or (hook or {}).get("template")
-        if root["phase"] not in DONE or not template:
+        name = spec.get("onExit") or (hook or {}).get("template")
+        if root["phase"] not in DONE or not name:
             return root, None
+        template = Target(LOCAL, name)
         self.globals.update(exit_scope(root))  # workflow-wide from here on: the exit handler's steps see them too
         args = self.args
         if hook and "arguments" in hook:

@@ -26,7 +26,7 @@ from podline.store import Obj, Store
 log = logging.getLogger("podline.controller")
 IDLE_TICK = 1.0
 ORDER = ("Workflow", "Pipeline", "Job", "Pod")  # owners first: their new pods are reconciled in the same pass
-DATA_KINDS = ("ConfigMap", "Secret", "Dataset")
+DATA_KINDS = ("ConfigMap", "Secret", "Dataset", "WorkflowTemplate", "ClusterWorkflowTemplate")
 
 
 class Controller:

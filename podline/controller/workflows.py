@@ -22,12 +22,13 @@ from pydantic import ValidationError
 from podline.api.checks import check_pod_spec
 from podline.api.core import Pod
 from podline.api.errors import InvalidObject
+from podline.api.template_refs import Lookup, Unresolved, effective_spec, stored_templates
 from podline.controller.argo_nodes import DONE, FAILED, TooManyNodes, Walker
 from podline.controller.context import TERMINAL, Ctx
 from podline.plan.pod import claim_dir
 from podline.plan.workflow_pod import NODE_ANNOTATION, StepPodError, claim_name, step_pod
 from podline.runtime.files import parse_rfc3339, rfc3339
-from podline.store import Obj
+from podline.store import Obj, Store
 
 log = logging.getLogger("podline.controller")
 WORKFLOW_DONE = ("Succeeded", "Failed", "Error")
@@ -42,9 +43,13 @@ class _Pods:
         self.children = {p.name: p for p in ctx.store.list(kind="Pod", owner_uid=wf.uid)}
         self.by_node: dict[str, str] = wf.internal.setdefault("pods", {})
         self.active = sum(1 for p in self.children.values() if p.status.get("phase") not in TERMINAL)
-        self.limit = wf.manifest["spec"].get("parallelism")
         self.root = Path(str(ctx.dirs_for(wf)["shared"])) / "workflows" / wf.uid
         self.pending: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {}  # created at the end of the pass
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The workflow as it runs (spec_of: merged with its workflowTemplateRef's, once the first pass stored it)."""
+        return {**self.wf.manifest, "spec": spec_of(self.wf)}
 
     def observe(self, node: dict[str, Any]) -> dict[str, Any] | None:
         name = self.by_node.get(node["id"])
@@ -59,9 +64,10 @@ class _Pods:
 
     def start(self, node: dict[str, Any], template: dict[str, Any], artifacts: list[dict[str, Any]]) -> bool:
         """Create the node's pod, unless `parallelism` pods already run; StepPodError if it cannot be one."""
-        if self.limit and self.active >= self.limit:
+        limit = spec_of(self.wf).get("parallelism")
+        if limit and self.active >= limit:
             return False
-        name, manifest, io = step_pod(self.wf.manifest, node, template, artifacts,
+        name, manifest, io = step_pod(self.manifest, node, template, artifacts,
                                       str(self.root / "artifacts" / node["id"]))
         exit_handler = in_exit_handler(self.wf.name, node["name"])
         left = None if exit_handler else _time_left(self.wf, self.ctx.now)  # Argo exempts the exit handler
@@ -94,6 +100,40 @@ class _Pods:
         self.pending.clear()
 
 
+def template_lookup(store: Store, namespace: str, applied: dict[tuple[str, str, str | None], dict] | None = None
+                    ) -> Lookup:
+    """Find a (Cluster)WorkflowTemplate's spec by name: among `applied` (objects being applied) first, then
+    in the store."""
+    def lookup(cluster: bool, name: str) -> dict[str, Any] | None:
+        kind, where = ("ClusterWorkflowTemplate", "") if cluster else ("WorkflowTemplate", namespace)
+        if applied and (kind, where, name) in applied:
+            return applied[(kind, where, name)]
+        obj = store.get(kind, where, name)
+        return None if obj is None or obj.deleted_at else obj.manifest["spec"]
+    return lookup
+
+
+def spec_of(wf: Obj) -> dict[str, Any]:
+    """The spec the workflow runs: its own, or (with workflowTemplateRef) the merged one its first pass stored."""
+    return wf.status.get("storedWorkflowTemplateSpec") or wf.manifest["spec"]
+
+
+def _store_templates(ctx: Ctx, wf: Obj) -> str | None:
+    """At the first pass: copy the templates the workflow reaches through WorkflowTemplates into its status,
+    as Argo does, so later changes to them do not reach a running workflow; the problem if one is missing."""
+    lookup = template_lookup(ctx.store, wf.namespace)
+    try:
+        spec = effective_spec(wf.manifest["spec"], lookup)
+        stored = stored_templates(spec, lookup)
+    except Unresolved as exc:
+        return f"{exc.path}: {exc.problem}"
+    if spec is not wf.manifest["spec"]:
+        wf.status["storedWorkflowTemplateSpec"] = spec
+    if stored:
+        wf.status["storedTemplates"] = stored
+    return None
+
+
 def _failures(nodes: dict[str, dict[str, Any]]) -> str:
     """`{{workflow.failures}}`: the failed Pod nodes, as Argo gives them to an exit handler."""
     return json.dumps([{"displayName": n["displayName"], "message": n.get("message", ""),
@@ -120,7 +160,7 @@ def _claims(ctx: Ctx, wf: Obj) -> list[tuple[Path, Path]]:
     """(directory, owner record) of each of the workflow's volumeClaimTemplates claims."""
     shared = str(ctx.dirs_for(wf)["shared"])
     out = []
-    for template in wf.manifest["spec"].get("volumeClaimTemplates", []):
+    for template in spec_of(wf).get("volumeClaimTemplates", []):
         path = Path(claim_dir(shared, wf.namespace, claim_name(wf.name, template)))
         out.append((path, path.parent / ".owners" / path.name))
     return out
@@ -155,7 +195,7 @@ def _remove_claims(ctx: Ctx, wf: Obj) -> None:
 def _collect_claims(ctx: Ctx, wf: Obj, phase: str) -> None:
     """volumeClaimGC: once no step runs, the claims go when the workflow completes (the default) or only when
     it succeeded (OnWorkflowSuccess); otherwise they stay until the workflow is deleted."""
-    strategy = wf.manifest["spec"].get("volumeClaimGC", {}).get("strategy", "OnWorkflowCompletion")
+    strategy = spec_of(wf).get("volumeClaimGC", {}).get("strategy", "OnWorkflowCompletion")
     if strategy == "OnWorkflowCompletion" or phase == "Succeeded":
         _remove_claims(ctx, wf)
 
@@ -168,7 +208,7 @@ def in_exit_handler(workflow: str, node: str) -> bool:
 
 def _time_left(wf: Obj, now: float) -> int | None:
     """Whole seconds (at least 1) until spec.activeDeadlineSeconds; None without one."""
-    seconds = wf.manifest["spec"].get("activeDeadlineSeconds")
+    seconds = spec_of(wf).get("activeDeadlineSeconds")
     if seconds is None or "startedAt" not in wf.status:
         return None
     return max(1, math.ceil(parse_rfc3339(wf.status["startedAt"]) + seconds - now))
@@ -177,7 +217,7 @@ def _time_left(wf: Obj, now: float) -> int | None:
 def _deadline(ctx: Ctx, wf: Obj, port: _Pods) -> bool:
     """spec.activeDeadlineSeconds: once past, every open node fails. The steps' pods stop themselves then
     (their own deadline was set from the workflow's); one still running KILL_LATE later is deleted."""
-    seconds = wf.manifest["spec"].get("activeDeadlineSeconds")
+    seconds = spec_of(wf).get("activeDeadlineSeconds")
     if seconds is None or "startedAt" not in wf.status:
         return False
     ends = parse_rfc3339(wf.status["startedAt"]) + seconds
@@ -227,7 +267,7 @@ def reconcile_workflow(ctx: Ctx, wf: Obj) -> None:
     if "startedAt" not in wf.status:
         wf.status.update(phase="Running", startedAt=rfc3339(ctx.now), nodes={})
         ctx.event(wf, "WorkflowRunning", "Workflow Running")
-        clash = _make_claims(ctx, wf)
+        clash = _store_templates(ctx, wf) or _make_claims(ctx, wf)
         if clash:
             _finish(ctx, wf, "Error", clash)
             wf.settled = True
@@ -235,9 +275,9 @@ def reconcile_workflow(ctx: Ctx, wf: Obj) -> None:
             return
     nodes = wf.status.setdefault("nodes", {})
     expired = _deadline(ctx, wf, port)
-    walker = Walker(wf.manifest, nodes, port, ctx.now, rfc3339,
+    walker = Walker(port.manifest, nodes, port, ctx.now, rfc3339,
                     {"workflow.uid": wf.uid, "workflow.creationTimestamp": rfc3339(wf.created_at)},
-                    str(port.root / "artifacts"))
+                    str(port.root / "artifacts"), wf.status.get("storedTemplates"))
     try:
         root, exit_node = walker.run(lambda root: {"workflow.status": root["phase"],
                                                    "workflow.failures": _failures(nodes)})

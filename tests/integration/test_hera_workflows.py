@@ -29,11 +29,13 @@ from hera.workflows import (
     Container,
     Parameter,
     RetryStrategy,
+    Step,
     Steps,
     Workflow,
+    WorkflowTemplate,
     script,
 )
-from hera.workflows.models import ValueFrom
+from hera.workflows.models import TemplateRef, ValueFrom, WorkflowTemplateRef
 
 from tests.conftest import Cli
 from tests.integration.test_workflows_local import by_display, finish, params
@@ -340,6 +342,31 @@ def test_artifacts_pass_between_steps(hera_cli: Cli) -> None:
     assert nodes["double"]["outputs"]["result"] == "made"  # a whole directory arrived
     assert nodes["plain"]["outputs"]["result"] == "55"
     assert nodes["doubled"]["outputs"]["result"] == "110"
+
+
+# --- WorkflowTemplates: a library applied once, workflows calling it or made from it -------------------
+
+@script()
+def wordcount(text: str):
+    print(len(text.split()))
+
+
+def test_workflow_templates_from_hera_run_unchanged(hera_cli: Cli) -> None:
+    with WorkflowTemplate(name="hera-lib", entrypoint="main", arguments={"text": "one two three"}) as library:
+        with Steps(name="main"):
+            wordcount(name="count", arguments={"text": "{{workflow.parameters.text}}"})
+        Container(name="shout", image="busybox", inputs=[Parameter(name="word")],
+                  command=["sh", "-c", 'echo "$0" | tr a-z A-Z', "{{inputs.parameters.word}}"])
+    assert hera_cli.apply(library.to_yaml()).stdout.strip() == "workflowtemplate/hera-lib created"
+    made = run(hera_cli, Workflow(generate_name="made-", workflow_template_ref=WorkflowTemplateRef(name="hera-lib"),
+                                  arguments={"text": "four words right here"}))
+    assert by_display(made)["count"]["outputs"]["result"] == "4"
+    with Workflow(generate_name="caller-", entrypoint="main") as caller:
+        with Steps(name="main"):
+            Step(name="shout", template_ref=TemplateRef(name="hera-lib", template="shout"),
+                 arguments={"word": "templated"})
+    nodes = by_display(run(hera_cli, caller))
+    assert nodes["shout"]["outputs"]["result"] == "TEMPLATED"
 
 
 # --- to_dict(): the JSON form ------------------------------------------------------------------------

@@ -80,7 +80,8 @@ def case(ident_: str, text: str, path: str, problem: str | re.Pattern[str], *, d
 CASES = [
     # --- kind and apiVersion -------------------------------------------------------------------------
     case("unknown-kind", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n", "kind",
-         "unknown kind 'Deployment' (known: ConfigMap, Dataset, Job, Pipeline, Pod, Secret, Workflow)",
+         "unknown kind 'Deployment' (known: ClusterWorkflowTemplate, ConfigMap, Dataset, Job, Pipeline, Pod, Secret, "
+         "Workflow, WorkflowTemplate)",
          ident="Deployment/d"),
     case("unknown-apiversion-for-pod", GOOD.replace("apiVersion: v1", "apiVersion: apps/v1"), "apiVersion",
          "unsupported apiVersion 'apps/v1' for kind Pod (use v1)"),

@@ -415,8 +415,12 @@ CASES = [
         f"{T0}.steps[0][0].arguments.artifacts[0].from", "must be one reference"),
     bad("hook-names-no-template", wf(ECHO, "  hooks: {exit: {template: bye}}\n", entry="echo"),
         "spec.hooks.exit.template", "no template named 'bye'"),
-    bad("step-template-ref", wf(steps("{name: a, templateRef: {name: x, template: y}}")),
-        f"{T0}.steps[0][0].templateRef", f"templateRef {NOT}"),
+    bad("step-template-and-template-ref", wf(steps("{name: a, template: echo, templateRef: {name: x, template: y}}")
+                                              + ECHO), f"{T0}.steps[0][0].template", "not both"),
+    bad("template-ref-name-invalid", wf(steps("{name: a, templateRef: {name: X_y, template: y}}")),
+        f"{T0}.steps[0][0].templateRef.name", "DNS-1123 subdomain"),
+    bad("template-ref-without-template", wf(dag("{name: a, templateRef: {name: x}}")),
+        f"{T0}.dag.tasks[0].templateRef.template", "required field"),
     bad("with-items-and-with-param", wf(steps("{name: a, template: echo, withItems: [1], withParam: '[2]'}") + ECHO),
         f"{T0}.steps[0][0].withParam", "only one of withItems, withParam, withSequence"),
     bad("sequence-count-and-end", wf(steps("{name: a, template: echo, withSequence: {count: 2, end: 3}}") + ECHO),
@@ -468,8 +472,9 @@ CASES = [
     bad("volume-claim-template-twice", GOOD.replace("  templates", "  volumeClaimTemplates: [{metadata: {name: w}}, "
                                                     "{metadata: {name: w}}]\n  templates"),
         "spec.volumeClaimTemplates[1].metadata.name", "duplicate"),
-    bad("workflow-template-ref", GOOD.replace("  templates", "  workflowTemplateRef: {name: x}\n  templates"),
-        "spec.workflowTemplateRef", NOT),
+    bad("workflow-template-ref-and-templates", GOOD.replace("  templates", "  workflowTemplateRef: {name: x}\n"
+                                                            "  templates"),
+        "spec.templates", "not allowed with workflowTemplateRef"),
     bad("workflow-suspend", GOOD.replace("  templates", "  suspend: true\n  templates"), "spec.suspend", NOT),
     bad("sidecars", wf(container("") + "    sidecars: [{name: s, image: x}]\n"), f"{T0}.sidecars", NOT),
     bad("memoize", wf(container("") + "    memoize: {key: k}\n"), f"{T0}.memoize", NOT),

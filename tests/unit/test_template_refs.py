@@ -1,0 +1,109 @@
+"""The pure rules of WorkflowTemplate references (podline.api.template_refs): Argo's merge of a Workflow onto
+its workflowTemplateRef, and the templates a workflow reaches through templateRef, found transitively."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from podline.api.template_refs import Unresolved, effective_spec, merge_spec, stored_templates
+from podline.backends.registry import Backends
+from podline.controller import loop
+from podline.store import Store
+
+
+def pod(name: str) -> dict[str, Any]:
+    return {"name": name, "container": {"image": "busybox"}}
+
+
+def steps(name: str, *calls: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "steps": [[{"name": f"s{i}", **call}] for i, call in enumerate(calls)]}
+
+
+def ref(name: str, template: str, cluster: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"templateRef": {"name": name, "template": template}}
+    if cluster:
+        out["templateRef"]["clusterScope"] = True
+    return out
+
+
+def library(**objects: dict[str, Any]) -> Any:
+    """A lookup over template objects named `ns_NAME` (namespaced) or `cl_NAME` (cluster-scoped)."""
+    def lookup(cluster: bool, name: str) -> dict[str, Any] | None:
+        return objects.get(f"{'cl' if cluster else 'ns'}_{name.replace('-', '_')}")
+    return lookup
+
+
+def test_the_workflow_s_fields_win_and_arguments_merge_by_name() -> None:
+    base = {"entrypoint": "main", "parallelism": 2, "templates": [pod("main")],
+            "arguments": {"parameters": [{"name": "a", "value": "1"}, {"name": "b", "value": "2"}],
+                          "artifacts": [{"name": "f", "raw": {"data": "x"}}]}}
+    own = {"workflowTemplateRef": {"name": "t"}, "parallelism": 5,
+           "arguments": {"parameters": [{"name": "c", "value": "3"}, {"name": "b", "value": "two"}]}}
+    merged = merge_spec(base, own)
+    assert merged["parallelism"] == 5 and merged["entrypoint"] == "main" and "workflowTemplateRef" not in merged
+    assert merged["arguments"]["parameters"] == [{"name": "a", "value": "1"}, {"name": "b", "value": "two"},
+                                                 {"name": "c", "value": "3"}]
+    assert merged["arguments"]["artifacts"] == [{"name": "f", "raw": {"data": "x"}}]
+    merged["templates"].append(pod("other"))
+    assert len(base["templates"]) == 1  # a copy: the stored template object is never changed
+
+
+def test_effective_spec_needs_the_template_object_and_an_entrypoint() -> None:
+    own = {"workflowTemplateRef": {"name": "lib", "clusterScope": True}}
+    with pytest.raises(Unresolved) as missing:
+        effective_spec(own, library())
+    assert (missing.value.path, missing.value.problem) == ("spec.workflowTemplateRef.name",
+                                                          "no ClusterWorkflowTemplate named 'lib'")
+    with pytest.raises(Unresolved) as no_entry:
+        effective_spec(own, library(cl_lib={"templates": [pod("a")]}))
+    assert no_entry.value.path == "spec.entrypoint"
+    assert effective_spec({**own, "entrypoint": "a"}, library(cl_lib={"templates": [pod("a")]}))["entrypoint"] == "a"
+    plain = {"entrypoint": "a", "templates": [pod("a")]}
+    assert effective_spec(plain, library()) is plain
+
+
+def test_templates_are_found_through_chains_of_libraries_and_cycles_end() -> None:
+    lookup = library(
+        ns_a={"templates": [steps("go", ref("b", "go")), pod("unused-a")]},
+        ns_b={"templates": [steps("go", {"template": "leaf"}, ref("a", "go"), ref("c", "leaf", cluster=True)),
+                            pod("leaf")]},
+        cl_c={"templates": [pod("leaf")]},
+    )
+    spec = {"templates": [{"name": "main", "dag": {"tasks": [{"name": "t", **ref("a", "go")}]}}]}
+    assert sorted(stored_templates(spec, lookup)) == ["cluster/c/leaf", "namespaced/a/go", "namespaced/a/unused-a",
+                                                     "namespaced/b/go", "namespaced/b/leaf"]
+    assert stored_templates({"templates": [pod("main")]}, lookup) == {}
+
+
+def test_a_missing_template_is_named_at_the_workflow_s_call() -> None:
+    spec = {"templates": [steps("main", {"template": "x"}, ref("a", "nope"))]}
+    with pytest.raises(Unresolved) as exc:
+        stored_templates(spec, library(ns_a={"templates": [pod("go")]}))
+    assert exc.value.path == "spec.templates[0].steps[1][0].templateRef.template"
+    assert exc.value.problem == "no template named 'nope' in WorkflowTemplate 'a'"
+    deep = {"templates": [steps("main", ref("a", "go"))]}
+    with pytest.raises(Unresolved) as exc:
+        stored_templates(deep, library(ns_a={"templates": [steps("go", ref("gone", "x", cluster=True))]}))
+    assert exc.value.path == "spec.templates[0].steps[0][0].templateRef"
+    assert exc.value.problem == ("WorkflowTemplate 'a' refers at spec.templates[0].steps[0][0].templateRef to a "
+                                 "missing template: no ClusterWorkflowTemplate named 'gone'")
+
+
+def test_a_template_object_gone_before_the_first_pass_makes_the_workflow_an_error(tmp_path: Path) -> None:
+    """`apply` checked the reference; the template object was deleted before the controller's first pass
+    (the window `apply` cannot close): the workflow ends in Error naming the reference, and runs nothing."""
+    store = Store(tmp_path / "s.db")
+    manifest = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "w"},
+                "spec": {"entrypoint": "main", "templates": [steps("main", ref("lib", "go"))]}}
+    _, wf = store.apply("Workflow", "default", "w", manifest)
+    _, made = store.apply("Workflow", "default", "m", {**manifest, "metadata": {"name": "m"},
+                                                       "spec": {"workflowTemplateRef": {"name": "lib"}}})
+    loop.Controller(store, Backends(tmp_path)).run_once()
+    for uid, message in ((wf.uid, "spec.templates[0].steps[0][0].templateRef.name: no WorkflowTemplate named 'lib'"),
+                         (made.uid, "spec.workflowTemplateRef.name: no WorkflowTemplate named 'lib'")):
+        status = store.get_uid(uid).status
+        assert (status["phase"], status["message"]) == ("Error", message)
+    assert store.list(kind="Pod") == []
