@@ -159,9 +159,10 @@ Seconds = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=10**9)]
 # --- parameters and artifacts -----------------------------------------------------------------------
 
 class ValueFrom(Model):
-    """Where an output parameter's value comes from: a file the template wrote, or a child's parameter."""
+    """Where an output parameter's value comes from: a file the template wrote, a child's parameter, or an
+    expression over the children's outputs (steps/DAG templates)."""
 
-    expression: Unsupported = None
+    expression: Arg | None = None
     supplied: Unsupported = None
     json_path: Unsupported = None
     jq_filter: Unsupported = None
@@ -173,8 +174,8 @@ class ValueFrom(Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> ValueFrom:
-        if (self.path is None) == (self.parameter is None):
-            raise ValueError("exactly one of path and parameter is required")
+        if sum(source is not None for source in (self.path, self.parameter, self.expression)) != 1:
+            raise ValueError("exactly one of path, parameter and expression is required")
         return self
 
 

@@ -231,11 +231,14 @@ def _check_io(template: Template, where: str) -> None:
         source = param.value_from
         if source is None:
             raise InvalidObject(f"{here}.valueFrom", "required: an output parameter needs valueFrom")
+        if runs_container and source.expression is not None:
+            raise InvalidObject(f"{here}.valueFrom.expression", f"an output of a {template.type} template comes from "
+                                "a path (expressions read the children's outputs of steps and dag templates)")
         if runs_container and source.path is None:
             raise InvalidObject(f"{here}.valueFrom.path", f"required for an output of a {template.type} template")
-        if not runs_container and source.parameter is None:
+        if not runs_container and source.parameter is None and source.expression is None:
             raise InvalidObject(f"{here}.valueFrom.parameter",
-                                f"required for an output of a {template.type} template")
+                                f"required (or an expression) for an output of a {template.type} template")
     for i, artifact in enumerate(template.outputs.artifacts or []):
         field, value = ("path", artifact.path) if runs_container else ("from", artifact.from_)
         if value is None:

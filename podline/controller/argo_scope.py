@@ -195,8 +195,11 @@ def template_outputs(template: dict[str, Any], scope: dict[str, str]) -> dict[st
     (ExpressionError if one names nothing)."""
     outputs: dict[str, Any] = {}
     for p in template.get("outputs", {}).get("parameters", []):
-        source = p.get("valueFrom", {}).get("parameter")
-        value = ex.substitute(source, scope, strict=True) if source else p.get("value")
+        source = p.get("valueFrom", {})
+        if "expression" in source:  # Argo's expr-lang over the children's outputs (`steps['a'].outputs.result`)
+            value = ex.expression_value(source["expression"], scope, True, ())
+        else:
+            value = ex.substitute(source["parameter"], scope, strict=True) if "parameter" in source else p.get("value")
         if value is not None:
             outputs.setdefault("parameters", []).append({"name": p["name"], "value": value})
     for a in template.get("outputs", {}).get("artifacts", []):

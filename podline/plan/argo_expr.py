@@ -10,15 +10,14 @@ these rules here, free of I/O, lets them be tested against Argo's own examples i
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping
 from datetime import date
-from decimal import Decimal
 from typing import Any, NamedTuple
 
 import re2
 
+from podline.plan import argo_exprlang as exprlang
 from podline.plan.argo_depends import (
     BoolParser,
     ExpressionError,
@@ -30,6 +29,7 @@ from podline.plan.argo_depends import (
     quoted,
     task_phase,
 )
+from podline.plan.argo_exprfuncs import go_json
 
 MAX_ITEMS = 10_000
 _REFERENCE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
@@ -48,13 +48,33 @@ def references(text: str) -> list[str]:
     return [_name(match.group(1)) for match in _REFERENCE.finditer(text)]
 
 
+def _later(name: str, leave: tuple[str, ...]) -> bool:
+    """Is `name` (`steps.a`, or just `steps` when no step has outputs yet) one the caller resolves later?"""
+    return name.startswith(leave) or (name + ".").startswith(leave)
+
+
+def expression_value(expression: str, scope: Mapping[str, str], strict: bool, leave: tuple[str, ...]) -> str | None:
+    """`{{=expression}}` evaluated in `scope` (podline.plan.argo_exprlang); None to leave it for a later pass:
+    it names what the scope lacks (in strict mode only names under `leave`), or fails when not strict."""
+    try:
+        return exprlang.render(expression, scope)
+    except exprlang.Unresolved as exc:
+        if strict and not _later(exc.name, leave):
+            raise ExpressionError(f"unresolved reference {exc.name} in expression {quoted(expression)}") from None
+    except ExpressionError:
+        if strict:
+            raise
+    return None
+
+
 def _substitute_text(text: str, scope: Mapping[str, str], strict: bool, leave: tuple[str, ...]) -> str:
     def replace(match: re.Match[str]) -> str:
         name = _name(match.group(1))
         if name in scope:
             return scope[name]
-        if strict and name.startswith("="):
-            raise ExpressionError(f"expression templates {{{{=...}}}} are not supported by podline: {quoted(text)}")
+        if name.startswith("="):
+            value = expression_value(name[1:], scope, strict, leave)
+            return match.group(0) if value is None else value
         if strict and not name.startswith(leave):
             raise ExpressionError(f"unresolved reference {{{{{name}}}}} in {quoted(text)}")
         return match.group(0)
@@ -67,7 +87,7 @@ def substitute(value: Any, scope: Mapping[str, str], *, strict: bool = False, le
 
     Names not in scope stay as written, or raise ExpressionError when `strict` unless they start with one of
     the `leave` prefixes (e.g. "steps." while a steps template is instantiated before its steps ran).
-    `{{=...}}` expressions are never evaluated: strict mode rejects them.  Dict keys are not substituted.
+    `{{=...}}` expressions are evaluated in the same scope (expression_value).  Dict keys are not substituted.
     """
     if isinstance(value, str):
         return _substitute_text(value, scope, strict, leave)
@@ -210,39 +230,6 @@ def parse_items(text: str) -> list[Any]:
     if len(items) > MAX_ITEMS:
         raise ExpressionError(f"withParam value has {len(items)} items, more than {MAX_ITEMS}")
     return items
-
-
-def _go_float(number: float) -> str:
-    """A float as Go's encoding/json writes it: no '.0', exponents only outside [1e-6, 1e21)."""
-    if not math.isfinite(number):
-        raise ExpressionError(f"{number} cannot be written as JSON")
-    if number == 0 or 1e-6 <= abs(number) < 1e21:
-        text = format(Decimal(repr(number)), "f")
-        return text.rstrip("0").rstrip(".") if "." in text else text
-    mantissa, _, exponent = repr(number).partition("e")
-    return f"{mantissa.removesuffix('.0')}e{exponent[0]}{exponent[1:].lstrip('0')}"
-
-
-def go_json(value: Any) -> str:
-    """`value` as Go's json.Marshal writes it: compact, map keys sorted, <, >, & escaped.
-
-    A YAML date (PyYAML reads `2020-01-01` as one) is written as its ISO text, as Argo keeps it.
-    """
-    if isinstance(value, dict):
-        pairs = sorted((str(key), entry) for key, entry in value.items())
-        return "{" + ",".join(f"{go_json(key)}:{go_json(entry)}" for key, entry in pairs) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(go_json(entry) for entry in value) + "]"
-    if isinstance(value, float):
-        return _go_float(value)
-    if isinstance(value, date):
-        value = value.isoformat()
-    if not isinstance(value, str | int | None):
-        raise ExpressionError(f"a loop item of type {type(value).__name__} cannot be written as JSON")
-    text = json.dumps(value, ensure_ascii=False)
-    for char in "<>&\u2028\u2029":
-        text = text.replace(char, f"\\u{ord(char):04x}")
-    return text
 
 
 def render_item(value: Any) -> str:

@@ -52,15 +52,15 @@ SCOPE = {"inputs.parameters.message": "hello world", "item.image": "debian", "it
     ("{{item.image}}:{{item.tag}}", "debian:9.1"),  # Argo's loops-maps example
     ("{{ item.image }}", "debian"),
     ("{{x}}", "{{y}}"),  # one pass only
-    ("{{unknown}} and {{=1+1}}", "{{unknown}} and {{=1+1}}"),
+    ("{{unknown}} and {{=1+1}}", "{{unknown}} and 2"),
+    ("{{= unknown + 1 }} {{=sprig.upper(inputs.parameters['message'])}}", "{{= unknown + 1 }} HELLO WORLD"),
     (["cowsay", "{{inputs.parameters.message}}"], ["cowsay", "hello world"]),
     ({"{{x}}": {"args": ["{{x}}", 3, None, True]}}, {"{{x}}": {"args": ["{{y}}", 3, None, True]}}),
     (7, 7),
 ])
 def test_substitute(value: Any, expected: Any) -> None:
     assert substitute(value, SCOPE) == expected
-    if "{{=" not in str(value):
-        assert substitute(value, SCOPE, strict=True, leave=("unknown",)) == expected
+    assert substitute(value, SCOPE, strict=True, leave=("unknown",)) == expected
 
 
 def test_substitute_does_not_mutate() -> None:
@@ -72,8 +72,13 @@ def test_substitute_does_not_mutate() -> None:
 def test_substitute_strict() -> None:
     with pytest.raises(ExpressionError, match=r"unresolved reference \{\{steps\.a\.outputs\.result\}\} in"):
         substitute(["ok", {"k": "say {{ steps.a.outputs.result }}"}], {}, strict=True)
-    with pytest.raises(ExpressionError, match=r"expression templates \{\{=\.\.\.\}\} are not supported by podline"):
-        substitute("{{=asInt(x)}}", {}, strict=True, leave=("=",))
+    with pytest.raises(ExpressionError, match=r"unresolved reference x in expression 'asInt\(x\)'"):
+        substitute("{{=asInt(x)}}", {}, strict=True)
+    with pytest.raises(ExpressionError, match=r"invalid operation: string \+ int in expression 'x \+ 1'"):
+        substitute("{{=x + 1}}", {"x": "1"}, strict=True)
+    assert substitute("{{=x + 1}}", {"x": "1"}) == "{{=x + 1}}"  # not strict: left for a later, strict pass
+    assert substitute("{{=steps.a.outputs.result}}", {}, strict=True, leave=("steps.",)) == \
+        "{{=steps.a.outputs.result}}"
     kept = "{{steps.a.outputs.result}} {{tasks.b.ip}} {{item}} {{workflow.status}}"
     assert substitute(kept, {}, strict=True, leave=("steps.", "tasks.", "item", "workflow.status")) == kept
 

@@ -492,7 +492,7 @@ CASES = [
         f"{T0}.retryStrategy.backoff.duration", "invalid duration '1 minute'"),
     bad("output-parameter-expression", wf(container("") + "    outputs: {parameters: [{name: o, valueFrom: "
                                           "{expression: x}}]}\n"), f"{T0}.outputs.parameters[0].valueFrom.expression",
-        NOT),
+        "an output of a container template comes from a path"),
     bad("output-parameter-jq-filter", wf(container("") + "    outputs: {parameters: [{name: o, valueFrom: "
                                          "{jqFilter: .a}}]}\n"), f"{T0}.outputs.parameters[0].valueFrom.jqFilter", NOT),
     bad("container-output-from-parameter", wf(container("") + "    outputs: {parameters: [{name: o, valueFrom: "

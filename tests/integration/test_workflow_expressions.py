@@ -1,0 +1,131 @@
+"""Argo's `{{=…}}` expressions on the real local backend: in a container's arguments, in `when`, in `withParam`,
+in a step's arguments reading an earlier step's JSON output, and in `valueFrom.expression` (Argo's
+conditional-parameters example). The values asserted are what the steps computed from the expressions'
+results, never the manifest's text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import Cli
+from tests.integration.test_workflows_local import by_display, params, run
+
+EXPRESSIONS = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: expressions}
+spec:
+  entrypoint: main
+  arguments:
+    parameters: [{name: n, value: "20"}, {name: words, value: "alpha; $(touch /tmp/expr-pwned) 'beta' gamma"}]
+  templates:
+  - name: main
+    steps:
+    - - name: emit
+        template: emit
+    - - name: double
+        template: echo
+        arguments: {parameters: [{name: text, value: "{{=asInt(workflow.parameters.n) * 2 + 2}}"}]}
+      - name: pick
+        template: echo
+        arguments:
+          parameters:
+          - name: text
+            value: >-
+              {{=jsonpath(steps.emit.outputs.result, '$.items[1].name') + '/' +
+              sprig.upper(sprig.trim('  x  '))}}
+      - name: odd
+        template: echo
+        withParam: "{{=toJson(filter(1..7, # % 2 == 1))}}"
+        arguments: {parameters: [{name: text, value: "{{=asInt(item) * asInt(item)}}"}]}
+      - name: big
+        template: echo
+        when: "{{=asInt(workflow.parameters.n) > 10 && len(split(workflow.parameters.words, ' ')) == 5}}"
+        arguments: {parameters: [{name: text, value: "{{=split(workflow.parameters.words, ' ')[1]}}"}]}
+      - name: small
+        template: echo
+        when: "{{=asInt(workflow.parameters.n) < 10}}"
+        arguments: {parameters: [{name: text, value: small}]}
+  - name: emit
+    container: {image: busybox, command: [echo, '{"items": [{"name": "first"}, {"name": "second"}]}']}
+  - name: echo
+    inputs: {parameters: [{name: text}]}
+    container: {image: busybox, command: [printf, "%s", "{{inputs.parameters.text}}"]}
+"""
+
+
+def test_expressions_compute_arguments_conditions_and_loops(cli: Cli) -> None:
+    nodes = by_display(run(cli, EXPRESSIONS))
+    assert nodes["double"]["outputs"]["result"] == "42"
+    assert nodes["pick"]["outputs"]["result"] == "second/X"
+    squares = sorted(int(n["outputs"]["result"]) for name, n in nodes.items() if name.startswith("odd("))
+    assert squares == [1, 9, 25, 49]
+    assert nodes["big"]["outputs"]["result"] == "$(touch"  # a word of the parameter, passed as one argument
+    assert nodes["small"]["phase"] == "Skipped"
+    assert not Path("/tmp/expr-pwned").exists()
+
+
+CONDITIONAL = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: conditional}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - name: flip-coin
+        template: flip
+    - - name: heads
+        template: say
+        arguments: {parameters: [{name: what, value: it was heads}]}
+        when: "{{steps.flip-coin.outputs.result}} == heads"
+      - name: tails
+        template: say
+        arguments: {parameters: [{name: what, value: it was tails}]}
+        when: "{{steps.flip-coin.outputs.result}} == tails"
+    outputs:
+      parameters:
+      - name: stepresult
+        valueFrom:
+          expression: >-
+            steps['flip-coin'].outputs.result == 'heads'
+            ? steps.heads.outputs.result : steps.tails.outputs.result
+  - name: flip
+    script: {image: python, command: [sh], source: "echo tails"}
+  - name: say
+    inputs: {parameters: [{name: what}]}
+    container: {image: busybox, command: [printf, "%s", "{{inputs.parameters.what}}"]}
+"""
+
+
+def test_an_output_parameter_from_an_expression_reads_the_step_that_ran(cli: Cli) -> None:
+    wf = run(cli, CONDITIONAL)
+    nodes = by_display(wf)
+    assert nodes["heads"]["phase"] == "Skipped"  # so steps.heads.outputs.result does not exist: the ternary
+    assert params(nodes["conditional"]) == {"stepresult": "it was tails"}  # never reads it
+
+
+def test_an_expression_that_cannot_be_computed_fails_its_step_with_the_reason(cli: Cli) -> None:
+    wf = run(cli, """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: broken-expression}
+spec:
+  entrypoint: main
+  arguments: {parameters: [{name: n, value: "5"}]}
+  templates:
+  - name: main
+    steps:
+    - - name: add
+        template: echo
+        arguments: {parameters: [{name: text, value: "{{=workflow.parameters.n + 1}}"}]}
+  - name: echo
+    inputs: {parameters: [{name: text}]}
+    container: {image: busybox, command: [echo, "{{inputs.parameters.text}}"]}
+""", expect="Failed")
+    node = by_display(wf)["add"]
+    assert node["phase"] == "Error"
+    assert node["message"] == "invalid operation: string + int in expression 'workflow.parameters.n + 1'"
+    assert not any(p for p in cli.json("pods")["items"])  # nothing ran
