@@ -18,7 +18,7 @@ KIND_ALIASES: dict[str, str] = {
     "dataset": "Dataset", "datasets": "Dataset",
     "workflowtemplate": "WorkflowTemplate", "workflowtemplates": "WorkflowTemplate", "wftmpl": "WorkflowTemplate",
     "clusterworkflowtemplate": "ClusterWorkflowTemplate", "clusterworkflowtemplates": "ClusterWorkflowTemplate",
-    "cwftmpl": "ClusterWorkflowTemplate", "cwf": "ClusterWorkflowTemplate",
+    "cwftmpl": "ClusterWorkflowTemplate", "clusterwftmpl": "ClusterWorkflowTemplate", "cwft": "ClusterWorkflowTemplate",
 }
 
 # Those api.kinds.MODELS has.

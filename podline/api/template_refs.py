@@ -36,40 +36,47 @@ def scope_of(ref: dict[str, Any]) -> str:
     return f"{'cluster' if ref.get('clusterScope') else 'namespaced'}/{ref['name']}"
 
 
-def _merge_named(base: list[dict[str, Any]], own: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Lists keyed by `name` (Argo's patch merge key for arguments): an own entry replaces the base's of that
-    name in place; new names are appended."""
-    mine = {item["name"]: item for item in own}
-    merged = [copy.deepcopy(mine.pop(item["name"], item)) for item in base]
-    return merged + [copy.deepcopy(item) for item in own if item["name"] in mine]
+def _named(items: list[Any]) -> bool:
+    return all(isinstance(item, dict) and "name" in item for item in items)
+
+
+def _merge(base: Any, own: Any) -> Any:
+    """Kubernetes' strategic merge as Argo's JoinWorkflowSpec applies it: maps merge key by key, lists of named
+    entries (parameters, artifacts, volumes) merge entry by entry by name; anything else: `own` wins."""
+    if isinstance(base, dict) and isinstance(own, dict):
+        merged = copy.deepcopy(base)
+        for key, value in own.items():
+            merged[key] = _merge(base[key], value) if key in base else copy.deepcopy(value)
+        return merged
+    if isinstance(base, list) and isinstance(own, list) and _named(base) and _named(own):
+        mine = {item["name"]: item for item in own}
+        merged = [_merge(item, mine.pop(item["name"])) if item["name"] in mine else copy.deepcopy(item)
+                  for item in base]
+        return merged + [copy.deepcopy(item) for item in own if item["name"] in mine]
+    return copy.deepcopy(own)
 
 
 def merge_spec(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
-    """A Workflow's spec made from a WorkflowTemplate's (`base`) and its own fields, which win; arguments merge by
-    parameter and artifact name, as Argo's JoinWorkflowSpec does."""
-    merged = copy.deepcopy(base)
-    merged.pop("workflowTemplateRef", None)
-    for key, value in own.items():
-        if key == "workflowTemplateRef":
-            continue
-        if key == "arguments":
-            args = merged.setdefault("arguments", {})
-            for field in ("parameters", "artifacts"):
-                if field in value:
-                    args[field] = _merge_named(args.get(field, []), value[field])
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
+    """A Workflow's spec made from a WorkflowTemplate's (`base`) and its own fields, which win."""
+    merged = _merge({k: v for k, v in base.items() if k != "workflowTemplateRef"},
+                    {k: v for k, v in own.items() if k != "workflowTemplateRef"})
+    return dict(merged)
+
+
+def template_calls(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(field path below the template, call) of its steps or DAG tasks."""
+    for g, group in enumerate(template.get("steps") or []):
+        for k, step in enumerate(group):
+            yield f".steps[{g}][{k}]", step
+    for k, task in enumerate((template.get("dag") or {}).get("tasks", [])):
+        yield f".dag.tasks[{k}]", task
 
 
 def calls(templates: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
     """(field path below `templates`, call) of every step and DAG task of these templates."""
     for i, template in enumerate(templates):
-        for g, group in enumerate(template.get("steps") or []):
-            for k, step in enumerate(group):
-                yield f"[{i}].steps[{g}][{k}]", step
-        for k, task in enumerate((template.get("dag") or {}).get("tasks", [])):
-            yield f"[{i}].dag.tasks[{k}]", task
+        for path, call in template_calls(template):
+            yield f"[{i}]{path}", call
 
 
 def effective_spec(spec: dict[str, Any], lookup: Lookup) -> dict[str, Any]:
@@ -89,35 +96,48 @@ def effective_spec(spec: dict[str, Any], lookup: Lookup) -> dict[str, Any]:
 
 
 def stored_templates(spec: dict[str, Any], lookup: Lookup) -> dict[str, dict[str, Any]]:
-    """Every template the spec's calls can reach through templateRef, directly or through other
-    WorkflowTemplates, keyed `namespaced/WT/TEMPLATE` (or `cluster/…`) as Argo's status.storedTemplates.
-    Raises Unresolved naming the workflow's field whose call leads to the missing template."""
-    scopes: dict[str, dict[str, dict[str, Any]]] = {}
-    # (templates to scan, the workflow's call that led to them, the template object holding them)
-    pending: list[tuple[list[dict[str, Any]], str | None, str]] = [(spec.get("templates") or [], None, "")]
+    """The templates the spec's own templates reach through templateRef — the one called, and what it calls in
+    turn, by name in its library or through other templateRefs — keyed `namespaced/WT/TEMPLATE` (or
+    `cluster/…`) as Argo's status.storedTemplates. A library's templates nobody calls are not read, as Argo
+    resolves only what runs. Raises Unresolved naming the workflow's field whose call leads to the missing one."""
+    libraries: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {}
+    stored: dict[str, dict[str, Any]] = {}
+    # (scope, template, its path in its document, the workflow's call that led there, the object holding it)
+    pending: list[tuple[str, dict[str, Any], str, str | None, str]] = [
+        (LOCAL, t, f"spec.templates[{i}]", None, "") for i, t in enumerate(spec.get("templates") or [])]
     while pending:
-        templates, via, owner = pending.pop()
-        for path, call in calls(templates):
+        scope, template, where, via, owner = pending.pop()
+        for path, call in template_calls(template):
+            here = f"{where}{path}"
             ref = call.get("templateRef")
-            if ref is None:
-                continue
-            cluster, key = bool(ref.get("clusterScope")), scope_of(ref)
-            if key not in scopes:
-                found = lookup(cluster, ref["name"])
-                if found is None:
-                    _unresolved(via, owner, path, "name", f"no {kind_word(cluster)} named {ref['name']!r}")
-                scopes[key] = {t["name"]: t for t in found.get("templates") or []}
-                pending.append((found.get("templates") or [], via or f"spec.templates{path}.templateRef",
+            names = [n for n in (call.get("onExit"), (call.get("hooks") or {}).get("exit", {}).get("template"))
+                     if n] + ([call["template"]] if "template" in call else [])
+            targets = [(scope, name, via, owner) for name in names] if scope != LOCAL else []
+            if ref is not None:
+                cluster, key = bool(ref.get("clusterScope")), scope_of(ref)
+                if key not in libraries:
+                    found = lookup(cluster, ref["name"])
+                    if found is None:
+                        _unresolved(via, owner, f"{here}.templateRef.name",
+                                    f"no {kind_word(cluster)} named {ref['name']!r}")
+                    libraries[key] = {t["name"]: (i, t) for i, t in enumerate(found.get("templates") or [])}
+                targets.append((key, ref["template"], via or f"{here}.templateRef",
                                 f"{kind_word(cluster)} {ref['name']!r}"))
-            if ref["template"] not in scopes[key]:
-                _unresolved(via, owner, path, "template",
-                            f"no template named {ref['template']!r} in {kind_word(cluster)} {ref['name']!r}")
-    return {f"{key}/{name}": template for key, found in scopes.items() for name, template in found.items()}
+            for target_scope, name, target_via, target_owner in targets:
+                entry = libraries[target_scope].get(name)
+                if entry is None:
+                    field = ".templateRef.template" if target_scope != scope or scope == LOCAL else ".template"
+                    _unresolved(via, owner, f"{here}{field}", f"no template named {name!r} in "
+                                f"{target_owner if target_scope != scope else owner}")
+                if f"{target_scope}/{name}" not in stored:
+                    stored[f"{target_scope}/{name}"] = entry[1]
+                    pending.append((target_scope, entry[1], f"spec.templates[{entry[0]}]", target_via, target_owner))
+    return stored
 
 
-def _unresolved(via: str | None, owner: str, path: str, field: str, problem: str) -> NoReturn:
+def _unresolved(via: str | None, owner: str, field: str, problem: str) -> NoReturn:
     """Raise for a missing template: at the workflow's own call, or (found inside a referenced template object)
     at the call of the workflow's that led there, telling where in that object the broken reference is."""
     if via is None:
-        raise Unresolved(f"spec.templates{path}.templateRef.{field}", problem)
-    raise Unresolved(via, f"{owner} refers at spec.templates{path}.templateRef to a missing template: {problem}")
+        raise Unresolved(field, problem)
+    raise Unresolved(via, f"{owner} refers at {field} to a missing template: {problem}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -87,14 +88,15 @@ def parse_depends(text: str) -> list[str]:
     return names
 
 
-def _check_arguments(args: Arguments | None, where: str) -> None:
-    """Arguments given by the workflow or a caller: unique names, and each with a value."""
+def _check_arguments(args: Arguments | None, where: str, values: bool = True) -> None:
+    """Arguments given by the workflow or a caller: unique names, and each with a value (`values`; a
+    WorkflowTemplate's may leave theirs to the workflow made from it, as Argo allows)."""
     if args is None:
         return
     _unique((p.name for p in args.parameters or []), f"{where}.parameters[{{}}].name", "parameter")
     _unique((a.name for a in args.artifacts or []), f"{where}.artifacts[{{}}].name", "artifact")
     for i, param in enumerate(args.parameters or []):
-        if param.value is None and param.value_from is None:
+        if values and param.value is None and param.value_from is None:
             raise InvalidObject(f"{where}.parameters[{i}].value", "required: an argument needs a value")
     for i, artifact in enumerate(args.artifacts or []):
         if artifact.from_ is None and artifact.raw is None:
@@ -307,7 +309,7 @@ def check_spec(spec: WorkflowSpec, library: bool = False) -> None:
     _unique((v.name for v in spec.volumes or []), "spec.volumes[{}].name", "volume")
     _unique((t.name for t in templates_list), "spec.templates[{}].name", "template")
     templates = {t.name: t for t in templates_list}
-    _check_arguments(spec.arguments, "spec.arguments")
+    _check_arguments(spec.arguments, "spec.arguments", values=not library)
     _check_exit(spec.on_exit, spec.hooks, "spec", templates)
     for field, name in (("entrypoint", spec.entrypoint), ("onExit", spec.on_exit)):
         if name is None:
@@ -337,13 +339,7 @@ def check_references(wf: Workflow | WorkflowTemplate, lookup: Lookup) -> None:
     except Unresolved as exc:
         raise InvalidObject(exc.path, exc.problem) from None
     if spec is not own:
-        ref = own["workflowTemplateRef"]
-        try:
-            check_spec(WorkflowSpec.model_validate(spec))
-        except (InvalidObject, ValidationError) as exc:
-            problem = exc.problem if isinstance(exc, InvalidObject) else exc.errors()[0]["msg"]
-            raise InvalidObject("spec.workflowTemplateRef", f"with {kind_word(bool(ref.get('clusterScope')))} "
-                                f"{ref['name']!r}: {problem}") from None
+        check_merged(own, spec)
         return  # the template object's own calls were checked when it was applied
     for path, call in calls(own.get("templates") or []):
         ref = call.get("templateRef")
@@ -351,3 +347,18 @@ def check_references(wf: Workflow | WorkflowTemplate, lookup: Lookup) -> None:
             target = Template.model_validate(stored[f"{scope_of(ref)}/{ref['template']}"])
             arguments = Arguments.model_validate(call["arguments"]) if "arguments" in call else None
             _check_supplied(target.inputs, arguments, ref["template"], f"spec.templates{path}.arguments")
+
+
+def check_merged(own: dict[str, Any], merged: dict[str, Any]) -> None:
+    """A Workflow made from a workflowTemplateRef: the merged spec passes a whole Workflow's rules (at apply, and
+    again at the first pass, when the template object may have changed)."""
+    ref = own["workflowTemplateRef"]
+    try:
+        check_spec(WorkflowSpec.model_validate(merged))
+    except (InvalidObject, ValidationError) as exc:
+        if isinstance(exc, InvalidObject):
+            problem = f"{exc.path}: {exc.problem}"
+        else:
+            problem = f"{'.'.join(map(str, exc.errors()[0]['loc']))}: {exc.errors()[0]['msg']}"
+        raise InvalidObject("spec.workflowTemplateRef", f"with {kind_word(bool(ref.get('clusterScope')))} "
+                            f"{ref['name']!r}: {problem}") from None

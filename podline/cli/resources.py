@@ -10,7 +10,7 @@ import click
 import yaml
 
 from podline.api.errors import ManifestError
-from podline.api.names import generated_name
+from podline.api.names import CLUSTER_SCOPED, generated_name
 from podline.cli.common import State, fail, kind_or_exit, pass_state, print_table, split_ref
 from podline.cli.render import COLUMNS, full_document, row
 from podline.store import Obj, Store
@@ -98,6 +98,9 @@ def _check_template_references(store: Store, loaded: list[Loaded]) -> None:
     for item in loaded:
         if item.obj.kind not in ("Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate"):
             continue
+        current = store.get(item.obj.kind, item.obj.metadata.namespace, item.obj.metadata.name or "")
+        if current is not None and current.manifest == item.obj.dump():
+            continue  # unchanged: checked when it was applied (a running workflow keeps its stored templates)
         try:
             check_references(item.obj, template_lookup(store, item.obj.metadata.namespace, applied))
         except InvalidObject as exc:
@@ -182,7 +185,8 @@ def get(state: State, kind: str, name: str | None, output: str | None, selector:
             click.echo(f"{kind.lower()}/{o.name}")
         return
     if not objs:
-        click.echo(f"No resources found in {state.namespace} namespace.", err=True)
+        where = "" if kind in CLUSTER_SCOPED else f" in {state.namespace} namespace"
+        click.echo(f"No resources found{where}.", err=True)
         return
     wide = output == "wide"
     if kind == "Workflow":  # as `argo list` prints them

@@ -123,7 +123,8 @@ def header_lines(obj: Obj, now: float) -> list[str]:
     if span is not None:
         lines.append(_field("Duration", long_duration(span)))
     lines.append(_field("Progress", status.get("progress", "")))
-    parameters = [p for p in obj.manifest.get("spec", {}).get("arguments", {}).get("parameters", [])
+    spec = status.get("storedWorkflowTemplateSpec") or obj.manifest.get("spec", {})  # as it runs (merged)
+    parameters = [p for p in spec.get("arguments", {}).get("parameters", [])
                   if p.get("value", p.get("default")) is not None]
     if parameters:
         lines.append(_field("Parameters", ""))

@@ -23,6 +23,7 @@ from podline.api.checks import check_pod_spec
 from podline.api.core import Pod
 from podline.api.errors import InvalidObject
 from podline.api.template_refs import Lookup, Unresolved, effective_spec, stored_templates
+from podline.api.workflow_checks import check_merged
 from podline.controller.argo_nodes import DONE, FAILED, TooManyNodes, Walker
 from podline.controller.context import TERMINAL, Ctx
 from podline.plan.pod import claim_dir
@@ -128,6 +129,10 @@ def _store_templates(ctx: Ctx, wf: Obj) -> str | None:
     except Unresolved as exc:
         return f"{exc.path}: {exc.problem}"
     if spec is not wf.manifest["spec"]:
+        try:  # the template object may have changed since apply checked it
+            check_merged(wf.manifest["spec"], spec)
+        except InvalidObject as exc:
+            return f"{exc.path}: {exc.problem}"
         wf.status["storedWorkflowTemplateSpec"] = spec
     if stored:
         wf.status["storedTemplates"] = stored

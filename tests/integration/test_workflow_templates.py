@@ -220,8 +220,8 @@ kind: Workflow
 metadata: {name: broken}
 spec: {entrypoint: twice, workflowTemplateRef: {name: lib}}
 """)
-    assert error.endswith("spec.workflowTemplateRef: with WorkflowTemplate 'lib': inputs.parameters.who of template "
-                          "'twice' is not supplied"), error
+    assert error.endswith("spec.workflowTemplateRef: with WorkflowTemplate 'lib': spec.entrypoint: "
+                          "inputs.parameters.who of template 'twice' is not supplied"), error
     error = refused(OUTER)
     assert error.endswith("(WorkflowTemplate/outer): spec.templates[0].steps[0][0].templateRef.name: no "
                           "WorkflowTemplate named 'inner'"), error
@@ -252,7 +252,7 @@ spec:
     assert proc.returncode == 2
     assert proc.stderr.strip().endswith(
         "(Workflow/deep): spec.templates[0].steps[0][0].templateRef: WorkflowTemplate 'outer' refers at "
-        "spec.templates[0].steps[0][0].templateRef to a missing template: no WorkflowTemplate named 'inner'"
+        "spec.templates[0].steps[0][0].templateRef.name to a missing template: no WorkflowTemplate named 'inner'"
     ), proc.stderr
 
 
@@ -266,5 +266,48 @@ def test_get_describe_and_delete_workflow_templates(cli: Cli) -> None:
     assert cluster["kind"] == "ClusterWorkflowTemplate" and "namespace" not in cluster["metadata"]
     page = cli("describe", "wftmpl", "lib").stdout
     assert "Templates:" in page and "greet, twice" in page
+    assert cli("get", "cwft").stdout.split()[2] == "cluster-lib"  # Argo's short names
+    assert cli("get", "clusterwftmpl", "-o", "name").stdout.strip() == "clusterworkflowtemplate/cluster-lib"
     cli("delete", "cwftmpl", "cluster-lib")
+    assert cli("get", "cwft").stderr.strip() == "No resources found."
     assert cli("get", "cwftmpl", "cluster-lib", check=False).returncode == 1
+
+
+def test_a_library_leaves_values_to_the_workflow_and_specs_merge_as_argo_joins_them(cli: Cli) -> None:
+    cli.apply("""
+apiVersion: argoproj.io/v1alpha1
+kind: WorkflowTemplate
+metadata: {name: open}
+spec:
+  entrypoint: show
+  arguments: {parameters: [{name: message}, {name: mode, value: plain, enum: [plain, loud]}]}
+  podMetadata: {labels: {team: a}}
+  volumes: [{name: data, emptyDir: {}}]
+  templates:
+  - name: show
+    container:
+      image: busybox
+      command: [printf, "%s", "{{workflow.parameters.message}}"]  # (the host runtime mounts nothing)
+      volumeMounts: [{name: data, mountPath: /data}, {name: extra, mountPath: /extra}]
+""")  # a parameter without a value, and a mount of a volume only the workflow declares: both Argo's habits
+    manifest = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: joined}
+spec:
+  workflowTemplateRef: {name: open}
+  arguments: {parameters: [{name: message, value: given by the workflow}]}
+  podMetadata: {annotations: {owner: me}}
+  volumes: [{name: extra, emptyDir: {}}]
+"""
+    wf = run(cli, manifest)
+    result = by_display(wf)["joined"]["outputs"]["result"]
+    assert result == "given by the workflow"
+    mounts = cli.json("pods")["items"][0]["spec"]["volumes"]
+    assert sorted(v["name"] for v in mounts if v["name"] in ("data", "extra")) == ["data", "extra"]
+    pod = cli.json("pods")["items"][0]["metadata"]
+    assert pod["labels"]["team"] == "a" and pod["annotations"]["owner"] == "me"
+    page = cli("describe", "workflow", "joined").stdout
+    assert "mode:" in page and "plain" in page  # the template's parameter, as the workflow runs it
+    cli("delete", "wftmpl", "open")
+    assert cli.apply(manifest).stdout.strip() == "workflow/joined unchanged"  # it runs from its stored copy

@@ -51,6 +51,20 @@ def test_the_workflow_s_fields_win_and_arguments_merge_by_name() -> None:
     assert len(base["templates"]) == 1  # a copy: the stored template object is never changed
 
 
+def test_maps_and_named_lists_merge_strategically_as_argo_joins_specs() -> None:
+    base = {"podMetadata": {"labels": {"team": "a"}}, "volumes": [{"name": "data", "emptyDir": {}}],
+            "arguments": {"parameters": [{"name": "p", "value": "x", "enum": ["x", "y"]}]},
+            "volumeClaimTemplates": [{"metadata": {"name": "w"}}]}
+    own = {"podMetadata": {"annotations": {"owner": "me"}}, "volumes": [{"name": "extra", "emptyDir": {}}],
+           "arguments": {"parameters": [{"name": "p", "value": "y"}]},
+           "volumeClaimTemplates": [{"metadata": {"name": "v"}}]}
+    merged = merge_spec(base, own)
+    assert merged["podMetadata"] == {"labels": {"team": "a"}, "annotations": {"owner": "me"}}
+    assert [v["name"] for v in merged["volumes"]] == ["data", "extra"]
+    assert merged["arguments"]["parameters"] == [{"name": "p", "value": "y", "enum": ["x", "y"]}]
+    assert merged["volumeClaimTemplates"] == [{"metadata": {"name": "v"}}]  # entries without a name: replaced
+
+
 def test_effective_spec_needs_the_template_object_and_an_entrypoint() -> None:
     own = {"workflowTemplateRef": {"name": "lib", "clusterScope": True}}
     with pytest.raises(Unresolved) as missing:
@@ -65,16 +79,17 @@ def test_effective_spec_needs_the_template_object_and_an_entrypoint() -> None:
     assert effective_spec(plain, library()) is plain
 
 
-def test_templates_are_found_through_chains_of_libraries_and_cycles_end() -> None:
+def test_the_templates_reached_are_found_through_chains_of_libraries_and_cycles_end() -> None:
     lookup = library(
-        ns_a={"templates": [steps("go", ref("b", "go")), pod("unused-a")]},
+        ns_a={"templates": [steps("go", ref("b", "go")), steps("unused-a", ref("gone", "x"))]},
         ns_b={"templates": [steps("go", {"template": "leaf"}, ref("a", "go"), ref("c", "leaf", cluster=True)),
                             pod("leaf")]},
         cl_c={"templates": [pod("leaf")]},
     )
     spec = {"templates": [{"name": "main", "dag": {"tasks": [{"name": "t", **ref("a", "go")}]}}]}
-    assert sorted(stored_templates(spec, lookup)) == ["cluster/c/leaf", "namespaced/a/go", "namespaced/a/unused-a",
-                                                     "namespaced/b/go", "namespaced/b/leaf"]
+    # only what is reached: a's unused template (whose reference is broken) is neither read nor stored
+    assert sorted(stored_templates(spec, lookup)) == ["cluster/c/leaf", "namespaced/a/go", "namespaced/b/go",
+                                                     "namespaced/b/leaf"]
     assert stored_templates({"templates": [pod("main")]}, lookup) == {}
 
 
@@ -88,8 +103,8 @@ def test_a_missing_template_is_named_at_the_workflow_s_call() -> None:
     with pytest.raises(Unresolved) as exc:
         stored_templates(deep, library(ns_a={"templates": [steps("go", ref("gone", "x", cluster=True))]}))
     assert exc.value.path == "spec.templates[0].steps[0][0].templateRef"
-    assert exc.value.problem == ("WorkflowTemplate 'a' refers at spec.templates[0].steps[0][0].templateRef to a "
-                                 "missing template: no ClusterWorkflowTemplate named 'gone'")
+    assert exc.value.problem == ("WorkflowTemplate 'a' refers at spec.templates[0].steps[0][0].templateRef.name to "
+                                 "a missing template: no ClusterWorkflowTemplate named 'gone'")
 
 
 def test_a_template_object_gone_before_the_first_pass_makes_the_workflow_an_error(tmp_path: Path) -> None:
@@ -102,8 +117,15 @@ def test_a_template_object_gone_before_the_first_pass_makes_the_workflow_an_erro
     _, made = store.apply("Workflow", "default", "m", {**manifest, "metadata": {"name": "m"},
                                                        "spec": {"workflowTemplateRef": {"name": "lib"}}})
     loop.Controller(store, Backends(tmp_path)).run_once()
+    _, changed = store.apply("Workflow", "default", "c", {**manifest, "metadata": {"name": "c"},
+                                                          "spec": {"workflowTemplateRef": {"name": "other"},
+                                                                   "entrypoint": "b"}})
+    store.apply("WorkflowTemplate", "default", "other", {"spec": {"templates": [pod("a")]}})  # b went away
+    loop.Controller(store, Backends(tmp_path)).run_once()
     for uid, message in ((wf.uid, "spec.templates[0].steps[0][0].templateRef.name: no WorkflowTemplate named 'lib'"),
-                         (made.uid, "spec.workflowTemplateRef.name: no WorkflowTemplate named 'lib'")):
+                         (made.uid, "spec.workflowTemplateRef.name: no WorkflowTemplate named 'lib'"),
+                         (changed.uid, "spec.workflowTemplateRef: with WorkflowTemplate 'other': spec.entrypoint: no "
+                                       "template named 'b' in spec.templates")):
         status = store.get_uid(uid).status
         assert (status["phase"], status["message"]) == ("Error", message)
     assert store.list(kind="Pod") == []
