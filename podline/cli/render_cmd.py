@@ -19,7 +19,7 @@ RENDER_UID = "00000000-0000-0000-0000-000000000000"  # real submissions use the 
 def render(state: State, files: tuple[str, ...], target: str) -> None:
     """Print the sbatch script(s) or Kubernetes YAML for manifests, without submitting anything."""
     from podline.api.batch import Job  # the models are built only by the commands that need them
-    from podline.api.config import load_config
+    from podline.api.config import load_config, shared_dir
     from podline.api.core import Pod
     from podline.api.dataset import Dataset
     from podline.api.errors import ManifestError
@@ -56,7 +56,7 @@ def render(state: State, files: tuple[str, ...], target: str) -> None:
     if ctx is None:
         fail(f'context "{state.context}" does not exist', 2)
     placement = Placement(ctx.partition, ctx.account, ctx.qos, ctx.time_limit, sys.executable)
-    base = ctx.shared_dir or str(state.home)
+    base = str(shared_dir(state.home, ctx))  # where submission puts the run directory (api.config)
     for item in loaded:
         obj, meta = item.obj, item.obj.metadata
         if meta.name is None and meta.generate_name:  # named as apply would name it
