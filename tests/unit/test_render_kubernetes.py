@@ -314,6 +314,9 @@ def test_cli_render_slurm_prints_one_array_sized_for_the_largest_step(tmp_path: 
     assert "--job-name=podline.default.sharded" in options and f"--comment=podline:{UID}" in options
     assert HOSTILE not in out and "rm -rf" not in out
     subprocess.run(["bash", "-n"], input=out, text=True, check=True)
+    # the run directory is where submission puts it: the context's shared directory ($PODLINE_HOME/shared)
+    rundir = str(tmp_path / "home" / "shared" / "pods" / "default" / "sharded" / UID)
+    assert rundir in out and str(tmp_path / "home" / "pods") not in out
 
 
 def test_a_memory_workspace_is_part_of_the_job_arrays_memory() -> None:
