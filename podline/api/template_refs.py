@@ -36,30 +36,50 @@ def scope_of(ref: dict[str, Any]) -> str:
     return f"{'cluster' if ref.get('clusterScope') else 'namespaced'}/{ref['name']}"
 
 
-def _named(items: list[Any]) -> bool:
-    return all(isinstance(item, dict) and "name" in item for item in items)
+MERGE_KEYS = {"volumeMounts": "mountPath", "ports": "containerPort"}  # Kubernetes' patch merge keys; else name
 
 
-def _merge(base: Any, own: Any) -> Any:
-    """Kubernetes' strategic merge as Argo's JoinWorkflowSpec applies it: maps merge key by key, lists of named
-    entries (parameters, artifacts, volumes) merge entry by entry by name; anything else: `own` wins."""
+def _keyed(items: list[Any], key: str) -> bool:
+    return all(isinstance(item, dict) and key in item for item in items)
+
+
+def strategic_merge(base: Any, own: Any, field: str = "") -> Any:
+    """Kubernetes' strategic merge as Argo applies it (JoinWorkflowSpec, templateDefaults): maps merge key by key,
+    lists of keyed entries (parameters, volumes, env by name; volumeMounts by mountPath) merge entry by entry;
+    anything else: `own` wins. Neither argument is changed."""
     if isinstance(base, dict) and isinstance(own, dict):
         merged = copy.deepcopy(base)
         for key, value in own.items():
-            merged[key] = _merge(base[key], value) if key in base else copy.deepcopy(value)
+            merged[key] = strategic_merge(base[key], value, key) if key in base else copy.deepcopy(value)
         return merged
-    if isinstance(base, list) and isinstance(own, list) and _named(base) and _named(own):
-        mine = {item["name"]: item for item in own}
-        merged = [_merge(item, mine.pop(item["name"])) if item["name"] in mine else copy.deepcopy(item)
+    key = MERGE_KEYS.get(field, "name")
+    if isinstance(base, list) and isinstance(own, list) and _keyed(base, key) and _keyed(own, key):
+        mine = {item[key]: item for item in own}
+        merged = [strategic_merge(item, mine.pop(item[key])) if item[key] in mine else copy.deepcopy(item)
                   for item in base]
-        return merged + [copy.deepcopy(item) for item in own if item["name"] in mine]
+        return merged + [copy.deepcopy(item) for item in own if item[key] in mine]
     return copy.deepcopy(own)
+
+
+TYPES = ("container", "script", "steps", "dag", "suspend", "resource", "data", "http", "containerSet", "plugin")
+
+
+def with_defaults(template: dict[str, Any], defaults: dict[str, Any] | None, retry: dict[str, Any] | None
+                  ) -> dict[str, Any]:
+    """A template as it runs under `spec.templateDefaults` (merged under its own fields; only its own type's
+    fields) and `spec.retryStrategy` (when it has none), as Argo's controller applies them."""
+    if defaults:
+        merged = strategic_merge(defaults, template)
+        template = {k: v for k, v in merged.items() if k not in TYPES or k in template}
+    if retry is not None and "retryStrategy" not in template:
+        template = {**template, "retryStrategy": retry}
+    return template
 
 
 def merge_spec(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
     """A Workflow's spec made from a WorkflowTemplate's (`base`) and its own fields, which win."""
-    merged = _merge({k: v for k, v in base.items() if k != "workflowTemplateRef"},
-                    {k: v for k, v in own.items() if k != "workflowTemplateRef"})
+    merged = strategic_merge({k: v for k, v in base.items() if k != "workflowTemplateRef"},
+                             {k: v for k, v in own.items() if k != "workflowTemplateRef"})
     return dict(merged)
 
 

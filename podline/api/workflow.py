@@ -117,6 +117,12 @@ def _duration(value: Any) -> Any:
     return value
 
 
+def _suspend_duration(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("{{"):
+        return value  # checked once substituted
+    return _duration(value)
+
+
 def _container_path(value: str) -> str:
     """Where in the container a file is read or written: absolute, no `..`, or a `{{…}}` expression."""
     check_no_nul(value)
@@ -383,11 +389,17 @@ class DAGTemplate(Model):
 
 # --- templates and the workflow ---------------------------------------------------------------------
 
-TEMPLATE_TYPES = ("container", "script", "steps", "dag")
+TEMPLATE_TYPES = ("container", "script", "steps", "dag", "suspend")
+
+
+class SuspendTemplate(Model):
+    """A pause of `duration` (then the node succeeds); without one Argo waits for `argo resume`, which podline
+    does not have, so a duration is required (checked with its path)."""
+
+    duration: Annotated[str, BeforeValidator(_suspend_duration)] | None = None
 
 
 class Template(Model):
-    suspend: TemplateType = None
     resource: TemplateType = None
     data: TemplateType = None
     http: TemplateType = None
@@ -407,6 +419,7 @@ class Template(Model):
     script: ScriptTemplate | None = None
     steps: list[Annotated[list[WorkflowStep], Field(min_length=1)]] | None = Field(default=None, min_length=1)
     dag: DAGTemplate | None = None
+    suspend: SuspendTemplate | None = None
     retry_strategy: RetryStrategy | None = None
     active_deadline_seconds: Seconds | None = None
     metadata: PodMetadata | None = None
@@ -423,12 +436,23 @@ class Template(Model):
     @model_validator(mode="after")
     def _one_type(self) -> Template:
         if sum(getattr(self, field) is not None for field in TEMPLATE_TYPES) != 1:
-            raise ValueError("exactly one of container, script, steps, dag is required")
+            raise ValueError("exactly one of container, script, steps, dag, suspend is required")
         return self
 
     @property
     def type(self) -> str:
         return next(field for field in TEMPLATE_TYPES if getattr(self, field) is not None)
+
+
+class TemplateDefaults(Template):
+    """`spec.templateDefaults`: fields every template takes unless it sets them (strategic merge); a type's
+    fields (`container: {…}`) reach only templates of that type."""
+
+    name: ArgoName | None = None  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _one_type(self) -> TemplateDefaults:  # any number of types: each applies to its own kind of template
+        return self
 
 
 class WorkflowTemplateRef(Model):
@@ -443,13 +467,13 @@ class WorkflowSpec(Model):
     Workflow unless it names a `workflowTemplateRef` (checked in `api.workflow_checks` with their paths)."""
 
     workflow_template_ref: WorkflowTemplateRef | None = None
-    template_defaults: Unsupported = None
+    template_defaults: TemplateDefaults | None = None
     hooks: Hooks = None
     synchronization: Unsupported = None
     metrics: Unsupported = None
     suspend: Unsupported = None
     shutdown: Unsupported = None
-    retry_strategy: Unsupported = None
+    retry_strategy: RetryStrategy | None = None  # every template's that has none, as Argo has it
     pod_spec_patch: Unsupported = None
     entrypoint: Text | None = None  # names in spec.templates (checked there)
     templates: list[Template] | None = Field(default=None, min_length=1, max_length=MAX_TEMPLATES)

@@ -256,6 +256,9 @@ def _check_template(template: Template, where: str, templates: dict[str, Templat
     known = (volumes or set()) | {v.name for v in template.volumes or []}
     if template.metadata and template.metadata.annotations:
         check_slurm_flags(template.metadata.annotations, f"{where}.metadata")
+    if template.suspend is not None and template.suspend.duration is None:
+        raise InvalidObject(f"{where}.suspend.duration", "required: podline has no `argo resume`, so a suspend "
+                                                         "template needs a duration")
     container = template.container or template.script
     if container is not None:
         here = f"{where}.{template.type}"

@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
-from podline.api.template_refs import LOCAL, scope_of
+from podline.api.template_refs import LOCAL, scope_of, with_defaults
 from podline.controller.argo_dag import DagWalker
 from podline.controller.argo_scope import (
     DONE,
@@ -78,11 +78,13 @@ class Walker(DagWalker):
         self._running: dict[str, int] | None = None  # pods running below each steps/DAG node (parallelism)
         self.depth = 0  # templates nested in the current walk (recursion is capped at MAX_DEPTH)
         self.name = manifest["metadata"]["name"]
-        own = {t["name"]: t for t in manifest["spec"]["templates"]}
+        spec = manifest["spec"]
+        defaults, retry = spec.get("templateDefaults"), spec.get("retryStrategy")
+        own = {t["name"]: with_defaults(t, defaults, retry) for t in spec["templates"]}
         self.scopes: dict[str, dict[str, dict[str, Any]]] = {LOCAL: own}
         for key, template in (stored or {}).items():  # status.storedTemplates: `namespaced/WT/TEMPLATE`
             scope, _, name = key.rpartition("/")
-            self.scopes.setdefault(scope, {})[name] = template
+            self.scopes.setdefault(scope, {})[name] = with_defaults(template, defaults, retry)
         self.scope = LOCAL  # where a call by template name is looked up: the scope of the template being walked
         self.nodes, self.pods, self.now, self.stamp = nodes, pods, now, stamp
         self.wake: float | None = None
@@ -267,7 +269,22 @@ class Walker(DagWalker):
             return self._steps(node, template, scope)
         if "dag" in template:
             return self._dag(node, template, scope)
+        if "suspend" in template:
+            return self._suspend(node, template, scope)
         return self._pod(node, template, scope, artifacts)
+
+    def _suspend(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str]) -> dict[str, Any]:
+        """A suspend template: the node runs for its duration, then succeeds (the controller wakes for it)."""
+        try:
+            seconds = ex.parse_duration(ex.substitute(template["suspend"]["duration"], scope, strict=True))
+        except ex.ExpressionError as exc:
+            return self._finish(node, "Error", str(exc))
+        ends = parse_rfc3339(node["startedAt"]) + seconds
+        if self.now >= ends:
+            return self._finish(node, "Succeeded")
+        node["phase"] = "Running"
+        self._wait(ends)
+        return node
 
     # --- a pod ---------------------------------------------------------------------------------
     def _pod(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str],

@@ -210,7 +210,8 @@ def template_outputs(template: dict[str, Any], scope: dict[str, str]) -> dict[st
 
 
 def kind_of(template: dict[str, Any]) -> str:
-    return "Steps" if "steps" in template else "DAG" if "dag" in template else "Pod"
+    return "Steps" if "steps" in template else "DAG" if "dag" in template else \
+        "Suspend" if "suspend" in template else "Pod"
 
 
 def continues(call: dict[str, Any], phase: str) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from podline.api.template_refs import Unresolved, effective_spec, merge_spec, stored_templates
+from podline.api.template_refs import Unresolved, effective_spec, merge_spec, stored_templates, with_defaults
 from podline.backends.registry import Backends
 from podline.controller import loop
 from podline.store import Store
@@ -129,3 +129,20 @@ def test_a_template_object_gone_before_the_first_pass_makes_the_workflow_an_erro
         status = store.get_uid(uid).status
         assert (status["phase"], status["message"]) == ("Error", message)
     assert store.list(kind="Pod") == []
+
+
+def test_template_defaults_merge_under_a_template_and_only_its_type() -> None:
+    defaults = {"timeout": "30s", "container": {"image": "busybox", "env": [{"name": "A", "value": "1"}],
+                                                "volumeMounts": [{"name": "v", "mountPath": "/a"}]},
+                "script": {"image": "python"}}
+    template = {"name": "t", "container": {"command": ["x"], "env": [{"name": "B", "value": "2"}],
+                                           "volumeMounts": [{"name": "v", "mountPath": "/b"}]}}
+    merged = with_defaults(template, defaults, {"limit": 1})
+    assert merged["timeout"] == "30s" and merged["retryStrategy"] == {"limit": 1} and "script" not in merged
+    assert merged["container"]["image"] == "busybox" and merged["container"]["command"] == ["x"]
+    assert merged["container"]["env"] == [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+    # volumeMounts merge by mountPath (Kubernetes' key): one volume mounted at two places stays two mounts
+    assert [m["mountPath"] for m in merged["container"]["volumeMounts"]] == ["/a", "/b"]
+    steps = with_defaults({"name": "s", "steps": [], "retryStrategy": {"limit": 5}}, defaults, {"limit": 1})
+    assert "container" not in steps and steps["retryStrategy"] == {"limit": 5} and steps["timeout"] == "30s"
+    assert with_defaults(template, None, None) is template

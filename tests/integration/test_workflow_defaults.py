@@ -1,0 +1,79 @@
+"""Argo's workflow-wide template settings and suspend templates on the real local backend:
+`spec.templateDefaults` (merged under every template's own fields, a type's fields only into templates of that
+type), `spec.retryStrategy` (every template's that has none), and `suspend: {duration}` between steps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from podline.runtime.files import parse_rfc3339
+from tests.conftest import Cli
+from tests.integration.test_workflows_local import by_display, run
+
+
+def test_template_defaults_and_a_workflow_retry_strategy_reach_every_template(cli: Cli, tmp_path: Path) -> None:
+    marker = tmp_path / "tries"
+    wf = run(cli, f"""
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {{name: defaults}}
+spec:
+  entrypoint: main
+  retryStrategy: {{limit: 2}}
+  templateDefaults:
+    container:
+      env: [{{name: GREETING, value: hello from the defaults}}, {{name: WHO, value: nobody}}]
+  templates:
+  - name: main
+    steps:
+    - - {{name: flaky, template: flaky}}
+      - {{name: greet, template: greet}}
+  - name: flaky
+    container:
+      image: busybox
+      command: [sh, -c, 'n=$(cat {marker} 2>/dev/null || echo 0); echo $((n+1)) > {marker}; [ $n -ge 1 ]']
+  - name: greet
+    retryStrategy: {{limit: 0}}
+    container:
+      image: busybox
+      command: [sh, -c, 'echo "$GREETING, $WHO"']
+      env: [{{name: WHO, value: the template}}]
+""")
+    nodes = by_display(wf)
+    flaky = nodes["flaky"]
+    assert flaky["type"] == "Retry"  # the workflow's retryStrategy: one failure, then success
+    assert [wf["status"]["nodes"][c]["phase"] for c in flaky["children"]] == ["Failed", "Succeeded"]
+    assert marker.read_text().strip() == "2"
+    # the defaults' env merged by name under the template's own: its WHO wins, GREETING comes from the defaults
+    greet = wf["status"]["nodes"][nodes["greet"]["children"][0]]
+    assert greet["outputs"]["result"] == "hello from the defaults, the template"
+    assert nodes["defaults"]["type"] == "Retry"  # as in Argo, the steps template is wrapped too
+    assert "container" not in wf["spec"]["templates"][0]  # a steps template never takes container defaults
+
+
+def test_a_suspend_template_pauses_between_steps_for_its_duration(cli: Cli) -> None:
+    wf = run(cli, """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: pause}
+spec:
+  entrypoint: main
+  arguments: {parameters: [{name: wait, value: 2s}]}
+  templates:
+  - name: main
+    steps:
+    - - {name: before, template: say}
+    - - {name: wait, template: wait}
+    - - {name: after, template: say}
+  - name: wait
+    suspend: {duration: "{{workflow.parameters.wait}}"}
+  - name: say
+    container: {image: busybox, command: [date, +%s.%N]}
+""")
+    nodes = by_display(wf)
+    wait = nodes["wait"]
+    assert wait["type"] == "Suspend" and wait["phase"] == "Succeeded"
+    assert parse_rfc3339(wait["finishedAt"]) - parse_rfc3339(wait["startedAt"]) >= 2.0
+    before, after = (float(nodes[n]["outputs"]["result"]) for n in ("before", "after"))
+    assert after - before >= 2.0
