@@ -64,6 +64,10 @@ def expression_value(expression: str, scope: Mapping[str, str], strict: bool, le
     except ExpressionError:
         if strict:
             raise
+    except (RecursionError, MemoryError, ArithmeticError, TypeError, ValueError) as exc:  # a bound missed: the
+        if strict:  # step fails with the reason, never the controller or the workflow
+            raise ExpressionError(f"expression {quoted(expression)} cannot be computed ({type(exc).__name__})") \
+                from None
     return None
 
 

@@ -22,6 +22,9 @@ import re2
 from podline.plan.argo_depends import ExpressionError
 
 MAX_SIZE = 1 << 20  # characters of a string, items of a list
+MAX_NESTING = 64  # of JSON read by fromJSON/jsonpath
+INTEGER = re2.compile(r"[+-]?\d+")
+FLOAT = re2.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(Inf|inf|NaN)")
 
 
 def check_size(value: Any) -> Any:
@@ -43,7 +46,7 @@ def _go_float(number: float) -> str:
     sign, digits, exponent = Decimal(repr(number)).normalize().as_tuple()
     text = "".join(map(str, digits))
     point = len(text) + int(exponent)  # the decimal point's position in `text`
-    if -4 < point <= 21:
+    if -4 < point <= 6:  # Go's %g: exponent form from 1e+06 on, as `fmt.Println(2e6)` prints 2e+06
         if point <= 0:
             body = "0." + "0" * -point + text
         elif point >= len(text):
@@ -110,9 +113,17 @@ def to_json(value: Any) -> str:
 
 def from_json(text: str) -> Any:
     try:
-        return json.loads(_text(text))
+        value = json.loads(_text(text))
     except (ValueError, RecursionError):
         raise ExpressionError(f"not JSON: {str(text)[:60]!r}") from None
+    stack = [(value, 0)]
+    while stack:  # nested at most MAX_NESTING deep, so printing it again cannot recurse without bound
+        item, level = stack.pop()
+        if level > MAX_NESTING:
+            raise ExpressionError(f"JSON nested deeper than {MAX_NESTING}")
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, level + 1) for child in children)
+    return value
 
 
 # --- conversions -----------------------------------------------------------------------------------------------
@@ -129,29 +140,23 @@ def as_int(value: Any) -> int:
         raise ExpressionError("needs a number or its text, not bool")
     if isinstance(value, int | float):
         return int(value)
-    text = _text(value).strip()
-    try:
-        return int(text, 0) if text[:2].lower() in ("0x", "0o", "0b") else int(text)
-    except ValueError:
-        raise ExpressionError(f"{value!r} is not an integer") from None
+    if not INTEGER.fullmatch(_text(value)):  # strconv.ParseInt(s, 10, 64): no spaces, underscores or prefixes
+        raise ExpressionError(f"{value!r} is not an integer")
+    return int(value)
 
 
 def as_float(value: Any) -> float:
     if isinstance(value, bool):
         raise ExpressionError("needs a number or its text, not bool")
-    try:
-        return float(value if isinstance(value, int | float) else _text(value).strip())
-    except ValueError:
-        raise ExpressionError(f"{value!r} is not a number") from None
+    if isinstance(value, int | float):
+        return float(value)
+    if not FLOAT.fullmatch(_text(value)):  # strconv.ParseFloat's forms
+        raise ExpressionError(f"{value!r} is not a number")
+    return float(value)
 
 
 def to_int(value: Any) -> int:
-    """expr's int(): floats truncate, text is parsed (an integer, or a number then truncated)."""
-    if isinstance(value, str):
-        try:
-            return as_int(value)
-        except ExpressionError:
-            return int(as_float(value))
+    """expr's int(): floats truncate, text must be an integer (strconv.Atoi)."""
     return as_int(value)
 
 
@@ -178,7 +183,10 @@ def jsonpath(document: Any, path: str) -> Any:
             raise ExpressionError(f"cannot read JSONPath {path!r} at {text[pos:][:20]!r}")
         pos = match.end()
         if match.group(1) == "..":  # recursive descent: this level and every one below, then the key if named
+            if many and text[match.start() - 2:match.start()] == "..":
+                raise ExpressionError(f"JSONPath {path!r}: '..' twice in a row")
             values, many = [v for value in values for v in _descendants(value)], True
+            check_size(values)
             if match.group(2) is None:
                 continue
         key = match.group(2) if match.group(1) else match.group(3)
@@ -225,6 +233,43 @@ def _repeat(text: str, n: int) -> str:
     return text * n
 
 
+def _until(n: int) -> list[int]:
+    if n > MAX_SIZE:
+        raise ExpressionError(f"a value larger than {MAX_SIZE} items")
+    return list(range(n))
+
+
+def _uniq(items: list[Any]) -> list[Any]:
+    seen: set[Any] = set()
+    out: list[Any] = []
+    for item in items:
+        key = json.dumps(item, sort_keys=True, default=str)  # lists and maps too, in linear time
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+    return out
+
+
+def _go_replacement(repl: str) -> str:
+    """Go's regexp replacement (`$1`, `${name}`, `$$`) as Python's (`\\g<1>`); backslashes are literal in Go."""
+    out = re2.sub(r"\$(\$|\{(\w+)\}|(\w+))", lambda m: "$" if m.group(1) == "$" else
+                  f"\\g<{m.group(2) or m.group(3)}>", repl.replace("\\", "\\\\"))
+    return out
+
+
+def _regex_replace(rx: str, text: str, repl: str) -> str:
+    if (len(_text(text)) + 1) * len(repl) + len(text) > MAX_SIZE:  # the most a replacement at every place makes
+        raise ExpressionError(f"a value larger than {MAX_SIZE} characters")
+    try:
+        return re2.sub(rx, _go_replacement(repl), text)
+    except re2.error as exc:
+        raise ExpressionError(f"bad regular expression {rx!r} ({exc})") from None
+
+
+def _quote(*items: Any) -> str:
+    return " ".join(json.dumps(go_string(item), ensure_ascii=False) for item in items)
+
+
 def _pick(function: Callable[..., Any]) -> Callable[..., Any]:
     """max/min over arguments, or over one list argument."""
     def pick(*args: Any) -> Any:
@@ -247,7 +292,7 @@ def _trim(text: str, chars: str | None = None) -> str:
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "asInt": as_int, "asFloat": as_float, "jsonpath": jsonpath, "toJson": to_json, "toJSON": to_json,
     "fromJSON": from_json, "string": go_string, "int": to_int, "float": as_float, "len": length,
-    "abs": abs, "ceil": math.ceil, "floor": math.floor, "round": lambda x: math.floor(x + 0.5),
+    "abs": abs, "ceil": math.ceil, "floor": math.floor, "round": lambda x: math.copysign(math.floor(abs(x) + 0.5), x),
     "trim": _trim, "trimPrefix": lambda s, p: _text(s).removeprefix(p),
     "trimSuffix": lambda s, p: _text(s).removesuffix(p),
     "upper": lambda s: _text(s).upper(), "lower": lambda s: _text(s).lower(), "split": _split, "join": _join,
@@ -268,7 +313,7 @@ SPRIG: dict[str, Callable[..., Any]] = {
     "nospace": lambda s: "".join(_text(s).split()),
     "replace": lambda old, new, s: check_size(_text(s).replace(old, new)), "repeat": lambda n, s: _repeat(s, n),
     "contains": lambda sub, s: sub in _text(s), "hasPrefix": lambda p, s: _text(s).startswith(p),
-    "hasSuffix": lambda p, s: _text(s).endswith(p), "quote": lambda *xs: " ".join(json.dumps(go_string(x)) for x in xs),
+    "hasSuffix": lambda p, s: _text(s).endswith(p), "quote": _quote,
     "squote": lambda *xs: " ".join(f"'{go_string(x)}'" for x in xs),
     "substr": lambda start, end, s: _text(s)[start:end if end >= 0 else None],
     "trunc": lambda n, s: _text(s)[:n] if n >= 0 else _text(s)[n:], "splitList": lambda sep, s: _split(s, sep),
@@ -284,11 +329,11 @@ SPRIG: dict[str, Callable[..., Any]] = {
     "max": lambda *xs: max(to_int(x) for x in xs), "min": lambda *xs: min(to_int(x) for x in xs),
     "list": lambda *xs: list(xs), "first": lambda xs: xs[0] if xs else None, "last": lambda xs: xs[-1] if xs else None,
     "rest": lambda xs: xs[1:], "initial": lambda xs: xs[:-1], "append": lambda xs, x: check_size([*xs, x]),
-    "uniq": lambda xs: [x for i, x in enumerate(xs) if x not in xs[:i]], "has": lambda x, xs: x in xs,
-    "until": lambda n: check_size(list(range(n))), "b64enc": lambda s: base64.b64encode(_text(s).encode()).decode(),
+    "uniq": _uniq, "has": lambda x, xs: x in xs,
+    "until": _until, "b64enc": lambda s: base64.b64encode(_text(s).encode()).decode(),
     "b64dec": _b64decode, "sha1sum": lambda s: hashlib.sha1(_text(s).encode()).hexdigest(),
     "sha256sum": lambda s: hashlib.sha256(_text(s).encode()).hexdigest(),
     "regexMatch": lambda rx, s: re2.search(rx, _text(s)) is not None,
     "regexFind": lambda rx, s: (lambda m: m.group(0) if m else "")(re2.search(rx, _text(s))),
-    "regexReplaceAll": lambda rx, s, repl: check_size(re2.sub(rx, repl, _text(s))),
+    "regexReplaceAll": _regex_replace,
 }

@@ -25,6 +25,7 @@ from podline.plan.argo_exprparse import parse
 
 MAX_RANGE = 100_000
 MAX_STEPS = 200_000  # evaluations of one expression: predicates over lists multiply, so the total is bounded
+MAX_WORK = 4_000_000  # characters and items of all strings and lists one expression makes
 CLOSURES = ("all", "none", "any", "one", "filter", "map", "count", "find", "findIndex", "sum")
 
 
@@ -37,16 +38,16 @@ class Unresolved(Exception):
 
 
 class Scope(dict[str, Any]):
-    """A level of the environment made from dotted names: a missing key is an unresolved name. `leaf` is the
-    value of a name that is also a prefix of others (`item` and `item.a` of a loop over maps)."""
+    """A level of the environment made from dotted names: a missing key is an unresolved name."""
 
     def __init__(self, path: str) -> None:
         super().__init__()
         self.path = path
-        self.leaf: Any = None
 
 
 def environment(scope: Mapping[str, str]) -> Scope:
+    """Nested maps from dotted names. A name that is also a prefix of others (`item` beside `item.k` in a loop
+    over maps) is the map, as Argo drops the conflicting text."""
     root = Scope("")
     for key, value in scope.items():
         if key.startswith("="):
@@ -56,14 +57,9 @@ def environment(scope: Mapping[str, str]) -> Scope:
         for part in parts[:-1]:
             child = node.get(part)
             if not isinstance(child, Scope):
-                child, leaf = Scope(f"{node.path}{part}."), child
-                child.leaf = leaf
-                node[part] = child
+                child = node[part] = Scope(f"{node.path}{part}.")
             node = child
-        last = node.get(parts[-1])
-        if isinstance(last, Scope):
-            last.leaf = value
-        else:
+        if not isinstance(node.get(parts[-1]), Scope):
             node[parts[-1]] = value
     return root
 
@@ -84,13 +80,18 @@ class _Evaluator:
         self.text, self.env = text, env
         self.pointer: list[Any] = []  # `#` of the innermost predicate
         self.steps = 0
+        self.work = 0
 
     def fail(self, problem: str) -> ExpressionError:
         return ExpressionError(f"{problem} in expression {quoted(self.text)}")
 
     def value(self, node: Any) -> Any:
         result = self.eval(node)
-        return result.leaf if isinstance(result, Scope) and result.leaf is not None else result
+        if isinstance(result, str | list) and len(result) > 64:  # what it made counts against MAX_WORK
+            self.work += len(result)
+            if self.work > MAX_WORK:
+                raise self.fail(f"more than {MAX_WORK} characters and items made")
+        return result
 
     def eval(self, node: Any) -> Any:
         self.steps += 1
@@ -133,6 +134,8 @@ class _Evaluator:
         if base is None and node[3]:
             return None
         key = self.value(node[2])
+        if not isinstance(key, str | int | float | bool):
+            raise self.fail(f"cannot index {_type(base)} with {_type(key)}")
         if isinstance(base, Scope):
             if key not in base:
                 raise Unresolved(f"{base.path}{key}")
@@ -187,12 +190,14 @@ class _Evaluator:
             return same == (op == "==")
         if op in ("in", "not in"):
             if isinstance(right, dict):
-                found = left in right
+                found = isinstance(left, str | int | float | bool) and left in right
             elif isinstance(right, list):
                 found = any(self.operate("==", left, item) for item in right)
             else:
                 raise self.fail(f"invalid operation: {_type(left)} {op} {_type(right)}")
             return found == (op == "in")
+        if op.startswith("not "):
+            return not self.operate(op[4:], left, right)
         if op in ("matches", "contains", "startsWith", "endsWith"):
             if not isinstance(left, str) or not isinstance(right, str):
                 raise self.fail(f"invalid operation: {_type(left)} {op} {_type(right)}")
@@ -253,13 +258,18 @@ class _Evaluator:
             raise self.fail(f"unknown function {name}")
         values = [self.value(arg) for arg in args]
         try:
-            return function(*values)
+            result = function(*values)
         except ExpressionError as exc:
             raise self.fail(f"{name}: {exc}") from None
-        except (TypeError, ValueError, KeyError, IndexError, OverflowError, ZeroDivisionError) as exc:
+        except (TypeError, ValueError, KeyError, IndexError, OverflowError, ZeroDivisionError, re2.error) as exc:
             raise self.fail(f"{name}({', '.join(_type(v) for v in values)}): {exc}") from None
+        if isinstance(result, int) and not isinstance(result, bool) and not -(2**63) <= result < 2**63:
+            raise self.fail(f"{name}: integer overflow")
+        return result
 
     def closure(self, name: str, args: list[Any]) -> Any:
+        if len(args) == 1 and name in ("sum", "count"):  # without a predicate: the items themselves
+            args = [args[0], ("var", "#")]
         if len(args) != 2:
             raise self.fail(f"{name} takes a list and a predicate")
         items = self.value(args[0])
@@ -276,7 +286,9 @@ class _Evaluator:
         if name == "map":
             return results
         if name == "sum":
-            return sum(results)
+            if not all(_number(r) for r in results):
+                raise self.fail("sum needs numbers")
+            return self.arithmetic("+", sum(results), 0)
         if not all(isinstance(r, bool) for r in results):
             raise self.fail(f"the predicate of {name} must give bool")
         hits = [item for item, keep in zip(items, results, strict=True) if keep]

@@ -15,6 +15,8 @@ from podline.plan.argo_depends import ExpressionError, quoted
 
 MAX_EXPRESSION = 10_000  # characters
 MAX_DEPTH = 64  # nesting of the parse
+MAX_TREE = 150  # depth of the tree, chains included (`a + b + c …`): the evaluator recurses that deep
+INT64 = 2**63
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>\d+\.(?!\.)\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|0[xX][0-9a-fA-F_]+|\d[\d_]*)"
@@ -26,10 +28,11 @@ _TOKEN = re.compile(
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "0": "\0", "a": "\a", "b": "\b",
             "f": "\f", "v": "\v"}
 _BINARY = {  # operator: (precedence, right-associative)
-    "??": (5, False), "or": (10, False), "||": (10, False), "and": (15, False), "&&": (15, False),
+    "??": (500, False), "or": (10, False), "||": (10, False), "and": (15, False), "&&": (15, False),
     "==": (20, False), "!=": (20, False), "<": (20, False), ">": (20, False), "<=": (20, False), ">=": (20, False),
     "in": (20, False), "not in": (20, False), "matches": (20, False), "contains": (20, False),
-    "startsWith": (20, False), "endsWith": (20, False), "..": (25, False), "+": (30, False), "-": (30, False),
+    "startsWith": (20, False), "endsWith": (20, False), "not contains": (20, False), "not matches": (20, False),
+    "not startsWith": (20, False), "not endsWith": (20, False), "..": (25, False), "+": (30, False), "-": (30, False),
     "*": (60, False), "/": (60, False), "%": (60, False), "**": (100, True), "^": (100, True),
 }
 _UNARY = {"not": 50, "!": 50, "-": 90, "+": 90}
@@ -45,8 +48,12 @@ def _tokens(text: str) -> list[tuple[str, Any]]:
         raw = match.group(kind)
         if kind == "num":
             clean = raw.replace("_", "")
+            if len(clean) > 40:
+                raise ExpressionError(f"number literal too long in expression {quoted(text)}")
             value: Any = int(clean, 16) if clean[:2].lower() == "0x" else (
                 float(clean) if any(c in clean for c in ".eE") else int(clean))
+            if isinstance(value, int) and not -INT64 <= value < INT64:
+                raise ExpressionError(f"integer literal is too large in expression {quoted(text)}")
             out.append(("lit", value))
         elif kind == "str":
             body = raw[1:-1]
@@ -86,6 +93,8 @@ class _Parser:
         tree = self.expression()
         if self.peek()[0] != "end":
             raise self.fail(f"unexpected {self.peek()[1]!r}")
+        if _depth(tree) > MAX_TREE:
+            raise self.fail(f"more than {MAX_TREE} operations nested")
         return tree
 
     def expression(self, floor: int = 0) -> Any:
@@ -98,7 +107,7 @@ class _Parser:
             if op is None or _BINARY[op][0] < floor:
                 break
             precedence, right_assoc = _BINARY[op]
-            self.pos += 2 if op == "not in" else 1
+            self.pos += 2 if op.startswith("not ") else 1
             left = ("bin", op, left, self.expression(precedence if right_assoc else precedence + 1))
         if floor == 0 and self.peek()[1] == "?":
             self.take("?")
@@ -110,8 +119,8 @@ class _Parser:
 
     def _operator(self) -> str | None:
         kind, value = self.peek()
-        if kind in ("op", "name") and value == "not" and self.peek(1)[1] == "in":
-            return "not in"
+        if kind in ("op", "name") and value == "not" and f"not {self.peek(1)[1]}" in _BINARY:
+            return f"not {self.peek(1)[1]}"
         return value if kind in ("op", "name") and value in _BINARY else None
 
     def unary(self) -> Any:
@@ -138,6 +147,8 @@ class _Parser:
             return ("list", self.arguments("]"))
         if value == "{":
             return self.braces()
+        if value == "." and self.peek()[0] == "name":  # `.name` in a predicate: a field of `#`
+            return ("get", ("var", "#"), ("lit", self.take()[1]), False)
         raise self.fail(f"unexpected {value!r}" if kind != "end" else "unexpected end")
 
     def braces(self) -> Any:
@@ -221,3 +232,16 @@ class _Parser:
 
 def parse(text: str) -> Any:
     return _Parser(text).parse()
+
+
+def _depth(tree: Any) -> int:
+    """The depth of a parsed tree, counted without recursion (a chain of 3,000 `+` must not overflow here)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(node, tuple):
+            stack.extend((child, level + 1) for child in node[1:] if isinstance(child, tuple | list))
+        elif isinstance(node, list):
+            stack.extend((child, level) for child in node if isinstance(child, tuple | list))
+    return deepest

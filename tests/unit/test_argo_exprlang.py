@@ -39,11 +39,21 @@ SCOPE = {"inputs.parameters.n": "41", "inputs.parameters.my-list": "a,b,c", "ste
     ("toJson(filter([1, 2, 3, 4], # > 2))", "[3,4]"),
     ("all([2, 4], # % 2 == 0) and not any([2, 4], # > 9)", "true"),
     ("count(['a', 'bb', 'cc'], len(#) == 2)", "2"),
-    ("item.k + item", 'v{"k":"v"}'),  # a loop item that is a map: its keys, and its JSON text
+    ("item.k + '/' + toJson(item) + '/' + toJson(keys(item))", 'v/{"k":"v"}/["k"]'),  # a loop item that is a map
     ("'x' in ['x', 'y'] && 'k' in {'k': 1} && !(3 in [1, 2])", "true"),
     ("'banana' matches '^b.n' and 'banana' contains 'nan' and 'banana' startsWith 'ba'", "true"),
     ("{a: 1, 'b': [1, 2]}", "map[a:1 b:[1 2]]"),
     ("nope ?? 'fallback'", "fallback"),
+    ("'p-' + nope ?? 'd'", "p-d"),  # ?? binds tightest, as in expr-lang
+    ("asFloat('20') * 100000", "2e+06"),  # Go's %v: exponent form from 1e+06 on
+    ("2 ** 20", "1.048576e+06"),
+    ("123456.0", "123456"),
+    ("'abc' not contains 'x' and 'abc' not startsWith 'b' and not ('a' not matches 'a')", "true"),
+    ("toJson(map([{'name': 'a'}, {'name': 'b'}], .name))", '["a","b"]'),  # the `.field` shorthand of a predicate
+    ("sum([1, 2.5]) + count([true, false, true])", "5.5"),
+    ("round(-2.5) + round(2.5)", "0"),  # halves away from zero, as Go's math.Round: -3 + 3
+    ("sprig.regexReplaceAll('(a+)(b)', 'xaab', '${2}$1$$')", "xbaa$"),
+    ("len(sprig.uniq(1..99999))", "99999"),  # linear
     ("'quote \\' and \\\"' + `raw \\n`", "quote ' and \"raw \\n"),
     ("[1, 2, 3][1:]", "[2 3]"),
     ("0x1F + 1_000", "1031"),
@@ -83,6 +93,22 @@ def test_a_name_not_in_scope_is_unresolved(expression: str, name: str) -> None:
     ("1 ? 2 : 3", "the condition of ?: is int"),
     ("[1][5]", "index 5 out of range"),
     ("filter(1, # > 0)", "filter needs a list"),
+    ("sum(['a', 'b'], {#})", "sum needs numbers"),
+    ("[1] in {'a': 1} ? 1 : {'a': 1}[[1]]", "cannot index map with array"),
+    ("inputs[[1]]", "cannot index map with array"),
+    ("sprig.regexMatch('(', 'a')", "regexMatch"),
+    ("sprig.regexReplaceAll('', sprig.repeat(1000000, 'a'), sprig.repeat(1000, 'b'))", "a value larger than"),
+    ("1" * 5000, "number literal too long"),
+    ("99999999999999999999", "integer literal is too large"),
+    ("sprig.mul(" + ", ".join(["9223372036854775807"] * 3) + ")", "integer overflow"),
+    ("+".join(["1"] * 3000), "more than 150 operations nested"),
+    ("inputs" + ".a" * 400, "more than 150 operations nested"),
+    ("toJson(fromJSON('" + "[" * 900 + "]" * 900 + "'))", "nested deeper than"),
+    ("len(map(1..1000, {1..99999}))", "characters and items made"),
+    ("sprig.until(1000000000)", "a value larger than"),
+    ("jsonpath('[[[[1]]]]', '$........')", "'..' twice in a row"),
+    ("int('1.5')", "'1.5' is not an integer"),
+    ("asInt(' 7') + asInt('1_000')", "' 7' is not an integer"),
 ])
 def test_errors_name_the_problem(expression: str, problem: str) -> None:
     with pytest.raises(ExpressionError) as exc:
