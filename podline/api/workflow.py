@@ -301,7 +301,7 @@ class Backoff(Model):
 
 class RetryStrategy(Model):
     affinity: Unsupported = None
-    expression: Unsupported = None
+    expression: Arg | None = None  # over lastRetry.exitCode/status/duration/message: retry only when true
     limit: Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=10_000)] | None = None
     retry_policy: Literal["Always", "OnFailure", "OnError", "OnTransientError"] | None = None
     backoff: Backoff | None = None

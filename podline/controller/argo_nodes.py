@@ -36,6 +36,7 @@ from podline.controller.argo_scope import (
     template_outputs,
 )
 from podline.plan import argo_expr as ex
+from podline.plan import argo_exprlang as exprlang
 from podline.plan.workflow_pod import StepPodError, pod_name
 from podline.runtime.files import parse_rfc3339
 
@@ -249,8 +250,24 @@ class Walker(DagWalker):
         wanted = {"Always": FAILED, "OnFailure": {"Failed"}, "OnError": {"Error"}, "OnTransientError": {"Error"}}
         if last["phase"] not in wanted[policy]:
             return False
+        if "expression" in strategy and not self._retry_wanted(strategy["expression"], last):
+            return False
         max_duration = strategy.get("backoff", {}).get("maxDuration")
         return not max_duration or self.now < parse_rfc3339(node["startedAt"]) + ex.parse_duration(max_duration)
+
+    def _retry_wanted(self, expression: str, last: dict[str, Any]) -> bool:
+        """retryStrategy.expression over Argo's `lastRetry` (exitCode, status, duration, message): true to retry.
+        One that cannot be computed retries nothing, and says so on the attempt."""
+        ended = parse_rfc3339(last.get("finishedAt", last["startedAt"]))
+        scope = {"lastRetry.exitCode": str(last.get("outputs", {}).get("exitCode", "-1")),
+                 "lastRetry.status": last["phase"], "lastRetry.message": last.get("message", ""),
+                 "lastRetry.duration": str(max(0, round(ended - parse_rfc3339(last["startedAt"]))))}
+        try:
+            wanted = exprlang.evaluate(expression, scope)
+        except (ex.ExpressionError, exprlang.Unresolved) as exc:
+            last["message"] = f"{last.get('message', '')} (retryStrategy.expression: {exc})".strip()
+            return False
+        return wanted is True
 
     def _backoff_over(self, strategy: dict[str, Any], last: dict[str, Any], tried: int) -> bool:
         backoff = strategy.get("backoff")

@@ -129,3 +129,34 @@ spec:
     assert node["phase"] == "Error"
     assert node["message"] == "invalid operation: string + int in expression 'workflow.parameters.n + 1'"
     assert not any(p for p in cli.json("pods")["items"])  # nothing ran
+
+
+def test_a_retry_expression_decides_from_the_last_attempt(cli: Cli, tmp_path: Path) -> None:
+    """Argo's retry-conditional: retry while the exit code says "try again" (3), stop at any other failure."""
+    marker = tmp_path / "tries"
+    wf = run(cli, f"""
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {{name: retry-when}}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - {{name: flaky, template: flaky}}
+  - name: flaky
+    retryStrategy:
+      limit: 10
+      retryPolicy: Always
+      expression: "asInt(lastRetry.exitCode) == 3 && lastRetry.status == 'Failed'"
+    container:
+      image: busybox
+      command:
+      - sh
+      - -c
+      - 'n=$(cat {marker} 2>/dev/null || echo 0); echo $((n+1)) > {marker}; [ $n -lt 2 ] && exit 3; exit 4'
+""", expect="Failed")
+    flaky = by_display(wf)["flaky"]
+    attempts = [wf["status"]["nodes"][c] for c in flaky["children"]]
+    assert [a["outputs"]["exitCode"] for a in attempts] == ["3", "3", "4"]  # 3 and 3 retried; 4 not, despite limit 10
+    assert marker.read_text().strip() == "3"

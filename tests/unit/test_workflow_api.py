@@ -493,8 +493,8 @@ CASES = [
         f"{T0}.retryStrategy.limit", "greater than or equal to 0"),
     bad("retry-policy-unknown", wf(container("") + "    retryStrategy: {retryPolicy: Sometimes}\n"),
         f"{T0}.retryStrategy.retryPolicy", "'Always', 'OnFailure', 'OnError' or 'OnTransientError'"),
-    bad("retry-expression", wf(container("") + "    retryStrategy: {expression: 'true'}\n"),
-        f"{T0}.retryStrategy.expression", NOT),
+    bad("retry-expression-not-text", wf(container("") + "    retryStrategy: {expression: [true]}\n"),
+        f"{T0}.retryStrategy.expression", "valid string"),
     bad("backoff-duration-words", wf(container("") + "    retryStrategy: {backoff: {duration: 1 minute}}\n"),
         f"{T0}.retryStrategy.backoff.duration", "invalid duration '1 minute'"),
     bad("output-parameter-expression", wf(container("") + "    outputs: {parameters: [{name: o, valueFrom: "
