@@ -8,7 +8,7 @@ digit strings become integers; a container template without `name` is named `mai
 
 Argo fields podline does not act on, with no effect on results (scheduling and security hints, garbage
 collection), are `IGNORED` warnings; fields whose absence would change results (remote artifact sources,
-memoization, sidecars, template types other than container/script/steps/dag …) are errors naming the field.
+sidecars, template types other than container/script/steps/dag …) are errors naming the field.
 Cross-references between templates, steps and tasks are checked in `api.workflow_checks`.
 """
 
@@ -299,6 +299,24 @@ class Backoff(Model):
     IGNORED: ClassVar[frozenset[str]] = frozenset({"cap"})
 
 
+class CacheConfigMap(Model):
+    name: Annotated[str, AfterValidator(check_dns_subdomain)]
+    key: Text | None = None  # Argo's selector has one; entries are keyed by the memoize key
+
+
+class MemoizeCache(Model):
+    config_map: CacheConfigMap
+
+
+class Memoize(Model):
+    """A step's outputs kept in a ConfigMap under `key`: a later step (of this or another workflow) with the same
+    key takes them instead of running, while the entry is younger than `maxAge` (Argo's memoization)."""
+
+    key: Arg
+    max_age: Duration | None = None
+    cache: MemoizeCache
+
+
 class RetryStrategy(Model):
     affinity: Unsupported = None
     expression: Arg | None = None  # over lastRetry.exitCode/status/duration/message: retry only when true
@@ -407,7 +425,7 @@ class Template(Model):
     plugin: TemplateType = None
     daemon: Unsupported = None
     pod_spec_patch: Unsupported = None
-    memoize: Unsupported = None
+    memoize: Memoize | None = None
     synchronization: Unsupported = None
     metrics: Unsupported = None
     init_containers: Unsupported = None

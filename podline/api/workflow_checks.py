@@ -256,6 +256,13 @@ def _check_template(template: Template, where: str, templates: dict[str, Templat
     known = (volumes or set()) | {v.name for v in template.volumes or []}
     if template.metadata and template.metadata.annotations:
         check_slurm_flags(template.metadata.annotations, f"{where}.metadata")
+    if template.memoize is not None:
+        if template.type not in ("container", "script"):
+            raise InvalidObject(f"{where}.memoize", f"podline memoizes container and script templates, not a "
+                                                    f"{template.type} template")
+        if template.outputs is not None and template.outputs.artifacts:
+            raise InvalidObject(f"{where}.memoize", "a template with output artifacts is not memoized (they live "
+                                                    "with the workflow that made them)")
     if template.suspend is not None and template.suspend.duration is None:
         raise InvalidObject(f"{where}.suspend.duration", "required: podline has no `argo resume`, so a suspend "
                                                          "template needs a duration")

@@ -9,17 +9,18 @@ it in the same save as the node). Node names and ids follow Argo (`wf[0].step`, 
 Scopes, as Argo resolves `{{...}}`: the caller resolves a step's or task's arguments, `when` and
 `withParam` with the workflow's globals, its own template's inputs, the outputs of the steps or tasks
 finished before it, and the loop item; the called template's body sees only the globals and its inputs
-(`podline.plan.argo_expr` does the parsing and substitution).
+(`podline.plan.argo_expr` does the parsing and substitution). DAGs are walked in `argo_dag`, pods, suspends
+and retries in `argo_leaves`.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 from podline.api.template_refs import LOCAL, scope_of, with_defaults
 from podline.controller.argo_dag import DagWalker
+from podline.controller.argo_leaves import LeafWalker
 from podline.controller.argo_scope import (
     DONE,
     FAILED,
@@ -29,16 +30,11 @@ from podline.controller.argo_scope import (
     kind_of,
     loop_items,
     loops,
-    output_paths,
     outputs_scope,
-    pod_failure,
     resolve_inputs,
     template_outputs,
 )
 from podline.plan import argo_expr as ex
-from podline.plan import argo_exprlang as exprlang
-from podline.plan.workflow_pod import StepPodError, pod_name
-from podline.runtime.files import parse_rfc3339
 
 MAX_DEPTH = 100  # templates calling templates (Argo's recursion, e.g. loop until a coin says heads)
 MAX_NODES = 20_000  # a workflow's whole tree: loops of loops must not grow status without bound
@@ -64,13 +60,15 @@ class Target(NamedTuple):
 
 
 class Pods(Protocol):
-    """What the walker needs from the controller: a pod per Pod node."""
+    """What the walker needs from the controller: a pod per Pod node, and the memoization caches."""
 
     def observe(self, node: dict[str, Any]) -> dict[str, Any] | None: ...  # the pod's status, or None if none yet
     def start(self, node: dict[str, Any], template: dict[str, Any], artifacts: list[dict[str, Any]]) -> bool: ...
+    def cached(self, cache: str, key: str) -> dict[str, Any] | None: ...  # a memoized entry, or None
+    def remember(self, cache: str, key: str, entry: dict[str, Any]) -> None: ...
 
 
-class Walker(DagWalker):
+class Walker(DagWalker, LeafWalker):
     def __init__(self, manifest: dict[str, Any], nodes: dict[str, dict[str, Any]], pods: Pods,
                  now: float, stamp: Callable[[float], str], extra_globals: dict[str, str] | None = None,
                  artifact_root: str = "/", stored: dict[str, dict[str, Any]] | None = None) -> None:
@@ -216,70 +214,6 @@ class Walker(DagWalker):
             self.depth -= 1
             self.scope = caller
 
-    def _retry(self, node: dict[str, Any], target: Target, template: dict[str, Any], scope: dict[str, str],
-               artifacts: list[dict[str, Any]], boundary: str | None) -> dict[str, Any]:
-        strategy = template["retryStrategy"]
-        limit = int(strategy.get("limit", 0)) if "limit" in strategy else None
-        policy = strategy.get("retryPolicy") or "OnFailure"
-        attempts = self._attempts(node)
-        last = attempts[-1] if attempts else None
-        if last is not None and last["phase"] not in DONE:
-            last = self._body(last, template, {**scope, "retries": str(len(attempts) - 1)}, artifacts)
-        again = last is not None and last["phase"] in FAILED and self._again(strategy, node, last, len(attempts),
-                                                                             limit, policy)
-        if last is None or again:
-            if last is not None and not self._backoff_over(strategy, last, len(attempts)):
-                node["phase"] = "Running"
-                return node
-            k = len(attempts)
-            child = self._node(f"{node['name']}({k})", f"{node['displayName']}({k})", kind_of(template),
-                               target, node["id"], boundary)
-            last = self._body(child, template, {**scope, "retries": str(k)}, artifacts)
-        if last["phase"] not in DONE:
-            node["phase"] = "Running"
-            return node
-        if "outputs" in last:
-            node["outputs"] = last["outputs"]
-        return self._finish(node, "Succeeded" if last["phase"] == "Succeeded" else last["phase"],
-                            last.get("message", ""))
-
-    def _again(self, strategy: dict[str, Any], node: dict[str, Any], last: dict[str, Any], tried: int,
-               limit: int | None, policy: str) -> bool:
-        if limit is not None and tried > limit:
-            return False
-        wanted = {"Always": FAILED, "OnFailure": {"Failed"}, "OnError": {"Error"}, "OnTransientError": {"Error"}}
-        if last["phase"] not in wanted[policy]:
-            return False
-        if "expression" in strategy and not self._retry_wanted(strategy["expression"], last):
-            return False
-        max_duration = strategy.get("backoff", {}).get("maxDuration")
-        return not max_duration or self.now < parse_rfc3339(node["startedAt"]) + ex.parse_duration(max_duration)
-
-    def _retry_wanted(self, expression: str, last: dict[str, Any]) -> bool:
-        """retryStrategy.expression over Argo's `lastRetry` (exitCode, status, duration, message): true to retry.
-        One that cannot be computed retries nothing, and says so on the attempt."""
-        ended = parse_rfc3339(last.get("finishedAt", last["startedAt"]))
-        scope = {"lastRetry.exitCode": str(last.get("outputs", {}).get("exitCode", "-1")),
-                 "lastRetry.status": last["phase"], "lastRetry.message": last.get("message", ""),
-                 "lastRetry.duration": str(max(0, round(ended - parse_rfc3339(last["startedAt"]))))}
-        try:
-            wanted = exprlang.evaluate(expression, scope)
-        except (ex.ExpressionError, exprlang.Unresolved) as exc:
-            last["message"] = f"{last.get('message', '')} (retryStrategy.expression: {exc})".strip()
-            return False
-        return wanted is True
-
-    def _backoff_over(self, strategy: dict[str, Any], last: dict[str, Any], tried: int) -> bool:
-        backoff = strategy.get("backoff")
-        if not backoff or "duration" not in backoff:
-            return True
-        delay = ex.parse_duration(backoff["duration"]) * float(backoff.get("factor", 1)) ** (tried - 1)
-        ends = parse_rfc3339(last["finishedAt"]) + delay
-        if self.now >= ends:
-            return True
-        self._wait(ends)
-        return False
-
     def _body(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str],
               artifacts: list[dict[str, Any]]) -> dict[str, Any]:
         if "steps" in template:
@@ -289,93 +223,6 @@ class Walker(DagWalker):
         if "suspend" in template:
             return self._suspend(node, template, scope)
         return self._pod(node, template, scope, artifacts)
-
-    def _suspend(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str]) -> dict[str, Any]:
-        """A suspend template: the node runs for its duration, then succeeds (the controller wakes for it)."""
-        try:
-            seconds = ex.parse_duration(ex.substitute(template["suspend"]["duration"], scope, strict=True))
-        except ex.ExpressionError as exc:
-            return self._finish(node, "Error", str(exc))
-        ends = parse_rfc3339(node["startedAt"]) + seconds
-        if self.now >= ends:
-            return self._finish(node, "Succeeded")
-        node["phase"] = "Running"
-        self._wait(ends)
-        return node
-
-    # --- a pod ---------------------------------------------------------------------------------
-    def _pod(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str],
-             artifacts: list[dict[str, Any]]) -> dict[str, Any]:
-        status = self.pods.observe(node)
-        if status is None:
-            if not self._room(node):
-                return node
-            try:
-                body = ex.substitute({k: v for k, v in template.items() if k not in ("retryStrategy",)},
-                                     {**scope, "pod.name": pod_name(self.name, template["name"], node["id"]),
-                                      "node.name": node["name"]}, strict=True)
-                output_paths(body)
-            except ex.ExpressionError as exc:
-                return self._finish(node, "Error", str(exc))
-            resolved = [{**a, "from": self._location(a["from"])} if "from" in a else a for a in artifacts]
-            missing = [a["name"] for a in resolved if "from" in a and a["from"] is None]
-            if missing:
-                return self._finish(node, "Error", f"input artifact {missing[0]} has no source among this "
-                                    "workflow's artifacts (the step that should have saved it did not)")
-            try:
-                if self.pods.start(node, body, resolved):
-                    self._started(node)
-            except StepPodError as exc:
-                return self._finish(node, "Error", str(exc))
-            return node
-        phase = status.get("phase", "Pending")
-        outputs = {k: v for k, v in status.get("outputs", {}).items() if k != "error"}
-        if outputs:
-            node["outputs"] = outputs
-        if phase in ("Pending", "Running"):
-            node["phase"] = phase
-            return node
-        if phase == "Succeeded":
-            error = status.get("outputs", {}).get("error")
-            return self._finish(node, "Error", error) if error else self._finish(node, "Succeeded")
-        return self._finish(node, *pod_failure(status))
-
-    def _boundaries(self, node: dict[str, Any]) -> list[str]:
-        chain, boundary = [], node.get("boundaryID")
-        while boundary:
-            chain.append(boundary)
-            boundary = self.nodes[boundary].get("boundaryID")
-        return chain
-
-    def _room(self, node: dict[str, Any]) -> bool:
-        """Template `parallelism`: no more pods may run below a steps/DAG node than its template allows."""
-        limits = [(b, (self.template_of(self.nodes[b]) or {}).get("parallelism"))
-                  for b in self._boundaries(node)]
-        limits = [(b, limit) for b, limit in limits if limit]
-        if not limits:
-            return True
-        if self._running is None:  # counted once per pass, then kept up to date as pods start
-            self._running = {}
-            for other in self.nodes.values():
-                if other["type"] == "Pod" and other["phase"] not in DONE and self.pods.observe(other) is not None:
-                    for b in self._boundaries(other):
-                        self._running[b] = self._running.get(b, 0) + 1
-        return all(self._running.get(b, 0) < limit for b, limit in limits)
-
-    def _started(self, node: dict[str, Any]) -> None:
-        if self._running is not None:
-            for b in self._boundaries(node):
-                self._running[b] = self._running.get(b, 0) + 1
-
-    def _location(self, reference: str) -> str | None:
-        """`{{steps.x.outputs.artifacts.y}}`, substituted by the caller, is a place this workflow saved an
-        artifact to: anything else (a path a step printed, say) is refused, so no step reads other files."""
-        root = os.path.realpath(self.artifact_root)
-        try:
-            real = os.path.realpath(reference) if reference.startswith("/") else ""
-        except ValueError:  # a NUL byte
-            return None
-        return reference if real.startswith(root.rstrip("/") + "/") else None
 
     # --- steps ---------------------------------------------------------------------------------
     def _steps(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str]) -> dict[str, Any]:

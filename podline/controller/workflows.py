@@ -33,6 +33,8 @@ from podline.store import Obj, Store
 
 log = logging.getLogger("podline.controller")
 WORKFLOW_DONE = ("Succeeded", "Failed", "Error")
+CACHE_LABEL = "workflows.argoproj.io/configmap-type"
+MAX_MEMO = 256 * 1024  # bytes of one memoized entry (a ConfigMap holds 1 MiB in all)
 KILL_LATE = 10.0  # seconds past the workflow's deadline after which a step's pod that still runs is deleted
 
 
@@ -46,6 +48,7 @@ class _Pods:
         self.active = sum(1 for p in self.children.values() if p.status.get("phase") not in TERMINAL)
         self.root = Path(str(ctx.dirs_for(wf)["shared"])) / "workflows" / wf.uid
         self.pending: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {}  # created at the end of the pass
+        self.memos: dict[tuple[str, str], dict[str, Any]] = {}  # memoization entries, written at the end too
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -92,8 +95,43 @@ class _Pods:
         self.active += 1
         return True
 
+    def cached(self, cache: str, key: str) -> dict[str, Any] | None:
+        if (cache, key) in self.memos:
+            return self.memos[(cache, key)]
+        found = self.ctx.store.get("ConfigMap", self.wf.namespace, cache)
+        raw = (found.manifest.get("data") or {}).get(key) if found is not None else None
+        try:
+            entry = json.loads(raw) if isinstance(raw, str) else None
+        except ValueError:
+            return None
+        return entry if isinstance(entry, dict) and isinstance(entry.get("creationTimestamp"), str) else None
+
+    def remember(self, cache: str, key: str, entry: dict[str, Any]) -> None:
+        self.memos[(cache, key)] = entry
+
+    def _write_memos(self) -> None:
+        """Memoized outputs into their caches: ConfigMaps labelled as Argo labels them, made if missing; a
+        user's immutable ConfigMap, or an entry larger than MAX_MEMO, is left alone (the step just ran)."""
+        for cache in sorted({c for c, _ in self.memos}):
+            found = self.ctx.store.get("ConfigMap", self.wf.namespace, cache)
+            manifest = found.manifest if found is not None else {
+                "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": cache, "namespace": self.wf.namespace,
+                                                                      "labels": {CACHE_LABEL: "Cache"}}}
+            if manifest.get("immutable"):
+                self.ctx.event(self.wf, "MemoizationSkipped", f"ConfigMap {cache} is immutable", "Warning")
+                continue
+            data = dict(manifest.get("data") or {})
+            for (name, key), entry in self.memos.items():
+                text = json.dumps(entry, separators=(",", ":"))
+                if name == cache and len(text) <= MAX_MEMO:
+                    data[key] = text
+            self.ctx.store.apply("ConfigMap", self.wf.namespace, cache, {**manifest, "data": data},
+                                 context=self.wf.context)
+        self.memos.clear()
+
     def create(self) -> None:
         """The pods this pass started (inside the transaction that also saves the nodes recording them)."""
+        self._write_memos()
         for name, (manifest, io, node) in self.pending.items():  # insert only: a pod made meanwhile raises
             self.ctx.store.create_many("Pod", self.wf.namespace, [(name, manifest, {"argo": io})],
                                        owner_uid=self.wf.uid, context=self.wf.context)

@@ -484,7 +484,11 @@ CASES = [
         "spec.templates", "not allowed with workflowTemplateRef"),
     bad("workflow-suspend", GOOD.replace("  templates", "  suspend: true\n  templates"), "spec.suspend", NOT),
     bad("sidecars", wf(container("") + "    sidecars: [{name: s, image: x}]\n"), f"{T0}.sidecars", NOT),
-    bad("memoize", wf(container("") + "    memoize: {key: k}\n"), f"{T0}.memoize", NOT),
+    bad("memoize-without-cache", wf(container("") + "    memoize: {key: k}\n"), f"{T0}.memoize.cache",
+        "required field"),
+    bad("memoize-a-steps-template", wf(steps("{name: a, template: echo}") + ECHO).replace(
+        "    steps:", "    memoize: {key: k, cache: {configMap: {name: c}}}\n    steps:"), f"{T0}.memoize",
+        "podline memoizes container and script templates, not a steps template"),
     bad("pod-spec-patch", wf(container("") + "    podSpecPatch: '{}'\n"), f"{T0}.podSpecPatch", NOT),
     bad("daemon", wf(container("") + "    daemon: true\n"), f"{T0}.daemon", NOT),
     bad("retry-limit-words", wf(container("") + "    retryStrategy: {limit: three}\n"),
