@@ -39,7 +39,7 @@ from podline.api.base import (
     check_no_nul,
     warnings_var,
 )
-from podline.api.core import MAX_STRING, Arg, Container, Text, Volume
+from podline.api.core import MAX_STRING, Arg, Container, KeySelector, Text, Volume
 
 MAX_TEMPLATES = 1_000
 MAX_LOOP = 100_000  # items of one withSequence: beyond this a sequence is a typo
@@ -47,7 +47,7 @@ ARGO_NAME = re.compile(r"^[a-zA-Z0-9][-a-zA-Z0-9]*$")  # templates, steps, tasks
 PARAM_NAME = re.compile(r"^[-a-zA-Z0-9_]+$")  # parameters and artifacts
 DURATION = re.compile(r"^(\d+|(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+)$")  # Go durations; a bare number is seconds
 DIGITS = re.compile(r"^-?\d{1,18}$")
-REMOTE_SOURCES = ("s3", "http", "git", "gcs", "oss", "hdfs", "artifactory", "azure", "hf", "plugin")
+REMOTE_SOURCES = ("git", "gcs", "oss", "hdfs", "artifactory", "azure", "hf", "plugin")
 
 
 # --- field types ------------------------------------------------------------------------------------
@@ -222,11 +222,45 @@ def _reference(value: str) -> str:
     return value
 
 
-class Artifact(Model):
-    """An input or output file or directory; its content travels through the context's shared directory."""
+class HTTPArtifact(Model):
+    """An input artifact fetched from a URL (checked once substituted: http(s), no credentials in it)."""
 
-    s3: RemoteSource = None
-    http: RemoteSource = None
+    headers: Unsupported = None
+    auth: Unsupported = None
+    url: Arg
+
+
+class S3Artifact(Model):
+    """An input artifact fetched from an S3-compatible store: one object, or every object under `key`."""
+
+    role_arn: Unsupported = Field(default=None, alias="roleARN")
+    use_sdk_creds: Unsupported = Field(default=None, alias="useSDKCreds")
+    encryption_options: Unsupported = None
+    ca_secret: Unsupported = None
+    session_token_secret: Unsupported = None
+    create_bucket_if_not_present: Unsupported = None
+    endpoint: Text | None = None  # host[:port], as Argo takes it; `insecure` means http
+    bucket: Arg
+    key: Arg
+    region: Annotated[str, Field(pattern=r"^[a-z0-9-]{1,40}$")] | None = None
+    insecure: bool | None = None
+    access_key_secret: KeySelector | None = None
+    secret_key_secret: KeySelector | None = None
+
+    @model_validator(mode="after")
+    def _both_keys(self) -> S3Artifact:
+        if (self.access_key_secret is None) != (self.secret_key_secret is None):
+            raise ValueError("give both accessKeySecret and secretKeySecret, or neither (the runner's own "
+                             "credentials)")
+        return self
+
+
+class Artifact(Model):
+    """An input or output file or directory; its content travels through the context's shared directory, or
+    (inputs only) comes from an HTTP server or an S3 store through the node's cache of datasets."""
+
+    s3: S3Artifact | None = None
+    http: HTTPArtifact | None = None
     git: RemoteSource = None
     gcs: RemoteSource = None
     oss: RemoteSource = None

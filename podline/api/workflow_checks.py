@@ -19,6 +19,7 @@ from podline.api.errors import InvalidObject
 from podline.api.template_refs import Lookup, Unresolved, calls, effective_spec, kind_word, scope_of, stored_templates
 from podline.api.workflow import (
     Arguments,
+    Artifact,
     DAGTask,
     Inputs,
     LifecycleHook,
@@ -99,8 +100,12 @@ def _check_arguments(args: Arguments | None, where: str, values: bool = True) ->
         if values and param.value is None and param.value_from is None:
             raise InvalidObject(f"{where}.parameters[{i}].value", "required: an argument needs a value")
     for i, artifact in enumerate(args.artifacts or []):
-        if artifact.from_ is None and artifact.raw is None:
-            raise InvalidObject(f"{where}.artifacts[{i}]", "an artifact argument needs from or raw")
+        if _sources(artifact) != 1:
+            raise InvalidObject(f"{where}.artifacts[{i}]", "an artifact argument needs one of from, raw, s3, http")
+
+
+def _sources(artifact: Artifact) -> int:
+    return sum(x is not None for x in (artifact.from_, artifact.raw, artifact.s3, artifact.http))
 
 
 def _check_supplied(inputs: Inputs | None, args: Arguments | None, template: str, where: str) -> None:
@@ -113,7 +118,7 @@ def _check_supplied(inputs: Inputs | None, args: Arguments | None, template: str
             raise InvalidObject(where, f"inputs.parameters.{param.name} of template {template!r} is not supplied")
     given = {a.name for a in (args.artifacts or [])} if args else set()
     for artifact in inputs.artifacts or []:
-        if artifact.name not in given and artifact.from_ is None and artifact.raw is None and not artifact.optional:
+        if artifact.name not in given and not _sources(artifact) and not artifact.optional:
             raise InvalidObject(where, f"inputs.artifacts.{artifact.name} of template {template!r} is not supplied")
 
 
@@ -242,6 +247,10 @@ def _check_io(template: Template, where: str) -> None:
             raise InvalidObject(f"{here}.valueFrom.parameter",
                                 f"required (or an expression) for an output of a {template.type} template")
     for i, artifact in enumerate(template.outputs.artifacts or []):
+        for field in ("s3", "http"):
+            if getattr(artifact, field) is not None:
+                raise InvalidObject(f"{where}.outputs.artifacts[{i}].{field}", "output artifacts pass through the "
+                                    "context's shared directory (s3 and http are sources of input artifacts)")
         field, value = ("path", artifact.path) if runs_container else ("from", artifact.from_)
         if value is None:
             raise InvalidObject(f"{where}.outputs.artifacts[{i}].{field}",

@@ -12,8 +12,11 @@ import json
 import re
 from typing import Any
 
+from podline.api.dataset import dataset_source
 from podline.plan import argo_expr as ex
 
+REMOTE = ("s3", "http")  # sources of input artifacts outside the workflow
+SOURCES = ("from", "raw", *REMOTE)
 DONE = frozenset({"Succeeded", "Failed", "Error", "Skipped", "Omitted"})  # a node that will not change again
 FAILED = frozenset({"Failed", "Error"})
 
@@ -41,12 +44,17 @@ def resolve_inputs(template: dict[str, Any], args: dict[str, Any], node: dict[st
         params.append({"name": p["name"], "value": value})
     artifacts = []
     for a in template.get("inputs", {}).get("artifacts", []):
-        given = {**{k: a[k] for k in ("from", "raw") if k in a}, **args.get("artifacts", {}).get(a["name"], {})}
+        given = args.get("artifacts", {}).get(a["name"])  # the caller's (substituted in its scope), else the
+        if given is None:  # template's own, substituted here
+            given = {k: ex.substitute(a[k], scope, strict=True) if k in REMOTE else a[k] for k in SOURCES if k in a}
         mode = {"mode": a["mode"]} if a.get("mode") is not None else {}
         path = checked_path(ex.substitute(a["path"], scope, strict=True), f"inputs.artifacts.{a['name']}.path") \
             if a.get("path") else ""
         if "raw" in given:
             artifacts.append({"name": a["name"], "path": path, "raw": given["raw"]["data"], **mode})
+        elif "s3" in given or "http" in given:
+            artifacts.append({"name": a["name"], "path": path, "remote": remote_source(a["name"], given),
+                              "optional": bool(a.get("optional")), **mode})
         elif "from" in given:
             artifacts.append({"name": a["name"], "path": path, "from": given["from"],
                               "optional": bool(a.get("optional")), **mode})
@@ -107,7 +115,32 @@ def call_arguments(call: dict[str, Any], scope: dict[str, str]) -> dict[str, Any
             artifacts[a["name"]] = {"from": ex.substitute(a["from"], scope, strict=True)}
         elif "raw" in a:
             artifacts[a["name"]] = {"raw": {"data": ex.substitute(a["raw"].get("data", ""), scope, strict=True)}}
+        else:
+            artifacts[a["name"]] = {k: ex.substitute(a[k], scope, strict=True) for k in REMOTE if k in a}
     return {"parameters": params, "artifacts": artifacts}
+
+
+def remote_source(name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """An input artifact from an HTTP server or S3 store, as the runner stages it (`source` URL, the S3 endpoint
+    and region, and the Secret keys it needs, resolved into the plan when the pod is launched)."""
+    try:
+        if "http" in given:
+            return {"source": dataset_source(given["http"]["url"])}
+        s3 = given["s3"]
+        source = dataset_source(f"s3://{s3['bucket']}/{s3['key'].lstrip('/')}")
+    except ValueError as exc:
+        raise ex.ExpressionError(f"input artifact {name}: {exc}") from None
+    out: dict[str, Any] = {"source": source, "s3": {}}
+    if s3.get("endpoint"):
+        endpoint = s3["endpoint"]
+        out["s3"]["endpoint"] = endpoint if "://" in endpoint else \
+            f"{'http' if s3.get('insecure') else 'https'}://{endpoint}"
+    if s3.get("region"):
+        out["s3"]["region"] = s3["region"]
+    refs = {k: s3[field] for k, field in (("key", "accessKeySecret"), ("secret", "secretKeySecret")) if field in s3}
+    if refs:
+        out["secrets"] = refs
+    return out
 
 
 def outputs_scope(prefix: str, step: str, nodes: list[dict[str, Any]], looped: bool) -> dict[str, str]:

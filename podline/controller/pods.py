@@ -11,9 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from podline.api.core import Pod
+from podline.api.core import KeySelector, Pod
 from podline.backends.base import Backend, SubmitError
 from podline.controller.context import TERMINAL, Ctx
+from podline.plan.pipeline import secret_key
 from podline.plan.pod import PlanWaiting, plan_pod, pod_requests
 from podline.runtime.files import rfc3339
 from podline.store import Obj
@@ -35,10 +36,23 @@ def _pending(obj: Obj, reason: str, message: str, scheduled: bool) -> None:
 def _plan(ctx: Ctx, obj: Obj) -> dict[str, Any]:
     """The pod's plan with its context's runtime, image cache and checkpoint directories (and, for a
     workflow step, the executor's inputs and outputs its workflow recorded)."""
-    plan = plan_pod(obj.manifest, obj.uid, ctx.lookup, dirs=ctx.dirs_for(obj), **ctx.runtime_for(obj))
+    dirs = ctx.dirs_for(obj)
+    plan = plan_pod(obj.manifest, obj.uid, ctx.lookup, dirs=dirs, **ctx.runtime_for(obj))
     if "argo" in obj.internal:
-        plan["argo"] = obj.internal["argo"]
+        plan["argo"] = {**obj.internal["argo"], "scratch": dirs["scratch"],  # its node cache of datasets
+                        "inputArtifacts": [_with_credentials(ctx, obj, a) for a in obj.internal["argo"].get(
+                            "inputArtifacts", [])]}
     return plan
+
+
+def _with_credentials(ctx: Ctx, obj: Obj, artifact: dict[str, Any]) -> dict[str, Any]:
+    """An input artifact from S3 with its keys read from their Secrets: into the plan (0600) only, never into
+    the store's record of the pod; a missing Secret makes the pod wait, as for env."""
+    refs = artifact.get("remote", {}).get("secrets")
+    if not refs:
+        return artifact
+    keys = {k: secret_key(ctx.lookup, obj.namespace, KeySelector.model_validate(ref)) for k, ref in refs.items()}
+    return {**artifact, "remote": {**artifact["remote"], "credentials": keys}}
 
 
 def _admit_and_launch(ctx: Ctx, obj: Obj) -> None:

@@ -31,12 +31,12 @@ def _plan_input(item: Input, namespace: str, lookup: Lookup) -> dict[str, Any]:
     if spec.endpoint or spec.region:
         dataset["s3"] = {"endpoint": spec.endpoint, "region": spec.region}
     if spec.access_key_secret and spec.secret_key_secret:  # into the plan (0600), as secret env values are
-        dataset["credentials"] = {"key": _secret_key(lookup, namespace, spec.access_key_secret),
-                                  "secret": _secret_key(lookup, namespace, spec.secret_key_secret)}
+        dataset["credentials"] = {"key": secret_key(lookup, namespace, spec.access_key_secret),
+                                  "secret": secret_key(lookup, namespace, spec.secret_key_secret)}
     return {"path": item.path, "dataset": dataset}
 
 
-def _secret_key(lookup: Lookup, namespace: str, ref: KeySelector) -> str:
+def secret_key(lookup: Lookup, namespace: str, ref: KeySelector) -> str:
     """A Dataset's key secret; a missing Secret or key: the pipeline waits for it, as a pod does."""
     found = lookup("Secret", namespace, ref.name)
     data = found.decoded() if isinstance(found, Secret) else {}

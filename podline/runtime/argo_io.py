@@ -14,7 +14,7 @@ the same work from the host side, with no helper inside the image:
 
 The plan's `argo` section (written by the workflow controller, never by a user):
   {"container": NAME, "result": bool, "files": [{"path", "content", "mode"}],
-   "inputArtifacts": [{"name", "path", "from" | "raw", "optional"}],
+   "inputArtifacts": [{"name", "path", "from" | "raw" | "remote" {source, s3?, credentials?}, "optional"}],
    "parameters": [{"name", "path", "default"?}], "artifacts": [{"name", "path", "to", "optional"}]}
 """
 
@@ -27,6 +27,7 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from podline.runtime.host import PathMapper
 from podline.runtime.launch import under
@@ -82,7 +83,7 @@ def _replace_link(target: Path) -> None:
 
 
 def prepare(io: Mapping[str, Any], container: Mapping[str, Any], volume_paths: Mapping[str, Path],
-            runtime: str) -> None:
+            runtime: str, dataset_cache: Path | None = None) -> None:
     """Put the script source and the input artifacts in place before the container starts. Under the host
     runtime a script's own paths are mapped like its command line (the source is its command)."""
     mapper = PathMapper([(m["mountPath"], str(_target(m["mountPath"], container, volume_paths)))
@@ -100,6 +101,9 @@ def prepare(io: Mapping[str, Any], container: Mapping[str, Any], volume_paths: M
         _replace_link(target)
         if "raw" in art:
             target.write_text(art["raw"])
+        elif "remote" in art:
+            if not _fetch_remote(art, target, dataset_cache or target.parent / ".podline-datasets"):
+                continue
         else:
             source = Path(art["from"])
             if not source.exists():
@@ -109,6 +113,37 @@ def prepare(io: Mapping[str, Any], container: Mapping[str, Any], volume_paths: M
             _copy(source, target)
         if art.get("mode") is not None:
             target.chmod(art["mode"])
+
+
+def _fetch_remote(art: Mapping[str, Any], target: Path, dataset_cache: Path) -> bool:
+    """An input artifact from an HTTP server or S3 store, staged as a Dataset is (through the node's cache of
+    datasets, so a later step or workflow on this node reads it from there) beside the target, then moved into
+    place: one file becomes the target; several (an S3 prefix, an index page) a directory. False: an optional
+    artifact that could not be fetched."""
+    from podline.runtime.staging import StagingError, stage_dataset  # fsspec and friends: only when needed
+
+    remote = art["remote"]
+    aside = target.parent / f".{target.name}.podline-staging"
+    shutil.rmtree(aside, ignore_errors=True)
+    spec = {"source": remote["source"], "s3": remote.get("s3"), "credentials": remote.get("credentials")}
+    try:
+        stage_dataset(spec, aside, 0, 1, dataset_cache)
+    except StagingError as exc:
+        shutil.rmtree(aside, ignore_errors=True)
+        if art.get("optional"):
+            return False
+        raise ArgoIOError(f"input artifact {art['name']}: {exc}") from None
+    entries = list(aside.iterdir())
+    name = unquote(remote["source"].rstrip("/").rsplit("/", 1)[-1])
+    one_file = len(entries) == 1 and entries[0].name == name and entries[0].is_file() and \
+        not remote["source"].endswith("/")
+    if target.is_dir() and not target.is_symlink():  # moved, not copied: the aside is on the target's volume
+        shutil.rmtree(target)
+    elif target.exists() or target.is_symlink():
+        target.unlink()
+    os.rename(entries[0] if one_file else aside, target)
+    shutil.rmtree(aside, ignore_errors=True)
+    return True
 
 
 def _copy(source: Path, target: Path) -> None:

@@ -36,6 +36,7 @@ from podline.runtime.files import notify_address, rfc3339, stop_requested, write
 from podline.runtime.pipeline import PipelineRunner
 from podline.runtime.pod_workspace import PodWorkspace
 from podline.runtime.volumes import VolumeError, Volumes
+from podline.runtime.workspace import scratch_root
 
 CHECK_INTERVAL = 1.0
 
@@ -179,7 +180,8 @@ class PodRunner:
         try:
             if self.argo:
                 try:
-                    argo_io.prepare(self.argo, self._argo_container(), self.volumes.paths, self.engine.name)
+                    argo_io.prepare(self.argo, self._argo_container(), self.volumes.paths, self.engine.name,
+                                    scratch_root({"dirs": {"scratch": self.argo.get("scratch")}}) / "datasets")
                 except (OSError, argo_io.ArgoIOError) as exc:
                     return self._fail_early("ArtifactsUnavailable", str(exc))
             self._restore_workspace()

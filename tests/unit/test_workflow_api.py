@@ -464,9 +464,18 @@ CASES = [
         f"{T0}.dag.tasks[1].name", "duplicate task name 'a'"),
     bad("dag-target", wf(main("    dag: {target: a, tasks: [{name: a, template: echo}]}\n") + ECHO),
         f"{T0}.dag.target", f"target {NOT}"),
-    bad("s3-artifact", wf(main("    inputs: {artifacts: [{name: d, path: /d, s3: {key: k}}]}\n"
-                               "    container: {image: a}\n")), f"{T0}.inputs.artifacts[0].s3",
-        "artifact source s3 is not supported by podline (artifacts pass through the context's shared directory)"),
+    bad("git-artifact", wf(main("    inputs: {artifacts: [{name: d, path: /d, git: {repo: r}}]}\n"
+                                "    container: {image: a}\n")), f"{T0}.inputs.artifacts[0].git",
+        "artifact source git is not supported by podline (artifacts pass through the context's shared directory)"),
+    bad("s3-artifact-without-bucket", wf(main("    inputs: {artifacts: [{name: d, path: /d, s3: {key: k}}]}\n"
+                                              "    container: {image: a}\n")), f"{T0}.inputs.artifacts[0].s3.bucket",
+        "required field is missing"),
+    bad("s3-output-artifact", wf(main("    outputs: {artifacts: [{name: d, path: /d, s3: {bucket: b, key: k}}]}\n"
+                                      "    container: {image: a}\n")), f"{T0}.outputs.artifacts[0].s3",
+        "output artifacts pass through the context's shared directory"),
+    bad("http-artifact-headers", wf(main("    inputs: {artifacts: [{name: d, path: /d, http: {url: 'http://h/x', "
+                                         "headers: [{name: a, value: b}]}}]}\n    container: {image: a}\n")),
+        f"{T0}.inputs.artifacts[0].http.headers", NOT),
     bad("input-artifact-without-path", wf(main("    inputs: {artifacts: [{name: d, raw: {data: x}}]}\n"
                                                "    container: {image: a}\n")), f"{T0}.inputs.artifacts[0].path",
         "needs a path"),
