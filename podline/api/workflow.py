@@ -434,7 +434,7 @@ class DAGTask(WorkflowStep):
 
 
 class DAGTemplate(Model):
-    target: Unsupported = None
+    target: Arg | None = None  # space-separated task names: only they and what they depend on run
     tasks: list[DAGTask] = Field(min_length=1, max_length=MAX_TEMPLATES)
     fail_fast: bool | None = None
 

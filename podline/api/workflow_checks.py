@@ -154,8 +154,11 @@ def _check_exit(on_exit: str | None, hooks: dict[str, LifecycleHook] | None, whe
         _check_arguments(hook.arguments, f"{where}.hooks.exit.arguments")
 
 
-def _check_dag(tasks: list[DAGTask], where: str, templates: dict[str, Template]) -> None:
+def _check_dag(tasks: list[DAGTask], where: str, templates: dict[str, Template], target: str | None = None) -> None:
     _unique((t.name for t in tasks), f"{where}.tasks[{{}}].name", "task")
+    for name in (target or "").split() if "{{" not in (target or "") else []:
+        if name not in {t.name for t in tasks}:
+            raise InvalidObject(f"{where}.target", f"no task named {name!r} in this DAG")
     for i, task in enumerate(tasks):
         if task.name == "onExit":  # its node would be named as the exit handler's (`<workflow>.onExit`)
             raise InvalidObject(f"{where}.tasks[{i}].name", "'onExit' is reserved for the exit handler")
@@ -293,7 +296,7 @@ def _check_template(template: Template, where: str, templates: dict[str, Templat
             seen.add(step.name)
             _check_call(step, here, templates)
     if template.dag is not None:
-        _check_dag(template.dag.tasks, f"{where}.dag", templates)
+        _check_dag(template.dag.tasks, f"{where}.dag", templates, template.dag.target)
 
 
 def check_workflow(wf: Workflow | WorkflowTemplate) -> None:

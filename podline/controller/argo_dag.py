@@ -18,6 +18,7 @@ from podline.controller.argo_scope import (
     handled,
     loops,
     outputs_scope,
+    targeted,
     task_depends,
     task_result,
 )
@@ -36,6 +37,11 @@ class DagWalker:
         node["phase"] = "Running"
         dag = template["dag"]
         tasks = dag["tasks"]
+        if dag.get("target"):
+            try:
+                tasks = targeted(tasks, ex.substitute(dag["target"], scope, strict=True))
+            except ex.ExpressionError as exc:
+                return self._finish(node, "Error", str(exc))
         local = dict(scope)
         results: dict[str, str | list[str]] = {}
         nodes_of: dict[str, list[dict[str, Any]]] = {}

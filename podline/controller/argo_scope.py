@@ -183,6 +183,20 @@ def _result_item(result: str) -> Any:
     return value if isinstance(value, dict) else result
 
 
+def targeted(tasks: list[dict[str, Any]], target: str) -> list[dict[str, Any]]:
+    """`dag.target`: the named tasks and every task they depend on, directly or not (the rest never runs)."""
+    by_name = {t["name"]: t for t in tasks}
+    wanted, pending = set(), target.split()
+    while pending:
+        name = pending.pop()
+        if name not in by_name:
+            raise ex.ExpressionError(f"target {name!r} is not a task of this DAG")
+        if name not in wanted:
+            wanted.add(name)
+            pending.extend(ex.depends_names(task_depends(by_name[name], tasks)))
+    return [t for t in tasks if t["name"] in wanted]
+
+
 def task_depends(task: dict[str, Any], tasks: list[dict[str, Any]]) -> str:
     """A DAG task's condition: `depends`, or its `dependencies` joined by &&; a bare reference to a task
     that continues on failure (or error) also accepts that outcome, as Argo rewrites it."""

@@ -77,3 +77,29 @@ spec:
     assert parse_rfc3339(wait["finishedAt"]) - parse_rfc3339(wait["startedAt"]) >= 2.0
     before, after = (float(nodes[n]["outputs"]["result"]) for n in ("before", "after"))
     assert after - before >= 2.0
+
+
+def test_a_dag_target_runs_only_the_named_tasks_and_what_they_depend_on(cli: Cli) -> None:
+    wf = run(cli, """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: targets}
+spec:
+  entrypoint: main
+  arguments: {parameters: [{name: target, value: "c e"}]}
+  templates:
+  - name: main
+    dag:
+      target: "{{workflow.parameters.target}}"
+      tasks:
+      - {name: a, template: say}
+      - {name: b, template: say, depends: a}
+      - {name: c, template: say, depends: a}
+      - {name: d, template: say, depends: b && c}
+      - {name: e, template: say}
+  - name: say
+    container: {image: busybox, command: [echo, ran]}
+""")
+    nodes = by_display(wf)
+    assert sorted(n for n in nodes if n != "targets") == ["a", "c", "e"]  # b and d are never created, as in Argo
+    assert all(nodes[n]["phase"] == "Succeeded" for n in "ace")

@@ -462,8 +462,8 @@ CASES = [
         f"{T0}.dag.tasks[2].dependencies", "cannot use both depends and dependencies"),
     bad("duplicate-task", wf(dag("{name: a, template: echo}", "{name: a, template: echo}") + ECHO),
         f"{T0}.dag.tasks[1].name", "duplicate task name 'a'"),
-    bad("dag-target", wf(main("    dag: {target: a, tasks: [{name: a, template: echo}]}\n") + ECHO),
-        f"{T0}.dag.target", f"target {NOT}"),
+    bad("dag-target-unknown-task", wf(main("    dag: {target: a b, tasks: [{name: a, template: echo}]}\n") + ECHO),
+        f"{T0}.dag.target", "no task named 'b' in this DAG"),
     bad("git-artifact", wf(main("    inputs: {artifacts: [{name: d, path: /d, git: {repo: r}}]}\n"
                                 "    container: {image: a}\n")), f"{T0}.inputs.artifacts[0].git",
         "artifact source git is not supported by podline (artifacts pass through the context's shared directory)"),
