@@ -117,10 +117,20 @@ def _duration(value: Any) -> Any:
     return value
 
 
-def _suspend_duration(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith("{{"):
-        return value  # checked once substituted
+def _duration_or_reference(value: Any) -> Any:
+    if isinstance(value, str) and "{{" in value:
+        return check_no_nul(value)  # checked once substituted
     return _duration(value)
+
+
+def _seconds_or_reference(value: Any) -> int | str:
+    """Argo's IntOrString seconds: a whole number from 1, or a `{{…}}` expression (checked once substituted)."""
+    if isinstance(value, str) and "{{" in value:
+        return check_no_nul(value)
+    value = _whole_number(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10**9:
+        raise ValueError(f"must be a whole number of seconds from 1 (or a {{{{...}}}} expression), got {value!r}")
+    return value
 
 
 def _container_path(value: str) -> str:
@@ -174,6 +184,7 @@ class ValueFrom(Model):
     jq_filter: Unsupported = None
     event: Unsupported = None
     config_map_key_ref: Unsupported = None
+    secret_key_ref: Unsupported = None
     path: ContainerPath | None = None
     parameter: Arg | None = None
     default: AnyString | None = None
@@ -240,7 +251,7 @@ class S3Artifact(Model):
     session_token_secret: Unsupported = None
     create_bucket_if_not_present: Unsupported = None
     endpoint: Text | None = None  # host[:port], as Argo takes it; `insecure` means http
-    bucket: Arg
+    bucket: Arg | None = None  # Argo may take it from its artifact repository; podline needs it (checked there)
     key: Arg
     region: Annotated[str, Field(pattern=r"^[a-z0-9-]{1,40}$")] | None = None
     insecure: bool | None = None
@@ -330,7 +341,7 @@ class Backoff(Model):
     duration: Duration | None = None
     factor: Annotated[int | float, BeforeValidator(_whole_number), Field(ge=1, le=1000)] | None = None
     max_duration: Duration | None = None
-    IGNORED: ClassVar[frozenset[str]] = frozenset({"cap"})
+    cap: Duration | None = None
 
 
 class CacheConfigMap(Model):
@@ -448,7 +459,7 @@ class SuspendTemplate(Model):
     """A pause of `duration` (then the node succeeds); without one Argo waits for `argo resume`, which podline
     does not have, so a duration is required (checked with its path)."""
 
-    duration: Annotated[str, BeforeValidator(_suspend_duration)] | None = None
+    duration: Annotated[str, BeforeValidator(_duration_or_reference)] | None = None
 
 
 class Template(Model):
@@ -473,12 +484,12 @@ class Template(Model):
     dag: DAGTemplate | None = None
     suspend: SuspendTemplate | None = None
     retry_strategy: RetryStrategy | None = None
-    active_deadline_seconds: Seconds | None = None
+    active_deadline_seconds: Annotated[int | str, PlainValidator(_seconds_or_reference)] | None = None
     metadata: PodMetadata | None = None
     volumes: list[Volume] | None = None
     parallelism: int | None = Field(default=None, ge=1, le=MAX_LOOP)
     fail_fast: bool | None = None
-    timeout: Duration | None = None
+    timeout: Annotated[str, BeforeValidator(_duration_or_reference)] | None = None
     IGNORED: ClassVar[frozenset[str]] = frozenset(
         {"nodeSelector", "tolerations", "affinity", "securityContext", "serviceAccountName", "archiveLocation",
          "priorityClassName", "priority", "hostAliases", "executor", "automountServiceAccountToken",

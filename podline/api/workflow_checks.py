@@ -16,7 +16,16 @@ from pydantic import ValidationError
 
 from podline.api.checks import _check_resources, check_name_length, check_slurm_flags
 from podline.api.errors import InvalidObject
-from podline.api.template_refs import Lookup, Unresolved, calls, effective_spec, kind_word, scope_of, stored_templates
+from podline.api.template_refs import (
+    Lookup,
+    Unresolved,
+    calls,
+    effective_spec,
+    kind_word,
+    scope_of,
+    stored_templates,
+    with_defaults,
+)
 from podline.api.workflow import (
     Arguments,
     Artifact,
@@ -100,8 +109,15 @@ def _check_arguments(args: Arguments | None, where: str, values: bool = True) ->
         if values and param.value is None and param.value_from is None:
             raise InvalidObject(f"{where}.parameters[{i}].value", "required: an argument needs a value")
     for i, artifact in enumerate(args.artifacts or []):
+        _check_bucket(artifact, f"{where}.artifacts[{i}]")
         if _sources(artifact) != 1:
             raise InvalidObject(f"{where}.artifacts[{i}]", "an artifact argument needs one of from, raw, s3, http")
+
+
+def _check_bucket(artifact: Artifact, where: str) -> None:
+    if artifact.s3 is not None and artifact.s3.bucket is None:
+        raise InvalidObject(f"{where}.s3.bucket", "required: podline has no default artifact repository to take "
+                                                  "it from")
 
 
 def _sources(artifact: Artifact) -> int:
@@ -231,6 +247,7 @@ def _check_io(template: Template, where: str) -> None:
         _unique((a.name for a in io.artifacts or []), f"{where}.{field}.artifacts[{{}}].name", "artifact")
     runs_container = template.type in ("container", "script")
     for i, artifact in enumerate(template.inputs.artifacts or [] if template.inputs else []):
+        _check_bucket(artifact, f"{where}.inputs.artifacts[{i}]")
         if runs_container and artifact.path is None:
             raise InvalidObject(f"{where}.inputs.artifacts[{i}].path",
                                 f"required: an input artifact of a {template.type} template needs a path")
@@ -260,6 +277,36 @@ def _check_io(template: Template, where: str) -> None:
                                 f"required for an output artifact of a {template.type} template")
 
 
+def _check_memoize(template: Template, where: str) -> None:
+    if template.memoize is None:
+        return
+    if template.type not in ("container", "script"):
+        raise InvalidObject(f"{where}.memoize", f"podline memoizes container and script templates, not a "
+                                                f"{template.type} template")
+    if template.outputs is not None and template.outputs.artifacts:
+        raise InvalidObject(f"{where}.memoize", "a template with output artifacts is not memoized (they live "
+                                                "with the workflow that made them)")
+
+
+def _check_defaults(spec: WorkflowSpec) -> None:
+    """Each template as it runs under spec.templateDefaults passes the template rules that defaults can break."""
+    if spec.template_defaults is None:
+        return
+    defaults = spec.template_defaults.dump()
+    for i, template in enumerate(spec.templates or []):
+        where = f"spec.templates[{i}]"
+        try:
+            merged = Template.model_validate(with_defaults(template.dump(), defaults, None))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise InvalidObject(where, f"with spec.templateDefaults: {'.'.join(map(str, first['loc']))}: "
+                                       f"{first['msg']}") from None
+        try:
+            _check_memoize(merged, where)
+        except InvalidObject as exc:
+            raise InvalidObject(exc.path, f"with spec.templateDefaults: {exc.problem}") from None
+
+
 def _check_template(template: Template, where: str, templates: dict[str, Template], volumes: set[str] | None) -> None:
     """`volumes`: the names a container may mount besides the template's own; None for a WorkflowTemplate, whose
     templates may mount the calling workflow's volumes (a step pod naming none is refused when it is made)."""
@@ -268,13 +315,7 @@ def _check_template(template: Template, where: str, templates: dict[str, Templat
     known = (volumes or set()) | {v.name for v in template.volumes or []}
     if template.metadata and template.metadata.annotations:
         check_slurm_flags(template.metadata.annotations, f"{where}.metadata")
-    if template.memoize is not None:
-        if template.type not in ("container", "script"):
-            raise InvalidObject(f"{where}.memoize", f"podline memoizes container and script templates, not a "
-                                                    f"{template.type} template")
-        if template.outputs is not None and template.outputs.artifacts:
-            raise InvalidObject(f"{where}.memoize", "a template with output artifacts is not memoized (they live "
-                                                    "with the workflow that made them)")
+    _check_memoize(template, where)
     if template.suspend is not None and template.suspend.duration is None:
         raise InvalidObject(f"{where}.suspend.duration", "required: podline has no `argo resume`, so a suspend "
                                                          "template needs a duration")
@@ -338,7 +379,8 @@ def check_spec(spec: WorkflowSpec, library: bool = False) -> None:
             continue
         if name not in templates:
             raise InvalidObject(f"spec.{field}", f"no template named {name!r} in spec.templates")
-        _check_supplied(templates[name].inputs, spec.arguments, name, f"spec.{field}")
+        if not library:  # a library's entrypoint gets its inputs from the workflow made from it (Argo: fake args)
+            _check_supplied(templates[name].inputs, spec.arguments, name, f"spec.{field}")
     claims = [t.metadata.name for t in spec.volume_claim_templates or []]
     _unique(claims, "spec.volumeClaimTemplates[{}].metadata.name", "claim")
     volumes = {v.name for v in spec.volumes or []}
@@ -348,6 +390,7 @@ def check_spec(spec: WorkflowSpec, library: bool = False) -> None:
     volumes |= set(claims)
     for i, template in enumerate(templates_list):
         _check_template(template, f"spec.templates[{i}]", templates, None if library else volumes)
+    _check_defaults(spec)
 
 
 def check_references(wf: Workflow | WorkflowTemplate, lookup: Lookup) -> None:

@@ -22,6 +22,17 @@ if TYPE_CHECKING:
     from podline.controller.argo_nodes import Pods, Target
 
 MEMO_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")  # a ConfigMap data key
+MAX_BACKOFF = 86_400.0  # seconds between attempts, unless backoff.cap says otherwise
+
+
+def _well_formed(outputs: Any) -> bool:
+    """A memoized entry's outputs as podline writes them (an entry edited by hand may not be)."""
+    if not isinstance(outputs, dict) or set(outputs) - {"parameters", "result", "exitCode"}:
+        return False
+    params = outputs.get("parameters", [])
+    return isinstance(params, list) and all(
+        isinstance(p, dict) and isinstance(p.get("name"), str) and isinstance(p.get("value"), str) for p in params) \
+        and all(isinstance(outputs.get(k, ""), str) for k in ("result", "exitCode"))
 
 
 class LeafWalker:
@@ -38,7 +49,7 @@ class LeafWalker:
                artifacts: list[dict[str, Any]], boundary: str | None) -> dict[str, Any]:
         strategy = template["retryStrategy"]
         limit = int(strategy.get("limit", 0)) if "limit" in strategy else None
-        policy = strategy.get("retryPolicy") or "OnFailure"
+        policy = strategy.get("retryPolicy") or ("Always" if "expression" in strategy else "OnFailure")  # Argo's
         attempts = self._attempts(node)
         last = attempts[-1] if attempts else None
         if last is not None and last["phase"] not in DONE:
@@ -68,18 +79,19 @@ class LeafWalker:
         wanted = {"Always": FAILED, "OnFailure": {"Failed"}, "OnError": {"Error"}, "OnTransientError": {"Error"}}
         if last["phase"] not in wanted[policy]:
             return False
-        if "expression" in strategy and not self._retry_wanted(strategy["expression"], last):
+        if "expression" in strategy and not self._retry_wanted(strategy["expression"], last, tried):
             return False
         max_duration = strategy.get("backoff", {}).get("maxDuration")
         return not max_duration or self.now < parse_rfc3339(node["startedAt"]) + ex.parse_duration(max_duration)
 
-    def _retry_wanted(self, expression: str, last: dict[str, Any]) -> bool:
+    def _retry_wanted(self, expression: str, last: dict[str, Any], tried: int) -> bool:
         """retryStrategy.expression over Argo's `lastRetry` (exitCode, status, duration, message): true to retry.
         One that cannot be computed retries nothing, and says so on the attempt."""
         ended = parse_rfc3339(last.get("finishedAt", last["startedAt"]))
         scope = {"lastRetry.exitCode": str(last.get("outputs", {}).get("exitCode", "-1")),
                  "lastRetry.status": last["phase"], "lastRetry.message": last.get("message", ""),
-                 "lastRetry.duration": str(max(0, round(ended - parse_rfc3339(last["startedAt"]))))}
+                 "lastRetry.duration": str(max(0.0, ended - parse_rfc3339(last["startedAt"]))),
+                 "retries": str(tried - 1)}
         try:
             wanted = exprlang.evaluate(expression, scope)
         except (ex.ExpressionError, exprlang.Unresolved) as exc:
@@ -91,7 +103,9 @@ class LeafWalker:
         backoff = strategy.get("backoff")
         if not backoff or "duration" not in backoff:
             return True
-        delay = ex.parse_duration(backoff["duration"]) * float(backoff.get("factor", 1)) ** (tried - 1)
+        # factor ** attempts grows past any float: the exponent is capped, the delay by `cap` (or a day)
+        delay = ex.parse_duration(backoff["duration"]) * float(backoff.get("factor", 1)) ** min(tried - 1, 60)
+        delay = min(delay, ex.parse_duration(backoff["cap"]) if backoff.get("cap") else MAX_BACKOFF)
         ends = parse_rfc3339(last["finishedAt"]) + delay
         if self.now >= ends:
             return True
@@ -122,6 +136,9 @@ class LeafWalker:
                         return self._finish(node, "Succeeded")
                 except ex.ExpressionError as exc:
                     return self._finish(node, "Error", str(exc))
+            if self._stopped_fast(node):
+                node["type"] = "Skipped"
+                return self._finish(node, "Omitted", "not started: a step of its template failed (failFast)")
             if not self._room(node):
                 return node
             try:
@@ -170,9 +187,9 @@ class LeafWalker:
                                      "'-', '_' and '.', at most 253)")
         cache = memo["cache"]["configMap"]["name"]
         node["memoizationStatus"] = {"hit": False, "key": key, "cacheName": cache}
-        entry = self.pods.cached(cache, key)
-        if entry is None or not isinstance(entry.get("outputs"), dict):
-            return False
+        entry = self.pods.cached(cache, key)  # ExpressionError: a ConfigMap of that name that is not a cache
+        if entry is None or not _well_formed(entry.get("outputs")):
+            return False  # a miss: the entry is written anew when the step succeeds
         try:
             age = self.now - parse_rfc3339(entry["creationTimestamp"])
         except (TypeError, ValueError):  # an entry someone else wrote: a miss, overwritten when the step succeeds
@@ -183,6 +200,19 @@ class LeafWalker:
         if entry["outputs"]:
             node["outputs"] = entry["outputs"]
         return True
+
+    def _stopped_fast(self, node: dict[str, Any]) -> bool:
+        """A steps template with `failFast: true` starts no more pods once one of its steps failed (Argo stops
+        scheduling, e.g. the items of a loop held back by `parallelism`)."""
+        for b in self._boundaries(node):
+            template = self.template_of(self.nodes[b]) or {}
+            if not template.get("failFast") or "steps" not in template:
+                continue
+            groups = [n for n in self.nodes.values() if n["type"] == "StepGroup" and n.get("boundaryID") == b]
+            if any(self.nodes[c]["phase"] in FAILED and self.nodes[c].get("boundaryID") == b
+                   for g in groups for c in g.get("children", [])):
+                return True
+        return False
 
     def _boundaries(self, node: dict[str, Any]) -> list[str]:
         chain, boundary = [], node.get("boundaryID")

@@ -204,6 +204,13 @@ class Walker(DagWalker, LeafWalker):
         except ex.ExpressionError as exc:
             return self._finish(node, "Error", str(exc))
         scope.update(extra or {})
+        if kind == "Retry" and "memoize" in template and not node.get("children"):  # as Argo: a cached step is
+            try:  # one node, looked up before any attempt is made
+                if self._recalled(node, template["memoize"], scope):
+                    node["type"] = kind_of(template)
+                    return self._finish(node, "Succeeded")
+            except ex.ExpressionError as exc:
+                return self._finish(node, "Error", str(exc))
         caller, self.scope = self.scope, target.scope  # names called from the template's body are its scope's
         self.depth += 1
         try:

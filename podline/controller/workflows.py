@@ -26,6 +26,7 @@ from podline.api.template_refs import Lookup, Unresolved, effective_spec, stored
 from podline.api.workflow_checks import check_merged
 from podline.controller.argo_nodes import DONE, FAILED, TooManyNodes, Walker
 from podline.controller.context import TERMINAL, Ctx
+from podline.plan.argo_depends import ExpressionError
 from podline.plan.pod import claim_dir
 from podline.plan.workflow_pod import NODE_ANNOTATION, StepPodError, claim_name, step_pod
 from podline.runtime.files import parse_rfc3339, rfc3339
@@ -49,6 +50,7 @@ class _Pods:
         self.root = Path(str(ctx.dirs_for(wf)["shared"])) / "workflows" / wf.uid
         self.pending: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {}  # created at the end of the pass
         self.memos: dict[tuple[str, str], dict[str, Any]] = {}  # memoization entries, written at the end too
+        self.caches: dict[str, dict[str, str]] = {}  # the cache ConfigMaps read in this pass
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -96,10 +98,17 @@ class _Pods:
         return True
 
     def cached(self, cache: str, key: str) -> dict[str, Any] | None:
+        """The entry under `key`, or None; ExpressionError (the node errors) if a ConfigMap of that name exists but
+        is no cache (a user's own), as Argo refuses one without its label. Each ConfigMap is read once a pass."""
         if (cache, key) in self.memos:
             return self.memos[(cache, key)]
-        found = self.ctx.store.get("ConfigMap", self.wf.namespace, cache)
-        raw = (found.manifest.get("data") or {}).get(key) if found is not None else None
+        if cache not in self.caches:
+            found = self.ctx.store.get("ConfigMap", self.wf.namespace, cache)
+            if found is not None and found.manifest.get("metadata", {}).get("labels", {}).get(CACHE_LABEL) != "Cache":
+                raise ExpressionError(f"ConfigMap {cache} is not a memoization cache (it lacks the label "
+                                      f"{CACHE_LABEL}: Cache)")
+            self.caches[cache] = dict(found.manifest.get("data") or {}) if found is not None else {}
+        raw = self.caches[cache].get(key)
         try:
             entry = json.loads(raw) if isinstance(raw, str) else None
         except ValueError:
@@ -117,6 +126,8 @@ class _Pods:
             manifest = found.manifest if found is not None else {
                 "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": cache, "namespace": self.wf.namespace,
                                                                       "labels": {CACHE_LABEL: "Cache"}}}
+            if manifest.get("metadata", {}).get("labels", {}).get(CACHE_LABEL) != "Cache":
+                continue  # not a cache: never written into (its lookup already errored the node)
             if manifest.get("immutable"):
                 self.ctx.event(self.wf, "MemoizationSkipped", f"ConfigMap {cache} is immutable", "Warning")
                 continue

@@ -15,12 +15,28 @@ import math
 import posixpath
 from typing import Any
 
-from podline.plan.argo_expr import parse_duration
+from podline.plan.argo_expr import ExpressionError, parse_duration
 
 SCRIPT_PATH = "/argo/staging/script"
 WORKFLOW_LABEL = "workflows.argoproj.io/workflow"
 NODE_ANNOTATION = "workflows.argoproj.io/node-name"
 MAX_POD_NAME = 253
+
+
+def _deadlines(template: dict[str, Any]) -> list[int]:
+    """The template's activeDeadlineSeconds and timeout (Argo: the pod's own deadline) in whole seconds; given as
+    `{{…}}`, they were substituted just before, and a value that is no number errors the step."""
+    out = []
+    try:
+        if template.get("activeDeadlineSeconds") is not None:
+            out.append(int(str(template["activeDeadlineSeconds"]).strip()))
+        if template.get("timeout"):
+            out.append(max(1, math.ceil(parse_duration(template["timeout"]))))
+    except (ValueError, ExpressionError) as exc:
+        raise StepPodError(f"the template's deadline is not a duration: {exc}") from None
+    if any(d < 1 for d in out):
+        raise StepPodError("the template's deadline must be at least 1 second")
+    return out
 
 
 class StepPodError(ValueError):
@@ -101,9 +117,7 @@ def step_pod(workflow: dict[str, Any], node: dict[str, Any], template: dict[str,
     pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [main],
                                 "volumes": [*spec.get("volumes", []), *claims, *template.get("volumes", []),
                                             *io_volumes]}
-    deadlines = [int(template["activeDeadlineSeconds"])] if template.get("activeDeadlineSeconds") is not None else []
-    if template.get("timeout"):  # Argo: the pod's own deadline, as activeDeadlineSeconds
-        deadlines.append(max(1, math.ceil(parse_duration(template["timeout"]))))
+    deadlines = _deadlines(template)
     if deadlines:
         pod_spec["activeDeadlineSeconds"] = min(deadlines)
     name = pod_name(meta["name"], template["name"], node["id"])

@@ -103,3 +103,58 @@ spec:
     nodes = by_display(wf)
     assert sorted(n for n in nodes if n != "targets") == ["a", "c", "e"]  # b and d are never created, as in Argo
     assert all(nodes[n]["phase"] == "Succeeded" for n in "ace")
+
+
+def test_a_fail_fast_steps_template_starts_no_more_items_after_a_failure(cli: Cli, tmp_path: Path) -> None:
+    """Argo's loops-arbitrary-sequential-steps: items one at a time (parallelism 1); after the first failure
+    the items not started yet never run."""
+    ran = tmp_path / "ran"
+    wf = run(cli, f"""
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {{name: fast}}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    parallelism: 1
+    failFast: true
+    steps:
+    - - name: item
+        template: item
+        arguments: {{parameters: [{{name: n, value: "{{{{item}}}}"}}]}}
+        withItems: [1, 2, 3, 4, 5]
+  - name: item
+    inputs: {{parameters: [{{name: n}}]}}
+    container:
+      image: busybox
+      command: [sh, -c, 'echo $0 >> {ran}; [ $0 -ne 3 ]', "{{{{inputs.parameters.n}}}}"]
+""", expect="Failed")
+    assert ran.read_text().split() == ["1", "2", "3"]
+    nodes = by_display(wf)
+    assert [nodes[f"item({i}:{i + 1})"]["phase"] for i in range(5)] == ["Succeeded", "Succeeded", "Failed",
+                                                                        "Omitted", "Omitted"]
+
+
+def test_a_timeout_from_a_parameter_stops_its_step(cli: Cli) -> None:
+    """Argo's dag-task-level-timeout: `timeout: "{{inputs.parameters.timeout}}"`."""
+    wf = run(cli, """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: timed}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    dag:
+      tasks:
+      - {name: quick, template: sleep, arguments: {parameters: [{name: timeout, value: 20s}]}}
+      - {name: slow, template: sleep, arguments: {parameters: [{name: timeout, value: 1s}]}}
+  - name: sleep
+    timeout: "{{inputs.parameters.timeout}}"
+    inputs: {parameters: [{name: timeout}]}
+    container: {image: busybox, command: [sleep, "3"]}
+""", expect="Failed", timeout=60)
+    nodes = by_display(wf)
+    assert nodes["quick"]["phase"] == "Succeeded" and nodes["slow"]["phase"] == "Failed"
+    assert "deadline" in nodes["slow"]["message"].lower(), nodes["slow"]

@@ -160,3 +160,26 @@ spec:
     attempts = [wf["status"]["nodes"][c] for c in flaky["children"]]
     assert [a["outputs"]["exitCode"] for a in attempts] == ["3", "3", "4"]  # 3 and 3 retried; 4 not, despite limit 10
     assert marker.read_text().strip() == "3"
+
+
+def test_a_retry_expression_alone_retries_errors_too_and_sees_retries(cli: Cli) -> None:
+    """With an expression and no retryPolicy, Argo retries on any failure, errors included (its policy becomes
+    Always); `retries` counts the attempts made before."""
+    wf = run(cli, """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: retry-errors}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - {name: broken, template: broken}
+  - name: broken
+    retryStrategy: {limit: 5, expression: "lastRetry.status == 'Error' && asInt(retries) < 2"}
+    inputs: {artifacts: [{name: gone, path: /in/gone, http: {url: "http://127.0.0.1:9/refused"}}]}
+    container: {image: busybox, command: ["true"]}
+""", expect="Failed")
+    broken = by_display(wf)["broken"]
+    attempts = [wf["status"]["nodes"][c] for c in broken["children"]]
+    assert [a["phase"] for a in attempts] == ["Error", "Error", "Error"]  # retries 0 and 1 retried, then no more

@@ -77,3 +77,42 @@ def test_an_entry_older_than_max_age_is_computed_again(cli: Cli, tmp_path: Path)
     late = run(cli, memoized("late", "k", marker, max_age="1s"))
     assert by_display(late)["expensive"]["memoizationStatus"]["hit"] is False
     assert marker.read_text().count("run") == 2
+
+
+def test_caches_that_are_no_caches_or_hold_broken_entries_are_handled_as_argo_does(cli: Cli, tmp_path: Path) -> None:
+    marker = tmp_path / "runs"
+    cli.apply("""
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: expensive-cache}
+data: {expensive-a: '{"outputs": {"parameters": [{"name": "value"}]}, "creationTimestamp": "2026-01-01T00:00:00Z"}'}
+""")  # the user's own ConfigMap of that name, without Argo's cache label: never read or written
+    wf = run(cli, memoized("users", "a", marker), expect="Failed")
+    node = by_display(wf)["expensive"]
+    assert node["phase"] == "Error" and "is not a memoization cache" in node["message"]
+    assert "run" not in (marker.read_text() if marker.exists() else "")
+    assert json.loads(cli.json("configmap", "expensive-cache")["data"]["expensive-a"])["outputs"] == {
+        "parameters": [{"name": "value"}]}
+    cli("delete", "configmap", "expensive-cache")
+    cli.apply("""
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: expensive-cache, labels: {workflows.argoproj.io/configmap-type: Cache}}
+data: {expensive-a: '{"outputs": {"parameters": [{"name": "value"}]}, "creationTimestamp": "2026-01-01T00:00:00Z"}'}
+""")  # a cache whose entry was edited into a broken shape: a miss, and the step writes a good entry
+    fixed = run(cli, memoized("broken", "a", marker))
+    assert by_display(fixed)["expensive"]["memoizationStatus"]["hit"] is False
+    entry = json.loads(cli.json("configmap", "expensive-cache")["data"]["expensive-a"])
+    assert entry["outputs"]["parameters"][0]["value"] == params(by_display(fixed)["expensive"])["value"]
+
+
+def test_a_hit_under_a_retry_strategy_is_one_node_as_in_argo(cli: Cli, tmp_path: Path) -> None:
+    marker = tmp_path / "runs"
+    run(cli, memoized("warm", "r", marker))
+    retried = memoized("retried", "r", marker).replace("  entrypoint: main\n", "  entrypoint: main\n"
+                                                       "  retryStrategy: {limit: 2}\n")
+    nodes = by_display(run(cli, retried))
+    step = nodes["expensive"]
+    assert step["type"] == "Pod" and step["memoizationStatus"]["hit"] is True
+    assert not [n for n in nodes if n.startswith("expensive(")]  # no attempt nodes
+    assert marker.read_text().count("run") == 1

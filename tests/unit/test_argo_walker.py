@@ -585,3 +585,15 @@ def test_a_pod_ended_from_outside_is_an_error_not_a_failure(reason: str | None, 
     if reason:
         status["reason"] = reason
     assert pod_failure(status)[0] == phase
+
+
+def test_backoff_is_bounded_by_its_cap_or_a_day_however_many_attempts_failed() -> None:
+    """factor ** attempts outgrows any float (the walk once crashed with OverflowError at attempt 104)."""
+    run = Run(retrying("{limit: 3, retryPolicy: Always, backoff: {duration: '1', factor: '1000'}}")).step()
+    walker = Walker(run.wf, run.nodes, run.pods, run.now, rfc3339)
+    last = {"finishedAt": rfc3339(run.now)}
+    assert not walker._backoff_over({"backoff": {"duration": "1", "factor": 1000}}, last, 150)
+    assert walker.wake == pytest.approx(run.now + 86_400, abs=1e-3)
+    walker.wake = None
+    assert not walker._backoff_over({"backoff": {"duration": "1", "factor": 1000, "cap": "1m"}}, last, 150)
+    assert walker.wake == pytest.approx(run.now + 60, abs=1e-3)

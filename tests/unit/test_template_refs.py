@@ -146,3 +146,22 @@ def test_template_defaults_merge_under_a_template_and_only_its_type() -> None:
     steps = with_defaults({"name": "s", "steps": [], "retryStrategy": {"limit": 5}}, defaults, {"limit": 1})
     assert "container" not in steps and steps["retryStrategy"] == {"limit": 5} and steps["timeout"] == "30s"
     assert with_defaults(template, None, None) is template
+
+
+def test_a_library_entrypoint_leaves_its_inputs_to_the_workflow_made_from_it() -> None:
+    """Argo validates a WorkflowTemplate's entrypoint with placeholder arguments (its examples'
+    workflow-template/templates.yaml): the inputs come with the Workflow that names it."""
+    from podline.api.loader import load_text
+
+    loaded = load_text("""
+apiVersion: argoproj.io/v1alpha1
+kind: WorkflowTemplate
+metadata: {name: lib}
+spec:
+  entrypoint: print-message
+  templates:
+  - name: print-message
+    inputs: {parameters: [{name: message}]}
+    container: {image: busybox, command: [echo, "{{inputs.parameters.message}}"]}
+""", "lib.yaml")
+    assert loaded[0].obj.kind == "WorkflowTemplate"

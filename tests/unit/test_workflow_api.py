@@ -469,7 +469,17 @@ CASES = [
         "artifact source git is not supported by podline (artifacts pass through the context's shared directory)"),
     bad("s3-artifact-without-bucket", wf(main("    inputs: {artifacts: [{name: d, path: /d, s3: {key: k}}]}\n"
                                               "    container: {image: a}\n")), f"{T0}.inputs.artifacts[0].s3.bucket",
-        "required field is missing"),
+        "required: podline has no default artifact repository"),
+    bad("s3-key-only-output-artifact", wf(main("    outputs: {artifacts: [{name: d, path: /d, s3: {key: k}}]}\n"
+                                               "    container: {image: a}\n")), f"{T0}.outputs.artifacts[0].s3",
+        "output artifacts pass through the context's shared directory"),
+    bad("memoize-from-template-defaults", wf(main("    outputs: {artifacts: [{name: d, path: /d/x}]}\n"
+                                                  "    container: {image: a}\n")).replace(
+        "  templates", "  templateDefaults: {memoize: {key: k, cache: {configMap: {name: c}}}}\n  templates"),
+        f"{T0}.memoize", "with spec.templateDefaults: a template with output artifacts is not memoized"),
+    bad("timeout-words", wf(container("") + "    timeout: soon\n"), f"{T0}.timeout", "invalid duration 'soon'"),
+    bad("template-deadline-zero", wf(container("") + "    activeDeadlineSeconds: 0\n"),
+        f"{T0}.activeDeadlineSeconds", "whole number of seconds from 1"),
     bad("s3-output-artifact", wf(main("    outputs: {artifacts: [{name: d, path: /d, s3: {bucket: b, key: k}}]}\n"
                                       "    container: {image: a}\n")), f"{T0}.outputs.artifacts[0].s3",
         "output artifacts pass through the context's shared directory"),
