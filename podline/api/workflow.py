@@ -425,7 +425,7 @@ class WorkflowStep(Model):
     """One call of a template in a steps group: `template` (a name in the caller's templates) or `templateRef`
     (one of a WorkflowTemplate's), exactly one of them (checked with its path)."""
 
-    inline: Unsupported = None
+    inline: InlineTemplate | None = None  # a template written in the call itself (exactly one of the three)
     on_exit: Text | None = None  # a template run after this step or task ends (checked there)
     hooks: Hooks = None
     name: ArgoName
@@ -505,6 +505,12 @@ class Template(Model):
     @property
     def type(self) -> str:
         return next(field for field in TEMPLATE_TYPES if getattr(self, field) is not None)
+
+
+class InlineTemplate(Template):
+    """A step's or task's own template (`inline`), unnamed: its node and pod take the step's name."""
+
+    name: ArgoName | None = None  # type: ignore[assignment]
 
 
 class TemplateDefaults(Template):
@@ -594,3 +600,8 @@ class ClusterWorkflowTemplate(WorkflowTemplate):
         out = super().dump()
         out["metadata"].pop("namespace", None)  # stored under namespace "", written without one
         return out
+
+
+for _model in (WorkflowStep, DAGTask, DAGTemplate, Template, InlineTemplate, TemplateDefaults, WorkflowSpec, Workflow,
+               WorkflowTemplate, ClusterWorkflowTemplate):
+    _model.model_rebuild(force=True)  # `inline` refers to InlineTemplate, defined after the steps that use it

@@ -141,9 +141,13 @@ def _check_supplied(inputs: Inputs | None, args: Arguments | None, template: str
 def _check_call(call: WorkflowStep, where: str, templates: dict[str, Template]) -> None:
     """A step's or task's call; one through templateRef is checked against the referenced template at apply
     (`check_references`), when the stored WorkflowTemplates can be read."""
-    if (call.template is None) == (call.template_ref is None):
-        problem = "give template or templateRef, not both" if call.template else "required field is missing"
+    given = sum(x is not None for x in (call.template, call.template_ref, call.inline))
+    if given != 1:
+        problem = "give one of template, templateRef and inline" if given else "required field is missing"
         raise InvalidObject(f"{where}.template", problem)
+    if call.inline is not None:
+        _check_template(call.inline, f"{where}.inline", templates, None)
+        _check_supplied(call.inline.inputs, call.arguments, call.name, f"{where}.arguments")
     target = templates.get(call.template) if call.template is not None else None
     if call.template is not None and target is None:
         raise InvalidObject(f"{where}.template", f"no template named {call.template!r} in spec.templates")

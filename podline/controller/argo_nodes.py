@@ -57,6 +57,7 @@ class Target(NamedTuple):
     scope: str
     name: str
     ref: dict[str, Any] | None = None
+    inline: dict[str, Any] | None = None  # a step's own template (`inline`), named after the step
 
 
 class Pods(Protocol):
@@ -78,7 +79,7 @@ class Walker(DagWalker, LeafWalker):
         self.depth = 0  # templates nested in the current walk (recursion is capped at MAX_DEPTH)
         self.name = manifest["metadata"]["name"]
         spec = manifest["spec"]
-        defaults, retry = spec.get("templateDefaults"), spec.get("retryStrategy")
+        self.defaults, self.retry = defaults, retry = spec.get("templateDefaults"), spec.get("retryStrategy")
         own = {t["name"]: with_defaults(t, defaults, retry) for t in spec["templates"]}
         self.scopes: dict[str, dict[str, dict[str, Any]]] = {LOCAL: own}
         for key, template in (stored or {}).items():  # status.storedTemplates: `namespaced/WT/TEMPLATE`
@@ -111,6 +112,9 @@ class Walker(DagWalker, LeafWalker):
         ref = call.get("templateRef")
         if ref is not None:
             return Target(scope_of(ref), ref["template"], ref)
+        if "inline" in call:
+            return Target(self.scope, "", None, with_defaults({**call["inline"], "name": call["name"]},
+                                                              self.defaults, self.retry))
         return Target(self.scope, call["template"])
 
     def template_of(self, node: dict[str, Any]) -> dict[str, Any] | None:
@@ -132,7 +136,7 @@ class Walker(DagWalker, LeafWalker):
             if template is not None and template.ref is not None:
                 node["templateRef"] = {k: template.ref[k] for k in ("name", "template", "clusterScope")
                                        if k in template.ref}
-            elif template is not None:
+            elif template is not None and template.inline is None:
                 node["templateName"] = template.name
             if template is not None and self.scope != LOCAL:
                 node["templateScope"] = self.scope  # where the call was made: inside a WorkflowTemplate
@@ -192,7 +196,7 @@ class Walker(DagWalker, LeafWalker):
                 boundary: str | None, extra: dict[str, str] | None = None) -> dict[str, Any]:
         """Advance the node `name` running the `target` template with resolved `args` ({parameters: {n: v},
         artifacts: {n: {from|raw}}}); returns the node."""
-        template = self.scopes[target.scope][target.name]
+        template = target.inline if target.inline is not None else self.scopes[target.scope][target.name]
         kind = kind_of(template) if "retryStrategy" not in template else "Retry"
         node = self._node(name, display, kind, target, parent, boundary)
         if node["phase"] in DONE:

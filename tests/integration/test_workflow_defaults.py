@@ -158,3 +158,35 @@ spec:
     nodes = by_display(wf)
     assert nodes["quick"]["phase"] == "Succeeded" and nodes["slow"]["phase"] == "Failed"
     assert "deadline" in nodes["slow"]["message"].lower(), nodes["slow"]
+
+
+def test_inline_templates_run_in_steps_and_dags(cli: Cli) -> None:
+    """Argo's dag-inline and steps-inline examples: a task's or step's own template, with its inputs."""
+    wf = run(cli, """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: inline}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    dag:
+      tasks:
+      - name: a
+        inline: {container: {image: busybox, command: [echo, from a]}}
+      - name: b
+        depends: a
+        arguments: {parameters: [{name: got, value: "{{tasks.a.outputs.result}}"}]}
+        inline:
+          inputs: {parameters: [{name: got}]}
+          steps:
+          - - name: inner
+              arguments: {parameters: [{name: v, value: "{{inputs.parameters.got}}"}]}
+              inline:
+                inputs: {parameters: [{name: v}]}
+                container: {image: busybox, command: [sh, -c, 'echo "inner saw $0"', "{{inputs.parameters.v}}"]}
+""")
+    nodes = by_display(wf)
+    assert nodes["a"]["outputs"]["result"] == "from a"
+    assert nodes["inner"]["outputs"]["result"] == "inner saw from a"
+    assert nodes["b"]["type"] == "Steps" and "templateName" not in nodes["a"]

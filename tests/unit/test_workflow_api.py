@@ -423,7 +423,15 @@ CASES = [
     bad("hook-names-no-template", wf(ECHO, "  hooks: {exit: {template: bye}}\n", entry="echo"),
         "spec.hooks.exit.template", "no template named 'bye'"),
     bad("step-template-and-template-ref", wf(steps("{name: a, template: echo, templateRef: {name: x, template: y}}")
-                                              + ECHO), f"{T0}.steps[0][0].template", "not both"),
+                                              + ECHO), f"{T0}.steps[0][0].template",
+        "give one of template, templateRef and inline"),
+    bad("inline-and-template", wf(steps("{name: a, template: echo, inline: {container: {image: a}}}") + ECHO),
+        f"{T0}.steps[0][0].template", "give one of template, templateRef and inline"),
+    bad("inline-without-type", wf(dag("{name: a, inline: {inputs: {}}}")), f"{T0}.dag.tasks[0].inline",
+        "exactly one of container, script, steps, dag, suspend is required"),
+    bad("inline-input-not-supplied", wf(dag("{name: a, inline: {inputs: {parameters: [{name: p}]}, "
+                                            "container: {image: a}}}")),
+        f"{T0}.dag.tasks[0].arguments", "inputs.parameters.p of template 'a' is not supplied"),
     bad("template-ref-name-invalid", wf(steps("{name: a, templateRef: {name: X_y, template: y}}")),
         f"{T0}.steps[0][0].templateRef.name", "DNS-1123 subdomain"),
     bad("template-ref-without-template", wf(dag("{name: a, templateRef: {name: x}}")),
