@@ -402,23 +402,27 @@ class TemplateRef(Model):
 
 
 class LifecycleHook(Model):
-    """`hooks.exit`: a template run after the step, task or workflow, like `onExit` but with arguments."""
+    """`hooks.exit`: a template run after the step, task or workflow, like `onExit` but with arguments; any
+    other hook runs its template once its `expression` holds (`steps["a"].status == "Running"`)."""
 
-    expression: Unsupported = None
+    expression: Arg | None = None
     template_ref: Unsupported = None
     template: Text
     arguments: Arguments | None = None
 
 
-def _exit_hook_only(value: dict[str, LifecycleHook] | None) -> dict[str, LifecycleHook] | None:
-    for key in value or {}:
-        if key != "exit":
-            raise ValueError(f"hook {key!r}: only the `exit` hook is supported by podline (hooks run by an "
-                             "expression need Argo's expression language)")
+def _hook_expressions(value: dict[str, LifecycleHook] | None) -> dict[str, LifecycleHook] | None:
+    for key, hook in (value or {}).items():
+        if not re.fullmatch(r"[A-Za-z0-9][-A-Za-z0-9_]{0,62}", key):
+            raise ValueError(f"hook name {key!r}: letters, digits, '-' and '_' (it names the hook's node)")
+        if key != "exit" and hook.expression is None:
+            raise ValueError(f"hook {key!r}: a hook other than `exit` needs an expression saying when it runs")
+        if key == "exit" and hook.expression is not None:
+            raise ValueError("hook 'exit': runs when its step or workflow ends; it takes no expression")
     return value
 
 
-Hooks = Annotated[dict[str, LifecycleHook] | None, AfterValidator(_exit_hook_only)]
+Hooks = Annotated[dict[str, LifecycleHook] | None, AfterValidator(_hook_expressions)]
 
 
 class WorkflowStep(Model):

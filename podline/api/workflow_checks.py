@@ -172,6 +172,12 @@ def _check_exit(on_exit: str | None, hooks: dict[str, LifecycleHook] | None, whe
             raise InvalidObject(path, f"no template named {name!r} in spec.templates")
     if hook is not None:
         _check_arguments(hook.arguments, f"{where}.hooks.exit.arguments")
+    for key, other in (hooks or {}).items():
+        if key != "exit":
+            if other.template not in templates:
+                raise InvalidObject(f"{where}.hooks[{key}].template", f"no template named {other.template!r} in "
+                                                                       "spec.templates")
+            _check_arguments(other.arguments, f"{where}.hooks[{key}].arguments")
 
 
 def _check_dag(tasks: list[DAGTask], where: str, templates: dict[str, Template], target: str | None = None) -> None:

@@ -81,8 +81,8 @@ class DagWalker:
                 nodes_of[tname] = self._task(node, task, tnode_name, local, parents)
                 if [n["phase"] for n in nodes_of[tname]] != before:
                     progress = progress or all(n["phase"] in DONE for n in nodes_of[tname])
-        hooks = [self._exit_hooks(t, nodes_of[t["name"]], node["id"], local, "tasks") for t in tasks
-                 if t["name"] in nodes_of]
+        hooks = [run(t, nodes_of[t["name"]], node["id"], local, "tasks") for t in tasks if t["name"] in nodes_of
+                 for run in (self._exit_hooks, self._expression_hooks)]
         if any(n["phase"] not in DONE for ns in nodes_of.values() for n in ns) or not all(d for d, _ in hooks):
             return node
         hook_failures = [h for _, failed in hooks for h in failed]

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, Protocol
 
 from podline.api.template_refs import LOCAL, scope_of, with_defaults
 from podline.controller.argo_dag import DagWalker
+from podline.controller.argo_hooks import HookWalker
 from podline.controller.argo_leaves import LeafWalker
 from podline.controller.argo_scope import (
     DONE,
@@ -69,7 +70,7 @@ class Pods(Protocol):
     def remember(self, cache: str, key: str, entry: dict[str, Any]) -> None: ...
 
 
-class Walker(DagWalker, LeafWalker):
+class Walker(DagWalker, LeafWalker, HookWalker):
     def __init__(self, manifest: dict[str, Any], nodes: dict[str, dict[str, Any]], pods: Pods,
                  now: float, stamp: Callable[[float], str], extra_globals: dict[str, str] | None = None,
                  artifact_root: str = "/", stored: dict[str, dict[str, Any]] | None = None) -> None:
@@ -274,42 +275,16 @@ class Walker(DagWalker, LeafWalker):
                     running = True
                 elif child["phase"] in FAILED and not continues(step, child["phase"]):
                     failures.append(child)
-            hooks_done, hook_failures = self._exit_hooks(step, children, boundary, scope, "steps")
-            running = running or not hooks_done
-            failures += hook_failures
+            for hooks_done, hook_failures in (self._exit_hooks(step, children, boundary, scope, "steps"),
+                                              self._expression_hooks(step, children, boundary, scope, "steps")):
+                running = running or not hooks_done
+                failures += hook_failures
         if running:
             return
         if failures:
             self._finish(gnode, "Failed", f"child '{failures[0]['id']}' failed")
         else:
             self._finish(gnode, "Succeeded")
-
-    def _exit_hooks(self, call: dict[str, Any], children: list[dict[str, Any]], boundary: str,
-                    scope: dict[str, str], prefix: str) -> tuple[bool, list[dict[str, Any]]]:
-        """A step's or task's `onExit` (or `hooks.exit`): run after each of its finished (not skipped) nodes,
-        as a child of it named `<node>.onExit`, with the workflow's arguments or the hook's own, which may name
-        the step's outputs (`{{steps.NAME.…}}` / `{{tasks.NAME.…}}`). (all done?, the failed ones)."""
-        hook = call.get("hooks", {}).get("exit")
-        name = call.get("onExit") or (hook or {}).get("template")
-        if not name:
-            return True, []
-        template = Target(self.scope, name)
-        if not all(c["phase"] in DONE for c in children):  # a loop's hooks see all of its items' outputs
-            return False, []
-        finished = [c for c in children if c["phase"] in DONE and c["phase"] not in ("Skipped", "Omitted")]
-        args = self.args
-        if finished and hook and "arguments" in hook:
-            local = {**scope, **outputs_scope(prefix, call["name"], children, loops(call))}
-            try:
-                args = call_arguments(hook, local)
-            except ex.ExpressionError as exc:
-                node = self._node(f"{finished[0]['name']}.onExit", f"{finished[0]['displayName']}.onExit",
-                                  "Skipped", template, finished[0]["id"], boundary)
-                return True, [self._finish(node, "Error", str(exc))]
-        hooks = [self.execute(f"{c['name']}.onExit", f"{c['displayName']}.onExit", template, args, c["id"],
-                              boundary) for c in finished]
-        done = all(c["phase"] in DONE for c in children) and all(h["phase"] in DONE for h in hooks)
-        return done, [h for h in hooks if h["phase"] in FAILED]
 
     def _expand(self, name: str, display: str, call: dict[str, Any], scope: dict[str, str], parent: Parents,
                 boundary: str) -> list[dict[str, Any]]:
@@ -360,10 +335,11 @@ class Walker(DagWalker, LeafWalker):
         """Advance the entrypoint, then (once it is done) the exit handler; returns (root, exit node)."""
         spec = self.wf["spec"]
         root = self.execute(self.name, self.name, Target(LOCAL, spec["entrypoint"]), self.args, None, None)
+        pending = self._workflow_hooks(root)  # `running`, `success`, … hooks of the workflow, by expression
         hook = spec.get("hooks", {}).get("exit")
         name = spec.get("onExit") or (hook or {}).get("template")
         if root["phase"] not in DONE or not name:
-            return root, None
+            return root, pending
         template = Target(LOCAL, name)
         self.globals.update(exit_scope(root))  # workflow-wide from here on: the exit handler's steps see them too
         args = self.args
@@ -374,5 +350,5 @@ class Walker(DagWalker, LeafWalker):
                 node = self._node(f"{self.name}.onExit", f"{self.name}.onExit", "Skipped", template, None, None)
                 return root, self._finish(node, "Error", str(exc))
         exit_node = self.execute(f"{self.name}.onExit", f"{self.name}.onExit", template, args, None, None)
-        return root, exit_node
+        return root, pending if exit_node["phase"] in DONE and pending is not None else exit_node
 

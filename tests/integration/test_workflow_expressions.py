@@ -183,3 +183,45 @@ spec:
     broken = by_display(wf)["broken"]
     attempts = [wf["status"]["nodes"][c] for c in broken["children"]]
     assert [a["phase"] for a in attempts] == ["Error", "Error", "Error"]  # retries 0 and 1 retried, then no more
+
+
+def test_lifecycle_hooks_run_once_when_their_expression_holds(cli: Cli) -> None:
+    """Argo's life-cycle-hooks examples: hooks on a step (running, success) and on the workflow (running)."""
+    wf = run(cli, """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: hooks}
+spec:
+  entrypoint: main
+  hooks:
+    started: {expression: workflow.status == "Running", template: note,
+              arguments: {parameters: [{name: what, value: workflow running}]}}
+  templates:
+  - name: main
+    steps:
+    - - name: work
+        template: work
+        hooks:
+          running:
+            expression: steps["work"].status == "Running"
+            template: note
+            arguments: {parameters: [{name: what, value: work is running}]}
+          success:
+            expression: steps.work.status == "Succeeded"
+            template: note
+            arguments: {parameters: [{name: what, value: "work made {{steps.work.outputs.result}}"}]}
+          failure:
+            expression: steps.work.status == "Failed"
+            template: note
+            arguments: {parameters: [{name: what, value: never}]}
+  - name: work
+    container: {image: busybox, command: [sh, -c, 'sleep 1.5; echo 42']}
+  - name: note
+    inputs: {parameters: [{name: what}]}
+    container: {image: busybox, command: [echo, "{{inputs.parameters.what}}"]}
+""")
+    nodes = by_display(wf)
+    hooks = {name: n["outputs"]["result"] for name, n in nodes.items() if ".hooks." in name}
+    assert hooks == {"hooks.hooks.started": "workflow running", "work.hooks.running": "work is running",
+                     "work.hooks.success": "work made 42"}, hooks
+    assert all(nodes[name]["phase"] == "Succeeded" for name in hooks)

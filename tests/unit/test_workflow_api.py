@@ -409,10 +409,15 @@ CASES = [
     bad("empty-step-group", wf(main("    steps: [[]]\n")), f"{T0}.steps[0]", "at least 1 item"),
     bad("step-level-on-exit-names-no-template", wf(steps("{name: a, template: echo, onExit: bye}") + ECHO),
         f"{T0}.steps[0][0].onExit", "no template named 'bye'"),
-    bad("task-running-hook", wf(dag("{name: a, template: echo, hooks: {running: {template: echo}}}") + ECHO),
-        f"{T0}.dag.tasks[0].hooks", "only the `exit` hook is supported"),
-    bad("hook-expression", wf(dag("{name: a, template: echo, hooks: {exit: {template: echo, expression: x}}}") + ECHO),
-        f"{T0}.dag.tasks[0].hooks.exit.expression", "not supported"),
+    bad("running-hook-without-expression", wf(dag("{name: a, template: echo, hooks: {running: {template: echo}}}")
+                                              + ECHO),
+        f"{T0}.dag.tasks[0].hooks", "hook 'running': a hook other than `exit` needs an expression"),
+    bad("exit-hook-expression", wf(dag("{name: a, template: echo, hooks: {exit: {template: echo, expression: x}}}")
+                                   + ECHO),
+        f"{T0}.dag.tasks[0].hooks", "hook 'exit': runs when its step or workflow ends; it takes no expression"),
+    bad("hook-names-no-template-by-expression", wf(dag("{name: a, template: echo, hooks: {done: {template: nope, "
+                                                       "expression: 'true'}}}") + ECHO),
+        f"{T0}.dag.tasks[0].hooks[done].template", "no template named 'nope'"),
     bad("hook-and-on-exit", wf(steps("{name: a, template: echo, onExit: echo, hooks: {exit: {template: echo}}}")
                                + ECHO), f"{T0}.steps[0][0].hooks.exit", "not both"),
     bad("task-named-on-exit", wf(dag("{name: onExit, template: echo}") + ECHO), f"{T0}.dag.tasks[0].name",
