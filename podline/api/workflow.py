@@ -475,7 +475,7 @@ class Template(Model):
     daemon: Unsupported = None
     pod_spec_patch: Unsupported = None
     memoize: Memoize | None = None
-    synchronization: Unsupported = None
+    synchronization: Synchronization | None = None
     metrics: Unsupported = None
     init_containers: Unsupported = None
     sidecars: Unsupported = None
@@ -528,6 +528,33 @@ class TemplateDefaults(Template):
         return self
 
 
+class MutexRef(Model):
+    name: Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]{1,253}$")]
+    namespace: Annotated[str, AfterValidator(check_dns_label)] | None = None
+
+
+class SemaphoreRef(Model):
+    database: Unsupported = None
+    config_map_key_ref: KeySelector
+    namespace: Annotated[str, AfterValidator(check_dns_label)] | None = None
+
+
+class Synchronization(Model):
+    """Argo's locks: a mutex (one holder) or a semaphore (as many as a ConfigMap entry says), for the workflow
+    or for each node of a template; holders across all workflows of the controller, first come first served."""
+
+    mutex: MutexRef | None = None
+    semaphore: SemaphoreRef | None = None
+    mutexes: list[MutexRef] | None = None
+    semaphores: list[SemaphoreRef] | None = None
+
+    @model_validator(mode="after")
+    def _some_lock(self) -> Synchronization:
+        if not any((self.mutex, self.semaphore, self.mutexes, self.semaphores)):
+            raise ValueError("name a mutex or a semaphore")
+        return self
+
+
 class WorkflowTemplateRef(Model):
     """A Workflow made from a WorkflowTemplate's spec (its own fields win, arguments merge by name)."""
 
@@ -542,7 +569,7 @@ class WorkflowSpec(Model):
     workflow_template_ref: WorkflowTemplateRef | None = None
     template_defaults: TemplateDefaults | None = None
     hooks: Hooks = None
-    synchronization: Unsupported = None
+    synchronization: Synchronization | None = None
     metrics: Unsupported = None
     suspend: Unsupported = None
     shutdown: Unsupported = None

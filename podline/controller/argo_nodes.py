@@ -68,6 +68,8 @@ class Pods(Protocol):
     def start(self, node: dict[str, Any], template: dict[str, Any], artifacts: list[dict[str, Any]]) -> bool: ...
     def cached(self, cache: str, key: str) -> dict[str, Any] | None: ...  # a memoized entry, or None
     def remember(self, cache: str, key: str, entry: dict[str, Any]) -> None: ...
+    def acquire(self, holder: str, sync: dict[str, Any]) -> str | None: ...  # None: held; else why it waits
+    def release(self, holder: str) -> None: ...
 
 
 class Walker(DagWalker, LeafWalker, HookWalker):
@@ -216,15 +218,26 @@ class Walker(DagWalker, LeafWalker, HookWalker):
                     return self._finish(node, "Succeeded")
             except ex.ExpressionError as exc:
                 return self._finish(node, "Error", str(exc))
+        if "synchronization" in template:  # the template's locks, before its node does anything
+            waiting = self.pods.acquire(node["id"], template["synchronization"])
+            if waiting:
+                node.update(phase="Pending", message=waiting)
+                return node
+            if node.get("message", "").startswith("Waiting for "):
+                del node["message"]
         caller, self.scope = self.scope, target.scope  # names called from the template's body are its scope's
         self.depth += 1
         try:
             if kind == "Retry":
-                return self._retry(node, target, template, scope, artifacts, boundary)
-            return self._body(node, template, scope, artifacts)
+                node = self._retry(node, target, template, scope, artifacts, boundary)
+            else:
+                node = self._body(node, template, scope, artifacts)
         finally:
             self.depth -= 1
             self.scope = caller
+        if "synchronization" in template and node["phase"] in DONE:
+            self.pods.release(node["id"])
+        return node
 
     def _body(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str],
               artifacts: list[dict[str, Any]]) -> dict[str, Any]:

@@ -35,6 +35,7 @@ class Ctx:
     used: dict[str, int] = field(default_factory=lambda: {"cpu": 0, "memory": 0, "gpu": 0})
     next_wake: float | None = None
     fresh_arrays: set[str] = field(default_factory=set)  # recorded in this pass: nothing to adopt yet
+    locks: Any = None  # argo_locks.Locks, read from the store by the pass's first workflow that needs it
 
     def lookup(self, kind: str, namespace: str, name: str) -> ConfigMap | Secret | Dataset | None:
         """A ConfigMap, Secret or Dataset an object refers to, validated (None if missing or being deleted)."""

@@ -24,6 +24,7 @@ from podline.api.core import Pod
 from podline.api.errors import InvalidObject
 from podline.api.template_refs import Lookup, Unresolved, effective_spec, stored_templates
 from podline.api.workflow_checks import check_merged
+from podline.controller.argo_locks import Locks, status_of
 from podline.controller.argo_nodes import DONE, FAILED, TooManyNodes, Walker
 from podline.controller.context import TERMINAL, Ctx
 from podline.plan.argo_depends import ExpressionError
@@ -97,6 +98,15 @@ class _Pods:
         self.active += 1
         return True
 
+    def acquire(self, holder: str, sync: dict[str, Any]) -> str | None:
+        """A node's locks (`synchronization` of its template): None once held, else why it waits."""
+        locks = locks_of(self.ctx)
+        return locks.acquire(self.wf, holder, locks.wanted(self.wf.namespace, sync), self.ctx.now)
+
+    def release(self, holder: str) -> None:
+        if self.wf.internal.get("locks") and locks_of(self.ctx).release(self.wf, holder):
+            self.ctx.wake_at(self.ctx.now + 0.05)  # a waiter, of this workflow or another, may take it now
+
     def cached(self, cache: str, key: str) -> dict[str, Any] | None:
         """The entry under `key`, or None; ExpressionError (the node errors) if a ConfigMap of that name exists but
         is no cache (a user's own), as Argo refuses one without its label. Each ConfigMap is read once a pass."""
@@ -161,6 +171,28 @@ def template_lookup(store: Store, namespace: str, applied: dict[tuple[str, str, 
         obj = store.get(kind, where, name)
         return None if obj is None or obj.deleted_at else obj.manifest["spec"]
     return lookup
+
+
+def locks_of(ctx: Ctx) -> Locks:
+    if ctx.locks is None:
+        ctx.locks = Locks(ctx.store)
+    return ctx.locks
+
+
+def _release_all(ctx: Ctx, wf: Obj) -> None:
+    if wf.internal.get("locks") and locks_of(ctx).release(wf):
+        ctx.wake_at(ctx.now + 0.05)
+    if "synchronization" in wf.status:
+        wf.status["synchronization"] = status_of(wf)
+
+
+def _workflow_lock(ctx: Ctx, wf: Obj) -> str | None:
+    """spec.synchronization: None once the workflow holds its locks, else why it waits (Pending, not started)."""
+    sync = spec_of(wf).get("synchronization")
+    if not sync:
+        return None
+    locks = locks_of(ctx)
+    return locks.acquire(wf, "", locks.wanted(wf.namespace, sync), ctx.now)
 
 
 def spec_of(wf: Obj) -> dict[str, Any]:
@@ -309,19 +341,35 @@ def reconcile_workflow(ctx: Ctx, wf: Obj) -> None:
     started and saves the nodes that record them, so a crash can neither lose nor duplicate a step."""
     if wf.deleted_at:
         with ctx.store.tx():
+            _release_all(ctx, wf)
             _delete(ctx, wf)
         return
     port = _Pods(ctx, wf)
     if wf.status.get("phase") in WORKFLOW_DONE:
+        _release_all(ctx, wf)
         wf.settled = port.active == 0
         if wf.settled:
             _collect_claims(ctx, wf, wf.status["phase"])
         ctx.store.save(wf)
         return
+    if "startedAt" not in wf.status and "storedWorkflowTemplateSpec" not in wf.status:
+        problem = _store_templates(ctx, wf)  # before the locks: a workflowTemplateRef's spec may name them
+        if problem:
+            _finish(ctx, wf, "Error", problem)
+            wf.settled = True
+            ctx.store.save(wf)
+            return
     if "startedAt" not in wf.status:
+        waiting = _workflow_lock(ctx, wf)
+        wf.status["synchronization"] = status_of(wf)
+        if waiting:
+            wf.status.update(phase="Pending", message=waiting)
+            ctx.store.save(wf)
+            return
+        wf.status.pop("message", None)
         wf.status.update(phase="Running", startedAt=rfc3339(ctx.now), nodes={})
         ctx.event(wf, "WorkflowRunning", "Workflow Running")
-        clash = _store_templates(ctx, wf) or _make_claims(ctx, wf)
+        clash = _make_claims(ctx, wf)
         if clash:
             _finish(ctx, wf, "Error", clash)
             wf.settled = True
@@ -343,6 +391,11 @@ def reconcile_workflow(ctx: Ctx, wf: Obj) -> None:
     with ctx.store.tx():
         port.create()
         _record(ctx, wf, port, walker, root, exit_node, expired)
+        if wf.internal.get("locks"):
+            if wf.status.get("phase") in WORKFLOW_DONE:
+                _release_all(ctx, wf)
+            wf.status["synchronization"] = status_of(wf)
+            ctx.store.save(wf)
 
 
 def _give_up(ctx: Ctx, wf: Obj, port: _Pods, message: str) -> dict[str, Any]:

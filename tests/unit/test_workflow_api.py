@@ -514,6 +514,13 @@ CASES = [
     bad("workflow-template-ref-and-templates", GOOD.replace("  templates", "  workflowTemplateRef: {name: x}\n"
                                                             "  templates"),
         "spec.templates", "not allowed with workflowTemplateRef"),
+    bad("synchronization-empty", GOOD.replace("  templates", "  synchronization: {}\n  templates"),
+        "spec.synchronization", "name a mutex or a semaphore"),
+    bad("synchronization-database", wf(container("") + "    synchronization: {semaphore: {database: {key: k}, "
+                                       "configMapKeyRef: {name: c, key: k}}}\n"),
+        f"{T0}.synchronization.semaphore.database", NOT),
+    bad("mutex-name-hostile", GOOD.replace("  templates", "  synchronization: {mutex: {name: 'a b;c'}}\n  templates"),
+        "spec.synchronization.mutex.name", "should match pattern"),
     bad("workflow-suspend", GOOD.replace("  templates", "  suspend: true\n  templates"), "spec.suspend", NOT),
     bad("sidecars", wf(container("") + "    sidecars: [{name: s, image: x}]\n"), f"{T0}.sidecars", NOT),
     bad("memoize-without-cache", wf(container("") + "    memoize: {key: k}\n"), f"{T0}.memoize.cache",
