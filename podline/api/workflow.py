@@ -282,7 +282,7 @@ class Artifact(Model):
     plugin: RemoteSource = None
     artifact_gc: Unsupported = Field(default=None, alias="artifactGC")
     global_name: Unsupported = None
-    from_expression: Unsupported = None
+    from_expression: Arg | None = None  # a steps/DAG output: an expression choosing a child's artifact
     sub_path: Unsupported = None
     name: ParamName
     path: ContainerPath | None = None

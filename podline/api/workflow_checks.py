@@ -281,7 +281,11 @@ def _check_io(template: Template, where: str) -> None:
             if getattr(artifact, field) is not None:
                 raise InvalidObject(f"{where}.outputs.artifacts[{i}].{field}", "output artifacts pass through the "
                                     "context's shared directory (s3 and http are sources of input artifacts)")
-        field, value = ("path", artifact.path) if runs_container else ("from", artifact.from_)
+        if runs_container and artifact.from_expression is not None:
+            raise InvalidObject(f"{where}.outputs.artifacts[{i}].fromExpression", f"an output of a {template.type} "
+                                "template comes from a path (expressions choose among a steps or dag template's)")
+        source = artifact.from_ or artifact.from_expression
+        field, value = ("path", artifact.path) if runs_container else ("from", source)
         if value is None:
             raise InvalidObject(f"{where}.outputs.artifacts[{i}].{field}",
                                 f"required for an output artifact of a {template.type} template")

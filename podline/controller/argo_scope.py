@@ -251,8 +251,12 @@ def template_outputs(template: dict[str, Any], scope: dict[str, str]) -> dict[st
             outputs.setdefault("parameters", []).append({"name": p["name"], "value": value})
     for a in template.get("outputs", {}).get("artifacts", []):
         if "from" in a:
-            outputs.setdefault("artifacts", []).append(
-                {"name": a["name"], "location": ex.substitute(a["from"], scope, strict=True)})
+            location = ex.substitute(a["from"], scope, strict=True)
+        elif "fromExpression" in a:  # Argo's conditional artifacts: `cond ? steps.a.outputs.artifacts.x : …`
+            location = ex.expression_value(a["fromExpression"], scope, True, ())
+        else:
+            continue
+        outputs.setdefault("artifacts", []).append({"name": a["name"], "location": location})
     return outputs
 
 

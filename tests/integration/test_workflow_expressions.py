@@ -225,3 +225,44 @@ spec:
     assert hooks == {"hooks.hooks.started": "workflow running", "work.hooks.running": "work is running",
                      "work.hooks.success": "work made 42"}, hooks
     assert all(nodes[name]["phase"] == "Succeeded" for name in hooks)
+
+
+def test_an_output_artifact_from_an_expression_is_the_chosen_childs(cli: Cli) -> None:
+    """Argo's conditional-artifacts: a steps template's output artifact chosen by `fromExpression`, passed on."""
+    wf = run(cli, """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: chosen}
+spec:
+  entrypoint: outer
+  templates:
+  - name: outer
+    steps:
+    - - {name: inner, template: main}
+    - - name: show
+        template: show
+        arguments: {artifacts: [{name: f, from: "{{steps.inner.outputs.artifacts.file}}"}]}
+  - name: main
+    steps:
+    - - {name: pick, template: pick}
+    - - {name: left, template: make, when: "{{steps.pick.outputs.result}} == left",
+         arguments: {parameters: [{name: text, value: from left}]}}
+      - {name: right, template: make, when: "{{steps.pick.outputs.result}} == right",
+         arguments: {parameters: [{name: text, value: from right}]}}
+    outputs:
+      artifacts:
+      - name: file
+        fromExpression: >-
+          steps.pick.outputs.result == 'left' ? steps.left.outputs.artifacts.file : steps.right.outputs.artifacts.file
+  - name: pick
+    container: {image: busybox, command: [echo, right]}
+  - name: make
+    inputs: {parameters: [{name: text}]}
+    outputs: {artifacts: [{name: file, path: /out/file.txt}]}
+    container: {image: busybox, command: [sh, -c, 'printf "%s" "$0" > /out/file.txt', "{{inputs.parameters.text}}"]}
+  - name: show
+    inputs: {artifacts: [{name: f, path: /in/f.txt}]}
+    container: {image: busybox, command: [cat, /in/f.txt]}
+""")
+    nodes = by_display(wf)
+    assert nodes["left"]["phase"] == "Skipped" and nodes["show"]["outputs"]["result"] == "from right"
