@@ -84,12 +84,16 @@ def merge_spec(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
 
 
 def template_calls(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(field path below the template, call) of its steps or DAG tasks."""
-    for g, group in enumerate(template.get("steps") or []):
-        for k, step in enumerate(group):
-            yield f".steps[{g}][{k}]", step
-    for k, task in enumerate((template.get("dag") or {}).get("tasks", [])):
-        yield f".dag.tasks[{k}]", task
+    """(field path below the template, call) of its steps or DAG tasks, and of the templates written inline in
+    them (their calls resolve where the template holding them does)."""
+    own = [(f".steps[{g}][{k}]", step) for g, group in enumerate(template.get("steps") or [])
+           for k, step in enumerate(group)]
+    own += [(f".dag.tasks[{k}]", task) for k, task in enumerate((template.get("dag") or {}).get("tasks", []))]
+    for path, call in own:
+        yield path, call
+        if isinstance(call.get("inline"), dict):
+            for inner, nested in template_calls(call["inline"]):
+                yield f"{path}.inline{inner}", nested
 
 
 def calls(templates: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -130,7 +134,7 @@ def stored_templates(spec: dict[str, Any], lookup: Lookup) -> dict[str, dict[str
         for path, call in template_calls(template):
             here = f"{where}{path}"
             ref = call.get("templateRef")
-            names = [n for n in (call.get("onExit"), (call.get("hooks") or {}).get("exit", {}).get("template"))
+            names = [n for n in (call.get("onExit"), *(h.get("template") for h in (call.get("hooks") or {}).values()))
                      if n] + ([call["template"]] if "template" in call else [])
             targets = [(scope, name, via, owner) for name in names] if scope != LOCAL else []
             if ref is not None:

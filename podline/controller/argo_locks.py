@@ -20,8 +20,11 @@ class Locks:
         self.store = store
         self.holders: dict[str, set[tuple[str, str]]] = {}
         self.waiters: dict[str, list[tuple[float, str, str]]] = {}
-        for wf in store.list(kind="Workflow"):
-            self._load(wf.uid, wf.internal.get("locks", {}))
+        self.names: dict[str, str] = {}  # workflow uid -> name, for status
+        for wf in store.list(kind="Workflow", unsettled=True):  # a finished workflow released all (_finish)
+            if wf.status.get("phase") not in ("Succeeded", "Failed", "Error"):
+                self.names[wf.uid] = wf.name
+                self._load(wf.uid, wf.internal.get("locks", {}))
 
     def _load(self, uid: str, locks: dict[str, Any]) -> None:
         for holder, keys in locks.get("holding", {}).items():
@@ -33,9 +36,9 @@ class Locks:
         for queue in self.waiters.values():
             queue.sort()
 
-    def wanted(self, namespace: str, sync: dict[str, Any]) -> list[tuple[str, int | str]]:
-        """(key, limit) of each lock a `synchronization` names; the limit is a message when it cannot be read."""
-        out: list[tuple[str, int | str]] = []
+    def wanted(self, namespace: str, sync: dict[str, Any]) -> list[tuple[str, int]]:
+        """(key, limit) of each lock a `synchronization` names; ValueError when a limit cannot be read."""
+        out: list[tuple[str, int]] = []
         mutexes = ([sync["mutex"]] if "mutex" in sync else []) + sync.get("mutexes", [])
         for mutex in mutexes:
             out.append((f"{mutex.get('namespace') or namespace}/Mutex/{mutex['name']}", 1))
@@ -46,24 +49,23 @@ class Locks:
             out.append((f"{where}/ConfigMap/{ref['name']}/{ref['key']}", self._limit(where, ref)))
         return out
 
-    def _limit(self, namespace: str, ref: dict[str, str]) -> int | str:
+    def _limit(self, namespace: str, ref: dict[str, str]) -> int:
         found = self.store.get("ConfigMap", namespace, ref["name"])
         text = (found.manifest.get("data") or {}).get(ref["key"]) if found is not None else None
         if text is None:
-            return f"semaphore ConfigMap {namespace}/{ref['name']} has no key {ref['key']}"
+            raise ValueError(f"semaphore ConfigMap {namespace}/{ref['name']} has no key {ref['key']}")
         try:
             return max(0, int(str(text).strip()))
         except ValueError:
-            return f"semaphore {namespace}/{ref['name']}/{ref['key']} is not a number: {str(text)[:40]!r}"
+            raise ValueError(f"semaphore {namespace}/{ref['name']}/{ref['key']} is not a number: "
+                             f"{str(text)[:40]!r}") from None
 
-    def acquire(self, wf: Obj, holder: str, wanted: list[tuple[str, int | str]], now: float) -> str | None:
+    def acquire(self, wf: Obj, holder: str, wanted: list[tuple[str, int]], now: float) -> str | None:
         """None when `holder` holds every lock (now or already); else why it waits (it queues, in order)."""
         locks = wf.internal.setdefault("locks", {"holding": {}, "waiting": {}})
+        self.names[wf.uid] = wf.name
         if holder in locks["holding"]:
             return None
-        for _key, limit in wanted:
-            if isinstance(limit, str):
-                return limit
         keys = [key for key, _ in wanted]
         wait = locks["waiting"].setdefault(holder, {"keys": keys, "since": now})
         for key in keys:
@@ -74,8 +76,8 @@ class Locks:
         for key, limit in wanted:
             held = self.holders.get(key, set())
             ahead = [w for w in self.waiters[key] if w < (wait["since"], wf.uid, holder)]
-            if len(held) + len(ahead) >= int(limit):
-                return f"Waiting for {key} lock. Lock status: {limit - len(held)}/{limit}"
+            if len(held) + len(ahead) >= limit:
+                return f"Waiting for {key} lock. Lock status: {max(0, limit - len(held))}/{limit}"
         for key in keys:
             self.holders.setdefault(key, set()).add((wf.uid, holder))
             self.waiters[key].remove((wait["since"], wf.uid, holder))
@@ -100,15 +102,27 @@ class Locks:
         return freed
 
 
-def status_of(wf: Obj) -> dict[str, Any]:
-    """Argo's `status.synchronization`: which locks the workflow (or its nodes) hold and wait for."""
-    locks = wf.internal.get("locks", {})
+def status_of(wf: Obj, locks: Locks) -> dict[str, Any]:
+    """Argo's `status.synchronization`: the mutexes the workflow (or its nodes) hold, with the holder, and those
+    it waits for, with who holds them; semaphores with their holders."""
+    mine = wf.internal.get("locks", {})
     out: dict[str, Any] = {}
-    for field, source in (("holding", locks.get("holding", {})), ("waiting", {
-            h: w["keys"] for h, w in locks.get("waiting", {}).items()})):
+
+    def name(uid: str, holder: str) -> str:
+        return holder or locks.names.get(uid, uid)
+
+    for field, source in (("holding", mine.get("holding", {})),
+                          ("waiting", {h: w["keys"] for h, w in mine.get("waiting", {}).items()})):
         for holder, keys in source.items():
             for key in keys:
-                section = "mutex" if "/Mutex/" in key else "semaphore"
-                entry = {"mutex" if section == "mutex" else "semaphore": key, "holder": holder or wf.name}
-                out.setdefault(section, {}).setdefault(field, []).append(entry)
+                if "/Mutex/" in key:
+                    who = holder or wf.name if field == "holding" else \
+                        ",".join(sorted(name(u, h) for u, h in locks.holders.get(key, set())))
+                    entry = {"mutex": key, "holder": who}
+                    section = "mutex"
+                else:
+                    entry = {"semaphore": key, "holders": sorted(name(u, h) for u, h in locks.holders.get(key, set()))}
+                    section = "semaphore"
+                if entry not in out.setdefault(section, {}).setdefault(field, []):
+                    out[section][field].append(entry)
     return out

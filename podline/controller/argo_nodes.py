@@ -89,6 +89,7 @@ class Walker(DagWalker, LeafWalker, HookWalker):
             scope, _, name = key.rpartition("/")
             self.scopes.setdefault(scope, {})[name] = with_defaults(template, defaults, retry)
         self.scope = LOCAL  # where a call by template name is looked up: the scope of the template being walked
+        self.inlines: dict[str, dict[str, Any]] = {}  # node id -> the inline template it runs (seen this pass)
         self.nodes, self.pods, self.now, self.stamp = nodes, pods, now, stamp
         self.wake: float | None = None
         self.globals = {"workflow.name": self.name,
@@ -121,6 +122,8 @@ class Walker(DagWalker, LeafWalker, HookWalker):
         return Target(self.scope, call["template"])
 
     def template_of(self, node: dict[str, Any]) -> dict[str, Any] | None:
+        if node["id"] in self.inlines:
+            return self.inlines[node["id"]]
         ref = node.get("templateRef")
         if ref is not None:
             return self.scopes.get(scope_of(ref), {}).get(ref["template"])
@@ -202,6 +205,8 @@ class Walker(DagWalker, LeafWalker, HookWalker):
         template = target.inline if target.inline is not None else self.scopes[target.scope][target.name]
         kind = kind_of(template) if "retryStrategy" not in template else "Retry"
         node = self._node(name, display, kind, target, parent, boundary)
+        if target.inline is not None:  # its parallelism, failFast and globalName outputs are read by node id
+            self.inlines[node["id"]] = template
         if node["phase"] in DONE:
             return node
         if self.depth >= MAX_DEPTH:
@@ -219,7 +224,10 @@ class Walker(DagWalker, LeafWalker, HookWalker):
             except ex.ExpressionError as exc:
                 return self._finish(node, "Error", str(exc))
         if "synchronization" in template:  # the template's locks, before its node does anything
-            waiting = self.pods.acquire(node["id"], template["synchronization"])
+            try:
+                waiting = self.pods.acquire(node["id"], template["synchronization"])
+            except ex.ExpressionError as exc:
+                return self._finish(node, "Error", str(exc))
             if waiting:
                 node.update(phase="Pending", message=waiting)
                 return node

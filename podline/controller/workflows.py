@@ -99,9 +99,14 @@ class _Pods:
         return True
 
     def acquire(self, holder: str, sync: dict[str, Any]) -> str | None:
-        """A node's locks (`synchronization` of its template): None once held, else why it waits."""
+        """A node's locks (`synchronization` of its template): None once held, else why it waits;
+        ExpressionError (the node errs) for a semaphore whose limit cannot be read."""
         locks = locks_of(self.ctx)
-        return locks.acquire(self.wf, holder, locks.wanted(self.wf.namespace, sync), self.ctx.now)
+        try:
+            wanted = locks.wanted(self.wf.namespace, sync)
+        except ValueError as exc:
+            raise ExpressionError(str(exc)) from None
+        return locks.acquire(self.wf, holder, wanted, self.ctx.now)
 
     def release(self, holder: str) -> None:
         if self.wf.internal.get("locks") and locks_of(self.ctx).release(self.wf, holder):
@@ -183,7 +188,17 @@ def _release_all(ctx: Ctx, wf: Obj) -> None:
     if wf.internal.get("locks") and locks_of(ctx).release(wf):
         ctx.wake_at(ctx.now + 0.05)
     if "synchronization" in wf.status:
-        wf.status["synchronization"] = status_of(wf)
+        wf.status["synchronization"] = {}
+
+
+def _release_finished_nodes(ctx: Ctx, wf: Obj) -> None:
+    """Locks of nodes that ended outside the walk's own path (the deadline, a tree grown too large): released."""
+    nodes = wf.status.get("nodes", {})
+    locks = wf.internal.get("locks", {})
+    for holder in [h for h in (*locks.get("holding", {}), *locks.get("waiting", {})) if h]:
+        if holder not in nodes or nodes[holder]["phase"] in DONE:
+            if locks_of(ctx).release(wf, holder):
+                ctx.wake_at(ctx.now + 0.05)
 
 
 def _workflow_lock(ctx: Ctx, wf: Obj) -> str | None:
@@ -323,6 +338,7 @@ def _deadline(ctx: Ctx, wf: Obj, port: _Pods) -> bool:
 
 
 def _finish(ctx: Ctx, wf: Obj, phase: str, message: str) -> None:
+    _release_all(ctx, wf)  # however it ends, a finished workflow holds and awaits no lock
     wf.status.update(phase=phase, finishedAt=rfc3339(ctx.now))
     wf.status["conditions"] = [{"type": "PodRunning", "status": "False"}, {"type": "Completed", "status": "True"}]
     if message:
@@ -360,8 +376,14 @@ def reconcile_workflow(ctx: Ctx, wf: Obj) -> None:
             ctx.store.save(wf)
             return
     if "startedAt" not in wf.status:
-        waiting = _workflow_lock(ctx, wf)
-        wf.status["synchronization"] = status_of(wf)
+        try:
+            waiting = _workflow_lock(ctx, wf)
+        except ValueError as exc:  # a semaphore whose limit cannot be read: the workflow errs, as in Argo
+            _finish(ctx, wf, "Error", str(exc))
+            wf.settled = True
+            ctx.store.save(wf)
+            return
+        wf.status["synchronization"] = status_of(wf, locks_of(ctx)) if wf.internal.get("locks") else {}
         if waiting:
             wf.status.update(phase="Pending", message=waiting)
             ctx.store.save(wf)
@@ -392,9 +414,8 @@ def reconcile_workflow(ctx: Ctx, wf: Obj) -> None:
         port.create()
         _record(ctx, wf, port, walker, root, exit_node, expired)
         if wf.internal.get("locks"):
-            if wf.status.get("phase") in WORKFLOW_DONE:
-                _release_all(ctx, wf)
-            wf.status["synchronization"] = status_of(wf)
+            _release_finished_nodes(ctx, wf)
+            wf.status["synchronization"] = status_of(wf, locks_of(ctx))
             ctx.store.save(wf)
 
 
@@ -425,7 +446,8 @@ def _record(ctx: Ctx, wf: Obj, port: _Pods, walker: Walker, root: dict[str, Any]
         if expired:
             phase, message = "Failed", "Max duration limit exceeded"
         elif phase == "Succeeded" and exit_node is not None and exit_node["phase"] in FAILED:
-            phase, message = "Failed", f"exit handler failed: {exit_node.get('message', '')}"
+            what = "lifecycle hook" if ".hooks." in exit_node["name"] else "exit handler"
+            phase, message = "Failed", f"{what} failed: {exit_node.get('message', '')}"
         _finish(ctx, wf, phase, message)
         wf.settled = port.active == 0
         if wf.settled:

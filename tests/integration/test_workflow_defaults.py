@@ -190,3 +190,35 @@ spec:
     assert nodes["a"]["outputs"]["result"] == "from a"
     assert nodes["inner"]["outputs"]["result"] == "inner saw from a"
     assert nodes["b"]["type"] == "Steps" and "templateName" not in nodes["a"]
+
+
+def test_an_inline_steps_template_keeps_its_parallelism(cli: Cli, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    run(cli, f"""
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {{name: inline-one-at-a-time}}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    dag:
+      tasks:
+      - name: loop
+        inline:
+          parallelism: 1
+          steps:
+          - - name: item
+              withItems: [a, b, c]
+              arguments: {{parameters: [{{name: x, value: "{{{{item}}}}"}}]}}
+              inline:
+                inputs: {{parameters: [{{name: x}}]}}
+                container:
+                  image: busybox
+                  command:
+                  - sh
+                  - -c
+                  - 'echo "start $(date +%s.%N)" >> {log}; sleep 0.5; echo "end $(date +%s.%N)" >> {log}'
+""")
+    times = [(line.split()[0], float(line.split()[1])) for line in log.read_text().splitlines()]
+    assert [what for what, _ in times] == ["start", "end"] * 3  # one after another, never two at once

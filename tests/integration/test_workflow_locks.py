@@ -63,7 +63,7 @@ spec:
     assert waiting["phase"] == "Pending" and waiting["message"] == \
         "Waiting for default/Mutex/the-one lock. Lock status: 0/1", waiting
     assert waiting["synchronization"] == {"mutex": {"waiting": [{"mutex": "default/Mutex/the-one",
-                                                                  "holder": "second"}]}}
+                                                                  "holder": "first"}]}}  # who holds it, as Argo
     finish(cli, first, "Succeeded", 60)
     finish(cli, second, "Succeeded", 60)
     spans = intervals(log)
@@ -104,3 +104,42 @@ spec:
     spans = intervals(log)
     assert len(spans) == 5 and most_at_once(spans) == 2
     assert wf["status"].get("synchronization", {}) == {}  # all released
+
+
+def test_locks_are_released_however_their_node_or_workflow_ends(cli: Cli, tmp_path: Path) -> None:
+    """A node stopped by the workflow's deadline gives its mutex up (the exit handler needing the same mutex
+    runs); a workflow that errs while waiting leaves the queue; a semaphore without its ConfigMap errs the node."""
+    wf = finish(cli, cli.apply("""
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: deadline}
+spec:
+  entrypoint: long
+  onExit: cleanup
+  activeDeadlineSeconds: 2
+  templates:
+  - name: long
+    synchronization: {mutex: {name: shared}}
+    container: {image: busybox, command: [sleep, "30"]}
+  - name: cleanup
+    synchronization: {mutex: {name: shared}}
+    container: {image: busybox, command: [echo, cleaned up]}
+""").stdout, "Failed", 60)
+    nodes = {n["displayName"]: n for n in wf["status"]["nodes"].values()}
+    assert nodes["deadline.onExit"]["phase"] == "Succeeded"
+    assert nodes["deadline.onExit"]["outputs"]["result"] == "cleaned up"
+    assert wf["status"]["synchronization"] == {}
+
+    errored = finish(cli, cli.apply("""
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: no-limit}
+spec:
+  entrypoint: work
+  templates:
+  - name: work
+    synchronization: {semaphore: {configMapKeyRef: {name: missing, key: workers}}}
+    container: {image: busybox, command: [echo, never]}
+""").stdout, "Error", 30)
+    node = errored["status"]["nodes"]["no-limit"]
+    assert node["phase"] == "Error" and node["message"] == "semaphore ConfigMap default/missing has no key workers"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from podline.controller.argo_locks import Locks, status_of
 from podline.store import Obj, Store
 
@@ -32,20 +34,28 @@ def test_a_mutex_is_held_by_one_and_handed_on_in_order_of_asking(tmp_path: Path)
     assert later.release(a) is True
     assert later.acquire(c, "", wanted, 4.0) is not None  # c asked after b: b goes first
     assert later.acquire(b, "", wanted, 5.0) is None
-    assert status_of(b) == {"mutex": {"holding": [{"mutex": "default/Mutex/m", "holder": "b"}]}}
-    assert status_of(c) == {"mutex": {"waiting": [{"mutex": "default/Mutex/m", "holder": "c"}]}}
+    assert status_of(b, later) == {"mutex": {"holding": [{"mutex": "default/Mutex/m", "holder": "b"}]}}
+    # a waiter's entry names who holds the mutex, as Argo's does
+    assert status_of(c, later) == {"mutex": {"waiting": [{"mutex": "default/Mutex/m", "holder": "b"}]}}
 
 
 def test_a_semaphore_admits_as_many_as_its_config_map_says_and_names_a_bad_limit(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.db")
     wf, = workflows(store, "w")
     locks = Locks(store)
-    assert locks.wanted("default", SEMAPHORE) == [("default/ConfigMap/limits/workers",
-                                                   "semaphore ConfigMap default/limits has no key workers")]
+    with pytest.raises(ValueError, match="^semaphore ConfigMap default/limits has no key workers$"):
+        locks.wanted("default", SEMAPHORE)
     store.apply("ConfigMap", "default", "limits", {"data": {"workers": "two"}})
-    assert "is not a number" in str(locks.wanted("default", SEMAPHORE)[0][1])
+    with pytest.raises(ValueError, match="is not a number"):
+        locks.wanted("default", SEMAPHORE)
     store.apply("ConfigMap", "default", "limits", {"data": {"workers": "2"}})
     wanted = locks.wanted("default", SEMAPHORE)
     got = [locks.acquire(wf, node, wanted, float(i)) for i, node in enumerate(["n1", "n2", "n3"])]
     assert got[:2] == [None, None] and got[2] == "Waiting for default/ConfigMap/limits/workers lock. Lock status: 0/2"
     assert locks.release(wf, "n1") is True and locks.acquire(wf, "n3", wanted, 9.0) is None
+
+    assert status_of(wf, locks) == {"semaphore": {"holding": [{"semaphore": "default/ConfigMap/limits/workers",
+                                                               "holders": ["n2", "n3"]}]}}
+    store.apply("ConfigMap", "default", "limits", {"data": {"workers": "1"}})  # shrunk below its holders
+    assert locks.acquire(wf, "n4", locks.wanted("default", SEMAPHORE), 10.0) == \
+        "Waiting for default/ConfigMap/limits/workers lock. Lock status: 0/1"

@@ -165,3 +165,15 @@ spec:
     container: {image: busybox, command: [echo, "{{inputs.parameters.message}}"]}
 """, "lib.yaml")
     assert loaded[0].obj.kind == "WorkflowTemplate"
+
+
+def test_calls_written_inline_and_hook_templates_are_followed_into_libraries() -> None:
+    """A library template whose inline step calls a sibling, and one whose hook names another: both stored."""
+    lookup = library(ns_lib={"templates": [
+        {"name": "go", "steps": [[{"name": "s", "inline": {"steps": [[{"name": "t", "template": "leaf"}]]}}]]},
+        {"name": "hooked", "steps": [[{"name": "h", "template": "leaf",
+                                       "hooks": {"running": {"expression": "true", "template": "note"}}}]]},
+        pod("leaf"), pod("note"), pod("unused")]})
+    spec = {"templates": [steps("main", ref("lib", "go"), ref("lib", "hooked"))]}
+    assert sorted(stored_templates(spec, lookup)) == ["namespaced/lib/go", "namespaced/lib/hooked",
+                                                     "namespaced/lib/leaf", "namespaced/lib/note"]
