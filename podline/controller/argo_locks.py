@@ -21,6 +21,7 @@ class Locks:
         self.holders: dict[str, set[tuple[str, str]]] = {}
         self.waiters: dict[str, list[tuple[float, str, str]]] = {}
         self.names: dict[str, str] = {}  # workflow uid -> name, for status
+        self.asked = 0  # requests made in this pass: nodes reached in one walk queue in the walk's order
         for wf in store.list(kind="Workflow", unsettled=True):  # a finished workflow released all (_finish)
             if wf.status.get("phase") not in ("Succeeded", "Failed", "Error"):
                 self.names[wf.uid] = wf.name
@@ -67,7 +68,10 @@ class Locks:
         if holder in locks["holding"]:
             return None
         keys = [key for key, _ in wanted]
-        wait = locks["waiting"].setdefault(holder, {"keys": keys, "since": now})
+        # first come, first served: a workflow by when it was made, a node by when the walk reached it
+        self.asked += 1
+        since = wf.created_at if holder == "" else now + self.asked * 1e-6
+        wait = locks["waiting"].setdefault(holder, {"keys": keys, "since": since})
         for key in keys:
             entry = (wait["since"], wf.uid, holder)
             if entry not in self.waiters.setdefault(key, []):

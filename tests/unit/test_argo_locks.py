@@ -59,3 +59,16 @@ def test_a_semaphore_admits_as_many_as_its_config_map_says_and_names_a_bad_limit
     store.apply("ConfigMap", "default", "limits", {"data": {"workers": "1"}})  # shrunk below its holders
     assert locks.acquire(wf, "n4", locks.wanted("default", SEMAPHORE), 10.0) == \
         "Waiting for default/ConfigMap/limits/workers lock. Lock status: 0/1"
+
+
+def test_waiting_workflows_are_served_in_the_order_they_were_made(tmp_path: Path) -> None:
+    """Two workflows that first ask in one pass queue by creation, not by which the pass reached first."""
+    store = Store(tmp_path / "s.db")
+    holder, older, newer = workflows(store, "holder", "older", "newer")
+    locks = Locks(store)
+    wanted = locks.wanted("default", MUTEX)
+    assert locks.acquire(holder, "", wanted, 10.0) is None
+    assert locks.acquire(newer, "", wanted, 10.0) is not None  # reached first in the pass
+    assert locks.acquire(older, "", wanted, 10.0) is not None
+    locks.release(holder)
+    assert locks.acquire(newer, "", wanted, 11.0) is not None and locks.acquire(older, "", wanted, 11.0) is None
