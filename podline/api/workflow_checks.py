@@ -32,6 +32,7 @@ from podline.api.workflow import (
     DAGTask,
     Inputs,
     LifecycleHook,
+    Synchronization,
     Template,
     Workflow,
     WorkflowSpec,
@@ -405,6 +406,27 @@ def check_spec(spec: WorkflowSpec, library: bool = False) -> None:
     for i, template in enumerate(templates_list):
         _check_template(template, f"spec.templates[{i}]", templates, None if library else volumes)
     _check_defaults(spec)
+    _check_own_mutexes(spec)
+
+
+def _mutex_names(sync: Synchronization | None) -> set[str]:
+    if sync is None:
+        return set()
+    return {m.name for m in ([sync.mutex] if sync.mutex else []) + (sync.mutexes or []) if m.namespace is None}
+
+
+def _check_own_mutexes(spec: WorkflowSpec) -> None:
+    """A template (or templateDefaults) taking a mutex the workflow itself holds would wait for its own workflow
+    forever."""
+    mine = _mutex_names(spec.synchronization)
+    holders = [(f"spec.templates[{i}].synchronization", t.synchronization) for i, t in enumerate(spec.templates or [])]
+    if spec.template_defaults is not None:
+        holders.append(("spec.templateDefaults.synchronization", spec.template_defaults.synchronization))
+    for where, sync in holders:
+        both = mine & _mutex_names(sync)
+        if both:
+            raise InvalidObject(where, f"mutex {sorted(both)[0]!r} is also the workflow's own: the template would "
+                                       "wait for its own workflow forever")
 
 
 def check_references(wf: Workflow | WorkflowTemplate, lookup: Lookup) -> None:

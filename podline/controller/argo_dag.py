@@ -39,7 +39,8 @@ class DagWalker:
         tasks = dag["tasks"]
         if dag.get("target"):
             try:
-                tasks = targeted(tasks, ex.substitute(dag["target"], scope, strict=True))
+                chosen = ex.substitute(dag["target"], scope, strict=True)
+                tasks = targeted(tasks, chosen) if chosen.strip() else tasks  # a blank target: every task
             except ex.ExpressionError as exc:
                 return self._finish(node, "Error", str(exc))
         local = dict(scope)
@@ -117,7 +118,7 @@ class DagWalker:
         """Where a task's node hangs, as Argo links a DAG: under the outbound nodes of the tasks it depends on
         (the DAG node itself for a task without dependencies)."""
         above = [self.nodes.get(self.node_id(f"{dag_node['name']}.{t}")) for t in tasks]
-        return [o for n in above if n is not None for o in self.outbound(n)] or dag_node["id"]
+        return [o for n in above if n is not None for o in self.outbound(n)] or [dag_node["id"]]
 
     def _task_nodes(self, dag_node: dict[str, Any], task: dict[str, Any]) -> list[dict[str, Any]]:
         base = self.nodes.get(self.node_id(f"{dag_node['name']}.{task['name']}"))

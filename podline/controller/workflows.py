@@ -368,13 +368,14 @@ def reconcile_workflow(ctx: Ctx, wf: Obj) -> None:
             _collect_claims(ctx, wf, wf.status["phase"])
         ctx.store.save(wf)
         return
-    if "startedAt" not in wf.status and "storedWorkflowTemplateSpec" not in wf.status:
+    if "startedAt" not in wf.status and not wf.internal.get("templatesStored"):
         problem = _store_templates(ctx, wf)  # before the locks: a workflowTemplateRef's spec may name them
         if problem:
             _finish(ctx, wf, "Error", problem)
             wf.settled = True
             ctx.store.save(wf)
             return
+        wf.internal["templatesStored"] = True  # once: a library deleted while the workflow waits is no matter
     if "startedAt" not in wf.status:
         try:
             waiting = _workflow_lock(ctx, wf)

@@ -222,3 +222,28 @@ spec:
 """)
     times = [(line.split()[0], float(line.split()[1])) for line in log.read_text().splitlines()]
     assert [what for what, _ in times] == ["start", "end"] * 3  # one after another, never two at once
+
+
+def test_a_blank_dag_target_runs_every_task_and_the_steps_after_it(cli: Cli) -> None:
+    """A target from a parameter left empty (a natural default) means no target, as in Argo."""
+    wf = run(cli, """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: blank-target}
+spec:
+  entrypoint: main
+  arguments: {parameters: [{name: t, value: ""}]}
+  templates:
+  - name: main
+    steps:
+    - - {name: d, template: d}
+    - - {name: after, template: say}
+  - name: d
+    dag:
+      target: "{{workflow.parameters.t}}"
+      tasks: [{name: x, template: say}, {name: y, template: say, depends: x}]
+  - name: say
+    container: {image: busybox, command: [echo, ran]}
+""")
+    nodes = by_display(wf)
+    assert all(nodes[n]["phase"] == "Succeeded" for n in ("x", "y", "after"))

@@ -177,3 +177,21 @@ def test_calls_written_inline_and_hook_templates_are_followed_into_libraries() -
     spec = {"templates": [steps("main", ref("lib", "go"), ref("lib", "hooked"))]}
     assert sorted(stored_templates(spec, lookup)) == ["namespaced/lib/go", "namespaced/lib/hooked",
                                                      "namespaced/lib/leaf", "namespaced/lib/note"]
+
+
+def test_a_workflow_waiting_for_a_lock_keeps_the_templates_it_found_first(tmp_path: Path) -> None:
+    """Templates are copied once, at the first pass, even while the workflow then waits for a lock: a library
+    deleted during the wait no longer matters (before, every waiting pass read it again and the workflow erred)."""
+    store = Store(tmp_path / "s.db")
+    _, lib = store.apply("WorkflowTemplate", "default", "lib", {"spec": {"templates": [pod("go")]}})
+    sync = {"mutex": {"name": "m"}}
+    store.apply("Workflow", "default", "holder", {"metadata": {"name": "holder"}, "spec": {
+        "entrypoint": "main", "synchronization": sync, "templates": [{"name": "main", "suspend": {"duration": "1h"}}]}})
+    _, waiting = store.apply("Workflow", "default", "waiting", {"metadata": {"name": "waiting"}, "spec": {
+        "entrypoint": "main", "synchronization": sync, "templates": [steps("main", ref("lib", "go"))]}})
+    loop.Controller(store, Backends(tmp_path)).run_once()
+    assert store.get_uid(waiting.uid).status["phase"] == "Pending"
+    store.remove(lib.uid)
+    loop.Controller(store, Backends(tmp_path)).run_once()
+    status = store.get_uid(waiting.uid).status
+    assert status["phase"] == "Pending" and "namespaced/lib/go" in status["storedTemplates"], status

@@ -521,6 +521,9 @@ CASES = [
         f"{T0}.synchronization.semaphore.database", NOT),
     bad("mutex-name-hostile", GOOD.replace("  templates", "  synchronization: {mutex: {name: 'a b;c'}}\n  templates"),
         "spec.synchronization.mutex.name", "should match pattern"),
+    bad("mutex-held-by-workflow-and-template", wf(container("") + "    synchronization: {mutex: {name: m}}\n").replace(
+        "  templates", "  synchronization: {mutexes: [{name: m}]}\n  templates"), f"{T0}.synchronization",
+        "mutex 'm' is also the workflow's own: the template would wait for its own workflow forever"),
     bad("workflow-suspend", GOOD.replace("  templates", "  suspend: true\n  templates"), "spec.suspend", NOT),
     bad("sidecars", wf(container("") + "    sidecars: [{name: s, image: x}]\n"), f"{T0}.sidecars", NOT),
     bad("memoize-without-cache", wf(container("") + "    memoize: {key: k}\n"), f"{T0}.memoize.cache",
