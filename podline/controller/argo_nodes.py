@@ -75,7 +75,8 @@ class Pods(Protocol):
 class Walker(DagWalker, LeafWalker, HookWalker):
     def __init__(self, manifest: dict[str, Any], nodes: dict[str, dict[str, Any]], pods: Pods,
                  now: float, stamp: Callable[[float], str], extra_globals: dict[str, str] | None = None,
-                 artifact_root: str = "/", stored: dict[str, dict[str, Any]] | None = None) -> None:
+                 artifact_root: str = "/", stored: dict[str, dict[str, Any]] | None = None,
+                 exported: dict[str, str] | None = None) -> None:
         self.wf = manifest
         self.artifact_root = artifact_root  # where this workflow's artifacts are saved (`from` must lead there)
         self._running: dict[str, int] | None = None  # pods running below each steps/DAG node (parallelism)
@@ -104,6 +105,9 @@ class Walker(DagWalker, LeafWalker, HookWalker):
                      "artifacts": {a["name"]: {k: a[k] for k in ("from", "raw") if k in a}
                                    for a in arguments.get("artifacts", [])}}  # the entrypoint's and exit handlers'
         self.outputs: dict[str, str] = {}  # output parameters exported by `globalName`
+        for name, value in (exported or {}).items():  # as stored: also those of inline templates, which a new
+            self.outputs[name] = value  # walk cannot look up from their nodes before it reaches them again
+            self.globals[f"workflow.outputs.parameters.{name}"] = value
         for node in nodes.values():
             self._export(node)
 

@@ -402,7 +402,8 @@ def reconcile_workflow(ctx: Ctx, wf: Obj) -> None:
     expired = _deadline(ctx, wf, port)
     walker = Walker(port.manifest, nodes, port, ctx.now, rfc3339,
                     {"workflow.uid": wf.uid, "workflow.creationTimestamp": rfc3339(wf.created_at)},
-                    str(port.root / "artifacts"), wf.status.get("storedTemplates"))
+                    str(port.root / "artifacts"), wf.status.get("storedTemplates"),
+                    {p["name"]: p["value"] for p in wf.status.get("outputs", {}).get("parameters", [])})
     try:
         root, exit_node = walker.run(lambda root: {"workflow.status": root["phase"],
                                                    "workflow.failures": _failures(nodes)})

@@ -247,3 +247,33 @@ spec:
 """)
     nodes = by_display(wf)
     assert all(nodes[n]["phase"] == "Succeeded" for n in ("x", "y", "after"))
+
+
+def test_a_global_output_of_an_inline_template_reaches_later_steps(cli: Cli) -> None:
+    wf = run(cli, """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: inline-global}
+spec:
+  entrypoint: main
+  onExit: report
+  templates:
+  - name: main
+    steps:
+    - - name: make
+        inline:
+          outputs: {parameters: [{name: v, globalName: made, valueFrom: {path: /out/v}}]}
+          container: {image: busybox, command: [sh, -c, 'printf 42 > /out/v']}
+    - - {name: wait, template: wait}
+    - - {name: use, template: use}
+  - name: wait
+    suspend: {duration: "1s"}
+  - name: use
+    container: {image: busybox, command: [echo, "got {{workflow.outputs.parameters.made}}"]}
+  - name: report
+    container: {image: busybox, command: [echo, "exit saw {{workflow.outputs.parameters.made}}"]}
+""")
+    nodes = by_display(wf)
+    assert nodes["use"]["outputs"]["result"] == "got 42"
+    assert nodes["inline-global.onExit"]["outputs"]["result"] == "exit saw 42"
+    assert wf["status"]["outputs"] == {"parameters": [{"name": "made", "value": "42"}]}
