@@ -8,14 +8,11 @@ Mixed into `argo_nodes.Walker`, whose node bookkeeping (`_node`, `_finish`, `exe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from podline.controller.argo_scope import DONE, FAILED, call_arguments, loops, outputs_scope
+from podline.controller.argo_scope import DONE, FAILED, Target, call_arguments, loops, outputs_scope
 from podline.plan import argo_expr as ex
 from podline.plan import argo_exprlang as exprlang
-
-if TYPE_CHECKING:
-    from podline.controller.argo_nodes import Target
 
 
 class HookWalker:
@@ -37,7 +34,7 @@ class HookWalker:
         name = call.get("onExit") or (hook or {}).get("template")
         if not name:
             return True, []
-        template = self._target_named(name)
+        template = Target(self.scope, name)
         if not all(c["phase"] in DONE for c in children):  # a loop's hooks see all of its items' outputs
             return False, []
         finished = [c for c in children if c["phase"] in DONE and c["phase"] not in ("Skipped", "Omitted")]
@@ -54,11 +51,6 @@ class HookWalker:
                               boundary) for c in finished]
         done = all(c["phase"] in DONE for c in children) and all(h["phase"] in DONE for h in hooks)
         return done, [h for h in hooks if h["phase"] in FAILED]
-
-    def _target_named(self, name: str) -> Target:
-        from podline.controller.argo_nodes import Target
-
-        return Target(self.scope, name)
 
     def _expression_hooks(self, call: dict[str, Any], children: list[dict[str, Any]], boundary: str,
                           scope: dict[str, str], prefix: str) -> tuple[bool, list[dict[str, Any]]]:
@@ -103,7 +95,7 @@ class HookWalker:
                 fires = False  # not yet decidable (a name not in scope), or never: the hook does not run
             if not fires:
                 return None
-        target = self._target_named(hook["template"])
+        target = Target(self.scope, hook["template"])
         try:
             args = call_arguments(hook, scope) if "arguments" in hook else self.args
         except ex.ExpressionError as exc:

@@ -12,14 +12,14 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
-from podline.controller.argo_scope import DONE, FAILED, kind_of, output_paths, pod_failure
+from podline.controller.argo_scope import DONE, FAILED, Target, kind_of, output_paths, pod_failure
 from podline.plan import argo_expr as ex
 from podline.plan import argo_exprlang as exprlang
 from podline.plan.workflow_pod import StepPodError, pod_name
 from podline.runtime.files import parse_rfc3339
 
 if TYPE_CHECKING:
-    from podline.controller.argo_nodes import Pods, Target
+    from podline.controller.argo_nodes import Pods
 
 MEMO_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")  # a ConfigMap data key
 MAX_BACKOFF = 86_400.0  # seconds between attempts, unless backoff.cap says otherwise

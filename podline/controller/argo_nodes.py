@@ -16,7 +16,7 @@ and retries in `argo_leaves`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from podline.api.template_refs import LOCAL, scope_of, with_defaults
 from podline.controller.argo_dag import DagWalker
@@ -25,6 +25,7 @@ from podline.controller.argo_leaves import LeafWalker
 from podline.controller.argo_scope import (
     DONE,
     FAILED,
+    Target,
     call_arguments,
     continues,
     fnv32a,
@@ -49,16 +50,6 @@ LATER = ("steps.", "tasks.", "item", "workflow.status", "workflow.failures")
 
 
 Parents = str | list[str] | None
-
-
-class Target(NamedTuple):
-    """A template a node runs: its name in a scope (LOCAL, or `namespaced/WT`, `cluster/CWT` of the stored
-    templates), and the templateRef that named it, if one did."""
-
-    scope: str
-    name: str
-    ref: dict[str, Any] | None = None
-    inline: dict[str, Any] | None = None  # a step's own template (`inline`), named after the step
 
 
 class Pods(Protocol):

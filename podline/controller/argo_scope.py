@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from podline.api.dataset import dataset_source
 from podline.plan import argo_expr as ex
@@ -19,6 +19,16 @@ REMOTE = ("s3", "http")  # sources of input artifacts outside the workflow
 SOURCES = ("from", "raw", *REMOTE)
 DONE = frozenset({"Succeeded", "Failed", "Error", "Skipped", "Omitted"})  # a node that will not change again
 FAILED = frozenset({"Failed", "Error"})
+
+
+class Target(NamedTuple):
+    """A template a node runs: its name in a scope (LOCAL, or `namespaced/WT`, `cluster/CWT` of the stored
+    templates), and the templateRef that named it, if one did."""
+
+    scope: str
+    name: str
+    ref: dict[str, Any] | None = None
+    inline: dict[str, Any] | None = None  # a step's own template (`inline`), named after the step
 
 
 def fnv32a(text: str) -> int:

@@ -109,8 +109,7 @@ class _Pods:
         return locks.acquire(self.wf, holder, wanted, self.ctx.now)
 
     def release(self, holder: str) -> None:
-        if self.wf.internal.get("locks") and locks_of(self.ctx).release(self.wf, holder):
-            self.ctx.wake_at(self.ctx.now + 0.05)  # a waiter, of this workflow or another, may take it now
+        _release(self.ctx, self.wf, holder)
 
     def cached(self, cache: str, key: str) -> dict[str, Any] | None:
         """The entry under `key`, or None; ExpressionError (the node errors) if a ConfigMap of that name exists but
@@ -119,7 +118,7 @@ class _Pods:
             return self.memos[(cache, key)]
         if cache not in self.caches:
             found = self.ctx.store.get("ConfigMap", self.wf.namespace, cache)
-            if found is not None and found.manifest.get("metadata", {}).get("labels", {}).get(CACHE_LABEL) != "Cache":
+            if found is not None and not _is_cache(found.manifest):
                 raise ExpressionError(f"ConfigMap {cache} is not a memoization cache (it lacks the label "
                                       f"{CACHE_LABEL}: Cache)")
             self.caches[cache] = dict(found.manifest.get("data") or {}) if found is not None else {}
@@ -141,7 +140,7 @@ class _Pods:
             manifest = found.manifest if found is not None else {
                 "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": cache, "namespace": self.wf.namespace,
                                                                       "labels": {CACHE_LABEL: "Cache"}}}
-            if manifest.get("metadata", {}).get("labels", {}).get(CACHE_LABEL) != "Cache":
+            if not _is_cache(manifest):
                 continue  # not a cache: never written into (its lookup already errored the node)
             if manifest.get("immutable"):
                 self.ctx.event(self.wf, "MemoizationSkipped", f"ConfigMap {cache} is immutable", "Warning")
@@ -165,6 +164,11 @@ class _Pods:
         self.pending.clear()
 
 
+def _is_cache(configmap: dict[str, Any]) -> bool:
+    """A ConfigMap memoization may use: labelled as Argo labels its caches."""
+    return configmap.get("metadata", {}).get("labels", {}).get(CACHE_LABEL) == "Cache"
+
+
 def template_lookup(store: Store, namespace: str, applied: dict[tuple[str, str, str | None], dict] | None = None
                     ) -> Lookup:
     """Find a (Cluster)WorkflowTemplate's spec by name: among `applied` (objects being applied) first, then
@@ -184,9 +188,15 @@ def locks_of(ctx: Ctx) -> Locks:
     return ctx.locks
 
 
-def _release_all(ctx: Ctx, wf: Obj) -> None:
-    if wf.internal.get("locks") and locks_of(ctx).release(wf):
+def _release(ctx: Ctx, wf: Obj, holder: str | None = None) -> None:
+    """Give up `holder`'s locks (every one of the workflow's when None); a waiter, of this workflow or another,
+    may take them in the next pass."""
+    if wf.internal.get("locks") and locks_of(ctx).release(wf, holder):
         ctx.wake_at(ctx.now + 0.05)
+
+
+def _release_all(ctx: Ctx, wf: Obj) -> None:
+    _release(ctx, wf)
     if "synchronization" in wf.status:
         wf.status["synchronization"] = {}
 
@@ -197,8 +207,7 @@ def _release_finished_nodes(ctx: Ctx, wf: Obj) -> None:
     locks = wf.internal.get("locks", {})
     for holder in [h for h in (*locks.get("holding", {}), *locks.get("waiting", {})) if h]:
         if holder not in nodes or nodes[holder]["phase"] in DONE:
-            if locks_of(ctx).release(wf, holder):
-                ctx.wake_at(ctx.now + 0.05)
+            _release(ctx, wf, holder)
 
 
 def _workflow_lock(ctx: Ctx, wf: Obj) -> str | None:
