@@ -7,6 +7,7 @@ from podline.api.batch import Job
 from podline.api.core import RESOURCE_LIMITS, Container, Pod, PodSpec
 from podline.api.dataset import Dataset, check_dataset
 from podline.api.errors import InvalidObject
+from podline.api.pilot import PILOT, PILOT_ID, PILOT_SIZE
 from podline.api.pipeline import Pipeline, topological_order
 from podline.api.quantity import parse_quantity
 from podline.api.slurmflags import FLAG_ANNOTATIONS, FlagError, parse_flags
@@ -56,16 +57,23 @@ def check_pod_spec(spec: PodSpec, base: str) -> None:
 CHECKPOINT_ANNOTATIONS = ("podline.io/checkpoint-node-local-every", "podline.io/checkpoint-shared-every")
 
 
-def check_annotations(annotations: dict[str, str], base: str) -> None:
-    """podline's own annotations: Slurm flags, and checkpoint intervals of a pod in pipeline form."""
-    check_slurm_flags(annotations, base)
+def check_annotations(annotations: dict[str, str], base: str, pilot: bool = False) -> None:
+    """podline's own annotations: Slurm flags, and checkpoint intervals of a pod in pipeline form; `pilot` for a
+    Workflow's own metadata, the one place `podline.io/pilot` belongs (check_workflow checks it)."""
+    check_slurm_flags(annotations, base, pilot)
     for key in CHECKPOINT_ANNOTATIONS:
         value = annotations.get(key)
         if value is not None and not (value.isascii() and value.isdigit() and int(value) <= 1000):
             raise InvalidObject(f"{base}.annotations[{key}]", f"must be a whole number from 0 to 1000, got {value!r}")
 
 
-def check_slurm_flags(annotations: dict[str, str], base: str) -> None:
+def check_slurm_flags(annotations: dict[str, str], base: str, pilot: bool = False) -> None:
+    """Slurm-facing annotations of a pod (or of what becomes one): flags parse, and no pilot keys, which only a
+    Workflow's own metadata may carry (podline sets the step pods' ones)."""
+    for key in () if pilot else (PILOT, PILOT_ID, PILOT_SIZE):
+        if key in annotations:
+            raise InvalidObject(f"{base}.annotations[{key}]", "only a Workflow runs in a pilot allocation: put "
+                                f"{PILOT} on the Workflow's metadata")
     for key in FLAG_ANNOTATIONS:
         if key in annotations:
             try:
@@ -120,7 +128,7 @@ def check_object(obj: Resource) -> None:
     """Rules every stored object must satisfy beyond its schema."""
     if not obj.metadata.name and not obj.metadata.generate_name:
         raise InvalidObject("metadata.name", "required: every object needs a name (or a generateName)")
-    check_annotations(obj.metadata.annotations, "metadata")
+    check_annotations(obj.metadata.annotations, "metadata", pilot=isinstance(obj, (Workflow, WorkflowTemplate)))
     if isinstance(obj, Pod):
         check_pod_spec(obj.spec, "spec")
     elif isinstance(obj, Pipeline):

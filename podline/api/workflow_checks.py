@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from podline.api.checks import _check_resources, check_name_length, check_slurm_flags
 from podline.api.errors import InvalidObject
+from podline.api.pilot import PILOT, PILOT_ID, PILOT_SIZE, parse_pilot
 from podline.api.template_refs import (
     Lookup,
     Unresolved,
@@ -355,10 +356,26 @@ def _check_template(template: Template, where: str, templates: dict[str, Templat
         _check_dag(template.dag.tasks, f"{where}.dag", templates, template.dag.target)
 
 
+def _check_pilot(wf: Workflow | WorkflowTemplate) -> None:
+    annotations = wf.metadata.annotations or {}
+    for key in (PILOT_ID, PILOT_SIZE):
+        if key in annotations:
+            raise InvalidObject(f"metadata.annotations[{key}]", f"set by podline on step pods; use {PILOT}")
+    if PILOT not in annotations:
+        return
+    if isinstance(wf, WorkflowTemplate):
+        raise InvalidObject(f"metadata.annotations[{PILOT}]", "only a Workflow runs in a pilot allocation")
+    try:
+        parse_pilot(annotations[PILOT])
+    except ValueError as exc:
+        raise InvalidObject(f"metadata.annotations[{PILOT}]", str(exc)) from None
+
+
 def check_workflow(wf: Workflow | WorkflowTemplate) -> None:
     """A Workflow's rules, or a (Cluster)WorkflowTemplate's: the same spec, where a template library may lack an
     entrypoint and a Workflow made from a workflowTemplateRef brings no templates of its own."""
     check_name_length(wf.metadata, MAX_NAME, wf.kind)
+    _check_pilot(wf)
     spec = wf.spec
     if isinstance(wf, WorkflowTemplate):
         if spec.workflow_template_ref is not None:

@@ -64,6 +64,10 @@ class Backend(Protocol):
         """Mark an attempt that never started as done, so a late runner exits; False if it is running."""
         ...
 
+    def release(self, group: str) -> None:
+        """No more pods of this group (a Workflow's uid) will come: an allocation kept for them may end."""
+        ...
+
     def begin_pass(self) -> None:
         """Once per controller pass: reap children, refresh the one batched scheduler query, …"""
         ...

@@ -12,34 +12,16 @@ import fcntl
 import os
 import shutil
 import signal
-import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
 from podline.backends.base import Observation
 from podline.runtime.files import read_json, write_json_atomic
-from podline.runtime.pod import run_pod
+from podline.runtime.forked import become_runner, session_processes
 from podline.runtime.volumes import shm_root
 
 LIVENESS_EVERY = 2.0
-
-
-def session_processes(sid: int) -> list[int]:
-    """PIDs whose session id is `sid` (a runner and every container it started)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid:  # fields after "comm)": state ppid pgrp session ...
-            pids.append(int(entry))
-    return pids
 
 
 def _lock_is_free(rundir: Path) -> bool:
@@ -81,10 +63,13 @@ class LocalBackend:
             return
         write_json_atomic(rundir / "plan.json", {**plan, "notify": self.notify})
         if os.fork() == 0:
-            self._become_runner(rundir)
+            become_runner(rundir)
 
     def end_pass(self) -> None:
         """Nothing to prepare: a local launch is a fork."""
+
+    def release(self, group: str) -> None:
+        """Nothing is kept: every local pod is a process of its own."""
 
     def close(self) -> None:
         """Runners are detached and outlive the controller by design."""
@@ -99,28 +84,6 @@ class LocalBackend:
                 return
             if pid == 0:
                 return
-
-    @staticmethod
-    def _become_runner(rundir: Path) -> None:
-        """In the forked child: detach (own session), drop inherited fds, run the pod, exit."""
-        code = 2
-        try:
-            os.setsid()
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
-                signal.signal(signum, signal.SIG_DFL)
-            log = os.open(rundir / "runner.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            null = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(null, 0)
-            os.dup2(log, 1)
-            os.dup2(log, 2)
-            os.closerange(3, 1 << 16)
-            sys.stdout = os.fdopen(1, "w", buffering=1)
-            sys.stderr = os.fdopen(2, "w", buffering=1)
-            code = run_pod(rundir)
-        except BaseException:  # noqa: BLE001 - the child must never return into the controller
-            traceback.print_exc()
-        finally:
-            os._exit(code)
 
     def observe(self, rundir: Path) -> Observation:
         """Status from the runner's file; liveness from its lock, probed at most every LIVENESS_EVERY s

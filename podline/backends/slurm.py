@@ -21,16 +21,13 @@ from typing import Any
 
 from podline.api.config import Context, shared_dir
 from podline.backends.base import Observation, SubmitError
+from podline.backends.pilot import Pilots, pilot_of
 from podline.backends.sbatch import Sbatch
-from podline.backends.squeue import SlurmJob, SqueueWatcher
+from podline.backends.squeue import ACTIVE, LOST_REASON, QUEUED, SlurmJob, SqueueWatcher
 from podline.plan.ranges import compress
 from podline.plan.slurm import COMMENT_PREFIX, Placement, render_indexed_job, render_pod
 from podline.runtime.files import STOP_REQUESTED, read_json, write_json_atomic
 
-QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "CONFIGURING", "POWER_UP_NODE"}
-ACTIVE = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING", "SUSPENDED", "STOPPED"}
-LOST_REASON = {"TIMEOUT": "DeadlineExceeded", "DEADLINE": "DeadlineExceeded", "OUT_OF_MEMORY": "OOMKilled",
-               "NODE_FAIL": "NodeLost", "BOOT_FAIL": "NodeLost", "CANCELLED": "Cancelled", "PREEMPTED": "Preempted"}
 TRANSIENT = ("Unable to contact slurm controller", "Socket timed out", "temporarily unable",
              "Resource temporarily unavailable", "Connection refused", "Zero Bytes were transmitted")
 
@@ -53,6 +50,7 @@ class SlurmBackend:
         self.notify = notify
         self.watcher = SqueueWatcher()
         self.sbatch = Sbatch()
+        self.pilots = Pilots(self.shared, self.watcher, self.submit, self.placement)
 
     # --- where -----------------------------------------------------------------------------------
     def run_dir(self, namespace: str, name: str, uid: str) -> Path:
@@ -108,6 +106,10 @@ class SlurmBackend:
         if (rundir / "started").exists() or (rundir / "slurm-job-id").exists():
             return
         write_json_atomic(rundir / "plan.json", {**plan, "notify": self.notify})
+        pilot = pilot_of(manifest)
+        if pilot is not None:
+            self.pilots.enqueue(rundir, manifest, *pilot)
+            return
         script = render_pod(manifest, rundir.name, str(rundir), self.placement)
         self.submit(rundir, script, COMMENT_PREFIX + rundir.name, adopt)
 
@@ -125,6 +127,9 @@ class SlurmBackend:
 
     # --- observe ---------------------------------------------------------------------------------
     def observe(self, rundir: Path) -> Observation:
+        marker = self.pilots.marker(rundir)
+        if marker is not None:
+            return self.pilots.observe(rundir, marker, self._finished)
         doc = read_json(rundir / "status.json")
         tag, index = self._tag_and_index(rundir)
         job = self.watcher.lookup(tag, index)
@@ -185,6 +190,10 @@ class SlurmBackend:
             pass
 
     def cancel(self, rundir: Path, hard: bool = False) -> None:
+        marker = self.pilots.marker(rundir)
+        if marker is not None:
+            self.pilots.cancel(rundir, marker, hard)
+            return
         job_id = self._job_id(rundir)
         if job_id is None:
             return
@@ -195,6 +204,9 @@ class SlurmBackend:
             self._scancel("--batch", "--signal=TERM", job_id)
 
     def claim(self, rundir: Path) -> bool:
+        marker = self.pilots.marker(rundir)
+        if marker is not None:
+            return self.pilots.claim(rundir, marker)
         tag, index = self._tag_and_index(rundir)
         job = self.watcher.lookup(tag, index)
         if job is not None and job.state in ACTIVE:
@@ -214,6 +226,9 @@ class SlurmBackend:
                 parent.rmdir()  # only if empty
             except OSError:
                 break
+
+    def release(self, group: str) -> None:
+        self.pilots.release(group)
 
     def begin_pass(self) -> None:
         """Nothing eager: the squeue snapshot is taken on the first lookup of a pass (at most every second)."""

@@ -15,6 +15,10 @@ from dataclasses import dataclass
 
 from podline.plan.ranges import expand
 
+QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "CONFIGURING", "POWER_UP_NODE"}
+ACTIVE = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING", "SUSPENDED", "STOPPED"}
+LOST_REASON = {"TIMEOUT": "DeadlineExceeded", "DEADLINE": "DeadlineExceeded", "OUT_OF_MEMORY": "OOMKilled",
+               "NODE_FAIL": "NodeLost", "BOOT_FAIL": "NodeLost", "CANCELLED": "Cancelled", "PREEMPTED": "Preempted"}
 MIN_INTERVAL = 1.0
 FORMAT = "%i|%T|%r|%N|%k"
 _ARRAY = re.compile(r"^(\d+)_(\d+)$")
@@ -51,6 +55,7 @@ def parse_squeue(text: str) -> dict[tuple[str, int | None], SlurmJob]:
 class SqueueWatcher:
     def __init__(self) -> None:
         self.jobs: dict[tuple[str, int | None], SlurmJob] = {}
+        self.by_id: dict[str, SlurmJob] = {}
         self.taken_at = 0.0
         self.error = ""
         self._submitted: dict[str, float] = {}
@@ -68,11 +73,18 @@ class SqueueWatcher:
             return
         self.error = ""
         self.jobs = parse_squeue(proc.stdout)
+        self.by_id = {job.job_id: job for job in self.jobs.values()}
 
     def lookup(self, tag: str, index: int | None = None) -> SlurmJob | None:
         if time.monotonic() - self.taken_at >= MIN_INTERVAL:
             self._refresh()
         return self.jobs.get((tag, index))
+
+    def job(self, job_id: str) -> SlurmJob | None:
+        """The job with this id (a pilot's: its pods carry the id, not the tag)."""
+        if time.monotonic() - self.taken_at >= MIN_INTERVAL:
+            self._refresh()
+        return self.by_id.get(job_id)
 
     def any_task(self, tag: str) -> SlurmJob | None:
         """Any array task carrying `tag` (to adopt an array submitted before a crash)."""

@@ -10,6 +10,7 @@ controller when it finishes, and the pass that records it starts the next pods.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 from podline.api.checks import check_pod_spec
 from podline.api.core import Pod
 from podline.api.errors import InvalidObject
+from podline.api.pilot import PILOT, PILOT_ID, PILOT_SIZE, PilotSize, parse_pilot
 from podline.api.template_refs import Lookup, Unresolved, effective_spec, stored_templates
 from podline.api.workflow_checks import check_merged
 from podline.controller.argo_locks import Locks, status_of
@@ -29,7 +31,7 @@ from podline.controller.argo_nodes import DONE, FAILED, TooManyNodes, Walker
 from podline.controller.context import TERMINAL, Ctx
 from podline.plan.argo_depends import ExpressionError
 from podline.plan.pod import claim_dir
-from podline.plan.workflow_pod import NODE_ANNOTATION, StepPodError, claim_name, step_pod
+from podline.plan.workflow_pod import NODE_ANNOTATION, StepPodError, claim_name, pilot_size, step_pod
 from podline.runtime.files import parse_rfc3339, rfc3339
 from podline.store import Obj, Store
 
@@ -52,6 +54,16 @@ class _Pods:
         self.pending: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {}  # created at the end of the pass
         self.memos: dict[tuple[str, str], dict[str, Any]] = {}  # memoization entries, written at the end too
         self.caches: dict[str, dict[str, str]] = {}  # the cache ConfigMaps read in this pass
+
+    @functools.cached_property
+    def pilot(self) -> PilotSize | None:
+        """The pilot allocation its steps run in (`podline.io/pilot`, checked at apply), sized once per pass."""
+        wanted = parse_pilot((self.wf.manifest["metadata"].get("annotations") or {}).get(PILOT, ""))
+        if wanted is None:
+            return None
+        spec = spec_of(self.wf)
+        templates = [*spec.get("templates", []), *(self.wf.status.get("storedTemplates") or {}).values()]
+        return pilot_size(wanted, templates, spec.get("parallelism"))
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -76,6 +88,8 @@ class _Pods:
             return False
         name, manifest, io = step_pod(self.manifest, node, template, artifacts,
                                       str(self.root / "artifacts" / node["id"]))
+        if self.pilot is not None:
+            manifest["metadata"]["annotations"].update({PILOT_ID: self.wf.uid, PILOT_SIZE: self.pilot.render()})
         exit_handler = in_exit_handler(self.wf.name, node["name"])
         left = None if exit_handler else _time_left(self.wf, self.ctx.now)  # Argo exempts the exit handler
         if left is not None:  # the pod stops itself at the workflow's deadline, keeping its logs
@@ -263,7 +277,14 @@ def _delete(ctx: Ctx, wf: Obj) -> None:
         return
     shutil.rmtree(Path(str(ctx.dirs_for(wf)["shared"])) / "workflows" / wf.uid, ignore_errors=True)
     _remove_claims(ctx, wf)
+    _release_pilot(ctx, wf)
     ctx.store.remove(wf.uid)
+
+
+def _release_pilot(ctx: Ctx, wf: Obj) -> None:
+    """The workflow runs no more steps: its pilot allocation (if any) is given back."""
+    if PILOT in (wf.manifest["metadata"].get("annotations") or {}):
+        ctx.backend_for(wf).release(wf.uid)
 
 
 def _claims(ctx: Ctx, wf: Obj) -> list[tuple[Path, Path]]:
@@ -375,6 +396,7 @@ def reconcile_workflow(ctx: Ctx, wf: Obj) -> None:
         wf.settled = port.active == 0
         if wf.settled:
             _collect_claims(ctx, wf, wf.status["phase"])
+            _release_pilot(ctx, wf)
         ctx.store.save(wf)
         return
     if "startedAt" not in wf.status and not wf.internal.get("templatesStored"):
@@ -463,4 +485,5 @@ def _record(ctx: Ctx, wf: Obj, port: _Pods, walker: Walker, root: dict[str, Any]
         wf.settled = port.active == 0
         if wf.settled:
             _collect_claims(ctx, wf, phase)
+            _release_pilot(ctx, wf)
     ctx.store.save(wf)

@@ -14,9 +14,11 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
+from podline.api.pilot import PilotSize
 from podline.api.quantity import cpu_millis, memory_bytes, parse_quantity
 from podline.api.slurmflags import flags_from_annotations
 from podline.plan.ranges import compress
+from podline.plan.workflow_pod import WORKFLOW_LABEL
 
 COMMENT_PREFIX = "podline:"
 
@@ -32,7 +34,7 @@ class Placement:
     python: str = "python3"
 
 
-def _container_totals(spec: dict[str, Any]) -> dict[str, int]:
+def container_totals(spec: dict[str, Any]) -> dict[str, int]:
     """Per-pod cores (rounded up), memory (bytes) and GPUs: max(largest init, sum of containers)."""
     def one(container: dict[str, Any]) -> dict[str, int]:
         res = container.get("resources", {})
@@ -56,7 +58,7 @@ def sbatch_options(name: str, namespace: str, uid: str, pod_spec: dict[str, Any]
                    placement: Placement, output: str, workdir: str, array: str | None = None,
                    deadline: int | None = None) -> list[str]:
     """The `#SBATCH` options in a stable order; an annotation flag overrides the option it names."""
-    totals = _container_totals(pod_spec)
+    totals = container_totals(pod_spec)
     options = [f"--job-name=podline.{namespace}.{name}", f"--comment={COMMENT_PREFIX}{uid}",
                f"--output={output}", "--open-mode=append", f"--chdir={workdir}", "--nodes=1", "--ntasks=1",
                f"--cpus-per-task={max(1, math.ceil(totals['cpu'] / 1000))}"]
@@ -99,14 +101,17 @@ def directive(option: str) -> str:
     return option
 
 
-def _script(header: list[str], what: str, workdir: str, runner_args: list[str], placement: Placement) -> str:
+RUNNER_COMMENT = ["# Everything below runs inside the allocation: the podline pod runner executes the containers",
+                  "# (init containers in order, then the rest) and writes status.json and logs/ in the run directory."]
+
+
+def _script(header: list[str], what: str, workdir: str, runner_args: list[str], placement: Placement,
+            module: str = "podline.runtime.pod", comment: list[str] = RUNNER_COMMENT) -> str:
     lines = ["#!/bin/bash"] + [f"#SBATCH {directive(option)}" for option in header] + [
-        f"# podline: {what}",
-        "# Everything below runs inside the allocation: the podline pod runner executes the containers",
-        "# (init containers in order, then the rest) and writes status.json and logs/ in the run directory.",
+        f"# podline: {what}", *comment,
         "set -eu",
         f"export SLURM_SUBMIT_DIR={shlex.quote(workdir)}",  # sbatch may have run elsewhere (a warm one runs in /)
-        "exec " + " ".join(shlex.quote(a) for a in [placement.python, "-m", "podline.runtime.pod", *runner_args]),
+        "exec " + " ".join(shlex.quote(a) for a in [placement.python, "-m", module, *runner_args]),
     ]
     return "\n".join(lines) + "\n"
 
@@ -117,6 +122,24 @@ def render_pod(manifest: dict[str, Any], uid: str, rundir: str, placement: Place
                             meta.get("annotations", {}), placement, f"{rundir}/slurm-%j.out", rundir)
     return _script(header, f"pod {meta.get('namespace', 'default')}/{meta['name']} (uid {uid})", rundir, [rundir],
                    placement)
+
+
+def render_pilot(manifest: dict[str, Any], tag: str, pilotdir: str, size: PilotSize, placement: Placement) -> str:
+    """The pilot job of the workflow whose step pod `manifest` is: one allocation of `size`, running the pilot
+    agent (podline.runtime.pilot), which takes the workflow's pods from `pilotdir/queue` and runs each with the
+    pod runner. Slurm flags come from the step pod's annotations (the workflow's podMetadata)."""
+    meta = manifest["metadata"]
+    requests = {"cpu": f"{size.cpu}m", "memory": str(size.memory), "nvidia.com/gpu": str(size.gpu)}
+    workflow = meta.get("labels", {}).get(WORKFLOW_LABEL, meta["name"])
+    header = sbatch_options(workflow, meta.get("namespace", "default"), tag,
+                            {"containers": [{"resources": {"requests": requests}}]}, meta.get("annotations", {}),
+                            placement, f"{pilotdir}/slurm-%j.out", pilotdir)
+    header[0] += ".pilot"
+    what = f"pilot allocation for workflow {meta.get('namespace', 'default')}/{workflow} ({tag})"
+    return _script(header, what, pilotdir, [pilotdir], placement, module="podline.runtime.pilot",
+                   comment=["# Everything below runs inside the allocation: the podline pilot agent runs the "
+                            "workflow's step pods", "# as the controller queues them in the pilot directory, "
+                            "each with the pod runner, as many at once as fit."])
 
 
 def render_indexed_job(manifest: dict[str, Any], array_id: str, base: str, placement: Placement,

@@ -15,6 +15,8 @@ import math
 import posixpath
 from typing import Any
 
+from podline.api.pilot import PilotSize
+from podline.api.quantity import cpu_millis, memory_bytes, parse_quantity
 from podline.plan.argo_expr import ExpressionError, parse_duration
 
 SCRIPT_PATH = "/argo/staging/script"
@@ -41,6 +43,31 @@ def _deadlines(template: dict[str, Any]) -> list[int]:
 
 class StepPodError(ValueError):
     """The template cannot become a pod (e.g. an output path directly in /)."""
+
+
+def pilot_size(wanted: PilotSize, templates: list[dict[str, Any]], parallelism: int | None) -> PilotSize:
+    """The pilot allocation's size: as given, or (`"true"`) room for `parallelism` (default 1) of the workflow's
+    largest step at once, at least one core. A step whose resources are templated counts as no request; one
+    that turns out larger than the pilot runs as a Slurm job of its own."""
+    if wanted.cpu:
+        return wanted
+    largest = {"cpu": 1000, "memory": 0, "gpu": 0}
+    for template in templates:
+        main = template.get("container") or template.get("script")
+        if not isinstance(main, dict):
+            continue
+        res = main.get("resources") or {}
+        want = {**(res.get("requests") or {}), **(res.get("limits") or {})}
+        for key, field, parse in (("cpu", "cpu", cpu_millis), ("memory", "memory", memory_bytes),
+                                  ("gpu", "nvidia.com/gpu", lambda v: int(parse_quantity(v)))):
+            try:
+                largest[key] = max(largest[key], parse(want.get(field, 0)))
+            except (ValueError, TypeError):
+                continue
+    times = max(1, parallelism or 1)
+    cores = math.ceil(largest["cpu"] / 1000) * 1000
+    return PilotSize(cpu=cores * times, memory=largest["memory"] * times, gpu=largest["gpu"] * times,
+                     idle=wanted.idle)
 
 
 def pod_name(workflow: str, template: str, node_id: str) -> str:

@@ -9,7 +9,7 @@ import os
 import signal
 from pathlib import Path
 
-from podline.backends.local import session_processes
+from podline.runtime.forked import session_processes
 from tests.conftest import Cli, gone, wait_for
 
 
