@@ -64,8 +64,9 @@ class Backend(Protocol):
         """Mark an attempt that never started as done, so a late runner exits; False if it is running."""
         ...
 
-    def release(self, group: str) -> None:
-        """No more pods of this group (a Workflow's uid) will come: an allocation kept for them may end."""
+    def release(self, group: str, delete: bool = False) -> None:
+        """No more pods of this group (a Workflow's uid) will come: an allocation kept for them may end; with
+        `delete` the group is gone for good (its pods too): nothing of it may stay."""
         ...
 
     def begin_pass(self) -> None:

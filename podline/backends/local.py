@@ -68,7 +68,7 @@ class LocalBackend:
     def end_pass(self) -> None:
         """Nothing to prepare: a local launch is a fork."""
 
-    def release(self, group: str) -> None:
+    def release(self, group: str, delete: bool = False) -> None:
         """Nothing is kept: every local pod is a process of its own."""
 
     def close(self) -> None:

@@ -197,20 +197,20 @@ class Pilots:
             write_json_atomic(rundir / "started", {"claimed": True})
         return True
 
-    def release(self, pilot_id: str) -> None:
-        """No more pods will come: the agent leaves once idle; an allocation still waiting for nodes is cancelled,
-        and the directory of one that has ended is removed."""
+    def release(self, pilot_id: str, delete: bool = False) -> None:
+        """No more pods will come: the agent leaves once idle, and an allocation still waiting for nodes is
+        cancelled. With `delete` (the workflow is deleted, its pods are gone) the allocation is cancelled
+        whatever it does and its directory removed."""
         pilotdir = self.directory(pilot_id)
         if not pilotdir.is_dir():
             return
         (pilotdir / "stop").touch()
         job = self._current(pilotdir)
-        state = read_json(pilotdir / "pilot-job") or {}
-        if job is not None and job.state in QUEUED and not any((pilotdir / "queue").iterdir()):
+        waiting = job is not None and job.state in QUEUED and not any((pilotdir / "queue").iterdir())
+        if job is not None and (waiting or (delete and job.state in ACTIVE)):
             _scancel(job.job_id)
-        elif job is None or not (job.state in QUEUED or job.state in ACTIVE):
-            if state.get("job") and not self.watcher.recently_submitted(self._tag(pilotdir, state["generation"])):
-                shutil.rmtree(pilotdir, ignore_errors=True)
+        if delete:
+            shutil.rmtree(pilotdir, ignore_errors=True)
 
 
 def _read(path: Path) -> str | None:

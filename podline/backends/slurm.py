@@ -227,8 +227,8 @@ class SlurmBackend:
             except OSError:
                 break
 
-    def release(self, group: str) -> None:
-        self.pilots.release(group)
+    def release(self, group: str, delete: bool = False) -> None:
+        self.pilots.release(group, delete)
 
     def begin_pass(self) -> None:
         """Nothing eager: the squeue snapshot is taken on the first lookup of a pass (at most every second)."""

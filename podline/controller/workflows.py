@@ -277,14 +277,14 @@ def _delete(ctx: Ctx, wf: Obj) -> None:
         return
     shutil.rmtree(Path(str(ctx.dirs_for(wf)["shared"])) / "workflows" / wf.uid, ignore_errors=True)
     _remove_claims(ctx, wf)
-    _release_pilot(ctx, wf)
+    _release_pilot(ctx, wf, delete=True)
     ctx.store.remove(wf.uid)
 
 
-def _release_pilot(ctx: Ctx, wf: Obj) -> None:
+def _release_pilot(ctx: Ctx, wf: Obj, delete: bool = False) -> None:
     """The workflow runs no more steps: its pilot allocation (if any) is given back."""
     if PILOT in (wf.manifest["metadata"].get("annotations") or {}):
-        ctx.backend_for(wf).release(wf.uid)
+        ctx.backend_for(wf).release(wf.uid, delete)
 
 
 def _claims(ctx: Ctx, wf: Obj) -> list[tuple[Path, Path]]:

@@ -1,0 +1,149 @@
+"""Argo Workflows in a pilot allocation on a real Slurm cluster (`podline.io/pilot`): the steps share one job
+instead of one sbatch each; a step too large for it gets its own; a pilot that is cancelled is replaced; a
+deleted workflow leaves nothing running, and a finished one gives its allocation back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli, gone, wait_for
+from tests.integration.test_slurm_pods import REASON, cancel_leftovers, squeue
+
+pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+
+
+@pytest.fixture
+def hpc(cli: Cli, tmp_path: Path) -> Iterator[Cli]:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    cli("config", "set-context", "hpc", "--backend", "slurm", "--partition", "debug", "--shared-dir", str(shared))
+    cli("config", "use-context", "hpc")
+    yield cli
+    cancel_leftovers(shared)
+
+
+def ours(shared: Path) -> list[tuple[str, str]]:
+    """(job id, state) of every job submitted from under `shared`, ended ones included (MinJobAge)."""
+    rows = [line.split() for line in squeue("--states=all", "-o", "%i %T %Z").splitlines()]
+    return [(r[0], r[1]) for r in rows if len(r) == 3 and r[2].startswith(str(shared))]
+
+
+def results(cli: Cli, name: str) -> dict[str, str]:
+    wf = cli.json("workflow", name)
+    return {n["displayName"]: n.get("outputs", {}).get("result", "") for n in wf["status"]["nodes"].values()
+            if n["type"] == "Pod"}
+
+
+CHAIN = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: piloted, annotations: {podline.io/pilot: "cpu=1,memory=1Gi"}}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - [{name: first, template: note}]
+    - [{name: a, template: span}, {name: b, template: span}]
+    - [{name: big, template: big}]
+    - [{name: last, template: note}]
+  - name: note
+    container:
+      image: busybox
+      command: [sh, -c, 'echo $SLURM_JOB_ID']
+      resources: {requests: {cpu: 500m, memory: 100Mi}}
+  - name: span
+    container:
+      image: busybox
+      command: [sh, -c, 'a=$(date +%s.%N); sleep 1; echo "$SLURM_JOB_ID $a $(date +%s.%N)"']
+      resources: {requests: {cpu: 500m, memory: 100Mi}}
+  - name: big
+    container:
+      image: busybox
+      command: [sh, -c, 'echo $SLURM_JOB_ID']
+      resources: {requests: {cpu: 500m, memory: 2Gi}}
+"""
+
+
+def test_steps_share_one_allocation_side_by_side_and_a_larger_step_gets_its_own(hpc: Cli, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    hpc.apply(CHAIN)
+    assert hpc.wait("workflow/piloted", "phase=Succeeded", timeout=180).returncode == 0
+    got = results(hpc, "piloted")
+    pilot = got["first"]
+    (job_a, a0, a1), (job_b, b0, b1) = (got[s].split() for s in ("a", "b"))
+    assert pilot.isdigit() and got["last"] == job_a == job_b == pilot, got
+    assert float(a0) < float(b1) and float(b0) < float(a1), "two half-core steps ran at once in the 1-core pilot"
+    assert got["big"].isdigit() and got["big"] != pilot, "a step larger than the pilot (2Gi > 1Gi) runs on its own"
+    record = json.loads(next((shared / "pilots").glob("*/pilot-job")).read_text())
+    assert record == {"generation": 1, "job": pilot}
+    assert sorted(job for job, _ in ours(shared)) == sorted([pilot, got["big"]]), "two sbatch calls for 5 pods"
+    # the workflow is over: the agent leaves at once (not after its idle minute)
+    wait_for(lambda: all(state in ("COMPLETED", "CANCELLED") for _, state in ours(shared)), timeout=30)
+    pod = next(p for p in hpc.json("pod")["items"] if p["metadata"]["annotations"].get(
+        "workflows.argoproj.io/node-name", "").endswith(".first"))
+    described = hpc("describe", "pod", pod["metadata"]["name"]).stdout
+    assert pilot in described, described
+
+
+RETRIED = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {{name: replaced, annotations: {{podline.io/pilot: "true"}}}}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - [{{name: once, template: hang}}]
+  - name: hang
+    retryStrategy: {{limit: 1, retryPolicy: Always}}
+    container:
+      image: busybox
+      command: [sh, -c, 'if [ ! -e {gate} ]; then echo $SLURM_JOB_ID > {gate}; sleep 300; fi; echo $SLURM_JOB_ID']
+"""
+
+
+def test_a_cancelled_pilot_fails_its_step_and_the_retry_runs_in_a_new_allocation(hpc: Cli, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    hpc.apply(RETRIED.format(gate=gate))
+    first = wait_for(lambda: gate.exists() and gate.read_text().strip(), timeout=60)
+    subprocess.run(["scancel", first], check=True)  # an admin, pre-emption, or the pilot's time limit
+    assert hpc.wait("workflow/replaced", "phase=Succeeded", timeout=120).returncode == 0
+    wf = hpc.json("workflow", "replaced")
+    attempts = sorted((n for n in wf["status"]["nodes"].values() if n["type"] == "Pod"), key=lambda n: n["startedAt"])
+    assert [n["phase"] for n in attempts] == ["Failed", "Succeeded"], attempts
+    second = attempts[1]["outputs"]["result"]
+    assert second.isdigit() and second != first, "the retry ran in a second pilot job"
+
+
+HANGING = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {{name: stopped, annotations: {{podline.io/pilot: "true"}}}}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - [{{name: long, template: long}}]
+  - name: long
+    container: {{image: busybox, command: [sh, -c, 'echo $$$$ > {pid}; exec sleep 300']}}
+"""
+
+
+def test_deleting_the_workflow_stops_its_step_and_gives_the_allocation_back(hpc: Cli, tmp_path: Path) -> None:
+    shared, pid_file = tmp_path / "shared", tmp_path / "pid"
+    hpc.apply(HANGING.format(pid=pid_file))
+    pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), timeout=60))
+    hpc("delete", "workflow", "stopped")
+    wait_for(lambda: gone(pid), timeout=60)
+    wait_for(lambda: not any(state in ("PENDING", "RUNNING", "COMPLETING") for _, state in ours(shared)),
+             timeout=60)
+    wait_for(lambda: hpc("get", "workflow", "stopped", check=False).returncode != 0, timeout=30)
+    assert list((shared / "pilots").iterdir()) == [], "the pilot's directory went with the workflow"
