@@ -1,0 +1,129 @@
+"""`podline.io/pilot`: the annotation's syntax and where it may stand, the allocation's size, which step pods go
+into it, and its sbatch script (a pure function pinned by a golden file; regenerate: PODLINE_REGOLD=1 pytest …)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from podline.api.errors import ManifestError
+from podline.api.loader import load_text
+from podline.api.pilot import PILOT_ID, PILOT_SIZE, PilotSize, parse_pilot
+from podline.backends.pilot import pilot_of
+from podline.plan.slurm import Placement, render_pilot
+from podline.plan.workflow_pod import pilot_size
+
+GOLDEN = Path(__file__).parent.parent / "golden"
+
+
+def test_true_false_and_sizes() -> None:
+    assert parse_pilot("true") == PilotSize() and parse_pilot("True").cpu == 0  # to be sized from the templates
+    assert parse_pilot("false") is None and parse_pilot("") is None
+    assert parse_pilot("cpu=8, memory=32Gi, nvidia.com/gpu=2, idle=2m") == PilotSize(8000, 32 * 2**30, 2, 120)
+    assert parse_pilot("cpu=1500m") == PilotSize(cpu=1500, idle=60)
+    assert parse_pilot("cpu=0.1,idle=0") == PilotSize(cpu=100, idle=0)
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("cpu=0", "cpu must be above 0"),
+    ("cpu=-1", "cpu must be above 0"),
+    ("memory=1Gi", "cpu=N is required"),
+    ("cpu=2,cpu=3", "cpu is given twice"),
+    ("cpu=2,gpu=1", "unknown key 'gpu'"),
+    ("cpu=2,memory=lots", "memory: invalid quantity"),
+    ("cpu=2,nvidia.com/gpu=1.5", "whole number"),
+    ("cpu=2,idle=3d", "idle must be a duration"),
+    ("cpu=2,idle=8000000s", "idle must be a duration"),
+    ("yes", "expected \"true\" or key=value pairs"),
+    ("cpu=1e9", "at most"),
+])
+def test_malformed_values_are_refused(text: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem.replace("(", r"\(")):
+        parse_pilot(text)
+
+
+@given(cpu=st.integers(1, 10**8), memory=st.integers(0, 2**60), gpu=st.integers(0, 1024), idle=st.integers(0, 604800))
+def test_a_rendered_size_reads_back_the_same(cpu: int, memory: int, gpu: int, idle: int) -> None:
+    size = PilotSize(cpu, memory, gpu, idle)
+    assert parse_pilot(size.render()) == size
+
+
+def workflow(meta: str = "", pod_metadata: str = "", kind: str = "Workflow") -> str:
+    return (f"apiVersion: argoproj.io/v1alpha1\nkind: {kind}\nmetadata:\n  name: w\n{meta}"
+            f"spec:\n  entrypoint: main\n{pod_metadata}"
+            "  templates:\n  - name: main\n    container: {image: busybox, command: [sh]}\n")
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    (workflow('  annotations: {podline.io/pilot: "cpu=lots"}\n'),
+     "document 1 (Workflow/w): metadata.annotations[podline.io/pilot]: cpu: invalid quantity"),
+    (workflow('  annotations: {podline.io/pilot-id: "x"}\n'),
+     "document 1 (Workflow/w): metadata.annotations[podline.io/pilot-id]: set by podline on step pods"),
+    (workflow(pod_metadata='  podMetadata: {annotations: {podline.io/pilot-size: "cpu=1"}}\n'),
+     "document 1 (Workflow/w): spec.podMetadata.annotations[podline.io/pilot-size]: only a Workflow runs in a"),
+    (workflow('  annotations: {podline.io/pilot: "true"}\n', kind="WorkflowTemplate"),
+     "document 1 (WorkflowTemplate/w): metadata.annotations[podline.io/pilot]: only a Workflow runs in a"),
+    ('apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {podline.io/pilot: "true"}}\n'
+     "spec: {containers: [{name: c, image: x}]}\n",
+     "document 1 (Pod/p): metadata.annotations[podline.io/pilot]: only a Workflow runs in a pilot allocation"),
+])
+def test_the_annotation_belongs_on_a_workflow_and_is_checked_at_apply(text: str, where: str) -> None:
+    with pytest.raises(ManifestError) as refused:
+        load_text(text, "bad.yaml")
+    assert str(refused.value).startswith(f"bad.yaml: {where}"), str(refused.value)
+
+
+def test_a_good_annotation_is_accepted() -> None:
+    [item] = load_text(workflow('  annotations: {podline.io/pilot: "cpu=4,memory=8Gi,idle=30s"}\n'), "ok.yaml")
+    assert item.obj.kind == "Workflow"
+
+
+def container(cpu: str | None = None, memory: str | None = None, gpu: str | None = None) -> dict:
+    requests = {k: v for k, v in (("cpu", cpu), ("memory", memory), ("nvidia.com/gpu", gpu)) if v is not None}
+    return {"image": "x", "resources": {"requests": requests}}
+
+
+def test_true_sizes_the_pilot_for_the_largest_step_times_parallelism() -> None:
+    templates = [{"name": "a", "container": container("1500m", "1Gi")},
+                 {"name": "b", "script": {**container(gpu="1"), "source": "x"}},
+                 {"name": "c", "container": container("{{inputs.parameters.cpu}}")},  # templated: not counted
+                 {"name": "d", "steps": [[{"name": "x", "template": "a"}]]}]
+    assert pilot_size(PilotSize(idle=5), templates, 3) == PilotSize(cpu=6000, memory=3 * 2**30, gpu=3, idle=5)
+    assert pilot_size(PilotSize(), [{"name": "e", "container": {"image": "x"}}], None) == PilotSize(cpu=1000)
+    given_size = PilotSize(cpu=500, memory=1, gpu=0, idle=1)
+    assert pilot_size(given_size, templates, 3) is given_size
+
+
+def step(cpu: str = "1", memory: str = "1Gi", size: str = "cpu=2,memory=2Gi,nvidia.com/gpu=0,idle=60s",
+         pilot: str = "0f3c-uid") -> dict:
+    return {"metadata": {"name": "w-a-1", "annotations": {PILOT_ID: pilot, PILOT_SIZE: size}},
+            "spec": {"containers": [{"name": "main", **container(cpu, memory)}]}}
+
+
+def test_which_step_pods_go_into_the_pilot() -> None:
+    assert pilot_of(step()) == ("0f3c-uid", PilotSize(2000, 2 * 2**30, 0, 60))
+    assert pilot_of(step(cpu="3")) is None  # larger than the pilot: a job of its own
+    assert pilot_of(step(memory="3Gi")) is None
+    assert pilot_of(step(memory="3Gi", size="cpu=2")) is not None  # a pilot of unset memory takes any memory
+    assert pilot_of(step(size="cpu=lots")) is None
+    assert pilot_of(step(pilot="../../etc")) is None  # the id names a directory: only a uid's characters
+    assert pilot_of({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}}) is None
+
+
+def test_the_pilot_script_matches_its_golden_file_and_is_valid_bash() -> None:
+    manifest = {"metadata": {"name": "w-a-1", "namespace": "physics",
+                             "labels": {"workflows.argoproj.io/workflow": "analysis"},
+                             "annotations": {"slurm.hpk.io/flags": "--exclusive --time=90"}}}
+    size = PilotSize(cpu=2500, memory=3 * 2**30, gpu=1, idle=60)
+    text = render_pilot(manifest, "pilot.0000.1", "/shared/podline/pilots/0000", size,
+                        Placement("debug", "proj1", None, "2:00:00", "/opt/podline/bin/python"))
+    golden = GOLDEN / "pilot-expected.sbatch"
+    if os.environ.get("PODLINE_REGOLD"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+    subprocess.run(["bash", "-n"], input=text, text=True, check=True)
