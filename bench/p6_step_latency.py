@@ -8,11 +8,14 @@ Side by side in one run:
   workflow  an Argo Workflow of N chained steps (a steps template, one step per group), each its own pod as
             in Argo: the controller notices a pod's end (its runner wakes it), records the node and creates
             the next pod in one pass; the pod reconciler launches it in the same pass.
+  slurm     (with --slurm, when a Slurm cluster answers) the same workflow on a `slurm` context, once with a
+            job per step (sbatch each, as HPK and interLink do) and once in a pilot allocation
+            (`podline.io/pilot: "true"`: one sbatch, the steps queued into it and forked by its agent).
 Reported: the median hand-off gap (a step's start minus its predecessor's finish, from the runner's own
 timestamps: `status.steps` of the pipeline, the main container's state of each workflow pod) and the
 per-step overhead (pipeline compute time / N minus the baseline's time per process).
 
-Usage: python bench/p6_step_latency.py [--steps N]
+Usage: python bench/p6_step_latency.py [--steps N] [--slurm [--slurm-steps N]]
 """
 
 from __future__ import annotations
@@ -57,16 +60,17 @@ def run_pipeline(env: dict[str, str], name: str, steps: int, l2_every: int) -> t
     return gaps, last - first
 
 
-def workflow_manifest(name: str, steps: int) -> str:
-    lines = ["apiVersion: argoproj.io/v1alpha1", "kind: Workflow", f"metadata: {{name: {name}}}", "spec:",
+def workflow_manifest(name: str, steps: int, pilot: bool = False) -> str:
+    meta = f"{{name: {name}, annotations: {{podline.io/pilot: 'true'}}}}" if pilot else f"{{name: {name}}}"
+    lines = ["apiVersion: argoproj.io/v1alpha1", "kind: Workflow", f"metadata: {meta}", "spec:",
              "  entrypoint: chain", "  templates:", "  - name: chain", "    steps:"]
     lines += [f"    - [{{name: s{i}, template: step}}]" for i in range(steps)]
     lines += ["  - name: step", "    container: {image: busybox, command: [bash, -c, 'echo $0 > /dev/null', s]}"]
     return "\n".join(lines) + "\n"
 
 
-def run_workflow(env: dict[str, str], name: str, steps: int) -> tuple[list[float], float]:
-    podline(env, "apply", "-f", "-", stdin=workflow_manifest(name, steps))
+def run_workflow(env: dict[str, str], name: str, steps: int, pilot: bool = False) -> tuple[list[float], float]:
+    podline(env, "apply", "-f", "-", stdin=workflow_manifest(name, steps, pilot))
     podline(env, "wait", f"workflow/{name}", "--for=phase=Succeeded", "--timeout=300")
     pods = json.loads(podline(env, "get", "pods", "-o", "json"))["items"]
     spans = []
@@ -82,6 +86,23 @@ def run_workflow(env: dict[str, str], name: str, steps: int) -> tuple[list[float
     return gaps, spans[-1][2] - spans[0][1]
 
 
+def slurm_results(tmp: Path, steps: int) -> dict[str, tuple[list[float], float]]:
+    """The workflow on a slurm context (partition debug): a job per step, then in one pilot allocation."""
+    if subprocess.run(["sinfo", "-h"], capture_output=True).returncode != 0:
+        print("no Slurm cluster answers (scripts/slurm-up.sh): the slurm variants are skipped", file=sys.stderr)
+        return {}
+    env = {**os.environ, "PODLINE_HOME": str(tmp / "slurm-home"), "PODLINE_SHM_DIR": str(tmp / "shm")}
+    (tmp / "shared").mkdir()
+    podline(env, "config", "set-context", "hpc", "--backend", "slurm", "--partition", "debug", "--shared-dir",
+            str(tmp / "shared"), "--scratch-dir", str(tmp / "scratch"))
+    podline(env, "config", "use-context", "hpc")
+    try:
+        return {f"workflow on Slurm, {label}": run_workflow(env, f"p6-slurm-{i}", steps, pilot)
+                for i, (label, pilot) in enumerate((("a job per step", False), ("one pilot job", True)))}
+    finally:
+        subprocess.run([sys.executable, "-m", "podline.cli", "down"], env=env, capture_output=True)
+
+
 def bare(steps: int) -> float:
     began = time.perf_counter()
     for i in range(steps):
@@ -92,6 +113,8 @@ def bare(steps: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--slurm", action="store_true", help="also run the workflow on Slurm (job per step, pilot)")
+    parser.add_argument("--slurm-steps", type=int, default=10, help="chained steps of the Slurm workflows")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "PODLINE_HOME": str(Path(tmp) / "home"), "PODLINE_SHM_DIR": str(Path(tmp) / "shm")}
@@ -100,6 +123,7 @@ def main() -> None:
             results = {label: run_pipeline(env, f"p6-{label}", args.steps, every)
                        for label, every in (("checkpoints", 1), ("nocheckpoints", 0))}
             results["workflow (a pod per step)"] = run_workflow(env, "p6-workflow", args.steps)
+            slurm = slurm_results(Path(tmp), args.slurm_steps) if args.slurm else {}
         finally:
             subprocess.run([sys.executable, "-m", "podline.cli", "down"], env=env, capture_output=True)
     per_process = baseline / args.steps
@@ -110,6 +134,11 @@ def main() -> None:
         per_step = total / args.steps
         print(f"{'podline ' + label:<36}{statistics.median(gaps) * 1e3:>14.1f}{max(gaps) * 1e3:>12.1f}"
               f"{per_step * 1e3:>13.1f}{(per_step - per_process) * 1e3:>13.1f}")
+    if slurm:
+        print(f"on Slurm, {args.slurm_steps} chained steps:")
+    for label, (gaps, total) in slurm.items():
+        print(f"{'podline ' + label:<36}{statistics.median(gaps) * 1e3:>14.1f}{max(gaps) * 1e3:>12.1f}"
+              f"{total / args.slurm_steps * 1e3:>13.1f}{'':>13}")
     print("Argo's controller requeue puts ~10,000 ms between dependent steps; goal: milliseconds.")
 
 
