@@ -69,7 +69,8 @@ def describe_pod(state: State, obj: Obj) -> None:
     _line("Node", obj.internal.get("node", "<none>"))
     _line("Context", obj.context)
     facts = obj.internal.get("backend", {})
-    for key, label in (("slurmJobId", "Slurm Job"), ("slurmState", "Slurm State"), ("slurmReason", "Slurm Reason")):
+    for key, label in (("slurmJobId", "Slurm Job"), ("slurmState", "Slurm State"), ("slurmReason", "Slurm Reason"),
+                       ("pilot", "Pilot")):
         if facts.get(key):
             _line(label, facts[key])
     _line("Run Directory", obj.internal.get("run", {}).get("dir", "<none>"))

@@ -88,7 +88,7 @@ def test_steps_share_one_allocation_side_by_side_and_a_larger_step_gets_its_own(
     pod = next(p for p in hpc.json("pod")["items"] if p["metadata"]["annotations"].get(
         "workflows.argoproj.io/node-name", "").endswith(".first"))
     described = hpc("describe", "pod", pod["metadata"]["name"]).stdout
-    assert pilot in described, described
+    assert pilot in described and "Pilot:" in described, described
 
 
 RETRIED = """
