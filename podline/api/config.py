@@ -13,6 +13,23 @@ from podline.api.base import Model, check_dns_label
 from podline.api.errors import ManifestError, format_path
 
 TIME_LIMIT = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^UNLIMITED$|^INFINITE$")
+
+
+def slurm_seconds(value: str | None) -> int | None:
+    """Seconds in a Slurm time ("30" minutes, "30:00" min:sec, "1:00:00", "2-0", "2-00:30", "2-00:00:00"), as
+    sbatch --time and squeue %L write it; None for unlimited, unset or unreadable."""
+    text = (value or "").strip()
+    if not TIME_LIMIT.fullmatch(text) or text in ("UNLIMITED", "INFINITE"):
+        return None
+    days, _, rest = text.rpartition("-")
+    parts = [int(p) for p in rest.split(":")]
+    if days:  # days-hours[:minutes[:seconds]]
+        hours, minutes, seconds = (parts + [0, 0])[:3]
+    elif len(parts) == 3:
+        hours, minutes, seconds = parts
+    else:  # minutes[:seconds]
+        hours, (minutes, seconds) = 0, (parts + [0])[:2]
+    return ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + seconds
 REGISTRY_HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$|^\[[0-9a-fA-F:]+\](:\d{1,5})?$")
 SLURM_NAME = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
 

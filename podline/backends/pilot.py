@@ -15,6 +15,7 @@ controller that crashed after `sbatch` adopts the job instead of submitting a se
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from podline.api.config import slurm_seconds
 from podline.api.pilot import PILOT_ID, PILOT_SIZE, PilotSize, parse_pilot
 from podline.backends.base import Observation, SubmitError
 from podline.backends.squeue import ACTIVE, LOST_REASON, QUEUED, SlurmJob, SqueueWatcher
@@ -34,8 +36,32 @@ Submit = Callable[[Path, str, str, bool], str]
 Finished = Callable[[Path, dict[str, Any], SlurmJob | None, dict[str, str]], Observation]
 
 
-def pilot_of(manifest: dict[str, Any]) -> tuple[str, PilotSize] | None:
-    """(pilot id, size) of a step pod that runs in a pilot and fits it; None for a pod with a job of its own."""
+def pod_needs(manifest: dict[str, Any], time_limit: int | None) -> dict[str, int]:
+    """What a pod takes of a pilot: its requests, one core if it asks for none (as its own job would get), and
+    the walltime its own job would have (its deadline, else the context's time limit; 0 when unlimited)."""
+    needs = container_totals(manifest["spec"])
+    needs["cpu"] = needs["cpu"] or 1000
+    deadline = manifest["spec"].get("activeDeadlineSeconds")
+    needs["seconds"] = math.ceil(int(deadline) / 60) * 60 if deadline else time_limit or 0
+    return needs
+
+
+def pilot_of(manifest: dict[str, Any], time_limit: int | None) -> tuple[str, PilotSize] | None:
+    """(pilot id, size) of a step pod that runs in a pilot; None for a pod with a job of its own (none is named,
+    or the pod would not fit: larger than the allocation, or needing more time than it has)."""
+    found = named_pilot(manifest)
+    if found is None:
+        return None
+    size = found[1]
+    needs = pod_needs(manifest, time_limit)
+    walltime = size.time or time_limit or 0
+    if not size.fits(needs["cpu"], needs["memory"], needs["gpu"]) or (walltime and needs["seconds"] > walltime):
+        return None
+    return found
+
+
+def named_pilot(manifest: dict[str, Any]) -> tuple[str, PilotSize] | None:
+    """The pilot a step pod's annotations name (set by the workflow controller), fitting or not."""
     annotations = manifest.get("metadata", {}).get("annotations") or {}
     pilot_id, size_text = annotations.get(PILOT_ID), annotations.get(PILOT_SIZE)
     if not pilot_id or not size_text or not pilot_id.replace("-", "").isalnum():
@@ -44,10 +70,7 @@ def pilot_of(manifest: dict[str, Any]) -> tuple[str, PilotSize] | None:
         size = parse_pilot(size_text)
     except ValueError:
         return None
-    needs = container_totals(manifest["spec"])
-    if size is None or not size.fits(needs["cpu"], needs["memory"], needs["gpu"]):
-        return None
-    return pilot_id, size
+    return (pilot_id, size) if size is not None else None
 
 
 class Pilots:
@@ -77,9 +100,21 @@ class Pilots:
         entry = marker["entry"]
         taken = (pilotdir / "running" / entry).exists() or (rundir / "started").exists()
         if not taken and not (pilotdir / "queue" / entry).exists():
-            needs = container_totals(manifest["spec"])
+            needs = pod_needs(manifest, slurm_seconds(self.placement.time_limit))
             write_json_atomic(pilotdir / "queue" / entry, {"rundir": str(rundir), "needs": needs})
-        self.ensure(pilotdir, manifest, size)
+        try:
+            self.ensure(pilotdir, manifest, size)
+        except SubmitError as refused:
+            if not refused.transient:  # the pod fails with Slurm's words: it must never run later
+                self.claim(rundir, marker)
+            raise
+
+    def make_room(self, pilot_id: str) -> None:
+        """A step of this pilot's workflow runs as a job of its own: the pilot leaves as soon as it has nothing to
+        run, so that it does not hold the cores that job may wait for (a new one comes for the next steps)."""
+        pilotdir = self.directory(pilot_id)
+        if pilotdir.is_dir():
+            (pilotdir / "yield").touch()
 
     def ensure(self, pilotdir: Path, manifest: dict[str, Any] | None = None, size: PilotSize | None = None) -> str:
         """The job id of a live allocation for this pilot, submitting a new generation if there is none."""
@@ -100,10 +135,11 @@ class Pilots:
         if described is None:
             raise SubmitError(f"pilot {pilotdir.name} has no description to submit it from")
         size = parse_pilot(described["size"]) or PilotSize()
-        try:
-            (pilotdir / "exiting").unlink()
-        except FileNotFoundError:
-            pass
+        for mark in ("exiting", "yield"):  # the last allocation's, not the next one's
+            try:
+                (pilotdir / mark).unlink()
+            except FileNotFoundError:
+                pass
         tag = self._tag(pilotdir, generation)
         script = render_pilot({"metadata": described["metadata"]}, tag[len(COMMENT_PREFIX):], str(pilotdir), size,
                               self.placement)
@@ -140,7 +176,10 @@ class Pilots:
         if taken_by is None:
             if (pilotdir / "queue" / entry).exists():
                 return self._waiting(pilotdir, job, info)
-            if (pilotdir / "running" / entry).exists():
+            if (pilotdir / "running" / entry).exists():  # just taken, or its agent died before saying by whom
+                if job is not None and job.state not in QUEUED and job.state not in ACTIVE:
+                    return Observation("lost", doc["status"] if doc else None, info=info, reason="RunnerLost",
+                                       detail=f"pilot job {job.job_id} ended {job.state} as it took the pod")
                 return Observation("running", doc["status"] if doc else None, info=info)
             return Observation("unstarted", info=info)  # the entry is lost: a launch queues it again
         if job is None:

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from podline.api.config import Context, shared_dir
+from podline.api.config import Context, shared_dir, slurm_seconds
 from podline.backends.base import Observation, SubmitError
-from podline.backends.pilot import Pilots, pilot_of
+from podline.backends.pilot import Pilots, named_pilot, pilot_of
 from podline.backends.sbatch import Sbatch
 from podline.backends.squeue import ACTIVE, LOST_REASON, QUEUED, SlurmJob, SqueueWatcher
 from podline.plan.ranges import compress
@@ -106,10 +106,13 @@ class SlurmBackend:
         if (rundir / "started").exists() or (rundir / "slurm-job-id").exists():
             return
         write_json_atomic(rundir / "plan.json", {**plan, "notify": self.notify})
-        pilot = pilot_of(manifest)
+        pilot = pilot_of(manifest, slurm_seconds(self.placement.time_limit))
         if pilot is not None:
             self.pilots.enqueue(rundir, manifest, *pilot)
             return
+        named = named_pilot(manifest)
+        if named is not None:  # too large for its workflow's pilot
+            self.pilots.make_room(named[0])
         script = render_pod(manifest, rundir.name, str(rundir), self.placement)
         self.submit(rundir, script, COMMENT_PREFIX + rundir.name, adopt)
 

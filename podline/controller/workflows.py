@@ -31,7 +31,7 @@ from podline.controller.argo_nodes import DONE, FAILED, TooManyNodes, Walker
 from podline.controller.context import TERMINAL, Ctx
 from podline.plan.argo_depends import ExpressionError
 from podline.plan.pod import claim_dir
-from podline.plan.workflow_pod import NODE_ANNOTATION, StepPodError, claim_name, pilot_size, step_pod
+from podline.plan.workflow_pod import NODE_ANNOTATION, StepPodError, claim_name, pilot_flags_match, pilot_size, step_pod
 from podline.runtime.files import parse_rfc3339, rfc3339
 from podline.store import Obj, Store
 
@@ -63,7 +63,7 @@ class _Pods:
             return None
         spec = spec_of(self.wf)
         templates = [*spec.get("templates", []), *(self.wf.status.get("storedTemplates") or {}).values()]
-        return pilot_size(wanted, templates, spec.get("parallelism"))
+        return pilot_size(wanted, templates)
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -88,7 +88,7 @@ class _Pods:
             return False
         name, manifest, io = step_pod(self.manifest, node, template, artifacts,
                                       str(self.root / "artifacts" / node["id"]))
-        if self.pilot is not None:
+        if self.pilot is not None and pilot_flags_match(spec_of(self.wf), template):
             manifest["metadata"]["annotations"].update({PILOT_ID: self.wf.uid, PILOT_SIZE: self.pilot.render()})
         exit_handler = in_exit_handler(self.wf.name, node["name"])
         left = None if exit_handler else _time_left(self.wf, self.ctx.now)  # Argo exempts the exit handler

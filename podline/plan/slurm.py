@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import shlex
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from podline.api.pilot import PilotSize
@@ -124,16 +125,24 @@ def render_pod(manifest: dict[str, Any], uid: str, rundir: str, placement: Place
                    placement)
 
 
+PILOT_OWN = ("--cpus-per-task", "--mem", "--gres", "--nodes", "--ntasks", "--job-name", "--comment", "--output",
+             "--chdir", "--no-requeue")
+
+
 def render_pilot(manifest: dict[str, Any], tag: str, pilotdir: str, size: PilotSize, placement: Placement) -> str:
     """The pilot job of the workflow whose step pod `manifest` is: one allocation of `size`, running the pilot
     agent (podline.runtime.pilot), which takes the workflow's pods from `pilotdir/queue` and runs each with the
-    pod runner. Slurm flags come from the step pod's annotations (the workflow's podMetadata)."""
+    pod runner. Slurm flags come from the step pod's annotations (only steps with the workflow's podMetadata
+    flags go into a pilot), except those that would make the allocation other than the agent believes it is
+    (its size, and its time when the annotation gives one)."""
     meta = manifest["metadata"]
     requests = {"cpu": f"{size.cpu}m", "memory": str(size.memory), "nvidia.com/gpu": str(size.gpu)}
     workflow = meta.get("labels", {}).get(WORKFLOW_LABEL, meta["name"])
-    header = sbatch_options(workflow, meta.get("namespace", "default"), tag,
-                            {"containers": [{"resources": {"requests": requests}}]}, meta.get("annotations", {}),
-                            placement, f"{pilotdir}/slurm-%j.out", pilotdir)
+    spec = {"containers": [{"resources": {"requests": requests}}]}
+    options = partial(sbatch_options, workflow, meta.get("namespace", "default"), tag, spec)
+    own = options({}, placement, f"{pilotdir}/slurm-%j.out", pilotdir, deadline=size.time or None)
+    header = merge_options(options(meta.get("annotations", {}), placement, f"{pilotdir}/slurm-%j.out", pilotdir),
+                           [o for o in own if o.split("=", 1)[0] in PILOT_OWN + (("--time",) if size.time else ())])
     header[0] += ".pilot"
     what = f"pilot allocation for workflow {meta.get('namespace', 'default')}/{workflow} ({tag})"
     return _script(header, what, pilotdir, [pilotdir], placement, module="podline.runtime.pilot",

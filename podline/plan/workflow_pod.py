@@ -17,6 +17,7 @@ from typing import Any
 
 from podline.api.pilot import PilotSize
 from podline.api.quantity import cpu_millis, memory_bytes, parse_quantity
+from podline.api.slurmflags import FLAG_ANNOTATIONS
 from podline.plan.argo_expr import ExpressionError, parse_duration
 
 SCRIPT_PATH = "/argo/staging/script"
@@ -45,10 +46,10 @@ class StepPodError(ValueError):
     """The template cannot become a pod (e.g. an output path directly in /)."""
 
 
-def pilot_size(wanted: PilotSize, templates: list[dict[str, Any]], parallelism: int | None) -> PilotSize:
-    """The pilot allocation's size: as given, or (`"true"`) room for `parallelism` (default 1) of the workflow's
-    largest step at once, at least one core. A step whose resources are templated counts as no request; one
-    that turns out larger than the pilot runs as a Slurm job of its own."""
+def pilot_size(wanted: PilotSize, templates: list[dict[str, Any]]) -> PilotSize:
+    """The pilot allocation's size: as given, or (`"true"`) room for the workflow's largest step, at least one
+    core: its steps then run one at a time, as a chain does (a size given by hand makes room for more). A step
+    whose resources are templated counts as no request; one that turns out larger runs as a job of its own."""
     if wanted.cpu:
         return wanted
     largest = {"cpu": 1000, "memory": 0, "gpu": 0}
@@ -64,10 +65,17 @@ def pilot_size(wanted: PilotSize, templates: list[dict[str, Any]], parallelism: 
                 largest[key] = max(largest[key], parse(want.get(field, 0)))
             except (ValueError, TypeError):
                 continue
-    times = max(1, parallelism or 1)
-    cores = math.ceil(largest["cpu"] / 1000) * 1000
-    return PilotSize(cpu=cores * times, memory=largest["memory"] * times, gpu=largest["gpu"] * times,
-                     idle=wanted.idle)
+    return PilotSize(cpu=math.ceil(largest["cpu"] / 1000) * 1000, memory=largest["memory"], gpu=largest["gpu"],
+                     idle=wanted.idle, time=wanted.time)
+
+
+def pilot_flags_match(workflow_spec: dict[str, Any], template: dict[str, Any]) -> bool:
+    """Whether a step may run in the pilot as far as Slurm flags go: the pilot job carries the workflow's own
+    (podMetadata) flags, so a template asking for other ones (a partition, a constraint, exclusivity) gets the
+    job of its own it asks for."""
+    shared = workflow_spec.get("podMetadata", {}).get("annotations", {})
+    own = template.get("metadata", {}).get("annotations", {})
+    return all(own[key] == shared.get(key) for key in FLAG_ANNOTATIONS if key in own)
 
 
 def pod_name(workflow: str, template: str, node_id: str) -> str:

@@ -7,6 +7,7 @@ runner together with every container it started (a hard stop kills them all).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import sys
@@ -16,11 +17,16 @@ from pathlib import Path
 from podline.runtime.pod import run_pod
 
 
-def become_runner(rundir: Path) -> None:
-    """In a freshly forked child: detach (own session), drop inherited fds, run the pod, exit; never returns."""
+def become_runner(rundir: Path, die_with_parent: bool = False) -> None:
+    """In a freshly forked child: detach (own session), drop inherited fds, run the pod, exit; never returns.
+    `die_with_parent`: SIGTERM when the parent dies (a pilot agent's runners must not outlive its allocation;
+    the local backend's must outlive the controller)."""
     code = 2
+    parent = os.getppid()
     try:
         os.setsid()
+        if die_with_parent:
+            _terminate_with_parent(parent)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
         try:
@@ -40,6 +46,17 @@ def become_runner(rundir: Path) -> None:
         traceback.print_exc()
     finally:
         os._exit(code)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _terminate_with_parent(parent: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != parent:  # it died before the prctl
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def session_processes(sid: int) -> list[int]:

@@ -10,14 +10,20 @@ The pilot directory (on the shared directory; the controller's side is podline.b
   cancel/ENTRY   "term" or "kill": stop a pod (SIGTERM to its runner, which gives its containers their grace
                  period; or SIGKILL to every process of the pod)
   stop           the workflow is over: leave as soon as nothing runs
-  exiting        written by an agent about to leave idle; a controller queueing a pod then submits a new one
+  yield          a step too large for the pilot runs as a job of its own: leave as soon as nothing runs, so as
+                 not to hold cores that job may wait for
+  exiting        written by an agent about to leave; a controller queueing a pod then submits a new one
 
 Each pod runs in a forked child (no interpreter start, so a hand-off between steps costs milliseconds) with the
 pod runner, the same code as under a job of its own: statuses, logs, restarts and deadlines behave the same.
 The agent writes its job id into the pod's run directory when it takes it; that is how the controller finds
-the allocation a pod runs in. Pods that end wake the agent at once (SIGCHLD through a wake-up pipe); the queue
-is polled, since a shared filesystem sends no events across nodes: every 10 ms just after something happened,
-backing off to 0.5 s once nothing has for a while. SIGTERM (scancel, the time limit) is passed on to every
+the allocation a pod runs in. A pod starts only if the allocation has the time left that the pod's own job
+would have had (`needs.seconds`: its deadline or the context's time limit), so a pilot never shortens a step;
+when nothing queued can start any more, the agent leaves and the controller submits a fresh allocation. Its
+runners die with it (a parent-death signal), so a lost agent leaves no step running outside its allocation.
+Pods that end wake the agent at once (SIGCHLD through a wake-up pipe); the queue is polled, since a shared
+filesystem sends no events across nodes: every 10 ms just after something happened, backing off to 0.5 s once
+nothing has for a while. SIGTERM (scancel, the time limit) is passed on to every
 runner, and the agent leaves once they have ended.
 """
 
@@ -27,16 +33,20 @@ import json
 import os
 import select
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from podline.api.config import slurm_seconds
 from podline.api.pilot import PilotSize, parse_pilot
 from podline.runtime.files import read_json, rfc3339, stop_requested, write_json_atomic
 from podline.runtime.forked import become_runner, session_processes
 
 FAST, SLOW, FAST_FOR = 0.01, 0.5, 1.0
+TIME_SLACK = 60  # seconds: Slurm counts time in minutes, and a fresh allocation has already used a few
+LOOK_AGAIN = 60.0  # seconds between asking Slurm how long the allocation has left (an admin may extend it)
 
 
 @dataclass
@@ -56,6 +66,8 @@ class Agent:
         self.children: dict[int, Child] = {}
         self.stopping = False
         self.active_at = time.monotonic()  # a pod started or ended: polls are fast for a while; idle since
+        self.ends_at: float | None = None  # monotonic time the allocation ends; None: unknown or unlimited
+        self.asked_at = -LOOK_AGAIN
         self.wake_r, wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(wake_w, False)
@@ -106,7 +118,27 @@ class Agent:
     def _fits(self, needs: dict[str, int]) -> bool:
         free = self.free()
         return (needs.get("cpu", 0) <= free["cpu"] and needs.get("gpu", 0) <= free["gpu"]
-                and (not self.size.memory or needs.get("memory", 0) <= free["memory"]))
+                and (not self.size.memory or needs.get("memory", 0) <= free["memory"]) and self._in_time(needs))
+
+    def _in_time(self, needs: dict[str, int]) -> bool:
+        """Whether the allocation has the time left the pod's own job would have had."""
+        if not needs.get("seconds") or not self.job_id:
+            return True
+        now = time.monotonic()
+        if now - self.asked_at >= LOOK_AGAIN:
+            self.asked_at = now
+            left = time_left(self.job_id)
+            self.ends_at = None if left is None else now + left
+        return self.ends_at is None or needs["seconds"] <= self.ends_at - now + TIME_SLACK
+
+    def startable(self) -> list[str]:
+        """Queued pods that could start in an empty allocation now (they fit it, and in its time left)."""
+        out = []
+        for entry in self.queued():
+            wanted = read_json(self.dir / "queue" / entry)
+            if isinstance(wanted, dict) and self._in_time(wanted.get("needs", {})):
+                out.append(entry)
+        return out
 
     def queued(self) -> list[str]:
         try:
@@ -136,11 +168,16 @@ class Agent:
                 write_json_atomic(rundir / "started", {"claimed": True})
             _unlink(self.dir / "running" / entry)
             return
-        if self.job_id:
-            (rundir / "slurm-job-id").write_text(self.job_id + "\n")
+        try:
+            if self.job_id:
+                (rundir / "slurm-job-id").write_text(self.job_id + "\n")
+        except OSError as exc:  # its run directory is gone or unwritable: the controller queues it again
+            log(f"cannot start {rundir.name}: {exc}")
+            _unlink(self.dir / "running" / entry)
+            return
         pid = os.fork()
         if pid == 0:
-            become_runner(rundir)
+            become_runner(rundir, die_with_parent=True)
         self.children[pid] = Child(entry, rundir, needs)
         log(f"started {rundir.name} as pid {pid}")
 
@@ -184,20 +221,32 @@ class Agent:
                 pass
 
     def leave(self) -> bool:
-        """Nothing runs: leave when told to (`stop`) or idle too long, unless a pod was queued meanwhile (the
-        `exiting` mark is written before the last look, so a controller queueing a pod either is seen here or
-        sees the mark and submits a new allocation)."""
-        if self.queued():
+        """Nothing runs: leave when told to (`stop`, `yield`), when idle too long, or when nothing queued can
+        start in the time left, unless a pod that can start was queued meanwhile. The `exiting` mark is written
+        before the last look, so a controller queueing a pod either is seen here or sees the mark and submits
+        a new allocation."""
+        if self.queued() and self.startable():
             return False
         idle = time.monotonic() - self.active_at
-        if not (self.dir / "stop").exists() and idle < self.size.idle:
+        told = next((m for m in ("stop", "yield") if (self.dir / m).exists()), None)
+        if told is None and not self.queued() and idle < self.size.idle:
             return False
         (self.dir / "exiting").write_text(self.job_id + "\n")
-        if self.queued():
+        if self.startable():
             _unlink(self.dir / "exiting")
             return False
-        log("leaving: " + ("the workflow is over" if (self.dir / "stop").exists() else f"idle for {idle:.0f} s"))
+        why = {"stop": "the workflow is over", "yield": "a step runs in a job of its own"}.get(told or "")
+        log("leaving: " + (why or (f"idle for {idle:.0f} s" if not self.queued() else "too little time left")))
         return True
+
+
+def time_left(job_id: str) -> float | None:
+    """Seconds the allocation has left (squeue %L), or None if Slurm does not say (unlimited, no answer)."""
+    try:
+        proc = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return slurm_seconds(proc.stdout.strip()) if proc.returncode == 0 else None
 
 
 def _unlink(path: Path) -> None:

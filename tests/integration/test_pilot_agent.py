@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from podline.api.pilot import PilotSize, parse_pilot
+from podline.backends.base import SubmitError
 from podline.backends.pilot import Pilots
 from podline.backends.squeue import SqueueWatcher
 from podline.plan.pod import plan_pod
@@ -171,3 +172,63 @@ def test_queue_entries_are_written_once_however_often_a_launch_repeats(pilot) ->
     p.pilots.enqueue(rundir, manifest, "wf-uid", size)  # after it ran: nothing is queued again
     assert not list((p.dir / "queue").iterdir())
     assert json.loads((rundir / "pilot").read_text())["dir"] == str(p.dir)
+
+
+def test_a_step_refused_by_slurm_never_runs_later(pilot) -> None:
+    """A non-transient sbatch refusal fails the pod (SubmitFailed): its queue entry must not outlive it."""
+    p = pilot("cpu=1,idle=0s")
+
+    def refuse(*_: object, **__: object) -> str:
+        raise SubmitError("Requested reservation is invalid")
+
+    p.pilots.ensure = refuse  # type: ignore[method-assign]
+    with pytest.raises(SubmitError):
+        p.queue("refused", "touch ran")
+    rundir = p.root / "runs" / "refused"
+    assert not list((p.dir / "queue").iterdir()) and read_json(rundir / "started") == {"claimed": True}
+
+
+def test_the_agents_runners_die_with_it(pilot) -> None:
+    p = pilot("cpu=1,idle=60s")
+    rundir = p.queue("orphan", "echo $$$$ > pid; exec sleep 300")
+    agent = p.start()
+    pid = int(wait_for(lambda: (rundir / "cwd" / "pid").exists() and (rundir / "cwd" / "pid").read_text()))
+    agent.kill()  # SIGKILL: no chance to pass anything on
+    agent.wait()
+    wait_for(lambda: gone(pid), timeout=20)  # the runner got SIGTERM from the kernel and stopped its container
+    assert read_json(rundir / "status.json")["status"]["reason"] == "Terminated"
+
+
+def fake_squeue(root: Path, left: str) -> dict[str, str]:
+    """Failure injection: an allocation with `left` time left (a real one would need minutes of waiting)."""
+    bin_dir = root / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "squeue").write_text(f"#!/bin/sh\necho '{left}'\n")
+    (bin_dir / "squeue").chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+def test_a_pod_starts_only_with_the_time_its_own_job_would_have(pilot, tmp_path: Path) -> None:
+    p = pilot("cpu=1,idle=60s")
+    short = p.queue("short", "true")
+    long = p.queue("long", "touch ran")
+    for rundir, seconds in ((short, 300), (long, 3600)):  # e.g. activeDeadlineSeconds 300, the context's 1 h
+        entry = p.dir / "queue" / p.pilots.marker(rundir)["entry"]
+        wanted = read_json(entry)
+        write_json_atomic(entry, {**wanted, "needs": {**wanted["needs"], "seconds": seconds}})
+    env = {**os.environ, "SLURM_JOB_ID": "777", **fake_squeue(tmp_path, "10:00")}
+    agent = subprocess.Popen([sys.executable, "-m", "podline.runtime.pilot", str(p.dir)], env=env,
+                             stderr=open(p.root / "agent.log", "wb"))
+    p.agent = agent
+    assert agent.wait(timeout=30) == 0  # left at once: nothing else it could run in its 10 minutes
+    assert phase(short) == "Succeeded" and phase(long) is None and not (long / "cwd" / "ran").exists()
+    assert [e for e in (p.dir / "queue").iterdir()] and (p.dir / "exiting").exists()  # for the next allocation
+    assert "too little time left" in p.log()
+
+
+def test_a_yield_makes_an_idle_pilot_leave_at_once(pilot) -> None:
+    p = pilot("cpu=1,idle=600s")
+    done = p.queue("before", "true")
+    p.pilots.make_room("wf-uid")  # a step too large for it runs as a job of its own
+    assert p.start().wait(timeout=30) == 0
+    assert phase(done) == "Succeeded" and "a step runs in a job of its own" in p.log()

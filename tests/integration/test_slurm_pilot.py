@@ -77,12 +77,14 @@ def test_steps_share_one_allocation_side_by_side_and_a_larger_step_gets_its_own(
     got = results(hpc, "piloted")
     pilot = got["first"]
     (job_a, a0, a1), (job_b, b0, b1) = (got[s].split() for s in ("a", "b"))
-    assert pilot.isdigit() and got["last"] == job_a == job_b == pilot, got
+    assert pilot.isdigit() and job_a == job_b == pilot, got
     assert float(a0) < float(b1) and float(b0) < float(a1), "two half-core steps ran at once in the 1-core pilot"
     assert got["big"].isdigit() and got["big"] != pilot, "a step larger than the pilot (2Gi > 1Gi) runs on its own"
+    # the idle pilot made room for it (on this 2-core node its job would otherwise wait for the pilot's idle
+    # minute), so the step after it ran in the pilot's second generation
     record = json.loads(next((shared / "pilots").glob("*/pilot-job")).read_text())
-    assert record == {"generation": 1, "job": pilot}
-    assert sorted(job for job, _ in ours(shared)) == sorted([pilot, got["big"]]), "two sbatch calls for 5 pods"
+    assert record == {"generation": 2, "job": got["last"]} and got["last"] not in (pilot, got["big"])
+    assert sorted(job for job, _ in ours(shared)) == sorted([pilot, got["big"], got["last"]]), "3 sbatch for 5 pods"
     # the workflow is over: the agent leaves at once (not after its idle minute)
     wait_for(lambda: all(state in ("COMPLETED", "CANCELLED") for _, state in ours(shared)), timeout=30)
     pod = next(p for p in hpc.json("pod")["items"] if p["metadata"]["annotations"].get(
@@ -147,3 +149,38 @@ def test_deleting_the_workflow_stops_its_step_and_gives_the_allocation_back(hpc:
              timeout=60)
     wait_for(lambda: hpc("get", "workflow", "stopped", check=False).returncode != 0, timeout=30)
     assert list((shared / "pilots").iterdir()) == [], "the pilot's directory went with the workflow"
+
+
+FLAGGED = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {{name: {name}, annotations: {{podline.io/pilot: "true"}}}}
+spec:
+  entrypoint: main
+  podMetadata: {{annotations: {{slurm.hpk.io/flags: "{shared_flags}"}}}}
+  templates:
+  - name: main
+    steps:
+    - [{{name: shared, template: plain}}, {{name: own, template: flagged}}]
+  - name: plain
+    container: {{image: busybox, command: [sh, -c, 'touch {marker}.$SLURM_JOB_ID; echo $SLURM_JOB_ID']}}
+  - name: flagged
+    metadata: {{annotations: {{slurm.hpk.io/flags: "--time=2"}}}}
+    container: {{image: busybox, command: [sh, -c, 'echo $SLURM_JOB_ID']}}
+"""
+
+
+def test_a_step_with_flags_of_its_own_gets_its_own_job_and_a_refused_pilot_runs_nothing(hpc: Cli,
+                                                                                        tmp_path: Path) -> None:
+    hpc.apply(FLAGGED.format(name="flagged", shared_flags="--nice=1", marker=tmp_path / "ran"))
+    assert hpc.wait("workflow/flagged", "phase=Succeeded", timeout=120).returncode == 0
+    got = results(hpc, "flagged")
+    assert got["shared"].isdigit() and got["own"].isdigit() and got["shared"] != got["own"], got
+    hpc.apply(FLAGGED.format(name="refused", shared_flags="--reservation=nope", marker=tmp_path / "never"))
+    assert hpc.wait("workflow/refused", "phase=Failed", timeout=120).returncode == 0
+    pods = [p for p in hpc.json("pod")["items"] if p["metadata"]["name"].startswith("refused-")]
+    shared_step = next(p for p in pods if "-plain-" in p["metadata"]["name"])
+    assert shared_step["status"]["reason"] == "SubmitFailed" and "eservation" in shared_step["status"]["message"]
+    uid = hpc.json("workflow", "refused")["metadata"]["uid"]
+    assert list((tmp_path / "shared" / "pilots" / uid / "queue").iterdir()) == []  # nothing left to run later
+    assert not list(tmp_path.glob("never.*"))

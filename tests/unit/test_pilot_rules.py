@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from podline.api.errors import ManifestError
 from podline.api.loader import load_text
 from podline.api.pilot import PILOT_ID, PILOT_SIZE, PilotSize, parse_pilot
-from podline.backends.pilot import pilot_of
+from podline.backends.pilot import pilot_of, pod_needs
 from podline.plan.slurm import Placement, render_pilot
-from podline.plan.workflow_pod import pilot_size
+from podline.plan.workflow_pod import pilot_flags_match, pilot_size
 
 GOLDEN = Path(__file__).parent.parent / "golden"
 
@@ -27,6 +27,7 @@ def test_true_false_and_sizes() -> None:
     assert parse_pilot("cpu=8, memory=32Gi, nvidia.com/gpu=2, idle=2m") == PilotSize(8000, 32 * 2**30, 2, 120)
     assert parse_pilot("cpu=1500m") == PilotSize(cpu=1500, idle=60)
     assert parse_pilot("cpu=0.1,idle=0") == PilotSize(cpu=100, idle=0)
+    assert parse_pilot("cpu=4,time=2d,idle=3d") == PilotSize(cpu=4000, idle=3 * 86400, time=2 * 86400)
 
 
 @pytest.mark.parametrize(("text", "problem"), [
@@ -37,8 +38,10 @@ def test_true_false_and_sizes() -> None:
     ("cpu=2,gpu=1", "unknown key 'gpu'"),
     ("cpu=2,memory=lots", "memory: invalid quantity"),
     ("cpu=2,nvidia.com/gpu=1.5", "whole number"),
-    ("cpu=2,idle=3d", "idle must be a duration"),
-    ("cpu=2,idle=8000000s", "idle must be a duration"),
+    ("cpu=2,idle=3w", "idle must be a duration"),
+    ("cpu=2,idle=400d", "idle must be a duration"),
+    ("cpu=2,time=30s", "time must be a duration such as 5m, 4h or 2d (at least a minute"),
+    ("cpu=2,time=2h,time=3h", "time is given twice"),
     ("yes", "expected \"true\" or key=value pairs"),
     ("cpu=1e9", "at most"),
 ])
@@ -47,9 +50,10 @@ def test_malformed_values_are_refused(text: str, problem: str) -> None:
         parse_pilot(text)
 
 
-@given(cpu=st.integers(1, 10**8), memory=st.integers(0, 2**60), gpu=st.integers(0, 1024), idle=st.integers(0, 604800))
-def test_a_rendered_size_reads_back_the_same(cpu: int, memory: int, gpu: int, idle: int) -> None:
-    size = PilotSize(cpu, memory, gpu, idle)
+@given(cpu=st.integers(1, 10**8), memory=st.integers(0, 2**60), gpu=st.integers(0, 1024),
+       idle=st.integers(0, 365 * 86400), time=st.one_of(st.just(0), st.integers(60, 365 * 86400)))
+def test_a_rendered_size_reads_back_the_same(cpu: int, memory: int, gpu: int, idle: int, time: int) -> None:
+    size = PilotSize(cpu, memory, gpu, idle, time)
     assert parse_pilot(size.render()) == size
 
 
@@ -88,15 +92,25 @@ def container(cpu: str | None = None, memory: str | None = None, gpu: str | None
     return {"image": "x", "resources": {"requests": requests}}
 
 
-def test_true_sizes_the_pilot_for_the_largest_step_times_parallelism() -> None:
+def test_true_sizes_the_pilot_for_the_largest_step() -> None:
+    """Not times `parallelism`: a width the workflow may never reach would ask for an allocation the
+    partition may never give (its steps waiting forever); a size given by hand makes room for more."""
     templates = [{"name": "a", "container": container("1500m", "1Gi")},
                  {"name": "b", "script": {**container(gpu="1"), "source": "x"}},
                  {"name": "c", "container": container("{{inputs.parameters.cpu}}")},  # templated: not counted
                  {"name": "d", "steps": [[{"name": "x", "template": "a"}]]}]
-    assert pilot_size(PilotSize(idle=5), templates, 3) == PilotSize(cpu=6000, memory=3 * 2**30, gpu=3, idle=5)
-    assert pilot_size(PilotSize(), [{"name": "e", "container": {"image": "x"}}], None) == PilotSize(cpu=1000)
+    assert pilot_size(PilotSize(idle=5, time=600), templates) == PilotSize(2000, 2**30, 1, idle=5, time=600)
+    assert pilot_size(PilotSize(), [{"name": "e", "container": {"image": "x"}}]) == PilotSize(cpu=1000)
     given_size = PilotSize(cpu=500, memory=1, gpu=0, idle=1)
-    assert pilot_size(given_size, templates, 3) is given_size
+    assert pilot_size(given_size, templates) is given_size
+
+
+def test_only_steps_with_the_workflows_own_slurm_flags_share_its_pilot() -> None:
+    spec = {"podMetadata": {"annotations": {"slurm.hpk.io/flags": "--constraint=ib"}}}
+    assert pilot_flags_match(spec, {"name": "a"})
+    assert pilot_flags_match(spec, {"metadata": {"annotations": {"slurm.hpk.io/flags": "--constraint=ib"}}})
+    assert not pilot_flags_match(spec, {"metadata": {"annotations": {"slurm.hpk.io/flags": "--time=1"}}})
+    assert not pilot_flags_match({}, {"metadata": {"annotations": {"slurm-job.vk.io/flags": "--exclusive"}}})
 
 
 def step(cpu: str = "1", memory: str = "1Gi", size: str = "cpu=2,memory=2Gi,nvidia.com/gpu=0,idle=60s",
@@ -106,20 +120,36 @@ def step(cpu: str = "1", memory: str = "1Gi", size: str = "cpu=2,memory=2Gi,nvid
 
 
 def test_which_step_pods_go_into_the_pilot() -> None:
-    assert pilot_of(step()) == ("0f3c-uid", PilotSize(2000, 2 * 2**30, 0, 60))
-    assert pilot_of(step(cpu="3")) is None  # larger than the pilot: a job of its own
-    assert pilot_of(step(memory="3Gi")) is None
-    assert pilot_of(step(memory="3Gi", size="cpu=2")) is not None  # a pilot of unset memory takes any memory
-    assert pilot_of(step(size="cpu=lots")) is None
-    assert pilot_of(step(pilot="../../etc")) is None  # the id names a directory: only a uid's characters
-    assert pilot_of({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}}) is None
+    assert pilot_of(step(), None) == ("0f3c-uid", PilotSize(2000, 2 * 2**30, 0, 60))
+    assert pilot_of(step(cpu="3"), None) is None  # larger than the pilot: a job of its own
+    assert pilot_of(step(memory="3Gi"), None) is None
+    assert pilot_of(step(memory="3Gi", size="cpu=2"), None) is not None  # a pilot of unset memory takes any
+    assert pilot_of(step(size="cpu=lots"), None) is None
+    assert pilot_of(step(pilot="../../etc"), None) is None  # the id names a directory: only a uid's characters
+    assert pilot_of({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}}, None) is None
+
+
+def test_a_step_needing_more_time_than_the_pilot_has_gets_its_own_job() -> None:
+    timed = step(size="cpu=2,time=1h")
+    assert pilot_of(timed, 3600) is not None and pilot_of(timed, 7200) is None  # the context's limit: 2 h
+    timed["spec"]["activeDeadlineSeconds"] = 3000  # its own job would have 50 minutes
+    assert pilot_of(timed, 7200) is not None
+    assert pilot_of(step(), 7200) is not None  # a pilot without a time has the context's, as its steps
+
+
+def test_what_a_pod_takes_of_a_pilot() -> None:
+    assert pod_needs(step(cpu="250m"), None) == {"cpu": 250, "memory": 2**30, "gpu": 0, "seconds": 0}
+    bare = {"spec": {"containers": [{"name": "c"}], "activeDeadlineSeconds": 61}}
+    assert pod_needs(bare, 3600) == {"cpu": 1000, "memory": 0, "gpu": 0, "seconds": 120}  # a core, whole minutes
+    assert pod_needs({"spec": {"containers": [{"name": "c"}]}}, 3600)["seconds"] == 3600
 
 
 def test_the_pilot_script_matches_its_golden_file_and_is_valid_bash() -> None:
+    """The workflow's flags reach the pilot, except those that would make it other than the agent believes."""
     manifest = {"metadata": {"name": "w-a-1", "namespace": "physics",
                              "labels": {"workflows.argoproj.io/workflow": "analysis"},
-                             "annotations": {"slurm.hpk.io/flags": "--exclusive --time=90"}}}
-    size = PilotSize(cpu=2500, memory=3 * 2**30, gpu=1, idle=60)
+                             "annotations": {"slurm.hpk.io/flags": "--exclusive --time=90 -c 1 --mem=50M"}}}
+    size = PilotSize(cpu=2500, memory=3 * 2**30, gpu=1, idle=60, time=4 * 3600)
     text = render_pilot(manifest, "pilot.0000.1", "/shared/podline/pilots/0000", size,
                         Placement("debug", "proj1", None, "2:00:00", "/opt/podline/bin/python"))
     golden = GOLDEN / "pilot-expected.sbatch"
