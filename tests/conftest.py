@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from podline.runtime.forked import session_processes
+from podline.runtime.processes import session_processes
 
 # Test files that submit to the one real Slurm cluster: one worker runs them all, one after another, so that
 # their jobs never wait behind each other's for the node's cores (their timeouts assume a free node).

@@ -18,7 +18,8 @@ from typing import Any
 
 from podline.backends.base import Observation
 from podline.runtime.files import read_json, write_json_atomic
-from podline.runtime.forked import become_runner, session_processes
+from podline.runtime.pod import run_pod
+from podline.runtime.processes import become_runner, session_processes
 from podline.runtime.volumes import shm_root
 
 LIVENESS_EVERY = 2.0
@@ -63,7 +64,7 @@ class LocalBackend:
             return
         write_json_atomic(rundir / "plan.json", {**plan, "notify": self.notify})
         if os.fork() == 0:
-            become_runner(rundir)
+            become_runner(run_pod, rundir)
 
     def end_pass(self) -> None:
         """Nothing to prepare: a local launch is a fork."""

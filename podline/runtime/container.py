@@ -118,6 +118,7 @@ class ContainerWorker(threading.Thread):
                 return self._terminated(128, "StartError", f"internal error: {exc!r}", begin)
             self.on_change()
             code = exit_code(self.process.wait())
+            _end_group(self.process.pid)
             if tee is not None:
                 tee.join(TEE_DRAIN_SECONDS)  # a child that keeps stdout open must not hold the pod
         reason = "Completed" if code == 0 else "Error"
@@ -190,6 +191,15 @@ class ContainerWorker(threading.Thread):
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
             return {**self.status, "state": dict(self.status["state"])}
+
+
+def _end_group(pgid: int) -> None:
+    """The container's main process has ended: so do the processes it started in its group (`cmd &`), as a
+    container's processes end with its PID 1 in Kubernetes (under bwrap, its PID namespace already saw to it)."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def terminate_all(workers: list[ContainerWorker], grace: float) -> None:

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from podline.runtime.processes import kill_descendants
+
 STOP_REQUESTED = "stop-requested"  # in a run directory: podline asked this attempt to stop (or gave it up)
 
 
@@ -73,7 +75,12 @@ def tree_size(path: Path) -> int:
 
 
 def write_status(rundir: Path, status: dict[str, Any], finished: bool, address: bytes | None) -> None:
-    """A runner's report: `status.json` (atomically, with who wrote it where), then a nudge to the controller."""
+    """A runner's report: `status.json` (atomically, with who wrote it where), then a nudge to the controller.
+    Before the final one, what the pod's containers left running (`cmd &`, `setsid cmd`: the runner is their
+    subreaper) is killed, as a pod's processes end with it in Kubernetes: once the report is final, the
+    controller may kill the runner's session, and what escaped it would outlive the pod."""
+    if finished:
+        kill_descendants(os.getpid())
     doc = {"status": status, "finished": finished, "pid": os.getpid(), "node": socket.gethostname()}
     write_json_atomic(rundir / "status.json", doc)
     notify(address)

@@ -42,7 +42,8 @@ from pathlib import Path
 from podline.api.config import slurm_seconds
 from podline.api.pilot import PilotSize, parse_pilot
 from podline.runtime.files import read_json, rfc3339, stop_requested, write_json_atomic
-from podline.runtime.forked import become_runner, session_processes
+from podline.runtime.pod import run_pod
+from podline.runtime.processes import become_runner, session_processes
 
 FAST, SLOW, FAST_FOR = 0.01, 0.5, 1.0
 TIME_SLACK = 60  # seconds: Slurm counts time in minutes, and a fresh allocation has already used a few
@@ -177,7 +178,7 @@ class Agent:
             return
         pid = os.fork()
         if pid == 0:
-            become_runner(rundir, die_with_parent=True)
+            become_runner(run_pod, rundir, die_with_parent=True)
         self.children[pid] = Child(entry, rundir, needs)
         log(f"started {rundir.name} as pid {pid}")
 

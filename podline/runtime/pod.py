@@ -35,6 +35,7 @@ from podline.runtime.expand import container_env, expand
 from podline.runtime.files import notify_address, rfc3339, stop_requested, write_json_atomic, write_status
 from podline.runtime.pipeline import PipelineRunner
 from podline.runtime.pod_workspace import PodWorkspace
+from podline.runtime.processes import become_subreaper
 from podline.runtime.volumes import VolumeError, Volumes
 from podline.runtime.workspace import scratch_root
 
@@ -274,6 +275,7 @@ def run_pod(rundir: Path, plan_path: Path | None = None, index: int | None = Non
         runner = PodRunner(plan, rundir, index)
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda *_: runner.request_stop("Terminated", "pod was stopped"))
+    become_subreaper()  # see write_status in podline.runtime.files
     return runner.run()
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from podline.runtime.forked import session_processes
+from podline.runtime.processes import session_processes
 from tests.conftest import Cli, gone, wait_for
 
 

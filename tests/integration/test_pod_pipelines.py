@@ -9,7 +9,7 @@ import os
 import signal
 from pathlib import Path
 
-from podline.runtime.forked import session_processes
+from podline.runtime.processes import session_processes
 from tests.conftest import Cli, gone, wait_for
 
 
