@@ -3,14 +3,22 @@
 The index pods are stored together with the job's record of the array (its directory and indexes) in one
 transaction, before `sbatch` runs; the submission is tagged with the array's id, so after a crash the next
 pass adopts the submitted array instead of submitting it twice. Each pod observes its own array task.
+
+The one plan template carries the metadata of every index's pod, so that each task's downward API shows
+its own pod (name, labels, annotations). Those pods are created only after the submission, so their names
+are a function of the array's id and the index (`member_name`): the plan and the pods agree, also when a
+pass after a crash adopts the array and creates the pods.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
+from podline.api.names import SUFFIX_ALPHABET
 from podline.backends.base import Backend, SubmitError
 from podline.controller.context import Ctx
 from podline.plan.pod import PlanWaiting, plan_pod
@@ -37,14 +45,10 @@ def pending_indexes(job: Obj) -> set[int]:
 
 def submit_arrays(ctx: Ctx, job: Obj, backend: Backend) -> None:
     """Submit every recorded array without a job id (adopting one already queued), then store its pods."""
-    from podline.controller.jobs import pod_manifest
-
     for array_id, record in job.internal.get("arrays", {}).items():
         if not record.get("jobId") and not record.get("error"):
-            _, template = pod_manifest(job, None)
             try:
-                plan = plan_pod(template, array_id, ctx.lookup, index_env="JOB_COMPLETION_INDEX",
-                                dirs=ctx.dirs_for(job), **ctx.runtime_for(job))
+                plan = _array_plan(ctx, job, array_id, record)
             except PlanWaiting as waiting:
                 ctx.event(job, "Failed", f"Error: {waiting.message}", "Warning", once=True)
                 continue
@@ -52,6 +56,36 @@ def submit_arrays(ctx: Ctx, job: Obj, backend: Backend) -> None:
                 continue
         if not record.get("podsCreated"):
             _create_members(ctx, job, array_id, record)
+
+
+def _array_plan(ctx: Ctx, job: Obj, array_id: str, record: dict) -> dict[str, Any]:
+    """The plan template of the array, with the metadata of each index's pod for the downward API."""
+    from podline.controller.jobs import pod_manifest
+
+    _, template = pod_manifest(job, None)
+    template_json = json.dumps(job.manifest["spec"]["template"])
+    members = {index: member_pod(job, array_id, index, template_json)[1]["metadata"]
+               for index in expand(record["indexes"])}
+    return plan_pod(template, array_id, ctx.lookup, index_env="JOB_COMPLETION_INDEX", dirs=ctx.dirs_for(job),
+                    members=members, **ctx.runtime_for(job))
+
+
+def member_name(job_name: str, array_id: str, index: int) -> str:
+    """The pod name of an index of an array, `JOB-INDEX-SUFFIX` as Kubernetes names it, with a suffix drawn
+    from the array's id: the plan template knows it before the pod exists (and after a crash)."""
+    digest = hashlib.sha256(f"{array_id}/{index}".encode()).digest()
+    suffix = "".join(SUFFIX_ALPHABET[b % len(SUFFIX_ALPHABET)] for b in digest[:5])
+    return f"{job_name}-{index}-{suffix}"[:253]
+
+
+def member_pod(job: Obj, array_id: str, index: int, template_json: str) -> tuple[str, dict[str, Any]]:
+    """The pod of one index of an array (see `jobs.pod_manifest`), named by `member_name`."""
+    from podline.controller.jobs import pod_manifest
+
+    _, manifest = pod_manifest(job, index, template_json)
+    name = member_name(job.name, array_id, index)
+    manifest["metadata"]["name"] = name
+    return name, manifest
 
 
 def _submit(ctx: Ctx, job: Obj, backend: Backend, array_id: str, record: dict, plan: dict) -> bool:
@@ -79,14 +113,12 @@ def _submit(ctx: Ctx, job: Obj, backend: Backend, array_id: str, record: dict, p
 
 def _create_members(ctx: Ctx, job: Obj, array_id: str, record: dict) -> None:
     """One pod object per index of a submitted array, all in one transaction with the job's record."""
-    from podline.controller.jobs import pod_manifest
-
     base = record["dir"]
     template_json = json.dumps(job.manifest["spec"]["template"])
     status = {"phase": "Failed", "reason": "SubmitFailed", "message": record["error"]} if record.get("error") else {}
     pods = []
     for index in expand(record["indexes"]):
-        name, manifest = pod_manifest(job, index, template_json)
+        name, manifest = member_pod(job, array_id, index, template_json)
         pods.append((name, manifest, {"run": {"dir": f"{base}/{index}", "intentAt": ctx.now}, "array": array_id}))
     with ctx.store.tx():
         ctx.store.create_many("Pod", job.namespace, pods, owner_uid=job.uid, context=job.context, status=status)

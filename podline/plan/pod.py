@@ -5,12 +5,19 @@ volumes described by type (their node-local paths are chosen by the runner where
 with command/args kept apart so a container runtime can apply image ENTRYPOINT/CMD rules later, and
 `$(VAR)` references left for the runner to expand.
 A missing ConfigMap or Secret is a `PlanWaiting`: the pod stays Pending until it exists, as in Kubernetes.
+
+Some downward-API values are not known where the plan is built, so the plan says how to find them instead
+(`runtime.expand.entry_value` reads it): the node's name and address (`fieldPath`: the runner asks its own
+node), and, in the one plan template of a job array, each index's pod name, labels and annotations
+(`byIndex`: the runner picks its task's value by the index variable, as it defines JOB_COMPLETION_INDEX).
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from podline.api.core import ConfigMap, Container, Pod, Secret, Volume
@@ -51,18 +58,81 @@ def pod_requests(pod: Pod) -> dict[str, int]:
     return main
 
 
-def _field_value(pod: Pod, uid: str, path: str) -> str:
+# Known only on the node the pod runs on: the runner resolves them there (runtime.expand.node_field).
+NODE_FIELDS = frozenset({"spec.nodeName", "status.hostIP", "status.podIP"})
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+               "\v": "\\v", '"': '\\"', "\\": "\\\\"}
+
+
+@dataclass(frozen=True)
+class Members:
+    """The pods one job-array plan template stands for: each index's metadata (name, labels, annotations)
+    and the variable (JOB_COMPLETION_INDEX) whose value tells an array task which of them it is."""
+
+    index_env: str
+    metadata: Mapping[int, Mapping[str, Any]]
+
+
+def go_quote(text: str) -> str:
+    """Go's `strconv.Quote` (fmt's `%q`), which kubelet uses for label and annotation values: `"` and `\\`
+    escaped, printable characters as they are, the rest as `\\n`, `\\x1b`, `\\u00a0`, `\\U000e0001`.
+
+    A lone surrogate (possible in JSON input, never valid UTF-8) is U+FFFD, as Go's decoders make it.
+    """
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if 0xD800 <= code <= 0xDFFF:
+            ch, code = "\ufffd", 0xFFFD
+        if ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif ch == " " or unicodedata.category(ch)[0] in "LMNPS":  # Go's IsPrint: graphic, no space but ' '
+            out.append(ch)
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        else:
+            out.append(f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def format_map(items: Mapping[str, str]) -> str:
+    """A downwardAPI `labels`/`annotations` file as kubelet writes it: `key="value"` lines sorted by key."""
+    return "\n".join(f"{key}={go_quote(value)}" for key, value in sorted(items.items()))
+
+
+def _metadata(pod: Pod) -> dict[str, Any]:
     meta = pod.metadata
-    simple = {"metadata.name": meta.name or "", "metadata.namespace": meta.namespace, "metadata.uid": uid,
-              "spec.nodeName": "localhost", "status.podIP": "127.0.0.1", "status.hostIP": "127.0.0.1"}
+    return {"name": meta.name or "", "namespace": meta.namespace, "labels": meta.labels,
+            "annotations": meta.annotations}
+
+
+def _field_value(meta: Mapping[str, Any], uid: str, path: str) -> str:
+    """A metadata field's value; `meta` as a pod manifest's metadata (name, namespace, labels, annotations)."""
+    simple = {"metadata.name": meta.get("name") or "", "metadata.namespace": meta.get("namespace", "default"),
+              "metadata.uid": uid}
     if path in simple:
         return simple[path]
     if path in ("metadata.labels", "metadata.annotations"):
-        items = meta.labels if path == "metadata.labels" else meta.annotations
-        return "\n".join(f'{k}="{v}"' for k, v in sorted(items.items()))
+        return format_map(meta.get(path[len("metadata."):]) or {})
     field, key = path[len("metadata."):].split("['", 1)
-    items = meta.labels if field == "labels" else meta.annotations
-    return items.get(key.rstrip("']"), "")
+    return (meta.get(field) or {}).get(key.rstrip("']"), "")
+
+
+def field_source(pod: Pod, uid: str, path: str, members: Members | None = None) -> dict[str, Any]:
+    """A fieldRef's value as the plan carries it: `value`, plus `fieldPath` for a field of the node (resolved
+    by the runner) or `byIndex` when the pods of a job array differ in it (chosen by the runner per task)."""
+    if path in NODE_FIELDS:
+        return {"value": "", "fieldPath": path}
+    meta = _metadata(pod)
+    if members is None or not members.metadata:
+        return {"value": _field_value(meta, uid, path)}
+    per_index = {str(index): _field_value({**meta, **member}, uid, path)
+                 for index, member in members.metadata.items()}
+    distinct = set(per_index.values())
+    if len(distinct) == 1:
+        return {"value": distinct.pop()}
+    return {"value": _field_value(meta, uid, path), "byIndex": {"env": members.index_env, "values": per_index}}
 
 
 def _source_data(lookup: Lookup, kind: str, namespace: str, name: str, optional: bool) -> dict[str, bytes] | None:
@@ -88,11 +158,13 @@ def _key_value(lookup: Lookup, kind: str, pod: Pod, name: str, key: str, optiona
     return data[key].decode("utf-8", errors="replace")
 
 
-def resolve_env(container: Container, pod: Pod, uid: str, lookup: Lookup) -> list[dict[str, Any]]:
+def resolve_env(container: Container, pod: Pod, uid: str, lookup: Lookup,
+                members: Members | None = None) -> list[dict[str, Any]]:
     """The container's environment in definition order, references resolved to literal values.
 
     `$(VAR)` expansion of `value` entries (and of command/args) is left to the runner, which knows the
-    complete environment — including what only exists where the pod runs, like an array task's index.
+    complete environment — including what only exists where the pod runs, like an array task's index; so
+    are the fieldRefs that depend on the node or, in a job array's template, on the index (`field_source`).
     """
     env: list[dict[str, Any]] = []
     for source in container.env_from:
@@ -108,10 +180,12 @@ def resolve_env(container: Container, pod: Pod, uid: str, lookup: Lookup) -> lis
             continue
         src = var.value_from
         if src.field_ref is not None:
-            value: str | None = _field_value(pod, uid, src.field_ref.field_path)
-        elif src.config_map_key_ref is not None:
+            env.append({"name": var.name, **field_source(pod, uid, src.field_ref.field_path, members),
+                        "expand": False})
+            continue
+        if src.config_map_key_ref is not None:
             ref = src.config_map_key_ref
-            value = _key_value(lookup, "ConfigMap", pod, ref.name, ref.key, ref.optional)
+            value: str | None = _key_value(lookup, "ConfigMap", pod, ref.name, ref.key, ref.optional)
         else:
             assert src.secret_key_ref is not None
             ref = src.secret_key_ref
@@ -136,7 +210,8 @@ def claim_dir(shared: str, namespace: str, claim: str) -> str:
     return f"{shared.rstrip('/')}/volumes/{namespace}/{claim}"
 
 
-def plan_volume(volume: Volume, pod: Pod, uid: str, lookup: Lookup, shared: str | None = None) -> dict[str, Any]:
+def plan_volume(volume: Volume, pod: Pod, uid: str, lookup: Lookup, shared: str | None = None,
+                members: Members | None = None) -> dict[str, Any]:
     ns = pod.metadata.namespace
     if volume.persistent_volume_claim is not None:
         if not shared:
@@ -161,10 +236,16 @@ def plan_volume(volume: Volume, pod: Pod, uid: str, lookup: Lookup, shared: str 
         return {"name": volume.name, "type": "files", "files": _files(sec.items, data, sec.default_mode)}
     assert volume.downward_api is not None
     down = volume.downward_api
-    files = [{"path": item.path, "mode": item.mode or down.default_mode,
-              "data": base64.b64encode(_field_value(pod, uid, item.field_ref.field_path).encode()).decode()}
-             for item in down.items]
+    files = [_downward_file(item.path, item.mode or down.default_mode,
+                            field_source(pod, uid, item.field_ref.field_path, members)) for item in down.items]
     return {"name": volume.name, "type": "files", "files": files}
+
+
+def _downward_file(path: str, mode: int, source: dict[str, Any]) -> dict[str, Any]:
+    """A downwardAPI file: `data` (base64) as for any file, with the source's `fieldPath`/`byIndex` (text)
+    for a runner to resolve (`runtime.expand.file_bytes`)."""
+    text = source.pop("value")
+    return {"path": path, "mode": mode, "data": base64.b64encode(text.encode()).decode(), **source}
 
 
 LOCAL_IMAGES = ("oci:", "oci-archive:", "docker-archive:", "dir:", "/")
@@ -178,14 +259,15 @@ def default_pull_policy(image: str) -> str:
     return "Always" if ":" not in last or last.endswith(":latest") else "IfNotPresent"
 
 
-def plan_container(container: Container, pod: Pod, uid: str, lookup: Lookup) -> dict[str, Any]:
+def plan_container(container: Container, pod: Pod, uid: str, lookup: Lookup,
+                   members: Members | None = None) -> dict[str, Any]:
     return {
         "name": container.name,
         "image": container.image,
         "imagePullPolicy": container.image_pull_policy or default_pull_policy(container.image),
         "command": list(container.command),
         "args": list(container.args),
-        "env": resolve_env(container, pod, uid, lookup),
+        "env": resolve_env(container, pod, uid, lookup, members),
         "workingDir": container.working_dir,
         "mounts": [{"volume": m.name, "mountPath": m.mount_path, "readOnly": m.read_only,
                     "subPath": m.sub_path} for m in container.volume_mounts],
@@ -194,21 +276,24 @@ def plan_container(container: Container, pod: Pod, uid: str, lookup: Lookup) -> 
 
 def plan_pod(manifest: dict[str, Any], uid: str, lookup: Lookup, runtime: str = "host",
              index_env: str | None = None, images: dict[str, Any] | None = None,
-             dirs: dict[str, str | None] | None = None) -> dict[str, Any]:
+             dirs: dict[str, str | None] | None = None,
+             members: Mapping[int, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """The complete, self-contained description of one pod attempt for `podline.runtime.pod`.
 
     With `index_env` (e.g. JOB_COMPLETION_INDEX) the plan is a template for a job array: each task's
-    runner defines that variable from its array index, first in the environment. `images` says where the
-    node-local image cache is and how to reach registries (see `runtime.engine`). `dirs` (shared, scratch)
-    place the checkpoints of a pod in pipeline form (see `plan.pod_workspace`).
+    runner defines that variable from its array index, first in the environment; `members` then gives the
+    metadata of each index's pod, so that each task's downward API shows its own pod. `images` says where
+    the node-local image cache is and how to reach registries (see `runtime.engine`). `dirs` (shared,
+    scratch) place the checkpoints of a pod in pipeline form (see `plan.pod_workspace`).
     """
     pod = Pod.model_validate(manifest)
     spec = pod.spec
-    volumes = [plan_volume(v, pod, uid, lookup, (dirs or {}).get("shared")) for v in spec.volumes]
+    indexed = Members(index_env, members) if index_env and members else None
+    volumes = [plan_volume(v, pod, uid, lookup, (dirs or {}).get("shared"), indexed) for v in spec.volumes]
     read_only = {v["name"] for v in volumes if v.get("readOnly")}  # a read-only claim: every mount of it
     return {
         "apiVersion": PLAN_VERSION,
-        "pod": {"name": pod.metadata.name, "namespace": pod.metadata.namespace, "uid": uid},
+        "pod": _identity(pod, uid, indexed),
         "runtime": runtime,
         "images": images or {},
         "restartPolicy": spec.restart_policy,
@@ -217,9 +302,17 @@ def plan_pod(manifest: dict[str, Any], uid: str, lookup: Lookup, runtime: str = 
         "volumes": volumes,
         "workspace": plan_workspace(pod, uid, volumes, index_env, dirs),
         "indexEnv": index_env,
-        "initContainers": [_read_only(plan_container(c, pod, uid, lookup), read_only) for c in spec.init_containers],
-        "containers": [_read_only(plan_container(c, pod, uid, lookup), read_only) for c in spec.containers],
+        "initContainers": [_read_only(plan_container(c, pod, uid, lookup, indexed), read_only)
+                           for c in spec.init_containers],
+        "containers": [_read_only(plan_container(c, pod, uid, lookup, indexed), read_only) for c in spec.containers],
     }
+
+
+def _identity(pod: Pod, uid: str, members: Members | None) -> dict[str, Any]:
+    """Who the pod is (its runtime's hostname and HOSTNAME are its name); a job array's template also has
+    each index's name (`runtime.expand.own_pod` picks a task's)."""
+    name = field_source(pod, uid, "metadata.name", members)
+    return {"name": name.pop("value"), "namespace": pod.metadata.namespace, "uid": uid, **name}
 
 
 def _read_only(container: dict[str, Any], volumes: set[str]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from typing import Any
 from podline.runtime import argo_io
 from podline.runtime.container import ContainerWorker, terminate_all
 from podline.runtime.engine import Engine, ImagePullFailed
-from podline.runtime.expand import container_env, expand
+from podline.runtime.expand import container_env, expand, host_ip, own_pod
 from podline.runtime.files import notify_address, rfc3339, stop_requested, write_json_atomic, write_status
 from podline.runtime.pipeline import PipelineRunner
 from podline.runtime.pod_workspace import PodWorkspace
@@ -45,13 +45,13 @@ CHECK_INTERVAL = 1.0
 class PodRunner:
     def __init__(self, plan: dict[str, Any], rundir: Path, index: int | None = None) -> None:
         self.plan, self.rundir = plan, rundir
-        self.pod = plan["pod"]
         name = plan.get("indexEnv")
         self.index_vars = {name: str(index)} if name and index is not None else {}
+        self.pod = own_pod(plan["pod"], self.index_vars)
         self.stopping = threading.Event()
         self.changed = threading.Event()
         self.stop_reason: tuple[str, str] | None = None
-        self.volumes = Volumes(plan["volumes"], rundir, self.pod["uid"])
+        self.volumes = Volumes(plan["volumes"], rundir, self.pod["uid"], self.index_vars)
         self.engine = Engine(plan, self.pod, self.volumes.paths, rundir, self.volumes.memory_root / "_shm")
         self.inits = [self._worker(c, True) for c in plan["initContainers"]]
         self.mains = [self._worker(c, False) for c in plan["containers"]]
@@ -105,7 +105,7 @@ class PodRunner:
 
     def write_status(self, finished: bool = False) -> None:
         status: dict[str, Any] = {"phase": self.phase, "startTime": self.start_time,
-                                  "conditions": self._conditions(), "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
+                                  "conditions": self._conditions(), "hostIP": host_ip(), "podIP": host_ip(),
                                   "containerStatuses": [w.snapshot() for w in self.mains]}
         if self.inits:
             status["initContainerStatuses"] = [w.snapshot() for w in self.inits]

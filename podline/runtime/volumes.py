@@ -7,12 +7,13 @@ emptyDir lives in the run directory (Disk) or under the node's RAM-backed direct
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from podline.runtime.expand import file_bytes
 from podline.runtime.files import tree_size
 
 
@@ -27,8 +28,10 @@ def shm_root() -> Path:
 class Volumes:
     """The host directory behind each volume name of one pod attempt."""
 
-    def __init__(self, specs: list[dict[str, Any]], rundir: Path, pod_uid: str) -> None:
+    def __init__(self, specs: list[dict[str, Any]], rundir: Path, pod_uid: str,
+                 index_vars: Mapping[str, str] | None = None) -> None:
         self.specs = {v["name"]: v for v in specs}
+        self.index_vars = dict(index_vars or {})  # a job array task's index: its own pod's downward values
         self.rundir = rundir
         self.memory_root = shm_root() / f"podline-{pod_uid}"
         self.paths: dict[str, Path] = {}
@@ -64,7 +67,7 @@ class Volumes:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, item["mode"])
             with os.fdopen(fd, "wb") as handle:
-                handle.write(base64.b64decode(item["data"]))
+                handle.write(file_bytes(item, self.index_vars))
             os.chmod(target, item["mode"])
         return path
 
