@@ -128,6 +128,25 @@ class SlurmBackend:
         return self.submit(base, script, COMMENT_PREFIX + base.name, adopt, meanwhile=lambda: write_json_atomic(
             base / "array.json", {"indexes": compress(indexes)}))  # the controller's: read once its pods exist
 
+    def throttle_array(self, job_id: str, parallelism: int) -> None:
+        """`scontrol update ArrayTaskThrottle=N`; for Slurm a throttle of 0 means no limit, so parallelism 0
+        is `scontrol hold` instead (pending tasks wait, running ones go on), and N > 0 releases them first.
+        scontrol answers per task and fails if any task has finished: only other answers are refusals, and an
+        array Slurm no longer knows has nothing left to throttle."""
+        steps = [["hold", job_id]] if parallelism == 0 else [
+            ["release", job_id], ["update", f"JobId={job_id}", f"ArrayTaskThrottle={parallelism}"]]
+        for step in steps:
+            try:
+                proc = subprocess.run(["scontrol", *step], capture_output=True, text=True, timeout=60)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise SubmitError(f"scontrol could not run: {exc}", transient=True) from None
+            said = [line.strip() for line in (proc.stderr + "\n" + proc.stdout).splitlines() if line.strip()]
+            refusals = [line for line in said if not line.endswith((": No error", ": Job has already finished"))]
+            if proc.returncode == 0 or not refusals or any("Invalid job id" in line for line in refusals):
+                continue
+            message = " ".join(refusals)[:300]
+            raise SubmitError(f"scontrol {step[0]} {job_id}: {message}", transient=any(t in message for t in TRANSIENT))
+
     # --- observe ---------------------------------------------------------------------------------
     def observe(self, rundir: Path) -> Observation:
         marker = self.pilots.marker(rundir)

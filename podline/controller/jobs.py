@@ -4,6 +4,11 @@ Pods are created as stored child objects (owner = the job) in one transaction wi
 crash can neither lose nor duplicate a pod; the pod reconciler runs them. Indexed jobs get one pod per
 index with `JOB_COMPLETION_INDEX`. Failures count against backoffLimit (restarts of OnFailure pods too);
 new pods after a failure wait an exponential back-off.
+
+Scaling follows Kubernetes too: parallelism below the active pods deletes the excess (pending ones first, then
+the highest index and newest; they are made again later). On a scheduler an Indexed Job's pods are array
+tasks, so scaling changes the live arrays' throttle instead (0 holds their pending tasks). A finished Job stops
+its active pods; once they are gone its status counts them as failed, no longer active.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from podline.api.names import INDEX_KEY, random_suffix
+from podline.backends.base import Backend, SubmitError
 from podline.controller.arrays import create_array, pending_indexes, remove_arrays, submit_arrays
 from podline.controller.context import TERMINAL, Ctx
 from podline.plan.ranges import compress as compress_indexes
@@ -94,8 +100,21 @@ def _finish(ctx: Ctx, job: Obj, kind: str, reason: str, message: str, active: li
     ctx.event(job, reason, message, "Normal" if kind == "Complete" else "Warning")
     for pod in active:
         ctx.store.mark_deleted(pod.uid)
-    if not active:
+    if active:
+        job.internal["stopping"] = [pod.uid for pod in active]
+    else:
         forget_checkpoints(ctx, job)
+
+
+def _count_stopped(ctx: Ctx, job: Obj, pods: list[Obj]) -> None:
+    """The final status, once the pods the finished Job stopped are gone: none active, and those counted as
+    failed (as Kubernetes counts the pods it terminates); their checkpoints are not needed any more."""
+    stopping = job.internal.get("stopping")
+    if not stopping or any(pod.uid in stopping for pod in pods):
+        return
+    job.status.update(active=0, ready=0, failed=job.status.get("failed", 0) + len(stopping))
+    del job.internal["stopping"]
+    forget_checkpoints(ctx, job)
 
 
 def forget_checkpoints(ctx: Ctx, job: Obj) -> None:
@@ -128,7 +147,7 @@ def _create_pods(ctx: Ctx, job: Obj, pods: list[Obj], active: list[Obj], failure
         busy = {_pod_index(p) for p in active} | pending_indexes(job)
         missing = sorted(set(range(completions)) - done - busy)
         if backend.supports_arrays:  # one array for all of them; the scheduler throttles with %parallelism
-            if missing:
+            if missing and parallelism > 0:
                 create_array(ctx, job, backend, missing)
             return
         todo: list[int | None] = list(missing[:max(0, room)])
@@ -140,6 +159,59 @@ def _create_pods(ctx: Ctx, job: Obj, pods: list[Obj], active: list[Obj], failure
         name, manifest = pod_manifest(job, index)
         ctx.store.apply("Pod", job.namespace, name, manifest, owner_uid=job.uid, context=job.context)
         ctx.event(job, "SuccessfulCreate", f"Created pod: {name}")
+
+
+def _scale_down(ctx: Ctx, job: Obj, active: list[Obj]) -> list[Obj]:
+    """Delete the active pods over parallelism: not-yet-running ones first, then the highest index, the newest;
+    the pods left active are returned."""
+    excess = len(active) - job.manifest["spec"].get("parallelism", 1)
+    if excess <= 0:
+        return active
+    ranked = sorted(active, key=lambda p: (p.status.get("phase") == "Running", -(_pod_index(p) or 0),
+                                           -p.created_at))
+    for pod in ranked[:excess]:
+        ctx.store.mark_deleted(pod.uid)
+        ctx.event(job, "SuccessfulDelete", f"Deleted pod: {pod.name}")
+    gone = {pod.uid for pod in ranked[:excess]}
+    return [pod for pod in active if pod.uid not in gone]
+
+
+def _live_arrays(job: Obj, pods: list[Obj]) -> dict[str, dict[str, Any]]:
+    """Arrays that may still have tasks to run: recorded, or with a pod not yet terminal."""
+    running = {p.internal.get("array") for p in pods if p.status.get("phase") not in TERMINAL and not p.deleted_at}
+    return {array_id: record for array_id, record in job.internal.get("arrays", {}).items()
+            if not record.get("error") and (not record.get("podsCreated") or array_id in running)}
+
+
+def _throttle_arrays(ctx: Ctx, job: Obj, backend: Backend, pods: list[Obj]) -> None:
+    """Give each live array the Job's parallelism as its task throttle (0: its pending tasks held).
+
+    `internal.throttles` keeps what each array has: one not submitted yet gets the current parallelism with its
+    sbatch (`%parallelism`); one submitted without a record (a crash in between) is given it once more.
+    """
+    parallelism = job.manifest["spec"].get("parallelism", 1)
+    live = _live_arrays(job, pods)
+    throttles = job.internal["throttles"] = {k: v for k, v in job.internal.get("throttles", {}).items() if k in live}
+    for array_id, record in live.items():
+        wanted = min(parallelism, record.get("count") or parallelism)
+        if not record.get("jobId"):
+            if parallelism > 0:  # an array submitted with parallelism 0 has no throttle: it is held below
+                throttles.setdefault(array_id, wanted)
+            continue
+        if throttles.get(array_id) == wanted:
+            continue
+        try:
+            backend.throttle_array(record["jobId"], wanted)
+        except SubmitError as refused:
+            if refused.transient:
+                ctx.event(job, "ScaleRetry", str(refused), "Warning", once=True)
+                ctx.wake_at(ctx.now + 10)
+                continue
+            ctx.event(job, "FailedScale", f"job array {record['jobId']}: {refused}", "Warning")
+        else:
+            done = f"at most {wanted} tasks at a time" if wanted else "pending tasks held"
+            ctx.event(job, "Scaled", f"job array {record['jobId']}: {done}")
+        throttles[array_id] = wanted
 
 
 def _status(job: Obj, pods: list[Obj], active: list[Obj], failures: int) -> None:
@@ -174,6 +246,7 @@ def reconcile_job(ctx: Ctx, job: Obj) -> None:
     policy = spec["template"]["spec"].get("restartPolicy", "Never")
     failures, fail_job = _failures(pods, policy, (spec.get("podFailurePolicy") or {}).get("rules", []))
     if _is_finished(job):  # status is final: pods removed later must not change the counts
+        _count_stopped(ctx, job, pods)
         ttl = spec.get("ttlSecondsAfterFinished")
         if ttl is not None:
             expires = job.internal.get("finishedAt", ctx.now) + ttl
@@ -182,11 +255,13 @@ def reconcile_job(ctx: Ctx, job: Obj) -> None:
                 job.deleted_at = ctx.now
             else:
                 ctx.wake_at(expires)
-        job.settled = ttl is None and not active
+        job.settled = ttl is None and not active and not job.internal.get("stopping")
         ctx.store.save(job)
         return
     if failures > job.status.get("failed", 0):
         job.internal["lastFailureAt"] = ctx.now
+    if not any(p.internal.get("array") for p in active):  # array tasks are throttled instead
+        active = _scale_down(ctx, job, active)
     _status(job, pods, active, failures)
     job.status.setdefault("startTime", rfc3339(ctx.now))
     job.internal.setdefault("startedAt", ctx.now)
@@ -206,5 +281,8 @@ def reconcile_job(ctx: Ctx, job: Obj) -> None:
             ctx.wake_at(job.internal["startedAt"] + deadline)
         if not spec.get("suspend"):
             _create_pods(ctx, job, pods, active, failures)
-            submit_arrays(ctx, job, ctx.backend_for(job))
+            backend = ctx.backend_for(job)
+            if backend.supports_arrays:
+                _throttle_arrays(ctx, job, backend, pods)
+            submit_arrays(ctx, job, backend)
     ctx.store.save(job)

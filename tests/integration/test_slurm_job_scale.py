@@ -1,0 +1,62 @@
+"""Scaling an Indexed Job on a real Slurm cluster changes its job array's throttle (`ArrayTaskThrottle`), and
+parallelism 0 holds the array's pending tasks until it is scaled up again."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from tests.conftest import Cli, wait_for
+from tests.integration.test_slurm_pods import REASON, slurm, squeue
+
+pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+__all__ = ["slurm"]  # the fixture, imported for its use below
+
+
+def _array(cli: Cli, name: str) -> str | None:
+    found = re.search(r"Submitted +.*job array (\d+)", cli("describe", "job", name).stdout)
+    return found[1] if found else None
+
+
+def _pending(array: str) -> list[tuple[str, str]]:
+    """(id, reason) of the array's pending tasks, as `squeue` shows them (`123_[1-2%1]`)."""
+    return [tuple(line.split(maxsplit=1)) for line in squeue("-j", array, "-t", "PD", "-o", "%i %r").splitlines()]
+
+
+def _throttles(array: str) -> set[str]:
+    shown = subprocess.run(["scontrol", "show", "job", array], capture_output=True, text=True).stdout
+    return set(re.findall(r"ArrayTaskThrottle=(\d+)", shown))
+
+
+def test_scaling_an_indexed_job_holds_and_throttles_its_array(slurm: Cli) -> None:
+    slurm.apply("""
+apiVersion: batch/v1
+kind: Job
+metadata: {name: thr}
+spec:
+  completions: 3
+  parallelism: 1
+  completionMode: Indexed
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - {name: work, image: busybox, command: [sleep, "2"]}
+""")
+    array = wait_for(lambda: _array(slurm, "thr"), timeout=20)
+    assert _throttles(array) == {"1"}
+    slurm("scale", "job/thr", "--parallelism", "0")
+    held = wait_for(lambda: [r for _, r in _pending(array) if r.startswith("JobHeld")], timeout=10)
+    assert held, _pending(array)
+    slurm("scale", "job/thr", "--parallelism", "3")
+    wait_for(lambda: _throttles(array) == {"3"} and not any(r.startswith("JobHeld") for _, r in _pending(array)),
+             timeout=10)
+    assert not any("%1" in task for task, _ in _pending(array)), _pending(array)
+    assert slurm.wait("job/thr", "condition=Complete", timeout=60).returncode == 0, \
+        slurm("describe", "job", "thr").stdout
+    events = slurm("describe", "job", "thr").stdout
+    assert f"job array {array}: pending tasks held" in events and f"job array {array}: at most 3 tasks" in events
+    status = slurm.json("job", "thr")["status"]
+    assert (status["succeeded"], status["failed"], status["active"]) == (3, 0, 0)
