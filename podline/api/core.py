@@ -295,6 +295,20 @@ class Pod(Resource):
     spec: PodSpec
 
 
+def missing_image(spec: PodSpec, base: str) -> str | None:
+    """Path of the first container with no image and nothing to run, checked at apply for Pods and Jobs.
+
+    Kubernetes requires `image` on every container; podline's host runtime runs `command`/`args` on the
+    host without one (tests, examples and Pipeline steps rely on that), so a container is refused only when
+    it has neither an image nor a command or args: no runtime could ever start it (it would crash-loop).
+    Not a model validator: manifests stored before this rule must still load in the controller."""
+    for field, containers in (("initContainers", spec.init_containers), ("containers", spec.containers)):
+        for i, container in enumerate(containers):
+            if not container.image and not container.command and not container.args:
+                return f"{base}.{field}[{i}].image"
+    return None
+
+
 def _check_data_key(key: str) -> str:
     if not DATA_KEY.fullmatch(key) or len(key) > 253:
         raise ValueError(f"invalid key {key!r}: use letters, digits, '-', '_' and '.'")

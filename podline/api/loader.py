@@ -7,6 +7,7 @@ YAML is parsed with the safe loader and limited before anything is built: a sour
 
 from __future__ import annotations
 
+import io
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,9 @@ import yaml
 from pydantic import ValidationError
 
 from podline.api.base import Resource, warnings_var
+from podline.api.batch import Job
 from podline.api.checks import check_object
+from podline.api.core import Pod, missing_image
 from podline.api.errors import InvalidObject, ManifestError, format_path
 from podline.api.kinds import MODELS
 
@@ -96,7 +99,7 @@ def parse_documents(text: str, source: str) -> list[tuple[int, Any]]:
 
     libyaml parses (fast, and without Python recursion on deep nesting); malformed YAML is parsed again
     by PyYAML's own loader, whose messages name the offending character or alias."""
-    if len(text.encode()) > MAX_SOURCE_BYTES:
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:  # a lone surrogate: the reader refuses it
         raise ManifestError(source, f"input is larger than {MAX_SOURCE_BYTES // (1024 * 1024)} MiB")
     if SafeLoader is not yaml.SafeLoader:
         try:
@@ -198,9 +201,22 @@ def build_object(data: Any, source: str, number: int) -> Loaded:
         warnings_var.reset(token)
     try:
         check_object(obj)
+        _check_images(obj)
     except InvalidObject as exc:
         raise fail(exc.path, exc.problem, kind_s, name) from None
     return Loaded(obj, source, number, warnings)
+
+
+def _check_images(obj: Resource) -> None:
+    """A Pod's or Job's container that could never start (no image, no command) is refused at apply."""
+    if isinstance(obj, Pod):
+        where = missing_image(obj.spec, "spec")
+    elif isinstance(obj, Job):
+        where = missing_image(obj.spec.template.spec, "spec.template.spec")
+    else:
+        return
+    if where:
+        raise InvalidObject(where, "required field is missing (a container without command or args needs an image)")
 
 
 def _flatten_lists(docs: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
@@ -243,6 +259,30 @@ def _read(path: Path, source: str) -> str:
         raise ManifestError(source, f"cannot read: {exc}") from None
 
 
+def _decode(data: bytes, source: str) -> str:
+    """Bytes read as `_read` reads a file (UTF-8, universal newlines), or one `cannot read` error."""
+    try:
+        return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8").read()
+    except UnicodeDecodeError as exc:
+        raise ManifestError(source, f"cannot read: {exc}") from None
+
+
+def _read_stdin(source: str = "<stdin>") -> str:
+    """stdin's bytes, read and decoded as a file's are (its text layer would smuggle bad bytes through as
+    surrogates, which only fail later with a traceback)."""
+    stream = getattr(sys.stdin, "buffer", None)
+    try:
+        if stream is not None:
+            data = stream.read(MAX_SOURCE_BYTES + 1)
+        else:  # a text-only stdin (an embedding caller's): its characters, as UTF-8
+            data = sys.stdin.read(MAX_SOURCE_BYTES + 1).encode("utf-8", "surrogateescape")
+    except (OSError, UnicodeError) as exc:
+        raise ManifestError(source, f"cannot read: {exc}") from None
+    if len(data) > MAX_SOURCE_BYTES:
+        raise ManifestError(source, f"input is larger than {MAX_SOURCE_BYTES // (1024 * 1024)} MiB")
+    return _decode(data, source)
+
+
 def load_paths(paths: list[str]) -> list[Loaded]:
     """Load every document of every `-f` argument (file, directory of manifests, or `-` for stdin).
 
@@ -252,7 +292,7 @@ def load_paths(paths: list[str]) -> list[Loaded]:
     loaded: list[Loaded] = []
     for arg in paths:
         if arg == "-":
-            loaded.extend(load_text(sys.stdin.read(MAX_SOURCE_BYTES + 1), "<stdin>"))
+            loaded.extend(load_text(_read_stdin(), "<stdin>"))
             continue
         path = Path(arg)
         if path.is_dir():

@@ -1,8 +1,12 @@
-"""Shared CLI plumbing: the state handle, error exits (2 for bad input, 1 for failures), output."""
+"""Shared CLI plumbing: the state handle, error exits (2 for bad input, 1 for failures), output, and
+kubectl's label selector grammar (`-l`), parsed here rather than in `podline.api` so that `get` starts
+without building the pydantic models."""
 
 from __future__ import annotations
 
+import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -108,3 +112,187 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
     for row in rows:
         table.add_row(*row)
     console().print(table)
+
+
+# --- label selectors (-l), as Kubernetes' labels.Parse reads them -----------------------------------------
+
+SELECTOR_SPECIAL = re.compile(r"\s|[!=(),<>]")
+SELECTOR_TOKEN = re.compile(r"!=|==|[!=(),<>]|[^\s!=(),<>]+")  # whitespace separates tokens, as in kubectl
+QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")  # as api.base (kept model-free)
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+INTEGER = re.compile(r"[-+]?[0-9]+")
+OPERATORS = ("=", "==", "!=", "in", "notin", ">", "<")
+END = ""  # the token after the last one
+
+
+class SelectorError(ValueError):
+    """A malformed selector, or one naming an invalid label key or value."""
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One comma-separated part: `key`, `!key`, `key OP value` or `key in|notin (values)`."""
+
+    key: str
+    operator: str  # one of OPERATORS, "exists" or "!"
+    values: tuple[str, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if self.operator in ("exists", "!"):
+            return (self.key in labels) == (self.operator == "exists")
+        if self.operator in ("!=", "notin"):  # true too when the label is absent, as in Kubernetes
+            return labels.get(self.key) not in self.values
+        if self.key not in labels:
+            return False
+        if self.operator in (">", "<"):
+            return _compare(labels[self.key], self.operator, int(self.values[0]))
+        return labels[self.key] in self.values
+
+    def __str__(self) -> str:
+        if self.operator in ("exists", "!"):
+            return ("" if self.operator == "exists" else "!") + self.key
+        if self.operator in ("in", "notin"):
+            return f"{self.key} {self.operator} ({','.join(self.values)})"
+        return f"{self.key}{self.operator}{self.values[0]}"
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Requirements that must all hold (the empty selector selects everything)."""
+
+    requirements: tuple[Requirement, ...]
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(r.matches(labels) for r in self.requirements)
+
+    def __str__(self) -> str:
+        return ",".join(str(r) for r in self.requirements)
+
+
+def _integer(text: str) -> int | None:
+    """A base-10 int64, as Go's strconv.ParseInt reads it (no spaces, no underscores)."""
+    if not INTEGER.fullmatch(text):
+        return None
+    number = int(text)
+    return number if -(2**63) <= number < 2**63 else None
+
+
+def _compare(value: str, operator: str, bound: int) -> bool:
+    number = _integer(value)
+    if number is None:
+        return False
+    return number > bound if operator == ">" else number < bound
+
+
+def _identifier(token: str) -> bool:
+    return token != END and not SELECTOR_SPECIAL.match(token)
+
+
+def check_selector_key(key: str) -> str:
+    parts = key.split("/")
+    name = parts[-1]
+    if len(parts) > 2 or (len(parts) == 2 and (len(parts[0]) > 253 or not DNS_SUBDOMAIN.fullmatch(parts[0]))):
+        raise SelectorError(f"invalid label key {key!r}: the prefix must be a DNS-1123 subdomain")
+    if len(name) > 63 or not QUALIFIED_NAME.fullmatch(name):
+        raise SelectorError(f"invalid label key {key!r}: must be a qualified name ([prefix/]name, name at most "
+                            "63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit)")
+    return key
+
+
+def _check_values(operator: str, values: list[str]) -> tuple[str, ...]:
+    if operator in (">", "<"):
+        if _integer(values[0]) is None:
+            raise SelectorError(f"for '{operator}', the value must be an integer, got {values[0]!r}")
+        return (values[0],)
+    for value in values:
+        if len(value) > 63 or not LABEL_VALUE.fullmatch(value):
+            raise SelectorError(f"invalid label value {value!r}: at most 63 letters, digits, '-', '_' or '.', "
+                                "starting and ending with a letter or digit")
+    return tuple(sorted(set(values))) if operator in ("in", "notin") else tuple(values)
+
+
+class _Parser:
+    """A recursive-descent reading of kubectl's grammar over the tokens of one selector."""
+
+    def __init__(self, text: str) -> None:
+        self.tokens: list[str] = SELECTOR_TOKEN.findall(text)
+        self.position = 0
+
+    def peek(self) -> str:
+        return self.tokens[self.position] if self.position < len(self.tokens) else END
+
+    def take(self) -> str:
+        token = self.peek()
+        self.position += 1
+        return token
+
+    def expected(self, token: str, what: str) -> SelectorError:
+        shown = token if token.isprintable() else repr(token)[1:-1]  # the error stays one line
+        return SelectorError(f"found '{shown or 'end of string'}', expected: {what}")
+
+    def selector(self) -> Selector:
+        if self.peek() == END:
+            return Selector(())
+        requirements = [self.requirement("!, identifier, or 'end of string'")]
+        while (token := self.take()) != END:
+            if token != ",":
+                raise self.expected(token, "',' or 'end of string'")
+            requirements.append(self.requirement("identifier after ','"))
+        return Selector(tuple(requirements))
+
+    def requirement(self, expected: str) -> Requirement:
+        if not (_identifier(self.peek()) or self.peek() == "!"):
+            raise self.expected(self.peek(), expected)
+        negated = self.peek() == "!"
+        if negated:
+            self.take()
+        key = self.take()
+        if not _identifier(key):
+            raise self.expected(key, "identifier")
+        check_selector_key(key)
+        if self.peek() in (END, ","):
+            return Requirement(key, "!" if negated else "exists")
+        if negated:
+            raise self.expected(self.peek(), "',' or 'end of string'")
+        operator = self.take()
+        if operator not in OPERATORS:
+            raise self.expected(operator, "'=', '==', '!=', 'in', 'notin', '>' or '<'")
+        values = self.set_values() if operator in ("in", "notin") else [self.exact_value()]
+        return Requirement(key, operator, _check_values(operator, values))
+
+    def exact_value(self) -> str:
+        if self.peek() in (END, ","):
+            return ""  # `key=` selects the empty value
+        token = self.take()
+        if not _identifier(token):
+            raise self.expected(token, "identifier")
+        return token
+
+    def set_values(self) -> list[str]:
+        """`(a, b)`; an empty item (`()`, `(a,)`) is the empty value, as Kubernetes reads it."""
+        if (token := self.take()) != "(":
+            raise self.expected(token, "'('")
+        values = [""]
+        while (token := self.take()) != ")":
+            if token == ",":
+                values.append("")
+            elif _identifier(token) and values[-1] == "":
+                values[-1] = token
+            else:
+                raise self.expected(token, "',', ')' or identifier")
+        return values
+
+
+def parse_selector(text: str) -> Selector:
+    """kubectl's label selector: `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`, `k>1`,
+    `k<1`, joined by commas (all must hold); raise SelectorError when malformed."""
+    return _Parser(text).selector()
+
+
+def selector_or_exit(text: str) -> Selector:
+    """The parsed -l selector, or exit 2 naming it and its problem."""
+    try:
+        return parse_selector(text)
+    except SelectorError as exc:
+        fail(f"-l {text!r}: {exc}", 2)

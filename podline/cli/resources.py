@@ -11,7 +11,7 @@ import yaml
 
 from podline.api.errors import ManifestError
 from podline.api.names import CLUSTER_SCOPED, generated_name
-from podline.cli.common import State, fail, kind_or_exit, pass_state, print_table, split_ref
+from podline.cli.common import State, fail, kind_or_exit, pass_state, print_table, selector_or_exit, split_ref
 from podline.cli.render import COLUMNS, full_document, row
 from podline.store import Obj, Store
 
@@ -152,20 +152,22 @@ def apply(state: State, files: tuple[str, ...]) -> None:
 
 
 def _select(state: State, kind: str, name: str | None, selector: str | None) -> list[Obj]:
+    """One object by name, or those of the kind whose labels match the -l selector (kubectl's grammar)."""
+    wanted = None if selector is None else selector_or_exit(selector)
     if name:
+        if wanted is not None:
+            fail("name cannot be provided when a selector is specified", 2)
         return [state.find(kind, name)]
     objs = state.store.list(kind=kind, namespace=state.namespace_of(kind))
-    if selector:
-        wanted = dict(part.split("=", 1) for part in selector.split(",") if "=" in part)
-        objs = [o for o in objs if all(o.labels.get(k) == v for k, v in wanted.items())]
-    return objs
+    return objs if wanted is None else [o for o in objs if wanted.matches(o.labels)]
 
 
 @click.command()
 @click.argument("kind")
 @click.argument("name", required=False)
 @click.option("-o", "--output", type=click.Choice(["wide", "yaml", "json", "name"]), default=None)
-@click.option("-l", "--selector", default=None, help="Label selector key=value[,key=value].")
+@click.option("-l", "--selector", default=None,
+              help="Label selector, as kubectl's: k=v, k!=v, 'k in (a,b)', 'k notin (a,b)', k, !k; ',' is AND.")
 @pass_state
 def get(state: State, kind: str, name: str | None, output: str | None, selector: str | None) -> None:
     """List objects of a kind, or show one."""
@@ -222,41 +224,66 @@ def _wait_gone(state: State, objs: list[Obj], timeout: float) -> None:
         fail(f"timed out waiting for deletion of {', '.join(o.name for o in pending)}", 1)
 
 
+def _not_found(kind: str, name: str) -> str:
+    return f'{kind.lower()}s "{name}" not found'
+
+
+def _targets_in_files(state: State, files: tuple[str, ...]) -> tuple[list[Obj], list[str]]:
+    """The stored objects the manifests name, and a message for each one that does not exist."""
+    targets: list[Obj] = []
+    missing: list[str] = []
+    for item in _load_or_exit(files):
+        if item.obj.metadata.name is None:
+            click.echo(f"warning: {item.describe()}: has only a generateName; delete the objects it made "
+                       "by name", err=True)
+            continue
+        found = state.store.get(item.obj.kind, item.obj.metadata.namespace, item.obj.metadata.name or "")
+        if found is None:
+            missing.append(_not_found(item.obj.kind, item.obj.metadata.name))
+        else:
+            targets.append(found)
+    return targets, missing
+
+
+def _targets_named(state: State, kind: str, name: str | None) -> tuple[list[Obj], list[str]]:
+    kind, name = split_ref(kind, name)
+    found = state.store.get(kind, state.namespace_of(kind), name)
+    return ([found], []) if found is not None else ([], [_not_found(kind, name)])
+
+
 @click.command()
 @click.argument("kind", required=False)
 @click.argument("name", required=False)
 @click.option("-f", "--filename", "files", multiple=True, help="Delete the objects in these manifests.")
 @click.option("--wait/--no-wait", default=True, help="Wait until the objects are gone.")
 @click.option("--timeout", type=float, default=120.0)
+@click.option("--ignore-not-found", is_flag=True, help="Exit 0 when an object does not exist (as kubectl's).")
 @pass_state
 def delete(state: State, kind: str | None, name: str | None, files: tuple[str, ...], wait: bool,
-           timeout: float) -> None:
-    """Delete objects; running work is stopped (its processes are terminated)."""
-    targets: list[Obj] = []
+           timeout: float, ignore_not_found: bool) -> None:
+    """Delete objects; running work is stopped (its processes are terminated).
+
+    As kubectl: the objects that exist are deleted, and a missing one is an error (exit 1) after them,
+    unless --ignore-not-found."""
     if files:
-        for item in _load_or_exit(files):
-            if item.obj.metadata.name is None:
-                click.echo(f"warning: {item.describe()}: has only a generateName; delete the objects it made "
-                           "by name", err=True)
-                continue
-            found = state.store.get(item.obj.kind, item.obj.metadata.namespace, item.obj.metadata.name or "")
-            if found is None:
-                click.echo(f'{item.obj.kind.lower()}s "{item.obj.metadata.name}" not found', err=True)
-            else:
-                targets.append(found)
+        targets, missing = _targets_in_files(state, files)
     elif kind:
-        kind, name = split_ref(kind, name)
-        targets.append(state.find(kind, name))
+        targets, missing = _targets_named(state, kind, name)
     else:
         fail("give KIND NAME or -f FILE", 2)
-    with state.store.tx():
-        for obj in targets:
-            state.store.mark_deleted(obj.uid)
-    state.ensure_controller()
-    if wait:
-        _wait_gone(state, targets, timeout)
+    if targets:
+        with state.store.tx():
+            for obj in targets:
+                state.store.mark_deleted(obj.uid)
+        state.ensure_controller()
+        if wait:
+            _wait_gone(state, targets, timeout)
     for obj in targets:
         click.echo(f'{obj.kind.lower()} "{obj.name}" deleted')
+    if missing and not ignore_not_found:
+        for message in missing[:-1]:
+            click.echo(f"error: {message}", err=True)
+        fail(missing[-1], 1)
 
 
 @click.command(context_settings={"ignore_unknown_options": True})

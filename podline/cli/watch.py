@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from podline.api.names import INDEX_KEY
-from podline.cli.common import State, fail, kind_or_exit, pass_state, split_ref
+from podline.cli.common import State, fail, pass_state, split_ref
 from podline.runtime.files import log_file
 from podline.store import Obj
 
@@ -157,42 +157,84 @@ def logs(state: State, name: str, container: str | None, follow: bool, shard: in
             time.sleep(POLL)
 
 
-def _condition(obj: Obj, kind: str) -> bool:
-    return any(c.get("type", "").lower() == kind.lower() and c.get("status") == "True"
+# What `wait --for` can name, per kind: the phases and conditions the controller sets (Job phases are
+# podline's shorthand for its conditions, as kubectl's habit; a Job is Running while it has active pods).
+WAIT_PHASES: dict[str, tuple[str, ...]] = {
+    "Pod": ("Pending", "Running", "Succeeded", "Failed"),
+    "Job": ("Running", "Succeeded", "Complete", "Failed"),
+    "Pipeline": ("Pending", "Running", "Succeeded", "Failed"),
+    "Workflow": ("Pending", "Running", "Succeeded", "Failed", "Error"),
+}
+WAIT_CONDITIONS: dict[str, tuple[str, ...]] = {
+    "Pod": ("PodScheduled", "Initialized", "ContainersReady", "Ready", "DisruptionTarget"),
+    "Job": ("Complete", "Failed"),
+    "Pipeline": (),
+    "Workflow": ("PodRunning", "Completed"),
+}
+
+
+def _accepted(kind: str) -> str:
+    choices = [f"phase={p}" for p in WAIT_PHASES[kind]] + [f"condition={c}" for c in WAIT_CONDITIONS[kind]]
+    return ", ".join(choices)
+
+
+def parse_for(kind: str, condition: str | None) -> tuple[str, str, str]:
+    """`phase=P` or `condition=C[=True|False]` → (what, canonical name, wanted condition status); a pod's
+    default is condition=Ready. Exit 2 when KIND has no such phase or condition (it could never be reached)."""
+    if kind not in WAIT_PHASES:
+        fail(f"a {kind.lower()} has no phase or condition to wait for (kinds that have: "
+             f"{', '.join(k.lower() for k in WAIT_PHASES)})", 2)
+    if condition is None:
+        if kind != "Pod":
+            fail(f"--for is required for a {kind.lower()} (accepted: {_accepted(kind)})", 2)
+        condition = "condition=Ready"
+    what, sep, value = condition.partition("=")
+    if what not in ("phase", "condition") or not sep or not value:
+        fail(f"--for={condition}: expected phase=VALUE or condition=VALUE", 2)
+    value, _, status = value.partition("=") if what == "condition" else (value, "", "")
+    names = WAIT_PHASES[kind] if what == "phase" else WAIT_CONDITIONS[kind]
+    canonical = next((n for n in names if n.lower() == value.lower()), None)
+    if canonical is None or status.lower() not in ("", "true", "false"):
+        fail(f"--for={condition}: not a {what} of a {kind.lower()} (accepted: {_accepted(kind)})", 2)
+    return what, canonical, status.capitalize() or "True"
+
+
+def _condition(obj: Obj, kind: str, status: str = "True") -> bool:
+    return any(c.get("type", "").lower() == kind.lower() and c.get("status") == status
                for c in obj.status.get("conditions", []))
 
 
-def _reached(obj: Obj, what: str, value: str) -> tuple[bool, bool]:
-    """(reached, still reachable) for --for=phase=X / --for=condition=Y."""
+def _reached(obj: Obj, what: str, value: str, status: str = "True") -> tuple[bool, bool]:
+    """(reached, still reachable) for --for=phase=X / --for=condition=Y[=STATUS]."""
     if obj.kind == "Job":
         if what == "phase":
             value = {"succeeded": "Complete", "failed": "Failed", "complete": "Complete"}.get(value.lower(), value)
             if value.lower() == "running":
                 return obj.status.get("active", 0) > 0, not (_condition(obj, "Complete") or _condition(obj, "Failed"))
         finished = _condition(obj, "Complete") or _condition(obj, "Failed")
-        return _condition(obj, value), not finished
+        return _condition(obj, value, status), not finished
     if what == "phase":
         phase = obj.status.get("phase", "Pending")
         return phase.lower() == value.lower(), phase not in TERMINAL
-    return _condition(obj, value), obj.status.get("phase") not in TERMINAL
+    return _condition(obj, value, status), obj.status.get("phase") not in TERMINAL
 
 
 @click.command()
 @click.argument("ref")
-@click.option("--for", "condition", default="condition=Ready", help="phase=P or condition=C.")
+@click.option("--for", "condition", default=None,
+              help="phase=P or condition=C[=True|False] (a pod's default: condition=Ready); one the kind does "
+                   "not have exits 2, listing those it has.")
 @click.option("--timeout", type=float, default=30.0, help="Seconds (kubectl's default is 30).")
 @pass_state
-def wait(state: State, ref: str, condition: str, timeout: float) -> None:
+def wait(state: State, ref: str, condition: str | None, timeout: float) -> None:
     """Wait until KIND/NAME reaches a phase or condition; exit 1 on timeout or when it no longer can."""
     kind, name = split_ref(ref)
-    kind_or_exit(kind)
-    what, sep, value = condition.partition("=")
-    if what not in ("phase", "condition") or not sep or not value:
-        fail(f"--for={condition}: expected phase=VALUE or condition=VALUE", 2)
+    what, value, status = parse_for(kind, condition)
+    condition = f"{what}={value}" + (f"={status}" if status != "True" else "")
     deadline = time.time() + timeout
     while True:
         obj = state.find(kind, name)
-        reached, reachable = _reached(obj, what, value)
+        reached, reachable = _reached(obj, what, value, status)
         if reached:
             click.echo(f"{kind.lower()}/{name} {what} met")
             return
