@@ -20,8 +20,8 @@ from podline.runtime.processes import session_processes
 # Test files that submit to the one real Slurm cluster: one worker runs them all, one after another, so that
 # their jobs never wait behind each other's for the node's cores (their timeouts assume a free node).
 SLURM_FILES = {"test_argv_fidelity.py", "test_slurm_containers.py", "test_slurm_nodes.py", "test_slurm_pipelines.py",
-               "test_slurm_pods.py",
-               "test_slurm_submit.py"}
+               "test_slurm_pods.py", "test_slurm_submit.py", "test_slurm_pilot.py", "test_slurm_downward.py",
+               "test_slurm_job_scale.py"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
