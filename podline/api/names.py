@@ -6,6 +6,7 @@ Kept apart from `api.kinds` (which builds the pydantic models) so that commands 
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 KIND_ALIASES: dict[str, str] = {
@@ -29,6 +30,14 @@ CLUSTER_SCOPED = frozenset({"ClusterWorkflowTemplate"})  # stored with namespace
 INDEX_KEY = "batch.kubernetes.io/job-completion-index"  # an Indexed Job's completion index (annotation, label)
 
 SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # as Kubernetes' generateName uses (no vowels: no words)
+
+
+def member_name(job_name: str, array_id: str, index: int) -> str:
+    """The pod name of an index of a job array, `JOB-INDEX-SUFFIX` as Kubernetes names it, with a suffix drawn
+    from the array's id: the array's plan template (and each task's runner) knows it before the pod exists."""
+    digest = hashlib.sha256(f"{array_id}/{index}".encode()).digest()
+    suffix = "".join(SUFFIX_ALPHABET[b % len(SUFFIX_ALPHABET)] for b in digest[:5])
+    return f"{job_name}-{index}-{suffix}"[:253]
 
 
 def random_suffix(length: int = 5) -> str:

@@ -12,13 +12,12 @@ pass after a crash adopts the array and creates the pods.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from pathlib import Path
 from typing import Any
 
-from podline.api.names import SUFFIX_ALPHABET
+from podline.api.names import member_name
 from podline.backends.base import Backend, SubmitError
 from podline.controller.context import Ctx
 from podline.plan.pod import PlanWaiting, plan_pod
@@ -43,6 +42,11 @@ def pending_indexes(job: Obj) -> set[int]:
             for i in expand(record["indexes"])}
 
 
+# Downward-API fields that differ between an array's index pods: with none in the template, the plan carries only
+# the rule for their names (a thousand tasks' metadata would cost P1's submission milliseconds).
+METADATA_FIELDS = ("metadata.name", "metadata.labels", "metadata.annotations")
+
+
 def submit_arrays(ctx: Ctx, job: Obj, backend: Backend) -> None:
     """Submit every recorded array without a job id (adopting one already queued), then store its pods."""
     for array_id, record in job.internal.get("arrays", {}).items():
@@ -64,18 +68,12 @@ def _array_plan(ctx: Ctx, job: Obj, array_id: str, record: dict) -> dict[str, An
 
     _, template = pod_manifest(job, None)
     template_json = json.dumps(job.manifest["spec"]["template"])
-    members = {index: member_pod(job, array_id, index, template_json)[1]["metadata"]
-               for index in expand(record["indexes"])}
+    members = None
+    if any(f'"{field}' in template_json for field in METADATA_FIELDS):  # else only names differ: a rule says them
+        members = {index: member_pod(job, array_id, index, template_json)[1]["metadata"]
+                   for index in expand(record["indexes"])}
     return plan_pod(template, array_id, ctx.lookup, index_env="JOB_COMPLETION_INDEX", dirs=ctx.dirs_for(job),
-                    members=members, **ctx.runtime_for(job))
-
-
-def member_name(job_name: str, array_id: str, index: int) -> str:
-    """The pod name of an index of an array, `JOB-INDEX-SUFFIX` as Kubernetes names it, with a suffix drawn
-    from the array's id: the plan template knows it before the pod exists (and after a crash)."""
-    digest = hashlib.sha256(f"{array_id}/{index}".encode()).digest()
-    suffix = "".join(SUFFIX_ALPHABET[b % len(SUFFIX_ALPHABET)] for b in digest[:5])
-    return f"{job_name}-{index}-{suffix}"[:253]
+                    members=members, index_names=(job.name, array_id), **ctx.runtime_for(job))
 
 
 def member_pod(job: Obj, array_id: str, index: int, template_json: str) -> tuple[str, dict[str, Any]]:

@@ -277,12 +277,14 @@ def plan_container(container: Container, pod: Pod, uid: str, lookup: Lookup,
 def plan_pod(manifest: dict[str, Any], uid: str, lookup: Lookup, runtime: str = "host",
              index_env: str | None = None, images: dict[str, Any] | None = None,
              dirs: dict[str, str | None] | None = None,
-             members: Mapping[int, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+             members: Mapping[int, Mapping[str, Any]] | None = None,
+             index_names: tuple[str, str] | None = None) -> dict[str, Any]:
     """The complete, self-contained description of one pod attempt for `podline.runtime.pod`.
 
     With `index_env` (e.g. JOB_COMPLETION_INDEX) the plan is a template for a job array: each task's
     runner defines that variable from its array index, first in the environment; `members` then gives the
-    metadata of each index's pod, so that each task's downward API shows its own pod. `images` says where
+    metadata of each index's pod, so that each task's downward API shows its own pod, and `index_names`
+    (job name, array id) the rule that names them (`api.names.member_name`). `images` says where
     the node-local image cache is and how to reach registries (see `runtime.engine`). `dirs` (shared,
     scratch) place the checkpoints of a pod in pipeline form (see `plan.pod_workspace`).
     """
@@ -293,7 +295,7 @@ def plan_pod(manifest: dict[str, Any], uid: str, lookup: Lookup, runtime: str = 
     read_only = {v["name"] for v in volumes if v.get("readOnly")}  # a read-only claim: every mount of it
     return {
         "apiVersion": PLAN_VERSION,
-        "pod": _identity(pod, uid, indexed),
+        "pod": _identity(pod, uid, indexed, (*index_names, index_env) if index_names and index_env else None),
         "runtime": runtime,
         "images": images or {},
         "restartPolicy": spec.restart_policy,
@@ -308,11 +310,15 @@ def plan_pod(manifest: dict[str, Any], uid: str, lookup: Lookup, runtime: str = 
     }
 
 
-def _identity(pod: Pod, uid: str, members: Members | None) -> dict[str, Any]:
-    """Who the pod is (its runtime's hostname and HOSTNAME are its name); a job array's template also has
-    each index's name (`runtime.expand.own_pod` picks a task's)."""
+def _identity(pod: Pod, uid: str, members: Members | None,
+              index_names: tuple[str, str, str] | None) -> dict[str, Any]:
+    """Who the pod is (its runtime's hostname and HOSTNAME are its name); a job array's template also says
+    each index's name, by the rule that makes it or one by one (`runtime.expand.own_pod` picks a task's)."""
     name = field_source(pod, uid, "metadata.name", members)
-    return {"name": name.pop("value"), "namespace": pod.metadata.namespace, "uid": uid, **name}
+    identity = {"name": name.pop("value"), "namespace": pod.metadata.namespace, "uid": uid, **name}
+    if index_names is not None and "byIndex" not in identity:
+        identity["namedBy"] = dict(zip(("job", "array", "env"), index_names, strict=True))
+    return identity
 
 
 def _read_only(container: dict[str, Any], volumes: set[str]) -> dict[str, Any]:

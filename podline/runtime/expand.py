@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from podline.api.names import member_name
+
 SIOCGIFADDR = 0x8915  # Linux ioctl: an interface's IPv4 address
 
 
@@ -75,7 +77,12 @@ def entry_value(entry: Mapping[str, Any], index_vars: Mapping[str, str]) -> str:
 
 def own_pod(pod: Mapping[str, Any], index_vars: Mapping[str, str]) -> dict[str, Any]:
     """The plan's `pod` (name, namespace, uid) as this runner runs it: in a job array's template, with the
-    name of this task's own pod."""
+    name of this task's own pod (listed, or made by the rule that named it)."""
+    rule, index = pod.get("namedBy"), None
+    if rule:
+        index = index_vars.get(rule["env"])
+    if rule and index is not None and index.isdigit():
+        return {**pod, "name": member_name(rule["job"], rule["array"], int(index))}
     return {**pod, "name": entry_value({"value": pod["name"], "byIndex": pod.get("byIndex")}, index_vars)}
 
 

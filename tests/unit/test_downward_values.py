@@ -216,3 +216,19 @@ def test_array_tasks_of_one_plan_template_see_their_own_pod(tmp_path: Path) -> N
         _run(tmp_path, {"SLURM_ARRAY_TASK_ID": str(index)}, "--array-base", str(tmp_path))
         assert (tmp_path / str(index) / "logs" / "c.log").read_text() == f"ix-{index}-q{index}x {index} {index}\n"
     assert json.loads((tmp_path / "1" / "status.json").read_text())["status"]["phase"] == "Succeeded"
+
+
+def test_an_array_plan_names_its_tasks_by_rule_when_nothing_else_differs() -> None:
+    """Without metadata fieldRefs the plan of a 1,000-task array stays as small as one pod's (P1 times it)."""
+    manifest = _pod([{"name": "X", "value": "1"}])
+    small = plan_pod(manifest, "array-id", lambda *a: None, index_env="JOB_COMPLETION_INDEX",
+                     index_names=("ix", "array-id"))
+    assert small["pod"]["namedBy"] == {"job": "ix", "array": "array-id", "env": "JOB_COMPLETION_INDEX"}
+    for index in (0, 999):
+        assert own_pod(small["pod"], {"JOB_COMPLETION_INDEX": str(index)})["name"] == member_name("ix", "array-id",
+                                                                                                   index)
+    assert own_pod(small["pod"], {})["name"] == "ix-abcde"  # not an array task: the template's own
+    listed = plan_pod(_pod(ENV, ITEMS), "array-id", lambda *a: None, index_env="JOB_COMPLETION_INDEX",
+                      members={0: _member(0)}, index_names=("ix", "array-id"))
+    assert "namedBy" not in listed["pod"] and own_pod(listed["pod"], {"JOB_COMPLETION_INDEX": "0"})["name"] == \
+        "ix-0-q0x"
