@@ -316,7 +316,7 @@ def _identity(pod: Pod, uid: str, members: Members | None,
     each index's name, by the rule that makes it or one by one (`runtime.expand.own_pod` picks a task's)."""
     name = field_source(pod, uid, "metadata.name", members)
     identity = {"name": name.pop("value"), "namespace": pod.metadata.namespace, "uid": uid, **name}
-    if index_names is not None and "byIndex" not in identity:
+    if index_names is not None and members is None:
         identity["namedBy"] = dict(zip(("job", "array", "env"), index_names, strict=True))
     return identity
 
