@@ -181,6 +181,8 @@ class Agent:
             become_runner(run_pod, rundir, die_with_parent=True)
         self.children[pid] = Child(entry, rundir, needs)
         log(f"started {rundir.name} as pid {pid}")
+        if self.stopping:  # a SIGTERM between the fork and the line above passed this child by
+            self._signal(pid, self.children[pid], "term")
 
     def reap(self) -> None:
         while self.children:
