@@ -31,6 +31,15 @@ def _absolute(value: str) -> str:
 AbsolutePath = Annotated[str, AfterValidator(_absolute)]
 
 
+def _not_root(value: str) -> str:
+    if not value.strip("/"):
+        raise ValueError("must name a directory below '/' (outputs are published into it)")
+    return value
+
+
+Destination = Annotated[AbsolutePath, AfterValidator(_not_root)]
+
+
 class Step(Container):
     depends_on: list[StepName] = Field(default_factory=list)
     checkpoint: Literal["major"] | None = None
@@ -71,7 +80,7 @@ class Output(Model):
     """A workspace path copied to `destination` (per shard: `destination/<shard>`) when the shard succeeds."""
 
     path: RelativePath
-    destination: AbsolutePath
+    destination: Destination
 
 
 class PipelineSpec(Model):

@@ -44,9 +44,25 @@ def _pipeline_change_problem(old_spec: dict, new_spec: dict) -> str | None:
     return None
 
 
-def _immutable_problem(current: Obj, new: dict) -> str | None:
+def _reslicing_problem(store: Store, current: Obj, new_spec: dict) -> str | None:
+    """More shards for a pipeline whose shards have started and whose inputs are sliced by shard would give the
+    new shards slices of a different split, overlapping the old ones (SPEC: disjoint, stable slices)."""
+    old_spec = current.manifest["spec"]
+    if new_spec.get("shards", 1) == old_spec.get("shards", 1) or not current.status.get("shards"):
+        return None
+    for i, item in enumerate(old_spec.get("inputs", [])):
+        dataset = store.get("Dataset", current.namespace, item["dataset"]) if item.get("dataset") else None
+        shard_by = (dataset.manifest["spec"].get("shardBy", "files") if dataset else "files")
+        if shard_by == "files":
+            return (f"shards: its shards have started with inputs[{i}] sliced {old_spec.get('shards', 1)} ways; "
+                    "more shards would overlap their slices (delete and re-apply to re-slice)")
+    return None
+
+
+def _immutable_problem(current: Obj, new: dict, store: Store) -> str | None:
     if current.kind == "Pipeline":
-        return _pipeline_change_problem(current.manifest["spec"], new["spec"])
+        return _pipeline_change_problem(current.manifest["spec"], new["spec"]) or \
+            _reslicing_problem(store, current, new["spec"])
     if current.kind in ("ConfigMap", "Secret"):
         return "field is immutable (immutable: true)" if current.manifest.get("immutable") and \
             current.manifest != new else None
@@ -122,7 +138,7 @@ def apply_objects(state: State, loaded: list[Loaded]) -> None:
         if current is not None:
             if current.deleted_at:
                 fail(f"{item.describe()}: object is being deleted; wait for it to disappear", 1)
-            problem = _immutable_problem(current, manifest)
+            problem = _immutable_problem(current, manifest, store)
             if problem:
                 fail(f"{item.describe()}: spec: {problem}", 2)
         plans.append((obj, manifest))

@@ -15,7 +15,6 @@ meant to survive the node, are written before the next step starts.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import threading
 import time
@@ -26,6 +25,7 @@ from typing import Any
 from podline.runtime import checkpoint as ck
 from podline.runtime.copier import BackgroundCopier
 from podline.runtime.files import tree_size
+from podline.runtime.publish import inside, publish
 from podline.runtime.staging import Staged, stage_dataset
 from podline.runtime.volumes import shm_root
 
@@ -68,6 +68,7 @@ class Workspace:
         self.size_limit: int | None = plan["workspace"].get("sizeLimit")
         self.log = log
         self.seq = 0
+        self.counted = {"L2": 0, "L3": 0}  # steps done when each level was last due (see checkpoint)
         self.saved: dict[str, dict[str, Any]] = {}  # level -> {seq, bytes, seconds}; replaced, never mutated
         self.saved_lock = threading.Lock()
         self.on_saved = on_saved
@@ -93,6 +94,7 @@ class Workspace:
         l1 = ck.read_l1(self.l1_path) if self.path.is_dir() else None
         if l1 is not None and ck.l1_matches(self.path, l1):
             self.seq = l1.seq  # l1.json already describes the workspace as it is
+            self.counted = dict.fromkeys(self.counted, len(l1.steps))
             return l1, "L1"
         found = [(level, hit) for level, root in self.levels.items() if (hit := ck.newest(root)) is not None]
         found.sort(key=lambda item: (-item[1][1].seq, item[0]))
@@ -114,20 +116,24 @@ class Workspace:
     def _resumed(self, snap: ck.Snapshot, level: str) -> tuple[ck.Snapshot, str]:
         """A restored copy gave the workspace new inodes: record them as its L1 manifest."""
         self.seq = snap.seq
+        self.counted = dict.fromkeys(self.counted, len(snap.steps))
         ck.write_l1(self.l1_path, ck.take_l1(self.path, snap.seq, snap.steps))
         return snap, level
 
     # --- save ---------------------------------------------------------------------------------------
     def checkpoint(self, done: list[str], major: bool) -> None:
         """After a step: L1 always; L2 every `nodeLocalEvery` steps (in the background); L3 every `sharedEvery`
-        or at a major step (before returning)."""
+        or at a major step (before returning). "Every N steps" counts steps done since the level was last due:
+        steps running side by side settle together, so the count may pass a multiple of N without landing on
+        it."""
         self.seq += 1
         snap = ck.take_l1(self.path, self.seq, list(done))
         ck.write_l1(self.l1_path, snap)
         every_l2, every_l3 = self.policy.get("nodeLocalEvery", 0), self.policy.get("sharedEvery", 0)
         count = len(done)
-        l2_due = bool(every_l2 and count % every_l2 == 0)
-        l3_due = bool((major or (every_l3 and count % every_l3 == 0)) and "L3" in self.levels)
+        l2_due = bool(every_l2 and count - self.counted["L2"] >= every_l2)
+        l3_due = bool((major or (every_l3 and count - self.counted["L3"] >= every_l3)) and "L3" in self.levels)
+        self.counted = {"L2": count if l2_due else self.counted["L2"], "L3": count if l3_due else self.counted["L3"]}
         if not (l2_due or l3_due):
             return
         expected = self._hash_files(snap)
@@ -260,34 +266,18 @@ class Workspace:
             self.hashes[rel] = (identity, digest, now)
 
     def stage_out(self, outputs: list[dict[str, Any]], shard: int, shards: int) -> int:
-        """Copy each output to its destination (per shard a subdirectory when there are several shards);
-        written aside and renamed, so a destination is either the old or the complete new result. An attempt
-        podline gave up publishes nothing more (`GivenUp`, checked before each output and again before its
-        rename): another attempt owns the destination now. The aside name is this process's own, so two
-        attempts never write into one."""
+        """Copy each output to its destination (per shard a subdirectory when there are several shards), as
+        `publish` does it: never following a link the steps left, never deleting what is there. An attempt
+        podline gave up publishes nothing more (`GivenUp`, checked before each output and again before it
+        becomes visible): another attempt owns the destination now."""
         copied = 0
         for item in outputs:
             self._check_not_given_up()
-            source = self.path / item["path"]
+            source = inside(self.path, item["path"])
             dest = Path(item["destination"]) / (str(shard) if shards > 1 else "")
-            dest = dest / source.name if source.is_file() else dest
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{dest.name}.podline-tmp-{os.getpid()}-{secrets.token_hex(4)}")
-            try:
-                if source.is_dir():
-                    shutil.copytree(source, tmp)
-                else:
-                    shutil.copy2(source, tmp)
-                self._check_not_given_up()
-                if dest.is_dir() and not dest.is_symlink():
-                    shutil.rmtree(dest)
-                os.replace(tmp, dest)
-            finally:
-                if tmp.is_dir() and not tmp.is_symlink():
-                    shutil.rmtree(tmp, ignore_errors=True)
-                else:
-                    tmp.unlink(missing_ok=True)
-            copied += _size(source)  # the same bytes, counted where a stat is not a round trip
+            if not source.is_dir() or source.is_symlink():
+                dest = dest / source.name
+            copied += publish(source, dest, self._check_not_given_up)
         return copied
 
     def _check_not_given_up(self) -> None:
@@ -307,8 +297,3 @@ class Workspace:
         self.settle_copies()
         shutil.rmtree(self.root, ignore_errors=True)
 
-
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())

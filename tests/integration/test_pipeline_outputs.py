@@ -1,0 +1,64 @@
+"""A pipeline's outputs as published (links stay links, what a destination held stays), and shards that cannot
+be added once their inputs are sliced (their slices would overlap)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tests.conftest import Cli, wait_for
+
+
+def test_a_step_leaving_a_link_publishes_the_link_and_a_destination_keeps_its_files(cli: Cli,
+                                                                                    tmp_path: Path) -> None:
+    secret, results = tmp_path / "secret.txt", tmp_path / "results"
+    secret.write_text("HOST SECRET\n")
+    (results / "run41").mkdir(parents=True)
+    (results / "run41" / "hist.json").write_text("earlier run\n")
+    cli.apply(f"""
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {{name: links}}
+spec:
+  outputs: [{{path: out, destination: {results}}}, {{path: leak, destination: {tmp_path / "leaks"}}}]
+  steps:
+  - name: a
+    image: busybox
+    command: [sh, -c, 'mkdir -p out/run42 && echo new > out/run42/hist.json && ln -s "$0" out/also && ln -s "$0" leak',
+              {secret}]
+""")
+    assert cli.wait("pipeline/links", "phase=Succeeded", timeout=60).returncode == 0
+    assert (results / "run41" / "hist.json").read_text() == "earlier run\n"
+    assert (results / "run42" / "hist.json").read_text() == "new\n"
+    for link in (results / "also", tmp_path / "leaks" / "leak"):
+        assert link.is_symlink() and os.readlink(link) == str(secret)
+
+
+def test_shards_cannot_be_added_once_they_started_on_sliced_inputs(cli: Cli, tmp_path: Path) -> None:
+    data, gate = tmp_path / "data", tmp_path / "gate"
+    data.mkdir()
+    for i in range(6):
+        (data / f"f{i}.txt").write_text(str(i))
+    cli.apply(f"""
+apiVersion: podline.io/v1alpha1
+kind: Dataset
+metadata: {{name: files}}
+spec: {{source: {data}, include: ["*.txt"]}}
+---
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {{name: sliced}}
+spec:
+  shards: 2
+  inputs: [{{dataset: files, path: in}}]
+  steps:
+  - name: a
+    image: busybox
+    command: [sh, -c, 'while [ ! -e {gate} ]; do sleep 0.05; done']
+""")
+    wait_for(lambda: cli.json("pipeline", "sliced")["status"].get("shards"), timeout=30)
+    refused = cli("scale", "pipeline/sliced", "--shards", "3", check=False)
+    assert refused.returncode == 2 and "sliced 2 ways" in refused.stderr and "inputs[0]" in refused.stderr
+    gate.touch()
+    assert cli.wait("pipeline/sliced", "phase=Succeeded", timeout=60).returncode == 0
+    assert cli.json("pipeline", "sliced")["spec"]["shards"] == 2
