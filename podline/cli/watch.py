@@ -75,6 +75,10 @@ def _pipeline_logs(state: State, name: str, step: str | None, shard: int | None,
         click.echo(f'Defaulted step "{step}" out of: {", ".join(steps)}', err=True)
     elif step not in steps:
         fail(f"step {step} is not valid for pipeline {name}: choose one of {', '.join(steps)}")
+    shards = int(pipeline.manifest["spec"].get("shards", 1))
+    if shard is not None and not 0 <= shard < shards:  # as for a job: exit 1, not an empty success
+        known = "0" if shards == 1 else f"0..{shards - 1}"
+        fail(f"pipeline {name} has no shard {shard} (its shards: {known})")
     offset = 0
     while True:
         current = state.store.get_uid(pipeline.uid)

@@ -1,13 +1,13 @@
 """Multi-level checkpoints of a pipeline workspace: what was there after which steps, and getting it back.
 
-L1 is the workspace itself plus `l1.json`, a manifest of (size, mtime, inode) per file written after each
-step: cheap to write, and after a crash it tells whether the workspace still is what the last finished
-step left (a killed step that touched a file changes its mtime). L2 (node-local disk) and L3 (shared
-storage) are copies: `<level root>/<seq>/data/...` plus `manifest.json` with each file's size and xxh3
-hash. A copy is written aside and renamed into place, so a crash mid-checkpoint leaves the previous one
-valid; files unchanged since the previous copy at that level are hard links to it (checkpoint
-directories are never modified once renamed, so sharing inodes between them is safe). Only the newest
-copy per level is kept. Restoring verifies every byte it copies against the manifest's hash: a
+L1 is the workspace itself plus `l1.json`, a manifest of (size, mtime, inode, mode) per file written after
+each step: cheap to write, and after a crash it tells whether the workspace still is what the last finished
+step left (a killed step that touched a file changes its mtime; one that chmod-ed it, its mode). L2
+(node-local disk) and L3 (shared storage) are copies: `<level root>/<seq>/data/...` plus `manifest.json`
+with each file's size and xxh3 hash. A copy is written aside and renamed into place, so a crash
+mid-checkpoint leaves the previous one valid; files unchanged since the previous copy at that level are
+hard links to it (checkpoint directories are never modified once renamed, so sharing inodes between them
+is safe). Only the newest copy per level is kept. Restoring verifies every byte it copies against the manifest's hash: a
 corrupted copy raises `Corrupt` and the caller falls back to the next level.
 
 A copy may be written while later steps already run (L2, see `runtime.copier`): it is then checked against
@@ -113,16 +113,25 @@ def _unrace(workspace: Path, files: dict[str, dict[str, Any]]) -> None:
 
 
 def l1_matches(workspace: Path, snap: Snapshot) -> bool:
-    """True when the workspace holds exactly what `snap` recorded (extra entries are removed first)."""
+    """True when the workspace holds exactly what `snap` recorded (extra entries are removed first).
+
+    Every entry keeps its type (a file replaced by a symlink, a directory or a FIFO is not there as a file;
+    symlinks must point where they did) and every file its identity and mode: `chmod` changes no mtime, so
+    a failed step that only made a tool unexecutable would otherwise be trusted; L2 and L3 put modes back."""
     files, dirs, links = scan(workspace)
     if links != snap.links or not set(snap.dirs) <= set(dirs):
         return False
-    for rel, rec in snap.files.items():
-        now = files.get(rel)
-        if now is None or (now["size"], now["mtime"], now["ino"]) != (rec["size"], rec["mtime"], rec["ino"]):
-            return False
+    if not all(_same_file(files.get(rel), rec) for rel, rec in snap.files.items()):
+        return False
     _remove_extra(workspace, snap, files, dirs)
     return True
+
+
+def _same_file(now: dict[str, Any] | None, rec: dict[str, Any]) -> bool:
+    """A regular file with the recorded size, mtime, inode and mode (a manifest without modes: not compared)."""
+    if now is None or (now["size"], now["mtime"], now["ino"]) != (rec["size"], rec["mtime"], rec["ino"]):
+        return False
+    return now["mode"] == rec.get("mode", now["mode"])
 
 
 def _remove_extra(workspace: Path, snap: Snapshot, files: dict[str, Any], dirs: list[str]) -> None:

@@ -7,9 +7,13 @@ the next step starts within milliseconds. Checkpoints are taken at quiescent poi
 after each step in a chain; with parallel branches, new steps wait while a checkpoint is due.
 
 A failed step (restartPolicy OnFailure, within the retry budget) is retried after the workspace is put
-back to the newest checkpoint. The plan file is re-read before each step starts, so an `apply` of a
-changed spec reaches steps that have not started yet; each step records the generation it ran with.
-Status is written to `status.json` in the run directory (same contract as the pod runner).
+back to the newest checkpoint. The workspace's sizeLimit is checked every second while steps run and again
+as each step ends (a step that fills it within a second fails itself, before it counts as done). The plan
+file is re-read while steps run (at most a second late) and before each step starts, so an `apply` of a
+changed spec reaches steps that have not started yet (each step records the generation it ran with), and a
+new backoffLimit or activeDeadlineSeconds applies to the shard at once. Status is written to `status.json`
+in the run directory (same contract as the pod runner) when it changes; a step's end is written before
+anything that delays the next step's start (a sibling still running, a rewind, a copy it waits for).
 """
 
 from __future__ import annotations
@@ -59,8 +63,8 @@ class PipelineRunner:
         self.done: list[str] = []
         self.running: dict[str, ContainerWorker] = {}
         self.cores = allocation_cores()
-        retries = plan["retries"]  # per shard: what earlier attempts left of backoffLimit
-        self.retries_left = int(retries.get(str(self.shard), 0) if isinstance(retries, dict) else retries)
+        self.retries_left = _retries_for(plan, self.shard)  # what earlier attempts left of backoffLimit
+        self.began_at = time.time()  # when the steps began: activeDeadlineSeconds counts from there
         self.stopping = threading.Event()
         self.changed = threading.Event()
         self.stop_reason: tuple[str, str] | None = None
@@ -68,6 +72,7 @@ class PipelineRunner:
         self.status: dict[str, Any] = {"shard": self.shard, "startTime": rfc3339(), "restoredFrom": None,
                                        "stepRetries": 0, "timings": {}, "checkpoints": {}}
         self.notify_address = notify_address(plan)
+        self.written: str | None = None  # the status last written (an unchanged one is not written again)
 
     def _wake(self) -> None:
         """A background L2 copy is complete: the scheduler writes the status that says so."""
@@ -78,12 +83,17 @@ class PipelineRunner:
 
     # --- status --------------------------------------------------------------------------------------
     def write_status(self, finished: bool = False) -> None:
+        """Publish the status if it changed (each write wakes the controller); the final one always."""
         self.status.update(phase=self.phase, steps=[dict(self.steps[n]) for n in self.order],
                            checkpoints=dict(self.workspace.saved))
         if self.engine.images:
             self.status["images"] = self.engine.report()
         if self.stop_reason:
             self.status["reason"], self.status["message"] = self.stop_reason
+        doc = json.dumps(self.status)  # built in the same order each time: equal text, equal status
+        if doc == self.written and not finished:
+            return
+        self.written = doc
         write_status(self.rundir, self.status, finished, self.notify_address)
 
     def request_stop(self, reason: str, message: str) -> None:
@@ -95,7 +105,7 @@ class PipelineRunner:
 
     # --- plan updates ----------------------------------------------------------------------------------
     def _reload_plan(self) -> None:
-        """Take a newer plan's step specs for steps that have not started yet."""
+        """Take a newer plan's step specs for steps that have not started yet, and its limits."""
         stamp = _stamp(self.plan_path)
         if stamp == self.plan_stamp:
             return
@@ -108,6 +118,14 @@ class PipelineRunner:
             if spec["name"] in self.steps and self.steps[spec["name"]]["attempts"] == 0:
                 self.specs[spec["name"]] = spec
         self.plan["generation"] = plan.get("generation")
+        self._take_limits(plan)
+
+    def _take_limits(self, plan: dict[str, Any]) -> None:
+        """A live change of backoffLimit or activeDeadlineSeconds. The plan's `retries` is the new limit less
+        earlier attempts' failures; the step retries this attempt made count against it too (as they will
+        when the controller counts this attempt). The deadline keeps counting from when the steps began."""
+        self.plan.update(retries=plan.get("retries", 0), activeDeadlineSeconds=plan.get("activeDeadlineSeconds"))
+        self.retries_left = max(0, _retries_for(plan, self.shard) - self.status["stepRetries"])
 
     # --- steps -----------------------------------------------------------------------------------------
     def _resolve(self, spec: dict[str, Any]) -> dict[str, Any]:
@@ -146,13 +164,15 @@ class PipelineRunner:
         used = sum(max(1, -(-self.specs[n].get("cpuMillis", 0) // 1000)) for n in self.running)
         return used < self.cores
 
-    def _settle(self, name: str, worker: ContainerWorker, why: tuple[str, str] | None = None) -> bool:
-        """Record a finished step (`why`: the runner's own reason for stopping it); True if it succeeded."""
+    def _settle(self, name: str, worker: ContainerWorker, why: tuple[str, str] | None = None,
+                failed: bool = False) -> bool:
+        """Record a finished step (`why`: the runner's reason for stopping it, or with `failed` for failing it
+        whatever it exited with); True if it succeeded."""
         del self.running[name]
         term = worker.snapshot()["state"].get("terminated", {})
         step = self.steps[name]
         step.update(finishedAt=rfc3339(), exitCode=term.get("exitCode"))
-        if worker.succeeded():
+        if worker.succeeded() and not failed:
             step.update(phase="Succeeded")
             step.pop("reason", None)
             self.done.append(name)
@@ -242,8 +262,7 @@ class PipelineRunner:
         self.status["timings"]["stageIn"] = round(time.monotonic() - began, 3)
 
     def _schedule(self) -> None:
-        deadline = self.plan.get("activeDeadlineSeconds")
-        deadline_at = time.time() + deadline if deadline else None
+        self.began_at = time.time()
         checkpoint_due, retry_due, major = False, False, False
         while not self.stopping.is_set():
             if not self.running and (checkpoint_due or retry_due):
@@ -264,35 +283,71 @@ class PipelineRunner:
                 self.write_status()
             if not self.running:
                 break
-            self.changed.wait(self._timeout(deadline_at))
+            self.changed.wait(self._timeout())
             self.changed.clear()
-            for name, worker in list(self.running.items()):
-                if not worker.finished:
-                    continue
-                if self._settle(name, worker):
-                    checkpoint_due = True
-                    major = major or self.specs[name].get("checkpoint") == "major"
-                elif self.plan["restartPolicy"] == "OnFailure" and self.retries_left > 0:
-                    self.retries_left -= 1
-                    self.status["stepRetries"] += 1  # counts against backoffLimit
-                    retry_due = True
-                else:
-                    self.request_stop("StepFailed", f"step {name} failed: {self.steps[name].get('message')}")
-            self._enforce_limits(deadline_at)
+            self._reload_plan()  # a new backoffLimit counts for the step that just failed
+            checkpoint, retry, major_step = self._settle_ended()
+            checkpoint_due, retry_due, major = checkpoint_due or checkpoint, retry_due or retry, major or major_step
+            if (checkpoint or retry) and self._publish_now(retry_due, major):
+                self.write_status()
+            self._enforce_limits()
         self.write_status()
 
-    def _timeout(self, deadline_at: float | None) -> float | None:
-        timeout = CHECK_INTERVAL if self.workspace.size_limit else None
-        if deadline_at is not None:
-            timeout = max(0.0, min(timeout or CHECK_INTERVAL * 60, deadline_at - time.time()))
-        return timeout
+    def _publish_now(self, retry_due: bool, major: bool) -> bool:
+        """Whether a step that just ended should be published now rather than with the next step's start: when
+        something delays that start (a sibling still running, the rewind and its back-off, a copy the next step
+        waits for). In a chain with background copies the next write is under a millisecond away."""
+        if self.running or retry_due or self.stopping.is_set():
+            return True
+        workspace = self.workspace
+        l3_possible = "L3" in workspace.levels and (major or bool(workspace.policy.get("sharedEvery")))
+        l2_waits = bool(workspace.policy.get("nodeLocalEvery")) and (not workspace.background_l2
+                                                                      or workspace.copier.torn)
+        return l3_possible or l2_waits
 
-    def _enforce_limits(self, deadline_at: float | None) -> None:
+    def _settle_ended(self) -> tuple[bool, bool, bool]:
+        """Settle the steps that ended; (a checkpoint is due, a retry is due, one of them is major).
+
+        A step that leaves the workspace above its sizeLimit fails with WorkspaceLimitExceeded (as the kubelet
+        evicts a pod for its emptyDir), before it counts as done or is checkpointed: filled within a second,
+        it would otherwise pass the running steps' poll and the next step would get the blame."""
+        ended = [(name, worker) for name, worker in self.running.items() if worker.finished]
+        over = self.workspace.usage_over_limit() if ended else None
+        checkpoint = retry = major = False
+        for name, worker in ended:
+            if over:
+                self._settle(name, worker, ("WorkspaceLimitExceeded", over), failed=True)
+                self.request_stop("WorkspaceLimitExceeded", f"step {name}: {over}")
+            elif self._settle(name, worker):
+                checkpoint = True
+                major = major or self.specs[name].get("checkpoint") == "major"
+            elif self.plan["restartPolicy"] == "OnFailure" and self.retries_left > 0:
+                self.retries_left -= 1
+                self.status["stepRetries"] += 1  # counts against backoffLimit
+                retry = True
+            else:
+                self.request_stop("StepFailed", f"step {name} failed: {self.steps[name].get('message')}")
+        return checkpoint, retry, major
+
+    def _deadline_at(self) -> float | None:
+        seconds = self.plan.get("activeDeadlineSeconds")
+        return self.began_at + seconds if seconds else None
+
+    def _timeout(self) -> float:
+        """Wake at least every CHECK_INTERVAL (sizeLimit, a plan changed by `apply`) and at the deadline."""
+        deadline_at = self._deadline_at()
+        if deadline_at is None:
+            return CHECK_INTERVAL
+        return max(0.0, min(CHECK_INTERVAL, deadline_at - time.time()))
+
+    def _enforce_limits(self) -> None:
+        deadline_at = self._deadline_at()
         if deadline_at is not None and time.time() >= deadline_at:
             self.request_stop("DeadlineExceeded", "Pipeline shard was active longer than activeDeadlineSeconds")
         over = self.workspace.usage_over_limit() if self.running else None
         if over:
-            self.request_stop("WorkspaceLimitExceeded", over)
+            names = ", ".join(self.running)
+            self.request_stop("WorkspaceLimitExceeded", f"step{'s' if len(self.running) > 1 else ''} {names}: {over}")
         if self.stopping.is_set():
             terminate_all(list(self.running.values()), float(self.plan["terminationGracePeriodSeconds"]))
             for name, worker in list(self.running.items()):
@@ -320,9 +375,16 @@ class PipelineRunner:
         self.stopping.wait(BACKOFF_BASE)
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
+def _retries_for(plan: dict[str, Any], shard: int) -> int:
+    """The plan's retries for this shard (by shard index, or one number for all)."""
+    retries = plan.get("retries", 0)
+    return int(retries.get(str(shard), 0) if isinstance(retries, dict) else retries)
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """A plan file's identity: it is replaced (renamed over) when the controller rewrites it."""
     try:
         st = path.stat()
     except OSError:
         return None
-    return st.st_mtime_ns, st.st_size
+    return st.st_mtime_ns, st.st_size, st.st_ino

@@ -1,0 +1,113 @@
+"""What a pipeline runner trusts and obeys: when the workspace itself (L1) still is a checkpoint, and which
+limits a plan rewritten by `apply` changes while a shard runs (backoffLimit, activeDeadlineSeconds)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from podline.plan.pipeline import plan_pipeline
+from podline.runtime import checkpoint as ck
+from podline.runtime.pipeline import PipelineRunner
+
+
+def workspace(root: Path) -> tuple[Path, ck.Snapshot]:
+    ws = root / "ws"
+    (ws / "sub").mkdir(parents=True)
+    (ws / "tool.sh").write_text("#!/bin/sh\necho ran\n")
+    os.chmod(ws / "tool.sh", 0o755)
+    (ws / "sub" / "data").write_text("data\n")
+    return ws, ck.take_l1(ws, 1, ["a"])
+
+
+def test_an_untouched_workspace_is_its_own_checkpoint(tmp_path: Path) -> None:
+    ws, snap = workspace(tmp_path)
+    (ws / "leftover").write_text("x")
+    assert ck.l1_matches(ws, snap)
+    assert not (ws / "leftover").exists()
+
+
+def test_a_mode_changed_by_a_failed_step_is_no_l1(tmp_path: Path) -> None:
+    """chmod leaves size, mtime and inode alone: only the recorded mode tells."""
+    ws, snap = workspace(tmp_path)
+    os.chmod(ws / "tool.sh", 0o600)
+    assert not ck.l1_matches(ws, snap)
+
+
+def test_a_copy_puts_the_mode_back_where_l1_would_not(tmp_path: Path) -> None:
+    ws, snap = workspace(tmp_path)
+    ck.save_copy(ws, tmp_path / "L2", snap, durable=False)
+    os.chmod(ws / "tool.sh", 0o600)
+    copy_dir, manifest = ck.newest(tmp_path / "L2")
+    ck.restore_copy(copy_dir, manifest, ws)
+    assert (os.stat(ws / "tool.sh").st_mode & 0o777) == 0o755
+    assert ck.l1_matches(ws, ck.take_l1(ws, 1, ["a"]))
+
+
+@pytest.mark.parametrize("change", ["symlink", "directory", "fifo"])
+def test_a_file_replaced_by_another_type_is_no_l1(tmp_path: Path, change: str) -> None:
+    ws, snap = workspace(tmp_path)
+    target = ws / "sub" / "data"
+    target.unlink()
+    {"symlink": lambda: target.symlink_to("../tool.sh"), "directory": target.mkdir,
+     "fifo": lambda: os.mkfifo(target)}[change]()
+    assert not ck.l1_matches(ws, snap)
+
+
+def test_a_manifest_from_before_modes_still_matches(tmp_path: Path) -> None:
+    ws, snap = workspace(tmp_path)
+    for rec in snap.files.values():
+        del rec["mode"]
+    assert ck.l1_matches(ws, snap)
+
+
+# --- limits a live plan change brings ------------------------------------------------------------------
+def runner(tmp_path: Path, retries: int, deadline: int | None = None) -> tuple[PipelineRunner, Path]:
+    spec = {"backoffLimit": retries, "steps": [{"name": "a", "image": "busybox", "command": ["true"]}]}
+    if deadline:
+        spec["activeDeadlineSeconds"] = deadline
+    manifest = {"apiVersion": "podline.io/v1alpha1", "kind": "Pipeline", "metadata": {"name": "p"}, "spec": spec}
+    plan = plan_pipeline(manifest, "uid-1", lambda *a: None, generation=1,
+                         dirs={"shared": str(tmp_path / "shared"), "scratch": str(tmp_path / "scratch")},
+                         shard_dir=str(tmp_path / "shards" / "{shard}"), retries={"0": retries, "1": 9})
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+    return PipelineRunner(plan, tmp_path, 0, path), path
+
+
+def rewrite(path: Path, **changes: object) -> None:
+    plan = json.loads(path.read_text())
+    tmp = path.with_name("plan.tmp")
+    tmp.write_text(json.dumps({**plan, **changes, "generation": plan["generation"] + 1}))
+    os.replace(tmp, path)  # as the controller writes it: aside, then renamed
+
+
+def test_a_lowered_backoff_limit_counts_the_retries_already_made(tmp_path: Path) -> None:
+    run, path = runner(tmp_path, retries=6)
+    run.retries_left, run.status["stepRetries"] = 4, 2  # two step retries made in this attempt
+    rewrite(path, retries={"0": 3, "1": 9})
+    run._reload_plan()
+    assert run.retries_left == 1 and run.plan["generation"] == 2
+    rewrite(path, retries={"0": 1, "1": 9})  # below what was used: no more retries, never negative
+    run._reload_plan()
+    assert run.retries_left == 0
+    rewrite(path, retries={"0": 10, "1": 0})
+    run._reload_plan()
+    assert run.retries_left == 8
+
+
+def test_a_new_deadline_counts_from_when_the_steps_began(tmp_path: Path) -> None:
+    run, path = runner(tmp_path, retries=0)
+    run.began_at = time.time() - 100
+    assert run._deadline_at() is None
+    rewrite(path, activeDeadlineSeconds=30)
+    run._reload_plan()
+    assert run._deadline_at() == pytest.approx(run.began_at + 30)
+    assert run._timeout() == 0.0, "already past it: the runner acts at once"
+    rewrite(path, activeDeadlineSeconds=None)
+    run._reload_plan()
+    assert run._deadline_at() is None
