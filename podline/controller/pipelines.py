@@ -83,7 +83,7 @@ def _launch_attempts(ctx: Ctx, obj: Obj, backend: Backend) -> None:
         base = Path(record["dir"])
         indexes = expand(record["indexes"])
         try:
-            plan = _plan(ctx, obj, backend)
+            plan = {**_plan(ctx, obj, backend), "owner": str(base)}  # see runtime.orphans
         except PlanWaiting as waiting:  # e.g. a ConfigMap a step's env names is missing: wait for it
             _wait(ctx, obj, indexes, waiting)
             continue
@@ -169,7 +169,7 @@ def _observe(ctx: Ctx, obj: Obj, backend: Backend) -> None:
         if seen.state == "unstarted":
             if not backend.supports_arrays and ctx.now - rec.get("launchedAt", 0) > RELAUNCH_AFTER:
                 try:
-                    plan = _plan(ctx, obj, backend)
+                    plan = {**_plan(ctx, obj, backend), "owner": record["dir"]}
                 except PlanWaiting as waiting:  # what it refers to went away meanwhile
                     _wait(ctx, obj, [int(key)], waiting)
                     continue
@@ -190,10 +190,13 @@ def _observe(ctx: Ctx, obj: Obj, backend: Backend) -> None:
             rec["final"] = True
             ctx.event(obj, "ShardSucceeded", f"shard {key} succeeded")
         elif seen.state in ("finished", "lost"):
+            reason, message = seen.reason or rec.get("reason") or "Failed", seen.detail or rec.get("message", "")
             if seen.state == "lost":
                 backend.cancel(rundir, hard=True)
-            _shard_failed(ctx, obj, key, rec, seen.reason or rec.get("reason") or "Failed",
-                          seen.detail or rec.get("message", ""), spec.get("backoffLimit", 6))
+                reason = seen.reason or "RunnerLost"
+                message = "the pipeline runner died before the shard finished" + (f": {seen.detail}" if seen.detail
+                                                                                   else "")
+            _shard_failed(ctx, obj, key, rec, reason, message, spec.get("backoffLimit", 6))
 
 
 def _shard_failed(ctx: Ctx, obj: Obj, key: str, rec: dict[str, Any], reason: str, message: str, limit: int) -> None:
@@ -218,8 +221,13 @@ def _shard_failed(ctx: Ctx, obj: Obj, key: str, rec: dict[str, Any], reason: str
 
 
 # --- updates and deletion -----------------------------------------------------------------------------
+LIVE_PLAN_KEYS = ("steps", "generation", "retries", "activeDeadlineSeconds")  # what `apply` may change while it runs
+
+
 def _push_generation(ctx: Ctx, obj: Obj, backend: Backend) -> None:
-    """After `apply` changed the spec: live runners re-read their plan file before each step."""
+    """After `apply` changed the spec: live runners re-read their plan file (within a second, and before each
+    step), taking new specs for steps not started yet, the new backoffLimit (`retries`: what it leaves after
+    the shard's earlier failures) and activeDeadlineSeconds."""
     if obj.internal.get("planGeneration") == obj.generation:
         return
     if obj.internal.get("planGeneration") is not None:
@@ -234,8 +242,9 @@ def _push_generation(ctx: Ctx, obj: Obj, backend: Backend) -> None:
             for path in [base / "plan.json"] + [base / str(i) / "plan.json" for i in expand(record["indexes"])]:
                 old = read_json(path)
                 if old is not None:
-                    write_json_atomic(path, {**old, "steps": fresh["steps"], "generation": obj.generation})
-        ctx.event(obj, "Updated", f"generation {obj.generation} applies to steps that have not started")
+                    write_json_atomic(path, {**old, **{key: fresh[key] for key in LIVE_PLAN_KEYS}})
+        ctx.event(obj, "Updated", f"generation {obj.generation} applies to steps that have not started "
+                  "(backoffLimit and activeDeadlineSeconds at once)")
     obj.internal["planGeneration"] = obj.generation
 
 

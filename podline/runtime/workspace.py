@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from podline.runtime import checkpoint as ck
+from podline.runtime import orphans
 from podline.runtime.copier import BackgroundCopier
 from podline.runtime.files import tree_size
 from podline.runtime.publish import inside, publish
@@ -64,6 +65,7 @@ class Workspace:
         self.levels = {"L2": scratch / "checkpoints" / uid / str(shard)}
         if plan["dirs"].get("shared"):  # a pod in pipeline form without a shared directory has no L3
             self.levels["L3"] = Path(plan["dirs"]["shared"]) / "checkpoints" / uid / str(shard)
+        self.plan = plan
         self.policy = plan["checkpoint"]
         self.size_limit: int | None = plan["workspace"].get("sizeLimit")
         self.log = log
@@ -90,7 +92,7 @@ class Workspace:
         next level is tried. Nothing valid: an empty workspace.
         """
         self.settle_copies()
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._claim_and_collect()
         l1 = ck.read_l1(self.l1_path) if self.path.is_dir() else None
         if l1 is not None and ck.l1_matches(self.path, l1):
             self.seq = l1.seq  # l1.json already describes the workspace as it is
@@ -112,6 +114,17 @@ class Workspace:
         self.l1_path.unlink(missing_ok=True)
         self.seq = 0
         return None, None
+
+    def _claim_and_collect(self) -> None:
+        """Name this shard's owner on its workspace and L2 copies, and remove what deleted pipelines left on
+        this node (see runtime.orphans); without an owner in the plan (a pod in pipeline form) only the root."""
+        owner, shared = self.plan.get("owner"), self.plan["dirs"].get("shared")
+        if not owner or not shared:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            return
+        orphans.claim(self.root, shared, owner)  # first: an attempt's own leftovers are its to resume from
+        orphans.claim(self.levels["L2"].parent, shared, owner)
+        orphans.collect([self.root.parent, self.levels["L2"].parent.parent], self.log)
 
     def _resumed(self, snap: ck.Snapshot, level: str) -> tuple[ck.Snapshot, str]:
         """A restored copy gave the workspace new inodes: record them as its L1 manifest."""

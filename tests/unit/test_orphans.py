@@ -1,0 +1,54 @@
+"""What deleted pipelines left on a node (RAM workspaces, L2 copies) is removed by the next shard that starts
+there; nothing is removed while its owner exists, nor when the shared directory itself is not there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from podline.runtime import orphans
+from podline.runtime.workspace import Workspace
+
+
+def workspace(tmp_path: Path, uid: str, owner: Path) -> Workspace:
+    plan = {"pod": {"uid": uid}, "owner": str(owner),
+            "dirs": {"scratch": str(tmp_path / "scratch"), "shared": str(tmp_path / "shared")},
+            "workspace": {"medium": "Disk", "sizeLimit": None}, "checkpoint": {"nodeLocalEvery": 1, "sharedEvery": 0}}
+    return Workspace(plan, 0, [].append, background_l2=False)
+
+
+def test_leftovers_of_deleted_pipelines_go_and_the_rest_stays(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    live_run, gone_run = shared / "pods" / "default" / "live" / "a1", shared / "pods" / "default" / "gone" / "a2"
+    live_run.mkdir(parents=True)
+    gone_run.mkdir(parents=True)
+    old = workspace(tmp_path, "gone-uid", gone_run)
+    old.restore()
+    (old.path / "data").write_text("failed shard's L1")
+    old.checkpoint(["a"], False)  # an L2 copy too
+    left = [old.root, old.levels["L2"].parent]
+    unmounted = tmp_path / "scratch" / "workspaces" / "podline-other-0"
+    orphans.claim(unmounted, str(tmp_path / "not-mounted"), str(tmp_path / "not-mounted" / "run"))
+    foreign = tmp_path / "scratch" / "workspaces" / "podline-nomark-0"
+    foreign.mkdir(parents=True)
+    gone_run.rmdir()  # the pipeline was deleted: its run directory went with it
+
+    new = workspace(tmp_path, "live-uid", live_run)
+    new.restore()
+    assert not any(path.exists() for path in left)
+    assert unmounted.exists() and foreign.exists() and new.root.exists()
+    assert (new.root / orphans.OWNER).read_text() == f"{shared}\n{live_run}\n"
+
+
+def test_a_retry_claims_its_shards_leftovers_before_looking_for_orphans(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    first, second = shared / "pods" / "default" / "p" / "a1", shared / "pods" / "default" / "p" / "a2"
+    first.mkdir(parents=True)
+    ws = workspace(tmp_path, "uid", first)
+    ws.restore()
+    (ws.path / "data").write_text("x")
+    ws.checkpoint(["a"], False)
+    second.mkdir()
+    first.rmdir()  # (attempt directories stay until the pipeline is deleted; even if one went, the retry keeps it)
+    retry = workspace(tmp_path, "uid", second)
+    snap, level = retry.restore()
+    assert level == "L1" and snap is not None and (retry.path / "data").read_text() == "x"
