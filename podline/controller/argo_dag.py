@@ -8,6 +8,7 @@ Mixed into `argo_nodes.Walker`, whose node bookkeeping (`_node`, `_finish`, `exe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from podline.controller.argo_scope import (
@@ -32,6 +33,7 @@ class DagWalker:
     """`_dag` and its helpers; see the module docstring."""
 
     nodes: dict[str, dict[str, Any]]
+    argo_view: Callable[[list[dict[str, Any]], bool], list[dict[str, Any]]]
 
     def _dag(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str]) -> dict[str, Any]:
         node["phase"] = "Running"
@@ -62,7 +64,7 @@ class DagWalker:
                 current = nodes_of.get(tname, [])
                 if current and all(n["phase"] in DONE for n in current):
                     results[tname] = task_result(current, looped[tname])
-                    local.update(outputs_scope("tasks", tname, current, looped[tname]))
+                    local.update(outputs_scope("tasks", tname, self.argo_view(current, looped[tname]), looped[tname]))
                     continue
                 if not current and failed_fast:
                     continue

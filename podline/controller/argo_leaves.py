@@ -43,6 +43,7 @@ class LeafWalker:
     now: float
     name: str
     artifact_root: str
+    hosts: dict[str, str]
     _running: dict[str, int] | None
 
     def _retry(self, node: dict[str, Any], target: Target, template: dict[str, Any], scope: dict[str, str],
@@ -159,6 +160,8 @@ class LeafWalker:
             except StepPodError as exc:
                 return self._finish(node, "Error", str(exc))
             return node
+        if self.hosts.get(node["id"]):  # where the pod runs, as Argo records it (`{{steps.X.hostNodeName}}`)
+            node["hostNodeName"] = self.hosts[node["id"]]
         phase = status.get("phase", "Pending")
         outputs = {k: v for k, v in status.get("outputs", {}).items() if k != "error"}
         if outputs:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from podline.api.template_refs import LOCAL, scope_of, with_defaults
 from podline.controller.argo_dag import DagWalker
+from podline.controller.argo_globals import creation_globals, duration_global, manifest_globals
 from podline.controller.argo_hooks import HookWalker
 from podline.controller.argo_leaves import LeafWalker
 from podline.controller.argo_scope import (
@@ -67,8 +68,10 @@ class Walker(DagWalker, LeafWalker, HookWalker):
     def __init__(self, manifest: dict[str, Any], nodes: dict[str, dict[str, Any]], pods: Pods,
                  now: float, stamp: Callable[[float], str], extra_globals: dict[str, str] | None = None,
                  artifact_root: str = "/", stored: dict[str, dict[str, Any]] | None = None,
-                 exported: dict[str, str] | None = None) -> None:
+                 exported: dict[str, str] | None = None, started: str | None = None,
+                 hosts: dict[str, str] | None = None) -> None:
         self.wf = manifest
+        self.hosts = hosts or {}  # node id -> the host its pod runs on (Argo's hostNodeName)
         self.artifact_root = artifact_root  # where this workflow's artifacts are saved (`from` must lead there)
         self._running: dict[str, int] | None = None  # pods running below each steps/DAG node (parallelism)
         self.depth = 0  # templates nested in the current walk (recursion is capped at MAX_DEPTH)
@@ -85,7 +88,10 @@ class Walker(DagWalker, LeafWalker, HookWalker):
         self.nodes, self.pods, self.now, self.stamp = nodes, pods, now, stamp
         self.wake: float | None = None
         self.globals = {"workflow.name": self.name,
-                        "workflow.namespace": manifest["metadata"].get("namespace", "default"), **(extra_globals or {})}
+                        "workflow.namespace": manifest["metadata"].get("namespace", "default"),
+                        **manifest_globals(manifest), **duration_global(started, now), **(extra_globals or {})}
+        if "workflow.creationTimestamp" in self.globals:  # in whole seconds, and in each strftime character
+            self.globals.update(creation_globals(self.globals["workflow.creationTimestamp"]))
         for p in manifest["spec"].get("arguments", {}).get("parameters", []):
             value = p.get("value", p.get("default"))
             if value is not None:
@@ -267,7 +273,8 @@ class Walker(DagWalker, LeafWalker, HookWalker):
             if gnode["phase"] not in DONE:
                 return node
             for step in group:
-                local.update(outputs_scope("steps", step["name"], *self._step_nodes(gnode, step)))
+                found, looped = self._step_nodes(gnode, step)
+                local.update(outputs_scope("steps", step["name"], self.argo_view(found, looped), looped))
             if gnode["phase"] in FAILED:
                 return self._finish(node, "Failed", gnode.get("message", f"step group {gname} failed"))
         node["outboundNodes"] = self.outbound(previous) if previous else [node["id"]]
@@ -278,6 +285,13 @@ class Walker(DagWalker, LeafWalker, HookWalker):
         base = f"{group['name']}.{step['name']}"
         nodes = [self.nodes[c] for c in group.get("children", [])]
         return [n for n in nodes if n["name"] == base or n["name"].startswith(base + "(")], loops(step)
+
+    def argo_view(self, nodes: list[dict[str, Any]], looped: bool) -> list[dict[str, Any]]:
+        """The nodes `steps.X.*` / `tasks.X.*` are read from, as Argo's buildLocalScope reads them: a retried
+        step's last attempt (its id, times, host and outputs) rather than the Retry node."""
+        if looped or len(nodes) != 1 or nodes[0]["type"] != "Retry":
+            return nodes
+        return self._attempts(nodes[0])[-1:] or nodes
 
     def _group(self, gnode: dict[str, Any], group: list[dict[str, Any]], scope: dict[str, str], boundary: str) -> None:
         gnode["phase"] = "Running"

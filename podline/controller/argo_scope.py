@@ -9,11 +9,14 @@ walker reads as the order of events and this as Argo's rules.
 from __future__ import annotations
 
 import json
+import math
 import re
+import time
 from typing import Any, NamedTuple
 
 from podline.api.dataset import dataset_source
 from podline.plan import argo_expr as ex
+from podline.runtime.files import parse_rfc3339
 
 REMOTE = ("s3", "http")  # sources of input artifacts outside the workflow
 SOURCES = ("from", "raw", *REMOTE)
@@ -153,33 +156,47 @@ def remote_source(name: str, given: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _second(stamp: str) -> str:
+    """A node's time as Argo writes `{{steps.X.startedAt}}`: RFC 3339 in whole seconds (Go's time.RFC3339)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(math.floor(parse_rfc3339(stamp))))
+
+
+def _node_scope(key: str, node: dict[str, Any]) -> dict[str, str]:
+    """What Argo's buildLocalScope offers of one finished step or task (of a retried one, its last attempt)."""
+    out = node.get("outputs", {})
+    scope = {f"{key}.status": node["phase"], f"{key}.id": node["id"]}
+    for field in ("startedAt", "finishedAt"):
+        if node.get(field):
+            scope[f"{key}.{field}"] = _second(node[field])
+    if node.get("hostNodeName"):
+        scope[f"{key}.hostNodeName"] = node["hostNodeName"]
+    if "exitCode" in out:
+        scope[f"{key}.exitCode"] = out["exitCode"]
+    if "result" in out:
+        scope[f"{key}.outputs.result"] = out["result"]
+    for p in out.get("parameters", []):
+        scope[f"{key}.outputs.parameters.{p['name']}"] = p["value"]
+    for a in out.get("artifacts", []):
+        scope[f"{key}.outputs.artifacts.{a['name']}"] = a.get("location", "")
+    return scope
+
+
 def outputs_scope(prefix: str, step: str, nodes: list[dict[str, Any]], looped: bool) -> dict[str, str]:
-    """`steps.NAME.*` / `tasks.NAME.*`; a loop's outputs are JSON lists over its items."""
+    """`steps.NAME.*` / `tasks.NAME.*`; a loop's outputs are JSON lists over its items (written as Go's
+    json.Marshal writes them, so a later withParam reads each item's text as Argo would)."""
     if not nodes:
         return {}
     key = f"{prefix}.{step}"
     if not looped:
-        node = nodes[0]
-        out = node.get("outputs", {})
-        scope = {f"{key}.status": node["phase"], f"{key}.id": node["id"]}
-        if "exitCode" in out:
-            scope[f"{key}.exitCode"] = out["exitCode"]
-        if "result" in out:
-            scope[f"{key}.outputs.result"] = out["result"]
-        for p in out.get("parameters", []):
-            scope[f"{key}.outputs.parameters.{p['name']}"] = p["value"]
-        for a in out.get("artifacts", []):
-            scope[f"{key}.outputs.artifacts.{a['name']}"] = a.get("location", "")
-        return scope
+        return _node_scope(key, nodes[0])
     outs = [n.get("outputs", {}) for n in nodes]
     names = {p["name"] for o in outs for p in o.get("parameters", [])}
-    scope = {f"{key}.outputs.parameters": json.dumps([{p["name"]: p["value"] for p in o.get("parameters", [])}
-                                                      for o in outs], separators=(",", ":")),
-             f"{key}.outputs.result": json.dumps([_result_item(o.get("result", "")) for o in outs],
-                                                 separators=(",", ":"))}
+    scope = {f"{key}.outputs.parameters": ex.go_json([{p["name"]: p["value"] for p in o.get("parameters", [])}
+                                                      for o in outs]),
+             f"{key}.outputs.result": _results_json([_result_item(o.get("result", "")) for o in outs])}
     for name in names:
         values = [next((p["value"] for p in o.get("parameters", []) if p["name"] == name), "") for o in outs]
-        scope[f"{key}.outputs.parameters.{name}"] = json.dumps(values, separators=(",", ":"))
+        scope[f"{key}.outputs.parameters.{name}"] = ex.go_json(values)
     return scope
 
 
@@ -187,10 +204,21 @@ def _result_item(result: str) -> Any:
     """A loop's aggregated results: a result that is a JSON object is included as that object (as Argo
     does), anything else as its text."""
     try:
-        value = json.loads(result)
+        value = json.loads(result, parse_constant=_not_json)
     except ValueError:
         return result
     return value if isinstance(value, dict) else result
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity: Python reads them, Go does not
+
+
+def _results_json(results: list[Any]) -> str:
+    """The results as one JSON list, each object with its keys and numbers as written (Argo keeps a result's
+    JSON text); non-ASCII as is and `<`, `>`, `&` escaped, as Go's json.Marshal writes strings."""
+    text = json.dumps(results, separators=(",", ":"), ensure_ascii=False)
+    return re.sub("[<>&\u2028\u2029]", lambda m: f"\\u{ord(m.group(0)):04x}", text)
 
 
 def targeted(tasks: list[dict[str, Any]], target: str) -> list[dict[str, Any]]:

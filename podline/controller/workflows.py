@@ -31,7 +31,15 @@ from podline.controller.argo_nodes import DONE, FAILED, TooManyNodes, Walker
 from podline.controller.context import TERMINAL, Ctx
 from podline.plan.argo_depends import ExpressionError
 from podline.plan.pod import claim_dir
-from podline.plan.workflow_pod import NODE_ANNOTATION, StepPodError, claim_name, pilot_flags_match, pilot_size, step_pod
+from podline.plan.workflow_pod import (
+    NODE_ANNOTATION,
+    StepPodError,
+    claim_name,
+    pilot_flags_match,
+    pilot_size,
+    pod_name,
+    step_pod,
+)
 from podline.runtime.files import parse_rfc3339, rfc3339
 from podline.store import Obj, Store
 
@@ -258,13 +266,21 @@ def _store_templates(ctx: Ctx, wf: Obj) -> str | None:
     return None
 
 
-def _failures(nodes: dict[str, dict[str, Any]]) -> str:
-    """`{{workflow.failures}}`: the failed Pod nodes, as Argo gives them to an exit handler."""
-    return json.dumps([{"displayName": n["displayName"], "message": n.get("message", ""),
-                        "templateName": n.get("templateName", ""), "phase": n["phase"],
-                        "podName": n["id"], "finishedAt": n.get("finishedAt", "")}
-                       for n in nodes.values() if n["type"] == "Pod" and n["phase"] in FAILED],
-                      separators=(",", ":"))
+def _failures(nodes: dict[str, dict[str, Any]], pods: dict[str, str] | None = None) -> str:
+    """`{{workflow.failures}}`: the failed Pod nodes, as Argo gives them to an exit handler, each with the name
+    of its pod (`pods`: node id -> the pod podline made; a node that never had one gets the name its pod would
+    have had, as Argo computes it) and its template (a templateRef's template); `finishedAt` in whole seconds,
+    as Kubernetes writes a time."""
+    workflow = next((n["name"] for n in nodes.values() if n["id"] == n["name"]), "")
+    out = []
+    for n in nodes.values():
+        if n["type"] != "Pod" or n["phase"] not in FAILED:
+            continue
+        template = (n.get("templateRef") or {}).get("template") or n.get("templateName", "")
+        out.append({"displayName": n["displayName"], "message": n.get("message", ""), "templateName": template,
+                    "phase": n["phase"], "podName": (pods or {}).get(n["id"]) or pod_name(workflow, template, n["id"]),
+                    "finishedAt": n["finishedAt"][:19] + "Z" if n.get("finishedAt") else None})  # metav1.Time
+    return json.dumps(out, separators=(",", ":"))
 
 
 def _delete(ctx: Ctx, wf: Obj) -> None:
@@ -431,13 +447,16 @@ def reconcile_workflow(ctx: Ctx, wf: Obj) -> None:
             return
     nodes = wf.status.setdefault("nodes", {})
     expired = _deadline(ctx, wf, port)
+    hosts = {nid: port.children[pod].internal["node"] for nid, pod in port.by_node.items()
+             if pod in port.children and port.children[pod].internal.get("node")}  # Argo's hostNodeName
     walker = Walker(port.manifest, nodes, port, ctx.now, rfc3339,
                     {"workflow.uid": wf.uid, "workflow.creationTimestamp": rfc3339(wf.created_at)},
                     str(port.root / "artifacts"), wf.status.get("storedTemplates"),
-                    {p["name"]: p["value"] for p in wf.status.get("outputs", {}).get("parameters", [])})
+                    {p["name"]: p["value"] for p in wf.status.get("outputs", {}).get("parameters", [])},
+                    started=wf.status.get("startedAt"), hosts=hosts)
     try:
         root, exit_node = walker.run(lambda root: {"workflow.status": root["phase"],
-                                                   "workflow.failures": _failures(nodes)})
+                                                   "workflow.failures": _failures(nodes, port.by_node)})
     except TooManyNodes as exc:
         root, exit_node = _give_up(ctx, wf, port, str(exc)), None
     except Exception as exc:  # a bug or an input the walk cannot take must end the workflow, not loop forever

@@ -4,15 +4,14 @@ The controller runs Argo Workflows without Argo, so it must read a workflow the 
 would: substitute `{{inputs.parameters.x}}` once, decide a step's `when` with govaluate's rules, expand
 withItems / withParam / withSequence into the same items and node names, and read Go durations.  Keeping
 these rules here, free of I/O, lets them be tested against Argo's own examples in isolation.  DAG
-`depends` logic (and ExpressionError) live in argo_depends.py and are re-exported here.
+`depends` logic (and ExpressionError) live in argo_depends.py, loop items (which keep withParam's JSON text)
+in argo_items.py; both are re-exported here.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
-from datetime import date
 from typing import Any, NamedTuple
 
 import re2
@@ -30,8 +29,8 @@ from podline.plan.argo_depends import (
     task_phase,
 )
 from podline.plan.argo_exprfuncs import go_json
+from podline.plan.argo_items import MAX_ITEMS, item_label, item_scope, parse_items, render_item
 
-MAX_ITEMS = 10_000
 _REFERENCE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 
 
@@ -223,58 +222,6 @@ def expand_sequence(seq: Mapping[str, Any]) -> list[str]:
     return [_format_one(fmt, number) for number in numbers]
 
 
-def parse_items(text: str) -> list[Any]:
-    """withParam's items: `text` must be a JSON list (of at most MAX_ITEMS entries)."""
-    try:
-        items = json.loads(text)
-    except (TypeError, ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
-        items = None
-    if not isinstance(items, list):
-        raise ExpressionError(f"withParam value is not a JSON list: {quoted(str(text), 80)}")
-    if len(items) > MAX_ITEMS:
-        raise ExpressionError(f"withParam value has {len(items)} items, more than {MAX_ITEMS}")
-    return items
-
-
-def render_item(value: Any) -> str:
-    """A loop value as it lands in `{{item}}`: strings as is, everything else as Go JSON (true, 1.5, {...})."""
-    if isinstance(value, date):
-        return value.isoformat()
-    return value if isinstance(value, str) else go_json(value)
-
-
-def item_scope(item: Any) -> dict[str, str]:
-    """The substitution scope of one loop item: "item", and for a dict "item.KEY" (and "item.KEY.SUB"...)."""
-    scope = {"item": render_item(item)}
-
-    def add(prefix: str, mapping: dict[str, Any]) -> None:
-        for key, value in mapping.items():
-            scope[f"{prefix}.{key}"] = render_item(value)
-            if isinstance(value, dict):
-                add(f"{prefix}.{key}", value)
-
-    if isinstance(item, dict):
-        add("item", item)
-    return scope
-
-
-def _label(value: Any) -> str:
-    if isinstance(value, dict):
-        return ",".join(sorted(f"{key}:{render_item(entry)}" for key, entry in value.items()))
-    if isinstance(value, list | tuple):
-        return "[" + " ".join(_label(entry) for entry in value) + "]"
-    return render_item(value)
-
-
-def item_label(item: Any, limit: int = 60) -> str:
-    """What Argo writes for an item in a loop node's name, the `hello` of `wf[0].print(0:hello)`.
-
-    A dict becomes its sorted "key:value" pairs joined by commas (`a:1,b:2`), a list `[a b]`, a scalar its
-    text; cut to `limit` characters.  The caller adds the name and index: f"{name}({index}:{label})".
-    """
-    return _label(item)[:limit]
-
-
 # --------------------------------------------------------------------------------------------------- durations
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
@@ -304,10 +251,12 @@ __all__ = [
     "evaluate_when",
     "task_phase",
     "expand_sequence",
+    "go_json",
     "item_label",
     "item_scope",
     "parse_duration",
     "parse_items",
+    "render_item",
     "references",
     "substitute",
 ]
