@@ -267,14 +267,14 @@ def _store_templates(ctx: Ctx, wf: Obj) -> str | None:
 
 
 def _failures(nodes: dict[str, dict[str, Any]], pods: dict[str, str] | None = None) -> str:
-    """`{{workflow.failures}}`: the failed Pod nodes, as Argo gives them to an exit handler, each with the name
-    of its pod (`pods`: node id -> the pod podline made; a node that never had one gets the name its pod would
-    have had, as Argo computes it) and its template (a templateRef's template); `finishedAt` in whole seconds,
-    as Kubernetes writes a time."""
+    """`{{workflow.failures}}`: every Failed or Error node (Pod, Retry, Steps, StepGroup, DAG, …), as Argo gives
+    them to an exit handler, each with the name of its pod (`pods`: node id -> the pod podline made; any other
+    node gets the name Argo computes for it) and its template (a templateRef's template); `finishedAt` in whole
+    seconds, as Kubernetes writes a time."""
     workflow = next((n["name"] for n in nodes.values() if n["id"] == n["name"]), "")
     out = []
     for n in nodes.values():
-        if n["type"] != "Pod" or n["phase"] not in FAILED:
+        if n["phase"] not in FAILED:
             continue
         template = (n.get("templateRef") or {}).get("template") or n.get("templateName", "")
         out.append({"displayName": n["displayName"], "message": n.get("message", ""), "templateName": template,

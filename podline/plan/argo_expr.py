@@ -148,6 +148,17 @@ def _text(value: Any) -> str:
     return value.text if isinstance(value, Literal) else str(value).lower()
 
 
+def _kind(value: Any) -> str:
+    """govaluate's type of a term: a number, a string (quoted, or a bare word Argo turned into one), a bool."""
+    if isinstance(value, bool):
+        return "bool"
+    return "number" if value.number is not None else "string"
+
+
+def _value(term: Any) -> Any:
+    return term if isinstance(term, bool) else term.number if term.number is not None else term.text
+
+
 def _compare(parser: BoolParser, op: str, left: Any, right: Any) -> bool:
     if op in ("=~", "!~"):
         try:  # RE2 (linear time, as Argo's Go regexp): a hostile pattern cannot stall the controller
@@ -155,14 +166,17 @@ def _compare(parser: BoolParser, op: str, left: Any, right: Any) -> bool:
         except re2.error as error:
             raise parser.fail(f"bad regular expression {_text(right)!r} ({error})") from None
         return found == (op == "=~")
-    if isinstance(left, Literal) and isinstance(right, Literal) and None not in (left.number, right.number):
-        a: Any = left.number
-        b: Any = right.number
-    elif op in ("==", "!="):
-        a, b = _text(left), _text(right)
+    kinds = (_kind(left), _kind(right))
+    if op in ("==", "!="):  # reflect.DeepEqual: a number never equals a string, nor a bool a string
+        same = kinds[0] == kinds[1] and _value(left) == _value(right)
+        return same == (op == "==")
+    if kinds == ("number", "number"):
+        a, b = left.number, right.number
+    elif kinds == ("string", "string"):  # lexical, as Go compares strings
+        a, b = left.text, right.text
     else:
-        raise parser.fail(f"{op!r} needs two numbers")
-    return {"==": a == b, "!=": a != b, "<": a < b, ">": a > b, "<=": a <= b, ">=": a >= b}[op]
+        raise parser.fail(f"{op!r} compares two numbers or two strings, not a {kinds[0]} and a {kinds[1]}")
+    return {"<": a < b, ">": a > b, "<=": a <= b, ">=": a >= b}[op]
 
 
 def evaluate_when(expr: str) -> bool:
@@ -171,8 +185,10 @@ def evaluate_when(expr: str) -> bool:
     Terms are numbers, 'single' or "double" quoted strings, true/false, and bare words, which are strings
     (Argo's coinflip: `heads == heads`).  A bare word is one token of letters, digits, `_`, `.` and `-`,
     so a value with spaces must be quoted: `hello world == hello world` is an ExpressionError.
-    Comparisons are numeric when both sides are number literals; otherwise ==, != compare text and
-    <, >, <=, >= are errors; `=~` / `!~` search the right side's pattern in the left side.
+    `==` / `!=` are govaluate's reflect.DeepEqual: equal only with the same type (a number never equals a
+    string: `'5' == 5` is false; `true == 'true'` is false); `<`, `>`, `<=`, `>=` compare two numbers, or two
+    strings lexically (`abc < abd`), and a number with a string is an error; `=~` / `!~` search the right
+    side's pattern in the left side.
     """
     parser = BoolParser(expr, _when_tokens(expr), _when_term, _compare, _COMPARISONS)
     return parser.boolean(parser.parse())

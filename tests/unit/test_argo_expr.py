@@ -128,13 +128,16 @@ def test_substitute_leaves_text_without_braces(text: str, scope: dict[str, str])
     ("-1.5 < 0", True),
     ("10 > 9", True),  # numeric, not text order
     ("2.0 == 2", True),
-    ("'5' == 5", True),  # not both numbers: compared as text
+    ("'5' == 5", False),  # govaluate's reflect.DeepEqual: a string never equals a number
+    ("'5' != 5", True),
+    ("abc < abd", True),  # two strings: lexical
+    ("b >= a", True),
     ("'a b' == \"a b\"", True),
     ("'' == ''", True),
     ("'it\\'s' == \"it's\"", True),
     ("v1.2.3 == 'v1.2.3'", True),
     ("us-east-1 == us-east-1", True),
-    ("true == 'true'", True),
+    ("true == 'true'", False),  # a bool never equals a string (`{{inputs.parameters.flag}} == 'true'`)
     ("(1 < 2) == true", True),
     ("1 < 2 && 2 < 1 || 3 == 3", True),
     ("1 < 2 && (2 < 1 || 3 != 3)", False),
@@ -148,7 +151,7 @@ def test_evaluate_when(expr: str, expected: bool) -> None:
 
 
 @pytest.mark.parametrize("expr", [
-    "", "   ", "heads", "'true'", "5", "hello world == hello world", "a < b", "1 < abc", "1 < 2 < 3",
+    "", "   ", "heads", "'true'", "5", "hello world == hello world", "true < false", "1 < abc", "1 < 2 < 3",
     "(1 == 1", "1 == 1)", "== 1", "1 ==", "1 = 1", "!heads", "a && true", "x =~ '('", "heads =~ ^h",
     "'open == open", "a $ b", "-x == -x",
 ])
