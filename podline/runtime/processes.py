@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -70,9 +70,8 @@ def become_subreaper() -> None:
         pass
 
 
-def _parents() -> dict[int, int]:
-    """pid → parent pid of every process."""
-    out = {}
+def _proc_stats() -> Iterator[tuple[int, list[bytes]]]:
+    """(pid, the fields of /proc/PID/stat after its command name: state ppid pgrp session …) of each process."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -81,8 +80,12 @@ def _parents() -> dict[int, int]:
                 fields = handle.read().rsplit(b")", 1)[1].split()
         except OSError:
             continue
-        out[int(entry)] = int(fields[1])
-    return out
+        yield int(entry), fields
+
+
+def _parents() -> dict[int, int]:
+    """pid → parent pid of every process."""
+    return {pid: int(fields[1]) for pid, fields in _proc_stats()}
 
 
 def descendants(root: int) -> list[int]:
@@ -122,15 +125,4 @@ def _terminate_with_parent(parent: int) -> None:
 
 def session_processes(sid: int) -> list[int]:
     """PIDs whose session id is `sid` (a runner and every container it started)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid:  # fields after "comm)": state ppid pgrp session ...
-            pids.append(int(entry))
-    return pids
+    return [pid for pid, fields in _proc_stats() if int(fields[3]) == sid]

@@ -9,10 +9,9 @@ import subprocess
 import pytest
 
 from tests.conftest import Cli, wait_for
-from tests.integration.test_slurm_pods import REASON, slurm, squeue
+from tests.integration.test_slurm_pods import REASON, squeue
 
 pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
-__all__ = ["slurm"]  # the fixture, imported for its use below
 
 
 def _array(cli: Cli, name: str) -> str | None:

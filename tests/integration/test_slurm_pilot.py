@@ -6,25 +6,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Cli, gone, wait_for
-from tests.integration.test_slurm_pods import REASON, cancel_leftovers, squeue
+from tests.integration.test_slurm_pods import REASON, squeue
 
 pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
-
-
-@pytest.fixture
-def hpc(cli: Cli, tmp_path: Path) -> Iterator[Cli]:
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    cli("config", "set-context", "hpc", "--backend", "slurm", "--partition", "debug", "--shared-dir", str(shared))
-    cli("config", "use-context", "hpc")
-    yield cli
-    cancel_leftovers(shared)
 
 
 def ours(shared: Path) -> list[tuple[str, str]]:
@@ -70,11 +59,11 @@ spec:
 """
 
 
-def test_steps_share_one_allocation_side_by_side_and_a_larger_step_gets_its_own(hpc: Cli, tmp_path: Path) -> None:
+def test_steps_share_one_allocation_side_by_side_and_a_larger_step_gets_its_own(slurm: Cli, tmp_path: Path) -> None:
     shared = tmp_path / "shared"
-    hpc.apply(CHAIN)
-    assert hpc.wait("workflow/piloted", "phase=Succeeded", timeout=180).returncode == 0
-    got = results(hpc, "piloted")
+    slurm.apply(CHAIN)
+    assert slurm.wait("workflow/piloted", "phase=Succeeded", timeout=180).returncode == 0
+    got = results(slurm, "piloted")
     pilot = got["first"]
     (job_a, a0, a1), (job_b, b0, b1) = (got[s].split() for s in ("a", "b"))
     assert pilot.isdigit() and job_a == job_b == pilot, got
@@ -87,9 +76,9 @@ def test_steps_share_one_allocation_side_by_side_and_a_larger_step_gets_its_own(
     assert sorted(job for job, _ in ours(shared)) == sorted([pilot, got["big"], got["last"]]), "3 sbatch for 5 pods"
     # the workflow is over: the agent leaves at once (not after its idle minute)
     wait_for(lambda: all(state in ("COMPLETED", "CANCELLED") for _, state in ours(shared)), timeout=30)
-    pod = next(p for p in hpc.json("pod")["items"] if p["metadata"]["annotations"].get(
+    pod = next(p for p in slurm.json("pod")["items"] if p["metadata"]["annotations"].get(
         "workflows.argoproj.io/node-name", "").endswith(".first"))
-    described = hpc("describe", "pod", pod["metadata"]["name"]).stdout
+    described = slurm("describe", "pod", pod["metadata"]["name"]).stdout
     assert pilot in described and "Pilot:" in described, described
 
 
@@ -111,13 +100,13 @@ spec:
 """
 
 
-def test_a_cancelled_pilot_fails_its_step_and_the_retry_runs_in_a_new_allocation(hpc: Cli, tmp_path: Path) -> None:
+def test_a_cancelled_pilot_fails_its_step_and_the_retry_runs_in_a_new_allocation(slurm: Cli, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
-    hpc.apply(RETRIED.format(gate=gate))
+    slurm.apply(RETRIED.format(gate=gate))
     first = wait_for(lambda: gate.exists() and gate.read_text().strip(), timeout=60)
     subprocess.run(["scancel", first], check=True)  # an admin, pre-emption, or the pilot's time limit
-    assert hpc.wait("workflow/replaced", "phase=Succeeded", timeout=120).returncode == 0
-    wf = hpc.json("workflow", "replaced")
+    assert slurm.wait("workflow/replaced", "phase=Succeeded", timeout=120).returncode == 0
+    wf = slurm.json("workflow", "replaced")
     attempts = sorted((n for n in wf["status"]["nodes"].values() if n["type"] == "Pod"), key=lambda n: n["startedAt"])
     assert [n["phase"] for n in attempts] == ["Failed", "Succeeded"], attempts
     second = attempts[1]["outputs"]["result"]
@@ -139,15 +128,15 @@ spec:
 """
 
 
-def test_deleting_the_workflow_stops_its_step_and_gives_the_allocation_back(hpc: Cli, tmp_path: Path) -> None:
+def test_deleting_the_workflow_stops_its_step_and_gives_the_allocation_back(slurm: Cli, tmp_path: Path) -> None:
     shared, pid_file = tmp_path / "shared", tmp_path / "pid"
-    hpc.apply(HANGING.format(pid=pid_file))
+    slurm.apply(HANGING.format(pid=pid_file))
     pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), timeout=60))
-    hpc("delete", "workflow", "stopped")
+    slurm("delete", "workflow", "stopped")
     wait_for(lambda: gone(pid), timeout=60)
     wait_for(lambda: not any(state in ("PENDING", "RUNNING", "COMPLETING") for _, state in ours(shared)),
              timeout=60)
-    wait_for(lambda: hpc("get", "workflow", "stopped", check=False).returncode != 0, timeout=30)
+    wait_for(lambda: slurm("get", "workflow", "stopped", check=False).returncode != 0, timeout=30)
     assert list((shared / "pilots").iterdir()) == [], "the pilot's directory went with the workflow"
 
 
@@ -170,17 +159,17 @@ spec:
 """
 
 
-def test_a_step_with_flags_of_its_own_gets_its_own_job_and_a_refused_pilot_runs_nothing(hpc: Cli,
+def test_a_step_with_flags_of_its_own_gets_its_own_job_and_a_refused_pilot_runs_nothing(slurm: Cli,
                                                                                         tmp_path: Path) -> None:
-    hpc.apply(FLAGGED.format(name="flagged", shared_flags="--nice=1", marker=tmp_path / "ran"))
-    assert hpc.wait("workflow/flagged", "phase=Succeeded", timeout=120).returncode == 0
-    got = results(hpc, "flagged")
+    slurm.apply(FLAGGED.format(name="flagged", shared_flags="--nice=1", marker=tmp_path / "ran"))
+    assert slurm.wait("workflow/flagged", "phase=Succeeded", timeout=120).returncode == 0
+    got = results(slurm, "flagged")
     assert got["shared"].isdigit() and got["own"].isdigit() and got["shared"] != got["own"], got
-    hpc.apply(FLAGGED.format(name="refused", shared_flags="--reservation=nope", marker=tmp_path / "never"))
-    assert hpc.wait("workflow/refused", "phase=Failed", timeout=120).returncode == 0
-    pods = [p for p in hpc.json("pod")["items"] if p["metadata"]["name"].startswith("refused-")]
+    slurm.apply(FLAGGED.format(name="refused", shared_flags="--reservation=nope", marker=tmp_path / "never"))
+    assert slurm.wait("workflow/refused", "phase=Failed", timeout=120).returncode == 0
+    pods = [p for p in slurm.json("pod")["items"] if p["metadata"]["name"].startswith("refused-")]
     shared_step = next(p for p in pods if "-plain-" in p["metadata"]["name"])
     assert shared_step["status"]["reason"] == "SubmitFailed" and "eservation" in shared_step["status"]["message"]
-    uid = hpc.json("workflow", "refused")["metadata"]["uid"]
+    uid = slurm.json("workflow", "refused")["metadata"]["uid"]
     assert list((tmp_path / "shared" / "pilots" / uid / "queue").iterdir()) == []  # nothing left to run later
     assert not list(tmp_path.glob("never.*"))

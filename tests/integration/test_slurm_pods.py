@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,16 +24,6 @@ def slurm_unavailable() -> str | None:
 
 REASON = slurm_unavailable()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
-
-
-@pytest.fixture
-def slurm(cli: Cli, tmp_path: Path) -> Iterator[Cli]:
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    cli("config", "set-context", "hpc", "--backend", "slurm", "--partition", "debug", "--shared-dir", str(shared))
-    cli("config", "use-context", "hpc")
-    yield cli
-    cancel_leftovers(shared)
 
 
 def cancel_leftovers(shared: Path) -> None:
