@@ -26,15 +26,25 @@ from podline.api.errors import InvalidObject
 from podline.api.pilot import PILOT, PILOT_ID, PILOT_SIZE, PilotSize, parse_pilot
 from podline.api.template_refs import Lookup, Unresolved, effective_spec, stored_templates
 from podline.api.workflow_checks import check_merged
-from podline.controller.argo_locks import Locks, status_of
+from podline.controller.argo_locks import status_of
 from podline.controller.argo_nodes import DONE, FAILED, TooManyNodes, Walker
 from podline.controller.context import TERMINAL, Ctx
+from podline.controller.workflow_holds import (
+    collect_claims,
+    locks_of,
+    make_claims,
+    release_all,
+    release_finished_nodes,
+    release_locks,
+    release_pilot,
+    remove_claims,
+    spec_of,
+    workflow_lock,
+)
 from podline.plan.argo_depends import ExpressionError
-from podline.plan.pod import claim_dir
 from podline.plan.workflow_pod import (
     NODE_ANNOTATION,
     StepPodError,
-    claim_name,
     pilot_flags_match,
     pilot_size,
     pod_name,
@@ -131,7 +141,7 @@ class _Pods:
         return locks.acquire(self.wf, holder, wanted, self.ctx.now)
 
     def release(self, holder: str) -> None:
-        _release(self.ctx, self.wf, holder)
+        release_locks(self.ctx, self.wf, holder)
 
     def cached(self, cache: str, key: str) -> dict[str, Any] | None:
         """The entry under `key`, or None; ExpressionError (the node errors) if a ConfigMap of that name exists but
@@ -204,48 +214,6 @@ def template_lookup(store: Store, namespace: str, applied: dict[tuple[str, str, 
     return lookup
 
 
-def locks_of(ctx: Ctx) -> Locks:
-    if ctx.locks is None:
-        ctx.locks = Locks(ctx.store)
-    return ctx.locks
-
-
-def _release(ctx: Ctx, wf: Obj, holder: str | None = None) -> None:
-    """Give up `holder`'s locks (every one of the workflow's when None); a waiter, of this workflow or another,
-    may take them in the next pass."""
-    if wf.internal.get("locks") and locks_of(ctx).release(wf, holder):
-        ctx.wake_at(ctx.now + 0.05)
-
-
-def _release_all(ctx: Ctx, wf: Obj) -> None:
-    _release(ctx, wf)
-    if "synchronization" in wf.status:
-        wf.status["synchronization"] = {}
-
-
-def _release_finished_nodes(ctx: Ctx, wf: Obj) -> None:
-    """Locks of nodes that ended outside the walk's own path (the deadline, a tree grown too large): released."""
-    nodes = wf.status.get("nodes", {})
-    locks = wf.internal.get("locks", {})
-    for holder in [h for h in (*locks.get("holding", {}), *locks.get("waiting", {})) if h]:
-        if holder not in nodes or nodes[holder]["phase"] in DONE:
-            _release(ctx, wf, holder)
-
-
-def _workflow_lock(ctx: Ctx, wf: Obj) -> str | None:
-    """spec.synchronization: None once the workflow holds its locks, else why it waits (Pending, not started)."""
-    sync = spec_of(wf).get("synchronization")
-    if not sync:
-        return None
-    locks = locks_of(ctx)
-    return locks.acquire(wf, "", locks.wanted(wf.namespace, sync), ctx.now)
-
-
-def spec_of(wf: Obj) -> dict[str, Any]:
-    """The spec the workflow runs: its own, or (with workflowTemplateRef) the merged one its first pass stored."""
-    return wf.status.get("storedWorkflowTemplateSpec") or wf.manifest["spec"]
-
-
 def _store_templates(ctx: Ctx, wf: Obj) -> str | None:
     """At the first pass: copy the templates the workflow reaches through WorkflowTemplates into its status,
     as Argo does, so later changes to them do not reach a running workflow; the problem if one is missing."""
@@ -292,59 +260,9 @@ def _delete(ctx: Ctx, wf: Obj) -> None:
         ctx.store.save(wf)
         return
     shutil.rmtree(Path(str(ctx.dirs_for(wf)["shared"])) / "workflows" / wf.uid, ignore_errors=True)
-    _remove_claims(ctx, wf)
-    _release_pilot(ctx, wf, delete=True)
+    remove_claims(ctx, wf)
+    release_pilot(ctx, wf, delete=True)
     ctx.store.remove(wf.uid)
-
-
-def _release_pilot(ctx: Ctx, wf: Obj, delete: bool = False) -> None:
-    """The workflow runs no more steps: its pilot allocation (if any) is given back."""
-    if PILOT in (wf.manifest["metadata"].get("annotations") or {}):
-        ctx.backend_for(wf).release(wf.uid, delete)
-
-
-def _claims(ctx: Ctx, wf: Obj) -> list[tuple[Path, Path]]:
-    """(directory, owner record) of each of the workflow's volumeClaimTemplates claims."""
-    shared = str(ctx.dirs_for(wf)["shared"])
-    out = []
-    for template in spec_of(wf).get("volumeClaimTemplates", []):
-        path = Path(claim_dir(shared, wf.namespace, claim_name(wf.name, template)))
-        out.append((path, path.parent / ".owners" / path.name))
-    return out
-
-
-def _make_claims(ctx: Ctx, wf: Obj) -> str | None:
-    """Create the workflow's claims before its first step, each recorded as this workflow's; a claim of that
-    name that is not (a user's, another workflow's) fails the workflow, as an existing PVC does in Argo."""
-    for path, owner in _claims(ctx, wf):
-        owner.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            path.mkdir()
-        except FileExistsError:
-            if not owner.exists() or owner.read_text() != wf.uid:  # else: made by an earlier pass of ours
-                return f"claim {path.name} already exists and is not this workflow's"
-        owner.write_text(wf.uid)
-    return None
-
-
-def _remove_claims(ctx: Ctx, wf: Obj) -> None:
-    """The workflow's own claims (as Argo deletes their PVCs); a claim recorded as someone else's stays."""
-    for path, owner in _claims(ctx, wf):
-        try:
-            mine = owner.read_text() == wf.uid
-        except OSError:
-            mine = False
-        if mine:
-            shutil.rmtree(path, ignore_errors=True)
-            owner.unlink(missing_ok=True)
-
-
-def _collect_claims(ctx: Ctx, wf: Obj, phase: str) -> None:
-    """volumeClaimGC: once no step runs, the claims go when the workflow completes (the default) or only when
-    it succeeded (OnWorkflowSuccess); otherwise they stay until the workflow is deleted."""
-    strategy = spec_of(wf).get("volumeClaimGC", {}).get("strategy", "OnWorkflowCompletion")
-    if strategy == "OnWorkflowCompletion" or phase == "Succeeded":
-        _remove_claims(ctx, wf)
 
 
 def in_exit_handler(workflow: str, node: str) -> bool:
@@ -384,7 +302,7 @@ def _deadline(ctx: Ctx, wf: Obj, port: _Pods) -> bool:
 
 
 def _finish(ctx: Ctx, wf: Obj, phase: str, message: str) -> None:
-    _release_all(ctx, wf)  # however it ends, a finished workflow holds and awaits no lock
+    release_all(ctx, wf)  # however it ends, a finished workflow holds and awaits no lock
     wf.status.update(phase=phase, finishedAt=rfc3339(ctx.now))
     wf.status["conditions"] = [{"type": "PodRunning", "status": "False"}, {"type": "Completed", "status": "True"}]
     if message:
@@ -403,16 +321,16 @@ def reconcile_workflow(ctx: Ctx, wf: Obj) -> None:
     started and saves the nodes that record them, so a crash can neither lose nor duplicate a step."""
     if wf.deleted_at:
         with ctx.store.tx():
-            _release_all(ctx, wf)
+            release_all(ctx, wf)
             _delete(ctx, wf)
         return
     port = _Pods(ctx, wf)
     if wf.status.get("phase") in WORKFLOW_DONE:
-        _release_all(ctx, wf)
+        release_all(ctx, wf)
         wf.settled = port.active == 0
         if wf.settled:
-            _collect_claims(ctx, wf, wf.status["phase"])
-            _release_pilot(ctx, wf)
+            collect_claims(ctx, wf, wf.status["phase"])
+            release_pilot(ctx, wf)
         ctx.store.save(wf)
         return
     if "startedAt" not in wf.status and not wf.internal.get("templatesStored"):
@@ -425,7 +343,7 @@ def reconcile_workflow(ctx: Ctx, wf: Obj) -> None:
         wf.internal["templatesStored"] = True  # once: a library deleted while the workflow waits is no matter
     if "startedAt" not in wf.status:
         try:
-            waiting = _workflow_lock(ctx, wf)
+            waiting = workflow_lock(ctx, wf)
         except ValueError as exc:  # a semaphore whose limit cannot be read: the workflow errs, as in Argo
             _finish(ctx, wf, "Error", str(exc))
             wf.settled = True
@@ -439,7 +357,7 @@ def reconcile_workflow(ctx: Ctx, wf: Obj) -> None:
         wf.status.pop("message", None)
         wf.status.update(phase="Running", startedAt=rfc3339(ctx.now), nodes={})
         ctx.event(wf, "WorkflowRunning", "Workflow Running")
-        clash = _make_claims(ctx, wf)
+        clash = make_claims(ctx, wf)
         if clash:
             _finish(ctx, wf, "Error", clash)
             wf.settled = True
@@ -466,7 +384,7 @@ def reconcile_workflow(ctx: Ctx, wf: Obj) -> None:
         port.create()
         _record(ctx, wf, port, walker, root, exit_node, expired)
         if wf.internal.get("locks"):
-            _release_finished_nodes(ctx, wf)
+            release_finished_nodes(ctx, wf)
             wf.status["synchronization"] = status_of(wf, locks_of(ctx))
             ctx.store.save(wf)
 
@@ -503,6 +421,6 @@ def _record(ctx: Ctx, wf: Obj, port: _Pods, walker: Walker, root: dict[str, Any]
         _finish(ctx, wf, phase, message)
         wf.settled = port.active == 0
         if wf.settled:
-            _collect_claims(ctx, wf, phase)
-            _release_pilot(ctx, wf)
+            collect_claims(ctx, wf, phase)
+            release_pilot(ctx, wf)
     ctx.store.save(wf)
