@@ -2,41 +2,20 @@
 
 A Job's name becomes the `job-name` label of its pods, and a label value has at most 63 characters: like the
 Kubernetes API server, `apply` refuses a longer name (or a generateName leaving no room for the suffix) rather
-than storing a Job whose pods could never be made.
+than storing a Job whose pods could never be made (api.checks.check_name_length, with MAX_NAME).
 """
 
 from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from podline.api.base import GENERATED_SUFFIX, Model, ObjectMeta, Resource
+from podline.api.base import Model, ObjectMeta, Resource
 from podline.api.core import PodSpec
 
 MAX_COMPLETIONS = 100_000
 MAX_NAME = 63  # the `job-name` label value of its pods
-
-
-class JobMeta(ObjectMeta):
-    """A Job's metadata: its name (or generateName and the suffix apply adds) must fit in a label value."""
-
-    @field_validator("name")
-    @classmethod
-    def _job_name(cls, value: str | None) -> str | None:
-        if value is not None and len(value) > MAX_NAME:
-            raise ValueError(f"a Job name must be at most {MAX_NAME} characters (it is the job-name label of "
-                             f"its pods), got {len(value)}")
-        return value
-
-    @field_validator("generate_name")
-    @classmethod
-    def _job_generate_name(cls, value: str | None, info: ValidationInfo) -> str | None:
-        limit = MAX_NAME - GENERATED_SUFFIX
-        if value is not None and info.data.get("name") is None and len(value) > limit:
-            raise ValueError(f"a Job generateName must be at most {limit} characters ({GENERATED_SUFFIX} are "
-                             "added)")
-        return value
 
 
 class PodTemplateSpec(Model):
@@ -92,5 +71,4 @@ class JobSpec(Model):
 class Job(Resource):
     api_version: Literal["batch/v1"]
     kind: Literal["Job"]
-    metadata: JobMeta
     spec: JobSpec

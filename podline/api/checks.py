@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from podline.api.base import GENERATED_SUFFIX, ObjectMeta, Resource
+from podline.api.batch import MAX_NAME as MAX_JOB_NAME
 from podline.api.batch import Job
-from podline.api.core import RESOURCE_LIMITS, Container, Pod, PodSpec
+from podline.api.core import RESOURCE_LIMITS, Container, Pod, PodSpec, missing_image
 from podline.api.dataset import Dataset, check_dataset
 from podline.api.errors import InvalidObject
 from podline.api.pilot import PILOT, PILOT_ID, PILOT_SIZE
@@ -82,10 +83,11 @@ def check_slurm_flags(annotations: dict[str, str], base: str, pilot: bool = Fals
                 raise InvalidObject(f"{base}.annotations[{key}]", str(exc)) from None
 
 
-def check_name_length(meta: ObjectMeta, limit: int, kind: str) -> None:
+def check_name_length(meta: ObjectMeta, limit: int, kind: str, why: str = "") -> None:
     """A kind whose name also names labels or jobs: the name, or generateName and the suffix apply adds."""
     if meta.name is not None and len(meta.name) > limit:
-        raise InvalidObject("metadata.name", f"a {kind} name must be at most {limit} characters")
+        raise InvalidObject("metadata.name", f"a {kind} name must be at most {limit} characters"
+                            + (f" ({why}), got {len(meta.name)}" if why else ""))
     if meta.name is None and len(meta.generate_name or "") > limit - GENERATED_SUFFIX:
         raise InvalidObject("metadata.generateName", f"a {kind} generateName must be at most "
                             f"{limit - GENERATED_SUFFIX} characters ({GENERATED_SUFFIX} are added)")
@@ -126,6 +128,14 @@ def check_pipeline(obj: Pipeline) -> None:
 
 def check_object(obj: Resource) -> None:
     """Rules every stored object must satisfy beyond its schema."""
+    _check_object(obj)
+    spec = obj.spec if isinstance(obj, Pod) else obj.spec.template.spec if isinstance(obj, Job) else None
+    where = missing_image(spec, "spec" if isinstance(obj, Pod) else "spec.template.spec") if spec else None
+    if where:
+        raise InvalidObject(where, "required field is missing (a container without command or args needs an image)")
+
+
+def _check_object(obj: Resource) -> None:
     if not obj.metadata.name and not obj.metadata.generate_name:
         raise InvalidObject("metadata.name", "required: every object needs a name (or a generateName)")
     check_annotations(obj.metadata.annotations, "metadata", pilot=isinstance(obj, (Workflow, WorkflowTemplate)))
@@ -140,6 +150,7 @@ def check_object(obj: Resource) -> None:
 
         check_workflow(obj)
     elif isinstance(obj, Job):
+        check_name_length(obj.metadata, MAX_JOB_NAME, "Job", "it is the job-name label of its pods")
         check_pod_spec(obj.spec.template.spec, "spec.template.spec")
         check_annotations(obj.spec.template.metadata.annotations, "spec.template.metadata")
         if obj.spec.completion_mode == "Indexed" and obj.spec.completions is None:

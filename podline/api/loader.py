@@ -17,9 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from podline.api.base import Resource, warnings_var
-from podline.api.batch import Job
 from podline.api.checks import check_object
-from podline.api.core import Pod, missing_image
 from podline.api.errors import InvalidObject, ManifestError, format_path
 from podline.api.kinds import MODELS
 
@@ -201,22 +199,9 @@ def build_object(data: Any, source: str, number: int) -> Loaded:
         warnings_var.reset(token)
     try:
         check_object(obj)
-        _check_images(obj)
     except InvalidObject as exc:
         raise fail(exc.path, exc.problem, kind_s, name) from None
     return Loaded(obj, source, number, warnings)
-
-
-def _check_images(obj: Resource) -> None:
-    """A Pod's or Job's container that could never start (no image, no command) is refused at apply."""
-    if isinstance(obj, Pod):
-        where = missing_image(obj.spec, "spec")
-    elif isinstance(obj, Job):
-        where = missing_image(obj.spec.template.spec, "spec.template.spec")
-    else:
-        return
-    if where:
-        raise InvalidObject(where, "required field is missing (a container without command or args needs an image)")
 
 
 def _flatten_lists(docs: list[tuple[int, Any]]) -> list[tuple[int, Any]]:

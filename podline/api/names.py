@@ -8,6 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
+
+# Kubernetes' name rules (used with fullmatch), here so that the CLI's label selectors need no models.
+DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 
 KIND_ALIASES: dict[str, str] = {
     "pod": "Pod", "pods": "Pod", "po": "Pod",

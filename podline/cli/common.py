@@ -15,7 +15,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from podline.api.names import CLUSTER_SCOPED, resolve_kind
+from podline.api.names import CLUSTER_SCOPED, DNS1123_SUBDOMAIN, LABEL_VALUE, QUALIFIED_NAME, resolve_kind
 from podline.controller import daemon
 from podline.home import home, wake_controller
 from podline.store import Obj, Store
@@ -118,9 +118,6 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
 
 SELECTOR_SPECIAL = re.compile(r"\s|[!=(),<>]")
 SELECTOR_TOKEN = re.compile(r"!=|==|[!=(),<>]|[^\s!=(),<>]+")  # whitespace separates tokens, as in kubectl
-QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")  # as api.base (kept model-free)
-DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 INTEGER = re.compile(r"[-+]?[0-9]+")
 OPERATORS = ("=", "==", "!=", "in", "notin", ">", "<")
 END = ""  # the token after the last one
@@ -192,7 +189,7 @@ def _identifier(token: str) -> bool:
 def check_selector_key(key: str) -> str:
     parts = key.split("/")
     name = parts[-1]
-    if len(parts) > 2 or (len(parts) == 2 and (len(parts[0]) > 253 or not DNS_SUBDOMAIN.fullmatch(parts[0]))):
+    if len(parts) > 2 or (len(parts) == 2 and (len(parts[0]) > 253 or not DNS1123_SUBDOMAIN.fullmatch(parts[0]))):
         raise SelectorError(f"invalid label key {key!r}: the prefix must be a DNS-1123 subdomain")
     if len(name) > 63 or not QUALIFIED_NAME.fullmatch(name):
         raise SelectorError(f"invalid label key {key!r}: must be a qualified name ([prefix/]name, name at most "
