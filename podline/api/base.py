@@ -80,7 +80,8 @@ class Model(BaseModel):
     Kubernetes API server has them (no `true` for a number, no `"5"` for an integer)."""
 
     model_config = ConfigDict(
-        extra="forbid", alias_generator=to_camel, populate_by_name=True, validate_default=True, strict=True
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, validate_default=True, strict=True,
+        defer_build=True,
     )
     IGNORED: ClassVar[frozenset[str]] = frozenset()
     SILENT: ClassVar[frozenset[str]] = frozenset()

@@ -631,8 +631,3 @@ class ClusterWorkflowTemplate(WorkflowTemplate):
         out = super().dump()
         out["metadata"].pop("namespace", None)  # stored under namespace "", written without one
         return out
-
-
-for _model in (WorkflowStep, DAGTask, DAGTemplate, Template, InlineTemplate, TemplateDefaults, WorkflowSpec, Workflow,
-               WorkflowTemplate, ClusterWorkflowTemplate):
-    _model.model_rebuild(force=True)  # `inline` refers to InlineTemplate, defined after the steps that use it

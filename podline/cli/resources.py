@@ -105,6 +105,9 @@ def _generate_name(store: Store, obj: Resource, taken: set[tuple[str, str, str]]
 
 def _check_template_references(store: Store, loaded: list[Loaded]) -> None:
     """Workflows and WorkflowTemplates name only templates that exist: stored, or applied together."""
+    argo_kinds = ("Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate")
+    if not any(item.obj.kind in argo_kinds for item in loaded):
+        return  # without the imports below: the workflow controller's modules are a fifth of a Pod's apply
     from podline.api.errors import InvalidObject
     from podline.api.workflow_checks import check_references
     from podline.controller.workflows import template_lookup
@@ -112,7 +115,7 @@ def _check_template_references(store: Store, loaded: list[Loaded]) -> None:
     applied = {(item.obj.kind, item.obj.metadata.namespace, item.obj.metadata.name): item.obj.dump()["spec"]
                for item in loaded if item.obj.kind in ("WorkflowTemplate", "ClusterWorkflowTemplate")}
     for item in loaded:
-        if item.obj.kind not in ("Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate"):
+        if item.obj.kind not in argo_kinds:
             continue
         current = store.get(item.obj.kind, item.obj.metadata.namespace, item.obj.metadata.name or "")
         if current is not None and current.manifest == item.obj.dump():
