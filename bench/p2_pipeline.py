@@ -63,6 +63,9 @@ Goals: podline >= 10x faster; podline's shared-storage bytes = the final output 
 the hand-off itself, the part podline changes; the tools' own CPU time is the same on both sides and caps the
 ratio of the default run.
 
+At the end, bench/p2_media.py measures one GiB written and read back through the RAM workspace and through the
+benchmark's sshfs connection, with no step in between: the ratio of those costs bounds what any steps can reach.
+
 Usage: python bench/p2_pipeline.py [--mib 1024 | --quick] [--trials N] [--no-l2] [--node-cache DIR] [--steps copy]
                                   [--sshfs-options OPTS] [--drop-caches] [--no-private-mount] [--keep]
 """
@@ -85,6 +88,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from p2_media import Media, measure
 
 from podline.runtime.files import parse_rfc3339
 from podline.runtime.staging import stage_dataset
@@ -576,11 +580,13 @@ def main() -> None:
                     shutil.rmtree(root / sub, ignore_errors=True)
             if args.node_cache is None:
                 shutil.rmtree(tmp / "node-cache", ignore_errors=True)
-    report(runs, variants, input_size, input_file, args.trials, load_before)
+        print("  measuring the media (RAM workspace, sshfs) ...", flush=True)
+        media = measure(mib, shm, mount)
+    report(runs, variants, input_size, input_file, args.trials, load_before, media)
 
 
 def report(runs: dict[str, list[Run]], variants: list[Variant], input_size: int, input_file: Path, trials: int,
-           load_before: tuple[float, float, float]) -> None:
+           load_before: tuple[float, float, float], media: Media) -> None:
     expected = runs["baseline-cold"][0].result
     for key, got in runs.items():
         for run in got:
@@ -640,6 +646,7 @@ def report(runs: dict[str, list[Run]], variants: list[Variant], input_size: int,
           f"for a {len(expected)}-byte result; baseline {human(written['baseline-cold'])} (cold), "
           f"{human(written['baseline-warm'])} (warm)   (goal final output only, within {human(METADATA_SLACK)} of "
           f"metadata: {'MET' if only_output else 'MISSED'})")
+    print("\n".join(media.lines()))
 
 
 if __name__ == "__main__":
