@@ -247,10 +247,11 @@ class Store:
         if current == obj.loaded:
             return
         obj.loaded = current
-        # settled stays 0 for an object someone marked deleted meanwhile (the CLI, between read and write)
-        self.db.execute("UPDATE objects SET status=?, internal=?, settled=CASE WHEN deleted_at IS NULL THEN ? "
-                        "ELSE 0 END, updated_at=? WHERE uid=?",
-                        (current[0], current[1], int(obj.settled), time.time(), obj.uid))
+        # settled stays 0 for an object someone marked deleted or applied anew meanwhile (the CLI, between this
+        # pass's read and write): its new intent must still be reconciled
+        self.db.execute("UPDATE objects SET status=?, internal=?, settled=CASE WHEN deleted_at IS NULL AND "
+                        "generation=? THEN ? ELSE 0 END, updated_at=? WHERE uid=?",
+                        (current[0], current[1], obj.generation, int(obj.settled), time.time(), obj.uid))
 
     def mark_deleted(self, uid: str) -> None:
         self.db.execute("UPDATE objects SET deleted_at=COALESCE(deleted_at, ?), settled=0 WHERE uid=?",

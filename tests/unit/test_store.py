@@ -73,3 +73,18 @@ def test_a_save_does_not_settle_an_object_deleted_since_it_was_read(tmp_path: Pa
     controller.save(obj)
     [again] = controller.list(kind="Workflow", unsettled=True)
     assert again.deleted_at is not None and again.status["phase"] == "Succeeded"
+
+
+def test_a_save_does_not_settle_an_object_applied_anew_since_it_was_read(tmp_path: Path) -> None:
+    """The controller reads, the CLI applies a changed spec (a scale), the controller saves what it read as
+    settled: the new generation must still be reconciled, not lost."""
+    controller, cli = Store(tmp_path / "s.db"), Store(tmp_path / "s.db")
+    _, obj = controller.apply("Pipeline", "default", "p", {"spec": {"shards": 1}})
+    assert cli.apply("Pipeline", "default", "p", {"spec": {"shards": 2}})[0] == "configured"
+    obj.status["phase"], obj.settled = "Succeeded", True
+    controller.save(obj)
+    [again] = controller.list(kind="Pipeline", unsettled=True)
+    assert again.generation == 2 and again.manifest["spec"]["shards"] == 2
+    again.settled = True
+    controller.save(again)  # the pass that saw generation 2 may settle it
+    assert controller.list(kind="Pipeline", unsettled=True) == []
