@@ -12,6 +12,7 @@ Slurm submission marked attempted) before anything is launched; a crash in betwe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import uuid
@@ -214,7 +215,7 @@ def _shard_failed(ctx: Ctx, obj: Obj, key: str, rec: dict[str, Any], reason: str
                    message=f"shard {key} failed {rec['failures']} times; last: {reason}: {message}")
         ctx.event(obj, "BackoffLimitExceeded", rec["message"], "Warning")
         return
-    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (rec["failures"] - 1))
+    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(rec["failures"] - 1, 32))  # 2 ** 1024 overflows a float
     rec.update(phase="Pending", retryAt=ctx.now + delay)
     ctx.wake_at(ctx.now + delay)
     ctx.event(obj, "ShardRestart", f"shard {key} {reason}: {message}; resuming from its checkpoints", "Warning")
@@ -286,6 +287,8 @@ def _cleanup(ctx: Ctx, obj: Obj, backend: Backend) -> None:
             targets += [Path(dirs["scratch"]) / "workspaces" / f"podline-{obj.uid}-{i}"]
     for target in targets:
         shutil.rmtree(target, ignore_errors=True)
+    with contextlib.suppress(OSError):  # pods/<namespace>/<name>, unless a pipeline of that name is back
+        _home_dir(backend, obj).parent.rmdir()
 
 
 def reconcile_pipeline(ctx: Ctx, obj: Obj) -> None:

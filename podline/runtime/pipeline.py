@@ -195,6 +195,7 @@ class PipelineRunner:
             self.phase = "Failed"
             self.stop_reason = self.stop_reason or ("StageInFailed", f"stage-in: {exc}")
             self.write_status(finished=True)
+            self._release_if_last_failure()
             return 1
         self.phase = "Running"
         self.write_status()
@@ -224,9 +225,19 @@ class PipelineRunner:
             self.status["timings"]["stageOut"] = round(time.monotonic() - began, 3)
         self.phase = "Succeeded" if ok else "Failed"
         self.write_status(finished=True)
-        if ok:  # a failed shard keeps its workspace: it is the L1 checkpoint a later attempt resumes from
+        if ok:
             self.workspace.release()
+        else:
+            self._release_if_last_failure()
         return 0 if ok else 1
+
+    def _release_if_last_failure(self) -> None:
+        """A failed shard keeps its RAM workspace, the L1 checkpoint a later attempt resumes from; unless this
+        failure spent what backoffLimit left (the controller counts it as final then): nothing will resume from
+        it, and it would hold the node's memory until the pipeline is deleted. L2 and L3 stay, to look at.
+        An attempt podline gave up keeps it: the attempt that replaced it may be resuming from it."""
+        if self.retries_left <= 0 and (self.stop_reason or ("",))[0] != "GivenUp":
+            self.workspace.release_ram()
 
     def _prepare_images(self) -> bool:
         """Every step's image before anything runs or is staged: a bad image fails the shard at once."""

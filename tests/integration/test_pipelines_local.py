@@ -222,6 +222,25 @@ def test_workspace_over_its_size_limit_fails_with_a_clear_reason(cli: Cli, tmp_p
     assert steps_of(cli, "full")["fill"]["reason"] == "WorkspaceLimitExceeded"
 
 
+def test_a_shard_failed_for_good_gives_its_ram_workspace_back_and_keeps_its_l2(cli: Cli, tmp_path: Path) -> None:
+    """A failed shard keeps its RAM workspace for the attempt that resumes from it, but not once backoffLimit
+    is spent: it would hold the node's memory until the pipeline is deleted."""
+    cli.apply(pipeline("spent", tmp_path / "out", """  - name: a
+    image: busybox
+    command: [sh, -c, 'echo made > made']
+  - name: b
+    image: busybox
+    dependsOn: [a]
+    command: [sh, -c, 'exit 4']
+""", "  workspace: {medium: Memory}\n  backoffLimit: 1\n"))
+    assert cli.wait("pipeline/spent", "phase=Failed").returncode == 0
+    status = cli.json("pipeline", "spent")["status"]
+    assert status["shards"][0]["failures"] == 2 and status["shards"][0]["reason"] == "BackoffLimitExceeded"
+    uid = cli.json("pipeline", "spent")["metadata"]["uid"]
+    assert wait_for(lambda: not list((tmp_path / "shm").glob(f"podline-{uid}*")))
+    assert list((cli.home / "scratch" / "checkpoints" / uid / "0").iterdir()), "the L2 copy stays, to look at"
+
+
 def test_delete_stops_a_running_pipeline(cli: Cli, tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     cli.apply(pipeline("stopme", tmp_path / "out", chain(marker, "gen")))
@@ -230,6 +249,7 @@ def test_delete_stops_a_running_pipeline(cli: Cli, tmp_path: Path) -> None:
     wait_for(lambda: gone(step), timeout=60)
     wait_for(lambda: cli("get", "pipeline", "stopme", check=False).returncode != 0, timeout=60)
     assert not list(cli.home.glob("pods/default/stopme/*"))
+    assert not (cli.home / "pods" / "default" / "stopme").exists(), "no empty directory per deleted pipeline"
 
 
 def test_sigkill_controller_mid_pipeline_reruns_nothing(cli: Cli, tmp_path: Path) -> None:
