@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 # so that `get`, `describe`, `logs` and `wait` start without it.
 
 # Fields of a stored object that may change on re-apply (the rest are immutable, as in Kubernetes).
-MUTABLE_SPEC = {"Job": {"parallelism", "suspend", "ttlSecondsAfterFinished", "activeDeadlineSeconds"}}
+MUTABLE_SPEC = {"Job": {"parallelism", "suspend", "ttlSecondsAfterFinished", "activeDeadlineSeconds", "backoffLimit"}}
 
 
 STEP_SHAPE = ("name", "dependsOn", "checkpoint")

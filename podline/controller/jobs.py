@@ -5,10 +5,21 @@ crash can neither lose nor duplicate a pod; the pod reconciler runs them. Indexe
 index with `JOB_COMPLETION_INDEX`. Failures count against backoffLimit (restarts of OnFailure pods too);
 new pods after a failure wait an exponential back-off.
 
+Counts only go up, as Kubernetes' finalizer tracking makes them: each pod's result (and each restart) is added
+to running totals in the job's record once, the pod marked as counted in the same transaction, so deleting a
+failed pod cannot buy more retries and deleting a Succeeded pod does not run its index again. The mark lives on
+the pod (not a list of uids on the job) so that the job's record stays small for a Job of thousands of pods.
+The pods the Job stops itself (scale-down, suspension) never reach a terminal phase in the store, so they are
+no failures; those a finished Job stops are counted as failed once they are gone, as Kubernetes does.
+
 Scaling follows Kubernetes too: parallelism below the active pods deletes the excess (pending ones first, then
 the highest index and newest; they are made again later). On a scheduler an Indexed Job's pods are array
 tasks, so scaling changes the live arrays' throttle instead (0 holds their pending tasks). A finished Job stops
 its active pods; once they are gone its status counts them as failed, no longer active.
+
+`suspend: true` deletes the active pods (array tasks too) and sets condition Suspended; the Job has no
+startTime while suspended, so activeDeadlineSeconds does not run; resuming sets Suspended False (JobResumed)
+and starts the deadline's clock again from then.
 """
 
 from __future__ import annotations
@@ -24,12 +35,20 @@ from podline.backends.base import Backend, SubmitError
 from podline.controller.arrays import create_array, pending_indexes, remove_arrays, submit_arrays
 from podline.controller.context import TERMINAL, Ctx
 from podline.plan.ranges import compress as compress_indexes
+from podline.plan.ranges import expand as expand_indexes
 from podline.runtime.files import rfc3339
 from podline.runtime.volumes import shm_root
 from podline.store import Obj
 
 BACKOFF_BASE = float(os.environ.get("PODLINE_JOB_BACKOFF_SECONDS", "1"))
 BACKOFF_CAP = 360.0
+MAX_DOUBLINGS = 32  # 2 ** 1024 does not fit a float: past this the cap applies anyway
+COUNTED = "jobCounted"  # on a pod's internal record: what its Job has counted of it ({"restarts", "phase"})
+
+
+def retry_delay(failures: int) -> float:
+    """Seconds between the last failure and the next pod: BACKOFF_BASE doubling per failure, at most BACKOFF_CAP."""
+    return min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(max(failures - 1, 0), MAX_DOUBLINGS))
 
 
 def pod_manifest(job: Obj, index: int | None, template_json: str | None = None) -> tuple[str, dict[str, Any]]:
@@ -57,22 +76,16 @@ def _pod_index(pod: Obj) -> int | None:
     return int(value) if value is not None else None
 
 
-def _failures(pods: list[Obj], policy: str, rules: list[dict[str, Any]]) -> tuple[int, str | None]:
-    """Failures counted against backoffLimit, and why the Job must fail now (a FailJob rule matched).
-    `podFailurePolicy` rules decide per failed pod, first match wins: Ignore (not counted: a node lost or a
-    pre-emption, say), FailJob, Count; a pod no rule matches counts."""
-    failed, fail_job = 0, None
-    for pod in pods:
-        if pod.status.get("phase") != "Failed":
-            continue
-        matched = next(((i, r) for i, r in enumerate(rules) if _rule_matches(r, pod.status)), None)
-        action = matched[1]["action"] if matched else "Count"
-        if action == "FailJob" and fail_job is None:
-            fail_job = f"Pod {pod.namespace}/{pod.name} failed matching the FailJob rule at index {matched[0]}"
-        failed += action != "Ignore"
-    if policy == "OnFailure":
-        failed += sum(c.get("restartCount", 0) for p in pods for c in p.status.get("containerStatuses", []))
-    return failed, fail_job
+def _failure_action(pod: Obj, rules: list[dict[str, Any]]) -> tuple[str, str | None]:
+    """What a failed pod means under `podFailurePolicy` (first matching rule wins; none matching: Count): Ignore
+    (not counted: a node lost or a pre-emption, say), FailJob (with the reason the Job fails now), Count."""
+    matched = next(((i, r) for i, r in enumerate(rules) if _rule_matches(r, pod.status)), None)
+    if matched is None:
+        return "Count", None
+    action = matched[1]["action"]
+    if action == "FailJob":
+        return action, f"Pod {pod.namespace}/{pod.name} failed matching the FailJob rule at index {matched[0]}"
+    return action, None
 
 
 def _rule_matches(rule: dict[str, Any], status: dict[str, Any]) -> bool:
@@ -87,6 +100,61 @@ def _rule_matches(rule: dict[str, Any], status: dict[str, Any]) -> bool:
         return False
     wanted = {(c["type"], c.get("status", "True")) for c in rule.get("onPodConditions", [])}
     return any((c.get("type"), c.get("status")) in wanted for c in status.get("conditions", []))
+
+
+def _tally(ctx: Ctx, job: Obj, pods: list[Obj]) -> None:
+    """Add to the Job's totals (`internal` succeeded, failed, completedIndexes, failJob) what its pods did since
+    they were last counted: a terminal phase once per pod, OnFailure restarts once each. The marks on the pods
+    and the new totals are written in one transaction, so a crash neither loses nor repeats a count."""
+    spec = job.manifest["spec"]
+    indexed = spec.get("completionMode") == "Indexed"
+    rules = (spec.get("podFailurePolicy") or {}).get("rules", [])
+    on_failure = spec["template"]["spec"].get("restartPolicy", "Never") == "OnFailure"
+    totals = job.internal
+    done: set[int] | None = None
+    succeeded = failed = 0
+    marked: list[Obj] = []
+    for pod in pods:
+        mark = pod.internal.get(COUNTED, {})
+        restarts = sum(c.get("restartCount", 0) for c in pod.status.get("containerStatuses", [])) if on_failure else 0
+        phase = pod.status.get("phase")
+        ended = phase in TERMINAL and "phase" not in mark
+        if not ended and restarts <= mark.get("restarts", 0):
+            continue  # nothing new: the usual case
+        pod.internal[COUNTED] = new = dict(mark)
+        marked.append(pod)
+        if restarts > mark.get("restarts", 0):
+            failed += restarts - mark.get("restarts", 0)
+            new["restarts"] = restarts
+        if not ended:
+            continue
+        new["phase"] = phase
+        if phase == "Succeeded" and not indexed:
+            succeeded += 1
+        elif phase == "Succeeded":
+            done = set(expand_indexes(totals.get("completedIndexes", ""))) if done is None else done
+            index = _pod_index(pod)
+            if index is not None and index not in done:  # an index completes once
+                done.add(index)
+                succeeded += 1
+        else:
+            action, fail_job = _failure_action(pod, rules)
+            failed += action != "Ignore"
+            if fail_job and not totals.get("failJob"):
+                totals["failJob"] = fail_job
+    if not marked:
+        return
+    if succeeded:
+        totals["succeeded"] = totals.get("succeeded", 0) + succeeded
+    if done is not None:
+        totals["completedIndexes"] = compress_indexes(list(done))
+    if failed:
+        totals["failed"] = totals.get("failed", 0) + failed
+        totals["lastFailureAt"] = ctx.now
+    with ctx.store.tx():
+        for pod in marked:
+            ctx.store.save(pod)
+        ctx.store.save(job)
 
 
 def _finish(ctx: Ctx, job: Obj, kind: str, reason: str, message: str, active: list[Obj]) -> None:
@@ -130,20 +198,21 @@ def forget_checkpoints(ctx: Ctx, job: Obj) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _create_pods(ctx: Ctx, job: Obj, pods: list[Obj], active: list[Obj], failures: int) -> None:
+def _create_pods(ctx: Ctx, job: Obj, active: list[Obj]) -> None:
     spec = job.manifest["spec"]
     parallelism = spec.get("parallelism", 1)
     completions = spec.get("completions")
     indexed = spec.get("completionMode") == "Indexed"
+    failures = job.internal.get("failed", 0)
     if failures:
-        ready_at = job.internal.get("lastFailureAt", ctx.now) + min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (failures - 1))
+        ready_at = job.internal.get("lastFailureAt", ctx.now) + retry_delay(failures)
         if ctx.now < ready_at:
             ctx.wake_at(ready_at)
             return
     backend = ctx.backend_for(job)
     room = parallelism - len(active)
     if indexed:
-        done = {_pod_index(p) for p in pods if p.status.get("phase") == "Succeeded"}
+        done = set(expand_indexes(job.internal.get("completedIndexes", "")))
         busy = {_pod_index(p) for p in active} | pending_indexes(job)
         missing = sorted(set(range(completions)) - done - busy)
         if backend.supports_arrays:  # one array for all of them; the scheduler throttles with %parallelism
@@ -152,13 +221,20 @@ def _create_pods(ctx: Ctx, job: Obj, pods: list[Obj], active: list[Obj], failure
             return
         todo: list[int | None] = list(missing[:max(0, room)])
     else:
-        succeeded = sum(1 for p in pods if p.status.get("phase") == "Succeeded")
+        succeeded = job.internal.get("succeeded", 0)
         remaining = (completions - succeeded) if completions is not None else (0 if succeeded else parallelism)
         todo = [None] * max(0, min(room, remaining - len(active)))
     for index in todo:
         name, manifest = pod_manifest(job, index)
         ctx.store.apply("Pod", job.namespace, name, manifest, owner_uid=job.uid, context=job.context)
         ctx.event(job, "SuccessfulCreate", f"Created pod: {name}")
+
+
+def _delete_pods(ctx: Ctx, job: Obj, doomed: list[Obj]) -> None:
+    """Pods the Job itself stops (scale-down, suspension): terminated, not counted as failed."""
+    for pod in doomed:
+        ctx.store.mark_deleted(pod.uid)
+        ctx.event(job, "SuccessfulDelete", f"Deleted pod: {pod.name}")
 
 
 def _scale_down(ctx: Ctx, job: Obj, active: list[Obj]) -> list[Obj]:
@@ -169,11 +245,30 @@ def _scale_down(ctx: Ctx, job: Obj, active: list[Obj]) -> list[Obj]:
         return active
     ranked = sorted(active, key=lambda p: (p.status.get("phase") == "Running", -(_pod_index(p) or 0),
                                            -p.created_at))
-    for pod in ranked[:excess]:
-        ctx.store.mark_deleted(pod.uid)
-        ctx.event(job, "SuccessfulDelete", f"Deleted pod: {pod.name}")
+    _delete_pods(ctx, job, ranked[:excess])
     gone = {pod.uid for pod in ranked[:excess]}
     return [pod for pod in active if pod.uid not in gone]
+
+
+def _set_suspended(ctx: Ctx, job: Obj, suspended: bool) -> None:
+    """Condition Suspended as Kubernetes keeps it: True (JobSuspended) while suspended, then False (JobResumed).
+    While suspended the Job has no startTime; resuming starts activeDeadlineSeconds' clock again."""
+    conditions = job.status.get("conditions", [])
+    current = next((c for c in conditions if c["type"] == "Suspended"), None)
+    if suspended:
+        job.status.pop("startTime", None)
+        job.internal.pop("startedAt", None)
+    if (current is not None and current["status"] == "True") == suspended:
+        return  # no change (a Job never suspended has no such condition)
+    now = rfc3339(ctx.now)
+    reason, message = ("JobSuspended", "Job suspended") if suspended else ("JobResumed", "Job resumed")
+    condition = {"type": "Suspended", "status": "True" if suspended else "False", "reason": reason,
+                 "message": message, "lastProbeTime": now, "lastTransitionTime": now}
+    job.status["conditions"] = [c for c in conditions if c["type"] != "Suspended"] + [condition]
+    if not suspended:
+        job.status.pop("startTime", None)
+        job.internal.pop("startedAt", None)
+    ctx.event(job, "Suspended" if suspended else "Resumed", message)
 
 
 def _live_arrays(job: Obj, pods: list[Obj]) -> dict[str, dict[str, Any]]:
@@ -214,14 +309,12 @@ def _throttle_arrays(ctx: Ctx, job: Obj, backend: Backend, pods: list[Obj]) -> N
         throttles[array_id] = wanted
 
 
-def _status(job: Obj, pods: list[Obj], active: list[Obj], failures: int) -> None:
-    spec = job.manifest["spec"]
-    succeeded = [p for p in pods if p.status.get("phase") == "Succeeded"]
-    job.status.update(active=len(active), succeeded=len(succeeded), failed=failures,
+def _status(job: Obj, active: list[Obj]) -> None:
+    totals = job.internal
+    job.status.update(active=len(active), succeeded=totals.get("succeeded", 0), failed=totals.get("failed", 0),
                       ready=sum(1 for p in active if p.status.get("phase") == "Running"))
-    if spec.get("completionMode") == "Indexed":
-        indexes = [i for i in (_pod_index(p) for p in succeeded) if i is not None]
-        job.status["completedIndexes"] = compress_indexes(indexes)
+    if job.manifest["spec"].get("completionMode") == "Indexed":
+        job.status["completedIndexes"] = totals.get("completedIndexes", "")
 
 
 def _is_finished(job: Obj) -> bool:
@@ -243,8 +336,6 @@ def reconcile_job(ctx: Ctx, job: Obj) -> None:
         return
     spec = job.manifest["spec"]
     active = [p for p in pods if p.status.get("phase") not in TERMINAL and not p.deleted_at]
-    policy = spec["template"]["spec"].get("restartPolicy", "Never")
-    failures, fail_job = _failures(pods, policy, (spec.get("podFailurePolicy") or {}).get("rules", []))
     if _is_finished(job):  # status is final: pods removed later must not change the counts
         _count_stopped(ctx, job, pods)
         ttl = spec.get("ttlSecondsAfterFinished")
@@ -258,31 +349,35 @@ def reconcile_job(ctx: Ctx, job: Obj) -> None:
         job.settled = ttl is None and not active and not job.internal.get("stopping")
         ctx.store.save(job)
         return
-    if failures > job.status.get("failed", 0):
-        job.internal["lastFailureAt"] = ctx.now
-    if not any(p.internal.get("array") for p in active):  # array tasks are throttled instead
+    _tally(ctx, job, pods)
+    suspended = bool(spec.get("suspend"))
+    if suspended:
+        _delete_pods(ctx, job, active)
+        active = []  # array tasks too, pending or running: each is a pod
+    elif not any(p.internal.get("array") for p in active):  # array tasks are throttled instead
         active = _scale_down(ctx, job, active)
-    _status(job, pods, active, failures)
-    job.status.setdefault("startTime", rfc3339(ctx.now))
-    job.internal.setdefault("startedAt", ctx.now)
-    deadline = spec.get("activeDeadlineSeconds")
+    _set_suspended(ctx, job, suspended)
+    _status(job, active)
+    if not suspended:
+        job.status.setdefault("startTime", rfc3339(ctx.now))
+        job.internal.setdefault("startedAt", ctx.now)
+    deadline = None if suspended else spec.get("activeDeadlineSeconds")
     completions = spec.get("completions")
     succeeded = job.status["succeeded"]
-    if fail_job is not None:
-        _finish(ctx, job, "Failed", "PodFailurePolicy", fail_job, active)
-    elif failures > spec.get("backoffLimit", 6):
+    if job.internal.get("failJob"):
+        _finish(ctx, job, "Failed", "PodFailurePolicy", job.internal["failJob"], active)
+    elif job.status["failed"] > spec.get("backoffLimit", 6):
         _finish(ctx, job, "Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit", active)
     elif deadline is not None and ctx.now >= job.internal["startedAt"] + deadline:
         _finish(ctx, job, "Failed", "DeadlineExceeded", "Job was active longer than specified deadline", active)
     elif (completions is not None and succeeded >= completions) or (completions is None and succeeded and not active):
         _finish(ctx, job, "Complete", "Completed", "Job completed", active)
-    else:
+    elif not suspended:
         if deadline is not None:
             ctx.wake_at(job.internal["startedAt"] + deadline)
-        if not spec.get("suspend"):
-            _create_pods(ctx, job, pods, active, failures)
-            backend = ctx.backend_for(job)
-            if backend.supports_arrays:
-                _throttle_arrays(ctx, job, backend, pods)
-            submit_arrays(ctx, job, backend)
+        _create_pods(ctx, job, active)
+        backend = ctx.backend_for(job)
+        if backend.supports_arrays:
+            _throttle_arrays(ctx, job, backend, pods)
+        submit_arrays(ctx, job, backend)
     ctx.store.save(job)

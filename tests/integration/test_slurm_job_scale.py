@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +60,37 @@ spec:
     assert f"job array {array}: pending tasks held" in events and f"job array {array}: at most 3 tasks" in events
     status = slurm.json("job", "thr")["status"]
     assert (status["succeeded"], status["failed"], status["active"]) == (3, 0, 0)
+
+
+def test_suspending_an_indexed_job_cancels_its_tasks_and_resuming_runs_every_index(slurm: Cli, tmp_path: Path) -> None:
+    """Kubernetes' suspend on a job array: every task's pod is deleted, so the running task and the pending ones
+    are cancelled (no failures, no startTime); resuming submits the indexes not done and the Job completes."""
+    job = """
+apiVersion: batch/v1
+kind: Job
+metadata: {name: sus}
+spec:
+  suspend: SUSPEND
+  completions: 3
+  parallelism: 1
+  completionMode: Indexed
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - {name: work, image: busybox, command: [sh, -c, 'if mkdir MARK 2>/dev/null; then sleep 30; fi']}
+""".replace("MARK", str(tmp_path / "first"))  # the first run of the first task lasts until it is cancelled
+    slurm.apply(job.replace("SUSPEND", "false"))
+    array = wait_for(lambda: _array(slurm, "sus"), timeout=20)
+    wait_for(lambda: slurm.json("job", "sus")["status"].get("ready") == 1, timeout=30)
+    slurm.apply(job.replace("SUSPEND", "true"))
+    status = wait_for(lambda: (s := slurm.json("job", "sus")["status"]).get("active") == 0 and s, timeout=30)
+    assert status["failed"] == 0 and "startTime" not in status
+    assert [c["reason"] for c in status["conditions"] if c["type"] == "Suspended" and c["status"] == "True"] \
+        == ["JobSuspended"]
+    wait_for(lambda: not squeue("-j", array, "-h", "-o", "%i"), timeout=30)
+    slurm.apply(job.replace("SUSPEND", "false"))
+    assert slurm.wait("job/sus", "condition=Complete", timeout=90).returncode == 0, \
+        slurm("describe", "job", "sus").stdout
+    status = slurm.json("job", "sus")["status"]
+    assert (status["succeeded"], status["failed"], status["completedIndexes"]) == (3, 0, "0-2")

@@ -1,0 +1,122 @@
+"""A Job's counts only go up, as Kubernetes' finalizer tracking keeps them: each pod's result and each restart is
+added once (the pod is marked in the same transaction), whatever happens to the pod afterwards; and the retry
+back-off stays a number however many failures there were (2.0 ** 1024 overflows a float)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from podline.controller import jobs
+from podline.store import Obj, Store
+from tests.unit.test_job_rules import INDEX, Recorder
+
+
+class NoArrays:
+    """A backend that runs each pod by itself (the local one, as far as the job controller cares)."""
+
+    supports_arrays = False
+
+
+def _job(store: Store, spec: dict[str, Any], **internal: Any) -> Obj:
+    manifest = {"spec": {"parallelism": 2, "completions": 3, "template": {"spec": {"containers": []}}, **spec}}
+    _, job = store.apply("Job", "default", "j", manifest, internal=internal)
+    return job
+
+
+def _pod(store: Store, job: Obj, name: str, status: dict[str, Any], index: int | None = None) -> Obj:
+    manifest = {"metadata": {"annotations": {INDEX: str(index)} if index is not None else {}}}
+    _, pod = store.apply("Pod", "default", name, manifest, owner_uid=job.uid, status=status)
+    return pod
+
+
+def _exited(code: int, restarts: int = 0) -> dict[str, Any]:
+    return {"name": "c", "restartCount": restarts, "state": {"terminated": {"exitCode": code}}}
+
+
+def _tally(store: Store, job: Obj, ctx: Recorder) -> dict[str, Any]:
+    """One count over the job's stored pods; the job's record as stored afterwards."""
+    jobs._tally(ctx, job, store.list(kind="Pod", owner_uid=job.uid))  # type: ignore[arg-type]
+    stored = store.get_uid(job.uid)
+    assert stored is not None
+    return stored.internal
+
+
+def test_the_retry_delay_doubles_up_to_its_cap_and_never_overflows() -> None:
+    assert jobs.retry_delay(1) == jobs.BACKOFF_BASE
+    assert jobs.retry_delay(3) == min(jobs.BACKOFF_CAP, 4 * jobs.BACKOFF_BASE)
+    for failures in (1025, 10_000, 10**9):  # 2.0 ** 1024 raised OverflowError
+        assert jobs.retry_delay(failures) == jobs.BACKOFF_CAP
+
+
+def test_a_job_past_a_thousand_failures_waits_its_back_off_without_an_error(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    job = _job(store, {"backoffLimit": 10_000}, failed=2_000, lastFailureAt=1000.0)
+    ctx = Recorder(store)
+    ctx.backend_for = lambda obj: NoArrays()  # type: ignore[attr-defined]
+    jobs.reconcile_job(ctx, job)  # type: ignore[arg-type]
+    assert ctx.next_wake == 1000.0 + jobs.BACKOFF_CAP
+    assert store.list(kind="Pod") == []
+    assert store.get_uid(job.uid).status["failed"] == 2_000  # type: ignore[union-attr]
+
+
+def test_failed_pods_count_once_and_stay_counted_once_deleted(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    job = _job(store, {})
+    first = _pod(store, job, "a", {"phase": "Failed", "containerStatuses": [_exited(1)]})
+    _pod(store, job, "b", {"phase": "Running"})
+    ctx = Recorder(store)
+    assert _tally(store, job, ctx)["failed"] == 1 and job.internal["lastFailureAt"] == ctx.now
+    assert store.get_uid(first.uid).internal[jobs.COUNTED] == {"phase": "Failed"}  # type: ignore[union-attr]
+    changes = store.db.total_changes
+    assert _tally(store, job, ctx)["failed"] == 1  # counted once
+    assert store.db.total_changes == changes, "nothing new: nothing written"
+    store.remove(first.uid)  # deleted by hand
+    _pod(store, job, "c", {"phase": "Failed", "containerStatuses": [_exited(2)]})
+    internal = _tally(store, job, ctx)
+    assert (internal["failed"], internal.get("succeeded", 0)) == (2, 0)
+
+
+def test_succeeded_indexes_count_once_and_outlive_their_pods(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    job = _job(store, {"completionMode": "Indexed"})
+    done = _pod(store, job, "j-0", {"phase": "Succeeded"}, index=0)
+    _pod(store, job, "j-2", {"phase": "Succeeded"}, index=2)
+    ctx = Recorder(store)
+    internal = _tally(store, job, ctx)
+    assert (internal["succeeded"], internal["completedIndexes"]) == (2, "0,2")
+    store.remove(done.uid)
+    _pod(store, job, "j-0-again", {"phase": "Succeeded"}, index=0)  # a second success of a completed index
+    internal = _tally(store, job, ctx)
+    assert (internal["succeeded"], internal["completedIndexes"]) == (2, "0,2")
+    jobs._status(job, [])
+    assert (job.status["succeeded"], job.status["completedIndexes"]) == (2, "0,2")
+
+
+def test_on_failure_restarts_are_counted_as_they_happen(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    job = _job(store, {"template": {"spec": {"restartPolicy": "OnFailure", "containers": []}}})
+    pod = _pod(store, job, "a", {"phase": "Running", "containerStatuses": [_exited(1, restarts=2)]})
+    ctx = Recorder(store)
+    assert _tally(store, job, ctx)["failed"] == 2
+    pod = store.get_uid(pod.uid)  # type: ignore[assignment]
+    pod.status["containerStatuses"] = [_exited(1, restarts=3)]
+    store.save(pod)
+    assert _tally(store, job, ctx)["failed"] == 3
+    store.remove(pod.uid)
+    assert _tally(store, job, ctx)["failed"] == 3
+
+
+def test_pod_failure_policy_decides_each_failure_once(tmp_path: Path) -> None:
+    rules = [{"action": "Ignore", "onExitCodes": {"operator": "In", "values": [3]}},
+             {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}]
+    store = Store(tmp_path / "s.db")
+    job = _job(store, {"podFailurePolicy": {"rules": rules}})
+    _pod(store, job, "ignored", {"phase": "Failed", "containerStatuses": [_exited(3)]})
+    ctx = Recorder(store)
+    internal = _tally(store, job, ctx)
+    assert internal.get("failed", 0) == 0 and "failJob" not in internal
+    _pod(store, job, "fatal", {"phase": "Failed", "containerStatuses": [_exited(42)]})
+    internal = _tally(store, job, ctx)
+    assert internal["failed"] == 1
+    assert internal["failJob"] == "Pod default/fatal failed matching the FailJob rule at index 1"
