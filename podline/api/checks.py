@@ -10,7 +10,7 @@ from podline.api.dataset import Dataset, check_dataset
 from podline.api.errors import InvalidObject
 from podline.api.pilot import PILOT, PILOT_ID, PILOT_SIZE
 from podline.api.pipeline import Pipeline, topological_order
-from podline.api.quantity import parse_quantity
+from podline.api.quantity import EXTENDED_RESOURCES, parse_quantity
 from podline.api.slurmflags import FLAG_ANNOTATIONS, FlagError, parse_flags
 from podline.api.workflow import Workflow, WorkflowTemplate
 
@@ -25,6 +25,10 @@ def _check_resources(container: Container, where: str) -> None:
             if key == "nvidia.com/gpu" and amount != amount.to_integral_value():
                 raise InvalidObject(f"{where}.resources.{field}[{key}]", f"{raw!r}: GPUs come in whole numbers")
     for key, raw in resources.requests.items():
+        limit = resources.limits.get(key)
+        if key in EXTENDED_RESOURCES and limit is not None and parse_quantity(raw) != parse_quantity(limit):
+            raise InvalidObject(f"{where}.resources.requests[{key}]", f"must be equal to limits[{key}] "
+                                f"({raw!r} requested, {limit!r} limit): an extended resource is never overcommitted")
         if key in resources.limits and parse_quantity(raw) > parse_quantity(resources.limits[key]):
             raise InvalidObject(f"{where}.resources.requests[{key}]",
                                 f"must be less than or equal to limits[{key}]")

@@ -16,6 +16,10 @@ _QUANTITY = re.compile(
     r"^(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+))(?P<exp>[eE][+-]?\d+)?(?P<suf>[KMGTPE]i|[numkMGTPE])?$"
 )
 
+# Kubernetes never overcommits these: a request must equal the limit (api.checks refuses another), and a missing
+# limit is the request (plan.kubernetes renders it, as the API server wants one).
+EXTENDED_RESOURCES = ("nvidia.com/gpu",)
+
 # Beyond these a request is a typo, not a machine: refused as bad input.
 MAX_CPU = Decimal(100_000)
 MAX_MEMORY = Decimal(2) ** 60

@@ -5,17 +5,27 @@ This is the Kubernetes-native form of a pod pipeline: one index per shard, steps
 `/workspace` (`medium: Memory` for a Memory workspace). `render --target kubernetes` prints it, and the
 Slurm backend sizes a pipeline's job array from it (the allocation must fit the largest step).
 Checkpoints and DAG parallelism are podline's own; on Kubernetes the steps simply run in order.
+
+Where podline's meaning and Kubernetes' defaults part, the Job says what podline means:
+- a RAM workspace's sizeLimit is part of every step's memory (tmpfs pages are charged to the pod's memory
+  cgroup on Kubernetes, and to the allocation on Slurm), see `_add_workspace_memory`;
+- a GPU request without a limit gets the limit Kubernetes requires (extended resources are never
+  overcommitted: request == limit);
+- backoffLimit counts per shard (`_backoff`);
+- a Pipeline named by `generateName` keeps it (the API server names the Job) and has no pipeline label.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from podline.api.pipeline import Pipeline, Step, topological_order
-from podline.api.quantity import memory_bytes
+from podline.api.pipeline import Pipeline, PipelineSpec, Step, topological_order
+from podline.api.quantity import EXTENDED_RESOURCES, memory_bytes
 
 WORKSPACE = "/workspace"
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+PIPELINE_LABEL = "podline.io/pipeline"
+_BINARY_SUFFIXES = (("Ei", 2**60), ("Pi", 2**50), ("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10))
 
 
 def _container(step: Step, shards: int) -> dict[str, Any]:
@@ -31,15 +41,75 @@ def _container(step: Step, shards: int) -> dict[str, Any]:
     container["env"] = env + own.get("env", [])
     container["workingDir"] = step.working_dir or WORKSPACE
     if own.get("resources"):
-        container["resources"] = own["resources"]
+        resources = container["resources"] = own["resources"]
+        for key in EXTENDED_RESOURCES:  # a missing limit is the request (api.checks refuses an unequal one)
+            if key in resources.get("requests", {}) and key not in resources.get("limits", {}):
+                resources.setdefault("limits", {})[key] = resources["requests"][key]
     container["volumeMounts"] = [{"name": "workspace", "mountPath": WORKSPACE}]
     return container
+
+
+def memory_quantity(amount: int) -> str:
+    """Bytes as a Kubernetes quantity, in the largest binary unit that holds them exactly (`12Gi`)."""
+    for suffix, size in _BINARY_SUFFIXES:
+        if amount and amount % size == 0:
+            return f"{amount // size}{suffix}"
+    return str(amount)
+
+
+def _add_workspace_memory(spec: PipelineSpec, pod: dict[str, Any]) -> None:
+    """A Memory workspace is a tmpfs: its files are charged to memory (on Kubernetes to the cgroup of the step
+    that writes them, then the pod's, so a step with limits.memory 1Gi filling a 4Gi workspace would be
+    OOM-killed; on Slurm to the allocation). So its sizeLimit is added to every step's memory: to the limit
+    where one is set, and to the request (the limit when only that is set, as Kubernetes defaults it) so the
+    scheduler keeps the RAM free; a step that asks for no memory requests the workspace's. Without a
+    sizeLimit the tmpfs is bounded only by the memory itself, and nothing is added."""
+    workspace = spec.workspace
+    if workspace.medium != "Memory" or workspace.size_limit is None:
+        return
+    extra = memory_bytes(workspace.size_limit)
+    for container in pod.get("initContainers", []) + pod["containers"]:
+        resources = container.setdefault("resources", {})
+        limits = resources.setdefault("limits", {})
+        wanted = {**limits, **resources.get("requests", {})}.get("memory", 0)
+        resources.setdefault("requests", {})["memory"] = memory_quantity(memory_bytes(wanted) + extra)
+        if "memory" in limits:
+            limits["memory"] = memory_quantity(memory_bytes(limits["memory"]) + extra)
+
+
+def _backoff(spec: PipelineSpec) -> dict[str, int]:
+    """podline's backoffLimit counts each shard's failures on its own (one shard's failures never fail the
+    others). With restartPolicy Never that is Kubernetes' `backoffLimitPerIndex` (batch/v1, beta and on by
+    default since 1.29, GA in 1.33); the Job-wide backoffLimit is left out, so the API server defaults it to
+    2147483647 and it never cuts in. backoffLimitPerIndex needs restartPolicy Never, so with OnFailure
+    (container restarts in place, counted Job-wide) the Job-wide limit is every shard's budget together:
+    Kubernetes then fails the Job only once some shard has failed more often than podline allows it."""
+    if spec.restart_policy == "Never":
+        return {"backoffLimitPerIndex": spec.backoff_limit}
+    return {"backoffLimit": spec.backoff_limit * spec.shards}
+
+
+def _metadata(pipeline: Pipeline) -> tuple[dict[str, Any], dict[str, str]]:
+    """The Job's metadata and its pods' labels. A Pipeline without a name keeps its generateName; its Job has
+    no pipeline label (the name is the API server's to choose, and a generateName ends in '-' most often,
+    which no label value may)."""
+    meta = pipeline.metadata
+    labels = dict(meta.labels)
+    if meta.name is not None:
+        labels[PIPELINE_LABEL] = meta.name
+    metadata: dict[str, Any] = ({"name": meta.name} if meta.name is not None
+                                else {"generateName": meta.generate_name})
+    metadata["namespace"] = meta.namespace
+    if labels:
+        metadata["labels"] = labels
+    if meta.annotations:
+        metadata["annotations"] = dict(meta.annotations)
+    return metadata, labels
 
 
 def pipeline_job(manifest: dict[str, Any]) -> dict[str, Any]:
     pipeline = Pipeline.model_validate(manifest)
     spec = pipeline.spec
-    meta = pipeline.metadata
     containers = [_container(spec.steps[i], spec.shards) for i in topological_order(spec.steps)]
     empty_dir: dict[str, Any] = {"medium": "Memory"} if spec.workspace.medium == "Memory" else {}
     if spec.workspace.size_limit is not None:
@@ -51,29 +121,15 @@ def pipeline_job(manifest: dict[str, Any]) -> dict[str, Any]:
         del pod_spec["initContainers"]
     if spec.active_deadline_seconds:
         pod_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
-    labels = {**meta.labels, "podline.io/pipeline": meta.name or ""}
-    metadata: dict[str, Any] = {"name": meta.name, "namespace": meta.namespace, "labels": labels}
-    if meta.annotations:
-        metadata["annotations"] = dict(meta.annotations)
+    _add_workspace_memory(spec, pod_spec)
+    metadata, labels = _metadata(pipeline)
+    template: dict[str, Any] = {"metadata": {"labels": dict(labels)}} if labels else {}
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata,
             "spec": {"completions": spec.shards, "parallelism": spec.shards, "completionMode": "Indexed",
-                     "backoffLimit": spec.backoff_limit,
-                     "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec}}}
+                     **_backoff(spec), "template": {**template, "spec": pod_spec}}}
 
 
 def pipeline_array_job(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The Job a Slurm job array is sized from: a Memory workspace lives in the allocation's RAM (tmpfs
-    pages count against the job's memory), so its sizeLimit is added to every step's memory request."""
-    job = pipeline_job(manifest)
-    workspace = Pipeline.model_validate(manifest).spec.workspace
-    if workspace.medium != "Memory" or workspace.size_limit is None:
-        return job
-    extra = memory_bytes(workspace.size_limit)
-    pod = job["spec"]["template"]["spec"]
-    for container in pod.get("initContainers", []) + pod["containers"]:
-        resources = container.setdefault("resources", {})
-        wanted = {**resources.get("limits", {}), **resources.get("requests", {})}.get("memory", 0)
-        resources.setdefault("requests", {})["memory"] = memory_bytes(wanted) + extra
-        if "memory" in resources.get("limits", {}):
-            resources["limits"]["memory"] = memory_bytes(resources["limits"]["memory"]) + extra
-    return job
+    """The Job a Slurm job array is sized from: the Kubernetes form itself, whose steps already carry a Memory
+    workspace in their memory (tmpfs pages count against the job's memory on Slurm too)."""
+    return pipeline_job(manifest)

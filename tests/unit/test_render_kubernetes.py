@@ -23,8 +23,8 @@ import yaml
 
 from podline.api.base import check_label_value
 from podline.api.loader import load_text
-from podline.api.pipeline import Pipeline, topological_order
-from podline.api.quantity import cpu_millis
+from podline.api.pipeline import Pipeline, Step, Workspace, topological_order
+from podline.api.quantity import cpu_millis, memory_bytes
 from podline.plan.kubernetes import INDEX_ANNOTATION, WORKSPACE, pipeline_job
 from podline.plan.slurm import Placement, render_indexed_job
 
@@ -84,6 +84,18 @@ PIPELINES = {
                                                          steps("{name: a, command: [a]}")),
     "four-shards-with-resources-and-env": yaml.safe_dump(SHARDED, sort_keys=False),
     "one-step": pipeline("one", "", steps("{name: only, command: ['true']}")),
+    "gpu-requested-without-a-limit": pipeline("gpu", "  workspace: {medium: Disk}\n", steps(
+        "{name: a, command: [a], resources: {requests: {nvidia.com/gpu: 1, memory: 1Gi}}}",
+        "{name: b, command: [b], dependsOn: [a], resources: {limits: {nvidia.com/gpu: 2}}}",
+        "{name: c, command: [c], dependsOn: [b], resources: {requests: {nvidia.com/gpu: 4}, "
+        "limits: {nvidia.com/gpu: 4}}}")),
+    "memory-workspace-and-step-memory": pipeline("ram", "  workspace: {sizeLimit: 4Gi}\n", steps(
+        "{name: a, command: [a], resources: {limits: {memory: 1Gi}}}",
+        "{name: b, command: [b], dependsOn: [a], resources: {requests: {memory: 512Mi}}}",
+        "{name: c, command: [c], dependsOn: [b], resources: {requests: {memory: 1G}, limits: {memory: 2Gi}}}",
+        "{name: d, command: [d], dependsOn: [c]}")),
+    "never-with-four-shards": pipeline("never", "  shards: 4\n  restartPolicy: Never\n  backoffLimit: 3\n",
+                                       steps("{name: a, command: [a]}")),
     "labelled-and-annotated": (pipeline("meta", "", steps("{name: a, command: [a]}"))
                                .replace("  name: meta\n", "  name: meta\n  namespace: team-a\n  labels: {app: x}\n"
                                                           "  annotations: {slurm.hpk.io/flags: '--exclusive'}\n")),
@@ -139,18 +151,41 @@ def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {var["name"]: var for var in container["env"]}
 
 
+def in_bytes(quantities: dict[str, Any]) -> dict[str, Any]:
+    return {key: memory_bytes(value) if key == "memory" else value for key, value in quantities.items()}
+
+
+def expected_resources(step: Step, workspace: Workspace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A step's own resources, plus the limit Kubernetes requires for a GPU request, plus a RAM workspace's
+    sizeLimit in its memory (the tmpfs is charged to the pod's memory): on the limit if set, and the request."""
+    requests, limits = in_bytes(step.resources.requests), in_bytes(step.resources.limits)
+    if "nvidia.com/gpu" in requests:
+        limits.setdefault("nvidia.com/gpu", requests["nvidia.com/gpu"])
+    if workspace.medium == "Memory" and workspace.size_limit is not None:
+        extra = memory_bytes(workspace.size_limit)
+        requests["memory"] = requests.get("memory", limits.get("memory", 0)) + extra
+        if "memory" in limits:
+            limits["memory"] += extra
+    return requests, limits
+
+
 @pytest.mark.parametrize("text", ALL)
 def test_rendered_job_has_the_pipelines_shape(text: str) -> None:
     obj = load_pipeline(text)
     spec = obj.spec
     job = pipeline_job(obj.dump())
     assert (job["apiVersion"], job["kind"]) == ("batch/v1", "Job")
-    assert job["metadata"]["name"] == obj.metadata.name and job["metadata"]["namespace"] == obj.metadata.namespace
+    meta = obj.metadata
+    assert job["metadata"].get("name") == meta.name and job["metadata"]["namespace"] == meta.namespace
+    assert job["metadata"].get("generateName") == (meta.generate_name if meta.name is None else None)
     assert job["spec"]["completionMode"] == "Indexed"
     assert job["spec"]["completions"] == job["spec"]["parallelism"] == spec.shards
-    assert job["spec"]["backoffLimit"] == spec.backoff_limit
-    labels = job["spec"]["template"]["metadata"]["labels"]
-    assert labels["podline.io/pipeline"] == obj.metadata.name and labels == job["metadata"]["labels"]
+    # backoffLimit counts per shard: per index with restartPolicy Never, all shards' budgets Job-wide otherwise
+    never = spec.restart_policy == "Never"
+    assert job["spec"].get("backoffLimitPerIndex") == (spec.backoff_limit if never else None)
+    assert job["spec"].get("backoffLimit") == (None if never else spec.backoff_limit * spec.shards)
+    labels = job["spec"]["template"].get("metadata", {}).get("labels", {})
+    assert labels.get("podline.io/pipeline") == obj.metadata.name and labels == job["metadata"].get("labels", {})
     assert {k: v for k, v in labels.items() if k != "podline.io/pipeline"} == obj.metadata.labels
     assert job["metadata"].get("annotations", {}) == obj.metadata.annotations
     pod = job["spec"]["template"]["spec"]
@@ -188,7 +223,7 @@ def test_rendered_job_has_the_pipelines_shape(text: str) -> None:
         assert container["env"][3:] == [var.dump() for var in step.env]  # the step's own env, after podline's
         requests = container.get("resources", {}).get("requests", {})
         limits = container.get("resources", {}).get("limits", {})
-        assert (requests, limits) == (step.resources.requests, step.resources.limits)
+        assert (in_bytes(requests), in_bytes(limits)) == expected_resources(step, spec.workspace)
         assert not set(container) - {"name", "image", "imagePullPolicy", "command", "args", "env", "workingDir",
                                      "resources", "volumeMounts"}
 
