@@ -28,10 +28,7 @@ from podline.api.template_refs import (
     with_defaults,
 )
 from podline.api.workflow import (
-    Arguments,
-    Artifact,
     DAGTask,
-    Inputs,
     LifecycleHook,
     Synchronization,
     Template,
@@ -40,6 +37,7 @@ from podline.api.workflow import (
     WorkflowStep,
     WorkflowTemplate,
 )
+from podline.api.workflow_values import Arguments, Artifact, Inputs
 
 MAX_NAME = 63  # pod names and labels derive from the workflow's name, as in Argo
 TASK_RESULTS = ("Succeeded", "Failed", "Errored", "Skipped", "Omitted", "Daemoned", "AnySucceeded", "AllFailed")
