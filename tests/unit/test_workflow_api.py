@@ -15,7 +15,7 @@ import yaml
 from podline.api.errors import ManifestError
 from podline.api.loader import load_text
 from podline.api.workflow import Workflow
-from podline.api.workflow_checks import parse_depends
+from podline.api.workflow_dag import parse_depends
 from tests.conftest import Cli
 from tests.unit.test_pipeline_api import case
 from tests.unit.test_pipeline_api import test_bad_pipeline_names_document_field_path_and_problem as check_bad
