@@ -13,6 +13,7 @@ import socket
 import time
 from pathlib import Path
 
+from podline.api.kinds import build_validators
 from podline.backends.registry import Backends
 from podline.controller.context import TERMINAL, Ctx, machine_capacity
 from podline.controller.jobs import reconcile_job
@@ -94,13 +95,17 @@ class Controller:
         sock.setblocking(False)
         if ready is not None:
             ready.touch()
+        validators_built = False
         try:
             while not stop[0]:
                 ctx = self.run_once()
                 try:
                     self.backends.end_pass()
+                    if not validators_built:  # after the first pass: what `apply` waited on is running
+                        validators_built = True
+                        build_validators()
                 except Exception:  # getting ready for the next pass is an optimisation: never fatal
-                    log.exception("preparing the backends for the next pass failed")
+                    log.exception("preparing the next pass failed")
                 timeout = IDLE_TICK if ctx.next_wake is None else max(0.0, min(IDLE_TICK, ctx.next_wake - time.time()))
                 readable, _, _ = select.select([sock], [], [], timeout)
                 if readable:
