@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import signal
 
 FLAG_ANNOTATIONS = ("slurm.hpk.io/flags", "slurm-job.vk.io/flags")
 MPI_ANNOTATION = "slurm-job.vk.io/mpi-flags"
@@ -40,8 +41,35 @@ SHORT = {"p": "partition", "A": "account", "q": "qos", "t": "time", "N": "nodes"
          "c": "cpus-per-task", "C": "constraint", "w": "nodelist", "x": "exclude", "L": "licenses", "G": "gpus"}
 
 
+# `--signal`: Slurm sends it to the batch shell (`B:`), which is the pod runner (the script `exec`s it), or else
+# to the job steps, of which a pod has none (its containers run in the batch step): both forms become `B:`.
+# The runner stops the pod on these (as on podline's own stop) ...
+STOPPING_SIGNALS = ("TERM", "INT", "HUP")
+# ... and forwards these to its containers' processes (a checkpoint request, say). Others cannot be honoured:
+# KILL and STOP cannot be caught, CONT/TSTP/TTIN/TTOU are job control (Slurm suspends jobs itself).
+FORWARDED_SIGNALS = ("USR1", "USR2", "ALRM", "URG", "XCPU", "QUIT", "ABRT")
+# Slurm refuses these together: one of each group at most.
+EXCLUSIVE_GROUPS = (("--mem", "--mem-per-cpu", "--mem-per-gpu"), ("--cpus-per-task", "--cpus-per-gpu"))
+
+
 class FlagError(ValueError):
     pass
+
+
+def signal_option(value: str) -> str:
+    """`USR1@120`, `B:SIGUSR1@120` or `B:10@120` → `B:USR1@120` (see FORWARDED_SIGNALS)."""
+    sig, at, seconds = value.removeprefix("B:").partition("@")
+    name = sig.removeprefix("SIG")
+    if name.isdigit():
+        try:
+            name = signal.Signals(int(name)).name.removeprefix("SIG")
+        except ValueError:
+            name = "?"
+    if name not in STOPPING_SIGNALS + FORWARDED_SIGNALS:
+        raise FlagError(f"sbatch option --signal={value}: podline's pod runner cannot honour signal {sig} (it "
+                        f"forwards {', '.join(FORWARDED_SIGNALS)} to the containers and stops the pod on "
+                        f"{', '.join(STOPPING_SIGNALS)})")
+    return f"B:{name}{at}{seconds}"
 
 
 def _take_value(option: str, inline: str | None, tokens: list[str], i: int) -> tuple[str | None, int]:
@@ -83,12 +111,19 @@ def parse_flags(text: str) -> list[str]:
         if option not in ALLOWED:
             raise FlagError(f"sbatch option {token.split('=')[0]!r} is not allowed")
         value, i = _take_value(option, value_inline, tokens, i)
+        if option == "signal" and value is not None:
+            value = signal_option(value)
         out.append(f"--{option}" if value is None else f"--{option}={value}")
+    names = {option.split("=", 1)[0] for option in out}
+    for group in EXCLUSIVE_GROUPS:  # one of them replaces podline's own (merge_options); two are a conflict
+        if len(names.intersection(group)) > 1:
+            raise FlagError(f"sbatch options {', '.join(sorted(names.intersection(group)))} are mutually exclusive")
     return out
 
 
 def flags_from_annotations(annotations: dict[str, str]) -> list[str]:
-    """All extra sbatch options the annotations ask for (both conventions), in annotation order."""
+    """All extra sbatch options the annotations ask for (both conventions), in annotation order (a later one
+    replaces an earlier one of the same name or exclusive group when rendered)."""
     out: list[str] = []
     for key in FLAG_ANNOTATIONS:
         if key in annotations:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from podline.api.config import Context, shared_dir, slurm_seconds
+from podline.api.slurmflags import FlagError, flags_from_annotations
 from podline.backends.base import Observation, SubmitError
 from podline.backends.pilot import Pilots, named_pilot, pilot_of
 from podline.backends.sbatch import Sbatch
@@ -36,6 +37,24 @@ def _fault(point: str) -> None:
     """Failure injection for crash tests: die like SIGKILL at a named point (PODLINE_FAULT=point)."""
     if os.environ.get("PODLINE_FAULT") == point:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _signalled(manifest: dict[str, Any]) -> bool:
+    """Do the pod's Slurm flags ask for `--signal`? (Flags refused now fail the pod when rendered.)"""
+    try:
+        flags = flags_from_annotations(manifest.get("metadata", {}).get("annotations") or {})
+    except FlagError:
+        return False
+    return any(option.startswith("--signal=") for option in flags)
+
+
+def _rendered(render: Callable[..., str], *args: Any, **kwargs: Any) -> str:
+    """A batch script; flags checked when the object was applied but refused by this version (an object stored
+    before, with a `--signal` the runner cannot honour, say) fail the pod, as sbatch's refusal would."""
+    try:
+        return render(*args, **kwargs)
+    except FlagError as exc:
+        raise SubmitError(str(exc)) from None
 
 
 class SlurmBackend:
@@ -79,9 +98,9 @@ class SlurmBackend:
         """sbatch a script kept in `directory` (with `adopt`, first take a job already carrying `tag`);
         `meanwhile` is the launch's bookkeeping that the job does not need (see `Sbatch.submit`)."""
         known = (self.watcher.lookup(tag) or self.watcher.any_task(tag)) if adopt else None
-        if known is None and adopt and self.watcher.error:  # an old snapshot could miss the earlier attempt
-            raise SubmitError(f"not submitting until an earlier attempt can be ruled out: {self.watcher.error}",
-                              transient=True)
+        doubt = self.watcher.uncertain(tag) if known is None and adopt else ""
+        if doubt:  # an old snapshot, or a line squeue wrote that could not be read, could hide the earlier attempt
+            raise SubmitError(f"not submitting until an earlier attempt can be ruled out: {doubt}", transient=True)
         if known is not None:
             meanwhile()
             job_id = known.job_id.split("_", 1)[0]
@@ -106,14 +125,16 @@ class SlurmBackend:
         if (rundir / "started").exists() or (rundir / "slurm-job-id").exists():
             return
         write_json_atomic(rundir / "plan.json", {**plan, "notify": self.notify})
-        pilot = pilot_of(manifest, slurm_seconds(self.placement.time_limit))
+        # A pod asking for a timed signal gets its own job: in a pilot, the signal would go to the whole
+        # allocation, whose agent does not forward it to one pod, at a time set by the pilot's limit.
+        pilot = None if _signalled(manifest) else pilot_of(manifest, slurm_seconds(self.placement.time_limit))
         if pilot is not None:
             self.pilots.enqueue(rundir, manifest, *pilot)
             return
         named = named_pilot(manifest)
         if named is not None:  # too large for its workflow's pilot
             self.pilots.make_room(named[0])
-        script = render_pod(manifest, rundir.name, str(rundir), self.placement)
+        script = _rendered(render_pod, manifest, rundir.name, str(rundir), self.placement)
         self.submit(rundir, script, COMMENT_PREFIX + rundir.name, adopt)
 
     def launch_array(self, base: Path, plan: dict[str, Any], job_manifest: dict[str, Any],
@@ -123,8 +144,8 @@ class SlurmBackend:
         if existing.exists():
             return existing.read_text().strip()
         write_json_atomic(base / "plan.json", {**plan, "notify": self.notify})  # the runner's: before sbatch
-        script = render_indexed_job(job_manifest, base.name, str(base), self.placement, indexes,
-                                    pipeline=plan.get("kind") == "Pipeline")
+        script = _rendered(render_indexed_job, job_manifest, base.name, str(base), self.placement, indexes,
+                           pipeline=plan.get("kind") == "Pipeline")
         return self.submit(base, script, COMMENT_PREFIX + base.name, adopt, meanwhile=lambda: write_json_atomic(
             base / "array.json", {"indexes": compress(indexes)}))  # the controller's: read once its pods exist
 
@@ -190,8 +211,9 @@ class SlurmBackend:
         job_id = self._job_id(rundir)
         if job_id is None:
             return Observation("unstarted", info=info)
-        if self.watcher.error or self.watcher.recently_submitted(tag):
-            detail = self.watcher.error or f"Slurm job {job_id} submitted"
+        doubt = self.watcher.uncertain(tag)
+        if doubt or self.watcher.recently_submitted(tag):
+            detail = doubt or f"Slurm job {job_id} submitted"
             return Observation("queued" if doc is None else "running", doc["status"] if doc else None,
                                detail=detail, info=info)
         return Observation("lost", doc["status"] if doc else None, detail=f"Slurm job {job_id} left the queue "
@@ -219,7 +241,10 @@ class SlurmBackend:
         job_id = self._job_id(rundir)
         if job_id is None:
             return
-        (rundir / STOP_REQUESTED).touch()  # the runner's "Terminated" is then podline's doing, not Slurm's
+        # The runner's "Terminated" is then podline's doing, not Slurm's. A pending array task has no run
+        # directory yet (its runner makes it): made here, or the cancel fails on every pass and never happens.
+        rundir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (rundir / STOP_REQUESTED).touch()
         if hard:
             self._scancel(job_id)
         else:  # SIGTERM to the batch step only: the runner stops its containers with their grace period

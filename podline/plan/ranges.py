@@ -18,11 +18,20 @@ def compress(indexes: list[int]) -> str:
     return ",".join(parts)
 
 
+MAX_EXPANDED = 1_000_000  # far above Slurm's MaxArraySize: a larger set is a misread, not an array
+
+
 def expand(text: str) -> list[int]:
-    """'0-3,7,9-10%4' → [0, 1, 2, 3, 7, 9, 10] (a Slurm %throttle is ignored)."""
+    """'0-3,7,9-10%4' → [0, 1, 2, 3, 7, 9, 10]; Slurm's step notation too: '0-12:4' → [0, 4, 8, 12]
+    (squeue compresses a pending array this way). A %throttle is ignored. Malformed text raises ValueError,
+    so that a caller reading a foreign source (squeue) can skip the one piece it cannot read."""
     out: list[int] = []
     for part in text.split("%", 1)[0].split(","):
         if part:
-            low, _, high = part.partition("-")
-            out.extend(range(int(low), int(high or low) + 1))
+            span, _, step_text = part.partition(":")
+            low, dash, high = span.partition("-")
+            start, stop, step = int(low), int(high) if dash else int(low), int(step_text or 1)
+            if start < 0 or stop < start or step < 1 or (stop - start) // step >= MAX_EXPANDED - len(out):
+                raise ValueError(f"not an index range: {part!r}")
+            out.extend(range(start, stop + 1, step))
     return out

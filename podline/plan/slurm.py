@@ -17,7 +17,7 @@ from typing import Any
 
 from podline.api.pilot import PilotSize
 from podline.api.quantity import cpu_millis, memory_bytes, parse_quantity
-from podline.api.slurmflags import flags_from_annotations
+from podline.api.slurmflags import FORWARDED_SIGNALS, flags_from_annotations
 from podline.plan.ranges import compress
 from podline.plan.workflow_pod import WORKFLOW_LABEL
 
@@ -85,11 +85,22 @@ def sbatch_options(name: str, namespace: str, uid: str, pod_spec: dict[str, Any]
     return merge_options(options, flags_from_annotations(annotations))
 
 
+# sbatch refuses these together ("--mem, --mem-per-cpu, and --mem-per-gpu are mutually exclusive"; so are
+# --cpus-per-task and --cpus-per-gpu): an option of a group replaces whichever of the group is already there.
+EXCLUSIVE = {"--mem-per-cpu": "--mem", "--mem-per-gpu": "--mem", "--cpus-per-gpu": "--cpus-per-task"}
+
+
+def _slot(option: str) -> str:
+    name = option.split("=", 1)[0]
+    return EXCLUSIVE.get(name, name)
+
+
 def merge_options(base: list[str], extra: list[str]) -> list[str]:
-    """`extra` replaces options of the same name in `base` (in place), or is appended."""
-    merged = {option.split("=", 1)[0]: option for option in base}
+    """`extra` replaces options of the same name, or of the same exclusive group, in `base` (in place), or is
+    appended: an annotation's `--mem-per-cpu` is the pod's memory request, instead of podline's `--mem`."""
+    merged = {_slot(option): option for option in base}
     for option in extra:
-        merged[option.split("=", 1)[0]] = option
+        merged[_slot(option)] = option
     return list(merged.values())
 
 
@@ -111,10 +122,21 @@ def _script(header: list[str], what: str, workdir: str, runner_args: list[str], 
     lines = ["#!/bin/bash"] + [f"#SBATCH {directive(option)}" for option in header] + [
         f"# podline: {what}", *comment,
         "set -eu",
+        *_signal_trap(header),
         f"export SLURM_SUBMIT_DIR={shlex.quote(workdir)}",  # sbatch may have run elsewhere (a warm one runs in /)
         "exec " + " ".join(shlex.quote(a) for a in [placement.python, "-m", module, *runner_args]),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _signal_trap(header: list[str]) -> list[str]:
+    """With `--signal=B:SIG`, Slurm may signal the batch shell as soon as the job starts (a time limit shorter
+    than the warning time): ignored until the runner, which this shell becomes, installs its forwarding
+    handler, so an early one is lost rather than fatal to the pod. Only a forwarded signal: ignoring one of
+    the stopping signals would delay podline's own stop, and the runner only handles these."""
+    names = {option.removeprefix("--signal=B:").split("@", 1)[0] for option in header
+             if option.startswith("--signal=B:")}
+    return [f"trap '' {name}" for name in sorted(names) if name in FORWARDED_SIGNALS]
 
 
 def render_pod(manifest: dict[str, Any], uid: str, rundir: str, placement: Placement) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from podline.api.slurmflags import FORWARDED_SIGNALS
 from podline.runtime import argo_io
 from podline.runtime.container import ContainerWorker, terminate_all
 from podline.runtime.engine import Engine, ImagePullFailed
@@ -258,6 +260,28 @@ class PodRunner:
                 worker.mark_restored(self.workspace.restored_from or "")
 
 
+def forward_signals(runner: PodRunner | PipelineRunner) -> None:
+    """Slurm's `--signal=B:USR1@120` (or `scancel --batch --signal=USR1`) reaches the batch shell, which is this
+    runner: it must not die of it (default action) but pass it on to the containers' processes, which asked for it
+    (a checkpoint before the time limit, say). The handler only queues the signal: signalling a container takes
+    its worker's lock, which the interrupted main thread may hold; a forwarding thread does it."""
+    pending: queue.SimpleQueue[int] = queue.SimpleQueue()  # put() is safe in a signal handler
+
+    def forward() -> None:
+        while True:
+            signum = pending.get()
+            workers = (list(runner.running.values()) if isinstance(runner, PipelineRunner)
+                       else runner.inits + runner.mains)
+            alive = [w for w in workers if w.process is not None and not w.finished]
+            for worker in alive:
+                worker.signal(signum)
+            runner._log(f"forwarded {signal.Signals(signum).name} to {len(alive)} running container(s)")
+
+    threading.Thread(target=forward, name="signal-forwarder", daemon=True).start()
+    for name in FORWARDED_SIGNALS:
+        signal.signal(getattr(signal, f"SIG{name}"), lambda signum, _: pending.put(signum))
+
+
 def run_pod(rundir: Path, plan_path: Path | None = None, index: int | None = None) -> int:
     """Run the attempt in `rundir` exactly once, however often this is called."""
     fd = os.open(rundir / "lock", os.O_CREAT | os.O_RDWR, 0o600)
@@ -275,6 +299,7 @@ def run_pod(rundir: Path, plan_path: Path | None = None, index: int | None = Non
         runner = PodRunner(plan, rundir, index)
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda *_: runner.request_stop("Terminated", "pod was stopped"))
+    forward_signals(runner)
     become_subreaper()  # see write_status in podline.runtime.files
     return runner.run()
 

@@ -1,0 +1,37 @@
+"""Cancelling an array task that never started: its run directory (`<array dir>/<index>`) does not exist yet,
+since the task's runner makes it. The cancel must still happen, or the pod stays lost-but-uncancelled and a
+Job (or `podline delete`) waits on it forever."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from podline.api.config import Context
+from podline.backends.slurm import SlurmBackend
+from podline.backends.squeue import parse_squeue
+from podline.runtime.files import STOP_REQUESTED, write_json_atomic
+
+UID = "11111111-2222-3333-4444-555555555555"
+
+
+@pytest.mark.parametrize("hard", [True, False])
+def test_cancel_of_a_task_without_run_directory_marks_and_cancels_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     hard: bool) -> None:
+    backend = SlurmBackend("hpc", Context(backend="slurm", shared_dir=str(tmp_path)), tmp_path)
+    backend.watcher.jobs = parse_squeue(f"42_2|CANCELLED|None||podline:{UID}\n")
+    backend.watcher.taken_at = time.monotonic() + 3600  # no real squeue during the test
+    base = backend.run_dir("default", "arr", UID)
+    base.mkdir(parents=True)
+    write_json_atomic(base / "array.json", {"indexes": "0-3"})
+    (base / "slurm-job-id").write_text("42\n")
+    cancelled: list[tuple[str, ...]] = []
+    monkeypatch.setattr(backend, "_scancel", lambda *args: cancelled.append(args))
+    task = base / "2"
+    seen = backend.observe(task)
+    assert seen.state == "lost" and seen.reason == "Cancelled"
+    backend.cancel(task, hard=hard)
+    assert (task / STOP_REQUESTED).exists() and (task.stat().st_mode & 0o777) == 0o700
+    assert cancelled == [("42_2",)] if hard else [("--batch", "--signal=TERM", "42_2")]
