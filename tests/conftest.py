@@ -21,7 +21,8 @@ from podline.runtime.processes import session_processes
 # their jobs never wait behind each other's for the node's cores (their timeouts assume a free node).
 SLURM_FILES = {"test_argv_fidelity.py", "test_slurm_containers.py", "test_slurm_nodes.py", "test_slurm_pipelines.py",
                "test_slurm_pods.py", "test_slurm_submit.py", "test_slurm_pilot.py", "test_slurm_downward.py",
-               "test_slurm_job_scale.py"}
+               "test_slurm_job_scale.py", "test_slurm_ram_volumes.py", "test_slurm_queue_edges.py",
+               "test_slurm_signals.py"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups

@@ -8,6 +8,10 @@ The one plan template carries the metadata of every index's pod, so that each ta
 its own pod (name, labels, annotations). Those pods are created only after the submission, so their names
 are a function of the array's id and the index (`member_name`): the plan and the pods agree, also when a
 pass after a crash adopts the array and creates the pods.
+
+The plan's uid is the array's id: the pods' own uids are drawn by the store only when they are created, after
+the submission. So what a task keeps apart from the other tasks on its node is keyed by that id and its index
+(its RAM-backed volumes: `runtime.volumes.memory_key`), and the downward API's `metadata.uid` is the array's id.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ The plan is backend- and runtime-neutral: env fully resolved (fieldRef, configMa
 volumes described by type (their node-local paths are chosen by the runner where it runs), containers
 with command/args kept apart so a container runtime can apply image ENTRYPOINT/CMD rules later, and
 `$(VAR)` references left for the runner to expand.
-A missing ConfigMap or Secret is a `PlanWaiting`: the pod stays Pending until it exists, as in Kubernetes.
+A missing ConfigMap or Secret, or a key a volume's `items` name that it lacks, is a `PlanWaiting`: the pod
+stays Pending until it exists, as in Kubernetes. configMap, secret and downwardAPI volumes are mounted
+read-only, as kubelet mounts them.
 
 Some downward-API values are not known where the plan is built, so the plan says how to find them instead
 (`runtime.expand.entry_value` reads it): the node's name and address (`fieldPath`: the runner asks its own
@@ -195,9 +197,19 @@ def resolve_env(container: Container, pod: Pod, uid: str, lookup: Lookup,
     return env
 
 
-def _files(items: list[Any], data: dict[str, bytes], default_mode: int) -> list[dict[str, Any]]:
+def _files(kind: str, items: list[Any], data: dict[str, bytes] | None, default_mode: int,
+           optional: bool) -> list[dict[str, Any]]:
+    """The files of a configMap or secret volume (none for a missing optional one). An item naming a key the
+    object lacks keeps the pod from starting, as kubelet's mount does, unless the volume is optional."""
+    if data is None:
+        return []
     if items:
-        chosen = [(i.path, data.get(i.key, b""), i.mode) for i in items if i.key in data]
+        missing = next((i.key for i in items if i.key not in data), None)
+        if missing is not None and not optional:
+            what = "config" if kind == "ConfigMap" else "secret"
+            raise PlanWaiting("CreateContainerConfigError",
+                              f"{kind.lower()} references non-existent {what} key: {missing}")
+        chosen = [(i.path, data[i.key], i.mode) for i in items if i.key in data]
     else:
         chosen = [(key, value, None) for key, value in sorted(data.items())]
     return [{"path": path, "data": base64.b64encode(value).decode(), "mode": mode or default_mode}
@@ -226,19 +238,21 @@ def plan_volume(volume: Volume, pod: Pod, uid: str, lookup: Lookup, shared: str 
     if volume.host_path is not None:
         return {"name": volume.name, "type": "hostPath", "path": volume.host_path.path,
                 "hostPathType": volume.host_path.type}
+    # configMap, secret and downwardAPI volumes: files the pod reads, never writes (kubelet mounts them read-only)
     if volume.config_map is not None:
         src = volume.config_map
-        data = _source_data(lookup, "ConfigMap", ns, src.name, src.optional) or {}
-        return {"name": volume.name, "type": "files", "files": _files(src.items, data, src.default_mode)}
-    if volume.secret is not None:
+        data = _source_data(lookup, "ConfigMap", ns, src.name, src.optional)
+        files = _files("ConfigMap", src.items, data, src.default_mode, src.optional)
+    elif volume.secret is not None:
         sec = volume.secret
-        data = _source_data(lookup, "Secret", ns, sec.secret_name, sec.optional) or {}
-        return {"name": volume.name, "type": "files", "files": _files(sec.items, data, sec.default_mode)}
-    assert volume.downward_api is not None
-    down = volume.downward_api
-    files = [_downward_file(item.path, item.mode or down.default_mode,
-                            field_source(pod, uid, item.field_ref.field_path, members)) for item in down.items]
-    return {"name": volume.name, "type": "files", "files": files}
+        data = _source_data(lookup, "Secret", ns, sec.secret_name, sec.optional)
+        files = _files("Secret", sec.items, data, sec.default_mode, sec.optional)
+    else:
+        assert volume.downward_api is not None
+        down = volume.downward_api
+        files = [_downward_file(item.path, item.mode or down.default_mode,
+                                field_source(pod, uid, item.field_ref.field_path, members)) for item in down.items]
+    return {"name": volume.name, "type": "files", "files": files, "readOnly": True}
 
 
 def _downward_file(path: str, mode: int, source: dict[str, Any]) -> dict[str, Any]:
@@ -292,7 +306,7 @@ def plan_pod(manifest: dict[str, Any], uid: str, lookup: Lookup, runtime: str = 
     spec = pod.spec
     indexed = Members(index_env, members) if index_env and members else None
     volumes = [plan_volume(v, pod, uid, lookup, (dirs or {}).get("shared"), indexed) for v in spec.volumes]
-    read_only = {v["name"] for v in volumes if v.get("readOnly")}  # a read-only claim: every mount of it
+    read_only = {v["name"] for v in volumes if v.get("readOnly")}  # a read-only claim or files: every mount of it
     return {
         "apiVersion": PLAN_VERSION,
         "pod": _identity(pod, uid, indexed, (*index_names, index_env) if index_names and index_env else None),

@@ -1,11 +1,12 @@
-"""What deleted pipelines left on a node: their RAM workspaces and node-local L2 copies, collected there.
+"""What deleted pipelines and pods left on a node: RAM workspaces, node-local L2 copies and RAM volumes.
 
 A failed shard keeps its workspace (its L1 checkpoint) and its L2 copy for a later attempt on the same node.
 On Slurm that node is out of the controller's reach, so when the pipeline is deleted they would stay for good
-(a RAM workspace holds its node's memory). Each one therefore names its owner — the run directory on the
-shared directory, which deleting the pipeline removes — and a runner starting on the node removes those whose
-owner is gone. Only while the shared directory itself is there: an unmounted one must not look like a deleted
-pipeline.
+(a RAM workspace holds its node's memory). So would a pod's RAM-backed volumes when its runner was killed
+before it could remove them (Slurm's time limit). Each one therefore names its owner — the run directory on
+the shared directory, which deleting the pipeline or pod removes — and a runner starting on the node removes
+those whose owner is gone. Only while the shared directory itself is there: an unmounted one must not look
+like a deleted owner.
 """
 
 from __future__ import annotations
@@ -37,16 +38,18 @@ def collect(roots: Iterable[Path], log: Callable[[str], None]) -> list[Path]:
             continue
         for entry in entries:
             path = Path(entry.path)
-            if entry.is_dir(follow_symlinks=False) and _orphaned(path):
+            owner = _orphaned(path) if entry.is_dir(follow_symlinks=False) else None
+            if owner is not None:
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
-                log(f"removed {path}: its pipeline was deleted")
+                log(f"removed {path}: its owner {owner} was deleted")
     return removed
 
 
-def _orphaned(directory: Path) -> bool:
+def _orphaned(directory: Path) -> str | None:
+    """The owner named by `directory` if that owner is gone (and the shared directory is there), else None."""
     try:
         shared, owner = (directory / OWNER).read_text().splitlines()[:2]
     except (OSError, ValueError):
-        return False
-    return bool(shared) and os.path.isdir(shared) and not os.path.exists(owner)
+        return None
+    return owner if shared and os.path.isdir(shared) and not os.path.exists(owner) else None
