@@ -112,8 +112,9 @@ def _container_events(ctx: Ctx, obj: Obj, new: dict[str, Any]) -> None:
         seen = next((s.get("startedAt") for s in before.get("state", {}).values() if "startedAt" in s), None)
         if started and started != seen:
             ctx.event(obj, "Started", f"Started container {c['name']}")
-        waiting = c["state"].get("waiting", {})
-        if waiting.get("reason") == "CrashLoopBackOff" and c.get("restartCount") != before.get("restartCount"):
+        # Every restart waits out a back-off first; one event per restart counted, also when the pass did not
+        # see the container waiting (a quick restart falls between two passes)
+        if c.get("restartCount", 0) > before.get("restartCount", 0):
             ctx.event(obj, "BackOff", f"Back-off restarting failed container {c['name']}", "Warning")
         term = c["state"].get("terminated")
         if term and before.get("state", {}).get("terminated") != term and term["exitCode"] != 0:
