@@ -32,6 +32,48 @@ from .manifest import (
 )
 from .reference import Reference
 
+_MAX_LINK_HOPS = 16
+
+
+def _regular_members(members: list[tarfile.TarInfo]) -> tuple[dict[str, tarfile.TarInfo], dict[str, str]]:
+    """Archive path -> the regular-file member holding its bytes, with in-archive links resolved.
+
+    `docker save` writes the second and later copies of a layer (the empty layer repeats in classic
+    builder images) as a symlink to the first `layer.tar`, and other tools use hard links; skipping links
+    would make such archives unreadable. We resolve them ourselves, to a regular member of this archive
+    only, rather than leaving it to tarfile's recursive lookup, which has no hop limit. A link that leaves
+    the archive, loops or dangles is not an error until the image needs it (an archive may carry junk), so
+    the second dict keeps why each such name is unusable.
+    """
+    by_name = {os.path.normpath(m.name): m for m in members}
+    found: dict[str, tarfile.TarInfo] = {}
+    problems: dict[str, str] = {}
+    for member in members:
+        if not (member.isfile() or member.issym() or member.islnk()):
+            continue
+        name = os.path.normpath(member.name)
+        target: tarfile.TarInfo | None = member
+        problem = ""
+        for _ in range(_MAX_LINK_HOPS):
+            if target is None or target.isfile() or not (target.issym() or target.islnk()):
+                break
+            link = target.linkname
+            joined = os.path.join(os.path.dirname(target.name), link) if target.issym() else link
+            resolved = os.path.normpath(joined)
+            if link.startswith("/") or resolved == ".." or resolved.startswith("../"):
+                problem = f"the archive's link {member.name} -> {member.linkname} points outside the archive"
+                break
+            target = by_name.get(resolved)
+        else:
+            problem = f"the archive's link {member.name} has too many levels of links"
+        if not problem and (target is None or not target.isfile()):
+            problem = f"the archive's link {member.name} -> {member.linkname} names no file in the archive"
+        if problem:
+            problems[name] = problem
+        elif target is not None:
+            found[name] = target
+    return found, problems
+
 
 class LocalImage:
     """An image in an OCI layout, an oci-archive or a docker-archive; `close()` when done."""
@@ -40,6 +82,7 @@ class LocalImage:
         self.ref, self.what = ref, text
         self._tar: tarfile.TarFile | None = None
         self._members: dict[str, tarfile.TarInfo] = {}
+        self._link_problems: dict[str, str] = {}
         self._docker_layers: dict[str, str] = {}  # synthesized layer digest -> member name
         path = Path(ref.path)
         if ref.transport == "oci":
@@ -50,7 +93,7 @@ class LocalImage:
                 raise ImageError(f"{text}: no such archive file {path}")
             try:
                 self._tar = tarfile.open(path, "r:*")
-                self._members = {m.name.removeprefix("./"): m for m in self._tar.getmembers() if m.isfile()}
+                self._members, self._link_problems = _regular_members(self._tar.getmembers())
             except (tarfile.TarError, OSError) as exc:
                 raise ImageError(f"{text}: cannot read the archive: {exc}") from None
 
@@ -69,16 +112,20 @@ class LocalImage:
                 return open(os.path.join(self.ref.path, name), "rb")  # noqa: SIM115 - caller closes
             except OSError as exc:
                 raise ImageError(f"{self.what}: cannot read {name}: {exc.strerror}") from None
-        member = self._members.get(name)
+        member = self._members.get(os.path.normpath(name))
         extracted = self._tar.extractfile(member) if member is not None else None
         if extracted is None:
-            raise ImageError(f"{self.what}: the archive has no {name}")
+            raise ImageError(f"{self.what}: {self._missing(name)}")
         return extracted  # type: ignore[return-value]
+
+    def _missing(self, name: str) -> str:
+        """Why `name` cannot be read from the archive: a refused link says so, anything else is absent."""
+        return self._link_problems.get(os.path.normpath(name), f"the archive has no {name}")
 
     def _has(self, name: str) -> bool:
         if self._tar is None:
             return os.path.isfile(os.path.join(self.ref.path, name))
-        return name in self._members
+        return os.path.normpath(name) in self._members
 
     @staticmethod
     def _blob_name(digest: str) -> str:
@@ -146,10 +193,10 @@ class LocalImage:
         self._docker_layers[config_digest] = str(entry["Config"])
         layers = []
         for digest, name in zip(diff_ids, layer_names, strict=True):
-            member = self._members.get(str(name).removeprefix("./"))
+            member = self._members.get(os.path.normpath(str(name)))
             if member is None:
-                raise ImageError(f"{self.what}: the archive has no {name}")
-            self._docker_layers[str(digest)] = member.name.removeprefix("./")
+                raise ImageError(f"{self.what}: {self._missing(str(name))}")
+            self._docker_layers[str(digest)] = os.path.normpath(str(name))
             layers.append({"mediaType": "application/vnd.docker.image.rootfs.diff.tar", "digest": digest,
                            "size": member.size})
         manifest = {

@@ -16,7 +16,10 @@ from .errors import INVALID_NAME, PULL, ImageError
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
-LOCAL_TRANSPORTS = ("oci", "oci-archive", "docker-archive", "dir")
+LOCAL_TRANSPORTS = ("oci", "oci-archive", "docker-archive", "dir", "rootfs")
+# SPEC names a plain directory `rootfs:PATH`; skopeo calls it `dir:`. Both parse to the one "dir" transport so
+# the runtimes and the cache need to know only one name.
+_ALIASES = {"rootfs": "dir"}
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPOSITORY = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$", re.ASCII)
@@ -108,7 +111,7 @@ def _parse_local(text: str, transport: str, rest: str) -> Reference:
         raise _invalid(text, "the path must not contain '..'")
     if path.endswith(".sif"):
         raise ImageError(f"{text}: SIF images need the apptainer runtime (bwrap and host cannot run them)", reason=PULL)
-    return Reference(transport=transport, path=path, tag=tag)
+    return Reference(transport=_ALIASES.get(transport, transport), path=path, tag=tag)
 
 
 def _parse_registry(text: str, rest: str) -> Reference:

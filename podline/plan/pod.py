@@ -262,7 +262,7 @@ def _downward_file(path: str, mode: int, source: dict[str, Any]) -> dict[str, An
     return {"path": path, "mode": mode, "data": base64.b64encode(text.encode()).decode(), **source}
 
 
-LOCAL_IMAGES = ("oci:", "oci-archive:", "docker-archive:", "dir:", "/")
+LOCAL_IMAGES = ("oci:", "oci-archive:", "docker-archive:", "dir:", "rootfs:", "/")
 
 
 def default_pull_policy(image: str) -> str:

@@ -37,6 +37,7 @@ from podline.runtime.launch import (
     container_environment,
     open_inside,
     under,
+    with_image_home,
 )
 
 HOST_FILES = ("/etc/hosts", "/etc/resolv.conf")
@@ -180,7 +181,7 @@ def launch(request: Request) -> Launch:
     rootfs = request.image.rootfs
     container = request.container
     argv = command_line(container, request.image.config)
-    env = container_environment(request)
+    env = with_image_home(container_environment(request), rootfs)  # HOME as runc sets it
     mounts = [Mount(resolve_in_root(rootfs, m.target), m.source, m.read_only, m.fd) for m in request.mounts]
     for mount in mounts:
         if mount.target in RESERVED:

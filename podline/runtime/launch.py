@@ -98,6 +98,84 @@ def container_environment(request: Request) -> dict[str, str]:
     return env
 
 
+PASSWD_LIMIT = 1 << 20  # an image's /etc/passwd beyond this is not read (HOME falls back to "/")
+MAX_LINKS = 40
+
+
+def with_image_home(env: dict[str, str], rootfs: Path, uid: int | None = None) -> dict[str, str]:
+    """`env` with HOME set as runc/crun set it when neither the image's ENV nor the manifest did.
+
+    Docker, containerd and Kubernetes give every container a HOME: the home directory of its user (uid)
+    in the image's /etc/passwd, else "/". Programs that write ~/.cache or read ~/.config break without it.
+    Only runtimes that run the image's rootfs themselves (bwrap) want this; Apptainer sets HOME its own way.
+    """
+    if "HOME" not in env:
+        env["HOME"] = image_home(rootfs, os.getuid() if uid is None else uid)
+    return env
+
+
+def image_home(rootfs: Path, uid: int) -> str:
+    """The home directory of `uid` in the image's etc/passwd, or "/" when there is none."""
+    data = read_in_root(rootfs, "/etc/passwd", PASSWD_LIMIT)
+    for line in (data or b"").decode("utf-8", "replace").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 7 and fields[2] == str(uid):
+            return fields[5] or "/"
+    return "/"
+
+
+def read_in_root(rootfs: Path, path: str, limit: int) -> bytes | None:
+    """A regular file of the image read whole (at most `limit` bytes), or None if it is missing or odd.
+
+    Symlinks inside the image are resolved against the image's root (as inside the container): each
+    component is opened relative to its directory with O_NOFOLLOW and a link's target is re-walked from
+    the rootfs, so no link can lead the host out of the rootfs.
+    """
+    fds = [os.open(rootfs, os.O_PATH | os.O_DIRECTORY)]
+    try:
+        parts = [p for p in path.split("/") if p]
+        links = 0
+        while parts:
+            part = parts.pop(0)
+            if part in (".", ".."):
+                if part == ".." and len(fds) > 1:
+                    os.close(fds.pop())
+                continue
+            try:
+                target = os.readlink(part, dir_fd=fds[-1])
+            except FileNotFoundError:
+                return None
+            except OSError:  # not a link (EINVAL), or not a directory on the way
+                target = None
+            if target is not None:
+                links += 1
+                if links > MAX_LINKS:
+                    return None
+                if target.startswith("/"):
+                    while len(fds) > 1:
+                        os.close(fds.pop())
+                parts = [p for p in target.split("/") if p] + parts
+                continue
+            if parts:
+                try:
+                    fds.append(os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY, dir_fd=fds[-1]))
+                except OSError:
+                    return None
+                continue
+            try:
+                fd = os.open(part, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=fds[-1])
+            except OSError:
+                return None
+            with os.fdopen(fd, "rb") as handle:
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    return None
+                return handle.read(limit)
+        return None
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def open_inside(start: Path | int, relative: str, create: bool) -> int:
     """An O_PATH descriptor of `relative` below `start`, never following a symbolic link on the way.
 

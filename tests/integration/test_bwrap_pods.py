@@ -31,6 +31,7 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     busybox_image(root, tag="sh", extra=[extra])
     busybox_image(root, tag="entry", entrypoint=["echo", "E"], cmd=["C"], working_dir="/srv/app",
                   env=["PATH=/bin", "FROM_IMAGE=yes", "OVERRIDE=image"], extra=[extra])
+    busybox_image(root, tag="home", env=["PATH=/bin", "HOME=/from-image"], extra=[extra])
     return root
 
 
@@ -291,3 +292,18 @@ def test_a_read_only_claim_is_read_only_in_the_container(bwrap_cli: Cli, layout:
     assert bwrap_cli.wait("pod/ro-claim", "phase=Succeeded").returncode == 0
     out = bwrap_cli("logs", "ro-claim").stdout
     assert out.startswith("kept\n") and out.rstrip().endswith("refused") and not (claim / "other").exists()
+
+
+def test_home_is_set_as_runc_sets_it(bwrap_cli: Cli, layout: Path) -> None:
+    """Docker, containerd and Kubernetes give a container HOME: the image's or the manifest's if set, else its
+    user's home in the image's /etc/passwd (root here), else "/"."""
+    bwrap_cli.apply(pod("homes", f"""
+  containers:
+  - {{name: from-passwd, image: "oci:{layout}:sh", command: [sh, -c, 'echo $HOME']}}
+  - {{name: from-manifest, image: "oci:{layout}:sh", command: [sh, -c, 'echo $HOME'],
+     env: [{{name: HOME, value: /work}}]}}
+  - {{name: from-image, image: "oci:{layout}:home", command: [sh, -c, 'echo $HOME']}}
+"""))
+    assert bwrap_cli.wait("pod/homes", "phase=Succeeded").returncode == 0
+    logs = {c: bwrap_cli("logs", "homes", "-c", c).stdout for c in ("from-passwd", "from-manifest", "from-image")}
+    assert logs == {"from-passwd": "/root\n", "from-manifest": "/work\n", "from-image": "/from-image\n"}
