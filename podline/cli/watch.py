@@ -53,6 +53,27 @@ def _container_for(pod: Obj, container: str | None) -> str:
     return container
 
 
+def _container_over(pod: Obj, name: str) -> bool:
+    """Whether container NAME has terminated and will not run again: `logs -f -c NAME` then returns, as
+    kubectl's does, instead of following until the whole pod ends (an init container's output would
+    otherwise hang until the long-running main container exits). Whether it runs again follows the
+    runner's rule: an init container reruns only after a failure, and not under restartPolicy Never; a
+    main container never reruns under Never, under OnFailure only after a failure, always under Always."""
+    spec = pod.manifest["spec"]
+    is_init = any(c["name"] == name for c in spec.get("initContainers", []))
+    statuses = pod.status.get("initContainerStatuses" if is_init else "containerStatuses", [])
+    status = next((c for c in statuses if c.get("name") == name), {})
+    term = status.get("state", {}).get("terminated")
+    if term is None:
+        return False
+    policy = spec.get("restartPolicy", "Always")
+    if policy == "Never":
+        return True
+    if is_init or policy == "OnFailure":
+        return term.get("exitCode") == 0
+    return False
+
+
 def _stream(path: Path, offset: int) -> int:
     try:
         with open(path, "rb") as handle:
@@ -129,7 +150,8 @@ def _workflow_logs(state: State, name: str, step: str | None, follow: bool) -> N
 @click.command()
 @click.argument("name")
 @click.option("-c", "--container", default=None, help="Container (or pipeline step) name.")
-@click.option("-f", "--follow", is_flag=True, help="Stream new output until the pod finishes.")
+@click.option("-f", "--follow", is_flag=True,
+              help="Stream new output until the container ends for good (or the pod finishes).")
 @click.option("--shard", type=int, default=None, help="For a job: the pod of this completion index.")
 @pass_state
 def logs(state: State, name: str, container: str | None, follow: bool, shard: int | None) -> None:
@@ -151,7 +173,7 @@ def logs(state: State, name: str, container: str | None, follow: bool, shard: in
             if run:
                 path = log_file(Path(run["dir"]), chosen)
                 offset = _stream(path, offset)
-            done = current is None or current.status.get("phase") in TERMINAL
+            done = current is None or current.status.get("phase") in TERMINAL or _container_over(current, chosen)
             if not follow or done:
                 if run:
                     _stream(log_file(Path(run["dir"]), chosen), offset)

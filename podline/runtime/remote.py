@@ -12,7 +12,8 @@ bytes may be a mix, and the file is read again (as staging does with a local fil
 
 Object keys and links become paths in the workspace, so a key that is not a plain relative path (`..`,
 empty components, NUL) fails the staging rather than writing outside the input directory; an HTTP listing
-follows only links below the source URL, no deeper than MAX_DEPTH, at most MAX_FILES files.
+takes only links below the source URL, descends only into directories below the page that links them and
+not yet listed (index pages link their parent), no deeper than MAX_DEPTH, at most MAX_FILES files.
 
 fsspec, s3fs and aiohttp are imported here only, on first use: the CLI and pod start do not pay for them.
 """
@@ -134,25 +135,31 @@ def _list_http(remote: Remote, keep: Callable[[str], bool]) -> list[RemoteFile]:
         _check_rel(name, base)  # `..%2F..%2Fx` decodes to a path elsewhere
         return [_http_file(remote, name, base)]
     urls: list[tuple[str, str]] = []  # (rel, url)
-    level, depth = [base], 0
+    # Directories by relative path ("" is the source): index pages link their parent (nginx `../`, Apache's
+    # "Parent Directory"), so without this set and the "strictly below the page" rule the crawl would list
+    # `a/`, then `a/b/`, then `a/` again, ... until it hit MAX_DEPTH.
+    listed = {""}
+    level, depth = [("", base)], 0
     with ThreadPoolExecutor(LIST_THREADS) as pool:
         while level:
             depth += 1
             if depth > MAX_DEPTH:
                 raise RemoteError(f"{base}: directories nested deeper than {MAX_DEPTH} levels")
-            next_level = []
-            for listing in pool.map(lambda url: _links(remote, url), level):
-                for link in listing:
+            next_level: dict[str, str] = {}
+            for (page, _), listing in zip(level, pool.map(lambda item: _links(remote, item[1]), level), strict=True):
+                for link in sorted(listing):
                     rel = _below(base, link)
                     if rel is None:
                         continue
                     if link.endswith("/"):
-                        next_level.append(link)
+                        if (not page or rel.startswith(page + "/")) and rel not in listed:
+                            next_level.setdefault(rel, link)
                     elif keep(rel):
                         urls.append((rel, link))
                 if len(urls) > MAX_FILES:
                     raise RemoteError(f"{base}: more than {MAX_FILES} files")
-            level = sorted(set(next_level))
+            listed.update(next_level)
+            level = sorted(next_level.items())
         by_rel: dict[str, str] = {}
         for rel, url in urls:  # a page may link a file twice; two URLs for one path would share its file
             if by_rel.setdefault(rel, url) != url:
@@ -190,10 +197,13 @@ def _below(base: str, link: str) -> str | None:
     parts, root = urlsplit(link), urlsplit(base)
     if (parts.scheme, parts.netloc) != (root.scheme, root.netloc) or parts.query or parts.fragment:
         return None
-    path = posixpath.normpath(unquote(parts.path))
-    prefix = unquote(root.path).rstrip("/") + "/"
-    if not path.startswith(prefix) or path == prefix.rstrip("/"):
-        return None
+    path = posixpath.normpath(unquote(parts.path) or "/")
+    # The base normalised as the link is, and "/" for a source at the server root (whose prefix must not
+    # become "": nginx's `../` on the root page resolves to the root itself, which is no file below it).
+    top = posixpath.normpath(unquote(root.path) or "/")
+    prefix = top if top.endswith("/") else top + "/"
+    if not path.startswith(prefix) or len(path) <= len(prefix):
+        return None  # elsewhere, or the base itself: not strictly below it
     rel = path[len(prefix):]
     _check_rel(rel, link)
     return rel
