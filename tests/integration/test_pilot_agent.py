@@ -196,6 +196,8 @@ def test_the_agents_runners_die_with_it(pilot) -> None:
     agent.kill()  # SIGKILL: no chance to pass anything on
     agent.wait()
     wait_for(lambda: gone(pid), timeout=20)  # the runner got SIGTERM from the kernel and stopped its container
+    # ... and then writes its final status (the container may be gone a moment before)
+    wait_for(lambda: read_json(rundir / "status.json")["status"].get("phase") in ("Failed", "Succeeded"), timeout=20)
     assert read_json(rundir / "status.json")["status"]["reason"] == "Terminated"
 
 
