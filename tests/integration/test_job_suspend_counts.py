@@ -11,23 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import Cli, wait_for
-
-INDEX = "batch.kubernetes.io/job-completion-index"
-
-
-def job(name: str, spec: str, command: str, volume: Path | None = None) -> str:
-    mounts = f"      volumes: [{{name: m, hostPath: {{path: {volume}}}}}]\n" if volume else ""
-    mount = "        volumeMounts: [{name: m, mountPath: /m}]\n" if volume else ""
-    return (f"apiVersion: batch/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n{spec}"
-            "  template:\n    spec:\n      restartPolicy: Never\n      terminationGracePeriodSeconds: 1\n"
-            f"{mounts}      containers:\n      - name: work\n        image: busybox\n"
-            f"        command: [sh, -c, {command!r}]\n{mount}")
-
-
-def _pods(cli: Cli, name: str) -> dict[str, str]:
-    """Pod name → phase of the job's pods."""
-    return {p["metadata"]["name"]: p["status"].get("phase", "") for p in
-            cli.json("pods", "-l", f"job-name={name}")["items"]}
+from tests.integration.test_job_scale import INDEX, _pods, job
 
 
 def _condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
