@@ -22,7 +22,7 @@ from typing import Any
 from podline.api.core import Pod
 from podline.backends.base import Backend, SubmitError
 from podline.controller.context import TERMINAL, Ctx
-from podline.controller.jobs import BACKOFF_BASE, BACKOFF_CAP
+from podline.controller.jobs import retry_delay
 from podline.controller.pipeline_status import merge_attempt, summarize
 from podline.plan.kubernetes import pipeline_array_job
 from podline.plan.pipeline import plan_pipeline
@@ -215,7 +215,7 @@ def _shard_failed(ctx: Ctx, obj: Obj, key: str, rec: dict[str, Any], reason: str
                    message=f"shard {key} failed {rec['failures']} times; last: {reason}: {message}")
         ctx.event(obj, "BackoffLimitExceeded", rec["message"], "Warning")
         return
-    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(rec["failures"] - 1, 32))  # 2 ** 1024 overflows a float
+    delay = retry_delay(rec["failures"])
     rec.update(phase="Pending", retryAt=ctx.now + delay)
     ctx.wake_at(ctx.now + delay)
     ctx.event(obj, "ShardRestart", f"shard {key} {reason}: {message}; resuming from its checkpoints", "Warning")
