@@ -112,7 +112,7 @@ class Volumes:
         for item in spec["files"]:
             target = path / item["path"]
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.unlink(missing_ok=True)  # a read-only mode (the host runtime's) would refuse the rewrite
+            target.unlink(missing_ok=True)  # a read-only mode (defaultMode 0444) would refuse the rewrite
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, item["mode"])
             with os.fdopen(fd, "wb") as handle:
                 handle.write(file_bytes(item, self.index_vars))
