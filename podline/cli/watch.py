@@ -193,7 +193,7 @@ WAIT_PHASES: dict[str, tuple[str, ...]] = {
 }
 WAIT_CONDITIONS: dict[str, tuple[str, ...]] = {
     "Pod": ("PodScheduled", "Initialized", "ContainersReady", "Ready", "DisruptionTarget"),
-    "Job": ("Complete", "Failed"),
+    "Job": ("Complete", "Failed", "Suspended"),
     "Pipeline": (),
     "Workflow": ("PodRunning", "Completed"),
 }

@@ -57,7 +57,7 @@ def test_suspending_a_running_job_stops_its_pods_and_resuming_makes_new_ones(cli
 
 def test_a_job_created_suspended_has_no_start_and_its_deadline_waits(cli: Cli) -> None:
     cli.apply(job("later", "  activeDeadlineSeconds: 3\n  suspend: true\n", "true"))
-    wait_for(lambda: _condition(cli.json("job", "later")["status"], "Suspended"), timeout=10)
+    assert cli.wait("job/later", "condition=Suspended", timeout=10).returncode == 0
     time.sleep(3.5)  # longer than the deadline
     status = cli.json("job", "later")["status"]
     assert _condition(status, "Suspended")["reason"] == "JobSuspended"  # type: ignore[index]
@@ -67,6 +67,7 @@ def test_a_job_created_suspended_has_no_start_and_its_deadline_waits(cli: Cli) -
     resumed_at = time.time()
     cli.apply(job("later", "  activeDeadlineSeconds: 3\n", "true"))
     assert cli.wait("job/later", "condition=Complete", timeout=20).returncode == 0
+    assert cli.wait("job/later", "condition=Suspended=False", timeout=5).returncode == 0
     status = cli.json("job", "later")["status"]
     assert _when(status["startTime"]) >= resumed_at - 0.5, status
     assert _condition(status, "Suspended")["reason"] == "JobResumed"  # type: ignore[index]
