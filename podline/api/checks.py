@@ -15,7 +15,10 @@ from podline.api.slurmflags import FLAG_ANNOTATIONS, FlagError, parse_flags
 from podline.api.workflow import Workflow, WorkflowTemplate
 
 
-def _check_resources(container: Container, where: str) -> None:
+def _check_resources(container: Container, where: str, extended_needs_limit: bool = True) -> None:
+    """Kubernetes' rules for a container's resources. An extended resource (a GPU) is never overcommitted: its
+    request must equal its limit, and Kubernetes refuses a pod that requests one without a limit. A Pipeline
+    step (podline's own kind) may leave the limit out: it is the request there, also in the rendered Job."""
     resources = container.resources
     for field in ("requests", "limits"):
         for key, raw in getattr(resources, field).items():
@@ -26,6 +29,9 @@ def _check_resources(container: Container, where: str) -> None:
                 raise InvalidObject(f"{where}.resources.{field}[{key}]", f"{raw!r}: GPUs come in whole numbers")
     for key, raw in resources.requests.items():
         limit = resources.limits.get(key)
+        if key in EXTENDED_RESOURCES and limit is None and extended_needs_limit:
+            raise InvalidObject(f"{where}.resources.limits[{key}]", f"required when requests[{key}] is set "
+                                f"(equal to it): Kubernetes does not default an extended resource's limit")
         if key in EXTENDED_RESOURCES and limit is not None and parse_quantity(raw) != parse_quantity(limit):
             raise InvalidObject(f"{where}.resources.requests[{key}]", f"must be equal to limits[{key}] "
                                 f"({raw!r} requested, {limit!r} limit): an extended resource is never overcommitted")
@@ -106,7 +112,7 @@ def check_pipeline(obj: Pipeline) -> None:
         if step.name in names:
             raise InvalidObject(f"{where}.name", f"duplicate step name {step.name!r}")
         names.add(step.name)
-        _check_resources(step, where)
+        _check_resources(step, where, extended_needs_limit=False)
         if step.volume_mounts or step.env_from:
             field = "volumeMounts" if step.volume_mounts else "envFrom"
             raise InvalidObject(f"{where}.{field}", "not supported in a Pipeline step (steps share the workspace)")

@@ -307,6 +307,13 @@ CASES = [
          ident="Job/j"),
     case("fractional-gpu", pod(container="    resources: {limits: {nvidia.com/gpu: 0.5}}\n"),
          "spec.containers[0].resources.limits[nvidia.com/gpu]", "whole numbers"),
+    case("gpu-request-without-limit", pod(container="    resources: {requests: {nvidia.com/gpu: 1}}\n"),
+         "spec.containers[0].resources.limits[nvidia.com/gpu]", "required when requests[nvidia.com/gpu] is set"),
+    case("gpu-request-unequal-to-limit",
+         job(template_spec="      restartPolicy: Never\n").replace(
+             "command:", "resources: {requests: {nvidia.com/gpu: 1}, limits: {nvidia.com/gpu: 2}}, command:", 1),
+         "spec.template.spec.containers[0].resources.requests[nvidia.com/gpu]", "must be equal to limits",
+         ident="Job/j"),
 ]
 
 

@@ -377,6 +377,8 @@ CASES = [
     bad("unknown-spec-field", GOOD.replace("  entrypoint", "  templatez: []\n  entrypoint"), "spec.templatez",
         "unknown field"),
     bad("unknown-container-field", wf(container(", imagee: x")), f"{T0}.container.imagee", "unknown field"),
+    bad("gpu-request-without-limit", wf(container(", resources: {requests: {nvidia.com/gpu: 1}}")),
+        f"{T0}.container.resources.limits[nvidia.com/gpu]", "required when requests[nvidia.com/gpu] is set"),
     bad("missing-entrypoint", GOOD.replace("  entrypoint: main\n", ""), "spec.entrypoint", "required field"),
     bad("entrypoint-names-no-template", wf(ECHO, entry="nope"), "spec.entrypoint", "no template named 'nope'"),
     bad("on-exit-names-no-template", wf(ECHO, "  onExit: bye\n", entry="echo"), "spec.onExit", "no template"),
