@@ -10,7 +10,9 @@ to running totals in the job's record once, the pod marked as counted in the sam
 failed pod cannot buy more retries and deleting a Succeeded pod does not run its index again. The mark lives on
 the pod (not a list of uids on the job) so that the job's record stays small for a Job of thousands of pods.
 The pods the Job stops itself (scale-down, suspension) never reach a terminal phase in the store, so they are
-no failures; those a finished Job stops are counted as failed once they are gone, as Kubernetes does.
+no failures; those a finished Job stops are counted as failed once they are gone, as Kubernetes does. A pod
+deleted by someone else before it ended is a failure (Kubernetes counts it too, so deleting pods buys no
+retries): the Job marks the pods it stops itself to tell them apart.
 
 Scaling follows Kubernetes too: parallelism below the active pods deletes the excess (pending ones first, then
 the highest index and newest; they are made again later). On a scheduler an Indexed Job's pods are array
@@ -118,7 +120,9 @@ def _tally(ctx: Ctx, job: Obj, pods: list[Obj]) -> None:
         mark = pod.internal.get(COUNTED, {})
         restarts = sum(c.get("restartCount", 0) for c in pod.status.get("containerStatuses", [])) if on_failure else 0
         phase = pod.status.get("phase")
-        ended = phase in TERMINAL and "phase" not in mark
+        if pod.deleted_at and phase not in TERMINAL and "phase" not in mark:
+            phase = "Deleted"  # by a user, before it ended: a failure (the Job's own deletions are marked)
+        ended = (phase in TERMINAL or phase == "Deleted") and "phase" not in mark
         if not ended and restarts <= mark.get("restarts", 0):
             continue  # nothing new: the usual case
         pod.internal[COUNTED] = new = dict(mark)
@@ -137,6 +141,8 @@ def _tally(ctx: Ctx, job: Obj, pods: list[Obj]) -> None:
             if index is not None and index not in done:  # an index completes once
                 done.add(index)
                 succeeded += 1
+        elif phase == "Deleted":
+            failed += 1
         else:
             action, fail_job = _failure_action(pod, rules)
             failed += action != "Ignore"
@@ -167,7 +173,7 @@ def _finish(ctx: Ctx, job: Obj, kind: str, reason: str, message: str, active: li
     job.internal["finishedAt"] = ctx.now
     ctx.event(job, reason, message, "Normal" if kind == "Complete" else "Warning")
     for pod in active:
-        ctx.store.mark_deleted(pod.uid)
+        _stop(ctx, pod)
     if active:
         job.internal["stopping"] = [pod.uid for pod in active]
     else:
@@ -233,8 +239,15 @@ def _create_pods(ctx: Ctx, job: Obj, active: list[Obj]) -> None:
 def _delete_pods(ctx: Ctx, job: Obj, doomed: list[Obj]) -> None:
     """Pods the Job itself stops (scale-down, suspension): terminated, not counted as failed."""
     for pod in doomed:
-        ctx.store.mark_deleted(pod.uid)
+        _stop(ctx, pod)
         ctx.event(job, "SuccessfulDelete", f"Deleted pod: {pod.name}")
+
+
+def _stop(ctx: Ctx, pod: Obj) -> None:
+    """Delete a pod the Job stops itself, marked as counted so that `_tally` takes it for no failure."""
+    pod.internal[COUNTED] = {**pod.internal.get(COUNTED, {}), "phase": "StoppedByJob"}
+    ctx.store.save(pod)
+    ctx.store.mark_deleted(pod.uid)
 
 
 def _scale_down(ctx: Ctx, job: Obj, active: list[Obj]) -> list[Obj]:

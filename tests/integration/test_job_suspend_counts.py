@@ -1,7 +1,7 @@
 """Jobs on the real local backend, held to Kubernetes' batch/v1 semantics where they once drifted: suspending
 stops the active pods (not failures) and stops the deadline's clock; counts only go up, so deleting pods by hand
-neither buys retries past backoffLimit nor re-runs a completed index; backoffLimit may be changed on a running
-Job and takes effect at once."""
+neither buys retries past backoffLimit nor re-runs a completed index, and a running pod deleted is a failure;
+backoffLimit may be changed on a running Job and takes effect at once."""
 
 from __future__ import annotations
 
@@ -91,6 +91,20 @@ def test_deleting_failed_pods_does_not_get_past_the_backoff_limit(cli: Cli) -> N
     assert _condition(status, "Failed")["reason"] == "BackoffLimitExceeded"  # type: ignore[index]
     assert (status["failed"], status["succeeded"], status["active"]) == (3, 0, 0), status
     assert cli("describe", "job", "doomed").stdout.count("SuccessfulCreate") == 3
+
+
+def test_deleting_running_pods_counts_them_as_failed(cli: Cli) -> None:
+    cli.apply(job("unlucky", "  backoffLimit: 1\n", "sleep 60"))
+    deleted: list[str] = []
+    for _ in range(2):  # each deletion is a failure, and the second one is past the limit
+        running = wait_for(lambda: [n for n, phase in _pods(cli, "unlucky").items()
+                                    if phase == "Running" and n not in deleted], timeout=15)
+        cli("delete", "pod", running[0])
+        deleted.append(running[0])
+    assert cli.wait("job/unlucky", "condition=Failed", timeout=20).returncode == 0
+    status = cli.json("job", "unlucky")["status"]
+    assert _condition(status, "Failed")["reason"] == "BackoffLimitExceeded"  # type: ignore[index]
+    assert (status["failed"], status["succeeded"], status["active"]) == (2, 0, 0), status
 
 
 def test_deleting_a_succeeded_indexed_pod_does_not_run_its_index_again(cli: Cli, tmp_path: Path) -> None:
