@@ -96,6 +96,9 @@ def prepare(io: Mapping[str, Any], container: Mapping[str, Any], volume_paths: M
         target.write_text(content)
         target.chmod(item.get("mode", 0o644))
     for art in io.get("inputArtifacts", []):
+        if any(posixpath.normpath(art["path"]) == (m["mountPath"].rstrip("/") or "/") for m in container["mounts"]):
+            raise ArgoIOError(f"input artifact {art['name']}: {art['path']} is where volume "
+                              f"{_volume_at(art['path'], container)} is mounted: an artifact cannot replace a volume")
         target = _target(art["path"], container, volume_paths)
         target.parent.mkdir(parents=True, exist_ok=True)
         _replace_link(target)
@@ -110,9 +113,16 @@ def prepare(io: Mapping[str, Any], container: Mapping[str, Any], volume_paths: M
                 if art.get("optional"):
                     continue
                 raise ArgoIOError(f"input artifact {art['name']}: {source} does not exist (did its step save it?)")
-            _copy(source, target)
+            aside = _aside(target)
+            _copy(source, aside)
+            _move_into_place(aside, target, art)
         if art.get("mode") is not None:
             target.chmod(art["mode"])
+
+
+def _volume_at(path: str, container: Mapping[str, Any]) -> str:
+    return next(m["volume"] for m in container["mounts"]
+                if posixpath.normpath(path) == (m["mountPath"].rstrip("/") or "/"))
 
 
 def _fetch_remote(art: Mapping[str, Any], target: Path, dataset_cache: Path) -> bool:
@@ -123,8 +133,7 @@ def _fetch_remote(art: Mapping[str, Any], target: Path, dataset_cache: Path) -> 
     from podline.runtime.staging import StagingError, stage_dataset  # fsspec and friends: only when needed
 
     remote = art["remote"]
-    aside = target.parent / f".{target.name}.podline-staging"
-    shutil.rmtree(aside, ignore_errors=True)
+    aside = _aside(target)
     spec = {"source": remote["source"], "s3": remote.get("s3"), "credentials": remote.get("credentials")}
     try:
         stage_dataset(spec, aside, 0, 1, dataset_cache)
@@ -137,20 +146,40 @@ def _fetch_remote(art: Mapping[str, Any], target: Path, dataset_cache: Path) -> 
     name = unquote(remote["source"].rstrip("/").rsplit("/", 1)[-1])
     one_file = len(entries) == 1 and entries[0].name == name and entries[0].is_file() and \
         not remote["source"].endswith("/")
-    if target.is_dir() and not target.is_symlink():  # moved, not copied: the aside is on the target's volume
-        shutil.rmtree(target)
-    elif target.exists() or target.is_symlink():
-        target.unlink()
-    os.rename(entries[0] if one_file else aside, target)
-    shutil.rmtree(aside, ignore_errors=True)
+    try:  # moved, not copied: the aside is on the target's volume
+        _move_into_place(entries[0] if one_file else aside, target, art)
+    finally:
+        _remove(aside)
     return True
 
 
+def _aside(target: Path) -> Path:
+    """Where an input artifact is put together before it is moved to `target` (same directory, same volume)."""
+    aside = target.parent / f".{target.name}.podline-staging"
+    _remove(aside)
+    return aside
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _move_into_place(ready: Path, target: Path, art: Mapping[str, Any]) -> None:
+    """Argo's executor loads an input artifact beside its path and renames it there: a file or an empty
+    directory at the path is replaced, but a directory with files in it (a user's volume mounted there, say)
+    is never removed; the step errors instead."""
+    try:
+        os.rename(ready, target)
+    except OSError as exc:
+        _remove(ready)
+        raise ArgoIOError(f"input artifact {art['name']}: cannot be put at {art['path']}: "
+                          f"{exc.strerror or exc} (nothing there was removed)") from None
+
+
 def _copy(source: Path, target: Path) -> None:
-    if target.is_dir() and not target.is_symlink():
-        shutil.rmtree(target)
-    elif target.exists() or target.is_symlink():
-        target.unlink()
     if source.is_dir():
         shutil.copytree(source, target, symlinks=True)
     else:
