@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -121,12 +122,10 @@ def _workflow_logs(state: State, name: str, step: str | None, follow: bool) -> N
     offsets: dict[str, int] = {}
     while True:
         current = state.store.get_uid(workflow.uid)
+        nodes = {n.get("name"): n for n in ((current or workflow).status.get("nodes") or {}).values()}
         pods = sorted(state.store.list(kind="Pod", owner_uid=workflow.uid), key=lambda p: p.created_at)
         for pod in pods:
-            node = pod.manifest["metadata"].get("annotations", {}).get(NODE_ANNOTATION, "")
-            display = node.rsplit(".", 1)[-1]
-            if step is not None and step not in (display, node, pod.manifest["metadata"].get("name")) \
-                    and not display.startswith(step + "("):
+            if step is not None and not _step_matches(step, pod, nodes):
                 continue
             run = pod.internal.get("run")
             if not run:
@@ -145,6 +144,15 @@ def _workflow_logs(state: State, name: str, step: str | None, follow: bool) -> N
         if not follow or current is None or current.status.get("phase") in TERMINAL:
             return
         time.sleep(POLL)
+
+
+def _step_matches(step: str, pod: Obj, nodes: dict[str, dict[str, Any]]) -> bool:
+    """-c STEP names a workflow pod by its node's display name (`fan`, or one item's `fan(0:a.txt)`), its
+    template's name, its node's full name or the pod's name."""
+    node_name = pod.manifest["metadata"].get("annotations", {}).get(NODE_ANNOTATION, "")
+    node = nodes.get(node_name, {})
+    display = node.get("displayName", "")
+    return step in (display, node.get("templateName"), node_name, pod.name) or display.startswith(step + "(")
 
 
 @click.command()

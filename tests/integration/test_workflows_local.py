@@ -275,6 +275,33 @@ def test_script_templates_give_stdout_as_result(cli: Cli) -> None:
     assert "warning" in logs and "got 42" in logs
 
 
+FAN = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: fan}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - {name: fan, template: say, arguments: {parameters: [{name: m, value: "{{item}}"}]}, withItems: [a.txt, b, 1.5]}
+  - name: say
+    inputs: {parameters: [{name: m}]}
+    container: {image: busybox, command: [echo, "said {{inputs.parameters.m}}"]}
+"""
+
+
+def test_logs_c_picks_steps_by_display_name_item_or_template(cli: Cli) -> None:
+    run(cli, FAN)
+
+    def said(step: str) -> list[str]:
+        return sorted(line.split(": ", 1)[1] for line in cli("logs", "workflow/fan", "-c", step).stdout.splitlines())
+
+    every = ["said 1.5", "said a.txt", "said b"]
+    assert said("fan") == said("say") == every  # a display name (items with dots too), a template name
+    assert said("fan(0:a.txt)") == ["said a.txt"]
+
+
 def test_get_and_describe_read_like_argo_list_and_argo_get(cli: Cli) -> None:
     run(cli, DAG)
     listed = [line.split() for line in cli("get", "wf").stdout.splitlines()]
