@@ -7,9 +7,11 @@ there, links inside it are copied as links (never followed), and what is neither
 link (a FIFO would block the copy) is left out.
 
 The destination end: it may already hold other files (a results directory, a home directory). Nothing there
-is deleted. A destination that does not exist yet (or is an empty directory) receives the output whole and
-atomically: written aside, then renamed, so it is either absent or complete. Into one that holds files, the
-output is merged file by file, each written aside and renamed over a file of the same name.
+is deleted. A destination that does not exist yet receives the output whole and atomically: written aside,
+then renamed, so it is either absent or complete. Into a directory that exists, even an empty one, the output
+is merged file by file, each written aside and renamed over a file of the same name: the directory itself is
+the user's (its mode and group, a mount point, a parent the user may not write to, as on Lustre where only
+`run42/` is yours), so it is never replaced.
 """
 
 from __future__ import annotations
@@ -43,16 +45,9 @@ def publish(source: Path, dest: Path, check: Callable[[], None]) -> int:
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
         raise UnsafeOutput(f"output {source.name} is not a regular file, directory or link")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if stat.S_ISDIR(mode) and _holds_files(dest):
+    if stat.S_ISDIR(mode) and (dest.is_dir() or dest.is_symlink()):
         return _merge(source, dest, check)
     return _replace(source, dest, check)
-
-
-def _holds_files(dest: Path) -> bool:
-    try:
-        return dest.is_symlink() or (dest.is_dir() and any(os.scandir(dest)))
-    except OSError:
-        return True
 
 
 def _aside(dest: Path) -> Path:
@@ -60,9 +55,7 @@ def _aside(dest: Path) -> Path:
 
 
 def _replace(source: Path, dest: Path, check: Callable[[], None]) -> int:
-    """Written aside, then renamed into place (an empty directory there is replaced)."""
-    if dest.is_dir() and not dest.is_symlink() and os.path.isdir(source) and not source.is_symlink():
-        os.rmdir(dest)  # empty (else it would be merged into): os.replace cannot replace it otherwise
+    """Written aside, then renamed into place."""
     tmp = _aside(dest)
     try:
         copied = _copy(source, tmp)

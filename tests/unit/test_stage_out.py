@@ -90,6 +90,25 @@ def test_a_new_or_empty_destination_receives_the_output_whole(tmp_path: Path) ->
         assert (dest / "a").read_text() == "a"
 
 
+def test_an_empty_destination_directory_is_kept_with_its_mode(tmp_path: Path) -> None:
+    """The user's directory (mode 2770 here; a mount point or one in a parent the user cannot write to, on
+    Lustre) is filled, never replaced by a new one."""
+    out = tmp_path / "ws" / "out"
+    (out / "sub").mkdir(parents=True)
+    (out / "sub" / "a").write_text("a")
+    dest = tmp_path / "results" / "run42"
+    dest.mkdir(parents=True)
+    os.chmod(dest, 0o2770)
+    inode = dest.stat().st_ino
+    os.chmod(dest.parent, 0o555)  # only run42/ is writable (root ignores this; the inode check does not)
+    try:
+        publish(out, dest, never)
+    finally:
+        os.chmod(dest.parent, 0o755)
+    assert (dest / "sub" / "a").read_text() == "a"
+    assert (dest.stat().st_ino, dest.stat().st_mode & 0o7777) == (inode, 0o2770)
+
+
 def test_a_given_up_attempt_makes_nothing_visible(tmp_path: Path) -> None:
     out = tmp_path / "ws" / "out"
     out.mkdir(parents=True)
