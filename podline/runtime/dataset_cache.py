@@ -2,7 +2,7 @@
 
 Layout under `<scratch>/datasets`: `objects/<xx>/<xxh3-128>` (one file per content, so identical files are
 stored once), `index.db` (SQLite, shared by the runners of the node, WAL) with two tables:
-  files    a source file's path, size and mtime -> its content hash (the quick check rsync makes)
+  files    a source file's path, size and stamp (mtime/ctime, or a remote file's ETag) -> its content hash
   objects  content hash -> size and when a staging last used it
 and `index.lock`, a flock taken to switch a new index to WAL and to collect garbage.
 

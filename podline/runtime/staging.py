@@ -3,9 +3,9 @@
 Why a cache: the dataset lives on a shared filesystem where every open, read and stat is a network round
 trip; a node that already holds a file (an earlier run, another pipeline, a retried shard) should not fetch
 it again. Files are cached by content (`objects/<xx>/<xxh3-128>`), so identical files are stored once. An
-index (SQLite, shared by the runners of the node) maps a source file's path, size and mtime to its content
-hash: the same quick check rsync makes. A cached copy is verified while it is copied into the workspace; a
-damaged one is dropped and the file fetched again.
+index (SQLite, shared by the runners of the node) maps a source file's path, size, mtime and ctime to its
+content hash: rsync's quick check, plus the ctime. A cached copy is verified while it is copied into the
+workspace; a damaged one is dropped and the file fetched again.
 
 The cache itself, and how it is kept from filling the disk, is `runtime.dataset_cache`.
 
@@ -79,14 +79,17 @@ class SourceFile:
     mtime: int  # ns; 0 when a remote file's is unknown
     mode: int = 0o644
     etag: str = ""  # a remote file's, when its server sends one
+    ctime: int = 0  # ns, a local file's: a same-size rewrite that keeps the mtime (cp -p, rsync -t, tar x) moves it
 
     @property
     def stamp(self) -> int | str:
-        """What must be unchanged for an indexed hash to hold: mtime for a local file; for a remote one its
-        ETag and Last-Modified ("" when it has neither: never indexed)."""
+        """What must be unchanged for an indexed hash to hold: mtime and ctime for a local file (rsync's quick
+        check looks at the mtime alone, and misses a same-size rewrite that puts the old mtime back; nobody can
+        set a ctime back); for a remote one its ETag and Last-Modified ("" when it has neither: never
+        indexed)."""
         if is_remote(self.path):
             return "|".join(filter(None, (self.etag, f"t{self.mtime}" if self.mtime else "")))
-        return self.mtime
+        return f"{self.mtime}/{self.ctime}"
 
     @property
     def content_etag(self) -> bool:
@@ -120,7 +123,7 @@ def select(source: Path, include: list[str], exclude: list[str]) -> list[SourceF
     and size cost a round trip (sshfs gives no file types with its listings)."""
     st = os.stat(source)
     if stat.S_ISREG(st.st_mode):
-        return [SourceFile(source.name, str(source), st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode))]
+        return [_local(source.name, str(source), st)] if wanted(source.name, include, exclude) else []
     found: list[SourceFile] = []
     level = [""]
     with ThreadPoolExecutor(FETCH_THREADS) as pool:
@@ -142,9 +145,12 @@ def _list(source: Path, rel_dir: str, include: list[str], exclude: list[str]) ->
             elif entry.is_file():  # follows a symlink to a file
                 if not wanted(rel, include, exclude):
                     continue
-                info = entry.stat()
-                files.append(SourceFile(rel, entry.path, info.st_size, info.st_mtime_ns, stat.S_IMODE(info.st_mode)))
+                files.append(_local(rel, entry.path, entry.stat()))
     return files, dirs
+
+
+def _local(rel: str, path: str, info: os.stat_result) -> SourceFile:
+    return SourceFile(rel, path, info.st_size, info.st_mtime_ns, stat.S_IMODE(info.st_mode), ctime=info.st_ctime_ns)
 
 
 def select_remote(remote: remote_files.Remote, include: list[str], exclude: list[str]) -> list[SourceFile]:
@@ -286,9 +292,9 @@ def _read_local(local: threading.local) -> Reader:
             after = os.stat(item.path)
         except FileNotFoundError:
             raise StagingError(f"{item.path} vanished while it was staged") from None
-        if (after.st_size, after.st_mtime_ns) == (item.size, item.mtime):
+        if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) == (item.size, item.mtime, item.ctime):
             return digest, None
-        return digest, SourceFile(item.rel, item.path, after.st_size, after.st_mtime_ns, item.mode)
+        return digest, _local(item.rel, item.path, after)
     return read
 
 

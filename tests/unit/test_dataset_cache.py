@@ -10,7 +10,7 @@ import pytest
 
 from podline.runtime import dataset_cache
 from podline.runtime.dataset_cache import Cache
-from podline.runtime.staging import stage_dataset
+from podline.runtime.staging import select, stage_dataset
 from tests.unit.test_staging import written
 
 TOTAL = 1000  # the pretend filesystem's size; the cache's objects are all that is on it
@@ -48,9 +48,7 @@ def test_least_recently_used_objects_go_until_the_disk_is_below_the_low_mark(tmp
     since = time.time()
     freed = cache.collect(since, pretend_usage, high=70, low=50)
     assert freed > 0 and objects_size(root) <= 500
-    paths = {str(tmp_path / n / r): (p.stat().st_size, p.stat().st_mtime_ns)
-             for n, r in (("old", "a"), ("old", "b"), ("mid", "c"), ("new", "d"))
-             for p in [tmp_path / n / r]}
+    paths = {f.path: (f.size, f.stamp) for name in ("old", "mid", "new") for f in select(tmp_path / name, [], [])}
     known = cache.known(paths)
     assert set(known) == {str(tmp_path / "old" / "a"), str(tmp_path / "old" / "b")}, "mid and new went first"
     cache.close()

@@ -49,10 +49,11 @@ def test_patterns_without_a_slash_match_names_anywhere_with_one_the_path(tmp_pat
     assert matches("x/y/z.root", ["*.root"]) and not matches("x/y/z.root", ["y/*.root"])
 
 
-def test_a_source_file_is_a_dataset_of_one(tmp_path: Path) -> None:
+def test_a_source_file_is_a_dataset_of_one_filtered_like_any(tmp_path: Path) -> None:
     src = make_source(tmp_path)
-    [only] = select(src / "run2" / "e.root", ["*.nothing"], [])
+    [only] = select(src / "run2" / "e.root", ["*.root"], [])
     assert (only.rel, only.size) == ("e.root", 50)
+    assert select(src / "run2" / "e.root", ["*.nothing"], []) == select(src / "a.root", [], ["a.*"]) == []
 
 
 def test_symlinked_files_are_followed_and_symlinked_directories_not(tmp_path: Path) -> None:
@@ -100,6 +101,17 @@ def test_a_changed_source_file_is_fetched_again(tmp_path: Path) -> None:
     again = stage_dataset(spec(src), tmp_path / "ws2", 0, 1, cache)
     assert (again.filesCopied, again.bytesCopied, again.filesReused) == (1, 21, 5)
     assert (tmp_path / "ws2" / "b.root").read_bytes() == b"B" * 21
+
+
+def test_a_same_size_rewrite_that_puts_the_old_mtime_back_is_fetched_again(tmp_path: Path) -> None:
+    """cp -p, rsync -t and tar x keep a file's mtime; its ctime moves all the same."""
+    src, cache = make_source(tmp_path), tmp_path / "cache"
+    stage_dataset(spec(src), tmp_path / "ws1", 0, 1, cache)
+    time.sleep(0.01)  # a ctime later than the first one's, on any clock granularity worth the name
+    written(src / "b.root", b"B" * 20)  # same size, same (hour-old) mtime
+    again = stage_dataset(spec(src), tmp_path / "ws2", 0, 1, cache)
+    assert (tmp_path / "ws2" / "b.root").read_bytes() == b"B" * 20
+    assert (again.filesCopied, again.filesReused) == (1, 5)
 
 
 def test_a_damaged_cache_object_is_dropped_and_fetched_again(tmp_path: Path) -> None:
