@@ -48,10 +48,13 @@ def _reslicing_problem(store: Store, current: Obj, new_spec: dict) -> str | None
     """More shards for a pipeline whose shards have started and whose inputs are sliced by shard would give the
     new shards slices of a different split, overlapping the old ones (SPEC: disjoint, stable slices)."""
     old_spec = current.manifest["spec"]
-    if new_spec.get("shards", 1) == old_spec.get("shards", 1) or not current.status.get("shards"):
+    started = any(shard.get("attempts", 0) for shard in current.status.get("shards", []))
+    if new_spec.get("shards", 1) == old_spec.get("shards", 1) or not started:
         return None
     for i, item in enumerate(old_spec.get("inputs", [])):
-        dataset = store.get("Dataset", current.namespace, item["dataset"]) if item.get("dataset") else None
+        if not item.get("dataset"):  # a `source` input: every shard gets all of it
+            continue
+        dataset = store.get("Dataset", current.namespace, item["dataset"])
         shard_by = (dataset.manifest["spec"].get("shardBy", "files") if dataset else "files")
         if shard_by == "files":
             return (f"shards: its shards have started with inputs[{i}] sliced {old_spec.get('shards', 1)} ways; "

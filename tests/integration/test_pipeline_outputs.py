@@ -1,5 +1,5 @@
 """A pipeline's outputs as published (links stay links, what a destination held stays), and shards that cannot
-be added once their inputs are sliced (their slices would overlap)."""
+be added once their inputs are sliced and a shard has run (their slices would overlap)."""
 
 from __future__ import annotations
 
@@ -56,9 +56,48 @@ spec:
     image: busybox
     command: [sh, -c, 'while [ ! -e {gate} ]; do sleep 0.05; done']
 """)
-    wait_for(lambda: cli.json("pipeline", "sliced")["status"].get("shards"), timeout=30)
+    wait_for(lambda: _started(cli, "sliced"), timeout=30)
     refused = cli("scale", "pipeline/sliced", "--shards", "3", check=False)
     assert refused.returncode == 2 and "sliced 2 ways" in refused.stderr and "inputs[0]" in refused.stderr
     gate.touch()
     assert cli.wait("pipeline/sliced", "phase=Succeeded", timeout=60).returncode == 0
     assert cli.json("pipeline", "sliced")["spec"]["shards"] == 2
+
+
+def _started(cli: Cli, name: str) -> bool:
+    return any(shard.get("attempts") for shard in cli.json("pipeline", name)["status"].get("shards", []))
+
+
+def test_shards_can_be_added_to_whole_inputs_and_before_any_shard_started(cli: Cli, tmp_path: Path) -> None:
+    data, gate = tmp_path / "data", tmp_path / "gate"
+    data.mkdir()
+    (data / "all.txt").write_text("all\n")
+    cli.apply(f"""
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {{name: whole}}
+spec:
+  inputs: [{{source: {data}, path: in}}]
+  steps:
+  - name: a
+    image: busybox
+    command: [sh, -c, 'while [ ! -e {gate} ]; do sleep 0.05; done; cat in/all.txt']
+---
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {{name: waiting}}
+spec:
+  shards: 2
+  inputs: [{{dataset: not-yet, path: in}}]
+  steps: [{{name: a, image: busybox, command: ["true"]}}]
+""")
+    wait_for(lambda: _started(cli, "whole"), timeout=30)
+    wait_for(lambda: len(cli.json("pipeline", "waiting")["status"].get("shards", [])) == 2, timeout=30)
+    assert not _started(cli, "waiting")  # its Dataset does not exist: no shard has run
+    cli("scale", "pipeline/whole", "--shards", "2")  # a `source` input is copied whole: nothing to overlap
+    cli("scale", "pipeline/waiting", "--shards", "3")
+    assert cli.json("pipeline", "waiting")["spec"]["shards"] == 3
+    gate.touch()
+    assert cli.wait("pipeline/whole", "phase=Succeeded", timeout=60).returncode == 0
+    assert [s["phase"] for s in cli.json("pipeline", "whole")["status"]["shards"]] == ["Succeeded"] * 2
+    assert cli("logs", "pipeline/whole", "-c", "a", "--shard", "1").stdout == "all\n"
