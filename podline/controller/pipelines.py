@@ -282,7 +282,7 @@ def _cleanup(ctx: Ctx, obj: Obj, backend: Backend) -> None:
     if dirs["scratch"]:
         targets += [Path(dirs["scratch"]) / "checkpoints" / obj.uid]
     for i in range(obj.manifest["spec"].get("shards", 1)):
-        targets += [shm_root() / f"podline-{obj.uid}-{i}"]
+        targets += [shm_root() / f"podline-{obj.uid}-{i}", shm_root() / f"podline-{obj.uid}-{i}.shm"]
         if dirs["scratch"]:
             targets += [Path(dirs["scratch"]) / "workspaces" / f"podline-{obj.uid}-{i}"]
     for target in targets:

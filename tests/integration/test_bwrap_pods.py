@@ -6,13 +6,17 @@ is `bwrap`, so every container sees the image as `/`, its own PID namespace, and
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli
+from podline.runtime.processes import session_processes
+from tests.conftest import Cli, gone, wait_for
 from tests.imagebuild import Layer, busybox_image
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None or subprocess.run(
@@ -159,6 +163,31 @@ spec:
     assert "workspace" in out[3:] and "home" not in out[3:]
     status = bwrap_cli.json("pipeline", "boxed")["status"]
     assert status["phase"] == "Succeeded"
+
+
+def test_deleting_a_pipeline_whose_runner_was_killed_leaves_no_ram(bwrap_cli: Cli, layout: Path) -> None:
+    """The containers' /dev/shm of a shard lives beside its workspace in RAM; a runner SIGKILLed (a node's
+    OOM killer, the controller's hard stop) cannot remove either."""
+    image = f"oci:{layout}:sh"
+    bwrap_cli.apply(f"""
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {{name: killed}}
+spec:
+  workspace: {{medium: Memory}}
+  steps:
+  - {{name: hold, image: "{image}", command: [sh, -c, 'echo x > /dev/shm/x; echo y > y; sleep 300']}}
+""")
+    uid = bwrap_cli.json("pipeline", "killed")["metadata"]["uid"]
+    shm = Path(bwrap_cli.env["PODLINE_SHM_DIR"])
+    wait_for(lambda: list(shm.glob(f"podline-{uid}-0.shm/**/x")))
+    started = wait_for(lambda: list(bwrap_cli.home.glob("pods/default/killed/*/0/started")))[0]
+    runner = json.loads(started.read_text())["pid"]
+    for pid in session_processes(runner):
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: gone(runner))
+    bwrap_cli("delete", "pipeline", "killed")
+    assert sorted(p.name for p in shm.glob(f"podline-{uid}*")) == []
 
 
 def test_pods_pull_from_a_real_registry_by_tag_and_digest_then_run_from_the_cache(
