@@ -164,9 +164,10 @@ def shard_slice(files: list[SourceFile], shard: int, shards: int, shard_by: str)
 
 # --- staging -------------------------------------------------------------------------------------------
 def stage_dataset(spec: dict[str, Any], target: Path, shard: int, shards: int, cache_root: Path,
-                  objects: dict[str, tuple[str, Path]] | None = None) -> Staged:
+                  objects: dict[str, tuple[str, Path]] | None = None, room: int | None = None) -> Staged:
     """Copy this shard's slice of the dataset to `target` (a directory in the workspace). `objects`, if
-    given, gets each staged file's path -> its content hash and the cache object holding those bytes."""
+    given, gets each staged file's path -> its content hash and the cache object holding those bytes. A
+    slice larger than `room` (what the workspace's sizeLimit leaves) fails before anything is copied."""
     include, exclude = spec.get("include", []), spec.get("exclude", [])
     try:
         remote = remote_files.connect(spec) if is_remote(spec["source"]) else None
@@ -174,6 +175,10 @@ def stage_dataset(spec: dict[str, Any], target: Path, shard: int, shards: int, c
     except remote_files.RemoteError as exc:
         raise StagingError(str(exc)) from None
     files = shard_slice(listed, shard, shards, spec.get("shardBy", "files"))
+    need = sum(f.size for f in files)
+    if room is not None and need > room:
+        raise StagingError(f"the slice of {spec['source']} is {need} bytes, above the {room} bytes the "
+                           f"workspace's sizeLimit leaves")
     prefix = remote.index_prefix if remote else ""
 
     def key(f: SourceFile) -> str:  # in the cache's index

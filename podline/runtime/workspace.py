@@ -27,7 +27,7 @@ from podline.runtime import orphans
 from podline.runtime.copier import BackgroundCopier
 from podline.runtime.files import tree_size
 from podline.runtime.publish import inside, publish
-from podline.runtime.staging import Staged, stage_dataset
+from podline.runtime.staging import Staged, StagingError, stage_dataset
 from podline.runtime.volumes import shm_root
 
 SETTLE_SLICE = 0.25  # seconds: how soon a wait for a background copy notices a stop request
@@ -39,6 +39,18 @@ def scratch_root(plan: dict[str, Any]) -> Path:
     if configured:
         return Path(configured)
     return Path(os.environ.get("TMPDIR") or "/tmp") / "podline-scratch"
+
+
+def _fits(source: Path, room: int) -> int:
+    """The bytes of a `source` input, if they fit in `room` (what the workspace's sizeLimit leaves); else the
+    shard fails before anything is copied (a dataset far larger than the workspace would fill the RAM first)."""
+    if source.is_dir():
+        need = sum(f.stat().st_size for f in source.rglob("*") if f.is_file())
+    else:
+        need = source.stat().st_size
+    if need > room:
+        raise StagingError(f"{source} is {need} bytes, above the {room} bytes the workspace's sizeLimit leaves")
+    return need
 
 
 class GivenUp(Exception):
@@ -250,14 +262,19 @@ class Workspace:
         """Each input into the workspace: a `source` copied whole, a `dataset` as this shard's slice through
         the node-local cache (`runtime.staging`)."""
         staged = Staged()
+        room = None if not self.size_limit else self.size_limit - tree_size(self.path)
         for item in inputs:
             target = self.path / item["path"]
             if item.get("dataset"):
                 objects: dict[str, tuple[str, Path]] = {}
-                staged.add(stage_dataset(item["dataset"], target, self.shard, shards, self.dataset_cache, objects))
+                got = stage_dataset(item["dataset"], target, self.shard, shards, self.dataset_cache, objects, room)
+                staged.add(got)
+                room = None if room is None else room - got.bytesCopied - got.bytesReused
                 self._remember_staged(objects)
                 continue
             source = Path(item["source"])
+            if room is not None:
+                room -= _fits(source, room)
             if source.is_dir():
                 shutil.copytree(source, target, dirs_exist_ok=True)
             else:

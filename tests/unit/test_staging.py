@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from podline.runtime import staging
 from podline.runtime.staging import SourceFile, matches, select, shard_slice, stage_dataset
+from podline.runtime.workspace import Workspace
 
 HOUR_AGO = time.time() - 3600
 
@@ -175,3 +176,21 @@ def test_a_source_that_keeps_changing_fails_the_staging(tmp_path: Path, monkeypa
     monkeypatch.setattr(staging, "copy_hashing", and_append)
     with pytest.raises(staging.StagingError, match="kept changing while it was staged"):
         stage_dataset(spec(src), tmp_path / "ws", 0, 1, tmp_path / "cache")
+
+
+def test_inputs_above_the_workspace_size_limit_fail_before_anything_is_copied(tmp_path: Path) -> None:
+    """make_source's six files hold 151 bytes; the workspace's sizeLimit is checked against the listing."""
+    src, cache = make_source(tmp_path), tmp_path / "cache"
+    with pytest.raises(staging.StagingError, match=r"is 151 bytes, above the 100 bytes the workspace's sizeLimit"):
+        stage_dataset(spec(src), tmp_path / "ws", 0, 1, cache, room=100)
+    assert tree(tmp_path / "ws") == {}
+    assert stage_dataset(spec(src), tmp_path / "ws", 0, 1, cache, room=151).bytesCopied == 151
+
+    plan = {"pod": {"uid": "u1"}, "dirs": {"scratch": str(tmp_path / "scratch"), "shared": None},
+            "workspace": {"medium": "Disk", "sizeLimit": 200}, "checkpoint": {"nodeLocalEvery": 0, "sharedEvery": 0}}
+    ws = Workspace(plan, 0, [].append, background_l2=False)
+    ws.restore()
+    inputs = [{"path": "a", "dataset": spec(src)}, {"path": "b", "source": str(src / "run2")}]  # 151 + 50
+    with pytest.raises(staging.StagingError, match=r"run2 is 50 bytes, above the 49 bytes"):
+        ws.stage_in(inputs, 1)
+    assert tree(ws.path / "b") == {}
