@@ -13,7 +13,7 @@ from podline.controller.context import Ctx
 from podline.runtime.files import parse_rfc3339, rfc3339
 from podline.store import Obj
 
-TIMING_KEYS = ("queue", "imagePrepare", "stageIn", "compute", "checkpoint", "checkpointWait", "stageOut", "restore")
+TIMING_KEYS = ("queue", "image", "stageIn", "compute", "checkpoint", "checkpointWait", "stageOut", "restore")
 
 
 def merge_attempt(rec: dict[str, Any], status: dict[str, Any], launched_at: float | None) -> None:
@@ -35,6 +35,8 @@ def merge_attempt(rec: dict[str, Any], status: dict[str, Any], launched_at: floa
                 "stepRetries"):
         if key in status:
             rec[key] = status[key]
+    if "imagePrepare" in rec.get("timings", {}):  # the runner's name for SPEC's `image` (a pod's too)
+        rec["timings"] = {("image" if k == "imagePrepare" else k): v for k, v in rec["timings"].items()}
     if status.get("reason"):
         rec["reason"], rec["message"] = status["reason"], status.get("message", "")
     else:  # the runner has the word now: a scheduler's "Queued" no longer applies
@@ -61,7 +63,8 @@ def _shard_view(index: str, rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def summarize(ctx: Ctx, obj: Obj) -> None:
-    """status.phase, shards[], steps[] (flat, with the shard index), timings (max over shards)."""
+    """status.phase, shards[], steps[] (flat, with the shard index), timings (max over shards), and staging
+    per shard (SPEC's `status.staging`; each shard's view holds it too)."""
     shards = obj.internal.get("shards", {})
     ordered = sorted(shards.items(), key=lambda item: int(item[0]))
     views = [_shard_view(key, rec) for key, rec in ordered]
@@ -76,11 +79,12 @@ def summarize(ctx: Ctx, obj: Obj) -> None:
         phase = "Running"
     else:
         phase = "Pending"
-    timings: dict[str, float] = {"queue": 0.0, "imagePrepare": 0.0}
+    timings: dict[str, float] = {"queue": 0.0, "image": 0.0}
     for _, rec in ordered:
         for key in TIMING_KEYS:
             timings[key] = max(timings.get(key, 0.0), rec.get("timings", {}).get(key, 0.0))
-    status = {**obj.status, "phase": phase, "shards": views, "steps": steps, "timings": timings,
+    staging = [{"index": view["index"], **view["staging"]} for view in views]
+    status = {**obj.status, "phase": phase, "shards": views, "steps": steps, "timings": timings, "staging": staging,
               "succeeded": phases.count("Succeeded"), "failed": sum(1 for p, f in zip(phases, final, strict=True)
                                                                     if p == "Failed" and f)}
     status.setdefault("startTime", rfc3339(ctx.now))

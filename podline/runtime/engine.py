@@ -5,7 +5,7 @@ node-local image cache is. Every image a pod needs is prepared (pulled, unpacked
 before any of its containers starts, so a missing image or an unreachable registry is one clear error
 and nothing has run. Network errors are retried with back-off a few times first (a registry restarting
 is not a reason to fail a job); anything else fails at once. Preparation time is reported as its own
-phase (`status.timings.imagePrepare`).
+phase (`status.timings.image`).
 """
 
 from __future__ import annotations

@@ -119,7 +119,7 @@ class PodRunner:
         if self.outputs is not None:
             status["outputs"] = self.outputs
         if self.engine.images:
-            status["timings"] = {"imagePrepare": round(self.engine.prepare_seconds, 3)}
+            status["timings"] = {"image": round(self.engine.prepare_seconds, 3)}
             status["images"] = self.engine.report()
         write_status(self.rundir, status, finished, self.notify_address)
 

@@ -202,7 +202,7 @@ def test_pods_pull_from_a_real_registry_by_tag_and_digest_then_run_from_the_cach
         assert bwrap_cli.wait("pod/by-tag", "phase=Succeeded").returncode == 0
         status = bwrap_cli.json("pod", "by-tag")["status"]
         digest = status["images"][0]["digest"]
-        assert status["images"][0]["pulled"] is True and status["timings"]["imagePrepare"] > 0
+        assert status["images"][0]["pulled"] is True and status["timings"]["image"] > 0
         assert status["containerStatuses"][0]["imageID"] == f"{repo}@{digest}"
         assert bwrap_cli("logs", "by-tag").stdout == "E C\n"
         bwrap_cli.apply(pod("by-digest", f"  containers:\n  - {{name: main, image: '{repo}@{digest}', args: [D]}}\n"))

@@ -75,6 +75,8 @@ def test_three_shards_get_disjoint_slices_and_a_second_run_reads_the_node_cache(
     status = cli.json("pipeline", "first")["status"]
     staged = [s["staging"] for s in status["shards"]]
     assert sum(s["filesCopied"] for s in staged) == 10 and sum(s["filesReused"] for s in staged) == 0
+    assert status["staging"] == [{"index": k, **staged[k]} for k in range(3)]  # SPEC's status.staging per shard
+    assert set(status["timings"]) >= {"queue", "image", "stageIn", "compute", "stageOut"}  # SPEC's names
     assert sum(s["bytesCopied"] for s in staged) == sum(p.stat().st_size for p in source.rglob("*.root"))
 
     again = tmp_path / "again"

@@ -141,7 +141,7 @@ def test_the_cache_quick_check_of_a_remote_file_is_its_etag_and_last_modified() 
     assert SourceFile("a", "s3://b/a", 1, 0, etag='"abc"').stamp == '"abc"'
     assert SourceFile("a", "https://h/a", 1, 5).stamp == "t5"
     assert SourceFile("a", "https://h/a", 1, 0).stamp == ""  # neither: never indexed
-    assert SourceFile("a", "/data/a", 1, 5).stamp == 5
+    assert SourceFile("a", "/data/a", 1, 5, ctime=7).stamp == "5/7"  # a local file: mtime and ctime
 
 
 def test_only_an_s3_strong_etag_vouches_for_the_content_alone() -> None:
