@@ -12,7 +12,9 @@ corrupted copy raises `Corrupt` and the caller falls back to the next level.
 
 A copy may be written while later steps already run (L2, see `runtime.copier`): it is then checked against
 hashes taken at the checkpoint itself (`expected`), and a file a running step changed meanwhile makes the
-copy `Torn`: it is dropped, never renamed into place, and the previous copy stays the newest.
+copy `Torn`: it is dropped, never renamed into place, and the previous copy stays the newest. A file that
+cannot be read because a running step moved, removed, replaced or chmod-ed it (or a directory above it) is
+torn the same way: the checkpoint's state is no longer there to copy.
 """
 
 from __future__ import annotations
@@ -225,12 +227,33 @@ def _fill(workspace: Path, data: Path, snap: Snapshot, previous: tuple[Path, Sna
                 files[rel] = {**rec, "hash": source[0]}
                 continue
             limit = rec["size"] if expected is not None else None  # appended to since: copy what it had
-            digest = _copy_hashing(workspace / rel, data / rel, durable, stop, buffer, limit)
+            digest = _copy_file(workspace, rel, rec, data / rel, durable, expected is not None, stop, buffer, limit)
             if expected is not None and digest != expected.get(rel):
                 raise Torn(f"{rel} changed while it was being copied")
             files[rel] = {**rec, "hash": digest}
             written += rec["size"]
     return files, written
+
+
+def _copy_file(workspace: Path, rel: str, rec: dict[str, Any], dst: Path, durable: bool, live: bool,
+               stop: threading.Event | None, buffer: mmap.mmap | None, limit: int | None) -> str:
+    """One file of a copy; `live`: steps may be running in the workspace (a background copy, see module doc)."""
+    try:
+        return _copy_hashing(workspace / rel, dst, durable, stop, buffer, limit)
+    except OSError as exc:
+        if live and not _still_there(workspace / rel, rec):
+            raise Torn(f"{rel} was moved, removed or replaced while it was being copied ({exc})") from exc
+        raise  # the copy's own side (a full disk): not the steps' doing
+
+
+def _still_there(path: Path, rec: dict[str, Any]) -> bool:
+    """The checkpoint's file is still at its path: the same regular file (inode), with the same mode."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_ino == rec["ino"] and stat.S_IMODE(st.st_mode) == rec.get(
+        "mode", stat.S_IMODE(st.st_mode))
 
 
 def _link(src: Path, dst: Path) -> bool:

@@ -8,11 +8,15 @@ Why it stays a checkpoint: the next step may change the workspace while the copy
 in place). So the checkpoint hashes the files that changed in the foreground (reading RAM is several times
 faster than writing new disk pages) and the background copy must hash the same, else it is `Torn` and dropped
 before it is renamed into place: the previous copy stays the newest valid one, and the next checkpoint tries
-again. A copy is never half-visible (`checkpoint.save_copy` writes aside and renames).
+again. A copy is never half-visible (`checkpoint.save_copy` writes aside and renames). A file the next step
+moved or removed before the copy read it (`mv d d2` of a directory of outputs) tears the copy too: the
+checkpoint's state is gone as surely as if it had been rewritten.
 
-Steps that change files in place right away would tear every background copy, and L2 would never move on:
-after the first torn copy, the workspace makes its L2 copies in the foreground, as before the next step
-(`Workspace.checkpoint`), for the rest of the run.
+Steps that change files in place (or rename them) right away would tear every background copy, and L2 would
+never move on: a failing step would find neither L1 (it changed the workspace) nor an L2 copy after the
+first step, and every finished step would run again. So after the first torn copy, the workspace makes its
+L2 copies in the foreground, as before the next step (`Workspace.checkpoint`), for the rest of the run. A
+copy that fails for a reason of its own (a full disk) is only logged: a foreground copy would fail as well.
 
 One thread per workspace, one copy at a time and at most one waiting: a newer checkpoint replaces a waiting
 older one, which would have been replaced on disk right after anyway. `drain` waits for what is queued (a
@@ -103,7 +107,7 @@ class BackgroundCopier:
                       "copy stays the newest, and the next ones are made before the next step starts")
         except ck.Stopped:
             pass
-        except Exception as exc:  # noqa: BLE001 - a file a running step removed, a full disk: this copy is lost
+        except Exception as exc:  # noqa: BLE001 - a full disk, an unreadable file: this copy is lost
             self._say(f"L2 copy of seq {snap.seq} failed: {exc!r}; the previous L2 copy stays the newest")
 
     def _say(self, message: str) -> None:
