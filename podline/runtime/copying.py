@@ -6,6 +6,14 @@ allows it) when the caller passes a page-aligned `direct_buffer()`: data kept on
 (checkpoint copies, the dataset cache) is rarely read back soon, and new page-cache pages cost more than the
 disk write itself (on this VM 2.7 s/GiB against 0.6 s/GiB direct), besides evicting what the node's steps
 still read. The last, partial block is written through the cache.
+
+Holes stay holes. A sparse file (`truncate -s 40M f`) uses no memory for its holes, and a workspace's
+sizeLimit counts allocated blocks as `du` and the kubelet do; a copy that wrote every byte would make a
+checkpoint, and the workspace a restore puts back, many times what passed the limit (a restore into a RAM
+workspace would then be over it). So where the source says it has holes (SEEK_HOLE/SEEK_DATA: tmpfs, ext4,
+xfs, btrfs) only its data is read and written and the targets get the same holes. The hash is still that of
+the file's whole content, the holes' zeros included, so manifests and hashes of dense copies stay
+comparable. A source that cannot tell (some FUSE filesystems) is copied as dense.
 """
 
 from __future__ import annotations
@@ -56,7 +64,8 @@ def copy_hashing(src: Path, targets: list[tuple[Path, bool]], sync: bool = False
     mode and times too (else the targets are 0600: the caller sets what it needs, without the extra stat of
     the source, a round trip on a network filesystem). `sync` fsyncs the targets; `stop` abandons the copy
     between chunks (`Stopped`). `limit` copies the first `limit` bytes only (a checkpoint copy of a file a
-    running step has appended to since: its first bytes are still the checkpoint's)."""
+    running step has appended to since: its first bytes are still the checkpoint's). Holes in the source
+    are holes in the targets (see the module's doc)."""
     digest = xxhash.xxh3_128()
     chunk = buffer if buffer is not None else bytearray(CHUNK)
     fin = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
@@ -65,23 +74,13 @@ def copy_hashing(src: Path, targets: list[tuple[Path, bool]], sync: bool = False
         size = os.fstat(fin).st_size if limit is None else limit
         if 0 < size <= SMALL and stop is None:  # most files of a dataset of many: fewer steps per file
             return _copy_small(fin, size, targets, sync, keep_stat, src, exact=limit is not None)
-        for path, direct in targets:
-            outs.append(_open_target(path, direct and buffer is not None))
-        size, offset = size or (0 if limit is not None else sys.maxsize), 0  # 0: maybe a size unknown
-        if buffer is not None and OVERLAP_MIN <= size < sys.maxsize:
-            _copy_overlapped(fin, size, outs, digest, stop)
-            size = 0  # done
-        with memoryview(chunk) as view:  # released even on an error: the caller closes `buffer`
-            # Never ask for much more than the file holds: on a network filesystem (FUSE) the kernel's work
-            # grows with the size asked for (2,000 files of 4 KiB: 1.55 s with 4 MiB reads, 1.18 s with 64 KiB);
-            # and stop at the size the file had when opened, without the read that would return nothing (one
-            # more round trip per file). A file that changed meanwhile fails the caller's check (a hash known
-            # beforehand, or its size and mtime after).
-            while offset < size and (count := os.readv(fin, [view[:min(len(view), size - offset)]])):
-                if stop is not None and stop.is_set():
-                    raise Stopped(str(src))
-                _hash_and_write(view, count, digest, outs)
-                offset += count
+        extents = _data_extents(fin, size) if size > DIRECT_ALIGN else None
+        for path, direct in targets:  # a sparse file is written at its data's offsets, which O_DIRECT may refuse
+            outs.append(_open_target(path, direct and buffer is not None and extents is None))
+        if extents is not None:
+            _copy_sparse(fin, extents, outs, digest, stop)
+        else:
+            _copy_dense(fin, size or (0 if limit is not None else sys.maxsize), outs, digest, stop, chunk, buffer)
         if sync:
             for fout in outs:
                 os.fsync(fout)
@@ -93,6 +92,26 @@ def copy_hashing(src: Path, targets: list[tuple[Path, bool]], sync: bool = False
         for path, _ in targets:
             shutil.copystat(src, path)
     return digest.hexdigest()
+
+
+def _copy_dense(fin: int, size: int, outs: list[int], digest: Any, stop: threading.Event | None,
+                chunk: bytearray | mmap.mmap, buffer: mmap.mmap | None) -> None:
+    """Every byte of the first `size` (sys.maxsize: up to the end, the size being unknown), in order."""
+    offset = 0
+    if buffer is not None and OVERLAP_MIN <= size < sys.maxsize:
+        _copy_overlapped(fin, size, outs, digest, stop)
+        return
+    with memoryview(chunk) as view:  # released even on an error: the caller closes `buffer`
+        # Never ask for much more than the file holds: on a network filesystem (FUSE) the kernel's work
+        # grows with the size asked for (2,000 files of 4 KiB: 1.55 s with 4 MiB reads, 1.18 s with 64 KiB);
+        # and stop at the size the file had when opened, without the read that would return nothing (one
+        # more round trip per file). A file that changed meanwhile fails the caller's check (a hash known
+        # beforehand, or its size and mtime after).
+        while offset < size and (count := os.readv(fin, [view[:min(len(view), size - offset)]])):
+            if stop is not None and stop.is_set():
+                raise Stopped("copy stopped")
+            _hash_and_write(view, count, digest, outs)
+            offset += count
 
 
 class HashingSink:
@@ -191,6 +210,67 @@ def _copy_overlapped(fin: int, size: int, outs: list[int], digest: Any, stop: th
             reader.join()
         for buf in free + [item[0] for item in ready.values() if isinstance(item, tuple)]:
             buf.close()
+
+
+def _data_extents(fin: int, size: int) -> tuple[list[tuple[int, int]], int] | None:
+    """Where the first `size` bytes of a file hold data ((start, end) ranges) and where they end (earlier
+    than `size` if the file is shorter), when there is a hole among them; None when there is none or the
+    filesystem cannot tell (a dense copy then, as always). Leaves the file offset at 0."""
+    try:
+        first_hole = os.lseek(fin, 0, os.SEEK_HOLE)
+        if first_hole >= size or first_hole >= (size := min(size, os.lseek(fin, 0, os.SEEK_END))):
+            return None  # no hole, or only the end of a file shorter than `size`
+        extents: list[tuple[int, int]] = []
+        offset = 0
+        while offset < size:
+            try:
+                start = os.lseek(fin, offset, os.SEEK_DATA)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:
+                    raise
+                break  # a hole up to the end
+            if start >= size:
+                break
+            offset = min(os.lseek(fin, start, os.SEEK_HOLE), size)
+            extents.append((start, offset))
+        return extents, size
+    except OSError:  # EINVAL: no SEEK_HOLE here
+        return None
+    finally:
+        os.lseek(fin, 0, os.SEEK_SET)
+
+
+def _copy_sparse(fin: int, extents: tuple[list[tuple[int, int]], int], outs: list[int], digest: Any,
+                 stop: threading.Event | None) -> None:
+    """Only the data of a sparse file, at its offsets; the holes' zeros are hashed, not read or written, and
+    the targets end where the file does (a trailing hole). A file that got shorter since ends the copy there
+    (the caller's check finds out)."""
+    ranges, size = extents
+    zeros, buffer, at = bytes(CHUNK), bytearray(CHUNK), 0
+    with memoryview(buffer) as view, memoryview(zeros) as hole:
+        for start, end in [*ranges, (size, size)]:
+            if stop is not None and stop.is_set():
+                raise Stopped("copy stopped")
+            for offset in range(at, start, CHUNK):
+                digest.update(hole[:min(CHUNK, start - offset)])
+            at = start
+            while at < end and (count := os.preadv(fin, [view[:min(CHUNK, end - at)]], at)):
+                if stop is not None and stop.is_set():
+                    raise Stopped("copy stopped")
+                digest.update(view[:count])
+                for fout in outs:
+                    _pwrite_all(fout, view, count, at)
+                at += count
+            if at < end:
+                break
+    for fout in outs:
+        os.ftruncate(fout, at)
+
+
+def _pwrite_all(fout: int, view: memoryview, count: int, offset: int) -> None:
+    written = 0
+    while written < count:
+        written += os.pwrite(fout, view[written:count], offset + written)
 
 
 def _hash_and_write(view: memoryview, count: int, digest: Any, outs: list[int]) -> None:
