@@ -244,8 +244,8 @@ def _push_generation(ctx: Ctx, obj: Obj, backend: Backend) -> None:
                 old = read_json(path)
                 if old is not None:
                     write_json_atomic(path, {**old, **{key: fresh[key] for key in LIVE_PLAN_KEYS}})
-        ctx.event(obj, "Updated", f"generation {obj.generation} applies to steps that have not started "
-                  "(backoffLimit and activeDeadlineSeconds at once)")
+        ctx.event(obj, "Updated", f"generation {obj.generation} applies to the steps not running (a running "
+                  "one at its retry; backoffLimit and activeDeadlineSeconds at once)")
     obj.internal["planGeneration"] = obj.generation
 
 

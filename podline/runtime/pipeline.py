@@ -10,8 +10,9 @@ A failed step (restartPolicy OnFailure, within the retry budget) is retried afte
 back to the newest checkpoint. The workspace's sizeLimit is checked every second while steps run and again
 as each step ends (a step that fills it within a second fails itself, before it counts as done). The plan
 file is re-read while steps run (at most a second late) and before each step starts, so an `apply` of a
-changed spec reaches steps that have not started yet (each step records the generation it ran with), and a
-new backoffLimit or activeDeadlineSeconds applies to the shard at once. Status is written to `status.json`
+changed spec reaches every step not running at that moment, including one waiting for its retry (each
+step records the generation of the spec it ran: `runtime.step_specs`), and a new backoffLimit or
+activeDeadlineSeconds applies to the shard at once. Status is written to `status.json`
 in the run directory (same contract as the pod runner) when it changes; a step's end is written before
 anything that delays the next step's start (a sibling still running, a rewind, a copy it waits for).
 """
@@ -30,6 +31,7 @@ from podline.runtime.engine import Engine, ImagePullFailed
 from podline.runtime.expand import container_env, expand
 from podline.runtime.files import notify_address, rfc3339, stop_requested, write_status
 from podline.runtime.staging import StagingError
+from podline.runtime.step_specs import StepSpecs, retries_for
 from podline.runtime.volumes import shm_root
 from podline.runtime.workspace import GivenUp, Workspace
 
@@ -47,7 +49,6 @@ def allocation_cores() -> int:
 class PipelineRunner:
     def __init__(self, plan: dict[str, Any], rundir: Path, index: int | None, plan_path: Path) -> None:
         self.plan, self.rundir, self.plan_path = plan, rundir, plan_path
-        self.plan_stamp = _stamp(plan_path)
         self.shard = index if index is not None else int(plan.get("shard") or 0)
         self.shards = int(plan["shards"])
         self.shard_dir = Path(plan["shardDir"].replace("{shard}", str(self.shard)))  # logs/, across attempts
@@ -56,14 +57,15 @@ class PipelineRunner:
                                    given_up=lambda: stop_requested(rundir))
         shm = shm_root() / f"podline-{plan['pod']['uid']}-{self.shard}.shm"
         self.engine = Engine(plan, self.pod, {"workspace": self.workspace.path}, self.shard_dir, shm)
-        self.specs = {s["name"]: s for s in plan["steps"]}
+        self.step_specs = StepSpecs(plan, plan_path)
+        self.specs = self.step_specs.specs  # what each step runs now or next (updated in place)
         self.order = [s["name"] for s in plan["steps"]]
         self.steps = {n: {"name": n, "phase": "Pending", "attempts": 0, "generation": None,
                           "restoredFrom": None} for n in self.order}
         self.done: list[str] = []
         self.running: dict[str, ContainerWorker] = {}
         self.cores = allocation_cores()
-        self.retries_left = _retries_for(plan, self.shard)  # what earlier attempts left of backoffLimit
+        self.retries_left = retries_for(plan, self.shard)  # what earlier attempts left of backoffLimit
         self.began_at = time.time()  # when the steps began: activeDeadlineSeconds counts from there
         self.stopping = threading.Event()
         self.changed = threading.Event()
@@ -105,18 +107,12 @@ class PipelineRunner:
 
     # --- plan updates ----------------------------------------------------------------------------------
     def _reload_plan(self) -> None:
-        """Take a newer plan's step specs for steps that have not started yet, and its limits."""
-        stamp = _stamp(self.plan_path)
-        if stamp == self.plan_stamp:
+        """Take a newer plan's step specs for the steps not running now (the running ones take them at their
+        next start, should they be retried), and its limits."""
+        plan = self.step_specs.newer_plan()
+        if plan is None:
             return
-        self.plan_stamp = stamp
-        try:
-            plan = json.loads(self.plan_path.read_text())
-        except (OSError, ValueError):
-            return
-        for spec in plan["steps"]:
-            if spec["name"] in self.steps and self.steps[spec["name"]]["attempts"] == 0:
-                self.specs[spec["name"]] = spec
+        self.step_specs.take(plan, self.running)
         self.plan["generation"] = plan.get("generation")
         self._take_limits(plan)
 
@@ -125,7 +121,7 @@ class PipelineRunner:
         earlier attempts' failures; the step retries this attempt made count against it too (as they will
         when the controller counts this attempt). The deadline keeps counting from when the steps began."""
         self.plan.update(retries=plan.get("retries", 0), activeDeadlineSeconds=plan.get("activeDeadlineSeconds"))
-        self.retries_left = max(0, _retries_for(plan, self.shard) - self.status["stepRetries"])
+        self.retries_left = max(0, retries_for(plan, self.shard) - self.status["stepRetries"])
 
     # --- steps -----------------------------------------------------------------------------------------
     def _resolve(self, spec: dict[str, Any]) -> dict[str, Any]:
@@ -144,7 +140,7 @@ class PipelineRunner:
 
     def _start(self, name: str) -> None:
         self._reload_plan()
-        spec = self.specs[name]
+        spec = self.step_specs.starting(name)
         step = self.steps[name]
         try:
             self.engine.prepare([spec], self.stopping)  # a step updated by `apply` may name a new image
@@ -155,7 +151,7 @@ class PipelineRunner:
         worker = ContainerWorker(self._resolve(spec), self.engine, "Never", False, self.shard_dir, self.stopping,
                                  self.changed.set)
         step.update(phase="Running", attempts=step["attempts"] + 1, startedAt=rfc3339(),
-                    generation=self.plan.get("generation"))  # restoredFrom: what a retry started from
+                    generation=self.step_specs.generation_of(name))  # restoredFrom: what a retry started from
         step.pop("finishedAt", None)
         self.running[name] = worker
         worker.start()
@@ -175,6 +171,7 @@ class PipelineRunner:
         if worker.succeeded() and not failed:
             step.update(phase="Succeeded")
             step.pop("reason", None)
+            step.pop("message", None)  # an earlier attempt's failure is not this one's
             self.done.append(name)
             return True
         exited = term.get("message") or f"exit code {term.get('exitCode')}"
@@ -385,17 +382,3 @@ class PipelineRunner:
                 step["restoredFrom"] = level
         self.stopping.wait(BACKOFF_BASE)
 
-
-def _retries_for(plan: dict[str, Any], shard: int) -> int:
-    """The plan's retries for this shard (by shard index, or one number for all)."""
-    retries = plan.get("retries", 0)
-    return int(retries.get(str(shard), 0) if isinstance(retries, dict) else retries)
-
-
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    """A plan file's identity: it is replaced (renamed over) when the controller rewrites it."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size, st.st_ino
