@@ -35,8 +35,6 @@ def merge_attempt(rec: dict[str, Any], status: dict[str, Any], launched_at: floa
                 "stepRetries"):
         if key in status:
             rec[key] = status[key]
-    if "imagePrepare" in rec.get("timings", {}):  # the runner's name for SPEC's `image` (a pod's too)
-        rec["timings"] = {("image" if k == "imagePrepare" else k): v for k, v in rec["timings"].items()}
     if status.get("reason"):
         rec["reason"], rec["message"] = status["reason"], status.get("message", "")
     else:  # the runner has the word now: a scheduler's "Queued" no longer applies

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 from podline.images.errors import ImageError
 from podline.images.model import PreparedImage
-from podline.runtime import apptainer, bwrap, host
+from podline.runtime import apptainer, bwrap, host, orphans
 from podline.runtime.launch import Launch, Mount, Request, StartError, close_fds, spawn, volume_mounts
 
 RUNTIMES: dict[str, Callable[[Request], Launch]] = {"host": host.launch, "bwrap": bwrap.launch,
@@ -45,8 +45,12 @@ class Engine:
     """Starts the containers of one pod attempt with the context's runtime."""
 
     def __init__(self, plan: Mapping[str, Any], pod: Mapping[str, Any], volume_paths: Mapping[str, Path],
-                 rundir: Path, shm: Path) -> None:
-        """`shm`: where the pod's shared /dev/shm would live; the host runtime has no /dev of its own."""
+                 rundir: Path, shm: Path, shm_owner: tuple[Path, str, str] | None = None) -> None:
+        """`shm`: where the pod's shared /dev/shm would live; the host runtime has no /dev of its own.
+        `shm_owner` (holder, shared directory, owner): `shm` lies in `holder`, which names its owner as the
+        RAM a pipeline shard's runner leaves does (`runtime.orphans`), outside the containers' sight, so a
+        runner killed on a Slurm node leaves nothing there for good; None when the caller releases `shm`
+        with RAM of its own (a pod's RAM volumes)."""
         self.name: str = plan.get("runtime") or "host"
         self.launcher = RUNTIMES[self.name]
         settings = plan.get("images") or {}
@@ -57,16 +61,23 @@ class Engine:
         self.pod = dict(pod)
         self.volume_paths, self.rundir = volume_paths, rundir
         self.shm = shm if self.name != "host" else None
+        self.shm_owner = shm_owner
         self.images: dict[str, PreparedImage] = {}
         self.prepare_seconds = 0.0
 
     def make_shm(self) -> None:
-        if self.shm is not None:
-            self.shm.mkdir(parents=True, exist_ok=True, mode=0o1777)
+        if self.shm is None:
+            return
+        if self.shm_owner is not None:
+            holder, shared, owner = self.shm_owner
+            if shared and owner:
+                orphans.claim(holder, shared, owner)
+        self.shm.mkdir(parents=True, exist_ok=True)
+        self.shm.chmod(0o1777)  # as /dev/shm is (mkdir's mode goes through the umask)
 
     def remove_shm(self) -> None:
         if self.shm is not None:
-            shutil.rmtree(self.shm, ignore_errors=True)
+            shutil.rmtree(self.shm_owner[0] if self.shm_owner is not None else self.shm, ignore_errors=True)
 
     def _needs_preparing(self, image: str) -> bool:
         if self.name == "host":

@@ -55,8 +55,9 @@ class PipelineRunner:
         self.pod = {**plan["pod"], "name": f"{plan['pod']['name']}-{self.shard}"}
         self.workspace = Workspace(plan, self.shard, self._log, on_saved=self._wake,
                                    given_up=lambda: stop_requested(rundir))
-        shm = shm_root() / f"podline-{plan['pod']['uid']}-{self.shard}.shm"
-        self.engine = Engine(plan, self.pod, {"workspace": self.workspace.path}, self.shard_dir, shm)
+        holder = shm_root() / f"podline-{plan['pod']['uid']}-{self.shard}.shm"  # the steps' /dev/shm is in it
+        self.engine = Engine(plan, self.pod, {"workspace": self.workspace.path}, self.shard_dir, holder / "dev",
+                             (holder, plan["dirs"].get("shared") or "", plan.get("owner") or ""))
         self.step_specs = StepSpecs(plan, plan_path)
         self.specs = self.step_specs.specs  # what each step runs now or next (updated in place)
         self.order = [s["name"] for s in plan["steps"]]
@@ -250,7 +251,7 @@ class PipelineRunner:
             return False
         finally:
             if self.engine.images:
-                self.status["timings"]["imagePrepare"] = round(self.engine.prepare_seconds, 3)
+                self.status["timings"]["image"] = round(self.engine.prepare_seconds, 3)
         return True
 
     def _resume_or_stage_in(self) -> None:

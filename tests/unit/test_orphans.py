@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from podline.runtime import orphans
+from podline.runtime.engine import Engine
 from podline.runtime.workspace import Workspace
 
 
@@ -52,3 +53,22 @@ def test_a_retry_claims_its_shards_leftovers_before_looking_for_orphans(tmp_path
     retry = workspace(tmp_path, "uid", second)
     snap, level = retry.restore()
     assert level == "L1" and snap is not None and (retry.path / "data").read_text() == "x"
+
+
+def test_the_steps_dev_shm_names_its_owner_out_of_their_sight_and_goes_with_it(tmp_path: Path) -> None:
+    """bwrap and apptainer give a shard's steps a /dev/shm in RAM beside its workspace; a runner killed on a
+    Slurm node cannot remove it, so it names its owner like the workspace does."""
+    shared, holder = tmp_path / "shared", tmp_path / "shm" / "podline-uid-0.shm"
+    run = shared / "pods" / "default" / "p" / "a1"
+    run.mkdir(parents=True)
+    engine = Engine({"runtime": "bwrap"}, {"name": "p-0"}, {}, tmp_path / "logs", holder / "dev",
+                    (holder, str(shared), str(run)))
+    engine.make_shm()
+    assert (holder / "dev").is_dir() and (holder / "dev").stat().st_mode & 0o7777 == 0o1777
+    assert (holder / orphans.OWNER).read_text() == f"{shared}\n{run}\n" and not list((holder / "dev").iterdir())
+    assert orphans.collect([holder.parent], [].append) == []  # its owner is there
+    run.rmdir()  # the pipeline was deleted
+    assert orphans.collect([holder.parent], [].append) == [holder]
+    engine.make_shm()
+    engine.remove_shm()
+    assert not holder.exists()
