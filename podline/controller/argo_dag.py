@@ -1,6 +1,7 @@
 """The DAG half of the Argo walker: which tasks may start (`depends` / `dependencies`, widened by
-`continueOn`), where their nodes hang (under the outbound nodes of the tasks they depend on, as Argo links
-them), failFast, exit hooks of tasks, and the DAG's phase from its leaf tasks (see argo_scope.dag_phase).
+`continueOn`, once the hooks of the tasks they depend on are done, as in Argo), where their nodes hang
+(under the outbound nodes of the tasks they depend on, as Argo links them), failFast, exit hooks of tasks,
+and the DAG's phase from its leaf tasks (see argo_scope.dag_phase).
 
 Mixed into `argo_nodes.Walker`, whose node bookkeeping (`_node`, `_finish`, `execute`, `_expand`,
 `outbound`, …) it uses; kept apart so each file reads as one concern.
@@ -16,6 +17,7 @@ from podline.controller.argo_scope import (
     FAILED,
     continues,
     dag_phase,
+    global_outputs,
     handled,
     loops,
     outputs_scope,
@@ -33,6 +35,7 @@ class DagWalker:
     """`_dag` and its helpers; see the module docstring."""
 
     nodes: dict[str, dict[str, Any]]
+    globals: dict[str, str]
     argo_view: Callable[[list[dict[str, Any]], bool], list[dict[str, Any]]]
 
     def _dag(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str]) -> dict[str, Any]:
@@ -55,16 +58,21 @@ class DagWalker:
         looped = {t["name"]: loops(t) for t in tasks}
         deps = {t["name"]: ex.depends_names(task_depends(t, tasks)) for t in tasks}
         fail_fast = dag.get("failFast", True)
+        hooks: dict[str, tuple[bool, list[dict[str, Any]]]] = {}  # each task's hooks, advanced once a pass
         progress = True
         while progress:  # a task finishing within this pass (skipped, omitted) can free the next ones
             progress = False
             failed_fast = fail_fast and bool(self._dag_failures(tasks, nodes_of, looped))
             for task in tasks:
                 tname = task["name"]
+                local.update(global_outputs(self.globals))  # exported by a task finished earlier in this pass
                 current = nodes_of.get(tname, [])
                 if current and all(n["phase"] in DONE for n in current):
-                    results[tname] = task_result(current, looped[tname])
                     local.update(outputs_scope("tasks", tname, self.argo_view(current, looped[tname]), looped[tname]))
+                    if tname not in hooks:
+                        hooks[tname] = self._task_hooks(task, current, node["id"], local)
+                    if hooks[tname][0]:  # as Argo, the tasks after it wait for its hooks (CheckAllHooksFullfilled)
+                        results[tname] = task_result(current, looped[tname])
                     continue
                 if not current and failed_fast:
                     continue
@@ -84,24 +92,34 @@ class DagWalker:
                 nodes_of[tname] = self._task(node, task, tnode_name, local, parents)
                 if [n["phase"] for n in nodes_of[tname]] != before:
                     progress = progress or all(n["phase"] in DONE for n in nodes_of[tname])
-        hooks = [run(t, nodes_of[t["name"]], node["id"], local, "tasks") for t in tasks if t["name"] in nodes_of
-                 for run in (self._exit_hooks, self._expression_hooks)]
-        if any(n["phase"] not in DONE for ns in nodes_of.values() for n in ns) or not all(d for d, _ in hooks):
+        for task in tasks:  # the hooks of tasks still running (a `running` expression hook)
+            if task["name"] in nodes_of and task["name"] not in hooks:
+                hooks[task["name"]] = self._task_hooks(task, nodes_of[task["name"]], node["id"], local)
+        if any(n["phase"] not in DONE for ns in nodes_of.values() for n in ns) or \
+                not all(done for done, _ in hooks.values()):
             return node
-        hook_failures = [h for _, failed in hooks for h in failed]
+        hook_failures = [h for _, failed in hooks.values() for h in failed]
         if hook_failures:
             return self._finish(node, "Failed", f"exit handler '{hook_failures[0]['name']}' failed")
         failures = self._dag_failures(tasks, nodes_of, looped)
         if len(nodes_of) < len(tasks):
             if not (fail_fast and failures):
                 return node  # waiting on something that cannot finish would be a bug: checks reject cycles
-            return self._finish(node, "Failed", f"task '{node['name']}.{failures[0]}' failed")
+            culprit = failures[0]  # Failed or Error, as the task that stopped it (Argo's assessDAGPhase)
+            phase = ex.task_phase(task_result(nodes_of[culprit], looped[culprit]))
+            return self._finish(node, phase, f"task '{node['name']}.{culprit}' failed")
         depended = {d for names in deps.values() for d in names}
         node["outboundNodes"] = self._below(node, [t["name"] for t in tasks if t["name"] not in depended])
         phase, culprit = dag_phase(tasks, {t: ex.task_phase(task_result(ns, looped[t])) for t, ns in nodes_of.items()})
         if culprit is not None:
             return self._finish(node, phase, f"task '{node['name']}.{culprit}' failed")
         return self._succeed(node, template, local)
+
+    def _task_hooks(self, task: dict[str, Any], found: list[dict[str, Any]], boundary: str,
+                    scope: dict[str, str]) -> tuple[bool, list[dict[str, Any]]]:
+        """A task's exit hook and expression hooks advanced: (all started ones done?, the failed ones)."""
+        ran = [run(task, found, boundary, scope, "tasks") for run in (self._exit_hooks, self._expression_hooks)]
+        return all(done for done, _ in ran), [h for _, failed in ran for h in failed]
 
     def _dag_failures(self, tasks: list[dict[str, Any]], nodes_of: dict[str, list[dict[str, Any]]],
                       looped: dict[str, bool]) -> list[str]:

@@ -30,6 +30,7 @@ from podline.controller.argo_scope import (
     call_arguments,
     continues,
     fnv32a,
+    global_outputs,
     kind_of,
     loop_items,
     loops,
@@ -269,6 +270,7 @@ class Walker(DagWalker, LeafWalker, HookWalker):
             gnode = self._node(gname, f"[{i}]", "StepGroup", None, parents, node["id"])
             previous = gnode
             if gnode["phase"] not in DONE:
+                local.update(global_outputs(self.globals))  # exported by a step of an earlier group
                 self._group(gnode, group, local, node["id"])
             if gnode["phase"] not in DONE:
                 return node

@@ -44,11 +44,18 @@ def fnv32a(text: str) -> int:
 def resolve_inputs(template: dict[str, Any], args: dict[str, Any], node: dict[str, Any], globals_: dict[str, str]
                    ) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """The scope a template's body sees (globals, its inputs, its outputs' paths) and its input artifacts;
-    records the inputs on the node. ExpressionError for a parameter or artifact not supplied."""
+    records the inputs on the node. ExpressionError for a parameter or artifact not supplied.
+
+    A template's own `value`/`default` is substituted with the globals, as Argo's ProcessArgs does (a name it
+    lacks stays as written); a steps or DAG template also offers its input artifacts' sources as
+    `inputs.artifacts.NAME`, for the `from` of its children's arguments (Argo's createScope)."""
     scope = dict(globals_)
     params = []
     for p in template.get("inputs", {}).get("parameters", []):
-        value = args.get("parameters", {}).get(p["name"], p.get("value", p.get("default")))
+        value = args.get("parameters", {}).get(p["name"])
+        if value is None:
+            own = p.get("value", p.get("default"))
+            value = None if own is None else ex.substitute(own, globals_)
         if value is None:
             raise ex.ExpressionError(f"inputs.parameters.{p['name']} was not supplied")
         if p.get("enum") and value not in p["enum"]:
@@ -71,6 +78,8 @@ def resolve_inputs(template: dict[str, Any], args: dict[str, Any], node: dict[st
         elif "from" in given:
             artifacts.append({"name": a["name"], "path": path, "from": given["from"],
                               "optional": bool(a.get("optional")), **mode})
+            if kind_of(template) in ("Steps", "DAG"):
+                scope[f"inputs.artifacts.{a['name']}"] = given["from"]
         elif not a.get("optional"):
             raise ex.ExpressionError(f"inputs.artifacts.{a['name']} was not supplied")
         if path:
@@ -85,6 +94,12 @@ def resolve_inputs(template: dict[str, Any], args: dict[str, Any], node: dict[st
         node["inputs"] = {k: v for k, v in (("parameters", params), ("artifacts", [
             {"name": a["name"], "path": a["path"]} for a in artifacts])) if v}
     return scope, artifacts
+
+
+def global_outputs(globals_: dict[str, str]) -> dict[str, str]:
+    """The `workflow.outputs.*` exported so far: a scope copied from the globals before a step exported one
+    is refreshed with them before the next step or task is resolved (Argo resolves against its live globals)."""
+    return {k: v for k, v in globals_.items() if k.startswith("workflow.outputs.")}
 
 
 def checked_path(path: str, what: str) -> str:
@@ -118,14 +133,20 @@ def loop_items(call: dict[str, Any], scope: dict[str, str]) -> list[Any] | None:
 
 
 def call_arguments(call: dict[str, Any], scope: dict[str, str]) -> dict[str, Any]:
-    """A step's or task's arguments resolved in the caller's scope: {parameters: {n: v}, artifacts: {n: …}}."""
+    """A step's or task's arguments resolved in the caller's scope: {parameters: {n: v}, artifacts: {n: …}}.
+    An `optional` artifact whose `from` names nothing in scope is left out, as Argo leaves it ("Optional
+    artifact was not found; it won't be available as an input")."""
     given = call.get("arguments", {})
     params = {p["name"]: ex.substitute(p.get("value", ""), scope, strict=True)
               for p in given.get("parameters", [])}
     artifacts = {}
     for a in given.get("artifacts", []):
         if "from" in a:
-            artifacts[a["name"]] = {"from": ex.substitute(a["from"], scope, strict=True)}
+            try:
+                artifacts[a["name"]] = {"from": ex.substitute(a["from"], scope, strict=True)}
+            except ex.ExpressionError:
+                if not a.get("optional"):
+                    raise
         elif "raw" in a:
             artifacts[a["name"]] = {"raw": {"data": ex.substitute(a["raw"].get("data", ""), scope, strict=True)}}
         else:
@@ -183,20 +204,23 @@ def _node_scope(key: str, node: dict[str, Any]) -> dict[str, str]:
 
 def outputs_scope(prefix: str, step: str, nodes: list[dict[str, Any]], looped: bool) -> dict[str, str]:
     """`steps.NAME.*` / `tasks.NAME.*`; a loop's outputs are JSON lists over its items (written as Go's
-    json.Marshal writes them, so a later withParam reads each item's text as Argo would)."""
+    json.Marshal writes them, so a later withParam reads each item's text as Argo would). As Argo's
+    processAggregateNodeOutputs, the lists hold only the items that succeeded (not those skipped by `when`,
+    omitted, or failed), each output where an item has it."""
     if not nodes:
         return {}
     key = f"{prefix}.{step}"
     if not looped:
         return _node_scope(key, nodes[0])
-    outs = [n.get("outputs", {}) for n in nodes]
-    names = {p["name"] for o in outs for p in o.get("parameters", [])}
-    scope = {f"{key}.outputs.parameters": ex.go_json([{p["name"]: p["value"] for p in o.get("parameters", [])}
-                                                      for o in outs]),
-             f"{key}.outputs.result": _results_json([_result_item(o.get("result", "")) for o in outs])}
-    for name in names:
-        values = [next((p["value"] for p in o.get("parameters", []) if p["name"] == name), "") for o in outs]
-        scope[f"{key}.outputs.parameters.{name}"] = ex.go_json(values)
+    outs = [n["outputs"] for n in nodes if n["phase"] == "Succeeded" and n.get("outputs")]
+    params = [o["parameters"] for o in outs if o.get("parameters")]
+    values: dict[str, list[str]] = {}
+    for p in (p for ps in params for p in ps):
+        values.setdefault(p["name"], []).append(p["value"])
+    scope = {f"{key}.outputs.parameters": ex.go_json([{p["name"]: p["value"] for p in ps} for ps in params]),
+             f"{key}.outputs.result": _results_json([_result_item(o["result"]) for o in outs if "result" in o])}
+    for name, listed in values.items():
+        scope[f"{key}.outputs.parameters.{name}"] = ex.go_json(listed)
     return scope
 
 
@@ -276,26 +300,44 @@ def dag_phase(tasks: list[dict[str, Any]], phases: dict[str, str]) -> tuple[str,
 
 
 def template_outputs(template: dict[str, Any], scope: dict[str, str]) -> dict[str, Any]:
-    """A steps/DAG template's own outputs: `valueFrom.parameter` and artifacts `from` its children
-    (ExpressionError if one names nothing)."""
+    """A steps/DAG template's own outputs: `valueFrom.parameter` and artifacts `from` its children, as Argo's
+    getTemplateOutputsFromScope: a parameter that names nothing takes its `valueFrom.default`, an `optional`
+    artifact that names nothing is left out; ExpressionError for any other that names nothing."""
     outputs: dict[str, Any] = {}
     for p in template.get("outputs", {}).get("parameters", []):
-        source = p.get("valueFrom", {})
-        if "expression" in source:  # Argo's expr-lang over the children's outputs (`steps['a'].outputs.result`)
-            value = ex.expression_value(source["expression"], scope, True, ())
-        else:
-            value = ex.substitute(source["parameter"], scope, strict=True) if "parameter" in source else p.get("value")
+        try:
+            value = _output_parameter(p, scope)
+        except ex.ExpressionError:
+            if p.get("valueFrom", {}).get("default") is None:
+                raise
+            value = p["valueFrom"]["default"]
         if value is not None:
             outputs.setdefault("parameters", []).append({"name": p["name"], "value": value})
     for a in template.get("outputs", {}).get("artifacts", []):
-        if "from" in a:
-            location = ex.substitute(a["from"], scope, strict=True)
-        elif "fromExpression" in a:  # Argo's conditional artifacts: `cond ? steps.a.outputs.artifacts.x : …`
-            location = ex.expression_value(a["fromExpression"], scope, True, ())
-        else:
-            continue
+        try:
+            if "from" in a:
+                location = ex.substitute(a["from"], scope, strict=True)
+            elif "fromExpression" in a:  # Argo's conditional artifacts: `cond ? steps.a.outputs.artifacts.x : …`
+                location = ex.expression_value(a["fromExpression"], scope, True, ())
+            else:
+                continue
+        except ex.ExpressionError:
+            if a.get("optional"):
+                continue
+            raise
         outputs.setdefault("artifacts", []).append({"name": a["name"], "location": location})
     return outputs
+
+
+def _output_parameter(param: dict[str, Any], scope: dict[str, str]) -> str | None:
+    """One output parameter of a steps/DAG template from its children's outputs (ExpressionError if it names
+    nothing in scope)."""
+    source = param.get("valueFrom", {})
+    if "expression" in source:  # Argo's expr-lang over the children's outputs (`steps['a'].outputs.result`)
+        return ex.expression_value(source["expression"], scope, True, ())
+    if "parameter" in source:
+        return ex.substitute(source["parameter"], scope, strict=True)
+    return param.get("value")
 
 
 def kind_of(template: dict[str, Any]) -> str:

@@ -248,7 +248,7 @@ def _failures(nodes: dict[str, dict[str, Any]], pods: dict[str, str] | None = No
         out.append({"displayName": n["displayName"], "message": n.get("message", ""), "templateName": template,
                     "phase": n["phase"], "podName": (pods or {}).get(n["id"]) or pod_name(workflow, template, n["id"]),
                     "finishedAt": n["finishedAt"][:19] + "Z" if n.get("finishedAt") else None})  # metav1.Time
-    return json.dumps(out, separators=(",", ":"))
+    return json.dumps(out or None, separators=(",", ":"))  # none: `null`, as Go marshals Argo's nil slice
 
 
 def _delete(ctx: Ctx, wf: Obj) -> None:
