@@ -25,6 +25,14 @@ class PodWorkspace:
         like_a_shard = {"pod": {"uid": key}, "dirs": spec["dirs"], "checkpoint": spec["checkpoint"],
                         "workspace": {"medium": spec["medium"], "sizeLimit": spec["sizeLimit"]},
                         "terminationGracePeriodSeconds": plan["terminationGracePeriodSeconds"]}
+        shared = spec["dirs"].get("shared")
+        # An index's RAM outlives its pods (the next one resumes from it), so no pod's run directory can own
+        # it: its checkpoints' directory on the shared directory does, which goes when the index succeeds
+        # (`finish`) or the Job is over (`controller.jobs.forget_checkpoints`). A runner killed on a Slurm node
+        # then leaves nothing there for good: the next runner on that node sweeps it (`runtime.orphans`).
+        self.owner = f"{shared.rstrip('/')}/checkpoints/{key}" if spec["resumable"] and shared else None
+        if self.owner:
+            like_a_shard["owner"] = self.owner
         self.volume: str = spec["volume"]
         # L2 before the next container starts: a restarted container is rewound to the last checkpoint and
         # nothing before it runs again, so that copy must exist (pipeline steps, rerun from whatever checkpoint
@@ -47,6 +55,8 @@ class PodWorkspace:
 
     def restore(self) -> list[str]:
         """Names of the containers the newest valid checkpoint covers (they are not run again)."""
+        if self.owner:
+            Path(self.owner).mkdir(parents=True, exist_ok=True)  # owned while it exists (see __init__)
         snap, self.restored_from = self.workspace.restore()
         self.done = list(snap.steps) if snap else []
         return self.done

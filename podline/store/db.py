@@ -220,9 +220,10 @@ class Store:
                 result = "created"
             elif current.manifest == manifest:
                 return "unchanged", current
-            else:
-                self.db.execute("UPDATE objects SET manifest=?, generation=generation+1, settled=0, "
-                                "updated_at=? WHERE uid=?", (json.dumps(manifest), now, current.uid))
+            else:  # as Kubernetes, a change of metadata alone (labels, annotations) is no new generation
+                bump = int(_beyond_metadata(current.manifest) != _beyond_metadata(manifest))
+                self.db.execute("UPDATE objects SET manifest=?, generation=generation+?, settled=0, "
+                                "updated_at=? WHERE uid=?", (json.dumps(manifest), bump, now, current.uid))
                 result = "configured"
             obj = self.get(kind, namespace, name)
         assert obj is not None
@@ -265,3 +266,7 @@ class Store:
     def add_event(self, uid: str, reason: str, message: str, type_: str = "Normal") -> None:
         self.db.execute("INSERT INTO events (uid, at, type, reason, message) VALUES (?,?,?,?,?)",
                         (uid, time.time(), type_, reason, message))
+
+
+def _beyond_metadata(manifest: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in manifest.items() if key != "metadata"}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from podline.runtime import orphans
 from podline.runtime.engine import Engine
+from podline.runtime.pod_workspace import PodWorkspace
 from podline.runtime.workspace import Workspace
 
 
@@ -72,3 +73,24 @@ def test_the_steps_dev_shm_names_its_owner_out_of_their_sight_and_goes_with_it(t
     engine.make_shm()
     engine.remove_shm()
     assert not holder.exists()
+
+
+def test_a_job_index_workspace_is_owned_by_its_checkpoints_directory(tmp_path: Path) -> None:
+    """A pod in pipeline form of an Indexed Job: its RAM outlives the pod (the index's next pod resumes from
+    it); once the Job is over its checkpoints' directory goes, and with it what a killed runner left."""
+    shared, scratch = tmp_path / "shared", tmp_path / "scratch"
+    shared.mkdir()
+    plan = {"terminationGracePeriodSeconds": 1,
+            "workspace": {"volume": "work", "key": "job-uid-{index}", "resumable": True, "medium": "Disk",
+                          "sizeLimit": None, "checkpoint": {"nodeLocalEvery": 1, "sharedEvery": 0},
+                          "dirs": {"shared": str(shared), "scratch": str(scratch)}}}
+    pod = PodWorkspace(plan, 3, [].append)
+    pod.restore()
+    (pod.path / "data").write_text("an init container's output")
+    pod.checkpoint(["init"])
+    owner = shared / "checkpoints" / "job-uid-3"
+    root, l2 = pod.workspace.root, pod.workspace.levels["L2"].parent
+    assert owner.is_dir() and (root / orphans.OWNER).read_text() == f"{shared}\n{owner}\n"
+    assert orphans.collect([root.parent, l2.parent], [].append) == []  # the Job still runs
+    owner.rmdir()  # the Job is over (controller.jobs.forget_checkpoints), its runner was killed
+    assert sorted(orphans.collect([root.parent, l2.parent], [].append)) == sorted([root, l2])

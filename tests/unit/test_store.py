@@ -18,6 +18,8 @@ def test_create_update_unchanged_and_generation(tmp_path: Path) -> None:
     assert store.apply("Pod", "default", "a", {"spec": 1})[0] == "unchanged"
     result, obj = store.apply("Pod", "default", "a", {"spec": 2})
     assert result == "configured" and obj.generation == 2 and obj.manifest == {"spec": 2}
+    result, obj = store.apply("Pod", "default", "a", {"metadata": {"labels": {"x": "y"}}, "spec": 2})
+    assert result == "configured" and obj.generation == 2 and not obj.settled  # metadata alone: same generation
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert (tmp_path / "s.db").stat().st_mode & 0o777 == 0o600
 
