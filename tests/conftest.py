@@ -1,5 +1,5 @@
 """Shared fixtures: an isolated `$PODLINE_HOME` per test and a runner for the real CLI; and how the suite
-is shared out among pytest-xdist workers (README runs it with `-n 2 --dist loadgroup`)."""
+is shared out among pytest-xdist workers (README runs it with `-n 3 --dist loadgroup`)."""
 
 from __future__ import annotations
 
