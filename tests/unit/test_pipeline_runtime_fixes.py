@@ -25,6 +25,7 @@ from podline.runtime import copier as copier_module
 from podline.runtime import copying
 from podline.runtime.pipeline import PipelineRunner
 from podline.runtime.workspace import Workspace
+from tests.unit.test_l2_copier import workspace
 
 
 # --- 1. a background copy torn by a rename -----------------------------------------------------------------
@@ -41,14 +42,6 @@ class Gate:
             return real(*args)
 
         monkeypatch.setattr(copier_module.ck, "save_copy", gated)
-
-
-def workspace(tmp_path: Path, logs: list[str]) -> Workspace:
-    plan = {"pod": {"uid": "u1"}, "dirs": {"scratch": str(tmp_path / "scratch"), "shared": ""},
-            "workspace": {"medium": "Disk", "sizeLimit": None}, "checkpoint": {"nodeLocalEvery": 1, "sharedEvery": 0}}
-    ws = Workspace(plan, 0, logs.append)
-    ws.restore()
-    return ws
 
 
 def outputs_of_s1(ws: Workspace) -> None:
