@@ -46,6 +46,7 @@ class BackgroundCopier:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.torn = False  # a copy was dropped because a running step changed a file: see Workspace.checkpoint
+        self.lost = False  # the newest copy asked for was not made (torn or failed): the next checkpoint makes one
 
     def submit(self, snap: ck.Snapshot, expected: dict[str, str], sources: ck.Sources | None = None) -> None:
         """Queue a copy of the workspace as it is at checkpoint `snap` (`expected`: each file's hash now;
@@ -100,14 +101,16 @@ class BackgroundCopier:
         began = time.monotonic()
         try:
             written = ck.save_copy(self.source, self.level_root, snap, False, expected, self._stop, sources)
+            self.lost = False
             self._on_saved(snap, written, time.monotonic() - began)
         except ck.Torn as exc:
-            self.torn = True
+            self.torn = self.lost = True
             self._say(f"L2 copy of seq {snap.seq} dropped: {exc} (a running step changed it); the previous L2 "
                       "copy stays the newest, and the next ones are made before the next step starts")
         except ck.Stopped:
             pass
         except Exception as exc:  # noqa: BLE001 - a full disk, an unreadable file: this copy is lost
+            self.lost = True
             self._say(f"L2 copy of seq {snap.seq} failed: {exc!r}; the previous L2 copy stays the newest")
 
     def _say(self, message: str) -> None:

@@ -150,13 +150,15 @@ class Workspace:
         """After a step: L1 always; L2 every `nodeLocalEvery` steps (in the background); L3 every `sharedEvery`
         or at a major step (before returning). "Every N steps" counts steps done since the level was last due:
         steps running side by side settle together, so the count may pass a multiple of N without landing on
-        it."""
+        it. A background L2 copy that was lost (torn by the next step, or failed) makes L2 due at the next
+        checkpoint, whatever the count: with "every 5 steps" the shard would otherwise go five more steps
+        without one."""
         self.seq += 1
         snap = ck.take_l1(self.path, self.seq, list(done))
         ck.write_l1(self.l1_path, snap)
         every_l2, every_l3 = self.policy.get("nodeLocalEvery", 0), self.policy.get("sharedEvery", 0)
         count = len(done)
-        l2_due = bool(every_l2 and count - self.counted["L2"] >= every_l2)
+        l2_due = bool(every_l2 and (count - self.counted["L2"] >= every_l2 or self.copier.lost))
         l3_due = bool((major or (every_l3 and count - self.counted["L3"] >= every_l3)) and "L3" in self.levels)
         self.counted = {"L2": count if l2_due else self.counted["L2"], "L3": count if l3_due else self.counted["L3"]}
         if not (l2_due or l3_due):
@@ -192,6 +194,8 @@ class Workspace:
         except (OSError, ck.Torn) as exc:
             self.log(f"{level} copy of seq {snap.seq} failed: {exc}; the previous {level} copy stays the newest")
             return
+        if level == "L2":
+            self.copier.lost = False  # made up for
         self._record(level, snap, written, time.monotonic() - began, background=False)
 
     def _hash_files(self, snap: ck.Snapshot) -> dict[str, str]:

@@ -263,3 +263,26 @@ def test_the_grace_period_counts_from_the_stop_request_not_from_the_wait(tmp_pat
     began = time.monotonic()
     assert ws.settle_copies() is False
     assert time.monotonic() - began < 1.2, "the wait got what was left of the grace period, not a new one"
+
+
+def test_a_lost_copy_makes_l2_due_at_the_next_checkpoint_whatever_the_count(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """nodeLocalEvery: 3 — the copy after step 3 is torn by step 4; the checkpoint after step 4 makes one at
+    once (in the foreground), not after step 6."""
+    plan = {"pod": {"uid": "u1"}, "dirs": {"scratch": str(tmp_path / "scratch"), "shared": ""},
+            "workspace": {"medium": "Disk", "sizeLimit": None}, "checkpoint": {"nodeLocalEvery": 3, "sharedEvery": 0}}
+    ws = Workspace(plan, 0, [].append)
+    ws.restore()
+    data = ws.path / "data"
+    data.write_bytes(b"a" * 4096)
+    ws.checkpoint(["s1"], False)
+    ws.checkpoint(["s1", "s2"], False)
+    gate = Gate(monkeypatch)
+    ws.checkpoint(["s1", "s2", "s3"], False)
+    assert gate.started.wait(10)
+    data.unlink()  # step 4 removes what step 3 left, before the copy read it
+    (ws.path / "other").write_bytes(b"b")
+    gate.release.set()
+    assert ws.settle_copies(10) and "L2" not in ws.saved and ws.copier.lost
+    ws.checkpoint(["s1", "s2", "s3", "s4"], False)
+    assert ws.saved["L2"]["seq"] == 4 and ws.saved["L2"]["background"] is False and not ws.copier.lost
