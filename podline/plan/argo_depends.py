@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+from podline.api.workflow_dag import TASK_RESULTS
+
 
 class ExpressionError(ValueError):
     """A template expression Argo would reject: bad syntax, an unresolved reference, an unsupported form."""
@@ -114,7 +116,7 @@ class BoolParser:
 # ---------------------------------------------------------------------------------------------------- depends
 
 _DEPENDS_TOKEN = re.compile(r"\s*(?:(?P<op>&&|\|\||[!()])|(?P<ref>[a-zA-Z0-9][-a-zA-Z0-9_]*(?:\.\w+)?))")
-RESULTS = ("Succeeded", "Failed", "Errored", "Skipped", "Omitted", "Daemoned", "AnySucceeded", "AllFailed")
+RESULTS = TASK_RESULTS  # the names validation accepts (`api.workflow_dag`), evaluated here
 COMPLETE = frozenset({"Succeeded", "Failed", "Error", "Skipped", "Omitted"})
 
 
