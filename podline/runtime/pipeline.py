@@ -53,7 +53,7 @@ class PipelineRunner:
         self.shards = int(plan["shards"])
         self.shard_dir = Path(plan["shardDir"].replace("{shard}", str(self.shard)))  # logs/, across attempts
         self.pod = {**plan["pod"], "name": f"{plan['pod']['name']}-{self.shard}"}
-        self.workspace = Workspace(plan, self.shard, self._log, on_saved=self._wake,
+        self.workspace = Workspace(plan, self.shard, self.log, on_saved=self._wake,
                                    given_up=lambda: stop_requested(rundir))
         holder = shm_root() / f"podline-{plan['pod']['uid']}-{self.shard}.shm"  # the steps' /dev/shm is in it
         self.engine = Engine(plan, self.pod, {"workspace": self.workspace.path}, self.shard_dir, holder / "dev",
@@ -81,7 +81,7 @@ class PipelineRunner:
         """A background L2 copy is complete: the scheduler writes the status that says so."""
         self.changed.set()
 
-    def _log(self, message: str) -> None:
+    def log(self, message: str) -> None:
         print(f"{rfc3339()} shard {self.shard}: {message}", flush=True)
 
     # --- status --------------------------------------------------------------------------------------
@@ -178,7 +178,7 @@ class PipelineRunner:
         exited = term.get("message") or f"exit code {term.get('exitCode')}"
         reason, message = why or (term.get("reason", "Error"), exited)
         step.update(phase="Failed", reason=reason, message=message)
-        self._log(f"step {name} failed: {step['message']}")
+        self.log(f"step {name} failed: {step['message']}")
         return False
 
     # --- the loop --------------------------------------------------------------------------------------
@@ -219,7 +219,7 @@ class PipelineRunner:
             except GivenUp as exc:
                 ok = False
                 self.stop_reason = ("GivenUp", str(exc))
-                self._log(str(exc))
+                self.log(str(exc))
             self.status["timings"]["stageOut"] = round(time.monotonic() - began, 3)
         self.phase = "Succeeded" if ok else "Failed"
         self.write_status(finished=True)

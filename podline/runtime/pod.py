@@ -26,6 +26,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ class PodRunner:
         self.engine = Engine(plan, self.pod, self.volumes.paths, rundir, self.volumes.memory_root / "_shm")
         self.inits = [self._worker(c, True) for c in plan["initContainers"]]
         self.mains = [self._worker(c, False) for c in plan["containers"]]
-        self.workspace = (PodWorkspace(plan, index, self._log, given_up=lambda: stop_requested(rundir))
+        self.workspace = (PodWorkspace(plan, index, self.log, given_up=lambda: stop_requested(rundir))
                           if plan.get("workspace") else None)
         for worker in self.inits + self.mains if self.workspace else []:
             worker.before_restart = self.workspace.rewind
@@ -73,7 +74,7 @@ class PodRunner:
         self._transitions: dict[str, tuple[str, str]] = {}
         self.notify_address = notify_address(plan)
 
-    def _log(self, message: str) -> None:
+    def log(self, message: str) -> None:
         print(f"{rfc3339()} pod {self.pod['name']}: {message}", file=sys.stderr, flush=True)
 
     def _resolve(self, spec: dict[str, Any]) -> dict[str, Any]:
@@ -260,7 +261,7 @@ class PodRunner:
                 worker.mark_restored(self.workspace.restored_from or "")
 
 
-def forward_signals(runner: PodRunner | PipelineRunner) -> None:
+def forward_signals(workers: Callable[[], list[ContainerWorker]], log: Callable[[str], None]) -> None:
     """Slurm's `--signal=B:USR1@120` (or `scancel --batch --signal=USR1`) reaches the batch shell, which is this
     runner: it must not die of it (default action) but pass it on to the containers' processes, which asked for it
     (a checkpoint before the time limit, say). The handler only queues the signal: signalling a container takes
@@ -270,12 +271,10 @@ def forward_signals(runner: PodRunner | PipelineRunner) -> None:
     def forward() -> None:
         while True:
             signum = pending.get()
-            workers = (list(runner.running.values()) if isinstance(runner, PipelineRunner)
-                       else runner.inits + runner.mains)
-            alive = [w for w in workers if w.process is not None and not w.finished]
+            alive = [w for w in workers() if w.process is not None and not w.finished]
             for worker in alive:
                 worker.signal(signum)
-            runner._log(f"forwarded {signal.Signals(signum).name} to {len(alive)} running container(s)")
+            log(f"forwarded {signal.Signals(signum).name} to {len(alive)} running container(s)")
 
     threading.Thread(target=forward, name="signal-forwarder", daemon=True).start()
     for name in FORWARDED_SIGNALS:
@@ -299,7 +298,10 @@ def run_pod(rundir: Path, plan_path: Path | None = None, index: int | None = Non
         runner = PodRunner(plan, rundir, index)
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda *_: runner.request_stop("Terminated", "pod was stopped"))
-    forward_signals(runner)
+    if isinstance(runner, PipelineRunner):
+        forward_signals(lambda: list(runner.running.values()), runner.log)
+    else:
+        forward_signals(lambda: runner.inits + runner.mains, runner.log)
     become_subreaper()  # see write_status in podline.runtime.files
     return runner.run()
 
