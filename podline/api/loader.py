@@ -20,6 +20,7 @@ from podline.api.base import Resource, warnings_var
 from podline.api.checks import check_object
 from podline.api.errors import InvalidObject, ManifestError, format_path
 from podline.api.kinds import MODELS
+from podline.api.names import CLUSTER_SCOPED
 
 SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it: ~10x faster
 MAX_SOURCE_BYTES = 8 * 1024 * 1024
@@ -161,8 +162,10 @@ def _problem(error: dict[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
-def build_object(data: Any, source: str, number: int) -> Loaded:
-    """Validate one document's data; raise ManifestError naming document, field path and problem."""
+def build_object(data: Any, source: str, number: int, namespace: str | None = None) -> Loaded:
+    """Validate one document's data; raise ManifestError naming document, field path and problem.
+    `namespace` (a `-n` the user gave) is the namespace of an object that names none, and an object that
+    names another one is refused, as kubectl refuses it."""
     def fail(path: str, problem: str, kind: str | None = None, name: str | None = None) -> ManifestError:
         return ManifestError(source, problem, path, number, kind, name)
 
@@ -173,6 +176,13 @@ def build_object(data: Any, source: str, number: int) -> Loaded:
     name = next((meta[k] for k in ("name", "generateName") if isinstance(meta, dict) and isinstance(meta.get(k), str)),
                 None)
     kind_s = kind if isinstance(kind, str) else None
+    if namespace is not None and kind_s not in CLUSTER_SCOPED and isinstance(meta, dict):
+        given = meta.get("namespace")
+        if given is None:
+            data = {**data, "metadata": {**meta, "namespace": namespace}}
+        elif given != namespace:
+            raise fail("metadata.namespace", f"the namespace of the object ({given!r}) does not match the "
+                       f"namespace given with -n ({namespace!r})", kind_s, name)
     for key, value in (("apiVersion", api_version), ("kind", kind)):
         if value is not None and not isinstance(value, str):
             raise fail(key, f"must be a string, got {type(value).__name__}", kind_s, name)
@@ -215,8 +225,9 @@ def _flatten_lists(docs: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
     return out
 
 
-def load_text(text: str, source: str) -> list[Loaded]:
-    loaded = [build_object(data, source, n) for n, data in _flatten_lists(parse_documents(text, source))]
+def load_text(text: str, source: str, namespace: str | None = None) -> list[Loaded]:
+    loaded = [build_object(data, source, n, namespace)
+              for n, data in _flatten_lists(parse_documents(text, source))]
     check_unique(loaded)
     return loaded
 
@@ -268,25 +279,29 @@ def _read_stdin(source: str = "<stdin>") -> str:
     return _decode(data, source)
 
 
-def load_paths(paths: list[str]) -> list[Loaded]:
+def load_paths(paths: list[str], namespace: str | None = None) -> list[Loaded]:
     """Load every document of every `-f` argument (file, directory of manifests, or `-` for stdin).
 
     All inputs are validated before anything is returned, so one bad document stops the whole apply,
-    and names must be unique per kind and namespace across the inputs.
+    and names must be unique per kind and namespace across the inputs. Inputs that hold no object at all
+    are an error, as kubectl's "no objects passed" (a broken generator piped in must not look like success).
+    `namespace`: see `build_object`.
     """
     loaded: list[Loaded] = []
     for arg in paths:
         if arg == "-":
-            loaded.extend(load_text(_read_stdin(), "<stdin>"))
+            loaded.extend(load_text(_read_stdin(), "<stdin>", namespace))
             continue
         path = Path(arg)
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix in MANIFEST_SUFFIXES and p.is_file())
             for file in files:
-                loaded.extend(load_text(_read(file, str(file)), str(file)))
+                loaded.extend(load_text(_read(file, str(file)), str(file), namespace))
         elif path.exists():
-            loaded.extend(load_text(_read(path, arg), arg))
+            loaded.extend(load_text(_read(path, arg), arg, namespace))
         else:
             raise ManifestError(arg, "no such file or directory")
+    if not loaded:
+        raise ManifestError(", ".join(paths), "no objects in the input")
     check_unique(loaded)
     return loaded

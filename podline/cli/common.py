@@ -32,7 +32,13 @@ class State:
 
     context: str | None = None
     namespace: str = "default"
+    namespace_given: bool = False  # -n on the command line: it then applies to manifests too (apply/delete -f)
     _store: Store | None = field(default=None, repr=False)
+
+    @property
+    def manifest_namespace(self) -> str | None:
+        """The namespace manifests read with -f go to when they name none (None: their own, or "default")."""
+        return self.namespace if self.namespace_given else None
 
     @property
     def home(self) -> Path:
@@ -293,3 +299,23 @@ def selector_or_exit(text: str) -> Selector:
         return parse_selector(text)
     except SelectorError as exc:
         fail(f"-l {text!r}: {exc}", 2)
+
+
+def set_namespace(state: State, value: str) -> None:
+    """-n, before the verb or after it (kubectl takes both); an invalid namespace is exit 2."""
+    from podline.api.base import check_dns_label
+
+    try:
+        state.namespace = check_dns_label(value, "namespace")
+    except ValueError as exc:
+        fail(f"-n: {exc}", 2)
+    state.namespace_given = True
+
+
+def _namespace_after_verb(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        set_namespace(ctx.ensure_object(State), value)
+
+
+namespace_option = click.option("-n", "--namespace", "namespace_", default=None, expose_value=False,
+                                callback=_namespace_after_verb, help="Namespace (as -n before the verb).")

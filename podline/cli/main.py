@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from podline import __version__
-from podline.cli.common import State
+from podline.cli.common import State, set_namespace
 from podline.cli.config_cmds import config
 from podline.cli.image_cmds import image
 from podline.cli.lifecycle import down, status, up
@@ -17,11 +17,13 @@ from podline.cli.watch import logs, wait
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="podline")
 @click.option("--context", default=None, help="Backend context from $PODLINE_HOME/config.yaml.")
-@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("-n", "--namespace", default=None, help="Namespace  [default: default]")
 @click.pass_context
-def cli(ctx: click.Context, context: str | None, namespace: str) -> None:
+def cli(ctx: click.Context, context: str | None, namespace: str | None) -> None:
     """Run Kubernetes-style workloads on Slurm or on this machine."""
-    ctx.obj = State(context=context, namespace=namespace)
+    ctx.obj = State(context=context)
+    if namespace is not None:
+        set_namespace(ctx.obj, namespace)
 
 
 for command in (apply, get, describe, delete, run, scale, logs, wait, up, down, status, config, render, image):

@@ -7,12 +7,13 @@ import sys
 import click
 import yaml
 
-from podline.cli.common import State, fail, pass_state
+from podline.cli.common import State, fail, namespace_option, pass_state
 
 RENDER_UID = "00000000-0000-0000-0000-000000000000"  # real submissions use the object's uid
 
 
 @click.command()
+@namespace_option
 @click.option("-f", "--filename", "files", multiple=True, required=True)
 @click.option("--target", type=click.Choice(["slurm", "kubernetes"]), default="slurm", show_default=True)
 @pass_state
@@ -29,7 +30,7 @@ def render(state: State, files: tuple[str, ...], target: str) -> None:
     from podline.plan.kubernetes import pipeline_array_job, pipeline_job
     from podline.plan.slurm import Placement, render_indexed_job, render_pod
 
-    loaded = _load_or_exit(files)
+    loaded = _load_or_exit(files, state.manifest_namespace)
     if target == "kubernetes":  # a Workflow is echoed as it is: Argo runs it natively
         docs = []
         for item in loaded:

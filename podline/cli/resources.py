@@ -11,7 +11,16 @@ import yaml
 
 from podline.api.errors import ManifestError
 from podline.api.names import CLUSTER_SCOPED, generated_name
-from podline.cli.common import State, fail, kind_or_exit, pass_state, print_table, selector_or_exit, split_ref
+from podline.cli.common import (
+    State,
+    fail,
+    kind_or_exit,
+    namespace_option,
+    pass_state,
+    print_table,
+    selector_or_exit,
+    split_ref,
+)
 from podline.cli.render import COLUMNS, full_document, row
 from podline.store import Obj, Store
 
@@ -79,11 +88,13 @@ def _immutable_problem(current: Obj, new: dict, store: Store) -> str | None:
     return None
 
 
-def _load_or_exit(files: tuple[str, ...]) -> list[Loaded]:
+def _load_or_exit(files: tuple[str, ...], namespace: str | None = None) -> list[Loaded]:
+    """The objects in the -f inputs (exit 2 for any bad one); `namespace`: a -n the user gave (see
+    `api.loader.build_object`)."""
     from podline.api.loader import load_paths
 
     try:
-        loaded = load_paths(list(files))
+        loaded = load_paths(list(files), namespace)
     except ManifestError as exc:
         fail(str(exc), 2)
     for item in loaded:
@@ -166,11 +177,12 @@ def apply_objects(state: State, loaded: list[Loaded]) -> None:
 
 
 @click.command()
+@namespace_option
 @click.option("-f", "--filename", "files", multiple=True, required=True, help="File, directory or '-' for stdin.")
 @pass_state
 def apply(state: State, files: tuple[str, ...]) -> None:
     """Create or update objects from YAML manifests."""
-    apply_objects(state, _load_or_exit(files))
+    apply_objects(state, _load_or_exit(files, state.manifest_namespace))
 
 
 def _select(state: State, kind: str, name: str | None, selector: str | None) -> list[Obj]:
@@ -185,6 +197,7 @@ def _select(state: State, kind: str, name: str | None, selector: str | None) -> 
 
 
 @click.command()
+@namespace_option
 @click.argument("kind")
 @click.argument("name", required=False)
 @click.option("-o", "--output", type=click.Choice(["wide", "yaml", "json", "name"]), default=None)
@@ -224,6 +237,7 @@ def get(state: State, kind: str, name: str | None, output: str | None, selector:
 
 
 @click.command()
+@namespace_option
 @click.argument("kind")
 @click.argument("name", required=False)
 @pass_state
@@ -254,7 +268,7 @@ def _targets_in_files(state: State, files: tuple[str, ...]) -> tuple[list[Obj], 
     """The stored objects the manifests name, and a message for each one that does not exist."""
     targets: list[Obj] = []
     missing: list[str] = []
-    for item in _load_or_exit(files):
+    for item in _load_or_exit(files, state.manifest_namespace):
         if item.obj.metadata.name is None:
             click.echo(f"warning: {item.describe()}: has only a generateName; delete the objects it made "
                        "by name", err=True)
@@ -274,6 +288,7 @@ def _targets_named(state: State, kind: str, name: str | None) -> tuple[list[Obj]
 
 
 @click.command()
+@namespace_option
 @click.argument("kind", required=False)
 @click.argument("name", required=False)
 @click.option("-f", "--filename", "files", multiple=True, help="Delete the objects in these manifests.")
@@ -309,6 +324,7 @@ def delete(state: State, kind: str | None, name: str | None, files: tuple[str, .
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
+@namespace_option
 @click.argument("name")
 @click.option("--image", required=True)
 @click.option("--restart", type=click.Choice(["Never", "OnFailure", "Always"]), default="Never")
@@ -337,6 +353,7 @@ def run(state: State, name: str, image: str, restart: str, envs: tuple[str, ...]
 
 
 @click.command()
+@namespace_option
 @click.argument("ref")
 @click.option("--parallelism", type=int, default=None, help="For a job.")
 @click.option("--shards", type=int, default=None, help="For a pipeline (it can only grow).")

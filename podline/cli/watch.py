@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from podline.api.names import INDEX_KEY
-from podline.cli.common import State, fail, pass_state, split_ref
+from podline.cli.common import State, fail, namespace_option, pass_state, split_ref
 from podline.runtime.files import log_file
 from podline.store import Obj
 
@@ -156,6 +156,7 @@ def _step_matches(step: str, pod: Obj, nodes: dict[str, dict[str, Any]]) -> bool
 
 
 @click.command()
+@namespace_option
 @click.argument("name")
 @click.option("-c", "--container", default=None, help="Container (or pipeline step) name.")
 @click.option("-f", "--follow", is_flag=True,
@@ -254,6 +255,7 @@ def _reached(obj: Obj, what: str, value: str, status: str = "True") -> tuple[boo
 
 
 @click.command()
+@namespace_option
 @click.argument("ref")
 @click.option("--for", "condition", default=None,
               help="phase=P or condition=C[=True|False] (a pod's default: condition=Ready); one the kind does "

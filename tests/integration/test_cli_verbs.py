@@ -94,3 +94,31 @@ def test_contexts(cli: Cli) -> None:
     assert cli.wait("pod/boxed", "phase=Failed").returncode == 0
     assert "127.0.0.1:1/none:1" in cli.json("pod", "boxed")["status"]["message"]
     assert cli("--context", "local", "apply", "-f", "-", input=POD.format(name="p", tier="x")).returncode == 0
+
+
+def test_n_reaches_manifests_without_a_namespace_and_refuses_another(cli: Cli, tmp_path: Path) -> None:
+    """As kubectl: -n (before or after the verb) places a manifest that names no namespace, refuses one that
+    names another (exit 2, nothing stored), and `delete -f` looks in that namespace too."""
+    manifest = tmp_path / "p.yaml"
+    manifest.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {k: v}\n")
+    cli("apply", "-f", str(manifest))
+    assert cli("-n", "team", "apply", "-f", str(manifest)).stdout.strip() == "configmap/c created"
+    assert cli.json("configmap", "c", "-n", "team")["metadata"]["namespace"] == "team"
+    other = tmp_path / "other.yaml"
+    other.write_text(manifest.read_text().replace("{name: c}", "{name: d, namespace: ns2}"))
+    refused = cli("apply", "-n", "team", "-f", str(other), check=False)
+    assert refused.returncode == 2 and "does not match the namespace given with -n ('team')" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert cli("get", "configmaps", "-n", "ns2").stderr.startswith("No resources found")  # as kubectl, on stderr
+    cli("delete", "-n", "team", "-f", str(manifest))
+    assert cli("get", "configmap", "c", check=False).returncode == 0  # the one in default stays
+    assert cli("get", "configmap", "c", "-n", "team", check=False).returncode == 1
+    for bad in ("../x", "Team", ""):
+        assert cli("get", "pods", "-n", bad, check=False).returncode == 2
+
+
+def test_an_input_without_objects_is_an_error(cli: Cli, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing here\n---\n")
+    done = cli("apply", "-f", str(empty), check=False)
+    assert done.returncode == 2 and done.stderr.strip() == f"error: {empty}: no objects in the input"
