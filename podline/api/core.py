@@ -26,6 +26,8 @@ def check_relative_path(value: str, what: str = "path") -> str:
         raise ValueError(f"{what} {value!r} must be a non-empty relative path")
     if ".." in value.split("/"):
         raise ValueError(f"{what} {value!r} must not contain '..'")
+    if all(part in ("", ".") for part in value.split("/")):
+        raise ValueError(f"{what} {value!r} must name something below its directory, not the directory itself")
     return value
 
 
@@ -147,6 +149,8 @@ class VolumeMount(Model):
     def _absolute(cls, value: str) -> str:
         if not value.startswith("/") or "\0" in value or ".." in value.split("/"):
             raise ValueError(f"mountPath {value!r} must be an absolute path without '..'")
+        if not value.strip("/."):
+            raise ValueError(f"mountPath {value!r} would cover the container's whole filesystem")
         return value
 
     @field_validator("sub_path")
@@ -312,6 +316,8 @@ def missing_image(spec: PodSpec, base: str) -> str | None:
 def _check_data_key(key: str) -> str:
     if not DATA_KEY.fullmatch(key) or len(key) > 253:
         raise ValueError(f"invalid key {key!r}: use letters, digits, '-', '_' and '.'")
+    if key in (".", "..") or key.startswith(".."):  # a volume file of that name would be its directory
+        raise ValueError(f"invalid key {key!r}: must not be '.' or '..', nor start with '..'")
     return key
 
 
@@ -350,6 +356,21 @@ class Secret(Resource):
     string_data: dict[DataKey, str] = Field(default_factory=dict)
     immutable: bool = False
     _total = field_validator("data", "string_data")(classmethod(lambda cls, v: _check_total(v)))
+
+    @model_validator(mode="after")
+    def _merge_string_data(self) -> Secret:
+        """stringData is written into data (base64) and never kept, as the API server does: `get -o yaml`
+        must not show the values in clear."""
+        if self.string_data:
+            encoded = {k: base64.b64encode(v.encode()).decode() for k, v in self.string_data.items()}
+            self.data = {**self.data, **encoded}
+            self.string_data = {}
+        return self
+
+    def dump(self) -> dict[str, Any]:
+        dumped = super().dump()
+        dumped.pop("stringData", None)  # always merged into data (see above)
+        return dumped
 
     def decoded(self) -> dict[str, bytes]:
         """stringData wins over data, as the API server merges them."""

@@ -104,6 +104,9 @@ spec:
                      "file-ok"]
     described = cli("describe", "pod", "envy").stdout + cli("describe", "secret", "creds").stdout
     assert "s3cr3t-VALUE" not in described
+    shown = cli("get", "secret", "creds", "-o", "yaml").stdout  # stringData went into data, as the API server does
+    assert "s3cr3t-VALUE" not in shown and "stringData" not in shown
+    assert cli.json("secret", "creds")["data"] == {"token": "czNjcjN0LVZBTFVF"}
 
 
 def test_missing_configmap_keeps_pod_pending_until_it_exists(cli: Cli) -> None:
