@@ -67,6 +67,20 @@ class EnvVarSource(Model):
 
 
 Text = Annotated[str, AfterValidator(check_no_nul)]
+NOT_IN_IMAGE = re.compile(r"""[\s'"`$;|&<>\\]|[\x00-\x1f\x7f]""")
+
+
+def _check_image(value: str) -> str:
+    """An image is a reference (`busybox`, `reg:5000/a/b:1@sha256:…`), a `{{…}}` an Argo template fills in, or
+    a local archive/layout/rootfs path with a prefix (`oci-archive:/images/t.tar`): none holds blanks, quotes
+    or shell metacharacters, so one that does is a hostile or broken manifest (SPEC: exit 2)."""
+    found = NOT_IN_IMAGE.search(value)
+    if found:
+        raise ValueError(f"invalid image {value[:80]!r}: {found.group()!r} has no place in an image reference")
+    return value
+
+
+ImageRef = Annotated[str, AfterValidator(check_no_nul), AfterValidator(_check_image)]
 
 
 def _check_arg(value: str) -> str:
@@ -161,7 +175,7 @@ class VolumeMount(Model):
 
 class Container(Model):
     name: str
-    image: Text = ""
+    image: ImageRef = ""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
     command: list[Arg] = Field(default_factory=list)
     args: list[Arg] = Field(default_factory=list)

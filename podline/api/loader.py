@@ -8,6 +8,7 @@ YAML is parsed with the safe loader and limited before anything is built: a sour
 from __future__ import annotations
 
 import io
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from podline.api.names import CLUSTER_SCOPED
 
 SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it: ~10x faster
 MAX_SOURCE_BYTES = 8 * 1024 * 1024
+MAX_OBJECT_BYTES = 3 * 512 * 1024  # Kubernetes' request limit (etcd's 1.5 MiB)
 MAX_NODES = 100_000
 MAX_DEPTH = 64
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -207,6 +209,9 @@ def build_object(data: Any, source: str, number: int, namespace: str | None = No
         raise fail(format_path(first["loc"]), _problem(first), kind_s, name) from None
     finally:
         warnings_var.reset(token)
+    size = len(json.dumps(data, separators=(",", ":"), default=str))
+    if size > MAX_OBJECT_BYTES:
+        raise fail("", f"object is {size} bytes, above the {MAX_OBJECT_BYTES} Kubernetes stores", kind_s, name)
     try:
         check_object(obj)
     except InvalidObject as exc:
