@@ -254,4 +254,6 @@ def spawn(launch: Launch, log: IO[bytes], stdout: int | None = None) -> subproce
                                 stderr=log if stdout is not None else subprocess.STDOUT, process_group=0,
                                 close_fds=True, pass_fds=launch.fds)
     except OSError as exc:
+        if launch.cwd is not None and not os.path.isdir(launch.cwd):  # Popen says so as if argv[0] were missing
+            raise StartError(f"workingDir {launch.cwd}: no such directory") from None
         raise StartError(f"{launch.argv[0]}: {exc.strerror or exc}") from None

@@ -262,3 +262,15 @@ def test_run_one_off_pod_and_get_table(cli: Cli) -> None:
     assert table[1].split()[:4] == ["once", "0/1", "Completed", "0"]
     secret_mode = stat.S_IMODE((cli.home / "state.db").stat().st_mode)
     assert secret_mode == 0o600
+
+
+def test_a_missing_working_dir_is_named_as_the_reason(cli: Cli, tmp_path: Path) -> None:
+    missing = tmp_path / "not-there"
+    cli.apply(pod("nowhere", f"""
+  restartPolicy: Never
+  containers:
+  - {{name: main, image: busybox, workingDir: {missing}, command: [sh, -c, "true"]}}
+"""))
+    assert cli.wait("pod/nowhere", "phase=Failed").returncode == 0
+    term = cli.json("pod", "nowhere")["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert term["reason"] == "StartError" and term["message"] == f"workingDir {missing}: no such directory"
