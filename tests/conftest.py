@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -89,11 +90,18 @@ def cli(tmp_path: Path) -> Iterator[Cli]:
             pid = json.loads(started.read_text()).get("pid")
         except (OSError, ValueError):
             continue
-        for leftover in session_processes(pid) if pid else []:
-            try:
-                os.kill(leftover, 9)
-            except OSError:
-                pass
+        if pid:
+            kill_session(pid)
+
+
+def kill_session(pid: int) -> None:
+    """SIGKILL a runner and every process of its session, as a node failure would. A process that ends on its
+    own meanwhile (bwrap dies with its parent) is no error."""
+    for leftover in session_processes(pid):
+        try:
+            os.kill(leftover, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def gone(pid: int) -> bool:

@@ -7,16 +7,13 @@ is `bwrap`, so every container sees the image as `/`, its own PID namespace, and
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from podline.runtime.processes import session_processes
-from tests.conftest import Cli, gone, wait_for
+from tests.conftest import Cli, gone, kill_session, wait_for
 from tests.imagebuild import Layer, busybox_image
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None or subprocess.run(
@@ -183,8 +180,7 @@ spec:
     wait_for(lambda: list(shm.glob(f"podline-{uid}-0.shm/**/x")))
     started = wait_for(lambda: list(bwrap_cli.home.glob("pods/default/killed/*/0/started")))[0]
     runner = json.loads(started.read_text())["pid"]
-    for pid in session_processes(runner):
-        os.kill(pid, signal.SIGKILL)
+    kill_session(runner)
     wait_for(lambda: gone(runner))
     bwrap_cli("delete", "pipeline", "killed")
     assert sorted(p.name for p in shm.glob(f"podline-{uid}*")) == []

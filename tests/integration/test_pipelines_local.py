@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from podline.runtime.processes import session_processes
-from tests.conftest import Cli, gone, wait_for
+from tests.conftest import Cli, gone, kill_session, wait_for
 
 
 def pipeline(name: str, out: Path, steps: str, extra: str = "") -> str:
@@ -111,8 +110,7 @@ def test_runner_killed_resumes_without_rerunning_finished_steps(cli: Cli, tmp_pa
     wait_for(lambda: l2_seq(cli, "killrunner") == 3)
     started = wait_for(lambda: list(cli.home.glob("pods/default/killrunner/*/0/started")))[0]
     runner = json.loads(started.read_text())["pid"]
-    for pid in session_processes(runner):  # the whole runner and its steps, as a node failure would
-        os.kill(pid, signal.SIGKILL)
+    kill_session(runner)  # the whole runner and its steps, as a node failure would
     wait_for(lambda: gone(runner))
     assert cli.wait("pipeline/killrunner", "phase=Succeeded").returncode == 0
     assert {p.name: p.read_bytes() for p in out.iterdir()} == expected
@@ -150,8 +148,7 @@ def test_corrupted_node_local_checkpoint_falls_back_to_shared(cli: Cli, tmp_path
     shutil.rmtree(tmp_path / "shm" / f"podline-{uid}-0")  # the pod's RAM workspace is gone too (new node)
     started = next(cli.home.glob("pods/default/corrupt/*/0/started"))
     runner = json.loads(started.read_text())["pid"]
-    for pid in session_processes(runner):
-        os.kill(pid, signal.SIGKILL)
+    kill_session(runner)
     assert cli.wait("pipeline/corrupt", "phase=Succeeded").returncode == 0
     assert {p.name: p.read_bytes() for p in out.iterdir()} == expected
     status = cli.json("pipeline", "corrupt")["status"]
@@ -356,8 +353,7 @@ def test_a_sibling_run_again_after_a_rewind_is_no_failure(cli: Cli, tmp_path: Pa
     wait_for(lambda: hang.exists() and hang.read_text().strip())
     started = wait_for(lambda: list(cli.home.glob("pods/default/counted/*/0/started")))[0]
     runner = json.loads(started.read_text())["pid"]
-    for pid in session_processes(runner):
-        os.kill(pid, signal.SIGKILL)
+    kill_session(runner)
     wait_for(lambda: gone(runner))
     assert cli.wait("pipeline/counted", "phase=Succeeded").returncode == 0
     assert (tmp_path / "out" / "all").read_text() == "a\ns\nf\n"

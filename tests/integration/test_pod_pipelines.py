@@ -5,12 +5,9 @@ a restarted container starts from the last checkpoint, and nothing is left behin
 from __future__ import annotations
 
 import json
-import os
-import signal
 from pathlib import Path
 
-from podline.runtime.processes import session_processes
-from tests.conftest import Cli, gone, wait_for
+from tests.conftest import Cli, gone, kill_session, wait_for
 
 
 def job(name: str, tally: Path, gate: Path, second: str, medium: str = "Memory", backoff: int = 3,
@@ -93,8 +90,7 @@ def test_killed_runner_next_pod_resumes_from_the_ram_workspace(cli: Cli, tmp_pat
     pod = next(p for p in pods_of(cli, "killed") if p["metadata"]["name"].startswith("killed-0-"))
     started = wait_for(lambda: list(cli.home.glob(f"pods/default/{pod['metadata']['name']}/*/started")))[0]
     runner = json.loads(started.read_text())["pid"]
-    for pid in session_processes(runner):  # the runner and its containers, as a node failure would
-        os.kill(pid, signal.SIGKILL)
+    kill_session(runner)  # the runner and its containers, as a node failure would
     wait_for(lambda: gone(runner))
     assert cli.wait("job/killed", "condition=Complete", timeout=90).returncode == 0
     assert succeeded_logs(cli, "killed") == EXPECTED
