@@ -46,7 +46,7 @@ from podline.runtime.pod import run_pod
 from podline.runtime.processes import become_runner, session_processes
 
 FAST, SLOW, FAST_FOR = 0.01, 0.5, 1.0
-TIME_SLACK = 60  # seconds: Slurm counts time in minutes, and a fresh allocation has already used a few
+FRESH_SLACK = 60  # seconds a fresh allocation may already have used: the step's own job would have lost as many
 LOOK_AGAIN = 60.0  # seconds between asking Slurm how long the allocation has left (an admin may extend it)
 
 
@@ -69,6 +69,7 @@ class Agent:
         self.active_at = time.monotonic()  # a pod started or ended: polls are fast for a while; idle since
         self.ends_at: float | None = None  # monotonic time the allocation ends; None: unknown or unlimited
         self.asked_at = -LOOK_AGAIN
+        self.started = 0  # pods started in this allocation
         self.wake_r, wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(wake_w, False)
@@ -122,7 +123,9 @@ class Agent:
                 and (not self.size.memory or needs.get("memory", 0) <= free["memory"]) and self._in_time(needs))
 
     def _in_time(self, needs: dict[str, int]) -> bool:
-        """Whether the allocation has the time left the pod's own job would have had."""
+        """Whether the allocation has the time left the pod's own job would have had. Until it has started a pod,
+        an allocation counts as fresh: the seconds it spent starting its agent a job of the pod's own would have
+        spent too (without this grace a step as long as the pilot's walltime would never start in any)."""
         if not needs.get("seconds") or not self.job_id:
             return True
         now = time.monotonic()
@@ -130,7 +133,8 @@ class Agent:
             self.asked_at = now
             left = time_left(self.job_id)
             self.ends_at = None if left is None else now + left
-        return self.ends_at is None or needs["seconds"] <= self.ends_at - now + TIME_SLACK
+        grace = 0 if self.started else FRESH_SLACK
+        return self.ends_at is None or needs["seconds"] <= self.ends_at - now + grace
 
     def startable(self) -> list[str]:
         """Queued pods that could start in an empty allocation now (they fit it, and in its time left)."""
@@ -180,6 +184,7 @@ class Agent:
         if pid == 0:
             become_runner(run_pod, rundir, die_with_parent=True)
         self.children[pid] = Child(entry, rundir, needs)
+        self.started += 1
         log(f"started {rundir.name} as pid {pid}")
         if self.stopping:  # a SIGTERM between the fork and the line above passed this child by
             self._signal(pid, self.children[pid], "term")

@@ -157,3 +157,22 @@ def test_the_pilot_script_matches_its_golden_file_and_is_valid_bash() -> None:
         golden.write_text(text)
     assert text == golden.read_text()
     subprocess.run(["bash", "-n"], input=text, text=True, check=True)
+
+
+def test_a_pilot_starts_a_step_only_with_the_time_its_own_job_would_have(tmp_path: Path) -> None:
+    """A fresh allocation may have spent up to a minute starting (the step's own job would have too); once it has
+    run a step, a step needing more than the time left waits for a fresh allocation instead of being cut short."""
+    import time
+
+    from podline.runtime.pilot import FRESH_SLACK, Agent
+
+    agent = Agent(tmp_path)
+    agent.job_id, agent.asked_at = "7", time.monotonic()  # as if squeue had just been asked
+    agent.ends_at = time.monotonic() + 3600 - 30
+    assert agent._in_time({"seconds": 3600}) and agent._in_time({"seconds": 0})
+    assert not agent._in_time({"seconds": 3600 + FRESH_SLACK})
+    agent.started = 1
+    assert not agent._in_time({"seconds": 3600})
+    assert agent._in_time({"seconds": 3000})
+    agent.ends_at = None  # unlimited, or Slurm does not say
+    assert agent._in_time({"seconds": 10**6})
