@@ -135,6 +135,7 @@ def _mark_lost(obj: Obj, status: dict[str, Any] | None, detail: str, reason: str
             c["state"] = {"terminated": {"exitCode": 137, "reason": "Error", "startedAt": started,
                                          "finishedAt": now, "message": "pod runner was killed"}}
             c["ready"] = False
+    _unknown_containers(obj.manifest["spec"], status, now)
     message = "the pod runner died before the pod finished" + (f": {detail}" if detail else "")
     status.update(phase="Failed", reason=reason, message=message)
     if reason in DISRUPTIONS:  # as Kubernetes marks a pod its node or the scheduler took away (podFailurePolicy)
@@ -142,6 +143,23 @@ def _mark_lost(obj: Obj, status: dict[str, Any] | None, detail: str, reason: str
             {"type": "DisruptionTarget", "status": "True", "reason": DISRUPTIONS[reason], "message": message,
              "lastTransitionTime": now}]
     return status
+
+
+def _unknown_containers(spec: dict[str, Any], status: dict[str, Any], now: str) -> None:
+    """Containers the runner died before reporting on: terminated as the kubelet reports a container it cannot
+    find once its pod is over (it may have run: a lost runner cannot say)."""
+    for key, specs in (("initContainerStatuses", spec.get("initContainers") or []),
+                       ("containerStatuses", spec.get("containers") or [])):
+        known = {c["name"] for c in status.get(key, [])}
+        missing = [c["name"] for c in specs if c["name"] not in known]
+        if not missing:
+            continue
+        status.setdefault(key, []).extend(
+            {"name": name, "ready": False, "restartCount": 0, "started": False,
+             "image": next(c.get("image", "") for c in specs if c["name"] == name), "imageID": "",
+             "state": {"terminated": {"exitCode": 137, "reason": "ContainerStatusUnknown", "finishedAt": now,
+                                      "message": "The container could not be located when the pod was terminated"}}}
+            for name in missing)
 
 
 def _observe(ctx: Ctx, obj: Obj) -> None:
