@@ -23,6 +23,14 @@ def _seconds(start: str | None, end: str | None) -> str:
     return f"{finish - parse_rfc3339(start):.3f}s"
 
 
+def _queued(obj: Obj) -> str:
+    """How long the pod waited before its runner started: podline's hand-off and Slurm's queue together."""
+    started = obj.status.get("startTime")
+    if started:
+        return f"{max(0.0, parse_rfc3339(started) - obj.created_at):.3f}s (created → started)"
+    return f"{max(0.0, time.time() - obj.created_at):.3f}s so far (not started)"
+
+
 def _container_block(title: str, specs: list[dict], statuses: list[dict]) -> None:
     if not specs:
         return
@@ -76,9 +84,7 @@ def describe_pod(state: State, obj: Obj) -> None:
     _line("Run Directory", obj.internal.get("run", {}).get("dir", "<none>"))
     _line("Start Time", status.get("startTime", "<none>"))
     _line("Restart Policy", spec.get("restartPolicy", "Always"))
-    run = obj.internal.get("run", {})
-    if run:
-        _line("Queued", f"{run['intentAt'] - obj.created_at:.3f}s (created → launched)")
+    _line("Queued", _queued(obj))
     if "checkpoints" in status:  # a pod in pipeline form: its shared emptyDir is checkpointed
         _line("Restored From", status.get("restoredFrom") or "<nothing: first attempt>")
         saved = status["checkpoints"]
@@ -133,6 +139,8 @@ def describe_pipeline(obj: Obj) -> None:
         detail = ", ".join(f"{k} {shard[k]}" for k in ("node", "jobId", "restoredFrom", "reason") if shard.get(k))
         click.echo(f"Shard {shard['index']}: {shard['phase']} (attempts {shard['attempts']}"
                    f"{', ' + detail if detail else ''})")
+        if shard.get("message"):  # why it waits (Slurm's pending reason, a missing input) or why it failed
+            _line("Message", shard["message"], 2)
         rows = [[s["name"], s.get("phase", "Pending"), str(s.get("attempts", 0)),
                  _seconds(s.get("startedAt"), s.get("finishedAt")) if s.get("startedAt") else "-",
                  s.get("restoredFrom") or "-", str(s.get("generation") or "-")]

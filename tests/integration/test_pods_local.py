@@ -219,7 +219,11 @@ def test_resource_requests_queue_pods_when_the_machine_is_full(cli: Cli) -> None
     assert second["phase"] == "Pending"
     assert second["conditions"][0]["reason"] == "Unschedulable"
     assert "Insufficient cpu" in cli("describe", "pod", "second").stdout
+    assert "s so far (not started)" in cli("describe", "pod", "second").stdout
     assert cli.wait("pod/second", "phase=Succeeded").returncode == 0
+    queued = next(line for line in cli("describe", "pod", "second").stdout.splitlines() if line.startswith("Queued:"))
+    # it waited out `first`
+    assert queued.endswith("(created → started)") and float(queued.split()[1].rstrip("s")) >= 2.0
     first = cli.json("pod", "first")["status"]["containerStatuses"][0]["state"]["terminated"]
     second_run = cli.json("pod", "second")["status"]["containerStatuses"][0]["state"]["terminated"]
     assert first["finishedAt"] <= second_run["startedAt"]
