@@ -39,6 +39,13 @@ def _fault(point: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 def _signalled(manifest: dict[str, Any]) -> bool:
     """Do the pod's Slurm flags ask for `--signal`? (Flags refused now fail the pod when rendered.)"""
     try:
@@ -192,17 +199,21 @@ class SlurmBackend:
                            detail=f"Slurm job {job.job_id} ended {job.state} ({job.reason})",
                            reason=LOST_REASON.get(job.state, "RunnerLost"), info=info)
 
-    @staticmethod
-    def _finished(rundir: Path, doc: dict[str, Any], job: SlurmJob | None, info: dict[str, str]) -> Observation:
+    def _finished(self, rundir: Path, doc: dict[str, Any], job: SlurmJob | None, info: dict[str, str]) -> Observation:
         """The runner's final word. A runner stopped by SIGTERM only knows it was stopped ("Terminated");
-        when Slurm sent that signal, not podline (time limit, pre-emption, node failure), Slurm's verdict
-        names the reason: while the job is still completing the attempt counts as running, then it takes it."""
+        when Slurm sent that signal, not podline (time limit, pre-emption, node failure, an admin's scancel),
+        Slurm's verdict names the reason: while the job is still completing the attempt counts as running, then
+        it takes it. A snapshot older than that word may lack a job submitted just before: the next one decides."""
         status = doc["status"]
-        if job is None or status.get("reason") != "Terminated" or (rundir / STOP_REQUESTED).exists():
+        if status.get("reason") != "Terminated" or (rundir / STOP_REQUESTED).exists():
+            return Observation("finished", status, doc.get("node"), info=info)
+        if (job is None or job.state in QUEUED) and self.watcher.taken_before(_mtime(rundir / "status.json")):
+            return Observation("running", None, doc.get("node"), info=info)  # a snapshot from before it ran
+        if job is None:
             return Observation("finished", status, doc.get("node"), info=info)
         if job.state in ACTIVE:  # not the runner's status yet: it would settle the pod before the verdict
             return Observation("running", None, doc.get("node"), info=info)
-        if job.state in LOST_REASON and job.state != "CANCELLED":
+        if job.state in LOST_REASON:  # CANCELLED too: podline's own stops are marked, so this was an admin's scancel
             status = {**status, "reason": LOST_REASON[job.state],
                       "message": f"Slurm job {job.job_id} ended {job.state} ({job.reason})"}
         return Observation("finished", status, doc.get("node"), info=info)
@@ -216,6 +227,9 @@ class SlurmBackend:
             detail = doubt or f"Slurm job {job_id} submitted"
             return Observation("queued" if doc is None else "running", doc["status"] if doc else None,
                                detail=detail, info=info)
+        if doc is None and not (rundir / "started").exists():  # never ran: scancel'led while it waited in the queue
+            return Observation("lost", detail=f"Slurm job {job_id} left the queue before it started (cancelled)",
+                               reason="Cancelled", info=info)
         return Observation("lost", doc["status"] if doc else None, detail=f"Slurm job {job_id} left the queue "
                            "without a final status", reason="NodeLost", info=info)
 

@@ -23,6 +23,11 @@ BACKOFF_BASE = float(os.environ.get("PODLINE_RESTART_BACKOFF_SECONDS", "1"))
 BACKOFF_CAP = 60.0
 BACKOFF_RESET_AFTER = 600.0
 TEE_DRAIN_SECONDS = 5.0
+# A container killed by SIGTERM or SIGKILL the runner did not send: when Slurm ends a job (scancel, time limit,
+# pre-emption) it signals every process of it at once, the runner too. A moment's wait lets the runner's own stop
+# arrive first, so the pod is stopped (and says why) rather than restarted or failed by the container's exit code.
+KILLED = (137, 143)
+OUTSIDE_KILL_GRACE = 0.3
 
 
 def exit_code(returncode: int) -> int:
@@ -118,6 +123,8 @@ class ContainerWorker(threading.Thread):
                 return self._terminated(128, "StartError", f"internal error: {exc!r}", begin)
             self.on_change()
             code = exit_code(self.process.wait())
+            if code in KILLED and not self.stopping.is_set():
+                self.stopping.wait(OUTSIDE_KILL_GRACE)
             _end_group(self.process.pid)
             if tee is not None:
                 tee.join(TEE_DRAIN_SECONDS)  # a child that keeps stdout open must not hold the pod

@@ -65,7 +65,7 @@ TERMINATED = {"status": {"phase": "Failed", "reason": "Terminated", "message": "
     (f"42|TIMEOUT|TimeLimit|node7|podline:{UID}", "finished", "DeadlineExceeded"),  # Slurm's SIGTERM at --time
     (f"42|PREEMPTED|None|node7|podline:{UID}", "finished", "Preempted"),
     (f"42|COMPLETING|None|node7|podline:{UID}", "running", None),  # Slurm's verdict is not in yet
-    (f"42|CANCELLED|None|node7|podline:{UID}", "finished", "Terminated"),
+    (f"42|CANCELLED|None|node7|podline:{UID}", "finished", "Cancelled"),  # an admin's scancel, not podline's
     (None, "finished", "Terminated"),  # gone from the queue: the runner's word stands
 ])
 def test_a_runner_stopped_by_sigterm_takes_slurms_reason(tmp_path: Path, line: str | None, state: str,
@@ -104,6 +104,14 @@ def test_job_gone_from_the_queue_without_status_is_node_lost(tmp_path: Path) -> 
     assert seen.state == "lost" and seen.reason == "NodeLost" and "left the queue" in seen.detail
 
 
+def test_job_gone_from_the_queue_before_its_runner_started_was_cancelled(tmp_path: Path) -> None:
+    """A pending job (or array task) scancel'led: no node was lost under it, and it must not be resubmitted as if."""
+    backend, rundir = backend_with(tmp_path, None)
+    (rundir / "started").unlink()
+    seen = backend.observe(rundir)
+    assert seen.state == "lost" and seen.reason == "Cancelled" and "before it started" in seen.detail
+
+
 class FakeSbatch:
     """Failure injection: an sbatch whose answer the test decides (the real one is tested in integration)."""
 
@@ -131,3 +139,17 @@ def test_an_sbatch_killed_by_a_signal_is_retried_not_failed(tmp_path: Path) -> N
     with pytest.raises(SubmitError) as refused:
         backend.submit(tmp_path, "#!/bin/bash\n", f"podline:{UID}", adopt=False)
     assert refused.value.transient and "signal 15" in str(refused.value)
+
+
+def test_a_stopped_runner_waits_for_a_snapshot_newer_than_its_word(tmp_path: Path) -> None:
+    """A job submitted just before the last squeue is missing from it: its runner's "Terminated" cannot be told
+    from Slurm's cancel until a later snapshot shows the job (or shows it gone)."""
+    backend, rundir = backend_with(tmp_path, None)
+    backend.watcher.taken_at = time.monotonic() - 0.5  # taken before the runner wrote its final word
+    write_json_atomic(rundir / "status.json", TERMINATED)
+    assert backend.observe(rundir).state == "running"
+    backend.watcher.jobs = parse_squeue(f"42|CANCELLED|None|node7|podline:{UID}")
+    backend.watcher.by_id = {job.job_id: job for job in backend.watcher.jobs.values()}
+    backend.watcher.taken_at = time.monotonic() + 3600
+    seen = backend.observe(rundir)
+    assert seen.state == "finished" and seen.status is not None and seen.status["reason"] == "Cancelled"
