@@ -116,3 +116,18 @@ def test_indexed_job_in_pipeline_form_resumes_an_index_on_slurm(hpc: Cli, tmp_pa
     assert [(tmp_path / f"tally-{i}").read_text() for i in range(2)] == ["run\n", "run\n"]
     resumed = [p for p in hpc.json("pods")["items"] if p["status"].get("restoredFrom")]
     assert [p["status"]["restoredFrom"] for p in resumed] == ["L2"], resumed
+
+
+def test_describe_shows_why_a_shard_waits_in_slurms_queue(hpc: Cli, tmp_path: Path) -> None:
+    hpc.apply("""
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {name: later, annotations: {slurm.hpk.io/flags: "--begin=now+1hour"}}
+spec:
+  steps:
+  - {name: one, image: busybox, command: ["true"]}
+""")
+    described = wait_for(lambda: (text := hpc("describe", "pipeline", "later").stdout) and "(BeginTime)" in text
+                         and text, timeout=60)
+    assert "Message:" in described and "PENDING (BeginTime)" in described, described
+    hpc("delete", "pipeline", "later", timeout=60)
