@@ -185,35 +185,53 @@ def apply(state: State, files: tuple[str, ...]) -> None:
     apply_objects(state, _load_or_exit(files, state.manifest_namespace))
 
 
-def _select(state: State, kind: str, name: str | None, selector: str | None) -> list[Obj]:
-    """One object by name, or those of the kind whose labels match the -l selector (kubectl's grammar)."""
+def _select(state: State, kind: str, names: tuple[str, ...], selector: str | None) -> tuple[list[Obj], list[str]]:
+    """The objects named (and a not-found message per missing name), or those of the kind whose labels match
+    the -l selector (kubectl's grammar), or all of the kind."""
     wanted = None if selector is None else selector_or_exit(selector)
-    if name:
+    if names:
         if wanted is not None:
             fail("name cannot be provided when a selector is specified", 2)
-        return [state.find(kind, name)]
+        found = [(n, state.store.get(kind, state.namespace_of(kind), n)) for n in names]
+        return [o for _, o in found if o is not None], [_not_found(kind, n) for n, o in found if o is None]
     objs = state.store.list(kind=kind, namespace=state.namespace_of(kind))
-    return objs if wanted is None else [o for o in objs if wanted.matches(o.labels)]
+    return (objs if wanted is None else [o for o in objs if wanted.matches(o.labels)]), []
+
+
+def _fail_missing(missing: list[str]) -> None:
+    """As kubectl: what exists was handled; each missing name is an error, and the command exits 1."""
+    if missing:
+        for message in missing[:-1]:
+            click.echo(f"error: {message}", err=True)
+        fail(missing[-1], 1)
 
 
 @click.command()
 @namespace_option
 @click.argument("kind")
-@click.argument("name", required=False)
+@click.argument("names", nargs=-1)
 @click.option("-o", "--output", type=click.Choice(["wide", "yaml", "json", "name"]), default=None)
 @click.option("-l", "--selector", default=None,
               help="Label selector, as kubectl's: k=v, k!=v, 'k in (a,b)', 'k notin (a,b)', k, !k; ',' is AND.")
 @pass_state
-def get(state: State, kind: str, name: str | None, output: str | None, selector: str | None) -> None:
-    """List objects of a kind, or show one."""
-    if "/" in kind and name is None:
+def get(state: State, kind: str, names: tuple[str, ...], output: str | None, selector: str | None) -> None:
+    """List objects of a kind, or show those named."""
+    if "/" in kind and not names:
         kind, name = split_ref(kind)
+        names = (name,)
     else:
         kind = kind_or_exit(kind)
-    objs = _select(state, kind, name, selector)
+    objs, missing = _select(state, kind, names, selector)
+    _show(state, kind, objs, output, single=len(names) == 1)
+    _fail_missing(missing)
+
+
+def _show(state: State, kind: str, objs: list[Obj], output: str | None, single: bool) -> None:
     if output in ("json", "yaml"):
+        if single and not objs:
+            return
         docs = [full_document(state.store, o) for o in objs]
-        data = docs[0] if name else {"apiVersion": "v1", "kind": "List", "items": docs}
+        data = docs[0] if single else {"apiVersion": "v1", "kind": "List", "items": docs}
         text = json.dumps(data, indent=2) if output == "json" else yaml.safe_dump(data, sort_keys=False)
         click.echo(text.rstrip("\n"))
         return
@@ -222,8 +240,9 @@ def get(state: State, kind: str, name: str | None, output: str | None, selector:
             click.echo(f"{kind.lower()}/{o.name}")
         return
     if not objs:
-        where = "" if kind in CLUSTER_SCOPED else f" in {state.namespace} namespace"
-        click.echo(f"No resources found{where}.", err=True)
+        if not single:
+            where = "" if kind in CLUSTER_SCOPED else f" in {state.namespace} namespace"
+            click.echo(f"No resources found{where}.", err=True)
         return
     wide = output == "wide"
     if kind == "Workflow":  # as `argo list` prints them
@@ -281,33 +300,46 @@ def _targets_in_files(state: State, files: tuple[str, ...]) -> tuple[list[Obj], 
     return targets, missing
 
 
-def _targets_named(state: State, kind: str, name: str | None) -> tuple[list[Obj], list[str]]:
-    kind, name = split_ref(kind, name)
-    found = state.store.get(kind, state.namespace_of(kind), name)
-    return ([found], []) if found is not None else ([], [_not_found(kind, name)])
+def _targets_named(state: State, kind: str, names: tuple[str, ...], selector: str | None,
+                   every: bool) -> tuple[list[Obj], list[str]]:
+    """`delete KIND/NAME`, `delete KIND NAME…`, `delete KIND -l SELECTOR` or `delete KIND --all`."""
+    if "/" in kind and not names:
+        kind, name = split_ref(kind)
+        names = (name,)
+    else:
+        kind = kind_or_exit(kind)
+    if not names and selector is None and not every:
+        fail("resource(s) were provided, but no name was specified (give NAME, -l SELECTOR or --all)", 2)
+    if every and (names or selector is not None):
+        fail("--all cannot be combined with names or a selector", 2)
+    return _select(state, kind, names, selector)
 
 
 @click.command()
 @namespace_option
 @click.argument("kind", required=False)
-@click.argument("name", required=False)
+@click.argument("names", nargs=-1)
 @click.option("-f", "--filename", "files", multiple=True, help="Delete the objects in these manifests.")
+@click.option("-l", "--selector", default=None, help="Delete the objects of KIND whose labels match.")
+@click.option("--all", "every", is_flag=True, help="Delete every object of KIND in the namespace.")
 @click.option("--wait/--no-wait", default=True, help="Wait until the objects are gone.")
 @click.option("--timeout", type=float, default=120.0)
 @click.option("--ignore-not-found", is_flag=True, help="Exit 0 when an object does not exist (as kubectl's).")
 @pass_state
-def delete(state: State, kind: str | None, name: str | None, files: tuple[str, ...], wait: bool,
-           timeout: float, ignore_not_found: bool) -> None:
+def delete(state: State, kind: str | None, names: tuple[str, ...], files: tuple[str, ...], selector: str | None,
+           every: bool, wait: bool, timeout: float, ignore_not_found: bool) -> None:
     """Delete objects; running work is stopped (its processes are terminated).
 
     As kubectl: the objects that exist are deleted, and a missing one is an error (exit 1) after them,
     unless --ignore-not-found."""
+    if files and (kind or selector is not None or every):
+        fail("give either -f FILE or KIND with NAME, -l SELECTOR or --all", 2)
     if files:
         targets, missing = _targets_in_files(state, files)
     elif kind:
-        targets, missing = _targets_named(state, kind, name)
+        targets, missing = _targets_named(state, kind, names, selector, every)
     else:
-        fail("give KIND NAME or -f FILE", 2)
+        fail("give KIND NAME, KIND -l SELECTOR, KIND --all or -f FILE", 2)
     if targets:
         with state.store.tx():
             for obj in targets:
@@ -317,10 +349,10 @@ def delete(state: State, kind: str | None, name: str | None, files: tuple[str, .
             _wait_gone(state, targets, timeout)
     for obj in targets:
         click.echo(f'{obj.kind.lower()} "{obj.name}" deleted')
-    if missing and not ignore_not_found:
-        for message in missing[:-1]:
-            click.echo(f"error: {message}", err=True)
-        fail(missing[-1], 1)
+    if not targets and not missing and not files:
+        click.echo("No resources found", err=True)
+    if not ignore_not_found:
+        _fail_missing(missing)
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -349,6 +381,8 @@ def run(state: State, name: str, image: str, restart: str, envs: tuple[str, ...]
         loaded = build_object(manifest, "<podline run>", 1)
     except ManifestError as exc:
         fail(str(exc), 2)
+    if state.store.get("Pod", state.namespace, name) is not None:  # run creates; it never updates (kubectl's)
+        fail(f'pods "{name}" already exists', 1)
     apply_objects(state, [loaded])
 
 

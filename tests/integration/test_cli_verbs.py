@@ -122,3 +122,24 @@ def test_an_input_without_objects_is_an_error(cli: Cli, tmp_path: Path) -> None:
     empty.write_text("# nothing here\n---\n")
     done = cli("apply", "-f", str(empty), check=False)
     assert done.returncode == 2 and done.stderr.strip() == f"error: {empty}: no objects in the input"
+
+
+def test_get_and_delete_several_by_name_selector_or_all_and_run_never_updates(cli: Cli) -> None:
+    """kubectl's forms: `get pod a b`, `delete pod -l k=v`, `delete pods --all`; a missing name is reported
+    (exit 1) after what exists was handled; `run` of a name that exists is AlreadyExists, not an update."""
+    for name, tier in (("a1", "front"), ("b1", "back"), ("c1", "back")):
+        cli.apply(POD.format(name=name, tier=tier))
+    assert cli("get", "pods", "a1", "c1", "-o", "name").stdout.split() == ["pod/a1", "pod/c1"]
+    both = cli.json("pod", "a1", "b1")
+    assert both["kind"] == "List" and [p["metadata"]["name"] for p in both["items"]] == ["a1", "b1"]
+    partly = cli("get", "pod", "a1", "nope", "-o", "name", check=False)
+    assert partly.returncode == 1 and partly.stdout.split() == ["pod/a1"] and 'pods "nope" not found' in partly.stderr
+    again = cli("run", "a1", "--image", "busybox", "--", "echo", "other", check=False)
+    assert again.returncode == 1 and 'pods "a1" already exists' in again.stderr
+    assert cli.json("pod", "a1")["spec"]["containers"][0]["command"] == ["sh", "-c", "echo a1"]
+    refused = cli("delete", "pods", check=False)
+    assert refused.returncode == 2 and cli("get", "pods", "-o", "name").stdout.split() == ["pod/a1", "pod/b1", "pod/c1"]
+    assert cli("delete", "pods", "-l", "tier=back").stdout.splitlines() == ['pod "b1" deleted', 'pod "c1" deleted']
+    assert cli("get", "pods", "-o", "name").stdout.split() == ["pod/a1"]
+    assert cli("delete", "pods", "--all").stdout.splitlines() == ['pod "a1" deleted']
+    assert cli("delete", "pods", "--all").stderr.strip() == "No resources found"
