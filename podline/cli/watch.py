@@ -27,13 +27,16 @@ def _pods_for(state: State, ref: str, shard: int | None) -> list[Obj]:
         kind, name = "Pod", ref
         if state.store.get("Pod", state.namespace, name) is None and state.store.get("Job", state.namespace, name):
             kind = "Job"
+    index = lambda p: int(p.manifest["metadata"].get("annotations", {}).get(INDEX_KEY, -1))  # noqa: E731
     if kind == "Pod":
-        return [state.find("Pod", name)]
+        pod = state.find("Pod", name)
+        if shard is not None and shard != max(index(pod), 0):  # a pod of its own is shard 0 of one
+            fail(f"pod {name} is not shard {shard}" + (f" (it is index {index(pod)})" if index(pod) >= 0 else ""))
+        return [pod]
     if kind != "Job":
         fail(f"logs are available for pods and jobs, not {kind}", 2)
     job = state.find("Job", name)
     pods = [p for p in state.store.list(kind="Pod", owner_uid=job.uid)]
-    index = lambda p: int(p.manifest["metadata"].get("annotations", {}).get(INDEX_KEY, -1))  # noqa: E731
     if shard is not None:
         pods = [p for p in pods if index(p) == shard]
     if not pods:

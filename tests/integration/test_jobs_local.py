@@ -40,6 +40,11 @@ def test_indexed_job_gives_each_index_its_own_output(cli: Cli, tmp_path: Path) -
     assert len(pods) == 6
     assert pods[0]["metadata"]["ownerReferences"][0]["kind"] == "Job"
     assert cli("logs", "job/shards", "--shard", "4").stdout == ""
+    four = next(p["metadata"]["name"] for p in pods
+                if p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] == "4")
+    assert cli("logs", four, "--shard", "4").returncode == 0
+    other = cli("logs", four, "--shard", "3", check=False)  # a pod's own --shard is checked, not ignored
+    assert other.returncode == 1 and f"pod {four} is not shard 3 (it is index 4)" in other.stderr
     table = cli("get", "jobs").stdout.splitlines()[1].split()
     assert table[:3] == ["shards", "Complete", "6/6"]
     # phase=Succeeded on a Job means condition Complete, as kubectl wait does
