@@ -169,6 +169,9 @@ class LeafWalker:
         if phase in ("Pending", "Running"):
             node["phase"] = phase
             return node
+        ended = latest_finish(status)
+        if ended:  # as Argo: when the pod's last container ended, not when the controller noticed (a restart)
+            node.setdefault("finishedAt", ended)
         if phase == "Succeeded":
             error = status.get("outputs", {}).get("error")
             if error:
@@ -253,3 +256,11 @@ class LeafWalker:
         except ValueError:  # a NUL byte
             return None
         return reference if real.startswith(root.rstrip("/") + "/") else None
+
+
+def latest_finish(status: dict[str, Any]) -> str | None:
+    """The latest `finishedAt` of the pod's containers (RFC 3339 strings of one format sort as times)."""
+    ends = [c["state"]["terminated"].get("finishedAt") for c in
+            status.get("initContainerStatuses", []) + status.get("containerStatuses", [])
+            if "terminated" in c.get("state", {})]
+    return max((e for e in ends if e), default=None)

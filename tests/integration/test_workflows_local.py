@@ -9,7 +9,7 @@ import json
 import time
 from pathlib import Path
 
-from tests.conftest import Cli
+from tests.conftest import Cli, wait_for
 
 
 def run(cli: Cli, manifest: str, expect: str = "Succeeded", timeout: float = 60) -> dict:
@@ -328,3 +328,30 @@ def test_get_and_describe_read_like_argo_list_and_argo_get(cli: Cli) -> None:
     assert " ".join(rows["c"][5:]) == "Error (exit code 3)"
     assert rows["e"][0].endswith("─○") and " ".join(rows["e"][2:]) == "write omitted: depends condition not met"
     assert tree[8].startswith("Events:") and any("WorkflowSucceeded" in line for line in tree[8:])
+
+
+def test_a_step_that_ended_while_the_controller_was_down_keeps_its_own_finish_time(cli: Cli, tmp_path: Path) -> None:
+    """As Argo takes a pod node's finishedAt from its containers: a controller restarted later does not stamp the
+    moment it noticed (the step would look seconds or hours longer than it ran)."""
+    gate = tmp_path / "gate"
+    cli.apply(f"""
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {{name: offline}}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    container: {{image: busybox, command: [sh, -c, 'while [ ! -e {gate} ]; do sleep 0.05; done']}}
+""")
+    wait_for(lambda: cli.json("workflow", "offline")["status"].get("phase") == "Running")
+    cli("down")
+    gate.touch()
+    wait_for(lambda: list(cli.home.glob("pods/default/offline*/*/status.json")) and all(
+        json.loads(p.read_text()).get("finished") for p in cli.home.glob("pods/default/offline*/*/status.json")))
+    time.sleep(2)
+    cli("up")
+    assert cli.wait("workflow/offline", "phase=Succeeded").returncode == 0
+    node = next(n for n in cli.json("workflow", "offline")["status"]["nodes"].values() if n["type"] == "Pod")
+    pod = cli.json("pods")["items"][0]["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert node["finishedAt"][:22] == pod["finishedAt"][:22], (node, pod)
