@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import uuid
 
 # Kubernetes' name rules (used with fullmatch), here so that the CLI's label selectors need no models.
 DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -45,6 +46,12 @@ def member_name(job_name: str, array_id: str, index: int) -> str:
     digest = hashlib.sha256(f"{array_id}/{index}".encode()).digest()
     suffix = "".join(SUFFIX_ALPHABET[b % len(SUFFIX_ALPHABET)] for b in digest[:5])
     return f"{job_name}-{index}-{suffix}"[:253]
+
+
+def member_uid(array_id: str, index: int) -> str:
+    """The uid of an index's pod of a job array: drawn from the array's id, so that the plan template (and each
+    task's runner, for the downward API's metadata.uid) knows it before the pod object exists."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"podline:{array_id}/{index}"))
 
 
 def random_suffix(length: int = 5) -> str:

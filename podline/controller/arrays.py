@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from podline.api.names import member_name
+from podline.api.names import member_name, member_uid
 from podline.backends.base import Backend, SubmitError
 from podline.controller.context import Ctx
 from podline.plan.pod import PlanWaiting, plan_pod
@@ -48,7 +48,7 @@ def pending_indexes(job: Obj) -> set[int]:
 
 # Downward-API fields that differ between an array's index pods: with none in the template, the plan carries only
 # the rule for their names (a thousand tasks' metadata would cost P1's submission milliseconds).
-METADATA_FIELDS = ("metadata.name", "metadata.labels", "metadata.annotations")
+METADATA_FIELDS = ("metadata.name", "metadata.uid", "metadata.labels", "metadata.annotations")
 
 
 def submit_arrays(ctx: Ctx, job: Obj, backend: Backend) -> None:
@@ -119,11 +119,13 @@ def _create_members(ctx: Ctx, job: Obj, array_id: str, record: dict) -> None:
     template_json = json.dumps(job.manifest["spec"]["template"])
     status = {"phase": "Failed", "reason": "SubmitFailed", "message": record["error"]} if record.get("error") else {}
     pods = []
-    for index in expand(record["indexes"]):
+    indexes = expand(record["indexes"])
+    for index in indexes:
         name, manifest = member_pod(job, array_id, index, template_json)
         pods.append((name, manifest, {"run": {"dir": f"{base}/{index}", "intentAt": ctx.now}, "array": array_id}))
     with ctx.store.tx():
-        ctx.store.create_many("Pod", job.namespace, pods, owner_uid=job.uid, context=job.context, status=status)
+        ctx.store.create_many("Pod", job.namespace, pods, owner_uid=job.uid, context=job.context, status=status,
+                              uids=[member_uid(array_id, index) for index in indexes])
         record["podsCreated"] = True
         ctx.store.save(job)
     ctx.event(job, "SuccessfulCreate", f"Created {len(pods)} pods for job array {record.get('jobId', '-')}")

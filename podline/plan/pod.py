@@ -24,6 +24,7 @@ from typing import Any
 
 from podline.api.core import ConfigMap, Container, Pod, Secret, Volume
 from podline.api.dataset import Dataset
+from podline.api.names import member_uid
 from podline.api.quantity import cpu_millis, memory_bytes, parse_quantity
 from podline.plan.pod_workspace import plan_workspace
 
@@ -129,7 +130,7 @@ def field_source(pod: Pod, uid: str, path: str, members: Members | None = None) 
     meta = _metadata(pod)
     if members is None or not members.metadata:
         return {"value": _field_value(meta, uid, path)}
-    per_index = {str(index): _field_value({**meta, **member}, uid, path)
+    per_index = {str(index): _field_value({**meta, **member}, member_uid(uid, index), path)
                  for index, member in members.metadata.items()}
     distinct = set(per_index.values())
     if len(distinct) == 1:

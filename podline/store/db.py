@@ -231,12 +231,14 @@ class Store:
 
     def create_many(self, kind: str, namespace: str, items: list[tuple[str, dict[str, Any], dict[str, Any]]],
                     owner_uid: str | None = None, context: str = "local",
-                    status: dict[str, Any] | None = None) -> None:
-        """Insert many new objects (name, manifest, internal) in one statement; a name clash raises."""
+                    status: dict[str, Any] | None = None, uids: list[str] | None = None) -> None:
+        """Insert many new objects (name, manifest, internal) in one statement, with the `uids` given or new
+        ones; a name clash raises."""
         now = time.time()
         status_json = json.dumps(status or {})
-        rows = [(str(uuid.uuid4()), kind, namespace, name, json.dumps(manifest), status_json, json.dumps(internal),
-                 owner_uid, context, now, now) for name, manifest, internal in items]
+        uids = uids or [str(uuid.uuid4()) for _ in items]
+        rows = [(uid, kind, namespace, name, json.dumps(manifest), status_json, json.dumps(internal),
+                 owner_uid, context, now, now) for uid, (name, manifest, internal) in zip(uids, items, strict=True)]
         with self.tx():
             self.db.executemany(
                 "INSERT INTO objects (uid, kind, namespace, name, manifest, status, internal, owner_uid, context, "

@@ -45,6 +45,7 @@ spec:
         - {name: ME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
         - {name: IDX, valueFrom: {fieldRef: {fieldPath: "metadata.labels['batch.kubernetes.io/job-completion-index']"}}}
         - {name: NOTE, valueFrom: {fieldRef: {fieldPath: "metadata.annotations['INDEX_KEY']"}}}
+        - {name: MYUID, valueFrom: {fieldRef: {fieldPath: metadata.uid}}}
         command: [sh, -c, COMMAND]
         volumeMounts: [{name: info, mountPath: /info}]
 """
@@ -92,11 +93,12 @@ def _run_job(cli: Cli, name: str, command: str) -> dict[int, dict]:
 
 
 def test_each_task_of_an_indexed_job_array_sees_its_own_pod_in_env(slurm: Cli) -> None:
-    pods = _run_job(slurm, "dwenv", 'echo "$ME|$IDX|$NOTE|$JOB_COMPLETION_INDEX"')
+    pods = _run_job(slurm, "dwenv", 'echo "$ME|$IDX|$NOTE|$JOB_COMPLETION_INDEX|$MYUID"')
     for index, pod in pods.items():
-        name = pod["metadata"]["name"]
+        name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
         assert name.startswith(f"dwenv-{index}-")
-        assert slurm("logs", name).stdout == f"{name}|{index}|{index}|{index}\n"
+        assert slurm("logs", name).stdout == f"{name}|{index}|{index}|{index}|{uid}\n"
+    assert pods[0]["metadata"]["uid"] != pods[1]["metadata"]["uid"]
 
 
 def test_each_task_of_an_indexed_job_array_sees_its_own_pod_in_downward_files(slurm: Cli) -> None:
