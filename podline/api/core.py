@@ -203,6 +203,18 @@ class Container(Model):
         return value
 
 
+class InitContainer(Container):
+    """`restartPolicy: Always` makes it a sidecar (Kubernetes 1.29): started in its turn among the init
+    containers, it runs beside the rest until the containers are done, then it is stopped."""
+
+    restart_policy: Literal["Always"] | None = None
+    IGNORED: ClassVar[frozenset[str]] = Container.IGNORED - {"restartPolicy"}
+
+    @property
+    def is_sidecar(self) -> bool:
+        return self.restart_policy == "Always"
+
+
 class KeyToPath(Model):
     key: str
     path: str
@@ -294,7 +306,7 @@ class Volume(Model):
 
 class PodSpec(Model):
     containers: list[Container] = Field(min_length=1)
-    init_containers: list[Container] = Field(default_factory=list)
+    init_containers: list[InitContainer] = Field(default_factory=list)
     volumes: list[Volume] = Field(default_factory=list)
     restart_policy: Literal["Always", "OnFailure", "Never"] = "Always"
     active_deadline_seconds: int | None = Field(default=None, ge=1, le=10**9)
@@ -305,6 +317,8 @@ class PodSpec(Model):
          "hostNetwork", "enableServiceLinks", "automountServiceAccountToken", "hostname", "subdomain",
          "nodeName", "priority", "preemptionPolicy", "topologySpreadConstraints", "shareProcessNamespace"}
     )
+
+
 
 
 class Pod(Resource):

@@ -22,11 +22,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from podline.api.core import ConfigMap, Container, Pod, Secret, Volume
+from podline.api.core import ConfigMap, Container, InitContainer, Pod, Secret, Volume
 from podline.api.dataset import Dataset
 from podline.api.names import member_uid
 from podline.api.quantity import cpu_millis, memory_bytes, parse_quantity
 from podline.plan.pod_workspace import plan_workspace
+from podline.plan.totals import pod_total
 
 PLAN_VERSION = "podline.io/plan/v1"
 
@@ -45,20 +46,13 @@ class PlanWaiting(Exception):
 
 
 def pod_requests(pod: Pod) -> dict[str, int]:
-    """Effective pod request as the scheduler sees it: max(largest init container, sum of containers)."""
-    def total(containers: list[Container]) -> dict[str, int]:
-        out = {"cpu": 0, "memory": 0, "gpu": 0}
-        for c in containers:
-            req = c.resources.effective_requests()
-            out["cpu"] += cpu_millis(req.get("cpu", 0))
-            out["memory"] += memory_bytes(req.get("memory", 0))
-            out["gpu"] += int(parse_quantity(req.get("nvidia.com/gpu", 0)))
-        return out
-    main = total(pod.spec.containers)
-    for init in pod.spec.init_containers:
-        one = total([init])
-        main = {k: max(main[k], one[k]) for k in main}
-    return main
+    """Effective pod request as the scheduler sees it (`plan.totals.pod_total`)."""
+    def amounts(c: Container) -> dict[str, int]:
+        req = c.resources.effective_requests()
+        return {"cpu": cpu_millis(req.get("cpu", 0)), "memory": memory_bytes(req.get("memory", 0)),
+                "gpu": int(parse_quantity(req.get("nvidia.com/gpu", 0)))}
+    return pod_total([(c.is_sidecar, amounts(c)) for c in pod.spec.init_containers],
+                     [amounts(c) for c in pod.spec.containers])
 
 
 # Known only on the node the pod runs on: the runner resolves them there (runtime.expand.node_field).
@@ -286,6 +280,7 @@ def plan_container(container: Container, pod: Pod, uid: str, lookup: Lookup,
         "workingDir": container.working_dir,
         "mounts": [{"volume": m.name, "mountPath": m.mount_path, "readOnly": m.read_only,
                     "subPath": m.sub_path} for m in container.volume_mounts],
+        **({"restartPolicy": "Always"} if isinstance(container, InitContainer) and container.is_sidecar else {}),
     }
 
 

@@ -27,6 +27,8 @@ def shared_volume(pod: Pod) -> str | None:
     spec = pod.spec
     if not spec.init_containers or len(spec.containers) != 1 or spec.restart_policy == "Always":
         return None
+    if any(c.is_sidecar for c in spec.init_containers):  # a running service's state is not a step's result
+        return None
     containers = [*spec.init_containers, *spec.containers]
     for volume in spec.volumes:
         if volume.empty_dir is not None and all(

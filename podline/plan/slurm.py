@@ -19,6 +19,7 @@ from podline.api.pilot import PilotSize
 from podline.api.quantity import cpu_millis, memory_bytes, parse_quantity
 from podline.api.slurmflags import FORWARDED_SIGNALS, flags_from_annotations
 from podline.plan.ranges import compress
+from podline.plan.totals import pod_total
 from podline.plan.workflow_pod import WORKFLOW_LABEL
 
 COMMENT_PREFIX = "podline:"
@@ -36,19 +37,14 @@ class Placement:
 
 
 def container_totals(spec: dict[str, Any]) -> dict[str, int]:
-    """Per-pod cores (rounded up), memory (bytes) and GPUs: max(largest init, sum of containers)."""
+    """Per-pod cores (rounded up), memory (bytes) and GPUs, limits before requests (`plan.totals.pod_total`)."""
     def one(container: dict[str, Any]) -> dict[str, int]:
         res = container.get("resources", {})
         want = {**res.get("requests", {}), **{k: v for k, v in res.get("limits", {}).items()}}
         return {"cpu": cpu_millis(want.get("cpu", 0)), "memory": memory_bytes(want.get("memory", 0)),
                 "gpu": int(parse_quantity(want.get("nvidia.com/gpu", 0)))}
-    total = {"cpu": 0, "memory": 0, "gpu": 0}
-    for container in spec["containers"]:
-        for key, value in one(container).items():
-            total[key] += value
-    for init in spec.get("initContainers", []):
-        total = {k: max(v, one(init)[k]) for k, v in total.items()}
-    return total
+    return pod_total([(c.get("restartPolicy") == "Always", one(c)) for c in spec.get("initContainers", [])],
+                     [one(c) for c in spec["containers"]])
 
 
 def _minutes(seconds: int) -> str:

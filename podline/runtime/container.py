@@ -60,9 +60,17 @@ class ContainerWorker(threading.Thread):
         }
 
     # --- decisions -----------------------------------------------------------------------------
+    @property
+    def sidecar(self) -> bool:
+        """An init container with restartPolicy Always: it runs beside the rest, restarted whenever it ends,
+        until the pod runner retires it (its own `stopping`)."""
+        return self.is_init and self.spec.get("restartPolicy") == "Always"
+
     def should_restart(self, code: int) -> bool:
-        if self.stopping.is_set() or self.policy == "Never":
+        if self.stopping.is_set() or self.policy == "Never" and not self.sidecar:
             return False
+        if self.sidecar:
+            return True
         if self.is_init or self.policy == "OnFailure":
             return code != 0
         return True  # Always
@@ -114,7 +122,7 @@ class ContainerWorker(threading.Thread):
                     self.status["imageID"] = self.engine.image_id(self.spec)
                     self.status["state"] = {"running": {"startedAt": begin}}
                     self.status["started"] = True
-                    self.status["ready"] = not self.is_init
+                    self.status["ready"] = not self.is_init or self.sidecar
             except StartError as exc:
                 log.write(f"podline: cannot start container: {exc}\n".encode())
                 return self._terminated(128, "StartError", str(exc), begin)

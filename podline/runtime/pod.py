@@ -84,8 +84,22 @@ class PodRunner:
                 "args": [expand(a, env) for a in spec["args"]]}
 
     def _worker(self, spec: dict[str, Any], is_init: bool) -> ContainerWorker:
+        # a sidecar has a stop of its own: it outlives the containers, and the runner retires it after them
+        stopping = threading.Event() if is_init and spec.get("restartPolicy") == "Always" else self.stopping
         return ContainerWorker(self._resolve(spec), self.engine, self.plan["restartPolicy"], is_init, self.rundir,
-                               self.stopping, self.changed.set)
+                               stopping, self.changed.set)
+
+    @property
+    def sidecars(self) -> list[ContainerWorker]:
+        return [w for w in self.inits if w.sidecar]
+
+    def _retire_sidecars(self) -> None:
+        """The containers are done (or the pod stops): the sidecars are stopped, in reverse order, each with the
+        grace period, as the kubelet does; their exit codes do not count."""
+        for worker in reversed(self.sidecars):
+            worker.stopping.set()
+            if worker.is_alive():
+                terminate_all([worker], float(self.plan["terminationGracePeriodSeconds"]))
 
     # --- status ---------------------------------------------------------------------------------
     def _conditions(self) -> list[dict[str, Any]]:
@@ -130,6 +144,8 @@ class PodRunner:
             self.stop_reason = (reason, message)
         if self.workspace is not None:
             self.workspace.workspace.stop_requested()
+        for worker in self.sidecars:  # no more restarts; stopped after the containers
+            worker.stopping.set()
         self.stopping.set()
         self.changed.set()
 
@@ -155,6 +171,15 @@ class PodRunner:
                     self.request_stop("Evicted", evicted)
             if self.stopping.is_set():
                 terminate_all(workers, float(self.plan["terminationGracePeriodSeconds"]))
+            self.write_status()
+
+    def _until(self, done: Callable[[], bool], deadline: float | None) -> None:
+        """Wait for `done` (checked at each change the workers report), a stop, or the deadline."""
+        while not done() and not self.stopping.is_set():
+            timeout = None if deadline is None else max(0.0, deadline - time.time())
+            if not self.changed.wait(timeout) and deadline is not None:
+                self.request_stop("DeadlineExceeded", "Pod was active on the node longer than the specified deadline")
+            self.changed.clear()
             self.write_status()
 
     def _fail_early(self, reason: str, message: str) -> int:
@@ -189,9 +214,12 @@ class PodRunner:
                 except (OSError, argo_io.ArgoIOError) as exc:
                     return self._fail_early("ArtifactsUnavailable", str(exc))
             self._restore_workspace()
-            self._run_containers(deadline)
-            while self._replay_lost():
+            try:
                 self._run_containers(deadline)
+                while self._replay_lost():
+                    self._run_containers(deadline)
+            finally:
+                self._retire_sidecars()
             if self.stopping.is_set() and self.phase != "Succeeded":
                 self.phase = "Failed"
             if self.argo:
@@ -219,6 +247,9 @@ class PodRunner:
             if worker.succeeded():  # restored from a checkpoint, or done before a replay
                 continue
             worker.start()
+            if worker.sidecar:  # the next one starts once it runs (no startupProbe: as soon as it started)
+                self._until(lambda w=worker: w.snapshot()["started"] or w.finished, deadline)
+                continue
             self.supervise([worker], deadline)
             if not worker.succeeded():
                 self.phase = "Failed"

@@ -1,0 +1,77 @@
+"""Sidecars on the local backend: an init container with restartPolicy Always runs beside the containers (the
+next init container starts once it runs), is restarted when it ends meanwhile, and is stopped once they are
+done, without its exit code counting. A Job whose pods have one completes (a plain init container that never
+ends would hold every pod in Init for ever)."""
+
+from __future__ import annotations
+
+from tests.conftest import Cli
+
+SERVED = """
+  volumes: [{name: w, emptyDir: {}}]
+  initContainers:
+  - name: server
+    image: busybox
+    restartPolicy: Always
+    command: [sh, -c, 'echo "up $(date +%s%N)" >> /w/starts; while true; do echo ok > /w/tick.t; mv /w/tick.t /w/tick; sleep 0.05; done']
+    volumeMounts: [{name: w, mountPath: /w}]
+  - name: after
+    image: busybox
+    command: [sh, -c, 'while [ ! -e /w/tick ]; do sleep 0.02; done; echo "after saw $(cat /w/tick)"']
+    volumeMounts: [{name: w, mountPath: /w}]
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, 'CMD']
+    volumeMounts: [{name: w, mountPath: /w}]
+"""
+
+
+def _pod(name: str, command: str, policy: str = "Never") -> str:
+    return (f"apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: {policy}\n"
+            + SERVED.replace("CMD", command))
+
+
+def test_a_sidecar_serves_the_containers_and_is_stopped_after_them(cli: Cli) -> None:
+    cli.apply(_pod("served", "cat /w/tick; sleep 0.3; cat /w/tick"))
+    assert cli.wait("pod/served", "phase=Succeeded").returncode == 0
+    assert cli("logs", "served", "-c", "after").stdout == "after saw ok\n"
+    assert cli("logs", "served", "-c", "main").stdout == "ok\nok\n"
+    status = cli.json("pod", "served")["status"]
+    server = status["initContainerStatuses"][0]
+    assert server["name"] == "server" and server["restartCount"] == 0
+    assert server["state"]["terminated"]["exitCode"] in (0, 143)  # SIGTERM once main was done
+    main = status["containerStatuses"][0]["state"]["terminated"]
+    assert server["state"]["terminated"]["finishedAt"] >= main["finishedAt"]
+
+
+def test_a_sidecar_that_ends_is_restarted_while_the_containers_run(cli: Cli) -> None:
+    cli.apply(_pod("restarted", "while [ $(wc -l < /w/starts) -lt 2 ]; do sleep 0.05; done; wc -l < /w/starts")
+              .replace("sleep 0.05; done']", "sleep 0.05; exit 3; done']", 1))
+    assert cli.wait("pod/restarted", "phase=Succeeded").returncode == 0
+    server = cli.json("pod", "restarted")["status"]["initContainerStatuses"][0]
+    assert server["restartCount"] >= 1 and server["lastState"]["terminated"]["exitCode"] == 3
+
+
+def test_a_failing_container_fails_the_pod_and_still_stops_the_sidecar(cli: Cli) -> None:
+    cli.apply(_pod("broken", "exit 7"))
+    assert cli.wait("pod/broken", "phase=Failed").returncode == 0
+    status = cli.json("pod", "broken")["status"]
+    assert status["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 7
+    assert "terminated" in status["initContainerStatuses"][0]["state"]
+
+
+def test_a_job_whose_pods_have_a_sidecar_completes(cli: Cli) -> None:
+    template = SERVED.replace("CMD", "cat /w/tick").replace("\n  ", "\n      ")
+    cli.apply(f"""
+apiVersion: batch/v1
+kind: Job
+metadata: {{name: withproxy}}
+spec:
+  completions: 2
+  completionMode: Indexed
+  template:
+    spec:
+      restartPolicy: Never{template}""")
+    assert cli.wait("job/withproxy", "condition=Complete", timeout=60).returncode == 0
+    assert cli.json("job", "withproxy")["status"]["succeeded"] == 2
