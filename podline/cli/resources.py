@@ -185,16 +185,19 @@ def apply(state: State, files: tuple[str, ...]) -> None:
     apply_objects(state, _load_or_exit(files, state.manifest_namespace))
 
 
-def _select(state: State, kind: str, names: tuple[str, ...], selector: str | None) -> tuple[list[Obj], list[str]]:
+def _select(state: State, kind: str, names: tuple[str, ...], selector: str | None,
+            every_namespace: bool = False) -> tuple[list[Obj], list[str]]:
     """The objects named (and a not-found message per missing name), or those of the kind whose labels match
-    the -l selector (kubectl's grammar), or all of the kind."""
+    the -l selector (kubectl's grammar), or all of the kind (in every namespace with `every_namespace`)."""
     wanted = None if selector is None else selector_or_exit(selector)
     if names:
         if wanted is not None:
             fail("name cannot be provided when a selector is specified", 2)
+        if every_namespace:
+            fail("a resource cannot be retrieved by name across all namespaces", 2)
         found = [(n, state.store.get(kind, state.namespace_of(kind), n)) for n in names]
         return [o for _, o in found if o is not None], [_not_found(kind, n) for n, o in found if o is None]
-    objs = state.store.list(kind=kind, namespace=state.namespace_of(kind))
+    objs = state.store.list(kind=kind, namespace=None if every_namespace else state.namespace_of(kind))
     return (objs if wanted is None else [o for o in objs if wanted.matches(o.labels)]), []
 
 
@@ -213,20 +216,24 @@ def _fail_missing(missing: list[str]) -> None:
 @click.option("-o", "--output", type=click.Choice(["wide", "yaml", "json", "name"]), default=None)
 @click.option("-l", "--selector", default=None,
               help="Label selector, as kubectl's: k=v, k!=v, 'k in (a,b)', 'k notin (a,b)', k, !k; ',' is AND.")
+@click.option("-A", "--all-namespaces", "every_namespace", is_flag=True, help="List the kind in every namespace.")
 @pass_state
-def get(state: State, kind: str, names: tuple[str, ...], output: str | None, selector: str | None) -> None:
+def get(state: State, kind: str, names: tuple[str, ...], output: str | None, selector: str | None,
+        every_namespace: bool) -> None:
     """List objects of a kind, or show those named."""
     if "/" in kind and not names:
         kind, name = split_ref(kind)
         names = (name,)
     else:
         kind = kind_or_exit(kind)
-    objs, missing = _select(state, kind, names, selector)
-    _show(state, kind, objs, output, single=len(names) == 1)
+    every_namespace = every_namespace and kind not in CLUSTER_SCOPED
+    objs, missing = _select(state, kind, names, selector, every_namespace)
+    _show(state, kind, objs, output, single=len(names) == 1, every_namespace=every_namespace)
     _fail_missing(missing)
 
 
-def _show(state: State, kind: str, objs: list[Obj], output: str | None, single: bool) -> None:
+def _show(state: State, kind: str, objs: list[Obj], output: str | None, single: bool,
+          every_namespace: bool = False) -> None:
     if output in ("json", "yaml"):
         if single and not objs:
             return
@@ -241,7 +248,7 @@ def _show(state: State, kind: str, objs: list[Obj], output: str | None, single: 
         return
     if not objs:
         if not single:
-            where = "" if kind in CLUSTER_SCOPED else f" in {state.namespace} namespace"
+            where = "" if kind in CLUSTER_SCOPED or every_namespace else f" in {state.namespace} namespace"
             click.echo(f"No resources found{where}.", err=True)
         return
     wide = output == "wide"
@@ -249,10 +256,13 @@ def _show(state: State, kind: str, objs: list[Obj], output: str | None, single: 
         from podline.cli import workflow_view
 
         now = time.time()
-        print_table(workflow_view.list_headers(wide), [workflow_view.list_row(o, wide, now) for o in objs])
-        return
-    base, extra = COLUMNS[kind]
-    print_table(base + (extra if wide else []), [row(o, wide) for o in objs])
+        headers, rows = workflow_view.list_headers(wide), [workflow_view.list_row(o, wide, now) for o in objs]
+    else:
+        base, extra = COLUMNS[kind]
+        headers, rows = base + (extra if wide else []), [row(o, wide) for o in objs]
+    if every_namespace:  # as kubectl -A: the namespace first
+        headers, rows = ["NAMESPACE", *headers], [[o.namespace, *r] for o, r in zip(objs, rows, strict=True)]
+    print_table(headers, rows)
 
 
 @click.command()

@@ -143,3 +143,14 @@ def test_get_and_delete_several_by_name_selector_or_all_and_run_never_updates(cl
     assert cli("get", "pods", "-o", "name").stdout.split() == ["pod/a1"]
     assert cli("delete", "pods", "--all").stdout.splitlines() == ['pod "a1" deleted']
     assert cli("delete", "pods", "--all").stderr.strip() == "No resources found"
+
+
+def test_get_all_namespaces_lists_every_namespace_with_its_name_first(cli: Cli) -> None:
+    cli.apply(POD.format(name="here", tier="x"))
+    cli("apply", "-n", "team", "-f", "-", input=POD.format(name="there", tier="x"))
+    assert [line.split()[:2] for line in cli("get", "pods", "-A").stdout.splitlines()] == [
+        ["NAMESPACE", "NAME"], ["default", "here"], ["team", "there"]]
+    assert [p["metadata"]["namespace"] for p in cli.json("pods", "-A")["items"]] == ["default", "team"]
+    assert cli("get", "pods", "-o", "name").stdout.split() == ["pod/here"]
+    by_name = cli("get", "pod", "here", "-A", check=False)
+    assert by_name.returncode == 2 and "across all namespaces" in by_name.stderr
