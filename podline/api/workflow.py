@@ -83,6 +83,20 @@ class WorkflowContainer(Container):
     name: str = "main"
 
 
+class Sidecar(Container):
+    """A container beside a step's main one (Argo's `sidecars`): it runs as a Kubernetes sidecar of the step's
+    pod and is stopped once the main container is done; `mirrorVolumeMounts` gives it main's mounts."""
+
+    mirror_volume_mounts: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in ("main", "wait", "init"):
+            raise ValueError(f"sidecar name {value!r} is reserved by Argo (main, wait, init)")
+        return value
+
+
 class ScriptTemplate(WorkflowContainer):
     """A container whose `source` podline writes to a file and runs with the container's command."""
 
@@ -230,7 +244,7 @@ class Template(Model):
     synchronization: Synchronization | None = None
     metrics: Unsupported = None
     init_containers: Unsupported = None
-    sidecars: Unsupported = None
+    sidecars: list[Sidecar] | None = Field(default=None, max_length=16)
     name: ArgoName
     inputs: Inputs | None = None
     outputs: Outputs | None = None
@@ -256,6 +270,11 @@ class Template(Model):
     def _one_type(self) -> Template:
         if sum(getattr(self, field) is not None for field in TEMPLATE_TYPES) != 1:
             raise ValueError("exactly one of container, script, steps, dag, suspend is required")
+        if self.sidecars and self.container is None and self.script is None:
+            raise ValueError("sidecars: only a container or script template runs a pod to put them in")
+        names = [c.name for c in self.sidecars or []]
+        if len(set(names)) != len(names):
+            raise ValueError("sidecars: names must be unique")
         return self
 
     @property

@@ -117,6 +117,17 @@ def _io_volumes(paths: list[str], mounts: list[dict[str, Any]]) -> tuple[list[di
     return volumes, new_mounts
 
 
+def _sidecar(sidecar: dict[str, Any], main_mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    """An Argo sidecar as a Kubernetes one (an init container that keeps running): it starts just before main,
+    where Argo starts both at once, and is stopped when main is done, as Argo's executor kills sidecars."""
+    container = {k: v for k, v in sidecar.items() if k != "mirrorVolumeMounts"}
+    if sidecar.get("mirrorVolumeMounts"):
+        own = {m["mountPath"] for m in container.get("volumeMounts", [])}
+        container["volumeMounts"] = [*container.get("volumeMounts", []),
+                                     *(m for m in main_mounts if m["mountPath"] not in own)]
+    return {**container, "restartPolicy": "Always"}
+
+
 def step_pod(workflow: dict[str, Any], node: dict[str, Any], template: dict[str, Any],
              input_artifacts: list[dict[str, Any]], artifacts_dir: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """(pod name, Pod manifest, the runner's `argo` section) for one Pod node.
@@ -152,6 +163,8 @@ def step_pod(workflow: dict[str, Any], node: dict[str, Any], template: dict[str,
     pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [main],
                                 "volumes": [*spec.get("volumes", []), *claims, *template.get("volumes", []),
                                             *io_volumes]}
+    if template.get("sidecars"):
+        pod_spec["initContainers"] = [_sidecar(s, main["volumeMounts"]) for s in template["sidecars"]]
     deadlines = _deadlines(template)
     if deadlines:
         pod_spec["activeDeadlineSeconds"] = min(deadlines)

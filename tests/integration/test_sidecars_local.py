@@ -5,15 +5,19 @@ ends would hold every pod in Init for ever)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.conftest import Cli
 
+SERVER = ('echo "up $(date +%s%N)" >> /w/starts; '
+          "while true; do echo ok > /w/tick.t; mv /w/tick.t /w/tick; sleep 0.05; done")
 SERVED = """
   volumes: [{name: w, emptyDir: {}}]
   initContainers:
   - name: server
     image: busybox
     restartPolicy: Always
-    command: [sh, -c, 'echo "up $(date +%s%N)" >> /w/starts; while true; do echo ok > /w/tick.t; mv /w/tick.t /w/tick; sleep 0.05; done']
+    command: [sh, -c, 'SERVER']
     volumeMounts: [{name: w, mountPath: /w}]
   - name: after
     image: busybox
@@ -29,7 +33,7 @@ SERVED = """
 
 def _pod(name: str, command: str, policy: str = "Never") -> str:
     return (f"apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: {policy}\n"
-            + SERVED.replace("CMD", command))
+            + SERVED.replace("SERVER", SERVER).replace("CMD", command))
 
 
 def test_a_sidecar_serves_the_containers_and_is_stopped_after_them(cli: Cli) -> None:
@@ -62,7 +66,7 @@ def test_a_failing_container_fails_the_pod_and_still_stops_the_sidecar(cli: Cli)
 
 
 def test_a_job_whose_pods_have_a_sidecar_completes(cli: Cli) -> None:
-    template = SERVED.replace("CMD", "cat /w/tick").replace("\n  ", "\n      ")
+    template = SERVED.replace("SERVER", SERVER).replace("CMD", "cat /w/tick").replace("\n  ", "\n      ")
     cli.apply(f"""
 apiVersion: batch/v1
 kind: Job
@@ -75,3 +79,34 @@ spec:
       restartPolicy: Never{template}""")
     assert cli.wait("job/withproxy", "condition=Complete", timeout=60).returncode == 0
     assert cli.json("job", "withproxy")["status"]["succeeded"] == 2
+
+
+def test_an_argo_step_talks_to_its_sidecar_which_is_stopped_when_main_is_done(cli: Cli, tmp_path: Path) -> None:
+    """Argo's `sidecars`: beside main, with main's mounts when mirrorVolumeMounts says so; the step's result is
+    main's, and it ends when main does (a sidecar that never exits does not hold it)."""
+    cli.apply(f"""
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {{name: side}}
+spec:
+  entrypoint: main
+  volumes: [{{name: box, hostPath: {{path: {tmp_path}}}}}]
+  templates:
+  - name: main
+    container:
+      image: busybox
+      command: [sh, -c, 'while [ ! -e /box/ready ]; do sleep 0.02; done; cat /box/ready']
+      volumeMounts: [{{name: box, mountPath: /box}}]
+    sidecars:
+    - name: db
+      image: busybox
+      mirrorVolumeMounts: true
+      command: [sh, -c, 'echo "db up" > /box/ready; sleep 3600']
+""")
+    assert cli.wait("workflow/side", "phase=Succeeded", timeout=60).returncode == 0
+    node = next(n for n in cli.json("workflow", "side")["status"]["nodes"].values() if n["type"] == "Pod")
+    assert node["outputs"]["result"] == "db up"
+    pod = cli.json("pods")["items"][0]
+    assert [c["name"] for c in pod["spec"]["initContainers"]] == ["db"]
+    assert pod["spec"]["initContainers"][0]["restartPolicy"] == "Always"
+    assert "terminated" in pod["status"]["initContainerStatuses"][0]["state"]

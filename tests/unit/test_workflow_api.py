@@ -527,7 +527,12 @@ CASES = [
         "  templates", "  synchronization: {mutexes: [{name: m}]}\n  templates"), f"{T0}.synchronization",
         "mutex 'm' is also the workflow's own: the template would wait for its own workflow forever"),
     bad("workflow-suspend", GOOD.replace("  templates", "  suspend: true\n  templates"), "spec.suspend", NOT),
-    bad("sidecars", wf(container("") + "    sidecars: [{name: s, image: x}]\n"), f"{T0}.sidecars", NOT),
+    bad("sidecar-named-main", wf(container("") + "    sidecars: [{name: main, image: x}]\n"), f"{T0}.sidecars[0].name",
+        "reserved by Argo"),
+    bad("sidecars-of-a-steps-template", wf(steps("{name: a, template: echo}") + ECHO).replace(
+        "    steps:", "    sidecars: [{name: s, image: x}]\n    steps:", 1), T0, "only a container or script template"),
+    bad("sidecars-same-name", wf(container("") + "    sidecars: [{name: s, image: x}, {name: s, image: y}]\n"), T0,
+        "sidecars: names must be unique"),
     bad("memoize-without-cache", wf(container("") + "    memoize: {key: k}\n"), f"{T0}.memoize.cache",
         "required field"),
     bad("memoize-a-steps-template", wf(steps("{name: a, template: echo}") + ECHO).replace(
