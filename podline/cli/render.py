@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import copy
+import json
 import time
 from typing import Any
 
+import click
+import yaml
+
+from podline.api.names import CLUSTER_SCOPED
+from podline.cli.common import print_table
 from podline.runtime.files import rfc3339
 from podline.store import Obj, Store
 
@@ -163,3 +169,37 @@ def row(obj: Obj, wide: bool) -> list[str]:
         return [obj.name, str(len(m.get("data", {})) + len(m.get("binaryData", {}))), age(obj.created_at)]
     return [obj.name, m.get("type", "Opaque"), str(len(m.get("data", {})) + len(m.get("stringData", {}))),
             age(obj.created_at)]
+
+
+def show_objects(store: Store, kind: str, objs: list[Obj], output: str | None, single: bool,
+                 every_namespace: bool = False, namespace: str = "default") -> None:
+    """`get`'s output: one document or a List (json/yaml), names, or a table (kubectl's, or `argo list`'s)."""
+    if output in ("json", "yaml"):
+        if single and not objs:
+            return
+        docs = [full_document(store, o) for o in objs]
+        data = docs[0] if single else {"apiVersion": "v1", "kind": "List", "items": docs}
+        text = json.dumps(data, indent=2) if output == "json" else yaml.safe_dump(data, sort_keys=False)
+        click.echo(text.rstrip("\n"))
+        return
+    if output == "name":
+        for o in objs:
+            click.echo(f"{kind.lower()}/{o.name}")
+        return
+    if not objs:
+        if not single:
+            where = "" if kind in CLUSTER_SCOPED or every_namespace else f" in {namespace} namespace"
+            click.echo(f"No resources found{where}.", err=True)
+        return
+    wide = output == "wide"
+    if kind == "Workflow":  # as `argo list` prints them
+        from podline.cli import workflow_view
+
+        now = time.time()
+        headers, rows = workflow_view.list_headers(wide), [workflow_view.list_row(o, wide, now) for o in objs]
+    else:
+        base, extra = COLUMNS[kind]
+        headers, rows = base + (extra if wide else []), [row(o, wide) for o in objs]
+    if every_namespace:  # as kubectl -A: the namespace first
+        headers, rows = ["NAMESPACE", *headers], [[o.namespace, *r] for o, r in zip(objs, rows, strict=True)]
+    print_table(headers, rows)

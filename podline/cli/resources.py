@@ -7,7 +7,6 @@ import time
 from typing import TYPE_CHECKING
 
 import click
-import yaml
 
 from podline.api.errors import ManifestError
 from podline.api.names import CLUSTER_SCOPED, generated_name
@@ -17,11 +16,10 @@ from podline.cli.common import (
     kind_or_exit,
     namespace_option,
     pass_state,
-    print_table,
     selector_or_exit,
     split_ref,
 )
-from podline.cli.render import COLUMNS, full_document, row
+from podline.cli.render import show_objects
 from podline.store import Obj, Store
 
 if TYPE_CHECKING:
@@ -228,41 +226,9 @@ def get(state: State, kind: str, names: tuple[str, ...], output: str | None, sel
         kind = kind_or_exit(kind)
     every_namespace = every_namespace and kind not in CLUSTER_SCOPED
     objs, missing = _select(state, kind, names, selector, every_namespace)
-    _show(state, kind, objs, output, single=len(names) == 1, every_namespace=every_namespace)
+    show_objects(state.store, kind, objs, output, single=len(names) == 1, every_namespace=every_namespace,
+                 namespace=state.namespace)
     _fail_missing(missing)
-
-
-def _show(state: State, kind: str, objs: list[Obj], output: str | None, single: bool,
-          every_namespace: bool = False) -> None:
-    if output in ("json", "yaml"):
-        if single and not objs:
-            return
-        docs = [full_document(state.store, o) for o in objs]
-        data = docs[0] if single else {"apiVersion": "v1", "kind": "List", "items": docs}
-        text = json.dumps(data, indent=2) if output == "json" else yaml.safe_dump(data, sort_keys=False)
-        click.echo(text.rstrip("\n"))
-        return
-    if output == "name":
-        for o in objs:
-            click.echo(f"{kind.lower()}/{o.name}")
-        return
-    if not objs:
-        if not single:
-            where = "" if kind in CLUSTER_SCOPED or every_namespace else f" in {state.namespace} namespace"
-            click.echo(f"No resources found{where}.", err=True)
-        return
-    wide = output == "wide"
-    if kind == "Workflow":  # as `argo list` prints them
-        from podline.cli import workflow_view
-
-        now = time.time()
-        headers, rows = workflow_view.list_headers(wide), [workflow_view.list_row(o, wide, now) for o in objs]
-    else:
-        base, extra = COLUMNS[kind]
-        headers, rows = base + (extra if wide else []), [row(o, wide) for o in objs]
-    if every_namespace:  # as kubectl -A: the namespace first
-        headers, rows = ["NAMESPACE", *headers], [[o.namespace, *r] for o, r in zip(objs, rows, strict=True)]
-    print_table(headers, rows)
 
 
 @click.command()
