@@ -207,6 +207,28 @@ def _fail_missing(missing: list[str]) -> None:
         fail(missing[-1], 1)
 
 
+def _get_several(kinds: list[str], state: State, names: tuple[str, ...], output: str | None, selector: str | None,
+                 every_namespace: bool) -> None:
+    """As kubectl's `get pods,jobs`: one table per kind that has objects (or one List of them all)."""
+    found, missing = [], []
+    for kind in dict.fromkeys(kinds):
+        objs, lacking = _select(state, kind, names, selector, every_namespace and kind not in CLUSTER_SCOPED)
+        found.append((kind, objs))
+        missing += lacking
+    if output in ("json", "yaml"):
+        show_objects(state.store, "List", [o for _, objs in found for o in objs], output, single=False)
+    elif not any(objs for _, objs in found):
+        click.echo("No resources found.", err=True)
+    else:
+        shown = [(kind, objs) for kind, objs in found if objs]
+        for i, (kind, objs) in enumerate(shown):
+            if i and output != "name":
+                click.echo()
+            show_objects(state.store, kind, objs, output, single=False,
+                         every_namespace=every_namespace and kind not in CLUSTER_SCOPED)
+    _fail_missing(missing)
+
+
 @click.command()
 @namespace_option
 @click.argument("kind")
@@ -218,7 +240,10 @@ def _fail_missing(missing: list[str]) -> None:
 @pass_state
 def get(state: State, kind: str, names: tuple[str, ...], output: str | None, selector: str | None,
         every_namespace: bool) -> None:
-    """List objects of a kind, or show those named."""
+    """List objects of a kind (or of several: `pods,jobs`), or show those named."""
+    if "," in kind and "/" not in kind:
+        _get_several([kind_or_exit(k) for k in kind.split(",") if k], state, names, output, selector, every_namespace)
+        return
     if "/" in kind and not names:
         kind, name = split_ref(kind)
         names = (name,)

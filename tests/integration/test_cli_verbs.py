@@ -154,3 +154,16 @@ def test_get_all_namespaces_lists_every_namespace_with_its_name_first(cli: Cli) 
     assert cli("get", "pods", "-o", "name").stdout.split() == ["pod/here"]
     by_name = cli("get", "pod", "here", "-A", check=False)
     assert by_name.returncode == 2 and "across all namespaces" in by_name.stderr
+
+
+def test_get_several_kinds_at_once(cli: Cli) -> None:
+    cli.apply(POD.format(name="lone", tier="x"))
+    cli.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: conf}\ndata: {k: v}\n")
+    assert cli("get", "pods,configmaps,jobs", "-o", "name").stdout.split() == ["pod/lone", "configmap/conf"]
+    tables = cli("get", "pods,configmaps").stdout.split("\n\n")
+    assert [t.split()[0] for t in tables] == ["NAME", "NAME"] and "lone" in tables[0] and "conf" in tables[1]
+    items = cli.json("pods,configmaps")["items"]
+    assert [(i["kind"], i["metadata"]["name"]) for i in items] == [("Pod", "lone"), ("ConfigMap", "conf")]
+    assert cli("get", "jobs,workflows").stderr.strip() == "No resources found."
+    bad = cli("get", "pods,gadgets", check=False)
+    assert bad.returncode == 2 and "gadgets" in bad.stderr
