@@ -106,6 +106,8 @@ def _launch(ctx: Ctx, obj: Obj, backend: Backend, rundir: Path, plan: dict[str, 
 
 def _container_events(ctx: Ctx, obj: Obj, new: dict[str, Any]) -> None:
     old = {c["name"]: c for c in obj.status.get("initContainerStatuses", []) + obj.status.get("containerStatuses", [])}
+    sidecars = {c["name"] for c in obj.manifest["spec"].get("initContainers", []) if c.get("restartPolicy") == "Always"}
+    over = new.get("phase") in TERMINAL
     for c in new.get("initContainerStatuses", []) + new.get("containerStatuses", []):
         before = old.get(c["name"], {})
         started = next((s.get("startedAt") for s in c["state"].values() if "startedAt" in s), None)
@@ -117,7 +119,11 @@ def _container_events(ctx: Ctx, obj: Obj, new: dict[str, Any]) -> None:
         if c.get("restartCount", 0) > before.get("restartCount", 0):
             ctx.event(obj, "BackOff", f"Back-off restarting failed container {c['name']}", "Warning")
         term = c["state"].get("terminated")
-        if term and before.get("state", {}).get("terminated") != term and term["exitCode"] != 0:
+        if not term or before.get("state", {}).get("terminated") == term:
+            continue
+        if c["name"] in sidecars and over:  # stopped by the runner once the containers were done
+            ctx.event(obj, "Killing", f"Stopping container {c['name']}")
+        elif term["exitCode"] != 0:
             ctx.event(obj, "Failed", f"Container {c['name']} exited with code {term['exitCode']}"
                       f" ({term['reason']})", "Warning")
 

@@ -47,6 +47,8 @@ def test_a_sidecar_serves_the_containers_and_is_stopped_after_them(cli: Cli) -> 
     assert server["state"]["terminated"]["exitCode"] in (0, 143)  # SIGTERM once main was done
     main = status["containerStatuses"][0]["state"]["terminated"]
     assert server["state"]["terminated"]["finishedAt"] >= main["finishedAt"]
+    events = cli("describe", "pod", "served").stdout
+    assert "Stopping container server" in events and "Container server exited" not in events, events
 
 
 def test_a_sidecar_that_ends_is_restarted_while_the_containers_run(cli: Cli) -> None:
