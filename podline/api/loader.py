@@ -219,20 +219,30 @@ def build_object(data: Any, source: str, number: int, namespace: str | None = No
     return Loaded(obj, source, number, warnings)
 
 
-def _flatten_lists(docs: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
-    """`kind: List` (as `kubectl get -o yaml` prints) contributes its items."""
-    out: list[tuple[int, Any]] = []
+def _flatten_lists(docs: list[tuple[int, Any]]) -> list[tuple[int, Any, str]]:
+    """`kind: List` (as `kubectl get -o yaml` prints) contributes its items: (document, data, path of the item)."""
+    out: list[tuple[int, Any, str]] = []
     for number, data in docs:
         if isinstance(data, dict) and data.get("kind") == "List" and isinstance(data.get("items"), list):
-            out.extend((number, item) for item in data["items"])
+            out.extend((number, item, f"items[{i}]") for i, item in enumerate(data["items"]))
         else:
-            out.append((number, data))
+            out.append((number, data, ""))
     return out
 
 
+def _build_item(data: Any, source: str, number: int, where: str, namespace: str | None) -> Loaded:
+    """An object of the input; an item of a List names its place in it in any error's field path."""
+    try:
+        return build_object(data, source, number, namespace)
+    except ManifestError as exc:
+        if where:
+            exc.path = f"{where}.{exc.path}" if exc.path else where
+        raise
+
+
 def load_text(text: str, source: str, namespace: str | None = None) -> list[Loaded]:
-    loaded = [build_object(data, source, n, namespace)
-              for n, data in _flatten_lists(parse_documents(text, source))]
+    loaded = [_build_item(data, source, n, where, namespace)
+              for n, data, where in _flatten_lists(parse_documents(text, source))]
     check_unique(loaded)
     return loaded
 

@@ -8,6 +8,7 @@ import pytest
 
 from podline.api.batch import Job
 from podline.api.core import Pod
+from podline.api.errors import ManifestError
 from podline.api.kinds import MODELS
 from podline.api.loader import load_text
 from podline.api.names import KNOWN_KINDS, resolve_kind
@@ -109,6 +110,18 @@ items:
 - {apiVersion: v1, kind: ConfigMap, metadata: {name: b}}
 """, "l.yaml")
     assert [x.obj.metadata.name for x in loaded] == ["a", "b"]
+
+
+def test_an_item_of_a_list_is_named_by_its_place_in_it() -> None:
+    with pytest.raises(ManifestError) as refused:
+        load_text("""
+apiVersion: v1
+kind: List
+items:
+- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}, data: {k: v}}
+- {apiVersion: v1, kind: Pod, metadata: {name: b}, spec: {containers: [{name: c, image: 3}]}}
+""", "l.yaml")
+    assert str(refused.value).startswith("l.yaml: document 1 (Pod/b): items[1].spec.containers[0].image: ")
 
 
 def test_pod_requests_take_max_of_init_and_sum_of_containers() -> None:
