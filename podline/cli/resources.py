@@ -323,12 +323,14 @@ def _targets_named(state: State, kind: str, names: tuple[str, ...], selector: st
 @click.option("-f", "--filename", "files", multiple=True, help="Delete the objects in these manifests.")
 @click.option("-l", "--selector", default=None, help="Delete the objects of KIND whose labels match.")
 @click.option("--all", "every", is_flag=True, help="Delete every object of KIND in the namespace.")
-@click.option("--wait/--no-wait", default=True, help="Wait until the objects are gone.")
+@click.option("--wait", type=click.BOOL, default=True, is_flag=False, flag_value=True,
+              help="Wait until the objects are gone (kubectl's --wait=false returns at once).")
+@click.option("--no-wait", "no_wait", is_flag=True, hidden=True)
 @click.option("--timeout", type=float, default=120.0)
 @click.option("--ignore-not-found", is_flag=True, help="Exit 0 when an object does not exist (as kubectl's).")
 @pass_state
 def delete(state: State, kind: str | None, names: tuple[str, ...], files: tuple[str, ...], selector: str | None,
-           every: bool, wait: bool, timeout: float, ignore_not_found: bool) -> None:
+           every: bool, wait: bool, no_wait: bool, timeout: float, ignore_not_found: bool) -> None:
     """Delete objects; running work is stopped (its processes are terminated).
 
     As kubectl: the objects that exist are deleted, and a missing one is an error (exit 1) after them,
@@ -346,7 +348,7 @@ def delete(state: State, kind: str | None, names: tuple[str, ...], files: tuple[
             for obj in targets:
                 state.store.mark_deleted(obj.uid)
         state.ensure_controller()
-        if wait:
+        if wait and not no_wait:
             _wait_gone(state, targets, timeout)
     for obj in targets:
         click.echo(f'{obj.kind.lower()} "{obj.name}" deleted')

@@ -167,3 +167,10 @@ def test_get_several_kinds_at_once(cli: Cli) -> None:
     assert cli("get", "jobs,workflows").stderr.strip() == "No resources found."
     bad = cli("get", "pods,gadgets", check=False)
     assert bad.returncode == 2 and "gadgets" in bad.stderr
+
+
+def test_delete_takes_kubectls_wait_false(cli: Cli) -> None:
+    cli("run", "sleeper", "--image", "busybox", "--", "sleep", "30")
+    assert cli("delete", "pod", "sleeper", "--wait=false").stdout == 'pod "sleeper" deleted\n'
+    assert cli("delete", "pod", "sleeper", "--wait=maybe", check=False).returncode == 2
+    assert cli("delete", "pod", "sleeper", "--no-wait", "--ignore-not-found").returncode == 0
