@@ -20,7 +20,6 @@ from podline.controller.jobs import reconcile_job
 from podline.controller.pipeline_status import usage
 from podline.controller.pipelines import reconcile_pipeline
 from podline.controller.pods import reconcile_pod
-from podline.controller.workflows import reconcile_workflow
 from podline.home import wake_address
 from podline.store import Obj, Store
 
@@ -66,6 +65,8 @@ class Controller:
             for obj in objs:
                 try:
                     if kind == "Workflow":
+                        from podline.controller.workflows import reconcile_workflow  # see `_warm_up`
+
                         reconcile_workflow(ctx, obj)
                     elif kind == "Pipeline":
                         reconcile_pipeline(ctx, obj)
@@ -103,7 +104,7 @@ class Controller:
                     self.backends.end_pass()
                     if not validators_built:  # after the first pass: what `apply` waited on is running
                         validators_built = True
-                        build_validators()
+                        _warm_up()
                 except Exception:  # getting ready for the next pass is an optimisation: never fatal
                     log.exception("preparing the next pass failed")
                 timeout = IDLE_TICK if ctx.next_wake is None else max(0.0, min(IDLE_TICK, ctx.next_wake - time.time()))
@@ -121,3 +122,11 @@ class Controller:
                 pass
         except BlockingIOError:
             pass
+
+
+def _warm_up() -> None:
+    """What the first pass did not need, loaded once it is done rather than before it (the controller answers
+    `apply` sooner, and a later workflow or manifest check does not pay for it)."""
+    import podline.controller.workflows  # noqa: F401 - the Argo engine: a tenth of a second of imports
+
+    build_validators()
