@@ -259,14 +259,27 @@ def get(state: State, kind: str, names: tuple[str, ...], output: str | None, sel
 @click.command()
 @namespace_option
 @click.argument("kind")
-@click.argument("name", required=False)
+@click.argument("names", nargs=-1)
+@click.option("-l", "--selector", default=None, help="Describe the objects of KIND whose labels match.")
 @pass_state
-def describe(state: State, kind: str, name: str | None) -> None:
-    """Show an object's spec, status, per-container timings and events."""
+def describe(state: State, kind: str, names: tuple[str, ...], selector: str | None) -> None:
+    """Show an object's spec, status, per-container timings and events (each of KIND's when none is named)."""
     from podline.cli.describe import describe_object
 
-    kind, name = split_ref(kind, name)
-    describe_object(state, state.find(kind, name))
+    if "/" in kind and not names:
+        kind, name = split_ref(kind)
+        names = (name,)
+    else:
+        kind = kind_or_exit(kind)
+    objs, missing = _select(state, kind, names, selector)
+    if not objs and not missing:
+        where = "" if kind in CLUSTER_SCOPED else f" in {state.namespace} namespace"
+        click.echo(f"No resources found{where}.", err=True)
+    for i, obj in enumerate(objs):
+        if i:
+            click.echo()
+        describe_object(state, obj)
+    _fail_missing(missing)
 
 
 def _wait_gone(state: State, objs: list[Obj], timeout: float) -> None:

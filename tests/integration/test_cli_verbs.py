@@ -174,3 +174,13 @@ def test_delete_takes_kubectls_wait_false(cli: Cli) -> None:
     assert cli("delete", "pod", "sleeper", "--wait=false").stdout == 'pod "sleeper" deleted\n'
     assert cli("delete", "pod", "sleeper", "--wait=maybe", check=False).returncode == 2
     assert cli("delete", "pod", "sleeper", "--no-wait", "--ignore-not-found").returncode == 0
+
+
+def test_describe_without_a_name_describes_each_object_of_the_kind(cli: Cli) -> None:
+    for name, tier in (("d1", "a"), ("d2", "b")):
+        cli.apply(POD.format(name=name, tier=tier))
+    every = cli("describe", "pods").stdout
+    assert [line.split()[1] for line in every.splitlines() if line.startswith("Name:")] == ["d1", "d2"]
+    chosen = cli("describe", "pods", "-l", "tier=b").stdout
+    assert [line.split()[1] for line in chosen.splitlines() if line.startswith("Name:")] == ["d2"]
+    assert cli("describe", "jobs").stderr.strip() == "No resources found in default namespace."
