@@ -5,12 +5,13 @@ from __future__ import annotations
 import click
 
 from podline import __version__
+from podline.cli.apply_cmd import apply
 from podline.cli.common import State, set_namespace
 from podline.cli.config_cmds import config
 from podline.cli.image_cmds import image
 from podline.cli.lifecycle import down, status, up
 from podline.cli.render_cmd import render
-from podline.cli.resources import apply, delete, describe, get, run, scale
+from podline.cli.resources import delete, describe, get, run, scale
 from podline.cli.watch import logs, wait
 
 

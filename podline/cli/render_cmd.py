@@ -26,11 +26,11 @@ def render(state: State, files: tuple[str, ...], target: str) -> None:
     from podline.api.errors import ManifestError
     from podline.api.names import generated_name
     from podline.api.pipeline import Pipeline
-    from podline.cli.resources import _load_or_exit
+    from podline.cli.apply_cmd import load_or_exit
     from podline.plan.kubernetes import pipeline_array_job, pipeline_job
     from podline.plan.slurm import Placement, render_indexed_job, render_pod
 
-    loaded = _load_or_exit(files, state.manifest_namespace)
+    loaded = load_or_exit(files, state.manifest_namespace)
     if target == "kubernetes":  # a Workflow is echoed as it is: Argo runs it natively
         docs = []
         for item in loaded:

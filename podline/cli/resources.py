@@ -1,15 +1,15 @@
-"""apply, get, describe, delete, run: the verbs that read or change desired state."""
+"""get, describe, delete, run, scale: the verbs that read desired state or change it by name."""
 
 from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING
 
 import click
 
 from podline.api.errors import ManifestError
-from podline.api.names import CLUSTER_SCOPED, generated_name
+from podline.api.names import CLUSTER_SCOPED
+from podline.cli.apply_cmd import apply_objects, load_or_exit
 from podline.cli.common import (
     State,
     fail,
@@ -20,167 +20,7 @@ from podline.cli.common import (
     split_ref,
 )
 from podline.cli.render import show_objects
-from podline.store import Obj, Store
-
-if TYPE_CHECKING:
-    from podline.api.base import Resource
-    from podline.api.loader import Loaded
-
-# podline.api.loader builds the pydantic models (about 0.1 s): imported by the commands that read manifests,
-# so that `get`, `describe`, `logs` and `wait` start without it.
-
-# Fields of a stored object that may change on re-apply (the rest are immutable, as in Kubernetes).
-MUTABLE_SPEC = {"Job": {"parallelism", "suspend", "ttlSecondsAfterFinished", "activeDeadlineSeconds", "backoffLimit"}}
-
-
-STEP_SHAPE = ("name", "dependsOn", "checkpoint")
-
-
-def _pipeline_change_problem(old_spec: dict, new_spec: dict) -> str | None:
-    """A running pipeline takes new step images/commands/env/resources, more shards, a new backoffLimit or
-    deadline; its step graph, workspace, checkpoint policy and data paths stay as they started."""
-    fixed = {k for k in set(old_spec) | set(new_spec) if old_spec.get(k) != new_spec.get(k)}
-    fixed -= {"steps", "shards", "backoffLimit", "activeDeadlineSeconds"}
-    if fixed:
-        return f"field is immutable: {', '.join(sorted(fixed))} cannot change; delete the pipeline first"
-    shape = [[step.get(k) for k in STEP_SHAPE] for step in old_spec["steps"]]
-    if shape != [[step.get(k) for k in STEP_SHAPE] for step in new_spec["steps"]]:
-        return "steps: names, order, dependsOn and checkpoint marks cannot change; delete the pipeline first"
-    if new_spec.get("shards", 1) < old_spec.get("shards", 1):
-        return "shards: a pipeline can gain shards, not lose them"
-    return None
-
-
-def _reslicing_problem(store: Store, current: Obj, new_spec: dict) -> str | None:
-    """More shards for a pipeline whose shards have started and whose inputs are sliced by shard would give the
-    new shards slices of a different split, overlapping the old ones (SPEC: disjoint, stable slices)."""
-    old_spec = current.manifest["spec"]
-    started = any(shard.get("attempts", 0) for shard in current.status.get("shards", []))
-    if new_spec.get("shards", 1) == old_spec.get("shards", 1) or not started:
-        return None
-    for i, item in enumerate(old_spec.get("inputs", [])):
-        if not item.get("dataset"):  # a `source` input: every shard gets all of it
-            continue
-        dataset = store.get("Dataset", current.namespace, item["dataset"])
-        shard_by = (dataset.manifest["spec"].get("shardBy", "files") if dataset else "files")
-        if shard_by == "files":
-            return (f"shards: its shards have started with inputs[{i}] sliced {old_spec.get('shards', 1)} ways; "
-                    "more shards would overlap their slices (delete and re-apply to re-slice)")
-    return None
-
-
-def _immutable_problem(current: Obj, new: dict, store: Store) -> str | None:
-    if current.kind == "Pipeline":
-        return _pipeline_change_problem(current.manifest["spec"], new["spec"]) or \
-            _reslicing_problem(store, current, new["spec"])
-    if current.kind in ("ConfigMap", "Secret"):
-        return "field is immutable (immutable: true)" if current.manifest.get("immutable") and \
-            current.manifest != new else None
-    if current.kind not in ("Pod", "Job", "Workflow"):  # a Workflow's spec is fixed once it runs, as in Argo
-        return None
-    old_spec, new_spec = current.manifest.get("spec", {}), new.get("spec", {})
-    allowed = MUTABLE_SPEC.get(current.kind, set())
-    changed = {k for k in set(old_spec) | set(new_spec) if old_spec.get(k) != new_spec.get(k)} - allowed
-    if changed:
-        return f"field is immutable: {', '.join(sorted(changed))} cannot change; delete the object first"
-    return None
-
-
-def _load_or_exit(files: tuple[str, ...], namespace: str | None = None) -> list[Loaded]:
-    """The objects in the -f inputs (exit 2 for any bad one); `namespace`: a -n the user gave (see
-    `api.loader.build_object`)."""
-    from podline.api.loader import load_paths
-
-    try:
-        loaded = load_paths(list(files), namespace)
-    except ManifestError as exc:
-        fail(str(exc), 2)
-    for item in loaded:
-        for warning in item.warnings:
-            click.echo(f"warning: {item.describe()}: {warning}", err=True)
-    return loaded
-
-
-def _generate_name(store: Store, obj: Resource, taken: set[tuple[str, str, str]]) -> None:
-    """Name an object that has only a generateName, like `kubectl create`: each apply makes a new object.
-    Called inside the write transaction, so a name found free stays free until it is taken; `taken` holds
-    the names of this apply's other objects."""
-    meta = obj.metadata
-    assert meta.generate_name is not None
-    while True:
-        name = generated_name(meta.generate_name)
-        if (obj.kind, meta.namespace, name) not in taken and store.get(obj.kind, meta.namespace, name) is None:
-            meta.name = name
-            taken.add((obj.kind, meta.namespace, name))
-            return
-
-
-def _check_template_references(store: Store, loaded: list[Loaded]) -> None:
-    """Workflows and WorkflowTemplates name only templates that exist: stored, or applied together."""
-    argo_kinds = ("Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate")
-    if not any(item.obj.kind in argo_kinds for item in loaded):
-        return  # without the imports below: the workflow controller's modules are a fifth of a Pod's apply
-    from podline.api.errors import InvalidObject
-    from podline.api.workflow_checks import check_references
-    from podline.controller.workflows import template_lookup
-
-    applied = {(item.obj.kind, item.obj.metadata.namespace, item.obj.metadata.name): item.obj.dump()["spec"]
-               for item in loaded if item.obj.kind in ("WorkflowTemplate", "ClusterWorkflowTemplate")}
-    for item in loaded:
-        if item.obj.kind not in argo_kinds:
-            continue
-        current = store.get(item.obj.kind, item.obj.metadata.namespace, item.obj.metadata.name or "")
-        if current is not None and current.manifest == item.obj.dump():
-            continue  # unchanged: checked when it was applied (a running workflow keeps its stored templates)
-        try:
-            check_references(item.obj, template_lookup(store, item.obj.metadata.namespace, applied))
-        except InvalidObject as exc:
-            fail(f"{item.describe()}: {exc.path}: {exc.problem}", 2)
-
-
-def apply_objects(state: State, loaded: list[Loaded]) -> None:
-    """Validate every change against stored state first, then write all in one transaction."""
-    context = state.check_context()
-    store = state.store
-    plans = []
-    for item in loaded:
-        obj = item.obj
-        if obj.metadata.name is None:  # a generateName: always a new object, named when it is written
-            plans.append((obj, None))
-            continue
-        manifest = obj.dump()
-        current = store.get(obj.kind, obj.metadata.namespace, obj.metadata.name or "")
-        if current is not None:
-            if current.deleted_at:
-                fail(f"{item.describe()}: object is being deleted; wait for it to disappear", 1)
-            problem = _immutable_problem(current, manifest, store)
-            if problem:
-                fail(f"{item.describe()}: spec: {problem}", 2)
-        plans.append((obj, manifest))
-    _check_template_references(store, loaded)
-    results = []
-    taken = {(obj.kind, obj.metadata.namespace, obj.metadata.name or "") for obj, _ in plans}
-    with store.tx():
-        for obj, manifest in plans:
-            if manifest is None:
-                _generate_name(store, obj, taken)
-                manifest = obj.dump()
-            result, _ = store.apply(obj.kind, obj.metadata.namespace, obj.metadata.name or "", manifest,
-                                    context=context)
-            results.append(f"{obj.kind.lower()}/{obj.metadata.name} {result}")
-    if any(not r.endswith("unchanged") for r in results):
-        state.ensure_controller()
-    for line in results:
-        click.echo(line)
-
-
-@click.command()
-@namespace_option
-@click.option("-f", "--filename", "files", multiple=True, required=True, help="File, directory or '-' for stdin.")
-@pass_state
-def apply(state: State, files: tuple[str, ...]) -> None:
-    """Create or update objects from YAML manifests."""
-    apply_objects(state, _load_or_exit(files, state.manifest_namespace))
+from podline.store import Obj
 
 
 def _select(state: State, kind: str, names: tuple[str, ...], selector: str | None,
@@ -301,7 +141,7 @@ def _targets_in_files(state: State, files: tuple[str, ...]) -> tuple[list[Obj], 
     """The stored objects the manifests name, and a message for each one that does not exist."""
     targets: list[Obj] = []
     missing: list[str] = []
-    for item in _load_or_exit(files, state.manifest_namespace):
+    for item in load_or_exit(files, state.manifest_namespace):
         if item.obj.metadata.name is None:
             click.echo(f"warning: {item.describe()}: has only a generateName; delete the objects it made "
                        "by name", err=True)
