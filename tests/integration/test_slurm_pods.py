@@ -104,6 +104,30 @@ spec:
     assert "t0k3n" not in script and "hello" not in script
 
 
+def test_a_sidecar_runs_in_the_allocation_and_counts_in_its_cores(slurm: Cli) -> None:
+    slurm.apply("""
+apiVersion: v1
+kind: Pod
+metadata: {name: withside}
+spec:
+  restartPolicy: Never
+  volumes: [{name: ws, emptyDir: {medium: Memory}}]
+  initContainers:
+  - {name: side, image: busybox, restartPolicy: Always, resources: {requests: {cpu: "1"}},
+     command: [sh, -c, "echo side-$SLURM_JOB_ID > /ws/s.t; mv /ws/s.t /ws/s; sleep 600"],
+     volumeMounts: [{name: ws, mountPath: /ws}]}
+  containers:
+  - {name: main, image: busybox, resources: {requests: {cpu: "1"}},
+     command: [sh, -c, "while [ ! -e /ws/s ]; do sleep 0.05; done; cat /ws/s"],
+     volumeMounts: [{name: ws, mountPath: /ws}]}
+""")
+    assert slurm.wait("pod/withside", "phase=Succeeded").returncode == 0, slurm("describe", "pod", "withside").stdout
+    job = _slurm_id(slurm, "withside")
+    assert slurm("logs", "withside").stdout == f"side-{job}\n"  # the sleeping sidecar did not hold the pod
+    shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True, check=True).stdout
+    assert "NumCPUs=2" in shown, shown  # main's core and the sidecar's, side by side
+
+
 def test_annotation_flag_reaches_the_job_and_delete_cancels_it(slurm: Cli) -> None:
     slurm.apply("""
 apiVersion: v1
