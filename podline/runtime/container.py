@@ -45,6 +45,7 @@ class ContainerWorker(threading.Thread):
         self.process: subprocess.Popen[bytes] | None = None
         self.lock = threading.Lock()
         self.finished = False
+        self.ran = False  # its process was started at least once (a sidecar's successors may then start)
         self.last_exit: int | None = None
         self.backoff = BACKOFF_BASE
         # e.g. rewind a checkpointed workspace; False: the container cannot restart on its own (the pod runner
@@ -122,6 +123,7 @@ class ContainerWorker(threading.Thread):
                     self.status["imageID"] = self.engine.image_id(self.spec)
                     self.status["state"] = {"running": {"startedAt": begin}}
                     self.status["started"] = True
+                    self.ran = True
                     self.status["ready"] = not self.is_init or self.sidecar
             except StartError as exc:
                 log.write(f"podline: cannot start container: {exc}\n".encode())

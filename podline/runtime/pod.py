@@ -248,7 +248,7 @@ class PodRunner:
                 continue
             worker.start()
             if worker.sidecar:  # the next one starts once it runs (no startupProbe: as soon as it started)
-                self._until(lambda w=worker: w.snapshot()["started"] or w.finished, deadline)
+                self._until(lambda w=worker: w.ran or w.finished, deadline)  # a quick exit counts too
                 continue
             self.supervise([worker], deadline)
             if not worker.succeeded():

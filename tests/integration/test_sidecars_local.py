@@ -112,3 +112,21 @@ spec:
     assert [c["name"] for c in pod["spec"]["initContainers"]] == ["db"]
     assert pod["spec"]["initContainers"][0]["restartPolicy"] == "Always"
     assert "terminated" in pod["status"]["initContainerStatuses"][0]["state"]
+
+
+def test_a_sidecar_that_exits_at_once_still_lets_the_next_init_container_start(cli: Cli) -> None:
+    """It started (then ended, and waits out its back-off to restart): as the kubelet, the next one starts."""
+    cli.apply("""
+apiVersion: v1
+kind: Pod
+metadata: {name: blink}
+spec:
+  restartPolicy: Never
+  initContainers:
+  - {name: quick, image: busybox, restartPolicy: Always, command: ["true"]}
+  - {name: next, image: busybox, command: [echo, next]}
+  containers:
+  - {name: main, image: busybox, command: [echo, main]}
+""")
+    assert cli.wait("pod/blink", "phase=Succeeded", timeout=30).returncode == 0
+    assert cli("logs", "blink", "-c", "next").stdout == "next\n"
