@@ -70,13 +70,20 @@ def pod_status_word(obj: Obj) -> str:
     if status.get("reason") and status.get("phase") in ("Failed", "Succeeded"):
         return status["reason"]
     inits = status.get("initContainerStatuses", [])
-    done = sum(1 for c in inits if c.get("state", {}).get("terminated", {}).get("exitCode") == 0)
-    if inits and done < len(inits):
+    sidecars = _sidecars(obj)
+    over = status.get("phase") in ("Failed", "Succeeded")
+
+    def done(c: dict) -> bool:  # a sidecar counts once it runs (as kubectl's printPod), and after the pod ended
+        if c.get("name") in sidecars and (c.get("started") or over):
+            return True
+        return c.get("state", {}).get("terminated", {}).get("exitCode") == 0
+    finished = sum(1 for c in inits if done(c))
+    if inits and finished < len(inits):
         for c in inits:
             reason = _container_reason(c)
-            if reason in ("CrashLoopBackOff", "Error", "StartError"):
+            if not done(c) and reason in ("CrashLoopBackOff", "Error", "StartError"):
                 return f"Init:{reason}"
-        return f"Init:{done}/{len(inits)}"
+        return f"Init:{finished}/{len(inits)}"
     word = status.get("phase", "Pending")
     for c in status.get("containerStatuses", []):
         reason = _container_reason(c)
@@ -87,9 +94,15 @@ def pod_status_word(obj: Obj) -> str:
     return word
 
 
+def _sidecars(obj: Obj) -> set[str]:
+    return {c["name"] for c in obj.manifest["spec"].get("initContainers", []) if c.get("restartPolicy") == "Always"}
+
+
 def pod_row(obj: Obj, wide: bool) -> list[str]:
-    containers = obj.status.get("containerStatuses", [])
-    total = len(obj.manifest["spec"]["containers"])
+    sidecars = _sidecars(obj)  # in READY as kubectl counts them: beside the containers
+    containers = obj.status.get("containerStatuses", []) + [
+        c for c in obj.status.get("initContainerStatuses", []) if c.get("name") in sidecars]
+    total = len(obj.manifest["spec"]["containers"]) + len(sidecars)
     ready = sum(1 for c in containers if c.get("ready"))
     restarts = sum(c.get("restartCount", 0) for c in containers)
     row = [obj.name, f"{ready}/{total}", pod_status_word(obj), str(restarts), age(obj.created_at)]

@@ -43,7 +43,7 @@ class ContainerWorker(threading.Thread):
         self.pod, self.rundir = engine.pod, rundir
         self.stopping, self.on_change = stopping, on_change
         self.process: subprocess.Popen[bytes] | None = None
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # `_run_once` may end the run (`_terminated`) while holding it
         self.finished = False
         self.ran = False  # its process was started at least once (a sidecar's successors may then start)
         self.last_exit: int | None = None

@@ -94,12 +94,14 @@ class PodRunner:
         return [w for w in self.inits if w.sidecar]
 
     def _retire_sidecars(self) -> None:
-        """The containers are done (or the pod stops): the sidecars are stopped, in reverse order, each with the
-        grace period, as the kubelet does; their exit codes do not count."""
-        for worker in reversed(self.sidecars):
+        """The containers are done (or the pod stops): the sidecars are stopped (SIGTERM, then SIGKILL after the
+        grace period), as the kubelet does; their exit codes do not count."""
+        sidecars = list(reversed(self.sidecars))
+        for worker in sidecars:
             worker.stopping.set()
-            if worker.is_alive():
-                terminate_all([worker], float(self.plan["terminationGracePeriodSeconds"]))
+        running = [w for w in sidecars if w.is_alive()]
+        if running:  # one grace period for them all, as the kubelet shares the pod's among them
+            terminate_all(running, float(self.plan["terminationGracePeriodSeconds"]))
 
     # --- status ---------------------------------------------------------------------------------
     def _conditions(self) -> list[dict[str, Any]]:
@@ -249,6 +251,9 @@ class PodRunner:
             worker.start()
             if worker.sidecar:  # the next one starts once it runs (no startupProbe: as soon as it started)
                 self._until(lambda w=worker: w.ran or w.finished, deadline)  # a quick exit counts too
+                if self.stopping.is_set():  # stopped (or out of time) while it was starting: never initialized
+                    self.phase = "Failed"
+                    return
                 continue
             self.supervise([worker], deadline)
             if not worker.succeeded():

@@ -130,3 +130,23 @@ spec:
 """)
     assert cli.wait("pod/blink", "phase=Succeeded", timeout=30).returncode == 0
     assert cli("logs", "blink", "-c", "next").stdout == "next\n"
+
+
+def test_out_of_time_while_a_sidecar_cannot_start_fails_uninitialized(cli: Cli) -> None:
+    cli.apply("""
+apiVersion: v1
+kind: Pod
+metadata: {name: nostart}
+spec:
+  restartPolicy: Never
+  activeDeadlineSeconds: 2
+  initContainers:
+  - {name: proxy, image: busybox, restartPolicy: Always, command: [/no/such/program]}
+  containers:
+  - {name: main, image: busybox, command: [echo, never]}
+""")
+    assert cli.wait("pod/nostart", "phase=Failed", timeout=30).returncode == 0
+    status = cli.json("pod", "nostart")["status"]
+    assert status["reason"] == "DeadlineExceeded"
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Initialized"] == "False"
+    assert "waiting" in status["containerStatuses"][0]["state"]  # main never ran

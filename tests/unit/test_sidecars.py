@@ -58,3 +58,51 @@ def test_only_always_makes_a_sidecar(text: str, where: str) -> None:
         load_text(f"apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  {text}\n"
                   "  containers: [{name: a, image: busybox}]\n", "p.yaml")
     assert where in str(refused.value)
+
+
+def test_a_stop_as_a_container_starts_ends_its_run_without_a_deadlock(tmp_path) -> None:
+    """`_run_once` finds the stop under the worker's lock and ends the run there (which takes the lock again)."""
+    import threading
+    from types import SimpleNamespace
+
+    from podline.runtime.container import ContainerWorker
+
+    (tmp_path / "logs").mkdir()
+    stopping = threading.Event()
+    stopping.set()
+    engine = SimpleNamespace(pod={"uid": "u", "name": "p"})
+    worker = ContainerWorker({"name": "c", "image": "busybox"}, engine, "Never", False, tmp_path, stopping,
+                             lambda: None)
+    done = threading.Thread(target=worker._run_once, args=(tmp_path / "logs" / "c.log",), daemon=True)
+    done.start()
+    done.join(5)
+    assert not done.is_alive() and worker.status["state"]["terminated"]["message"] == "pod stopped before start"
+    assert worker.lock.acquire(timeout=1)
+
+
+def _pod_obj(status: dict):
+    import json
+
+    from podline.store import Obj
+
+    manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                "spec": {"initContainers": [{"name": "proxy", "image": "x", "restartPolicy": "Always"}],
+                         "containers": [{"name": "main", "image": "x"}]}}
+    return Obj("u", "Pod", "default", "p", json.dumps(manifest), 1, status, {}, None, False, 0.0, None)
+
+
+def test_kubectls_columns_count_a_running_sidecar_as_initialized_and_in_ready() -> None:
+    from podline.cli.render import pod_row, pod_status_word
+
+    running = {"name": "proxy", "ready": True, "started": True, "restartCount": 1, "state": {"running": {}}}
+    main = {"name": "main", "ready": True, "restartCount": 0, "state": {"running": {}}}
+    obj = _pod_obj({"phase": "Running", "initContainerStatuses": [running], "containerStatuses": [main]})
+    assert pod_status_word(obj) == "Running" and pod_row(obj, False)[1:4] == ["2/2", "Running", "1"]
+    stopped = {**running, "ready": False, "started": False,
+               "state": {"terminated": {"exitCode": 143, "reason": "Error"}}}
+    ended = {**main, "ready": False, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}
+    obj = _pod_obj({"phase": "Succeeded", "initContainerStatuses": [stopped], "containerStatuses": [ended]})
+    assert pod_status_word(obj) == "Completed"
+    starting = {**running, "started": False, "ready": False, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+    obj = _pod_obj({"phase": "Pending", "initContainerStatuses": [starting], "containerStatuses": []})
+    assert pod_status_word(obj) == "Init:CrashLoopBackOff"
