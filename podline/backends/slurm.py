@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,13 +38,6 @@ def _fault(point: str) -> None:
     """Failure injection for crash tests: die like SIGKILL at a named point (PODLINE_FAULT=point)."""
     if os.environ.get("PODLINE_FAULT") == point:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
 
 
 def _signalled(manifest: dict[str, Any]) -> bool:
@@ -77,6 +71,7 @@ class SlurmBackend:
         self.watcher = SqueueWatcher()
         self.sbatch = Sbatch()
         self.pilots = Pilots(self.shared, self.watcher, self.submit, self.placement)
+        self._final_seen: dict[str, float] = {}  # run dir -> when its "Terminated" was first read (monotonic)
 
     # --- where -----------------------------------------------------------------------------------
     def run_dir(self, namespace: str, name: str, uid: str) -> Path:
@@ -203,12 +198,17 @@ class SlurmBackend:
         """The runner's final word. A runner stopped by SIGTERM only knows it was stopped ("Terminated");
         when Slurm sent that signal, not podline (time limit, pre-emption, node failure, an admin's scancel),
         Slurm's verdict names the reason: while the job is still completing the attempt counts as running, then
-        it takes it. A snapshot older than that word may lack a job submitted just before: the next one decides."""
+        it takes it. A snapshot older than that word may lack a job submitted just before, or show it still
+        PENDING: the first one the controller takes after reading the word decides (its own clock only: the
+        word's mtime is the file server's)."""
         status = doc["status"]
         if status.get("reason") != "Terminated" or (rundir / STOP_REQUESTED).exists():
             return Observation("finished", status, doc.get("node"), info=info)
-        if (job is None or job.state in QUEUED) and self.watcher.taken_before(_mtime(rundir / "status.json")):
-            return Observation("running", None, doc.get("node"), info=info)  # a snapshot from before it ran
+        if job is None or job.state in QUEUED:  # only a snapshot taken after this word was read can tell
+            seen = self._final_seen.setdefault(str(rundir), time.monotonic())
+            if self.watcher.taken_at <= seen:
+                return Observation("running", None, doc.get("node"), info=info)
+        self._final_seen.pop(str(rundir), None)
         if job is None:
             return Observation("finished", status, doc.get("node"), info=info)
         if job.state in ACTIVE:  # not the runner's status yet: it would settle the pod before the verdict

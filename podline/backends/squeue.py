@@ -120,10 +120,6 @@ class SqueueWatcher:
                 self._logged.add(line)
                 log.warning("squeue line not understood, skipped: %s", line[:300])
 
-    def taken_before(self, wall: float) -> bool:
-        """Whether the snapshot is older than the wall-clock moment `wall` (a job it lacks may be newer)."""
-        return time.time() - (time.monotonic() - self.taken_at) < wall
-
     def uncertain(self, tag: str) -> str:
         """Why a job carrying `tag` that the snapshot lacks may still exist ("" if absence means gone):
         squeue failed, or the line of that job could not be read."""
