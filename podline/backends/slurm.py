@@ -182,7 +182,7 @@ class SlurmBackend:
         if doc and doc.get("finished"):
             return self._finished(rundir, doc, job, info)
         if job is None:
-            return self._not_in_queue(rundir, tag, doc, info)
+            return self._not_in_queue(rundir, (tag, index), doc, info)
         if job.state in QUEUED:
             return Observation("queued", detail=f"Slurm job {job.job_id} {job.state} ({job.reason})", info=info)
         if job.state in ACTIVE:
@@ -218,7 +218,9 @@ class SlurmBackend:
                       "message": f"Slurm job {job.job_id} ended {job.state} ({job.reason})"}
         return Observation("finished", status, doc.get("node"), info=info)
 
-    def _not_in_queue(self, rundir: Path, tag: str, doc: dict[str, Any] | None, info: dict[str, str]) -> Observation:
+    def _not_in_queue(self, rundir: Path, key: tuple[str, int | None], doc: dict[str, Any] | None,
+                      info: dict[str, str]) -> Observation:
+        tag = key[0]
         job_id = self._job_id(rundir)
         if job_id is None:
             return Observation("unstarted", info=info)
@@ -227,7 +229,9 @@ class SlurmBackend:
             detail = doubt or f"Slurm job {job_id} submitted"
             return Observation("queued" if doc is None else "running", doc["status"] if doc else None,
                                detail=detail, info=info)
-        if doc is None and not (rundir / "started").exists():  # never ran: scancel'led while it waited in the queue
+        # last seen waiting and gone without its runner starting: scancel'led in the queue (a pending array task
+        # cancelled leaves no line at all); a job this controller never saw waiting stays a lost node's
+        if doc is None and not (rundir / "started").exists() and self.watcher.last_state(*key) in QUEUED:
             return Observation("lost", detail=f"Slurm job {job_id} left the queue before it started (cancelled)",
                                reason="Cancelled", info=info)
         return Observation("lost", doc["status"] if doc else None, detail=f"Slurm job {job_id} left the queue "

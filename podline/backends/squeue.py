@@ -90,6 +90,7 @@ class SqueueWatcher:
         self.tried_at = 0.0  # when squeue last ran: at most one query per MIN_INTERVAL, answered or not
         self.error = ""
         self._submitted: dict[str, float] = {}
+        self._last_state: dict[tuple[str, int | None], str] = {}  # each job's state in the last snapshot showing it
         self._logged: set[str] = set()
 
     def _stale(self) -> bool:
@@ -111,6 +112,9 @@ class SqueueWatcher:
         self.error, self.taken_at = "", self.tried_at
         self.jobs, self.unreadable = snap.jobs, snap.unreadable
         self.by_id = {job.job_id: job for job in self.jobs.values()}
+        if len(self._last_state) > 100_000:  # what left the queue long ago is forgotten
+            self._last_state = {}
+        self._last_state.update({key: job.state for key, job in self.jobs.items()})
         # Once squeue shows a submission, its absence means it is gone (a pending task cancelled outside podline
         # leaves no line at all): no more grace.
         shown = {comment for comment, _ in self.jobs}
@@ -119,6 +123,10 @@ class SqueueWatcher:
             if line not in self._logged and len(self._logged) < 100:  # once per line, not once per pass
                 self._logged.add(line)
                 log.warning("squeue line not understood, skipped: %s", line[:300])
+
+    def last_state(self, tag: str, index: int | None = None) -> str | None:
+        """The state a job had in the last snapshot that showed it (None: never seen by this controller)."""
+        return self._last_state.get((tag, index))
 
     def uncertain(self, tag: str) -> str:
         """Why a job carrying `tag` that the snapshot lacks may still exist ("" if absence means gone):

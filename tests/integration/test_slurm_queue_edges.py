@@ -104,5 +104,7 @@ spec:
         slurm("describe", "job", "cut").stdout
     status = slurm.json("job", "cut")["status"]
     assert (status["succeeded"], status["failed"], status["completedIndexes"]) == (3, 1, "0-2")
+    failed = [p["status"] for p in slurm.json("pods")["items"] if p["status"].get("phase") == "Failed"]
+    assert [f["reason"] for f in failed] == ["Cancelled"], failed  # scancel'led waiting: not a lost node
     slurm("delete", "job", "cut", timeout=60)
     wait_for(lambda: "cut" not in slurm("get", "jobs").stdout, timeout=30)

@@ -105,9 +105,14 @@ def test_job_gone_from_the_queue_without_status_is_node_lost(tmp_path: Path) -> 
 
 
 def test_job_gone_from_the_queue_before_its_runner_started_was_cancelled(tmp_path: Path) -> None:
-    """A pending job (or array task) scancel'led: no node was lost under it, and it must not be resubmitted as if."""
+    """A pending job (or array task) scancel'led: no node was lost under it, and it must not be resubmitted as if.
+    Only when this controller last saw it waiting: a job it never saw (purged while it was down) may have failed
+    to boot or lost its node before its runner started."""
     backend, rundir = backend_with(tmp_path, None)
     (rundir / "started").unlink()
+    seen = backend.observe(rundir)
+    assert seen.state == "lost" and seen.reason == "NodeLost"
+    backend.watcher._last_state[(f"podline:{UID}", None)] = "PENDING"  # as a snapshot showing it waiting records
     seen = backend.observe(rundir)
     assert seen.state == "lost" and seen.reason == "Cancelled" and "before it started" in seen.detail
 
