@@ -62,7 +62,8 @@ def _container_over(pod: Obj, name: str) -> bool:
     kubectl's does, instead of following until the whole pod ends (an init container's output would
     otherwise hang until the long-running main container exits). Whether it runs again follows the
     runner's rule: an init container reruns only after a failure, and not under restartPolicy Never; a
-    main container never reruns under Never, under OnFailure only after a failure, always under Always."""
+    main container never reruns under Never, under OnFailure only after a failure, always under Always; a
+    sidecar always (the pod's end stops the following anyway)."""
     spec = pod.manifest["spec"]
     is_init = any(c["name"] == name for c in spec.get("initContainers", []))
     statuses = pod.status.get("initContainerStatuses" if is_init else "containerStatuses", [])
@@ -70,6 +71,8 @@ def _container_over(pod: Obj, name: str) -> bool:
     term = status.get("state", {}).get("terminated")
     if term is None:
         return False
+    if any(c["name"] == name and c.get("restartPolicy") == "Always" for c in spec.get("initContainers", [])):
+        return False  # a sidecar restarts whatever it exited with, until its pod is over
     policy = spec.get("restartPolicy", "Always")
     if policy == "Never":
         return True

@@ -45,3 +45,10 @@ def test_a_main_container_is_over_when_its_restart_policy_will_not_run_it_again(
 
 def test_a_container_without_a_status_yet_is_not_over() -> None:
     assert _container_over(pod("Never", {}, {}), "main") is False
+
+
+@pytest.mark.parametrize("code", [0, 1, 143])
+def test_a_sidecar_that_ended_will_run_again(code: int) -> None:
+    obj = pod("Never", {"proxy": code}, {"main": None})
+    obj.manifest["spec"]["initContainers"][0]["restartPolicy"] = "Always"
+    assert _container_over(obj, "proxy") is False
