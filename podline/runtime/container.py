@@ -57,7 +57,7 @@ class ContainerWorker(threading.Thread):
             "name": spec["name"], "image": spec["image"], "imageID": "", "ready": False, "started": False,
             "restartCount": 0, "state": {"waiting": {"reason": "PodInitializing" if not is_init
                                                      else "ContainerCreating"}},
-            "containerID": f"podline://{self.pod['uid']}/{spec['name']}",
+            "containerID": f"podline://{self.pod.get('podUid', self.pod['uid'])}/{spec['name']}",
         }
 
     # --- decisions -----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from podline.api.names import member_name
+from podline.api.names import member_name, member_uid
 
 SIOCGIFADDR = 0x8915  # Linux ioctl: an interface's IPv4 address
 
@@ -82,8 +82,14 @@ def own_pod(pod: Mapping[str, Any], index_vars: Mapping[str, str]) -> dict[str, 
     if rule:
         index = index_vars.get(rule["env"])
     if rule and index is not None and index.isdigit():
-        return {**pod, "name": member_name(rule["job"], rule["array"], int(index))}
-    return {**pod, "name": entry_value({"value": pod["name"], "byIndex": pod.get("byIndex")}, index_vars)}
+        own = {**pod, "name": member_name(rule["job"], rule["array"], int(index))}
+    else:
+        own = {**pod, "name": entry_value({"value": pod["name"], "byIndex": pod.get("byIndex")}, index_vars)}
+    by_index = pod.get("byIndex") or {}
+    index = index if index is not None else index_vars.get(by_index.get("env", ""))
+    if (rule or by_index) and index is not None and index.isdigit():  # a job-array task: its pod's own uid
+        own["podUid"] = member_uid(pod["uid"], int(index))  # (`uid` stays the array's: its RAM dirs are named so)
+    return own
 
 
 def file_bytes(item: Mapping[str, Any], index_vars: Mapping[str, str]) -> bytes:

@@ -99,6 +99,9 @@ def test_each_task_of_an_indexed_job_array_sees_its_own_pod_in_env(slurm: Cli) -
         assert name.startswith(f"dwenv-{index}-")
         assert slurm("logs", name).stdout == f"{name}|{index}|{index}|{index}|{uid}\n"
     assert pods[0]["metadata"]["uid"] != pods[1]["metadata"]["uid"]
+    for pod in pods.values():  # the runner reports each task's containers under its own pod's uid
+        ids = [c["containerID"] for c in pod["status"]["containerStatuses"]]
+        assert ids == [f"podline://{pod['metadata']['uid']}/work"]
 
 
 def test_each_task_of_an_indexed_job_array_sees_its_own_pod_in_downward_files(slurm: Cli) -> None:
