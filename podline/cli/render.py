@@ -11,6 +11,7 @@ import click
 import yaml
 
 from podline.api.names import CLUSTER_SCOPED
+from podline.api.sidecars import sidecar_names
 from podline.cli.common import print_table
 from podline.runtime.files import rfc3339
 from podline.store import Obj, Store
@@ -95,7 +96,7 @@ def pod_status_word(obj: Obj) -> str:
 
 
 def _sidecars(obj: Obj) -> set[str]:
-    return {c["name"] for c in obj.manifest["spec"].get("initContainers", []) if c.get("restartPolicy") == "Always"}
+    return sidecar_names(obj.manifest["spec"])
 
 
 def pod_row(obj: Obj, wide: bool) -> list[str]:

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from podline.api.names import INDEX_KEY
+from podline.api.sidecars import sidecar_names
 from podline.cli.common import State, fail, namespace_option, pass_state, split_ref
 from podline.runtime.files import log_file
 from podline.store import Obj
@@ -71,7 +72,7 @@ def _container_over(pod: Obj, name: str) -> bool:
     term = status.get("state", {}).get("terminated")
     if term is None:
         return False
-    if any(c["name"] == name and c.get("restartPolicy") == "Always" for c in spec.get("initContainers", [])):
+    if name in sidecar_names(spec):
         return False  # a sidecar restarts whatever it exited with, until its pod is over
     policy = spec.get("restartPolicy", "Always")
     if policy == "Never":

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from podline.api.core import KeySelector, Pod
+from podline.api.sidecars import sidecar_names
 from podline.backends.base import Backend, SubmitError
 from podline.controller.context import TERMINAL, Ctx
 from podline.plan.pipeline import secret_key
@@ -106,7 +107,7 @@ def _launch(ctx: Ctx, obj: Obj, backend: Backend, rundir: Path, plan: dict[str, 
 
 def _container_events(ctx: Ctx, obj: Obj, new: dict[str, Any]) -> None:
     old = {c["name"]: c for c in obj.status.get("initContainerStatuses", []) + obj.status.get("containerStatuses", [])}
-    sidecars = {c["name"] for c in obj.manifest["spec"].get("initContainers", []) if c.get("restartPolicy") == "Always"}
+    sidecars = sidecar_names(obj.manifest["spec"])
     over = new.get("phase") in TERMINAL
     for c in new.get("initContainerStatuses", []) + new.get("containerStatuses", []):
         before = old.get(c["name"], {})

@@ -17,6 +17,7 @@ from typing import Any
 
 from podline.api.pilot import PilotSize
 from podline.api.quantity import cpu_millis, memory_bytes, parse_quantity
+from podline.api.sidecars import is_sidecar
 from podline.api.slurmflags import FORWARDED_SIGNALS, flags_from_annotations
 from podline.plan.ranges import compress
 from podline.plan.totals import pod_total
@@ -43,7 +44,7 @@ def container_totals(spec: dict[str, Any]) -> dict[str, int]:
         want = {**res.get("requests", {}), **{k: v for k, v in res.get("limits", {}).items()}}
         return {"cpu": cpu_millis(want.get("cpu", 0)), "memory": memory_bytes(want.get("memory", 0)),
                 "gpu": int(parse_quantity(want.get("nvidia.com/gpu", 0)))}
-    return pod_total([(c.get("restartPolicy") == "Always", one(c)) for c in spec.get("initContainers", [])],
+    return pod_total([(is_sidecar(c), one(c)) for c in spec.get("initContainers", [])],
                      [one(c) for c in spec["containers"]])
 
 

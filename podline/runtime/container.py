@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from podline.api.sidecars import is_sidecar
 from podline.runtime.engine import Engine
 from podline.runtime.files import log_file, rfc3339
 from podline.runtime.launch import StartError
@@ -65,7 +66,7 @@ class ContainerWorker(threading.Thread):
     def sidecar(self) -> bool:
         """An init container with restartPolicy Always: it runs beside the rest, restarted whenever it ends,
         until the pod runner retires it (its own `stopping`)."""
-        return self.is_init and self.spec.get("restartPolicy") == "Always"
+        return self.is_init and is_sidecar(self.spec)
 
     def should_restart(self, code: int) -> bool:
         if self.stopping.is_set() or self.policy == "Never" and not self.sidecar:

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from podline.api.sidecars import is_sidecar
 from podline.api.slurmflags import FORWARDED_SIGNALS
 from podline.runtime import argo_io
 from podline.runtime.container import ContainerWorker, terminate_all
@@ -85,7 +86,7 @@ class PodRunner:
 
     def _worker(self, spec: dict[str, Any], is_init: bool) -> ContainerWorker:
         # a sidecar has a stop of its own: it outlives the containers, and the runner retires it after them
-        stopping = threading.Event() if is_init and spec.get("restartPolicy") == "Always" else self.stopping
+        stopping = threading.Event() if is_init and is_sidecar(spec) else self.stopping
         return ContainerWorker(self._resolve(spec), self.engine, self.plan["restartPolicy"], is_init, self.rundir,
                                stopping, self.changed.set)
 
