@@ -23,6 +23,7 @@ class Observation:
     detail: str = ""  # for "queued" and "lost": why (scheduler reason, the runner's last words)
     reason: str = ""  # for "lost": a Kubernetes-style reason (DeadlineExceeded, OOMKilled, NodeLost, …)
     info: dict[str, Any] = field(default_factory=dict)  # backend facts for describe (job id, state)
+    doubt: str = ""  # the scheduler could not be asked (why): the state is the last one known, maybe stale
 
 
 class SubmitError(Exception):

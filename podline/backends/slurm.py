@@ -172,6 +172,11 @@ class SlurmBackend:
 
     # --- observe ---------------------------------------------------------------------------------
     def observe(self, rundir: Path) -> Observation:
+        seen = self._observe(rundir)
+        seen.doubt = self.watcher.error  # squeue failed: what it last said may be old (the controller warns)
+        return seen
+
+    def _observe(self, rundir: Path) -> Observation:
         marker = self.pilots.marker(rundir)
         if marker is not None:
             return self.pilots.observe(rundir, marker, self._finished)

@@ -10,7 +10,7 @@ from typing import Any
 from podline.api.config import image_store, shared_dir
 from podline.api.core import ConfigMap, Secret
 from podline.api.dataset import Dataset
-from podline.backends.base import Backend
+from podline.backends.base import Backend, Observation
 from podline.backends.registry import Backends
 from podline.store import Obj, Store
 
@@ -96,3 +96,11 @@ class Ctx:
     def reserve(self, request: dict[str, Any]) -> None:
         for k, v in request.items():
             self.used[k] += v
+
+
+def warn_if_unsure(ctx: Ctx, obj: Obj, seen: Observation) -> None:
+    """A scheduler that cannot be asked (squeue failing) leaves the object as it last was: say so, once, in a
+    Warning event `describe` shows, rather than let a finished pod look running without a word."""
+    if seen.doubt:
+        ctx.event(obj, "StatusUnknown", f"the scheduler cannot be asked, state may be stale: {seen.doubt}",
+                  "Warning", once=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 from podline.api.core import Pod
 from podline.backends.base import Backend, SubmitError
-from podline.controller.context import TERMINAL, Ctx
+from podline.controller.context import TERMINAL, Ctx, warn_if_unsure
 from podline.controller.jobs import retry_delay
 from podline.controller.pipeline_status import merge_attempt, summarize
 from podline.plan.kubernetes import pipeline_array_job
@@ -167,6 +167,7 @@ def _observe(ctx: Ctx, obj: Obj, backend: Backend) -> None:
         seen = backend.observe(rundir)
         if seen.info:
             rec["backend"] = seen.info
+        warn_if_unsure(ctx, obj, seen)
         if seen.state == "unstarted":
             if not backend.supports_arrays and ctx.now - rec.get("launchedAt", 0) > RELAUNCH_AFTER:
                 try:

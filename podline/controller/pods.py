@@ -14,7 +14,7 @@ from typing import Any
 from podline.api.core import KeySelector, Pod
 from podline.api.sidecars import sidecar_names
 from podline.backends.base import Backend, SubmitError
-from podline.controller.context import TERMINAL, Ctx
+from podline.controller.context import TERMINAL, Ctx, warn_if_unsure
 from podline.plan.pipeline import secret_key
 from podline.plan.pod import PlanWaiting, plan_pod, pod_requests
 from podline.runtime.files import rfc3339
@@ -176,6 +176,7 @@ def _observe(ctx: Ctx, obj: Obj) -> None:
     seen = backend.observe(rundir)
     if seen.info:
         obj.internal["backend"] = seen.info
+    warn_if_unsure(ctx, obj, seen)
     if seen.state == "unstarted":
         if obj.internal.get("array"):
             return  # an index of a job array: its job submits the array

@@ -17,7 +17,10 @@ from podline.backends.base import SubmitError
 from podline.backends.sbatch import Result
 from podline.backends.slurm import SlurmBackend
 from podline.backends.squeue import parse_squeue
+from podline.controller import pods
+from podline.controller.context import Ctx
 from podline.runtime.files import write_json_atomic
+from podline.store import Store
 
 UID = "11111111-2222-3333-4444-555555555555"
 
@@ -158,3 +161,35 @@ def test_a_stopped_runner_waits_for_a_snapshot_newer_than_its_word(tmp_path: Pat
     backend.watcher.taken_at = time.monotonic() + 3600
     seen = backend.observe(rundir)
     assert seen.state == "finished" and seen.status is not None and seen.status["reason"] == "Cancelled"
+
+
+class OneBackend:
+    """The controller's view of its backends, reduced to the one under test."""
+
+    def __init__(self, backend: SlurmBackend) -> None:
+        self.backend = backend
+
+    def for_context(self, name: str) -> SlurmBackend:
+        return self.backend
+
+
+def test_a_failing_squeue_is_a_warning_event_not_silence(tmp_path: Path) -> None:
+    """squeue failing for good: a runner's "Terminated" waits for a verdict that does not come, the pod stays as
+    it was; `describe` must say why (once, not once per pass)."""
+    backend, rundir = backend_with(tmp_path, None)
+    backend.watcher.taken_at = time.monotonic() - 0.5
+    backend.watcher.error = "squeue failed: slurm_load_jobs error: Unable to contact slurm controller"
+    write_json_atomic(rundir / "status.json", TERMINATED)
+    seen = backend.observe(rundir)
+    assert seen.state == "running" and "Unable to contact slurm controller" in seen.doubt
+    store = Store(tmp_path / "s.db")
+    _, pod = store.apply("Pod", "default", "p", {"spec": {"containers": [{"name": "c", "image": "i"}]}},
+                         context="hpc", internal={"run": {"dir": str(rundir)}}, status={"phase": "Running"})
+    ctx = Ctx(store, OneBackend(backend), {"cpu": 1000, "memory": 1 << 30, "gpu": 0})  # type: ignore[arg-type]
+    for _ in range(3):
+        pods._observe(ctx, pod)
+    warnings = [e for e in store.events(pod.uid) if e.type == "Warning"]
+    assert [e.reason for e in warnings] == ["StatusUnknown"] and "Unable to contact" in warnings[0].message
+    assert pod.status["phase"] == "Running"
+    backend.watcher.error = ""
+    assert backend.observe(rundir).doubt == ""
