@@ -85,7 +85,7 @@ def scan(root: Path) -> tuple[dict[str, dict[str, Any]], list[str], dict[str, st
                 elif entry.is_file():
                     st = entry.stat()
                     files[rel] = {"size": st.st_size, "mtime": st.st_mtime_ns, "ino": st.st_ino,
-                                  "mode": stat.S_IMODE(st.st_mode)}
+                                  "mode": stat.S_IMODE(st.st_mode), "ctime": st.st_ctime_ns}
     return files, sorted(dirs), links
 
 
@@ -111,15 +111,18 @@ def _unrace(workspace: Path, files: dict[str, dict[str, Any]]) -> None:
             path = workspace / rel
             with contextlib.suppress(OSError):  # cannot: this one file stays racy, as before
                 os.utime(path, ns=(os.stat(path).st_atime_ns, tick - 1))
-                rec["mtime"] = os.stat(path).st_mtime_ns
+                after = os.stat(path)
+                rec["mtime"], rec["ctime"] = after.st_mtime_ns, after.st_ctime_ns
 
 
 def l1_matches(workspace: Path, snap: Snapshot) -> bool:
     """True when the workspace holds exactly what `snap` recorded (extra entries are removed first).
 
     Every entry keeps its type (a file replaced by a symlink, a directory or a FIFO is not there as a file;
-    symlinks must point where they did) and every file its identity and mode: `chmod` changes no mtime, so
-    a failed step that only made a tool unexecutable would otherwise be trusted; L2 and L3 put modes back."""
+    symlinks must point where they did) and every file its identity, mode and ctime: `chmod` changes no
+    mtime, so a failed step that only made a tool unexecutable would otherwise be trusted; and `touch -r`,
+    `cp -p`, `tar x` or `rsync -t` put an old mtime back on new bytes, but nothing can set a ctime (any change
+    moves it to now). L2 and L3 put contents and modes back."""
     files, dirs, links = scan(workspace)
     if links != snap.links or not set(snap.dirs) <= set(dirs):
         return False
@@ -130,10 +133,11 @@ def l1_matches(workspace: Path, snap: Snapshot) -> bool:
 
 
 def _same_file(now: dict[str, Any] | None, rec: dict[str, Any]) -> bool:
-    """A regular file with the recorded size, mtime, inode and mode (a manifest without modes: not compared)."""
+    """A regular file with the recorded size, mtime, inode, mode and ctime (an older manifest without modes or
+    ctimes: those not compared)."""
     if now is None or (now["size"], now["mtime"], now["ino"]) != (rec["size"], rec["mtime"], rec["ino"]):
         return False
-    return now["mode"] == rec.get("mode", now["mode"])
+    return now["mode"] == rec.get("mode", now["mode"]) and now["ctime"] == rec.get("ctime", now["ctime"])
 
 
 def _remove_extra(workspace: Path, snap: Snapshot, files: dict[str, Any], dirs: list[str]) -> None:

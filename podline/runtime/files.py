@@ -55,8 +55,10 @@ def read_json(path: Path) -> Any | None:
 
 
 def tree_size(path: Path) -> int:
-    """Bytes used by the files below `path` (allocated blocks, as `du` counts them)."""
+    """Bytes used by the files below `path` (allocated blocks, as `du` counts them: a file with several hard
+    links below `path` once)."""
     total = 0
+    linked: set[int] = set()  # inodes of files with more than one link, counted once
     stack = [str(path)]
     while stack:
         try:
@@ -66,7 +68,12 @@ def tree_size(path: Path) -> int:
                         if entry.is_dir(follow_symlinks=False):
                             stack.append(entry.path)
                         else:
-                            total += entry.stat(follow_symlinks=False).st_blocks * 512
+                            st = entry.stat(follow_symlinks=False)
+                            if st.st_nlink > 1:
+                                if st.st_ino in linked:
+                                    continue
+                                linked.add(st.st_ino)
+                            total += st.st_blocks * 512
                     except OSError:
                         continue
         except OSError:

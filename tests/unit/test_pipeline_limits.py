@@ -48,6 +48,19 @@ def test_a_copy_puts_the_mode_back_where_l1_would_not(tmp_path: Path) -> None:
     assert ck.l1_matches(ws, ck.take_l1(ws, 1, ["a"]))
 
 
+def test_new_bytes_under_the_old_mtime_are_no_l1(tmp_path: Path) -> None:
+    """`touch -r`, `cp -p`, `tar x`: a same-size rewrite with the recorded mtime put back; only ctime tells."""
+    ws, snap = workspace(tmp_path)
+    target = ws / "sub" / "data"
+    before = os.stat(target)
+    time.sleep(0.01)  # past the coarse clock's tick
+    with open(target, "r+") as f:  # in place: same inode, same size
+        f.write("DATA")
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(target).st_mtime_ns == snap.files["sub/data"]["mtime"]
+    assert not ck.l1_matches(ws, snap)
+
+
 @pytest.mark.parametrize("change", ["symlink", "directory", "fifo"])
 def test_a_file_replaced_by_another_type_is_no_l1(tmp_path: Path, change: str) -> None:
     ws, snap = workspace(tmp_path)
@@ -61,7 +74,7 @@ def test_a_file_replaced_by_another_type_is_no_l1(tmp_path: Path, change: str) -
 def test_a_manifest_from_before_modes_still_matches(tmp_path: Path) -> None:
     ws, snap = workspace(tmp_path)
     for rec in snap.files.values():
-        del rec["mode"]
+        del rec["mode"], rec["ctime"]
     assert ck.l1_matches(ws, snap)
 
 

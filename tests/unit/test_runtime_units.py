@@ -1,13 +1,15 @@
-"""Pure helpers of runtime, controller and CLI rendering."""
+"""Small helpers of runtime, controller and CLI rendering."""
 
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 from podline.cli.render import pod_status_word
 from podline.plan.ranges import compress as compress_indexes
 from podline.runtime.container import exit_code
-from podline.runtime.files import parse_rfc3339, rfc3339
+from podline.runtime.files import parse_rfc3339, rfc3339, tree_size
 from podline.runtime.host import PathMapper
 from podline.runtime.launch import command_line
 from podline.store import Obj
@@ -59,3 +61,15 @@ def test_status_words_like_kubectl() -> None:
     done = {"phase": "Succeeded", "containerStatuses": [{"state": {"terminated": {"reason": "Completed"}}}]}
     assert pod_status_word(_pod(done)) == "Completed"
     assert pod_status_word(_pod({"phase": "Failed", "reason": "DeadlineExceeded"})) == "DeadlineExceeded"
+
+
+def test_workspace_usage_counts_a_hard_linked_file_once(tmp_path: Path) -> None:
+    (tmp_path / "big").write_bytes(os.urandom(300_000))
+    alone = tree_size(tmp_path)
+    for i in range(4):
+        os.link(tmp_path / "big", tmp_path / f"l{i}")
+    (tmp_path / "sub").mkdir()
+    os.link(tmp_path / "big", tmp_path / "sub" / "l")
+    assert alone >= 300_000 and tree_size(tmp_path) == alone
+    (tmp_path / "other").write_bytes(os.urandom(100_000))
+    assert tree_size(tmp_path) > alone
