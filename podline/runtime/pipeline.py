@@ -3,8 +3,11 @@
 It resumes from the newest trustworthy checkpoint (see `runtime.workspace`), then starts every step whose
 dependencies are done, as many at once as the allocation's cores allow. Hand-off between steps is
 event-driven: a finishing step wakes the scheduler through the same event the container workers use, so
-the next step starts within milliseconds. Checkpoints are taken at quiescent points (no step running):
-after each step in a chain; with parallel branches, new steps wait while a checkpoint is due.
+the next step starts within milliseconds. Checkpoints are taken at quiescent points (no step running), so
+that none holds a running step's half-written files: after each step in a chain; with parallel branches, at
+the next moment nothing runs. Ready steps do not wait for that moment (a branch of short steps would idle
+behind a long sibling, the cores the DAG could use left empty), except after a step marked `checkpoint:
+major`, where the user asked for that checkpoint, and before a retry, which rewinds the workspace.
 
 A failed step (restartPolicy OnFailure, within the retry budget) is retried after the workspace is put
 back to the newest checkpoint. The workspace's sizeLimit is checked every second while steps run and again
@@ -35,8 +38,12 @@ from podline.runtime.step_specs import StepSpecs, retries_for
 from podline.runtime.volumes import shm_root
 from podline.runtime.workspace import GivenUp, Workspace
 
-BACKOFF_BASE = float(os.environ.get("PODLINE_RESTART_BACKOFF_SECONDS", "1"))
+BACKOFF_BASE = float(os.environ.get("PODLINE_RESTART_BACKOFF_SECONDS", "1"))  # a step retry's, doubling
+BACKOFF_CAP = 60.0  # as a container restart's (runtime.container)
 CHECK_INTERVAL = 1.0
+# The shard's own activeDeadlineSeconds (final: the controller does not retry it, as a Job's deadline), told
+# apart from Slurm's time limit, also DeadlineExceeded, from which a new attempt resumes.
+DEADLINE_MESSAGE = "Pipeline shard was active longer than activeDeadlineSeconds"
 
 
 def allocation_cores() -> int:
@@ -284,7 +291,7 @@ class PipelineRunner:
                 checkpoint_due = retry_due = major = False
                 if self.stopping.is_set():  # told to stop during the checkpoint or the back-off: start nothing
                     break
-            if not checkpoint_due and not retry_due:
+            if not retry_due and not (checkpoint_due and major):
                 for name in self._ready():
                     if not self._capacity_left():
                         break
@@ -352,7 +359,7 @@ class PipelineRunner:
     def _enforce_limits(self) -> None:
         deadline_at = self._deadline_at()
         if deadline_at is not None and time.time() >= deadline_at:
-            self.request_stop("DeadlineExceeded", "Pipeline shard was active longer than activeDeadlineSeconds")
+            self.request_stop("DeadlineExceeded", DEADLINE_MESSAGE)
         over = self.workspace.usage_over_limit() if self.running else None
         if over:
             names = ", ".join(self.running)
@@ -381,5 +388,10 @@ class PipelineRunner:
             if step["phase"] == "Failed":
                 step["phase"] = "Pending"
                 step["restoredFrom"] = level
-        self.stopping.wait(BACKOFF_BASE)
+        self.stopping.wait(retry_delay(self.status["stepRetries"]))
+
+
+def retry_delay(retries: int) -> float:
+    """The back-off before the n-th step retry of an attempt: the base, doubling, at most BACKOFF_CAP."""
+    return min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, retries - 1))
 

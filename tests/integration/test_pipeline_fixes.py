@@ -158,15 +158,17 @@ def test_a_lowered_backoff_limit_reaches_a_running_shard(cli: Cli, tmp_path: Pat
 
 def test_a_deadline_set_while_a_shard_runs_stops_it(cli: Cli, tmp_path: Path) -> None:
     """A 1 s activeDeadlineSeconds applied while the only step sleeps 60 s: counted from when the shard's steps
-    began, it stops the shard within a second or two (the runner re-reads its plan every second)."""
+    began, it stops the shard within a second or two (the runner re-reads its plan every second). As a Job's
+    deadline, it is final: backoffLimit left or not, no new attempt overruns it again."""
     started = tmp_path / "started"
 
     def spec(extra: str) -> str:
         return pipeline("late", f"  - {{name: s, image: busybox, command: [sh, -c, 'touch {started}; sleep 60']}}\n",
-                        f"  backoffLimit: 0\n{extra}")
+                        f"  backoffLimit: 2\n{extra}")
     cli.apply(spec(""))
     wait_for(lambda: started.exists())
     cli.apply(spec("  activeDeadlineSeconds: 1\n"))
     assert cli.wait("pipeline/late", "phase=Failed", timeout=20).returncode == 0
     shard = cli.json("pipeline", "late")["status"]["shards"][0]
-    assert "DeadlineExceeded" in shard["message"]
+    assert shard["reason"] == "DeadlineExceeded" and "activeDeadlineSeconds" in shard["message"]
+    assert shard["attempts"] == 1
