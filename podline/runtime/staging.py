@@ -36,12 +36,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from podline.api.dataset import is_remote
 from podline.runtime import remote as remote_files
 from podline.runtime.copying import HashingSink, copy_hashing, direct_buffer
 from podline.runtime.dataset_cache import Cache
+from podline.runtime.listing import pinned
+
+T = TypeVar("T")
 
 FETCH_THREADS = 8
 FETCH_TRIES = 3
@@ -158,23 +161,41 @@ def select_remote(remote: remote_files.Remote, include: list[str], exclude: list
     return [SourceFile(f.rel, f.url, f.size, f.mtime_ns, 0o644, f.etag) for f in listed]
 
 
-def shard_slice(files: list[SourceFile], shard: int, shards: int, shard_by: str) -> list[SourceFile]:
+def shard_slice(files: list[T], shard: int, shards: int, shard_by: str) -> list[T]:
     return files[shard::shards] if shard_by == "files" and shards > 1 else files
+
+
+def _pinned_slice(listed: list[SourceFile], names: list[str], spec: dict[str, Any], shard: int,
+                  shards: int) -> list[SourceFile]:
+    """This shard's slice of the pipeline's pinned listing (`runtime.listing`), as the source has those files
+    now. A file of the slice that is gone fails the staging: the other shards' slices must not move."""
+    now = {f.rel: f for f in listed}
+    mine = shard_slice(names, shard, shards, spec.get("shardBy", "files"))
+    gone = [rel for rel in mine if rel not in now]
+    if gone:
+        raise StagingError(f"{spec['source']}: {gone[0]} is in this pipeline's listing of the dataset (taken "
+                           f"when its first shard started) but no longer in the source")
+    return [now[rel] for rel in mine]
 
 
 # --- staging -------------------------------------------------------------------------------------------
 def stage_dataset(spec: dict[str, Any], target: Path, shard: int, shards: int, cache_root: Path,
-                  objects: dict[str, tuple[str, Path]] | None = None, room: int | None = None) -> Staged:
+                  objects: dict[str, tuple[str, Path]] | None = None, room: int | None = None,
+                  listing: Path | None = None) -> Staged:
     """Copy this shard's slice of the dataset to `target` (a directory in the workspace). `objects`, if
     given, gets each staged file's path -> its content hash and the cache object holding those bytes. A
-    slice larger than `room` (what the workspace's sizeLimit leaves) fails before anything is copied."""
+    slice larger than `room` (what the workspace's sizeLimit leaves) fails before anything is copied.
+    `listing`: where the shards of one pipeline keep the one file list they all slice (`runtime.listing`)."""
     include, exclude = spec.get("include", []), spec.get("exclude", [])
     try:
         remote = remote_files.connect(spec) if is_remote(spec["source"]) else None
         listed = select_remote(remote, include, exclude) if remote else select(Path(spec["source"]), include, exclude)
     except remote_files.RemoteError as exc:
         raise StagingError(str(exc)) from None
-    files = shard_slice(listed, shard, shards, spec.get("shardBy", "files"))
+    if listing is not None and shards > 1:
+        files = _pinned_slice(listed, pinned(listing, lambda: [f.rel for f in listed]), spec, shard, shards)
+    else:
+        files = shard_slice(listed, shard, shards, spec.get("shardBy", "files"))
     need = sum(f.size for f in files)
     if room is not None and need > room:
         raise StagingError(f"the slice of {spec['source']} is {need} bytes, above the {room} bytes the "

@@ -14,6 +14,7 @@ meant to survive the node, are written before the next step starts.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -21,6 +22,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import xxhash
 
 from podline.runtime import checkpoint as ck
 from podline.runtime import orphans
@@ -267,11 +270,13 @@ class Workspace:
         the node-local cache (`runtime.staging`)."""
         staged = Staged()
         room = None if not self.size_limit else self.size_limit - tree_size(self.path)
-        for item in inputs:
+        for number, item in enumerate(inputs):
             target = self.path / item["path"]
             if item.get("dataset"):
                 objects: dict[str, tuple[str, Path]] = {}
-                got = stage_dataset(item["dataset"], target, self.shard, shards, self.dataset_cache, objects, room)
+                listing = self._listing_path(number, item["dataset"])
+                got = stage_dataset(item["dataset"], target, self.shard, shards, self.dataset_cache, objects, room,
+                                    listing)
                 staged.add(got)
                 room = None if room is None else room - got.bytesCopied - got.bytesReused
                 self._remember_staged(objects)
@@ -288,6 +293,14 @@ class Workspace:
             staged.filesCopied += len(files)
             staged.bytesCopied += sum(f.stat().st_size for f in files)
         return staged
+
+    def _listing_path(self, number: int, dataset: dict[str, Any]) -> Path | None:
+        """Where this pipeline's shards keep the one listing of its input `number` (`runtime.listing`), beside
+        their L3 copies; named by the dataset's spec too, so a Dataset changed by `apply` is listed anew."""
+        if "L3" not in self.levels:
+            return None
+        spec = json.dumps({k: v for k, v in dataset.items() if k != "credentials"}, sort_keys=True).encode()
+        return self.levels["L3"].parent / f"listing-{number}-{xxhash.xxh3_64_hexdigest(spec)}.json"
 
     def _remember_staged(self, objects: dict[str, tuple[str, Path]]) -> None:
         """What staging hashed already (as it copied) need not be hashed again at the first checkpoint."""

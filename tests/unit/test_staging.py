@@ -194,3 +194,31 @@ def test_inputs_above_the_workspace_size_limit_fail_before_anything_is_copied(tm
     with pytest.raises(staging.StagingError, match=r"run2 is 50 bytes, above the 49 bytes"):
         ws.stage_in(inputs, 1)
     assert tree(ws.path / "b") == {}
+
+
+def test_shards_slice_one_listing_even_when_the_source_changes_between_their_starts(tmp_path: Path) -> None:
+    """Shard 0 stages, then a file appears (and one goes) before shards 1 and 2 start: sliced from one pinned
+    listing, the three slices are still disjoint and cover what shard 0 saw; the removed file fails its shard
+    (it cannot be staged) rather than silently shift the others' slices."""
+    src = tmp_path / "src"
+    for i in range(1, 8):
+        written(src / f"f{i}.txt", f"file {i}\n".encode())
+    listing = tmp_path / "shared" / "listing-0.json"
+    got = {}
+
+    def stage(shard: int) -> None:
+        ws = tmp_path / f"ws{shard}"
+        stage_dataset({"source": str(src)}, ws, shard, 3, tmp_path / "cache", listing=listing)
+        got[shard] = sorted(p.name for p in ws.iterdir())
+
+    stage(0)
+    written(src / "f0.txt", b"new\n")  # sorts first: it would shift every slice of a fresh listing
+    stage(1)
+    stage(2)
+    assert sorted(n for names in got.values() for n in names) == [f"f{i}.txt" for i in range(1, 8)]
+    assert got == {0: ["f1.txt", "f4.txt", "f7.txt"], 1: ["f2.txt", "f5.txt"], 2: ["f3.txt", "f6.txt"]}
+    (src / "f5.txt").unlink()
+    with pytest.raises(staging.StagingError, match="f5.txt"):  # a retry of shard 1 slices the same listing
+        stage(1)
+    fresh = stage_dataset({"source": str(src)}, tmp_path / "alone", 1, 3, tmp_path / "cache")
+    assert fresh.filesCopied + fresh.filesReused == 2  # no listing: the changed source, sliced anew
