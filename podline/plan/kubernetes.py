@@ -70,7 +70,7 @@ def _add_workspace_memory(spec: PipelineSpec, pod: dict[str, Any]) -> None:
     extra = memory_bytes(workspace.size_limit)
     for container in pod.get("initContainers", []) + pod["containers"]:
         resources = container.setdefault("resources", {})
-        limits = resources.setdefault("limits", {})
+        limits = resources.get("limits", {})
         wanted = {**limits, **resources.get("requests", {})}.get("memory", 0)
         resources.setdefault("requests", {})["memory"] = memory_quantity(memory_bytes(wanted) + extra)
         if "memory" in limits:
@@ -131,5 +131,14 @@ def pipeline_job(manifest: dict[str, Any]) -> dict[str, Any]:
 
 def pipeline_array_job(manifest: dict[str, Any]) -> dict[str, Any]:
     """The Job a Slurm job array is sized from: the Kubernetes form itself, whose steps already carry a Memory
-    workspace in their memory (tmpfs pages count against the job's memory on Slurm too)."""
-    return pipeline_job(manifest)
+    workspace in their memory (tmpfs pages count against the job's memory on Slurm too). Unless no step asks
+    for memory at all: Slurm's --mem is a limit as well as a request, and the workspace's size alone (8Mi, say)
+    would leave nothing for the runner and the steps; without --mem the job gets the partition's default, as
+    a pod with a RAM emptyDir and no memory does."""
+    job = pipeline_job(manifest)
+    steps = Pipeline.model_validate(manifest).spec.steps
+    if not any("memory" in step.resources.effective_requests() for step in steps):
+        pod = job["spec"]["template"]["spec"]
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            container.get("resources", {}).get("requests", {}).pop("memory", None)
+    return job

@@ -270,3 +270,16 @@ def test_the_validator_checks_backoff_limit_per_index(mutate: Any) -> None:
     mutate(broken["spec"])
     with pytest.raises(kubernetes_validate.ValidationError, match="backoffLimitPer"):
         validate(broken)
+
+
+# --- a RAM workspace's size and Slurm's --mem (a limit there, not only a request) ---------------------------
+
+def test_a_ram_workspace_alone_sets_no_slurm_memory_but_adds_to_a_steps() -> None:
+    def script(*step_specs: str) -> str:
+        text = pipeline("ram", "  workspace: {medium: Memory, sizeLimit: 8Mi}\n", steps(*step_specs))
+        return render_indexed_job(pipeline_array_job(load_pipeline(text).dump()), "u", "/x", Placement())
+    assert "--mem" not in script("{name: a, command: [a]}", "{name: b, command: [b], dependsOn: [a]}")
+    assert "#SBATCH --mem=108M\n" in script("{name: a, command: [a]}", "{name: b, command: [b], dependsOn: [a], "
+                                            "resources: {requests: {memory: 100Mi}}}")
+    job = render(pipeline("ram", "  workspace: {medium: Memory, sizeLimit: 8Mi}\n", steps("{name: a, command: [a]}")))
+    assert resources_by_step(job) == {"a": {"requests": {"memory": "8Mi"}, "limits": {}}}  # a request, no limit
