@@ -36,7 +36,7 @@ from podline.runtime.files import notify_address, rfc3339, stop_requested, write
 from podline.runtime.staging import StagingError
 from podline.runtime.step_specs import StepSpecs, retries_for
 from podline.runtime.volumes import shm_root
-from podline.runtime.workspace import GivenUp, Workspace
+from podline.runtime.workspace import GivenUp, OutputNotFound, Workspace
 
 BACKOFF_BASE = float(os.environ.get("PODLINE_RESTART_BACKOFF_SECONDS", "1"))  # a step retry's, doubling
 BACKOFF_CAP = 60.0  # as a container restart's (runtime.container)
@@ -44,6 +44,7 @@ CHECK_INTERVAL = 1.0
 # The shard's own activeDeadlineSeconds (final: the controller does not retry it, as a Job's deadline), told
 # apart from Slurm's time limit, also DeadlineExceeded, from which a new attempt resumes.
 DEADLINE_MESSAGE = "Pipeline shard was active longer than activeDeadlineSeconds"
+FINAL_REASONS = ("OutputNotFound",)  # a shard that failed so is not retried: a new attempt would fail alike
 
 
 def allocation_cores() -> int:
@@ -220,6 +221,9 @@ class PipelineRunner:
             try:
                 self.status["stageOutBytes"] = self.workspace.stage_out(self.plan["outputs"], self.shard,
                                                                         self.shards)
+            except OutputNotFound as exc:
+                ok = False
+                self.stop_reason = ("OutputNotFound", str(exc))
             except OSError as exc:  # e.g. the destination is not writable: the steps' work stays (L1, L2)
                 ok = False
                 self.stop_reason = ("StageOutFailed", f"stage-out: {exc}")

@@ -60,6 +60,10 @@ class GivenUp(Exception):
     """podline gave this attempt up while it ran (see files.stop_requested)."""
 
 
+class OutputNotFound(Exception):
+    """An output path the steps did not make: no new attempt would make it (finished steps never rerun)."""
+
+
 class Workspace:
     def __init__(self, plan: dict[str, Any], shard: int, log: Callable[[str], None], *,
                  name: str = "", directory: str = "ws", on_saved: Callable[[], None] | None = None,
@@ -317,6 +321,9 @@ class Workspace:
         `publish` does it: never following a link the steps left, never deleting what is there. An attempt
         podline gave up publishes nothing more (`GivenUp`, checked before each output and again before it
         becomes visible): another attempt owns the destination now."""
+        missing = [item["path"] for item in outputs if not os.path.lexists(inside(self.path, item["path"]))]
+        if missing:  # before anything is published: a shard's outputs appear together or not at all
+            raise OutputNotFound(f"output path {missing[0]!r} is not in the workspace after the last step")
         copied = 0
         for item in outputs:
             self._check_not_given_up()

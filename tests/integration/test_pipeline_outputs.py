@@ -1,5 +1,5 @@
-"""A pipeline's outputs as published (links stay links, what a destination held stays), and shards that cannot
-be added once their inputs are sliced and a shard has run (their slices would overlap)."""
+"""A pipeline's outputs as published (links stay links, what a destination held stays; one the steps did not
+make fails the shard for good), and shards that cannot be added once their inputs are sliced and a shard has run (their slices would overlap)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,25 @@ spec:
     assert (results / "run42" / "hist.json").read_text() == "new\n"
     for link in (results / "also", tmp_path / "leaks" / "leak"):
         assert link.is_symlink() and os.readlink(link) == str(secret)
+
+
+def test_an_output_the_steps_did_not_make_fails_the_shard_once_and_publishes_nothing(cli: Cli,
+                                                                                      tmp_path: Path) -> None:
+    """Finished steps never rerun, so a new attempt would miss the output again: no retry, no back-off."""
+    cli.apply(f"""
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {{name: missing}}
+spec:
+  backoffLimit: 3
+  outputs: [{{path: made, destination: {tmp_path / "made"}}}, {{path: never, destination: {tmp_path / "never"}}}]
+  steps:
+  - {{name: a, image: busybox, command: [sh, -c, 'echo x > made']}}
+""")
+    assert cli.wait("pipeline/missing", "phase=Failed", timeout=30).returncode == 0
+    shard = cli.json("pipeline", "missing")["status"]["shards"][0]
+    assert shard["reason"] == "OutputNotFound" and "'never'" in shard["message"] and shard["attempts"] == 1
+    assert not (tmp_path / "made").exists(), "a shard's outputs appear together or not at all"
 
 
 def test_shards_cannot_be_added_once_they_started_on_sliced_inputs(cli: Cli, tmp_path: Path) -> None:
