@@ -1,5 +1,6 @@
 """A pipeline's outputs as published (links stay links, what a destination held stays; one the steps did not
-make fails the shard for good), and shards that cannot be added once their inputs are sliced and a shard has run (their slices would overlap)."""
+make fails the shard for good), and shards that cannot be added once their inputs are sliced and a shard has
+run (their slices would overlap)."""
 
 from __future__ import annotations
 
