@@ -18,8 +18,9 @@ from podline.controller.argo_scope import (
     continues,
     dag_phase,
     global_outputs,
+    grouped,
     handled,
-    loops,
+    loop_items,
     outputs_scope,
     targeted,
     task_depends,
@@ -51,11 +52,12 @@ class DagWalker:
         local = dict(scope)
         results: dict[str, str | list[str]] = {}
         nodes_of: dict[str, list[dict[str, Any]]] = {}
+        looped: dict[str, bool] = {}  # is the task read as its loop's items (a TaskGroup)?
         for task in tasks:
             found = self._task_nodes(node, task)
             if found:
                 nodes_of[task["name"]] = found
-        looped = {t["name"]: loops(t) for t in tasks}
+            looped[task["name"]] = grouped(task, found, f"{node['name']}.{task['name']}")
         deps = {t["name"]: ex.depends_names(task_depends(t, tasks)) for t in tasks}
         fail_fast = dag.get("failFast", True)
         hooks: dict[str, tuple[bool, list[dict[str, Any]]]] = {}  # each task's hooks, advanced once a pass
@@ -74,8 +76,6 @@ class DagWalker:
                     if hooks[tname][0]:  # as Argo, the tasks after it wait for its hooks (CheckAllHooksFullfilled)
                         results[tname] = task_result(current, looped[tname])
                     continue
-                if not current and failed_fast:
-                    continue
                 expr = task_depends(task, tasks)
                 ready = ex.evaluate_depends(expr, results) if expr else True
                 if ready is None:
@@ -85,11 +85,14 @@ class DagWalker:
                 if ready is False and not current:
                     omitted = self._node(tnode_name, tname, "Skipped", self.target(task), parents, node["id"])
                     self._finish(omitted, "Omitted", "omitted: depends condition not met")
-                    nodes_of[tname] = [omitted]
+                    nodes_of[tname], looped[tname] = [omitted], False  # a plain node, loop or not
                     progress = True
+                    continue
+                if not current and failed_fast:  # after the Omitted check: Argo omits such a task all the same
                     continue
                 before = [n["phase"] for n in current]
                 nodes_of[tname] = self._task(node, task, tnode_name, local, parents)
+                looped[tname] = grouped(task, nodes_of[tname], tnode_name)
                 if [n["phase"] for n in nodes_of[tname]] != before:
                     progress = progress or all(n["phase"] in DONE for n in nodes_of[tname])
         for task in tasks:  # the hooks of tasks still running (a `running` expression hook)
@@ -152,13 +155,25 @@ class DagWalker:
 
     def _task(self, dag_node: dict[str, Any], task: dict[str, Any], name: str, scope: dict[str, str],
               parents: Parents) -> list[dict[str, Any]]:
-        if any(k in task for k in ("withItems", "withParam", "withSequence")):
+        if self._expands(task, name, scope):
             group = self._node(name, task["name"], "TaskGroup", None, parents, dag_node["id"])
             children = self._expand(name, task["name"], task, scope, group["id"], dag_node["id"])
             if all(c["phase"] in DONE for c in children):
                 self._finish(group, ex.task_phase([c["phase"] for c in children]))
             else:
                 group["phase"] = "Running"
-            return children or [self._finish(group, "Succeeded")]
+            return children
         return self._expand(name, task["name"], task, scope, parents, dag_node["id"])
+
+    def _expands(self, task: dict[str, Any], name: str, scope: dict[str, str]) -> bool:
+        """Does a task become a TaskGroup of items? Not when it has no loop, and (as Argo's executeDAGTask)
+        not when its loop has no items or cannot be expanded: `_expand` then makes one Skipped node, in
+        phase Skipped ("Skipped, empty params") or Error, which `depends` reads like any task's."""
+        existing = self.nodes.get(self.node_id(name))
+        if existing is not None:
+            return existing["type"] == "TaskGroup"
+        try:
+            return bool(loop_items(task, scope))
+        except ex.ExpressionError:
+            return False
 

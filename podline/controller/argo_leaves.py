@@ -55,8 +55,10 @@ class LeafWalker:
         last = attempts[-1] if attempts else None
         if last is not None and last["phase"] not in DONE:
             last = self._body(last, template, {**scope, "retries": str(len(attempts) - 1)}, artifacts)
+        if last is not None and last["phase"] in FAILED and self._past_max_duration(strategy, attempts):
+            return self._finish(node, last["phase"], "Max duration limit exceeded")  # Argo's words, before its
         again = last is not None and last["phase"] in FAILED and self._again(strategy, node, last, len(attempts),
-                                                                             limit, policy)
+                                                                             limit, policy)  # other checks
         if last is None or again:
             if last is not None and not self._backoff_over(strategy, last, len(attempts)):
                 node["phase"] = "Running"
@@ -80,10 +82,13 @@ class LeafWalker:
         wanted = {"Always": FAILED, "OnFailure": {"Failed"}, "OnError": {"Error"}, "OnTransientError": {"Error"}}
         if last["phase"] not in wanted[policy]:
             return False
-        if "expression" in strategy and not self._retry_wanted(strategy["expression"], last, tried):
-            return False
-        max_duration = strategy.get("backoff", {}).get("maxDuration")
-        return not max_duration or self.now < parse_rfc3339(node["startedAt"]) + ex.parse_duration(max_duration)
+        return "expression" not in strategy or self._retry_wanted(strategy["expression"], last, tried)
+
+    def _past_max_duration(self, strategy: dict[str, Any], attempts: list[dict[str, Any]]) -> bool:
+        """backoff.maxDuration: no retry once it has passed since the first attempt started (as Argo)."""
+        max_duration = (strategy.get("backoff") or {}).get("maxDuration")
+        return bool(max_duration and attempts) and \
+            self.now > parse_rfc3339(attempts[0]["startedAt"]) + ex.parse_duration(max_duration)
 
     def _retry_wanted(self, expression: str, last: dict[str, Any], tried: int) -> bool:
         """retryStrategy.expression over Argo's `lastRetry` (exitCode, status, duration, message): true to retry.

@@ -31,9 +31,9 @@ from podline.controller.argo_scope import (
     continues,
     fnv32a,
     global_outputs,
+    grouped,
     kind_of,
     loop_items,
-    loops,
     outputs_scope,
     resolve_inputs,
     template_outputs,
@@ -283,10 +283,11 @@ class Walker(DagWalker, LeafWalker, HookWalker):
         return self._succeed(node, template, local)
 
     def _step_nodes(self, group: dict[str, Any], step: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
-        """A step's nodes (the group's children by that name) and whether it looped over items."""
+        """A step's nodes (the group's children by that name) and whether they are a loop's items."""
         base = f"{group['name']}.{step['name']}"
         nodes = [self.nodes[c] for c in group.get("children", [])]
-        return [n for n in nodes if n["name"] == base or n["name"].startswith(base + "(")], loops(step)
+        found = [n for n in nodes if n["name"] == base or n["name"].startswith(base + "(")]
+        return found, grouped(step, found, base)
 
     def argo_view(self, nodes: list[dict[str, Any]], looped: bool) -> list[dict[str, Any]]:
         """The nodes `steps.X.*` / `tasks.X.*` are read from, as Argo's buildLocalScope reads them: a retried
@@ -326,6 +327,9 @@ class Walker(DagWalker, LeafWalker, HookWalker):
         except ex.ExpressionError as exc:
             node = self._node(name, display, "Skipped", None, parent, boundary)
             return [self._finish(node, "Error", str(exc))]
+        if items == []:  # as Argo's expandStepGroup / executeDAGTask: one Skipped node for no items
+            node = self._node(name, display, "Skipped", self.target(call), parent, boundary)
+            return [self._finish(node, "Skipped", "Skipped, empty params")]
         calls = [(name, display, {})] if items is None else [
             (f"{name}({i}:{ex.item_label(item)})", f"{display}({i}:{ex.item_label(item)})", ex.item_scope(item))
             for i, item in enumerate(items)]

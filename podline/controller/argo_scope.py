@@ -354,6 +354,12 @@ def loops(call: dict[str, Any]) -> bool:
     return any(k in call for k in ("withItems", "withParam", "withSequence"))
 
 
+def grouped(call: dict[str, Any], nodes: list[dict[str, Any]], base: str) -> bool:
+    """Is a loop read as its items? Not once it expanded to none ("Skipped, empty params") or failed to
+    expand: Argo then has one Skipped node named `base`, read (phase, scope) as a plain step's or task's."""
+    return loops(call) and not (len(nodes) == 1 and nodes[0]["name"] == base and nodes[0]["type"] == "Skipped")
+
+
 def handled(task: str, tasks: list[dict[str, Any]]) -> bool:
     """A task's failure is expected when another task's `depends` asks for it (`task.Failed`, …)."""
     wanted = re.compile(rf"(?<![\w-]){re.escape(task)}\.(Failed|Errored|AllFailed|AnySucceeded)\b")

@@ -1,10 +1,10 @@
-"""Argo DAG `depends` / `dependencies` logic, and the boolean-expression core it shares with `when`.
+"""Argo DAG `depends` / `dependencies` logic, its boolean-expression parser, and ExpressionError.
 
 A DAG task starts once the tasks it depends on are complete and its expression over their results holds
 ("Enhanced Depends Logic" in Argo's docs).  The controller asks two questions of an expression: which
 tasks does it name (to check the DAG and order it) and, given the tasks' phases so far, is it true yet.
-ExpressionError and the `a || b && !c` parser live here rather than in argo_expr.py only so the two
-modules import without a cycle; argo_expr re-exports everything the controller needs.
+ExpressionError lives here rather than in argo_expr.py only so the modules import without a cycle (`when`,
+with govaluate's richer grammar, is argo_when.py); argo_expr re-exports everything the controller needs.
 """
 
 from __future__ import annotations

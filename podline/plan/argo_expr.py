@@ -5,23 +5,19 @@ would: substitute `{{inputs.parameters.x}}` once, decide a step's `when` with go
 withItems / withParam / withSequence into the same items and node names, and read Go durations.  Keeping
 these rules here, free of I/O, lets them be tested against Argo's own examples in isolation.  DAG
 `depends` logic (and ExpressionError) live in argo_depends.py, loop items (which keep withParam's JSON text)
-in argo_items.py; both are re-exported here.
+in argo_items.py, `when` (govaluate's grammar) in argo_when.py; all are re-exported here.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, NamedTuple
-
-import re2
+from typing import Any
 
 from podline.plan import argo_exprlang as exprlang
 from podline.plan.argo_depends import (
-    BoolParser,
     ExpressionError,
     TaskResult,
-    Token,
     depends_from_dependencies,
     depends_names,
     evaluate_depends,
@@ -30,6 +26,7 @@ from podline.plan.argo_depends import (
 )
 from podline.plan.argo_exprfuncs import go_json
 from podline.plan.argo_items import MAX_ITEMS, item_label, item_scope, parse_items, render_item
+from podline.plan.argo_when import evaluate_when
 
 _REFERENCE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 
@@ -99,99 +96,6 @@ def substitute(value: Any, scope: Mapping[str, str], *, strict: bool = False, le
     if isinstance(value, dict):
         return {key: substitute(entry, scope, strict=strict, leave=leave) for key, entry in value.items()}
     return value
-
-
-# ------------------------------------------------------------------------------------------------------- when
-
-_WHEN_TOKEN = re.compile(
-    r"\s*(?:(?P<op>==|!=|<=|>=|=~|!~|&&|\|\||[<>!()])"
-    r"|(?P<str>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"
-    r"|(?P<num>-\d+(?:\.\d+)?(?![\w.-]))"
-    r"|(?P<word>[\w.][\w.\-]*))",
-    re.DOTALL,
-)
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-_COMPARISONS = ("==", "!=", "<", ">", "<=", ">=", "=~", "!~")
-
-
-class Literal(NamedTuple):
-    text: str  # as written (unquoted for strings): what string comparison and regexes see
-    number: float | None  # set for number literals only
-
-
-def _when_tokens(expr: str) -> list[Token]:
-    tokens, pos, end = [], 0, len(expr.rstrip())
-    while pos < end:
-        match = _WHEN_TOKEN.match(expr, pos)
-        if match is None or match.end() == pos:
-            raise ExpressionError(f"invalid token at {quoted(expr[pos:].strip(), 20)} in expression {quoted(expr)}")
-        kind = match.lastgroup or "op"
-        text = match.group(kind)
-        if kind == "str":
-            text = re.sub(r"\\(.)", r"\1", text[1:-1], flags=re.DOTALL)
-        elif kind == "word" and _NUMBER.fullmatch(text):
-            kind = "num"
-        tokens.append(Token(kind, text))
-        pos = match.end()
-    return tokens
-
-
-def _when_term(parser: BoolParser, token: Token) -> Any:
-    if token.kind == "num":
-        return Literal(token.text, float(token.text))
-    if token.kind == "word" and token.text in ("true", "false"):
-        return token.text == "true"
-    return Literal(token.text, None)  # quoted strings and bare words alike (Argo turns variables into strings)
-
-
-def _text(value: Any) -> str:
-    return value.text if isinstance(value, Literal) else str(value).lower()
-
-
-def _kind(value: Any) -> str:
-    """govaluate's type of a term: a number, a string (quoted, or a bare word Argo turned into one), a bool."""
-    if isinstance(value, bool):
-        return "bool"
-    return "number" if value.number is not None else "string"
-
-
-def _value(term: Any) -> Any:
-    return term if isinstance(term, bool) else term.number if term.number is not None else term.text
-
-
-def _compare(parser: BoolParser, op: str, left: Any, right: Any) -> bool:
-    if op in ("=~", "!~"):
-        try:  # RE2 (linear time, as Argo's Go regexp): a hostile pattern cannot stall the controller
-            found = re2.search(_text(right), _text(left)) is not None
-        except re2.error as error:
-            raise parser.fail(f"bad regular expression {_text(right)!r} ({error})") from None
-        return found == (op == "=~")
-    kinds = (_kind(left), _kind(right))
-    if op in ("==", "!="):  # reflect.DeepEqual: a number never equals a string, nor a bool a string
-        same = kinds[0] == kinds[1] and _value(left) == _value(right)
-        return same == (op == "==")
-    if kinds == ("number", "number"):
-        a, b = left.number, right.number
-    elif kinds == ("string", "string"):  # lexical, as Go compares strings
-        a, b = left.text, right.text
-    else:
-        raise parser.fail(f"{op!r} compares two numbers or two strings, not a {kinds[0]} and a {kinds[1]}")
-    return {"<": a < b, ">": a > b, "<=": a <= b, ">=": a >= b}[op]
-
-
-def evaluate_when(expr: str) -> bool:
-    """A step's or task's `when` (already substituted), with govaluate's rules as Argo uses them.
-
-    Terms are numbers, 'single' or "double" quoted strings, true/false, and bare words, which are strings
-    (Argo's coinflip: `heads == heads`).  A bare word is one token of letters, digits, `_`, `.` and `-`,
-    so a value with spaces must be quoted: `hello world == hello world` is an ExpressionError.
-    `==` / `!=` are govaluate's reflect.DeepEqual: equal only with the same type (a number never equals a
-    string: `'5' == 5` is false; `true == 'true'` is false); `<`, `>`, `<=`, `>=` compare two numbers, or two
-    strings lexically (`abc < abd`), and a number with a string is an error; `=~` / `!~` search the right
-    side's pattern in the left side.
-    """
-    parser = BoolParser(expr, _when_tokens(expr), _when_term, _compare, _COMPARISONS)
-    return parser.boolean(parser.parse())
 
 
 # ------------------------------------------------------------------------------------------------------ loops
