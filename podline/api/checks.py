@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import posixpath
+
 from podline.api.base import GENERATED_SUFFIX, ObjectMeta, Resource
 from podline.api.batch import MAX_NAME as MAX_JOB_NAME
 from podline.api.batch import Job
-from podline.api.core import RESOURCE_LIMITS, Container, Pod, PodSpec, missing_image
+from podline.api.core import RESOURCE_LIMITS, ConfigMap, Container, Pod, PodSpec, missing_image
 from podline.api.dataset import Dataset, check_dataset
 from podline.api.errors import InvalidObject
 from podline.api.pilot import PILOT, PILOT_ID, PILOT_SIZE
@@ -13,6 +15,9 @@ from podline.api.pipeline import Pipeline, topological_order
 from podline.api.quantity import EXTENDED_RESOURCES, parse_quantity
 from podline.api.slurmflags import FLAG_ANNOTATIONS, FlagError, parse_flags
 from podline.api.workflow import Workflow, WorkflowTemplate
+
+# A container with neither an image nor a command or args: no runtime could ever start it.
+MISSING_IMAGE = "required field is missing (a container without command or args needs an image)"
 
 
 def _check_resources(container: Container, where: str, extended_needs_limit: bool = True) -> None:
@@ -113,6 +118,8 @@ def check_pipeline(obj: Pipeline) -> None:
             raise InvalidObject(f"{where}.name", f"duplicate step name {step.name!r}")
         names.add(step.name)
         _check_resources(step, where, extended_needs_limit=False)
+        if not step.image and not step.command and not step.args:  # as a Pod's container (check_object)
+            raise InvalidObject(f"{where}.image", MISSING_IMAGE)
         if step.volume_mounts or step.env_from:
             field = "volumeMounts" if step.volume_mounts else "envFrom"
             raise InvalidObject(f"{where}.{field}", "not supported in a Pipeline step (steps share the workspace)")
@@ -125,15 +132,53 @@ def check_pipeline(obj: Pipeline) -> None:
         topological_order(steps)
     except ValueError as exc:
         raise InvalidObject("spec.steps", str(exc)) from None
-    for field, items in (("inputs", obj.spec.inputs), ("outputs", obj.spec.outputs)):
-        seen: set[str] = set()
-        for i, item in enumerate(items):
-            if item.path in seen:
-                raise InvalidObject(f"spec.{field}[{i}].path", f"duplicate path {item.path!r}")
-            seen.add(item.path)
+    _check_pipeline_paths(obj)
     for i, item in enumerate(obj.spec.inputs):
         if (item.dataset is None) == (item.source is None):
             raise InvalidObject(f"spec.inputs[{i}]", "exactly one of source and dataset is required")
+
+
+def _normal(path: str) -> str:
+    """A path as the filesystem resolves it (`in/`, `./in` and `in` are one place; `//x` is `/x`)."""
+    normal = posixpath.normpath(path)
+    return "/" + normal.lstrip("/") if normal.startswith("/") else normal
+
+
+def _parents(path: str) -> list[str]:
+    """The directories above a normalised path (`a/b/c` → `a/b`, `a`; `/x/y` → `/x`)."""
+    out: list[str] = []
+    while True:
+        parent = posixpath.dirname(path)
+        if parent in ("", "/", path):
+            return out
+        out.append(parent)
+        path = parent
+
+
+def _check_pipeline_paths(obj: Pipeline) -> None:
+    """Paths that are one place however they are spelt: an input staged into (or over) another one's path, an
+    output path given twice, an output destination in (or equal to) another's would each silently overwrite
+    data. Reported at the later entry; linear in the entries (each is compared through its parent directories)."""
+    checks = (("inputs", "path", [i.path for i in obj.spec.inputs], True),
+              ("outputs", "path", [o.path for o in obj.spec.outputs], False),
+              ("outputs", "destination", [o.destination for o in obj.spec.outputs], True))
+    for field, attr, paths, nested in checks:
+        seen: dict[str, str] = {}  # normalised path -> as written
+        below: dict[str, str] = {}  # a directory above a seen path -> that path as written
+        for i, raw in enumerate(paths):
+            normal = _normal(raw)
+            where = f"spec.{field}[{i}].{attr}"
+            if normal in seen:
+                raise InvalidObject(where, f"duplicate {attr} {raw!r} (the same as {seen[normal]!r})")
+            if nested:
+                outer = next((seen[p] for p in _parents(normal) if p in seen), None)
+                inner = below.get(normal)
+                if outer is not None or inner is not None:
+                    raise InvalidObject(where, f"{attr} {raw!r} overlaps {outer or inner!r}: one lies inside the "
+                                        "other, so one would overwrite the other")
+                for parent in _parents(normal):
+                    below.setdefault(parent, raw)
+            seen[normal] = raw
 
 
 def check_object(obj: Resource) -> None:
@@ -142,7 +187,7 @@ def check_object(obj: Resource) -> None:
     spec = obj.spec if isinstance(obj, Pod) else obj.spec.template.spec if isinstance(obj, Job) else None
     where = missing_image(spec, "spec" if isinstance(obj, Pod) else "spec.template.spec") if spec else None
     if where:
-        raise InvalidObject(where, "required field is missing (a container without command or args needs an image)")
+        raise InvalidObject(where, MISSING_IMAGE)
 
 
 def _check_object(obj: Resource) -> None:
@@ -155,6 +200,10 @@ def _check_object(obj: Resource) -> None:
         check_pipeline(obj)
     elif isinstance(obj, Dataset):
         check_dataset(obj)
+    elif isinstance(obj, ConfigMap):
+        both = next((key for key in obj.binary_data if key in obj.data), None)
+        if both is not None:  # Kubernetes' rule: one key, one value (a volume would hold one file for both)
+            raise InvalidObject(f"binaryData[{both}]", "duplicate of key present in data")
     elif isinstance(obj, (Workflow, WorkflowTemplate)):
         from podline.api.workflow_checks import check_workflow  # it uses this module's helpers
 

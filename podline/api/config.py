@@ -12,7 +12,7 @@ from pydantic import Field, ValidationError, field_validator
 from podline.api.base import Model, check_dns_label
 from podline.api.errors import ManifestError, format_path
 
-TIME_LIMIT = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^UNLIMITED$|^INFINITE$")
+TIME_LIMIT = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^UNLIMITED$|^INFINITE$", re.ASCII)
 
 
 def slurm_seconds(value: str | None) -> int | None:
@@ -30,7 +30,7 @@ def slurm_seconds(value: str | None) -> int | None:
     else:  # minutes[:seconds]
         hours, (minutes, seconds) = 0, (parts + [0])[:2]
     return ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + seconds
-REGISTRY_HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$|^\[[0-9a-fA-F:]+\](:\d{1,5})?$")
+REGISTRY_HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$|^\[[0-9a-fA-F:]+\](:\d{1,5})?$", re.ASCII)
 SLURM_NAME = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
 
 

@@ -10,10 +10,17 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, Field, PlainValidator, field_validator, model_validator
 
 from podline.api.base import Model, Resource, check_dns_label, check_dns_subdomain, check_no_nul
+from podline.api.env import (  # noqa: F401  (KeySelector, Text: also this module's names)
+    DataKey,
+    EnvFromSource,
+    EnvVar,
+    KeySelector,
+    ObjectFieldSelector,
+    ObjectName,
+    Text,
+)
 from podline.api.quantity import MAX_CPU, MAX_GPU, MAX_MEMORY, parse_quantity
 
-ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-DATA_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 # Beyond these a request is a typo, not a machine (checked in api.checks with the exact path).
 RESOURCE_LIMITS = {"cpu": MAX_CPU, "memory": MAX_MEMORY, "nvidia.com/gpu": MAX_GPU,
                    "ephemeral-storage": MAX_MEMORY}
@@ -31,42 +38,6 @@ def check_relative_path(value: str, what: str = "path") -> str:
     return value
 
 
-class ObjectFieldSelector(Model):
-    field_path: str
-    api_version: str | None = None
-
-    @field_validator("field_path")
-    @classmethod
-    def _supported(cls, value: str) -> str:
-        if value in {"metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName",
-                     "status.podIP", "status.hostIP"}:
-            return value
-        if re.fullmatch(r"metadata\.(labels|annotations)\['[^']+'\]", value):
-            return value
-        if value in {"metadata.labels", "metadata.annotations"}:
-            return value
-        raise ValueError(f"unsupported fieldPath {value!r}")
-
-
-class KeySelector(Model):
-    name: str
-    key: str
-    optional: bool = False
-
-
-class EnvVarSource(Model):
-    field_ref: ObjectFieldSelector | None = None
-    config_map_key_ref: KeySelector | None = None
-    secret_key_ref: KeySelector | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> EnvVarSource:
-        if sum(x is not None for x in (self.field_ref, self.config_map_key_ref, self.secret_key_ref)) != 1:
-            raise ValueError("exactly one of fieldRef, configMapKeyRef, secretKeyRef must be set")
-        return self
-
-
-Text = Annotated[str, AfterValidator(check_no_nul)]
 NOT_IN_IMAGE = re.compile(r"""[\s'"`$;|&<>\\]|[\x00-\x1f\x7f]""")
 
 
@@ -91,42 +62,6 @@ def _check_arg(value: str) -> str:
 
 
 Arg = Annotated[str, AfterValidator(_check_arg)]
-
-
-class EnvVar(Model):
-    name: str
-    value: Text | None = None
-    value_from: EnvVarSource | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not ENV_NAME.fullmatch(value):
-            raise ValueError(f"invalid environment variable name {value!r}")
-        return value
-
-    @model_validator(mode="after")
-    def _one_source(self) -> EnvVar:
-        if self.value is not None and self.value_from is not None:
-            raise ValueError("value and valueFrom are mutually exclusive")
-        return self
-
-
-class RefName(Model):
-    name: str
-    optional: bool = False
-
-
-class EnvFromSource(Model):
-    prefix: str = ""
-    config_map_ref: RefName | None = None
-    secret_ref: RefName | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> EnvFromSource:
-        if (self.config_map_ref is None) == (self.secret_ref is None):
-            raise ValueError("exactly one of configMapRef, secretRef must be set")
-        return self
 
 
 def _non_negative_quantity(raw: object) -> int | float | str:
@@ -216,7 +151,7 @@ class InitContainer(Container):
 
 
 class KeyToPath(Model):
-    key: str
+    key: DataKey
     path: str
     mode: int | None = Field(default=None, ge=0, le=0o777)
     _path = field_validator("path")(classmethod(lambda cls, v: check_relative_path(v)))
@@ -251,14 +186,14 @@ class HostPathSource(Model):
 
 
 class ConfigMapVolumeSource(Model):
-    name: str
+    name: ObjectName
     items: list[KeyToPath] = Field(default_factory=list)
     default_mode: int = Field(default=0o644, ge=0, le=0o777)
     optional: bool = False
 
 
 class SecretVolumeSource(Model):
-    secret_name: str
+    secret_name: ObjectName
     items: list[KeyToPath] = Field(default_factory=list)
     default_mode: int = Field(default=0o600, ge=0, le=0o777)
     optional: bool = False
@@ -341,14 +276,6 @@ def missing_image(spec: PodSpec, base: str) -> str | None:
     return None
 
 
-def _check_data_key(key: str) -> str:
-    if not DATA_KEY.fullmatch(key) or len(key) > 253:
-        raise ValueError(f"invalid key {key!r}: use letters, digits, '-', '_' and '.'")
-    if key in (".", "..") or key.startswith(".."):  # a volume file of that name would be its directory
-        raise ValueError(f"invalid key {key!r}: must not be '.' or '..', nor start with '..'")
-    return key
-
-
 def _check_base64(value: str) -> str:
     try:
         base64.b64decode(value, validate=True)
@@ -363,7 +290,6 @@ def _check_total(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
-DataKey = Annotated[str, AfterValidator(_check_data_key)]
 Base64 = Annotated[str, AfterValidator(_check_base64)]
 
 

@@ -21,6 +21,7 @@ rather than accepted and failed later.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated, Literal
 from urllib.parse import unquote
 
@@ -51,6 +52,8 @@ def dataset_source(value: str) -> str:
     path = value.removeprefix("file://")
     if not path.startswith("/") or "\0" in path or ".." in path.split("/"):
         raise ValueError(f"{value!r} must be an absolute path (or file:// URL) without '..'")
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in path):  # as a URL's are refused
+        raise ValueError(f"{value!r} must be a path without control characters or line breaks")
     return path.rstrip("/") or "/"
 
 

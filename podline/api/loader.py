@@ -39,6 +39,7 @@ class Loaded:
     source: str
     document: int
     warnings: list[str] = field(default_factory=list)
+    where: str = ""  # an item of a `kind: List`: its place in it (`items[1]`), the prefix of its field paths
 
     def describe(self) -> str:
         meta = self.obj.metadata  # before apply names it, an object with only a generateName shows that
@@ -219,30 +220,55 @@ def build_object(data: Any, source: str, number: int, namespace: str | None = No
     return Loaded(obj, source, number, warnings)
 
 
-def _flatten_lists(docs: list[tuple[int, Any]]) -> list[tuple[int, Any, str]]:
-    """`kind: List` (as `kubectl get -o yaml` prints) contributes its items: (document, data, path of the item)."""
+LIST_FIELDS = ("apiVersion", "kind", "metadata", "items")
+
+
+def _flatten_lists(docs: list[tuple[int, Any]], source: str) -> list[tuple[int, Any, str]]:
+    """`kind: List` (as `kubectl get -o yaml` prints) contributes its items: (document, data, path of the item).
+    The List itself is `v1` with `items` (and a `metadata` kubectl leaves empty), as kubectl reads it."""
     out: list[tuple[int, Any, str]] = []
     for number, data in docs:
-        if isinstance(data, dict) and data.get("kind") == "List" and isinstance(data.get("items"), list):
+        if isinstance(data, dict) and data.get("kind") == "List":
+            _check_list(data, source, number)
             out.extend((number, item, f"items[{i}]") for i, item in enumerate(data["items"]))
         else:
             out.append((number, data, ""))
     return out
 
 
+def _check_list(data: dict[Any, Any], source: str, number: int) -> None:
+    def fail(path: str, problem: str) -> ManifestError:
+        return ManifestError(source, problem, path, number, "List")
+
+    unknown = next((key for key in data if key not in LIST_FIELDS), None)
+    if unknown is not None:
+        raise fail(str(unknown), "unknown field")
+    if data.get("apiVersion") != "v1":
+        given = data.get("apiVersion")
+        raise fail("apiVersion", "required field is missing" if given is None else
+                   f"unsupported apiVersion {given!r} for kind List (use v1)")
+    if not isinstance(data.get("items"), list):
+        raise fail("items", "required field is missing" if data.get("items") is None else
+                   f"must be a list, got {type(data['items']).__name__}")
+    if not isinstance(data.get("metadata", {}), dict):
+        raise fail("metadata", f"must be a mapping, got {type(data['metadata']).__name__}")
+
+
 def _build_item(data: Any, source: str, number: int, where: str, namespace: str | None) -> Loaded:
     """An object of the input; an item of a List names its place in it in any error's field path."""
     try:
-        return build_object(data, source, number, namespace)
+        loaded = build_object(data, source, number, namespace)
     except ManifestError as exc:
         if where:
             exc.path = f"{where}.{exc.path}" if exc.path else where
         raise
+    loaded.where = where
+    return loaded
 
 
 def load_text(text: str, source: str, namespace: str | None = None) -> list[Loaded]:
     loaded = [_build_item(data, source, n, where, namespace)
-              for n, data, where in _flatten_lists(parse_documents(text, source))]
+              for n, data, where in _flatten_lists(parse_documents(text, source), source)]
     check_unique(loaded)
     return loaded
 
@@ -256,22 +282,29 @@ def check_unique(loaded: list[Loaded]) -> None:
             continue
         key = (item.obj.kind, item.obj.metadata.namespace, item.obj.metadata.name or "")
         if key in seen:
-            raise ManifestError(item.source, f"duplicate object: also defined in {seen[key].describe()}",
-                                "metadata.name", item.document, item.obj.kind, item.obj.metadata.name)
+            first = seen[key]
+            raise ManifestError(item.source, f"duplicate object: also defined in {first.describe()}"
+                                + (f" at {first.where}" if first.where else ""),
+                                f"{item.where}.metadata.name" if item.where else "metadata.name", item.document,
+                                item.obj.kind, item.obj.metadata.name)
         seen[key] = item
 
 
 def _read(path: Path, source: str) -> str:
+    """A file's text, read to at most the limit and one byte more: a device (`/dev/zero`) or a pipe
+    (`<(yes)`) has no meaningful size, so the size `stat` reports is never trusted."""
     try:
-        if path.stat().st_size > MAX_SOURCE_BYTES:
-            raise ManifestError(source, f"file is larger than {MAX_SOURCE_BYTES // (1024 * 1024)} MiB")
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        with path.open("rb") as stream:
+            data = stream.read(MAX_SOURCE_BYTES + 1)
+    except OSError as exc:
         raise ManifestError(source, f"cannot read: {exc}") from None
+    if len(data) > MAX_SOURCE_BYTES:
+        raise ManifestError(source, f"file is larger than {MAX_SOURCE_BYTES // (1024 * 1024)} MiB")
+    return _decode(data, source)
 
 
 def _decode(data: bytes, source: str) -> str:
-    """Bytes read as `_read` reads a file (UTF-8, universal newlines), or one `cannot read` error."""
+    """Bytes as text (UTF-8, universal newlines, as `Path.read_text` reads them), or one `cannot read` error."""
     try:
         return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8").read()
     except UnicodeDecodeError as exc:

@@ -21,7 +21,7 @@ PILOT_ID = "podline.io/pilot-id"
 PILOT_SIZE = "podline.io/pilot-size"
 DEFAULT_IDLE = 60
 MAX_SECONDS = 365 * 24 * 3600
-_DURATION = re.compile(r"^(\d{1,8})(s|m|h|d)?$")
+_DURATION = re.compile(r"(\d{1,8})(s|m|h|d)?", re.ASCII)
 _UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 

@@ -12,8 +12,10 @@ _SUFFIX = {
     "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
     "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
 }
+# ASCII digits only (a bare `\d` takes any script's digits, which `Decimal` and `int` then read as numbers) and
+# nothing around the number: Kubernetes refuses `" 2 "` and `"٣"` alike.
 _QUANTITY = re.compile(
-    r"^(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+))(?P<exp>[eE][+-]?\d+)?(?P<suf>[KMGTPE]i|[numkMGTPE])?$"
+    r"(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+))(?P<exp>[eE][+-]?\d+)?(?P<suf>[KMGTPE]i|[numkMGTPE])?", re.ASCII
 )
 
 # Kubernetes never overcommits these: a request must equal the limit (api.checks refuses another), and a missing
@@ -30,7 +32,7 @@ def parse_quantity(value: object) -> Decimal:
     """Return the quantity's value in base units (cores, bytes, devices); raise ValueError if malformed."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError(f"expected a quantity such as '500m' or '4Gi', got {type(value).__name__}")
-    text = str(value).strip()
+    text = str(value)
     match = _QUANTITY.fullmatch(text)
     if not match or len(text) > 64:
         raise ValueError(f"invalid quantity {text!r}: expected e.g. '500m', '2', '4Gi'")

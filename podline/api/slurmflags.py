@@ -82,7 +82,7 @@ def _take_value(option: str, inline: str | None, tokens: list[str], i: int) -> t
         if i >= len(tokens):
             raise FlagError(f"sbatch option --{option} needs a value")
         inline, i = tokens[i], i + 1
-    if not re.fullmatch(pattern, inline):
+    if not re.fullmatch(pattern, inline, re.ASCII):  # `\d` is ASCII digits only: sbatch reads no other
         raise FlagError(f"invalid value {inline!r} for sbatch option --{option}")
     return inline, i
 

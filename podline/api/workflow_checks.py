@@ -8,12 +8,11 @@ fit the template type. Recursion (a steps template calling itself, guarded by `w
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from pydantic import ValidationError
 
-from podline.api.checks import _check_resources, check_name_length, check_slurm_flags
+from podline.api.checks import MISSING_IMAGE, _check_resources, check_name_length, check_slurm_flags
 from podline.api.errors import InvalidObject
 from podline.api.pilot import PILOT, PILOT_ID, PILOT_SIZE, parse_pilot
 from podline.api.template_refs import (
@@ -31,64 +30,17 @@ from podline.api.workflow import (
     LifecycleHook,
     Synchronization,
     Template,
+    TemplateDefaults,
     Workflow,
     WorkflowSpec,
     WorkflowStep,
     WorkflowTemplate,
 )
 from podline.api.workflow_dag import cycle, parse_depends
-from podline.api.workflow_values import Arguments, Artifact, Inputs
+from podline.api.workflow_io_checks import check_arguments, check_io, check_supplied, unique
+from podline.api.workflow_values import Arguments
 
 MAX_NAME = 63  # pod names and labels derive from the workflow's name, as in Argo
-
-
-def _unique(names: Iterable[str], where: str, what: str) -> None:
-    """`where` is a format string taking the index, e.g. `spec.templates[{}].name`."""
-    seen: set[str] = set()
-    for i, name in enumerate(names):
-        if name in seen:
-            raise InvalidObject(where.format(i), f"duplicate {what} name {name!r}")
-        seen.add(name)
-
-
-def _check_arguments(args: Arguments | None, where: str, values: bool = True) -> None:
-    """Arguments given by the workflow or a caller: unique names, and each with a value (`values`; a
-    WorkflowTemplate's may leave theirs to the workflow made from it, as Argo allows)."""
-    if args is None:
-        return
-    _unique((p.name for p in args.parameters or []), f"{where}.parameters[{{}}].name", "parameter")
-    _unique((a.name for a in args.artifacts or []), f"{where}.artifacts[{{}}].name", "artifact")
-    for i, param in enumerate(args.parameters or []):
-        if values and param.value is None and param.value_from is None:
-            raise InvalidObject(f"{where}.parameters[{i}].value", "required: an argument needs a value")
-    for i, artifact in enumerate(args.artifacts or []):
-        _check_bucket(artifact, f"{where}.artifacts[{i}]")
-        if _sources(artifact) != 1:
-            raise InvalidObject(f"{where}.artifacts[{i}]", "an artifact argument needs one of from, raw, s3, http")
-
-
-def _check_bucket(artifact: Artifact, where: str) -> None:
-    if artifact.s3 is not None and artifact.s3.bucket is None:
-        raise InvalidObject(f"{where}.s3.bucket", "required: podline has no default artifact repository to take "
-                                                  "it from")
-
-
-def _sources(artifact: Artifact) -> int:
-    return sum(x is not None for x in (artifact.from_, artifact.raw, artifact.s3, artifact.http))
-
-
-def _check_supplied(inputs: Inputs | None, args: Arguments | None, template: str, where: str) -> None:
-    """Every input without a value of its own is supplied by the caller's arguments."""
-    if inputs is None:
-        return
-    given = {p.name for p in (args.parameters or [])} if args else set()
-    for param in inputs.parameters or []:
-        if param.name not in given and param.value is None and param.default is None and param.value_from is None:
-            raise InvalidObject(where, f"inputs.parameters.{param.name} of template {template!r} is not supplied")
-    given = {a.name for a in (args.artifacts or [])} if args else set()
-    for artifact in inputs.artifacts or []:
-        if artifact.name not in given and not _sources(artifact) and not artifact.optional:
-            raise InvalidObject(where, f"inputs.artifacts.{artifact.name} of template {template!r} is not supplied")
 
 
 def _check_call(call: WorkflowStep, where: str, templates: dict[str, Template]) -> None:
@@ -100,7 +52,7 @@ def _check_call(call: WorkflowStep, where: str, templates: dict[str, Template]) 
         raise InvalidObject(f"{where}.template", problem)
     if call.inline is not None:
         _check_template(call.inline, f"{where}.inline", templates, None)
-        _check_supplied(call.inline.inputs, call.arguments, call.name, f"{where}.arguments")
+        check_supplied(call.inline.inputs, call.arguments, call.name, f"{where}.arguments")
     target = templates.get(call.template) if call.template is not None else None
     if call.template is not None and target is None:
         raise InvalidObject(f"{where}.template", f"no template named {call.template!r} in spec.templates")
@@ -108,9 +60,9 @@ def _check_call(call: WorkflowStep, where: str, templates: dict[str, Template]) 
                                         ("withSequence", call.with_sequence)) if value is not None]
     if len(loops) > 1:
         raise InvalidObject(f"{where}.{loops[1]}", "only one of withItems, withParam, withSequence may be given")
-    _check_arguments(call.arguments, f"{where}.arguments")
+    check_arguments(call.arguments, f"{where}.arguments")
     if target is not None:
-        _check_supplied(target.inputs, call.arguments, call.template, f"{where}.arguments")
+        check_supplied(target.inputs, call.arguments, call.template, f"{where}.arguments")
     _check_exit(call.on_exit, call.hooks, where, templates)
 
 
@@ -124,17 +76,17 @@ def _check_exit(on_exit: str | None, hooks: dict[str, LifecycleHook] | None, whe
         if name is not None and name not in templates:
             raise InvalidObject(path, f"no template named {name!r} in spec.templates")
     if hook is not None:
-        _check_arguments(hook.arguments, f"{where}.hooks.exit.arguments")
+        check_arguments(hook.arguments, f"{where}.hooks.exit.arguments")
     for key, other in (hooks or {}).items():
         if key != "exit":
             if other.template not in templates:
                 raise InvalidObject(f"{where}.hooks[{key}].template", f"no template named {other.template!r} in "
                                                                        "spec.templates")
-            _check_arguments(other.arguments, f"{where}.hooks[{key}].arguments")
+            check_arguments(other.arguments, f"{where}.hooks[{key}].arguments")
 
 
 def _check_dag(tasks: list[DAGTask], where: str, templates: dict[str, Template], target: str | None = None) -> None:
-    _unique((t.name for t in tasks), f"{where}.tasks[{{}}].name", "task")
+    unique((t.name for t in tasks), f"{where}.tasks[{{}}].name", "task")
     for name in (target or "").split() if "{{" not in (target or "") else []:
         if name not in {t.name for t in tasks}:
             raise InvalidObject(f"{where}.target", f"no task named {name!r} in this DAG")
@@ -177,48 +129,6 @@ def _check_dag(tasks: list[DAGTask], where: str, templates: dict[str, Template],
         raise InvalidObject(f"{where}.tasks[{i}].{field}", f"dependencies form a cycle: {' -> '.join(loop)}")
 
 
-def _check_io(template: Template, where: str) -> None:
-    for field, io in (("inputs", template.inputs), ("outputs", template.outputs)):
-        if io is None:
-            continue
-        _unique((p.name for p in io.parameters or []), f"{where}.{field}.parameters[{{}}].name", "parameter")
-        _unique((a.name for a in io.artifacts or []), f"{where}.{field}.artifacts[{{}}].name", "artifact")
-    runs_container = template.type in ("container", "script")
-    for i, artifact in enumerate(template.inputs.artifacts or [] if template.inputs else []):
-        _check_bucket(artifact, f"{where}.inputs.artifacts[{i}]")
-        if runs_container and artifact.path is None:
-            raise InvalidObject(f"{where}.inputs.artifacts[{i}].path",
-                                f"required: an input artifact of a {template.type} template needs a path")
-    if template.outputs is None:
-        return
-    for i, param in enumerate(template.outputs.parameters or []):
-        here = f"{where}.outputs.parameters[{i}]"
-        source = param.value_from
-        if source is None:
-            raise InvalidObject(f"{here}.valueFrom", "required: an output parameter needs valueFrom")
-        if runs_container and source.expression is not None:
-            raise InvalidObject(f"{here}.valueFrom.expression", f"an output of a {template.type} template comes from "
-                                "a path (expressions read the children's outputs of steps and dag templates)")
-        if runs_container and source.path is None:
-            raise InvalidObject(f"{here}.valueFrom.path", f"required for an output of a {template.type} template")
-        if not runs_container and source.parameter is None and source.expression is None:
-            raise InvalidObject(f"{here}.valueFrom.parameter",
-                                f"required (or an expression) for an output of a {template.type} template")
-    for i, artifact in enumerate(template.outputs.artifacts or []):
-        for field in ("s3", "http"):
-            if getattr(artifact, field) is not None:
-                raise InvalidObject(f"{where}.outputs.artifacts[{i}].{field}", "output artifacts pass through the "
-                                    "context's shared directory (s3 and http are sources of input artifacts)")
-        if runs_container and artifact.from_expression is not None:
-            raise InvalidObject(f"{where}.outputs.artifacts[{i}].fromExpression", f"an output of a {template.type} "
-                                "template comes from a path (expressions choose among a steps or dag template's)")
-        source = artifact.from_ or artifact.from_expression
-        field, value = ("path", artifact.path) if runs_container else ("from", source)
-        if value is None:
-            raise InvalidObject(f"{where}.outputs.artifacts[{i}].{field}",
-                                f"required for an output artifact of a {template.type} template")
-
-
 def _check_memoize(template: Template, where: str) -> None:
     if template.memoize is None:
         return
@@ -234,6 +144,9 @@ def _check_defaults(spec: WorkflowSpec) -> None:
     """Each template as it runs under spec.templateDefaults passes the template rules that defaults can break."""
     if spec.template_defaults is None:
         return
+    own = spec.template_defaults.metadata
+    if own and own.annotations:  # they reach every template's pod, as the template's own would
+        check_slurm_flags(own.annotations, "spec.templateDefaults.metadata")
     defaults = spec.template_defaults.dump()
     for i, template in enumerate(spec.templates or []):
         where = f"spec.templates[{i}]"
@@ -252,8 +165,8 @@ def _check_defaults(spec: WorkflowSpec) -> None:
 def _check_template(template: Template, where: str, templates: dict[str, Template], volumes: set[str] | None) -> None:
     """`volumes`: the names a container may mount besides the template's own; None for a WorkflowTemplate, whose
     templates may mount the calling workflow's volumes (a step pod naming none is refused when it is made)."""
-    _check_io(template, where)
-    _unique((v.name for v in template.volumes or []), f"{where}.volumes[{{}}].name", "volume")
+    check_io(template, where)
+    unique((v.name for v in template.volumes or []), f"{where}.volumes[{{}}].name", "volume")
     known = (volumes or set()) | {v.name for v in template.volumes or []}
     if template.metadata and template.metadata.annotations:
         check_slurm_flags(template.metadata.annotations, f"{where}.metadata")
@@ -312,7 +225,7 @@ def check_workflow(wf: Workflow | WorkflowTemplate) -> None:
         if spec.templates:
             raise InvalidObject("spec.templates", "not allowed with workflowTemplateRef (the templates are the "
                                                   "WorkflowTemplate's)")
-        _check_arguments(spec.arguments, "spec.arguments")  # the rest is checked on the merged spec at apply
+        check_arguments(spec.arguments, "spec.arguments")  # the rest is checked on the merged spec at apply
         return
     else:
         for field in ("entrypoint", "templates"):
@@ -327,10 +240,10 @@ def check_spec(spec: WorkflowSpec, library: bool = False) -> None:
     templates_list = spec.templates or []
     if spec.pod_metadata and spec.pod_metadata.annotations:
         check_slurm_flags(spec.pod_metadata.annotations, "spec.podMetadata")
-    _unique((v.name for v in spec.volumes or []), "spec.volumes[{}].name", "volume")
-    _unique((t.name for t in templates_list), "spec.templates[{}].name", "template")
+    unique((v.name for v in spec.volumes or []), "spec.volumes[{}].name", "volume")
+    unique((t.name for t in templates_list), "spec.templates[{}].name", "template")
     templates = {t.name: t for t in templates_list}
-    _check_arguments(spec.arguments, "spec.arguments", values=not library)
+    check_arguments(spec.arguments, "spec.arguments", values=not library)
     _check_exit(spec.on_exit, spec.hooks, "spec", templates)
     for field, name in (("entrypoint", spec.entrypoint), ("onExit", spec.on_exit)):
         if name is None:
@@ -338,9 +251,9 @@ def check_spec(spec: WorkflowSpec, library: bool = False) -> None:
         if name not in templates:
             raise InvalidObject(f"spec.{field}", f"no template named {name!r} in spec.templates")
         if not library:  # a library's entrypoint gets its inputs from the workflow made from it (Argo: fake args)
-            _check_supplied(templates[name].inputs, spec.arguments, name, f"spec.{field}")
+            check_supplied(templates[name].inputs, spec.arguments, name, f"spec.{field}")
     claims = [t.metadata.name for t in spec.volume_claim_templates or []]
-    _unique(claims, "spec.volumeClaimTemplates[{}].metadata.name", "claim")
+    unique(claims, "spec.volumeClaimTemplates[{}].metadata.name", "claim")
     volumes = {v.name for v in spec.volumes or []}
     clash = volumes & set(claims)
     if clash:
@@ -349,7 +262,24 @@ def check_spec(spec: WorkflowSpec, library: bool = False) -> None:
     for i, template in enumerate(templates_list):
         _check_template(template, f"spec.templates[{i}]", templates, None if library else volumes)
     _check_defaults(spec)
+    for i, template in enumerate(templates_list):
+        _check_runnable(template, f"spec.templates[{i}]", spec.template_defaults)
     _check_own_mutexes(spec)
+
+
+def _check_runnable(template: Template, where: str, defaults: TemplateDefaults | None) -> None:
+    """A container template (or an inline one in its steps or tasks) with neither an image nor a command or args,
+    of its own or from spec.templateDefaults, could never start (as a Pod's container: `api.checks`)."""
+    container, fallback = template.container, defaults.container if defaults else None
+    if container is not None and not any((container.image, container.command, container.args)) and \
+            not (fallback and any((fallback.image, fallback.command, fallback.args))):
+        raise InvalidObject(f"{where}.container.image", MISSING_IMAGE)
+    calls = [(f"{where}.steps[{g}][{k}]", step) for g, group in enumerate(template.steps or [])
+             for k, step in enumerate(group)]
+    calls += [(f"{where}.dag.tasks[{k}]", task) for k, task in enumerate(template.dag.tasks if template.dag else [])]
+    for here, call in calls:
+        if call.inline is not None:
+            _check_runnable(call.inline, f"{here}.inline", defaults)
 
 
 def _mutex_names(sync: Synchronization | None) -> set[str]:
@@ -390,7 +320,7 @@ def check_references(wf: Workflow | WorkflowTemplate, lookup: Lookup) -> None:
         if ref is not None:
             target = Template.model_validate(stored[f"{scope_of(ref)}/{ref['template']}"])
             arguments = Arguments.model_validate(call["arguments"]) if "arguments" in call else None
-            _check_supplied(target.inputs, arguments, ref["template"], f"spec.templates{path}.arguments")
+            check_supplied(target.inputs, arguments, ref["template"], f"spec.templates{path}.arguments")
 
 
 def check_merged(own: dict[str, Any], merged: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ one says what a value may be, that one how templates, steps and tasks are put to
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Annotated, Any, ClassVar
 
 from pydantic import (
@@ -29,8 +30,13 @@ MAX_TEMPLATES = 1_000
 MAX_LOOP = 100_000  # items of one withSequence: beyond this a sequence is a typo
 ARGO_NAME = re.compile(r"^[a-zA-Z0-9][-a-zA-Z0-9]*$")  # templates, steps, tasks (Argo's field-name rule)
 PARAM_NAME = re.compile(r"^[-a-zA-Z0-9_]+$")  # parameters and artifacts
-DURATION = re.compile(r"^(\d+|(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+)$")  # Go durations; a bare number is seconds
-DIGITS = re.compile(r"^-?\d{1,18}$")
+# Go durations (a bare number is seconds) and whole numbers: ASCII digits only, as Go and Kubernetes read them
+DURATION = re.compile(r"(\d+|(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+)", re.ASCII)
+DIGITS = re.compile(r"-?\d{1,18}", re.ASCII)
+DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", re.ASCII)
+_UNIT_SECONDS = {"ns": Decimal("1e-9"), "us": Decimal("1e-6"), "µs": Decimal("1e-6"), "ms": Decimal("1e-3"),
+                 "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600)}
+MAX_SECONDS = 10**9  # activeDeadlineSeconds' bound, and so every duration's
 REMOTE_SOURCES = ("git", "gcs", "oss", "hdfs", "artifactory", "azure", "hf", "plugin")
 
 
@@ -77,7 +83,7 @@ def _any_string(value: Any) -> Any:
 def whole_number(value: Any) -> Any:
     """Argo's IntOrString for counts: a digit string is the number it spells."""
     if isinstance(value, str):
-        if not DIGITS.fullmatch(value.strip()):
+        if not DIGITS.fullmatch(value):  # no blanks around it: Kubernetes' IntOrString has none either
             raise ValueError(f"must be a whole number, got {value!r}")
         return int(value)
     return value
@@ -94,11 +100,23 @@ def _sequence_bound(value: Any) -> int | str:
 
 
 def _duration(value: Any) -> Any:
+    """A Go duration or a number of seconds, of at most MAX_SECONDS (as activeDeadlineSeconds): a longer one is a
+    typo, and the controller would refuse it only once the workflow runs."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
     if isinstance(value, str) and not DURATION.fullmatch(value):
         raise ValueError(f"invalid duration {value!r}: use a number of seconds or units such as 30s, 2m, 1h")
+    if isinstance(value, str) and duration_seconds(value) > MAX_SECONDS:
+        raise ValueError(f"duration {value[:40]!r} is too long: at most {MAX_SECONDS} seconds (as "
+                         "activeDeadlineSeconds)")
     return value
+
+
+def duration_seconds(value: str) -> Decimal:
+    """Seconds in a duration that DURATION matches (exactly, whatever its number of digits)."""
+    if value.isdigit():
+        return Decimal(value)
+    return sum((Decimal(number) * _UNIT_SECONDS[unit] for number, unit in DURATION_PART.findall(value)), Decimal(0))
 
 
 def duration_or_reference(value: Any) -> Any:

@@ -63,6 +63,10 @@ def render(state: State, files: tuple[str, ...], target: str) -> None:
         if meta.name is None and meta.generate_name:  # named as apply would name it
             meta.name = generated_name(meta.generate_name)
         rundir = f"{base}/pods/{meta.namespace}/{meta.name}/{RENDER_UID}"
+        if isinstance(obj, Job) and obj.spec.completions == 0:  # valid: the Job completes at once, with no pods
+            click.echo(f"warning: {item.describe()}: completions is 0: the Job completes at once and runs no pod; "
+                       "no script", err=True)
+            continue
         if isinstance(obj, Pod):
             script = render_pod(obj.dump(), RENDER_UID, rundir, placement)
         elif isinstance(obj, Job) and obj.spec.completion_mode == "Indexed":

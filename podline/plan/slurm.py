@@ -178,6 +178,8 @@ def render_indexed_job(manifest: dict[str, Any], array_id: str, base: str, place
     template = spec["template"]
     annotations = {**meta.get("annotations", {}), **template.get("metadata", {}).get("annotations", {})}
     wanted = list(range(spec["completions"])) if indexes is None else indexes
+    if not wanted:  # `--array=` is no array: a Job of 0 completions completes with no job at all
+        raise ValueError(f"{meta['name']}: no indexes to render (completions 0 runs no pod)")
     header = sbatch_options(meta["name"], meta.get("namespace", "default"), array_id, template["spec"], annotations,
                             placement, f"{base}/slurm-%A_%a.out", base,
                             array=array_spec(wanted, spec.get("parallelism", 1)))
