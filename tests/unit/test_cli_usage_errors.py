@@ -9,31 +9,20 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from podline.api.errors import ManifestError
 from podline.api.loader import build_object, load_paths
-from podline.cli.common import State
-from podline.cli.main import cli
 from podline.store import Store
+from tests.unit.inprocess_cli import empty_home, run
 
 POD = "apiVersion: v1\nkind: Pod\nmetadata: {name: %s}\nspec: {containers: [{name: c, command: [\"true\"]}]}\n"
 
 
 
-def no_controller(self: State) -> None:
-    raise AssertionError("an in-process CLI test must not start the background controller")
-
-
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
-    monkeypatch.setenv("PODLINE_HOME", str(tmp_path))
-    monkeypatch.setattr(State, "ensure_controller", no_controller)
-    return Store(tmp_path / "state.db")
-
-
-def run(*args: str, stdin: bytes | str | None = None) -> Result:
-    return CliRunner().invoke(cli, list(args), input=stdin)
+    return empty_home(tmp_path, monkeypatch)
 
 
 def assert_one_error(result: Result, code: int, *words: str) -> None:

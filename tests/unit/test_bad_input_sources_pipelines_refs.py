@@ -1,7 +1,7 @@
-"""Bad input a review found accepted (or crashing): unbounded reads, non-ASCII or padded numbers, pipeline paths
+"""Bad input once accepted (or crashing): unbounded reads, non-ASCII or padded numbers, pipeline paths
 that differ only in spelling, containers that could never start, and names referring to other objects.
 
-Each refusal goes through `podline apply -f` in process (`review_cases.refused`): exit 2, one line naming the
+Each refusal goes through `podline apply -f` in process (`inprocess_cli.refused`): exit 2, one line naming the
 document, object and exact field path, and nothing stored.
 """
 
@@ -16,7 +16,7 @@ import pytest
 
 from podline.api.loader import load_text
 from podline.store import Store
-from tests.unit.review_cases import empty_home, pipeline, pod, refused, run
+from tests.unit.inprocess_cli import empty_home, pipeline, pod, refused, run
 
 
 @pytest.fixture

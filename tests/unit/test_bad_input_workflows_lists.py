@@ -1,9 +1,9 @@
-"""Bad input a review found accepted, continued: Workflow containers that could never start, parameter enums,
+"""Bad input once accepted, continued: Workflow containers that could never start, parameter enums,
 durations beyond activeDeadlineSeconds' bound, sbatch flags in templateDefaults, `kind: List` itself and
 duplicates inside it, ConfigMap keys in both maps, Dataset paths with control characters; and `render` of a Job
 of no completions.
 
-Each refusal goes through `podline apply -f` in process (`review_cases.refused`): exit 2, one line naming the
+Each refusal goes through `podline apply -f` in process (`inprocess_cli.refused`): exit 2, one line naming the
 document, object and exact field path, and nothing stored.
 """
 
@@ -16,7 +16,7 @@ import pytest
 from podline.api.loader import load_text
 from podline.plan.slurm import Placement, render_indexed_job
 from podline.store import Store
-from tests.unit.review_cases import empty_home, refused, run, workflow
+from tests.unit.inprocess_cli import empty_home, refused, run, workflow
 
 
 @pytest.fixture

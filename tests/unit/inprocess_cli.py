@@ -1,6 +1,5 @@
-"""Shared by the tests of the reviewed bad-input cases: `podline apply -f` run in process against an empty
-home, and the check that a refusal is exit 2, one line naming the document, object, exact field path and
-problem, with nothing stored."""
+"""The CLI run in process against an empty home (no background controller may start), and the check that a
+refusal is exit 2, one line naming the document, object, exact field path and problem, with nothing stored."""
 
 from __future__ import annotations
 
