@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, PlainValidator, field_validator, model_validator
 
-from podline.api.base import Model, Resource, check_dns_label, check_dns_subdomain, check_no_nul
+from podline.api.base import Model, Resource, check_dns_label, check_dns_subdomain, check_no_nul, warnings_var
 from podline.api.env import (  # noqa: F401  (KeySelector, Text: also this module's names)
     DataKey,
     EnvFromSource,
@@ -76,6 +76,10 @@ Quantity = Annotated[int | float | str, PlainValidator(_non_negative_quantity)]
 Quantities = dict[ResourceName, Quantity]
 
 
+EPHEMERAL_WARNING = ("resources ephemeral-storage is accepted but not enforced (on Slurm, node-local disk is asked "
+                     "for with --tmp in the slurm.hpk.io/flags annotation)")
+
+
 class ResourceRequirements(Model):
     requests: Quantities = Field(default_factory=dict)
     limits: Quantities = Field(default_factory=dict)
@@ -84,6 +88,15 @@ class ResourceRequirements(Model):
     def effective_requests(self) -> dict[str, Any]:
         """Kubernetes defaults a missing request to the limit."""
         return {**self.limits, **self.requests}
+
+    @model_validator(mode="after")
+    def _ephemeral_storage_is_not_enforced(self) -> ResourceRequirements:
+        """Accepted (charts set it everywhere) but neither scheduled nor enforced: say so, never silently."""
+        if "ephemeral-storage" in self.requests or "ephemeral-storage" in self.limits:
+            sink = warnings_var.get()
+            if sink is not None and EPHEMERAL_WARNING not in sink:  # once per object, not per container
+                sink.append(EPHEMERAL_WARNING)
+        return self
 
 
 class VolumeMount(Model):

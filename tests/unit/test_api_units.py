@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from podline.api.batch import Job
-from podline.api.core import Pod
+from podline.api.core import EPHEMERAL_WARNING, Pod
 from podline.api.errors import ManifestError
 from podline.api.kinds import MODELS
 from podline.api.loader import load_text
@@ -99,6 +99,22 @@ status: {phase: Running}
 """, "p.yaml")
     assert loaded.warnings == ["PodSpec.nodeSelector is not supported by podline and is ignored",
                                "Container.livenessProbe is not supported by podline and is ignored"]
+
+
+def test_ephemeral_storage_is_accepted_with_one_warning_per_object() -> None:
+    [loaded] = load_text("""
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  containers:
+  - {name: c, command: [x], resources: {requests: {ephemeral-storage: 1Gi}}}
+  - {name: d, command: [x], resources: {limits: {ephemeral-storage: 2Gi}}}
+""", "p.yaml")
+    assert loaded.warnings == [EPHEMERAL_WARNING] and "--tmp" in EPHEMERAL_WARNING
+    plain_pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, command: [x]}]}\n"
+    [plain] = load_text(plain_pod, "q.yaml")
+    assert plain.warnings == []
 
 
 def test_list_kind_is_flattened() -> None:
