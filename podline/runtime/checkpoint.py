@@ -1,8 +1,9 @@
 """Multi-level checkpoints of a pipeline workspace: what was there after which steps, and getting it back.
 
-L1 is the workspace itself plus `l1.json`, a manifest of (size, mtime, inode, mode) per file written after
-each step: cheap to write, and after a crash it tells whether the workspace still is what the last finished
-step left (a killed step that touched a file changes its mtime; one that chmod-ed it, its mode). L2
+L1 is the workspace itself plus `l1.json`, a manifest of (size, mtime, inode, mode, ctime) per file, each
+directory's mode, symlinks and named pipes, written after each step: cheap to write, and after a crash it
+tells whether the workspace still is what the last finished step left (a killed step that touched a file
+changes its mtime and ctime; one that chmod-ed it, its mode). L2
 (node-local disk) and L3 (shared storage) are copies: `<level root>/<seq>/data/...` plus `manifest.json`
 with each file's size and xxh3 hash. A copy is written aside and renamed into place, so a crash
 mid-checkpoint leaves the previous one valid; files unchanged since the previous copy at that level are
@@ -26,9 +27,9 @@ import shutil
 import stat
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from podline.runtime.copying import CHUNK, DIRECT_CHUNK, Stopped, copy_hashing, direct_buffer, hash_file
 from podline.runtime.files import read_json, write_json_atomic
@@ -57,20 +58,36 @@ class Snapshot:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # rel -> {size, mtime, ino, mode[, hash]}
     dirs: list[str] = field(default_factory=list)
     links: dict[str, str] = field(default_factory=dict)
+    dir_modes: dict[str, int] = field(default_factory=dict)  # rel -> permission bits (older manifests: none)
+    fifos: list[str] = field(default_factory=list)  # named pipes a step made (mkfifo): no data, only the name
 
     def to_json(self) -> dict[str, Any]:
-        return {"seq": self.seq, "steps": self.steps, "files": self.files, "dirs": self.dirs, "links": self.links}
+        return {"seq": self.seq, "steps": self.steps, "files": self.files, "dirs": self.dirs, "links": self.links,
+                "dirModes": self.dir_modes, "fifos": self.fifos}
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Snapshot:
-        return cls(doc["seq"], list(doc["steps"]), doc["files"], doc.get("dirs", []), doc.get("links", {}))
+        return cls(doc["seq"], list(doc["steps"]), doc["files"], doc.get("dirs", []), doc.get("links", {}),
+                   doc.get("dirModes", {}), doc.get("fifos", []))
 
 
-def scan(root: Path) -> tuple[dict[str, dict[str, Any]], list[str], dict[str, str]]:
-    """Regular files (with stat identity), directories and symlinks below `root`, by relative path."""
+class Tree(NamedTuple):
+    """What `scan` finds below a workspace, by relative path (sockets and devices are not kept)."""
+
+    files: dict[str, dict[str, Any]]
+    dirs: list[str]
+    links: dict[str, str]
+    dir_modes: dict[str, int]
+    fifos: list[str]
+
+
+def scan(root: Path) -> Tree:
+    """Regular files (with stat identity), directories (with their modes), symlinks and FIFOs below `root`."""
     files: dict[str, dict[str, Any]] = {}
     dirs: list[str] = []
     links: dict[str, str] = {}
+    dir_modes: dict[str, int] = {}
+    fifos: list[str] = []
     stack = [""]
     while stack:
         rel_dir = stack.pop()
@@ -82,18 +99,21 @@ def scan(root: Path) -> tuple[dict[str, dict[str, Any]], list[str], dict[str, st
                 elif entry.is_dir():
                     dirs.append(rel)
                     stack.append(rel)
+                    dir_modes[rel] = stat.S_IMODE(entry.stat().st_mode)
                 elif entry.is_file():
                     st = entry.stat()
                     files[rel] = {"size": st.st_size, "mtime": st.st_mtime_ns, "ino": st.st_ino,
                                   "mode": stat.S_IMODE(st.st_mode), "ctime": st.st_ctime_ns}
-    return files, sorted(dirs), links
+                elif stat.S_ISFIFO(entry.stat(follow_symlinks=False).st_mode):
+                    fifos.append(rel)
+    return Tree(files, sorted(dirs), links, dir_modes, sorted(fifos))
 
 
 def take_l1(workspace: Path, seq: int, steps: list[str]) -> Snapshot:
     """The workspace's manifest now (nothing runs in it while this is taken)."""
-    files, dirs, links = scan(workspace)
-    _unrace(workspace, files)
-    return Snapshot(seq, steps, files, dirs, links)
+    tree = scan(workspace)
+    _unrace(workspace, tree.files)
+    return Snapshot(seq, steps, tree.files, tree.dirs, tree.links, tree.dir_modes, tree.fifos)
 
 
 def _unrace(workspace: Path, files: dict[str, dict[str, Any]]) -> None:
@@ -123,12 +143,14 @@ def l1_matches(workspace: Path, snap: Snapshot) -> bool:
     mtime, so a failed step that only made a tool unexecutable would otherwise be trusted; and `touch -r`,
     `cp -p`, `tar x` or `rsync -t` put an old mtime back on new bytes, but nothing can set a ctime (any change
     moves it to now). L2 and L3 put contents and modes back."""
-    files, dirs, links = scan(workspace)
-    if links != snap.links or not set(snap.dirs) <= set(dirs):
+    tree = scan(workspace)
+    if tree.links != snap.links or not set(snap.dirs) <= set(tree.dirs) or not set(snap.fifos) <= set(tree.fifos):
         return False
-    if not all(_same_file(files.get(rel), rec) for rel, rec in snap.files.items()):
+    if any(tree.dir_modes.get(rel) != mode for rel, mode in snap.dir_modes.items()):
         return False
-    _remove_extra(workspace, snap, files, dirs)
+    if not all(_same_file(tree.files.get(rel), rec) for rel, rec in snap.files.items()):
+        return False
+    _remove_extra(workspace, snap, tree)
     return True
 
 
@@ -140,12 +162,12 @@ def _same_file(now: dict[str, Any] | None, rec: dict[str, Any]) -> bool:
     return now["mode"] == rec.get("mode", now["mode"]) and now["ctime"] == rec.get("ctime", now["ctime"])
 
 
-def _remove_extra(workspace: Path, snap: Snapshot, files: dict[str, Any], dirs: list[str]) -> None:
-    for rel in files:
-        if rel not in snap.files:
+def _remove_extra(workspace: Path, snap: Snapshot, tree: Tree) -> None:
+    for rel in [*tree.files, *tree.fifos]:
+        if rel not in snap.files and rel not in snap.fifos:
             (workspace / rel).unlink(missing_ok=True)
     keep = set(snap.dirs)
-    for rel in sorted(dirs, key=len, reverse=True):
+    for rel in sorted(tree.dirs, key=len, reverse=True):
         if rel not in keep:
             shutil.rmtree(workspace / rel, ignore_errors=True)
 
@@ -186,7 +208,7 @@ def save_copy(workspace: Path, level_root: Path, snap: Snapshot, durable: bool,
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         files, written = _fill(workspace, tmp / "data", snap, previous, durable, expected, stop, sources or {})
-        doc = Snapshot(snap.seq, snap.steps, files, snap.dirs, snap.links).to_json()
+        doc = replace(snap, files=files).to_json()
         write_json_atomic(tmp / "manifest.json", doc)
         if durable:
             _fsync_path(tmp / "manifest.json")
@@ -215,6 +237,8 @@ def _fill(workspace: Path, data: Path, snap: Snapshot, previous: tuple[Path, Sna
         (data / rel).mkdir(parents=True, exist_ok=True)
     for rel, target in snap.links.items():
         os.symlink(target, data / rel)
+    for rel in snap.fifos:
+        os.mkfifo(data / rel)
     written = 0
     files: dict[str, dict[str, Any]] = {}
     with contextlib.nullcontext() if durable else direct_buffer() as buffer:  # node-local: no page cache
@@ -283,16 +307,17 @@ def restore_copy(copy_dir: Path, snap: Snapshot, workspace: Path) -> int:
     is verified while it is copied.
     """
     workspace.mkdir(parents=True, exist_ok=True)
-    files, dirs, links = scan(workspace)
-    for rel in links:
+    tree = scan(workspace)
+    for rel in tree.links:
         (workspace / rel).unlink()
-    _remove_extra(workspace, snap, files, dirs)
+    _remove_extra(workspace, snap, tree)
     for rel in snap.dirs:
         (workspace / rel).mkdir(parents=True, exist_ok=True)
+        os.chmod(workspace / rel, 0o700)  # writable while it is filled; its recorded mode comes last
     copied = 0
     for rel, rec in snap.files.items():
         target = workspace / rel
-        have = files.get(rel)
+        have = tree.files.get(rel)
         if have is not None and have["size"] == rec["size"] and hash_file(target) == rec["hash"]:
             if (have["mode"], have["mtime"]) != (rec.get("mode", have["mode"]), rec["mtime"]):
                 _as_recorded(target, rec)  # the bytes are right; a failed step changed its mode or time
@@ -309,6 +334,11 @@ def restore_copy(copy_dir: Path, snap: Snapshot, workspace: Path) -> int:
         copied += rec["size"]
     for rel, target in snap.links.items():
         os.symlink(target, workspace / rel)
+    for rel in snap.fifos:
+        if rel not in tree.fifos:
+            os.mkfifo(workspace / rel)
+    for rel in sorted(snap.dirs, key=len, reverse=True):  # a read-only directory last, below it first
+        os.chmod(workspace / rel, snap.dir_modes.get(rel, 0o755))
     return copied
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import stat
 import time
 from pathlib import Path
 
@@ -124,3 +126,27 @@ def test_a_new_deadline_counts_from_when_the_steps_began(tmp_path: Path) -> None
     rewrite(path, activeDeadlineSeconds=None)
     run._reload_plan()
     assert run._deadline_at() is None
+
+
+def test_a_copy_brings_back_fifos_and_directory_modes(tmp_path: Path) -> None:
+    ws, _ = workspace(tmp_path)
+    os.mkfifo(ws / "pipe")
+    (ws / "private").mkdir()
+    (ws / "private" / "key").write_text("k")
+    os.chmod(ws / "private", 0o700)
+    (ws / "frozen").mkdir()
+    (ws / "frozen" / "f").write_text("f")
+    os.chmod(ws / "frozen", 0o555)
+    snap = ck.take_l1(ws, 2, ["a", "b"])
+    ck.save_copy(ws, tmp_path / "L2", snap, durable=False, expected=None)
+    os.chmod(ws / "frozen", 0o755)  # what a failed step did: a mode changed, the fifo and a directory gone
+    os.unlink(ws / "pipe")
+    shutil.rmtree(ws / "private")
+    assert not ck.l1_matches(ws, snap)
+    copy_dir, manifest = ck.newest(tmp_path / "L2")
+    ck.restore_copy(copy_dir, manifest, ws)
+    assert stat.S_ISFIFO(os.lstat(ws / "pipe").st_mode)
+    assert stat.S_IMODE(os.stat(ws / "private").st_mode) == 0o700 and (ws / "private" / "key").read_text() == "k"
+    assert stat.S_IMODE(os.stat(ws / "frozen").st_mode) == 0o555 and (ws / "frozen" / "f").read_text() == "f"
+    assert ck.l1_matches(ws, ck.take_l1(ws, 2, ["a", "b"]))
+    os.chmod(ws / "frozen", 0o755)  # let tmp_path be removed
