@@ -43,11 +43,16 @@ def _pipeline_change_problem(old_spec: dict, new_spec: dict) -> str | None:
 
 def _reslicing_problem(store: Store, current: Obj, new_spec: dict) -> str | None:
     """More shards for a pipeline whose shards have started and whose inputs are sliced by shard would give the
-    new shards slices of a different split, overlapping the old ones (SPEC: disjoint, stable slices)."""
+    new shards slices of a different split, overlapping the old ones (SPEC: disjoint, stable slices). And one
+    shard's outputs go to each destination itself, several shards' to destination/<shard>: a single shard that
+    has started may already have published there, so its outputs would not be where its siblings' are."""
     old_spec = current.manifest["spec"]
     started = any(shard.get("attempts", 0) for shard in current.status.get("shards", []))
     if new_spec.get("shards", 1) == old_spec.get("shards", 1) or not started:
         return None
+    if old_spec.get("shards", 1) == 1 and old_spec.get("outputs"):
+        return ("shards: its one shard has started and publishes its outputs to each destination itself; with more "
+                "shards they go to destination/<shard> (delete and re-apply with the shards wanted)")
     for i, item in enumerate(old_spec.get("inputs", [])):
         if not item.get("dataset"):  # a `source` input: every shard gets all of it
             continue

@@ -54,7 +54,8 @@ spec:
     assert not (tmp_path / "made").exists(), "a shard's outputs appear together or not at all"
 
 
-def test_shards_cannot_be_added_once_they_started_on_sliced_inputs(cli: Cli, tmp_path: Path) -> None:
+def test_shards_cannot_be_added_once_they_started_on_sliced_inputs_or_one_publishing_alone(cli: Cli,
+                                                                                         tmp_path: Path) -> None:
     data, gate = tmp_path / "data", tmp_path / "gate"
     data.mkdir()
     for i in range(6):
@@ -75,10 +76,22 @@ spec:
   - name: a
     image: busybox
     command: [sh, -c, 'while [ ! -e {gate} ]; do sleep 0.05; done']
+---
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {{name: single}}
+spec:
+  outputs: [{{path: out, destination: {tmp_path / "single"}}}]
+  steps:
+  - name: a
+    image: busybox
+    command: [sh, -c, 'mkdir out; while [ ! -e {gate} ]; do sleep 0.05; done']
 """)
-    wait_for(lambda: _started(cli, "sliced"), timeout=30)
+    wait_for(lambda: _started(cli, "sliced") and _started(cli, "single"), timeout=30)
     refused = cli("scale", "pipeline/sliced", "--shards", "3", check=False)
     assert refused.returncode == 2 and "sliced 2 ways" in refused.stderr and "inputs[0]" in refused.stderr
+    refused = cli("scale", "pipeline/single", "--shards", "3", check=False)  # its outputs: DEST, not DEST/0
+    assert refused.returncode == 2 and "destination/<shard>" in refused.stderr
     gate.touch()
     assert cli.wait("pipeline/sliced", "phase=Succeeded", timeout=60).returncode == 0
     assert cli.json("pipeline", "sliced")["spec"]["shards"] == 2
