@@ -199,13 +199,13 @@ def _read_value(path: Path, what: str) -> str:
 
 
 def _read_result(path: Path) -> str:
-    """stdout as the step's result: its last MAX_VALUE bytes (a chatty step does not fail for it, as in Argo),
-    less one trailing newline."""
+    """stdout as the step's result, less one trailing newline, then its last MAX_VALUE bytes (a chatty step does
+    not fail for it), in Argo's order: the newline goes first, so a full result keeps MAX_VALUE bytes."""
     with open(path, "rb") as f:
         size = f.seek(0, os.SEEK_END)
-        f.seek(max(0, size - MAX_VALUE))
-        data = f.read(MAX_VALUE)
-    return data.decode("utf-8", errors="replace").removesuffix("\n")
+        f.seek(max(0, size - MAX_VALUE - 1))
+        data = f.read(MAX_VALUE + 1).removesuffix(b"\n")[-MAX_VALUE:]
+    return data.decode("utf-8", errors="replace")
 
 
 def collect(io: Mapping[str, Any], container: Mapping[str, Any], volume_paths: Mapping[str, Path],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from podline.runtime.argo_io import ArgoIOError, prepare
+from podline.runtime.argo_io import MAX_VALUE, ArgoIOError, _read_result, prepare
 
 CONTAINER = {"name": "main", "mounts": [{"mountPath": "/data", "volume": "data"}]}
 
@@ -67,3 +67,16 @@ def test_a_file_or_an_empty_directory_at_the_path_is_replaced(tmp_path: Path) ->
     assert (volume / "empty" / "sub" / "f").read_text() == "f"
     assert (volume / "fresh" / "new.txt").read_text() == "new"
     assert _leftovers(volume) == []
+
+
+@pytest.mark.parametrize(("written", "expected"), [
+    (b"x" * 300_000 + b"\n", b"x" * MAX_VALUE),  # the newline goes first: a full result keeps MAX_VALUE bytes
+    (b"a" + b"y" * MAX_VALUE, b"y" * MAX_VALUE),  # the last MAX_VALUE bytes
+    (b"short\n\n", b"short\n"),  # one newline only
+    (b"", b""),
+])
+def test_a_result_is_stdout_less_one_newline_then_its_last_256_kib(tmp_path: Path, written: bytes,
+                                                                   expected: bytes) -> None:
+    out = tmp_path / "stdout"
+    out.write_bytes(written)
+    assert _read_result(out) == expected.decode()
