@@ -1,5 +1,6 @@
 """Input artifacts are moved into place as Argo's executor does (load beside, then rename): a file or an empty
-directory at the path is replaced, a directory with files in it (a user's hostPath or claim) is never removed."""
+directory at the path is replaced, a directory with files in it (a user's hostPath or claim) is never removed.
+And a step's result read from its stdout as Argo's executor reads it."""
 
 from __future__ import annotations
 
