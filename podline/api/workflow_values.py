@@ -4,6 +4,7 @@ one says what a value may be, that one how templates, steps and tasks are put to
 
 from __future__ import annotations
 
+import math
 import re
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar
@@ -72,12 +73,23 @@ def _param_name(value: str) -> str:
 
 
 def _any_string(value: Any) -> Any:
-    """Argo's AnyString: a number or boolean stands for its text (`true`, `3`, `1.5`)."""
+    """Argo's AnyString: a number or boolean stands for its text (`true`, `3`, `1.5`). Numbers as Argo spells
+    them: the manifest goes through JSON, where every number is a float64, written back with Go's
+    FormatFloat(v, 'f', -1): `2.0` is "2", `1e3` is "1000", and an integer past 2**53 loses its last digits."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
-        return str(value)
+        return go_number_text(float(value))
     return value
+
+
+def go_number_text(number: float) -> str:
+    """Go's strconv.FormatFloat(number, 'f', -1, 64): the shortest digits that read back as the same float64,
+    in plain (never exponent) notation."""
+    if not math.isfinite(number):
+        return str(number)
+    text = format(Decimal(repr(number)), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def whole_number(value: Any) -> Any:

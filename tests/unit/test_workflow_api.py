@@ -307,6 +307,18 @@ def test_normalised_values() -> None:
         "name": "data", "from": "{{steps.gen.outputs.artifacts.data}}"}
 
 
+@pytest.mark.parametrize(("value", "text"), [
+    ("2.0", "2"), ("1.5", "1.5"), ("1.0e+3", "1000"), ("0.0000001", "0.0000001"), ("-0.5", "-0.5"), ("7", "7"),
+    ("12345678901234567890", "12345678901234567000"),  # a float64 in JSON, as Argo reads it: digits lost
+    ("true", "true"), ("'2.0'", "2.0"),  # a quoted string stays as written
+])
+def test_parameter_numbers_are_spelt_as_argo_spells_them(value: str, text: str) -> None:
+    wf = load_text("apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {name: n}\nspec:\n"
+                   f"  entrypoint: t\n  arguments: {{parameters: [{{name: p, value: {value}}}]}}\n"
+                   "  templates: [{name: t, container: {image: busybox, command: ['true']}}]\n", "n.yaml")[0].obj
+    assert wf.dump()["spec"]["arguments"]["parameters"][0]["value"] == text
+
+
 def test_generate_name_stands_in_for_the_name() -> None:
     obj, _ = load_wf(HELLO)
     assert (obj.metadata.name, obj.metadata.generate_name) == (None, "hello-world-")
