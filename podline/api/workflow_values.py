@@ -197,7 +197,7 @@ class ValueFrom(Model):
     json_path: Unsupported = None
     jq_filter: Unsupported = None
     event: Unsupported = None
-    config_map_key_ref: Unsupported = None
+    config_map_key_ref: KeySelector | None = None  # an input's or argument's (controller.argo_configmaps)
     secret_key_ref: Unsupported = None
     path: ContainerPath | None = None
     parameter: Arg | None = None
@@ -205,8 +205,9 @@ class ValueFrom(Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> ValueFrom:
-        if sum(source is not None for source in (self.path, self.parameter, self.expression)) != 1:
-            raise ValueError("exactly one of path, parameter and expression is required")
+        given = (self.path, self.parameter, self.expression, self.config_map_key_ref)
+        if sum(source is not None for source in given) != 1:
+            raise ValueError("exactly one of path, parameter, expression and configMapKeyRef is required")
         return self
 
 

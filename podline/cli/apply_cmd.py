@@ -117,7 +117,7 @@ def _check_template_references(store: Store, loaded: list[Loaded]) -> None:
         return  # without the imports below: the workflow controller's modules are a fifth of a Pod's apply
     from podline.api.errors import InvalidObject
     from podline.api.workflow_checks import check_references
-    from podline.controller.workflows import template_lookup
+    from podline.controller.workflow_start import template_lookup
 
     applied = {(item.obj.kind, item.obj.metadata.namespace, item.obj.metadata.name): item.obj.dump()["spec"]
                for item in loaded if item.obj.kind in ("WorkflowTemplate", "ClusterWorkflowTemplate")}

@@ -24,8 +24,7 @@ from podline.api.checks import check_pod_spec
 from podline.api.core import Pod
 from podline.api.errors import InvalidObject
 from podline.api.pilot import PILOT, PILOT_ID, PILOT_SIZE, PilotSize, parse_pilot
-from podline.api.template_refs import Lookup, Unresolved, effective_spec, stored_templates
-from podline.api.workflow_checks import check_merged
+from podline.controller.argo_configmaps import with_values
 from podline.controller.argo_locks import status_of
 from podline.controller.argo_nodes import DONE, FAILED, TooManyNodes, Walker
 from podline.controller.context import TERMINAL, Ctx
@@ -41,6 +40,7 @@ from podline.controller.workflow_holds import (
     spec_of,
     workflow_lock,
 )
+from podline.controller.workflow_start import fix_at_start
 from podline.plan.argo_depends import ExpressionError
 from podline.plan.workflow_pod import (
     NODE_ANNOTATION,
@@ -51,7 +51,7 @@ from podline.plan.workflow_pod import (
     step_pod,
 )
 from podline.runtime.files import parse_rfc3339, rfc3339
-from podline.store import Obj, Store
+from podline.store import Obj
 
 log = logging.getLogger("podline.controller")
 WORKFLOW_DONE = ("Succeeded", "Failed", "Error")
@@ -85,8 +85,9 @@ class _Pods:
 
     @property
     def manifest(self) -> dict[str, Any]:
-        """The workflow as it runs (spec_of: merged with its workflowTemplateRef's, once the first pass stored it)."""
-        return {**self.wf.manifest, "spec": spec_of(self.wf)}
+        """The workflow as it runs (spec_of: merged with its workflowTemplateRef's, once the first pass stored it;
+        with the values its first pass read from ConfigMaps)."""
+        return {**self.wf.manifest, "spec": with_values(spec_of(self.wf), self.wf.internal.get("configMapValues", {}))}
 
     def observe(self, node: dict[str, Any]) -> dict[str, Any] | None:
         name = self.by_node.get(node["id"])
@@ -201,39 +202,6 @@ def _is_cache(configmap: dict[str, Any]) -> bool:
     return configmap.get("metadata", {}).get("labels", {}).get(CACHE_LABEL) == "Cache"
 
 
-def template_lookup(store: Store, namespace: str, applied: dict[tuple[str, str, str | None], dict] | None = None
-                    ) -> Lookup:
-    """Find a (Cluster)WorkflowTemplate's spec by name: among `applied` (objects being applied) first, then
-    in the store."""
-    def lookup(cluster: bool, name: str) -> dict[str, Any] | None:
-        kind, where = ("ClusterWorkflowTemplate", "") if cluster else ("WorkflowTemplate", namespace)
-        if applied and (kind, where, name) in applied:
-            return applied[(kind, where, name)]
-        obj = store.get(kind, where, name)
-        return None if obj is None or obj.deleted_at else obj.manifest["spec"]
-    return lookup
-
-
-def _store_templates(ctx: Ctx, wf: Obj) -> str | None:
-    """At the first pass: copy the templates the workflow reaches through WorkflowTemplates into its status,
-    as Argo does, so later changes to them do not reach a running workflow; the problem if one is missing."""
-    lookup = template_lookup(ctx.store, wf.namespace)
-    try:
-        spec = effective_spec(wf.manifest["spec"], lookup)
-        stored = stored_templates(spec, lookup)
-    except Unresolved as exc:
-        return f"{exc.path}: {exc.problem}"
-    if spec is not wf.manifest["spec"]:
-        try:  # the template object may have changed since apply checked it
-            check_merged(wf.manifest["spec"], spec)
-        except InvalidObject as exc:
-            return f"{exc.path}: {exc.problem}"
-        wf.status["storedWorkflowTemplateSpec"] = spec
-    if stored:
-        wf.status["storedTemplates"] = stored
-    return None
-
-
 def _failures(nodes: dict[str, dict[str, Any]], pods: dict[str, str] | None = None) -> str:
     """`{{workflow.failures}}`: every Failed or Error node (Pod, Retry, Steps, StepGroup, DAG, …), as Argo gives
     them to an exit handler, each with the name of its pod (`pods`: node id -> the pod podline made; any other
@@ -334,7 +302,7 @@ def reconcile_workflow(ctx: Ctx, wf: Obj) -> None:
         ctx.store.save(wf)
         return
     if "startedAt" not in wf.status and not wf.internal.get("templatesStored"):
-        problem = _store_templates(ctx, wf)  # before the locks: a workflowTemplateRef's spec may name them
+        problem = fix_at_start(ctx, wf)  # before the locks: a workflowTemplateRef's spec may name them
         if problem:
             _finish(ctx, wf, "Error", problem)
             wf.settled = True
