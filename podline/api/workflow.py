@@ -49,6 +49,7 @@ from podline.api.workflow_values import (
     check_items,
     duration_or_reference,
     label_value,
+    retry_limit,
     seconds_or_reference,
     whole_number,
 )
@@ -131,7 +132,7 @@ class Memoize(Model):
 class RetryStrategy(Model):
     affinity: Unsupported = None
     expression: Arg | None = None  # over lastRetry.exitCode/status/duration/message: retry only when true
-    limit: Annotated[int, BeforeValidator(whole_number), Field(ge=0, le=10_000)] | None = None
+    limit: Annotated[int | str, PlainValidator(retry_limit)] | None = None
     retry_policy: Literal["Always", "OnFailure", "OnError", "OnTransientError"] | None = None
     backoff: Backoff | None = None
 

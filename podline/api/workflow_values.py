@@ -111,6 +111,24 @@ def _sequence_bound(value: Any) -> int | str:
     return value
 
 
+MAX_RETRY_LIMIT = 10_000
+
+
+def retry_limit(value: Any) -> int | str:
+    """A retryStrategy's limit: a whole number up to MAX_RETRY_LIMIT, or a `{{…}}` expression (Argo's
+    IntOrString, substituted when the step runs: `{{workflow.parameters.retries}}`)."""
+    if isinstance(value, str) and "{{" in value:
+        return check_no_nul(value)
+    value = whole_number(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"must be a whole number (or a {{{{...}}}} expression), got {value!r}")
+    if value < 0:
+        raise ValueError(f"must be greater than or equal to 0, got {value}")
+    if value > MAX_RETRY_LIMIT:
+        raise ValueError(f"must be less than or equal to {MAX_RETRY_LIMIT}, got {value}")
+    return value
+
+
 def _duration(value: Any) -> Any:
     """A Go duration or a number of seconds, of at most MAX_SECONDS (as activeDeadlineSeconds): a longer one is a
     typo, and the controller would refuse it only once the workflow runs."""

@@ -12,6 +12,7 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
+from podline.api.workflow_values import MAX_RETRY_LIMIT
 from podline.controller.argo_scope import DONE, FAILED, Target, kind_of, output_paths, pod_failure
 from podline.plan import argo_expr as ex
 from podline.plan import argo_exprlang as exprlang
@@ -49,7 +50,10 @@ class LeafWalker:
     def _retry(self, node: dict[str, Any], target: Target, template: dict[str, Any], scope: dict[str, str],
                artifacts: list[dict[str, Any]], boundary: str | None) -> dict[str, Any]:
         strategy = template["retryStrategy"]
-        limit = int(strategy.get("limit", 0)) if "limit" in strategy else None
+        try:
+            limit = _limit(strategy, scope)
+        except ex.ExpressionError as exc:
+            return self._finish(node, "Error", str(exc))
         policy = strategy.get("retryPolicy") or ("Always" if "expression" in strategy else "OnFailure")  # Argo's
         attempts = self._attempts(node)
         last = attempts[-1] if attempts else None
@@ -269,3 +273,17 @@ def latest_finish(status: dict[str, Any]) -> str | None:
             status.get("initContainerStatuses", []) + status.get("containerStatuses", [])
             if "terminated" in c.get("state", {})]
     return max((e for e in ends if e), default=None)
+
+
+def _limit(strategy: dict[str, Any], scope: dict[str, str]) -> int | None:
+    """The retry limit, a `{{…}}` one substituted in the step's scope (Argo's IntOrString)."""
+    if "limit" not in strategy:
+        return None
+    limit = strategy["limit"]
+    if isinstance(limit, int):
+        return limit
+    text = ex.substitute(limit, scope, strict=True)
+    if not text.isascii() or not text.isdigit() or int(text) > MAX_RETRY_LIMIT:
+        raise ex.ExpressionError(f"retryStrategy.limit {limit!r} is {text!r}, not a whole number from 0 to "
+                                 f"{MAX_RETRY_LIMIT}")
+    return int(text)

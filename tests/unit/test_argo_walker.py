@@ -27,6 +27,9 @@ T0 = 1_700_000_000.0
 # a container template echoing one input: what it was started with shows in template["container"]["args"]
 ECHO = '  - name: echo\n    inputs: {parameters: [{name: x, value: "-"}]}\n' \
        '    container: {image: busybox, args: ["{{inputs.parameters.x}}"]}\n'
+EMIT = '  - name: emit\n    inputs: {parameters: [{name: x, value: "-"}]}\n' \
+       '    outputs: {parameters: [{name: v, valueFrom: {path: /tmp/v}}, {name: p, valueFrom: {path: /tmp/p}}]}\n' \
+       '    container: {image: busybox, args: ["{{inputs.parameters.x}}"]}\n'  # echo, declaring the outputs fed
 
 
 def fnv32a(text: str) -> int:
@@ -243,9 +246,9 @@ def test_a_loops_aggregated_result_embeds_json_objects() -> None:
 def test_template_outputs_from_a_step_reach_the_caller() -> None:
     inner = ("  - name: inner\n    outputs: {parameters: [{name: out,"
              " valueFrom: {parameter: '{{steps.a.outputs.parameters.p}}'}}]}\n"
-             "    steps:\n    - - {name: a, template: echo}\n")
+             "    steps:\n    - - {name: a, template: emit}\n")
     spec = steps(["name: mid, template: inner"], ["name: use, xv: '{{steps.mid.outputs.parameters.out}}'"],
-                 extra=inner)
+                 extra=inner + EMIT)
     run = Run(spec).step()
     assert run.pods.order == ["wf[0].mid[0].a"]
     mid = run.n("wf[0].mid")
@@ -384,6 +387,17 @@ def test_retry_limit_counts_retries_not_attempts() -> None:
     assert run.root["phase"] == "Failed"
 
 
+def test_a_retry_limit_from_a_parameter_is_substituted_when_the_step_runs() -> None:
+    args = "  arguments: {parameters: [{name: retries, value: '1'}]}\n"
+    run = Run(args + retrying("{limit: '{{workflow.parameters.retries}}', retryPolicy: Always}")).step()
+    run.step({"wf[0].a(0)": failed()}).step({"wf[0].a(1)": failed()}).step()
+    assert run.pods.order == ["wf[0].a(0)", "wf[0].a(1)"] and run.phase("wf[0].a") == "Failed"
+    bad = Run("  arguments: {parameters: [{name: retries, value: 'two'}]}\n"
+              + retrying("{limit: '{{workflow.parameters.retries}}'}")).step()
+    assert bad.phase("wf[0].a") == "Error" and not bad.pods.order
+    assert "'two', not a whole number" in bad.n("wf[0].a")["message"]
+
+
 @pytest.mark.parametrize(("policy", "error", "retried"), [
     ("OnFailure", True, False), ("Always", True, True), ("OnError", True, True),
     ("OnFailure", False, True), ("OnError", False, False)])
@@ -466,8 +480,11 @@ def test_on_exit_steps_pass_the_workflow_status_to_the_templates_they_call() -> 
 # ------------------------------------------------------------------------------------------ errors, inputs
 
 def test_an_unresolved_input_reference_is_an_error_naming_it() -> None:
+    """Refused at apply (api.workflow_refs); the walker still fails the step, naming it, should one get by."""
     run = Run(steps(["name: a, template: odd"],
-                    extra="  - name: odd\n    container: {image: busybox, args: ['{{inputs.parameters.nope}}']}\n"))
+                    extra="  - name: odd\n    container: {image: busybox, args: ['{{inputs.parameters.x}}']}\n"
+                          "    inputs: {parameters: [{name: x, value: '1'}]}\n"))
+    run.wf["spec"]["templates"][2]["container"]["args"] = ["{{inputs.parameters.nope}}"]
     node = run.step().n("wf[0].a")
     assert node["phase"] == "Error" and "inputs.parameters.nope" in node["message"]
     assert run.pods.order == [] and run.root["phase"] == "Failed"
@@ -516,8 +533,9 @@ def yaml_quoted(text: str) -> str:
 def test_parameters_reach_the_container_byte_for_byte(value: str, other: str) -> None:
     value = f"{value}{{{{workflow.name}}}}$(rm -rf /);'\"`{other}"  # `{{` in a value is never substituted again
     spec = (f"  arguments: {{parameters: [{{name: p, value: {yaml_quoted(value)}}}]}}\n"
-            + steps(["name: a, xv: '{{workflow.parameters.p}}'"], ["name: b, xv: '{{steps.a.outputs.parameters.v}}'"],
-                    ["name: c, withItems: ['{{steps.b.outputs.parameters.v}}'], xv: '{{item}}'"]))
+            + steps(["name: a, template: emit, xv: '{{workflow.parameters.p}}'"],
+                    ["name: b, template: emit, xv: '{{steps.a.outputs.parameters.v}}'"],
+                    ["name: c, withItems: ['{{steps.b.outputs.parameters.v}}'], xv: '{{item}}'"], extra=EMIT))
     run = Run(spec).step()
     assert run.args("wf[0].a") == [value]
     run.step({"wf[0].a": ok(v=value)})
