@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from podline.api.base import check_label_value
+from podline.api.core import EPHEMERAL_WARNING
 from podline.api.loader import load_text
 from podline.api.pipeline import Pipeline, Step, Workspace, topological_order
 from podline.api.quantity import cpu_millis, memory_bytes
@@ -338,7 +339,9 @@ def test_cli_render_slurm_prints_one_array_sized_for_the_largest_step(tmp_path: 
     manifest = tmp_path / "sharded.yaml"
     manifest.write_text(PIPELINES["four-shards-with-resources-and-env"])
     proc = podline(tmp_path, "render", "-f", str(manifest), "--target", "slurm")
-    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    # its steps ask for ephemeral-storage: accepted, and said to be not enforced (never silently ignored)
+    assert proc.returncode == 0 and proc.stderr == (
+        f"warning: {manifest}: document 1 (Pipeline/sharded): {EPHEMERAL_WARNING}\n"), proc.stderr
     out = proc.stdout
     assert out.startswith(f"# ---- {manifest}: document 1 (Pipeline/sharded)\n#!/bin/bash\n")
     assert out.count("#!/bin/bash") == 1
