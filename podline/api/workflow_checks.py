@@ -3,7 +3,8 @@
 What Argo's own validation refuses at submit time is refused here before anything is stored: unknown
 template names, duplicate names, DAG dependencies on unknown tasks or in a cycle, `depends` expressions
 that do not parse, inputs a caller does not supply, output parameters and artifacts whose source does not
-fit the template type. Recursion (a steps template calling itself, guarded by `when`) is allowed, as in Argo.
+fit the template type; `{{…}}` placeholders that name nothing in their scope (`api.workflow_refs`). Recursion
+(a steps template calling itself, guarded by `when`) is allowed, as in Argo.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from podline.api.workflow import (
 )
 from podline.api.workflow_dag import cycle, parse_depends
 from podline.api.workflow_io_checks import check_arguments, check_io, check_supplied, unique
+from podline.api.workflow_refs import check_placeholders
 from podline.api.workflow_values import Arguments
 
 MAX_NAME = 63  # pod names and labels derive from the workflow's name, as in Argo
@@ -265,6 +267,7 @@ def check_spec(spec: WorkflowSpec, library: bool = False) -> None:
     for i, template in enumerate(templates_list):
         _check_runnable(template, f"spec.templates[{i}]", spec.template_defaults)
     _check_own_mutexes(spec)
+    check_placeholders(spec, library)
 
 
 def _check_runnable(template: Template, where: str, defaults: TemplateDefaults | None) -> None:

@@ -286,3 +286,11 @@ def evaluate_when(expr: str) -> bool:
     if not isinstance(result, bool):
         raise ExpressionError(f"expected boolean evaluation for {quoted(expr)}, got {go_string(result)!r}")
     return result
+
+
+def check_when_syntax(expr: str) -> None:
+    """Parse `expr` without evaluating it (apply's check of a `when`, its `{{…}}` already replaced by stand-ins):
+    ExpressionError if govaluate's grammar would refuse it."""
+    if len(expr) > MAX_WHEN:
+        raise ExpressionError(f"expression longer than {MAX_WHEN} characters: {quoted(expr)}")
+    _Parser(expr).parse()

@@ -18,7 +18,7 @@ from podline.controller.workflows import _failures
 from podline.plan.argo_expr import item_label, item_scope, parse_items
 from podline.plan.workflow_pod import pod_name
 from podline.runtime.files import parse_rfc3339, rfc3339
-from tests.unit.test_argo_walker import FakePods, dag, failed, nid, ok, steps
+from tests.unit.test_argo_walker import EMIT, FakePods, dag, failed, nid, ok, steps
 
 CREATED = "2024-03-05T19:08:09.654321Z"  # a Tuesday, 7 PM
 STARTED = "2024-03-05T19:08:10.000000Z"
@@ -201,8 +201,8 @@ def test_a_with_param_loop_names_its_nodes_and_passes_items_by_their_text() -> N
 
 def test_a_loops_outputs_feed_a_with_param_as_argo_writes_them() -> None:
     """The aggregated outputs are Go's JSON (non-ASCII as is), so the next loop's items are the values."""
-    walk = Walk(steps(["name: l, withItems: [a, b]"], ["name: u, withParam: '{{steps.l.outputs.parameters.v}}', "
-                                                       "xv: '{{item}}'"])).step()
+    walk = Walk(steps(["name: l, template: emit, withItems: [a, b]"],
+                      ["name: u, withParam: '{{steps.l.outputs.parameters.v}}', xv: '{{item}}'"], extra=EMIT)).step()
     walk.step({"wf[0].l(0:a)": ok(v="café"), "wf[0].l(1:b)": ok(v="<b>")})
     assert [walk.args(n) for n in walk.pods.order[2:]] == [["café"], ["<b>"]]
     assert walk.pods.order[2:] == ["wf[1].u(0:café)", "wf[1].u(1:<b>)"]
