@@ -72,6 +72,12 @@ def _param_name(value: str) -> str:
     return value
 
 
+def _global_name(value: str) -> str:
+    """An output's `globalName`: a parameter name, or one made with `{{…}}` (substituted in the template's scope
+    when its step succeeds, as Argo substitutes the template's inputs into it)."""
+    return check_no_nul(value) if "{{" in value else _param_name(value)
+
+
 def _any_string(value: Any) -> Any:
     """Argo's AnyString: a number or boolean stands for its text (`true`, `3`, `1.5`). Numbers as Argo spells
     them: the manifest goes through JSON, where every number is a float64, written back with Go's
@@ -235,7 +241,7 @@ class Parameter(Model):
     default: AnyString | None = None
     enum: list[AnyString] | None = None
     description: Text | None = None
-    global_name: ParamName | None = None
+    global_name: Annotated[str, AfterValidator(_global_name)] | None = None
     value_from: ValueFrom | None = None
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from podline.api.template_refs import LOCAL, scope_of, with_defaults
+from podline.api.workflow_values import PARAM_NAME
 from podline.controller.argo_dag import DagWalker
 from podline.controller.argo_globals import creation_globals, duration_global, manifest_globals
 from podline.controller.argo_hooks import HookWalker
@@ -192,9 +193,20 @@ class Walker(DagWalker, LeafWalker, HookWalker):
             return
         values = {p["name"]: p["value"] for p in node["outputs"].get("parameters", [])}
         for p in template.get("outputs", {}).get("parameters", []):
-            if p.get("globalName") and p["name"] in values:
-                self.outputs[p["globalName"]] = values[p["name"]]
-                self.globals[f"workflow.outputs.parameters.{p['globalName']}"] = values[p["name"]]
+            name = self._global_name(p.get("globalName"), node)
+            if name and p["name"] in values:
+                self.outputs[name] = values[p["name"]]
+                self.globals[f"workflow.outputs.parameters.{name}"] = values[p["name"]]
+
+    def _global_name(self, given: str | None, node: dict[str, Any]) -> str | None:
+        """A `globalName`, one made with `{{…}}` substituted with the node's inputs and the globals (None when
+        that leaves no parameter name: nothing is exported)."""
+        if not given or "{{" not in given:
+            return given
+        scope = {**self.globals, **{f"inputs.parameters.{p['name']}": p["value"]
+                                    for p in node.get("inputs", {}).get("parameters", [])}}
+        name = ex.substitute(given, scope)
+        return name if PARAM_NAME.fullmatch(name) else None
 
     def _wait(self, at: float) -> None:
         self.wake = at if self.wake is None else min(self.wake, at)

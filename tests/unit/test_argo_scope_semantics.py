@@ -55,6 +55,17 @@ def test_exported_globals_reach_the_next_task_of_a_dag() -> None:
     assert run.args("wf.b") == ["V"]
 
 
+def test_a_global_name_made_with_the_templates_inputs_is_substituted_when_its_step_succeeds() -> None:
+    gen = ("  - name: gen\n    inputs: {parameters: [{name: v}]}\n"
+           "    outputs: {parameters: [{name: p, globalName: 'g-{{inputs.parameters.v}}',\n"
+           "                            valueFrom: {path: /tmp/p}}]}\n"
+           "    container: {image: busybox, args: [gen]}\n")
+    spec = steps(["name: gen, template: gen, arguments: {parameters: [{name: v, value: x}]}"],
+                 ["name: b, xv: '{{workflow.outputs.parameters.g-x}}'"], extra=gen)
+    run = Run(spec).step().step({"wf[0].gen": ok(p="V")})
+    assert run.args("wf[1].b") == ["V"]
+
+
 # ------------------------------------------------------------------------------------------------ artifacts
 
 SUB = steps(
