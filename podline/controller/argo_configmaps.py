@@ -5,7 +5,8 @@ Argo resolves them in its controller, not in the pod: the workflow's arguments a
 parameters take the key's value as their `value`. podline reads them when the workflow starts (its later
 changes to the ConfigMap do not reach a running workflow, as with the WorkflowTemplates it stores) and keeps
 the values in the workflow's internal state; the walk sees them as literal values. A missing ConfigMap or key
-errs the workflow, unless `optional`: the parameter then keeps its `default` (or "", as Argo does)."""
+takes `valueFrom.default` when there is one, as in Argo; else it errs the workflow, unless `optional`: the
+parameter then keeps its `default` (or ""). Templates reached through templateRef are not read (left alone)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ def _read(ref: dict[str, Any], param: dict[str, Any], lookup: Lookup, where: str
     found = lookup(ref["name"])
     if found is not None and ref["key"] in found.data:
         return found.data[ref["key"]]
+    if "default" in param.get("valueFrom", {}):  # Argo's fallback, optional or not
+        return str(param["valueFrom"]["default"])
     if ref.get("optional"):
         return str(param.get("default", ""))
     missing = f'configmap "{ref["name"]}" not found' if found is None else \

@@ -308,6 +308,8 @@ def restore_copy(copy_dir: Path, snap: Snapshot, workspace: Path) -> int:
     """
     workspace.mkdir(parents=True, exist_ok=True)
     tree = scan(workspace)
+    for rel in tree.dirs:  # a step may have left a directory read-only: whatever is in it can go or come back
+        os.chmod(workspace / rel, 0o700)
     for rel in tree.links:
         (workspace / rel).unlink()
     _remove_extra(workspace, snap, tree)
@@ -336,6 +338,10 @@ def restore_copy(copy_dir: Path, snap: Snapshot, workspace: Path) -> int:
         os.symlink(target, workspace / rel)
     for rel in snap.fifos:
         if rel not in tree.fifos:
+            if (workspace / rel).is_dir() and not (workspace / rel).is_symlink():
+                shutil.rmtree(workspace / rel)
+            else:
+                (workspace / rel).unlink(missing_ok=True)  # a file a later step put where the pipe was
             os.mkfifo(workspace / rel)
     for rel in sorted(snap.dirs, key=len, reverse=True):  # a read-only directory last, below it first
         os.chmod(workspace / rel, snap.dir_modes.get(rel, 0o755))

@@ -51,7 +51,15 @@ def pinned(path: Path, take: Callable[[], Entries]) -> Entries:
 def _read(path: Path) -> Entries | None:
     try:
         with open(path) as f:
-            entries: Entries = json.load(f)
-            return entries
+            entries = json.load(f)
     except FileNotFoundError:
         return None
+    except (OSError, ValueError) as exc:  # written whole before its link: damaged since, by the filesystem
+        raise DamagedListing(f"{path}: {exc}") from None
+    if not isinstance(entries, list):
+        raise DamagedListing(f"{path}: not a list")
+    return entries
+
+
+class DamagedListing(Exception):
+    """The pipeline's listing cannot be read: its shards cannot know their slices (delete and re-apply)."""

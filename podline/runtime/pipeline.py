@@ -5,9 +5,10 @@ dependencies are done, as many at once as the allocation's cores allow. Hand-off
 event-driven: a finishing step wakes the scheduler through the same event the container workers use, so
 the next step starts within milliseconds. Checkpoints are taken at quiescent points (no step running), so
 that none holds a running step's half-written files: after each step in a chain; with parallel branches, at
-the next moment nothing runs. Ready steps do not wait for that moment (a branch of short steps would idle
-behind a long sibling, the cores the DAG could use left empty), except after a step marked `checkpoint:
-major`, where the user asked for that checkpoint, and before a retry, which rewinds the workspace.
+the next moment nothing runs. Ready steps wait for that moment when the checkpoint due would write an L2 or
+L3 copy (the policy asks for one: nodeLocalEvery, sharedEvery, a step marked `checkpoint: major`), and before
+a retry, which rewinds the workspace; when only L1 is due they go on (a branch of short steps would idle
+behind a long sibling for a checkpoint nobody asked to keep), and L1 is taken at the next quiescent point.
 
 A failed step (restartPolicy OnFailure, within the retry budget) is retried after the workspace is put
 back to the newest checkpoint. The workspace's sizeLimit is checked every second while steps run and again
@@ -245,7 +246,9 @@ class PipelineRunner:
         failure spent what backoffLimit left (the controller counts it as final then): nothing will resume from
         it, and it would hold the node's memory until the pipeline is deleted. L2 and L3 stay, to look at.
         An attempt podline gave up keeps it: the attempt that replaced it may be resuming from it."""
-        if self.retries_left <= 0 and (self.stop_reason or ("",))[0] != "GivenUp":
+        reason, message = self.stop_reason or ("", "")
+        final = reason in FINAL_REASONS or (reason, message) == ("DeadlineExceeded", DEADLINE_MESSAGE)
+        if (self.retries_left <= 0 or final) and reason != "GivenUp":
             self.workspace.release_ram()
 
     def _prepare_images(self) -> bool:
@@ -295,7 +298,7 @@ class PipelineRunner:
                 checkpoint_due = retry_due = major = False
                 if self.stopping.is_set():  # told to stop during the checkpoint or the back-off: start nothing
                     break
-            if not retry_due and not (checkpoint_due and major):
+            if not retry_due and not (checkpoint_due and self.workspace.copy_due(len(self.done), major)):
                 for name in self._ready():
                     if not self._capacity_left():
                         break
@@ -392,7 +395,9 @@ class PipelineRunner:
             if step["phase"] == "Failed":
                 step["phase"] = "Pending"
                 step["restoredFrom"] = level
-        self.stopping.wait(retry_delay(self.status["stepRetries"]))
+        deadline_at = self._deadline_at()  # the back-off never outlasts activeDeadlineSeconds
+        left = deadline_at - time.time() if deadline_at is not None else float("inf")
+        self.stopping.wait(max(0.0, min(retry_delay(self.status["stepRetries"]), left)))
 
 
 def retry_delay(retries: int) -> float:

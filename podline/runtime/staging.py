@@ -42,7 +42,7 @@ from podline.api.dataset import is_remote
 from podline.runtime import remote as remote_files
 from podline.runtime.copying import HashingSink, copy_hashing, direct_buffer
 from podline.runtime.dataset_cache import Cache
-from podline.runtime.listing import pinned
+from podline.runtime.listing import DamagedListing, pinned
 
 T = TypeVar("T")
 
@@ -193,7 +193,11 @@ def stage_dataset(spec: dict[str, Any], target: Path, shard: int, shards: int, c
     except remote_files.RemoteError as exc:
         raise StagingError(str(exc)) from None
     if listing is not None and shards > 1:
-        files = _pinned_slice(listed, pinned(listing, lambda: [f.rel for f in listed]), spec, shard, shards)
+        try:
+            names = pinned(listing, lambda: [f.rel for f in listed])
+        except DamagedListing as exc:
+            raise StagingError(f"the pipeline's listing of {spec['source']} is damaged: {exc}") from None
+        files = _pinned_slice(listed, names, spec, shard, shards)
     else:
         files = shard_slice(listed, shard, shards, spec.get("shardBy", "files"))
     need = sum(f.size for f in files)

@@ -153,6 +153,17 @@ class Workspace:
         return snap, level
 
     # --- save ---------------------------------------------------------------------------------------
+    def copy_due(self, done: int, major: bool) -> bool:
+        """Would a checkpoint with `done` steps done write an L2 or L3 copy (the policy asks for one)? Then the
+        runner holds new steps until it can take it (see runtime.pipeline); an L1 alone does not hold them."""
+        return any(self._levels_due(done, major))
+
+    def _levels_due(self, count: int, major: bool) -> tuple[bool, bool]:
+        every_l2, every_l3 = self.policy.get("nodeLocalEvery", 0), self.policy.get("sharedEvery", 0)
+        l2_due = bool(every_l2 and (count - self.counted["L2"] >= every_l2 or self.copier.lost))
+        l3_due = bool((major or (every_l3 and count - self.counted["L3"] >= every_l3)) and "L3" in self.levels)
+        return l2_due, l3_due
+
     def checkpoint(self, done: list[str], major: bool) -> None:
         """After a step: L1 always; L2 every `nodeLocalEvery` steps (in the background); L3 every `sharedEvery`
         or at a major step (before returning). "Every N steps" counts steps done since the level was last due:
@@ -163,10 +174,8 @@ class Workspace:
         self.seq += 1
         snap = ck.take_l1(self.path, self.seq, list(done))
         ck.write_l1(self.l1_path, snap)
-        every_l2, every_l3 = self.policy.get("nodeLocalEvery", 0), self.policy.get("sharedEvery", 0)
         count = len(done)
-        l2_due = bool(every_l2 and (count - self.counted["L2"] >= every_l2 or self.copier.lost))
-        l3_due = bool((major or (every_l3 and count - self.counted["L3"] >= every_l3)) and "L3" in self.levels)
+        l2_due, l3_due = self._levels_due(count, major)
         self.counted = {"L2": count if l2_due else self.counted["L2"], "L3": count if l3_due else self.counted["L3"]}
         if not (l2_due or l3_due):
             return

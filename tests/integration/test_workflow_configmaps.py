@@ -1,6 +1,7 @@
 """Argo parameters from a ConfigMap (`valueFrom.configMapKeyRef`, Argo's arguments-parameters-from-configmap
 example): a template's input and a workflow argument take the key's value, read when the workflow starts; a
-missing ConfigMap errs the workflow with the field's path, an optional one leaves the default."""
+missing ConfigMap errs the workflow with the field's path, unless valueFrom.default stands in (as in Argo) or it
+is optional (the parameter's default)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ spec:
     parameters:
     - {name: who, valueFrom: {configMapKeyRef: {name: simple-config, key: who}}}
     - {name: absent, default: fallback, valueFrom: {configMapKeyRef: {name: nowhere, key: x, optional: true}}}
+    - {name: missing, valueFrom: {configMapKeyRef: {name: simple-config, key: nokey}, default: from-valueFrom}}
   templates:
   - name: main
     steps:
@@ -36,7 +38,8 @@ spec:
     container:
       image: busybox
       command: [echo]
-      args: ["{{inputs.parameters.message}} / {{workflow.parameters.who}} / {{workflow.parameters.absent}}"]
+      args: ["{{inputs.parameters.message}} / {{workflow.parameters.who}} / {{workflow.parameters.absent}} /
+             {{workflow.parameters.missing}}"]
 """
 
 
@@ -46,7 +49,7 @@ def test_parameters_take_their_values_from_a_configmap(cli: Cli) -> None:
     pod = by_display(wf)["say"]
     assert pod["inputs"]["parameters"][0] == {"name": "message", "value": "hello world"}
     assert cli("logs", f"workflow/{wf['metadata']['name']}").stdout.strip().endswith(
-        "hello world / it's me / fallback")
+        "hello world / it's me / fallback / from-valueFrom")
 
 
 def test_a_missing_configmap_errs_the_workflow_naming_the_field(cli: Cli) -> None:

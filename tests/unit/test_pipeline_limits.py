@@ -150,3 +150,19 @@ def test_a_copy_brings_back_fifos_and_directory_modes(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(ws / "frozen").st_mode) == 0o555 and (ws / "frozen" / "f").read_text() == "f"
     assert ck.l1_matches(ws, ck.take_l1(ws, 2, ["a", "b"]))
     os.chmod(ws / "frozen", 0o755)  # let tmp_path be removed
+
+
+def test_a_restore_puts_a_fifo_back_where_a_later_step_left_a_file_in_a_read_only_directory(tmp_path: Path) -> None:
+    ws, _ = workspace(tmp_path)
+    (ws / "d").mkdir()
+    os.mkfifo(ws / "d" / "pipe")
+    snap = ck.take_l1(ws, 3, ["a"])
+    ck.save_copy(ws, tmp_path / "L2", snap, durable=False, expected=None)
+    os.unlink(ws / "d" / "pipe")
+    (ws / "d" / "pipe").write_text("not a pipe")
+    (ws / "d" / "extra").write_text("x")
+    os.chmod(ws / "d", 0o555)
+    copy_dir, manifest = ck.newest(tmp_path / "L2")
+    ck.restore_copy(copy_dir, manifest, ws)
+    assert stat.S_ISFIFO(os.lstat(ws / "d" / "pipe").st_mode) and not (ws / "d" / "extra").exists()
+    assert stat.S_IMODE(os.stat(ws / "d").st_mode) == snap.dir_modes["d"]
