@@ -34,7 +34,7 @@ from podline.runtime.container import ContainerWorker, terminate_all
 from podline.runtime.engine import Engine, ImagePullFailed
 from podline.runtime.expand import container_env, expand
 from podline.runtime.files import notify_address, rfc3339, stop_requested, write_status
-from podline.runtime.staging import StagingError
+from podline.runtime.staging import ListedFileGone, StagingError
 from podline.runtime.step_specs import StepSpecs, retries_for
 from podline.runtime.volumes import shm_root
 from podline.runtime.workspace import GivenUp, OutputNotFound, Workspace
@@ -45,7 +45,7 @@ CHECK_INTERVAL = 1.0
 # The shard's own activeDeadlineSeconds (final: the controller does not retry it, as a Job's deadline), told
 # apart from Slurm's time limit, also DeadlineExceeded, from which a new attempt resumes.
 DEADLINE_MESSAGE = "Pipeline shard was active longer than activeDeadlineSeconds"
-FINAL_REASONS = ("OutputNotFound",)  # a shard that failed so is not retried: a new attempt would fail alike
+FINAL_REASONS = ("OutputNotFound", "DatasetChanged")  # not retried: a new attempt would fail alike
 
 
 def allocation_cores() -> int:
@@ -200,7 +200,8 @@ class PipelineRunner:
         except (OSError, StagingError) as exc:  # the shard fails with the reason (and may be retried)
             self.engine.remove_shm()
             self.phase = "Failed"
-            self.stop_reason = self.stop_reason or ("StageInFailed", f"stage-in: {exc}")
+            reason = "DatasetChanged" if isinstance(exc, ListedFileGone) else "StageInFailed"
+            self.stop_reason = self.stop_reason or (reason, f"stage-in: {exc}")
             self.write_status(finished=True)
             self._release_if_last_failure()
             return 1

@@ -57,6 +57,10 @@ class StagingError(Exception):
     """A dataset could not be staged (a file kept changing, or vanished): the shard fails with this message."""
 
 
+class ListedFileGone(StagingError):
+    """A file of the pipeline's pinned listing is no longer in the source: no new attempt would find it."""
+
+
 @dataclass
 class Staged:
     """status.staging of a shard (the SPEC's field names)."""
@@ -173,7 +177,7 @@ def _pinned_slice(listed: list[SourceFile], names: list[str], spec: dict[str, An
     mine = shard_slice(names, shard, shards, spec.get("shardBy", "files"))
     gone = [rel for rel in mine if rel not in now]
     if gone:
-        raise StagingError(f"{spec['source']}: {gone[0]} is in this pipeline's listing of the dataset (taken "
+        raise ListedFileGone(f"{spec['source']}: {gone[0]} is in this pipeline's listing of the dataset (taken "
                            f"when its first shard started) but no longer in the source")
     return [now[rel] for rel in mine]
 

@@ -218,7 +218,7 @@ def test_shards_slice_one_listing_even_when_the_source_changes_between_their_sta
     assert sorted(n for names in got.values() for n in names) == [f"f{i}.txt" for i in range(1, 8)]
     assert got == {0: ["f1.txt", "f4.txt", "f7.txt"], 1: ["f2.txt", "f5.txt"], 2: ["f3.txt", "f6.txt"]}
     (src / "f5.txt").unlink()
-    with pytest.raises(staging.StagingError, match="f5.txt"):  # a retry of shard 1 slices the same listing
+    with pytest.raises(staging.ListedFileGone, match="f5.txt"):  # a retry of shard 1 slices the same listing
         stage(1)
     fresh = stage_dataset({"source": str(src)}, tmp_path / "alone", 1, 3, tmp_path / "cache")
     assert fresh.filesCopied + fresh.filesReused == 2  # no listing: the changed source, sliced anew
