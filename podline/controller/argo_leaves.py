@@ -12,7 +12,7 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
-from podline.api.workflow_values import MAX_RETRY_LIMIT
+from podline.api.workflow_values import MAX_RETRY_LIMIT, retry_limit
 from podline.controller.argo_scope import DONE, FAILED, Target, kind_of, output_paths, pod_failure
 from podline.plan import argo_expr as ex
 from podline.plan import argo_exprlang as exprlang
@@ -283,7 +283,11 @@ def _limit(strategy: dict[str, Any], scope: dict[str, str]) -> int | None:
     if isinstance(limit, int):
         return limit
     text = ex.substitute(limit, scope, strict=True)
-    if not text.isascii() or not text.isdigit() or int(text) > MAX_RETRY_LIMIT:
+    try:
+        value = retry_limit(text)  # the rule apply checks a literal limit with
+    except ValueError:
+        value = None
+    if not isinstance(value, int):
         raise ex.ExpressionError(f"retryStrategy.limit {limit!r} is {text!r}, not a whole number from 0 to "
                                  f"{MAX_RETRY_LIMIT}")
-    return int(text)
+    return value

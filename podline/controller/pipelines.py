@@ -29,7 +29,7 @@ from podline.plan.pipeline import plan_pipeline
 from podline.plan.pod import PlanWaiting, pod_requests
 from podline.plan.ranges import compress, expand
 from podline.runtime.files import read_json, write_json_atomic
-from podline.runtime.pipeline import DEADLINE_MESSAGE, FINAL_REASONS
+from podline.runtime.pipeline import final_failure
 from podline.runtime.volumes import shm_root
 from podline.store import Obj
 
@@ -212,7 +212,7 @@ def _shard_failed(ctx: Ctx, obj: Obj, key: str, rec: dict[str, Any], reason: str
     rec["failures"] = rec.get("failures", 0) + 1 + retried_inside
     rec.update(attempt=None, reason=reason, message=message)
     rec.pop("requests", None)
-    if reason in FINAL_REASONS or (reason == "DeadlineExceeded" and message == DEADLINE_MESSAGE):
+    if final_failure(reason, message):
         rec.update(phase="Failed", final=True)  # a new attempt would only overrun again, or miss it again
         ctx.event(obj, reason, f"shard {key}: {message}", "Warning")
         return

@@ -48,6 +48,11 @@ DEADLINE_MESSAGE = "Pipeline shard was active longer than activeDeadlineSeconds"
 FINAL_REASONS = ("OutputNotFound", "DatasetChanged")  # not retried: a new attempt would fail alike
 
 
+def final_failure(reason: str, message: str) -> bool:
+    """A shard failure no new attempt could mend (the controller does not retry it; the runner frees its RAM)."""
+    return reason in FINAL_REASONS or (reason, message) == ("DeadlineExceeded", DEADLINE_MESSAGE)
+
+
 def allocation_cores() -> int:
     cpus = os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("SLURM_CPUS_ON_NODE")
     if cpus and cpus.isdigit():
@@ -248,8 +253,7 @@ class PipelineRunner:
         it, and it would hold the node's memory until the pipeline is deleted. L2 and L3 stay, to look at.
         An attempt podline gave up keeps it: the attempt that replaced it may be resuming from it."""
         reason, message = self.stop_reason or ("", "")
-        final = reason in FINAL_REASONS or (reason, message) == ("DeadlineExceeded", DEADLINE_MESSAGE)
-        if (self.retries_left <= 0 or final) and reason != "GivenUp":
+        if (self.retries_left <= 0 or final_failure(reason, message)) and reason != "GivenUp":
             self.workspace.release_ram()
 
     def _prepare_images(self) -> bool:
