@@ -378,8 +378,8 @@ class PipelineRunner:
             self.request_stop("WorkspaceLimitExceeded", f"step{'s' if len(self.running) > 1 else ''} {names}: {over}")
         if self.stopping.is_set():
             terminate_all(list(self.running.values()), float(self.plan["terminationGracePeriodSeconds"]))
-            for name, worker in list(self.running.items()):
-                self._settle(name, worker, self.stop_reason)
+            for name, worker in list(self.running.items()):  # one that exited 0 meanwhile still filled the space
+                self._settle(name, worker, self.stop_reason, failed=bool(over))
 
     def _checkpoint(self, major: bool) -> None:
         began = time.monotonic()

@@ -84,6 +84,20 @@ def test_a_step_filling_the_workspace_at_once_fails_itself(tmp_path: Path, shard
     assert not out.exists()
 
 
+def test_a_step_over_the_limit_that_exits_0_when_stopped_still_fails(tmp_path: Path, shards: list[Shard]) -> None:
+    """The poll finds the workspace full while the step runs; the step ends with 0 on SIGTERM (or just before
+    it): it filled the space, so it fails with the reason and its output is not published."""
+    steps = [sh("fill", "trap 'exit 0' TERM; head -c 3000000 /dev/zero > big; sleep 30 & wait")]
+    out = tmp_path / "out"
+    shards.append(Shard(tmp_path, {"workspace": {"medium": "Memory", "sizeLimit": "1Mi"}, "restartPolicy": "Never",
+                                   "outputs": [{"path": "big", "destination": str(out)}], "steps": steps}))
+    assert shards[0].finish() == 1
+    assert shards[0].status()["reason"] == "WorkspaceLimitExceeded"
+    fill = shards[0].steps()["fill"]
+    assert fill["phase"] == "Failed" and fill["reason"] == "WorkspaceLimitExceeded" and fill["exitCode"] == 0
+    assert not out.exists()
+
+
 def test_a_retry_after_a_step_changed_a_mode_resumes_from_a_copy(tmp_path: Path, shards: list[Shard]) -> None:
     """`use` first makes tool.sh unexecutable and fails: the workspace (L1) is no checkpoint any more, the
     retry starts from L2, where tool.sh has its mode 0755 again."""
