@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ SSHFS = Path("/mnt/podline-shared")
 def source(tmp_path: Path) -> Path:
     if not os.path.ismount(SSHFS):
         pytest.skip(f"{SSHFS} is not mounted (run scripts/sshfs-up.sh as root)")
-    root = SSHFS / "tests" / f"dataset-{tmp_path.name}"
+    root = SSHFS / "tests" / f"dataset-{tmp_path.name}-{uuid.uuid4().hex[:8]}"  # unique across concurrent runs
     files = {f"run{r}/ev{e:02}.root": f"run {r} event {e}\n" * (e + 1) for r in range(2) for e in range(5)}
     files["run0/skip.tmp"] = "not part of the dataset\n"
     hour_ago = time.time() - 3600  # files written a while ago: the node cache trusts them (not fresher ones)

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import uuid
 from pathlib import Path
 
 import pytest
@@ -131,7 +132,7 @@ def test_corrupted_node_local_checkpoint_falls_back_to_shared(cli: Cli, tmp_path
     if shared_on == "sshfs":
         if not os.path.ismount(SSHFS):
             pytest.skip(f"{SSHFS} is not mounted (run scripts/sshfs-up.sh as root)")
-        shared = SSHFS / "tests" / tmp_path.name
+        shared = SSHFS / "tests" / f"{tmp_path.name}-{uuid.uuid4().hex[:8]}"  # unique across concurrent runs
         cli("config", "set-context", "local", "--backend", "local", "--shared-dir", str(shared))
     expected = reference(cli, tmp_path)
     marker, out = tmp_path / "marker", tmp_path / "out"
