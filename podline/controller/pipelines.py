@@ -29,7 +29,7 @@ from podline.plan.pipeline import plan_pipeline
 from podline.plan.pod import PlanWaiting, pod_requests
 from podline.plan.ranges import compress, expand
 from podline.runtime.files import read_json, write_json_atomic
-from podline.runtime.pipeline import final_failure
+from podline.runtime.shard_rules import final_failure
 from podline.runtime.volumes import shm_root
 from podline.store import Obj
 

@@ -34,23 +34,13 @@ from podline.runtime.container import ContainerWorker, terminate_all
 from podline.runtime.engine import Engine, ImagePullFailed
 from podline.runtime.expand import container_env, expand
 from podline.runtime.files import notify_address, rfc3339, stop_requested, write_status
+from podline.runtime.shard_rules import DEADLINE_MESSAGE, final_failure, retry_delay
 from podline.runtime.staging import ListedFileGone, StagingError
 from podline.runtime.step_specs import StepSpecs, retries_for
 from podline.runtime.volumes import shm_root
 from podline.runtime.workspace import GivenUp, OutputNotFound, Workspace
 
-BACKOFF_BASE = float(os.environ.get("PODLINE_RESTART_BACKOFF_SECONDS", "1"))  # a step retry's, doubling
-BACKOFF_CAP = 60.0  # as a container restart's (runtime.container)
 CHECK_INTERVAL = 1.0
-# The shard's own activeDeadlineSeconds (final: the controller does not retry it, as a Job's deadline), told
-# apart from Slurm's time limit, also DeadlineExceeded, from which a new attempt resumes.
-DEADLINE_MESSAGE = "Pipeline shard was active longer than activeDeadlineSeconds"
-FINAL_REASONS = ("OutputNotFound", "DatasetChanged")  # not retried: a new attempt would fail alike
-
-
-def final_failure(reason: str, message: str) -> bool:
-    """A shard failure no new attempt could mend (the controller does not retry it; the runner frees its RAM)."""
-    return reason in FINAL_REASONS or (reason, message) == ("DeadlineExceeded", DEADLINE_MESSAGE)
 
 
 def allocation_cores() -> int:
@@ -403,9 +393,4 @@ class PipelineRunner:
         deadline_at = self._deadline_at()  # the back-off never outlasts activeDeadlineSeconds
         left = deadline_at - time.time() if deadline_at is not None else float("inf")
         self.stopping.wait(max(0.0, min(retry_delay(self.status["stepRetries"]), left)))
-
-
-def retry_delay(retries: int) -> float:
-    """The back-off before the n-th step retry of an attempt: the base, doubling, at most BACKOFF_CAP."""
-    return min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, retries - 1))
 

@@ -14,6 +14,7 @@ import pytest
 
 from podline.plan.pipeline import plan_pipeline
 from podline.runtime import checkpoint as ck
+from podline.runtime import container, shard_rules
 from podline.runtime.pipeline import PipelineRunner
 
 
@@ -166,3 +167,10 @@ def test_a_restore_puts_a_fifo_back_where_a_later_step_left_a_file_in_a_read_onl
     ck.restore_copy(copy_dir, manifest, ws)
     assert stat.S_ISFIFO(os.lstat(ws / "d" / "pipe").st_mode) and not (ws / "d" / "extra").exists()
     assert stat.S_IMODE(os.stat(ws / "d").st_mode) == snap.dir_modes["d"]
+
+
+def test_a_step_retry_waits_as_a_container_restart_does_doubling_to_the_cap() -> None:
+    assert shard_rules.retry_delay(1) == container.BACKOFF_BASE
+    assert shard_rules.retry_delay(3) == min(container.BACKOFF_CAP, 4 * container.BACKOFF_BASE)
+    for retries in (40, 10**6):  # far past the cap: the cap, never an overflow
+        assert shard_rules.retry_delay(retries) == container.BACKOFF_CAP

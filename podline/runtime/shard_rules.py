@@ -1,0 +1,25 @@
+"""Rules about a pipeline shard's failures that the runner and the controller must agree on: which failures
+are final (no new attempt could mend them) and how long a step retry waits.
+
+Kept apart from the runner so that the controller asks the same question without reaching into the runner's
+loop, and so that a step retry's back-off is the container restart's (one base, one cap, one doubling).
+"""
+
+from __future__ import annotations
+
+from podline.runtime.container import BACKOFF_BASE, BACKOFF_CAP
+
+# The shard's own activeDeadlineSeconds (final: the controller does not retry it, as a Job's deadline), told
+# apart from Slurm's time limit, also DeadlineExceeded, from which a new attempt resumes.
+DEADLINE_MESSAGE = "Pipeline shard was active longer than activeDeadlineSeconds"
+FINAL_REASONS = ("OutputNotFound", "DatasetChanged")  # not retried: a new attempt would fail alike
+
+
+def final_failure(reason: str, message: str) -> bool:
+    """A shard failure no new attempt could mend (the controller does not retry it; the runner frees its RAM)."""
+    return reason in FINAL_REASONS or (reason, message) == ("DeadlineExceeded", DEADLINE_MESSAGE)
+
+
+def retry_delay(retries: int) -> float:
+    """The back-off before the n-th step retry of an attempt: the base, doubling, at most BACKOFF_CAP."""
+    return min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(max(0, retries - 1), 32))
