@@ -9,8 +9,8 @@ it in the same save as the node). Node names and ids follow Argo (`wf[0].step`, 
 Scopes, as Argo resolves `{{...}}`: the caller resolves a step's or task's arguments, `when` and
 `withParam` with the workflow's globals, its own template's inputs, the outputs of the steps or tasks
 finished before it, and the loop item; the called template's body sees only the globals and its inputs
-(`podline.plan.argo_expr` does the parsing and substitution). DAGs are walked in `argo_dag`, pods, suspends
-and retries in `argo_leaves`.
+(`podline.plan.argo_expr` does the parsing and substitution). DAGs are walked in `argo_dag`, steps in
+`argo_steps`, pods, suspends and retries in `argo_leaves`.
 """
 
 from __future__ import annotations
@@ -26,19 +26,15 @@ from podline.controller.argo_hooks import HookWalker
 from podline.controller.argo_leaves import LeafWalker
 from podline.controller.argo_scope import (
     DONE,
-    FAILED,
     Target,
     call_arguments,
-    continues,
     fnv32a,
-    global_outputs,
-    grouped,
     kind_of,
     loop_items,
-    outputs_scope,
     resolve_inputs,
     template_outputs,
 )
+from podline.controller.argo_steps import StepsWalker
 from podline.plan import argo_expr as ex
 
 MAX_DEPTH = 100  # templates calling templates (Argo's recursion, e.g. loop until a coin says heads)
@@ -66,7 +62,7 @@ class Pods(Protocol):
     def release(self, holder: str) -> None: ...
 
 
-class Walker(DagWalker, LeafWalker, HookWalker):
+class Walker(DagWalker, StepsWalker, LeafWalker, HookWalker):
     def __init__(self, manifest: dict[str, Any], nodes: dict[str, dict[str, Any]], pods: Pods,
                  now: float, stamp: Callable[[float], str], extra_globals: dict[str, str] | None = None,
                  artifact_root: str = "/", stored: dict[str, dict[str, Any]] | None = None,
@@ -271,65 +267,12 @@ class Walker(DagWalker, LeafWalker, HookWalker):
             return self._suspend(node, template, scope)
         return self._pod(node, template, scope, artifacts)
 
-    # --- steps ---------------------------------------------------------------------------------
-    def _steps(self, node: dict[str, Any], template: dict[str, Any], scope: dict[str, str]) -> dict[str, Any]:
-        local = dict(scope)
-        node["phase"] = "Running"
-        previous: dict[str, Any] | None = None
-        for i, group in enumerate(template["steps"]):
-            gname = f"{node['name']}[{i}]"  # the first group hangs under the steps node, each next one under
-            parents = self.outbound(previous) if previous else node["id"]  # the outbound nodes of the last
-            gnode = self._node(gname, f"[{i}]", "StepGroup", None, parents, node["id"])
-            previous = gnode
-            if gnode["phase"] not in DONE:
-                local.update(global_outputs(self.globals))  # exported by a step of an earlier group
-                self._group(gnode, group, local, node["id"])
-            if gnode["phase"] not in DONE:
-                return node
-            for step in group:
-                found, looped = self._step_nodes(gnode, step)
-                local.update(outputs_scope("steps", step["name"], self.argo_view(found, looped), looped))
-            if gnode["phase"] in FAILED:
-                return self._finish(node, "Failed", gnode.get("message", f"step group {gname} failed"))
-        node["outboundNodes"] = self.outbound(previous) if previous else [node["id"]]
-        return self._succeed(node, template, local)
-
-    def _step_nodes(self, group: dict[str, Any], step: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
-        """A step's nodes (the group's children by that name) and whether they are a loop's items."""
-        base = f"{group['name']}.{step['name']}"
-        nodes = [self.nodes[c] for c in group.get("children", [])]
-        found = [n for n in nodes if n["name"] == base or n["name"].startswith(base + "(")]
-        return found, grouped(step, found, base)
-
     def argo_view(self, nodes: list[dict[str, Any]], looped: bool) -> list[dict[str, Any]]:
         """The nodes `steps.X.*` / `tasks.X.*` are read from, as Argo's buildLocalScope reads them: a retried
         step's last attempt (its id, times, host and outputs) rather than the Retry node."""
         if looped or len(nodes) != 1 or nodes[0]["type"] != "Retry":
             return nodes
         return self._attempts(nodes[0])[-1:] or nodes
-
-    def _group(self, gnode: dict[str, Any], group: list[dict[str, Any]], scope: dict[str, str], boundary: str) -> None:
-        gnode["phase"] = "Running"
-        running = False
-        failures = []
-        for step in group:
-            children = self._expand(f"{gnode['name']}.{step['name']}", step["name"], step, scope, gnode["id"],
-                                    boundary)
-            for child in children:
-                if child["phase"] not in DONE:
-                    running = True
-                elif child["phase"] in FAILED and not continues(step, child["phase"]):
-                    failures.append(child)
-            for hooks_done, hook_failures in (self._exit_hooks(step, children, boundary, scope, "steps"),
-                                              self._expression_hooks(step, children, boundary, scope, "steps")):
-                running = running or not hooks_done
-                failures += hook_failures
-        if running:
-            return
-        if failures:
-            self._finish(gnode, "Failed", f"child '{failures[0]['id']}' failed")
-        else:
-            self._finish(gnode, "Succeeded")
 
     def _expand(self, name: str, display: str, call: dict[str, Any], scope: dict[str, str], parent: Parents,
                 boundary: str) -> list[dict[str, Any]]:

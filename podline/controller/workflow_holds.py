@@ -12,7 +12,7 @@ from typing import Any
 
 from podline.api.pilot import PILOT
 from podline.controller.argo_locks import Locks
-from podline.controller.argo_nodes import DONE
+from podline.controller.argo_scope import DONE
 from podline.controller.context import Ctx
 from podline.plan.pod import claim_dir
 from podline.plan.workflow_pod import claim_name

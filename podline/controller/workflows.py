@@ -26,7 +26,8 @@ from podline.api.errors import InvalidObject
 from podline.api.pilot import PILOT, PILOT_ID, PILOT_SIZE, PilotSize, parse_pilot
 from podline.controller.argo_configmaps import with_values
 from podline.controller.argo_locks import status_of
-from podline.controller.argo_nodes import DONE, FAILED, TooManyNodes, Walker
+from podline.controller.argo_nodes import TooManyNodes, Walker
+from podline.controller.argo_scope import DONE, FAILED
 from podline.controller.context import TERMINAL, Ctx
 from podline.controller.workflow_holds import (
     collect_claims,
