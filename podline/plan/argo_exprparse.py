@@ -50,8 +50,11 @@ def _tokens(text: str) -> list[tuple[str, Any]]:
             clean = raw.replace("_", "")
             if len(clean) > 40:
                 raise ExpressionError(f"number literal too long in expression {quoted(text)}")
-            value: Any = int(clean, 16) if clean[:2].lower() == "0x" else (
-                float(clean) if any(c in clean for c in ".eE") else int(clean))
+            try:
+                value: Any = int(clean, 16) if clean[:2].lower() == "0x" else (
+                    float(clean) if any(c in clean for c in ".eE") else int(clean))
+            except ValueError:  # `0x_`, `1e_`: what the token pattern lets through but is no number
+                raise ExpressionError(f"invalid number literal {quoted(raw)} in expression {quoted(text)}") from None
             if isinstance(value, int) and not -INT64 <= value < INT64:
                 raise ExpressionError(f"integer literal is too large in expression {quoted(text)}")
             out.append(("lit", value))

@@ -100,6 +100,7 @@ def test_a_name_not_in_scope_is_unresolved(expression: str, name: str) -> None:
     ("sprig.regexReplaceAll('', sprig.repeat(1000000, 'a'), sprig.repeat(1000, 'b'))", "a value larger than"),
     ("1" * 5000, "number literal too long"),
     ("99999999999999999999", "integer literal is too large"),
+    ("0x_", "invalid number literal"),
     ("sprig.mul(" + ", ".join(["9223372036854775807"] * 3) + ")", "integer overflow"),
     ("+".join(["1"] * 3000), "more than 150 operations nested"),
     ("inputs" + ".a" * 400, "more than 150 operations nested"),
