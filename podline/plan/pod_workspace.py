@@ -1,7 +1,7 @@
 """The Kubernetes-native form of a pipeline: init containers in order over one shared emptyDir.
 
-A Pod with init containers, one main container and an emptyDir that every one of them mounts is run by
-the pipeline engine: that emptyDir becomes a checkpointed workspace (L1 manifest and an L2 copy on
+A Pod with init containers, one main container and an emptyDir that every one of them mounts (and no other
+emptyDir an init container writes to) is run by the pipeline engine: that emptyDir becomes a checkpointed workspace (L1 manifest and an L2 copy on
 node-local disk after each init container that succeeds; see `runtime.workspace`). A retry within the
 pod (restartPolicy OnFailure) first rewinds the workspace to the newest checkpoint, and the next pod of
 the same Indexed Job index — after a node, runner or container failure — resumes from it, skipping the
@@ -30,11 +30,18 @@ def shared_volume(pod: Pod) -> str | None:
     if any(c.is_sidecar for c in spec.init_containers):  # a running service's state is not a step's result
         return None
     containers = [*spec.init_containers, *spec.containers]
-    for volume in spec.volumes:
-        if volume.empty_dir is not None and all(
-                any(m.name == volume.name and not m.sub_path for m in c.volume_mounts) for c in containers):
-            return volume.name
-    return None
+    shared = next((v.name for v in spec.volumes if v.empty_dir is not None and all(
+        any(m.name == v.name and not m.sub_path for m in c.volume_mounts) for c in containers)), None)
+    if shared is None or _writes_elsewhere(pod, shared):
+        return None
+    return shared
+
+
+def _writes_elsewhere(pod: Pod, shared: str) -> bool:
+    """Does an init container write to another emptyDir? Its results there are in no checkpoint, so a pod that
+    resumed and skipped it would miss them (on Kubernetes the next pod runs every init container again)."""
+    empty_dirs = {v.name for v in pod.spec.volumes if v.empty_dir is not None} - {shared}
+    return any(m.name in empty_dirs and not m.read_only for c in pod.spec.init_containers for m in c.volume_mounts)
 
 
 def workspace_key(pod: Pod, uid: str, index_env: str | None) -> str:
