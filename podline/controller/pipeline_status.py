@@ -73,8 +73,8 @@ def summarize(ctx: Ctx, obj: Obj) -> None:
         phase = "Succeeded"
     elif all(final) and "Failed" in phases:
         phase = "Failed"
-    elif "Running" in phases or "Succeeded" in phases:
-        phase = "Running"
+    elif "Running" in phases or "Succeeded" in phases or any(rec.get("failures") for _, rec in ordered):
+        phase = "Running"  # a shard waiting for its retry has run: the pipeline does not go back to Pending
     else:
         phase = "Pending"
     timings: dict[str, float] = {"queue": 0.0, "image": 0.0}

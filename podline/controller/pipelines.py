@@ -28,7 +28,7 @@ from podline.plan.kubernetes import pipeline_array_job
 from podline.plan.pipeline import plan_pipeline
 from podline.plan.pod import PlanWaiting, pod_requests
 from podline.plan.ranges import compress, expand
-from podline.runtime.files import read_json, write_json_atomic
+from podline.runtime.files import read_json, rfc3339, write_json_atomic
 from podline.runtime.shard_rules import final_failure
 from podline.runtime.volumes import shm_root
 from podline.store import Obj
@@ -139,6 +139,8 @@ def _start_shards(ctx: Ctx, obj: Obj, backend: Backend) -> None:
         rec = shards[str(i)]
         if rec.get("final") or rec.get("attempt"):
             continue
+        if _over_backoff_limit(ctx, obj, str(i), rec, obj.manifest["spec"].get("backoffLimit", 6)):
+            continue
         if rec.get("retryAt", 0) > ctx.now:
             ctx.wake_at(rec["retryAt"])
             continue
@@ -212,19 +214,32 @@ def _shard_failed(ctx: Ctx, obj: Obj, key: str, rec: dict[str, Any], reason: str
     rec["failures"] = rec.get("failures", 0) + 1 + retried_inside
     rec.update(attempt=None, reason=reason, message=message)
     rec.pop("requests", None)
+    for step in rec.get("steps", {}).values():  # what ran when the runner died ended with it
+        if step.get("phase") == "Running":
+            step.update(phase="Failed", reason=reason, message=message, finishedAt=rfc3339(ctx.now))
     if final_failure(reason, message):
         rec.update(phase="Failed", final=True)  # a new attempt would only overrun again, or miss it again
         ctx.event(obj, reason, f"shard {key}: {message}", "Warning")
         return
-    if rec["failures"] > limit:
-        rec.update(phase="Failed", final=True, reason="BackoffLimitExceeded",
-                   message=f"shard {key} failed {rec['failures']} times; last: {reason}: {message}")
-        ctx.event(obj, "BackoffLimitExceeded", rec["message"], "Warning")
+    if _over_backoff_limit(ctx, obj, key, rec, limit):
         return
     delay = retry_delay(rec["failures"])
     rec.update(phase="Pending", retryAt=ctx.now + delay)
     ctx.wake_at(ctx.now + delay)
     ctx.event(obj, "ShardRestart", f"shard {key} {reason}: {message}; resuming from its checkpoints", "Warning")
+
+
+def _over_backoff_limit(ctx: Ctx, obj: Obj, key: str, rec: dict[str, Any], limit: int) -> bool:
+    """A shard with more failures than backoffLimit fails for good (also when `apply` lowered the limit while
+    it waited for its retry: a Job's pod failures past the limit end it at once)."""
+    if rec.get("failures", 0) <= limit:
+        return False
+    last = f"{rec.get('reason')}: {rec.get('message')}" if rec.get("reason") else "unknown"
+    rec.update(phase="Failed", final=True, reason="BackoffLimitExceeded",
+               message=f"shard {key} failed {rec['failures']} times; last: {last}")
+    rec.pop("retryAt", None)
+    ctx.event(obj, "BackoffLimitExceeded", rec["message"], "Warning")
+    return True
 
 
 # --- updates and deletion -----------------------------------------------------------------------------

@@ -1,0 +1,53 @@
+"""What a shard's failure leaves in the Pipeline's status: a step that died with its runner ends with it, a
+shard waiting for its retry keeps the pipeline Running, and a backoffLimit lowered by `apply` during that wait
+ends the shard at once (as a Job's pod failures past its limit do)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import Cli, gone, kill_session, wait_for
+from tests.integration.test_pipelines_local import pipeline, steps_of
+
+
+def two_steps(tmp_path: Path, second: str) -> str:
+    return f"""  - name: a
+    image: busybox
+    command: [sh, -c, 'mkdir -p result && echo a > result/a']
+  - name: b
+    image: busybox
+    dependsOn: [a]
+    command: [sh, -c, {json.dumps(second)}]
+"""
+
+
+def test_a_step_running_when_its_runner_died_ends_failed_with_the_shard(cli: Cli, tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    cli.apply(pipeline("lost", tmp_path / "out", two_steps(tmp_path, f"echo $$ > {marker}; sleep 120"),
+                       "  backoffLimit: 0\n"))
+    wait_for(lambda: marker.exists() and marker.read_text().strip())
+    started = wait_for(lambda: list(cli.home.glob("pods/default/lost/*/0/started")))[0]
+    runner = json.loads(started.read_text())["pid"]
+    kill_session(runner)
+    wait_for(lambda: gone(runner))
+    assert cli.wait("pipeline/lost", "phase=Failed").returncode == 0
+    steps = steps_of(cli, "lost")
+    assert steps["a"]["phase"] == "Succeeded"
+    assert steps["b"]["phase"] == "Failed" and steps["b"]["reason"] == "RunnerLost" and steps["b"].get("finishedAt")
+    assert "Running" not in cli("describe", "pipeline", "lost").stdout.split("Events")[0]
+
+
+def test_a_lowered_backoff_limit_ends_a_shard_waiting_for_its_retry(cli: Cli, tmp_path: Path) -> None:
+    cli.env["PODLINE_JOB_BACKOFF_SECONDS"] = "60"  # the shard waits a minute before its second attempt
+    runs = tmp_path / "runs"
+    manifest = pipeline("lowered", tmp_path / "out", two_steps(tmp_path, f"echo run >> {runs}; exit 3"),
+                        "  restartPolicy: Never\n  backoffLimit: 4\n")
+    cli.apply(manifest)
+    wait_for(lambda: cli.json("pipeline", "lowered")["status"].get("shards", [{}])[0].get("failures") == 1)
+    assert cli.json("pipeline", "lowered")["status"]["phase"] == "Running"  # waiting to retry, not Pending
+    cli.apply(manifest.replace("backoffLimit: 4", "backoffLimit: 0"))
+    assert cli.wait("pipeline/lowered", "phase=Failed", timeout=20).returncode == 0
+    shard = cli.json("pipeline", "lowered")["status"]["shards"][0]
+    assert shard["reason"] == "BackoffLimitExceeded" and shard["failures"] == 1
+    assert runs.read_text() == "run\n"  # no second attempt
