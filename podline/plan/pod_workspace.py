@@ -1,12 +1,13 @@
 """The Kubernetes-native form of a pipeline: init containers in order over one shared emptyDir.
 
 A Pod with init containers, one main container and an emptyDir that every one of them mounts (and no other
-emptyDir an init container writes to) is run by the pipeline engine: that emptyDir becomes a checkpointed workspace (L1 manifest and an L2 copy on
-node-local disk after each init container that succeeds; see `runtime.workspace`). A retry within the
-pod (restartPolicy OnFailure) first rewinds the workspace to the newest checkpoint, and the next pod of
-the same Indexed Job index — after a node, runner or container failure — resumes from it, skipping the
-init containers the checkpoint covers. Its identity (`key`) is therefore the Job's uid and the index,
-not the pod's uid; a pod outside an Indexed Job keeps its checkpoints only for its own retries.
+emptyDir an init container writes to) is run by the pipeline engine: that emptyDir becomes a checkpointed
+workspace (L1 manifest and an L2 copy on node-local disk after each init container that succeeds; see
+`runtime.workspace`). A retry within the pod (restartPolicy OnFailure) first rewinds the workspace to the
+newest checkpoint, and the next pod of the same Indexed Job index — after a node, runner or container failure
+— resumes from it, skipping the init containers the checkpoint covers. Its identity (`key`) is therefore the
+Job's uid and the index, not the pod's uid; a pod outside an Indexed Job keeps its checkpoints only for its
+own retries.
 Annotations set the intervals: `podline.io/checkpoint-node-local-every` (L2, default 1) and
 `podline.io/checkpoint-shared-every` (L3 on the context's shared directory, default 0 = never), so a pod
 retried on another node can resume there too.
