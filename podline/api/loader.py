@@ -7,6 +7,7 @@ YAML is parsed with the safe loader and limited before anything is built: a sour
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import sys
@@ -40,6 +41,7 @@ class Loaded:
     document: int
     warnings: list[str] = field(default_factory=list)
     where: str = ""  # an item of a `kind: List`: its place in it (`items[1]`), the prefix of its field paths
+    raw: dict[str, Any] | None = None  # the document as written (with fields podline ignores), for Kubernetes
 
     def describe(self) -> str:
         meta = self.obj.metadata  # before apply names it, an object with only a generateName shows that
@@ -256,13 +258,14 @@ def _check_list(data: dict[Any, Any], source: str, number: int) -> None:
 
 def _build_item(data: Any, source: str, number: int, where: str, namespace: str | None) -> Loaded:
     """An object of the input; an item of a List names its place in it in any error's field path."""
+    raw = copy.deepcopy(data) if isinstance(data, dict) else None
     try:
         loaded = build_object(data, source, number, namespace)
     except ManifestError as exc:
         if where:
             exc.path = f"{where}.{exc.path}" if exc.path else where
         raise
-    loaded.where = where
+    loaded.where, loaded.raw = where, raw
     return loaded
 
 

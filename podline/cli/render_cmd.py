@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 import yaml
@@ -42,7 +43,7 @@ def render(state: State, files: tuple[str, ...], target: str) -> None:
                                "mount the data as volumes)", err=True)
                 docs.append(pipeline_job(item.obj.dump()))
             else:
-                docs.append(item.obj.dump())
+                docs.append(_as_written(item))
         click.echo(yaml.safe_dump_all(docs, sort_keys=False).rstrip("\n"))
         return
     for item in loaded:
@@ -82,3 +83,13 @@ def render(state: State, files: tuple[str, ...], target: str) -> None:
             continue  # ConfigMaps, Secrets and Datasets travel in plans, not scripts
         click.echo(f"# ---- {item.describe()}")
         click.echo(script, nl=False)
+
+
+def _as_written(item: Any) -> dict[str, Any]:
+    """A Kubernetes or Argo object as the user wrote it (Kubernetes runs what podline ignores: securityContext,
+    probes, tolerations, …), in the namespace apply would put it in."""
+    if item.raw is None:
+        return item.obj.dump()
+    doc = dict(item.raw)
+    doc["metadata"] = {**(doc.get("metadata") or {}), "namespace": item.obj.metadata.namespace}
+    return doc

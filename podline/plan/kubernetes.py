@@ -12,6 +12,8 @@ Where podline's meaning and Kubernetes' defaults part, the Job says what podline
 - a GPU request without a limit gets the limit Kubernetes requires (extended resources are never
   overcommitted: request == limit);
 - backoffLimit counts per shard (`_backoff`);
+- a checkpoint policy other than the default becomes the pod form's annotations, so podline runs the Job
+  with the same L2/L3 intervals (`_checkpoint_annotations`);
 - a Pipeline named by `generateName` keeps it (the API server names the Job) and has no pipeline label.
 """
 
@@ -19,8 +21,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from podline.api.pipeline import Pipeline, PipelineSpec, Step, topological_order
+from podline.api.pipeline import CheckpointPolicy, Pipeline, PipelineSpec, Step, topological_order
 from podline.api.quantity import EXTENDED_RESOURCES, memory_bytes
+from podline.plan.pod_workspace import NODE_LOCAL_EVERY, SHARED_EVERY
 
 WORKSPACE = "/workspace"
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
@@ -107,6 +110,19 @@ def _metadata(pipeline: Pipeline) -> tuple[dict[str, Any], dict[str, str]]:
     return metadata, labels
 
 
+def _checkpoint_annotations(spec: PipelineSpec) -> dict[str, str]:
+    """A checkpoint policy other than the default, as the pod form's annotations (`plan.pod_workspace`): podline
+    runs the rendered Job with the same L2/L3 intervals (Kubernetes ignores them). A step's `checkpoint: major`
+    has no pod form: sharedEvery is what carries over."""
+    policy, default = spec.checkpoint, CheckpointPolicy()
+    out = {}
+    if policy.node_local_every != default.node_local_every:
+        out[NODE_LOCAL_EVERY] = str(policy.node_local_every)
+    if policy.shared_every != default.shared_every:
+        out[SHARED_EVERY] = str(policy.shared_every)
+    return out
+
+
 def pipeline_job(manifest: dict[str, Any]) -> dict[str, Any]:
     pipeline = Pipeline.model_validate(manifest)
     spec = pipeline.spec
@@ -123,7 +139,11 @@ def pipeline_job(manifest: dict[str, Any]) -> dict[str, Any]:
         pod_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
     _add_workspace_memory(spec, pod_spec)
     metadata, labels = _metadata(pipeline)
-    template: dict[str, Any] = {"metadata": {"labels": dict(labels)}} if labels else {}
+    template_meta: dict[str, Any] = {"labels": dict(labels)} if labels else {}
+    annotations = _checkpoint_annotations(spec)
+    if annotations:
+        template_meta["annotations"] = annotations
+    template: dict[str, Any] = {"metadata": template_meta} if template_meta else {}
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata,
             "spec": {"completions": spec.shards, "parallelism": spec.shards, "completionMode": "Indexed",
                      **_backoff(spec), "template": {**template, "spec": pod_spec}}}
