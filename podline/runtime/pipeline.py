@@ -34,7 +34,7 @@ from podline.runtime.container import ContainerWorker, terminate_all
 from podline.runtime.engine import Engine, ImagePullFailed
 from podline.runtime.expand import container_env, expand
 from podline.runtime.files import notify_address, rfc3339, stop_requested, write_status
-from podline.runtime.shard_rules import DEADLINE_MESSAGE, final_failure, retry_delay
+from podline.runtime.shard_rules import DEADLINE_MESSAGE, final_failure, retry_delay, schedule_failure
 from podline.runtime.staging import ListedFileGone, StagingError
 from podline.runtime.step_specs import StepSpecs, retries_for
 from podline.runtime.volumes import shm_root
@@ -205,8 +205,12 @@ class PipelineRunner:
         began = time.monotonic()
         try:
             self._schedule()
+        except (OSError, StagingError) as exc:  # a rewind's stage-in, a checkpoint of a vanished workspace
+            self.request_stop(*schedule_failure(exc))
         finally:
             terminate_all(list(self.running.values()), float(self.plan["terminationGracePeriodSeconds"]))
+            for name, worker in list(self.running.items()):
+                self._settle(name, worker, self.stop_reason)
             self.engine.remove_shm()
         ok = len(self.done) == len(self.order) and not self.stopping.is_set()
         self.workspace.settle_copies()  # told to stop: bounded by the grace period
@@ -381,7 +385,10 @@ class PipelineRunner:
         """Before a retry: the workspace goes back to the newest checkpoint (a failed step's leftovers go)."""
         snap, level = self.workspace.restore()
         if snap is None:
-            self.workspace.stage_in(self.plan["inputs"], self.shards)
+            try:
+                self.workspace.stage_in(self.plan["inputs"], self.shards)
+            except OSError as exc:  # the source is unreachable now
+                raise StagingError(f"stage-in: {exc}") from exc
         keep = set(snap.steps) if snap else set()
         for name in [n for n in self.done if n not in keep]:
             self.steps[name].update(phase="Pending")

@@ -8,6 +8,7 @@ loop, and so that a step retry's back-off is the container restart's (one base, 
 from __future__ import annotations
 
 from podline.runtime.container import BACKOFF_BASE, BACKOFF_CAP
+from podline.runtime.staging import ListedFileGone, StagingError
 
 # The shard's own activeDeadlineSeconds (final: the controller does not retry it, as a Job's deadline), told
 # apart from Slurm's time limit, also DeadlineExceeded, from which a new attempt resumes.
@@ -23,3 +24,13 @@ def final_failure(reason: str, message: str) -> bool:
 def retry_delay(retries: int) -> float:
     """The back-off before the n-th step retry of an attempt: the base, doubling, at most BACKOFF_CAP."""
     return min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(max(0, retries - 1), 32))
+
+
+def schedule_failure(exc: Exception) -> tuple[str, str]:
+    """The shard's reason when the runner itself could not go on between steps (the controller retries it,
+    unless the pinned listing lost a file)."""
+    if isinstance(exc, ListedFileGone):
+        return "DatasetChanged", str(exc)
+    if isinstance(exc, StagingError):
+        return "StageInFailed", str(exc)
+    return "RunnerError", f"runner: {exc}"

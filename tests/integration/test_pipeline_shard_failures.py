@@ -51,3 +51,28 @@ def test_a_lowered_backoff_limit_ends_a_shard_waiting_for_its_retry(cli: Cli, tm
     shard = cli.json("pipeline", "lowered")["status"]["shards"][0]
     assert shard["reason"] == "BackoffLimitExceeded" and shard["failures"] == 1
     assert runs.read_text() == "run\n"  # no second attempt
+
+
+def test_a_retry_whose_stage_in_fails_fails_the_shard_with_the_reason_not_a_traceback(cli: Cli, tmp_path: Path) -> None:
+    """No checkpoint yet (nodeLocalEvery 0, the step fails first): the retry stages in again, from a source the
+    step moved away. The shard fails with StageInFailed; the runner does not crash."""
+    src, flag = tmp_path / "src", tmp_path / "flag"
+    src.mkdir()
+    (src / "a").write_text("hello\n")
+    first = f"if [ ! -e {flag} ]; then touch {flag}; mv {src} {src}.gone; exit 1; fi; cat in/a"
+    cli.apply(f"""
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {{name: moved}}
+spec:
+  restartPolicy: OnFailure
+  backoffLimit: 1
+  inputs: [{{source: {src}, path: in}}]
+  steps:
+  - {{name: s1, image: busybox, command: [sh, -c, {json.dumps(first)}]}}
+""")
+    assert cli.wait("pipeline/moved", "phase=Failed").returncode == 0
+    shard = cli.json("pipeline", "moved")["status"]["shards"][0]
+    assert shard["reason"] == "BackoffLimitExceeded" and "StageInFailed" in shard["message"]
+    logs = "".join(p.read_text() for p in cli.home.glob("pods/default/moved/*/0/runner.log"))
+    assert "Traceback" not in logs
