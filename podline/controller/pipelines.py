@@ -16,6 +16,7 @@ import contextlib
 import json
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -255,19 +256,29 @@ def _push_generation(ctx: Ctx, obj: Obj, backend: Backend) -> None:
     if obj.internal.get("planGeneration") is not None:
         try:
             fresh = _plan(ctx, obj, backend)
-        except PlanWaiting as waiting:  # the new spec names something missing: running steps keep the old one
-            ctx.event(obj, waiting.reason, waiting.message, "Warning", once=True)
+        except PlanWaiting as waiting:  # the new spec names something missing: running steps keep the old one,
+            ctx.event(obj, waiting.reason, waiting.message, "Warning", once=True)  # no step starts on it
+            held = f"{waiting.reason}: {waiting.message}"
+            _rewrite_live_plans(obj, lambda old: {**old, "held": held})
             ctx.wake_at(ctx.now + RELAUNCH_AFTER)
             return
-        for record in obj.internal.get("attempts", {}).values():
-            base = Path(record["dir"])
-            for path in [base / "plan.json"] + [base / str(i) / "plan.json" for i in expand(record["indexes"])]:
-                old = read_json(path)
-                if old is not None:
-                    write_json_atomic(path, {**old, **{key: fresh[key] for key in LIVE_PLAN_KEYS}})
+        _rewrite_live_plans(obj, lambda old: {**{k: v for k, v in old.items() if k != "held"},
+                                              **{key: fresh[key] for key in LIVE_PLAN_KEYS}})
         ctx.event(obj, "Updated", f"generation {obj.generation} applies to the steps not running (a running "
                   "one at its retry; backoffLimit and activeDeadlineSeconds at once)")
     obj.internal["planGeneration"] = obj.generation
+
+
+def _rewrite_live_plans(obj: Obj, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Rewrite the plan file of every live attempt (and shard): runners re-read it within a second. `held`
+    in it holds back the steps not started yet: the spec `apply` gave them cannot be resolved yet, and the
+    one it replaced is no longer what the user wants run."""
+    for record in obj.internal.get("attempts", {}).values():
+        base = Path(record["dir"])
+        for path in [base / "plan.json"] + [base / str(i) / "plan.json" for i in expand(record["indexes"])]:
+            old = read_json(path)
+            if old is not None and change(old) != old:
+                write_json_atomic(path, change(old))
 
 
 def _live(obj: Obj) -> list[tuple[str, Path]]:

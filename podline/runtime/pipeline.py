@@ -118,7 +118,7 @@ class PipelineRunner:
         if plan is None:
             return
         self.step_specs.take(plan, self.running)
-        self.plan["generation"] = plan.get("generation")
+        self.plan.update(generation=plan.get("generation"), held=plan.get("held"))  # held: start no step
         self._take_limits(plan)
 
     def _take_limits(self, plan: dict[str, Any]) -> None:
@@ -139,6 +139,8 @@ class PipelineRunner:
                 mount, "mounts": [{"volume": "workspace", "mountPath": mount}]}
 
     def _ready(self) -> list[str]:
+        if self.plan.get("held"):
+            return []
         finished = set(self.done)
         return [n for n in self.order if n not in finished and n not in self.running
                 and all(d in finished for d in self.specs[n]["dependsOn"])]
@@ -303,7 +305,7 @@ class PipelineRunner:
                         break
                     self._start(name)
                 self.write_status()
-            if not self.running:
+            if not self.running and not self.plan.get("held"):
                 break
             self.changed.wait(self._timeout())
             self.changed.clear()

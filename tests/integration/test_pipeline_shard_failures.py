@@ -5,6 +5,7 @@ ends the shard at once (as a Job's pod failures past its limit do)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from tests.conftest import Cli, gone, kill_session, wait_for
@@ -76,3 +77,29 @@ spec:
     assert shard["reason"] == "BackoffLimitExceeded" and "StageInFailed" in shard["message"]
     logs = "".join(p.read_text() for p in cli.home.glob("pods/default/moved/*/0/runner.log"))
     assert "Traceback" not in logs
+
+
+def test_a_step_whose_new_spec_names_a_missing_config_map_waits_for_it_rather_than_run_the_old_one(
+        cli: Cli, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    first = f"""
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {{name: cm}}
+spec:
+  steps:
+  - {{name: a, image: busybox, command: [sh, -c, 'while [ ! -e {gate} ]; do sleep 0.05; done']}}
+  - {{name: b, image: busybox, dependsOn: [a], command: [sh, -c, 'echo b-v1']}}
+"""
+    cli.apply(first)
+    wait_for(lambda: steps_of(cli, "cm").get("a", {}).get("phase") == "Running")
+    cli.apply(first.replace("command: [sh, -c, 'echo b-v1']", "env: [{name: V, valueFrom: {configMapKeyRef: "
+                            "{name: later, key: v}}}], command: [sh, -c, 'echo b-v2 V=$V']"))
+    gate.touch()
+    wait_for(lambda: steps_of(cli, "cm")["a"]["phase"] == "Succeeded")
+    time.sleep(2.5)  # the runner re-reads its plan within a second: b would have started on the old spec
+    assert steps_of(cli, "cm")["b"]["phase"] == "Pending" and steps_of(cli, "cm")["b"]["attempts"] == 0
+    cli.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: later}\ndata: {v: x}\n")
+    assert cli.wait("pipeline/cm", "phase=Succeeded", timeout=30).returncode == 0
+    assert cli("logs", "pipeline/cm", "-c", "b").stdout == "b-v2 V=x\n"
+    assert steps_of(cli, "cm")["b"]["generation"] == 2
