@@ -8,8 +8,11 @@ changes its mtime and ctime; one that chmod-ed it, its mode). L2
 with each file's size and xxh3 hash. A copy is written aside and renamed into place, so a crash
 mid-checkpoint leaves the previous one valid; files unchanged since the previous copy at that level are
 hard links to it (checkpoint directories are never modified once renamed, so sharing inodes between them
-is safe). Only the newest copy per level is kept. Restoring verifies every byte it copies against the manifest's hash: a
-corrupted copy raises `Corrupt` and the caller falls back to the next level.
+is safe; on L3 a file is linked only once its bytes were read back, see `ReadBack`). Only the newest copy
+per level is kept. Restoring verifies every byte it copies against the manifest's hash, and the manifest
+against its own hash (see `checkpoint_manifest`): a corrupted copy raises `Corrupt` and the caller falls
+back to the next level. Copies hold no FIFOs (only their names, in the manifest: a restore makes them) and
+each hard-link group's bytes once (a restore links the other names again).
 
 A copy may be written while later steps already run (L2, see `runtime.copier`): it is then checked against
 hashes taken at the checkpoint itself (`expected`), and a file a running step changed meanwhile makes the
@@ -27,10 +30,11 @@ import shutil
 import stat
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from podline.runtime.checkpoint_manifest import ReadBack, Snapshot, link_groups, opened, read_back, sealed
 from podline.runtime.copying import CHUNK, DIRECT_CHUNK, Stopped, copy_hashing, direct_buffer, hash_file
 from podline.runtime.files import read_json, write_json_atomic
 
@@ -49,28 +53,6 @@ class Torn(Exception):
     """A workspace file changed while it was being copied: the copy would not be the checkpoint's state."""
 
 
-@dataclass
-class Snapshot:
-    """A checkpoint's manifest: sequence number, steps done, and every file and directory it holds."""
-
-    seq: int
-    steps: list[str]
-    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # rel -> {size, mtime, ino, mode[, hash]}
-    dirs: list[str] = field(default_factory=list)
-    links: dict[str, str] = field(default_factory=dict)
-    dir_modes: dict[str, int] = field(default_factory=dict)  # rel -> permission bits (older manifests: none)
-    fifos: list[str] = field(default_factory=list)  # named pipes a step made (mkfifo): no data, only the name
-
-    def to_json(self) -> dict[str, Any]:
-        return {"seq": self.seq, "steps": self.steps, "files": self.files, "dirs": self.dirs, "links": self.links,
-                "dirModes": self.dir_modes, "fifos": self.fifos}
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Snapshot:
-        return cls(doc["seq"], list(doc["steps"]), doc["files"], doc.get("dirs", []), doc.get("links", {}),
-                   doc.get("dirModes", {}), doc.get("fifos", []))
-
-
 class Tree(NamedTuple):
     """What `scan` finds below a workspace, by relative path (sockets and devices are not kept)."""
 
@@ -79,15 +61,18 @@ class Tree(NamedTuple):
     links: dict[str, str]
     dir_modes: dict[str, int]
     fifos: list[str]
+    hardlinks: dict[str, str]  # names sharing an inode -> the first of them (see checkpoint_manifest)
 
 
 def scan(root: Path) -> Tree:
-    """Regular files (with stat identity), directories (with their modes), symlinks and FIFOs below `root`."""
+    """Regular files (with stat identity), directories (with their modes), symlinks, FIFOs and hard-link
+    groups below `root`."""
     files: dict[str, dict[str, Any]] = {}
     dirs: list[str] = []
     links: dict[str, str] = {}
     dir_modes: dict[str, int] = {}
     fifos: list[str] = []
+    inodes: dict[tuple[int, int], list[str]] = {}
     stack = [""]
     while stack:
         rel_dir = stack.pop()
@@ -104,16 +89,18 @@ def scan(root: Path) -> Tree:
                     st = entry.stat()
                     files[rel] = {"size": st.st_size, "mtime": st.st_mtime_ns, "ino": st.st_ino,
                                   "mode": stat.S_IMODE(st.st_mode), "ctime": st.st_ctime_ns}
+                    if st.st_nlink > 1:
+                        inodes.setdefault((st.st_dev, st.st_ino), []).append(rel)
                 elif stat.S_ISFIFO(entry.stat(follow_symlinks=False).st_mode):
                     fifos.append(rel)
-    return Tree(files, sorted(dirs), links, dir_modes, sorted(fifos))
+    return Tree(files, sorted(dirs), links, dir_modes, sorted(fifos), link_groups(inodes))
 
 
 def take_l1(workspace: Path, seq: int, steps: list[str]) -> Snapshot:
     """The workspace's manifest now (nothing runs in it while this is taken)."""
     tree = scan(workspace)
     _unrace(workspace, tree.files)
-    return Snapshot(seq, steps, tree.files, tree.dirs, tree.links, tree.dir_modes, tree.fifos)
+    return Snapshot(seq, steps, tree.files, tree.dirs, tree.links, tree.dir_modes, tree.fifos, tree.hardlinks)
 
 
 def _unrace(workspace: Path, files: dict[str, dict[str, Any]]) -> None:
@@ -179,15 +166,16 @@ def _copy_hashing(src: Path, dst: Path, sync: bool, stop: threading.Event | None
 
 
 def newest(level_root: Path) -> tuple[Path, Snapshot] | None:
-    """The newest complete copy at a level (renamed into place, manifest readable), if any."""
+    """The newest complete copy at a level (renamed into place, manifest readable), if any. A manifest that
+    fails its own hash comes back with its `problem` set: `restore_copy` refuses it (see checkpoint_manifest)."""
     try:
         names = [n for n in os.listdir(level_root) if n.isdigit()]
     except OSError:
         return None
     for name in sorted(names, key=int, reverse=True):
-        doc = read_json(level_root / name / "manifest.json")
-        if doc:
-            return level_root / name, Snapshot.from_json(doc)
+        snap = opened(read_json(level_root / name / "manifest.json"))
+        if snap is not None:
+            return level_root / name, snap
     return None
 
 
@@ -196,20 +184,24 @@ def save_copy(workspace: Path, level_root: Path, snap: Snapshot, durable: bool,
               sources: Sources | None = None) -> int:
     """Copy the workspace as checkpoint `snap.seq` at this level; return the bytes actually written.
 
-    `durable` (L3 on shared storage) fsyncs each copied file and the manifest before the rename.
-    `expected` (file -> hash at the checkpoint) makes a file that no longer hashes the same raise `Torn`;
+    `durable` (L3 on shared storage) fsyncs each copied file and the manifest before the rename, and links a
+    file from the previous copy only once its bytes were read back (`ReadBack`). `expected` (file -> hash at
+    the checkpoint) makes a file that no longer hashes the same raise `Torn`;
     `stop` abandons the copy (`Stopped`). Either way nothing is renamed into place. `sources` (file ->
     hash and a file elsewhere holding exactly those bytes, never modified: a dataset cache object) are hard
     links to those when the file's hash at the checkpoint is that one and the link can be made.
     """
     level_root.mkdir(parents=True, exist_ok=True)
     previous = newest(level_root)
+    if previous is not None and previous[1].problem:
+        previous = None  # nothing is linked from a copy whose manifest cannot be trusted
+    check = read_back(level_root, previous[0] if previous else None) if durable else None
     tmp = level_root / f".tmp-{snap.seq}-{os.getpid()}-{threading.get_ident()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        files, written = _fill(workspace, tmp / "data", snap, previous, durable, expected, stop, sources or {})
-        doc = replace(snap, files=files).to_json()
-        write_json_atomic(tmp / "manifest.json", doc)
+        files, written = _fill(workspace, tmp / "data", snap, previous, (durable, check), expected, stop,
+                               sources or {})
+        write_json_atomic(tmp / "manifest.json", sealed(replace(snap, files=files, problem=None)))
         if durable:
             _fsync_path(tmp / "manifest.json")
         final = level_root / str(snap.seq)
@@ -221,34 +213,43 @@ def save_copy(workspace: Path, level_root: Path, snap: Snapshot, durable: bool,
         raise
     if durable:
         _fsync_path(level_root)
+    if check is not None:
+        check.remember(level_root, final)
     for name in os.listdir(level_root):  # only the newest copy is kept (older ones may share its inodes)
         if name != str(snap.seq):  # one writer per level: a leftover .tmp-* is a crashed attempt's
             shutil.rmtree(level_root / name, ignore_errors=True)
     return written
 
 
-def _fill(workspace: Path, data: Path, snap: Snapshot, previous: tuple[Path, Snapshot] | None, durable: bool,
-          expected: dict[str, str] | None, stop: threading.Event | None,
+def _fill(workspace: Path, data: Path, snap: Snapshot, previous: tuple[Path, Snapshot] | None,
+          how: tuple[bool, ReadBack | None], expected: dict[str, str] | None, stop: threading.Event | None,
           sources: Sources) -> tuple[dict[str, Any], int]:
-    """The copy's data directory; files unchanged since the previous copy are hard links to it, and so are
-    files whose bytes a source holds."""
+    """The copy's data directory; files unchanged since the previous copy are hard links to it (read back
+    first with `check`), and so are files whose bytes a source holds. FIFOs are only named in the manifest
+    (a shared filesystem may refuse mkfifo: sshfs does); the other names of a hard-link group link to its
+    first name."""
+    durable, check = how
     data.mkdir(parents=True)
     for rel in snap.dirs:
         (data / rel).mkdir(parents=True, exist_ok=True)
     for rel, target in snap.links.items():
         os.symlink(target, data / rel)
-    for rel in snap.fifos:
-        os.mkfifo(data / rel)
     written = 0
     files: dict[str, dict[str, Any]] = {}
     with contextlib.nullcontext() if durable else direct_buffer() as buffer:  # node-local: no page cache
         for rel, rec in snap.files.items():
+            if rel in snap.hardlinks:
+                continue  # after its group's first name
             old = previous[1].files.get(rel) if previous else None
             same_file = old is not None and all(old.get(k) == rec[k] for k in ("size", "mtime", "ino"))
             if same_file and expected is not None:
                 same_file = old.get("hash") == expected.get(rel)  # type: ignore[union-attr]
+            if same_file and previous and check is not None:
+                same_file = check.trusted(previous[0] / "data" / rel, rel, old["hash"])  # type: ignore[index]
             if same_file and previous and _link(previous[0] / "data" / rel, data / rel):
                 files[rel] = {**rec, "hash": old["hash"]}  # type: ignore[index]
+                if check is not None:
+                    check.now[rel] = old["hash"]  # type: ignore[index]
                 continue
             source = sources.get(rel)
             if source and expected and expected.get(rel) == source[0] and _link(source[1], data / rel):
@@ -260,6 +261,11 @@ def _fill(workspace: Path, data: Path, snap: Snapshot, previous: tuple[Path, Sna
                 raise Torn(f"{rel} changed while it was being copied")
             files[rel] = {**rec, "hash": digest}
             written += rec["size"]
+    for rel, first in snap.hardlinks.items():
+        if not _link(data / first, data / rel):  # a filesystem without hard links: the bytes once more
+            _copy_hashing(data / first, data / rel, durable)
+            written += snap.files[rel]["size"]
+        files[rel] = {**snap.files[rel], "hash": files[first]["hash"]}
     return files, written
 
 
@@ -304,8 +310,11 @@ def restore_copy(copy_dir: Path, snap: Snapshot, workspace: Path) -> int:
     """Make the workspace equal to a copy; return bytes copied. Raises Corrupt on any mismatch.
 
     Workspace files whose size and hash already match are kept; everything else comes from the copy and
-    is verified while it is copied.
+    is verified while it is copied. A manifest that failed its own hash is refused before anything changes;
+    hard-link groups are linked again and FIFOs made anew (copies hold neither).
     """
+    if snap.problem:
+        raise Corrupt(f"{copy_dir}: {snap.problem}")
     workspace.mkdir(parents=True, exist_ok=True)
     tree = scan(workspace)
     for rel in tree.dirs:  # a step may have left a directory read-only: whatever is in it can go or come back
@@ -318,6 +327,8 @@ def restore_copy(copy_dir: Path, snap: Snapshot, workspace: Path) -> int:
         os.chmod(workspace / rel, 0o700)  # writable while it is filled; its recorded mode comes last
     copied = 0
     for rel, rec in snap.files.items():
+        if rel in snap.hardlinks:
+            continue  # linked to its group's first name below
         target = workspace / rel
         have = tree.files.get(rel)
         if have is not None and have["size"] == rec["size"] and hash_file(target) == rec["hash"]:
@@ -334,6 +345,10 @@ def restore_copy(copy_dir: Path, snap: Snapshot, workspace: Path) -> int:
             raise Corrupt(f"{copy_dir}: {rel}: hash mismatch (expected {rec['hash']}, got {got})")
         _as_recorded(target, rec)  # a copy linked to a dataset cache object has the object's mode and time
         copied += rec["size"]
+    for rel, first in snap.hardlinks.items():
+        if tree.files.get(rel, {}).get("ino") != os.stat(workspace / first).st_ino:
+            (workspace / rel).unlink(missing_ok=True)
+            os.link(workspace / first, workspace / rel)
     for rel, target in snap.links.items():
         os.symlink(target, workspace / rel)
     for rel in snap.fifos:
@@ -356,9 +371,10 @@ def _as_recorded(target: Path, rec: dict[str, Any]) -> None:
 
 
 def write_l1(path: Path, snap: Snapshot) -> None:
-    write_json_atomic(path, snap.to_json())
+    write_json_atomic(path, sealed(snap))
 
 
 def read_l1(path: Path) -> Snapshot | None:
-    doc = read_json(path)
-    return Snapshot.from_json(doc) if doc else None
+    """The L1 manifest; None when there is none or it fails its own hash (then L2 and L3 are tried)."""
+    snap = opened(read_json(path))
+    return None if snap is None or snap.problem else snap
