@@ -264,9 +264,23 @@ def _push_generation(ctx: Ctx, obj: Obj, backend: Backend) -> None:
             return
         _rewrite_live_plans(obj, lambda old: {**{k: v for k, v in old.items() if k != "held"},
                                               **{key: fresh[key] for key in LIVE_PLAN_KEYS}})
+        _hold_new_requests(ctx, obj)
         ctx.event(obj, "Updated", f"generation {obj.generation} applies to the steps not running (a running "
                   "one at its retry; backoffLimit and activeDeadlineSeconds at once)")
     obj.internal["planGeneration"] = obj.generation
+
+
+def _hold_new_requests(ctx: Ctx, obj: Obj) -> None:
+    """Live shards hold what the new spec's largest step asks (its steps not started yet run with it): the
+    pods and shards admitted after this see the machine as it will be used."""
+    live = [rec for rec in obj.internal.get("shards", {}).values()
+            if rec.get("requests") and rec.get("attempt") and not rec.get("final")]
+    if not live:
+        return
+    request = _request(obj)
+    for rec in live:
+        ctx.reserve({k: v - rec["requests"].get(k, 0) for k, v in request.items()})
+        rec["requests"] = request
 
 
 def _rewrite_live_plans(obj: Obj, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:

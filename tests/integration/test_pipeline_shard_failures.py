@@ -103,3 +103,29 @@ spec:
     assert cli.wait("pipeline/cm", "phase=Succeeded", timeout=30).returncode == 0
     assert cli("logs", "pipeline/cm", "-c", "b").stdout == "b-v2 V=x\n"
     assert steps_of(cli, "cm")["b"]["generation"] == 2
+
+
+def test_a_step_given_more_cores_by_apply_makes_its_shard_hold_them(cli: Cli, tmp_path: Path) -> None:
+    cli.env["PODLINE_CPU_MILLIS"] = "2000"  # a two-core machine
+    gate = tmp_path / "gate"
+    first = f"""
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {{name: grow}}
+spec:
+  steps:
+  - {{name: a, image: busybox, resources: {{requests: {{cpu: "1"}}}},
+      command: [sh, -c, 'while [ ! -e {gate} ]; do sleep 0.05; done']}}
+  - {{name: b, image: busybox, dependsOn: [a], resources: {{requests: {{cpu: "1"}}}}, command: ["true"]}}
+"""
+    cli.apply(first)
+    wait_for(lambda: steps_of(cli, "grow").get("a", {}).get("phase") == "Running")
+    cli.apply(first.replace('dependsOn: [a], resources: {requests: {cpu: "1"}}',
+                            'dependsOn: [a], resources: {requests: {cpu: "2"}}'))
+    wait_for(lambda: "Updated" in cli("describe", "pipeline", "grow").stdout)
+    cli.apply("apiVersion: v1\nkind: Pod\nmetadata: {name: one}\nspec:\n  restartPolicy: Never\n  containers: "
+              "[{name: c, image: busybox, command: ['true'], resources: {requests: {cpu: '1'}}}]\n")
+    wait_for(lambda: cli.json("pod", "one")["status"].get("conditions", [{}])[0].get("reason") == "Unschedulable")
+    gate.touch()
+    assert cli.wait("pipeline/grow", "phase=Succeeded").returncode == 0
+    assert cli.wait("pod/one", "phase=Succeeded").returncode == 0
