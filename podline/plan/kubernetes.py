@@ -12,6 +12,8 @@ Where podline's meaning and Kubernetes' defaults part, the Job says what podline
 - a GPU request without a limit gets the limit Kubernetes requires (extended resources are never
   overcommitted: request == limit);
 - backoffLimit counts per shard (`_backoff`);
+- activeDeadlineSeconds is final in podline (a shard past it is not retried): the Job has it too, since the
+  pod's own would start afresh in every retried pod (the pod keeps it: Slurm's --time is sized from it);
 - a checkpoint policy other than the default becomes the pod form's annotations, so podline runs the Job
   with the same L2/L3 intervals (`_checkpoint_annotations`);
 - a Pipeline named by `generateName` keeps it (the API server names the Job) and has no pipeline label.
@@ -144,9 +146,12 @@ def pipeline_job(manifest: dict[str, Any]) -> dict[str, Any]:
     if annotations:
         template_meta["annotations"] = annotations
     template: dict[str, Any] = {"metadata": template_meta} if template_meta else {}
+    job_spec: dict[str, Any] = {"completions": spec.shards, "parallelism": spec.shards, "completionMode": "Indexed",
+                                **_backoff(spec)}
+    if spec.active_deadline_seconds:  # final, as podline's: a retried pod would get a fresh pod-level deadline
+        job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata,
-            "spec": {"completions": spec.shards, "parallelism": spec.shards, "completionMode": "Indexed",
-                     **_backoff(spec), "template": {**template, "spec": pod_spec}}}
+            "spec": {**job_spec, "template": {**template, "spec": pod_spec}}}
 
 
 def pipeline_array_job(manifest: dict[str, Any]) -> dict[str, Any]:

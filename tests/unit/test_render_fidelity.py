@@ -58,3 +58,12 @@ def test_a_checkpoint_policy_becomes_the_pod_forms_annotations_and_podline_reads
 def test_the_default_checkpoint_policy_adds_no_annotations() -> None:
     text = pipeline("plain", "", steps("{name: a, image: busybox, command: ['true']}"))
     assert "annotations" not in pipeline_job(load_pipeline(text).dump())["spec"]["template"].get("metadata", {})
+
+
+def test_a_deadline_is_the_jobs_too_so_a_retried_pod_gets_no_fresh_one() -> None:
+    text = pipeline("late", "  activeDeadlineSeconds: 30\n  restartPolicy: Never\n  backoffLimit: 2\n",
+                    steps("{name: a, image: busybox, command: [sleep, '60']}"))
+    job = pipeline_job(load_pipeline(text).dump())
+    validate(job)
+    assert job["spec"]["activeDeadlineSeconds"] == 30
+    assert job["spec"]["template"]["spec"]["activeDeadlineSeconds"] == 30  # Slurm's --time is sized from it
