@@ -8,8 +8,9 @@ same relative paths as in the source, through a node-local content-addressed cac
 name in any directory (`*.root`), one with `/` the whole relative path (`run1/*.root`; `*` also crosses `/`).
 No include means every file; exclude wins over include.
 
-Sources are local paths (a plain absolute path or `file://`), which is what a shared or parallel filesystem
-(Lustre, GPFS, the sshfs mount of the tests) is to the nodes, or URLs read through fsspec
+Sources are local paths (a plain absolute path, or a `file://` URL: percent-decoded, its host empty or
+`localhost`), which is what a shared or parallel filesystem (Lustre, GPFS, the sshfs mount of the tests) is
+to the nodes, or URLs read through fsspec
 (`runtime.remote`): `s3://bucket[/prefix]` (an object, or every object under the prefix) and
 `http(s)://…` (a file, or, for a URL ending in `/`, the files its index page links to, recursively).
 An S3-compatible store other than AWS is named by `endpoint` (Argo's S3 artifact fields: `endpoint`,
@@ -23,7 +24,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from typing import Annotated, Literal
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from pydantic import AfterValidator, Field
 from pydantic.alias_generators import to_camel
@@ -42,19 +43,41 @@ def is_remote(source: str) -> bool:
 
 
 def dataset_source(value: str) -> str:
-    """A local absolute path (`file://` is accepted and removed), or an s3:// or http(s):// URL."""
+    """A local absolute path (a `file://` URL is decoded to one: `file_url_path`), or an s3:// or http(s)://
+    URL."""
     if is_remote(value):
         return _remote_source(value)
     if "://" in value and not value.startswith("file://"):
         scheme = value.split("://", 1)[0]
         raise ValueError(f"{scheme}:// sources are not supported; use a path on a shared filesystem, file://, "
                          "s3:// or http(s)://")
-    path = value.removeprefix("file://")
+    if _control(value):  # before parsing: urlsplit silently drops tabs and line breaks
+        raise ValueError(f"{value!r} must be a path without control characters or line breaks")
+    path = file_url_path(value)
     if not path.startswith("/") or "\0" in path or ".." in path.split("/"):
         raise ValueError(f"{value!r} must be an absolute path (or file:// URL) without '..'")
-    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in path):  # as a URL's are refused
+    if _control(path):  # as a URL's are refused (a file:// URL's %0A, once decoded)
         raise ValueError(f"{value!r} must be a path without control characters or line breaks")
     return path.rstrip("/") or "/"
+
+
+def _control(text: str) -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text)
+
+
+def file_url_path(value: str) -> str:
+    """The local path a `file://` URL names, as RFC 8089 reads it: percent-decoded (`my%20ds` is `my ds`),
+    with no host or `localhost`; any other host, and a `?` or `#` (which would end the path), are refused.
+    A value that is not a file:// URL is returned as it is (a plain path)."""
+    if not value.startswith("file://"):
+        return value
+    url = urlsplit(value)
+    if url.netloc not in ("", "localhost"):
+        raise ValueError(f"file:// URL names the host {url.hostname!r}: only a local path can be a source "
+                         "(file:///PATH or file://localhost/PATH)")
+    if url.query or url.fragment or "?" in value or "#" in value:
+        raise ValueError("a '?' or '#' in a file:// URL ends its path: percent-encode them (%3F, %23)")
+    return unquote(url.path)
 
 
 def _remote_source(value: str) -> str:

@@ -14,6 +14,7 @@ from pydantic import AfterValidator, Field, field_validator
 
 from podline.api.base import Model, Resource, check_dns_label, check_dns_subdomain
 from podline.api.core import Container, SizeLimit, check_relative_path
+from podline.api.dataset import file_url_path
 
 MAX_SHARDS = 10_000
 MAX_STEPS = 1_000
@@ -73,7 +74,7 @@ class Input(Model):
     def _source(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        return _absolute(value.removeprefix("file://"))
+        return _absolute(file_url_path(value))
 
 
 class Output(Model):

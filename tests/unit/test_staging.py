@@ -186,12 +186,15 @@ def test_inputs_above_the_workspace_size_limit_fail_before_anything_is_copied(tm
     assert tree(tmp_path / "ws") == {}
     assert stage_dataset(spec(src), tmp_path / "ws", 0, 1, cache, room=151).bytesCopied == 151
 
+    # In the workspace the limit counts blocks (as `du`): the six files take six, run2's one file one more.
+    block = os.statvfs(tmp_path).f_frsize
     plan = {"pod": {"uid": "u1"}, "dirs": {"scratch": str(tmp_path / "scratch"), "shared": None},
-            "workspace": {"medium": "Disk", "sizeLimit": 200}, "checkpoint": {"nodeLocalEvery": 0, "sharedEvery": 0}}
+            "workspace": {"medium": "Disk", "sizeLimit": 7 * block - 1},
+            "checkpoint": {"nodeLocalEvery": 0, "sharedEvery": 0}}
     ws = Workspace(plan, 0, [].append, background_l2=False)
     ws.restore()
-    inputs = [{"path": "a", "dataset": spec(src)}, {"path": "b", "source": str(src / "run2")}]  # 151 + 50
-    with pytest.raises(staging.StagingError, match=r"run2 is 50 bytes, above the 49 bytes"):
+    inputs = [{"path": "a", "dataset": spec(src)}, {"path": "b", "source": str(src / "run2")}]  # 6 + 1 blocks
+    with pytest.raises(staging.StagingError, match=rf"run2 is {block} bytes .*, above the {block - 1} bytes"):
         ws.stage_in(inputs, 1)
     assert tree(ws.path / "b") == {}
 
