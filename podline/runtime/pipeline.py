@@ -232,7 +232,7 @@ class PipelineRunner:
                 self.stop_reason = ("StageOutFailed", f"stage-out: {exc}")
             except GivenUp as exc:
                 ok = False
-                self.stop_reason = ("GivenUp", str(exc))
+                self.stop_reason = self.stop_reason or ("GivenUp", str(exc))  # a stop keeps its own reason
                 self.log(str(exc))
             self.status["timings"]["stageOut"] = round(time.monotonic() - began, 3)
         self.phase = "Succeeded" if ok else "Failed"

@@ -29,8 +29,9 @@ from podline.runtime import checkpoint as ck
 from podline.runtime import orphans
 from podline.runtime.copier import BackgroundCopier
 from podline.runtime.files import tree_size
-from podline.runtime.publish import inside, publish
+from podline.runtime.publish import Pending, inside, prepare
 from podline.runtime.staging import Staged, StagingError, stage_dataset
+from podline.runtime.staging_space import block_size, source_size
 from podline.runtime.volumes import shm_root
 
 SETTLE_SLICE = 0.25  # seconds: how soon a wait for a background copy notices a stop request
@@ -44,20 +45,28 @@ def scratch_root(plan: dict[str, Any]) -> Path:
     return Path(os.environ.get("TMPDIR") or "/tmp") / "podline-scratch"
 
 
-def _fits(source: Path, room: int) -> int:
+def _fits(source: Path, room: int, block: int = 1) -> int:
     """The bytes of a `source` input, if they fit in `room` (what the workspace's sizeLimit leaves); else the
-    shard fails before anything is copied (a dataset far larger than the workspace would fill the RAM first)."""
-    if source.is_dir():
-        need = sum(f.stat().st_size for f in source.rglob("*") if f.is_file())
-    else:
-        need = source.stat().st_size
+    shard fails before anything is copied (a dataset far larger than the workspace would fill the RAM first).
+    Measured as the copy will make it (symlinked directories followed), each file in whole `block`s (the
+    workspace filesystem's: the sizeLimit counts allocated blocks); see `runtime.staging_space`."""
+    need = source_size(source, block)
     if need > room:
-        raise StagingError(f"{source} is {need} bytes, above the {room} bytes the workspace's sizeLimit leaves")
+        blocks = f" (its files in whole {block}-byte blocks, as the sizeLimit counts them)" if block > 1 else ""
+        raise StagingError(f"{source} is {need} bytes{blocks}, above the {room} bytes the workspace's sizeLimit "
+                           "leaves")
     return need
 
 
 class GivenUp(Exception):
     """podline gave this attempt up while it ran (see files.stop_requested)."""
+
+
+class StageOutStopped(GivenUp):
+    """The runner was told to stop (SIGTERM: `delete`, a time limit) while it staged out: nothing published."""
+
+
+GIVEN_UP_POLL = 0.5  # seconds: how often a stage-out looks whether podline gave it up (a file on shared storage)
 
 
 class OutputNotFound(Exception):
@@ -282,21 +291,21 @@ class Workspace:
         """Each input into the workspace: a `source` copied whole, a `dataset` as this shard's slice through
         the node-local cache (`runtime.staging`)."""
         staged = Staged()
-        room = None if not self.size_limit else self.size_limit - tree_size(self.path)
+        block = block_size(self.path)  # the room as the sizeLimit counts it: allocated blocks, after each input
         for number, item in enumerate(inputs):
+            room = None if not self.size_limit else self.size_limit - tree_size(self.path)
             target = self.path / item["path"]
             if item.get("dataset"):
                 objects: dict[str, tuple[str, Path]] = {}
                 listing = self._listing_path(number, item["dataset"])
                 got = stage_dataset(item["dataset"], target, self.shard, shards, self.dataset_cache, objects, room,
-                                    listing)
+                                    listing, block)
                 staged.add(got)
-                room = None if room is None else room - got.bytesCopied - got.bytesReused
                 self._remember_staged(objects)
                 continue
             source = Path(item["source"])
             if room is not None:
-                room -= _fits(source, room)
+                _fits(source, room, block)
             if source.is_dir():
                 shutil.copytree(source, target, dirs_exist_ok=True)
             else:
@@ -327,23 +336,46 @@ class Workspace:
 
     def stage_out(self, outputs: list[dict[str, Any]], shard: int, shards: int) -> int:
         """Copy each output to its destination (per shard a subdirectory when there are several shards), as
-        `publish` does it: never following a link the steps left, never deleting what is there. An attempt
-        podline gave up publishes nothing more (`GivenUp`, checked before each output and again before it
-        becomes visible): another attempt owns the destination now."""
+        `publish` does it: never following a link the steps left, never deleting what is there.
+
+        A shard's outputs appear together or not at all: every output is first copied aside, then all are
+        renamed into place; a failure before the renames (an output that cannot be copied, a destination not
+        writable) removes every copy aside and publishes nothing. The renames themselves are not atomic
+        together: one that fails midway (the destination's filesystem failing between two renames) leaves
+        the outputs renamed before it published (the copies aside still left are removed).
+
+        A stop request (SIGTERM: `delete`, a time limit; `stop_requested`) ends the copy at the next file
+        (`StageOutStopped`), and an attempt podline gave up publishes nothing more (`GivenUp`, looked at every
+        GIVEN_UP_POLL seconds of copying and again before the renames): another attempt owns the destination
+        now. Either way the copies aside are removed."""
         missing = [item["path"] for item in outputs if not os.path.lexists(inside(self.path, item["path"]))]
         if missing:  # before anything is published: a shard's outputs appear together or not at all
             raise OutputNotFound(f"output path {missing[0]!r} is not in the workspace after the last step")
-        copied = 0
-        for item in outputs:
+        next_look = [time.monotonic() + GIVEN_UP_POLL]
+
+        def poll() -> None:  # before each file copied; a stop request is a flag, cheap to look at every time
+            if self.stop_deadline is not None or time.monotonic() >= next_look[0]:
+                self._check_not_given_up()
+                next_look[0] = time.monotonic() + GIVEN_UP_POLL
+
+        pending: list[Pending] = []
+        try:
+            for item in outputs:
+                self._check_not_given_up()
+                source = inside(self.path, item["path"])
+                dest = Path(item["destination"]) / (str(shard) if shards > 1 else "")
+                if not source.is_dir() or source.is_symlink():
+                    dest = dest / source.name
+                pending.append(prepare(source, dest, poll))
             self._check_not_given_up()
-            source = inside(self.path, item["path"])
-            dest = Path(item["destination"]) / (str(shard) if shards > 1 else "")
-            if not source.is_dir() or source.is_symlink():
-                dest = dest / source.name
-            copied += publish(source, dest, self._check_not_given_up)
-        return copied
+            return sum(copies.commit() for copies in pending)
+        finally:
+            for copies in pending:
+                copies.discard()
 
     def _check_not_given_up(self) -> None:
+        if self.stop_deadline is not None:
+            raise StageOutStopped("the runner was told to stop during stage-out: outputs not staged out")
         if self.given_up():
             raise GivenUp("podline gave this attempt up (its node was declared lost?): outputs not staged out")
 
