@@ -15,12 +15,14 @@ from pathlib import Path
 
 from podline.api.kinds import build_validators
 from podline.backends.registry import Backends
+from podline.controller import trash
 from podline.controller.context import TERMINAL, Ctx, machine_capacity
 from podline.controller.jobs import reconcile_job
 from podline.controller.pipeline_status import usage
 from podline.controller.pipelines import reconcile_pipeline
 from podline.controller.pods import reconcile_pod
 from podline.home import wake_address
+from podline.runtime.volumes import shm_root
 from podline.store import Obj, Store
 
 log = logging.getLogger("podline.controller")
@@ -105,6 +107,7 @@ class Controller:
                     if not validators_built:  # after the first pass: what `apply` waited on is running
                         validators_built = True
                         _warm_up()
+                        trash.sweep(shm_root())  # what a controller stopped mid-removal left in RAM
                 except Exception:  # getting ready for the next pass is an optimisation: never fatal
                     log.exception("preparing the next pass failed")
                 timeout = IDLE_TICK if ctx.next_wake is None else max(0.0, min(IDLE_TICK, ctx.next_wake - time.time()))

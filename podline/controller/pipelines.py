@@ -12,9 +12,7 @@ Slurm submission marked attempted) before anything is launched; a crash in betwe
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +23,7 @@ from podline.backends.base import Backend, SubmitError
 from podline.controller.context import TERMINAL, Ctx, warn_if_unsure
 from podline.controller.jobs import retry_delay
 from podline.controller.pipeline_status import merge_attempt, summarize
+from podline.controller.trash import discard
 from podline.plan.kubernetes import pipeline_array_job
 from podline.plan.pipeline import plan_pipeline
 from podline.plan.pod import PlanWaiting, pod_requests
@@ -324,17 +323,17 @@ def _cleanup(ctx: Ctx, obj: Obj, backend: Backend) -> None:
     for attempt_id, record in obj.internal.get("attempts", {}).items():
         backend.cleanup(Path(record["dir"]), attempt_id)
     dirs = ctx.dirs_for(obj)
-    targets = [_home_dir(backend, obj), Path(str(dirs["shared"])) / "checkpoints" / obj.uid]
+    targets = [Path(str(dirs["shared"])) / "checkpoints" / obj.uid]
     if dirs["scratch"]:
         targets += [Path(dirs["scratch"]) / "checkpoints" / obj.uid]
     for i in range(obj.manifest["spec"].get("shards", 1)):
         targets += [shm_root() / f"podline-{obj.uid}-{i}", shm_root() / f"podline-{obj.uid}-{i}.shm"]
         if dirs["scratch"]:
             targets += [Path(dirs["scratch"]) / "workspaces" / f"podline-{obj.uid}-{i}"]
-    for target in targets:
-        shutil.rmtree(target, ignore_errors=True)
-    with contextlib.suppress(OSError):  # pods/<namespace>/<name>, unless a pipeline of that name is back
-        _home_dir(backend, obj).parent.rmdir()
+    for target in targets:  # renamed aside now, removed in the background (`trash`): no pass waits for it
+        discard(target)
+    home = _home_dir(backend, obj)
+    discard(home, then_rmdir=home.parent)  # and pods/<namespace>/<name>, unless a pipeline of that name is back
 
 
 def reconcile_pipeline(ctx: Ctx, obj: Obj) -> None:
