@@ -290,8 +290,9 @@ def _rewrite_live_plans(obj: Obj, change: Callable[[dict[str, Any]], dict[str, A
         base = Path(record["dir"])
         for path in [base / "plan.json"] + [base / str(i) / "plan.json" for i in expand(record["indexes"])]:
             old = read_json(path)
-            if old is not None and change(old) != old:
-                write_json_atomic(path, change(old))
+            new = change(old) if old is not None else None
+            if new is not None and new != old:
+                write_json_atomic(path, new)
 
 
 def _live(obj: Obj) -> list[tuple[str, Path]]:

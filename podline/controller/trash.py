@@ -27,6 +27,7 @@ _swept: set[Path] = set()  # parents already searched for an earlier controller'
 
 def discard(target: Path, then_rmdir: Path | None = None) -> None:
     """Take `target` out of the way now and remove it in the background; then `then_rmdir` if it is empty."""
+    sweep(target.parent)  # before this rename: what it finds is an earlier controller's
     aside: Path | None = target.parent / f".{target.name}{MARK}{uuid.uuid4().hex[:8]}"
     try:
         os.rename(target, aside)  # type: ignore[arg-type]
@@ -35,34 +36,22 @@ def discard(target: Path, then_rmdir: Path | None = None) -> None:
     except OSError:  # not renamable (a mount point, a read-only parent): removed here, as before
         shutil.rmtree(target, ignore_errors=True)
         aside = None
-    for leftover in _leftovers(target.parent, aside):
-        _pending.put((leftover, None))
     if aside is not None or then_rmdir is not None:
         _pending.put((aside, then_rmdir))
         _ensure_worker()
 
 
 def sweep(parent: Path) -> None:
-    """Remove, in the background, what an earlier controller put aside in `parent` (at start, for the RAM
-    directory: leftovers there hold memory)."""
-    leftovers = _leftovers(parent, None)
+    """Remove, in the background, what an earlier controller put aside in `parent` (at start for the RAM
+    directory, whose leftovers hold memory; before each discard for its parent)."""
+    leftovers = _leftovers(parent)
     for leftover in leftovers:
         _pending.put((leftover, None))
     if leftovers:
         _ensure_worker()
 
 
-def drain() -> None:
-    """Remove everything put aside, in this thread (a controller stopping, tests)."""
-    while True:
-        try:
-            aside, parent = _pending.get_nowait()
-        except queue.Empty:
-            return
-        _remove(aside, parent)
-
-
-def _leftovers(parent: Path, current: Path | None) -> list[Path]:
+def _leftovers(parent: Path) -> list[Path]:
     """Directories an earlier controller put aside in `parent` and did not get to remove (searched once per
     parent and process: a parent such as /dev/shm holds many entries)."""
     if parent in _swept:
@@ -72,7 +61,7 @@ def _leftovers(parent: Path, current: Path | None) -> list[Path]:
         names = [e.name for e in os.scandir(parent) if MARK in e.name and e.name.startswith(".")]
     except OSError:
         return []
-    return [parent / n for n in names if current is None or n != current.name]
+    return [parent / n for n in names]
 
 
 def _remove(aside: Path | None, parent: Path | None) -> None:

@@ -34,8 +34,14 @@ from podline.runtime.container import ContainerWorker, terminate_all
 from podline.runtime.engine import Engine, ImagePullFailed
 from podline.runtime.expand import container_env, expand
 from podline.runtime.files import notify_address, rfc3339, stop_requested, write_status
-from podline.runtime.shard_rules import DEADLINE_MESSAGE, final_failure, retry_delay, schedule_failure
-from podline.runtime.staging import ListedFileGone, StagingError
+from podline.runtime.shard_rules import (
+    DEADLINE_MESSAGE,
+    final_failure,
+    retry_delay,
+    schedule_failure,
+    stage_in_failure,
+)
+from podline.runtime.staging import StagingError
 from podline.runtime.step_specs import StepSpecs, retries_for
 from podline.runtime.volumes import shm_root
 from podline.runtime.workspace import GivenUp, OutputNotFound, Workspace
@@ -197,8 +203,7 @@ class PipelineRunner:
         except (OSError, StagingError) as exc:  # the shard fails with the reason (and may be retried)
             self.engine.remove_shm()
             self.phase = "Failed"
-            reason = "DatasetChanged" if isinstance(exc, ListedFileGone) else "StageInFailed"
-            self.stop_reason = self.stop_reason or (reason, f"stage-in: {exc}")
+            self.stop_reason = self.stop_reason or stage_in_failure(exc)
             self.write_status(finished=True)
             self._release_if_last_failure()
             return 1
@@ -390,7 +395,7 @@ class PipelineRunner:
             try:
                 self.workspace.stage_in(self.plan["inputs"], self.shards)
             except OSError as exc:  # the source is unreachable now
-                raise StagingError(f"stage-in: {exc}") from exc
+                raise StagingError(str(exc)) from exc
         keep = set(snap.steps) if snap else set()
         for name in [n for n in self.done if n not in keep]:
             self.steps[name].update(phase="Pending")

@@ -26,11 +26,15 @@ def retry_delay(retries: int) -> float:
     return min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(max(0, retries - 1), 32))
 
 
+def stage_in_failure(exc: Exception) -> tuple[str, str]:
+    """The shard's reason when its inputs could not be staged in (at its start, or again before a retry that
+    found no checkpoint): retried by the controller, unless the pinned listing lost a file."""
+    return ("DatasetChanged" if isinstance(exc, ListedFileGone) else "StageInFailed"), f"stage-in: {exc}"
+
+
 def schedule_failure(exc: Exception) -> tuple[str, str]:
-    """The shard's reason when the runner itself could not go on between steps (the controller retries it,
-    unless the pinned listing lost a file)."""
-    if isinstance(exc, ListedFileGone):
-        return "DatasetChanged", str(exc)
+    """The shard's reason when the runner itself could not go on between steps (a rewind's stage-in, a
+    checkpoint of a vanished workspace)."""
     if isinstance(exc, StagingError):
-        return "StageInFailed", str(exc)
+        return stage_in_failure(exc)
     return "RunnerError", f"runner: {exc}"
