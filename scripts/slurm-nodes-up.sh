@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Add test hosts to the Slurm test cluster of slurm-up.sh, as root, idempotently: PODLINE_TEST_NODES
-# (default 2) more nodes, pl-n1, pl-n2, …, in partition `multi`.
+# (default 2) more nodes, pl-n1, pl-n2, …, in partition `multi`, and one more, the spare (pl-n3 by default),
+# alone in partition `spare`: no test drains, kills or fills it, so a test that holds a core for a long time
+# (Slurm's time limit is whole minutes) runs there beside the others instead of before or after them.
 #
 # Each node is a slurmd in namespaces of its own, so that it is another host as far as a job can tell:
 #   network  its own address on a bridge (plbr0, 10.231.0.1 on this machine, 10.231.0.1N for node N);
@@ -43,8 +45,9 @@ fi
 command -v unshare >/dev/null && command -v nsenter >/dev/null || die "unshare/nsenter (util-linux) are missing"
 [ "$NODES" -ge 1 ] && [ "$NODES" -le 8 ] || die "PODLINE_TEST_NODES must be 1 to 8"
 
+SPARE=$((NODES + 1))  # the spare node's number
 names=""
-for n in $(seq "$NODES"); do names="$names pl-n$n"; done
+for n in $(seq "$SPARE"); do names="$names pl-n$n"; done
 
 # --- the network: a bridge on this machine, a veth pair per node ------------------------------------
 # (No `ip … | grep -q` here: ip writes in pieces, grep -q exits at its match, and under pipefail the
@@ -54,7 +57,7 @@ if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
 fi
 ip addr replace "$NET.1/24" dev "$BRIDGE"
 ip link set "$BRIDGE" up
-for n in $(seq "$NODES"); do
+for n in $(seq "$SPARE"); do
     node=pl-n$n
     [ -e "/run/netns/$node" ] || ip netns add "$node" || die "cannot create network namespace $node"
     if ! ip -n "$node" link show eth0 >/dev/null 2>&1; then  # a host end left without its peer goes first
@@ -74,12 +77,13 @@ conf=$(cat <<CONF
 # Written by podline scripts/slurm-nodes-up.sh: test hosts in network namespaces (see the script).
 # Their slurmds read copies of slurm.conf that differ on purpose (how they reach slurmctld, pid/spool/log).
 DebugFlags=NO_CONF_HASH
-NodeName=pl-n[1-$NODES] NodeHostname=pl-n[1-$NODES] NodeAddr=$NET.1[1-$NODES] CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
+NodeName=pl-n[1-$SPARE] NodeHostname=pl-n[1-$SPARE] NodeAddr=$NET.1[1-$SPARE] CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=multi Nodes=pl-n[1-$NODES] Default=NO MaxTime=INFINITE State=UP OverSubscribe=NO DefMemPerCPU=1000
+PartitionName=spare Nodes=pl-n$SPARE Default=NO MaxTime=INFINITE State=UP OverSubscribe=NO DefMemPerCPU=1000
 CONF
 )
 if [ ! -f "$NODES_CONF" ] || [ "$(cat "$NODES_CONF")" != "$conf" ]; then
-    log "writing $NODES_CONF ($NODES nodes)"
+    log "writing $NODES_CONF ($NODES nodes in multi, pl-n$SPARE in spare)"
     printf '%s\n' "$conf" > "$NODES_CONF"
 fi
 bash "$HERE/slurm-up.sh"  # includes the nodes (restarting the daemons if slurm.conf changed)
@@ -104,7 +108,7 @@ kill_node() { # every process of the node, until none is left (a forking one may
     die "processes of $1 survive SIGKILL: $pids"
 }
 started=""
-for n in $(seq "$NODES"); do
+for n in $(seq "$SPARE"); do
     node=pl-n$n
     node_conf=$NODE_ROOT/$node/slurm.conf
     install -d -m 0755 "$NODE_ROOT/$node/spool" "$NODE_ROOT/$node/local"
@@ -146,10 +150,10 @@ for i in $(seq $(( WAIT_SECONDS * 2 ))); do
         node_pid "$node" >/dev/null || die "slurmd of $node exited" "$LOG_DIR/slurmd-$node.log"
     done
     if [ "$ready" = 1 ]; then
-        log "nodes$names are up in partition multi${started:+ (started:$started)}"
+        log "nodes$names are up in partitions multi and spare${started:+ (started:$started)}"
         exit 0
     fi
     sleep 0.5
 done
-die "nodes$names did not all become idle within ${WAIT_SECONDS} s: $(sinfo -h -p multi -o '%n %T' | tr '\n' ' ')" \
+die "nodes$names did not all become idle within ${WAIT_SECONDS} s: $(sinfo -h -p multi,spare -o '%n %T' | tr '\n' ' ')" \
     "$LOG_DIR/slurmctld.log"

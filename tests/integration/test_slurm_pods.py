@@ -290,23 +290,3 @@ spec:
     out = slurm("logs", "ticker", "-f", timeout=120)
     assert out.stdout.splitlines() == ["tick 1", "tick 2", "tick 3"]
     assert slurm.json("pod", "ticker")["status"]["phase"] == "Succeeded"
-
-
-def test_a_pod_past_its_slurm_time_limit_fails_with_deadline_exceeded(slurm: Cli) -> None:
-    """Slurm (not podline) stops the job at --time: the runner only sees SIGTERM ("Terminated"); the pod
-    takes Slurm's verdict, TIMEOUT, as Kubernetes' DeadlineExceeded. (slurmctld checks limits every 30 s.)"""
-    slurm.apply("""
-apiVersion: v1
-kind: Pod
-metadata:
-  name: overtime
-  annotations: {slurm.hpk.io/flags: "--time=0:05"}
-spec:
-  restartPolicy: Never
-  terminationGracePeriodSeconds: 2
-  containers: [{name: main, image: busybox, command: [sleep, "300"]}]
-""")
-    assert slurm.wait("pod/overtime", "phase=Failed", timeout=120).returncode == 0, slurm("describe", "pod",
-                                                                                          "overtime").stdout
-    status = slurm.json("pod", "overtime")["status"]
-    assert status["reason"] == "DeadlineExceeded" and "TIMEOUT" in status["message"], status
