@@ -23,17 +23,13 @@ from podline.runtime.processes import session_processes
 SLURM_FILES = {"test_argv_fidelity.py", "test_slurm_containers.py", "test_slurm_nodes.py", "test_slurm_pipelines.py",
                "test_slurm_pods.py", "test_slurm_submit.py", "test_slurm_pilot.py", "test_slurm_downward.py",
                "test_slurm_job_scale.py", "test_slurm_ram_volumes.py", "test_slurm_queue_edges.py",
-               "test_slurm_signals.py"}
-# Test files that mostly wait a long time (Slurm's time limits are whole minutes): they go first, so that a worker
-# waits on them while the others work, not at the end when nothing else is left.
-FIRST_FILES = {"test_slurm_time_limit.py"}
+               "test_slurm_signals.py", "test_slurm_time_limit.py"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under `--dist loadgroup`, a test file stays on one worker (its module fixtures start once) and the
-    Slurm files share one; without xdist the marks change nothing. The long waits of FIRST_FILES start first."""
-    items.sort(key=lambda item: item.path.name not in FIRST_FILES)  # stable: every worker sees the same order
+    Slurm files share one; without xdist the marks change nothing."""
     for item in items:
         group = "slurm" if item.path.name in SLURM_FILES else str(item.path)
         item.add_marker(pytest.mark.xdist_group(group))
@@ -82,6 +78,11 @@ class Cli:
 
 @pytest.fixture
 def cli(tmp_path: Path) -> Iterator[Cli]:
+    yield from cli_in(tmp_path)
+
+
+def cli_in(tmp_path: Path) -> Iterator[Cli]:
+    """A Cli with its home under `tmp_path`; after it, its controller is down and nothing of its pods runs."""
     home = tmp_path / "home"
     env = {**os.environ, "PODLINE_HOME": str(home), "PODLINE_RESTART_BACKOFF_SECONDS": "0.05",
            "PODLINE_JOB_BACKOFF_SECONDS": "0.05", "PODLINE_SHM_DIR": str(tmp_path / "shm")}
