@@ -16,6 +16,7 @@ from podline.api.core import PodSpec
 
 MAX_COMPLETIONS = 100_000
 MAX_NAME = 63  # the `job-name` label value of its pods
+MAX_INT32 = 2**31 - 1
 
 
 class PodTemplateSpec(Model):
@@ -35,7 +36,7 @@ class PodFailurePolicyOnPodCondition(Model):
 
 
 class PodFailurePolicyRule(Model):
-    action: Literal["FailJob", "Ignore", "Count"]  # FailIndex needs backoffLimitPerIndex, which podline lacks
+    action: Literal["FailJob", "FailIndex", "Ignore", "Count"]  # FailIndex needs backoffLimitPerIndex
     on_exit_codes: PodFailurePolicyOnExitCodes | None = None
     on_pod_conditions: list[PodFailurePolicyOnPodCondition] = Field(default_factory=list, max_length=20)
 
@@ -49,14 +50,15 @@ class JobSpec(Model):
     completions: int | None = Field(default=None, ge=0, le=MAX_COMPLETIONS)
     parallelism: int | None = Field(default=None, ge=0, le=MAX_COMPLETIONS)
     completion_mode: Literal["NonIndexed", "Indexed"] = "NonIndexed"
-    backoff_limit: int = Field(default=6, ge=0, le=10_000)
+    backoff_limit: int | None = Field(default=None, ge=0, le=MAX_INT32)  # see _defaults
+    backoff_limit_per_index: int | None = Field(default=None, ge=0, le=MAX_INT32)
+    max_failed_indexes: int | None = Field(default=None, ge=0, le=MAX_COMPLETIONS)
     active_deadline_seconds: int | None = Field(default=None, ge=1, le=10**9)
     ttl_seconds_after_finished: int | None = Field(default=None, ge=0, le=10**9)
     suspend: bool = False
     pod_failure_policy: PodFailurePolicy | None = None
     IGNORED: ClassVar[frozenset[str]] = frozenset(
-        {"selector", "manualSelector", "successPolicy", "podReplacementPolicy",
-         "backoffLimitPerIndex", "maxFailedIndexes"}
+        {"selector", "manualSelector", "successPolicy", "podReplacementPolicy"}
     )
 
     @model_validator(mode="after")
@@ -65,6 +67,8 @@ class JobSpec(Model):
             self.completions = 1  # both unset: one pod, as the API server defaults it
         if self.parallelism is None:
             self.parallelism = 1
+        if self.backoff_limit is None:  # as the API server: no limit of the Job's own when each index has one
+            self.backoff_limit = 6 if self.backoff_limit_per_index is None else MAX_INT32
         return self
 
 

@@ -217,8 +217,25 @@ def _check_object(obj: Resource) -> None:
         if obj.spec.template.spec.restart_policy == "Always":
             raise InvalidObject("spec.template.spec.restartPolicy",
                                 "must be OnFailure or Never for a Job (got 'Always')")
+        check_per_index_limits(obj)
         if obj.spec.pod_failure_policy is not None:
             check_pod_failure_policy(obj)
+
+
+def check_per_index_limits(job: Job) -> None:
+    """Kubernetes' rules for `backoffLimitPerIndex` and `maxFailedIndexes`: an Indexed Job of Never pods."""
+    spec = job.spec
+    if spec.max_failed_indexes is not None and spec.backoff_limit_per_index is None:
+        raise InvalidObject("spec.maxFailedIndexes", "requires backoffLimitPerIndex")
+    if spec.backoff_limit_per_index is None:
+        return
+    if spec.completion_mode != "Indexed":
+        raise InvalidObject("spec.backoffLimitPerIndex", "requires completionMode Indexed")
+    if spec.template.spec.restart_policy != "Never":
+        raise InvalidObject("spec.template.spec.restartPolicy", "must be Never when backoffLimitPerIndex is set")
+    if spec.max_failed_indexes is not None and spec.max_failed_indexes > (spec.completions or 0):
+        raise InvalidObject("spec.maxFailedIndexes",
+                            f"must be at most completions ({spec.completions}), got {spec.max_failed_indexes}")
 
 
 def check_pod_failure_policy(job: Job) -> None:
@@ -229,6 +246,8 @@ def check_pod_failure_policy(job: Job) -> None:
     names = {c.name for c in job.spec.template.spec.containers + job.spec.template.spec.init_containers}
     for i, rule in enumerate(job.spec.pod_failure_policy.rules):
         where = f"spec.podFailurePolicy.rules[{i}]"
+        if rule.action == "FailIndex" and job.spec.backoff_limit_per_index is None:
+            raise InvalidObject(f"{where}.action", "FailIndex requires backoffLimitPerIndex")
         if (rule.on_exit_codes is None) == (not rule.on_pod_conditions):
             raise InvalidObject(where, "exactly one of onExitCodes and onPodConditions is required")
         codes = rule.on_exit_codes

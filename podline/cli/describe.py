@@ -113,6 +113,9 @@ def describe_job(state: State, obj: Obj) -> None:
     _line("Completions", spec.get("completions", "<unset>"))
     _line("Parallelism", spec.get("parallelism", 1))
     _line("Backoff Limit", spec.get("backoffLimit", 6))
+    if "backoffLimitPerIndex" in spec:
+        _line("Backoff Limit Per Index", spec["backoffLimitPerIndex"])
+        _line("Max Failed Indexes", spec.get("maxFailedIndexes", "<unset>"))
     _line("Start Time", status.get("startTime", "<none>"))
     if status.get("completionTime"):
         _line("Completed At", status["completionTime"])
@@ -121,6 +124,8 @@ def describe_job(state: State, obj: Obj) -> None:
           f"{status.get('failed', 0)} Failed")
     if "completedIndexes" in status:
         _line("Completed Indexes", status["completedIndexes"] or "<none>")
+    if "failedIndexes" in status:
+        _line("Failed Indexes", status["failedIndexes"] or "<none>")
     for cond in status.get("conditions", []):
         _line("Condition", f"{cond['type']}={cond['status']} ({cond.get('reason', '')}: {cond.get('message', '')})")
 

@@ -2,8 +2,8 @@
 
 Pods are created as stored child objects (owner = the job) in one transaction with the job's status, so a
 crash can neither lose nor duplicate a pod; the pod reconciler runs them. Indexed jobs get one pod per
-index with `JOB_COMPLETION_INDEX`. Failures count against backoffLimit (restarts of OnFailure pods too);
-new pods after a failure wait an exponential back-off.
+index with `JOB_COMPLETION_INDEX`. Failures count against backoffLimit (restarts of OnFailure pods too), or
+each index's against backoffLimitPerIndex (job_failures); new pods after a failure wait an exponential back-off.
 
 Counts only go up, as Kubernetes' finalizer tracking makes them: each pod's result (and each restart) is added
 to running totals in the job's record once, the pod marked as counted in the same transaction, so deleting a
@@ -27,7 +27,6 @@ and starts the deadline's clock again from then.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -36,21 +35,24 @@ from podline.api.names import INDEX_KEY, random_suffix
 from podline.backends.base import Backend, SubmitError
 from podline.controller.arrays import create_array, pending_indexes, remove_arrays, submit_arrays
 from podline.controller.context import TERMINAL, Ctx
+from podline.controller.job_failures import (
+    FAILURE_COUNT_KEY,
+    count_index_failure,
+    failed_indexes,
+    failure_action,
+    index_failures,
+    index_verdict,
+    past_back_off,
+    per_index,
+    retry_delay,
+)
 from podline.plan.ranges import compress as compress_indexes
 from podline.plan.ranges import expand as expand_indexes
 from podline.runtime.files import rfc3339
 from podline.runtime.volumes import shm_root
 from podline.store import Obj
 
-BACKOFF_BASE = float(os.environ.get("PODLINE_JOB_BACKOFF_SECONDS", "1"))
-BACKOFF_CAP = 360.0
-MAX_DOUBLINGS = 32  # 2 ** 1024 does not fit a float: past this the cap applies anyway
 COUNTED = "jobCounted"  # on a pod's internal record: what its Job has counted of it ({"restarts", "phase"})
-
-
-def retry_delay(failures: int) -> float:
-    """Seconds between the last failure and the next pod: BACKOFF_BASE doubling per failure, at most BACKOFF_CAP."""
-    return min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(max(failures - 1, 0), MAX_DOUBLINGS))
 
 
 def pod_manifest(job: Obj, index: int | None, template_json: str | None = None) -> tuple[str, dict[str, Any]]:
@@ -65,6 +67,8 @@ def pod_manifest(job: Obj, index: int | None, template_json: str | None = None) 
     else:
         name = f"{job.name}-{index}-{random_suffix()}"
         labels[INDEX_KEY] = annotations[INDEX_KEY] = str(index)
+        if per_index(job):
+            annotations[FAILURE_COUNT_KEY] = str(index_failures(job, index))
         env = {"name": "JOB_COMPLETION_INDEX",
                "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{INDEX_KEY}']"}}}
         for container in spec.get("initContainers", []) + spec["containers"]:
@@ -76,32 +80,6 @@ def pod_manifest(job: Obj, index: int | None, template_json: str | None = None) 
 def _pod_index(pod: Obj) -> int | None:
     value = pod.manifest["metadata"].get("annotations", {}).get(INDEX_KEY)
     return int(value) if value is not None else None
-
-
-def _failure_action(pod: Obj, rules: list[dict[str, Any]]) -> tuple[str, str | None]:
-    """What a failed pod means under `podFailurePolicy` (first matching rule wins; none matching: Count): Ignore
-    (not counted: a node lost or a pre-emption, say), FailJob (with the reason the Job fails now), Count."""
-    matched = next(((i, r) for i, r in enumerate(rules) if _rule_matches(r, pod.status)), None)
-    if matched is None:
-        return "Count", None
-    action = matched[1]["action"]
-    if action == "FailJob":
-        return action, f"Pod {pod.namespace}/{pod.name} failed matching the FailJob rule at index {matched[0]}"
-    return action, None
-
-
-def _rule_matches(rule: dict[str, Any], status: dict[str, Any]) -> bool:
-    codes = rule.get("onExitCodes")
-    if codes is not None:  # any (or the named) container that failed with a code In / NotIn the values
-        for c in status.get("containerStatuses", []) + status.get("initContainerStatuses", []):
-            code = c.get("state", {}).get("terminated", {}).get("exitCode")
-            if code in (None, 0) or codes.get("containerName") not in (None, c["name"]):
-                continue
-            if (code in codes["values"]) == (codes["operator"] == "In"):
-                return True
-        return False
-    wanted = {(c["type"], c.get("status", "True")) for c in rule.get("onPodConditions", [])}
-    return any((c.get("type"), c.get("status")) in wanted for c in status.get("conditions", []))
 
 
 def _tally(ctx: Ctx, job: Obj, pods: list[Obj]) -> None:
@@ -141,13 +119,14 @@ def _tally(ctx: Ctx, job: Obj, pods: list[Obj]) -> None:
             if index is not None and index not in done:  # an index completes once
                 done.add(index)
                 succeeded += 1
-        elif phase == "Deleted":
-            failed += 1
-        else:
-            action, fail_job = _failure_action(pod, rules)
+        else:  # a pod deleted by a user before it ended is a failure, too
+            action, fail_job = failure_action(pod, rules) if phase != "Deleted" else ("Count", None)
             failed += action != "Ignore"
             if fail_job and not totals.get("failJob"):
                 totals["failJob"] = fail_job
+            index = _pod_index(pod)
+            if action != "Ignore" and index is not None and per_index(job):
+                count_index_failure(job, index, ctx.now, action == "FailIndex")
     if not marked:
         return
     if succeeded:
@@ -210,7 +189,7 @@ def _create_pods(ctx: Ctx, job: Obj, active: list[Obj]) -> None:
     completions = spec.get("completions")
     indexed = spec.get("completionMode") == "Indexed"
     failures = job.internal.get("failed", 0)
-    if failures:
+    if failures and not per_index(job):  # else each index waits its own back-off
         ready_at = job.internal.get("lastFailureAt", ctx.now) + retry_delay(failures)
         if ctx.now < ready_at:
             ctx.wake_at(ready_at)
@@ -220,7 +199,11 @@ def _create_pods(ctx: Ctx, job: Obj, active: list[Obj]) -> None:
     if indexed:
         done = set(expand_indexes(job.internal.get("completedIndexes", "")))
         busy = {_pod_index(p) for p in active} | pending_indexes(job)
-        missing = sorted(set(range(completions)) - done - busy)
+        missing = sorted(set(range(completions)) - done - busy - failed_indexes(job))
+        if per_index(job):
+            missing, next_ready = past_back_off(job, missing, ctx.now)
+            if next_ready is not None:
+                ctx.wake_at(next_ready)
         if backend.supports_arrays:  # one array for all of them; the scheduler throttles with %parallelism
             if missing and parallelism > 0:
                 create_array(ctx, job, backend, missing)
@@ -328,6 +311,8 @@ def _status(job: Obj, active: list[Obj]) -> None:
                       ready=sum(1 for p in active if p.status.get("phase") == "Running"))
     if job.manifest["spec"].get("completionMode") == "Indexed":
         job.status["completedIndexes"] = totals.get("completedIndexes", "")
+    if per_index(job):
+        job.status["failedIndexes"] = totals.get("failedIndexes", "")
 
 
 def _is_finished(job: Obj) -> bool:
@@ -383,6 +368,8 @@ def reconcile_job(ctx: Ctx, job: Obj) -> None:
         _finish(ctx, job, "Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit", active)
     elif deadline is not None and ctx.now >= job.internal["startedAt"] + deadline:
         _finish(ctx, job, "Failed", "DeadlineExceeded", "Job was active longer than specified deadline", active)
+    elif (verdict := index_verdict(job)) is not None:
+        _finish(ctx, job, "Failed", *verdict, active)
     elif (completions is not None and succeeded >= completions) or (completions is None and succeeded and not active):
         _finish(ctx, job, "Complete", "Completed", "Job completed", active)
     elif not suspended:

@@ -21,7 +21,7 @@ from typing import Any
 from podline.api.core import Pod
 from podline.backends.base import Backend, SubmitError
 from podline.controller.context import TERMINAL, Ctx, warn_if_unsure
-from podline.controller.jobs import retry_delay
+from podline.controller.job_failures import retry_delay
 from podline.controller.pipeline_status import merge_attempt, summarize
 from podline.controller.trash import discard
 from podline.plan.kubernetes import pipeline_array_job

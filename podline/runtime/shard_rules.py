@@ -7,6 +7,7 @@ loop, and so that a step retry's back-off is the container restart's (one base, 
 
 from __future__ import annotations
 
+from podline.runtime.backoff import doubling_delay
 from podline.runtime.container import BACKOFF_BASE, BACKOFF_CAP
 from podline.runtime.staging import ListedFileGone, StagingError
 
@@ -23,7 +24,7 @@ def final_failure(reason: str, message: str) -> bool:
 
 def retry_delay(retries: int) -> float:
     """The back-off before the n-th step retry of an attempt: the base, doubling, at most BACKOFF_CAP."""
-    return min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(max(0, retries - 1), 32))
+    return doubling_delay(retries, BACKOFF_BASE, BACKOFF_CAP)
 
 
 def stage_in_failure(exc: Exception) -> tuple[str, str]:

@@ -165,7 +165,7 @@ def test_pod_failure_policy_fails_the_job_at_once_on_a_listed_exit_code(cli: Cli
     ("    rules: [{action: FailJob, onExitCodes: {operator: In, values: [0, 1]}}]\n",
      "spec.podFailurePolicy.rules[0].onExitCodes.values", "0 is not allowed with operator In"),
     ("    rules: [{action: FailIndex, onExitCodes: {operator: In, values: [1]}}]\n",
-     "spec.podFailurePolicy.rules[0].action", "Input should be"),
+     "spec.podFailurePolicy.rules[0].action", "FailIndex requires backoffLimitPerIndex"),
     ("    rules: [{action: Count, onExitCodes: {containerName: nope, operator: NotIn, values: [1]}}]\n",
      "spec.podFailurePolicy.rules[0].onExitCodes.containerName", "'nope' is not a container"),
 ])

@@ -253,6 +253,32 @@ spec:
     assert len(submitted) == 2 and "with 1 indexes" in submitted[1]  # only index 1 was submitted again
 
 
+def test_an_index_past_its_own_backoff_limit_fails_while_the_others_complete(slurm: Cli) -> None:
+    """backoffLimitPerIndex on Slurm: index 1 fails twice (a second array of its own), the others complete in the
+    first array, and the Job ends Failed with reason FailedIndexes."""
+    slurm.apply("""
+apiVersion: batch/v1
+kind: Job
+metadata: {name: each}
+spec:
+  completions: 3
+  completionMode: Indexed
+  backoffLimitPerIndex: 1
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - {name: work, image: busybox, command: [sh, -c, "test $JOB_COMPLETION_INDEX != 1"]}
+""")
+    assert slurm.wait("job/each", "condition=Failed", timeout=120).returncode == 0, \
+        slurm("describe", "job", "each").stdout
+    status = slurm.json("job", "each")["status"]
+    assert (status["completedIndexes"], status["failedIndexes"], status["failed"]) == ("0,2", "1", 2), status
+    assert next(c for c in status["conditions"] if c["type"] == "Failed")["reason"] == "FailedIndexes"
+    submitted = [e for e in slurm("describe", "job", "each").stdout.splitlines() if "Submitted" in e]
+    assert len(submitted) == 2 and "with 1 indexes" in submitted[1]  # only index 1 was submitted again
+
+
 def test_hostile_strings_reach_the_process_verbatim_and_bad_flags_are_exit_2(slurm: Cli) -> None:
     nasty = "$(touch /tmp/pwned) `id` ; rm -rf ~ | cat > x && echo \"q\" 'q' \\n * ?"
     manifest = """

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from podline.controller import jobs
+from podline.controller import job_failures, jobs
 from podline.store import Obj, Store
 from tests.unit.test_job_rules import INDEX, Recorder
 
@@ -43,10 +43,10 @@ def _tally(store: Store, job: Obj, ctx: Recorder) -> dict[str, Any]:
 
 
 def test_the_retry_delay_doubles_up_to_its_cap_and_never_overflows() -> None:
-    assert jobs.retry_delay(1) == jobs.BACKOFF_BASE
-    assert jobs.retry_delay(3) == min(jobs.BACKOFF_CAP, 4 * jobs.BACKOFF_BASE)
+    assert job_failures.retry_delay(1) == job_failures.BACKOFF_BASE
+    assert job_failures.retry_delay(3) == min(job_failures.BACKOFF_CAP, 4 * job_failures.BACKOFF_BASE)
     for failures in (1025, 10_000, 10**9):  # 2.0 ** 1024 raised OverflowError
-        assert jobs.retry_delay(failures) == jobs.BACKOFF_CAP
+        assert job_failures.retry_delay(failures) == job_failures.BACKOFF_CAP
 
 
 def test_a_job_past_a_thousand_failures_waits_its_back_off_without_an_error(tmp_path: Path) -> None:
@@ -55,7 +55,7 @@ def test_a_job_past_a_thousand_failures_waits_its_back_off_without_an_error(tmp_
     ctx = Recorder(store)
     ctx.backend_for = lambda obj: NoArrays()  # type: ignore[attr-defined]
     jobs.reconcile_job(ctx, job)  # type: ignore[arg-type]
-    assert ctx.next_wake == 1000.0 + jobs.BACKOFF_CAP
+    assert ctx.next_wake == 1000.0 + job_failures.BACKOFF_CAP
     assert store.list(kind="Pod") == []
     assert store.get_uid(job.uid).status["failed"] == 2_000  # type: ignore[union-attr]
 

@@ -252,6 +252,17 @@ def test_restart_policy_never_renders_backoff_limit_per_index() -> None:
     assert pod_of(job)["restartPolicy"] == "Never"  # which backoffLimitPerIndex requires
 
 
+def test_a_rendered_job_applied_to_podline_keeps_the_per_shard_limit() -> None:
+    """The rendered Job, applied to podline itself, counts failures per index as the Pipeline did per shard
+    (podline once ignored backoffLimitPerIndex and fell back to a Job-wide limit of 6)."""
+    job = render(pipeline("never", "  shards: 4\n  restartPolicy: Never\n  backoffLimit: 3\n",
+                          steps("{name: a, command: [a]}")))
+    loaded = load_text(yaml.safe_dump(job), "rendered.yaml")[0]
+    assert not [w for w in loaded.warnings if "backoffLimit" in w], loaded.warnings
+    spec = loaded.obj.spec  # type: ignore[attr-defined]
+    assert (spec.backoff_limit_per_index, spec.backoff_limit, spec.completions) == (3, 2**31 - 1, 4)
+
+
 @pytest.mark.parametrize(("shards", "limit", "job_wide"), [(1, 2, 2), (4, 2, 8), (3, 0, 0), (4, 6, 24)])
 def test_restart_policy_on_failure_renders_every_shards_budget_job_wide(shards: int, limit: int,
                                                                         job_wide: int) -> None:
