@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from podline.backends.base import Observation
+from podline.runtime.attempt_marks import kill_attempt
 from podline.runtime.files import read_json, write_json_atomic
 from podline.runtime.pod import run_pod
 from podline.runtime.processes import become_runner, session_processes
@@ -125,20 +126,21 @@ class LocalBackend:
             return Observation("running", doc["status"] if doc else None)  # it took the lock just now
         return Observation("unstarted")
 
-    def _runner_pid(self, rundir: Path) -> int | None:
-        started = read_json(rundir / "started")
-        return int(started["pid"]) if started and "pid" in started else None
-
     def cancel(self, rundir: Path, hard: bool = False) -> None:
-        pid = self._runner_pid(rundir)
-        if pid is None:
+        """SIGTERM the runner; `hard`: SIGKILL its session and whatever of its attempt left it (`setsid`; see
+        runtime.attempt_marks), as when the runner was killed alone."""
+        started = read_json(rundir / "started") or {}
+        if "pid" not in started:
             return
+        pid = int(started["pid"])
         targets = session_processes(pid) if hard else [pid]
         for target in targets:
             try:
                 os.kill(target, signal.SIGKILL if hard else signal.SIGTERM)
             except ProcessLookupError:
                 pass
+        if hard and started.get("run"):
+            kill_attempt(started["run"])
 
     def claim(self, rundir: Path) -> bool:
         rundir.mkdir(parents=True, exist_ok=True, mode=0o700)

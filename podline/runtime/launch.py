@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from podline.images.model import ImageConfig, PreparedImage
+from podline.runtime.attempt_marks import inherited
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -95,6 +96,7 @@ def container_environment(request: Request) -> dict[str, str]:
     env["HOSTNAME"] = request.pod["name"]
     env.update(slurm_env(request.host_env))
     env.update(request.container["env"])
+    env.update(inherited(request.host_env))  # the attempt's mark, also past a clean environment (apptainer)
     return env
 
 
@@ -247,9 +249,11 @@ def under(path: str, roots: Iterable[str]) -> bool:
 
 def spawn(launch: Launch, log: IO[bytes], stdout: int | None = None) -> subprocess.Popen[bytes]:
     """Start one container process in its own process group (so it can be signalled as a whole); stdout
-    goes to the log too, unless `stdout` (subprocess.PIPE) asks for it apart."""
+    goes to the log too, unless `stdout` (subprocess.PIPE) asks for it apart. It carries the runner's attempt
+    mark, whatever the runtime and the manifest say (`runtime.attempt_marks`)."""
     try:
-        return subprocess.Popen(launch.argv, env=launch.env, cwd=launch.cwd, stdin=subprocess.DEVNULL,
+        env = {**launch.env, **inherited(os.environ)}
+        return subprocess.Popen(launch.argv, env=env, cwd=launch.cwd, stdin=subprocess.DEVNULL,
                                 stdout=log if stdout is None else stdout,
                                 stderr=log if stdout is not None else subprocess.STDOUT, process_group=0,
                                 close_fds=True, pass_fds=launch.fds)

@@ -32,7 +32,7 @@ from typing import Any
 
 from podline.api.sidecars import is_sidecar
 from podline.api.slurmflags import FORWARDED_SIGNALS
-from podline.runtime import argo_io
+from podline.runtime import argo_io, attempt_marks
 from podline.runtime.container import ContainerWorker, terminate_all
 from podline.runtime.engine import Engine, ImagePullFailed
 from podline.runtime.expand import container_env, expand, host_ip, own_pod
@@ -318,6 +318,16 @@ def forward_signals(workers: Callable[[], list[ContainerWorker]], log: Callable[
         signal.signal(getattr(signal, f"SIG{name}"), lambda signum, _: pending.put(signum))
 
 
+def _scope(runner: PodRunner | PipelineRunner) -> str:
+    """What successive attempts share (`runtime.attempt_marks`): a pipeline shard's or an Indexed Job index's
+    workspace, else the pod itself."""
+    if isinstance(runner, PipelineRunner):
+        return runner.workspace.root.name
+    if runner.workspace is not None:
+        return runner.workspace.workspace.root.name
+    return f"podline-{runner.pod.get('podUid', runner.pod['uid'])}"
+
+
 def run_pod(rundir: Path, plan_path: Path | None = None, index: int | None = None) -> int:
     """Run the attempt in `rundir` exactly once, however often this is called."""
     fd = os.open(rundir / "lock", os.O_CREAT | os.O_RDWR, 0o600)
@@ -325,7 +335,8 @@ def run_pod(rundir: Path, plan_path: Path | None = None, index: int | None = Non
     marker = rundir / "started"
     if marker.exists():
         return 0
-    write_json_atomic(marker, {"pid": os.getpid(), "at": rfc3339(), "node": socket.gethostname()})
+    started = {"pid": os.getpid(), "at": rfc3339(), "node": socket.gethostname()}
+    write_json_atomic(marker, started)
     plan_file = plan_path or rundir / "plan.json"
     plan = json.loads(plan_file.read_text())
     runner: PodRunner | PipelineRunner
@@ -339,6 +350,9 @@ def run_pod(rundir: Path, plan_path: Path | None = None, index: int | None = Non
         forward_signals(lambda: list(runner.running.values()), runner.log)
     else:
         forward_signals(lambda: runner.inits + runner.mains, runner.log)
+    # An attempt podline gave up (it started late, or runs on) must not touch the attempt that replaced it.
+    mark = attempt_marks.begin(_scope(runner), runner.log, sweep=not stop_requested(rundir))
+    write_json_atomic(marker, {**started, "run": str(mark)})  # the local backend kills by it (cancel)
     become_subreaper()  # see write_status in podline.runtime.files
     return runner.run()
 

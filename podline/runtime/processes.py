@@ -7,7 +7,8 @@ runner together with every container it started (a hard stop kills them all). In
 processes end with it (they share its PID namespace); bwrap gives that for free, the host runtime does not: a
 `cmd &` or a `setsid cmd` would outlive the pod, on Slurm too (proctrack/linuxproc loses reparented
 processes). So the runner is a child subreaper — orphans of its containers become its children instead of
-init's — and kills whatever of them is left when the pod ends (`kill_descendants`).
+init's — and kills whatever of them is left when the pod ends (`kill_descendants`). A runner killed alone kills
+nothing: for that, every process of an attempt carries its mark (`runtime.attempt_marks`).
 """
 
 from __future__ import annotations
