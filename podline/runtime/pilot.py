@@ -41,6 +41,7 @@ from pathlib import Path
 
 from podline.api.config import slurm_seconds
 from podline.api.pilot import PilotSize, parse_pilot
+from podline.runtime.attempt_marks import kill_attempt
 from podline.runtime.files import read_json, rfc3339, stop_requested, write_json_atomic
 from podline.runtime.pod import run_pod
 from podline.runtime.processes import become_runner, session_processes
@@ -204,6 +205,8 @@ class Agent:
             _unlink(self.dir / "running" / child.entry)
             _unlink(self.dir / "cancel" / child.entry)
             log(f"{child.rundir.name} ended ({os.waitstatus_to_exitcode(code)})")
+            if os.WIFSIGNALED(code):  # killed (a hard cancel, the OOM killer): what it left running goes too
+                _kill_leftovers(child.rundir)
 
     def handle_cancels(self) -> None:
         try:
@@ -255,6 +258,16 @@ def time_left(job_id: str) -> float | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return slurm_seconds(proc.stdout.strip()) if proc.returncode == 0 else None
+
+
+def _kill_leftovers(rundir: Path) -> None:
+    """Kill the processes of a runner that died without ending them (a `setsid` child escapes its session; see
+    runtime.attempt_marks), by the mark its `started` file records."""
+    started = read_json(rundir / "started")
+    if isinstance(started, dict) and started.get("run"):
+        killed = kill_attempt(started["run"])
+        if killed:
+            log(f"{rundir.name}: killed {len(killed)} process(es) its runner left: {killed}")
 
 
 def _unlink(path: Path) -> None:

@@ -234,3 +234,17 @@ def test_a_yield_makes_an_idle_pilot_leave_at_once(pilot) -> None:
     p.pilots.make_room("wf-uid")  # a step too large for it runs as a job of its own
     assert p.start().wait(timeout=30) == 0
     assert phase(done) == "Succeeded" and "a step runs in a job of its own" in p.log()
+
+
+def test_a_killed_runner_takes_what_its_pod_started_with_setsid_along(pilot) -> None:
+    """A hard cancel kills the runner's session; a `setsid` child is in none of it and would run on in the
+    allocation. The agent kills it by the attempt's mark (PODLINE_RUN) once it has reaped the runner."""
+    p = pilot("cpu=1,idle=60s")
+    rundir = p.queue("escaper", "setsid sh -c 'echo $$$$ > escaped; exec sleep 300' & sleep 300")
+    p.start()
+    escaped = int(wait_for(lambda: (rundir / "cwd" / "escaped").exists() and
+                           (rundir / "cwd" / "escaped").read_text().strip()))
+    assert os.getsid(escaped) == escaped  # a session of its own: the runner's hard stop does not reach it
+    p.pilots.cancel(rundir, p.pilots.marker(rundir), True)
+    wait_for(lambda: gone(escaped), timeout=20)
+    assert "killed 1 process(es) its runner left" in p.log()
