@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 # so that `get`, `describe`, `logs` and `wait` start without it.
 
 # Fields of a stored object that may change on re-apply (the rest are immutable, as in Kubernetes).
-MUTABLE_SPEC = {"Job": {"parallelism", "suspend", "ttlSecondsAfterFinished", "activeDeadlineSeconds", "backoffLimit"}}
+MUTABLE_SPEC = {"Job": {"parallelism", "suspend", "ttlSecondsAfterFinished", "activeDeadlineSeconds", "backoffLimit",
+                        "maxFailedIndexes"}}
 
 
 STEP_SHAPE = ("name", "dependsOn", "checkpoint")
@@ -65,19 +66,22 @@ def _reslicing_problem(store: Store, current: Obj, new_spec: dict) -> str | None
 
 
 def _immutable_problem(current: Obj, new: dict, store: Store) -> str | None:
+    """Why re-applying `new` over `current` is refused ("field path: problem"), if it is."""
     if current.kind == "Pipeline":
-        return _pipeline_change_problem(current.manifest["spec"], new["spec"]) or \
+        problem = _pipeline_change_problem(current.manifest["spec"], new["spec"]) or \
             _reslicing_problem(store, current, new["spec"])
+        return problem and f"spec: {problem}"
     if current.kind in ("ConfigMap", "Secret"):
-        return "field is immutable (immutable: true)" if current.manifest.get("immutable") and \
+        return "data: field is immutable when `immutable` is set" if current.manifest.get("immutable") and \
             current.manifest != new else None
     if current.kind not in ("Pod", "Job", "Workflow"):  # a Workflow's spec is fixed once it runs, as in Argo
         return None
     old_spec, new_spec = current.manifest.get("spec", {}), new.get("spec", {})
     allowed = MUTABLE_SPEC.get(current.kind, set())
-    changed = {k for k in set(old_spec) | set(new_spec) if old_spec.get(k) != new_spec.get(k)} - allowed
+    changed = sorted({k for k in set(old_spec) | set(new_spec) if old_spec.get(k) != new_spec.get(k)} - allowed)
     if changed:
-        return f"field is immutable: {', '.join(sorted(changed))} cannot change; delete the object first"
+        others = f" (so are {', '.join(changed[1:])})" if changed[1:] else ""
+        return f"spec.{changed[0]}: field is immutable{others}; delete the object first"
     return None
 
 
@@ -150,7 +154,7 @@ def apply_objects(state: State, loaded: list[Loaded]) -> None:
                 fail(f"{item.describe()}: object is being deleted; wait for it to disappear", 1)
             problem = _immutable_problem(current, manifest, store)
             if problem:
-                fail(f"{item.describe()}: spec: {problem}", 2)
+                fail(f"{item.describe()}: {problem}", 2)
         plans.append((obj, manifest))
     _check_template_references(store, loaded)
     results = []

@@ -13,7 +13,8 @@ from podline.store import Obj
 
 
 def _line(key: str, value: object, indent: int = 0) -> None:
-    click.echo(f"{' ' * indent}{key + ':':<20}{value}")
+    label = key + ":"
+    click.echo(f"{' ' * indent}{label:<{max(20, len(label) + 1)}}{value}")
 
 
 def _seconds(start: str | None, end: str | None) -> str:

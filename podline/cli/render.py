@@ -131,7 +131,7 @@ def job_row(obj: Obj, wide: bool) -> list[str]:
     row = [obj.name, job_status_word(obj), shown, age(start, end) if start else "", age(obj.created_at)]
     if wide:
         row += [str(obj.status.get("active", 0)), str(obj.status.get("failed", 0)),
-                obj.status.get("completedIndexes", "")]
+                obj.status.get("completedIndexes", ""), obj.status.get("failedIndexes", "")]
     return row
 
 
@@ -154,7 +154,8 @@ def pipeline_row(obj: Obj, wide: bool) -> list[str]:
 COLUMNS = {  # a Workflow's: cli.workflow_view (as `argo list` prints them)
     "Pipeline": (["NAME", "STATUS", "SHARDS", "STEPS", "AGE"], ["RUNNING", "FAILED", "RESTORED FROM"]),
     "Pod": (["NAME", "READY", "STATUS", "RESTARTS", "AGE"], ["NODE", "RUN DIR"]),
-    "Job": (["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"], ["ACTIVE", "FAILED", "COMPLETED INDEXES"]),
+    "Job": (["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"],
+            ["ACTIVE", "FAILED", "COMPLETED INDEXES", "FAILED INDEXES"]),
     "ConfigMap": (["NAME", "DATA", "AGE"], []),
     "Dataset": (["NAME", "SOURCE", "SHARD BY", "AGE"], ["INCLUDE", "EXCLUDE"]),
     "Secret": (["NAME", "TYPE", "DATA", "AGE"], []),

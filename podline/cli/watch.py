@@ -261,6 +261,15 @@ def _reached(obj: Obj, what: str, value: str, status: str = "True") -> tuple[boo
     return _condition(obj, value, status), obj.status.get("phase") not in TERMINAL
 
 
+def _where_it_ended(obj: Obj) -> str:
+    """What an object that can no longer reach the awaited state is: its phase, or a Job's final condition."""
+    if "phase" in obj.status:
+        return f"phase {obj.status['phase']}"
+    final = next((c for c in reversed(obj.status.get("conditions", []))
+                  if c["type"] in ("Complete", "Failed") and c.get("status") == "True"), None)
+    return f"{final['type']}: {final.get('reason', '')}" if final else "phase unknown"
+
+
 @click.command()
 @namespace_option
 @click.argument("ref")
@@ -282,8 +291,7 @@ def wait(state: State, ref: str, condition: str | None, timeout: float) -> None:
             click.echo(f"{kind.lower()}/{name} {what} met")
             return
         if not reachable:
-            fail(f"{kind.lower()}/{name} can no longer reach {condition} "
-                 f"(phase {obj.status.get('phase', 'unknown')})", 1)
+            fail(f"{kind.lower()}/{name} can no longer reach {condition} ({_where_it_ended(obj)})", 1)
         if time.time() >= deadline:
             fail(f"timed out waiting for {condition} on {kind.lower()}/{name}", 1)
         time.sleep(POLL)

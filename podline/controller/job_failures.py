@@ -6,8 +6,12 @@ that many (or failed by a FailIndex rule) is failed for good (no more pods; `sta
 Job goes on with the others. It fails once every index has completed or failed, if any failed (FailedIndexes),
 or at once when more than `maxFailedIndexes` have (MaxFailedIndexesExceeded). Each index waits its own
 back-off. The counts live in the Job's record (`internal.indexFailures`: index -> [failures, time of the last
-one]) and are written by jobs._tally with the pods' counted marks, in one transaction; a new pod carries its
-index's count in the annotation batch.kubernetes.io/job-index-failure-count, as in Kubernetes.
+one, those an Ignore rule matched]) and are written by jobs._tally with the pods' counted marks, in one
+transaction; a new pod carries its index's counts in the annotations batch.kubernetes.io/job-index-failure-count
+and job-index-ignored-failure-count, as in Kubernetes.
+
+Without per-index limits the Job's next pod waits a back-off doubling with the failures since the last success
+(`backoffFailures`; ignored ones too), as Kubernetes' back-off record counts them.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from podline.store import Obj
 BACKOFF_BASE = float(os.environ.get("PODLINE_JOB_BACKOFF_SECONDS", "1"))
 BACKOFF_CAP = 360.0
 FAILURE_COUNT_KEY = "batch.kubernetes.io/job-index-failure-count"
+IGNORED_COUNT_KEY = "batch.kubernetes.io/job-index-ignored-failure-count"
 
 
 def retry_delay(failures: int) -> float:
@@ -56,16 +61,27 @@ def _rule_matches(rule: dict[str, Any], status: dict[str, Any]) -> bool:
     return any((c.get("type"), c.get("status")) in wanted for c in status.get("conditions", []))
 
 
+def backoff_failures(job: Obj) -> int:
+    """Failures since the Job's last success: what its next pod's back-off doubles with (a record from before
+    this count was kept has only its total)."""
+    return job.internal.get("backoffFailures", job.internal.get("failed", 0))
+
+
 def per_index(job: Obj) -> bool:
     return job.manifest["spec"].get("backoffLimitPerIndex") is not None
 
 
-def count_index_failure(job: Obj, index: int, now: float, fail_index: bool) -> None:
-    """One more failure of `index` (on the Job's record; the caller saves it); over the limit it fails."""
-    failures = job.internal.setdefault("indexFailures", {})
-    count = failures.get(str(index), [0, now])[0] + 1
-    failures[str(index)] = [count, now]
-    if fail_index or count > job.manifest["spec"]["backoffLimitPerIndex"]:
+def count_index_failure(job: Obj, index: int, now: float, action: str) -> None:
+    """One more failure of `index` (on the Job's record; the caller saves it); over the limit it fails. One an
+    Ignore rule matched counts apart: not against the limit, but in the index's back-off, as in Kubernetes."""
+    records = job.internal.setdefault("indexFailures", {})
+    count, _, ignored = records.get(str(index), [0, now, 0])
+    if action == "Ignore":
+        ignored += 1
+    else:
+        count += 1
+    records[str(index)] = [count, now, ignored]
+    if action == "FailIndex" or count > job.manifest["spec"]["backoffLimitPerIndex"]:
         job.internal["failedIndexes"] = compress(sorted(failed_indexes(job) | {index}))
 
 
@@ -73,8 +89,18 @@ def failed_indexes(job: Obj) -> set[int]:
     return set(expand(job.internal.get("failedIndexes", "")))
 
 
-def index_failures(job: Obj, index: int) -> int:
-    return job.internal.get("indexFailures", {}).get(str(index), [0])[0]
+def index_failures(job: Obj, index: int) -> tuple[int, int]:
+    """An index's failures so far: those counted against its limit, and those an Ignore rule matched."""
+    count, _, ignored = job.internal.get("indexFailures", {}).get(str(index), [0, 0.0, 0])
+    return count, ignored
+
+
+def index_annotations(job: Obj, index: int) -> dict[str, str]:
+    """What a new pod of `index` carries of its index's failures, as Kubernetes' pods do."""
+    if not per_index(job):
+        return {}
+    failures, ignored = index_failures(job, index)
+    return {FAILURE_COUNT_KEY: str(failures), **({IGNORED_COUNT_KEY: str(ignored)} if ignored else {})}
 
 
 def past_back_off(job: Obj, indexes: list[int], now: float) -> tuple[list[int], float | None]:
@@ -82,8 +108,8 @@ def past_back_off(job: Obj, indexes: list[int], now: float) -> tuple[list[int], 
     ready, later = [], []
     records = job.internal.get("indexFailures", {})
     for index in indexes:
-        count, last = records.get(str(index), [0, now])
-        ready_at = last + retry_delay(count) if count else now
+        failures, last, ignored = records.get(str(index), [0, now, 0])
+        ready_at = last + retry_delay(failures + ignored) if failures + ignored else now
         (ready.append(index) if now >= ready_at else later.append(ready_at))
     return ready, min(later, default=None)
 

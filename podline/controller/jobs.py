@@ -36,11 +36,11 @@ from podline.backends.base import Backend, SubmitError
 from podline.controller.arrays import create_array, pending_indexes, remove_arrays, submit_arrays
 from podline.controller.context import TERMINAL, Ctx
 from podline.controller.job_failures import (
-    FAILURE_COUNT_KEY,
+    backoff_failures,
     count_index_failure,
     failed_indexes,
     failure_action,
-    index_failures,
+    index_annotations,
     index_verdict,
     past_back_off,
     per_index,
@@ -67,8 +67,7 @@ def pod_manifest(job: Obj, index: int | None, template_json: str | None = None) 
     else:
         name = f"{job.name}-{index}-{random_suffix()}"
         labels[INDEX_KEY] = annotations[INDEX_KEY] = str(index)
-        if per_index(job):
-            annotations[FAILURE_COUNT_KEY] = str(index_failures(job, index))
+        annotations.update(index_annotations(job, index))
         env = {"name": "JOB_COMPLETION_INDEX",
                "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{INDEX_KEY}']"}}}
         for container in spec.get("initContainers", []) + spec["containers"]:
@@ -92,7 +91,8 @@ def _tally(ctx: Ctx, job: Obj, pods: list[Obj]) -> None:
     on_failure = spec["template"]["spec"].get("restartPolicy", "Never") == "OnFailure"
     totals = job.internal
     done: set[int] | None = None
-    succeeded = failed = 0
+    succeeded = failed = backoff = 0  # backoff: failures the next pod's back-off counts (ignored ones too)
+    any_success = False
     marked: list[Obj] = []
     for pod in pods:
         mark = pod.internal.get(COUNTED, {})
@@ -107,10 +107,12 @@ def _tally(ctx: Ctx, job: Obj, pods: list[Obj]) -> None:
         marked.append(pod)
         if restarts > mark.get("restarts", 0):
             failed += restarts - mark.get("restarts", 0)
+            backoff += restarts - mark.get("restarts", 0)
             new["restarts"] = restarts
         if not ended:
             continue
         new["phase"] = phase
+        any_success |= phase == "Succeeded"
         if phase == "Succeeded" and not indexed:
             succeeded += 1
         elif phase == "Succeeded":
@@ -122,19 +124,23 @@ def _tally(ctx: Ctx, job: Obj, pods: list[Obj]) -> None:
         else:  # a pod deleted by a user before it ended is a failure, too
             action, fail_job = failure_action(pod, rules) if phase != "Deleted" else ("Count", None)
             failed += action != "Ignore"
+            backoff += 1
             if fail_job and not totals.get("failJob"):
                 totals["failJob"] = fail_job
             index = _pod_index(pod)
-            if action != "Ignore" and index is not None and per_index(job):
-                count_index_failure(job, index, ctx.now, action == "FailIndex")
+            if index is not None and per_index(job):
+                count_index_failure(job, index, ctx.now, action)
     if not marked:
         return
     if succeeded:
         totals["succeeded"] = totals.get("succeeded", 0) + succeeded
     if done is not None:
         totals["completedIndexes"] = compress_indexes(list(done))
+    if any_success or backoff:  # a success starts the back-off over, as Kubernetes' back-off record does
+        totals["backoffFailures"] = (0 if any_success else backoff_failures(job)) + backoff
     if failed:
         totals["failed"] = totals.get("failed", 0) + failed
+    if backoff:
         totals["lastFailureAt"] = ctx.now
     with ctx.store.tx():
         for pod in marked:
@@ -188,7 +194,7 @@ def _create_pods(ctx: Ctx, job: Obj, active: list[Obj]) -> None:
     parallelism = spec.get("parallelism", 1)
     completions = spec.get("completions")
     indexed = spec.get("completionMode") == "Indexed"
-    failures = job.internal.get("failed", 0)
+    failures = backoff_failures(job)
     if failures and not per_index(job):  # else each index waits its own back-off
         ready_at = job.internal.get("lastFailureAt", ctx.now) + retry_delay(failures)
         if ctx.now < ready_at:

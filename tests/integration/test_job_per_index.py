@@ -3,6 +3,8 @@ does not stop the others, and the Job fails at the end (FailedIndexes) or at onc
 
 from __future__ import annotations
 
+import time
+
 from tests.conftest import Cli, wait_for
 from tests.integration.test_jobs_local import job
 
@@ -46,7 +48,10 @@ def test_failed_indexes_retry_on_their_own_and_the_job_fails_once_all_are_done(c
     assert sorted(p["metadata"]["annotations"][COUNT_KEY] for p in pods["1"]) == ["0", "1"]
     assert [len(pods[i]) for i in "0123"] == [1, 2, 1, 1]
     described = cli("describe", "job", "each").stdout
-    assert "Failed Indexes:" in described and "1,3" in described and "Backoff Limit Per Index:" in described
+    assert "Failed Indexes:" in described and "1,3" in described and "Backoff Limit Per Index: 1\n" in described
+    assert cli("get", "jobs", "-o", "wide").stdout.split()[-2:] == ["0,2", "1,3"]  # COMPLETED/FAILED INDEXES
+    waited = cli.wait("job/each", "condition=Complete")
+    assert waited.returncode == 1 and "can no longer reach condition=Complete (Failed: FailedIndexes)" in waited.stderr
 
 
 def test_more_failed_indexes_than_allowed_fail_the_job_at_once(cli: Cli) -> None:
@@ -68,3 +73,39 @@ def test_more_failed_indexes_than_allowed_fail_the_job_at_once(cli: Cli) -> None
     assert status["failedIndexes"] == "0" and status["completedIndexes"] == ""
     wait_for(lambda: cli.json("job", "few")["status"]["active"] == 0, timeout=30)  # the sleeping ones stopped
     assert cli.json("job", "few")["status"]["failed"] == 3  # as Kubernetes counts the pods it terminates
+
+
+def test_max_failed_indexes_may_change_but_the_limit_per_index_may_not(cli: Cli) -> None:
+    """As the API server: maxFailedIndexes is mutable, backoffLimitPerIndex immutable (exit 2, field path)."""
+    spec = "  completions: 2\n  completionMode: Indexed\n  suspend: true\n  backoffLimitPerIndex: 1\n"
+    template = "\n      restartPolicy: Never\n      containers: [{name: w, image: busybox, command: [\"true\"]}]\n"
+    cli.apply(job("mut", spec + "  maxFailedIndexes: 1\n", template))
+    assert cli.apply(job("mut", spec + "  maxFailedIndexes: 2\n", template)).stdout.strip() == "job/mut configured"
+    assert cli.json("job", "mut")["spec"]["maxFailedIndexes"] == 2
+    refused = cli("apply", "-f", "-", input=job("mut", spec.replace("PerIndex: 1", "PerIndex: 2"), template),
+                  check=False)
+    assert refused.returncode == 2 and "(Job/mut): spec.backoffLimitPerIndex: field is immutable" in refused.stderr
+    assert cli.json("job", "mut")["spec"]["backoffLimitPerIndex"] == 1  # nothing changed
+
+
+def test_an_index_whose_failures_are_ignored_is_retried_after_a_back_off(cli: Cli) -> None:
+    """Kubernetes counts ignored failures in an index's back-off (and in an annotation): the retries of an index
+    that keeps failing that way are spaced out, not made on every controller pass."""
+    cli.env["PODLINE_JOB_BACKOFF_SECONDS"] = "1"
+    cli.apply(job("ign", """  completions: 1
+  completionMode: Indexed
+  backoffLimitPerIndex: 0
+  podFailurePolicy:
+    rules: [{action: Ignore, onExitCodes: {operator: In, values: [5]}}]
+""", """
+      restartPolicy: Never
+      containers: [{name: w, image: busybox, command: [sh, -c, 'exit 5']}]
+"""))
+    wait_for(lambda: len(_pods_by_index(cli, "ign").get("0", [])) >= 3, timeout=30)  # at 0, 1 s and 3 s
+    time.sleep(2.5)  # the next waits 4 s after the third failed; a pod every controller pass would make 2 or 3 more
+    pods = _pods_by_index(cli, "ign")["0"]
+    ignored = sorted(int(p["metadata"]["annotations"].get("batch.kubernetes.io/job-index-ignored-failure-count", 0))
+                     for p in pods)
+    assert ignored == [0, 1, 2], ignored
+    status = cli.json("job", "ign")["status"]
+    assert status["failed"] == 0 and status["failedIndexes"] == ""

@@ -120,3 +120,32 @@ def test_pod_failure_policy_decides_each_failure_once(tmp_path: Path) -> None:
     internal = _tally(store, job, ctx)
     assert internal["failed"] == 1
     assert internal["failJob"] == "Pod default/fatal failed matching the FailJob rule at index 1"
+
+
+def test_a_success_starts_the_back_off_over(tmp_path: Path) -> None:
+    """Kubernetes' back-off record counts the failures since the last success: a Job whose pods fail once each
+    and then succeed waits the base delay before every retry, not one doubling with its total failures."""
+    store = Store(tmp_path / "s.db")
+    job = _job(store, {"backoffLimit": 100})
+    ctx = Recorder(store)
+    for n in range(3):
+        _pod(store, job, f"f{n}", {"phase": "Failed", "containerStatuses": [_exited(1)]})
+    assert _tally(store, job, ctx)["backoffFailures"] == 3
+    _pod(store, job, "ok", {"phase": "Succeeded"})
+    assert _tally(store, job, ctx)["backoffFailures"] == 0
+    _pod(store, job, "f3", {"phase": "Failed", "containerStatuses": [_exited(1)]})
+    internal = _tally(store, job, ctx)
+    assert (internal["backoffFailures"], internal["failed"]) == (1, 4)
+    assert job_failures.retry_delay(job_failures.backoff_failures(store.get_uid(job.uid))) == job_failures.BACKOFF_BASE  # type: ignore[arg-type]
+
+
+def test_ignored_failures_wait_a_back_off_too(tmp_path: Path) -> None:
+    """A pod an Ignore rule matched is not counted as failed, but the next one still waits (else a pod failing
+    that way would be replaced on every controller pass)."""
+    rules = [{"action": "Ignore", "onExitCodes": {"operator": "In", "values": [5]}}]
+    store = Store(tmp_path / "s.db")
+    job = _job(store, {"podFailurePolicy": {"rules": rules}})
+    _pod(store, job, "ignored", {"phase": "Failed", "containerStatuses": [_exited(5)]})
+    ctx = Recorder(store)
+    internal = _tally(store, job, ctx)
+    assert internal.get("failed", 0) == 0 and internal["backoffFailures"] == 1 and internal["lastFailureAt"] == ctx.now

@@ -80,18 +80,19 @@ def test_an_index_fails_past_its_own_limit_and_others_keep_theirs(tmp_path: Path
     _failed(store, job, 2, 1, "j-2-a")
     job = _tally(store, job, ctx)
     assert job_failures.failed_indexes(job) == set()  # one failure each: within backoffLimitPerIndex 1
-    assert job_failures.index_failures(job, 1) == job_failures.index_failures(job, 2) == 1
+    assert job_failures.index_failures(job, 1) == job_failures.index_failures(job, 2) == (1, 0)
     assert job.internal["failed"] == 2
     ctx.now += 5
     _failed(store, job, 1, 1, "j-1-b")
     job = _tally(store, job, ctx)
     assert job_failures.failed_indexes(job) == {1} and job.internal["failedIndexes"] == "1"
-    assert job.internal["indexFailures"] == {"1": [2, ctx.now], "2": [1, 1000.0]}
+    assert job.internal["indexFailures"] == {"1": [2, ctx.now, 0], "2": [1, 1000.0, 0]}
     _, pod = jobs.pod_manifest(job, 2)
     assert pod["metadata"]["annotations"][job_failures.FAILURE_COUNT_KEY] == "1"
+    assert job_failures.IGNORED_COUNT_KEY not in pod["metadata"]["annotations"]
 
 
-def test_fail_index_fails_at_once_and_ignore_counts_nothing(tmp_path: Path) -> None:
+def test_fail_index_fails_at_once_and_ignore_counts_only_in_the_back_off(tmp_path: Path) -> None:
     rules = [{"action": "Ignore", "onExitCodes": {"operator": "In", "values": [3]}},
              {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [42]}}]
     store = Store(tmp_path / "s.db")
@@ -101,13 +102,18 @@ def test_fail_index_fails_at_once_and_ignore_counts_nothing(tmp_path: Path) -> N
     _failed(store, job, 3, 42, "j-3-a")
     job = _tally(store, job, ctx)
     assert job_failures.failed_indexes(job) == {3}
-    assert job_failures.index_failures(job, 0) == 0 and job.internal["failed"] == 1
+    assert job_failures.index_failures(job, 0) == (0, 1) and job.internal["failed"] == 1
+    _, pod = jobs.pod_manifest(job, 0)  # Kubernetes' pods carry both counts
+    assert pod["metadata"]["annotations"][job_failures.IGNORED_COUNT_KEY] == "1"
+    assert pod["metadata"]["annotations"][job_failures.FAILURE_COUNT_KEY] == "0"
+    ready, next_ready = job_failures.past_back_off(job, [0, 1], ctx.now)  # an ignored failure waits, as in Kubernetes
+    assert ready == [1] and next_ready == ctx.now + job_failures.retry_delay(1)
 
 
 def test_each_index_waits_its_own_back_off(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.db")
     job = _job(store, backoffLimitPerIndex=9)
-    job.internal["indexFailures"] = {"0": [3, 1000.0], "2": [1, 1000.0]}
+    job.internal["indexFailures"] = {"0": [2, 1000.0, 1], "2": [1, 1000.0, 0]}
     now = 1000.0 + job_failures.retry_delay(1)
     ready, next_ready = job_failures.past_back_off(job, [0, 1, 2, 3], now)
     assert ready == [1, 2, 3] and next_ready == 1000.0 + job_failures.retry_delay(3)
