@@ -2,7 +2,8 @@
 
 Each attempt's runner reports only what it did; a resumed attempt reports restored steps with
 `restoredFrom`. Merging keeps, per step, the timings of the attempt that actually ran it and the total
-number of attempts, so `describe` tells the whole story of a shard.
+number of attempts, and adds each attempt's phase timings to the earlier attempts' (`timingsBase`), so
+`describe` tells the whole story of a shard. A shard still in the scheduler's queue lists its steps as Pending.
 """
 
 from __future__ import annotations
@@ -31,10 +32,13 @@ def merge_attempt(rec: dict[str, Any], status: dict[str, Any], launched_at: floa
         else:
             steps[name] = {**step, "attempts": base.get(name, 0) + step.get("attempts", 0)}
     rec["phase"] = status.get("phase", rec.get("phase"))
-    for key in ("restoredFrom", "timings", "checkpoints", "staging", "stageInBytes", "stageOutBytes", "images",
-                "stepRetries"):
+    for key in ("restoredFrom", "checkpoints", "staging", "stageInBytes", "stageOutBytes", "images", "stepRetries"):
         if key in status:
             rec[key] = status[key]
+    earlier = rec.get("timingsBase", {})  # what the shard's earlier attempts took: a resumed shard adds to it
+    if "timings" in status:
+        rec["timings"] = {key: round(earlier.get(key, 0.0) + status["timings"].get(key, 0.0), 3)
+                          for key in {*earlier, *status["timings"]}}
     if status.get("reason"):
         rec["reason"], rec["message"] = status["reason"], status.get("message", "")
     else:  # the runner has the word now: a scheduler's "Queued" no longer applies
@@ -42,12 +46,17 @@ def merge_attempt(rec: dict[str, Any], status: dict[str, Any], launched_at: floa
         rec.pop("message", None)
     if launched_at is not None and status.get("startTime"):
         queued = max(0.0, parse_rfc3339(status["startTime"]) - launched_at)
-        rec["timings"] = {**rec.get("timings", {}), "queue": round(queued, 3)}
+        rec["timings"] = {**rec.get("timings", {}), "queue": round(earlier.get("queue", 0.0) + queued, 3)}
+
+
+def used_budget(rec: dict[str, Any]) -> int:
+    """What a shard has used of backoffLimit: its failed attempts and the current attempt's step retries."""
+    return rec.get("failures", 0) + rec.get("stepRetries", 0)
 
 
 def _shard_view(index: str, rec: dict[str, Any]) -> dict[str, Any]:
     view: dict[str, Any] = {"index": int(index), "phase": rec.get("phase", "Pending"),
-                            "attempts": rec.get("attempts", 0), "failures": rec.get("failures", 0)}
+                            "attempts": rec.get("attempts", 0), "failures": used_budget(rec)}
     for key in ("node", "restoredFrom", "reason", "message", "checkpoints", "images"):
         if rec.get(key):
             view[key] = rec[key]
@@ -66,7 +75,9 @@ def summarize(ctx: Ctx, obj: Obj) -> None:
     shards = obj.internal.get("shards", {})
     ordered = sorted(shards.items(), key=lambda item: int(item[0]))
     views = [_shard_view(key, rec) for key, rec in ordered]
-    steps = [{"shard": int(key), **step} for key, rec in ordered for step in rec.get("steps", {}).values()]
+    waiting = [{"name": step["name"], "phase": "Pending", "attempts": 0} for step in obj.manifest["spec"]["steps"]]
+    steps = [{"shard": int(key), **step} for key, rec in ordered  # a queued shard's steps wait, all of them
+             for step in (rec.get("steps") or {s["name"]: s for s in waiting}).values()]
     phases = [v["phase"] for v in views]
     final = [bool(rec.get("final")) for _, rec in ordered]
     if phases and all(p == "Succeeded" for p in phases) and all(final):

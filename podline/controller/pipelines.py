@@ -22,7 +22,7 @@ from podline.api.core import Pod
 from podline.backends.base import Backend, SubmitError
 from podline.controller.context import TERMINAL, Ctx, warn_if_unsure
 from podline.controller.job_failures import retry_delay
-from podline.controller.pipeline_status import merge_attempt, summarize
+from podline.controller.pipeline_status import merge_attempt, summarize, used_budget
 from podline.controller.trash import discard
 from podline.plan.kubernetes import pipeline_array_job
 from podline.plan.pipeline import plan_pipeline
@@ -73,6 +73,7 @@ def _new_attempt(ctx: Ctx, obj: Obj, backend: Backend, indexes: list[int]) -> No
         rec.pop("reason", None)
         rec.pop("message", None)
         rec.pop("stepRetries", None)
+        rec["timingsBase"] = dict(rec.get("timings", {}))
     ctx.store.save(obj)  # intent first
 
 
@@ -185,7 +186,11 @@ def _observe(ctx: Ctx, obj: Obj, backend: Backend) -> None:
             rec.update(phase="Pending", reason="Queued", message=seen.detail)
             continue
         if seen.status is not None:
+            retried = rec.get("stepRetries", 0)
             merge_attempt(rec, seen.status, record.get("launchedAt"))
+            if rec.get("stepRetries", 0) > retried:  # it counts against backoffLimit: say so as it happens
+                ctx.event(obj, "StepRetry", f"shard {key}: a step failed and is retried ({used_budget(rec)} of "
+                          f"backoffLimit {spec.get('backoffLimit', 6)} used)", "Warning")
             if seen.node:
                 rec["node"] = seen.node
         if seen.state == "running":

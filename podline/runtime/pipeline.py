@@ -221,9 +221,11 @@ class PipelineRunner:
             self.engine.remove_shm()
         ok = len(self.done) == len(self.order) and not self.stopping.is_set()
         self.workspace.settle_copies()  # told to stop: bounded by the grace period
-        self.status["timings"]["compute"] = round(time.monotonic() - began, 3)
+        timings = self.status["timings"]
         if self.workspace.waited:
-            self.status["timings"]["checkpointWait"] = round(self.workspace.waited, 3)
+            timings["checkpointWait"] = round(self.workspace.waited, 3)
+        checkpoints = timings.get("checkpoint", 0) + timings.get("checkpointWait", 0)  # reported apart
+        timings["compute"] = round(max(0.0, time.monotonic() - began - checkpoints), 3)
         if ok:
             began = time.monotonic()
             try:
