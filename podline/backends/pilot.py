@@ -199,7 +199,7 @@ class Pilots:
         if doc and doc.get("finished"):
             return finished(rundir, doc, job, info)
         return Observation("lost", doc["status"] if doc else None, job.node or None,
-                           detail=f"pilot job {job.job_id} ended {job.state} ({job.reason})",
+                           detail=f"pilot job {job.job_id} ended {job.outcome}",
                            reason=LOST_REASON.get(job.state, "RunnerLost"), info=info)
 
     def _waiting(self, pilotdir: Path, job: SlurmJob | None, info: dict[str, str]) -> Observation:

@@ -196,7 +196,7 @@ class SlurmBackend:
         if doc and doc.get("finished"):
             return self._finished(rundir, doc, job, info)
         return Observation("lost", doc["status"] if doc else None, job.node or None,
-                           detail=f"Slurm job {job.job_id} ended {job.state} ({job.reason})",
+                           detail=f"Slurm job {job.job_id} ended {job.outcome}",
                            reason=LOST_REASON.get(job.state, "RunnerLost"), info=info)
 
     def _finished(self, rundir: Path, doc: dict[str, Any], job: SlurmJob | None, info: dict[str, str]) -> Observation:
@@ -220,7 +220,7 @@ class SlurmBackend:
             return Observation("running", None, doc.get("node"), info=info)
         if job.state in LOST_REASON:  # CANCELLED too: podline's own stops are marked, so this was an admin's scancel
             status = {**status, "reason": LOST_REASON[job.state],
-                      "message": f"Slurm job {job.job_id} ended {job.state} ({job.reason})"}
+                      "message": f"Slurm job {job.job_id} ended {job.outcome}"}
         return Observation("finished", status, doc.get("node"), info=info)
 
     def _not_in_queue(self, rundir: Path, key: tuple[str, int | None], doc: dict[str, Any] | None,

@@ -40,6 +40,11 @@ class SlurmJob:
     node: str
     comment: str
 
+    @property
+    def outcome(self) -> str:
+        """Its state and Slurm's reason, if Slurm gives one (squeue says "None" when it has none)."""
+        return f"{self.state} ({self.reason})" if self.reason not in ("", "None", "(null)") else self.state
+
 
 @dataclass
 class Snapshot:

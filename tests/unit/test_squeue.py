@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from podline.backends.squeue import parse_squeue
+from podline.backends.squeue import SlurmJob, parse_squeue
 from podline.plan.ranges import expand
 
 SNAPSHOT = """\
@@ -31,3 +31,8 @@ def test_parse_squeue_indexes_by_tag_and_array_task() -> None:
     assert jobs[("other|comment|with|bars", None)].job_id == "103"  # the comment is the last, free field
     assert jobs[("podline:ccc", None)].state == "TIMEOUT"
     assert len(jobs) == 8
+
+
+def test_a_jobs_outcome_names_slurms_reason_only_when_it_gives_one() -> None:
+    assert SlurmJob("7_1", "CANCELLED", "None", "vm", "c").outcome == "CANCELLED"  # squeue's "no reason"
+    assert SlurmJob("7", "TIMEOUT", "TimeLimit", "vm", "c").outcome == "TIMEOUT (TimeLimit)"
