@@ -106,8 +106,8 @@ def _tally(ctx: Ctx, job: Obj, pods: list[Obj]) -> None:
         pod.internal[COUNTED] = new = dict(mark)
         marked.append(pod)
         if restarts > mark.get("restarts", 0):
-            failed += restarts - mark.get("restarts", 0)
-            backoff += restarts - mark.get("restarts", 0)
+            more = restarts - mark.get("restarts", 0)
+            failed, backoff = failed + more, backoff + more
             new["restarts"] = restarts
         if not ended:
             continue
