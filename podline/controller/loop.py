@@ -29,6 +29,8 @@ log = logging.getLogger("podline.controller")
 IDLE_TICK = 1.0
 ORDER = ("Workflow", "Pipeline", "Job", "Pod")  # owners first: their new pods are reconciled in the same pass
 DATA_KINDS = ("ConfigMap", "Secret", "Dataset", "WorkflowTemplate", "ClusterWorkflowTemplate")
+ARGO_KINDS = {"Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate"}
+CORE_KINDS = {"Pod", "ConfigMap", "Secret", "Job", "Pipeline", "Dataset"}
 
 
 class Controller:
@@ -36,6 +38,7 @@ class Controller:
         self.store = store
         self.backends = backends
         self.capacity = machine_capacity()
+        self.seen_kinds: set[str] = set()  # kinds a pass had work for (which validators `_warm_up` builds)
 
     @staticmethod
     def _used(pods: list[Obj], pipelines: list[Obj]) -> dict[str, int]:
@@ -64,6 +67,8 @@ class Controller:
             objs = prefetched.pop(kind, None)
             if objs is None or self.store.db.total_changes != read_at:
                 objs = self.store.list(kind=kind, unsettled=True)
+            if objs:
+                self.seen_kinds.add(kind)
             for obj in objs:
                 try:
                     if kind == "Workflow":
@@ -81,6 +86,7 @@ class Controller:
                     ctx.wake_at(ctx.now + 1.0)
         for kind in DATA_KINDS:  # data only: nothing to run
             for obj in self.store.list(kind=kind, unsettled=True):
+                self.seen_kinds.add(kind)
                 if obj.deleted_at:
                     self.store.remove(obj.uid)
                 else:
@@ -98,16 +104,19 @@ class Controller:
         sock.setblocking(False)
         if ready is not None:
             ready.touch()
-        validators_built = False
+        warm: set[str] = set()
         try:
             while not stop[0]:
                 ctx = self.run_once()
                 try:
                     self.backends.end_pass()
-                    if not validators_built:  # after the first pass: what `apply` waited on is running
-                        validators_built = True
-                        _warm_up()
+                    if not warm:  # after the first pass: what `apply` waited on is running (tried once)
+                        warm |= CORE_KINDS
+                        _warm_up(CORE_KINDS)
                         trash.sweep(shm_root())  # what a controller stopped mid-removal left in RAM
+                    if self.seen_kinds & ARGO_KINDS and not warm & ARGO_KINDS:  # the first Argo object
+                        warm |= ARGO_KINDS
+                        _warm_up(ARGO_KINDS)
                 except Exception:  # getting ready for the next pass is an optimisation: never fatal
                     log.exception("preparing the next pass failed")
                 timeout = IDLE_TICK if ctx.next_wake is None else max(0.0, min(IDLE_TICK, ctx.next_wake - time.time()))
@@ -127,9 +136,12 @@ class Controller:
             pass
 
 
-def _warm_up() -> None:
-    """What the first pass did not need, loaded once it is done rather than before it (the controller answers
-    `apply` sooner, and a later workflow or manifest check does not pay for it)."""
-    import podline.controller.workflows  # noqa: F401 - the Argo engine: a tenth of a second of imports
+def _warm_up(kinds: set[str]) -> None:
+    """What a pass did not need, loaded once it is done rather than before it (the controller answers `apply`
+    sooner, and a later manifest check does not pay for it): these kinds' validators and, for Argo's, the
+    engine (a tenth of a second of imports). Argo's wait for the first Argo object: a controller that serves
+    only pods, jobs and pipelines (most) never builds them."""
+    if kinds & ARGO_KINDS:
+        import podline.controller.workflows  # noqa: F401 - the Argo engine
 
-    build_validators()
+    build_validators(kinds)
