@@ -9,16 +9,17 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from podline.api.names import CLUSTER_SCOPED, DNS1123_SUBDOMAIN, LABEL_VALUE, QUALIFIED_NAME, resolve_kind
 from podline.controller import daemon
 from podline.home import home, wake_controller
 from podline.store import Obj, Store
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -105,6 +106,10 @@ def split_ref(ref: str, name: str | None = None) -> tuple[str, str]:
 
 
 def console() -> Console:
+    """A rich console for tables; rich is imported here, by the commands that print one (a twentieth of a
+    second that `get -o json`, `apply` and `wait` need not pay)."""
+    from rich.console import Console
+
     out = Console(soft_wrap=True)
     if not out.is_terminal:
         out = Console(width=250, soft_wrap=True)
@@ -112,6 +117,8 @@ def console() -> Console:
 
 
 def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
     for header in headers:
         table.add_column(header, no_wrap=True)
