@@ -24,6 +24,10 @@ MODELS: dict[tuple[str, str], type[Resource]] = {
 }
 
 
+ARGO_KINDS = frozenset(kind for api_version, kind in MODELS if api_version.startswith("argoproj.io/"))
+CORE_KINDS = frozenset(kind for _, kind in MODELS) - ARGO_KINDS
+
+
 def build_validators(kinds: Iterable[str]) -> None:
     """Build these kinds' validators now. Models build theirs when first used (`defer_build` in api.base), so a
     CLI command pays only for the kinds it reads; the long-lived controller builds those it serves once, after

@@ -110,7 +110,10 @@ def past_back_off(job: Obj, indexes: list[int], now: float) -> tuple[list[int], 
     for index in indexes:
         failures, last, ignored = records.get(str(index), [0, now, 0])
         ready_at = last + retry_delay(failures + ignored) if failures + ignored else now
-        (ready.append(index) if now >= ready_at else later.append(ready_at))
+        if now >= ready_at:
+            ready.append(index)
+        else:
+            later.append(ready_at)
     return ready, min(later, default=None)
 
 

@@ -13,7 +13,7 @@ import socket
 import time
 from pathlib import Path
 
-from podline.api.kinds import build_validators
+from podline.api.kinds import ARGO_KINDS, CORE_KINDS, build_validators
 from podline.backends.registry import Backends
 from podline.controller import trash
 from podline.controller.context import TERMINAL, Ctx, machine_capacity
@@ -29,8 +29,6 @@ log = logging.getLogger("podline.controller")
 IDLE_TICK = 1.0
 ORDER = ("Workflow", "Pipeline", "Job", "Pod")  # owners first: their new pods are reconciled in the same pass
 DATA_KINDS = ("ConfigMap", "Secret", "Dataset", "WorkflowTemplate", "ClusterWorkflowTemplate")
-ARGO_KINDS = {"Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate"}
-CORE_KINDS = {"Pod", "ConfigMap", "Secret", "Job", "Pipeline", "Dataset"}
 
 
 class Controller:
@@ -136,7 +134,7 @@ class Controller:
             pass
 
 
-def _warm_up(kinds: set[str]) -> None:
+def _warm_up(kinds: frozenset[str]) -> None:
     """What a pass did not need, loaded once it is done rather than before it (the controller answers `apply`
     sooner, and a later manifest check does not pay for it): these kinds' validators and, for Argo's, the
     engine (a tenth of a second of imports). Argo's wait for the first Argo object: a controller that serves
