@@ -71,8 +71,9 @@ def per_index(job: Obj) -> bool:
     return job.manifest["spec"].get("backoffLimitPerIndex") is not None
 
 
-def count_index_failure(job: Obj, index: int, now: float, action: str) -> None:
-    """One more failure of `index` (on the Job's record; the caller saves it); over the limit it fails. One an
+def count_index_failure(job: Obj, index: int, now: float, action: str) -> bool:
+    """One more failure of `index` (on the Job's record; the caller saves it); True when that fails the index
+    (over the limit, or a FailIndex rule): the caller adds those with add_failed_indexes, once per tally. One an
     Ignore rule matched counts apart: not against the limit, but in the index's back-off, as in Kubernetes."""
     records = job.internal.setdefault("indexFailures", {})
     count, _, ignored = records.get(str(index), [0, now, 0])
@@ -81,8 +82,14 @@ def count_index_failure(job: Obj, index: int, now: float, action: str) -> None:
     else:
         count += 1
     records[str(index)] = [count, now, ignored]
-    if action == "FailIndex" or count > job.manifest["spec"]["backoffLimitPerIndex"]:
-        job.internal["failedIndexes"] = compress(sorted(failed_indexes(job) | {index}))
+    return action == "FailIndex" or count > job.manifest["spec"]["backoffLimitPerIndex"]
+
+
+def add_failed_indexes(job: Obj, indexes: set[int]) -> None:
+    """Record `indexes` as failed for good (the range string is rebuilt once, not once per failure: thousands
+    of indexes failing in one pass made that quadratic)."""
+    if indexes:
+        job.internal["failedIndexes"] = compress(sorted(failed_indexes(job) | indexes))
 
 
 def failed_indexes(job: Obj) -> set[int]:

@@ -36,6 +36,7 @@ from podline.backends.base import Backend, SubmitError
 from podline.controller.arrays import create_array, pending_indexes, remove_arrays, submit_arrays
 from podline.controller.context import TERMINAL, Ctx
 from podline.controller.job_failures import (
+    add_failed_indexes,
     backoff_failures,
     count_index_failure,
     failed_indexes,
@@ -94,6 +95,7 @@ def _tally(ctx: Ctx, job: Obj, pods: list[Obj]) -> None:
     succeeded = failed = backoff = 0  # backoff: failures the next pod's back-off counts (ignored ones too)
     any_success = False
     marked: list[Obj] = []
+    newly_failed: set[int] = set()
     for pod in pods:
         mark = pod.internal.get(COUNTED, {})
         restarts = sum(c.get("restartCount", 0) for c in pod.status.get("containerStatuses", [])) if on_failure else 0
@@ -128,10 +130,11 @@ def _tally(ctx: Ctx, job: Obj, pods: list[Obj]) -> None:
             if fail_job and not totals.get("failJob"):
                 totals["failJob"] = fail_job
             index = _pod_index(pod)
-            if index is not None and per_index(job):
-                count_index_failure(job, index, ctx.now, action)
+            if index is not None and per_index(job) and count_index_failure(job, index, ctx.now, action):
+                newly_failed.add(index)
     if not marked:
         return
+    add_failed_indexes(job, newly_failed)
     if succeeded:
         totals["succeeded"] = totals.get("succeeded", 0) + succeeded
     if done is not None:

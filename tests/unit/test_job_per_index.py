@@ -92,6 +92,17 @@ def test_an_index_fails_past_its_own_limit_and_others_keep_theirs(tmp_path: Path
     assert job_failures.IGNORED_COUNT_KEY not in pod["metadata"]["annotations"]
 
 
+def test_indexes_failing_in_one_pass_join_those_failed_before(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    job = _job(store, completions=8, parallelism=8, backoffLimitPerIndex=0)
+    job.internal["failedIndexes"] = "1"
+    ctx = Recorder(store)
+    for index in (6, 2, 0, 7):
+        _failed(store, job, index, 1, f"j-{index}-a")
+    job = _tally(store, job, ctx)
+    assert job.internal["failedIndexes"] == "0-2,6-7"
+
+
 def test_fail_index_fails_at_once_and_ignore_counts_only_in_the_back_off(tmp_path: Path) -> None:
     rules = [{"action": "Ignore", "onExitCodes": {"operator": "In", "values": [3]}},
              {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [42]}}]
