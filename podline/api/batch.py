@@ -57,9 +57,8 @@ class JobSpec(Model):
     ttl_seconds_after_finished: int | None = Field(default=None, ge=0, le=10**9)
     suspend: bool = False
     pod_failure_policy: PodFailurePolicy | None = None
-    IGNORED: ClassVar[frozenset[str]] = frozenset(
-        {"selector", "manualSelector", "successPolicy", "podReplacementPolicy"}
-    )
+    pod_replacement_policy: Literal["TerminatingOrFailed", "Failed"] | None = None  # see controller.job_counts
+    IGNORED: ClassVar[frozenset[str]] = frozenset({"selector", "manualSelector", "successPolicy"})
 
     @model_validator(mode="after")
     def _defaults(self) -> JobSpec:

@@ -243,6 +243,10 @@ def check_pod_failure_policy(job: Job) -> None:
     assert job.spec.pod_failure_policy is not None
     if job.spec.template.spec.restart_policy != "Never":
         raise InvalidObject("spec.template.spec.restartPolicy", "must be Never when podFailurePolicy is set")
+    if job.spec.pod_replacement_policy not in (None, "Failed"):
+        raise InvalidObject("spec.podReplacementPolicy",
+                            f"{job.spec.pod_replacement_policy!r} is not supported with podFailurePolicy "
+                            "(only 'Failed')")
     names = {c.name for c in job.spec.template.spec.containers + job.spec.template.spec.init_containers}
     for i, rule in enumerate(job.spec.pod_failure_policy.rules):
         where = f"spec.podFailurePolicy.rules[{i}]"

@@ -5,14 +5,12 @@ crash can neither lose nor duplicate a pod; the pod reconciler runs them. Indexe
 index with `JOB_COMPLETION_INDEX`. Failures count against backoffLimit (restarts of OnFailure pods too), or
 each index's against backoffLimitPerIndex (job_failures); new pods after a failure wait an exponential back-off.
 
-Counts only go up, as Kubernetes' finalizer tracking makes them: each pod's result (and each restart) is added
-to running totals in the job's record once, the pod marked as counted in the same transaction, so deleting a
-failed pod cannot buy more retries and deleting a Succeeded pod does not run its index again. The mark lives on
-the pod (not a list of uids on the job) so that the job's record stays small for a Job of thousands of pods.
-The pods the Job stops itself (scale-down, suspension) never reach a terminal phase in the store, so they are
-no failures; those a finished Job stops are counted as failed once they are gone, as Kubernetes does. A pod
-deleted by someone else before it ended is a failure (Kubernetes counts it too, so deleting pods buys no
-retries): the Job marks the pods it stops itself to tell them apart.
+Counts only go up, as Kubernetes' finalizer tracking makes them (job_counts: each pod's result once, marked
+on the pod in the same transaction). The pods the Job stops itself (scale-down, suspension) never reach a
+terminal phase in the store, so they are no failures; those a finished Job stops are counted as failed once
+they are gone, as Kubernetes does. A pod deleted by someone else is a failure (so deleting pods buys no
+retries), at once, or by how it ended with `podReplacementPolicy: Failed` (the default beside a
+podFailurePolicy), which also waits for it to end before replacing it.
 
 Scaling follows Kubernetes too: parallelism below the active pods deletes the excess (pending ones first, then
 the highest index and newest; they are made again later). On a scheduler an Indexed Job's pods are array
@@ -35,25 +33,20 @@ from podline.api.names import INDEX_KEY, random_suffix
 from podline.backends.base import Backend, SubmitError
 from podline.controller.arrays import create_array, pending_indexes, remove_arrays, submit_arrays
 from podline.controller.context import TERMINAL, Ctx
+from podline.controller.job_counts import COUNTED, pod_index, replaces_only_failed, tally, terminating
 from podline.controller.job_failures import (
-    add_failed_indexes,
     backoff_failures,
-    count_index_failure,
     failed_indexes,
-    failure_action,
     index_annotations,
     index_verdict,
     past_back_off,
     per_index,
     retry_delay,
 )
-from podline.plan.ranges import compress as compress_indexes
 from podline.plan.ranges import expand as expand_indexes
 from podline.runtime.files import rfc3339
 from podline.runtime.volumes import shm_root
 from podline.store import Obj
-
-COUNTED = "jobCounted"  # on a pod's internal record: what its Job has counted of it ({"restarts", "phase"})
 
 
 def pod_manifest(job: Obj, index: int | None, template_json: str | None = None) -> tuple[str, dict[str, Any]]:
@@ -75,80 +68,6 @@ def pod_manifest(job: Obj, index: int | None, template_json: str | None = None) 
             container["env"] = [env] + container.get("env", [])
     metadata = {"name": name[:253], "namespace": job.namespace, "labels": labels, "annotations": annotations}
     return name, {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
-
-
-def _pod_index(pod: Obj) -> int | None:
-    value = pod.manifest["metadata"].get("annotations", {}).get(INDEX_KEY)
-    return int(value) if value is not None else None
-
-
-def _tally(ctx: Ctx, job: Obj, pods: list[Obj]) -> None:
-    """Add to the Job's totals (`internal` succeeded, failed, completedIndexes, failJob) what its pods did since
-    they were last counted: a terminal phase once per pod, OnFailure restarts once each. The marks on the pods
-    and the new totals are written in one transaction, so a crash neither loses nor repeats a count."""
-    spec = job.manifest["spec"]
-    indexed = spec.get("completionMode") == "Indexed"
-    rules = (spec.get("podFailurePolicy") or {}).get("rules", [])
-    on_failure = spec["template"]["spec"].get("restartPolicy", "Never") == "OnFailure"
-    totals = job.internal
-    done: set[int] | None = None
-    succeeded = failed = backoff = 0  # backoff: failures the next pod's back-off counts (ignored ones too)
-    any_success = False
-    marked: list[Obj] = []
-    newly_failed: set[int] = set()
-    for pod in pods:
-        mark = pod.internal.get(COUNTED, {})
-        restarts = sum(c.get("restartCount", 0) for c in pod.status.get("containerStatuses", [])) if on_failure else 0
-        phase = pod.status.get("phase")
-        if pod.deleted_at and phase not in TERMINAL and "phase" not in mark:
-            phase = "Deleted"  # by a user, before it ended: a failure (the Job's own deletions are marked)
-        ended = (phase in TERMINAL or phase == "Deleted") and "phase" not in mark
-        if not ended and restarts <= mark.get("restarts", 0):
-            continue  # nothing new: the usual case
-        pod.internal[COUNTED] = new = dict(mark)
-        marked.append(pod)
-        if restarts > mark.get("restarts", 0):
-            more = restarts - mark.get("restarts", 0)
-            failed, backoff = failed + more, backoff + more
-            new["restarts"] = restarts
-        if not ended:
-            continue
-        new["phase"] = phase
-        any_success |= phase == "Succeeded"
-        if phase == "Succeeded" and not indexed:
-            succeeded += 1
-        elif phase == "Succeeded":
-            done = set(expand_indexes(totals.get("completedIndexes", ""))) if done is None else done
-            index = _pod_index(pod)
-            if index is not None and index not in done:  # an index completes once
-                done.add(index)
-                succeeded += 1
-        else:  # a pod deleted by a user before it ended is a failure, too
-            action, fail_job = failure_action(pod, rules) if phase != "Deleted" else ("Count", None)
-            failed += action != "Ignore"
-            backoff += 1
-            if fail_job and not totals.get("failJob"):
-                totals["failJob"] = fail_job
-            index = _pod_index(pod)
-            if index is not None and per_index(job) and count_index_failure(job, index, ctx.now, action):
-                newly_failed.add(index)
-    if not marked:
-        return
-    add_failed_indexes(job, newly_failed)
-    if succeeded:
-        totals["succeeded"] = totals.get("succeeded", 0) + succeeded
-    if done is not None:
-        totals["completedIndexes"] = compress_indexes(list(done))
-    if any_success or backoff:  # a success starts the back-off over, as Kubernetes' back-off record does
-        totals["backoffFailures"] = (0 if any_success else backoff_failures(job)) + backoff
-    if failed:
-        totals["failed"] = totals.get("failed", 0) + failed
-    if backoff:
-        totals["lastFailureAt"] = ctx.now
-    with ctx.store.tx():
-        for pod in marked:
-            ctx.store.save(pod)
-        ctx.store.save(job)
 
 
 def _finish(ctx: Ctx, job: Obj, kind: str, reason: str, message: str, active: list[Obj]) -> None:
@@ -207,7 +126,7 @@ def _create_pods(ctx: Ctx, job: Obj, active: list[Obj]) -> None:
     room = parallelism - len(active)
     if indexed:
         done = set(expand_indexes(job.internal.get("completedIndexes", "")))
-        busy = {_pod_index(p) for p in active} | pending_indexes(job)
+        busy = {pod_index(p) for p in active} | pending_indexes(job)
         missing = sorted(set(range(completions)) - done - busy - failed_indexes(job))
         if per_index(job):
             missing, next_ready = past_back_off(job, missing, ctx.now)
@@ -236,7 +155,7 @@ def _delete_pods(ctx: Ctx, job: Obj, doomed: list[Obj]) -> None:
 
 
 def _stop(ctx: Ctx, pod: Obj) -> None:
-    """Delete a pod the Job stops itself, marked as counted so that `_tally` takes it for no failure."""
+    """Delete a pod the Job stops itself, marked as counted so that `tally` takes it for no failure."""
     pod.internal[COUNTED] = {**pod.internal.get(COUNTED, {}), "phase": "StoppedByJob"}
     ctx.store.save(pod)
     ctx.store.mark_deleted(pod.uid)
@@ -248,7 +167,7 @@ def _scale_down(ctx: Ctx, job: Obj, active: list[Obj]) -> list[Obj]:
     excess = len(active) - job.manifest["spec"].get("parallelism", 1)
     if excess <= 0:
         return active
-    ranked = sorted(active, key=lambda p: (p.status.get("phase") == "Running", -(_pod_index(p) or 0),
+    ranked = sorted(active, key=lambda p: (p.status.get("phase") == "Running", -(pod_index(p) or 0),
                                            -p.created_at))
     _delete_pods(ctx, job, ranked[:excess])
     gone = {pod.uid for pod in ranked[:excess]}
@@ -314,9 +233,10 @@ def _throttle_arrays(ctx: Ctx, job: Obj, backend: Backend, pods: list[Obj]) -> N
         throttles[array_id] = wanted
 
 
-def _status(job: Obj, active: list[Obj]) -> None:
+def _status(job: Obj, active: list[Obj], pods: list[Obj]) -> None:
     totals = job.internal
     job.status.update(active=len(active), succeeded=totals.get("succeeded", 0), failed=totals.get("failed", 0),
+                      terminating=len(terminating(pods)),
                       ready=sum(1 for p in active if p.status.get("phase") == "Running"))
     if job.manifest["spec"].get("completionMode") == "Indexed":
         job.status["completedIndexes"] = totals.get("completedIndexes", "")
@@ -356,7 +276,7 @@ def reconcile_job(ctx: Ctx, job: Obj) -> None:
         job.settled = ttl is None and not active and not job.internal.get("stopping")
         ctx.store.save(job)
         return
-    _tally(ctx, job, pods)
+    tally(ctx, job, pods)
     suspended = bool(spec.get("suspend"))
     if suspended:
         _delete_pods(ctx, job, active)
@@ -364,7 +284,7 @@ def reconcile_job(ctx: Ctx, job: Obj) -> None:
     elif not any(p.internal.get("array") for p in active):  # array tasks are throttled instead
         active = _scale_down(ctx, job, active)
     _set_suspended(ctx, job, suspended)
-    _status(job, active)
+    _status(job, active, pods)
     if not suspended:
         job.status.setdefault("startTime", rfc3339(ctx.now))
         job.internal.setdefault("startedAt", ctx.now)
@@ -384,7 +304,8 @@ def reconcile_job(ctx: Ctx, job: Obj) -> None:
     elif not suspended:
         if deadline is not None:
             ctx.wake_at(job.internal["startedAt"] + deadline)
-        _create_pods(ctx, job, active)
+        ending = terminating(pods) if replaces_only_failed(job) else []  # replaced once they have ended
+        _create_pods(ctx, job, active + ending)
         backend = ctx.backend_for(job)
         if backend.supports_arrays:
             _throttle_arrays(ctx, job, backend, pods)

@@ -15,6 +15,7 @@ from podline.api.core import KeySelector, Pod
 from podline.api.sidecars import sidecar_names
 from podline.backends.base import Backend, SubmitError
 from podline.controller.context import TERMINAL, Ctx, warn_if_unsure
+from podline.controller.job_counts import awaits_count
 from podline.plan.pipeline import secret_key
 from podline.plan.pod import PlanWaiting, plan_pod, pod_requests
 from podline.runtime.files import rfc3339
@@ -228,14 +229,42 @@ def _delete(ctx: Ctx, obj: Obj) -> bool:
     return False
 
 
+def _final_status_of_deleted(ctx: Ctx, obj: Obj) -> None:
+    """How a deleted pod ended, for its Job to count (job_counts.awaits_count): the runner's last word, else
+    its containers terminated as the kubelet reports those it cannot find (137, ContainerStatusUnknown)."""
+    run = obj.internal.get("run")
+    seen = ctx.backend_for(obj).observe(Path(run["dir"])) if run else None
+    status = seen.status if seen is not None else None
+    if status is not None and status.get("phase") in TERMINAL:
+        _container_events(ctx, obj, status)
+        obj.status = status
+        return
+    if seen is not None and seen.state == "lost":
+        obj.status = _mark_lost(obj, status, seen.detail, seen.reason or "RunnerLost")
+        return
+    status, now = json.loads(json.dumps(status or obj.status)), rfc3339()
+    for c in status.get("initContainerStatuses", []) + status.get("containerStatuses", []):
+        if "terminated" not in c.get("state", {}):
+            c.update(ready=False, state={"terminated": {
+                "exitCode": 137, "reason": "ContainerStatusUnknown", "finishedAt": now,
+                "message": "The container could not be located when the pod was deleted"}})
+    _unknown_containers(obj.manifest["spec"], status, now)
+    status["phase"] = "Failed"
+    obj.status = status
+
+
 def reconcile_pod(ctx: Ctx, obj: Obj) -> None:
     if obj.deleted_at:
         if _delete(ctx, obj):
-            run = obj.internal.get("run")
-            if run:
-                ctx.backend_for(obj).cleanup(Path(run["dir"]), obj.uid)
-            ctx.store.remove(obj.uid)
-            return
+            if not awaits_count(ctx, obj):
+                run = obj.internal.get("run")
+                if run:
+                    ctx.backend_for(obj).cleanup(Path(run["dir"]), obj.uid)
+                ctx.store.remove(obj.uid)
+                return
+            if obj.status.get("phase") not in TERMINAL:  # its Job counts how it ended before the record goes
+                _final_status_of_deleted(ctx, obj)
+            ctx.wake_at(ctx.now)  # the Job's turn comes first in the next pass
     elif obj.status.get("phase") in TERMINAL:
         obj.settled = True
     elif "run" not in obj.internal:

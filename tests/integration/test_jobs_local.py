@@ -159,6 +159,31 @@ def test_pod_failure_policy_fails_the_job_at_once_on_a_listed_exit_code(cli: Cli
     assert status["failed"] == 1, "the ignored failure does not count"
 
 
+def test_a_pod_deleted_by_hand_is_judged_by_how_it_ended_under_a_pod_failure_policy(cli: Cli, tmp_path: Path) -> None:
+    """With a podFailurePolicy Kubernetes waits for a deleted pod to end and applies the rules to how it ended
+    (podReplacementPolicy Failed): SIGTERM's 143 matches Ignore here, so the deletion costs no retry (backoffLimit
+    0), and the replacement starts only once the deleted pod has ended."""
+    tries = tmp_path / "tries"
+    cli.apply(job("held", """  backoffLimit: 0
+  podFailurePolicy:
+    rules: [{action: Ignore, onExitCodes: {operator: In, values: [143]}}]
+""", f"""
+      restartPolicy: Never
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: work
+        image: busybox
+        command: [sh, -c, 'echo x >> {tries}; [ $(wc -l < {tries}) = 1 ] && exec sleep 300; exit 0']
+"""))
+    wait_for(lambda: cli.json("job", "held")["status"].get("ready") == 1)
+    first = cli.json("pods", "-l", "job-name=held")["items"][0]["metadata"]["name"]
+    cli("delete", "pod", first)
+    assert cli.wait("job/held", "condition=Complete").returncode == 0, cli.json("job", "held")["status"]
+    status = cli.json("job", "held")["status"]
+    assert (status["failed"], status["succeeded"], status["terminating"]) == (0, 1, 0), status
+    assert tries.read_text() == "x\nx\n"
+
+
 @pytest.mark.parametrize(("policy", "path", "problem"), [
     ("    rules: [{action: Ignore}]\n", "spec.podFailurePolicy.rules[0]",
      "exactly one of onExitCodes and onPodConditions"),
@@ -168,6 +193,9 @@ def test_pod_failure_policy_fails_the_job_at_once_on_a_listed_exit_code(cli: Cli
      "spec.podFailurePolicy.rules[0].action", "FailIndex requires backoffLimitPerIndex"),
     ("    rules: [{action: Count, onExitCodes: {containerName: nope, operator: NotIn, values: [1]}}]\n",
      "spec.podFailurePolicy.rules[0].onExitCodes.containerName", "'nope' is not a container"),
+    ("    rules: [{action: Ignore, onExitCodes: {operator: In, values: [143]}}]\n"
+     "  podReplacementPolicy: TerminatingOrFailed\n",
+     "spec.podReplacementPolicy", "'TerminatingOrFailed' is not supported with podFailurePolicy (only 'Failed')"),
 ])
 def test_bad_pod_failure_policies_are_exit_2(cli: Cli, policy: str, path: str, problem: str) -> None:
     done = cli("apply", "-f", "-", check=False, input=job("bad", f"  podFailurePolicy:\n{policy}", """

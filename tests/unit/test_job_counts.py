@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from podline.controller import job_failures, jobs
+from podline.controller import job_counts, job_failures, jobs
 from podline.store import Obj, Store
 from tests.unit.test_job_rules import INDEX, Recorder
 
@@ -36,7 +36,7 @@ def _exited(code: int, restarts: int = 0) -> dict[str, Any]:
 
 def _tally(store: Store, job: Obj, ctx: Recorder) -> dict[str, Any]:
     """One count over the job's stored pods; the job's record as stored afterwards."""
-    jobs._tally(ctx, job, store.list(kind="Pod", owner_uid=job.uid))  # type: ignore[arg-type]
+    job_counts.tally(ctx, job, store.list(kind="Pod", owner_uid=job.uid))  # type: ignore[arg-type]
     stored = store.get_uid(job.uid)
     assert stored is not None
     return stored.internal
@@ -67,7 +67,7 @@ def test_failed_pods_count_once_and_stay_counted_once_deleted(tmp_path: Path) ->
     _pod(store, job, "b", {"phase": "Running"})
     ctx = Recorder(store)
     assert _tally(store, job, ctx)["failed"] == 1 and job.internal["lastFailureAt"] == ctx.now
-    assert store.get_uid(first.uid).internal[jobs.COUNTED] == {"phase": "Failed"}  # type: ignore[union-attr]
+    assert store.get_uid(first.uid).internal[job_counts.COUNTED] == {"phase": "Failed"}  # type: ignore[union-attr]
     changes = store.db.total_changes
     assert _tally(store, job, ctx)["failed"] == 1  # counted once
     assert store.db.total_changes == changes, "nothing new: nothing written"
@@ -89,7 +89,7 @@ def test_succeeded_indexes_count_once_and_outlive_their_pods(tmp_path: Path) -> 
     _pod(store, job, "j-0-again", {"phase": "Succeeded"}, index=0)  # a second success of a completed index
     internal = _tally(store, job, ctx)
     assert (internal["succeeded"], internal["completedIndexes"]) == (2, "0,2")
-    jobs._status(job, [])
+    jobs._status(job, [], [])
     assert (job.status["succeeded"], job.status["completedIndexes"]) == (2, "0,2")
 
 
@@ -149,3 +149,52 @@ def test_ignored_failures_wait_a_back_off_too(tmp_path: Path) -> None:
     ctx = Recorder(store)
     internal = _tally(store, job, ctx)
     assert internal.get("failed", 0) == 0 and internal["backoffFailures"] == 1 and internal["lastFailureAt"] == ctx.now
+
+
+def _reconcile(store: Store, job: Obj, ctx: Recorder) -> Obj:
+    ctx.backend_for = lambda obj: NoArrays()  # type: ignore[attr-defined]
+    jobs.reconcile_job(ctx, store.get_uid(job.uid))  # type: ignore[arg-type]
+    stored = store.get_uid(job.uid)
+    assert stored is not None
+    return stored
+
+
+def test_a_pod_deleted_by_hand_counts_at_once_and_is_replaced_at_once_by_default(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    job = _job(store, {})
+    doomed = _pod(store, job, "a", {"phase": "Running"})
+    _pod(store, job, "b", {"phase": "Running"})
+    store.mark_deleted(doomed.uid)
+    ctx = Recorder(store)
+    job = _reconcile(store, job, ctx)
+    assert (job.status["failed"], job.status["active"], job.status["terminating"]) == (1, 1, 1)
+    ctx.now += job_failures.BACKOFF_CAP  # the failure's back-off
+    job = _reconcile(store, job, ctx)
+    assert len(store.list(kind="Pod", owner_uid=job.uid)) == 3, "a replacement beside the terminating pod"
+
+
+def test_with_pod_replacement_policy_failed_a_deleted_pod_counts_and_is_replaced_once_it_has_ended(
+        tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    job = _job(store, {"podReplacementPolicy": "Failed"})
+    doomed = _pod(store, job, "a", {"phase": "Running"})
+    _pod(store, job, "b", {"phase": "Running"})
+    store.mark_deleted(doomed.uid)
+    ctx = Recorder(store)
+    job = _reconcile(store, job, ctx)
+    assert (job.status["failed"], job.status["active"], job.status["terminating"]) == (0, 1, 1)
+    assert len(store.list(kind="Pod", owner_uid=job.uid)) == 2, "no replacement while it terminates"
+    ctx.now += job_failures.BACKOFF_CAP
+    job = _reconcile(store, job, ctx)
+    assert len(store.list(kind="Pod", owner_uid=job.uid)) == 2, "no replacement while it terminates"
+    stored = store.get_uid(doomed.uid)
+    assert stored is not None and job_counts.awaits_count(ctx, stored)  # type: ignore[arg-type]
+    stored.status = {"phase": "Failed", "containerStatuses": [_exited(143)]}
+    store.save(stored)
+    job = _reconcile(store, job, ctx)
+    assert (job.status["failed"], job.status["terminating"]) == (1, 0)
+    ctx.now += job_failures.BACKOFF_CAP
+    job = _reconcile(store, job, ctx)
+    assert len(store.list(kind="Pod", owner_uid=job.uid)) == 3, "replaced once it ended"
+    stored = store.get_uid(doomed.uid)
+    assert stored is not None and not job_counts.awaits_count(ctx, stored)  # type: ignore[arg-type]

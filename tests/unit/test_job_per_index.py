@@ -10,7 +10,7 @@ import pytest
 
 from podline.api.errors import ManifestError
 from podline.api.loader import load_text
-from podline.controller import job_failures, jobs
+from podline.controller import job_counts, job_failures, jobs
 from podline.store import Obj, Store
 from tests.unit.test_job_rules import INDEX, Recorder
 
@@ -66,7 +66,7 @@ def _failed(store: Store, job: Obj, index: int, code: int, name: str) -> None:
 
 
 def _tally(store: Store, job: Obj, ctx: Recorder) -> Obj:
-    jobs._tally(ctx, job, store.list(kind="Pod", owner_uid=job.uid))  # type: ignore[arg-type]
+    job_counts.tally(ctx, job, store.list(kind="Pod", owner_uid=job.uid))  # type: ignore[arg-type]
     stored = store.get_uid(job.uid)
     assert stored is not None
     return stored
