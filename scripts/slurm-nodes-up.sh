@@ -10,7 +10,9 @@
 #   UTS      its own hostname, which is its Slurm NodeName
 #   mount    its own /dev/shm (a fresh tmpfs: RAM workspaces do not outlive the node) and its own node-local
 #            directory at /var/lib/podline-node-local (bound from /var/lib/podline-nodes/<node>/local), while
-#            the rest of the filesystem (/tmp, the sshfs mount) is the shared storage every node sees
+#            the rest of the filesystem (/tmp, the sshfs mount) is the shared storage every node sees; the
+#            namespace is a slave of this machine's, so the sshfs mount reaches a node that started before it
+#            (sshfs-up.sh mounts it on a shared bind mount); a node that does not see it is restarted
 # Killing every process of a node's network namespace (`ip netns pids pl-n1 | xargs kill -9`) is a node
 # failure: its slurmd and its jobs are gone at once, and its RAM with them.
 #
@@ -28,6 +30,7 @@ CONF_DIR=/etc/slurm
 NODES_CONF=$CONF_DIR/test-nodes.conf
 NODE_ROOT=/var/lib/podline-nodes
 NODE_LOCAL=/var/lib/podline-node-local
+SHARED_MOUNT=/mnt/podline-shared  # sshfs-up.sh's mount: made a shared mount there, so nodes see it come and go
 LOG_DIR=/var/log/slurm
 WAIT_SECONDS=${SLURM_UP_WAIT:-60}
 HERE="$(dirname "$(readlink -f "$0")")"
@@ -97,6 +100,11 @@ node_pid() { # the slurmd of a node: a process named slurmd in the node's networ
     done
     return 1
 }
+sees_shared_mount() { # the node with slurmd $1 sees the shared storage's mount as this machine does (or none is)
+    local here
+    here=$(timeout 10 stat -c %d "$SHARED_MOUNT" 2>/dev/null) || return 0
+    [ "$(timeout 10 nsenter -t "$1" -m stat -c %d "$SHARED_MOUNT" 2>/dev/null)" = "$here" ]
+}
 kill_node() { # every process of the node, until none is left (a forking one may add some meanwhile)
     local pids
     for _ in $(seq 50); do
@@ -122,9 +130,13 @@ for n in $(seq "$SPARE"); do
         kill_node "$node"
     fi
     mv "$node_conf.tmp" "$node_conf"
+    if pid=$(node_pid "$node") && ! sees_shared_mount "$pid"; then
+        log "$node does not see $SHARED_MOUNT as this machine does (started before it was mounted): restarting it"
+        kill_node "$node"
+    fi
     node_pid "$node" >/dev/null && continue
     log "starting $node (slurmd at $NET.1$n)"
-    nsenter --net="/run/netns/$node" unshare --uts --mount --propagation private sh -c '
+    nsenter --net="/run/netns/$node" unshare --uts --mount --propagation slave sh -c '
         set -e
         hostname "$1"
         mount -t tmpfs -o mode=1777,size=2g tmpfs /dev/shm

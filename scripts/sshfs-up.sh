@@ -136,18 +136,30 @@ works() { # write, read back and remove a file through the mount, within 10 s
         2>/dev/null
 }
 is_sshfs() { findmnt -n -o FSTYPE --mountpoint "$MOUNT_DIR" 2>/dev/null | grep -q 'sshfs'; }
+# The test hosts of slurm-nodes-up.sh live in mount namespaces of their own, made slaves of this one. The sshfs
+# mount sits on a bind mount of the mount point onto itself made `shared`, so that they see it, and see it
+# mounted again after a dead connection, without a restart (with a plain mount they kept the dead one).
+shared_base() {
+    local bottom
+    bottom=$(findmnt -n --list -o PROPAGATION,FSTYPE --mountpoint "$MOUNT_DIR" 2>/dev/null | head -n 1)
+    [[ "$bottom" == shared* && "$bottom" != *sshfs* ]]
+}
 
-if works && is_sshfs; then
+if works && is_sshfs && shared_base; then
     log "$MOUNT_DIR is mounted and works; nothing to do"
     echo "sshfs-up: $MOUNT_DIR is mounted"
     exit 0
 fi
-if mountpoint -q "$MOUNT_DIR" 2>/dev/null || findmnt -n --mountpoint "$MOUNT_DIR" >/dev/null 2>&1; then
-    log "$MOUNT_DIR is mounted but does not work (dead connection?); unmounting it"
+if is_sshfs; then
+    log "$MOUNT_DIR is mounted but does not work (dead connection?) or has no shared base; unmounting it"
     "$FUSERMOUNT" -uz "$MOUNT_DIR" 2>/dev/null || umount -l "$MOUNT_DIR" 2>/dev/null \
-        || die "cannot unmount the broken mount at $MOUNT_DIR"
+        || die "cannot unmount the mount at $MOUNT_DIR"
 fi
 mkdir -p "$MOUNT_DIR" || die "cannot create $MOUNT_DIR"
+if ! shared_base; then
+    mount --bind "$MOUNT_DIR" "$MOUNT_DIR" && mount --make-shared "$MOUNT_DIR" \
+        || die "cannot make $MOUNT_DIR a shared bind mount"
+fi
 [ -z "$(ls -A "$MOUNT_DIR" 2>/dev/null)" ] || log "warning: $MOUNT_DIR is not empty; mounting over its content"
 
 log "mounting root@127.0.0.1:$EXPORT_DIR at $MOUNT_DIR"

@@ -149,6 +149,36 @@ spec:
         f"each node saw only its own shard's file in its local directory: {listed}"
 
 
+def test_every_node_sees_the_sshfs_shared_storage_as_this_machine_does(multi: Cli, tmp_path: Path) -> None:
+    """The nodes live in mount namespaces of their own: the sshfs mount must reach them, also one mounted again
+    after they started (scripts/sshfs-up.sh and slurm-nodes-up.sh; a node once kept a dead connection)."""
+    from tests.integration.test_datasets_local import SSHFS
+    if not SSHFS.is_mount():
+        pytest.skip(f"{SSHFS} is not mounted (run scripts/sshfs-up.sh as root)")
+    here = SSHFS / "tests" / f"nodes-{tmp_path.parent.name}-{tmp_path.name}"
+    here.mkdir(parents=True)
+    try:
+        (here / "token").write_text(tmp_path.name)
+        multi.apply(f"""
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {{name: seen}}
+spec:
+  shards: 2
+  steps:
+  - name: read-write
+    image: busybox
+    resources: {{requests: {{cpu: "1"}}}}
+    command: [sh, -c, 'cat {here}/token > {here}/from-$(hostname) && sleep 1']
+""")
+        assert multi.wait("pipeline/seen", "phase=Succeeded", timeout=120).returncode == 0, \
+            multi("describe", "pipeline", "seen").stdout
+        seen = {p.name: p.read_text() for p in here.glob("from-*")}
+        assert seen == {"from-pl-n1": tmp_path.name, "from-pl-n2": tmp_path.name}, seen
+    finally:
+        shutil.rmtree(here, ignore_errors=True)
+
+
 def test_the_next_pod_of_an_index_resumes_from_the_major_checkpoint_after_its_node_is_lost(multi: Cli,
                                                                                             tmp_path: Path) -> None:
     """The Kubernetes-native pipeline form: index 0's pod hangs in its second init container on one node;
