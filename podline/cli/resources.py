@@ -211,26 +211,31 @@ def delete(state: State, kind: str | None, names: tuple[str, ...], files: tuple[
         _fail_missing(missing)
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
+@click.command()
 @namespace_option
 @click.argument("name")
 @click.option("--image", required=True)
-@click.option("--restart", type=click.Choice(["Never", "OnFailure", "Always"]), default="Never")
+@click.option("--restart", type=click.Choice(["Never", "OnFailure", "Always"]), default="Never",
+              help="The pod's restartPolicy (default Never: a one-off batch pod; kubectl's default is Always).")
 @click.option("--env", "envs", multiple=True, help="KEY=VALUE, repeatable.")
-@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("-l", "--labels", default="", help="KEY=VALUE,… (default run=NAME), as kubectl run.")
+@click.option("--command", "as_command", is_flag=True,
+              help="The words after -- are the container's command (else its args, after the image's ENTRYPOINT).")
+@click.argument("words", nargs=-1, type=click.UNPROCESSED)
 @pass_state
-def run(state: State, name: str, image: str, restart: str, envs: tuple[str, ...], command: tuple[str, ...]) -> None:
-    """Run a one-off pod: podline run NAME --image IMAGE -- CMD ARGS..."""
+def run(state: State, name: str, image: str, restart: str, envs: tuple[str, ...], labels: str, as_command: bool,
+        words: tuple[str, ...]) -> None:
+    """Run a one-off pod: podline run NAME --image IMAGE [--command] -- ARGS... (as kubectl run)."""
     env = []
     for item in envs:
         key, sep, value = item.partition("=")
         if not sep:
             fail(f"--env {item!r}: expected KEY=VALUE", 2)
         env.append({"name": key, "value": value})
-    container = {"name": name[:63].strip("-.") or "main", "image": image, "command": list(command), "env": env}
+    container = {"name": name[:63].strip("-.") or "main", "image": image, "env": env,
+                 "command" if as_command else "args": list(words)}
     manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": state.namespace,
-                "labels": {"run": name[:63]} if len(name) <= 63 else {}},
-                "spec": {"restartPolicy": restart, "containers": [container]}}
+                "labels": _run_labels(labels, name)}, "spec": {"restartPolicy": restart, "containers": [container]}}
     from podline.api.loader import build_object
 
     try:
@@ -240,6 +245,18 @@ def run(state: State, name: str, image: str, restart: str, envs: tuple[str, ...]
     if state.store.get("Pod", state.namespace, name) is not None:  # run creates; it never updates (kubectl's)
         fail(f'pods "{name}" already exists', 1)
     apply_objects(state, [loaded])
+
+
+def _run_labels(text: str, name: str) -> dict[str, str]:
+    if not text:
+        return {"run": name[:63]} if len(name) <= 63 else {}
+    labels = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--labels {text!r}: expected KEY=VALUE,…", 2)
+        labels[key] = value
+    return labels
 
 
 @click.command()

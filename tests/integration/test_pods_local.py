@@ -257,6 +257,23 @@ def test_logs_follow_streams_until_the_pod_ends(cli: Cli) -> None:
     assert out.stdout.splitlines() == ["tick 1", "tick 2", "tick 3"]
 
 
+def test_run_takes_kubectls_words_and_refuses_unknown_flags(cli: Cli) -> None:
+    """As kubectl run: the words after -- are the container's args (the image's ENTRYPOINT stays), with
+    --command its command; -l sets the labels; an unknown flag is exit 2 and creates nothing (it used to become
+    part of the command)."""
+    bad = cli("run", "r0", "--image", "busybox", "--labels=a=b", "--bogus", "--", "echo", "hi", check=False)
+    assert bad.returncode == 2 and "No such option '--bogus'" in bad.stderr
+    assert cli.json("pods")["items"] == []
+    cli("run", "r1", "--image", "busybox", "-l", "app=x,tier=y", "--", "echo", "hi")
+    cli("run", "r2", "--image", "busybox", "--command", "--", "sh", "-c", "echo $0", "there")
+    first, second = (cli.json("pod", name) for name in ("r1", "r2"))
+    assert first["metadata"]["labels"] == {"app": "x", "tier": "y"}
+    assert (first["spec"]["containers"][0]["command"], first["spec"]["containers"][0]["args"]) == ([], ["echo", "hi"])
+    assert second["metadata"]["labels"] == {"run": "r2"}
+    assert second["spec"]["containers"][0]["command"] == ["sh", "-c", "echo $0", "there"]
+    assert cli.wait("pod/r2", "phase=Succeeded").returncode == 0 and cli("logs", "r2").stdout == "there\n"
+
+
 def test_run_one_off_pod_and_get_table(cli: Cli) -> None:
     cli("run", "once", "--image", "busybox", "--", "sh", "-c", "echo ran $0", "arg0;$(rm -rf /)")
     assert cli.wait("pod/once", "phase=Succeeded").returncode == 0
