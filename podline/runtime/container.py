@@ -99,16 +99,29 @@ class ContainerWorker(threading.Thread):
             if time.time() - started > BACKOFF_RESET_AFTER:
                 self.backoff = BACKOFF_BASE
             with self.lock:
+                undo = self.status.get("lastState"), self.status["state"]
                 self.status["lastState"] = self.status["state"]
                 self.status["restartCount"] += 1
                 self.status["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message":
                                                     f"back-off {self.backoff:g}s restarting failed container"}}
             self.on_change()
             if self.stopping.wait(self.backoff):
+                self._not_restarted(*undo)
                 break
             self.backoff = min(BACKOFF_CAP, self.backoff * 2)
             if self.before_restart is not None and not self.before_restart():
                 break
+
+    def _not_restarted(self, last_state: dict[str, Any] | None, state: dict[str, Any]) -> None:
+        """Stopped in its back-off (a sidecar retired as the pod ends, say): the restart it waited for never
+        happened, so it ends as it last ended, its restarts those that ran."""
+        with self.lock:
+            self.status["state"] = state
+            self.status["restartCount"] -= 1
+            if last_state is None:
+                self.status.pop("lastState", None)
+            else:
+                self.status["lastState"] = last_state
 
     def _run_once(self, log_path: Path) -> tuple[int, str, str]:
         begin = rfc3339()

@@ -59,6 +59,25 @@ def test_a_sidecar_that_ends_is_restarted_while_the_containers_run(cli: Cli) -> 
     assert server["restartCount"] >= 1 and server["lastState"]["terminated"]["exitCode"] == 3
 
 
+def test_a_sidecar_retired_in_its_back_off_ends_as_it_last_ended_with_the_restarts_that_ran(cli: Cli) -> None:
+    """It used to end `waiting: CrashLoopBackOff` with one restart more than ran (helper-71)."""
+    cli.apply("""apiVersion: v1
+kind: Pod
+metadata: {name: crashing}
+spec:
+  restartPolicy: Never
+  initContainers:
+  - {name: sc, image: busybox, restartPolicy: Always, command: [sh, -c, 'echo sc start; sleep 0.5; exit 5']}
+  containers:
+  - {name: main, image: busybox, command: [sh, -c, 'sleep 2.5']}
+""")
+    assert cli.wait("pod/crashing", "phase=Succeeded").returncode == 0
+    starts = cli("logs", "crashing", "-c", "sc").stdout.count("sc start")
+    sidecar = cli.json("pod", "crashing")["status"]["initContainerStatuses"][0]
+    assert starts >= 2 and sidecar["restartCount"] == starts - 1, (starts, sidecar)
+    assert sidecar["state"]["terminated"]["exitCode"] in (5, 143), sidecar
+
+
 def test_a_failing_container_fails_the_pod_and_still_stops_the_sidecar(cli: Cli) -> None:
     cli.apply(_pod("broken", "exit 7"))
     assert cli.wait("pod/broken", "phase=Failed").returncode == 0
