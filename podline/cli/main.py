@@ -23,6 +23,8 @@ from podline.cli.watch import logs, wait
 def cli(ctx: click.Context, context: str | None, namespace: str | None) -> None:
     """Run Kubernetes-style workloads on Slurm or on this machine."""
     ctx.obj = State(context=context)
+    if context is not None and ctx.invoked_subcommand != "config":
+        ctx.obj.check_context()  # a mistyped --context is exit 2 for reads too, as in kubectl
     if namespace is not None:
         set_namespace(ctx.obj, namespace)
 

@@ -86,6 +86,9 @@ def test_contexts(cli: Cli) -> None:
     pattern = cli("config", "set-context", "x", "--shared-dir", "/shared/%j", check=False)
     assert pattern.returncode == 2 and "--shared-dir" in pattern.stderr and "'%'" in pattern.stderr
     assert cli("config", "use-context", "nope", check=False).returncode == 2
+    for verb in (["get", "pods"], ["describe", "pods"], ["logs", "x"], ["delete", "pod", "x"]):
+        typo = cli("--context", "nope", *verb, check=False)  # reads too (it was ignored: "No resources found")
+        assert typo.returncode == 2 and 'context "nope" does not exist' in typo.stderr, (verb, typo.stderr)
     cli.env["PODLINE_IMAGE_PULL_RETRIES"] = "0"
     cli("config", "set-context", "boxed", "--runtime", "bwrap")
     cli("config", "use-context", "boxed")
