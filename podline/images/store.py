@@ -66,6 +66,14 @@ def bare_key(text: str) -> str | None:
     return f"{text}:latest" if ":" not in text.rsplit("/", 1)[-1] else text
 
 
+def _hub_short(tag: str) -> str:
+    """A RepoTag as `docker load` names it: skopeo writes `docker.io/library/tools:1.2` for `tools:1.2`."""
+    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"):
+        if tag.startswith(prefix):
+            return tag[len(prefix):]
+    return tag
+
+
 class ImageStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -222,7 +230,7 @@ def _inspect(archive: Path, source: Path) -> tuple[str, list[str], int]:
                 tags = manifest[0].get("RepoTags") if len(manifest) == 1 else []
                 if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
                     raise ImageError(f"{source}: RepoTags is not a list of names")
-                return "docker-archive", [key for t in tags if (key := bare_key(t))], len(manifest)
+                return "docker-archive", [key for t in tags if (key := bare_key(_hub_short(t)))], len(manifest)
     except (tarfile.TarError, ValueError, KeyError, OSError, EOFError) as exc:
         raise ImageError(f"{source}: not a readable image archive ({exc})") from None
     raise ImageError(f"{source}: neither an OCI layout/archive nor a docker archive")

@@ -54,6 +54,23 @@ def test_a_gzipped_docker_save_loads_under_its_own_name(archives: Path, tmp_path
             / "bin/busybox").is_file()
 
 
+@pytest.mark.parametrize(("repo_tag", "name"), [
+    ("docker.io/library/tools:1.2", "tools:1.2"), ("docker.io/lab/tools:1", "lab/tools:1"),
+    ("index.docker.io/library/tools:1.2", "tools:1.2"), ("reg.example.org/tools:1", None),
+])
+def test_a_docker_archive_skopeo_wrote_loads_under_the_name_docker_load_gives(
+        tmp_path: Path, repo_tag: str, name: str | None) -> None:
+    """skopeo copy … docker-archive:tools.tar:tools:1.2 writes RepoTags docker.io/library/tools:1.2 (helper-71:
+    it was refused as carrying no name)."""
+    archive = ib.docker_archive(tmp_path / "tools.tar", [ib.busybox_layer()], repo_tag=repo_tag)
+    store = ImageStore(tmp_path / "store")
+    if name is None:  # a name with a registry never comes from the store: --name is needed
+        with pytest.raises(ImageError, match="carries no name"):
+            store.load(archive)
+    else:
+        assert store.load(archive) == [name]
+
+
 def test_loading_a_name_again_replaces_its_archive_and_the_old_one_goes(archives: Path, tmp_path: Path) -> None:
     store = ImageStore(tmp_path / "store")
     store.load(archives / "tools.tar")
