@@ -50,6 +50,12 @@ class Context(Model):
     registry_auth_file: str | None = None
     insecure_registries: list[str] = Field(default_factory=list)
 
+    @field_validator("runtime", mode="before")
+    @classmethod
+    def _singularity(cls, value: object) -> object:
+        """`singularity` is the same runtime (SingularityCE's binary is used when apptainer is not installed)."""
+        return "apptainer" if value == "singularity" else value
+
     @field_validator("partition", "account", "qos")
     @classmethod
     def _slurm_name(cls, value: str | None) -> str | None:

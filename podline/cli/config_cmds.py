@@ -35,7 +35,8 @@ def config() -> None:
 @click.option("--qos")
 @click.option("--shared-dir")
 @click.option("--scratch-dir")
-@click.option("--runtime", type=click.Choice(["host", "bwrap", "apptainer"]))
+@click.option("--runtime", type=click.Choice(["host", "bwrap", "apptainer", "singularity"]),
+              help="singularity is the apptainer runtime (either binary)")
 @click.option("--time-limit")
 @click.option("--image-cache", help="node-local directory of unpacked images (default: <scratch-dir>/images)")
 @click.option("--registry-auth-file", help="registry credentials, containers-auth.json / docker config.json format")

@@ -79,6 +79,9 @@ def test_contexts(cli: Cli) -> None:
     cli("config", "set-context", "hpc", "--backend", "slurm", "--partition", "debug", "--shared-dir", "/shared")
     table = cli("config", "get-contexts").stdout
     assert "hpc" in table and "slurm" in table
+    cli("config", "set-context", "sing", "--runtime", "singularity")  # SPEC's name for the apptainer runtime
+    assert next(line for line in cli("config", "get-contexts").stdout.splitlines()
+                if line.split()[0] == "sing").split()[1:3] == ["local", "apptainer"]
     bad = cli("config", "set-context", "x", "--time-limit", "1;reboot", check=False)
     assert bad.returncode == 2 and "--time-limit" in bad.stderr
     broken = cli("config", "set-context", "x", "--shared-dir", "/shared\n#SBATCH --uid=0", check=False)
