@@ -12,7 +12,7 @@ import click
 from podline.api.names import INDEX_KEY
 from podline.api.sidecars import sidecar_names
 from podline.cli.common import State, fail, namespace_option, pass_state, split_ref
-from podline.runtime.files import log_file
+from podline.runtime.files import attempt_starts, log_file
 from podline.store import Obj
 
 POLL = 0.05
@@ -169,20 +169,36 @@ def _step_matches(step: str, pod: Obj, nodes: dict[str, dict[str, Any]]) -> bool
 @click.option("-f", "--follow", is_flag=True,
               help="Stream new output until the container ends for good (or the pod finishes).")
 @click.option("--shard", type=int, default=None, help="For a job: the pod of this completion index.")
+@click.option("-p", "--previous", is_flag=True, help="The container's run before the current one.")
+@click.option("--tail", type=click.IntRange(min=-1), default=-1, help="Only the last N lines (-1: all).")
 @pass_state
-def logs(state: State, name: str, container: str | None, follow: bool, shard: int | None) -> None:
-    """Print a container's (or a pipeline step's) output."""
+def logs(state: State, name: str, container: str | None, follow: bool, shard: int | None, previous: bool,
+         tail: int) -> None:
+    """Print a container's (or a pipeline step's) output: its current run (a restarted container's earlier
+    runs: --previous)."""
     kind, bare = split_ref(name) if "/" in name else ("Pod", name)
+    if kind == "Pipeline" or ("/" not in name and state.store.get("Pod", state.namespace, name) is None
+                              and state.store.get("Pipeline", state.namespace, name) is not None):
+        kind = "Pipeline"
+    if kind in ("Workflow", "Pipeline") and (previous or tail >= 0):
+        fail(f"--previous and --tail are for a pod's containers, not a {kind.lower()}'s steps", 2)
     if kind == "Workflow":
         _workflow_logs(state, bare, container, follow)
         return
-    if kind == "Pipeline" or ("/" not in name and state.store.get("Pod", state.namespace, name) is None
-                              and state.store.get("Pipeline", state.namespace, name) is not None):
+    if kind == "Pipeline":
         _pipeline_logs(state, bare, container, shard, follow)
         return
     for pod in _pods_for(state, name, shard):
         chosen = _container_for(pod, container)
-        offset = 0
+        run = pod.internal.get("run")
+        path = log_file(Path(run["dir"]), chosen) if run else None
+        if previous:
+            _print_previous(path, pod.name, chosen, tail)
+            continue
+        starts = attempt_starts(path) if path is not None else []
+        offset = starts[-1] if starts else 0  # the current run's output
+        if tail >= 0 and path is not None:
+            offset = _print_tail(path, offset, tail)
         while True:
             current = state.store.get_uid(pod.uid)
             run = (current or pod).internal.get("run")
@@ -197,6 +213,39 @@ def logs(state: State, name: str, container: str | None, follow: bool, shard: in
                     fail(f'container "{chosen}" in pod "{pod.name}" is waiting to start')
                 break
             time.sleep(POLL)
+
+
+def _print_previous(path: Path | None, pod: str, container: str, tail: int) -> None:
+    starts = attempt_starts(path) if path is not None else []
+    if path is None or len(starts) < 2:
+        fail(f'previous terminated container "{container}" in pod "{pod}" not found')
+    with open(path, "rb") as handle:
+        handle.seek(starts[-2])
+        chunk = handle.read(starts[-1] - starts[-2])
+    sys.stdout.buffer.write(_last_lines(chunk, tail))
+    sys.stdout.buffer.flush()
+
+
+def _print_tail(path: Path, offset: int, tail: int) -> int:
+    """The last `tail` lines written since `offset`; where following goes on from."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            chunk = handle.read()
+    except FileNotFoundError:
+        return offset
+    sys.stdout.buffer.write(_last_lines(chunk, tail))
+    sys.stdout.buffer.flush()
+    return offset + len(chunk)
+
+
+def _last_lines(chunk: bytes, tail: int) -> bytes:
+    if tail < 0:
+        return chunk
+    if tail == 0:
+        return b""
+    lines = chunk.splitlines(keepends=True)
+    return b"".join(lines[-tail:])
 
 
 # What `wait --for` can name, per kind: the phases and conditions the controller sets (Job phases are

@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from podline.api.sidecars import is_sidecar
 from podline.runtime.engine import Engine
-from podline.runtime.files import log_file, rfc3339
+from podline.runtime.files import log_file, mark_attempt, rfc3339
 from podline.runtime.launch import StartError
 
 BACKOFF_BASE = float(os.environ.get("PODLINE_RESTART_BACKOFF_SECONDS", "1"))
@@ -132,6 +132,7 @@ class ContainerWorker(threading.Thread):
                     if self.stopping.is_set():
                         return self._terminated(137, "Error", "pod stopped before start", begin)
                     self.stdout_lost = None
+                    mark_attempt(log_path, log.tell())
                     self.process = self.engine.spawn(self.spec, log, subprocess.PIPE if self.stdout_copy else None)
                     tee = self._tee(self.process, log) if self.stdout_copy else None
                     self.status["imageID"] = self.engine.image_id(self.spec)

@@ -26,6 +26,22 @@ def log_file(rundir: Path, container: str) -> Path:
     return rundir / "logs" / f"{container}.log"
 
 
+def mark_attempt(log_path: Path, offset: int) -> None:
+    """Record that a run of the container starts at byte `offset` of its log (`logs` shows the current run,
+    `logs --previous` the one before, as kubectl; the log itself keeps every run)."""
+    with open(log_path.with_suffix(".starts"), "a") as starts:
+        starts.write(f"{offset}\n")
+
+
+def attempt_starts(log_path: Path) -> list[int]:
+    """Where each recorded run starts in the log (none recorded: one run from 0)."""
+    try:
+        text = log_path.with_suffix(".starts").read_text()
+    except FileNotFoundError:
+        return []
+    return [int(line) for line in text.split() if line.isdigit()]
+
+
 def rfc3339(ts: float | None = None) -> str:
     """UTC timestamp as Kubernetes prints it, with microseconds (still valid RFC 3339)."""
     moment = datetime.fromtimestamp(time.time() if ts is None else ts, UTC)

@@ -144,6 +144,28 @@ def test_restart_policy_on_failure_restarts_with_backoff(cli: Cli, tmp_path: Pat
     assert "BackOff" in cli("describe", "pod", "flaky").stdout
 
 
+def test_logs_show_the_current_run_and_previous_the_one_before_as_kubectl(cli: Cli, tmp_path: Path) -> None:
+    cli.apply(pod("runs", f"""
+  restartPolicy: OnFailure
+  volumes: [{{name: state, hostPath: {{path: {tmp_path}}}}}]
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, 'echo x >> /state/n; n=$(wc -l < /state/n); echo a $n; echo b $n; [ $n -lt 3 ] && exit 1; exit 0']
+    volumeMounts: [{{name: state, mountPath: /state}}]
+"""))
+    assert cli.wait("pod/runs", "phase=Succeeded").returncode == 0
+    assert cli("logs", "runs").stdout == "a 3\nb 3\n"
+    assert cli("logs", "runs", "--previous").stdout == "a 2\nb 2\n"
+    assert cli("logs", "runs", "--tail", "1").stdout == "b 3\n"
+    assert cli("logs", "runs", "-p", "--tail=1").stdout == "b 2\n"
+    assert cli("logs", "runs", "--tail", "0").stdout == ""
+    cli("run", "once", "--image", "busybox", "--", "echo", "only")
+    assert cli.wait("pod/once", "phase=Succeeded").returncode == 0
+    none = cli("logs", "once", "--previous", check=False)
+    assert none.returncode == 1 and 'previous terminated container "once" in pod "once" not found' in none.stderr
+
+
 def test_restart_policy_always_keeps_restarting(cli: Cli) -> None:
     cli.apply(pod("forever", """
   containers:
