@@ -26,17 +26,14 @@ from podline.api.base import (
     warnings_var,
 )
 from podline.api.core import MAX_STRING, Arg, KeySelector, Text
+from podline.api.durations import DURATION, duration_seconds
 
 MAX_TEMPLATES = 1_000
 MAX_LOOP = 100_000  # items of one withSequence: beyond this a sequence is a typo
 ARGO_NAME = re.compile(r"^[a-zA-Z0-9][-a-zA-Z0-9]*$")  # templates, steps, tasks (Argo's field-name rule)
 PARAM_NAME = re.compile(r"^[-a-zA-Z0-9_]+$")  # parameters and artifacts
-# Go durations (a bare number is seconds) and whole numbers: ASCII digits only, as Go and Kubernetes read them
-DURATION = re.compile(r"(\d+|(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+)", re.ASCII)
+# whole numbers: ASCII digits only, as Go and Kubernetes read them (durations: api.durations)
 DIGITS = re.compile(r"-?\d{1,18}", re.ASCII)
-DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", re.ASCII)
-_UNIT_SECONDS = {"ns": Decimal("1e-9"), "us": Decimal("1e-6"), "µs": Decimal("1e-6"), "ms": Decimal("1e-3"),
-                 "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600)}
 MAX_SECONDS = 10**9  # activeDeadlineSeconds' bound, and so every duration's
 REMOTE_SOURCES = ("git", "gcs", "oss", "hdfs", "artifactory", "azure", "hf", "plugin")
 
@@ -146,13 +143,6 @@ def _duration(value: Any) -> Any:
         raise ValueError(f"duration {value[:40]!r} is too long: at most {MAX_SECONDS} seconds (as "
                          "activeDeadlineSeconds)")
     return value
-
-
-def duration_seconds(value: str) -> Decimal:
-    """Seconds in a duration that DURATION matches (exactly, whatever its number of digits)."""
-    if value.isdigit():
-        return Decimal(value)
-    return sum((Decimal(number) * _UNIT_SECONDS[unit] for number, unit in DURATION_PART.findall(value)), Decimal(0))
 
 
 def duration_or_reference(value: Any) -> Any:

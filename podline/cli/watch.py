@@ -319,28 +319,59 @@ def _where_it_ended(obj: Obj) -> str:
     return f"{final['type']}: {final.get('reason', '')}" if final else "phase unknown"
 
 
+def _timeout_seconds(text: str) -> float:
+    """kubectl's --timeout is a Go duration (30s, 5m, 1h); a bare number is seconds, as podline took it before."""
+    from podline.api.durations import DURATION, duration_seconds
+
+    if not DURATION.fullmatch(text):
+        fail(f"--timeout {text!r}: expected a duration such as 30s, 5m, 1h30m (a bare number is seconds)", 2)
+    return float(duration_seconds(text))
+
+
+def _wait_targets(refs: tuple[str, ...]) -> list[tuple[str, str]]:
+    """`pod/a job/b` or `pod a b`, as kubectl wait takes them."""
+    if any("/" in ref for ref in refs):
+        return [split_ref(ref) for ref in refs]
+    if len(refs) < 2:
+        fail(f"expected KIND/NAME… or KIND NAME…, got {' '.join(refs)!r}", 2)
+    return [split_ref(refs[0], name) for name in refs[1:]]
+
+
+def _wait_one(state: State, kind: str, name: str, wanted: tuple[str, str, str] | None, deadline: float) -> None:
+    """Until KIND/NAME reaches `wanted` (None: until it is gone), or fail (exit 1)."""
+    ref = f"{kind.lower()}/{name}"
+    condition = "delete" if wanted is None else f"{wanted[0]}={wanted[1]}" + (
+        f"={wanted[2]}" if wanted[2] != "True" else "")
+    while True:
+        if wanted is None:
+            if state.store.get(kind, state.namespace_of(kind), name) is None:
+                break
+        else:
+            obj = state.find(kind, name)
+            reached, reachable = _reached(obj, *wanted)
+            if reached:
+                break
+            if not reachable:
+                fail(f"{ref} can no longer reach {condition} ({_where_it_ended(obj)})", 1)
+        if time.time() >= deadline:
+            fail(f"timed out waiting for {condition} on {ref}", 1)
+        time.sleep(POLL)
+    click.echo(f"{ref} condition met")  # kubectl's words, for phases too
+
+
 @click.command()
 @namespace_option
-@click.argument("ref")
+@click.argument("refs", nargs=-1, required=True)
 @click.option("--for", "condition", default=None,
-              help="phase=P or condition=C[=True|False] (a pod's default: condition=Ready); one the kind does "
-                   "not have exits 2, listing those it has.")
-@click.option("--timeout", type=float, default=30.0, help="Seconds (kubectl's default is 30).")
+              help="phase=P, condition=C[=True|False] or delete (a pod's default: condition=Ready); one the kind "
+                   "does not have exits 2, listing those it has.")
+@click.option("--timeout", default="30s", help="A duration: 30s, 5m, 1h (a bare number is seconds; default 30s).")
 @pass_state
-def wait(state: State, ref: str, condition: str | None, timeout: float) -> None:
-    """Wait until KIND/NAME reaches a phase or condition; exit 1 on timeout or when it no longer can."""
-    kind, name = split_ref(ref)
-    what, value, status = parse_for(kind, condition)
-    condition = f"{what}={value}" + (f"={status}" if status != "True" else "")
-    deadline = time.time() + timeout
-    while True:
-        obj = state.find(kind, name)
-        reached, reachable = _reached(obj, what, value, status)
-        if reached:
-            click.echo(f"{kind.lower()}/{name} {what} met")
-            return
-        if not reachable:
-            fail(f"{kind.lower()}/{name} can no longer reach {condition} ({_where_it_ended(obj)})", 1)
-        if time.time() >= deadline:
-            fail(f"timed out waiting for {condition} on {kind.lower()}/{name}", 1)
-        time.sleep(POLL)
+def wait(state: State, refs: tuple[str, ...], condition: str | None, timeout: str) -> None:
+    """Wait until each KIND/NAME (or KIND NAME…) reaches a phase or condition, or is gone (--for=delete); exit 1
+    on timeout or when one no longer can."""
+    deadline = time.time() + _timeout_seconds(timeout)
+    targets = _wait_targets(refs)
+    wanted = {kind: None if condition == "delete" else parse_for(kind, condition) for kind, _ in targets}
+    for kind, name in targets:
+        _wait_one(state, kind, name, wanted[kind], deadline)

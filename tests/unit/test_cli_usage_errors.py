@@ -72,9 +72,22 @@ def test_wait_accepts_what_the_kind_has(kind: str, wanted: str | None, parsed: t
 def test_wait_meets_a_phase_and_a_condition_status(store: Store) -> None:
     store.apply("Pod", "default", "done", {"metadata": {"name": "done"}},
                 status={"phase": "Succeeded", "conditions": [{"type": "Ready", "status": "False"}]})
-    assert run("wait", "pod/done", "--for=phase=succeeded").stdout == "pod/done phase met\n"
+    assert run("wait", "pod/done", "--for=phase=succeeded").stdout == "pod/done condition met\n"  # kubectl's words
     assert run("wait", "pod/done", "--for=condition=Ready=False").exit_code == 0
     assert_one_error(run("wait", "pod/done", "--for=condition=Ready"), 1, "can no longer reach condition=Ready")
+
+
+def test_wait_takes_kubectls_forms_durations_and_delete(store: Store) -> None:
+    for name in ("a", "b"):
+        store.apply("Pod", "default", name, {"metadata": {"name": name}}, status={"phase": "Succeeded"})
+    both = run("wait", "pod", "a", "b", "--for=phase=Succeeded", "--timeout=1m30s")
+    assert both.exit_code == 0 and both.stdout == "pod/a condition met\npod/b condition met\n"
+    assert run("wait", "pod/a", "pod/b", "--for=phase=Succeeded", "--timeout", "2").exit_code == 0
+    assert run("wait", "pod/gone", "--for=delete", "--timeout=0s").stdout == "pod/gone condition met\n"
+    assert_one_error(run("wait", "pod/a", "--for=delete", "--timeout=100ms"), 1, "timed out waiting for delete on pod/a")
+    assert_one_error(run("wait", "pod/a", "--timeout=30x"), 2, "--timeout '30x': expected a duration")
+    assert_one_error(run("wait", "a"), 2, "expected KIND/NAME… or KIND NAME…")
+    assert_one_error(run("wait", "pod/a", "pod/nope", "--for=phase=Succeeded"), 1, 'pods "nope" not found')
 
 
 # --- apply -f - with bytes that are not UTF-8 -----------------------------------------------------------
