@@ -276,4 +276,6 @@ def reconcile_pod(ctx: Ctx, obj: Obj) -> None:
             ctx.wake_at(ctx.now)  # a workflow step ended: its workflow starts the next ones in the next pass
         obj.settled = True
         obj.internal.setdefault("finishedAt", ctx.now)
+        for stale in ("slurmState", "slurmReason"):  # the queue's last word before the end (describe showed it)
+            obj.internal.get("backend", {}).pop(stale, None)
     ctx.store.save(obj)

@@ -70,6 +70,8 @@ spec:
     go.touch()
     assert slurm.wait("pod/beside", "phase=Succeeded").returncode == 0, slurm("describe", "pod", "beside").stdout
     assert slurm("logs", "beside").stdout == "ok\n"
+    ended = slurm("describe", "pod", "beside").stdout  # the queue's last word is gone with the pod's end
+    assert "Slurm Job:" in ended and "Slurm State:" not in ended and "Slurm Reason:" not in ended, ended
     assert slurm.wait("job/throttled", "condition=Complete", timeout=90).returncode == 0, \
         slurm("describe", "job", "throttled").stdout
     status = slurm.json("job", "throttled")["status"]
