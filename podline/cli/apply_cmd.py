@@ -137,8 +137,9 @@ def _check_template_references(store: Store, loaded: list[Loaded]) -> None:
             fail(f"{item.describe()}: {exc.path}: {exc.problem}", 2)
 
 
-def apply_objects(state: State, loaded: list[Loaded]) -> None:
-    """Validate every change against stored state first, then write all in one transaction."""
+def apply_objects(state: State, loaded: list[Loaded], said: str | None = None) -> None:
+    """Validate every change against stored state first, then write all in one transaction; `said`: the word
+    printed for a change (kubectl's `scaled`), else what happened (created, configured, unchanged)."""
     context = state.check_context()
     store = state.store
     plans = []
@@ -166,7 +167,8 @@ def apply_objects(state: State, loaded: list[Loaded]) -> None:
                 manifest = obj.dump()
             result, _ = store.apply(obj.kind, obj.metadata.namespace, obj.metadata.name or "", manifest,
                                     context=context)
-            results.append(f"{obj.kind.lower()}/{obj.metadata.name} {result}")
+            word = said if said and result != "unchanged" else result
+            results.append(f"{obj.kind.lower()}/{obj.metadata.name} {word}")
     if any(not r.endswith("unchanged") for r in results):
         state.ensure_controller()
     for line in results:

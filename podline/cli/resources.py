@@ -279,4 +279,4 @@ def scale(state: State, ref: str, parallelism: int | None, shards: int | None) -
         loaded = build_object(manifest, f"<scale {kind.lower()}/{name}>", 1)
     except ManifestError as exc:
         fail(str(exc), 2)
-    apply_objects(state, [loaded])
+    apply_objects(state, [loaded], said="scaled")

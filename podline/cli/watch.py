@@ -37,11 +37,19 @@ def _pods_for(state: State, ref: str, shard: int | None) -> list[Obj]:
     if kind != "Job":
         fail(f"logs are available for pods and jobs, not {kind}", 2)
     job = state.find("Job", name)
+    spec = job.manifest["spec"]
+    completions = spec.get("completions") if spec.get("completionMode") == "Indexed" else None
+    if shard is not None and (completions is None or not 0 <= shard < completions):
+        known = f"its indexes: 0..{completions - 1}" if completions else "it is not Indexed"
+        fail(f"job {name} has no shard {shard} ({known})")
     pods = [p for p in state.store.list(kind="Pod", owner_uid=job.uid)]
     if shard is not None:
         pods = [p for p in pods if index(p) == shard]
     if not pods:
-        fail(f"job {name} has no pods{'' if shard is None else f' for shard {shard}'} yet")
+        finished = any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+                       for c in job.status.get("conditions", []))
+        fail(f"job {name} has no pods{'' if shard is None else f' for shard {shard}'}"
+             + (" left (it has finished)" if finished else " yet"))
     return sorted(pods, key=lambda p: (index(p), p.created_at))
 
 
@@ -126,6 +134,9 @@ def _workflow_logs(state: State, name: str, step: str | None, follow: bool) -> N
     """Every step pod's output, each line prefixed with its pod name (as `argo logs` prints); -c keeps the
     steps whose node display name or template is STEP. With -f, until the workflow is over."""
     workflow = state.find("Workflow", name)
+    if step is not None and not _names_a_step(workflow, step) and state.store.get(
+            "Pod", workflow.namespace, step) is None:
+        fail(f'workflow {name} has no step or template "{step}"')
     offsets: dict[str, int] = {}
     while True:
         current = state.store.get_uid(workflow.uid)
@@ -151,6 +162,19 @@ def _workflow_logs(state: State, name: str, step: str | None, follow: bool) -> N
         if not follow or current is None or current.status.get("phase") in TERMINAL:
             return
         time.sleep(POLL)
+
+
+def _names_a_step(workflow: Obj, step: str) -> bool:
+    """Whether -c STEP can ever match: a template, step or task the workflow declares, or one of its nodes."""
+    templates = list(workflow.manifest.get("spec", {}).get("templates") or [])
+    templates += list((workflow.status.get("storedTemplates") or {}).values())
+    names = {t.get("name") for t in templates}
+    for template in templates:
+        names |= {s.get("name") for group in template.get("steps") or [] for s in group or []}
+        names |= {t.get("name") for t in (template.get("dag") or {}).get("tasks") or []}
+    for node in (workflow.status.get("nodes") or {}).values():
+        names |= {node.get("name"), node.get("displayName"), node.get("templateName"), node.get("id")}
+    return step in names or any(isinstance(n, str) and n.startswith(step + "(") for n in names)
 
 
 def _step_matches(step: str, pod: Obj, nodes: dict[str, dict[str, Any]]) -> bool:

@@ -83,7 +83,7 @@ def _admit_and_launch(ctx: Ctx, obj: Obj) -> None:
     rundir = backend.run_dir(obj.namespace, obj.name, obj.uid)
     obj.internal["run"] = {"dir": str(rundir), "intentAt": ctx.now}
     obj.status = {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]}
-    ctx.event(obj, "Scheduled", f"Successfully assigned {obj.namespace}/{obj.name} to {backend.name}")
+    ctx.event(obj, "Scheduled", f"Successfully assigned {obj.namespace}/{obj.name} to context {backend.name}")
     ctx.store.save(obj)  # intent first, then the side effect
     _launch(ctx, obj, backend, rundir, plan, adopt=False)
 

@@ -32,7 +32,7 @@ def test_scaling_a_running_job_down_deletes_the_highest_indexes_which_come_back(
     cli.apply(job("wide", "  completions: 3\n  parallelism: 3\n  completionMode: Indexed\n", command, tmp_path))
     wait_for(lambda: cli.json("job", "wide")["status"].get("ready") == 3, timeout=15)
     first = cli.json("pods", "-l", f"{INDEX}=0")["items"][0]["metadata"]["name"]
-    cli("scale", "job/wide", "--parallelism", "1")
+    assert cli("scale", "job/wide", "--parallelism", "1").stdout == "job/wide scaled\n"  # kubectl's word
     wait_for(lambda: list(_pods(cli, "wide")) == [first], timeout=10)  # 1 and 2 deleted, 0 left running
     assert cli.json("job", "wide")["status"]["active"] == 1
     (tmp_path / "go").touch()

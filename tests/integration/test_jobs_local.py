@@ -35,6 +35,8 @@ def test_indexed_job_gives_each_index_its_own_output(cli: Cli, tmp_path: Path) -
     failed = [p["status"] for p in pods if p["status"]["phase"] != "Succeeded"]
     assert status["succeeded"] == 6 and status["failed"] == 0 and status["active"] == 0, failed
     assert status["completedIndexes"] == "0-5"
+    beyond = cli("logs", "job/shards", "--shard", "7", check=False)  # "no pods for shard 7 yet" it said
+    assert beyond.returncode == 1 and "job shards has no shard 7 (its indexes: 0..5)" in beyond.stderr
     assert any(c["type"] == "Complete" and c["status"] == "True" for c in status["conditions"])
     pods = cli.json("pods", "-l", "job-name=shards")["items"]
     assert len(pods) == 6

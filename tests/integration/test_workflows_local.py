@@ -300,6 +300,10 @@ def test_logs_c_picks_steps_by_display_name_item_or_template(cli: Cli) -> None:
     every = ["said 1.5", "said a.txt", "said b"]
     assert said("fan") == said("say") == every  # a display name (items with dots too), a template name
     assert said("fan(0:a.txt)") == ["said a.txt"]
+    pod = next(p["metadata"]["name"] for p in cli.json("pods")["items"])
+    assert len(said(pod)) == 1  # a step's pod, by its name
+    nothing = cli("logs", "workflow/fan", "-c", "no-such-step", check=False)  # was exit 0, printing nothing
+    assert nothing.returncode == 1 and 'workflow fan has no step or template "no-such-step"' in nothing.stderr
 
 
 def test_get_and_describe_read_like_argo_list_and_argo_get(cli: Cli) -> None:

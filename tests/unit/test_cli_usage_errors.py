@@ -84,7 +84,8 @@ def test_wait_takes_kubectls_forms_durations_and_delete(store: Store) -> None:
     assert both.exit_code == 0 and both.stdout == "pod/a condition met\npod/b condition met\n"
     assert run("wait", "pod/a", "pod/b", "--for=phase=Succeeded", "--timeout", "2").exit_code == 0
     assert run("wait", "pod/gone", "--for=delete", "--timeout=0s").stdout == "pod/gone condition met\n"
-    assert_one_error(run("wait", "pod/a", "--for=delete", "--timeout=100ms"), 1, "timed out waiting for delete on pod/a")
+    timed_out = run("wait", "pod/a", "--for=delete", "--timeout=100ms")
+    assert_one_error(timed_out, 1, "timed out waiting for delete on pod/a")
     assert_one_error(run("wait", "pod/a", "--timeout=30x"), 2, "--timeout '30x': expected a duration")
     assert_one_error(run("wait", "a"), 2, "expected KIND/NAME… or KIND NAME…")
     assert_one_error(run("wait", "pod/a", "pod/nope", "--for=phase=Succeeded"), 1, 'pods "nope" not found')
