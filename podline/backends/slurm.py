@@ -72,6 +72,7 @@ class SlurmBackend:
         self.sbatch = Sbatch()
         self.pilots = Pilots(self.shared, self.watcher, self.submit, self.placement)
         self._final_seen: dict[str, float] = {}  # run dir -> when its "Terminated" was first read (monotonic)
+        self._signals: list[subprocess.Popen[bytes]] = []  # scancels not waited for (reaped in begin_pass)
 
     # --- where -----------------------------------------------------------------------------------
     def run_dir(self, namespace: str, name: str, uid: str) -> Path:
@@ -250,6 +251,19 @@ class SlurmBackend:
         return {"slurmJobId": job_id} if job_id else {}
 
     # --- stop ------------------------------------------------------------------------------------
+    def _scancel_nowait(self, *args: str) -> None:
+        """scancel without waiting for it: it delivers a signal at once but may take seconds to return (5 s for a
+        task of an array with pending tasks), and a pass stopping a Job's tasks one after the other stalled the
+        controller for a grace period per task while pending tasks started meanwhile."""
+        try:
+            self._signals.append(subprocess.Popen(["scancel", *args], stdout=subprocess.DEVNULL,
+                                                  stderr=subprocess.DEVNULL))
+        except OSError:
+            pass
+
+    def cancel_pending(self, job_id: str) -> None:
+        self._scancel_nowait("--state=PENDING", job_id)
+
     def _scancel(self, *args: str) -> None:
         try:
             subprocess.run(["scancel", *args], capture_output=True, text=True, timeout=60)
@@ -269,14 +283,17 @@ class SlurmBackend:
         rundir.mkdir(mode=0o700, parents=True, exist_ok=True)
         (rundir / STOP_REQUESTED).touch()
         if hard:
-            self._scancel(job_id)
+            self._scancel_nowait(job_id)
         else:  # SIGTERM to the batch step only: the runner stops its containers with their grace period
-            self._scancel("--batch", "--signal=TERM", job_id)
+            self._scancel_nowait("--batch", "--signal=TERM", job_id)
 
     def claim(self, rundir: Path) -> bool:
         marker = self.pilots.marker(rundir)
         if marker is not None:
             return self.pilots.claim(rundir, marker)
+        started = read_json(rundir / "started")
+        if isinstance(started, dict) and not started.get("claimed"):
+            return False  # its runner began after the last squeue snapshot (which said PENDING): stop it gently
         tag, index = self._tag_and_index(rundir)
         job = self.watcher.lookup(tag, index)
         if job is not None and job.state in ACTIVE:
@@ -301,10 +318,17 @@ class SlurmBackend:
         self.pilots.release(group, delete)
 
     def begin_pass(self) -> None:
-        """Nothing eager: the squeue snapshot is taken on the first lookup of a pass (at most every second)."""
+        """Reap the scancels that returned; the squeue snapshot is taken on the first lookup of a pass (at most
+        every second)."""
+        self._signals = [proc for proc in self._signals if proc.poll() is None]
 
     def end_pass(self) -> None:
         self.sbatch.keep_warm()
 
     def close(self) -> None:
         self.sbatch.close()
+        for proc in self._signals:  # a stop asked for just before the controller stops still happens
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass

@@ -131,6 +131,16 @@ def _create_members(ctx: Ctx, job: Obj, array_id: str, record: dict) -> None:
     ctx.event(job, "SuccessfulCreate", f"Created {len(pods)} pods for job array {record.get('jobId', '-')}")
 
 
+def cancel_pending_tasks(job: Obj, backend: Backend) -> None:
+    """The Job is over (finished or deleted): the tasks of its arrays that have not started never will; one
+    scancel per array, before its running tasks are stopped one by one (a task the throttle let start meanwhile
+    ran after the Job had ended). Done once per array."""
+    for record in job.internal.get("arrays", {}).values():
+        if record.get("jobId") and not record.get("pendingCancelled"):
+            backend.cancel_pending(record["jobId"])
+            record["pendingCancelled"] = True
+
+
 def remove_arrays(ctx: Ctx, job: Obj, backend: Backend) -> None:
     for array_id, record in job.internal.get("arrays", {}).items():
         backend.cleanup(Path(record["dir"]), array_id)

@@ -31,7 +31,13 @@ from typing import Any
 
 from podline.api.names import INDEX_KEY, random_suffix
 from podline.backends.base import Backend, SubmitError
-from podline.controller.arrays import create_array, pending_indexes, remove_arrays, submit_arrays
+from podline.controller.arrays import (
+    cancel_pending_tasks,
+    create_array,
+    pending_indexes,
+    remove_arrays,
+    submit_arrays,
+)
 from podline.controller.context import TERMINAL, Ctx
 from podline.controller.job_counts import COUNTED, pod_index, replaces_only_failed, tally, terminating
 from podline.controller.job_failures import (
@@ -79,6 +85,8 @@ def _finish(ctx: Ctx, job: Obj, kind: str, reason: str, message: str, active: li
         job.status["completionTime"] = now
     job.internal["finishedAt"] = ctx.now
     ctx.event(job, reason, message, "Normal" if kind == "Complete" else "Warning")
+    if active and ctx.backend_for(job).supports_arrays:
+        cancel_pending_tasks(job, ctx.backend_for(job))
     for pod in active:
         _stop(ctx, pod)
     if active:
@@ -252,6 +260,8 @@ def _is_finished(job: Obj) -> bool:
 def reconcile_job(ctx: Ctx, job: Obj) -> None:
     pods = ctx.store.list(kind="Pod", owner_uid=job.uid)
     if job.deleted_at:
+        if ctx.backend_for(job).supports_arrays:
+            cancel_pending_tasks(job, ctx.backend_for(job))
         for pod in pods:
             ctx.store.mark_deleted(pod.uid)
         if not pods:

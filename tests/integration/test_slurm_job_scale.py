@@ -94,3 +94,40 @@ spec:
         slurm("describe", "job", "sus").stdout
     status = slurm.json("job", "sus")["status"]
     assert (status["succeeded"], status["failed"], status["completedIndexes"]) == (3, 0, "0-2")
+
+
+@pytest.mark.parametrize("how", ["delete", "deadline"])
+def test_an_indexed_job_that_ends_stops_its_running_tasks_and_starts_no_other(slurm: Cli, tmp_path: Path,
+                                                                             how: str) -> None:
+    """Deleted, or failed by activeDeadlineSeconds: its pending tasks are cancelled first, and every running one
+    gets SIGTERM in the same pass (helper-72: each `scancel --batch --signal=TERM` of a task took 5 s to return
+    while the array had pending tasks, so the tasks were stopped one grace period apart and a pending task the
+    throttle let go started after the Job had ended)."""
+    trace = tmp_path / "trace"
+    deadline = "  activeDeadlineSeconds: 8\n" if how == "deadline" else ""
+    slurm.apply(f"""
+apiVersion: batch/v1
+kind: Job
+metadata: {{name: ending}}
+spec:
+  completions: 4
+  parallelism: 2
+  completionMode: Indexed
+{deadline}  template:
+    spec:
+      restartPolicy: Never
+      terminationGracePeriodSeconds: 10
+      containers:
+      - name: work
+        image: busybox
+        command: [sh, -c, 'echo start $JOB_COMPLETION_INDEX >> {trace};
+          trap "echo term $JOB_COMPLETION_INDEX >> {trace}; sleep 2; exit 143" TERM; while true; do sleep 0.1; done']
+""")
+    wait_for(lambda: trace.exists() and trace.read_text().count("start") == 2, timeout=30)
+    if how == "delete":
+        slurm("delete", "job", "ending")
+    else:
+        assert slurm.wait("job/ending", "condition=Failed", timeout=30).returncode == 0
+        wait_for(lambda: slurm.json("pods", "-l", "job-name=ending")["items"] == [], timeout=30)
+    lines = trace.read_text().split("\n")
+    assert sorted(line for line in lines if line) == ["start 0", "start 1", "term 0", "term 1"], lines

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -60,6 +61,10 @@ class Recorder:
 
     def wake_at(self, when: float) -> None:
         self.next_wake = when
+
+    def backend_for(self, obj: Obj) -> Any:
+        """The backend given, else one without arrays (the local one, as far as the job controller cares)."""
+        return self.backend if self.backend is not None else SimpleNamespace(supports_arrays=False)
 
 
 def _job(store: Store, parallelism: int, **internal: Any) -> Obj:

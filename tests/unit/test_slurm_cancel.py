@@ -28,10 +28,29 @@ def test_cancel_of_a_task_without_run_directory_marks_and_cancels_it(tmp_path: P
     write_json_atomic(base / "array.json", {"indexes": "0-3"})
     (base / "slurm-job-id").write_text("42\n")
     cancelled: list[tuple[str, ...]] = []
-    monkeypatch.setattr(backend, "_scancel", lambda *args: cancelled.append(args))
+    monkeypatch.setattr(backend, "_scancel_nowait", lambda *args: cancelled.append(args))
     task = base / "2"
     seen = backend.observe(task)
     assert seen.state == "lost" and seen.reason == "Cancelled"
     backend.cancel(task, hard=hard)
     assert (task / STOP_REQUESTED).exists() and (task.stat().st_mode & 0o777) == 0o700
     assert cancelled == [("42_2",)] if hard else [("--batch", "--signal=TERM", "42_2")]
+
+
+def test_a_task_whose_runner_began_after_the_snapshot_is_not_claimed(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """squeue said PENDING a moment ago, but the runner has started: claiming it would scancel it hard (no grace
+    period; its containers got SIGTERM twice). helper-72's delete-right-after-start."""
+    backend = SlurmBackend("hpc", Context(backend="slurm", shared_dir=str(tmp_path)), tmp_path)
+    backend.watcher.jobs = parse_squeue(f"42_2|PENDING|JobArrayTaskLimit||podline:{UID}\n")
+    backend.watcher.taken_at = time.monotonic() + 3600
+    base = backend.run_dir("default", "arr", UID)
+    (base / "2").mkdir(parents=True)
+    write_json_atomic(base / "array.json", {"indexes": "0-3"})
+    (base / "slurm-job-id").write_text("42\n")
+    cancelled: list[tuple[str, ...]] = []
+    monkeypatch.setattr(backend, "_scancel", lambda *args: cancelled.append(args))
+    write_json_atomic(base / "2" / "started", {"pid": 7, "at": "now", "node": "n1"})
+    assert backend.claim(base / "2") is False and cancelled == []
+    write_json_atomic(base / "2" / "started", {"claimed": True})  # an earlier claim: it stays claimed
+    assert backend.claim(base / "2") is True

@@ -88,7 +88,7 @@ def test_a_runner_stopped_by_sigterm_takes_slurms_reason(tmp_path: Path, line: s
 def test_a_stop_podline_asked_for_keeps_the_runners_reason(tmp_path: Path) -> None:
     backend, rundir = backend_with(tmp_path, f"42|RUNNING|None|node7|podline:{UID}")
     write_json_atomic(rundir / "status.json", TERMINATED)
-    backend._scancel = lambda *args: None  # type: ignore[method-assign]  # no real job 42
+    backend._scancel_nowait = lambda *args: None  # type: ignore[method-assign]  # no real job 42
     backend.cancel(rundir)  # what `podline delete` does first: SIGTERM to the batch step
     seen = backend.observe(rundir)
     assert seen.state == "finished" and seen.status is not None and seen.status["reason"] == "Terminated"
