@@ -98,7 +98,9 @@ def _submit(ctx: Ctx, job: Obj, backend: Backend, array_id: str, record: dict, p
         record["attempted"] = True
         ctx.store.save(job)  # the attempt is recorded before the side effect
     try:
-        record["jobId"] = backend.launch_array(Path(record["dir"]), plan, job.manifest, indexes, adopt)
+        share = job.internal.get("throttles", {}).get(array_id, job.manifest["spec"].get("parallelism", 1))
+        throttled = {**job.manifest, "spec": {**job.manifest["spec"], "parallelism": share}}  # %share
+        record["jobId"] = backend.launch_array(Path(record["dir"]), plan, throttled, indexes, adopt)
     except SubmitError as refused:
         if refused.transient:
             ctx.event(job, "SubmitRetry", str(refused), "Warning", once=True)
@@ -128,7 +130,10 @@ def _create_members(ctx: Ctx, job: Obj, array_id: str, record: dict) -> None:
                               uids=[member_uid(array_id, index) for index in indexes])
         record["podsCreated"] = True
         ctx.store.save(job)
-    ctx.event(job, "SuccessfulCreate", f"Created {len(pods)} pods for job array {record.get('jobId', '-')}")
+    if record.get("error"):
+        ctx.event(job, "SuccessfulCreate", f"Created {len(pods)} pods, failed: their job array was refused")
+    else:
+        ctx.event(job, "SuccessfulCreate", f"Created {len(pods)} pods for job array {record['jobId']}")
 
 
 def cancel_pending_tasks(job: Obj, backend: Backend) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -140,8 +141,8 @@ def _create_pods(ctx: Ctx, job: Obj, active: list[Obj]) -> None:
             missing, next_ready = past_back_off(job, missing, ctx.now)
             if next_ready is not None:
                 ctx.wake_at(next_ready)
-        if backend.supports_arrays:  # one array for all of them; the scheduler throttles with %parallelism
-            if missing and parallelism > 0:
+        if backend.supports_arrays:  # one array for all of them; the scheduler throttles it (_throttle_arrays)
+            if missing and room > 0:  # a retry array waits for room: the live arrays' unfinished tasks count
                 create_array(ctx, job, backend, missing)
             return
         todo: list[int | None] = list(missing[:max(0, room)])
@@ -211,21 +212,30 @@ def _live_arrays(job: Obj, pods: list[Obj]) -> dict[str, dict[str, Any]]:
 
 
 def _throttle_arrays(ctx: Ctx, job: Obj, backend: Backend, pods: list[Obj]) -> None:
-    """Give each live array the Job's parallelism as its task throttle (0: its pending tasks held).
+    """Share the Job's parallelism among its live arrays as their task throttles, oldest first: an array may run
+    what the older ones leave of it, their unfinished tasks counted, so a retry array never takes the Job past
+    its parallelism (each array used to get all of it). A share of 0 holds the array's pending tasks.
 
-    `internal.throttles` keeps what each array has: one not submitted yet gets the current parallelism with its
-    sbatch (`%parallelism`); one submitted without a record (a crash in between) is given it once more.
+    `internal.throttles` keeps what each array has: one not submitted yet is submitted with its share
+    (`%share`); one submitted without a record (a crash in between) is given it once more. A throttle is changed
+    only when the limit in effect changes (a throttle above an array's unfinished tasks limits nothing).
     """
     parallelism = job.manifest["spec"].get("parallelism", 1)
     live = _live_arrays(job, pods)
+    unfinished = Counter(p.internal.get("array") for p in pods
+                         if p.status.get("phase") not in TERMINAL and not p.deleted_at)
     throttles = job.internal["throttles"] = {k: v for k, v in job.internal.get("throttles", {}).items() if k in live}
+    budget = parallelism
     for array_id, record in live.items():
-        wanted = min(parallelism, record.get("count") or parallelism)
+        left = unfinished[array_id] if record.get("podsCreated") else record.get("count") or 0
+        wanted = min(budget, left)
+        budget -= wanted
         if not record.get("jobId"):
-            if parallelism > 0:  # an array submitted with parallelism 0 has no throttle: it is held below
-                throttles.setdefault(array_id, wanted)
+            if wanted > 0:  # one submitted without a throttle is held below, once submitted
+                throttles[array_id] = wanted
             continue
-        if throttles.get(array_id) == wanted:
+        old = throttles.get(array_id)
+        if old is not None and min(old, left) == wanted:
             continue
         try:
             backend.throttle_array(record["jobId"], wanted)
@@ -243,7 +253,9 @@ def _throttle_arrays(ctx: Ctx, job: Obj, backend: Backend, pods: list[Obj]) -> N
 
 def _status(job: Obj, active: list[Obj], pods: list[Obj]) -> None:
     totals = job.internal
-    job.status.update(active=len(active), succeeded=totals.get("succeeded", 0), failed=totals.get("failed", 0),
+    arrays = any(p.internal.get("array") for p in active)  # tasks a throttle holds back are no active pods in
+    counted = min(len(active), job.manifest["spec"].get("parallelism", 1)) if arrays else len(active)  # Kubernetes
+    job.status.update(active=counted, succeeded=totals.get("succeeded", 0), failed=totals.get("failed", 0),
                       terminating=len(terminating(pods)),
                       ready=sum(1 for p in active if p.status.get("phase") == "Running"))
     if job.manifest["spec"].get("completionMode") == "Indexed":

@@ -131,3 +131,36 @@ spec:
         wait_for(lambda: slurm.json("pods", "-l", "job-name=ending")["items"] == [], timeout=30)
     lines = trace.read_text().split("\n")
     assert sorted(line for line in lines if line) == ["start 0", "start 1", "term 0", "term 1"], lines
+
+
+def test_a_retried_index_never_runs_beside_the_others_past_parallelism(slurm: Cli, tmp_path: Path) -> None:
+    """parallelism 1: the retry array of a failed index waits for the first array's tasks (helper-72: it got a
+    throttle of its own and ran beside them)."""
+    trace, failed_once = tmp_path / "trace", tmp_path / "failed-once"
+    slurm.apply(f"""
+apiVersion: batch/v1
+kind: Job
+metadata: {{name: one-at-a-time}}
+spec:
+  completions: 3
+  parallelism: 1
+  completionMode: Indexed
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: work
+        image: busybox
+        command: [sh, -c, 'echo "$(date +%s.%N) start $JOB_COMPLETION_INDEX" >> {trace}; sleep 1;
+          echo "$(date +%s.%N) end $JOB_COMPLETION_INDEX" >> {trace};
+          if [ $JOB_COMPLETION_INDEX = 0 ] && [ ! -e {failed_once} ]; then touch {failed_once}; exit 1; fi']
+""")
+    assert slurm.wait("job/one-at-a-time", "condition=Complete", timeout=120).returncode == 0, \
+        slurm("describe", "job", "one-at-a-time").stdout
+    running, most = 0, 0
+    for line in sorted(trace.read_text().splitlines(), key=lambda line: float(line.split()[0])):
+        running += 1 if line.split()[1] == "start" else -1
+        most = max(most, running)
+    assert most == 1, trace.read_text()
+    status = slurm.json("job", "one-at-a-time")["status"]
+    assert (status["succeeded"], status["failed"], status["active"]) == (3, 1, 0), status

@@ -139,11 +139,12 @@ def test_live_arrays_get_the_new_parallelism_once(tmp_path: Path) -> None:
     job = _job(store, parallelism=2, **_arrays(a={"jobId": "11"}, done={"jobId": "12"}, new={"podsCreated": False},
                                                bad={"jobId": "13", "error": "refused"}),
                throttles={"a": 1, "done": 1, "gone": 1})
-    pods = [_pod(store, job, 0, "Running", array="a"), _pod(store, job, 1, "Succeeded", array="done")]
+    pods = [_pod(store, job, 0, "Running", array="a"), _pod(store, job, 1, "Pending", array="a"),
+            _pod(store, job, 2, "Pending", array="a"), _pod(store, job, 5, "Succeeded", array="done")]
     backend, ctx = FakeArrays(), Recorder(store)
     jobs._throttle_arrays(ctx, job, backend, pods)  # type: ignore[arg-type]
     assert backend.calls == [("11", 2)]  # not the finished, unsubmitted or refused arrays
-    assert job.internal["throttles"] == {"a": 2, "new": 2}  # `new` is submitted with %2
+    assert job.internal["throttles"] == {"a": 2}  # `a`'s three tasks take the parallelism: `new` has no share
     assert ctx.events == [("Scaled", "job array 11: at most 2 tasks at a time")]
     jobs._throttle_arrays(ctx, job, backend, pods)  # type: ignore[arg-type]
     assert backend.calls == [("11", 2)]
@@ -153,6 +154,23 @@ def test_live_arrays_get_the_new_parallelism_once(tmp_path: Path) -> None:
     job.manifest["spec"]["parallelism"] = 50
     jobs._throttle_arrays(ctx, job, backend, pods)  # type: ignore[arg-type]
     assert backend.calls[-1] == ("11", 3)  # never above the array's task count
+    assert job.internal["throttles"] == {"a": 3, "new": 3}  # `new` is submitted with %3
+
+
+def test_arrays_share_the_parallelism_oldest_first(tmp_path: Path) -> None:
+    """A retry array gets what the older arrays' unfinished tasks leave (helper-72: each array had the whole
+    parallelism as its throttle, so a retry ran beside the first array's tasks, past parallelism 1)."""
+    store = Store(tmp_path / "s.db")
+    job = _job(store, parallelism=2, **_arrays(a={"jobId": "11"}, b={"jobId": "12", "indexes": "0", "count": 1}),
+               throttles={"a": 2, "b": 2})
+    pods = [_pod(store, job, 1, "Running", array="a"), _pod(store, job, 2, "Pending", array="a"),
+            _pod(store, job, 0, "Pending", array="b")]
+    backend = FakeArrays()
+    jobs._throttle_arrays(Recorder(store), job, backend, pods)  # type: ignore[arg-type]
+    assert backend.calls == [("12", 0)]  # `a` keeps 2 (in effect already), `b` waits
+    pods[0].status = {"phase": "Succeeded"}
+    jobs._throttle_arrays(Recorder(store), job, backend, pods)  # type: ignore[arg-type]
+    assert backend.calls[1:] == [("12", 1)]  # `a` has one task left: `b` gets the other slot
 
 
 def test_an_array_submitted_without_a_throttle_record_gets_one(tmp_path: Path) -> None:
@@ -170,7 +188,7 @@ def test_an_array_submitted_without_a_throttle_record_gets_one(tmp_path: Path) -
 def test_a_refused_throttle_is_an_event(tmp_path: Path, refusal: SubmitError, recorded: bool, reason: str) -> None:
     store = Store(tmp_path / "s.db")
     job = _job(store, parallelism=2, **_arrays(a={"jobId": "11"}), throttles={"a": 1})
-    pods = [_pod(store, job, 0, "Running", array="a")]
+    pods = [_pod(store, job, 0, "Running", array="a"), _pod(store, job, 1, "Pending", array="a")]
     ctx = Recorder(store)
     jobs._throttle_arrays(ctx, job, FakeArrays(refusal), pods)  # type: ignore[arg-type]
     assert ctx.events[-1][0] == reason and str(refusal) in ctx.events[-1][1]
