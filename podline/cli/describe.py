@@ -29,6 +29,9 @@ def _queued(obj: Obj) -> str:
     started = obj.status.get("startTime")
     if started:
         return f"{max(0.0, parse_rfc3339(started) - obj.created_at):.3f}s (created → started)"
+    ended = obj.internal.get("finishedAt")
+    if ended is not None:  # over without starting (refused by Slurm, deleted, …): the clock stopped then
+        return f"{max(0.0, ended - obj.created_at):.3f}s (never started)"
     return f"{max(0.0, time.time() - obj.created_at):.3f}s so far (not started)"
 
 

@@ -105,7 +105,8 @@ def pod_row(obj: Obj, wide: bool) -> list[str]:
         c for c in obj.status.get("initContainerStatuses", []) if c.get("name") in sidecars]
     total = len(obj.manifest["spec"]["containers"]) + len(sidecars)
     ready = sum(1 for c in containers if c.get("ready"))
-    restarts = sum(c.get("restartCount", 0) for c in containers)
+    every = obj.status.get("initContainerStatuses", []) + obj.status.get("containerStatuses", [])
+    restarts = sum(c.get("restartCount", 0) for c in every)  # init containers' too, as kubectl adds them
     row = [obj.name, f"{ready}/{total}", pod_status_word(obj), str(restarts), age(obj.created_at)]
     if wide:
         row += [obj.internal.get("node", "<none>"), obj.internal.get("run", {}).get("dir", "<none>")]

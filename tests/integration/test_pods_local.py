@@ -54,6 +54,21 @@ def test_init_containers_run_in_order_and_share_memory_emptydir(cli: Cli, tmp_pa
     assert one["finishedAt"] <= two["startedAt"]
 
 
+def test_restarts_column_adds_init_containers_restarts_as_kubectl(cli: Cli, tmp_path: Path) -> None:
+    cli.apply(pod("setup-retries", f"""
+  restartPolicy: OnFailure
+  volumes: [{{name: state, hostPath: {{path: {tmp_path}}}}}]
+  initContainers:
+  - {{name: setup, image: busybox, command: [sh, -c, "echo x >> /state/n; [ $(wc -l < /state/n) -ge 3 ]"],
+     volumeMounts: [{{name: state, mountPath: /state}}]}}
+  containers:
+  - {{name: main, image: busybox, command: ["true"]}}
+"""))
+    assert cli.wait("pod/setup-retries", "phase=Succeeded").returncode == 0
+    assert cli.json("pod", "setup-retries")["status"]["initContainerStatuses"][0]["restartCount"] == 2
+    assert cli("get", "pod", "setup-retries").stdout.splitlines()[1].split()[3] == "2"  # it showed 0
+
+
 def test_env_configmap_secret_and_downward_api(cli: Cli) -> None:
     cli.apply("""
 apiVersion: v1

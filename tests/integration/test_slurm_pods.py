@@ -163,7 +163,9 @@ spec:
     assert slurm.wait("pod/refused", "phase=Failed").returncode == 0
     status = slurm.json("pod", "refused")["status"]
     assert status["reason"] == "SubmitFailed" and "invalid partition" in status["message"].lower()
-    assert "invalid partition" in slurm("describe", "pod", "refused").stdout.lower()
+    described = slurm("describe", "pod", "refused").stdout
+    assert "invalid partition" in described.lower()
+    assert "(never started)" in described and "so far" not in described  # its Queued clock stopped (helper-72)
 
 
 def test_crash_between_sbatch_and_store_adopts_the_job(slurm: Cli) -> None:
