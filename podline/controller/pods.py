@@ -23,6 +23,12 @@ from podline.store import Obj
 
 RELAUNCH_AFTER = 10.0  # seconds a launched runner may take to take its lock before we launch again
 KILL_AFTER_GRACE = 5.0
+# Slurm's pending reasons for a job that cannot start as submitted until the partition, its limits or the request
+# change (Kubernetes' Unschedulable, with a FailedScheduling warning); Resources, Priority and the like just wait.
+NEVER_FITS = frozenset({"PartitionConfig", "PartitionNodeLimit", "PartitionTimeLimit", "BadConstraints",
+                        "InvalidAccount", "InvalidQOS", "QOSMaxCpuPerJobLimit", "QOSMaxMemoryPerJob",
+                        "QOSMaxNodePerJobLimit", "QOSMaxWallDurationPerJobLimit", "AssocMaxCpuPerJobLimit",
+                        "AssocMaxWallDurationPerJobLimit", "AssocMaxNodesPerJobLimit"})
 
 
 def _pending(obj: Obj, reason: str, message: str, scheduled: bool) -> None:
@@ -187,7 +193,11 @@ def _observe(ctx: Ctx, obj: Obj) -> None:
             _launch(ctx, obj, backend, rundir, plan)
         return
     if seen.state == "queued":
-        _pending(obj, "Queued", seen.detail, scheduled=True)
+        if (seen.info or {}).get("slurmReason") in NEVER_FITS:  # queued, yet it cannot start as asked: say so
+            _pending(obj, "Unschedulable", seen.detail, scheduled=False)
+            ctx.event(obj, "FailedScheduling", seen.detail, "Warning", once=True)
+        else:
+            _pending(obj, "Queued", seen.detail, scheduled=True)
         return
     if seen.state == "lost":
         backend.cancel(rundir, hard=True)

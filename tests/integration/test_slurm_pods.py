@@ -168,6 +168,25 @@ spec:
     assert "(never started)" in described and "so far" not in described  # its Queued clock stopped (helper-72)
 
 
+def test_a_request_no_node_of_the_partition_can_hold_is_unschedulable(slurm: Cli) -> None:
+    """Slurm queues it (PartitionConfig) and it would wait for ever: Kubernetes' PodScheduled False,
+    Unschedulable, and a FailedScheduling warning, not a quiet Queued (helper-72)."""
+    slurm.apply("""
+apiVersion: v1
+kind: Pod
+metadata: {name: huge}
+spec:
+  restartPolicy: Never
+  containers: [{name: main, image: busybox, command: ["true"], resources: {requests: {cpu: "64"}}}]
+""")
+    condition = wait_for(lambda: next((c for c in slurm.json("pod", "huge")["status"].get("conditions", [])
+                                       if c.get("type") == "PodScheduled" and c.get("status") == "False"), None),
+                         timeout=30)
+    assert condition["reason"] == "Unschedulable" and "PartitionConfig" in condition["message"], condition
+    assert "FailedScheduling" in slurm("describe", "pod", "huge").stdout
+    slurm("delete", "pod", "huge")
+
+
 def test_crash_between_sbatch_and_store_adopts_the_job(slurm: Cli) -> None:
     """The controller is SIGKILLed right after sbatch returned: the restarted one adopts, never resubmits."""
     slurm.env["PODLINE_FAULT"] = "after-sbatch"
