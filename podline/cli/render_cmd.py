@@ -75,10 +75,12 @@ def render(state: State, files: tuple[str, ...], target: str) -> None:
         elif isinstance(obj, Pipeline):
             script = render_indexed_job(pipeline_array_job(obj.dump()), RENDER_UID, rundir, placement,
                                         pipeline=True)
-        elif isinstance(obj, Job):
+        elif isinstance(obj, Job):  # its pods are batch jobs of their own, made one by one as Kubernetes does
             pod = {"apiVersion": "v1", "kind": "Pod", "metadata": obj.dump()["metadata"],
                    "spec": obj.dump()["spec"]["template"]["spec"]}
-            script = render_pod(pod, RENDER_UID, rundir, placement)
+            script = render_pod(pod, RENDER_UID, rundir, placement).replace(
+                "\n# podline: pod ", f"\n# podline: one such job per pod of the Job ({obj.spec.completions} "
+                f"completions, {obj.spec.parallelism} at a time); this pod: ", 1)
         else:
             continue  # ConfigMaps, Secrets and Datasets travel in plans, not scripts
         click.echo(f"# ---- {item.describe()}")

@@ -357,6 +357,18 @@ def test_cli_render_slurm_prints_one_array_sized_for_the_largest_step(tmp_path: 
     assert rundir in out and str(tmp_path / "home" / "pods") not in out
 
 
+def test_cli_render_slurm_of_a_non_indexed_job_says_it_is_one_job_per_pod(tmp_path: Path) -> None:
+    manifest = tmp_path / "ni.yaml"
+    manifest.write_text("apiVersion: batch/v1\nkind: Job\nmetadata: {name: ni}\nspec:\n  completions: 3\n"
+                        "  parallelism: 2\n  template:\n    spec:\n      restartPolicy: Never\n"
+                        "      containers: [{name: c, image: busybox, command: ['true']}]\n")
+    proc = podline(tmp_path, "render", "-f", str(manifest), "--target", "slurm")
+    assert proc.returncode == 0 and proc.stdout.count("#!/bin/bash") == 1, proc.stderr
+    assert "# podline: one such job per pod of the Job (3 completions, 2 at a time); this pod: default/ni" \
+        in proc.stdout, proc.stdout
+    subprocess.run(["bash", "-n"], input=proc.stdout, text=True, check=True)
+
+
 def test_a_memory_workspace_is_part_of_the_job_arrays_memory() -> None:
     from podline.plan.kubernetes import pipeline_array_job
     from podline.plan.slurm import Placement, render_indexed_job
