@@ -6,6 +6,7 @@ owns the status document and the decision to stop.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,6 +20,8 @@ from podline.api.sidecars import is_sidecar
 from podline.runtime.engine import Engine
 from podline.runtime.files import log_file, mark_attempt, rfc3339
 from podline.runtime.launch import StartError
+from podline.runtime.memory_limit import MemoryWatch, memory_limit
+from podline.runtime.processes import descendants
 
 BACKOFF_BASE = float(os.environ.get("PODLINE_RESTART_BACKOFF_SECONDS", "1"))
 BACKOFF_CAP = 60.0
@@ -147,14 +150,36 @@ class ContainerWorker(threading.Thread):
                 log.write(f"podline: cannot start container: {exc!r}\n".encode())
                 return self._terminated(128, "StartError", f"internal error: {exc!r}", begin)
             self.on_change()
+            watch = self._watch_memory(self.process)
             code = exit_code(self.process.wait())
-            if code in KILLED and not self.stopping.is_set():
+            oom = watch is not None and watch.stop()
+            if code in KILLED and not self.stopping.is_set() and not oom:
                 self.stopping.wait(OUTSIDE_KILL_GRACE)
             _end_group(self.process.pid)
             if tee is not None:
                 tee.join(TEE_DRAIN_SECONDS)  # a child that keeps stdout open must not hold the pod
+        if oom:
+            limit = self.spec["memoryLimit"]
+            return self._terminated(137, "OOMKilled", f"its processes held more than its memory limit {limit}", begin)
         reason = "Completed" if code == 0 else "Error"
         return self._terminated(code, reason, "", begin)
+
+    def _watch_memory(self, process: subprocess.Popen[bytes]) -> MemoryWatch | None:
+        """limits.memory, enforced by sampling where no cgroup does it (runtime.memory_limit)."""
+        limit = memory_limit(self.spec)
+        if limit is None:
+            return None
+
+        def kill() -> None:  # its processes, also those that left its group (reaped by the runner, not here)
+            below = descendants(process.pid)
+            self.engine.signal(process, signal.SIGKILL)
+            for pid in below:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+        watch = MemoryWatch(process, limit, kill)
+        watch.start()
+        return watch
 
     def _tee(self, process: subprocess.Popen[bytes], log: IO[bytes]) -> threading.Thread:
         """Copy the container's stdout to its log and, apart, to `stdout_copy` as it comes."""

@@ -332,3 +332,18 @@ def test_home_is_set_as_runc_sets_it(bwrap_cli: Cli, layout: Path) -> None:
     assert bwrap_cli.wait("pod/homes", "phase=Succeeded").returncode == 0
     logs = {c: bwrap_cli("logs", "homes", "-c", c).stdout for c in ("from-passwd", "from-manifest", "from-image")}
     assert logs == {"from-passwd": "/root\n", "from-manifest": "/work\n", "from-image": "/from-image\n"}
+
+
+def test_a_contained_process_over_the_memory_limit_is_oom_killed(bwrap_cli: Cli, layout: Path) -> None:
+    """The runner counts the processes inside bwrap's PID namespace (no cgroup limits them here)."""
+    bwrap_cli.apply(pod("hog", f"""
+  containers:
+  - name: main
+    image: "oci:{layout}:sh"
+    command: [sh, -c, 'busybox dd if=/dev/zero of=/dev/null bs=200M count=1000; echo survived']
+    resources: {{limits: {{memory: 64Mi}}}}
+"""))
+    assert bwrap_cli.wait("pod/hog", "phase=Failed", timeout=30).returncode == 0
+    state = bwrap_cli.json("pod", "hog")["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (state["reason"], state["exitCode"]) == ("OOMKilled", 137), state
+    assert "survived" not in bwrap_cli("logs", "hog").stdout

@@ -69,6 +69,36 @@ def test_restarts_column_adds_init_containers_restarts_as_kubectl(cli: Cli, tmp_
     assert cli("get", "pod", "setup-retries").stdout.splitlines()[1].split()[3] == "2"  # it showed 0
 
 
+def test_a_container_over_its_memory_limit_is_oom_killed(cli: Cli) -> None:
+    """limits.memory as Kubernetes enforces it: the container ends OOMKilled (137); one within its limit runs on
+    (helper-72: a container allocating 400 MiB under a 64Mi limit succeeded). A child's memory counts too."""
+    hog = "import time; x = b'x' * (200 << 20); time.sleep(30)"
+    cli.apply(pod("hog", f"""
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox
+    command:
+    - sh
+    - -c
+    - python3 -c "{hog}"; echo survived
+    resources: {{limits: {{memory: 64Mi}}}}
+"""))
+    cli.apply(pod("fits", """
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox
+    command: [python3, -c, "x = b'x' * (20 << 20); print(len(x))"]
+    resources: {limits: {memory: 256Mi}}
+"""))
+    assert cli.wait("pod/hog", "phase=Failed", timeout=20).returncode == 0
+    state = cli.json("pod", "hog")["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (state["reason"], state["exitCode"]) == ("OOMKilled", 137), state
+    assert "64Mi" in state["message"] and "survived" not in cli("logs", "hog").stdout
+    assert cli.wait("pod/fits", "phase=Succeeded").returncode == 0 and cli("logs", "fits").stdout == "20971520\n"
+
+
 def test_env_configmap_secret_and_downward_api(cli: Cli) -> None:
     cli.apply("""
 apiVersion: v1
