@@ -59,20 +59,23 @@ def test_a_sidecar_that_ends_is_restarted_while_the_containers_run(cli: Cli) -> 
     assert server["restartCount"] >= 1 and server["lastState"]["terminated"]["exitCode"] == 3
 
 
-def test_a_sidecar_retired_in_its_back_off_ends_as_it_last_ended_with_the_restarts_that_ran(cli: Cli) -> None:
+def test_a_sidecar_retired_in_its_back_off_ends_as_it_last_ended_with_the_restarts_that_ran(cli: Cli,
+                                                                                         tmp_path: Path) -> None:
     """It used to end `waiting: CrashLoopBackOff` with one restart more than ran (helper-71)."""
-    cli.apply("""apiVersion: v1
+    cli.apply(f"""apiVersion: v1
 kind: Pod
-metadata: {name: crashing}
+metadata: {{name: crashing}}
 spec:
   restartPolicy: Never
+  volumes: [{{name: t, hostPath: {{path: {tmp_path}}}}}]
   initContainers:
-  - {name: sc, image: busybox, restartPolicy: Always, command: [sh, -c, 'echo sc start; sleep 0.5; exit 5']}
+  - {{name: sc, image: busybox, restartPolicy: Always, command: [sh, -c, 'echo sc >> /t/starts; sleep 0.5; exit 5'],
+     volumeMounts: [{{name: t, mountPath: /t}}]}}
   containers:
-  - {name: main, image: busybox, command: [sh, -c, 'sleep 2.5']}
+  - {{name: main, image: busybox, command: [sh, -c, 'sleep 2.5']}}
 """)
     assert cli.wait("pod/crashing", "phase=Succeeded").returncode == 0
-    starts = cli("logs", "crashing", "-c", "sc").stdout.count("sc start")
+    starts = (tmp_path / "starts").read_text().count("sc")
     sidecar = cli.json("pod", "crashing")["status"]["initContainerStatuses"][0]
     assert starts >= 2 and sidecar["restartCount"] == starts - 1, (starts, sidecar)
     assert sidecar["state"]["terminated"]["exitCode"] in (5, 143), sidecar
