@@ -330,8 +330,9 @@ def _read_stdin(source: str = "<stdin>") -> str:
     return _decode(data, source)
 
 
-def load_paths(paths: list[str], namespace: str | None = None) -> list[Loaded]:
-    """Load every document of every `-f` argument (file, directory of manifests, or `-` for stdin).
+def load_paths(paths: list[str], namespace: str | None = None, recursive: bool = False) -> list[Loaded]:
+    """Load every document of every `-f` argument (file, directory of manifests — with `recursive`, its
+    subdirectories' too, as kubectl -R —, or `-` for stdin).
 
     All inputs are validated before anything is returned, so one bad document stops the whole apply,
     and names must be unique per kind and namespace across the inputs. Inputs that hold no object at all
@@ -345,7 +346,8 @@ def load_paths(paths: list[str], namespace: str | None = None) -> list[Loaded]:
             continue
         path = Path(arg)
         if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.suffix in MANIFEST_SUFFIXES and p.is_file())
+            found = path.rglob("*") if recursive else path.iterdir()
+            files = sorted(p for p in found if p.suffix in MANIFEST_SUFFIXES and p.is_file())
             for file in files:
                 loaded.extend(load_text(_read(file, str(file)), str(file), namespace))
         elif path.exists():

@@ -9,7 +9,7 @@ import click
 
 from podline.api.errors import ManifestError
 from podline.api.names import generated_name
-from podline.cli.common import State, fail, namespace_option, pass_state
+from podline.cli.common import State, fail, namespace_option, pass_state, recursive_option
 from podline.store import Obj, Store
 
 if TYPE_CHECKING:
@@ -85,13 +85,13 @@ def _immutable_problem(current: Obj, new: dict, store: Store) -> str | None:
     return None
 
 
-def load_or_exit(files: tuple[str, ...], namespace: str | None = None) -> list[Loaded]:
-    """The objects in the -f inputs (exit 2 for any bad one); `namespace`: a -n the user gave (see
-    `api.loader.build_object`)."""
+def load_or_exit(files: tuple[str, ...], state: State) -> list[Loaded]:
+    """The objects in the -f inputs (exit 2 for any bad one), in the namespace a -n gave (see
+    `api.loader.build_object`), directories with their subdirectories with -R."""
     from podline.api.loader import load_paths
 
     try:
-        loaded = load_paths(list(files), namespace)
+        loaded = load_paths(list(files), state.manifest_namespace, state.recursive)
     except ManifestError as exc:
         fail(str(exc), 2)
     for item in loaded:
@@ -177,8 +177,9 @@ def apply_objects(state: State, loaded: list[Loaded], said: str | None = None) -
 
 @click.command()
 @namespace_option
+@recursive_option
 @click.option("-f", "--filename", "files", multiple=True, required=True, help="File, directory or '-' for stdin.")
 @pass_state
 def apply(state: State, files: tuple[str, ...]) -> None:
     """Create or update objects from YAML manifests."""
-    apply_objects(state, load_or_exit(files, state.manifest_namespace))
+    apply_objects(state, load_or_exit(files, state))

@@ -34,6 +34,7 @@ class State:
     context: str | None = None
     namespace: str = "default"
     namespace_given: bool = False  # -n on the command line: it then applies to manifests too (apply/delete -f)
+    recursive: bool = False  # -R: -f directories with their subdirectories (kubectl's --recursive)
     _store: Store | None = field(default=None, repr=False)
 
     @property
@@ -326,3 +327,12 @@ def _namespace_after_verb(ctx: click.Context, _param: click.Parameter, value: st
 
 namespace_option = click.option("-n", "--namespace", "namespace_", default=None, expose_value=False,
                                 callback=_namespace_after_verb, help="Namespace (as -n before the verb).")
+
+
+def _recursive(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.ensure_object(State).recursive = True
+
+
+recursive_option = click.option("-R", "--recursive", is_flag=True, expose_value=False, callback=_recursive,
+                                help="Read -f directories with their subdirectories.")

@@ -188,7 +188,7 @@ def row(obj: Obj, wide: bool) -> list[str]:
 
 
 def show_objects(store: Store, kind: str, objs: list[Obj], output: str | None, single: bool,
-                 every_namespace: bool = False, namespace: str = "default") -> None:
+                 every_namespace: bool = False, namespace: str = "default", show_labels: bool = False) -> None:
     """`get`'s output: one document or a List (json/yaml), names, or a table (kubectl's, or `argo list`'s)."""
     if output in ("json", "yaml"):
         if single and not objs:
@@ -218,4 +218,8 @@ def show_objects(store: Store, kind: str, objs: list[Obj], output: str | None, s
         headers, rows = base + (extra if wide else []), [row(o, wide) for o in objs]
     if every_namespace:  # as kubectl -A: the namespace first
         headers, rows = ["NAMESPACE", *headers], [[o.namespace, *r] for o, r in zip(objs, rows, strict=True)]
+    if show_labels:  # as kubectl --show-labels: last
+        headers = [*headers, "LABELS"]
+        rows = [[*r, ",".join(f"{k}={v}" for k, v in sorted(o.labels.items())) or "<none>"]
+                for o, r in zip(objs, rows, strict=True)]
     print_table(headers, rows)

@@ -8,7 +8,7 @@ from typing import Any
 import click
 import yaml
 
-from podline.cli.common import State, fail, namespace_option, pass_state
+from podline.cli.common import State, fail, namespace_option, pass_state, recursive_option
 
 RENDER_UID = "00000000-0000-0000-0000-000000000000"  # real submissions use the object's uid
 
@@ -16,6 +16,7 @@ RENDER_UID = "00000000-0000-0000-0000-000000000000"  # real submissions use the 
 @click.command()
 @namespace_option
 @click.option("-f", "--filename", "files", multiple=True, required=True)
+@recursive_option
 @click.option("--target", type=click.Choice(["slurm", "kubernetes"]), default="slurm", show_default=True)
 @pass_state
 def render(state: State, files: tuple[str, ...], target: str) -> None:
@@ -31,7 +32,7 @@ def render(state: State, files: tuple[str, ...], target: str) -> None:
     from podline.plan.kubernetes import pipeline_array_job, pipeline_job
     from podline.plan.slurm import Placement, render_indexed_job, render_pod
 
-    loaded = load_or_exit(files, state.manifest_namespace)
+    loaded = load_or_exit(files, state)
     if target == "kubernetes":  # a Workflow is echoed as it is: Argo runs it natively
         docs = []
         for item in loaded:

@@ -16,6 +16,7 @@ from podline.cli.common import (
     kind_or_exit,
     namespace_option,
     pass_state,
+    recursive_option,
     selector_or_exit,
     split_ref,
 )
@@ -48,7 +49,7 @@ def _fail_missing(missing: list[str]) -> None:
 
 
 def _get_several(kinds: list[str], state: State, names: tuple[str, ...], output: str | None, selector: str | None,
-                 every_namespace: bool) -> None:
+                 every_namespace: bool, show_labels: bool) -> None:
     """As kubectl's `get pods,jobs`: one table per kind that has objects (or one List of them all)."""
     found, missing = [], []
     for kind in dict.fromkeys(kinds):
@@ -65,7 +66,7 @@ def _get_several(kinds: list[str], state: State, names: tuple[str, ...], output:
             if i and output != "name":
                 click.echo()
             show_objects(state.store, kind, objs, output, single=False,
-                         every_namespace=every_namespace and kind not in CLUSTER_SCOPED)
+                         every_namespace=every_namespace and kind not in CLUSTER_SCOPED, show_labels=show_labels)
     _fail_missing(missing)
 
 
@@ -77,12 +78,14 @@ def _get_several(kinds: list[str], state: State, names: tuple[str, ...], output:
 @click.option("-l", "--selector", default=None,
               help="Label selector, as kubectl's: k=v, k!=v, 'k in (a,b)', 'k notin (a,b)', k, !k; ',' is AND.")
 @click.option("-A", "--all-namespaces", "every_namespace", is_flag=True, help="List the kind in every namespace.")
+@click.option("--show-labels", is_flag=True, help="A last column with each object's labels.")
 @pass_state
 def get(state: State, kind: str, names: tuple[str, ...], output: str | None, selector: str | None,
-        every_namespace: bool) -> None:
+        every_namespace: bool, show_labels: bool) -> None:
     """List objects of a kind (or of several: `pods,jobs`), or show those named."""
     if "," in kind and "/" not in kind:
-        _get_several([kind_or_exit(k) for k in kind.split(",") if k], state, names, output, selector, every_namespace)
+        _get_several([kind_or_exit(k) for k in kind.split(",") if k], state, names, output, selector, every_namespace,
+                     show_labels)
         return
     if "/" in kind and not names:
         kind, name = split_ref(kind)
@@ -92,7 +95,7 @@ def get(state: State, kind: str, names: tuple[str, ...], output: str | None, sel
     every_namespace = every_namespace and kind not in CLUSTER_SCOPED
     objs, missing = _select(state, kind, names, selector, every_namespace)
     show_objects(state.store, kind, objs, output, single=len(names) == 1, every_namespace=every_namespace,
-                 namespace=state.namespace)
+                 namespace=state.namespace, show_labels=show_labels)
     _fail_missing(missing)
 
 
@@ -141,7 +144,7 @@ def _targets_in_files(state: State, files: tuple[str, ...]) -> tuple[list[Obj], 
     """The stored objects the manifests name, and a message for each one that does not exist."""
     targets: list[Obj] = []
     missing: list[str] = []
-    for item in load_or_exit(files, state.manifest_namespace):
+    for item in load_or_exit(files, state):
         if item.obj.metadata.name is None:
             click.echo(f"warning: {item.describe()}: has only a generateName; delete the objects it made "
                        "by name", err=True)
@@ -174,6 +177,7 @@ def _targets_named(state: State, kind: str, names: tuple[str, ...], selector: st
 @click.argument("kind", required=False)
 @click.argument("names", nargs=-1)
 @click.option("-f", "--filename", "files", multiple=True, help="Delete the objects in these manifests.")
+@recursive_option
 @click.option("-l", "--selector", default=None, help="Delete the objects of KIND whose labels match.")
 @click.option("--all", "every", is_flag=True, help="Delete every object of KIND in the namespace.")
 @click.option("--wait", type=click.BOOL, default=True, is_flag=False, flag_value=True,

@@ -212,13 +212,20 @@ def logs(state: State, name: str, container: str | None, follow: bool, shard: in
     if kind == "Pipeline":
         _pipeline_logs(state, bare, container, shard, follow)
         return
-    for pod in _pods_for(state, name, shard):
+    pods = _pods_for(state, name, shard)
+    for pod in pods:
         chosen = _container_for(pod, container)
         run = pod.internal.get("run")
         path = log_file(Path(run["dir"]), chosen) if run else None
         if previous:
             _print_previous(path, pod.name, chosen, tail)
             continue
+        if not follow and (path is None or not path.exists()):  # no run of it has begun
+            if len(pods) > 1:
+                continue  # a Job's pods: those that ran
+            why = pod.status.get("reason") if pod.status.get("phase") in TERMINAL else None
+            fail(f'container "{chosen}" in pod "{pod.name}" ' + (f"never started ({why})" if why else
+                                                                "is waiting to start"))  # kubectl's exit 1
         starts = attempt_starts(path) if path is not None else []
         offset = starts[-1] if starts else 0  # the current run's output
         if tail >= 0 and path is not None:
@@ -233,8 +240,6 @@ def logs(state: State, name: str, container: str | None, follow: bool, shard: in
             if not follow or done:
                 if run:
                     _stream(log_file(Path(run["dir"]), chosen), offset)
-                elif not follow:
-                    fail(f'container "{chosen}" in pod "{pod.name}" is waiting to start')
                 break
             time.sleep(POLL)
 

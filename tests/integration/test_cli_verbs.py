@@ -190,3 +190,16 @@ def test_describe_without_a_name_describes_each_object_of_the_kind(cli: Cli) -> 
     chosen = cli("describe", "pods", "-l", "tier=b").stdout
     assert [line.split()[1] for line in chosen.splitlines() if line.startswith("Name:")] == ["d2"]
     assert cli("describe", "jobs").stderr.strip() == "No resources found in default namespace."
+
+
+def test_apply_and_delete_recursive_and_get_show_labels_as_kubectl(cli: Cli, tmp_path: Path) -> None:
+    """-R reads subdirectories of -f directories (without it they are skipped, as kubectl does); --show-labels."""
+    (tmp_path / "m" / "deeper").mkdir(parents=True)
+    (tmp_path / "m" / "top.yaml").write_text(POD.format(name="top", tier="front"))
+    (tmp_path / "m" / "deeper" / "low.yaml").write_text(POD.format(name="low", tier="back"))
+    assert cli("apply", "-f", str(tmp_path / "m")).stdout.split() == ["pod/top", "created"]
+    assert cli("apply", "-R", "-f", str(tmp_path / "m")).stdout.splitlines() == ["pod/low created", "pod/top unchanged"]
+    table = cli("get", "pods", "--show-labels").stdout.splitlines()
+    assert table[0].split()[-1] == "LABELS" and [line.split()[-1] for line in table[1:]] == ["tier=back", "tier=front"]
+    assert cli("delete", "--recursive", "-f", str(tmp_path / "m")).stdout.splitlines() == \
+        ['pod "low" deleted', 'pod "top" deleted']

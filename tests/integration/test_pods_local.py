@@ -165,6 +165,8 @@ def test_missing_configmap_keeps_pod_pending_until_it_exists(cli: Cli) -> None:
 """))
     wait_for(lambda: "not found" in cli("describe", "pod", "waits").stdout)
     assert cli.json("pod", "waits")["status"]["phase"] == "Pending"
+    early = cli("logs", "waits", check=False)  # as kubectl: exit 1, not an empty success
+    assert early.returncode == 1 and 'container "main" in pod "waits" is waiting to start' in early.stderr, early
     cli.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: later}\ndata: {v: arrived}\n")
     assert cli.wait("pod/waits", "phase=Succeeded").returncode == 0
     assert cli("logs", "waits").stdout == "arrived\n"

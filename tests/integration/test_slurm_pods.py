@@ -166,6 +166,8 @@ spec:
     described = slurm("describe", "pod", "refused").stdout
     assert "invalid partition" in described.lower()
     assert "(never started)" in described and "so far" not in described  # its Queued clock stopped (helper-72)
+    nothing = slurm("logs", "refused", check=False)  # was exit 0, printing nothing
+    assert nothing.returncode == 1 and 'pod "refused" never started (SubmitFailed)' in nothing.stderr
 
 
 def test_a_request_no_node_of_the_partition_can_hold_is_unschedulable(slurm: Cli) -> None:
