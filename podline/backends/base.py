@@ -63,8 +63,9 @@ class Backend(Protocol):
         """
         ...
 
-    def cancel_pending(self, job_id: str) -> None:
-        """Cancel the tasks of a submitted array that have not started (its Job is over: none may start now)."""
+    def cancel_pending(self, job_id: str) -> bool:
+        """Cancel the tasks of a submitted array that have not started (its Job is over: none may start now);
+        False when that could not even be asked (to be tried again)."""
         ...
 
     def observe(self, rundir: Path) -> Observation: ...

@@ -10,6 +10,7 @@ out of memory, node failure, cancellation).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -30,6 +31,8 @@ from podline.plan.ranges import compress
 from podline.plan.slurm import COMMENT_PREFIX, Placement, render_indexed_job, render_pod
 from podline.runtime.files import STOP_REQUESTED, read_json, write_json_atomic
 
+log = logging.getLogger(__name__)
+SCANCEL_TIMEOUT = 60.0  # a scancel still running after this long is killed (slurmctld not answering)
 TRANSIENT = ("Unable to contact slurm controller", "Socket timed out", "temporarily unable",
              "Resource temporarily unavailable", "Connection refused", "Zero Bytes were transmitted")
 
@@ -72,7 +75,9 @@ class SlurmBackend:
         self.sbatch = Sbatch()
         self.pilots = Pilots(self.shared, self.watcher, self.submit, self.placement)
         self._final_seen: dict[str, float] = {}  # run dir -> when its "Terminated" was first read (monotonic)
-        self._signals: list[subprocess.Popen[bytes]] = []  # scancels not waited for (reaped in begin_pass)
+        # scancels not waited for, by their arguments (one at a time each), with when they started; reaped in
+        # begin_pass, killed when stuck
+        self._signals: dict[tuple[str, ...], tuple[subprocess.Popen[bytes], float]] = {}
 
     # --- where -----------------------------------------------------------------------------------
     def run_dir(self, namespace: str, name: str, uid: str) -> Path:
@@ -251,24 +256,43 @@ class SlurmBackend:
         return {"slurmJobId": job_id} if job_id else {}
 
     # --- stop ------------------------------------------------------------------------------------
-    def _scancel_nowait(self, *args: str) -> None:
+    def _scancel_nowait(self, *args: str) -> bool:
         """scancel without waiting for it: it delivers a signal at once but may take seconds to return (5 s for a
         task of an array with pending tasks), and a pass stopping a Job's tasks one after the other stalled the
-        controller for a grace period per task while pending tasks started meanwhile."""
+        controller for a grace period per task while pending tasks started meanwhile. The same scancel still on
+        its way is not started again. False: it could not be started."""
+        running = self._signals.get(args)
+        if running is not None and running[0].poll() is None:
+            return True
         try:
-            self._signals.append(subprocess.Popen(["scancel", *args], stdout=subprocess.DEVNULL,
-                                                  stderr=subprocess.DEVNULL))
-        except OSError:
-            pass
+            proc = subprocess.Popen(["scancel", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except OSError as exc:
+            log.warning("scancel %s could not start: %s", " ".join(args), exc)
+            return False
+        self._signals[args] = (proc, time.monotonic())
+        return True
 
-    def cancel_pending(self, job_id: str) -> None:
-        self._scancel_nowait("--state=PENDING", job_id)
+    def _reap_signals(self, wait: float = 0.0) -> None:
+        """Forget the scancels that returned (saying why one failed), kill those stuck past SCANCEL_TIMEOUT; with
+        `wait`, first give them that long altogether."""
+        deadline = time.monotonic() + wait
+        for args, (proc, started) in list(self._signals.items()):
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                if time.monotonic() - started < SCANCEL_TIMEOUT and not wait:
+                    continue
+                proc.kill()
+                proc.wait()
+            said = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+            if proc.stderr:
+                proc.stderr.close()
+            if proc.returncode:
+                log.warning("scancel %s: exit %s %s", " ".join(args), proc.returncode, said[:300])
+            del self._signals[args]
 
-    def _scancel(self, *args: str) -> None:
-        try:
-            subprocess.run(["scancel", *args], capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.TimeoutExpired):
-            pass
+    def cancel_pending(self, job_id: str) -> bool:
+        return self._scancel_nowait("--state=PENDING", job_id)
 
     def cancel(self, rundir: Path, hard: bool = False) -> None:
         marker = self.pilots.marker(rundir)
@@ -300,7 +324,7 @@ class SlurmBackend:
             return False
         job_id = self._job_id(rundir)
         if job_id is not None:
-            self._scancel(job_id)
+            self._scancel_nowait(job_id)
         rundir.mkdir(parents=True, exist_ok=True)
         if not (rundir / "started").exists():
             write_json_atomic(rundir / "started", {"claimed": True})
@@ -320,15 +344,11 @@ class SlurmBackend:
     def begin_pass(self) -> None:
         """Reap the scancels that returned; the squeue snapshot is taken on the first lookup of a pass (at most
         every second)."""
-        self._signals = [proc for proc in self._signals if proc.poll() is None]
+        self._reap_signals()
 
     def end_pass(self) -> None:
         self.sbatch.keep_warm()
 
     def close(self) -> None:
         self.sbatch.close()
-        for proc in self._signals:  # a stop asked for just before the controller stops still happens
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
+        self._reap_signals(wait=15.0)  # a stop asked for just before the controller stops still happens

@@ -54,6 +54,8 @@ METADATA_FIELDS = ("metadata.name", "metadata.uid", "metadata.labels", "metadata
 def submit_arrays(ctx: Ctx, job: Obj, backend: Backend) -> None:
     """Submit every recorded array without a job id (adopting one already queued), then store its pods."""
     for array_id, record in job.internal.get("arrays", {}).items():
+        if not record.get("jobId") and job.internal.get("throttles", {}).get(array_id) == 0:
+            continue  # no share of the parallelism now (jobs._throttle_arrays): its tasks would run past it
         if not record.get("jobId") and not record.get("error"):
             try:
                 plan = _array_plan(ctx, job, array_id, record)
@@ -137,12 +139,11 @@ def _create_members(ctx: Ctx, job: Obj, array_id: str, record: dict) -> None:
 
 
 def cancel_pending_tasks(job: Obj, backend: Backend) -> None:
-    """The Job is over (finished or deleted): the tasks of its arrays that have not started never will; one
+    """The Job is over (finished, deleted) or suspended: the tasks of its arrays that have not started never will; one
     scancel per array, before its running tasks are stopped one by one (a task the throttle let start meanwhile
     ran after the Job had ended). Done once per array."""
     for record in job.internal.get("arrays", {}).values():
-        if record.get("jobId") and not record.get("pendingCancelled"):
-            backend.cancel_pending(record["jobId"])
+        if record.get("jobId") and not record.get("pendingCancelled") and backend.cancel_pending(record["jobId"]):
             record["pendingCancelled"] = True
 
 

@@ -86,7 +86,7 @@ def _finish(ctx: Ctx, job: Obj, kind: str, reason: str, message: str, active: li
         job.status["completionTime"] = now
     job.internal["finishedAt"] = ctx.now
     ctx.event(job, reason, message, "Normal" if kind == "Complete" else "Warning")
-    if active and ctx.backend_for(job).supports_arrays:
+    if ctx.backend_for(job).supports_arrays:  # also an array whose pods were not made yet (a crash in between)
         cancel_pending_tasks(job, ctx.backend_for(job))
     for pod in active:
         _stop(ctx, pod)
@@ -217,7 +217,8 @@ def _throttle_arrays(ctx: Ctx, job: Obj, backend: Backend, pods: list[Obj]) -> N
     its parallelism (each array used to get all of it). A share of 0 holds the array's pending tasks.
 
     `internal.throttles` keeps what each array has: one not submitted yet is submitted with its share
-    (`%share`); one submitted without a record (a crash in between) is given it once more. A throttle is changed
+    (`%share`), and waits while its share is 0; one submitted without a record (a crash in between) is given it
+    once more. A throttle is changed
     only when the limit in effect changes (a throttle above an array's unfinished tasks limits nothing).
     """
     parallelism = job.manifest["spec"].get("parallelism", 1)
@@ -230,9 +231,8 @@ def _throttle_arrays(ctx: Ctx, job: Obj, backend: Backend, pods: list[Obj]) -> N
         left = unfinished[array_id] if record.get("podsCreated") else record.get("count") or 0
         wanted = min(budget, left)
         budget -= wanted
-        if not record.get("jobId"):
-            if wanted > 0:  # one submitted without a throttle is held below, once submitted
-                throttles[array_id] = wanted
+        if not record.get("jobId"):  # submitted with it (`%wanted`), or not before it has a share (submit_arrays)
+            throttles[array_id] = wanted
             continue
         old = throttles.get(array_id)
         if old is not None and min(old, left) == wanted:
@@ -253,11 +253,12 @@ def _throttle_arrays(ctx: Ctx, job: Obj, backend: Backend, pods: list[Obj]) -> N
 
 def _status(job: Obj, active: list[Obj], pods: list[Obj]) -> None:
     totals = job.internal
+    ready = sum(1 for p in active if p.status.get("phase") == "Running")
     arrays = any(p.internal.get("array") for p in active)  # tasks a throttle holds back are no active pods in
-    counted = min(len(active), job.manifest["spec"].get("parallelism", 1)) if arrays else len(active)  # Kubernetes
+    # Kubernetes; running ones past a lowered parallelism are (Slurm lets them finish)
+    counted = max(ready, min(len(active), job.manifest["spec"].get("parallelism", 1))) if arrays else len(active)
     job.status.update(active=counted, succeeded=totals.get("succeeded", 0), failed=totals.get("failed", 0),
-                      terminating=len(terminating(pods)),
-                      ready=sum(1 for p in active if p.status.get("phase") == "Running"))
+                      terminating=len(terminating(pods)), ready=ready)
     if job.manifest["spec"].get("completionMode") == "Indexed":
         job.status["completedIndexes"] = totals.get("completedIndexes", "")
     if per_index(job):
@@ -301,6 +302,8 @@ def reconcile_job(ctx: Ctx, job: Obj) -> None:
     tally(ctx, job, pods)
     suspended = bool(spec.get("suspend"))
     if suspended:
+        if ctx.backend_for(job).supports_arrays:
+            cancel_pending_tasks(job, ctx.backend_for(job))  # at once, not task by task (each scancel took seconds)
         _delete_pods(ctx, job, active)
         active = []  # array tasks too, pending or running: each is a pod
     elif not any(p.internal.get("array") for p in active):  # array tasks are throttled instead

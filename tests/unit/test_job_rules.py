@@ -144,7 +144,7 @@ def test_live_arrays_get_the_new_parallelism_once(tmp_path: Path) -> None:
     backend, ctx = FakeArrays(), Recorder(store)
     jobs._throttle_arrays(ctx, job, backend, pods)  # type: ignore[arg-type]
     assert backend.calls == [("11", 2)]  # not the finished, unsubmitted or refused arrays
-    assert job.internal["throttles"] == {"a": 2}  # `a`'s three tasks take the parallelism: `new` has no share
+    assert job.internal["throttles"] == {"a": 2, "new": 0}  # `a`'s three tasks take it all: `new` waits
     assert ctx.events == [("Scaled", "job array 11: at most 2 tasks at a time")]
     jobs._throttle_arrays(ctx, job, backend, pods)  # type: ignore[arg-type]
     assert backend.calls == [("11", 2)]
@@ -233,3 +233,23 @@ def test_finished_tasks_are_no_refusal_but_other_answers_are(monkeypatch: pytest
     with pytest.raises(SubmitError) as caught:
         _slurm().throttle_array("7", 1)
     assert caught.value.transient
+
+
+def test_an_array_without_a_share_is_not_submitted_yet(tmp_path: Path) -> None:
+    from podline.controller import arrays
+
+    store = Store(tmp_path / "s.db")
+    job = _job(store, parallelism=1, **_arrays(new={"podsCreated": False}), throttles={"new": 0})
+    arrays.submit_arrays(Recorder(store), job, FakeArrays())  # type: ignore[arg-type]  # it has no launch_array
+    assert "jobId" not in job.internal["arrays"]["new"] and store.list(kind="Pod") == []
+
+
+def test_an_array_jobs_active_count_leaves_out_held_tasks_but_never_running_ones(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    job = _job(store, parallelism=2)
+    pods = [_pod(store, job, i, phase, array="a") for i, phase in enumerate(["Running", "Pending", "Pending"])]
+    jobs._status(job, pods, pods)
+    assert (job.status["active"], job.status["ready"]) == (2, 1)  # one task held back by the throttle
+    running = [_pod(store, job, 10 + i, "Running", array="a") for i in range(4)]  # parallelism lowered under them
+    jobs._status(job, running, running)
+    assert (job.status["active"], job.status["ready"]) == (4, 4)

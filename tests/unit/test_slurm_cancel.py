@@ -4,6 +4,7 @@ Job (or `podline delete`) waits on it forever."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -49,8 +50,31 @@ def test_a_task_whose_runner_began_after_the_snapshot_is_not_claimed(tmp_path: P
     write_json_atomic(base / "array.json", {"indexes": "0-3"})
     (base / "slurm-job-id").write_text("42\n")
     cancelled: list[tuple[str, ...]] = []
-    monkeypatch.setattr(backend, "_scancel", lambda *args: cancelled.append(args))
+    monkeypatch.setattr(backend, "_scancel_nowait", lambda *args: cancelled.append(args))
     write_json_atomic(base / "2" / "started", {"pid": 7, "at": "now", "node": "n1"})
     assert backend.claim(base / "2") is False and cancelled == []
     write_json_atomic(base / "2" / "started", {"claimed": True})  # an earlier claim: it stays claimed
     assert backend.claim(base / "2") is True
+
+
+def test_scancels_run_in_the_background_once_each_and_are_reaped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """One scancel per arguments at a time (a pass per 0.5 s re-asking a hard cancel spawned one each time), reaped
+    with its failure logged; a stuck one is killed."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    (bin_dir / "scancel").write_text(f'#!/bin/sh\necho "$*" >> {calls}\nsleep "${{SLEEP:-0.3}}"\n'
+                                     'echo "scancel: error: Kill job error on job id $1" >&2\nexit 1\n')
+    (bin_dir / "scancel").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    backend = SlurmBackend("hpc", Context(backend="slurm", shared_dir=str(tmp_path)), tmp_path)
+    assert backend._scancel_nowait("42_1") and backend._scancel_nowait("42_1") and backend._scancel_nowait("42_2")
+    backend._reap_signals(wait=5.0)
+    assert sorted(calls.read_text().split()) == ["42_1", "42_2"] and backend._signals == {}
+    assert "scancel 42_1: exit 1 scancel: error: Kill job error on job id 42_1" in caplog.text
+    monkeypatch.setenv("SLEEP", "30")
+    backend._scancel_nowait("43")
+    monkeypatch.setattr("podline.backends.slurm.SCANCEL_TIMEOUT", 0.0)
+    backend.begin_pass()  # stuck past the timeout: killed
+    assert backend._signals == {}
