@@ -152,7 +152,7 @@ class ContainerWorker(threading.Thread):
             self.on_change()
             watch = self._watch_memory(self.process)
             code = exit_code(self.process.wait())
-            oom = watch is not None and watch.stop()
+            oom = watch is not None and watch.stop() and code == 137
             if code in KILLED and not self.stopping.is_set() and not oom:
                 self.stopping.wait(OUTSIDE_KILL_GRACE)
             _end_group(self.process.pid)

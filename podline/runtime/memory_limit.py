@@ -1,13 +1,15 @@
 """`limits.memory` as the kubelet's cgroup enforces it: a container past its limit is killed and ends
 `OOMKilled` (exit 137).
 
-Where a cgroup holds the job (Slurm with task/cgroup), the kernel kills first and Slurm says OUT_OF_MEMORY.
-Elsewhere — the local backend, a cluster with task/none, the host runtime or bwrap without cgroups — nothing did,
-and a container far over its limit succeeded in silence. So the runner samples the resident memory of each
-limited container's processes (the container's first process and every descendant, as the cgroup would count
-them) every CHECK_SECONDS and kills the container's processes when the sum is over the limit. It is a sampled
-limit, not a hard cap: between two samples a container may run past it briefly, and memory in a RAM-backed
-emptyDir (tmpfs pages, counted by a cgroup) is not counted here: its `sizeLimit` is enforced apart.
+Where nothing else does it — the local backend, a Slurm cluster with task/none, the host runtime or bwrap
+without cgroups — a container far over its limit used to succeed in silence. So the runner samples the memory of
+each limited container's processes (its first process and every descendant) every CHECK_SECONDS and kills them
+when the sum is over the limit. Each process counts its proportional set size (PSS: a page shared by N
+processes counts 1/N to each), so forked workers sharing a dataset count it once, as a cgroup does; without
+/proc/PID/smaps_rollup (kernels before 4.14) the resident size. Where a cgroup does hold the job (Slurm's
+task/cgroup) the sampling runs too, and the kernel usually kills first (Slurm then says OUT_OF_MEMORY). It is a
+sampled limit, not a hard cap: between two samples a container may run past it briefly; and memory in a
+RAM-backed emptyDir (tmpfs pages, which a cgroup counts) is not counted here: its `sizeLimit` is enforced apart.
 """
 
 from __future__ import annotations
@@ -32,15 +34,23 @@ def memory_limit(spec: dict[str, Any]) -> int | None:
 
 
 def resident_bytes(root: int) -> int:
-    """Resident memory of `root` and every process below it."""
-    total = 0
-    for pid in [root, *descendants(root)]:
-        try:
-            with open(f"/proc/{pid}/statm", "rb") as handle:
-                total += int(handle.read().split()[1]) * PAGE
-        except (OSError, ValueError, IndexError):  # gone meanwhile
-            continue
-    return total
+    """Memory held by `root` and every process below it (PSS, else RSS: see the module docstring)."""
+    return sum(_process_bytes(pid) for pid in [root, *descendants(root)])
+
+
+def _process_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):  # gone meanwhile, or an old kernel: the resident size
+        pass
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as handle:
+            return int(handle.read().split()[1]) * PAGE
+    except (OSError, ValueError, IndexError):  # gone meanwhile
+        return 0
 
 
 class MemoryWatch(threading.Thread):
@@ -54,13 +64,17 @@ class MemoryWatch(threading.Thread):
 
     def run(self) -> None:
         while not self.done.wait(CHECK_SECONDS) and self.process.poll() is None:
-            if resident_bytes(self.process.pid) > self.limit:
+            if resident_bytes(self.process.pid) > self.limit and self.process.poll() is None:
+                try:
+                    self.kill()
+                except ProcessLookupError:  # it ended on its own just now
+                    return
                 self.exceeded = True
-                self.kill()
                 return
 
     def stop(self) -> bool:
-        """Stop watching (the container ended); whether it was killed for its memory."""
+        """Stop watching (the container ended); whether it was killed for its memory (the caller checks it
+        ended by that SIGKILL: one that exited on its own in the same instant was not)."""
         self.done.set()
         self.join()
         return self.exceeded

@@ -99,6 +99,36 @@ def test_a_container_over_its_memory_limit_is_oom_killed(cli: Cli) -> None:
     assert cli.wait("pod/fits", "phase=Succeeded").returncode == 0 and cli("logs", "fits").stdout == "20971520\n"
 
 
+def test_forked_workers_sharing_memory_count_it_once_against_the_limit(cli: Cli) -> None:
+    """Four forks of a process holding 40 MiB share its pages: 50-60 MiB in all (PSS), as a cgroup counts them,
+    not 250 MiB (the sum of their resident sizes, which killed them; helper-73)."""
+    cli.apply(pod("forks", """
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox
+    command:
+    - python3
+    - -c
+    - |
+      import os, time
+      x = b"x" * (40 << 20)
+      kids = []
+      for _ in range(4):
+          kid = os.fork()
+          if kid == 0:
+              time.sleep(2)
+              os._exit(0)
+          kids.append(kid)
+      for kid in kids:
+          os.waitpid(kid, 0)
+      print("ok")
+    resources: {limits: {memory: 120Mi}}
+"""))
+    assert cli.wait("pod/forks", "phase=Succeeded", timeout=30).returncode == 0, cli.json("pod", "forks")["status"]
+    assert cli("logs", "forks").stdout == "ok\n"
+
+
 def test_env_configmap_secret_and_downward_api(cli: Cli) -> None:
     cli.apply("""
 apiVersion: v1
