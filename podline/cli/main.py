@@ -12,7 +12,8 @@ from podline.cli.image_cmds import image
 from podline.cli.lifecycle import down, status, up
 from podline.cli.render_cmd import render
 from podline.cli.resources import delete, describe, get, run, scale
-from podline.cli.watch import logs, wait
+from podline.cli.wait_cmd import wait
+from podline.cli.watch import logs
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -79,9 +79,9 @@ def render(state: State, files: tuple[str, ...], target: str) -> None:
         elif isinstance(obj, Job):  # its pods are batch jobs of their own, made one by one as Kubernetes does
             pod = {"apiVersion": "v1", "kind": "Pod", "metadata": obj.dump()["metadata"],
                    "spec": obj.dump()["spec"]["template"]["spec"]}
-            script = render_pod(pod, RENDER_UID, rundir, placement).replace(
-                "\n# podline: pod ", f"\n# podline: one such job per pod of the Job ({obj.spec.completions} "
-                f"completions, {obj.spec.parallelism} at a time); this pod: ", 1)
+            until = f"{obj.spec.completions} completions" if obj.spec.completions is not None else "until one succeeds"
+            script = render_pod(pod, RENDER_UID, rundir, placement, of=f"one such job per pod of the Job ({until}, "
+                                f"{obj.spec.parallelism} at a time); this ")
         else:
             continue  # ConfigMaps, Secrets and Datasets travel in plans, not scripts
         click.echo(f"# ---- {item.describe()}")

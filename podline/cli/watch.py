@@ -1,7 +1,8 @@
-"""logs and wait: the verbs that follow running work."""
+"""logs: the verb that follows running work's output (wait: cli/wait_cmd.py)."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import click
 
+from podline.api.conditions import final_condition
 from podline.api.names import INDEX_KEY
 from podline.api.sidecars import sidecar_names
 from podline.cli.common import State, fail, namespace_option, pass_state, split_ref
@@ -16,6 +18,7 @@ from podline.runtime.files import attempt_starts, log_file
 from podline.store import Obj
 
 POLL = 0.05
+TAIL_BLOCK = 1 << 16
 TERMINAL = ("Succeeded", "Failed", "Error")  # Error: a Workflow's phase when podline could not run a step
 NODE_ANNOTATION = "workflows.argoproj.io/node-name"
 
@@ -46,10 +49,8 @@ def _pods_for(state: State, ref: str, shard: int | None) -> list[Obj]:
     if shard is not None:
         pods = [p for p in pods if index(p) == shard]
     if not pods:
-        finished = any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
-                       for c in job.status.get("conditions", []))
         fail(f"job {name} has no pods{'' if shard is None else f' for shard {shard}'}"
-             + (" left (it has finished)" if finished else " yet"))
+             + (" left (it has finished)" if final_condition(job.status) else " yet"))
     return sorted(pods, key=lambda p: (index(p), p.created_at))
 
 
@@ -218,7 +219,7 @@ def logs(state: State, name: str, container: str | None, follow: bool, shard: in
         run = pod.internal.get("run")
         path = log_file(Path(run["dir"]), chosen) if run else None
         if previous:
-            _print_previous(path, pod.name, chosen, tail)
+            _print_previous(path, pod, chosen, tail)
             continue
         if not follow and (path is None or not path.exists()):  # no run of it has begun
             if len(pods) > 1:
@@ -244,163 +245,42 @@ def logs(state: State, name: str, container: str | None, follow: bool, shard: in
             time.sleep(POLL)
 
 
-def _print_previous(path: Path | None, pod: str, container: str, tail: int) -> None:
+def _print_previous(path: Path | None, pod: Obj, container: str, tail: int) -> None:
+    """The run before the current one; while the container waits in its back-off, the run that just ended (as
+    the kubelet serves `-p` from lastState: there is no current run)."""
     starts = attempt_starts(path) if path is not None else []
-    if path is None or len(starts) < 2:
-        fail(f'previous terminated container "{container}" in pod "{pod}" not found')
-    with open(path, "rb") as handle:
-        handle.seek(starts[-2])
-        chunk = handle.read(starts[-1] - starts[-2])
-    sys.stdout.buffer.write(_last_lines(chunk, tail))
-    sys.stdout.buffer.flush()
+    statuses = pod.status.get("initContainerStatuses", []) + pod.status.get("containerStatuses", [])
+    waiting = any(c.get("name") == container and "waiting" in c.get("state", {}) for c in statuses)
+    if path is None or len(starts) < (1 if waiting else 2):
+        fail(f'previous terminated container "{container}" in pod "{pod.name}" not found')
+    begin, end = (starts[-1], None) if waiting else (starts[-2], starts[-1])
+    _print_range(path, begin, end, tail)
 
 
 def _print_tail(path: Path, offset: int, tail: int) -> int:
     """The last `tail` lines written since `offset`; where following goes on from."""
     try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            chunk = handle.read()
+        return _print_range(path, offset, None, tail)
     except FileNotFoundError:
         return offset
-    sys.stdout.buffer.write(_last_lines(chunk, tail))
-    sys.stdout.buffer.flush()
-    return offset + len(chunk)
 
 
-def _last_lines(chunk: bytes, tail: int) -> bytes:
-    if tail < 0:
-        return chunk
-    if tail == 0:
-        return b""
-    lines = chunk.splitlines(keepends=True)
-    return b"".join(lines[-tail:])
-
-
-# What `wait --for` can name, per kind: the phases and conditions the controller sets (Job phases are
-# podline's shorthand for its conditions, as kubectl's habit; a Job is Running while it has active pods).
-WAIT_PHASES: dict[str, tuple[str, ...]] = {
-    "Pod": ("Pending", "Running", "Succeeded", "Failed"),
-    "Job": ("Running", "Succeeded", "Complete", "Failed"),
-    "Pipeline": ("Pending", "Running", "Succeeded", "Failed"),
-    "Workflow": ("Pending", "Running", "Succeeded", "Failed", "Error"),
-}
-WAIT_CONDITIONS: dict[str, tuple[str, ...]] = {
-    "Pod": ("PodScheduled", "Initialized", "ContainersReady", "Ready", "DisruptionTarget"),
-    "Job": ("Complete", "Failed", "Suspended"),
-    "Pipeline": (),
-    "Workflow": ("PodRunning", "Completed"),
-}
-
-
-def _accepted(kind: str) -> str:
-    choices = [f"phase={p}" for p in WAIT_PHASES[kind]] + [f"condition={c}" for c in WAIT_CONDITIONS[kind]]
-    return ", ".join(choices)
-
-
-def parse_for(kind: str, condition: str | None) -> tuple[str, str, str]:
-    """`phase=P` or `condition=C[=True|False]` → (what, canonical name, wanted condition status); a pod's
-    default is condition=Ready. Exit 2 when KIND has no such phase or condition (it could never be reached)."""
-    if kind not in WAIT_PHASES:
-        fail(f"a {kind.lower()} has no phase or condition to wait for (kinds that have: "
-             f"{', '.join(k.lower() for k in WAIT_PHASES)})", 2)
-    if condition is None:
-        if kind != "Pod":
-            fail(f"--for is required for a {kind.lower()} (accepted: {_accepted(kind)})", 2)
-        condition = "condition=Ready"
-    what, sep, value = condition.partition("=")
-    if what not in ("phase", "condition") or not sep or not value:
-        fail(f"--for={condition}: expected phase=VALUE or condition=VALUE", 2)
-    value, _, status = value.partition("=") if what == "condition" else (value, "", "")
-    names = WAIT_PHASES[kind] if what == "phase" else WAIT_CONDITIONS[kind]
-    canonical = next((n for n in names if n.lower() == value.lower()), None)
-    if canonical is None or status.lower() not in ("", "true", "false"):
-        fail(f"--for={condition}: not a {what} of a {kind.lower()} (accepted: {_accepted(kind)})", 2)
-    return what, canonical, status.capitalize() or "True"
-
-
-def _condition(obj: Obj, kind: str, status: str = "True") -> bool:
-    return any(c.get("type", "").lower() == kind.lower() and c.get("status") == status
-               for c in obj.status.get("conditions", []))
-
-
-def _reached(obj: Obj, what: str, value: str, status: str = "True") -> tuple[bool, bool]:
-    """(reached, still reachable) for --for=phase=X / --for=condition=Y[=STATUS]."""
-    if obj.kind == "Job":
-        if what == "phase":
-            value = {"succeeded": "Complete", "failed": "Failed", "complete": "Complete"}.get(value.lower(), value)
-            if value.lower() == "running":
-                return obj.status.get("active", 0) > 0, not (_condition(obj, "Complete") or _condition(obj, "Failed"))
-        finished = _condition(obj, "Complete") or _condition(obj, "Failed")
-        return _condition(obj, value, status), not finished
-    if what == "phase":
-        phase = obj.status.get("phase", "Pending")
-        return phase.lower() == value.lower(), phase not in TERMINAL
-    return _condition(obj, value, status), obj.status.get("phase") not in TERMINAL
-
-
-def _where_it_ended(obj: Obj) -> str:
-    """What an object that can no longer reach the awaited state is: its phase, or a Job's final condition."""
-    if "phase" in obj.status:
-        return f"phase {obj.status['phase']}"
-    final = next((c for c in reversed(obj.status.get("conditions", []))
-                  if c["type"] in ("Complete", "Failed") and c.get("status") == "True"), None)
-    return f"{final['type']}: {final.get('reason', '')}" if final else "phase unknown"
-
-
-def _timeout_seconds(text: str) -> float:
-    """kubectl's --timeout is a Go duration (30s, 5m, 1h); a bare number is seconds, as podline took it before."""
-    from podline.api.durations import DURATION, duration_seconds
-
-    if not DURATION.fullmatch(text):
-        fail(f"--timeout {text!r}: expected a duration such as 30s, 5m, 1h30m (a bare number is seconds)", 2)
-    return float(duration_seconds(text))
-
-
-def _wait_targets(refs: tuple[str, ...]) -> list[tuple[str, str]]:
-    """`pod/a job/b` or `pod a b`, as kubectl wait takes them."""
-    if any("/" in ref for ref in refs):
-        return [split_ref(ref) for ref in refs]
-    if len(refs) < 2:
-        fail(f"expected KIND/NAME… or KIND NAME…, got {' '.join(refs)!r}", 2)
-    return [split_ref(refs[0], name) for name in refs[1:]]
-
-
-def _wait_one(state: State, kind: str, name: str, wanted: tuple[str, str, str] | None, deadline: float) -> None:
-    """Until KIND/NAME reaches `wanted` (None: until it is gone), or fail (exit 1)."""
-    ref = f"{kind.lower()}/{name}"
-    condition = "delete" if wanted is None else f"{wanted[0]}={wanted[1]}" + (
-        f"={wanted[2]}" if wanted[2] != "True" else "")
-    while True:
-        if wanted is None:
-            if state.store.get(kind, state.namespace_of(kind), name) is None:
-                break
+def _print_range(path: Path, begin: int, end: int | None, tail: int) -> int:
+    """Print bytes begin..end (None: the end of the file) of the log, only their last `tail` lines when tail >= 0
+    (read backwards in blocks: a run's log may be gigabytes); return where the range ends."""
+    with open(path, "rb") as handle:
+        end = handle.seek(0, os.SEEK_END) if end is None else end
+        if tail < 0:
+            handle.seek(begin)
+            chunk = handle.read(end - begin)
         else:
-            obj = state.find(kind, name)
-            reached, reachable = _reached(obj, *wanted)
-            if reached:
-                break
-            if not reachable:
-                fail(f"{ref} can no longer reach {condition} ({_where_it_ended(obj)})", 1)
-        if time.time() >= deadline:
-            fail(f"timed out waiting for {condition} on {ref}", 1)
-        time.sleep(POLL)
-    click.echo(f"{ref} condition met")  # kubectl's words, for phases too
-
-
-@click.command()
-@namespace_option
-@click.argument("refs", nargs=-1, required=True)
-@click.option("--for", "condition", default=None,
-              help="phase=P, condition=C[=True|False] or delete (a pod's default: condition=Ready); one the kind "
-                   "does not have exits 2, listing those it has.")
-@click.option("--timeout", default="30s", help="A duration: 30s, 5m, 1h (a bare number is seconds; default 30s).")
-@pass_state
-def wait(state: State, refs: tuple[str, ...], condition: str | None, timeout: str) -> None:
-    """Wait until each KIND/NAME (or KIND NAME…) reaches a phase or condition, or is gone (--for=delete); exit 1
-    on timeout or when one no longer can."""
-    deadline = time.time() + _timeout_seconds(timeout)
-    targets = _wait_targets(refs)
-    wanted = {kind: None if condition == "delete" else parse_for(kind, condition) for kind, _ in targets}
-    for kind, name in targets:
-        _wait_one(state, kind, name, wanted[kind], deadline)
+            chunk, at = b"", end
+            while at > begin and chunk.count(b"\n") <= tail:
+                step = min(TAIL_BLOCK, at - begin)
+                at -= step
+                handle.seek(at)
+                chunk = handle.read(step) + chunk
+            chunk = b"".join(chunk.splitlines(keepends=True)[-tail:]) if tail else b""
+    sys.stdout.buffer.write(chunk)
+    sys.stdout.buffer.flush()
+    return end

@@ -30,6 +30,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from podline.api.conditions import final_condition
 from podline.api.names import INDEX_KEY, random_suffix
 from podline.backends.base import Backend, SubmitError
 from podline.controller.arrays import (
@@ -265,11 +266,6 @@ def _status(job: Obj, active: list[Obj], pods: list[Obj]) -> None:
         job.status["failedIndexes"] = totals.get("failedIndexes", "")
 
 
-def _is_finished(job: Obj) -> bool:
-    return any(c["type"] in ("Complete", "Failed") and c["status"] == "True"
-               for c in job.status.get("conditions", []))
-
-
 def reconcile_job(ctx: Ctx, job: Obj) -> None:
     pods = ctx.store.list(kind="Pod", owner_uid=job.uid)
     if job.deleted_at:
@@ -286,7 +282,7 @@ def reconcile_job(ctx: Ctx, job: Obj) -> None:
         return
     spec = job.manifest["spec"]
     active = [p for p in pods if p.status.get("phase") not in TERMINAL and not p.deleted_at]
-    if _is_finished(job):  # status is final: pods removed later must not change the counts
+    if final_condition(job.status) is not None:  # status is final: pods removed later must not change the counts
         _count_stopped(ctx, job, pods)
         ttl = spec.get("ttlSecondsAfterFinished")
         if ttl is not None:

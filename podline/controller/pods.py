@@ -143,12 +143,7 @@ def _mark_lost(obj: Obj, status: dict[str, Any] | None, detail: str, reason: str
     """The attempt ended without the runner's final word: whatever ran is terminated with 137."""
     status = json.loads(json.dumps(status or obj.status))
     now = rfc3339()
-    for c in status.get("initContainerStatuses", []) + status.get("containerStatuses", []):
-        if "terminated" not in c["state"]:
-            started = c["state"].get("running", {}).get("startedAt", now)
-            c["state"] = {"terminated": {"exitCode": 137, "reason": "Error", "startedAt": started,
-                                         "finishedAt": now, "message": "pod runner was killed"}}
-            c["ready"] = False
+    _end_containers(status, now, "Error", "pod runner was killed")
     _unknown_containers(obj.manifest["spec"], status, now)
     message = "the pod runner died before the pod finished" + (f": {detail}" if detail else "")
     status.update(phase="Failed", reason=reason, message=message)
@@ -157,6 +152,16 @@ def _mark_lost(obj: Obj, status: dict[str, Any] | None, detail: str, reason: str
             {"type": "DisruptionTarget", "status": "True", "reason": DISRUPTIONS[reason], "message": message,
              "lastTransitionTime": now}]
     return status
+
+
+def _end_containers(status: dict[str, Any], now: str, reason: str, message: str) -> None:
+    """Every container of `status` not terminated yet is, with 137 (SIGKILL's code)."""
+    for c in status.get("initContainerStatuses", []) + status.get("containerStatuses", []):
+        if "terminated" not in c.get("state", {}):
+            started = c.get("state", {}).get("running", {}).get("startedAt", now)
+            c["state"] = {"terminated": {"exitCode": 137, "reason": reason, "startedAt": started,
+                                         "finishedAt": now, "message": message}}
+            c["ready"] = False
 
 
 def _unknown_containers(spec: dict[str, Any], status: dict[str, Any], now: str) -> None:
@@ -253,11 +258,8 @@ def _final_status_of_deleted(ctx: Ctx, obj: Obj) -> None:
         obj.status = _mark_lost(obj, status, seen.detail, seen.reason or "RunnerLost")
         return
     status, now = json.loads(json.dumps(status or obj.status)), rfc3339()
-    for c in status.get("initContainerStatuses", []) + status.get("containerStatuses", []):
-        if "terminated" not in c.get("state", {}):
-            c.update(ready=False, state={"terminated": {
-                "exitCode": 137, "reason": "ContainerStatusUnknown", "finishedAt": now,
-                "message": "The container could not be located when the pod was deleted"}})
+    _end_containers(status, now, "ContainerStatusUnknown",
+                    "The container could not be located when the pod was deleted")
     _unknown_containers(obj.manifest["spec"], status, now)
     status["phase"] = "Failed"
     obj.status = status

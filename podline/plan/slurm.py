@@ -136,12 +136,13 @@ def _signal_trap(header: list[str]) -> list[str]:
     return [f"trap '' {name}" for name in sorted(names) if name in FORWARDED_SIGNALS]
 
 
-def render_pod(manifest: dict[str, Any], uid: str, rundir: str, placement: Placement) -> str:
+def render_pod(manifest: dict[str, Any], uid: str, rundir: str, placement: Placement, of: str = "") -> str:
+    """One pod's batch job; `of`: what it is a pod of, for the script's comment (one of a Job's, say)."""
     meta = manifest["metadata"]
     header = sbatch_options(meta["name"], meta.get("namespace", "default"), uid, manifest["spec"],
                             meta.get("annotations", {}), placement, f"{rundir}/slurm-%j.out", rundir)
-    return _script(header, f"pod {meta.get('namespace', 'default')}/{meta['name']} (uid {uid})", rundir, [rundir],
-                   placement)
+    return _script(header, f"{of}pod {meta.get('namespace', 'default')}/{meta['name']} (uid {uid})", rundir,
+                   [rundir], placement)
 
 
 PILOT_OWN = ("--cpus-per-task", "--mem", "--gres", "--nodes", "--ntasks", "--job-name", "--comment", "--output",

@@ -64,7 +64,7 @@ def test_wait_without_for_needs_one_except_for_a_pod(store: Store) -> None:
     ("Workflow", "phase=Error", ("phase", "Error", "True")),
 ])
 def test_wait_accepts_what_the_kind_has(kind: str, wanted: str | None, parsed: tuple[str, str, str]) -> None:
-    from podline.cli.watch import parse_for
+    from podline.cli.wait_cmd import parse_for
 
     assert parse_for(kind, wanted) == parsed
 

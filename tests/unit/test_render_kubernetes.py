@@ -364,7 +364,7 @@ def test_cli_render_slurm_of_a_non_indexed_job_says_it_is_one_job_per_pod(tmp_pa
                         "      containers: [{name: c, image: busybox, command: ['true']}]\n")
     proc = podline(tmp_path, "render", "-f", str(manifest), "--target", "slurm")
     assert proc.returncode == 0 and proc.stdout.count("#!/bin/bash") == 1, proc.stderr
-    assert "# podline: one such job per pod of the Job (3 completions, 2 at a time); this pod: default/ni" \
+    assert "# podline: one such job per pod of the Job (3 completions, 2 at a time); this pod default/ni" \
         in proc.stdout, proc.stdout
     subprocess.run(["bash", "-n"], input=proc.stdout, text=True, check=True)
 
