@@ -99,15 +99,36 @@ def _sidecars(obj: Obj) -> set[str]:
     return sidecar_names(obj.manifest["spec"])
 
 
+def _restarts(obj: Obj, sidecars: set[str]) -> int:
+    """kubectl's RESTARTS: while the pod initializes, the init containers' restarts up to the one it waits on;
+    once initialized, the sidecars' and the containers' (an init container that failed twice, then succeeded,
+    no longer counts)."""
+    restarts = sidecar_restarts = 0
+    initializing = False
+    for c in obj.status.get("initContainerStatuses", []):
+        restarts += c.get("restartCount", 0)
+        if c.get("name") in sidecars:
+            sidecar_restarts += c.get("restartCount", 0)
+            if c.get("started"):
+                continue
+        elif c.get("state", {}).get("terminated", {}).get("exitCode") == 0:
+            continue
+        initializing = True
+        break
+    initialized = any(c.get("type") == "Initialized" and c.get("status") == "True"
+                      for c in obj.status.get("conditions", []))
+    if initializing and not initialized:
+        return restarts
+    return sidecar_restarts + sum(c.get("restartCount", 0) for c in obj.status.get("containerStatuses", []))
+
+
 def pod_row(obj: Obj, wide: bool) -> list[str]:
     sidecars = _sidecars(obj)  # in READY as kubectl counts them: beside the containers
     containers = obj.status.get("containerStatuses", []) + [
         c for c in obj.status.get("initContainerStatuses", []) if c.get("name") in sidecars]
     total = len(obj.manifest["spec"]["containers"]) + len(sidecars)
     ready = sum(1 for c in containers if c.get("ready"))
-    every = obj.status.get("initContainerStatuses", []) + obj.status.get("containerStatuses", [])
-    restarts = sum(c.get("restartCount", 0) for c in every)  # init containers' too, as kubectl adds them
-    row = [obj.name, f"{ready}/{total}", pod_status_word(obj), str(restarts), age(obj.created_at)]
+    row = [obj.name, f"{ready}/{total}", pod_status_word(obj), str(_restarts(obj, sidecars)), age(obj.created_at)]
     if wide:
         row += [obj.internal.get("node", "<none>"), obj.internal.get("run", {}).get("dir", "<none>")]
     return row

@@ -54,7 +54,7 @@ def test_init_containers_run_in_order_and_share_memory_emptydir(cli: Cli, tmp_pa
     assert one["finishedAt"] <= two["startedAt"]
 
 
-def test_restarts_column_adds_init_containers_restarts_as_kubectl(cli: Cli, tmp_path: Path) -> None:
+def test_restarts_column_leaves_out_a_done_init_containers_restarts_as_kubectl(cli: Cli, tmp_path: Path) -> None:
     cli.apply(pod("setup-retries", f"""
   restartPolicy: OnFailure
   volumes: [{{name: state, hostPath: {{path: {tmp_path}}}}}]
@@ -66,7 +66,27 @@ def test_restarts_column_adds_init_containers_restarts_as_kubectl(cli: Cli, tmp_
 """))
     assert cli.wait("pod/setup-retries", "phase=Succeeded").returncode == 0
     assert cli.json("pod", "setup-retries")["status"]["initContainerStatuses"][0]["restartCount"] == 2
-    assert cli("get", "pod", "setup-retries").stdout.splitlines()[1].split()[3] == "2"  # it showed 0
+    assert cli("get", "pod", "setup-retries").stdout.splitlines()[1].split()[3] == "0"
+
+
+def test_restarts_column_counts_init_containers_while_initializing_as_kubectl(cli: Cli) -> None:
+    """kubectl's printer: an init container's restarts count while the pod waits on it (it showed 0), and no longer
+    once the pod is initialized (helper-72, helper-73)."""
+    cli.apply(pod("setup-fails", """
+  restartPolicy: OnFailure
+  initContainers:
+  - {name: setup, image: busybox, command: [sh, -c, "exit 1"]}
+  containers:
+  - {name: main, image: busybox, command: ["true"]}
+"""))
+
+    def shown() -> tuple[str, int] | None:
+        row = cli("get", "pod", "setup-fails").stdout.splitlines()[1].split()
+        return (row[2], int(row[3])) if int(row[3]) >= 2 else None
+
+    status, restarts = wait_for(shown, timeout=30)
+    assert status.startswith("Init:") and restarts >= 2
+    cli("delete", "pod", "setup-fails")
 
 
 def test_a_container_over_its_memory_limit_is_oom_killed(cli: Cli) -> None:
