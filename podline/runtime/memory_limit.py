@@ -17,11 +17,12 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from podline.api.quantity import memory_bytes
-from podline.runtime.processes import descendants
+from podline.runtime.processes import children_map, descendants
 
 CHECK_SECONDS = float(os.environ.get("PODLINE_MEMORY_CHECK_SECONDS", "0.25"))
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -33,9 +34,9 @@ def memory_limit(spec: dict[str, Any]) -> int | None:
     return memory_bytes(limit) or None if limit else None
 
 
-def resident_bytes(root: int) -> int:
+def resident_bytes(root: int, children: dict[int, list[int]] | None = None) -> int:
     """Memory held by `root` and every process below it (PSS, else RSS: see the module docstring)."""
-    return sum(_process_bytes(pid) for pid in [root, *descendants(root)])
+    return sum(_process_bytes(pid) for pid in [root, *descendants(root, children)])
 
 
 def _process_bytes(pid: int) -> int:
@@ -53,28 +54,74 @@ def _process_bytes(pid: int) -> int:
         return 0
 
 
-class MemoryWatch(threading.Thread):
+class MemoryWatch:
     """Kills `process`'s container (through `kill`) once its processes hold more than `limit` bytes."""
 
     def __init__(self, process: subprocess.Popen[bytes], limit: int, kill: Callable[[], None]) -> None:
-        super().__init__(name=f"memory-{process.pid}", daemon=True)
         self.process, self.limit, self.kill = process, limit, kill
         self.exceeded = False
-        self.done = threading.Event()
 
-    def run(self) -> None:
-        while not self.done.wait(CHECK_SECONDS) and self.process.poll() is None:
-            if resident_bytes(self.process.pid) > self.limit and self.process.poll() is None:
-                try:
-                    self.kill()
-                except ProcessLookupError:  # it ended on its own just now
-                    return
-                self.exceeded = True
-                return
+    def start(self) -> None:
+        SAMPLER.add(self)
 
     def stop(self) -> bool:
         """Stop watching (the container ended); whether it was killed for its memory (the caller checks it
         ended by that SIGKILL: one that exited on its own in the same instant was not)."""
-        self.done.set()
-        self.join()
+        SAMPLER.remove(self)
         return self.exceeded
+
+    def check(self, children: dict[int, list[int]]) -> bool:
+        """One sample; True when the watch is over (its process ended, or was killed for its memory)."""
+        if self.process.poll() is not None:
+            return True
+        if resident_bytes(self.process.pid, children) <= self.limit or self.process.poll() is not None:
+            return False
+        try:
+            self.kill()
+        except ProcessLookupError:  # it ended on its own just now
+            return True
+        self.exceeded = True
+        return True
+
+
+class _Sampler:
+    """One thread for every watch of the runner: one scan of /proc per sample, however many containers are
+    limited (a scan each cost ~1.5 ms of CPU per container, four times a second)."""
+
+    def __init__(self) -> None:
+        self.watches: set[MemoryWatch] = set()
+        self.lock = threading.Lock()  # held while sampling: a watch removed is not checked after `remove`
+        self.thread: threading.Thread | None = None
+
+    def add(self, watch: MemoryWatch) -> None:
+        with self.lock:
+            self.watches.add(watch)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="memory-limits", daemon=True)
+                self.thread.start()
+
+    def remove(self, watch: MemoryWatch) -> None:
+        with self.lock:
+            self.watches.discard(watch)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(CHECK_SECONDS)
+            with self.lock:
+                if not self.watches:
+                    self.thread = None  # the next add starts another
+                    return
+                children = children_map()
+                self.watches -= {watch for watch in list(self.watches) if watch.check(children)}
+
+
+SAMPLER = _Sampler()
+
+
+def _forget_in_child() -> None:
+    """A forked runner has none of its parent's threads or containers: a sampler of its own, when it needs one."""
+    global SAMPLER
+    SAMPLER = _Sampler()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)

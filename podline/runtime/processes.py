@@ -89,11 +89,17 @@ def _parents() -> dict[int, int]:
     return {pid: int(fields[1]) for pid, fields in _proc_stats()}
 
 
-def descendants(root: int) -> list[int]:
-    """Every process below `root` (children, theirs, …)."""
+def children_map() -> dict[int, list[int]]:
+    """pid → its children's pids, for every process (one scan of /proc, to walk several trees)."""
     children: dict[int, list[int]] = {}
     for pid, parent in _parents().items():
         children.setdefault(parent, []).append(pid)
+    return children
+
+
+def descendants(root: int, children: dict[int, list[int]] | None = None) -> list[int]:
+    """Every process below `root` (children, theirs, …), from `children` (default: /proc now)."""
+    children = children_map() if children is None else children
     found, stack = [], list(children.get(root, []))
     while stack:
         pid = stack.pop()
