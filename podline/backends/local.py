@@ -18,9 +18,10 @@ from typing import Any
 
 from podline.backends.base import Observation
 from podline.runtime.attempt_marks import kill_attempt
+from podline.runtime.expand import host_ip
 from podline.runtime.files import read_json, write_json_atomic
 from podline.runtime.pod import run_pod
-from podline.runtime.processes import become_runner, session_processes
+from podline.runtime.processes import become_runner, libc, session_processes
 from podline.runtime.volumes import shm_root
 
 LIVENESS_EVERY = 2.0
@@ -54,6 +55,8 @@ class LocalBackend:
         self.home = home
         self.notify = notify  # abstract socket name with '@' for the leading NUL
         self._seen: dict[Path, tuple[tuple[int, int], float, Observation]] = {}
+        host_ip()  # what every runner looks up once, looked up here once: the forked runners inherit it
+        libc()
 
     def run_dir(self, namespace: str, name: str, uid: str) -> Path:
         return self.home / "pods" / namespace / name / uid

@@ -28,18 +28,23 @@ def log_file(rundir: Path, container: str) -> Path:
 
 def mark_attempt(log_path: Path, offset: int) -> None:
     """Record that a run of the container starts at byte `offset` of its log (`logs` shows the current run,
-    `logs --previous` the one before, as kubectl; the log itself keeps every run)."""
+    `logs --previous` the one before, as kubectl; the log itself keeps every run). A run from byte 0 goes
+    without saying (`attempt_starts`): most containers run once, and a file less is a pod started sooner."""
+    if offset == 0:
+        return
     with open(log_path.with_suffix(".starts"), "a") as starts:
         starts.write(f"{offset}\n")
 
 
 def attempt_starts(log_path: Path) -> list[int]:
-    """Where each recorded run starts in the log (none recorded: one run from 0)."""
+    """Where each run starts in the log: the first from 0 once the log exists (not recorded), then those
+    recorded (none: not run yet)."""
     try:
         text = log_path.with_suffix(".starts").read_text()
     except FileNotFoundError:
-        return []
-    return [int(line) for line in text.split() if line.isdigit()]
+        return [0] if log_path.exists() else []
+    starts = [int(line) for line in text.split() if line.isdigit()]
+    return starts if starts and starts[0] == 0 else [0, *starts]
 
 
 def rfc3339(ts: float | None = None) -> str:
@@ -120,6 +125,8 @@ def notify(address: bytes | None) -> None:
         return
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         try:
-            sock.sendto(b"s", address)
+            # Never wait for room: a full queue (EAGAIN) already holds nudges the controller has yet to drain,
+            # and the pass after that drain reads this status; blocking here kept finished runners alive.
+            sock.sendto(b"s", socket.MSG_DONTWAIT, address)
         except OSError:
             pass

@@ -318,14 +318,16 @@ def forward_signals(workers: Callable[[], list[ContainerWorker]], log: Callable[
         signal.signal(getattr(signal, f"SIG{name}"), lambda signum, _: pending.put(signum))
 
 
-def _scope(runner: PodRunner | PipelineRunner) -> str:
+def _scope(runner: PodRunner | PipelineRunner) -> tuple[str, bool]:
     """What successive attempts share (`runtime.attempt_marks`): a pipeline shard's or an Indexed Job index's
-    workspace, else the pod itself."""
+    workspace, else the pod itself; and whether earlier attempts of it can exist. A pod's own scope has none (its
+    one run directory runs once: `started`), so there is nothing to sweep for (a scan of every process's
+    environment, ~2 ms a pod start)."""
     if isinstance(runner, PipelineRunner):
-        return runner.workspace.root.name
+        return runner.workspace.root.name, True
     if runner.workspace is not None:
-        return runner.workspace.workspace.root.name
-    return f"podline-{runner.pod.get('podUid', runner.pod['uid'])}"
+        return runner.workspace.workspace.root.name, True
+    return f"podline-{runner.pod.get('podUid', runner.pod['uid'])}", False
 
 
 def run_pod(rundir: Path, plan_path: Path | None = None, index: int | None = None) -> int:
@@ -351,7 +353,8 @@ def run_pod(rundir: Path, plan_path: Path | None = None, index: int | None = Non
     else:
         forward_signals(lambda: runner.inits + runner.mains, runner.log)
     # An attempt podline gave up (it started late, or runs on) must not touch the attempt that replaced it.
-    mark = attempt_marks.begin(_scope(runner), runner.log, sweep=not stop_requested(rundir))
+    scope, shared = _scope(runner)
+    mark = attempt_marks.begin(scope, runner.log, sweep=shared and not stop_requested(rundir))
     write_json_atomic(marker, {**started, "run": str(mark)})  # the local backend kills by it (cancel)
     become_subreaper()  # see write_status in podline.runtime.files
     return runner.run()

@@ -14,6 +14,7 @@ nothing: for that, every process of an attempt carries its mark (`runtime.attemp
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import signal
 import sys
@@ -57,9 +58,14 @@ PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
 
+@functools.cache
+def libc() -> ctypes.CDLL:
+    """The C library, loaded once (a forking parent loads it before: its runners inherit it)."""
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def _prctl(option: int, value: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(option, value, 0, 0, 0) != 0:
+    if libc().prctl(option, value, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), f"prctl({option})")
 
 
@@ -108,8 +114,20 @@ def descendants(root: int, children: dict[int, list[int]] | None = None) -> list
     return found
 
 
+def _childless() -> bool:
+    """Has this process no child at all, exited or not (none is reaped: WNOWAIT)? A child subreaper without one
+    has no descendant either: an orphan below it would have been reparented to it."""
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return False
+
+
 def kill_descendants(root: int) -> list[int]:
     """SIGKILL every process below `root` and reap those that are its children; return the pids killed."""
+    if root == os.getpid() and _childless():  # the common case, without a scan of /proc
+        return []
     killed = descendants(root)
     for pid in killed:
         try:

@@ -49,3 +49,15 @@ def test_tail_reads_only_the_end_of_a_long_run(tmp_path: Path, monkeypatch: pyte
     path.write_bytes(b"no newline at the end")
     watch._print_tail(path, 0, 1)
     assert capsysbinary.readouterr().out == b"no newline at the end"
+
+
+def test_a_first_run_from_byte_0_goes_unrecorded(tmp_path: Path) -> None:
+    """Most containers run once: no `.starts` file for them (a file less per pod start, P5), the 0 implied once
+    the log exists."""
+    path = tmp_path / "c.log"
+    assert watch.attempt_starts(path) == []  # not run yet
+    path.write_bytes(b"")
+    mark_attempt(path, 0)
+    assert not path.with_suffix(".starts").exists() and watch.attempt_starts(path) == [0]
+    mark_attempt(path, 10)
+    assert watch.attempt_starts(path) == [0, 10]
