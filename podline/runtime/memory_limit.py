@@ -4,12 +4,15 @@
 Where nothing else does it — the local backend, a Slurm cluster with task/none, the host runtime or bwrap
 without cgroups — a container far over its limit used to succeed in silence. So the runner samples the memory of
 each limited container's processes (its first process and every descendant) every CHECK_SECONDS and kills them
-when the sum is over the limit. Each process counts its proportional set size (PSS: a page shared by N
-processes counts 1/N to each), so forked workers sharing a dataset count it once, as a cgroup does; without
-/proc/PID/smaps_rollup (kernels before 4.14) the resident size. Where a cgroup does hold the job (Slurm's
-task/cgroup) the sampling runs too, and the kernel usually kills first (Slurm then says OUT_OF_MEMORY). It is a
-sampled limit, not a hard cap: between two samples a container may run past it briefly; and memory in a
-RAM-backed emptyDir (tmpfs pages, which a cgroup counts) is not counted here: its `sizeLimit` is enforced apart.
+when the sum is over the limit. Each process counts the anonymous part of its proportional set size (PSS: a page
+shared by N processes counts 1/N to each), so forked workers sharing a dataset count it once, as a cgroup does,
+and file pages (reclaimable) and tmpfs pages (a workspace file a step maps) do not; without /proc/PID/smaps_rollup
+(kernels before 4.14) the resident size. A process that left the container's tree (a double fork on the host
+runtime, re-parented to the runner) is not counted; under bwrap it stays in the container's PID namespace.
+Where a cgroup does hold the job (Slurm's task/cgroup) the sampling runs too, and the kernel usually kills first
+(Slurm then says OUT_OF_MEMORY). It is a sampled limit, not a hard cap: between two samples a container may run
+past it briefly; and memory in a RAM-backed emptyDir (tmpfs pages, which a cgroup counts) is not counted here:
+its `sizeLimit` is enforced apart.
 """
 
 from __future__ import annotations
@@ -41,10 +44,16 @@ def resident_bytes(root: int, children: dict[int, list[int]] | None = None) -> i
 
 def _process_bytes(pid: int) -> int:
     try:
+        fields: dict[bytes, int] = {}
         with open(f"/proc/{pid}/smaps_rollup", "rb") as handle:
             for line in handle:
-                if line.startswith(b"Pss:"):
-                    return int(line.split()[1]) * 1024
+                key = line.split(b":", 1)[0]
+                if key in (b"Pss", b"Pss_Anon", b"Pss_Shmem", b"SwapPss"):
+                    fields[key] = int(line.split()[1]) * 1024
+        if b"Pss_Anon" in fields:  # what a cgroup cannot reclaim: not file pages, not tmpfs (a mapped workspace)
+            return fields[b"Pss_Anon"] + fields.get(b"SwapPss", 0)
+        if b"Pss" in fields:
+            return fields[b"Pss"] - fields.get(b"Pss_Shmem", 0)
     except (OSError, ValueError, IndexError):  # gone meanwhile, or an old kernel: the resident size
         pass
     try:

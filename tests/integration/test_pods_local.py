@@ -54,6 +54,39 @@ def test_init_containers_run_in_order_and_share_memory_emptydir(cli: Cli, tmp_pa
     assert one["finishedAt"] <= two["startedAt"]
 
 
+def test_a_workspace_file_a_step_maps_does_not_count_against_its_memory_limit(cli: Cli) -> None:
+    """tmpfs pages (the RAM workspace) are the emptyDir's, as the cgroup charges them to their writer, not to a
+    reader that maps them: helper-76 saw numpy-style mmap of a 150 MiB workspace file OOMKilled under 64Mi."""
+    cli.apply("""apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {name: mapped}
+spec:
+  restartPolicy: Never
+  backoffLimit: 0
+  workspace: {medium: Memory, sizeLimit: 300Mi}
+  steps:
+  - name: write
+    image: busybox
+    command: [sh, -c, 'dd if=/dev/zero of=big bs=1M count=150 2>/dev/null']
+  - name: map
+    image: busybox
+    dependsOn: [write]
+    resources: {limits: {memory: 64Mi}}
+    command:
+    - python3
+    - -c
+    - |
+      import mmap, time
+      with open("big", "r+b") as f:
+          m = mmap.mmap(f.fileno(), 0)
+          print(sum(m[i] for i in range(0, len(m), 4096)), len(m))
+          time.sleep(1)
+""")
+    assert cli.wait("pipeline/mapped", "phase=Succeeded", timeout=60).returncode == 0, \
+        cli("describe", "pipeline", "mapped").stdout
+    assert cli("logs", "pipeline/mapped", "-c", "map").stdout == f"0 {150 << 20}\n"
+
+
 def test_restarts_column_leaves_out_a_done_init_containers_restarts_as_kubectl(cli: Cli, tmp_path: Path) -> None:
     cli.apply(pod("setup-retries", f"""
   restartPolicy: OnFailure
