@@ -54,3 +54,11 @@ def cpu_millis(value: object) -> int:
 
 def memory_bytes(value: object) -> int:
     return int(parse_quantity(value).to_integral_value(rounding="ROUND_CEILING"))
+
+
+def binary_size(count: int) -> str:
+    """Bytes as a reader of the manifest wrote them: `20Mi`, `1.5Gi`, `512` (one decimal at most)."""
+    for unit, size in (("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
+        if count >= size:
+            return f"{count / size:.1f}".removesuffix(".0") + unit
+    return str(count)

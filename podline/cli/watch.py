@@ -104,8 +104,8 @@ def _stream(path: Path, offset: int) -> int:
     return offset + len(chunk)
 
 
-def _pipeline_logs(state: State, name: str, step: str | None, shard: int | None, follow: bool) -> None:
-    """A pipeline step's output on one shard (default 0), appended across attempts."""
+def _pipeline_logs(state: State, name: str, step: str | None, shard: int | None, follow: bool, tail: int) -> None:
+    """A pipeline step's output on one shard (default 0), appended across attempts (the last `tail` lines)."""
     pipeline = state.find("Pipeline", name)
     steps = [s["name"] for s in pipeline.manifest["spec"]["steps"]]
     if step is None:
@@ -118,17 +118,29 @@ def _pipeline_logs(state: State, name: str, step: str | None, shard: int | None,
         known = "0" if shards == 1 else f"0..{shards - 1}"
         fail(f"pipeline {name} has no shard {shard} (its shards: {known})")
     offset = 0
+    home = pipeline.internal.get("home")
+    path = Path(home) / "shards" / str(shard or 0) / "logs" / f"{step}.log" if home else None
+    if not follow and (path is None or not path.exists()):  # as for a pod's container: exit 1, not silence
+        fail(f'step "{step}" of pipeline {name} (shard {shard or 0}) has not run')
+    if tail >= 0 and path is not None:
+        offset = _print_tail(path, 0, tail)
     while True:
         current = state.store.get_uid(pipeline.uid)
         home = (current or pipeline).internal.get("home")
         path = Path(home) / "shards" / str(shard or 0) / "logs" / f"{step}.log" if home else None
         if path is not None:
             offset = _stream(path, offset)
-        if not follow or current is None or current.status.get("phase") in TERMINAL:
+        over = current is None or current.status.get("phase") in TERMINAL or _step_succeeded(current, step, shard)
+        if not follow or over:  # -f -c STEP returns once STEP is done, as for a pod's container
             if path is not None:
                 _stream(path, offset)
             return
         time.sleep(POLL)
+
+
+def _step_succeeded(pipeline: Obj, step: str, shard: int | None) -> bool:
+    return any(s.get("name") == step and s.get("shard", 0) == (shard or 0) and s.get("phase") == "Succeeded"
+               for s in pipeline.status.get("steps") or [])
 
 
 def _workflow_logs(state: State, name: str, step: str | None, follow: bool) -> None:
@@ -193,7 +205,8 @@ def _step_matches(step: str, pod: Obj, nodes: dict[str, dict[str, Any]]) -> bool
 @click.option("-c", "--container", default=None, help="Container (or pipeline step) name.")
 @click.option("-f", "--follow", is_flag=True,
               help="Stream new output until the container ends for good (or the pod finishes).")
-@click.option("--shard", type=int, default=None, help="For a job: the pod of this completion index.")
+@click.option("--shard", type=int, default=None,
+              help="For a job: the pod of this completion index; for a pipeline: the shard (default 0).")
 @click.option("-p", "--previous", is_flag=True, help="The container's run before the current one.")
 @click.option("--tail", type=click.IntRange(min=-1), default=-1, help="Only the last N lines (-1: all).")
 @pass_state
@@ -205,13 +218,15 @@ def logs(state: State, name: str, container: str | None, follow: bool, shard: in
     if kind == "Pipeline" or ("/" not in name and state.store.get("Pod", state.namespace, name) is None
                               and state.store.get("Pipeline", state.namespace, name) is not None):
         kind = "Pipeline"
-    if kind in ("Workflow", "Pipeline") and (previous or tail >= 0):
-        fail(f"--previous and --tail are for a pod's containers, not a {kind.lower()}'s steps", 2)
+    if kind in ("Workflow", "Pipeline") and previous:  # a step's attempts are one appended log
+        fail(f"--previous is for a pod's containers; a {kind.lower()} step's log holds all its attempts", 2)
+    if kind == "Workflow" and tail >= 0:
+        fail("--tail is for a pod's containers and pipeline steps; a workflow's logs are its steps' pods' logs", 2)
     if kind == "Workflow":
         _workflow_logs(state, bare, container, follow)
         return
     if kind == "Pipeline":
-        _pipeline_logs(state, bare, container, shard, follow)
+        _pipeline_logs(state, bare, container, shard, follow, tail)
         return
     pods = _pods_for(state, name, shard)
     for pod in pods:

@@ -241,7 +241,7 @@ def _over_backoff_limit(ctx: Ctx, obj: Obj, key: str, rec: dict[str, Any], limit
         return False
     last = f"{rec.get('reason')}: {rec.get('message')}" if rec.get("reason") else "unknown"
     rec.update(phase="Failed", final=True, reason="BackoffLimitExceeded",
-               message=f"shard {key} failed {rec['failures']} times; last: {last}")
+               message=f"shard {key} failed {rec['failures']} time{'s' if rec['failures'] != 1 else ''}; last: {last}")
     rec.pop("retryAt", None)
     ctx.event(obj, "BackoffLimitExceeded", rec["message"], "Warning")
     return True

@@ -25,6 +25,7 @@ from typing import Any
 
 import xxhash
 
+from podline.api.quantity import binary_size
 from podline.runtime import checkpoint as ck
 from podline.runtime import orphans
 from podline.runtime.copier import BackgroundCopier
@@ -283,7 +284,7 @@ class Workspace:
             return None
         used = tree_size(self.path)
         if used > self.size_limit:
-            return f"workspace uses {used} bytes, above its sizeLimit of {self.size_limit} bytes"
+            return f"workspace uses {binary_size(used)}, above its sizeLimit of {binary_size(self.size_limit)}"
         return None
 
     # --- data in and out ------------------------------------------------------------------------------

@@ -76,7 +76,8 @@ def test_a_step_filling_the_workspace_at_once_fails_itself(tmp_path: Path, shard
     assert shards[0].finish() == 1
     status = shards[0].status()
     assert status["phase"] == "Failed" and status["reason"] == "WorkspaceLimitExceeded"
-    assert "step fill" in status["message"] and "sizeLimit" in status["message"]
+    assert "step fill" in status["message"] and "above its sizeLimit of 1Mi" in status["message"]  # as written
+    assert "workspace uses 2.9Mi" in status["message"], status["message"]
     steps_now = shards[0].steps()
     assert steps_now["fill"]["phase"] == "Failed" and steps_now["fill"]["reason"] == "WorkspaceLimitExceeded"
     if after:
@@ -150,6 +151,25 @@ def test_logs_of_a_shard_that_does_not_exist_is_an_error(cli: Cli) -> None:
     for shard in ("7", "2", "-1"):
         proc = cli("logs", "pipeline/two", "-c", "say", "--shard", shard, check=False)
         assert proc.returncode == 1 and f"has no shard {shard}" in proc.stderr and proc.stdout == ""
+
+
+def test_step_logs_as_a_containers_follow_returns_with_the_step_tail_and_not_yet_run(cli: Cli, tmp_path: Path) -> None:
+    """helper-76: `logs -f -c a` waited for the whole pipeline; a step that has not run printed nothing with exit 0;
+    --tail was refused."""
+    gate = tmp_path / "gate"
+    cli.apply(pipeline("follow", "  - {name: a, image: busybox, command: [sh, -c, 'echo a1; echo a2; echo a3']}\n"
+                       f"  - {{name: b, image: busybox, dependsOn: [a], command: [sh, -c, 'until [ -e {gate} ]; "
+                       "do sleep 0.05; done']}\n"
+                       "  - {name: c, image: busybox, dependsOn: [b], command: [sh, -c, 'echo c']}\n"))
+    followed = cli("logs", "-f", "pipeline/follow", "-c", "a", timeout=30)  # returns while b still waits
+    assert followed.stdout == "a1\na2\na3\n" and cli.json("pipeline", "follow")["status"]["phase"] == "Running"
+    assert cli("logs", "pipeline/follow", "-c", "a", "--tail", "2").stdout == "a2\na3\n"
+    early = cli("logs", "pipeline/follow", "-c", "c", check=False)
+    assert early.returncode == 1 and 'step "c" of pipeline follow (shard 0) has not run' in early.stderr
+    refused = cli("logs", "pipeline/follow", "-c", "a", "-p", check=False)
+    assert refused.returncode == 2 and "holds all its attempts" in refused.stderr
+    gate.touch()
+    assert cli.wait("pipeline/follow", "phase=Succeeded").returncode == 0
 
 
 def test_a_lowered_backoff_limit_reaches_a_running_shard(cli: Cli, tmp_path: Path) -> None:
