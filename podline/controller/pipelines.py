@@ -189,7 +189,10 @@ def _observe(ctx: Ctx, obj: Obj, backend: Backend) -> None:
             retried = rec.get("stepRetries", 0)
             merge_attempt(rec, seen.status, record.get("launchedAt"))
             if rec.get("stepRetries", 0) > retried:  # it counts against backoffLimit: say so as it happens
-                ctx.event(obj, "StepRetry", f"shard {key}: a step failed and is retried ({used_budget(rec)} of "
+                last = seen.status.get("lastStepRetry") or {}
+                what = f"step {last['step']} failed ({last.get('reason')}: {last.get('message')})" if last else \
+                    "a step failed"
+                ctx.event(obj, "StepRetry", f"shard {key}: {what} and is retried ({used_budget(rec)} of "
                           f"backoffLimit {spec.get('backoffLimit', 6)} used)", "Warning")
             if seen.node:
                 rec["node"] = seen.node

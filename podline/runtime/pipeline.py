@@ -355,6 +355,8 @@ class PipelineRunner:
             elif self.plan["restartPolicy"] == "OnFailure" and self.retries_left > 0:
                 self.retries_left -= 1
                 self.status["stepRetries"] += 1  # counts against backoffLimit
+                self.status["lastStepRetry"] = {"step": name, "reason": self.steps[name].get("reason"),
+                                                "message": self.steps[name].get("message")}  # for the event
                 retry = True
             else:
                 self.request_stop("StepFailed", f"step {name} failed: {self.steps[name].get('message')}")

@@ -24,6 +24,7 @@ def test_a_step_retry_counts_in_the_shards_failures_as_it_happens(cli: Cli, tmp_
     assert shard["failures"] == 1 and shard["phase"] == "Running", shard
     events = cli("describe", "pipeline", "retry").stdout
     assert "StepRetry" in events and "1 of backoffLimit 2 used" in events, events
+    assert "step flaky failed (Error: exit code 3) and is retried" in events, events  # which, and why (helper-76)
     go.touch()
     assert cli.wait("pipeline/retry", "phase=Succeeded").returncode == 0
     assert cli.json("pipeline", "retry")["status"]["shards"][0]["failures"] == 1  # the budget it used
