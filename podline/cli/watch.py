@@ -118,16 +118,14 @@ def _pipeline_logs(state: State, name: str, step: str | None, shard: int | None,
         known = "0" if shards == 1 else f"0..{shards - 1}"
         fail(f"pipeline {name} has no shard {shard} (its shards: {known})")
     offset = 0
-    home = pipeline.internal.get("home")
-    path = Path(home) / "shards" / str(shard or 0) / "logs" / f"{step}.log" if home else None
+    path = _step_log(pipeline, step, shard)
     if not follow and (path is None or not path.exists()):  # as for a pod's container: exit 1, not silence
         fail(f'step "{step}" of pipeline {name} (shard {shard or 0}) has not run')
     if tail >= 0 and path is not None:
         offset = _print_tail(path, 0, tail)
     while True:
         current = state.store.get_uid(pipeline.uid)
-        home = (current or pipeline).internal.get("home")
-        path = Path(home) / "shards" / str(shard or 0) / "logs" / f"{step}.log" if home else None
+        path = _step_log(current or pipeline, step, shard)
         if path is not None:
             offset = _stream(path, offset)
         over = current is None or current.status.get("phase") in TERMINAL or _step_succeeded(current, step, shard)
@@ -136,6 +134,12 @@ def _pipeline_logs(state: State, name: str, step: str | None, shard: int | None,
                 _stream(path, offset)
             return
         time.sleep(POLL)
+
+
+def _step_log(pipeline: Obj, step: str, shard: int | None) -> Path | None:
+    """Where a step's log is on one shard (None: the pipeline has not started)."""
+    home = pipeline.internal.get("home")
+    return log_file(Path(home) / "shards" / str(shard or 0), step) if home else None
 
 
 def _step_succeeded(pipeline: Obj, step: str, shard: int | None) -> bool:

@@ -142,6 +142,8 @@ def cancel_pending_tasks(job: Obj, backend: Backend) -> None:
     """The Job is over (finished, deleted) or suspended: the tasks of its arrays that have not started never will; one
     scancel per array, before its running tasks are stopped one by one (a task the throttle let start meanwhile
     ran after the Job had ended). Done once per array."""
+    if not backend.supports_arrays:
+        return
     for record in job.internal.get("arrays", {}).values():
         if record.get("jobId") and not record.get("pendingCancelled") and backend.cancel_pending(record["jobId"]):
             record["pendingCancelled"] = True

@@ -87,8 +87,7 @@ def _finish(ctx: Ctx, job: Obj, kind: str, reason: str, message: str, active: li
         job.status["completionTime"] = now
     job.internal["finishedAt"] = ctx.now
     ctx.event(job, reason, message, "Normal" if kind == "Complete" else "Warning")
-    if ctx.backend_for(job).supports_arrays:  # also an array whose pods were not made yet (a crash in between)
-        cancel_pending_tasks(job, ctx.backend_for(job))
+    cancel_pending_tasks(job, ctx.backend_for(job))  # also an array whose pods were not made yet (a crash between)
     for pod in active:
         _stop(ctx, pod)
     if active:
@@ -269,8 +268,7 @@ def _status(job: Obj, active: list[Obj], pods: list[Obj]) -> None:
 def reconcile_job(ctx: Ctx, job: Obj) -> None:
     pods = ctx.store.list(kind="Pod", owner_uid=job.uid)
     if job.deleted_at:
-        if ctx.backend_for(job).supports_arrays:
-            cancel_pending_tasks(job, ctx.backend_for(job))
+        cancel_pending_tasks(job, ctx.backend_for(job))
         for pod in pods:
             ctx.store.mark_deleted(pod.uid)
         if not pods:
@@ -298,8 +296,7 @@ def reconcile_job(ctx: Ctx, job: Obj) -> None:
     tally(ctx, job, pods)
     suspended = bool(spec.get("suspend"))
     if suspended:
-        if ctx.backend_for(job).supports_arrays:
-            cancel_pending_tasks(job, ctx.backend_for(job))  # at once, not task by task (each scancel took seconds)
+        cancel_pending_tasks(job, ctx.backend_for(job))  # at once, not task by task (each scancel took seconds)
         _delete_pods(ctx, job, active)
         active = []  # array tasks too, pending or running: each is a pod
     elif not any(p.internal.get("array") for p in active):  # array tasks are throttled instead
