@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import click
 
@@ -150,11 +151,21 @@ def describe_pipeline(obj: Obj) -> None:
                    f"{', ' + detail if detail else ''})")
         if shard.get("message"):  # why it waits (Slurm's pending reason, a missing input) or why it failed
             _line("Message", shard["message"], 2)
-        rows = [[s["name"], s.get("phase", "Pending"), str(s.get("attempts", 0)),
+        rows = [[s["name"], _step_state(s), str(s.get("attempts", 0)),
                  _seconds(s.get("startedAt"), s.get("finishedAt")) if s.get("startedAt") else "-",
                  s.get("restoredFrom") or "-", str(s.get("generation") or "-")]
                 for s in status.get("steps", []) if s.get("shard") == shard["index"]]
         print_table(["STEP", "STATE", "ATTEMPTS", "DURATION", "RESTORED FROM", "GENERATION"], rows)
+        for step in status.get("steps", []):  # why a step waits, failed or was stopped
+            if step.get("shard") == shard["index"] and step.get("message") and step.get("phase") != "Succeeded":
+                _line(f"Step {step['name']}", step["message"], 2)
+
+
+def _step_state(step: dict[str, Any]) -> str:
+    """A step's phase, with why it waits or ended so (`Pending (BackOff)`: its retry is due; `Failed (Stopped)`: stopped
+    because another step failed)."""
+    phase = step.get("phase", "Pending")
+    return f"{phase} ({step['reason']})" if step.get("reason") and phase != "Succeeded" else phase
 
 
 def describe_workflow(state: State, obj: Obj) -> None:

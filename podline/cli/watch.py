@@ -91,11 +91,12 @@ def _container_over(pod: Obj, name: str) -> bool:
     return False
 
 
-def _stream(path: Path, offset: int) -> int:
+def _stream(path: Path, offset: int, end: int | None = None) -> int:
+    """Print what the log holds from `offset` (up to `end`); where it stopped."""
     try:
         with open(path, "rb") as handle:
             handle.seek(offset)
-            chunk = handle.read()
+            chunk = handle.read() if end is None else handle.read(max(0, end - offset))
     except FileNotFoundError:
         return offset
     if chunk:
@@ -121,19 +122,32 @@ def _pipeline_logs(state: State, name: str, step: str | None, shard: int | None,
     path = _step_log(pipeline, step, shard)
     if not follow and (path is None or not path.exists()):  # as for a pod's container: exit 1, not silence
         fail(f'step "{step}" of pipeline {name} (shard {shard or 0}) has not run')
-    if tail >= 0 and path is not None:
-        offset = _print_tail(path, 0, tail)
+    if tail >= 0 and path is not None and path.exists():
+        offset = _tail_start(path, 0, tail)
     while True:
         current = state.store.get_uid(pipeline.uid)
         path = _step_log(current or pipeline, step, shard)
         if path is not None:
-            offset = _stream(path, offset)
+            offset = _stream_attempts(path, offset, step)
         over = current is None or current.status.get("phase") in TERMINAL or _step_succeeded(current, step, shard)
         if not follow or over:  # -f -c STEP returns once STEP is done, as for a pod's container
             if path is not None:
-                _stream(path, offset)
+                _stream_attempts(path, offset, step)
             return
         time.sleep(POLL)
+
+
+def _stream_attempts(path: Path, offset: int, step: str) -> int:
+    """As _stream, with a line on stderr where each later attempt of the step begins (stdout stays the step's
+    own output, to pipe on)."""
+    for number, start in enumerate(attempt_starts(path)[1:], start=2):
+        if start < offset:
+            continue
+        offset = _stream(path, offset, start)
+        if offset < start:  # the attempt has not begun in what is there to read
+            return offset
+        click.echo(f"--- step {step}: attempt {number} ---", err=True)
+    return _stream(path, offset)
 
 
 def _step_log(pipeline: Obj, step: str, shard: int | None) -> Path | None:
@@ -285,21 +299,30 @@ def _print_tail(path: Path, offset: int, tail: int) -> int:
 
 
 def _print_range(path: Path, begin: int, end: int | None, tail: int) -> int:
-    """Print bytes begin..end (None: the end of the file) of the log, only their last `tail` lines when tail >= 0
-    (read backwards in blocks: a run's log may be gigabytes); return where the range ends."""
+    """Print bytes begin..end (None: the end of the file) of the log, only their last `tail` lines when tail >= 0;
+    return where the range ends."""
     with open(path, "rb") as handle:
         end = handle.seek(0, os.SEEK_END) if end is None else end
-        if tail < 0:
-            handle.seek(begin)
-            chunk = handle.read(end - begin)
-        else:
-            chunk, at = b"", end
-            while at > begin and chunk.count(b"\n") <= tail:
-                step = min(TAIL_BLOCK, at - begin)
-                at -= step
-                handle.seek(at)
-                chunk = handle.read(step) + chunk
-            chunk = b"".join(chunk.splitlines(keepends=True)[-tail:]) if tail else b""
+        begin = _tail_start(path, begin, tail, end) if tail >= 0 else begin
+        handle.seek(begin)
+        chunk = handle.read(end - begin)
     sys.stdout.buffer.write(chunk)
     sys.stdout.buffer.flush()
     return end
+
+
+def _tail_start(path: Path, begin: int, tail: int, end: int | None = None) -> int:
+    """Where the last `tail` lines of bytes begin..end (None: the end of the file) begin, read backwards in
+    blocks (a run's log may be gigabytes)."""
+    with open(path, "rb") as handle:
+        end = handle.seek(0, os.SEEK_END) if end is None else end
+        if tail == 0:
+            return end
+        chunk, at = b"", end
+        while at > begin and chunk.count(b"\n") <= tail:
+            step = min(TAIL_BLOCK, at - begin)
+            at -= step
+            handle.seek(at)
+            chunk = handle.read(step) + chunk
+        lines = chunk.splitlines(keepends=True)
+        return end - sum(len(line) for line in lines[-tail:])

@@ -24,18 +24,19 @@ anything that delays the next step's start (a sibling still running, a rewind, a
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from podline.runtime import step_records
 from podline.runtime.container import ContainerWorker, terminate_all
 from podline.runtime.engine import Engine, ImagePullFailed
 from podline.runtime.expand import container_env, expand
 from podline.runtime.files import notify_address, rfc3339, stop_requested, write_status
 from podline.runtime.shard_rules import (
     DEADLINE_MESSAGE,
+    allocation_cores,
     final_failure,
     retry_delay,
     schedule_failure,
@@ -47,13 +48,6 @@ from podline.runtime.volumes import shm_root
 from podline.runtime.workspace import GivenUp, OutputNotFound, Workspace
 
 CHECK_INTERVAL = 1.0
-
-
-def allocation_cores() -> int:
-    cpus = os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("SLURM_CPUS_ON_NODE")
-    if cpus and cpus.isdigit():
-        return int(cpus)
-    return len(os.sched_getaffinity(0))
 
 
 class PipelineRunner:
@@ -71,8 +65,7 @@ class PipelineRunner:
         self.step_specs = StepSpecs(plan, plan_path)
         self.specs = self.step_specs.specs  # what each step runs now or next (updated in place)
         self.order = [s["name"] for s in plan["steps"]]
-        self.steps = {n: {"name": n, "phase": "Pending", "attempts": 0, "generation": None,
-                          "restoredFrom": None} for n in self.order}
+        self.steps = {n: step_records.new_record(n) for n in self.order}
         self.done: list[str] = []
         self.running: dict[str, ContainerWorker] = {}
         self.cores = allocation_cores()
@@ -81,6 +74,7 @@ class PipelineRunner:
         self.stopping = threading.Event()
         self.changed = threading.Event()
         self.stop_reason: tuple[str, str] | None = None
+        self.culprit: str | None = None
         self.phase = "Pending"
         self.status: dict[str, Any] = {"shard": self.shard, "startTime": rfc3339(), "restoredFrom": None,
                                        "stepRetries": 0, "timings": {}, "checkpoints": {}}
@@ -109,9 +103,11 @@ class PipelineRunner:
         self.written = doc
         write_status(self.rundir, self.status, finished, self.notify_address)
 
-    def request_stop(self, reason: str, message: str) -> None:
+    def request_stop(self, reason: str, message: str, culprit: str | None = None) -> None:
+        """Stop the shard; `culprit`: the step whose failure stops it (the others were stopped, not failed)."""
         if self.stop_reason is None:
             self.stop_reason = (reason, message)
+            self.culprit = culprit
         self.workspace.stop_requested()
         self.stopping.set()
         self.changed.set()
@@ -158,14 +154,12 @@ class PipelineRunner:
         try:
             self.engine.prepare([spec], self.stopping)  # a step updated by `apply` may name a new image
         except ImagePullFailed as exc:
-            step.update(phase="Failed", reason=exc.reason, message=str(exc))
-            self.request_stop(exc.reason, f"step {name}: {exc}")
+            step_records.failed(step, exc.reason, str(exc), ended=False)
+            self.request_stop(exc.reason, f"step {name}: {exc}", name)
             return
         worker = ContainerWorker(self._resolve(spec), self.engine, "Never", False, self.shard_dir, self.stopping,
                                  self.changed.set)
-        step.update(phase="Running", attempts=step["attempts"] + 1, startedAt=rfc3339(),
-                    generation=self.step_specs.generation_of(name))  # restoredFrom: what a retry started from
-        step.pop("finishedAt", None)
+        step_records.started(step, self.step_specs.generation_of(name))  # restoredFrom: what a retry started from
         self.running[name] = worker
         worker.start()
 
@@ -180,17 +174,14 @@ class PipelineRunner:
         del self.running[name]
         term = worker.snapshot()["state"].get("terminated", {})
         step = self.steps[name]
-        step.update(finishedAt=rfc3339(), exitCode=term.get("exitCode"))
         if worker.succeeded() and not failed:
-            step.update(phase="Succeeded")
-            step.pop("reason", None)
-            step.pop("message", None)  # an earlier attempt's failure is not this one's
+            step_records.succeeded(step, term.get("exitCode"))
             self.done.append(name)
             return True
         exited = term.get("message") or f"exit code {term.get('exitCode')}"
         reason, message = why or (term.get("reason", "Error"), exited)
-        step.update(phase="Failed", reason=reason, message=message)
-        self.log(f"step {name} failed: {step['message']}")
+        step_records.failed(step, reason, message, term.get("exitCode"))
+        self.log(f"step {name} failed: {message}")
         return False
 
     # --- the loop --------------------------------------------------------------------------------------
@@ -215,9 +206,7 @@ class PipelineRunner:
         except (OSError, StagingError) as exc:  # a rewind's stage-in, a checkpoint of a vanished workspace
             self.request_stop(*schedule_failure(exc))
         finally:
-            terminate_all(list(self.running.values()), float(self.plan["terminationGracePeriodSeconds"]))
-            for name, worker in list(self.running.items()):
-                self._settle(name, worker, self.stop_reason)
+            self._stop_running()
             self.engine.remove_shm()
         ok = len(self.done) == len(self.order) and not self.stopping.is_set()
         self.workspace.settle_copies()  # told to stop: bounded by the grace period
@@ -268,7 +257,7 @@ class PipelineRunner:
             self.engine.remove_shm()
             self.phase = "Failed"
             self.stop_reason = self.stop_reason or (exc.reason, f"step {exc.container}: {exc}")
-            self.steps[exc.container].update(phase="Failed", reason=exc.reason, message=str(exc))
+            step_records.failed(self.steps[exc.container], exc.reason, str(exc), ended=False)
             self.write_status(finished=True)
             return False
         finally:
@@ -359,7 +348,7 @@ class PipelineRunner:
                                                 "message": self.steps[name].get("message")}  # for the event
                 retry = True
             else:
-                self.request_stop("StepFailed", f"step {name} failed: {self.steps[name].get('message')}")
+                self.request_stop("StepFailed", f"step {name} failed: {self.steps[name].get('message')}", name)
         return checkpoint, retry, major
 
     def _deadline_at(self) -> float | None:
@@ -382,9 +371,13 @@ class PipelineRunner:
             names = ", ".join(self.running)
             self.request_stop("WorkspaceLimitExceeded", f"step{'s' if len(self.running) > 1 else ''} {names}: {over}")
         if self.stopping.is_set():
-            terminate_all(list(self.running.values()), float(self.plan["terminationGracePeriodSeconds"]))
-            for name, worker in list(self.running.items()):  # one that exited 0 meanwhile still filled the space
-                self._settle(name, worker, self.stop_reason, failed=bool(over))
+            self._stop_running(failed=bool(over))  # one that exited 0 meanwhile still filled the space
+
+    def _stop_running(self, failed: bool = False) -> None:
+        """Terminate the running steps (grace period, then SIGKILL) and record why each was stopped."""
+        terminate_all(list(self.running.values()), float(self.plan["terminationGracePeriodSeconds"]))
+        for name, worker in list(self.running.items()):
+            self._settle(name, worker, step_records.stopped_why(name, self.stop_reason, self.culprit), failed)
 
     def _checkpoint(self, major: bool) -> None:
         began = time.monotonic()
@@ -404,11 +397,12 @@ class PipelineRunner:
         for name in [n for n in self.done if n not in keep]:
             self.steps[name].update(phase="Pending")
         self.done = [n for n in self.done if n in keep]
-        for step in self.steps.values():
-            if step["phase"] == "Failed":
-                step["phase"] = "Pending"
-                step["restoredFrom"] = level
         deadline_at = self._deadline_at()  # the back-off never outlasts activeDeadlineSeconds
         left = deadline_at - time.time() if deadline_at is not None else float("inf")
-        self.stopping.wait(max(0.0, min(retry_delay(self.status["stepRetries"]), left)))
+        delay = max(0.0, min(retry_delay(self.status["stepRetries"]), left))
+        for step in self.steps.values():
+            if step["phase"] == "Failed":
+                step_records.waiting_for_retry(step, level, delay)
+        self.write_status()
+        self.stopping.wait(delay)
 

@@ -1,11 +1,13 @@
 """Rules about a pipeline shard's failures that the runner and the controller must agree on: which failures
-are final (no new attempt could mend them) and how long a step retry waits.
+are final (no new attempt could mend them), how long a step retry waits, and how many cores its steps share.
 
 Kept apart from the runner so that the controller asks the same question without reaching into the runner's
 loop, and so that a step retry's back-off is the container restart's (one base, one cap, one doubling).
 """
 
 from __future__ import annotations
+
+import os
 
 from podline.runtime.backoff import doubling_delay
 from podline.runtime.container import BACKOFF_BASE, BACKOFF_CAP
@@ -39,3 +41,11 @@ def schedule_failure(exc: Exception) -> tuple[str, str]:
     if isinstance(exc, StagingError):
         return stage_in_failure(exc)
     return "RunnerError", f"runner: {exc}"
+
+
+def allocation_cores() -> int:
+    """The cores the shard may use at once: its Slurm allocation's, else this process's CPU affinity."""
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("SLURM_CPUS_ON_NODE")
+    if cpus and cpus.isdigit():
+        return int(cpus)
+    return len(os.sched_getaffinity(0))

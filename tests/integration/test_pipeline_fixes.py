@@ -25,7 +25,7 @@ from tests.conftest import Cli, wait_for
 class Shard:
     """One shard's runner, started on a plan of `spec`; `status()` is what it last reported."""
 
-    def __init__(self, tmp_path: Path, spec: dict[str, Any], retries: int = 0) -> None:
+    def __init__(self, tmp_path: Path, spec: dict[str, Any], retries: int = 0, backoff: float = 0.05) -> None:
         manifest = {"apiVersion": "podline.io/v1alpha1", "kind": "Pipeline", "metadata": {"name": "p"}, "spec": spec}
         plan = plan_pipeline(manifest, "uid-1", lambda *a: None, generation=1,
                              dirs={"shared": str(tmp_path / "shared"), "scratch": str(tmp_path / "scratch")},
@@ -33,7 +33,7 @@ class Shard:
         self.rundir = tmp_path / "run"
         self.rundir.mkdir()
         (self.rundir / "plan.json").write_text(json.dumps({**plan, "shard": 0}))
-        env = {**os.environ, "PODLINE_SHM_DIR": str(tmp_path / "shm"), "PODLINE_RESTART_BACKOFF_SECONDS": "0.05",
+        env = {**os.environ, "PODLINE_SHM_DIR": str(tmp_path / "shm"), "PODLINE_RESTART_BACKOFF_SECONDS": str(backoff),
                "SLURM_CPUS_PER_TASK": "4"}  # parallel branches run side by side on any machine
         self.proc = subprocess.Popen([sys.executable, "-m", "podline.runtime.pod", str(self.rundir)], env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

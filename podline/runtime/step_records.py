@@ -1,0 +1,56 @@
+"""What a pipeline step's record in the shard's status says, as the step starts, ends, waits for a retry or
+is stopped.
+
+The record is what `describe` shows per step and what the controller merges across attempts: a phase, the
+attempts, the generation of the spec it ran, when it started and ended, the checkpoint level a retry
+restored, and a reason and message only while they are true (why it failed, why it waits, why it was
+stopped); a succeeded step carries no reason of an earlier attempt.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from podline.runtime.files import rfc3339
+
+Record = dict[str, Any]
+
+
+def new_record(name: str) -> Record:
+    return {"name": name, "phase": "Pending", "attempts": 0, "generation": None, "restoredFrom": None}
+
+
+def started(step: Record, generation: int | None) -> None:
+    """A run begins: the back-off it waited out and the failure that made it due are over."""
+    step.update(phase="Running", attempts=step["attempts"] + 1, startedAt=rfc3339(), generation=generation)
+    for over in ("finishedAt", "reason", "message"):
+        step.pop(over, None)
+
+
+def succeeded(step: Record, exit_code: int | None) -> None:
+    step.update(phase="Succeeded", finishedAt=rfc3339(), exitCode=exit_code)
+    step.pop("reason", None)
+    step.pop("message", None)
+
+
+def failed(step: Record, reason: str, message: str, exit_code: int | None = None, ended: bool = True) -> None:
+    """`ended`: it ran (an image that could not be pulled never started it)."""
+    step.update(phase="Failed", reason=reason, message=message)
+    if ended:
+        step.update(finishedAt=rfc3339(), exitCode=exit_code)
+
+
+def waiting_for_retry(step: Record, level: str | None, delay: float) -> None:
+    """A failed step in the back-off before its retry (as a container in CrashLoopBackOff), the workspace put
+    back to checkpoint `level`."""
+    why = step.get("message") or step.get("reason") or "failed"
+    step.update(phase="Pending", restoredFrom=level, reason="BackOff",
+                message=f"back-off {delay:g}s restarting failed step ({why})")
+
+
+def stopped_why(name: str, stop_reason: tuple[str, str] | None, culprit: str | None) -> tuple[str, str] | None:
+    """Why a running step was stopped: the shard's reason, unless another step's failure stopped it (it did
+    not fail on its own account, as a Job's other pods are not failures when one fails the Job)."""
+    if stop_reason is None or culprit in (None, name):
+        return stop_reason
+    return "Stopped", f"stopped: {stop_reason[1]}"

@@ -1,0 +1,65 @@
+"""What a pipeline step's record says while it waits for a retry or after another step's failure stopped it,
+and how `logs` marks a step's attempts (helper-76's probe: a step in its back-off showed as Failed; a healthy
+sibling stopped when another step failed showed as Failed with the other's StepFailed; attempts ran together
+in the log).
+
+The runner tests run one shard's runner directly on a plan (as in test_pipeline_fixes); the logs test goes
+through the real CLI and controller."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import Cli, wait_for
+from tests.integration.test_pipeline_fixes import Shard, sh, shards  # noqa: F401 (the fixture)
+
+
+def test_a_step_waiting_for_its_retry_shows_its_back_off(tmp_path: Path, shards: list[Shard]) -> None:  # noqa: F811
+    marker = tmp_path / "failed-once"
+    flaky = sh("flaky", f"if [ -e {marker} ]; then echo ok > r; else touch {marker}; exit 3; fi")
+    shards.append(Shard(tmp_path, {"restartPolicy": "OnFailure", "steps": [flaky]}, retries=2, backoff=3))
+    wait_for(lambda: shards[0].steps().get("flaky", {}).get("reason") == "BackOff", timeout=20)
+    waiting = shards[0].steps()["flaky"]
+    assert waiting["phase"] == "Pending", waiting  # not Failed: it runs again in a moment
+    assert waiting["message"] == "back-off 3s restarting failed step (exit code 3)", waiting
+    assert shards[0].finish() == 0
+    done = shards[0].steps()["flaky"]
+    assert done["phase"] == "Succeeded" and done["attempts"] == 2, done
+    assert "reason" not in done and "message" not in done, done
+
+
+def test_a_sibling_stopped_by_another_steps_failure_says_so(tmp_path: Path, shards: list[Shard]) -> None:  # noqa: F811
+    steps = [sh("long", "echo started > long; sleep 30"), sh("bad", "sleep 0.5; exit 3")]
+    shards.append(Shard(tmp_path, {"restartPolicy": "Never", "steps": steps}))
+    assert shards[0].finish() == 1
+    status = shards[0].status()
+    assert status["reason"] == "StepFailed" and status["message"] == "step bad failed: exit code 3", status
+    steps_seen = shards[0].steps()
+    assert steps_seen["bad"]["reason"] == "Error" and steps_seen["bad"]["exitCode"] == 3, steps_seen
+    long = steps_seen["long"]
+    assert long["phase"] == "Failed" and long["reason"] == "Stopped", long  # not the other step's StepFailed
+    assert long["message"] == "stopped: step bad failed: exit code 3", long
+
+
+def test_a_step_log_marks_where_each_attempt_begins(cli: Cli, tmp_path: Path) -> None:
+    marker, out = tmp_path / "failed-once", tmp_path / "out"
+    script = f"echo run; if [ -e {marker} ]; then echo second > r; else touch {marker}; echo first; exit 3; fi"
+    cli.apply(f"""
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {{name: twice}}
+spec:
+  restartPolicy: OnFailure
+  backoffLimit: 2
+  outputs: [{{path: r, destination: {out}}}]
+  steps:
+  - {{name: flaky, image: busybox, command: [sh, -c, "{script}"]}}
+""")
+    assert cli.wait("pipeline/twice", "phase=Succeeded").returncode == 0
+    logs = cli("logs", "pipeline/twice", "-c", "flaky")
+    assert logs.stdout == "run\nfirst\nrun\n", logs  # stdout: the step's own output, every attempt
+    assert logs.stderr == "--- step flaky: attempt 2 ---\n", logs
+    tail = cli("logs", "pipeline/twice", "-c", "flaky", "--tail", "2")
+    assert tail.stdout == "first\nrun\n" and tail.stderr == "--- step flaky: attempt 2 ---\n", tail
+    last = cli("logs", "pipeline/twice", "-c", "flaky", "--tail", "1")
+    assert last.stdout == "run\n" and last.stderr == "--- step flaky: attempt 2 ---\n", last
