@@ -10,6 +10,7 @@ from typing import Any
 import click
 import yaml
 
+from podline.api.conditions import decided_condition, final_condition
 from podline.api.names import CLUSTER_SCOPED
 from podline.api.sidecars import sidecar_names
 from podline.cli.common import print_table
@@ -135,12 +136,16 @@ def pod_row(obj: Obj, wide: bool) -> list[str]:
 
 
 def job_status_word(obj: Obj) -> str:
-    for cond in obj.status.get("conditions", []):
-        if cond.get("status") == "True" and cond["type"] in ("Complete", "Failed"):
-            return cond["type"]
+    """kubectl's printer: Complete, Failed, Terminating, Suspended, then the interim conditions, else Running."""
+    final = final_condition(obj.status)
+    if final is not None:
+        return final["type"]
     if obj.deleted_at:
         return "Terminating"
-    return "Suspended" if obj.manifest["spec"].get("suspend") else "Running"
+    if obj.manifest["spec"].get("suspend"):
+        return "Suspended"
+    decided = decided_condition(obj.status)
+    return decided["type"] if decided is not None else "Running"
 
 
 def job_row(obj: Obj, wide: bool) -> list[str]:

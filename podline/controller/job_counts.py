@@ -11,6 +11,7 @@ The pod reconciler holds such a pod's record (`awaits_count`) until its Job has 
 
 from __future__ import annotations
 
+from podline.api.conditions import decided_condition
 from podline.api.names import INDEX_KEY
 from podline.controller.context import TERMINAL, Ctx
 from podline.controller.job_failures import (
@@ -54,7 +55,7 @@ def awaits_count(ctx: Ctx, pod: Obj) -> bool:
     if pod.owner_uid is None or counted(pod):
         return False
     job = ctx.store.get_uid(pod.owner_uid)
-    if job is None or job.kind != "Job" or job.deleted_at or job.internal.get("finishedAt") is not None:
+    if job is None or job.kind != "Job" or job.deleted_at or decided_condition(job.status) is not None:
         return False
     return replaces_only_failed(job)
 

@@ -7,15 +7,16 @@ each index's against backoffLimitPerIndex (job_failures); new pods after a failu
 
 Counts only go up, as Kubernetes' finalizer tracking makes them (job_counts: each pod's result once, marked
 on the pod in the same transaction). The pods the Job stops itself (scale-down, suspension) never reach a
-terminal phase in the store, so they are no failures; those a finished Job stops are counted as failed once
+terminal phase in the store, so they are no failures; those a decided Job stops are counted as failed once
 they are gone, as Kubernetes does. A pod deleted by someone else is a failure (so deleting pods buys no
 retries), at once, or by how it ended with `podReplacementPolicy: Failed` (the default beside a
 podFailurePolicy), which also waits for it to end before replacing it.
 
 Scaling follows Kubernetes too: parallelism below the active pods deletes the excess (pending ones first, then
 the highest index and newest; they are made again later). On a scheduler an Indexed Job's pods are array
-tasks, so scaling changes the live arrays' throttle instead (0 holds their pending tasks). A finished Job stops
-its active pods; once they are gone its status counts them as failed, no longer active.
+tasks, so scaling changes the live arrays' throttle instead (0 holds their pending tasks). A Job that meets its
+success or failure criteria is decided (SuccessCriteriaMet / FailureTarget) and stops its active pods; once they
+are gone its status counts them as failed and takes the final condition (api.conditions).
 
 `suspend: true` deletes the active pods (array tasks too) and sets condition Suspended; the Job has no
 startTime while suspended, so activeDeadlineSeconds does not run; resuming sets Suspended False (JobResumed)
@@ -30,7 +31,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from podline.api.conditions import final_condition
+from podline.api.conditions import COMPLETIONS_REACHED, FINAL, INTERIM, decided_condition, final_condition
 from podline.api.names import INDEX_KEY, random_suffix
 from podline.backends.base import Backend, SubmitError
 from podline.controller.arrays import (
@@ -79,31 +80,43 @@ def pod_manifest(job: Obj, index: int | None, template_json: str | None = None) 
 
 
 def _finish(ctx: Ctx, job: Obj, kind: str, reason: str, message: str, active: list[Obj]) -> None:
-    now = rfc3339(ctx.now)
-    job.status.setdefault("conditions", []).append(
-        {"type": kind, "status": "True", "reason": reason, "message": message,
-         "lastProbeTime": now, "lastTransitionTime": now})
-    if kind == "Complete":
-        job.status["completionTime"] = now
-    job.internal["finishedAt"] = ctx.now
-    ctx.event(job, reason, message, "Normal" if kind == "Complete" else "Warning")
+    """The Job met its success or failure criteria: the interim condition, its remaining pods stopped, and the
+    final condition at once when there are none (else once they are gone: `_count_stopped`)."""
+    job.status.setdefault("conditions", []).append(_condition(INTERIM[kind], reason, message, ctx.now))
+    ctx.event(job, *(("Completed", "Job completed", "Normal") if kind == "Complete" else (reason, message, "Warning")))
     cancel_pending_tasks(job, ctx.backend_for(job))  # also an array whose pods were not made yet (a crash between)
     for pod in active:
         _stop(ctx, pod)
-    if active:
-        job.internal["stopping"] = [pod.uid for pod in active]
-    else:
-        forget_checkpoints(ctx, job)
+    job.internal["stopping"] = [pod.uid for pod in active]
+    _count_stopped(ctx, job, active)
+
+
+def _condition(kind: str, reason: str, message: str, at: float) -> dict[str, Any]:
+    now = rfc3339(at)
+    return {"type": kind, "status": "True", "reason": reason, "message": message, "lastProbeTime": now,
+            "lastTransitionTime": now}
 
 
 def _count_stopped(ctx: Ctx, job: Obj, pods: list[Obj]) -> None:
-    """The final status, once the pods the finished Job stopped are gone: none active, and those counted as
-    failed (as Kubernetes counts the pods it terminates); their checkpoints are not needed any more."""
+    """While the pods a decided Job stopped terminate: none active, they are `terminating`. Once they are gone
+    they count as failed (as Kubernetes counts the pods it terminates), the final condition follows the
+    interim one, and their checkpoints are not needed any more."""
     stopping = job.internal.get("stopping")
-    if not stopping or any(pod.uid in stopping for pod in pods):
+    if stopping is None:  # final already
         return
-    job.status.update(active=0, ready=0, failed=job.status.get("failed", 0) + len(stopping))
+    left = sum(1 for pod in pods if pod.uid in stopping)
+    job.status.update(active=0, ready=0, terminating=left)
+    if left:
+        return
+    job.status["failed"] = job.status.get("failed", 0) + len(stopping)
     del job.internal["stopping"]
+    interim = decided_condition(job.status)
+    if interim is not None and interim["type"] in FINAL:  # (a Job stored final at once by an earlier podline is)
+        final = FINAL[interim["type"]]
+        job.status["conditions"].append(_condition(final, interim["reason"], interim["message"], ctx.now))
+        if final == "Complete":
+            job.status["completionTime"] = rfc3339(ctx.now)
+        job.internal["finishedAt"] = ctx.now
     forget_checkpoints(ctx, job)
 
 
@@ -280,9 +293,9 @@ def reconcile_job(ctx: Ctx, job: Obj) -> None:
         return
     spec = job.manifest["spec"]
     active = [p for p in pods if p.status.get("phase") not in TERMINAL and not p.deleted_at]
-    if final_condition(job.status) is not None:  # status is final: pods removed later must not change the counts
+    if decided_condition(job.status) is not None:  # decided: pods removed later must not change the counts
         _count_stopped(ctx, job, pods)
-        ttl = spec.get("ttlSecondsAfterFinished")
+        ttl = spec.get("ttlSecondsAfterFinished") if final_condition(job.status) else None
         if ttl is not None:
             expires = job.internal.get("finishedAt", ctx.now) + ttl
             if ctx.now >= expires:
@@ -290,7 +303,7 @@ def reconcile_job(ctx: Ctx, job: Obj) -> None:
                 job.deleted_at = ctx.now
             else:
                 ctx.wake_at(expires)
-        job.settled = ttl is None and not active and not job.internal.get("stopping")
+        job.settled = spec.get("ttlSecondsAfterFinished") is None and "stopping" not in job.internal
         ctx.store.save(job)
         return
     tally(ctx, job, pods)
@@ -318,7 +331,7 @@ def reconcile_job(ctx: Ctx, job: Obj) -> None:
     elif (verdict := index_verdict(job)) is not None:
         _finish(ctx, job, "Failed", *verdict, active)
     elif (completions is not None and succeeded >= completions) or (completions is None and succeeded and not active):
-        _finish(ctx, job, "Complete", "Completed", "Job completed", active)
+        _finish(ctx, job, "Complete", *COMPLETIONS_REACHED, active)
     elif not suspended:
         if deadline is not None:
             ctx.wake_at(job.internal["startedAt"] + deadline)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from podline.api.conditions import COMPLETIONS_REACHED, final_condition
 from podline.api.errors import ManifestError
 from podline.api.loader import load_text
 from podline.backends.base import SubmitError
@@ -95,26 +96,52 @@ def test_scale_down_deletes_pending_pods_then_the_highest_indexes(tmp_path: Path
     assert jobs._scale_down(ctx, job, left) == left  # at parallelism: nothing more
 
 
-def test_a_finished_job_counts_its_stopped_pods_once_they_are_gone(tmp_path: Path) -> None:
+def test_a_failed_job_is_failure_target_until_its_stopped_pods_are_gone_then_failed(tmp_path: Path) -> None:
+    """As Kubernetes >= 1.31: FailureTarget at once, the stopped pods terminating (not active), and Failed (same
+    reason and message) only once they are gone, counted as failed then, once."""
     store = Store(tmp_path / "s.db")
     job = _job(store, parallelism=2)
     pods = [_pod(store, job, 0, "Running"), _pod(store, job, 1, "Running")]
     job.status.update(active=2, ready=2, failed=1)
     ctx = Recorder(store)
     ctx.dirs_for = lambda obj: {"shared": str(tmp_path), "scratch": None}  # type: ignore[attr-defined]
+
+    def kinds() -> list[str]:
+        return [c["type"] for c in job.status["conditions"]]
+
     jobs._finish(ctx, job, "Failed", "DeadlineExceeded", "too long", pods)  # type: ignore[arg-type]
     assert job.internal["stopping"] == [p.uid for p in pods]
-    jobs._count_stopped(ctx, job, store.list(kind="Pod", owner_uid=job.uid))  # type: ignore[arg-type]
-    assert job.status["active"] == 2  # still stopping
+    assert kinds() == ["FailureTarget"] and final_condition(job.status) is None
+    assert (job.status["active"], job.status["ready"], job.status["terminating"]) == (0, 0, 2)
+    assert [r for r, _ in ctx.events] == ["DeadlineExceeded"]
     store.remove(pods[0].uid)
     jobs._count_stopped(ctx, job, store.list(kind="Pod", owner_uid=job.uid))  # type: ignore[arg-type]
-    assert job.status["active"] == 2
+    assert (job.status["active"], job.status["terminating"], job.status["failed"]) == (0, 1, 1)
+    assert kinds() == ["FailureTarget"] and "finishedAt" not in job.internal
     store.remove(pods[1].uid)
+    ctx.now += 5
     jobs._count_stopped(ctx, job, [])  # type: ignore[arg-type]
-    assert (job.status["active"], job.status["ready"], job.status["failed"]) == (0, 0, 3)
-    assert "stopping" not in job.internal
+    assert (job.status["active"], job.status["ready"], job.status["failed"], job.status["terminating"]) == (0, 0, 3, 0)
+    assert kinds() == ["FailureTarget", "Failed"] and "stopping" not in job.internal
+    target, failed = job.status["conditions"]
+    assert (failed["reason"], failed["message"]) == (target["reason"], target["message"]) == ("DeadlineExceeded",
+                                                                                              "too long")
+    assert failed["lastTransitionTime"] > target["lastTransitionTime"] and job.internal["finishedAt"] == ctx.now
+    assert "completionTime" not in job.status
     jobs._count_stopped(ctx, job, [])  # type: ignore[arg-type]
-    assert job.status["failed"] == 3  # counted once
+    assert job.status["failed"] == 3 and kinds() == ["FailureTarget", "Failed"]  # counted once, final once
+
+
+def test_a_job_that_completes_with_no_pod_left_gets_both_conditions_at_once(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    job = _job(store, parallelism=1)
+    ctx = Recorder(store)
+    ctx.dirs_for = lambda obj: {"shared": str(tmp_path), "scratch": None}  # type: ignore[attr-defined]
+    jobs._finish(ctx, job, "Complete", *COMPLETIONS_REACHED, [])  # type: ignore[arg-type]
+    assert [(c["type"], c["reason"], c["message"]) for c in job.status["conditions"]] == [
+        ("SuccessCriteriaMet", "CompletionsReached", "Reached expected number of succeeded pods"),
+        ("Complete", "CompletionsReached", "Reached expected number of succeeded pods")]
+    assert ctx.events[-1] == ("Completed", "Job completed") and "completionTime" in job.status
 
 
 class FakeArrays:
