@@ -3,6 +3,11 @@
 (under the outbound nodes of the tasks they depend on, as Argo links them), failFast, exit hooks of tasks,
 and the DAG's phase from its leaf tasks (see argo_scope.dag_phase).
 
+failFast is what Argo's controller does, not what its field documentation says ("stop scheduling new steps"):
+a task whose `depends` holds starts while anything of the DAG still runs, failure or not (Argo's
+executeDAGTask has no failFast gate; its maintainers kept that, argo-workflows#5223, and its own
+examples/dag-continue-on-fail.yaml relies on it); failFast only decides the DAG's phase once nothing runs.
+
 Mixed into `argo_nodes.Walker`, whose node bookkeeping (`_node`, `_finish`, `execute`, `_expand`,
 `outbound`, …) it uses; kept apart so each file reads as one concern.
 """
@@ -64,7 +69,6 @@ class DagWalker:
         progress = True
         while progress:  # a task finishing within this pass (skipped, omitted) can free the next ones
             progress = False
-            failed_fast = fail_fast and bool(self._dag_failures(tasks, nodes_of, looped))
             for task in tasks:
                 tname = task["name"]
                 local.update(global_outputs(self.globals))  # exported by a task finished earlier in this pass
@@ -87,8 +91,6 @@ class DagWalker:
                     self._finish(omitted, "Omitted", "omitted: depends condition not met")
                     nodes_of[tname], looped[tname] = [omitted], False  # a plain node, loop or not
                     progress = True
-                    continue
-                if not current and failed_fast:  # after the Omitted check: Argo omits such a task all the same
                     continue
                 before = [n["phase"] for n in current]
                 nodes_of[tname] = self._task(node, task, tnode_name, local, parents)

@@ -277,25 +277,25 @@ def dag_phase(tasks: list[dict[str, Any]], phases: dict[str, str]) -> tuple[str,
     """A finished DAG's phase, as Argo assesses it: by its leaf tasks (no other task depends on them); an
     Omitted task takes the failure of a branch above it (else counts as succeeded); a leaf that failed
     fails the DAG unless it continues on that. `phases`: each started task's aggregate phase. Returns
-    (phase, the task that decided a failure)."""
+    (phase, the task whose failure decided it: an Omitted leaf names the failed task above it)."""
     by_name = {t["name"]: t for t in tasks}
     deps = {t["name"]: ex.depends_names(task_depends(t, tasks)) for t in tasks}
     depended = {d for names in deps.values() for d in names}
-    memo: dict[str, str] = {}
+    memo: dict[str, tuple[str, str]] = {}
 
-    def effective(name: str) -> str:
+    def effective(name: str) -> tuple[str, str]:
         if name not in memo:
             phase = phases.get(name, "Omitted")
+            memo[name] = (phase, name)
             if phase == "Omitted":
                 above = [effective(d) for d in deps[name] if d in by_name]
-                phase = next((p for p in above if p in FAILED), "Succeeded")
-            memo[name] = phase
+                memo[name] = next((p for p in above if p[0] in FAILED), ("Succeeded", name))
         return memo[name]
 
     for task in tasks:
-        phase = effective(task["name"])
+        phase, origin = effective(task["name"])
         if task["name"] not in depended and phase in FAILED and not continues(task, phase):
-            return phase if phase == "Error" else "Failed", task["name"]
+            return phase if phase == "Error" else "Failed", origin
     return "Succeeded", None
 
 

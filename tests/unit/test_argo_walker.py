@@ -326,17 +326,31 @@ def test_continue_on_in_a_dag_lets_the_dependents_run(cont: str, deps: str, end:
     assert run.root["phase"] == "Succeeded"
 
 
-def test_fail_fast_stops_new_tasks_but_lets_running_ones_finish() -> None:
+@pytest.mark.parametrize("fail_fast", [True, False])
+def test_a_failure_does_not_stop_a_ready_task_from_starting_as_in_argos_controller(fail_fast: bool) -> None:
+    """Argo's executeDAGTask starts every task whose depends holds while the DAG runs, failFast or not (the
+    field's documentation says otherwise; argo-workflows#5223 kept the code): C starts after B, the DAG fails
+    once nothing runs."""
     tasks = ("name: A", "name: B", "name: C, depends: B")
-    run = Run(dag(*tasks)).step().step({"wf.A": failed()})
+    run = Run(dag(*tasks, fail_fast=fail_fast)).step().step({"wf.A": failed()})
     assert run.root["phase"] == "Running" and run.phase("wf.B") == "Pending"
-    run.step({"wf.B": ok()}).step()
-    assert run.pods.order == ["wf.A", "wf.B"] and nid("wf.C") not in run.pods.started
-    assert run.phase("wf.B") == "Succeeded" and run.root["phase"] == "Failed" and "wf.A" in run.root["message"]
-    slow = Run(dag(*tasks, fail_fast=False)).step().step({"wf.A": failed()}).step({"wf.B": ok()})
-    assert slow.pods.order == ["wf.A", "wf.B", "wf.C"] and slow.root["phase"] == "Running"
-    slow.step({"wf.C": ok()})
-    assert slow.root["phase"] == "Failed"
+    run.step({"wf.B": ok()})
+    assert run.pods.order == ["wf.A", "wf.B", "wf.C"] and run.root["phase"] == "Running"
+    run.step({"wf.C": ok()})
+    assert run.phase("wf.C") == "Succeeded" and run.root["phase"] == "Failed" and "wf.A" in run.root["message"]
+
+
+def test_argos_dag_continue_on_fail_example_runs_d_beside_the_failures() -> None:
+    """examples/dag-continue-on-fail.yaml (helper-77): B and E fail; D (B.Failed && C) runs all the same, G (E && F)
+    is omitted, the workflow fails once D is done."""
+    tasks = ("name: A", "name: B, depends: A", "name: C, depends: A", "name: D, depends: B.Failed && C",
+             "name: E, depends: A", "name: F, depends: A", "name: G, depends: E && F")
+    run = Run(dag(*tasks)).step().step({"wf.A": ok()})
+    run.step({"wf.B": failed(), "wf.C": ok(), "wf.E": failed(), "wf.F": ok()})
+    assert run.phase("wf.D") == "Pending" and run.phase("wf.G") == "Omitted" and run.root["phase"] == "Running"
+    run.step({"wf.D": ok()})
+    assert run.phase("wf.D") == "Succeeded" and run.root["phase"] == "Failed", run.root
+    assert run.root["message"] == "task 'wf.E' failed"  # G is omitted below E's failure
 
 
 @pytest.mark.parametrize(("depends", "results", "b_runs"), [

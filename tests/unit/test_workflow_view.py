@@ -174,7 +174,8 @@ def test_the_node_tree_draws_step_groups_as_forks_and_retries_dags_and_loops_und
 
 
 def test_the_on_exit_handler_is_a_second_tree() -> None:
-    """Once main is done (Failed: the omitted c inherits b's failure, as Argo has it), its onExit runs."""
+    """Once main is done (Failed: the omitted c inherits b's failure, as Argo has it; the message names b, which
+    failed), its onExit runs."""
     assert tree(from_walker(DEMO, DEMO_DONE)) == [
         "STEP               TEMPLATE  PODNAME         DURATION  MESSAGE",
         f" ✖ demo            main                                child '{view_id('demo[2].inner')}' failed",
@@ -184,7 +185,7 @@ def test_the_on_exit_handler_is_a_second_tree() -> None:
         " │ └─✔ flaky       flaky",
         " │   ├─✖ flaky(0)  flaky     demo-flaky-4    2s        Error (exit code 1)",
         " │   └─✔ flaky(1)  flaky     demo-flaky-5    1m",
-        " └───✖ inner       diamond                             task 'demo[2].inner.c' failed",
+        " └───✖ inner       diamond                             task 'demo[2].inner.b' failed",
         "     ├─✔ a         write     demo-write-6    10s",
         "     ├─✖ b         fail      demo-fail-7     5s        Error (exit code 3)",
         "     ├─○ c         write                               omitted: depends condition not met",
