@@ -376,19 +376,24 @@ ENDED_FROM_OUTSIDE = ("RunnerLost", "NodeLost", "Preempted", "Cancelled")
 
 
 def pod_failure(status: dict[str, Any]) -> tuple[str, str]:
-    """Failed (the main container exited non-zero) or Error (podline could not run it, or it was ended from
-    outside), with Argo's words."""
+    """Failed or Error with Argo's words, as its inferFailedReason: a pod past its deadline is Failed; a
+    container that exited non-zero decides, the main one first: `Failed` with "REASON (exit code N)[: message]"
+    whatever the reason (OOMKilled, StartError, Error); a sidecar's 137/143 is the step's end stopping it (the
+    sidecars are init containers with restartPolicy Always here). Error when podline could not run it at all,
+    or it was ended from outside."""
     if status.get("reason") in ENDED_FROM_OUTSIDE:
         return "Error", status.get("message") or status["reason"]
-    for c in status.get("containerStatuses", []):
-        term = c.get("state", {}).get("terminated")
-        if term and term.get("reason") in ("Error", "Completed"):
-            if status.get("reason") == "DeadlineExceeded":
-                return "Failed", status.get("message", "deadline exceeded")
-            return "Failed", f"Error (exit code {term['exitCode']})"
-    for c in status.get("containerStatuses", []):
+    if status.get("reason") == "DeadlineExceeded":
+        return "Failed", status.get("message", "deadline exceeded")
+    containers = status.get("containerStatuses", []) + status.get("initContainerStatuses", [])
+    for c in sorted(containers, key=lambda c: c.get("name", "main") != "main"):
         term = c.get("state", {}).get("terminated") or {}
-        if term.get("message"):  # e.g. StartError: the command was not found
-            return "Error", f"{term.get('reason', 'Error')}: {term['message']}"
+        code = term.get("exitCode")
+        if not code or (c.get("name", "main") != "main" and code in (137, 143)):
+            continue
+        message = f"{term.get('reason') or 'Error'} (exit code {code})"
+        if term.get("message"):
+            message += f": {term['message']}"
+        return "Failed", message
     message = status.get("message") or status.get("reason") or "the pod failed"
     return "Error", message

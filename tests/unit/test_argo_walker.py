@@ -622,6 +622,27 @@ def test_a_pod_ended_from_outside_is_an_error_not_a_failure(reason: str | None, 
     assert pod_failure(status)[0] == phase
 
 
+@pytest.mark.parametrize(("main", "sidecar", "expected"), [
+    ({"reason": "OOMKilled", "exitCode": 137, "message": "its processes held more than its memory limit 64Mi"}, None,
+     ("Failed", "OOMKilled (exit code 137): its processes held more than its memory limit 64Mi")),
+    ({"reason": "StartError", "exitCode": 128, "message": "exec: no-such: not found"}, None,
+     ("Failed", "StartError (exit code 128): exec: no-such: not found")),
+    ({"reason": "Error", "exitCode": 3}, {"reason": "Error", "exitCode": 143}, ("Failed", "Error (exit code 3)")),
+    ({"reason": "Completed", "exitCode": 0}, {"reason": "Error", "exitCode": 2}, ("Failed", "Error (exit code 2)")),
+    ({"reason": "Completed", "exitCode": 0}, {"reason": "Error", "exitCode": 137}, ("Error", "the pod failed")),
+])
+def test_a_pods_failure_is_argos_failed_whatever_ended_its_container(
+        main: dict[str, Any], sidecar: dict[str, Any] | None, expected: tuple[str, str]) -> None:
+    """As Argo's inferFailedReason (helper-77: OOMKilled and StartError were Error, so OnFailure retries and
+    continueOn.failed missed them): a container's non-zero exit is Failed, the main one's first; a sidecar
+    stopped (137/143) by the step's end is no failure."""
+    from podline.controller.argo_scope import pod_failure
+    status: dict[str, Any] = {"phase": "Failed", "containerStatuses": [{"name": "main", "state": {"terminated": main}}]}
+    if sidecar:
+        status["initContainerStatuses"] = [{"name": "db", "state": {"terminated": sidecar}}]
+    assert pod_failure(status) == expected
+
+
 def test_backoff_is_bounded_by_its_cap_or_a_day_however_many_attempts_failed() -> None:
     """factor ** attempts outgrows any float (the walk once crashed with OverflowError at attempt 104)."""
     run = Run(retrying("{limit: 3, retryPolicy: Always, backoff: {duration: '1', factor: '1000'}}")).step()
