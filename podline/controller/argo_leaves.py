@@ -61,8 +61,8 @@ class LeafWalker:
             last = self._body(last, template, {**scope, "retries": str(len(attempts) - 1)}, artifacts)
         if last is not None and last["phase"] in FAILED and self._past_max_duration(strategy, attempts):
             return self._finish(node, last["phase"], "Max duration limit exceeded")  # Argo's words, before its
-        again = last is not None and last["phase"] in FAILED and self._again(strategy, node, last, len(attempts),
-                                                                             limit, policy)  # other checks
+        again, why_not = self._again(strategy, last, len(attempts), limit, policy) \
+            if last is not None and last["phase"] in FAILED else (False, None)  # after maxDuration, as Argo
         if last is None or again:
             if last is not None and not self._backoff_over(strategy, last, len(attempts)):
                 node["phase"] = "Running"
@@ -77,16 +77,18 @@ class LeafWalker:
         if "outputs" in last:
             node["outputs"] = last["outputs"]
         return self._finish(node, "Succeeded" if last["phase"] == "Succeeded" else last["phase"],
-                            last.get("message", ""))
+                            why_not or last.get("message", ""))
 
-    def _again(self, strategy: dict[str, Any], node: dict[str, Any], last: dict[str, Any], tried: int,
-               limit: int | None, policy: str) -> bool:
-        if limit is not None and tried > limit:
-            return False
+    def _again(self, strategy: dict[str, Any], last: dict[str, Any], tried: int, limit: int | None,
+               policy: str) -> tuple[bool, str | None]:
+        """Whether a failed attempt is retried; if not, the Retry node's message when it is not the attempt's:
+        Argo checks the policy, then the limit ("No more retries left"), then the expression."""
         wanted = {"Always": FAILED, "OnFailure": {"Failed"}, "OnError": {"Error"}, "OnTransientError": {"Error"}}
         if last["phase"] not in wanted[policy]:
-            return False
-        return "expression" not in strategy or self._retry_wanted(strategy["expression"], last, tried)
+            return False, None
+        if limit is not None and tried > limit:
+            return False, "No more retries left"
+        return "expression" not in strategy or self._retry_wanted(strategy["expression"], last, tried), None
 
     def _past_max_duration(self, strategy: dict[str, Any], attempts: list[dict[str, Any]]) -> bool:
         """backoff.maxDuration: no retry once it has passed since the first attempt started (as Argo)."""

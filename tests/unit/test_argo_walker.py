@@ -397,7 +397,8 @@ def test_retry_limit_counts_retries_not_attempts() -> None:
     run.step({"wf[0].a(2)": failed(7)}).step().step()
     assert run.kids("wf[0].a") == run.pods.order == ["wf[0].a(0)", "wf[0].a(1)", "wf[0].a(2)"]
     assert [run.args(n) for n in run.pods.order] == [["0"], ["1"], ["2"]]  # {{retries}}
-    assert run.phase("wf[0].a") == "Failed" and "exit code 7" in run.n("wf[0].a")["message"]
+    assert run.phase("wf[0].a") == "Failed" and run.n("wf[0].a")["message"] == "No more retries left"  # Argo's
+    assert "exit code 7" in run.n("wf[0].a(2)")["message"]  # TestParametrizableLimit (helper-77)
     assert run.root["phase"] == "Failed"
 
 
