@@ -163,7 +163,8 @@ def _step_succeeded(pipeline: Obj, step: str, shard: int | None) -> bool:
 
 def _workflow_logs(state: State, name: str, step: str | None, follow: bool) -> None:
     """Every step pod's output, each line prefixed with its pod name (as `argo logs` prints); -c keeps the
-    steps whose node display name or template is STEP. With -f, until the workflow is over."""
+    steps whose node display name or template is STEP (one that has not run: exit 1, as a pod's container).
+    With -f, until the workflow is over, or with -c until STEP's nodes are (its retries and loop items too)."""
     workflow = state.find("Workflow", name)
     if step is not None and not _names_a_step(workflow, step) and state.store.get(
             "Pod", workflow.namespace, step) is None:
@@ -173,12 +174,14 @@ def _workflow_logs(state: State, name: str, step: str | None, follow: bool) -> N
         current = state.store.get_uid(workflow.uid)
         nodes = {n.get("name"): n for n in ((current or workflow).status.get("nodes") or {}).values()}
         pods = sorted(state.store.list(kind="Pod", owner_uid=workflow.uid), key=lambda p: p.created_at)
+        ran = False
         for pod in pods:
             if step is not None and not _step_matches(step, pod, nodes):
                 continue
             run = pod.internal.get("run")
             if not run:
                 continue
+            ran = True
             path = log_file(Path(run["dir"]), "main")
             try:
                 with open(path, "rb") as handle:
@@ -190,9 +193,22 @@ def _workflow_logs(state: State, name: str, step: str | None, follow: bool) -> N
             offsets[pod.name] = offsets.get(pod.name, 0) + len(complete)
             for line in complete.decode(errors="replace").splitlines():
                 click.echo(f"{pod.name}: {line}")
-        if not follow or current is None or current.status.get("phase") in TERMINAL:
+        if step is not None and not ran and not follow:
+            fail(f'step "{step}" of workflow {name} has not run')
+        over = current is None or current.status.get("phase") in TERMINAL
+        if not follow or over or (step is not None and _nodes_over(step, nodes)):
             return
         time.sleep(POLL)
+
+
+NODE_DONE = ("Succeeded", "Failed", "Error", "Skipped", "Omitted")
+
+
+def _nodes_over(step: str, nodes: dict[str, dict[str, Any]]) -> bool:
+    """Whether the nodes -c STEP names have all ended (a Retry or loop node ends after its last attempt)."""
+    named = [n for n in nodes.values() if step in (n.get("displayName"), n.get("templateName"), n.get("name"))
+             or n.get("displayName", "").startswith(step + "(")]
+    return bool(named) and all(n.get("phase") in NODE_DONE for n in named)
 
 
 def _names_a_step(workflow: Obj, step: str) -> bool:
