@@ -85,7 +85,7 @@ class Walker(DagWalker, StepsWalker, LeafWalker, HookWalker):
         self.inlines: dict[str, dict[str, Any]] = {}  # node id -> the inline template it runs (seen this pass)
         self.nodes, self.pods, self.now, self.stamp = nodes, pods, now, stamp
         self.wake: float | None = None
-        self.globals = {"workflow.name": self.name,
+        self.globals = {"workflow.name": self.name, "workflow.status": "Running",  # Argo's globals have the phase
                         "workflow.namespace": manifest["metadata"].get("namespace", "default"),
                         **manifest_globals(manifest), **duration_global(started, now), **(extra_globals or {})}
         if "workflow.creationTimestamp" in self.globals:  # in whole seconds, and in each strftime character

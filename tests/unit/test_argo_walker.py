@@ -654,3 +654,17 @@ def test_backoff_is_bounded_by_its_cap_or_a_day_however_many_attempts_failed() -
     walker.wake = None
     assert not walker._backoff_over({"backoff": {"duration": "1", "factor": 1000, "cap": "1m"}}, last, 150)
     assert walker.wake == pytest.approx(run.now + 60, abs=1e-3)
+
+
+def test_a_workflow_hook_and_a_step_see_the_workflow_status_while_it_runs() -> None:
+    """Argo's globals carry the workflow's phase all along (helper-77: a `running` hook's template could not
+    read {{workflow.status}}; its node ended Error "unresolved reference" and failed the workflow)."""
+    run = Run("  entrypoint: main\n"
+              "  hooks:\n    running: {expression: workflow.status == \"Running\", template: note}\n"
+              "  templates:\n"
+              "  - name: main\n    container: {image: busybox, args: ['main sees {{workflow.status}}']}\n"
+              "  - name: note\n    container: {image: busybox, args: ['workflow is {{workflow.status}}']}\n").step()
+    assert run.args("wf") == ["main sees Running"]
+    assert run.args("wf.hooks.running") == ["workflow is Running"]
+    run.step({"wf": ok(), "wf.hooks.running": ok()})
+    assert run.root["phase"] == "Succeeded" and run.phase("wf.hooks.running") == "Succeeded"
