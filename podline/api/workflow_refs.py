@@ -9,8 +9,10 @@ not depend on; an output the called template (when it is in this manifest) does 
 step or task without a loop. And, with podline's own parsers: a `when`, a `{{=…}}` or a retryStrategy.expression
 that cannot parse, a literal withParam that is no JSON list, a withSequence format without one verb.
 
-Only names under these roots are judged; every other variable (workflow.name, pod.name, retries, lastRetry.*,
-node.name, workflow.status, …) is left to the runtime, which knows them: a false refusal is worse than a late error.
+Variables Argo does not have under `workflow.`, `inputs.`, `pod.` and a step's or task's fields
+(`steps.x.outputs.exitCode`, `workflow.nosuch`) are refused too, as Argo's "failed to resolve". Every other
+variable (retries, lastRetry.*, node.name, `{{=…}}`'s names, …) is left to the runtime, which knows them: a false
+refusal is worse than a late error.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ from podline.plan.argo_exprparse import parse as parse_expression
 from podline.plan.argo_when import check_when_syntax
 
 MAPS = frozenset({"annotations", "labels", "hooks", "nodeSelector"})  # their keys are names, not fields
+# Argo's variables (docs/variables.md) under the roots judged here; others are left to the runtime.
+WORKFLOW_VARIABLES = frozenset({"name", "namespace", "uid", "mainEntrypoint", "serviceAccountName", "status",
+                                "parameters", "failures", "duration", "priority", "scheduledTime", "creationTimestamp"})
+WORKFLOW_PREFIXES = ("parameters.", "annotations.", "labels.", "outputs.parameters.", "outputs.artifacts.",
+                     "creationTimestamp.")
+NODE_FIELDS = frozenset({"id", "ip", "status", "exitCode", "startedAt", "finishedAt", "hostNodeName", "outputs"})
+OUTPUT_KINDS = frozenset({"result", "parameters", "artifacts"})
 STAND_IN = "PLACEHOLDER"  # what a `{{…}}` of a `when` is replaced by to parse it
 _REFERENCE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", re.DOTALL)
@@ -79,10 +88,24 @@ def _output_problem(tag: str, name: str, rest: list[str], called: Called | None,
     return None
 
 
+def _unknown_variable(tag: str) -> str | None:
+    """A `workflow.`, `inputs.` or `pod.` variable Argo does not have (it refuses it at submit: "failed to
+    resolve"); None for one it has (or one under another root, left to the runtime)."""
+    root, _, rest = tag.partition(".")
+    known = {"workflow": (WORKFLOW_VARIABLES, WORKFLOW_PREFIXES), "pod": (frozenset({"name"}), ()),
+             "inputs": (frozenset({"parameters"}), ("parameters.", "artifacts."))}.get(root)
+    if known is None or rest in known[0] or rest.startswith(known[1]):
+        return None
+    return f"{{{{{tag}}}}}: Argo has no variable {tag!r}"
+
+
 def problem(tag: str, scope: Scope) -> str | None:
     """Why the placeholder `{{tag}}` cannot resolve where `scope` holds; None if it can (or may)."""
     if tag == "item" or tag.startswith("item."):
         return f"{{{{{tag}}}}}: {scope.loop} has no withItems, withParam or withSequence" if scope.loop else None
+    unknown = _unknown_variable(tag)
+    if unknown is not None:
+        return unknown
     for kind, declared in (("parameters", scope.inputs), ("artifacts", scope.artifacts)):
         prefix = f"inputs.{kind}."
         if tag.startswith(prefix):
@@ -105,6 +128,10 @@ def problem(tag: str, scope: Scope) -> str | None:
             return f"{{{{{tag}}}}}: {what} {name!r} {scope.hidden[name]}"
         if name not in scope.steps:
             return f"{{{{{tag}}}}}: no {what} named {name!r} in {scope.template}"
+        if rest[:1] and (rest[0] not in NODE_FIELDS or (rest[0] == "outputs" and rest[1:2] and
+                                                         rest[1] not in OUTPUT_KINDS)):
+            return f"{{{{{tag}}}}}: a {what} has no {'.'.join(rest)!r} (Argo offers {', '.join(sorted(NODE_FIELDS))}" \
+                   ", outputs.result, outputs.parameters, outputs.artifacts)"
         if kind == "dag" and rest == ["status"] and scope.ancestors is not None and \
                 name not in scope.ancestors and name not in scope.hooked:
             return f"{{{{{tag}}}}}: this task does not depend on task {name!r} (its status is known only to tasks " \

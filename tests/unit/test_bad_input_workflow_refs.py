@@ -79,9 +79,22 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
            "[{name: b, inline: {container: {image: busybox, args: ['{{inputs.parameters.x}}']}}}]"),
      "spec.templates[0].steps[1][0].inline.container.args[0]",
      "the inline template of step 'b' declares no input parameter 'x'"),
+    (steps("[{name: a, template: c}]", f"[{{name: b, template: c, {x_is('{{steps.a.outputs.exitCode}}')}}}]"),
+     "spec.templates[0].steps[1][0].arguments.parameters[0].value",
+     "{{steps.a.outputs.exitCode}}: a step has no 'outputs.exitCode' (Argo offers exitCode, finishedAt, "
+     "hostNodeName, id, ip, outputs, startedAt, status, outputs.result, outputs.parameters, outputs.artifacts)"),
+    (dag("{name: a, template: c}", f"{{name: b, template: c, depends: a, {x_is('{{tasks.a.bogus}}')}}}"),
+     "spec.templates[0].dag.tasks[1].arguments.parameters[0].value", "{{tasks.a.bogus}}: a task has no 'bogus'"),
+    (workflow(template="    container: {image: busybox, args: ['{{workflow.nosuch}}']}\n"),
+     "spec.templates[0].container.args[0]", "{{workflow.nosuch}}: Argo has no variable 'workflow.nosuch'"),
+    (workflow(template="    container: {image: busybox, args: ['{{inputs.nosuch}}']}\n"),
+     "spec.templates[0].container.args[0]", "{{inputs.nosuch}}: Argo has no variable 'inputs.nosuch'"),
+    (workflow(template="    container: {image: busybox, args: ['{{pod.nosuch}}']}\n"),
+     "spec.templates[0].container.args[0]", "{{pod.nosuch}}: Argo has no variable 'pod.nosuch'"),
 ], ids=["input-parameter", "input-artifact", "workflow-parameter", "unknown-step", "same-group", "later-group",
         "undeclared-output", "item-without-loop-step", "item-without-loop-task", "unknown-task", "not-a-dependency",
-        "status-of-not-a-dependency", "steps-in-a-container", "inline-reads-caller-input"])
+        "status-of-not-a-dependency", "steps-in-a-container", "inline-reads-caller-input", "step-output-exit-code",
+        "task-field", "workflow-variable", "inputs-variable", "pod-variable"])
 def test_a_placeholder_naming_nothing_in_scope_is_refused(store: Store, text: str, path: str, problem: str) -> None:
     refused(store, text, "Workflow/w", path, problem)
 
@@ -128,6 +141,8 @@ GLOBALS = ["{{workflow.name}}", "{{workflow.namespace}}", "{{workflow.uid}}", "{
     workflow(template="    container: {image: busybox, args: [" + ", ".join(f"'{g}'" for g in GLOBALS) + "]}\n"),
     steps("[{name: a, template: c, withItems: [1, 2], when: '{{item}} > 1'}]",
           f"[{{name: b, template: c, {x_is('{{steps.a.outputs.parameters.out}}{{steps.name}}')}}}]"),
+    steps("[{name: a, template: c}]", "[{name: b, template: c, " + x_is(
+        "{{steps.a.exitCode}} {{steps.a.id}} {{steps.a.outputs.parameters}} {{steps.a.hostNodeName}}") + "}]"),
     steps("[{name: a, template: c}]", "[{name: b, template: c, withParam: '{{steps.a.outputs.result}}', "
           "when: \"'{{item.k}}' == 'v' && {{steps.a.status}} == Succeeded\"}]"),
     steps("[{name: a, template: c, withParam: '[1, \"two\", {\"k\": 3}]', when: '{{workflow.name}} {{item}}'}]",
@@ -150,7 +165,7 @@ GLOBALS = ["{{workflow.name}}", "{{workflow.namespace}}", "{{workflow.uid}}", "{
     workflow(template="    steps: [[{name: a, template: c, arguments: {artifacts: [{name: f, optional: true, from: "
                       "'{{steps.gone.outputs.artifacts.f}}'}]}}]]\n    outputs: {parameters: [{name: o, valueFrom: "
                       "{parameter: '{{steps.gone.outputs.result}}', default: none}}]}\n") + CALLED,
-], ids=["globals", "loop-items", "with-param-from-a-step", "when-fragments", "dag-dependencies", "dag-hooks",
+], ids=["globals", "loop-items", "step-fields", "with-param-from-a-step", "when-fragments", "dag-dependencies", "dag-hooks",
         "own-inputs-and-retries", "template-defaults-inputs", "inline-inputs",
         "default-and-optional"])
 def test_valid_placeholders_are_accepted(text: str) -> None:
