@@ -106,18 +106,18 @@ def split_ref(ref: str, name: str | None = None) -> tuple[str, str]:
     return kind_or_exit(ref), name
 
 
-def console() -> Console:
-    """A rich console for tables; rich is imported here, by the commands that print one (a twentieth of a
-    second that `get -o json`, `apply` and `wait` need not pay)."""
+def console(width: int) -> Console:
+    """A rich console for tables, at least `width` columns wide: as kubectl's, a table is never cut to the
+    terminal (a long event message runs on; cut, it took the other columns with it). rich is imported here,
+    by the commands that print one (a twentieth of a second that `get -o json`, `apply` and `wait` need not
+    pay)."""
     from rich.console import Console
 
-    out = Console(soft_wrap=True)
-    if not out.is_terminal:
-        out = Console(width=250, soft_wrap=True)
-    return out
+    return Console(width=max(width, 80), soft_wrap=True)
 
 
 def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    from rich.cells import cell_len
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
@@ -125,7 +125,8 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
         table.add_column(header, no_wrap=True)
     for row in rows:
         table.add_row(*row)
-    console().print(table)
+    widths = [max(cell_len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
+    console(sum(widths) + 2 * len(widths)).print(table)
 
 
 # --- label selectors (-l), as Kubernetes' labels.Parse reads them -----------------------------------------

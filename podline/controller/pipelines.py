@@ -194,6 +194,7 @@ def _observe(ctx: Ctx, obj: Obj, backend: Backend) -> None:
                     "a step failed"
                 ctx.event(obj, "StepRetry", f"shard {key}: {what} and is retried ({used_budget(rec)} of "
                           f"backoffLimit {spec.get('backoffLimit', 6)} used)", "Warning")
+            _report_rejected(ctx, obj, key, rec, seen.status.get("rejectedCheckpoints") or [])
             if seen.node:
                 rec["node"] = seen.node
         if seen.state == "running":
@@ -210,6 +211,15 @@ def _observe(ctx: Ctx, obj: Obj, backend: Backend) -> None:
                 message = "the pipeline runner died before the shard finished" + (f": {seen.detail}" if seen.detail
                                                                                    else "")
             _shard_failed(ctx, obj, key, rec, reason, message, spec.get("backoffLimit", 6))
+
+
+def _report_rejected(ctx: Ctx, obj: Obj, key: str, rec: dict[str, Any], rejected: list[str]) -> None:
+    """A checkpoint copy that failed verification when the shard resumed: a warning, once per copy."""
+    for why in rejected:
+        if why not in rec.setdefault("rejectedCheckpoints", []):
+            rec["rejectedCheckpoints"].append(why)
+            ctx.event(obj, "CheckpointInvalid", f"shard {key}: checkpoint {why}; it was deleted and an older state "
+                      "restored", "Warning")
 
 
 def _shard_failed(ctx: Ctx, obj: Obj, key: str, rec: dict[str, Any], reason: str, message: str, limit: int) -> None:

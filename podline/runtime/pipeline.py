@@ -97,6 +97,8 @@ class PipelineRunner:
             self.status["images"] = self.engine.report()
         if self.stop_reason:
             self.status["reason"], self.status["message"] = self.stop_reason
+        if self.workspace.rejected:  # copies that failed verification on restore (the controller warns)
+            self.status["rejectedCheckpoints"] = list(self.workspace.rejected)
         doc = json.dumps(self.status)  # built in the same order each time: equal text, equal status
         if doc == self.written and not finished:
             return

@@ -74,6 +74,9 @@ class OutputNotFound(Exception):
     """An output path the steps did not make: no new attempt would make it (finished steps never rerun)."""
 
 
+LEVEL_ORDER = ("L1", "L2", "L3")  # nearest first: of two equal states, the nearer is restored
+
+
 class Workspace:
     def __init__(self, plan: dict[str, Any], shard: int, log: Callable[[str], None], *,
                  name: str = "", directory: str = "ws", on_saved: Callable[[], None] | None = None,
@@ -112,28 +115,36 @@ class Workspace:
         self.waited = 0.0  # seconds spent waiting for background copies
         self.grace = float(plan.get("terminationGracePeriodSeconds", 30))
         self.stop_deadline: float | None = None  # monotonic; the grace period counts from the stop request
+        self.rejected: list[str] = []  # copies that failed verification when restoring, and why
 
     # --- resume -------------------------------------------------------------------------------------
     def restore(self) -> tuple[ck.Snapshot | None, str | None]:
-        """Bring back the newest trustworthy state: the workspace itself (L1), else L2, else L3.
+        """Bring back the state with the most steps done (then the newest, then the nearest level): the
+        workspace itself (L1), an L2 copy or an L3 copy. An attempt back on a node it ran on before finds that
+        node's older workspace beside a newer L3 made elsewhere in between; the newer one wins.
 
-        A copy that fails verification is deleted (it would otherwise shadow older valid ones) and the
-        next level is tried. Nothing valid: an empty workspace.
+        A copy that fails verification is deleted (it would otherwise shadow older valid ones), recorded in
+        `rejected` (the shard's status says so), and the next candidate is tried. Nothing valid: an empty
+        workspace.
         """
         self.settle_copies()
         self._claim_and_collect()
         l1 = ck.read_l1(self.l1_path) if self.path.is_dir() else None
-        if l1 is not None and ck.l1_matches(self.path, l1):
-            self.seq = l1.seq  # l1.json already describes the workspace as it is
-            self.counted = dict.fromkeys(self.counted, len(l1.steps))
-            return l1, "L1"
-        found = [(level, hit) for level, root in self.levels.items() if (hit := ck.newest(root)) is not None]
-        found.sort(key=lambda item: (-item[1][1].seq, item[0]))
-        for level, (copy_dir, snap) in found:
+        found: list[tuple[str, Path | None, ck.Snapshot]] = [("L1", None, l1)] if l1 is not None else []
+        found += [(level, *hit) for level, root in self.levels.items() if (hit := ck.newest(root)) is not None]
+        found.sort(key=lambda item: (-len(item[2].steps), -item[2].seq, LEVEL_ORDER.index(item[0])))
+        for level, copy_dir, snap in found:
+            if copy_dir is None:
+                if ck.l1_matches(self.path, snap):  # (a newer copy that failed verification changed it)
+                    self.seq = snap.seq  # l1.json already describes the workspace as it is
+                    self.counted = dict.fromkeys(self.counted, len(snap.steps))
+                    return snap, "L1"
+                continue
             try:
                 copied = ck.restore_copy(copy_dir, snap, self.path)
             except ck.Corrupt as exc:
                 self.log(f"checkpoint {level} seq {snap.seq} is not valid ({exc}); falling back")
+                self.rejected.append(f"{level} seq {snap.seq}: {exc}")
                 shutil.rmtree(copy_dir, ignore_errors=True)
                 continue
             self.log(f"restored {level} seq {snap.seq} ({copied} bytes copied), steps done: {snap.steps}")

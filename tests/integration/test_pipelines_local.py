@@ -158,6 +158,8 @@ def test_corrupted_node_local_checkpoint_falls_back_to_shared(cli: Cli, tmp_path
     assert {n: s["attempts"] for n, s in steps.items()} == {"gen": 1, "grow": 1, "select": 1, "reduce": 2}
     runner_logs = "".join(p.read_text() for p in cli.home.glob("pods/default/corrupt/*/0/runner.log"))
     assert "hash mismatch" in runner_logs
+    described = cli("describe", "pipeline", "corrupt").stdout  # not only in the runner's log (helper-78)
+    assert "CheckpointInvalid" in described and "shard 0: checkpoint L2 seq 3: " in described, described
     cli("delete", "pipeline", "corrupt")
     wait_for(lambda: not (shared / "checkpoints" / uid).exists(), timeout=60)  # deleting removes its checkpoints
 

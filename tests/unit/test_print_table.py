@@ -1,0 +1,19 @@
+"""Tables are never cut to the terminal, as kubectl's (helper-78: a long event message turned TYPE into "…",
+dropped AGE and cut REASON to "Shard…", at 80 columns and when piped alike)."""
+
+from __future__ import annotations
+
+import pytest
+
+from podline.cli.common import print_table
+
+
+def test_a_long_cell_cuts_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    message = "shard 0: stage-in: " + "x" * 400
+    print_table(["  TYPE", "REASON", "AGE", "MESSAGE"],
+                [["  Warning", "BackoffLimitExceeded", "5s", message], ["  Normal", "ShardSucceeded", "1s", "ok"]])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:3] for line in lines] == [
+        ["TYPE", "REASON", "AGE"], ["Warning", "BackoffLimitExceeded", "5s"], ["Normal", "ShardSucceeded", "1s"]]
+    assert lines[1].endswith(message) and "…" not in "".join(lines)
+    assert lines[0].index("MESSAGE") == lines[1].index("shard 0")  # still a table: the columns line up
