@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from podline.runtime import step_records
-from podline.runtime.container import ContainerWorker, terminate_all
+from podline.runtime.container import KILLED, ContainerWorker, terminate_all
 from podline.runtime.engine import Engine, ImagePullFailed
 from podline.runtime.expand import container_env, expand
 from podline.runtime.files import notify_address, rfc3339, stop_requested, write_status
@@ -340,6 +340,9 @@ class PipelineRunner:
             if over:
                 self._settle(name, worker, ("WorkspaceLimitExceeded", over), failed=True)
                 self.request_stop("WorkspaceLimitExceeded", f"step {name}: {over}")
+            elif self.stopping.is_set() and not worker.succeeded():  # it ended with the stop (scancel, a time
+                # limit, a delete signal the steps too): the stop's, which the controller counts, not a retry
+                self._settle(name, worker, step_records.stopped_why(name, self.stop_reason, self.culprit))
             elif self._settle(name, worker):
                 checkpoint = True
                 major = major or self.specs[name].get("checkpoint") == "major"
@@ -406,5 +409,18 @@ class PipelineRunner:
             if step["phase"] == "Failed":
                 step_records.waiting_for_retry(step, level, delay)
         self.write_status()
-        self.stopping.wait(delay)
+        if self.stopping.wait(delay):
+            self._retry_not_run()
+
+    def _retry_not_run(self) -> None:
+        """Stopped in the back-off: the retry never ran. A step killed by a signal (143, 137, not OOMKilled)
+        most likely died of the stop that came a moment later (Slurm signals the runner and the steps of a
+        scancelled or timed-out job together): its retry is given back, so the interruption counts once."""
+        last = self.status.get("lastStepRetry") or {}
+        step = self.steps.get(last.get("step", ""))
+        for waiting in [s for s in self.steps.values() if s.get("reason") == "BackOff"]:
+            step_records.failed(waiting, *(self.stop_reason or ("Terminated", "stopped")), ended=False)
+        if step is not None and step.get("exitCode") in KILLED and last.get("reason") != "OOMKilled":
+            self.status["stepRetries"] -= 1
+            self.retries_left += 1
 

@@ -8,7 +8,12 @@ through the real CLI and controller."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import Cli, wait_for
 from tests.integration.test_pipeline_fixes import Shard, sh, shards  # noqa: F401 (the fixture)
@@ -63,3 +68,24 @@ spec:
     assert tail.stdout == "first\nrun\n" and tail.stderr == "--- step flaky: attempt 2 ---\n", tail
     last = cli("logs", "pipeline/twice", "-c", "flaky", "--tail", "1")
     assert last.stdout == "run\n" and last.stderr == "--- step flaky: attempt 2 ---\n", last
+
+
+@pytest.mark.parametrize("runner_later", [0.0, 0.8], ids=["together", "runner-in-the-back-off"])
+def test_a_stop_that_also_kills_the_running_step_costs_no_step_retry(tmp_path: Path, shards: list[Shard],  # noqa: F811
+                                                                     runner_later: float) -> None:
+    """scancel and a Slurm time limit SIGTERM the runner and the step together (helper-78): the step's end is
+    the stop's, not a failure to retry; the controller counts the lost attempt once, so it must not count a
+    step retry too (one walltime used two of backoffLimit). The runner's signal may come a moment after the
+    step died: a retry granted meanwhile, still in its back-off, is given back."""
+    pidfile = tmp_path / "step.pid"
+    step = sh("long", f"echo $$$$ > {pidfile}; exec sleep 30")  # $$: one $, as Kubernetes expands
+    shards.append(Shard(tmp_path, {"restartPolicy": "OnFailure", "steps": [step]}, retries=3, backoff=5))
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip().isdigit(), timeout=20)
+    os.kill(int(pidfile.read_text()), signal.SIGTERM)  # the step first: the worst order for the runner
+    time.sleep(runner_later)
+    os.kill(shards[0].proc.pid, signal.SIGTERM)
+    assert shards[0].finish() == 1
+    status = shards[0].status()
+    assert status["reason"] == "Terminated" and status["stepRetries"] == 0, status
+    long = shards[0].steps()["long"]
+    assert long["attempts"] == 1 and long["phase"] == "Failed", long
