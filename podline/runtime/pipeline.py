@@ -30,15 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from podline.runtime import step_records
-from podline.runtime.container import KILLED, ContainerWorker, terminate_all
+from podline.runtime.container import ContainerWorker, terminate_all
 from podline.runtime.engine import Engine, ImagePullFailed
 from podline.runtime.expand import container_env, expand
 from podline.runtime.files import notify_address, rfc3339, stop_requested, write_status
+from podline.runtime.pipeline_retries import CHECK_INTERVAL, StepRetries
 from podline.runtime.shard_rules import (
     DEADLINE_MESSAGE,
     allocation_cores,
     final_failure,
-    retry_delay,
     schedule_failure,
     stage_in_failure,
 )
@@ -47,10 +47,8 @@ from podline.runtime.step_specs import StepSpecs, retries_for
 from podline.runtime.volumes import shm_root
 from podline.runtime.workspace import GivenUp, OutputNotFound, Workspace
 
-CHECK_INTERVAL = 1.0
 
-
-class PipelineRunner:
+class PipelineRunner(StepRetries):
     def __init__(self, plan: dict[str, Any], rundir: Path, index: int | None, plan_path: Path) -> None:
         self.plan, self.rundir, self.plan_path = plan, rundir, plan_path
         self.shard = index if index is not None else int(plan.get("shard") or 0)
@@ -389,38 +387,3 @@ class PipelineRunner:
         self.workspace.checkpoint(self.done, major)
         self.status["timings"]["checkpoint"] = round(self.status["timings"].get("checkpoint", 0)
                                                      + time.monotonic() - began, 3)
-
-    def _rewind(self) -> None:
-        """Before a retry: the workspace goes back to the newest checkpoint (a failed step's leftovers go)."""
-        snap, level = self.workspace.restore()
-        if snap is None:
-            try:
-                self.workspace.stage_in(self.plan["inputs"], self.shards)
-            except OSError as exc:  # the source is unreachable now
-                raise StagingError(str(exc)) from exc
-        keep = set(snap.steps) if snap else set()
-        for name in [n for n in self.done if n not in keep]:
-            self.steps[name].update(phase="Pending")
-        self.done = [n for n in self.done if n in keep]
-        deadline_at = self._deadline_at()  # the back-off never outlasts activeDeadlineSeconds
-        left = deadline_at - time.time() if deadline_at is not None else float("inf")
-        delay = max(0.0, min(retry_delay(self.status["stepRetries"]), left))
-        for step in self.steps.values():
-            if step["phase"] == "Failed":
-                step_records.waiting_for_retry(step, level, delay)
-        self.write_status()
-        if self.stopping.wait(delay):
-            self._retry_not_run()
-
-    def _retry_not_run(self) -> None:
-        """Stopped in the back-off: the retry never ran. A step killed by a signal (143, 137, not OOMKilled)
-        most likely died of the stop that came a moment later (Slurm signals the runner and the steps of a
-        scancelled or timed-out job together): its retry is given back, so the interruption counts once."""
-        last = self.status.get("lastStepRetry") or {}
-        step = self.steps.get(last.get("step", ""))
-        for waiting in [s for s in self.steps.values() if s.get("reason") == "BackOff"]:
-            step_records.failed(waiting, *(self.stop_reason or ("Terminated", "stopped")), ended=False)
-        if step is not None and step.get("exitCode") in KILLED and last.get("reason") != "OOMKilled":
-            self.status["stepRetries"] -= 1
-            self.retries_left += 1
-

@@ -23,7 +23,7 @@ def new_record(name: str) -> Record:
 def started(step: Record, generation: int | None) -> None:
     """A run begins: the back-off it waited out and the failure that made it due are over."""
     step.update(phase="Running", attempts=step["attempts"] + 1, startedAt=rfc3339(), generation=generation)
-    for over in ("finishedAt", "reason", "message"):
+    for over in ("finishedAt", "reason", "message", "lastFailure"):
         step.pop(over, None)
 
 
@@ -42,10 +42,18 @@ def failed(step: Record, reason: str, message: str, exit_code: int | None = None
 
 def waiting_for_retry(step: Record, level: str | None, delay: float) -> None:
     """A failed step in the back-off before its retry (as a container in CrashLoopBackOff), the workspace put
-    back to checkpoint `level`."""
+    back to checkpoint `level`; how it failed is kept for `retry_cancelled`."""
     why = step.get("message") or step.get("reason") or "failed"
+    step["lastFailure"] = {"reason": step.get("reason", "Error"), "message": why}
     step.update(phase="Pending", restoredFrom=level, reason="BackOff",
                 message=f"back-off {delay:g}s restarting failed step ({why})")
+
+
+def retry_cancelled(step: Record, why: tuple[str, str] | None) -> None:
+    """Its retry will not run: Failed, for `why` (the shard's stop) or, None, as it last failed."""
+    last = step.pop("lastFailure", None) or {"reason": "Error", "message": "failed"}
+    reason, message = why or (last["reason"], last["message"])
+    failed(step, reason, message, ended=False)
 
 
 def stopped_why(name: str, stop_reason: tuple[str, str] | None, culprit: str | None) -> tuple[str, str] | None:

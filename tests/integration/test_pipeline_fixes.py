@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,9 @@ class Shard:
 
     def __init__(self, tmp_path: Path, spec: dict[str, Any], retries: int = 0, backoff: float = 0.05) -> None:
         manifest = {"apiVersion": "podline.io/v1alpha1", "kind": "Pipeline", "metadata": {"name": "p"}, "spec": spec}
-        plan = plan_pipeline(manifest, "uid-1", lambda *a: None, generation=1,
+        # A uid of its own: a runner kills what earlier attempts of its uid's shard left running on the node,
+        # so two tests' runners (xdist workers side by side) with one uid killed each other's steps.
+        plan = plan_pipeline(manifest, f"uid-{uuid.uuid4().hex}", lambda *a: None, generation=1,
                              dirs={"shared": str(tmp_path / "shared"), "scratch": str(tmp_path / "scratch")},
                              shard_dir=str(tmp_path / "shards" / "{shard}"), retries={"0": retries})
         self.rundir = tmp_path / "run"

@@ -8,6 +8,7 @@ through the real CLI and controller."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -89,3 +90,21 @@ def test_a_stop_that_also_kills_the_running_step_costs_no_step_retry(tmp_path: P
     assert status["reason"] == "Terminated" and status["stepRetries"] == 0, status
     long = shards[0].steps()["long"]
     assert long["attempts"] == 1 and long["phase"] == "Failed", long
+
+
+def test_a_lowered_backoff_limit_ends_a_retry_waiting_in_its_back_off(tmp_path: Path, shards: list[Shard]) -> None:  # noqa: F811
+    """helper-78: after the failures, `apply` of a lower backoffLimit let the waiting retry run all the same once
+    its back-off ended; the README says a new limit reaches a running shard within a second."""
+    shards.append(Shard(tmp_path, {"restartPolicy": "OnFailure", "steps": [sh("bad", "exit 3")]}, retries=5,
+                        backoff=30))
+    wait_for(lambda: shards[0].steps().get("bad", {}).get("reason") == "BackOff", timeout=20)
+    plan_file = shards[0].rundir / "plan.json"
+    lowered = {**json.loads(plan_file.read_text()), "retries": {"0": 0}}
+    (shards[0].rundir / "plan.new").write_text(json.dumps(lowered))
+    os.replace(shards[0].rundir / "plan.new", plan_file)  # as the controller rewrites it
+    began = time.monotonic()
+    assert shards[0].finish(timeout=20) == 1 and time.monotonic() - began < 5  # not after the 30 s back-off
+    status = shards[0].status()
+    assert status["reason"] == "StepFailed" and "backoffLimit lowered while its retry waited" in status["message"]
+    bad = shards[0].steps()["bad"]
+    assert (bad["phase"], bad["reason"], bad["message"], bad["attempts"]) == ("Failed", "Error", "exit code 3", 1)

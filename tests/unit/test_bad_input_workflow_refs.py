@@ -165,7 +165,8 @@ GLOBALS = ["{{workflow.name}}", "{{workflow.namespace}}", "{{workflow.uid}}", "{
     workflow(template="    steps: [[{name: a, template: c, arguments: {artifacts: [{name: f, optional: true, from: "
                       "'{{steps.gone.outputs.artifacts.f}}'}]}}]]\n    outputs: {parameters: [{name: o, valueFrom: "
                       "{parameter: '{{steps.gone.outputs.result}}', default: none}}]}\n") + CALLED,
-], ids=["globals", "loop-items", "step-fields", "with-param-from-a-step", "when-fragments", "dag-dependencies", "dag-hooks",
+], ids=["globals", "loop-items", "step-fields", "with-param-from-a-step", "when-fragments", "dag-dependencies",
+        "dag-hooks",
         "own-inputs-and-retries", "template-defaults-inputs", "inline-inputs",
         "default-and-optional"])
 def test_valid_placeholders_are_accepted(text: str) -> None:

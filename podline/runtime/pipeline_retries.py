@@ -1,0 +1,101 @@
+"""A pipeline shard's step retries (restartPolicy OnFailure): the rewind to the newest checkpoint, the back-off,
+and what ends a retry before it runs.
+
+Kept apart from the runner's loop (runtime.pipeline, which this is mixed into) because the retry budget has
+three owners that must agree: the runner grants a retry when a step fails, `apply` may lower backoffLimit
+while the retry waits (the retry is then refused at once: the README promises a new limit reaches a running
+shard within a second), and the controller counts a stopped attempt as one failure (a retry granted for a
+step that died of the same stop is given back, so a scancel or a time limit counts once).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from podline.runtime import step_records
+from podline.runtime.container import KILLED
+from podline.runtime.shard_rules import retry_delay
+from podline.runtime.staging import StagingError
+from podline.runtime.step_specs import retries_for
+
+if TYPE_CHECKING:
+    from podline.runtime.workspace import Workspace
+
+CHECK_INTERVAL = 1.0  # how often a waiting runner looks at its plan again (sizeLimit, `apply`)
+
+
+class StepRetries:
+    """`_rewind` and its back-off; see the module docstring."""
+
+    plan: dict[str, Any]
+    shard: int
+    shards: int
+    workspace: Workspace
+    steps: dict[str, dict[str, Any]]
+    done: list[str]
+    status: dict[str, Any]
+    stopping: threading.Event
+    retries_left: int
+    stop_reason: tuple[str, str] | None
+
+    if TYPE_CHECKING:  # the runner's, used here
+        def _deadline_at(self) -> float | None: ...
+        def write_status(self, finished: bool = False) -> None: ...
+        def request_stop(self, reason: str, message: str, culprit: str | None = None) -> None: ...
+        def _reload_plan(self) -> None: ...
+
+    def _rewind(self) -> None:
+        """Before a retry: the workspace goes back to the newest checkpoint (a failed step's leftovers go)."""
+        snap, level = self.workspace.restore()
+        if snap is None:
+            try:
+                self.workspace.stage_in(self.plan["inputs"], self.shards)
+            except OSError as exc:  # the source is unreachable now
+                raise StagingError(str(exc)) from exc
+        keep = set(snap.steps) if snap else set()
+        for name in [n for n in self.done if n not in keep]:
+            self.steps[name].update(phase="Pending")
+        self.done = [n for n in self.done if n in keep]
+        deadline_at = self._deadline_at()  # the back-off never outlasts activeDeadlineSeconds
+        left = deadline_at - time.time() if deadline_at is not None else float("inf")
+        delay = max(0.0, min(retry_delay(self.status["stepRetries"]), left))
+        for step in self.steps.values():
+            if step["phase"] == "Failed":
+                step_records.waiting_for_retry(step, level, delay)
+        self.write_status()
+        self._back_off(delay)
+
+    def _back_off(self, delay: float) -> None:
+        """Wait out the back-off, looking at the plan every CHECK_INTERVAL: a lowered backoffLimit that this
+        retry is past fails the step for good at once."""
+        ends = time.monotonic() + delay
+        while (left := ends - time.monotonic()) > 0:
+            if self.stopping.wait(min(CHECK_INTERVAL, left)):
+                self._retry_not_run()
+                return
+            self._reload_plan()
+            if retries_for(self.plan, self.shard) < self.status["stepRetries"]:
+                last = self.status.get("lastStepRetry") or {}
+                self._end_back_offs(None)
+                self.request_stop("StepFailed", f"step {last.get('step')} failed: {last.get('message')} "
+                                  "(backoffLimit lowered while its retry waited)", last.get("step"))
+                return
+
+    def _retry_not_run(self) -> None:
+        """Stopped in the back-off: the retry never ran. A step killed by a signal (143, 137, not OOMKilled)
+        most likely died of the stop that came a moment later (Slurm signals the runner and the steps of a
+        scancelled or timed-out job together): its retry is given back, so the interruption counts once."""
+        last = self.status.get("lastStepRetry") or {}
+        step = self.steps.get(last.get("step", ""))
+        self._end_back_offs(self.stop_reason or ("Terminated", "stopped"))
+        if step is not None and step.get("exitCode") in KILLED and last.get("reason") != "OOMKilled":
+            self.status["stepRetries"] -= 1
+            self.retries_left += 1
+
+    def _end_back_offs(self, why: tuple[str, str] | None) -> None:
+        """The steps waiting for their retry fail (`why`; None: as they last failed)."""
+        for step in self.steps.values():
+            if step.get("reason") == "BackOff":
+                step_records.retry_cancelled(step, why)
