@@ -21,6 +21,12 @@ QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD",
 ACTIVE = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING", "SUSPENDED", "STOPPED"}
 LOST_REASON = {"TIMEOUT": "DeadlineExceeded", "DEADLINE": "DeadlineExceeded", "OUT_OF_MEMORY": "OOMKilled",
                "NODE_FAIL": "NodeLost", "BOOT_FAIL": "NodeLost", "CANCELLED": "Cancelled", "PREEMPTED": "Preempted"}
+# Slurm's pending reasons for a job that cannot start as submitted until the partition, its limits or the request
+# change (Kubernetes' Unschedulable, with a FailedScheduling warning); Resources, Priority and the like just wait.
+NEVER_FITS = frozenset({"PartitionConfig", "PartitionNodeLimit", "PartitionTimeLimit", "BadConstraints",
+                        "InvalidAccount", "InvalidQOS", "QOSMaxCpuPerJobLimit", "QOSMaxMemoryPerJob",
+                        "QOSMaxNodePerJobLimit", "QOSMaxWallDurationPerJobLimit", "AssocMaxCpuPerJobLimit",
+                        "AssocMaxWallDurationPerJobLimit", "AssocMaxNodesPerJobLimit"})
 MIN_INTERVAL = 1.0
 FORMAT = "%i|%T|%r|%N|%k"
 # `-r`: one line per array task, so a pending array is never a compressed (`58_[0-12:2]`) or cut-off

@@ -118,6 +118,8 @@ def _pipeline_logs(state: State, name: str, step: str | None, shard: int | None,
     if shard is not None and not 0 <= shard < shards:  # as for a job: exit 1, not an empty success
         known = "0" if shards == 1 else f"0..{shards - 1}"
         fail(f"pipeline {name} has no shard {shard} (its shards: {known})")
+    if shard is None and shards > 1:  # as kubectl says which container it picked
+        click.echo(f"Defaulted shard 0 out of 0..{shards - 1} (--shard I picks another)", err=True)
     offset = 0
     path = _step_log(pipeline, step, shard)
     if not follow and (path is None or not path.exists()):  # as for a pod's container: exit 1, not silence

@@ -20,6 +20,7 @@ from typing import Any
 
 from podline.api.core import Pod
 from podline.backends.base import Backend, SubmitError
+from podline.backends.squeue import NEVER_FITS
 from podline.controller.context import TERMINAL, Ctx, warn_if_unsure
 from podline.controller.job_failures import retry_delay
 from podline.controller.pipeline_status import merge_attempt, summarize, used_budget
@@ -183,7 +184,10 @@ def _observe(ctx: Ctx, obj: Obj, backend: Backend) -> None:
                 rec["launchedAt"] = ctx.now
             continue
         if seen.state == "queued":
-            rec.update(phase="Pending", reason="Queued", message=seen.detail)
+            never = (seen.info or {}).get("slurmReason") in NEVER_FITS  # queued, yet it cannot start as asked
+            rec.update(phase="Pending", reason="Unschedulable" if never else "Queued", message=seen.detail)
+            if never:
+                ctx.event(obj, "FailedScheduling", f"shard {key}: {seen.detail}", "Warning", once=True)
             continue
         if seen.status is not None:
             retried = rec.get("stepRetries", 0)
@@ -199,7 +203,11 @@ def _observe(ctx: Ctx, obj: Obj, backend: Backend) -> None:
                 rec["node"] = seen.node
         if seen.state == "running":
             rec["phase"] = "Running"
-            rec.pop("reason", None)
+            if rec.pop("reason", None) == "Suspended":
+                rec.pop("message", None)
+            if (seen.info or {}).get("slurmState") == "SUSPENDED":  # `scontrol suspend`: its steps are stopped
+                rec.update(reason="Suspended", message="its Slurm job is suspended (scontrol suspend); it goes on "
+                           "when resumed")
         elif seen.state == "finished" and rec.get("phase") == "Succeeded":
             rec["final"] = True
             ctx.event(obj, "ShardSucceeded", f"shard {key} succeeded")

@@ -14,6 +14,7 @@ from typing import Any
 from podline.api.core import KeySelector, Pod
 from podline.api.sidecars import sidecar_names
 from podline.backends.base import Backend, SubmitError
+from podline.backends.squeue import NEVER_FITS
 from podline.controller.context import TERMINAL, Ctx, warn_if_unsure
 from podline.controller.job_counts import awaits_count
 from podline.plan.pipeline import secret_key
@@ -23,12 +24,6 @@ from podline.store import Obj
 
 RELAUNCH_AFTER = 10.0  # seconds a launched runner may take to take its lock before we launch again
 KILL_AFTER_GRACE = 5.0
-# Slurm's pending reasons for a job that cannot start as submitted until the partition, its limits or the request
-# change (Kubernetes' Unschedulable, with a FailedScheduling warning); Resources, Priority and the like just wait.
-NEVER_FITS = frozenset({"PartitionConfig", "PartitionNodeLimit", "PartitionTimeLimit", "BadConstraints",
-                        "InvalidAccount", "InvalidQOS", "QOSMaxCpuPerJobLimit", "QOSMaxMemoryPerJob",
-                        "QOSMaxNodePerJobLimit", "QOSMaxWallDurationPerJobLimit", "AssocMaxCpuPerJobLimit",
-                        "AssocMaxWallDurationPerJobLimit", "AssocMaxNodesPerJobLimit"})
 
 
 def _pending(obj: Obj, reason: str, message: str, scheduled: bool) -> None:

@@ -11,12 +11,13 @@ import os
 
 from podline.runtime.backoff import doubling_delay
 from podline.runtime.container import BACKOFF_BASE, BACKOFF_CAP
-from podline.runtime.staging import ListedFileGone, StagingError
+from podline.runtime.staging import DatasetNotFound, DatasetTooLarge, ListedFileGone, StagingError
 
 # The shard's own activeDeadlineSeconds (final: the controller does not retry it, as a Job's deadline), told
 # apart from Slurm's time limit, also DeadlineExceeded, from which a new attempt resumes.
 DEADLINE_MESSAGE = "Pipeline shard was active longer than activeDeadlineSeconds"
-FINAL_REASONS = ("OutputNotFound", "DatasetChanged")  # not retried: a new attempt would fail alike
+# not retried: a new attempt would fail alike
+FINAL_REASONS = ("OutputNotFound", "DatasetChanged", "DatasetNotFound", "DatasetTooLarge")
 
 
 def final_failure(reason: str, message: str) -> bool:
@@ -31,8 +32,10 @@ def retry_delay(retries: int) -> float:
 
 def stage_in_failure(exc: Exception) -> tuple[str, str]:
     """The shard's reason when its inputs could not be staged in (at its start, or again before a retry that
-    found no checkpoint): retried by the controller, unless the pinned listing lost a file."""
-    return ("DatasetChanged" if isinstance(exc, ListedFileGone) else "StageInFailed"), f"stage-in: {exc}"
+    found no checkpoint): retried by the controller, unless no new attempt could do better (the pinned listing
+    lost a file, the source does not exist, the slice can never fit the sizeLimit)."""
+    final = {ListedFileGone: "DatasetChanged", DatasetNotFound: "DatasetNotFound", DatasetTooLarge: "DatasetTooLarge"}
+    return final.get(type(exc), "StageInFailed"), f"stage-in: {exc}"
 
 
 def schedule_failure(exc: Exception) -> tuple[str, str]:

@@ -66,6 +66,14 @@ class ListedFileGone(StagingError):
     """A file of the pipeline's pinned listing is no longer in the source: no new attempt would find it."""
 
 
+class DatasetNotFound(StagingError):
+    """The dataset's source does not exist (a typo, a path not created yet): no new attempt would find it."""
+
+
+class DatasetTooLarge(StagingError):
+    """The shard's slice can never fit what the workspace's sizeLimit leaves: no new attempt would fit it."""
+
+
 @dataclass
 class Staged:
     """status.staging of a shard (the SPEC's field names)."""
@@ -202,6 +210,9 @@ def stage_dataset(spec: dict[str, Any], target: Path, shard: int, shards: int, c
         listed = select_remote(remote, include, exclude) if remote else select(Path(spec["source"]), include, exclude)
     except remote_files.RemoteError as exc:
         raise StagingError(str(exc)) from None
+    except FileNotFoundError:
+        what = f"dataset {spec['name']}" if spec.get("name") else "the dataset"
+        raise DatasetNotFound(f"{what}: its source {spec['source']} does not exist") from None
     if listing is not None and shards > 1:
         try:
             names = pinned(listing, lambda: [f.rel for f in listed])
@@ -213,8 +224,8 @@ def stage_dataset(spec: dict[str, Any], target: Path, shard: int, shards: int, c
     need = sum(allocated(f.size, block) for f in files)
     if room is not None and need > room:
         blocks = f" (its files in whole {block}-byte blocks, as the sizeLimit counts them)" if block > 1 else ""
-        raise StagingError(f"the slice of {spec['source']} is {need} bytes{blocks}, above the {room} bytes the "
-                           f"workspace's sizeLimit leaves")
+        raise DatasetTooLarge(f"the slice of {spec['source']} is {need} bytes{blocks}, above the {room} bytes the "
+                              f"workspace's sizeLimit leaves")
     prefix = remote.index_prefix if remote else ""
 
     def key(f: SourceFile) -> str:  # in the cache's index

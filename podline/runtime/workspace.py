@@ -31,7 +31,7 @@ from podline.runtime import orphans
 from podline.runtime.copier import BackgroundCopier
 from podline.runtime.files import tree_size
 from podline.runtime.publish import Pending, inside, prepare
-from podline.runtime.staging import Staged, StagingError, stage_dataset
+from podline.runtime.staging import DatasetNotFound, DatasetTooLarge, Staged, stage_dataset
 from podline.runtime.staging_space import block_size, source_size
 from podline.runtime.volumes import shm_root
 
@@ -54,8 +54,8 @@ def _fits(source: Path, room: int, block: int = 1) -> int:
     need = source_size(source, block)
     if need > room:
         blocks = f" (its files in whole {block}-byte blocks, as the sizeLimit counts them)" if block > 1 else ""
-        raise StagingError(f"{source} is {need} bytes{blocks}, above the {room} bytes the workspace's sizeLimit "
-                           "leaves")
+        raise DatasetTooLarge(f"{source} is {need} bytes{blocks}, above the {room} bytes the workspace's "
+                              "sizeLimit leaves")
     return need
 
 
@@ -316,6 +316,8 @@ class Workspace:
                 self._remember_staged(objects)
                 continue
             source = Path(item["source"])
+            if not source.exists():
+                raise DatasetNotFound(f"input {item['path']}: its source {source} does not exist")
             if room is not None:
                 _fits(source, room, block)
             if source.is_dir():

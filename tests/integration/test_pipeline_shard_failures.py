@@ -56,7 +56,8 @@ def test_a_lowered_backoff_limit_ends_a_shard_waiting_for_its_retry(cli: Cli, tm
 
 def test_a_retry_whose_stage_in_fails_fails_the_shard_with_the_reason_not_a_traceback(cli: Cli, tmp_path: Path) -> None:
     """No checkpoint yet (nodeLocalEvery 0, the step fails first): the retry stages in again, from a source the
-    step moved away. The shard fails with StageInFailed; the runner does not crash."""
+    step moved away. The shard fails with the reason; the runner does not crash. A source that does not exist is
+    DatasetNotFound, final: no new attempt would find it (it was StageInFailed, retried to backoffLimit)."""
     src, flag = tmp_path / "src", tmp_path / "flag"
     src.mkdir()
     (src / "a").write_text("hello\n")
@@ -74,7 +75,8 @@ spec:
 """)
     assert cli.wait("pipeline/moved", "phase=Failed").returncode == 0
     shard = cli.json("pipeline", "moved")["status"]["shards"][0]
-    assert shard["reason"] == "BackoffLimitExceeded" and "StageInFailed" in shard["message"]
+    assert shard["reason"] == "DatasetNotFound" and f"its source {src} does not exist" in shard["message"], shard
+    assert shard["failures"] == 2  # the step's retry, then the failed stage-in: no third attempt
     logs = "".join(p.read_text() for p in cli.home.glob("pods/default/moved/*/0/runner.log"))
     assert "Traceback" not in logs
 

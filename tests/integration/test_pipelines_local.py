@@ -177,6 +177,9 @@ def test_three_shards_give_three_distinct_outputs(cli: Cli, tmp_path: Path) -> N
     assert got == [f"shard {i} of 3 ({i})\n" for i in range(3)]
     table = cli("get", "pipelines", "-o", "wide").stdout
     assert "3/3" in table and "Succeeded" in table
+    picked = cli("logs", "pipeline/sharded", "-c", "work")  # says which shard, as kubectl which container
+    assert picked.stderr == "Defaulted shard 0 out of 0..2 (--shard I picks another)\n", picked
+    assert "shard 0" not in cli("logs", "pipeline/sharded", "-c", "work", "--shard", "1").stderr
     on_disk = pipeline("sharded", out, steps, "  shards: 3\n  workspace: {medium: Disk}\n")
     changed = cli("apply", "-f", "-", input=on_disk, check=False)
     assert changed.returncode == 2 and "workspace cannot change" in changed.stderr

@@ -131,3 +131,46 @@ spec:
                          and text, timeout=60)
     assert "Message:" in described and "PENDING (BeginTime)" in described, described
     hpc("delete", "pipeline", "later", timeout=60)
+
+
+def test_a_shard_no_node_of_the_partition_can_hold_is_unschedulable(hpc: Cli) -> None:
+    """As a pod (helper-78): Slurm queues it (PartitionConfig) and it would wait for ever; the shard says
+    Unschedulable with a FailedScheduling warning, not a quiet Queued."""
+    hpc.apply("""
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {name: huge}
+spec:
+  steps:
+  - {name: a, image: busybox, command: ["true"], resources: {requests: {cpu: "64"}}}
+""")
+    shard = wait_for(lambda: next((s for s in hpc.json("pipeline", "huge")["status"].get("shards", [])
+                                   if s.get("reason") == "Unschedulable"), None), timeout=30)
+    assert "PartitionConfig" in shard["message"], shard
+    described = hpc("describe", "pipeline", "huge").stdout
+    assert "FailedScheduling" in described and "shard 0: " in described, described
+    hpc("delete", "pipeline", "huge", timeout=60)
+
+
+def test_a_shard_whose_job_slurm_suspended_says_so(hpc: Cli) -> None:
+    """`scontrol suspend` stops the shard's processes; it was shown as plain Running (helper-78)."""
+    hpc.apply("""
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {name: paused}
+spec:
+  steps:
+  - {name: a, image: busybox, command: [sh, -c, "sleep 60"]}
+""")
+    job = wait_for(lambda: next((s.get("jobId") for s in hpc.json("pipeline", "paused")["status"].get("shards", [])
+                                 if s.get("phase") == "Running" and s.get("jobId")), None), timeout=60)
+    subprocess.run(["scontrol", "suspend", str(job)], check=True, capture_output=True)
+    try:
+        shard = wait_for(lambda: next((s for s in hpc.json("pipeline", "paused")["status"]["shards"]
+                                       if s.get("reason") == "Suspended"), None), timeout=30)
+        assert shard["phase"] == "Running" and "scontrol suspend" in shard["message"], shard
+    finally:
+        subprocess.run(["scontrol", "resume", str(job)], capture_output=True)
+    wait_for(lambda: not hpc.json("pipeline", "paused")["status"]["shards"][0].get("reason"), timeout=30)
+    assert "message" not in hpc.json("pipeline", "paused")["status"]["shards"][0]
+    hpc("delete", "pipeline", "paused", timeout=60)
