@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from podline.runtime import step_records
-from podline.runtime.container import ContainerWorker, terminate_all
+from podline.runtime.container import KILLED, ContainerWorker, terminate_all
 from podline.runtime.engine import Engine, ImagePullFailed
 from podline.runtime.expand import container_env, expand
 from podline.runtime.files import notify_address, rfc3339, stop_requested, write_status
@@ -338,9 +338,11 @@ class PipelineRunner(StepRetries):
             if over:
                 self._settle(name, worker, ("WorkspaceLimitExceeded", over), failed=True)
                 self.request_stop("WorkspaceLimitExceeded", f"step {name}: {over}")
-            elif self.stopping.is_set() and not worker.succeeded():  # it ended with the stop (scancel, a time
-                # limit, a delete signal the steps too): the stop's, which the controller counts, not a retry
-                self._settle(name, worker, step_records.stopped_why(name, self.stop_reason, self.culprit))
+            elif self.stopping.is_set() and not worker.succeeded():  # no retry: the shard stops (scancel, a time
+                # limit, a delete signal the steps too; the controller counts the stop); killed: by the stop
+                killed = worker.snapshot()["state"].get("terminated", {}).get("exitCode") in KILLED
+                self._settle(name, worker, step_records.stopped_why(name, self.stop_reason, self.culprit)
+                             if killed else None)
             elif self._settle(name, worker):
                 checkpoint = True
                 major = major or self.specs[name].get("checkpoint") == "major"
