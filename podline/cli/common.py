@@ -126,7 +126,10 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
     for row in rows:
         table.add_row(*row)
     widths = [max(cell_len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
-    console(sum(widths) + 2 * len(widths)).print(table)
+    out = console(sum(widths) + 2 * len(widths))
+    with out.capture() as captured:
+        out.print(table)
+    click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))  # no padding after the last cell
 
 
 # --- label selectors (-l), as Kubernetes' labels.Parse reads them -----------------------------------------

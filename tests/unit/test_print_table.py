@@ -17,3 +17,9 @@ def test_a_long_cell_cuts_nothing(capsys: pytest.CaptureFixture[str]) -> None:
         ["TYPE", "REASON", "AGE"], ["Warning", "BackoffLimitExceeded", "5s"], ["Normal", "ShardSucceeded", "1s"]]
     assert lines[1].endswith(message) and "…" not in "".join(lines)
     assert lines[0].index("MESSAGE") == lines[1].index("shard 0")  # still a table: the columns line up
+
+
+def test_no_line_ends_in_padding(capsys: pytest.CaptureFixture[str]) -> None:
+    print_table(["NAME", "MESSAGE"], [["a", "a long message"], ["b", "x"]])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [line.rstrip() for line in lines] and lines[2].endswith("x"), lines
