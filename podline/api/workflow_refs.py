@@ -91,11 +91,11 @@ def _output_problem(tag: str, name: str, rest: list[str], called: Called | None,
 def _unknown_variable(tag: str) -> str | None:
     """A `workflow.`, `inputs.` or `pod.` variable Argo does not have (it refuses it at submit: "failed to
     resolve"); None for one it has (or one under another root, left to the runtime)."""
-    root, _, rest = tag.partition(".")
+    root, dot, rest = tag.partition(".")
     known = {"workflow": (WORKFLOW_VARIABLES, WORKFLOW_PREFIXES), "pod": (frozenset({"name"}), ()),
              "inputs": (frozenset({"parameters"}), ("parameters.", "artifacts."))}.get(root)
-    if known is None or rest in known[0] or rest.startswith(known[1]):
-        return None
+    if known is None or not dot or rest in known[0] or rest.startswith(known[1]):
+        return None  # (a bare `{{inputs}}`: Argo's validator judges only the dotted names, and so do we)
     return f"{{{{{tag}}}}}: Argo has no variable {tag!r}"
 
 

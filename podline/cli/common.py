@@ -119,12 +119,13 @@ def console(width: int) -> Console:
 def print_table(headers: list[str], rows: list[list[str]]) -> None:
     from rich.cells import cell_len
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
     for header in headers:
         table.add_column(header, no_wrap=True)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(str(cell)) for cell in row))  # as written: `[x]` in a message is no rich markup
     widths = [max(cell_len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
     out = console(sum(widths) + 2 * len(widths))
     with out.capture() as captured:

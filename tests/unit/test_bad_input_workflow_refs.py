@@ -134,7 +134,7 @@ GLOBALS = ["{{workflow.name}}", "{{workflow.namespace}}", "{{workflow.uid}}", "{
            "{{workflow.parameters}}", "{{workflow.parameters.json}}", "{{workflow.labels.app}}",
            "{{workflow.outputs.parameters.g}}", "{{workflow.duration}}", "{{workflow.mainEntrypoint}}",
            "{{outputs.parameters.out.path}}", "{{lastRetry.exitCode}}", "{{ custom }}", "{{=sprig.upper(\"a\")}}",
-           "{{= inputs.parameters.x + \"b\" }}"]
+           "{{= inputs.parameters.x + \"b\" }}", "{{inputs}}", "{{workflow}}", "{{pod}}"]  # bare: Argo leaves them
 
 
 @pytest.mark.parametrize("text", [

@@ -23,3 +23,9 @@ def test_no_line_ends_in_padding(capsys: pytest.CaptureFixture[str]) -> None:
     print_table(["NAME", "MESSAGE"], [["a", "a long message"], ["b", "x"]])
     lines = capsys.readouterr().out.splitlines()
     assert lines == [line.rstrip() for line in lines] and lines[2].endswith("x"), lines
+
+
+def test_brackets_in_a_cell_are_text_not_markup(capsys: pytest.CaptureFixture[str]) -> None:
+    """helper-81: `mount [/data] missing` raised rich's MarkupError (describe crashed on such an event)."""
+    print_table(["MESSAGE"], [["mount [/data] missing"], ["[bold]x[/bold]"]])
+    assert capsys.readouterr().out.splitlines()[1:] == ["mount [/data] missing", "[bold]x[/bold]"]
