@@ -326,6 +326,8 @@ class Walker(DagWalker, StepsWalker, LeafWalker, HookWalker):
         """Advance the entrypoint, then (once it is done) the exit handler; returns (root, exit node)."""
         spec = self.wf["spec"]
         root = self.execute(self.name, self.name, Target(LOCAL, spec["entrypoint"]), self.args, None, None)
+        if root["phase"] in DONE:  # what the workflow's hooks see, in their expressions and their templates
+            self.globals["workflow.status"] = root["phase"]
         pending = self._workflow_hooks(root)  # `running`, `success`, … hooks of the workflow, by expression
         hook = spec.get("hooks", {}).get("exit")
         name = spec.get("onExit") or (hook or {}).get("template")

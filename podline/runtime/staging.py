@@ -67,7 +67,8 @@ class ListedFileGone(StagingError):
 
 
 class DatasetNotFound(StagingError):
-    """The dataset's source does not exist (a typo, a path not created yet): no new attempt would find it."""
+    """The dataset's source does not exist when the shard stages (a typo, most often): the shard fails once
+    rather than a new attempt (a new Slurm job) each back-off until backoffLimit; apply again to retry."""
 
 
 class DatasetTooLarge(StagingError):
@@ -210,7 +211,9 @@ def stage_dataset(spec: dict[str, Any], target: Path, shard: int, shards: int, c
         listed = select_remote(remote, include, exclude) if remote else select(Path(spec["source"]), include, exclude)
     except remote_files.RemoteError as exc:
         raise StagingError(str(exc)) from None
-    except FileNotFoundError:
+    except FileNotFoundError as exc:  # the source itself, or a file that went while it was listed (retried)
+        if os.path.lexists(spec["source"]):
+            raise StagingError(f"{spec['source']}: {exc.filename or exc} vanished while it was listed") from None
         what = f"dataset {spec['name']}" if spec.get("name") else "the dataset"
         raise DatasetNotFound(f"{what}: its source {spec['source']} does not exist") from None
     if listing is not None and shards > 1:

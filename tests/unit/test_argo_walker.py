@@ -668,3 +668,14 @@ def test_a_workflow_hook_and_a_step_see_the_workflow_status_while_it_runs() -> N
     assert run.args("wf.hooks.running") == ["workflow is Running"]
     run.step({"wf": ok(), "wf.hooks.running": ok()})
     assert run.root["phase"] == "Succeeded" and run.phase("wf.hooks.running") == "Succeeded"
+
+
+def test_a_workflow_hook_on_failure_sees_failed_in_its_template_too() -> None:
+    """helper-81: the expression saw Failed, the template's {{workflow.status}} said Running."""
+    run = Run("  entrypoint: main\n"
+              "  hooks:\n    failed: {expression: workflow.status == \"Failed\", template: note}\n"
+              "  templates:\n"
+              "  - name: main\n    container: {image: busybox, args: [main]}\n"
+              "  - name: note\n    container: {image: busybox, args: ['workflow is {{workflow.status}}']}\n").step()
+    run.step({"wf": failed()})
+    assert run.args("wf.hooks.failed") == ["workflow is Failed"]

@@ -54,3 +54,22 @@ def test_a_slice_that_can_never_fit_the_size_limit_is_a_final_failure(tmp_path: 
 def test_other_stage_in_failures_are_still_retried() -> None:
     reason, message = stage_in_failure(StagingError("/src/a kept changing while it was staged (3 tries)"))
     assert reason == "StageInFailed" and not final_failure(reason, message)
+
+
+def test_a_file_gone_while_the_source_is_listed_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """helper-81: a producer's temp file removed mid-walk is no missing source (it was a final DatasetNotFound)."""
+    from podline.runtime import staging
+
+    data = tmp_path / "data"
+    data.mkdir()
+
+    def vanishing(*args: object) -> None:
+        raise FileNotFoundError(2, "No such file or directory", str(data / "part.tmp"))
+
+    monkeypatch.setattr(staging, "select", vanishing)
+    spec = {"name": "busy", "source": str(data), "include": [], "exclude": []}
+    with pytest.raises(StagingError) as caught:
+        workspace(tmp_path).stage_in([{"path": "in", "dataset": spec}], 1)
+    reason, message = stage_in_failure(caught.value)
+    assert reason == "StageInFailed" and "part.tmp vanished while it was listed" in message
+    assert not final_failure(reason, message)
