@@ -147,3 +147,21 @@ def read_back(level_root: Path, previous: Path | None) -> ReadBack:
     except OSError:
         same = False
     return ReadBack(rels if same else {})
+
+
+def copy_problem(copy_dir: Path, snap: Snapshot) -> str | None:
+    """Why a copy would fail to restore (a manifest or a file whose bytes do not match), found by reading it
+    whole, without touching the workspace; None if it is sound. Used before a copy may overwrite a workspace
+    that is itself a valid state (runtime.workspace.restore)."""
+    if snap.problem:
+        return f"{copy_dir}: {snap.problem}"
+    for rel, rec in snap.files.items():
+        if rel in snap.hardlinks:
+            continue  # its group's first name holds the bytes
+        try:
+            got = hash_file(copy_dir / "data" / rel)
+        except OSError as exc:
+            return f"{copy_dir}: {rel}: {exc.strerror or exc}"
+        if got != rec["hash"]:
+            return f"{copy_dir}: {rel}: hash mismatch (expected {rec['hash']}, got {got})"
+    return None

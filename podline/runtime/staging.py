@@ -10,10 +10,8 @@ while it is copied into the workspace; a damaged one is dropped and the file fet
 
 The cache itself, and how it is kept from filling the disk, is `runtime.dataset_cache`.
 
-Selection: every regular file below `source` (symlinked files followed, symlinked directories not), filtered
-by `include`/`exclude` (see `api.dataset`), sorted by relative path. `shardBy: files` gives shard k the files
-k, k+N, k+2N, … of that list: disjoint, together complete, and the same for every attempt of a shard while
-the dataset does not change. Files keep their relative paths under the input's `path`.
+Which files make a shard's slice is `runtime.dataset_files`. Files keep their relative paths under the
+input's `path`.
 
 A fetch reads the source once and writes the workspace file and the cache object together; many small
 files are fetched by several threads at once, since each one is mostly waiting on round trips.
@@ -28,11 +26,9 @@ same cache, indexed by URL (and S3 endpoint) with their ETag, or Last-Modified t
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import mmap
 import os
 import sqlite3
-import stat
 import sys
 import threading
 import time
@@ -40,39 +36,34 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from podline.api.dataset import is_remote
 from podline.runtime import remote as remote_files
 from podline.runtime.copying import HashingSink, copy_hashing, direct_buffer
 from podline.runtime.dataset_cache import Cache
+from podline.runtime.dataset_files import (  # noqa: F401 - the errors and selection are also this module's API
+    FETCH_THREADS,
+    DatasetNotFound,
+    DatasetTooLarge,
+    ListedFileGone,
+    SourceFile,
+    StagingError,
+    local_file,
+    matches,
+    pinned_slice,
+    select,
+    select_remote,
+    shard_slice,
+    wanted,
+)
 from podline.runtime.listing import DamagedListing, pinned
 from podline.runtime.staging_space import NO_SPACE, allocated, index_fetched, make_room
 
-T = TypeVar("T")
-
-FETCH_THREADS = 8
 FETCH_TRIES = 3
 RACY_NS = 5 * 10**9  # a file changed less than this before its fetch is not indexed (mtimes can be whole seconds)
 BIG_FILE = 8 << 20  # above this, one file at a time is as fast (bandwidth, not round trips, is the limit)
 DIRECT_MIN = 1 << 20  # cache objects from this size on are written past the page cache
-
-
-class StagingError(Exception):
-    """A dataset could not be staged (a file kept changing, or vanished): the shard fails with this message."""
-
-
-class ListedFileGone(StagingError):
-    """A file of the pipeline's pinned listing is no longer in the source: no new attempt would find it."""
-
-
-class DatasetNotFound(StagingError):
-    """The dataset's source does not exist when the shard stages (a typo, most often): the shard fails once
-    rather than a new attempt (a new Slurm job) each back-off until backoffLimit; apply again to retry."""
-
-
-class DatasetTooLarge(StagingError):
-    """The shard's slice can never fit what the workspace's sizeLimit leaves: no new attempt would fit it."""
 
 
 @dataclass
@@ -90,110 +81,6 @@ class Staged:
 
     def to_json(self) -> dict[str, int]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    rel: str
-    path: str  # or, for a remote source, the file's URL
-    size: int
-    mtime: int  # ns; 0 when a remote file's is unknown
-    mode: int = 0o644
-    etag: str = ""  # a remote file's, when its server sends one
-    ctime: int = 0  # ns, a local file's: a same-size rewrite that keeps the mtime (cp -p, rsync -t, tar x) moves it
-
-    @property
-    def stamp(self) -> int | str:
-        """What must be unchanged for an indexed hash to hold: mtime and ctime for a local file (rsync's quick
-        check looks at the mtime alone, and misses a same-size rewrite that puts the old mtime back; nobody can
-        set a ctime back); for a remote one its ETag and Last-Modified ("" when it has neither: never
-        indexed)."""
-        if is_remote(self.path):
-            return "|".join(filter(None, (self.etag, f"t{self.mtime}" if self.mtime else "")))
-        return f"{self.mtime}/{self.ctime}"
-
-    @property
-    def content_etag(self) -> bool:
-        """An ETag that changes whenever the content does: S3's (a digest of the bytes). A web server's may
-        be weak (`W/`) or made of the mtime in seconds and the size (nginx), so it proves nothing alone."""
-        return bool(self.etag) and self.path.startswith("s3://") and not self.etag.startswith("W/")
-
-    def same_version(self, size: int, etag: str, mtime: int) -> bool:
-        """Is a later look at the file the same version? By size and ETag when it has one (S3-compatible stores
-        may list times in milliseconds and give whole seconds for the object), else size and mtime."""
-        if self.etag:
-            return (size, etag) == (self.size, self.etag)
-        return (size, mtime) == (self.size, self.mtime)
-
-
-# --- which files ----------------------------------------------------------------------------------------
-def matches(rel: str, patterns: list[str]) -> bool:
-    name = rel.rsplit("/", 1)[-1]
-    return any(fnmatch.fnmatchcase(rel if "/" in p else name, p) for p in patterns)
-
-
-def wanted(rel: str, include: list[str], exclude: list[str]) -> bool:
-    """Part of the dataset: no include means every file; exclude wins over include."""
-    return not ((include and not matches(rel, include)) or (exclude and matches(rel, exclude)))
-
-
-def select(source: Path, include: list[str], exclude: list[str]) -> list[SourceFile]:
-    """The dataset's files, sorted by relative path. A source that is a file is a dataset of one file.
-
-    Directories are listed by several threads, a level at a time: on a network filesystem each entry's type
-    and size cost a round trip (sshfs gives no file types with its listings)."""
-    st = os.stat(source)
-    if stat.S_ISREG(st.st_mode):
-        return [_local(source.name, str(source), st)] if wanted(source.name, include, exclude) else []
-    found: list[SourceFile] = []
-    level = [""]
-    with ThreadPoolExecutor(FETCH_THREADS) as pool:
-        while level:
-            listed = list(pool.map(lambda rel_dir: _list(source, rel_dir, include, exclude), level))
-            level = [d for _, dirs in listed for d in dirs]
-            found += [f for files, _ in listed for f in files]
-    return sorted(found, key=lambda f: f.rel)
-
-
-def _list(source: Path, rel_dir: str, include: list[str], exclude: list[str]) -> tuple[list[SourceFile], list[str]]:
-    files: list[SourceFile] = []
-    dirs: list[str] = []
-    with os.scandir(source / rel_dir if rel_dir else source) as entries:
-        for entry in entries:
-            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-            if entry.is_dir(follow_symlinks=False):
-                dirs.append(rel)
-            elif entry.is_file():  # follows a symlink to a file
-                if not wanted(rel, include, exclude):
-                    continue
-                files.append(_local(rel, entry.path, entry.stat()))
-    return files, dirs
-
-
-def _local(rel: str, path: str, info: os.stat_result) -> SourceFile:
-    return SourceFile(rel, path, info.st_size, info.st_mtime_ns, stat.S_IMODE(info.st_mode), ctime=info.st_ctime_ns)
-
-
-def select_remote(remote: remote_files.Remote, include: list[str], exclude: list[str]) -> list[SourceFile]:
-    listed = remote_files.list_files(remote, lambda rel: wanted(rel, include, exclude))
-    return [SourceFile(f.rel, f.url, f.size, f.mtime_ns, 0o644, f.etag) for f in listed]
-
-
-def shard_slice(files: list[T], shard: int, shards: int, shard_by: str) -> list[T]:
-    return files[shard::shards] if shard_by == "files" and shards > 1 else files
-
-
-def _pinned_slice(listed: list[SourceFile], names: list[str], spec: dict[str, Any], shard: int,
-                  shards: int) -> list[SourceFile]:
-    """This shard's slice of the pipeline's pinned listing (`runtime.listing`), as the source has those files
-    now. A file of the slice that is gone fails the staging: the other shards' slices must not move."""
-    now = {f.rel: f for f in listed}
-    mine = shard_slice(names, shard, shards, spec.get("shardBy", "files"))
-    gone = [rel for rel in mine if rel not in now]
-    if gone:
-        raise ListedFileGone(f"{spec['source']}: {gone[0]} is in this pipeline's listing of the dataset (taken "
-                           f"when its first shard started) but no longer in the source")
-    return [now[rel] for rel in mine]
 
 
 # --- staging -------------------------------------------------------------------------------------------
@@ -221,7 +108,7 @@ def stage_dataset(spec: dict[str, Any], target: Path, shard: int, shards: int, c
             names = pinned(listing, lambda: [f.rel for f in listed])
         except DamagedListing as exc:
             raise StagingError(f"the pipeline's listing of {spec['source']} is damaged: {exc}") from None
-        files = _pinned_slice(listed, names, spec, shard, shards)
+        files = pinned_slice(listed, names, spec, shard, shards)
     else:
         files = shard_slice(listed, shard, shards, spec.get("shardBy", "files"))
     need = sum(allocated(f.size, block) for f in files)
@@ -385,7 +272,7 @@ def _read_local(local: threading.local) -> Reader:
             raise StagingError(f"{item.path} vanished while it was staged") from None
         if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) == (item.size, item.mtime, item.ctime):
             return digest, None
-        return digest, _local(item.rel, item.path, after)
+        return digest, local_file(item.rel, item.path, after)
     return read
 
 

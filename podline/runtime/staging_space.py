@@ -22,6 +22,7 @@ from pathlib import Path
 
 from podline.runtime import dataset_cache
 from podline.runtime.dataset_cache import Cache
+from podline.runtime.dataset_files import DatasetTooLarge
 
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -95,3 +96,16 @@ def index_fetched(cache: Cache, done: list[tuple[str, int, int | str, str | None
             cache.object(digest).unlink(missing_ok=True)
         return gone
     return set()
+
+
+def fits_room(source: Path, room: int, block: int = 1) -> int:
+    """The bytes of a `source` input, if they fit in `room` (what the workspace's sizeLimit leaves); else the
+    shard fails before anything is copied (a dataset far larger than the workspace would fill the RAM first).
+    Measured as the copy will make it (symlinked directories followed), each file in whole `block`s (the
+    workspace filesystem's: the sizeLimit counts allocated blocks); see `runtime.staging_space`."""
+    need = source_size(source, block)
+    if need > room:
+        blocks = f" (its files in whole {block}-byte blocks, as the sizeLimit counts them)" if block > 1 else ""
+        raise DatasetTooLarge(f"{source} is {need} bytes{blocks}, above the {room} bytes the workspace's "
+                              "sizeLimit leaves")
+    return need

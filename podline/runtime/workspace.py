@@ -28,11 +28,12 @@ import xxhash
 from podline.api.quantity import binary_size
 from podline.runtime import checkpoint as ck
 from podline.runtime import orphans
+from podline.runtime.checkpoint_manifest import copy_problem
 from podline.runtime.copier import BackgroundCopier
 from podline.runtime.files import tree_size
 from podline.runtime.publish import Pending, inside, prepare
-from podline.runtime.staging import DatasetNotFound, DatasetTooLarge, Staged, stage_dataset
-from podline.runtime.staging_space import block_size, source_size
+from podline.runtime.staging import DatasetNotFound, Staged, stage_dataset
+from podline.runtime.staging_space import block_size, fits_room
 from podline.runtime.volumes import shm_root
 
 SETTLE_SLICE = 0.25  # seconds: how soon a wait for a background copy notices a stop request
@@ -45,18 +46,6 @@ def scratch_root(plan: dict[str, Any]) -> Path:
         return Path(configured)
     return Path(os.environ.get("TMPDIR") or "/tmp") / "podline-scratch"
 
-
-def _fits(source: Path, room: int, block: int = 1) -> int:
-    """The bytes of a `source` input, if they fit in `room` (what the workspace's sizeLimit leaves); else the
-    shard fails before anything is copied (a dataset far larger than the workspace would fill the RAM first).
-    Measured as the copy will make it (symlinked directories followed), each file in whole `block`s (the
-    workspace filesystem's: the sizeLimit counts allocated blocks); see `runtime.staging_space`."""
-    need = source_size(source, block)
-    if need > room:
-        blocks = f" (its files in whole {block}-byte blocks, as the sizeLimit counts them)" if block > 1 else ""
-        raise DatasetTooLarge(f"{source} is {need} bytes{blocks}, above the {room} bytes the workspace's "
-                              "sizeLimit leaves")
-    return need
 
 
 class GivenUp(Exception):
@@ -133,19 +122,23 @@ class Workspace:
         found: list[tuple[str, Path | None, ck.Snapshot]] = [("L1", None, l1)] if l1 is not None else []
         found += [(level, *hit) for level, root in self.levels.items() if (hit := ck.newest(root)) is not None]
         found.sort(key=lambda item: (-len(item[2].steps), -item[2].seq, LEVEL_ORDER.index(item[0])))
+        l1_valid = l1 is not None and ck.l1_matches(self.path, l1)
         for level, copy_dir, snap in found:
             if copy_dir is None:
-                if ck.l1_matches(self.path, snap):  # (a newer copy that failed verification changed it)
+                if l1_valid:
                     self.seq = snap.seq  # l1.json already describes the workspace as it is
                     self.counted = dict.fromkeys(self.counted, len(snap.steps))
                     return snap, "L1"
                 continue
             try:
+                if l1_valid and (problem := copy_problem(copy_dir, snap)):  # restoring overwrites the workspace:
+                    raise ck.Corrupt(problem)  # a valid one is only given up for a copy known to be sound
                 copied = ck.restore_copy(copy_dir, snap, self.path)
             except ck.Corrupt as exc:
                 self.log(f"checkpoint {level} seq {snap.seq} is not valid ({exc}); falling back")
                 self.rejected.append(f"{level} seq {snap.seq}: {exc}")
                 shutil.rmtree(copy_dir, ignore_errors=True)
+                l1_valid = l1_valid and ck.l1_matches(self.path, l1)
                 continue
             self.log(f"restored {level} seq {snap.seq} ({copied} bytes copied), steps done: {snap.steps}")
             return self._resumed(snap, level)
@@ -319,7 +312,7 @@ class Workspace:
             if not source.exists():
                 raise DatasetNotFound(f"input {item['path']}: its source {source} does not exist")
             if room is not None:
-                _fits(source, room, block)
+                fits_room(source, room, block)
             if source.is_dir():
                 shutil.copytree(source, target, dirs_exist_ok=True)
             else:
