@@ -76,7 +76,7 @@ def _duplicate_key(node: yaml.Node, path: str = "", depth: int = 0) -> str | Non
         for key, value in node.value:
             name = str(key.value) if isinstance(key, yaml.ScalarNode) else "?"
             child = f"{path}.{name}" if path else name
-            if isinstance(key, yaml.ScalarNode) and name in seen and name != "<<":
+            if isinstance(key, yaml.ScalarNode) and name in seen:  # two `<<` merges too: one silently lost
                 return child
             seen.add(name)
             found = _duplicate_key(value, child, depth + 1)
@@ -85,6 +85,29 @@ def _duplicate_key(node: yaml.Node, path: str = "", depth: int = 0) -> str | Non
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             found = _duplicate_key(item, f"{path}[{i}]", depth + 1)
+            if found:
+                return found
+    return None
+
+
+def _unencodable(node: yaml.Node, path: str = "", depth: int = 0) -> str | None:
+    """Path of the first key or value holding a lone surrogate (a `"\\ud800"` escape): no valid Unicode, it
+    cannot be written as UTF-8 anywhere (a file, an argv, a terminal) and would fail later with a traceback."""
+    if depth > MAX_DEPTH:
+        return None
+    if isinstance(node, yaml.ScalarNode):
+        try:
+            str(node.value).encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "<document>"
+        return None
+    children = enumerate(node.value) if isinstance(node, yaml.SequenceNode) else \
+        ((str(k.value) if isinstance(k, yaml.ScalarNode) else "?", (k, v)) for k, v in node.value) \
+        if isinstance(node, yaml.MappingNode) else ()
+    for key, child in children:
+        at = f"{path}[{key}]" if isinstance(node, yaml.SequenceNode) else f"{path}.{key}" if path else str(key)
+        for part in (child if isinstance(child, tuple) else (child,)):
+            found = _unencodable(part, at, depth + 1)
             if found:
                 return found
     return None
@@ -131,6 +154,10 @@ def _parse(text: str, source: str, loader_class: Any, explain: bool) -> list[tup
             if duplicate:
                 raise ManifestError(source, "duplicate key (refused, as kubectl --validate=strict does)",
                                     duplicate, number)
+            unencodable = _unencodable(node)
+            if unencodable:
+                raise ManifestError(source, "not valid Unicode: a lone surrogate (\\ud800-\\udfff) cannot be "
+                                    "written as UTF-8", unencodable, number)
             data = loader.construct_document(node)
             if data is not None:
                 docs.append((number, data))

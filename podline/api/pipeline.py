@@ -8,6 +8,7 @@ dependencies) live in `api.checks` so they report the exact field path.
 from __future__ import annotations
 
 import heapq
+import os
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, field_validator
@@ -24,8 +25,10 @@ RelativePath = Annotated[str, AfterValidator(check_relative_path)]
 
 
 def _absolute(value: str) -> str:
-    if not value.startswith("/") or "\0" in value or ".." in value.split("/"):
+    if not value.startswith("/") or ".." in value.split("/"):
         raise ValueError(f"{value!r} must be an absolute path without '..'")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):  # as a Dataset's source: no NUL, newline, escape
+        raise ValueError(f"{value!r}: control characters are not allowed in a path")
     return value
 
 
@@ -33,7 +36,7 @@ AbsolutePath = Annotated[str, AfterValidator(_absolute)]
 
 
 def _not_root(value: str) -> str:
-    if not value.strip("/"):
+    if os.path.normpath(value) in ("/", "//"):  # `/.`, `//.`, `/./` too (they published into /: helper-80)
         raise ValueError("must name a directory below '/' (outputs are published into it)")
     return value
 

@@ -1,0 +1,54 @@
+"""Hostile input helper-80 found accepted: each is exit 2 with one line and stores nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from podline.store import Store
+from tests.unit.inprocess_cli import empty_home, pipeline, pod, refused, run
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
+    return empty_home(tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize("destination", ["/.", "//.", "/./", "///"])
+def test_a_destination_that_is_the_root_in_other_words_is_refused(store: Store, destination: str) -> None:
+    """`/.` published the outputs into / (a plain `/` was refused)."""
+    refused(store, pipeline(f"  outputs: [{{path: o, destination: '{destination}'}}]\n"), "Pipeline/pl",
+            "spec.outputs[0].destination", "must name a directory below '/'")
+
+
+def refused_by_the_reader(store: Store, text: str, path: str, problem: str) -> None:
+    """As `refused`, for what the YAML reader refuses before any object is made (no Kind/name yet)."""
+    result = run("apply", "-f", "-", stdin=text)
+    assert result.exit_code == 2 and result.stdout == "", (result.exit_code, result.stdout, result.stderr)
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr
+    assert result.stderr.startswith(f"error: <stdin>: document 1: {path}: {problem}"), result.stderr
+    assert store.list() == []
+
+
+@pytest.mark.parametrize(("text", "path"), [
+    (pod(meta='  annotations: {note: "a\\ud800b"}\n'), "metadata.annotations.note"),
+    (pod(container='    args: ["x", "\\udfff"]\n'), "spec.containers[0].args[1]"),
+    ('apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {"k": "\\ud800"}\n', "data.k"),
+], ids=["annotation", "arg", "configmap-value"])
+def test_a_lone_surrogate_escape_is_refused(store: Store, text: str, path: str) -> None:
+    """A `"\\ud800"` escape made a string no UTF-8 can hold: describe crashed, the pod never started."""
+    refused_by_the_reader(store, text, path, "not valid Unicode: a lone surrogate")
+
+
+@pytest.mark.parametrize("value", ["/in\nput", "/a\x1b[2Jb", "/x\x7f"], ids=["newline", "escape", "delete"])
+def test_control_characters_in_pipeline_paths_are_refused(store: Store, value: str) -> None:
+    text = pipeline(f"  inputs: [{{source: {value!r}, path: in}}]\n".replace("'", '"'))
+    refused(store, text.replace("\\x7f", "\\u007f").replace("\\x1b", "\\u001b"), "Pipeline/pl",
+            "spec.inputs[0].source", "control characters are not allowed in a path")
+
+
+def test_two_merge_keys_in_one_mapping_are_a_duplicate_key(store: Store) -> None:
+    """One of them was lost without a word (configmap/second was made)."""
+    text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {<<: {name: first}, <<: {name: second}}\n"
+    refused_by_the_reader(store, text, "metadata.<<", "duplicate key")
