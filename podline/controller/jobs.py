@@ -104,7 +104,8 @@ def _count_stopped(ctx: Ctx, job: Obj, pods: list[Obj]) -> None:
     stopping = job.internal.get("stopping")
     if stopping is None:  # final already
         return
-    left = sum(1 for pod in pods if pod.uid in stopping)
+    # those it stopped, and any other pod deleted before that still ends (by hand, a scale-down)
+    left = len({pod.uid for pod in pods if pod.uid in stopping} | {pod.uid for pod in terminating(pods)})
     job.status.update(active=0, ready=0, terminating=left)
     if left:
         return

@@ -11,15 +11,16 @@ from tests.integration.test_jobs_local import job
 
 
 def test_a_failed_job_waits_for_its_stopped_pods_before_it_is_failed(cli: Cli, tmp_path: Path) -> None:
-    ended = tmp_path / "slow-ended"
+    ended, gate = tmp_path / "slow-ended", tmp_path / "gate"  # the stopped pod ends when the test says so
     cli.apply(job("lingers", "  completions: 2\n  parallelism: 2\n  completionMode: Indexed\n  backoffLimit: 0\n", f"""
       restartPolicy: Never
-      terminationGracePeriodSeconds: 30
+      terminationGracePeriodSeconds: 60
       containers:
       - name: work
         image: busybox
         command: [sh, -c, "if [ $JOB_COMPLETION_INDEX = 0 ]; then sleep 0.5; exit 3; fi;
-                           trap 'sleep 2; touch {ended}; exit 143' TERM; while true; do sleep 0.1; done"]
+                           trap 'until [ -e {gate} ]; do sleep 0.05; done; touch {ended}; exit 143' TERM;
+                           while true; do sleep 0.1; done"]
 """))
 
     def conditions() -> tuple[dict, list[str]]:
@@ -32,6 +33,8 @@ def test_a_failed_job_waits_for_its_stopped_pods_before_it_is_failed(cli: Cli, t
     assert (status["active"], status["terminating"]) == (0, 1), status
     row = cli("get", "jobs", "lingers").stdout.splitlines()[1].split()
     assert row[:2] == ["lingers", "FailureTarget"], row
+    assert conditions()[1] == ["FailureTarget"]  # still: the stopped pod waits for the gate
+    gate.touch()
     assert cli.wait("job/lingers", "condition=Failed").returncode == 0
     assert ended.exists()  # Failed came after the stopped pod ended
     status, kinds = conditions()

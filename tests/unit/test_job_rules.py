@@ -144,6 +144,23 @@ def test_a_job_that_completes_with_no_pod_left_gets_both_conditions_at_once(tmp_
     assert ctx.events[-1] == ("Completed", "Job completed") and "completionTime" in job.status
 
 
+def test_a_decided_job_also_waits_for_a_pod_deleted_before_it_decided(tmp_path: Path) -> None:
+    """helper-81: only the pods it stopped were waited for; one deleted by hand before, still ending, was not."""
+    store = Store(tmp_path / "s.db")
+    job = _job(store, parallelism=2)
+    running, by_hand = _pod(store, job, 0, "Running"), _pod(store, job, 1, "Running")
+    store.mark_deleted(by_hand.uid)
+    ctx = Recorder(store)
+    ctx.dirs_for = lambda obj: {"shared": str(tmp_path), "scratch": None}  # type: ignore[attr-defined]
+    jobs._finish(ctx, job, "Failed", "BackoffLimitExceeded", "limit", [running])  # type: ignore[arg-type]
+    store.remove(running.uid)
+    jobs._count_stopped(ctx, job, store.list(kind="Pod", owner_uid=job.uid))  # type: ignore[arg-type]
+    assert job.status["terminating"] == 1 and final_condition(job.status) is None
+    store.remove(by_hand.uid)
+    jobs._count_stopped(ctx, job, [])  # type: ignore[arg-type]
+    assert job.status["terminating"] == 0 and final_condition(job.status)["type"] == "Failed"
+
+
 class FakeArrays:
     supports_arrays = True
 
