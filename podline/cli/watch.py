@@ -126,29 +126,32 @@ def _pipeline_logs(state: State, name: str, step: str | None, shard: int | None,
         fail(f'step "{step}" of pipeline {name} (shard {shard or 0}) has not run')
     if tail >= 0 and path is not None and path.exists():
         offset = _tail_start(path, 0, tail)
+    marked: set[int] = set()
     while True:
         current = state.store.get_uid(pipeline.uid)
         path = _step_log(current or pipeline, step, shard)
         if path is not None:
-            offset = _stream_attempts(path, offset, step)
+            offset = _stream_attempts(path, offset, step, marked)
         over = current is None or current.status.get("phase") in TERMINAL or _step_succeeded(current, step, shard)
         if not follow or over:  # -f -c STEP returns once STEP is done, as for a pod's container
             if path is not None:
-                _stream_attempts(path, offset, step)
+                _stream_attempts(path, offset, step, marked)
             return
         time.sleep(POLL)
 
 
-def _stream_attempts(path: Path, offset: int, step: str) -> int:
+def _stream_attempts(path: Path, offset: int, step: str, marked: set[int]) -> int:
     """As _stream, with a line on stderr where each later attempt of the step begins (stdout stays the step's
-    own output, to pipe on)."""
+    own output, to pipe on); `marked`: the attempts whose line was printed (or lies before what is shown)."""
     for number, start in enumerate(attempt_starts(path)[1:], start=2):
-        if start < offset:
+        if number in marked:
             continue
-        offset = _stream(path, offset, start)
-        if offset < start:  # the attempt has not begun in what is there to read
-            return offset
-        click.echo(f"--- step {step}: attempt {number} ---", err=True)
+        if start >= offset:
+            offset = _stream(path, offset, start)
+            if offset < start:  # the attempt has not begun in what is there to read
+                return offset
+            click.echo(f"--- step {step}: attempt {number} ---", err=True)
+        marked.add(number)
     return _stream(path, offset)
 
 

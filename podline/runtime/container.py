@@ -129,13 +129,14 @@ class ContainerWorker(threading.Thread):
     def _run_once(self, log_path: Path) -> tuple[int, str, str]:
         begin = rfc3339()
         tee: threading.Thread | None = None
+        earlier = log_path.exists()  # a run before this one (a restart, a pipeline step's retry) made it
         with open(log_path, "ab") as log:
             try:
                 with self.lock:
                     if self.stopping.is_set():
                         return self._terminated(137, "Error", "pod stopped before start", begin)
                     self.stdout_lost = None
-                    mark_attempt(log_path, log.tell())
+                    mark_attempt(log_path, log.tell(), earlier)
                     self.process = self.engine.spawn(self.spec, log, subprocess.PIPE if self.stdout_copy else None)
                     tee = self._tee(self.process, log) if self.stdout_copy else None
                     self.status["imageID"] = self.engine.image_id(self.spec)

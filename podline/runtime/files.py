@@ -26,14 +26,17 @@ def log_file(rundir: Path, container: str) -> Path:
     return rundir / "logs" / f"{container}.log"
 
 
-def mark_attempt(log_path: Path, offset: int) -> None:
+def mark_attempt(log_path: Path, offset: int, earlier: bool) -> None:
     """Record that a run of the container starts at byte `offset` of its log (`logs` shows the current run,
-    `logs --previous` the one before, as kubectl; the log itself keeps every run). A run from byte 0 goes
-    without saying (`attempt_starts`): most containers run once, and a file less is a pod started sooner."""
-    if offset == 0:
+    `logs --previous` the one before, as kubectl; the log itself keeps every run). The first run goes without
+    saying (`attempt_starts`): most containers run once, and a file less is a pod started sooner. `earlier`:
+    the log existed before this run, so a run at byte 0 is a later one whose runs before printed nothing."""
+    if offset == 0 and not earlier:
         return
-    with open(log_path.with_suffix(".starts"), "a") as starts:
-        starts.write(f"{offset}\n")
+    starts = log_path.with_suffix(".starts")
+    text = "0\n0\n" if offset == 0 and not starts.exists() else f"{offset}\n"  # (the first run, then this one)
+    with open(starts, "a") as out:
+        out.write(text)
 
 
 def attempt_starts(log_path: Path) -> list[int]:

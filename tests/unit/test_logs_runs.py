@@ -15,9 +15,10 @@ from podline.store.db import Obj
 
 def _log(tmp_path: Path, runs: list[bytes]) -> Path:
     path = tmp_path / "c.log"
-    with open(path, "ab") as log:
-        for run in runs:
-            mark_attempt(path, log.tell())
+    for run in runs:
+        earlier = path.exists()
+        with open(path, "ab") as log:
+            mark_attempt(path, log.tell(), earlier)
             log.write(run)
     return path
 
@@ -57,7 +58,29 @@ def test_a_first_run_from_byte_0_goes_unrecorded(tmp_path: Path) -> None:
     path = tmp_path / "c.log"
     assert watch.attempt_starts(path) == []  # not run yet
     path.write_bytes(b"")
-    mark_attempt(path, 0)
+    mark_attempt(path, 0, earlier=False)
     assert not path.with_suffix(".starts").exists() and watch.attempt_starts(path) == [0]
-    mark_attempt(path, 10)
+    mark_attempt(path, 10, earlier=True)
     assert watch.attempt_starts(path) == [0, 10]
+
+
+def test_runs_that_printed_nothing_still_count(tmp_path: Path) -> None:
+    """helper-81: a second run at byte 0 (the first printed nothing) went unrecorded, so `logs` numbered the
+    later runs one too low and `-p` found no previous run."""
+    path = _log(tmp_path, [b"", b"", b"third\n"])
+    assert watch.attempt_starts(path) == [0, 0, 0]
+    watch._print_previous(path, _pod("running"), "c", -1)  # the second run: it printed nothing
+
+
+def test_a_pipeline_step_log_marks_each_later_attempt_once(tmp_path: Path,
+                                                           capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    """helper-81: with the newest attempt silent so far, its line was printed again at every poll."""
+    path = _log(tmp_path, [b"one\n", b""])
+    marked: set[int] = set()
+    offset = watch._stream_attempts(path, 0, "s", marked)
+    offset = watch._stream_attempts(path, offset, "s", marked)  # a poll later, still nothing new
+    with open(path, "ab") as log:
+        log.write(b"two\n")
+    watch._stream_attempts(path, offset, "s", marked)
+    captured = capsysbinary.readouterr()
+    assert captured.out == b"one\ntwo\n" and captured.err == b"--- step s: attempt 2 ---\n"
