@@ -226,8 +226,8 @@ def _report_rejected(ctx: Ctx, obj: Obj, key: str, rec: dict[str, Any], rejected
     for why in rejected:
         if why not in rec.setdefault("rejectedCheckpoints", []):
             rec["rejectedCheckpoints"].append(why)
-            ctx.event(obj, "CheckpointInvalid", f"shard {key}: checkpoint {why}; it was deleted and an older state "
-                      "restored", "Warning")
+            ctx.event(obj, "CheckpointInvalid", f"shard {key}: checkpoint {why}; it was deleted and the shard "
+                      "resumed from the next valid state (or started over)", "Warning")
 
 
 def _shard_failed(ctx: Ctx, obj: Obj, key: str, rec: dict[str, Any], reason: str, message: str, limit: int) -> None:

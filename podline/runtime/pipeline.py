@@ -68,6 +68,7 @@ class PipelineRunner(StepRetries):
         self.running: dict[str, ContainerWorker] = {}
         self.cores = allocation_cores()
         self.retries_left = retries_for(plan, self.shard)  # what earlier attempts left of backoffLimit
+        self.granted: list[str] = []  # steps whose retry was granted and has not started yet
         self.began_at = time.time()  # when the steps began: activeDeadlineSeconds counts from there
         self.stopping = threading.Event()
         self.changed = threading.Event()
@@ -148,6 +149,8 @@ class PipelineRunner(StepRetries):
                 and all(d in finished for d in self.specs[n]["dependsOn"])]
 
     def _start(self, name: str) -> None:
+        if name in self.granted:
+            self.granted.remove(name)  # its retry runs
         self._reload_plan()
         spec = self.step_specs.starting(name)
         step = self.steps[name]
@@ -208,6 +211,8 @@ class PipelineRunner(StepRetries):
         finally:
             self._stop_running()
             self.engine.remove_shm()
+            if self.stopping.is_set():
+                self._retries_not_run()
         ok = len(self.done) == len(self.order) and not self.stopping.is_set()
         self.workspace.settle_copies()  # told to stop: bounded by the grace period
         timings = self.status["timings"]
@@ -340,7 +345,8 @@ class PipelineRunner(StepRetries):
                 self.request_stop("WorkspaceLimitExceeded", f"step {name}: {over}")
             elif self.stopping.is_set() and not worker.succeeded():  # no retry: the shard stops (scancel, a time
                 # limit, a delete signal the steps too; the controller counts the stop); killed: by the stop
-                killed = worker.snapshot()["state"].get("terminated", {}).get("exitCode") in KILLED
+                term = worker.snapshot()["state"].get("terminated", {})
+                killed = term.get("exitCode") in KILLED and term.get("reason") != "OOMKilled"
                 self._settle(name, worker, step_records.stopped_why(name, self.stop_reason, self.culprit)
                              if killed else None)
             elif self._settle(name, worker):
@@ -351,6 +357,7 @@ class PipelineRunner(StepRetries):
                 self.status["stepRetries"] += 1  # counts against backoffLimit
                 self.status["lastStepRetry"] = {"step": name, "reason": self.steps[name].get("reason"),
                                                 "message": self.steps[name].get("message")}  # for the event
+                self.granted.append(name)
                 retry = True
             else:
                 self.request_stop("StepFailed", f"step {name} failed: {self.steps[name].get('message')}", name)

@@ -38,6 +38,7 @@ class StepRetries:
     status: dict[str, Any]
     stopping: threading.Event
     retries_left: int
+    granted: list[str]
     stop_reason: tuple[str, str] | None
 
     if TYPE_CHECKING:  # the runner's, used here
@@ -56,7 +57,7 @@ class StepRetries:
                 raise StagingError(str(exc)) from exc
         keep = set(snap.steps) if snap else set()
         for name in [n for n in self.done if n not in keep]:
-            self.steps[name].update(phase="Pending")
+            step_records.rewound(self.steps[name])
         self.done = [n for n in self.done if n in keep]
         deadline_at = self._deadline_at()  # the back-off never outlasts activeDeadlineSeconds
         left = deadline_at - time.time() if deadline_at is not None else float("inf")
@@ -69,33 +70,35 @@ class StepRetries:
 
     def _back_off(self, delay: float) -> None:
         """Wait out the back-off, looking at the plan every CHECK_INTERVAL: a lowered backoffLimit that this
-        retry is past fails the step for good at once."""
+        retry is past fails the step for good at once. A stop ends the wait (run settles the retries)."""
         ends = time.monotonic() + delay
         while (left := ends - time.monotonic()) > 0:
             if self.stopping.wait(min(CHECK_INTERVAL, left)):
-                self._retry_not_run()
                 return
             self._reload_plan()
             if retries_for(self.plan, self.shard) < self.status["stepRetries"]:
                 last = self.status.get("lastStepRetry") or {}
-                self._end_back_offs(None)
+                for step in self.steps.values():
+                    if step.get("reason") == "BackOff":
+                        step_records.retry_cancelled(step, None)
                 self.request_stop("StepFailed", f"step {last.get('step')} failed: {last.get('message')} "
                                   "(backoffLimit lowered while its retry waited)", last.get("step"))
                 return
 
-    def _retry_not_run(self) -> None:
-        """Stopped in the back-off: the retry never ran. A step killed by a signal (143, 137, not OOMKilled)
-        most likely died of the stop that came a moment later (Slurm signals the runner and the steps of a
-        scancelled or timed-out job together): its retry is given back, so the interruption counts once."""
-        last = self.status.get("lastStepRetry") or {}
-        step = self.steps.get(last.get("step", ""))
-        self._end_back_offs(self.stop_reason or ("Terminated", "stopped"))
-        if step is not None and step.get("exitCode") in KILLED and last.get("reason") != "OOMKilled":
-            self.status["stepRetries"] -= 1
-            self.retries_left += 1
-
-    def _end_back_offs(self, why: tuple[str, str] | None) -> None:
-        """The steps waiting for their retry fail (`why`; None: as they last failed)."""
-        for step in self.steps.values():
-            if step.get("reason") == "BackOff":
-                step_records.retry_cancelled(step, why)
+    def _retries_not_run(self) -> None:
+        """The shard stopped with step retries granted that never ran (in their back-off, or before the rewind
+        began). A step killed by a signal (143, 137, not OOMKilled) most likely died of the stop, which came a
+        moment later (Slurm signals the runner and the steps of a scancelled or timed-out job together): its
+        retry is given back, so the interruption counts once, and its record says the stop ended it. A step
+        that failed on its own keeps its own failure."""
+        why = self.stop_reason or ("Terminated", "stopped")
+        for name in self.granted:
+            step = self.steps[name]
+            failure = step.get("lastFailure") or {"reason": step.get("reason")}
+            killed = step.get("exitCode") in KILLED and failure.get("reason") != "OOMKilled"
+            if step.get("reason") == "BackOff" or killed:
+                step_records.retry_cancelled(step, why if killed else None)
+            if killed:
+                self.status["stepRetries"] -= 1
+                self.retries_left += 1
+        self.granted.clear()

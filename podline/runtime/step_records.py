@@ -23,7 +23,7 @@ def new_record(name: str) -> Record:
 def started(step: Record, generation: int | None) -> None:
     """A run begins: the back-off it waited out and the failure that made it due are over."""
     step.update(phase="Running", attempts=step["attempts"] + 1, startedAt=rfc3339(), generation=generation)
-    for over in ("finishedAt", "reason", "message", "lastFailure"):
+    for over in ("finishedAt", "exitCode", "reason", "message", "lastFailure"):
         step.pop(over, None)
 
 
@@ -51,7 +51,8 @@ def waiting_for_retry(step: Record, level: str | None, delay: float) -> None:
 
 def retry_cancelled(step: Record, why: tuple[str, str] | None) -> None:
     """Its retry will not run: Failed, for `why` (the shard's stop) or, None, as it last failed."""
-    last = step.pop("lastFailure", None) or {"reason": "Error", "message": "failed"}
+    last = step.pop("lastFailure", None) or {"reason": step.get("reason") or "Error",
+                                             "message": step.get("message") or "failed"}
     reason, message = why or (last["reason"], last["message"])
     failed(step, reason, message, ended=False)
 
@@ -62,3 +63,11 @@ def stopped_why(name: str, stop_reason: tuple[str, str] | None, culprit: str | N
     if stop_reason is None or culprit in (None, name):
         return stop_reason
     return "Stopped", f"stopped: {stop_reason[1]}"
+
+
+def rewound(step: Record) -> None:
+    """A step done before the checkpoint the workspace went back to: it runs again (its last run's end is
+    no longer this record's)."""
+    step["phase"] = "Pending"
+    for over in ("finishedAt", "exitCode"):
+        step.pop(over, None)

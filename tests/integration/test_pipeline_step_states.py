@@ -108,3 +108,22 @@ def test_a_lowered_backoff_limit_ends_a_retry_waiting_in_its_back_off(tmp_path: 
     assert status["reason"] == "StepFailed" and "backoffLimit lowered while its retry waited" in status["message"]
     bad = shards[0].steps()["bad"]
     assert (bad["phase"], bad["reason"], bad["message"], bad["attempts"]) == ("Failed", "Error", "exit code 3", 1)
+
+
+def test_two_steps_killed_with_the_stop_give_both_retries_back(tmp_path: Path, shards: list[Shard]) -> None:  # noqa: F811
+    """helper-81: Slurm signals every step of the job; only the last step's retry was given back, so two
+    parallel steps killed a moment before the runner's own signal still counted the interruption twice."""
+    pids = [tmp_path / "one.pid", tmp_path / "two.pid"]
+    steps = [sh(f"long{i}", f"echo $$$$ > {pid}; exec sleep 30") for i, pid in enumerate(pids)]
+    shards.append(Shard(tmp_path, {"restartPolicy": "OnFailure", "steps": steps}, retries=3, backoff=5))
+    wait_for(lambda: all(p.exists() and p.read_text().strip().isdigit() for p in pids), timeout=20)
+    for pid in pids:
+        os.kill(int(pid.read_text()), signal.SIGTERM)
+    wait_for(lambda: shards[0].status().get("stepRetries") == 2, timeout=10)  # both granted, in their back-off
+    os.kill(shards[0].proc.pid, signal.SIGTERM)
+    assert shards[0].finish() == 1
+    status = shards[0].status()
+    assert status["stepRetries"] == 0 and status["reason"] == "Terminated", status
+    for name in ("long0", "long1"):
+        step = shards[0].steps()[name]
+        assert (step["phase"], step["reason"], step["attempts"]) == ("Failed", "Terminated", 1), step
