@@ -175,6 +175,7 @@ def _workflow_logs(state: State, name: str, step: str | None, follow: bool) -> N
             "Pod", workflow.namespace, step) is None:
         fail(f'workflow {name} has no step or template "{step}"')
     offsets: dict[str, int] = {}
+    once = step is not None and _declared_once(workflow, step)  # else more of its nodes may come later
     while True:
         current = state.store.get_uid(workflow.uid)
         nodes = {n.get("name"): n for n in ((current or workflow).status.get("nodes") or {}).values()}
@@ -201,7 +202,7 @@ def _workflow_logs(state: State, name: str, step: str | None, follow: bool) -> N
         if step is not None and not ran and not follow:
             fail(f'step "{step}" of workflow {name} has not run')
         over = current is None or current.status.get("phase") in TERMINAL
-        if not follow or over or (step is not None and _nodes_over(step, nodes)):
+        if not follow or over or (step is not None and once and _nodes_over(step, nodes)):
             return
         time.sleep(POLL)
 
@@ -214,6 +215,22 @@ def _nodes_over(step: str, nodes: dict[str, dict[str, Any]]) -> bool:
     named = [n for n in nodes.values() if step in (n.get("displayName"), n.get("templateName"), n.get("name"))
              or n.get("displayName", "").startswith(step + "(")]
     return bool(named) and all(n.get("phase") in NODE_DONE for n in named)
+
+
+def _declared_once(workflow: Obj, step: str) -> bool:
+    """Whether -c STEP's nodes can only ever be one step's or task's: declared once, in a template that runs
+    once, and no template of that name runs elsewhere. Then its nodes being over means no more will come (a
+    template called twice, or a name used twice, may run again later)."""
+    spec = workflow.manifest.get("spec", {})
+    templates = list(spec.get("templates") or [])
+    calls = [c for t in templates for group in t.get("steps") or [] for c in group or []]
+    calls += [c for t in templates for c in (t.get("dag") or {}).get("tasks") or []]
+    runs = [c.get("template") for c in calls] + [spec.get("entrypoint"), spec.get("onExit")]
+    holders = [t["name"] for t in templates for c in [*(c for g in t.get("steps") or [] for c in g or []),
+                                                      *((t.get("dag") or {}).get("tasks") or [])]
+               if c.get("name") == step]
+    named_template = any(t.get("name") == step for t in templates)
+    return len(holders) == 1 and runs.count(holders[0]) == 1 and (not named_template or runs.count(step) == 1)
 
 
 def _names_a_step(workflow: Obj, step: str) -> bool:
