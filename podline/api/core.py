@@ -48,6 +48,15 @@ def _check_image(value: str) -> str:
     found = NOT_IN_IMAGE.search(value)
     if found:
         raise ValueError(f"invalid image {value[:80]!r}: {found.group()!r} has no place in an image reference")
+    if value and "{{" not in value:  # the reference parser the runtime pulls with, at apply (helper-80: `a(x)`)
+        from podline.images.errors import INVALID_NAME, ImageError
+        from podline.images.reference import parse_reference
+
+        try:
+            parse_reference(value)
+        except ImageError as exc:
+            if exc.reason == INVALID_NAME:  # (not one the context's runtime cannot run: that is the pod's reason)
+                raise ValueError(str(exc)) from None
     return value
 
 

@@ -52,3 +52,20 @@ def test_two_merge_keys_in_one_mapping_are_a_duplicate_key(store: Store) -> None
     """One of them was lost without a word (configmap/second was made)."""
     text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {<<: {name: first}, <<: {name: second}}\n"
     refused_by_the_reader(store, text, "metadata.<<", "duplicate key")
+
+
+@pytest.mark.parametrize("image", ["busybox(x)", "busy*box?", "busybox{a,b}", "busybox!x", "busybox#x", "-x",
+                                   "BusyBox:Latest", "busybox@sha256:zz", "oci:../../../../etc"])
+def test_an_image_that_is_no_reference_is_refused_at_apply(store: Store, image: str) -> None:
+    """They were stored and ran on the host runtime (the reference parser ran only at pull time)."""
+    refused(store, pod(container=f"    image: '{image}'\n"), "Pod/p", "spec.containers[0].image",
+            "invalid image reference")
+
+
+@pytest.mark.parametrize("image", ["busybox", "127.0.0.1:5000/a/b:1.0", "oci-archive:/images/t.tar",
+                                   "docker.io/library/busybox@sha256:" + "a" * 64, "{{inputs.parameters.image}}",
+                                   "/images/tools.sif"])
+def test_references_the_runtime_can_take_are_accepted(image: str) -> None:
+    from podline.api.loader import load_text
+
+    assert load_text(pod(container=f"    image: '{image}'\n"), "ok")
