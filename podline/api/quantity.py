@@ -14,8 +14,8 @@ _SUFFIX = {
 }
 # ASCII digits only (a bare `\d` takes any script's digits, which `Decimal` and `int` then read as numbers) and
 # nothing around the number: Kubernetes refuses `" 2 "` and `"٣"` alike.
-_QUANTITY = re.compile(
-    r"(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+))(?P<exp>[eE][+-]?\d+)?(?P<suf>[KMGTPE]i|[numkMGTPE])?", re.ASCII
+_QUANTITY = re.compile(  # Kubernetes' grammar: a number, then one suffix: binary, decimal (SI) or an exponent
+    r"(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+))(?:(?P<exp>[eE][+-]?\d+)|(?P<suf>[KMGTPE]i|[numkMGTPE]))?", re.ASCII
 )
 
 # Kubernetes never overcommits these: a request must equal the limit (api.checks refuses another), and a missing

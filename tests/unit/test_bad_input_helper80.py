@@ -69,3 +69,10 @@ def test_references_the_runtime_can_take_are_accepted(image: str) -> None:
     from podline.api.loader import load_text
 
     assert load_text(pod(container=f"    image: '{image}'\n"), "ok")
+
+
+@pytest.mark.parametrize("quantity", ["1e3Gi", "5e-1Gi", "2E2Mi", "1e3m"])
+def test_a_quantity_with_an_exponent_and_a_suffix_is_refused(store: Store, quantity: str) -> None:
+    """Kubernetes allows one suffix (1e3Gi rendered --mem=1024000M)."""
+    refused(store, pod(container=f"    resources: {{limits: {{memory: '{quantity}'}}}}\n"), "Pod/p",
+            "spec.containers[0].resources.limits[memory]", "invalid quantity")
