@@ -130,12 +130,12 @@ class ObjectMeta(Model):
     @field_validator("generate_name")
     @classmethod
     def _generate_name(cls, value: str | None) -> str | None:
-        return None if value is None else check_generate_name(value)
+        return None if not value else check_generate_name(value)  # "": unset, as the API server reads it
 
     @field_validator("namespace")
     @classmethod
     def _namespace(cls, value: str) -> str:
-        return check_dns_label(value, "namespace")
+        return check_dns_label(value, "namespace") if value else "default"
 
     @field_validator("annotations")
     @classmethod

@@ -127,7 +127,7 @@ class VolumeMount(Model):
     @field_validator("sub_path")
     @classmethod
     def _relative(cls, value: str | None) -> str | None:
-        return None if value is None else check_relative_path(value, "subPath")
+        return None if not value else check_relative_path(value, "subPath")  # "": the whole volume
 
 
 class Container(Model):
@@ -152,9 +152,16 @@ class Container(Model):
     def _name(cls, value: str) -> str:
         return check_dns_label(value, "container name")
 
+    @field_validator("image_pull_policy", mode="before")
+    @classmethod
+    def _unset_policy(cls, value: object) -> object:
+        return None if value == "" else value  # "": the default, as the API server fills it in
+
     @field_validator("working_dir")
     @classmethod
     def _workdir(cls, value: str | None) -> str | None:
+        if value == "":
+            return None  # the image's, as the runtime reads an empty one
         if value is not None and (not value.startswith("/") or "\0" in value):
             raise ValueError(f"workingDir {value!r} must be an absolute path")
         return value

@@ -210,7 +210,7 @@ def build_object(data: Any, source: str, number: int, namespace: str | None = No
     kind_s = kind if isinstance(kind, str) else None
     if namespace is not None and kind_s not in CLUSTER_SCOPED and isinstance(meta, dict):
         given = meta.get("namespace")
-        if given is None:
+        if given is None or given == "":  # "" is unset, as the API server reads it (Helm writes it)
             data = {**data, "metadata": {**meta, "namespace": namespace}}
         elif given != namespace:
             raise fail("metadata.namespace", f"the namespace of the object ({given!r}) does not match the "

@@ -76,3 +76,24 @@ def test_a_quantity_with_an_exponent_and_a_suffix_is_refused(store: Store, quant
     """Kubernetes allows one suffix (1e3Gi rendered --mem=1024000M)."""
     refused(store, pod(container=f"    resources: {{limits: {{memory: '{quantity}'}}}}\n"), "Pod/p",
             "spec.containers[0].resources.limits[memory]", "invalid quantity")
+
+
+@pytest.mark.parametrize(("meta", "container"), [
+    ("  namespace: ''\n", ""), ("  generateName: ''\n", ""), ("", "    workingDir: ''\n"),
+    ("", "    imagePullPolicy: ''\n"),
+], ids=["namespace", "generateName", "workingDir", "imagePullPolicy"])
+def test_an_empty_string_kubernetes_reads_as_unset_is_accepted(meta: str, container: str) -> None:
+    """Helm writes them; they were refused (helper-80)."""
+    from podline.api.loader import load_text
+
+    (doc,) = load_text(pod(meta=meta, container=container), "ok")
+    assert doc.obj.metadata.namespace == "default"
+
+
+def test_an_empty_sub_path_is_the_whole_volume() -> None:
+    from podline.api.loader import load_text
+
+    text = pod(spec="  volumes: [{name: v, emptyDir: {}}]\n", container="    volumeMounts: [{name: v, mountPath: /v, "
+               "subPath: ''}]\n")
+    (doc,) = load_text(text, "ok")
+    assert doc.obj.spec.containers[0].volume_mounts[0].sub_path is None
