@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import posixpath
 
-from podline.api.base import GENERATED_SUFFIX, ObjectMeta, Resource
+from podline.api.base import GENERATED_SUFFIX, ObjectMeta, Resource, warnings_var
 from podline.api.batch import MAX_NAME as MAX_JOB_NAME
 from podline.api.batch import Job
 from podline.api.core import RESOURCE_LIMITS, ConfigMap, Container, Pod, PodSpec, missing_image
@@ -13,7 +13,7 @@ from podline.api.errors import InvalidObject
 from podline.api.pilot import PILOT, PILOT_ID, PILOT_SIZE
 from podline.api.pipeline import Pipeline, topological_order
 from podline.api.quantity import EXTENDED_RESOURCES, parse_quantity
-from podline.api.slurmflags import FLAG_ANNOTATIONS, FlagError, parse_flags
+from podline.api.slurmflags import FLAG_ANNOTATIONS, MPI_ANNOTATION, FlagError, parse_flags
 from podline.api.workflow import Workflow, WorkflowTemplate
 
 # A container with neither an image nor a command or args: no runtime could ever start it.
@@ -96,6 +96,11 @@ def check_slurm_flags(annotations: dict[str, str], base: str, pilot: bool = Fals
                 parse_flags(annotations[key])
             except FlagError as exc:
                 raise InvalidObject(f"{base}.annotations[{key}]", str(exc)) from None
+    if MPI_ANNOTATION in annotations:  # interLink's mpiexec flags: no MPI launcher here yet, so never silently
+        sink = warnings_var.get()
+        if sink is not None:
+            sink.append(f"{base}.annotations[{MPI_ANNOTATION}] is not supported by podline and is ignored: run "
+                        "the MPI launcher (srun, mpiexec) in the container's command")
 
 
 def check_name_length(meta: ObjectMeta, limit: int, kind: str, why: str = "") -> None:

@@ -242,10 +242,13 @@ def build_object(data: Any, source: str, number: int, namespace: str | None = No
     size = len(json.dumps(data, separators=(",", ":"), default=str))
     if size > MAX_OBJECT_BYTES:
         raise fail("", f"object is {size} bytes, above the {MAX_OBJECT_BYTES} Kubernetes stores", kind_s, name)
+    token = warnings_var.set(warnings)  # the cross-field checks may warn too
     try:
         check_object(obj)
     except InvalidObject as exc:
         raise fail(exc.path, exc.problem, kind_s, name) from None
+    finally:
+        warnings_var.reset(token)
     return Loaded(obj, source, number, warnings)
 
 

@@ -97,3 +97,12 @@ def test_an_empty_sub_path_is_the_whole_volume() -> None:
                "subPath: ''}]\n")
     (doc,) = load_text(text, "ok")
     assert doc.obj.spec.containers[0].volume_mounts[0].sub_path is None
+
+
+def test_the_mpi_flags_annotation_is_not_silently_ignored() -> None:
+    """The SPEC names it; podline launches no MPI: a warning, never silence (helper-80)."""
+    from podline.api.loader import load_text
+
+    (doc,) = load_text(pod(meta="  annotations: {slurm-job.vk.io/mpi-flags: '--np 4'}\n"), "ok")
+    assert doc.warnings == ["metadata.annotations[slurm-job.vk.io/mpi-flags] is not supported by podline and is "
+                            "ignored: run the MPI launcher (srun, mpiexec) in the container's command"]
