@@ -6,11 +6,12 @@ envFrom prefix as the start of an environment variable name."""
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, field_validator, model_validator
 
 from podline.api.base import Model, check_dns_subdomain, check_no_nul
+from podline.api.quantity import parse_quantity
 
 ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 DATA_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
@@ -55,6 +56,23 @@ class ObjectFieldSelector(Model):
         raise ValueError(f"unsupported fieldPath {value!r}")
 
 
+class ResourceFieldSelector(Model):
+    """A container's request or limit, in units of `divisor` rounded up (the Downward API's resourceFieldRef:
+    OMP_NUM_THREADS from limits.cpu); a limit not set is what the node (or the Slurm allocation) has."""
+
+    container_name: str | None = None
+    resource: Literal["limits.cpu", "limits.memory", "limits.ephemeral-storage", "requests.cpu", "requests.memory",
+                      "requests.ephemeral-storage"]
+    divisor: str = "1"
+
+    @field_validator("divisor")
+    @classmethod
+    def _divisor(cls, value: str) -> str:
+        if parse_quantity(str(value)) <= 0:
+            raise ValueError(f"divisor {value!r} must be above zero")
+        return str(value)
+
+
 class KeySelector(Model):
     name: ObjectName
     key: DataKey
@@ -63,13 +81,15 @@ class KeySelector(Model):
 
 class EnvVarSource(Model):
     field_ref: ObjectFieldSelector | None = None
+    resource_field_ref: ResourceFieldSelector | None = None
     config_map_key_ref: KeySelector | None = None
     secret_key_ref: KeySelector | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> EnvVarSource:
-        if sum(x is not None for x in (self.field_ref, self.config_map_key_ref, self.secret_key_ref)) != 1:
-            raise ValueError("exactly one of fieldRef, configMapKeyRef, secretKeyRef must be set")
+        given = (self.field_ref, self.resource_field_ref, self.config_map_key_ref, self.secret_key_ref)
+        if sum(x is not None for x in given) != 1:
+            raise ValueError("exactly one of fieldRef, resourceFieldRef, configMapKeyRef, secretKeyRef must be set")
         return self
 
 

@@ -17,6 +17,7 @@ node), and, in the one plan template of a job array, each index's pod name, labe
 from __future__ import annotations
 
 import base64
+import math
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from typing import Any
 
 from podline.api.core import ConfigMap, Container, InitContainer, Pod, Secret, Volume
 from podline.api.dataset import Dataset
+from podline.api.env import ResourceFieldSelector
 from podline.api.names import member_uid
 from podline.api.quantity import cpu_millis, memory_bytes, parse_quantity
 from podline.plan.pod_workspace import plan_workspace
@@ -132,6 +134,23 @@ def field_source(pod: Pod, uid: str, path: str, members: Members | None = None) 
     return {"value": _field_value(meta, uid, path), "byIndex": {"env": members.index_env, "values": per_index}}
 
 
+def resource_source(pod: Pod, container: Container, ref: ResourceFieldSelector) -> dict[str, Any]:
+    """A resourceFieldRef's value as the plan carries it: the container's request or limit in units of the
+    divisor, rounded up, as the kubelet gives it; a request not set is the limit (as the API server defaults
+    it), else 0; a limit not set is what the node has, so the runner works it out (`resourcePath`)."""
+    named = ref.container_name or container.name
+    target = next((c for c in [*pod.spec.init_containers, *pod.spec.containers] if c.name == named), None)
+    if target is None:
+        raise PlanWaiting("CreateContainerConfigError", f"resourceFieldRef: no container {named!r} in the pod")
+    kind, resource = ref.resource.split(".", 1)
+    given = getattr(target.resources, kind).get(resource)
+    if given is None and kind == "requests":
+        given = target.resources.limits.get(resource, "0")
+    if given is None:
+        return {"value": "", "resourcePath": ref.resource, "divisor": ref.divisor}
+    return {"value": str(math.ceil(parse_quantity(given) / parse_quantity(ref.divisor)))}
+
+
 def _source_data(lookup: Lookup, kind: str, namespace: str, name: str, optional: bool) -> dict[str, bytes] | None:
     obj = lookup(kind, namespace, name)
     if obj is None:
@@ -179,6 +198,9 @@ def resolve_env(container: Container, pod: Pod, uid: str, lookup: Lookup,
         if src.field_ref is not None:
             env.append({"name": var.name, **field_source(pod, uid, src.field_ref.field_path, members),
                         "expand": False})
+            continue
+        if src.resource_field_ref is not None:
+            env.append({"name": var.name, **resource_source(pod, container, src.resource_field_ref), "expand": False})
             continue
         if src.config_map_key_ref is not None:
             ref = src.config_map_key_ref

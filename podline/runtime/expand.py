@@ -14,14 +14,18 @@ from __future__ import annotations
 import base64
 import fcntl
 import functools
+import math
 import os
+import shutil
 import socket
 import struct
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from podline.api.names import member_name, member_uid
+from podline.api.quantity import parse_quantity
 
 SIOCGIFADDR = 0x8915  # Linux ioctl: an interface's IPv4 address
 
@@ -67,6 +71,8 @@ def entry_value(entry: Mapping[str, Any], index_vars: Mapping[str, str]) -> str:
     value when the pods of a job array differ in it, else the value as planned."""
     if "fieldPath" in entry:
         return node_field(entry["fieldPath"])
+    if "resourcePath" in entry:
+        return node_resource(entry["resourcePath"], entry["divisor"])
     by_index = entry.get("byIndex")
     if by_index:
         own = by_index["values"].get(index_vars.get(by_index["env"], ""))
@@ -97,6 +103,21 @@ def file_bytes(item: Mapping[str, Any], index_vars: Mapping[str, str]) -> bytes:
     if "fieldPath" in item or "byIndex" in item:
         return entry_value({**item, "value": base64.b64decode(item["data"]).decode()}, index_vars).encode()
     return base64.b64decode(item["data"])
+
+
+def node_resource(path: str, divisor: str) -> str:
+    """A limit the container does not set, as the kubelet gives it: what the node can give, here the Slurm
+    allocation's CPUs and memory when there is one, in units of `divisor` rounded up."""
+    resource = path.split(".", 1)[1]
+    if resource == "cpu":
+        cpus = os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("SLURM_CPUS_ON_NODE")
+        amount = int(cpus) if cpus and cpus.isdigit() else len(os.sched_getaffinity(0))
+    elif resource == "memory":
+        per_node = os.environ.get("SLURM_MEM_PER_NODE", "")
+        amount = int(per_node) << 20 if per_node.isdigit() else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    else:  # ephemeral-storage: the scratch filesystem's size
+        amount = shutil.disk_usage(os.environ.get("TMPDIR") or "/tmp").total
+    return str(math.ceil(Decimal(amount) / parse_quantity(divisor)))
 
 
 def node_field(path: str) -> str:
