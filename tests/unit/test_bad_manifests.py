@@ -261,7 +261,7 @@ CASES = [
                                                    "{fieldPath: metadata.name}}}]\n"),
          "spec.containers[0].env[0]", "value and valueFrom are mutually exclusive"),
     case("env-value-from-empty", pod(container="    env: [{name: A, valueFrom: {}}]\n"),
-         "spec.containers[0].env[0].valueFrom", "exactly one of fieldRef, configMapKeyRef, secretKeyRef"),
+         "spec.containers[0].env[0].valueFrom", "exactly one of fieldRef, resourceFieldRef, configMapKeyRef, secretKeyRef"),
     case("env-from-without-ref", pod(container="    envFrom: [{prefix: X_}]\n"), "spec.containers[0].envFrom[0]",
          "exactly one of configMapRef, secretRef must be set"),
     case("unsupported-field-ref", pod(container="    env: [{name: A, valueFrom: {fieldRef: {fieldPath: spec.x}}}]\n"),
