@@ -52,10 +52,11 @@ class Stored:
 
 
 def bare_key(text: str) -> str | None:
-    """`tools:1.2` -> "tools:1.2", `tools` -> "tools:latest"; None for anything naming a registry, a
-    digest or a transport (those never come from the store)."""
+    """`tools:1.2` -> "tools:1.2", `tools` -> "tools:latest", Docker Hub's long forms alike; None for anything
+    naming another registry, a digest or a transport (those never come from the store)."""
     if "@" in text or "://" in text or text.startswith(("oci:", "oci-archive:", "docker-archive:", "dir:", "/")):
         return None
+    text = _hub_short(text)  # `docker.io/library/tools:1.2` is `tools:1.2`, as containerd and kind see it
     try:
         ref = parse_reference(text)
     except ImageError:
@@ -68,7 +69,7 @@ def bare_key(text: str) -> str | None:
 
 def _hub_short(tag: str) -> str:
     """A RepoTag as `docker load` names it: skopeo writes `docker.io/library/tools:1.2` for `tools:1.2`."""
-    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"):
+    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/", "library/"):
         if tag.startswith(prefix):
             return tag[len(prefix):]
     return tag
