@@ -14,6 +14,7 @@ cheap and is their "re-check"), and their rootfs is cached under their manifest 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from .cache import ImageCache
+from .cache import ImageCache, remove_tree
 from .errors import NEVER_PULL, ImageError
 from .local import LocalImage
 from .manifest import Blob, Manifest
@@ -72,15 +73,36 @@ def _prepare(ref: Reference, reference: str, loaded: str | None, pull_policy: st
             digest, pulled = _from_registry(ref, reference, pull_policy, cache, auth_file, tuple(insecure))
         else:
             digest, pulled = _from_local(ref, reference, pull_policy, cache)
-        if cache.hold(digest):
+        if not cache.hold(digest):
+            continue
+        config = _sound_config(cache.entry(digest))
+        if config is not None:
             break
+        print(f"podline: image cache: {reference}: entry {digest} is damaged (its config.json); made again",
+              file=sys.stderr)  # (a power loss, say: nothing in the cache is fsynced) ...
+        remove_tree(cache.entry(digest))  # ... so it is built again, not trusted
     else:
-        raise ImageError(f"{reference}: its cache entry keeps being collected (is the disk full?)", transient=True)
+        raise ImageError(f"{reference}: its cache entry keeps being collected or damaged (is the disk full?)",
+                         transient=True)
     if pulled:
         _collect(cache)
-    entry = cache.entry(digest)
-    config = ImageConfig.from_image_config((entry / "config.json").read_bytes())
-    return PreparedImage(reference, digest, entry / "rootfs", config, pulled, time.monotonic() - started)
+    return PreparedImage(reference, digest, cache.entry(digest) / "rootfs", config, pulled,
+                         time.monotonic() - started)
+
+
+def _sound_config(entry: Path) -> ImageConfig | None:
+    """The entry's image config, if it is the one its manifest names (by digest) and a JSON object; None for a
+    damaged entry (an empty or truncated config.json lost the image's ENTRYPOINT, or crashed the runner)."""
+    try:
+        raw = (entry / "config.json").read_bytes()
+        manifest = json.loads((entry / "manifest.json").read_bytes())
+        doc = json.loads(raw)
+    except (OSError, ValueError):
+        return None
+    named = str((manifest.get("config") or {}).get("digest") or "") if isinstance(manifest, dict) else ""
+    if not isinstance(doc, dict) or (named.startswith("sha256:") and named[7:] != hashlib.sha256(raw).hexdigest()):
+        return None
+    return ImageConfig.from_image_config(doc)
 
 
 def _collect(cache: ImageCache) -> None:
