@@ -181,6 +181,9 @@ class Pilots:
                     return Observation("lost", doc["status"] if doc else None, info=info, reason="RunnerLost",
                                        detail=f"pilot job {job.job_id} ended {job.state} as it took the pod")
                 return Observation("running", doc["status"] if doc else None, info=info)
+            if doc:  # its runner started (it wrote a status) in a pilot that is gone: never run it a second time
+                return Observation("lost", doc["status"], info=info, reason="RunnerLost",
+                                   detail="its pilot ended before saying which job ran it")
             return Observation("unstarted", info=info)  # the entry is lost: a launch queues it again
         if job is None:
             if self.watcher.error:
