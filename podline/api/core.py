@@ -145,12 +145,23 @@ class Container(Model):
         {"ports", "livenessProbe", "readinessProbe", "startupProbe", "securityContext", "lifecycle",
          "stdin", "stdinOnce", "tty", "resizePolicy", "restartPolicy"}
     )
-    SILENT: ClassVar[frozenset[str]] = frozenset({"terminationMessagePath", "terminationMessagePolicy"})
+    termination_message_path: str | None = None  # (Kubernetes' default: /dev/termination-log)
+    termination_message_policy: Literal["File", "FallbackToLogsOnError"] | None = None
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         return check_dns_label(value, "container name")
+
+    @field_validator("termination_message_path")
+    @classmethod
+    def _message_path(cls, value: str | None) -> str | None:
+        if value not in (None, "/dev/termination-log"):  # no file of the container is read back yet: say so
+            sink = warnings_var.get()
+            if sink is not None:
+                sink.append("Container.terminationMessagePath is not read by podline (FallbackToLogsOnError is: "
+                            "the log's end becomes the message of a failed container)")
+        return value
 
     @field_validator("image_pull_policy", mode="before")
     @classmethod

@@ -303,6 +303,7 @@ def plan_container(container: Container, pod: Pod, uid: str, lookup: Lookup,
         "mounts": [{"volume": m.name, "mountPath": m.mount_path, "readOnly": m.read_only,
                     "subPath": m.sub_path} for m in container.volume_mounts],
         **({"restartPolicy": "Always"} if isinstance(container, InitContainer) and container.is_sidecar else {}),
+        **({"logsAsMessage": True} if container.termination_message_policy == "FallbackToLogsOnError" else {}),
         **({"memoryLimit": str(container.resources.limits["memory"])} if "memory" in container.resources.limits
            else {}),  # enforced by the runner where no cgroup does it (runtime.memory_limit)
     }

@@ -136,7 +136,8 @@ class ContainerWorker(threading.Thread):
                     if self.stopping.is_set():
                         return self._terminated(137, "Error", "pod stopped before start", begin)
                     self.stdout_lost = None
-                    mark_attempt(log_path, log.tell(), earlier)
+                    run_start = log.tell()
+                    mark_attempt(log_path, run_start, earlier)
                     self.process = self.engine.spawn(self.spec, log, subprocess.PIPE if self.stdout_copy else None)
                     tee = self._tee(self.process, log) if self.stdout_copy else None
                     self.status["imageID"] = self.engine.image_id(self.spec)
@@ -163,7 +164,8 @@ class ContainerWorker(threading.Thread):
             limit = self.spec["memoryLimit"]
             return self._terminated(137, "OOMKilled", f"its processes held more than its memory limit {limit}", begin)
         reason = "Completed" if code == 0 else "Error"
-        return self._terminated(code, reason, "", begin)
+        message = log_tail(log_path, run_start) if code != 0 and self.spec.get("logsAsMessage") else ""
+        return self._terminated(code, reason, message, begin)
 
     def _watch_memory(self, process: subprocess.Popen[bytes]) -> MemoryWatch | None:
         """limits.memory, enforced by sampling where no cgroup does it (runtime.memory_limit)."""
@@ -258,6 +260,19 @@ def _end_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def log_tail(log_path: Path, start: int, lines: int = 80, limit: int = 2048) -> str:
+    """terminationMessagePolicy FallbackToLogsOnError, as the kubelet has it: the end of the failed run's log,
+    at most `lines` lines and `limit` bytes."""
+    try:
+        with open(log_path, "rb") as log:
+            end = log.seek(0, os.SEEK_END)
+            log.seek(max(start, end - limit))
+            text = log.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def terminate_all(workers: list[ContainerWorker], grace: float) -> None:
