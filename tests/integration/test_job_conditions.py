@@ -33,6 +33,7 @@ def test_a_failed_job_waits_for_its_stopped_pods_before_it_is_failed(cli: Cli, t
     assert (status["active"], status["terminating"]) == (0, 1), status
     row = cli("get", "jobs", "lingers").stdout.splitlines()[1].split()
     assert row[:2] == ["lingers", "FailureTarget"], row
+    assert cli.wait("job/lingers", "condition=FailureTarget", timeout=10).returncode == 0  # kubectl waits for it
     assert conditions()[1] == ["FailureTarget"]  # still: the stopped pod waits for the gate
     gate.touch()
     assert cli.wait("job/lingers", "condition=Failed").returncode == 0
