@@ -67,49 +67,41 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], depth: int = 0) -> int
     return size
 
 
-def _duplicate_key(node: yaml.Node, path: str = "", depth: int = 0) -> str | None:
-    """Path of the first mapping key given twice (strict validation refuses what YAML lets win last)."""
-    if depth > MAX_DEPTH:
-        return None
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key, value in node.value:
-            name = str(key.value) if isinstance(key, yaml.ScalarNode) else "?"
-            child = f"{path}.{name}" if path else name
-            if isinstance(key, yaml.ScalarNode) and name in seen:  # two `<<` merges too: one silently lost
-                return child
-            seen.add(name)
-            found = _duplicate_key(value, child, depth + 1)
-            if found:
-                return found
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            found = _duplicate_key(item, f"{path}[{i}]", depth + 1)
-            if found:
-                return found
-    return None
+DUPLICATE_KEY = "duplicate key (refused, as kubectl --validate=strict does)"
+UNENCODABLE = "not valid Unicode: a lone surrogate (\\ud800-\\udfff) cannot be written as UTF-8"
 
 
-def _unencodable(node: yaml.Node, path: str = "", depth: int = 0) -> str | None:
-    """Path of the first key or value holding a lone surrogate (a `"\\ud800"` escape): no valid Unicode, it
-    cannot be written as UTF-8 anywhere (a file, an argv, a terminal) and would fail later with a traceback."""
+def _node_problem(node: yaml.Node, path: str = "", depth: int = 0) -> tuple[str, str] | None:
+    """(path, problem) of the first of what strict reading refuses, in one walk of the document: a mapping key
+    given twice (YAML lets the last win; two `<<` merges too: one is silently lost), or a key or value holding a
+    lone surrogate (a `"\\ud800"` escape: no valid Unicode, it cannot be written as UTF-8 anywhere, a file, an
+    argv, a terminal, and would fail later with a traceback)."""
     if depth > MAX_DEPTH:
         return None
     if isinstance(node, yaml.ScalarNode):
         try:
             str(node.value).encode("utf-8")
         except UnicodeEncodeError:
-            return path or "<document>"
+            return path or "<document>", UNENCODABLE
         return None
-    children = enumerate(node.value) if isinstance(node, yaml.SequenceNode) else \
-        ((str(k.value) if isinstance(k, yaml.ScalarNode) else "?", (k, v)) for k, v in node.value) \
-        if isinstance(node, yaml.MappingNode) else ()
-    for key, child in children:
-        at = f"{path}[{key}]" if isinstance(node, yaml.SequenceNode) else f"{path}.{key}" if path else str(key)
-        for part in (child if isinstance(child, tuple) else (child,)):
-            found = _unencodable(part, at, depth + 1)
-            if found:
-                return found
+    if isinstance(node, yaml.SequenceNode):
+        children = [(f"{path}[{i}]", item) for i, item in enumerate(node.value)]
+    elif isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        children = []
+        for key, value in node.value:
+            name = str(key.value) if isinstance(key, yaml.ScalarNode) else "?"
+            child = f"{path}.{name}" if path else name
+            if isinstance(key, yaml.ScalarNode) and name in seen:
+                return child, DUPLICATE_KEY
+            seen.add(name)
+            children += [(child, key), (child, value)]
+    else:
+        return None
+    for at, child_node in children:
+        found = _node_problem(child_node, at, depth + 1)
+        if found:
+            return found
     return None
 
 
@@ -150,14 +142,9 @@ def _parse(text: str, source: str, loader_class: Any, explain: bool) -> list[tup
                     raise ValueError(f"expands to more than {MAX_NODES} nodes (alias bomb?)")
             except ValueError as exc:
                 raise ManifestError(source, f"document too large: {exc}", document=number) from None
-            duplicate = _duplicate_key(node)
-            if duplicate:
-                raise ManifestError(source, "duplicate key (refused, as kubectl --validate=strict does)",
-                                    duplicate, number)
-            unencodable = _unencodable(node)
-            if unencodable:
-                raise ManifestError(source, "not valid Unicode: a lone surrogate (\\ud800-\\udfff) cannot be "
-                                    "written as UTF-8", unencodable, number)
+            refused = _node_problem(node)
+            if refused:
+                raise ManifestError(source, refused[1], refused[0], number)
             data = loader.construct_document(node)
             if data is not None:
                 docs.append((number, data))
