@@ -7,7 +7,8 @@ What the container sees:
   /dev/shm           the pod's shared shm directory (all containers of a pod share it)
   /tmp               a private tmpfs, unless a volume is mounted there
   /sys               the host's, read-only (hwloc/MPI inside allocations read it)
-  /etc/hosts, /etc/resolv.conf   the host's, read-only: the network is the host's, as with Apptainer
+  /etc/hosts, /etc/resolv.conf   the host's, read-only: the network is the host's, as with Apptainer (hosts
+                                 with the pod's own name added, as the kubelet writes it)
   volumes            bound at their mountPath (read-only when the mount says so)
 
 A mount point under a read-only image directory cannot be created there, so that directory is rebuilt
@@ -28,6 +29,7 @@ import posixpath
 import shutil
 from pathlib import Path
 
+from podline.runtime.expand import host_ip
 from podline.runtime.launch import (
     Launch,
     Mount,
@@ -124,15 +126,35 @@ def rootfs_args(rootfs: Path, targets: list[str], wanted_dirs: list[str]) -> lis
     return args
 
 
-def _mount_args(mounts: list[Mount], shm: Path | None) -> tuple[list[str], tuple[int, ...]]:
+def _hosts_file(rundir: Path | None, hostname: str) -> str:
+    """/etc/hosts as the kubelet writes it for a pod: the node's entries and the pod's own name at its IP (pods
+    use the node's network), so that `hostname -i`, MPI launchers and torch.distributed resolve it (helper-79:
+    the host's file left the pod's name unknown). Written once per run directory; the host's without one."""
+    if rundir is None:
+        return "/etc/hosts"
+    try:
+        base = Path("/etc/hosts").read_text()
+    except OSError:
+        base = "127.0.0.1\tlocalhost\n"
+    text = f"{base.rstrip()}\n# podline: the pod's own name, as the kubelet adds it\n{host_ip()}\t{hostname}\n"
+    path = rundir / "etc-hosts"
+    if not path.exists() or path.read_text() != text:
+        aside = rundir / f".etc-hosts.{os.getpid()}"
+        aside.write_text(text)
+        os.replace(aside, path)
+    return str(path)
+
+
+def _mount_args(mounts: list[Mount], shm: Path | None, hosts: str) -> tuple[list[str], tuple[int, ...]]:
     args = ["--proc", "/proc", "--dev", "/dev", "--ro-bind", "/sys", "/sys"]
     if not any(m.target == "/tmp" for m in mounts):
         args.extend(["--tmpfs", "/tmp"])
     if shm is not None:
         args.extend(["--bind", str(shm), "/dev/shm"])
     for host_file in HOST_FILES:
-        if os.path.exists(host_file):
-            args.extend(["--ro-bind", host_file, host_file])
+        source = hosts if host_file == "/etc/hosts" else host_file
+        if os.path.exists(source):
+            args.extend(["--ro-bind", source, host_file])
     fds = []
     for mount in sorted(mounts, key=lambda m: m.target.count("/")):
         if mount.fd is not None:  # inside a volume a container could change: bind what was checked, not a path
@@ -198,7 +220,7 @@ def launch(request: Request) -> Launch:
     args = [binary(), "--unshare-pid", "--unshare-uts", "--hostname", request.pod["name"][:63], "--die-with-parent",
             "--cap-drop", "ALL"]
     args += rootfs_args(rootfs, targets, [workdir] if workdir != "/" else [])
-    mount_args, fds = _mount_args(mounts, request.shm)
+    mount_args, fds = _mount_args(mounts, request.shm, _hosts_file(request.rundir, request.pod["name"][:63]))
     args += mount_args
     args += ["--remount-ro", "/", "--chdir", workdir, "--", *argv]
     return Launch(args, env, request.rundir, fds)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from podline.runtime.expand import host_ip
 from tests.conftest import Cli, gone, kill_session, wait_for
 from tests.imagebuild import Layer, busybox_image
 
@@ -347,3 +348,15 @@ def test_a_contained_process_over_the_memory_limit_is_oom_killed(bwrap_cli: Cli,
     state = bwrap_cli.json("pod", "hog")["status"]["containerStatuses"][0]["state"]["terminated"]
     assert (state["reason"], state["exitCode"]) == ("OOMKilled", 137), state
     assert "survived" not in bwrap_cli("logs", "hog").stdout
+
+
+def test_a_container_resolves_its_own_hostname(bwrap_cli: Cli, layout: Path) -> None:
+    """As the kubelet's /etc/hosts has it (helper-79: `hostname -i` said "Unknown host"; MPI launchers and
+    torch.distributed look their own name up)."""
+    bwrap_cli.apply(pod("named", f"""
+  containers:
+  - {{name: main, image: "oci:{layout}:sh", command: [sh, -c, 'hostname; grep -c localhost /etc/hosts; hostname -i']}}
+"""))
+    assert bwrap_cli.wait("pod/named", "phase=Succeeded").returncode == 0
+    name, localhost, address = bwrap_cli("logs", "named").stdout.split()
+    assert name == "named" and int(localhost) >= 1 and address == host_ip(), (name, localhost, address)
