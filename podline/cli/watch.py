@@ -217,18 +217,20 @@ def _nodes_over(step: str, nodes: dict[str, dict[str, Any]]) -> bool:
     return bool(named) and all(n.get("phase") in NODE_DONE for n in named)
 
 
+def _calls(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """A steps or DAG template's steps or tasks (none for another kind)."""
+    return [*(c for group in template.get("steps") or [] for c in group or []),
+            *((template.get("dag") or {}).get("tasks") or [])]
+
+
 def _declared_once(workflow: Obj, step: str) -> bool:
     """Whether -c STEP's nodes can only ever be one step's or task's: declared once, in a template that runs
     once, and no template of that name runs elsewhere. Then its nodes being over means no more will come (a
     template called twice, or a name used twice, may run again later)."""
     spec = workflow.manifest.get("spec", {})
     templates = list(spec.get("templates") or [])
-    calls = [c for t in templates for group in t.get("steps") or [] for c in group or []]
-    calls += [c for t in templates for c in (t.get("dag") or {}).get("tasks") or []]
-    runs = [c.get("template") for c in calls] + [spec.get("entrypoint"), spec.get("onExit")]
-    holders = [t["name"] for t in templates for c in [*(c for g in t.get("steps") or [] for c in g or []),
-                                                      *((t.get("dag") or {}).get("tasks") or [])]
-               if c.get("name") == step]
+    runs = [c.get("template") for t in templates for c in _calls(t)] + [spec.get("entrypoint"), spec.get("onExit")]
+    holders = [t["name"] for t in templates for c in _calls(t) if c.get("name") == step]
     named_template = any(t.get("name") == step for t in templates)
     return len(holders) == 1 and runs.count(holders[0]) == 1 and (not named_template or runs.count(step) == 1)
 
@@ -237,10 +239,7 @@ def _names_a_step(workflow: Obj, step: str) -> bool:
     """Whether -c STEP can ever match: a template, step or task the workflow declares, or one of its nodes."""
     templates = list(workflow.manifest.get("spec", {}).get("templates") or [])
     templates += list((workflow.status.get("storedTemplates") or {}).values())
-    names = {t.get("name") for t in templates}
-    for template in templates:
-        names |= {s.get("name") for group in template.get("steps") or [] for s in group or []}
-        names |= {t.get("name") for t in (template.get("dag") or {}).get("tasks") or []}
+    names = {t.get("name") for t in templates} | {c.get("name") for t in templates for c in _calls(t)}
     for node in (workflow.status.get("nodes") or {}).values():
         names |= {node.get("name"), node.get("displayName"), node.get("templateName"), node.get("id")}
     return step in names or any(isinstance(n, str) and n.startswith(step + "(") for n in names)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from podline.runtime import step_records
-from podline.runtime.container import KILLED, ContainerWorker, terminate_all
+from podline.runtime.container import ContainerWorker, terminate_all
 from podline.runtime.engine import Engine, ImagePullFailed
 from podline.runtime.expand import container_env, expand
 from podline.runtime.files import notify_address, rfc3339, stop_requested, write_status
@@ -346,7 +346,7 @@ class PipelineRunner(StepRetries):
             elif self.stopping.is_set() and not worker.succeeded():  # no retry: the shard stops (scancel, a time
                 # limit, a delete signal the steps too; the controller counts the stop); killed: by the stop
                 term = worker.snapshot()["state"].get("terminated", {})
-                killed = term.get("exitCode") in KILLED and term.get("reason") != "OOMKilled"
+                killed = step_records.killed_by_signal(term.get("exitCode"), term.get("reason"))
                 self._settle(name, worker, step_records.stopped_why(name, self.stop_reason, self.culprit)
                              if killed else None)
             elif self._settle(name, worker):

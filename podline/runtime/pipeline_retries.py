@@ -15,7 +15,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from podline.runtime import step_records
-from podline.runtime.container import KILLED
 from podline.runtime.shard_rules import retry_delay
 from podline.runtime.staging import StagingError
 from podline.runtime.step_specs import retries_for
@@ -95,7 +94,7 @@ class StepRetries:
         for name in self.granted:
             step = self.steps[name]
             failure = step.get("lastFailure") or {"reason": step.get("reason")}
-            killed = step.get("exitCode") in KILLED and failure.get("reason") != "OOMKilled"
+            killed = step_records.killed_by_signal(step.get("exitCode"), failure.get("reason"))
             if step.get("reason") == "BackOff" or killed:
                 step_records.retry_cancelled(step, why if killed else None)
             if killed:

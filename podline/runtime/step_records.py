@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from podline.runtime.container import KILLED
 from podline.runtime.files import rfc3339
 
 Record = dict[str, Any]
@@ -71,3 +72,9 @@ def rewound(step: Record) -> None:
     step["phase"] = "Pending"
     for over in ("finishedAt", "exitCode"):
         step.pop(over, None)
+
+
+def killed_by_signal(exit_code: int | None, reason: str | None) -> bool:
+    """Ended by SIGTERM/SIGKILL from outside (143, 137), not by its own memory limit: a stop that came for the
+    whole shard (Slurm signals the runner and the steps of a scancelled or timed-out job together)."""
+    return exit_code in KILLED and reason != "OOMKilled"
