@@ -64,6 +64,9 @@ def _container_reason(status: dict[str, Any]) -> str | None:
     return None
 
 
+INIT_TROUBLE = ("CrashLoopBackOff", "Error", "StartError", "ImagePullBackOff", "ErrImagePull")  # "Init:<reason>"
+
+
 def pod_status_word(obj: Obj) -> str:
     """What kubectl prints in the STATUS column."""
     if obj.deleted_at:
@@ -83,7 +86,7 @@ def pod_status_word(obj: Obj) -> str:
     if inits and finished < len(inits):
         for c in inits:
             reason = _container_reason(c)
-            if not done(c) and reason in ("CrashLoopBackOff", "Error", "StartError"):
+            if not done(c) and reason in INIT_TROUBLE:
                 return f"Init:{reason}"
         return f"Init:{finished}/{len(inits)}"
     word = status.get("phase", "Pending")

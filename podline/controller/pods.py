@@ -121,6 +121,9 @@ def _container_events(ctx: Ctx, obj: Obj, new: dict[str, Any]) -> None:
         # see the container waiting (a quick restart falls between two passes)
         if c.get("restartCount", 0) > before.get("restartCount", 0):
             ctx.event(obj, "BackOff", f"Back-off restarting failed container {c['name']}", "Warning")
+        waiting = c["state"].get("waiting") or {}
+        if waiting.get("reason") == "ImagePullBackOff" and waiting != before.get("state", {}).get("waiting"):
+            ctx.event(obj, "BackOff", f"container {c['name']}: {waiting.get('message', '')}", "Warning")
         term = c["state"].get("terminated")
         if not term or before.get("state", {}).get("terminated") == term:
             continue

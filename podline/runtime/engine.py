@@ -2,10 +2,12 @@
 
 The context chooses the runtime (`host`, `bwrap`, `apptainer`); the plan carries its name and where the
 node-local image cache is. Every image a pod needs is prepared (pulled, unpacked, or found in the cache)
-before any of its containers starts, so a missing image or an unreachable registry is one clear error
-and nothing has run. Network errors are retried with back-off a few times first (a registry restarting
-is not a reason to fail a job); anything else fails at once. Preparation time is reported as its own
-phase (`status.timings.image`).
+before any of its containers starts, so a missing image is one clear error and nothing has run. An error
+a retry can mend (the registry unreachable or answering 5xx/429, the node's cache disk) is retried with a
+doubling back-off, as kubelet does in ImagePullBackOff: by default until it works or the caller stops
+(a registry restarting is not a reason to fail a job, nor to count against its backoffLimit);
+PODLINE_IMAGE_PULL_RETRIES bounds the retries. Anything else (no such tag, unauthorized) fails at once.
+Preparation time is reported as its own phase (`status.timings.image`).
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ from podline.runtime.launch import Launch, Mount, Request, StartError, close_fds
 
 RUNTIMES: dict[str, Callable[[Request], Launch]] = {"host": host.launch, "bwrap": bwrap.launch,
                                                       "apptainer": apptainer.launch}
-PULL_RETRIES = int(os.environ.get("PODLINE_IMAGE_PULL_RETRIES", "3"))
+PULL_RETRIES = int(os.environ.get("PODLINE_IMAGE_PULL_RETRIES", "-1"))  # < 0: until it works or the pod stops
 PULL_BACKOFF = float(os.environ.get("PODLINE_IMAGE_PULL_BACKOFF_SECONDS", "1"))
+PULL_BACKOFF_MAX = float(os.environ.get("PODLINE_IMAGE_PULL_BACKOFF_MAX_SECONDS", "300"))  # kubelet's cap
+QUICK_RETRIES = 3  # for an image needed while other work runs (a step updated mid-run): it cannot wait long
+BackOff = Callable[[str, str], None]  # (container, message) before each wait: the caller shows ImagePullBackOff
 
 
 class ImagePullFailed(Exception):
@@ -84,8 +89,10 @@ class Engine:
             return False
         return not (self.name == "apptainer" and apptainer.passes_through(image))
 
-    def prepare(self, containers: Iterable[Mapping[str, Any]], stopping: threading.Event) -> None:
-        """Prepare every image the containers name (an image asked `Always` by one is checked once)."""
+    def prepare(self, containers: Iterable[Mapping[str, Any]], stopping: threading.Event,
+                backing_off: BackOff | None = None, retries: int = PULL_RETRIES) -> None:
+        """Prepare every image the containers name (an image asked `Always` by one is checked once).
+        `backing_off` hears of each wait before a retry; `retries` < 0 retries until `stopping` is set."""
         wanted: dict[str, tuple[str, str]] = {}  # image -> (policy, first container naming it)
         for c in containers:
             if not self._needs_preparing(c["image"]) or c["image"] in self.images:
@@ -97,23 +104,27 @@ class Engine:
         began = time.monotonic()
         try:
             for image, (policy, container) in wanted.items():
-                self.images[image] = self._prepare_one(image, policy, container, stopping)
+                self.images[image] = self._prepare_one(image, policy, container, stopping, backing_off, retries)
         finally:
             self.prepare_seconds += time.monotonic() - began
 
-    def _prepare_one(self, image: str, policy: str, container: str, stopping: threading.Event) -> PreparedImage:
+    def _prepare_one(self, image: str, policy: str, container: str, stopping: threading.Event,
+                     backing_off: BackOff | None, retries: int) -> PreparedImage:
         from podline.images import prepare  # the HTTP client and unpacker load only when an image is needed
 
-        delay = PULL_BACKOFF
-        for attempt in range(PULL_RETRIES + 1):
+        delay, attempt = PULL_BACKOFF, 0
+        while True:
             try:
                 return prepare(image, policy, self.cache, auth_file=self.auth_file, insecure=self.insecure,
                                store=self.store)
             except ImageError as exc:
-                if not exc.transient or attempt == PULL_RETRIES or stopping.wait(delay):
+                if not exc.transient or attempt == retries or stopping.is_set():
                     raise ImagePullFailed(container, exc) from None
-                delay *= 2
-        raise AssertionError("unreachable")
+                if backing_off is not None:
+                    backing_off(container, f"Back-off pulling image (retry {attempt + 1} in {delay:g}s): {exc}")
+                if stopping.wait(delay):
+                    raise ImagePullFailed(container, exc) from None
+                delay, attempt = min(delay * 2, PULL_BACKOFF_MAX), attempt + 1
 
     def report(self) -> list[dict[str, Any]]:
         """Per image: digest, whether this attempt fetched it (False: the node's cache had it), seconds."""

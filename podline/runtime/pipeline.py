@@ -31,7 +31,7 @@ from typing import Any
 
 from podline.runtime import step_records
 from podline.runtime.container import ContainerWorker, terminate_all
-from podline.runtime.engine import Engine, ImagePullFailed
+from podline.runtime.engine import QUICK_RETRIES, Engine, ImagePullFailed
 from podline.runtime.expand import container_env, expand
 from podline.runtime.files import notify_address, rfc3339, stop_requested, write_status
 from podline.runtime.pipeline_retries import CHECK_INTERVAL, StepRetries
@@ -155,7 +155,7 @@ class PipelineRunner(StepRetries):
         spec = self.step_specs.starting(name)
         step = self.steps[name]
         try:
-            self.engine.prepare([spec], self.stopping)  # a step updated by `apply` may name a new image
+            self.engine.prepare([spec], self.stopping, retries=QUICK_RETRIES)  # updated by `apply`: a new image?
         except ImagePullFailed as exc:
             step_records.failed(step, exc.reason, str(exc), ended=False)
             self.request_stop(exc.reason, f"step {name}: {exc}", name)
@@ -257,7 +257,8 @@ class PipelineRunner(StepRetries):
         """Every step's image before anything runs or is staged: a bad image fails the shard at once."""
         try:
             self.engine.make_shm()
-            self.engine.prepare(self.specs.values(), self.stopping)
+            self.engine.prepare(self.specs.values(), self.stopping, self._image_back_off)
+            step_records.images_pulled(self.steps.values())
         except ImagePullFailed as exc:
             self.engine.remove_shm()
             self.phase = "Failed"
@@ -269,6 +270,10 @@ class PipelineRunner(StepRetries):
             if self.engine.images:
                 self.status["timings"]["image"] = round(self.engine.prepare_seconds, 3)
         return True
+
+    def _image_back_off(self, step: str, message: str) -> None:
+        step_records.image_back_off(self.steps[step], message)
+        self.write_status()
 
     def _resume_or_stage_in(self) -> None:
         began = time.monotonic()

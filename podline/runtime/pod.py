@@ -19,7 +19,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import queue
 import shutil
 import signal
 import socket
@@ -31,12 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from podline.api.sidecars import is_sidecar
-from podline.api.slurmflags import FORWARDED_SIGNALS
 from podline.runtime import argo_io, attempt_marks
 from podline.runtime.container import ContainerWorker, terminate_all
 from podline.runtime.engine import Engine, ImagePullFailed
 from podline.runtime.expand import container_env, expand, host_ip, own_pod
 from podline.runtime.files import notify_address, rfc3339, stop_requested, write_json_atomic, write_status
+from podline.runtime.forwarding import forward_signals
 from podline.runtime.pipeline import PipelineRunner
 from podline.runtime.pod_workspace import PodWorkspace
 from podline.runtime.processes import become_subreaper
@@ -44,6 +43,7 @@ from podline.runtime.volumes import VolumeError, Volumes
 from podline.runtime.workspace import scratch_root
 
 CHECK_INTERVAL = 1.0
+DEADLINE_EXCEEDED = ("DeadlineExceeded", "Pod was active on the node longer than the specified deadline")
 
 
 class PodRunner:
@@ -166,8 +166,7 @@ class PodRunner:
             self.changed.wait(timeout)
             self.changed.clear()
             if deadline is not None and time.time() >= deadline and not self.stopping.is_set():
-                self.request_stop("DeadlineExceeded", "Pod was active on the node longer than the specified "
-                                  "deadline")
+                self.request_stop(*DEADLINE_EXCEEDED)
             if limits and not self.stopping.is_set():
                 evicted = self.volumes.over_limit()
                 if evicted:
@@ -181,7 +180,7 @@ class PodRunner:
         while not done() and not self.stopping.is_set():
             timeout = None if deadline is None else max(0.0, deadline - time.time())
             if not self.changed.wait(timeout) and deadline is not None:
-                self.request_stop("DeadlineExceeded", "Pod was active on the node longer than the specified deadline")
+                self.request_stop(*DEADLINE_EXCEEDED)
             self.changed.clear()
             self.write_status()
 
@@ -201,11 +200,9 @@ class PodRunner:
         except (OSError, VolumeError) as exc:
             return self._fail_early("FailedMount", str(exc))
         try:
-            self.engine.prepare([w.spec for w in self.inits + self.mains], self.stopping)
+            self._prepare_images(deadline)
         except ImagePullFailed as exc:
-            for worker in self.inits + self.mains:
-                if worker.spec["name"] == exc.container:
-                    worker.status["state"] = {"waiting": {"reason": exc.reason, "message": str(exc)}}
+            self._set_waiting(exc.container, exc.reason, str(exc))
             self.volumes.release_memory()
             return self._fail_early(exc.reason, f"container {exc.container}: {exc}")
         # No status write here: the first container's start is the first change worth a write (and a wake).
@@ -233,6 +230,33 @@ class PodRunner:
             self.volumes.release_memory()
         self.write_status(finished=True)
         return 0 if self.phase == "Succeeded" else 1
+
+    def _prepare_images(self, deadline: float | None) -> None:
+        """Every image before any container starts. While the registry cannot be reached the pod stays Pending,
+        its container waiting in ImagePullBackOff, until the pull works, the pod is stopped or its deadline."""
+        workers = self.inits + self.mains
+        states = [w.status["state"] for w in workers]
+        timer = None
+        if deadline is not None:
+            timer = threading.Timer(max(0.0, deadline - time.time()), self.request_stop, DEADLINE_EXCEEDED)
+            timer.daemon = True
+            timer.start()
+        try:
+            self.engine.prepare([w.spec for w in workers], self.stopping, self._backing_off)
+        finally:
+            if timer is not None:
+                timer.cancel()
+        for worker, state in zip(workers, states, strict=True):
+            worker.status["state"] = state  # pulled after all: waiting to start as before
+
+    def _backing_off(self, container: str, message: str) -> None:
+        self._set_waiting(container, "ImagePullBackOff", message)
+        self.write_status()
+
+    def _set_waiting(self, container: str, reason: str, message: str) -> None:
+        for worker in self.inits + self.mains:
+            if worker.spec["name"] == container:
+                worker.status["state"] = {"waiting": {"reason": reason, "message": message}}
 
     def _argo_container(self) -> dict[str, Any]:
         assert self.argo is not None
@@ -296,26 +320,6 @@ class PodRunner:
         for worker in self.inits:
             if worker.spec["name"] in done:
                 worker.mark_restored(self.workspace.restored_from or "")
-
-
-def forward_signals(workers: Callable[[], list[ContainerWorker]], log: Callable[[str], None]) -> None:
-    """Slurm's `--signal=B:USR1@120` (or `scancel --batch --signal=USR1`) reaches the batch shell, which is this
-    runner: it must not die of it (default action) but pass it on to the containers' processes, which asked for it
-    (a checkpoint before the time limit, say). The handler only queues the signal: signalling a container takes
-    its worker's lock, which the interrupted main thread may hold; a forwarding thread does it."""
-    pending: queue.SimpleQueue[int] = queue.SimpleQueue()  # put() is safe in a signal handler
-
-    def forward() -> None:
-        while True:
-            signum = pending.get()
-            alive = [w for w in workers() if w.process is not None and not w.finished]
-            for worker in alive:
-                worker.signal(signum)
-            log(f"forwarded {signal.Signals(signum).name} to {len(alive)} running container(s)")
-
-    threading.Thread(target=forward, name="signal-forwarder", daemon=True).start()
-    for name in FORWARDED_SIGNALS:
-        signal.signal(getattr(signal, f"SIG{name}"), lambda signum, _: pending.put(signum))
 
 
 def _scope(runner: PodRunner | PipelineRunner) -> tuple[str, bool]:

@@ -9,6 +9,7 @@ stopped); a succeeded step carries no reason of an earlier attempt.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from podline.runtime.container import KILLED
@@ -39,6 +40,18 @@ def failed(step: Record, reason: str, message: str, exit_code: int | None = None
     step.update(phase="Failed", reason=reason, message=message)
     if ended:
         step.update(finishedAt=rfc3339(), exitCode=exit_code)
+
+
+def image_back_off(step: Record, message: str) -> None:
+    """Its image cannot be pulled yet (the registry unreachable): Pending until a retry of the pull works."""
+    step.update(phase="Pending", reason="ImagePullBackOff", message=message)
+
+
+def images_pulled(steps: Iterable[Record]) -> None:
+    for step in steps:
+        if step.get("reason") == "ImagePullBackOff":
+            step.pop("reason")
+            step.pop("message", None)
 
 
 def waiting_for_retry(step: Record, level: str | None, delay: float) -> None:

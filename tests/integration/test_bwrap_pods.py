@@ -40,6 +40,7 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def bwrap_cli(cli: Cli) -> Cli:
     cli.env["PODLINE_IMAGE_PULL_BACKOFF_SECONDS"] = "0.05"
+    cli.env["PODLINE_IMAGE_PULL_RETRIES"] = "3"  # an unreachable registry fails the pod soon (default: it waits)
     cli("config", "set-context", "local", "--runtime", "bwrap")
     return cli
 
@@ -215,6 +216,59 @@ def test_pods_pull_from_a_real_registry_by_tag_and_digest_then_run_from_the_cach
     assert bwrap_cli.wait("pod/always", "phase=Failed").returncode == 0
     status = bwrap_cli.json("pod", "always")["status"]
     assert status["reason"] == "ErrImagePull" and "unreachable" in status["message"]
+    assert "startedAt" not in str(status["containerStatuses"])
+
+
+def test_a_pod_waits_in_image_pull_back_off_while_its_registry_is_down_then_runs(
+        bwrap_cli: Cli, layout: Path, tmp_path: Path) -> None:
+    """As kubelet: an unreachable registry keeps the pod Pending (ImagePullBackOff, a BackOff event per retry),
+    not Failed, so a registry restarting costs a Job none of its backoffLimit; the pull is retried until it works."""
+    from tests.integration.test_registry import Registry, push
+
+    bwrap_cli.env.update(PODLINE_IMAGE_PULL_RETRIES="-1", PODLINE_IMAGE_PULL_BACKOFF_MAX_SECONDS="0.3")
+    registry = Registry(tmp_path / "registry")
+    repo = f"{registry.addr}/podline/busybox"
+    push(layout, "entry", f"{repo}:1")
+    registry.stop()
+    bwrap_cli.apply(pod("patient", f"  containers:\n  - {{name: main, image: '{repo}:1', args: [back]}}\n"))
+    bwrap_cli.apply(f"""
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {{name: patient}}
+spec:
+  steps: [{{name: only, image: '{repo}:1', args: [step]}}]
+""")
+
+    def backing_off() -> dict | None:
+        status = bwrap_cli.json("pod", "patient")["status"]
+        waiting = status.get("containerStatuses", [{}])[0].get("state", {}).get("waiting", {})
+        return status if waiting.get("reason") == "ImagePullBackOff" else None
+    status = wait_for(backing_off, timeout=30, interval=0.2)
+    assert status["phase"] == "Pending" and "reason" not in status
+    assert "registry unreachable" in status["containerStatuses"][0]["state"]["waiting"]["message"]
+    assert "ImagePullBackOff" in bwrap_cli("get", "pods").stdout.splitlines()[1].split()
+    step = wait_for(lambda: (s := bwrap_cli.json("pipeline", "patient")["status"].get("steps", [{}])[0]).get(
+        "reason") == "ImagePullBackOff" and s, timeout=30, interval=0.2)
+    assert step["phase"] == "Pending" and "registry unreachable" in step["message"]
+    registry = Registry(tmp_path / "registry", port=registry.port)  # back, with its images
+    try:
+        assert bwrap_cli.wait("pod/patient", "phase=Succeeded").returncode == 0
+        assert bwrap_cli.wait("pipeline/patient", "phase=Succeeded").returncode == 0
+    finally:
+        registry.stop()
+    assert bwrap_cli("logs", "patient").stdout == "E back\n"
+    assert bwrap_cli("logs", "pipeline/patient", "-c", "only").stdout == "E step\n"
+    assert "reason" not in bwrap_cli.json("pipeline", "patient")["status"]["steps"][0]
+    events = bwrap_cli("describe", "pod", "patient").stdout
+    assert "BackOff" in events and "Back-off pulling image" in events
+
+
+def test_an_image_pull_back_off_ends_at_the_pods_deadline(bwrap_cli: Cli) -> None:
+    bwrap_cli.env.update(PODLINE_IMAGE_PULL_RETRIES="-1", PODLINE_IMAGE_PULL_BACKOFF_MAX_SECONDS="60")
+    bwrap_cli.apply(pod("late", "  activeDeadlineSeconds: 2\n  containers: [{name: main, image: '127.0.0.1:1/x:1'}]\n"))
+    assert bwrap_cli.wait("pod/late", "phase=Failed", timeout=30).returncode == 0
+    status = bwrap_cli.json("pod", "late")["status"]
+    assert status["reason"] == "DeadlineExceeded"
     assert "startedAt" not in str(status["containerStatuses"])
 
 

@@ -55,10 +55,11 @@ def free_port() -> int:
 class Registry:
     """A private docker-registry on a free port with its own storage; stop() ends it."""
 
-    def __init__(self, workdir: Path, auth: str = "") -> None:
+    def __init__(self, workdir: Path, auth: str = "", port: int | None = None) -> None:
+        """`port`: the port of an earlier one with the same workdir, to start it again (its images kept)."""
         if not shutil.which("docker-registry"):
             pytest.skip("docker-registry is not installed (scripts/registry-up.sh installs it)")
-        self.port = free_port()
+        self.port = port or free_port()
         self.addr = f"127.0.0.1:{self.port}"
         workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "config.yml"

@@ -131,7 +131,7 @@ def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[PipelineRun
     path.write_text(json.dumps(plan))
     run = PipelineRunner(plan, tmp_path, 0, path)
     monkeypatch.setattr("podline.runtime.pipeline.ContainerWorker", FakeWorker)
-    monkeypatch.setattr(run.engine, "prepare", lambda *a: None)
+    monkeypatch.setattr(run.engine, "prepare", lambda *a, **k: None)
     FakeWorker.started = []
     return run, path
 
