@@ -83,7 +83,6 @@ def _finish(ctx: Ctx, job: Obj, kind: str, reason: str, message: str, active: li
     """The Job met its success or failure criteria: the interim condition, its remaining pods stopped, and the
     final condition at once when there are none (else once they are gone: `_count_stopped`)."""
     job.status.setdefault("conditions", []).append(_condition(INTERIM[kind], reason, message, ctx.now))
-    ctx.event(job, *(("Completed", "Job completed", "Normal") if kind == "Complete" else (reason, message, "Warning")))
     cancel_pending_tasks(job, ctx.backend_for(job))  # also an array whose pods were not made yet (a crash between)
     for pod in active:
         _stop(ctx, pod)
@@ -115,6 +114,8 @@ def _count_stopped(ctx: Ctx, job: Obj, pods: list[Obj]) -> None:
     if interim is not None and interim["type"] in FINAL:  # (a Job stored final at once by an earlier podline is)
         final = FINAL[interim["type"]]
         job.status["conditions"].append(_condition(final, interim["reason"], interim["message"], ctx.now))
+        ctx.event(job, *(("Completed", "Job completed", "Normal") if final == "Complete"  # (the job controller's
+                         else (interim["reason"], interim["message"], "Warning")))  # recordJobFinished: when final)
         if final == "Complete":
             job.status["completionTime"] = rfc3339(ctx.now)
         job.internal["finishedAt"] = ctx.now

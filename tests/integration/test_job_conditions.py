@@ -35,8 +35,11 @@ def test_a_failed_job_waits_for_its_stopped_pods_before_it_is_failed(cli: Cli, t
     assert row[:2] == ["lingers", "FailureTarget"], row
     assert cli.wait("job/lingers", "condition=FailureTarget", timeout=10).returncode == 0  # kubectl waits for it
     assert conditions()[1] == ["FailureTarget"]  # still: the stopped pod waits for the gate
+    events = cli("describe", "job", "lingers").stdout.split("Events:")[1]
+    assert "BackoffLimitExceeded" not in events  # the job controller's event comes with Failed
     gate.touch()
     assert cli.wait("job/lingers", "condition=Failed").returncode == 0
+    assert "BackoffLimitExceeded" in cli("describe", "job", "lingers").stdout.split("Events:")[1]
     assert ended.exists()  # Failed came after the stopped pod ended
     status, kinds = conditions()
     assert kinds == ["FailureTarget", "Failed"], status
