@@ -44,8 +44,16 @@ def _container_block(title: str, specs: list[dict], statuses: list[dict]) -> Non
     for spec in specs:
         status = by_name.get(spec["name"], {})
         click.echo(f"  {spec['name']}:")
+        _line("Container ID", status.get("containerID") or "<none>", 4)
         _line("Image", spec.get("image") or "<none>", 4)
-        _line("Command", " ".join(spec.get("command", []) + spec.get("args", [])) or "<image default>", 4)
+        _line("Image ID", status.get("imageID") or "<none>", 4)
+        for key in ("command", "args"):  # one per line, as kubectl: an argument's spaces stay visible
+            if spec.get(key):
+                click.echo(f"    {key.capitalize()}:")
+                for arg in spec[key]:
+                    click.echo("      " + arg.replace("\n", "\n      "))
+        if not spec.get("command") and not spec.get("args"):
+            _line("Command", "<image default>", 4)
         state = status.get("state", {})
         for word, detail in state.items():
             _line("State", word.capitalize(), 4)
@@ -59,6 +67,50 @@ def _container_block(title: str, specs: list[dict], statuses: list[dict]) -> Non
             _line("Last State", f"{next(iter(status['lastState']))} (exit code {last.get('exitCode', '-')})", 4)
         _line("Ready", status.get("ready", False), 4)
         _line("Restart Count", status.get("restartCount", 0), 4)
+        for kind in ("limits", "requests"):
+            amounts = (spec.get("resources") or {}).get(kind) or {}
+            if amounts:
+                click.echo(f"    {kind.capitalize()}:")
+                for resource, amount in amounts.items():
+                    _line(resource, amount, 6)
+        _environment(spec)
+        mounts = spec.get("volumeMounts") or []
+        click.echo("    Mounts:" + ("" if mounts else "             <none>"))
+        for m in mounts:
+            how = ("ro" if m.get("readOnly") else "rw") + (f',path="{m["subPath"]}"' if m.get("subPath") else "")
+            click.echo(f"      {m['mountPath']} from {m['name']} ({how})")
+
+
+def _environment(spec: dict[str, Any]) -> None:
+    """As kubectl: values, or where they come from (resolved only inside the pod)."""
+    env, sources = spec.get("env") or [], spec.get("envFrom") or []
+    click.echo("    Environment:" + ("" if env else "        <none>"))
+    for var in env:
+        click.echo(f"      {var['name']}:  {_env_value(var)}")
+    if sources:
+        click.echo("    Environment Variables from:")
+    for source in sources:
+        kind = "ConfigMap" if "configMapRef" in source else "Secret"
+        ref = source.get("configMapRef") or source.get("secretRef") or {}
+        prefix = f" with prefix '{source['prefix']}'" if source.get("prefix") else ""
+        click.echo(f"      {ref['name']}  {kind}{prefix}  Optional: {str(bool(ref.get('optional'))).lower()}")
+
+
+def _env_value(var: dict[str, Any]) -> str:
+    source = var.get("valueFrom")
+    if not source:
+        return str(var.get("value", "")).replace("\n", "\\n")
+    if "fieldRef" in source:
+        return f" ({source['fieldRef'].get('apiVersion', 'v1')}:{source['fieldRef']['fieldPath']})"
+    if "resourceFieldRef" in source:
+        return f" ({source['resourceFieldRef']['resource']})"
+    for key, word in (("configMapKeyRef", "config map"), ("secretKeyRef", "secret")):
+        if key in source:
+            ref = source[key]
+            where = "of" if key == "configMapKeyRef" else "in"
+            return (f"<set to the key '{ref['key']}' {where} {word} '{ref['name']}'>  "
+                    f"Optional: {str(bool(ref.get('optional'))).lower()}")
+    return "<unknown source>"
 
 
 def _events(state: State, obj: Obj) -> None:
