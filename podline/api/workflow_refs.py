@@ -153,6 +153,8 @@ def _walk(value: Any, path: str, parent: str = "") -> list[tuple[str, str]]:
 
 
 def _check_text(text: str, path: str, scope: Scope) -> None:
+    if "{{" in _REFERENCE.sub("", text):  # Argo's fasttemplate refuses it too: "cannot find end tag"
+        raise InvalidObject(path, f"{quoted(text)}: a '{{{{' has no closing '}}}}'")
     for tag in references(text):
         if tag.startswith("="):
             try:

@@ -91,10 +91,12 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
      "spec.templates[0].container.args[0]", "{{inputs.nosuch}}: Argo has no variable 'inputs.nosuch'"),
     (workflow(template="    container: {image: busybox, args: ['{{pod.nosuch}}']}\n"),
      "spec.templates[0].container.args[0]", "{{pod.nosuch}}: Argo has no variable 'pod.nosuch'"),
+    (workflow(template="    container: {image: busybox, args: ['echo {{workflow.name} {{x']}\n"),
+     "spec.templates[0].container.args[0]", "'echo {{workflow.name} {{x': a '{{' has no closing '}}'"),
 ], ids=["input-parameter", "input-artifact", "workflow-parameter", "unknown-step", "same-group", "later-group",
         "undeclared-output", "item-without-loop-step", "item-without-loop-task", "unknown-task", "not-a-dependency",
         "status-of-not-a-dependency", "steps-in-a-container", "inline-reads-caller-input", "step-output-exit-code",
-        "task-field", "workflow-variable", "inputs-variable", "pod-variable"])
+        "task-field", "workflow-variable", "inputs-variable", "pod-variable", "unclosed"])
 def test_a_placeholder_naming_nothing_in_scope_is_refused(store: Store, text: str, path: str, problem: str) -> None:
     refused(store, text, "Workflow/w", path, problem)
 
