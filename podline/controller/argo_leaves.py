@@ -88,7 +88,10 @@ class LeafWalker:
             return False, None
         if limit is not None and tried > limit:
             return False, "No more retries left"
-        return "expression" not in strategy or self._retry_wanted(strategy["expression"], last, tried), None
+        if "expression" not in strategy:
+            return True, None
+        wanted = self._retry_wanted(strategy["expression"], last, tried)
+        return wanted is True, None if wanted is not False else "retryStrategy.expression evaluated to false"
 
     def _past_max_duration(self, strategy: dict[str, Any], attempts: list[dict[str, Any]]) -> bool:
         """backoff.maxDuration: no retry once it has passed since the first attempt started (as Argo)."""
@@ -96,9 +99,9 @@ class LeafWalker:
         return bool(max_duration and attempts) and \
             self.now > parse_rfc3339(attempts[0]["startedAt"]) + ex.parse_duration(max_duration)
 
-    def _retry_wanted(self, expression: str, last: dict[str, Any], tried: int) -> bool:
+    def _retry_wanted(self, expression: str, last: dict[str, Any], tried: int) -> bool | None:
         """retryStrategy.expression over Argo's `lastRetry` (exitCode, status, duration, message): true to retry.
-        One that cannot be computed retries nothing, and says so on the attempt."""
+        One that cannot be computed (None) retries nothing, and says so on the attempt."""
         ended = parse_rfc3339(last.get("finishedAt", last["startedAt"]))
         scope = {"lastRetry.exitCode": str(last.get("outputs", {}).get("exitCode", "-1")),
                  "lastRetry.status": last["phase"], "lastRetry.message": last.get("message", ""),
@@ -108,7 +111,7 @@ class LeafWalker:
             wanted = exprlang.evaluate(expression, scope)
         except (ex.ExpressionError, exprlang.Unresolved) as exc:
             last["message"] = f"{last.get('message', '')} (retryStrategy.expression: {exc})".strip()
-            return False
+            return None
         return wanted is True
 
     def _backoff_over(self, strategy: dict[str, Any], last: dict[str, Any], tried: int) -> bool:

@@ -160,6 +160,7 @@ spec:
     attempts = [wf["status"]["nodes"][c] for c in flaky["children"]]
     assert [a["outputs"]["exitCode"] for a in attempts] == ["3", "3", "4"]  # 3 and 3 retried; 4 not, despite limit 10
     assert marker.read_text().strip() == "3"
+    assert (flaky["phase"], flaky["message"]) == ("Failed", "retryStrategy.expression evaluated to false")  # Argo's
 
 
 def test_a_retry_expression_alone_retries_errors_too_and_sees_retries(cli: Cli) -> None:
