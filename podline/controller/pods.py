@@ -145,10 +145,16 @@ def _mark_lost(obj: Obj, status: dict[str, Any] | None, detail: str, reason: str
     _unknown_containers(obj.manifest["spec"], status, now)
     message = "the pod runner died before the pod finished" + (f": {detail}" if detail else "")
     status.update(phase="Failed", reason=reason, message=message)
-    if reason in DISRUPTIONS:  # as Kubernetes marks a pod its node or the scheduler took away (podFailurePolicy)
+    return _disrupted(status, now)
+
+
+def _disrupted(status: dict[str, Any], now: str) -> dict[str, Any]:
+    """A pod its node or the scheduler took away carries DisruptionTarget, as Kubernetes marks it (a
+    podFailurePolicy may ignore it), whether its runner died with the node or lived to write its last word."""
+    if status.get("reason") in DISRUPTIONS:
         status["conditions"] = [c for c in status.get("conditions", []) if c.get("type") != "DisruptionTarget"] + [
-            {"type": "DisruptionTarget", "status": "True", "reason": DISRUPTIONS[reason], "message": message,
-             "lastTransitionTime": now}]
+            {"type": "DisruptionTarget", "status": "True", "reason": DISRUPTIONS[status["reason"]],
+             "message": status.get("message", ""), "lastTransitionTime": now}]
     return status
 
 
@@ -211,6 +217,9 @@ def _observe(ctx: Ctx, obj: Obj) -> None:
     if seen.status is not None and seen.status != obj.status:
         _container_events(ctx, obj, seen.status)
         obj.status = seen.status
+        if seen.state == "finished" and seen.status.get("reason") in DISRUPTIONS:  # Slurm's verdict (NODE_FAIL, …)
+            obj.status = _disrupted(json.loads(json.dumps(seen.status)), rfc3339())
+            ctx.event(obj, obj.status["reason"], obj.status.get("message", ""), "Warning")
         if seen.node:
             obj.internal["node"] = seen.node
     if seen.state == "finished" and obj.status.get("phase") not in TERMINAL:

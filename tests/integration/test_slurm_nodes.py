@@ -301,9 +301,18 @@ spec:
     assert attempts[1]["outputs"]["result"] != f"done on {lost}"
 
 
-def test_a_pod_lost_with_its_node_is_ignored_by_a_pod_failure_policy(multi: Cli, tmp_path: Path) -> None:
+def mark_down(node: str) -> None:
+    """An admin's (or a health check's) `scontrol update state=down` alone: Slurm ends the job NODE_FAIL and
+    signals it, and the runner, alive, writes its last word ("Terminated")."""
+    subprocess.run(["scontrol", "update", f"nodename={node}", "state=down", "reason=podline test: marked down"],
+                   check=True)
+
+
+@pytest.mark.parametrize("lose", [lose, mark_down], ids=["killed", "marked-down"])
+def test_a_pod_lost_with_its_node_is_ignored_by_a_pod_failure_policy(multi: Cli, tmp_path: Path, lose) -> None:
     """Kubernetes' way to keep disruptions from using up backoffLimit: the lost pod gets the DisruptionTarget
-    condition, the Ignore rule matches it, and the Job (backoffLimit 0) completes with its replacement."""
+    condition, the Ignore rule matches it, and the Job (backoffLimit 0) completes with its replacement; also when
+    its runner outlived the node's loss to write its own last word (helper-82: the Job failed)."""
     gate = tmp_path / "gate"
     multi.apply(f"""
 apiVersion: batch/v1
@@ -330,3 +339,4 @@ spec:
     lost = multi.json("pod", pod["metadata"]["name"])["status"]
     assert lost["reason"] == "NodeLost" and {"type": "DisruptionTarget", "status": "True"}.items() <= next(
         c for c in lost["conditions"] if c["type"] == "DisruptionTarget").items(), lost
+    assert "NodeLost" in multi("describe", "pod", pod["metadata"]["name"]).stdout.split("Events:")[1]
