@@ -85,8 +85,9 @@ def image_env(config: ImageConfig | None) -> dict[str, str]:
 
 
 def slurm_env(host_env: Mapping[str, str]) -> dict[str, str]:
-    """Inside an allocation a container still sees Slurm's own variables (MPI launchers need them)."""
-    return {k: v for k, v in host_env.items() if k.startswith("SLURM_")}
+    """Inside an allocation a container still sees Slurm's own variables (MPI launchers need them), and the
+    node's name as slurmd gives it (SLURMD_NODENAME: job scripts use it)."""
+    return {k: v for k, v in host_env.items() if k.startswith(("SLURM_", "SLURMD_"))}
 
 
 def container_environment(request: Request) -> dict[str, str]:

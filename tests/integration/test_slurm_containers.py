@@ -4,6 +4,7 @@ registry once per node however many array tasks need it."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +40,10 @@ def hpc_bwrap(cli: Cli, tmp_path: Path) -> Iterator[Cli]:
     cancel_leftovers(shared)
 
 
+def slurm_nodes() -> set[str]:
+    return set(subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True).stdout.split())
+
+
 def test_pipeline_steps_run_in_containers_on_slurm_with_one_pull_per_node(hpc_bwrap: Cli, registry: str,
                                                                            tmp_path: Path) -> None:
     out = tmp_path / "out"
@@ -52,16 +57,18 @@ spec:
   steps:
   - name: make
     image: "{registry}"
-    command: [sh, -c, 'cat /etc/made-by > data; echo "task $SLURM_ARRAY_TASK_ID" >> data']
+    command: [sh, -c, 'cat /etc/made-by > data; echo "task $SLURM_ARRAY_TASK_ID" >> data;
+                       echo "node ${{SLURMD_NODENAME:-unset}}" > node']
   - name: finish
     image: "{registry}"
     dependsOn: [make]
-    command: [sh, -c, 'mkdir -p result && cat data > result/who && ls / > result/root']
+    command: [sh, -c, 'mkdir -p result && cat data > result/who && ls / > result/root && cp node result/']
 """)
     assert hpc_bwrap.wait("pipeline/boxed", "phase=Succeeded", timeout=180).returncode == 0
     for i in range(3):
         assert (out / str(i) / "who").read_text() == f"podline test image\ntask {i}\n"
         assert "workspace" in (out / str(i) / "root").read_text().split()  # the image's root, not the host's
+        assert (out / str(i) / "node").read_text().split()[1] in slurm_nodes()  # as a job script sees it
     shards = hpc_bwrap.json("pipeline", "boxed")["status"]["shards"]
     pulled = [s["images"][0]["pulled"] for s in shards]
     assert sorted(pulled) == [False, False, True], f"one pull for the node, the other tasks use its cache: {shards}"

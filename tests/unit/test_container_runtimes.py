@@ -41,9 +41,10 @@ def test_nothing_to_run_is_a_start_error() -> None:
 def test_environment_order_image_then_slurm_then_manifest(tmp_path: Path) -> None:
     prepared = PreparedImage("reg/x:1", "sha256:" + "0" * 64, tmp_path, IMAGE, False, 0.0)
     request = Request(container(env={"B": "manifest"}), POD, (), tmp_path, prepared,
-                      host_env={"SLURM_JOB_ID": "7", "A": "host-not-passed", "SECRET": "no"})
+                      host_env={"SLURM_JOB_ID": "7", "SLURMD_NODENAME": "n1", "A": "host-not-passed", "SECRET": "no"})
     env = container_environment(request)
-    assert env == {"PATH": "/opt/bin:/bin", "A": "image", "B": "manifest", "HOSTNAME": "p", "SLURM_JOB_ID": "7"}
+    assert env == {"PATH": "/opt/bin:/bin", "A": "image", "B": "manifest", "HOSTNAME": "p", "SLURM_JOB_ID": "7",
+                   "SLURMD_NODENAME": "n1"}
 
 
 # --- bwrap -----------------------------------------------------------------------------------------------
