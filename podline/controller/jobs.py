@@ -62,7 +62,8 @@ def pod_manifest(job: Obj, index: int | None, template_json: str | None = None) 
     """The pod for one index (or a NonIndexed pod); pass `template_json` when making many."""
     template = json.loads(template_json or json.dumps(job.manifest["spec"]["template"]))  # a fast deep copy
     meta = template.get("metadata", {})
-    labels = {**meta.get("labels", {}), "job-name": job.name, "controller-uid": job.uid}
+    labels = {**meta.get("labels", {}), "job-name": job.name, "controller-uid": job.uid,  # the legacy names, and
+              "batch.kubernetes.io/job-name": job.name, "batch.kubernetes.io/controller-uid": job.uid}  # ≥ 1.27's
     annotations = dict(meta.get("annotations", {}))
     spec = template["spec"]
     if index is None:

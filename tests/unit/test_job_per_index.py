@@ -89,6 +89,10 @@ def test_an_index_fails_past_its_own_limit_and_others_keep_theirs(tmp_path: Path
     assert job.internal["indexFailures"] == {"1": [2, ctx.now, 0], "2": [1, 1000.0, 0]}
     _, pod = jobs.pod_manifest(job, 2)
     assert pod["metadata"]["annotations"][job_failures.FAILURE_COUNT_KEY] == "1"
+    labels = pod["metadata"]["labels"]  # Kubernetes >= 1.27 sets both names of each (`-l` finds either)
+    assert labels["job-name"] == labels["batch.kubernetes.io/job-name"] == job.name
+    assert labels["controller-uid"] == labels["batch.kubernetes.io/controller-uid"] == job.uid
+    assert labels["batch.kubernetes.io/job-completion-index"] == "2"
     assert job_failures.IGNORED_COUNT_KEY not in pod["metadata"]["annotations"]
 
 
