@@ -251,7 +251,8 @@ def plan_volume(volume: Volume, pod: Pod, uid: str, lookup: Lookup, shared: str 
     if volume.empty_dir is not None:
         limit = volume.empty_dir.size_limit
         return {"name": volume.name, "type": "emptyDir", "medium": volume.empty_dir.medium,
-                "sizeLimit": memory_bytes(limit) if limit is not None else None}
+                "sizeLimit": memory_bytes(limit) if limit is not None else None,
+                "sizeLimitAsWritten": str(limit) if limit is not None else None}  # for kubelet's eviction words
     if volume.host_path is not None:
         return {"name": volume.name, "type": "hostPath", "path": volume.host_path.path,
                 "hostPathType": volume.host_path.type}

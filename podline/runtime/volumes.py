@@ -126,7 +126,8 @@ class Volumes:
             if spec["type"] == "emptyDir" and limit and name in self.paths:
                 used = tree_size(self.paths[name])
                 if used > limit:
-                    return f'Usage of EmptyDir volume "{name}" exceeds the limit "{limit}" bytes (used {used}).'
+                    written = spec.get("sizeLimitAsWritten") or limit
+                    return f'Usage of EmptyDir volume "{name}" exceeds the limit "{written}". (used {used} bytes)'
         return None
 
     def has_limits(self) -> bool:

@@ -355,6 +355,7 @@ def test_emptydir_size_limit_evicts(cli: Cli) -> None:
     assert cli.wait("pod/hog", "phase=Failed").returncode == 0
     status = cli.json("pod", "hog")["status"]
     assert status["reason"] == "Evicted" and "scratch" in status["message"]
+    assert status["message"].startswith('Usage of EmptyDir volume "scratch" exceeds the limit "1Mi".')  # kubelet's
 
 
 def test_resource_requests_queue_pods_when_the_machine_is_full(cli: Cli) -> None:
