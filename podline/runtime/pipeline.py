@@ -11,7 +11,8 @@ a retry, which rewinds the workspace; when only L1 is due they go on (a branch o
 behind a long sibling for a checkpoint nobody asked to keep), and L1 is taken at the next quiescent point.
 
 A failed step (restartPolicy OnFailure, within the retry budget) is retried after the workspace is put
-back to the newest checkpoint. The workspace's sizeLimit is checked every second while steps run and again
+back to the newest checkpoint, when that loses no finished step's work; else in place (runtime.pipeline_retries).
+The workspace's sizeLimit is checked every second while steps run and again
 as each step ends (a step that fills it within a second fails itself, before it counts as done). The plan
 file is re-read while steps run (at most a second late) and before each step starts, so an `apply` of a
 changed spec reaches every step not running at that moment, including one waiting for its retry (each
@@ -42,13 +43,14 @@ from podline.runtime.shard_rules import (
     schedule_failure,
     stage_in_failure,
 )
+from podline.runtime.shard_start import ShardStart
 from podline.runtime.staging import StagingError
 from podline.runtime.step_specs import StepSpecs, retries_for
 from podline.runtime.volumes import shm_root
 from podline.runtime.workspace import GivenUp, OutputNotFound, Workspace
 
 
-class PipelineRunner(StepRetries):
+class PipelineRunner(ShardStart, StepRetries):
     def __init__(self, plan: dict[str, Any], rundir: Path, index: int | None, plan_path: Path) -> None:
         self.plan, self.rundir, self.plan_path = plan, rundir, plan_path
         self.shard = index if index is not None else int(plan.get("shard") or 0)
@@ -69,6 +71,7 @@ class PipelineRunner(StepRetries):
         self.cores = allocation_cores()
         self.retries_left = retries_for(plan, self.shard)  # what earlier attempts left of backoffLimit
         self.granted: list[str] = []  # steps whose retry was granted and has not started yet
+        self.retry_at: dict[str, float] = {}  # those retried in place: when their back-off ends
         self.began_at = time.time()  # when the steps began: activeDeadlineSeconds counts from there
         self.stopping = threading.Event()
         self.changed = threading.Event()
@@ -144,13 +147,14 @@ class PipelineRunner(StepRetries):
     def _ready(self) -> list[str]:
         if self.plan.get("held"):
             return []
-        finished = set(self.done)
+        finished, now = set(self.done), time.monotonic()
         return [n for n in self.order if n not in finished and n not in self.running
-                and all(d in finished for d in self.specs[n]["dependsOn"])]
+                and self.retry_at.get(n, now) <= now and all(d in finished for d in self.specs[n]["dependsOn"])]
 
     def _start(self, name: str) -> None:
         if name in self.granted:
             self.granted.remove(name)  # its retry runs
+            self.retry_at.pop(name, None)
         self._reload_plan()
         spec = self.step_specs.starting(name)
         step = self.steps[name]
@@ -253,51 +257,13 @@ class PipelineRunner(StepRetries):
         if (self.retries_left <= 0 or final_failure(reason, message)) and reason != "GivenUp":
             self.workspace.release_ram()
 
-    def _prepare_images(self) -> bool:
-        """Every step's image before anything runs or is staged: a bad image fails the shard at once."""
-        try:
-            self.engine.make_shm()
-            self.engine.prepare(self.specs.values(), self.stopping, self._image_back_off)
-            step_records.images_pulled(self.steps.values())
-        except ImagePullFailed as exc:
-            self.engine.remove_shm()
-            self.phase = "Failed"
-            self.stop_reason = self.stop_reason or (exc.reason, f"step {exc.container}: {exc}")
-            step_records.failed(self.steps[exc.container], exc.reason, str(exc), ended=False)
-            self.write_status(finished=True)
-            return False
-        finally:
-            if self.engine.images:
-                self.status["timings"]["image"] = round(self.engine.prepare_seconds, 3)
-        return True
-
-    def _image_back_off(self, step: str, message: str) -> None:
-        step_records.image_back_off(self.steps[step], message)
-        self.write_status()
-
-    def _resume_or_stage_in(self) -> None:
-        began = time.monotonic()
-        snap, level = self.workspace.restore()
-        if snap is not None:
-            self.status.update(restoredFrom=level, restoredSeq=snap.seq)
-            for name in snap.steps:
-                if name in self.steps:
-                    self.steps[name].update(phase="Succeeded", restoredFrom=level)
-                    self.done.append(name)
-            self.status["timings"]["restore"] = round(time.monotonic() - began, 3)
-            return
-        staged = self.workspace.stage_in(self.plan["inputs"], self.shards)
-        self.status["staging"] = staged.to_json()
-        self.status["stageInBytes"] = staged.bytesCopied + staged.bytesReused
-        self.status["timings"]["stageIn"] = round(time.monotonic() - began, 3)
-
     def _schedule(self) -> None:
         self.began_at = time.time()
         checkpoint_due, retry_due, major = False, False, False
         while not self.stopping.is_set():
             if not self.running and (checkpoint_due or retry_due):
-                # A step that failed while others ran left its leftovers among their results: no checkpoint of
-                # that mix; the rewind goes back to the last one, and what finished since runs again.
+                # (a rewind is due only when it loses no finished step: pipeline_retries; a step retried in
+                # place may leave its leftovers in the next checkpoint, as it starts again over them anyway)
                 if checkpoint_due and not retry_due:
                     self._checkpoint(major)
                 if retry_due:
@@ -311,12 +277,15 @@ class PipelineRunner(StepRetries):
                         break
                     self._start(name)
                 self.write_status()
-            if not self.running and not self.plan.get("held"):
+            if not self.running and not self.retry_at and not self.plan.get("held"):
                 break
             self.changed.wait(self._timeout())
             self.changed.clear()
             self._reload_plan()  # a new backoffLimit counts for the step that just failed
+            if self.retry_at and self._limit_lowered():
+                break
             checkpoint, retry, major_step = self._settle_ended()
+            retry = retry and self._rewind_due()
             checkpoint_due, retry_due, major = checkpoint_due or checkpoint, retry_due or retry, major or major_step
             if (checkpoint or retry) and self._publish_now(retry_due, major):
                 self.write_status()
@@ -374,10 +343,9 @@ class PipelineRunner(StepRetries):
 
     def _timeout(self) -> float:
         """Wake at least every CHECK_INTERVAL (sizeLimit, a plan changed by `apply`) and at the deadline."""
+        wake = min([CHECK_INTERVAL] + [at - time.monotonic() for at in self.retry_at.values()])
         deadline_at = self._deadline_at()
-        if deadline_at is None:
-            return CHECK_INTERVAL
-        return max(0.0, min(CHECK_INTERVAL, deadline_at - time.time()))
+        return max(0.0, wake if deadline_at is None else min(wake, deadline_at - time.time()))
 
     def _enforce_limits(self) -> None:
         deadline_at = self._deadline_at()

@@ -54,13 +54,14 @@ def images_pulled(steps: Iterable[Record]) -> None:
             step.pop("message", None)
 
 
-def waiting_for_retry(step: Record, level: str | None, delay: float) -> None:
+def waiting_for_retry(step: Record, level: str | None, delay: float, in_place: bool = False) -> None:
     """A failed step in the back-off before its retry (as a container in CrashLoopBackOff), the workspace put
-    back to checkpoint `level`; how it failed is kept for `retry_cancelled`."""
+    back to checkpoint `level`, or left as it is (`in_place`); how it failed is kept for `retry_cancelled`."""
     why = step.get("message") or step.get("reason") or "failed"
     step["lastFailure"] = {"reason": step.get("reason", "Error"), "message": why}
+    where = " in place (a rewind would lose a finished sibling's work)" if in_place else ""
     step.update(phase="Pending", restoredFrom=level, reason="BackOff",
-                message=f"back-off {delay:g}s restarting failed step ({why})")
+                message=f"back-off {delay:g}s restarting failed step{where} ({why})")
 
 
 def retry_cancelled(step: Record, why: tuple[str, str] | None) -> None:

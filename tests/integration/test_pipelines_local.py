@@ -338,22 +338,25 @@ def siblings(name: str, tmp_path: Path, backoff: int, join_first: str = "") -> s
 """, f"  restartPolicy: OnFailure\n  backoffLimit: {backoff}\n")
 
 
-def test_a_step_failing_beside_another_is_retried_without_its_leftovers(cli: Cli, tmp_path: Path) -> None:
+def test_a_step_failing_beside_a_running_sibling_is_retried_in_place_and_the_sibling_never_reruns(
+        cli: Cli, tmp_path: Path) -> None:
     """`flaky` fails once, after appending to `a` and writing `junk`, while `slow` (its sibling) still runs.
-    The workspace then holds `slow`'s result and `flaky`'s leftovers together: it is not checkpointed; the
-    retry starts from the checkpoint after `a`, and `slow` runs again. The result is an uninterrupted run's."""
+    No checkpoint holds both `slow`'s coming result and nothing of `flaky`'s leftovers, and a finished step is
+    never run again (SPEC): `flaky` is retried in place after its back-off, over what it left (as kubelet
+    restarts a container over its emptyDir), while `slow` goes on; `slow` runs once (helper-83: it ran twice)."""
     out = tmp_path / "out"
     cli.apply(siblings("siblings", tmp_path, 2))
     assert cli.wait("pipeline/siblings", "phase=Succeeded").returncode == 0
-    assert (out / "files").read_text() == "a\nf\nresult\ns\n"
-    assert (out / "all").read_text() == "a\ns\nf\n"
+    assert (out / "files").read_text() == "a\nf\njunk\nresult\ns\n"
+    assert (out / "all").read_text() == "a\npartial\ns\nf\n"  # its first attempt's append stays, in place
     steps = steps_of(cli, "siblings")
-    assert [steps[n]["attempts"] for n in ("a", "slow", "flaky", "join")] == [1, 2, 2, 1]
+    assert [steps[n]["attempts"] for n in ("a", "slow", "flaky", "join")] == [1, 1, 2, 1]
+    assert steps["flaky"]["restoredFrom"] is None
 
 
-def test_a_sibling_run_again_after_a_rewind_is_no_failure(cli: Cli, tmp_path: Path) -> None:
+def test_a_step_retry_and_a_lost_runner_are_two_failures(cli: Cli, tmp_path: Path) -> None:
     """backoffLimit 2: one step retry (`flaky`), then the runner is lost during `join`: two failures, so the
-    shard resumes; `slow`'s second run was no failure of its own (it used to count, exceeding the limit)."""
+    shard resumes (a sibling's run never counted as a failure of its own)."""
     hang = tmp_path / "join-hung"
     cli.apply(siblings("counted", tmp_path, 2, f"if [ ! -e {hang} ]; then echo $$$$ > {hang}; sleep 120; fi; "))
     wait_for(lambda: hang.exists() and hang.read_text().strip())
@@ -362,5 +365,5 @@ def test_a_sibling_run_again_after_a_rewind_is_no_failure(cli: Cli, tmp_path: Pa
     kill_session(runner)
     wait_for(lambda: gone(runner))
     assert cli.wait("pipeline/counted", "phase=Succeeded").returncode == 0
-    assert (tmp_path / "out" / "all").read_text() == "a\ns\nf\n"
+    assert (tmp_path / "out" / "all").read_text() == "a\npartial\ns\nf\n"
     assert cli.json("pipeline", "counted")["status"]["shards"][0]["failures"] == 2
