@@ -24,7 +24,7 @@ WAIT_PHASES: dict[str, tuple[str, ...]] = {
 WAIT_CONDITIONS: dict[str, tuple[str, ...]] = {
     "Pod": ("PodScheduled", "Initialized", "ContainersReady", "Ready", "DisruptionTarget"),
     "Job": ("Complete", "Failed", "Suspended", "SuccessCriteriaMet", "FailureTarget"),
-    "Pipeline": (),
+    "Pipeline": ("Complete", "Failed"),
     "Workflow": ("PodRunning", "Completed"),
 }
 

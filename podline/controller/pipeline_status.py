@@ -99,9 +99,24 @@ def summarize(ctx: Ctx, obj: Obj) -> None:
     status.setdefault("startTime", rfc3339(ctx.now))
     if phase not in ("Succeeded", "Failed"):
         status.pop("completionTime", None)  # scaled up after it had finished
+        status.pop("conditions", None)
     elif "completionTime" not in status:
         status["completionTime"] = rfc3339(ctx.now)
+    if phase in ("Succeeded", "Failed"):
+        status["conditions"] = [_final_condition(phase, views, status["completionTime"])]
     obj.status = status
+
+
+def _final_condition(phase: str, views: list[dict[str, Any]], at: str) -> dict[str, Any]:
+    """Complete or Failed, as an Indexed Job's final condition (`wait --for=condition=Complete|Failed`)."""
+    if phase == "Succeeded":
+        reason, message = "CompletionsReached", "Reached expected number of succeeded shards"
+    else:
+        failed = next(v for v in views if v["phase"] == "Failed")
+        reason = failed.get("reason") or "BackoffLimitExceeded"
+        message = f"shard {failed['index']}: {failed.get('message') or 'failed'}"
+    return {"type": "Complete" if phase == "Succeeded" else "Failed", "status": "True", "reason": reason,
+            "message": message, "lastProbeTime": at, "lastTransitionTime": at}
 
 
 def usage(obj: Obj) -> dict[str, int]:

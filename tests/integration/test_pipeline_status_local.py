@@ -29,3 +29,19 @@ def test_a_step_retry_counts_in_the_shards_failures_as_it_happens(cli: Cli, tmp_
     assert cli.wait("pipeline/retry", "phase=Succeeded").returncode == 0
     assert cli.json("pipeline", "retry")["status"]["shards"][0]["failures"] == 1  # the budget it used
     assert (tmp_path / "out" / "r").read_text() == "ok\n"
+
+
+def test_a_pipeline_ends_with_an_indexed_jobs_final_condition(cli: Cli, tmp_path: Path) -> None:
+    """SPEC's `wait --for=condition=Complete|Failed` reaches a Pipeline too: Complete when every shard succeeded,
+    Failed (with the failed shard's reason) when one failed for good; the other one can no longer be reached."""
+    cli.apply(pipeline("fine", tmp_path / "out", "  - {name: s, image: busybox, command: [sh, -c, 'mkdir result']}\n"))
+    assert cli.wait("pipeline/fine", "condition=Complete").returncode == 0
+    [complete] = cli.json("pipeline", "fine")["status"]["conditions"]
+    assert (complete["type"], complete["status"], complete["reason"]) == ("Complete", "True", "CompletionsReached")
+    cli.apply(pipeline("broken", tmp_path / "out2", "  - {name: s, image: busybox, command: [sh, -c, 'exit 3']}\n",
+                       extra="  backoffLimit: 0\n"))
+    assert cli.wait("pipeline/broken", "condition=Failed").returncode == 0
+    [failed] = cli.json("pipeline", "broken")["status"]["conditions"]
+    assert (failed["type"], failed["reason"]) == ("Failed", "BackoffLimitExceeded") and "shard 0" in failed["message"]
+    late = cli.wait("pipeline/broken", "condition=Complete", timeout=5)
+    assert late.returncode == 1 and "can no longer reach" in late.stderr, late.stderr
