@@ -175,6 +175,11 @@ def test_step_logs_as_a_containers_follow_returns_with_the_step_tail_and_not_yet
     assert refused.returncode == 2 and "holds all its attempts" in refused.stderr
     gate.touch()
     assert cli.wait("pipeline/follow", "phase=Succeeded").returncode == 0
+    cli.apply(pipeline("never", "  - {name: a, image: busybox, command: [sh, -c, 'exit 3']}\n"
+                       "  - {name: c, image: busybox, dependsOn: [a], command: [sh, -c, 'echo c']}\n",
+                       "  backoffLimit: 0\n"))
+    unrun = cli("logs", "-f", "pipeline/never", "-c", "c", check=False, timeout=30)  # returns once it cannot run
+    assert unrun.returncode == 1 and 'step "c" of pipeline never (shard 0) has not run' in unrun.stderr  # helper-83
 
 
 def test_a_lowered_backoff_limit_reaches_a_running_shard(cli: Cli, tmp_path: Path) -> None:
