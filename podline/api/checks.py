@@ -125,13 +125,13 @@ def check_pipeline(obj: Pipeline) -> None:
         _check_resources(step, where, extended_needs_limit=False)
         if not step.image and not step.command and not step.args:  # as a Pod's container (check_object)
             raise InvalidObject(f"{where}.image", MISSING_IMAGE)
-        if step.volume_mounts or step.env_from:
-            field = "volumeMounts" if step.volume_mounts else "envFrom"
-            raise InvalidObject(f"{where}.{field}", "not supported in a Pipeline step (steps share the workspace)")
+        if step.volume_mounts:
+            raise InvalidObject(f"{where}.volumeMounts", "not supported in a Pipeline step (steps share the workspace)")
     for i, step in enumerate(steps):
         for j, dep in enumerate(step.depends_on):
-            if dep not in names or dep == step.name:
-                problem = "a step cannot depend on itself" if dep == step.name else f"unknown step {dep!r}"
+            if dep not in names or dep == step.name or dep in step.depends_on[:j]:
+                problem = "a step cannot depend on itself" if dep == step.name else f"unknown step {dep!r}" \
+                    if dep not in names else f"step {dep!r} is named twice"
                 raise InvalidObject(f"spec.steps[{i}].dependsOn[{j}]", problem)
     try:
         topological_order(steps)

@@ -42,6 +42,10 @@ def render(state: State, files: tuple[str, ...], target: str) -> None:
                 if item.obj.spec.inputs or item.obj.spec.outputs:
                     click.echo(f"warning: {item.describe()}: inputs and outputs are not rendered (in Kubernetes, "
                                "mount the data as volumes)", err=True)
+                for i, step in enumerate(item.obj.spec.steps):
+                    if not step.image:  # podline runs it on the host; Kubernetes needs an image
+                        click.echo(f"warning: {item.describe()}: spec.steps[{i}] ({step.name}) names no image: "
+                                   "rendered with busybox, which may lack what it runs on the host here", err=True)
                 docs.append(pipeline_job(item.obj.dump()))
             else:
                 docs.append(_as_written(item))

@@ -40,7 +40,7 @@ def _container(step: Step, shards: int) -> dict[str, Any]:
            {"name": "PODLINE_SHARD",
             "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{INDEX_ANNOTATION}']"}}}]
     container: dict[str, Any] = {"name": step.name, "image": step.image or "busybox"}
-    for key in ("imagePullPolicy", "command", "args"):
+    for key in ("imagePullPolicy", "command", "args", "envFrom", "terminationMessagePath", "terminationMessagePolicy"):
         if own.get(key):
             container[key] = own[key]
     container["env"] = env + own.get("env", [])

@@ -296,6 +296,21 @@ def test_independent_steps_run_at_the_same_time(cli: Cli, tmp_path: Path) -> Non
     assert steps["d"]["startedAt"] >= max(steps["b"]["finishedAt"], steps["c"]["finishedAt"])
 
 
+def test_a_step_takes_its_environment_from_config_maps_and_secrets_as_a_container_does(
+        cli: Cli, tmp_path: Path) -> None:
+    """envFrom in a step (helper-83: refused with a wrong reason, though a step's env valueFrom worked)."""
+    cli.apply("{apiVersion: v1, kind: ConfigMap, metadata: {name: settings}, data: {MODE: 'fast; $(rm)', N: '3'}}")
+    cli.apply("{apiVersion: v1, kind: Secret, metadata: {name: creds}, stringData: {TOKEN: s3cr3t}}")
+    cli.apply(pipeline("fromenv", tmp_path / "out", """
+  - name: say
+    image: busybox
+    envFrom: [{configMapRef: {name: settings}, prefix: CFG_}, {secretRef: {name: creds}}]
+    command: [sh, -c, 'mkdir result; echo "$CFG_MODE|$CFG_N|$TOKEN" > result/env']
+"""))
+    assert cli.wait("pipeline/fromenv", "phase=Succeeded").returncode == 0
+    assert (tmp_path / "out" / "env").read_text() == "fast; $(rm)|3|s3cr3t\n"
+
+
 def test_a_pipeline_waiting_for_a_config_map_holds_no_capacity(cli: Cli, tmp_path: Path) -> None:
     """`blocked` would take the whole machine but names a ConfigMap not there yet: it waits without holding
     the cores, so `free` runs meanwhile; then the ConfigMap comes and `blocked` runs too."""

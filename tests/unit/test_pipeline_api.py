@@ -346,6 +346,9 @@ CASES = [
     case("self-dependency", pipeline(step_list=steps("{name: a, command: [x]}",
                                                     "{name: b, command: [x], dependsOn: [a, b]}")),
          "spec.steps[1].dependsOn[1]", "a step cannot depend on itself"),
+    case("depends-on-a-step-twice", pipeline(step_list=steps("{name: a, command: [x]}",
+                                                            "{name: b, command: [x], dependsOn: [a, a]}")),
+         "spec.steps[1].dependsOn[1]", "step 'a' is named twice"),
     case("only-step-depends-on-itself", pipeline(step_list=steps("{name: a, command: [x], dependsOn: [a]}")),
          "spec.steps[0].dependsOn[0]", "a step cannot depend on itself"),
     case("duplicate-step-name", pipeline(step_list=steps("{name: a, command: [x]}", "{name: b, command: [x]}",
@@ -444,8 +447,6 @@ CASES = [
                                                        "{name: b, command: [x], volumeMounts: "
                                                        "[{name: v, mountPath: /v}]}")),
          "spec.steps[1].volumeMounts", "not supported in a Pipeline step"),
-    case("step-env-from", pipeline(step_list=steps("{name: a, command: [x], envFrom: [{configMapRef: {name: c}}]}")),
-         "spec.steps[0].envFrom", "not supported in a Pipeline step"),
     case("step-relative-working-dir", pipeline(step_list=steps("{name: a, command: [x], workingDir: sub}")),
          "spec.steps[0].workingDir", "workingDir 'sub' must be an absolute path"),
     case("step-absurd-cpu", pipeline(step_list=steps("{name: a, command: [x], resources: {requests: {cpu: '1e9'}}}")),

@@ -129,9 +129,12 @@ def test_the_api_server_rules_catch_what_the_schema_lets_through(mutate: Any, wh
 
 def test_cli_render_kubernetes_of_a_generate_name(tmp_path: Path) -> None:
     manifest = tmp_path / "gen.yaml"
-    manifest.write_text(GENERATED)
+    manifest.write_text(GENERATED.replace("{name: a, command: [a]}", "{name: a, image: busybox, command: [a]}"))
     proc = podline(tmp_path, "render", "-f", str(manifest), "--target", "kubernetes")
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    manifest.write_text(GENERATED)  # a step with no image (podline runs it on the host): rendered with busybox, said
+    proc = podline(tmp_path, "render", "-f", str(manifest), "--target", "kubernetes")
+    assert proc.returncode == 0 and "spec.steps[0] (a) names no image: rendered with busybox" in proc.stderr
     [doc] = yaml.safe_load_all(proc.stdout)
     validate(doc)
     assert doc["metadata"]["generateName"] == "run-" and "name" not in doc["metadata"]
@@ -294,3 +297,14 @@ def test_a_ram_workspace_alone_sets_no_slurm_memory_but_adds_to_a_steps() -> Non
                                             "resources: {requests: {memory: 100Mi}}}")
     job = render(pipeline("ram", "  workspace: {medium: Memory, sizeLimit: 8Mi}\n", steps("{name: a, command: [a]}")))
     assert resources_by_step(job) == {"a": {"requests": {"memory": "8Mi"}, "limits": {}}}  # a request, no limit
+
+
+def test_a_steps_env_from_and_termination_message_settings_reach_its_container() -> None:
+    """What the step runs with here, it runs with on Kubernetes (helper-83: they were dropped)."""
+    job = render(pipeline("env", "", steps(
+        "{name: a, image: busybox, command: [a], envFrom: [{configMapRef: {name: cfg}, prefix: C_}],"
+        " terminationMessagePolicy: FallbackToLogsOnError}")))
+    pod = job["spec"]["template"]["spec"]
+    [container] = pod.get("initContainers", []) + pod["containers"]  # a one-step pipeline's step is the container
+    assert container["envFrom"] == [{"prefix": "C_", "configMapRef": {"name": "cfg", "optional": False}}]
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
