@@ -27,18 +27,31 @@ MUTABLE_SPEC = {"Job": {"parallelism", "suspend", "ttlSecondsAfterFinished", "ac
 STEP_SHAPE = ("name", "dependsOn", "checkpoint")
 
 
-def _pipeline_change_problem(old_spec: dict, new_spec: dict) -> str | None:
+def _pipeline_change_problem(old_spec: dict, new_spec: dict, phase: str | None) -> str | None:
     """A running pipeline takes new step images/commands/env/resources, more shards, a new backoffLimit or
-    deadline; its step graph, workspace, checkpoint policy and data paths stay as they started."""
-    fixed = {k for k in set(old_spec) | set(new_spec) if old_spec.get(k) != new_spec.get(k)}
-    fixed -= {"steps", "shards", "backoffLimit", "activeDeadlineSeconds"}
+    deadline; its step graph, workspace, checkpoint policy and data paths stay as they started. A finished one
+    (`phase`) runs no step again: only more shards reach it (as a finished Job's template is immutable)."""
+    changed = sorted(k for k in set(old_spec) | set(new_spec) if old_spec.get(k) != new_spec.get(k))
+    fixed = [k for k in changed if k not in ("steps", "shards", "backoffLimit", "activeDeadlineSeconds")]
     if fixed:
-        return f"field is immutable: {', '.join(sorted(fixed))} cannot change; delete the pipeline first"
-    shape = [[step.get(k) for k in STEP_SHAPE] for step in old_spec["steps"]]
-    if shape != [[step.get(k) for k in STEP_SHAPE] for step in new_spec["steps"]]:
-        return "steps: names, order, dependsOn and checkpoint marks cannot change; delete the pipeline first"
+        return f"spec.{fixed[0]}: field is immutable ({', '.join(fixed)} cannot change); delete the pipeline first"
+    late = [k for k in changed if k != "shards"]
+    if late and phase in ("Succeeded", "Failed"):
+        return f"spec.{late[0]}: the pipeline has finished ({phase}) and runs no step again; delete it and apply it " \
+               "again (more shards do run)"
+    old_steps, new_steps = old_spec["steps"], new_spec["steps"]
+    if len(old_steps) != len(new_steps):
+        return "spec.steps: steps cannot be added or removed; delete the pipeline first"
+    for i, (old, new) in enumerate(zip(old_steps, new_steps, strict=True)):
+        for key in STEP_SHAPE:
+            before, after = old.get(key), new.get(key)
+            if key == "dependsOn":  # the same graph in another order is no change
+                before, after = sorted(before or []), sorted(after or [])
+            if before != after:
+                return f"spec.steps[{i}].{key}: the step graph cannot change (was {old.get(key)!r}); delete the " \
+                       "pipeline first"
     if new_spec.get("shards", 1) < old_spec.get("shards", 1):
-        return "shards: a pipeline can gain shards, not lose them"
+        return "spec.shards: a pipeline can gain shards, not lose them"
     return None
 
 
@@ -68,9 +81,9 @@ def _reslicing_problem(store: Store, current: Obj, new_spec: dict) -> str | None
 def _immutable_problem(current: Obj, new: dict, store: Store) -> str | None:
     """Why re-applying `new` over `current` is refused ("field path: problem"), if it is."""
     if current.kind == "Pipeline":
-        problem = _pipeline_change_problem(current.manifest["spec"], new["spec"]) or \
-            _reslicing_problem(store, current, new["spec"])
-        return problem and f"spec: {problem}"
+        reslicing = _reslicing_problem(store, current, new["spec"])
+        return _pipeline_change_problem(current.manifest["spec"], new["spec"], current.status.get("phase")) or \
+            (reslicing and f"spec.{reslicing}")
     if current.kind in ("ConfigMap", "Secret"):
         return "data: field is immutable when `immutable` is set" if current.manifest.get("immutable") and \
             current.manifest != new else None
