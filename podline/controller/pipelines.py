@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from podline.api.core import Pod
+from podline.api.pipeline import Pipeline
 from podline.backends.base import Backend, SubmitError
 from podline.backends.squeue import NEVER_FITS
 from podline.controller.context import TERMINAL, Ctx, warn_if_unsure
@@ -26,7 +27,7 @@ from podline.controller.job_failures import retry_delay
 from podline.controller.pipeline_status import merge_attempt, summarize, used_budget
 from podline.controller.trash import discard
 from podline.plan.kubernetes import pipeline_array_job
-from podline.plan.pipeline import plan_pipeline
+from podline.plan.pipeline import peak_cpu_millis, plan_pipeline
 from podline.plan.pod import PlanWaiting, pod_requests
 from podline.plan.ranges import compress, expand
 from podline.runtime.files import read_json, rfc3339, write_json_atomic
@@ -47,17 +48,22 @@ def _plan(ctx: Ctx, obj: Obj, backend: Backend) -> dict[str, Any]:
     from Slurm); `retries` per shard is what its earlier attempts left of backoffLimit."""
     limit = obj.manifest["spec"].get("backoffLimit", 6)
     retries = {i: max(0, limit - rec.get("failures", 0)) for i, rec in obj.internal["shards"].items()}
-    return plan_pipeline(obj.manifest, obj.uid, ctx.lookup, generation=obj.generation,
+    plan = plan_pipeline(obj.manifest, obj.uid, ctx.lookup, generation=obj.generation,
                          dirs=ctx.dirs_for(obj), shard_dir=str(_home_dir(backend, obj) / "shards" / "{shard}"),
                          retries=retries, **ctx.runtime_for(obj))
+    if backend.admits_locally:  # the runner starts steps side by side within what the shard holds, no more
+        plan["cores"] = -(-_request(ctx, obj)["cpu"] // 1000)
+    return plan
 
 
-def _request(obj: Obj) -> dict[str, int]:
-    """What one shard occupies on this machine: its largest step (plus a RAM workspace), at least one core."""
+def _request(ctx: Ctx, obj: Obj) -> dict[str, int]:
+    """What one shard occupies on this machine: its largest step (plus a RAM workspace), or what its steps side
+    by side use (up to the machine's cores), at least one core."""
     job = pipeline_array_job(obj.manifest)
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": obj.name}, "spec": job["spec"]["template"]["spec"]}
     request = pod_requests(Pod.model_validate(pod))
-    request["cpu"] = max(1000, request["cpu"])
+    side_by_side = min(peak_cpu_millis(Pipeline.model_validate(obj.manifest).spec), ctx.capacity["cpu"])
+    request["cpu"] = max(1000, request["cpu"], side_by_side)
     return request
 
 
@@ -147,7 +153,7 @@ def _start_shards(ctx: Ctx, obj: Obj, backend: Backend) -> None:
             ctx.wake_at(rec["retryAt"])
             continue
         if backend.admits_locally:
-            request = request or _request(obj)
+            request = request or _request(ctx, obj)
             short = ctx.fits(request)
             if short:
                 rec.update(phase="Pending", reason="Unschedulable",
@@ -302,7 +308,7 @@ def _hold_new_requests(ctx: Ctx, obj: Obj) -> None:
             if rec.get("requests") and rec.get("attempt") and not rec.get("final")]
     if not live:
         return
-    request = _request(obj)
+    request = _request(ctx, obj)
     for rec in live:
         ctx.reserve({k: v - rec["requests"].get(k, 0) for k, v in request.items()})
         rec["requests"] = request

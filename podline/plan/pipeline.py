@@ -12,7 +12,7 @@ from typing import Any
 
 from podline.api.core import KeySelector, Secret
 from podline.api.dataset import Dataset
-from podline.api.pipeline import Input, Pipeline, topological_order
+from podline.api.pipeline import Input, Pipeline, PipelineSpec, topological_order
 from podline.api.quantity import cpu_millis, memory_bytes
 from podline.plan.kubernetes import WORKSPACE
 from podline.plan.pod import PLAN_VERSION, Lookup, PlanWaiting, plan_container
@@ -44,6 +44,20 @@ def secret_key(lookup: Lookup, namespace: str, ref: KeySelector) -> str:
         what = f"key {ref.key} in secret" if isinstance(found, Secret) else "secret"
         raise PlanWaiting("CreateContainerConfigError", f'couldn\'t find {what} "{ref.name}"')
     return data[ref.key].decode("utf-8", errors="replace").strip()
+
+
+def peak_cpu_millis(spec: PipelineSpec) -> int:
+    """About the most CPU a shard's steps use at once: per depth in the DAG (one more than a step's deepest
+    dependency's), the steps at that depth together, each at least a core as the runner counts them. A chain is
+    its largest step; a fork of two 1-core branches is two cores."""
+    depth: dict[str, int] = {}
+    layers: dict[int, int] = {}
+    for i in topological_order(spec.steps):
+        step = spec.steps[i]
+        depth[step.name] = 1 + max((depth[d] for d in step.depends_on), default=0)
+        cores = max(1, -(-cpu_millis(step.resources.effective_requests().get("cpu", 0)) // 1000))
+        layers[depth[step.name]] = layers.get(depth[step.name], 0) + cores * 1000
+    return max(layers.values())
 
 
 def plan_pipeline(manifest: dict[str, Any], uid: str, lookup: Lookup, *, generation: int, dirs: dict[str, str],

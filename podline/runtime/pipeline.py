@@ -68,7 +68,7 @@ class PipelineRunner(ShardStart, StepRetries):
         self.steps = {n: step_records.new_record(n) for n in self.order}
         self.done: list[str] = []
         self.running: dict[str, ContainerWorker] = {}
-        self.cores = allocation_cores()
+        self.cores = int(plan.get("cores") or 0) or allocation_cores()  # locally: what the controller reserved
         self.retries_left = retries_for(plan, self.shard)  # what earlier attempts left of backoffLimit
         self.granted: list[str] = []  # steps whose retry was granted and has not started yet
         self.retry_at: dict[str, float] = {}  # those retried in place: when their back-off ends
@@ -170,9 +170,11 @@ class PipelineRunner(ShardStart, StepRetries):
         self.running[name] = worker
         worker.start()
 
-    def _capacity_left(self) -> bool:
-        used = sum(max(1, -(-self.specs[n].get("cpuMillis", 0) // 1000)) for n in self.running)
-        return used < self.cores
+    def _fits(self, name: str) -> bool:
+        """Within the shard's cores with the running steps (each at least one); alone, any step runs."""
+        def cores(step: str) -> int:
+            return max(1, -(-self.specs[step].get("cpuMillis", 0) // 1000))
+        return not self.running or sum(map(cores, self.running)) + cores(name) <= self.cores
 
     def _settle(self, name: str, worker: ContainerWorker, why: tuple[str, str] | None = None,
                 failed: bool = False) -> bool:
@@ -273,7 +275,7 @@ class PipelineRunner(ShardStart, StepRetries):
                     break
             if not retry_due and not (checkpoint_due and self.workspace.copy_due(len(self.done), major)):
                 for name in self._ready():
-                    if not self._capacity_left():
+                    if not self._fits(name):
                         break
                     self._start(name)
                 self.write_status()

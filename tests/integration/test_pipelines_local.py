@@ -382,3 +382,34 @@ def test_a_step_retry_and_a_lost_runner_are_two_failures(cli: Cli, tmp_path: Pat
     assert cli.wait("pipeline/counted", "phase=Succeeded").returncode == 0
     assert (tmp_path / "out" / "all").read_text() == "a\npartial\ns\nf\n"
     assert cli.json("pipeline", "counted")["status"]["shards"][0]["failures"] == 2
+
+
+def _most_at_once(spans: Path) -> int:
+    """From `start|end NAME TIME` lines: the most steps that ran at the same moment."""
+    moments = sorted((float(t), 1 if kind == "start" else -1) for kind, _, t in
+                     (line.split() for line in spans.read_text().splitlines()))
+    running = most = 0
+    for _, change in moments:  # an end and a start at the same instant: the end first (-1 sorts before 1)
+        running += change
+        most = max(most, running)
+    return most
+
+
+def test_steps_side_by_side_stay_within_the_cores_the_shard_holds(cli: Cli, tmp_path: Path) -> None:
+    """helper-83: a 2-core step started beside a 1-core one on a 2-core machine, and two shards of two 1-core
+    branches ran four steps at once, each runner taking the whole machine. A shard now holds what its steps use
+    side by side (up to the machine), and its runner starts steps within that."""
+    cli.env["PODLINE_CPU_MILLIS"] = "2000"
+    cli("up")
+    spans = tmp_path / "spans"
+
+    def step(name: str, extra: str = "") -> str:
+        return (f"  - {{name: {name}, image: busybox{extra}, command: [sh, -c, 'echo start {name} $(date +%s.%N) "
+                f">> {spans}; sleep 0.6; mkdir -p result; echo end {name} $(date +%s.%N) >> {spans}']}}\n")
+    cli.apply(pipeline("wide", tmp_path / "o1", step("small") + step("big", ", resources: {requests: {cpu: '2'}}")))
+    assert cli.wait("pipeline/wide", "phase=Succeeded").returncode == 0
+    assert _most_at_once(spans) == 1  # 1 + 2 cores do not fit in 2
+    spans.unlink()
+    cli.apply(pipeline("forks", tmp_path / "o2", step("x") + step("y"), "  shards: 2\n"))
+    assert cli.wait("pipeline/forks", "phase=Succeeded").returncode == 0
+    assert _most_at_once(spans) == 2, spans.read_text()  # each shard holds 2 cores for its two branches
