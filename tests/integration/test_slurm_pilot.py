@@ -96,8 +96,11 @@ spec:
     retryStrategy: {{limit: 1, retryPolicy: Always}}
     container:
       image: busybox
-      command: [sh, -c, 'if [ ! -e {gate} ]; then echo $SLURM_JOB_ID > {gate}; sleep 300; fi; echo $SLURM_JOB_ID']
+      command: [sh, -c, 'if [ ! -e {gate} ]; then echo $SLURM_JOB_ID > {gate}; exec sleep 300; fi; echo $SLURM_JOB_ID']
 """
+# `exec`: the step's one process is what the scancel kills. With `sleep` a child of the shell, slurmstepd (which
+# signals a job's processes one by one) could kill the sleep before the shell, which then went on to its echo and
+# exit 0: a step that finished on its own, Succeeded (the test's rare failure in CI34 and on 2026-11-27).
 
 
 def test_a_cancelled_pilot_fails_its_step_and_the_retry_runs_in_a_new_allocation(slurm: Cli, tmp_path: Path) -> None:
