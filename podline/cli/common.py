@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -330,8 +330,22 @@ def _namespace_after_verb(ctx: click.Context, _param: click.Parameter, value: st
         set_namespace(ctx.ensure_object(State), value)
 
 
-namespace_option = click.option("-n", "--namespace", "namespace_", default=None, expose_value=False,
-                                callback=_namespace_after_verb, help="Namespace (as -n before the verb).")
+def _context_after_verb(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        state = ctx.ensure_object(State)
+        state.context = value
+        state.check_context()  # a mistyped one is exit 2, as before the verb
+
+
+_namespace = click.option("-n", "--namespace", "namespace_", default=None, expose_value=False,
+                          callback=_namespace_after_verb, help="Namespace (as -n before the verb).")
+_context = click.option("--context", "context_", default=None, expose_value=False, callback=_context_after_verb,
+                        help="Backend context (as --context before the verb).")
+
+
+def namespace_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """-n and --context after the verb too, as kubectl takes its global flags anywhere."""
+    return _namespace(_context(command))
 
 
 def _recursive(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

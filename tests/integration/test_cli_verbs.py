@@ -92,6 +92,8 @@ def test_contexts(cli: Cli) -> None:
     for verb in (["get", "pods"], ["describe", "pods"], ["logs", "x"], ["delete", "pod", "x"]):
         typo = cli("--context", "nope", *verb, check=False)  # reads too (it was ignored: "No resources found")
         assert typo.returncode == 2 and 'context "nope" does not exist' in typo.stderr, (verb, typo.stderr)
+        after = cli(*verb, "--context", "nope", check=False)  # after the verb, as kubectl takes it (helper-82)
+        assert after.returncode == 2 and 'context "nope" does not exist' in after.stderr, (verb, after.stderr)
     cli("config", "set-context", "boxed", "--runtime", "bwrap")
     cli("config", "use-context", "boxed")
     unreachable = POD.format(name="boxed", tier="x").replace("image: busybox", "image: '127.0.0.1:1/none:1'")
