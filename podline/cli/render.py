@@ -90,6 +90,8 @@ def pod_status_word(obj: Obj) -> str:
                 return f"Init:{reason}"
         return f"Init:{finished}/{len(inits)}"
     word = status.get("phase", "Pending")
+    if word == "Running" and obj.internal.get("backend", {}).get("slurmState") == "SUSPENDED":
+        return "Suspended"  # `scontrol suspend`: its processes are stopped until it is resumed
     for c in status.get("containerStatuses", []):
         reason = _container_reason(c)
         if reason and reason not in ("PodInitializing",):

@@ -61,6 +61,11 @@ def test_status_words_like_kubectl() -> None:
     done = {"phase": "Succeeded", "containerStatuses": [{"state": {"terminated": {"reason": "Completed"}}}]}
     assert pod_status_word(_pod(done)) == "Completed"
     assert pod_status_word(_pod({"phase": "Failed", "reason": "DeadlineExceeded"})) == "DeadlineExceeded"
+    pulling = {"phase": "Pending", "initContainerStatuses": [{"state": {"waiting": {"reason": "ImagePullBackOff"}}}]}
+    assert pod_status_word(_pod(pulling, 1)) == "Init:ImagePullBackOff"
+    suspended = _pod({"phase": "Running", "containerStatuses": [{"state": {"running": {}}}]})
+    suspended.internal["backend"] = {"slurmState": "SUSPENDED"}  # scontrol suspend (helper-82: it said Running)
+    assert pod_status_word(suspended) == "Suspended"
 
 
 def test_workspace_usage_counts_a_hard_linked_file_once(tmp_path: Path) -> None:
