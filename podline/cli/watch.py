@@ -24,7 +24,7 @@ NODE_ANNOTATION = "workflows.argoproj.io/node-name"
 
 
 def _pods_for(state: State, ref: str, shard: int | None) -> list[Obj]:
-    """`NAME`, `pod/NAME` or `job/NAME` (all its pods, or the one with --shard I) → pods."""
+    """`NAME`, `pod/NAME` or `job/NAME` (one of its pods, of index I with --shard I) → the pod, in a list."""
     if "/" in ref:
         kind, name = split_ref(ref)
     else:
@@ -51,7 +51,12 @@ def _pods_for(state: State, ref: str, shard: int | None) -> list[Obj]:
     if not pods:
         fail(f"job {name} has no pods{'' if shard is None else f' for shard {shard}'}"
              + (" left (it has finished)" if final_condition(job.status) else " yet"))
-    return sorted(pods, key=lambda p: (index(p), p.created_at))
+    if len(pods) == 1:
+        return pods
+    # As kubectl logs job/NAME: one pod, said which (a running one first, else the newest; --shard I: of index I)
+    chosen = max(pods, key=lambda p: (p.status.get("phase") == "Running", p.created_at))
+    click.echo(f"Found {len(pods)} pods, using pod/{chosen.name}", err=True)
+    return [chosen]
 
 
 def _container_for(pod: Obj, container: str | None) -> str:
@@ -294,8 +299,6 @@ def logs(state: State, name: str, container: str | None, follow: bool, shard: in
             _print_previous(path, pod, chosen, tail)
             continue
         if not follow and (path is None or not path.exists()):  # no run of it has begun
-            if len(pods) > 1:
-                continue  # a Job's pods: those that ran
             why = pod.status.get("reason") if pod.status.get("phase") in TERMINAL else None
             fail(f'container "{chosen}" in pod "{pod.name}" ' + (f"never started ({why})" if why else
                                                                 "is waiting to start"))  # kubectl's exit 1

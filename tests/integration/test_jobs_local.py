@@ -42,6 +42,9 @@ def test_indexed_job_gives_each_index_its_own_output(cli: Cli, tmp_path: Path) -
     assert len(pods) == 6
     assert pods[0]["metadata"]["ownerReferences"][0]["kind"] == "Job"
     assert cli("logs", "job/shards", "--shard", "4").stdout == ""
+    whole = cli("logs", "job/shards")  # as kubectl: one pod, and which (helper-82: every pod's, one after another)
+    assert whole.stderr.startswith("Found 6 pods, using pod/shards-"), whole.stderr
+    assert whole.stderr.split("pod/")[1].strip() in {p["metadata"]["name"] for p in pods}
     four = next(p["metadata"]["name"] for p in pods
                 if p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] == "4")
     assert cli("logs", four, "--shard", "4").returncode == 0
