@@ -34,6 +34,9 @@ def _pending(obj: Obj, reason: str, message: str, scheduled: bool) -> None:
     obj.status["conditions"] = [condition]
     if scheduled:
         obj.status["reason"], obj.status["message"] = reason, message
+    else:  # what the condition says (an earlier pass's "Queued" no longer holds)
+        obj.status.pop("reason", None)
+        obj.status.pop("message", None)
 
 
 def _plan(ctx: Ctx, obj: Obj) -> dict[str, Any]:
@@ -83,8 +86,11 @@ def _admit_and_launch(ctx: Ctx, obj: Obj) -> None:
         ctx.reserve(request)
     rundir = backend.run_dir(obj.namespace, obj.name, obj.uid)
     obj.internal["run"] = {"dir": str(rundir), "intentAt": ctx.now}
-    obj.status = {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]}
-    ctx.event(obj, "Scheduled", f"Successfully assigned {obj.namespace}/{obj.name} to context {backend.name}")
+    if backend.admits_locally:  # this machine is the node: scheduled as it is admitted
+        obj.status = {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]}
+        ctx.event(obj, "Scheduled", f"Successfully assigned {obj.namespace}/{obj.name} to context {backend.name}")
+    else:  # Slurm schedules it: PodScheduled and the Scheduled event come with its node (_observe)
+        obj.status = {"phase": "Pending"}
     ctx.store.save(obj)  # intent first, then the side effect
     _launch(ctx, obj, backend, rundir, plan, adopt=False)
 
@@ -205,8 +211,9 @@ def _observe(ctx: Ctx, obj: Obj) -> None:
         if (seen.info or {}).get("slurmReason") in NEVER_FITS:  # queued, yet it cannot start as asked: say so
             _pending(obj, "Unschedulable", seen.detail, scheduled=False)
             ctx.event(obj, "FailedScheduling", seen.detail, "Warning", once=True)
-        else:
-            _pending(obj, "Queued", seen.detail, scheduled=True)
+        else:  # waiting in Slurm's queue: not on a node yet, as a pod the scheduler has not bound
+            _pending(obj, "Queued", seen.detail, scheduled=False)
+            obj.status.update(reason="Queued", message=seen.detail)
         return
     if seen.state == "lost":
         backend.cancel(rundir, hard=True)
@@ -220,6 +227,8 @@ def _observe(ctx: Ctx, obj: Obj) -> None:
         if seen.state == "finished" and seen.status.get("reason") in DISRUPTIONS:  # Slurm's verdict (NODE_FAIL, …)
             obj.status = _disrupted(json.loads(json.dumps(seen.status)), rfc3339())
             ctx.event(obj, obj.status["reason"], obj.status.get("message", ""), "Warning")
+        if seen.node and seen.node != obj.internal.get("node") and not backend.admits_locally:
+            ctx.event(obj, "Scheduled", f"Successfully assigned {obj.namespace}/{obj.name} to {seen.node}")
         if seen.node:
             obj.internal["node"] = seen.node
     if seen.state == "finished" and obj.status.get("phase") not in TERMINAL:

@@ -170,6 +170,37 @@ spec:
     assert nothing.returncode == 1 and 'pod "refused" never started (SubmitFailed)' in nothing.stderr
 
 
+def test_a_pod_waiting_in_slurms_queue_is_not_scheduled_until_it_has_a_node(slurm: Cli) -> None:
+    """As a pod the Kubernetes scheduler has not bound: PodScheduled False while Slurm queues it (STATUS says
+    why: Queued), and the Scheduled event names the node once it starts (helper-82: PodScheduled True and
+    "assigned to context slurm" before any node)."""
+    slurm.apply("""
+apiVersion: v1
+kind: Pod
+metadata: {name: later, annotations: {slurm.hpk.io/flags: "--begin=now+600"}}
+spec:
+  restartPolicy: Never
+  containers: [{name: main, image: busybox, command: ["true"]}]
+""")
+    status = wait_for(lambda: (s := slurm.json("pod", "later")["status"]).get("reason") == "Queued" and s, timeout=30)
+    assert status["conditions"] == [{"type": "PodScheduled", "status": "False", "reason": "Queued",
+                                     "message": status["message"]}] and "BeginTime" in status["message"], status
+    assert slurm("get", "pods", "later").stdout.splitlines()[1].split()[2] == "Queued"
+    assert "Scheduled" not in slurm("describe", "pod", "later").stdout.split("Events:")[1]
+    slurm("delete", "pod", "later")
+    slurm.apply("""
+apiVersion: v1
+kind: Pod
+metadata: {name: now}
+spec:
+  restartPolicy: Never
+  containers: [{name: main, image: busybox, command: ["true"]}]
+""")
+    assert slurm.wait("pod/now", "phase=Succeeded").returncode == 0
+    node = slurm.json("pod", "now")["spec"]["nodeName"]
+    assert f"Successfully assigned default/now to {node}" in slurm("describe", "pod", "now").stdout
+
+
 def test_a_request_no_node_of_the_partition_can_hold_is_unschedulable(slurm: Cli) -> None:
     """Slurm queues it (PartitionConfig) and it would wait for ever: Kubernetes' PodScheduled False,
     Unschedulable, and a FailedScheduling warning, not a quiet Queued (helper-72)."""
