@@ -45,6 +45,29 @@ class PodFailurePolicy(Model):
     rules: list[PodFailurePolicyRule] = Field(max_length=20)
 
 
+class SuccessPolicyRule(Model):
+    succeeded_indexes: str | None = Field(default=None, max_length=65536)  # "0,2-3": in order, not overlapping
+    succeeded_count: int | None = Field(default=None, ge=0, le=MAX_COMPLETIONS)
+
+
+class SuccessPolicy(Model):
+    rules: list[SuccessPolicyRule] = Field(min_length=1, max_length=20)
+
+
+def index_intervals(text: str) -> list[tuple[int, int]]:
+    """Kubernetes' index list ("1,3-5,7"): intervals in increasing order, not overlapping (ValueError else)."""
+    out: list[tuple[int, int]] = []
+    for part in text.split(","):
+        first, dash, last = part.partition("-")
+        if not first.isdigit() or (dash and not last.isdigit()):
+            raise ValueError(f"{part!r} is not an index or a range such as 2-5")
+        low, high = int(first), int(last or first)
+        if high < low or (out and low <= out[-1][1]):
+            raise ValueError(f"{part!r}: intervals must be in increasing order and not overlap")
+        out.append((low, high))
+    return out
+
+
 class JobSpec(Model):
     template: PodTemplateSpec
     completions: int | None = Field(default=None, ge=0, le=MAX_COMPLETIONS)
@@ -58,7 +81,8 @@ class JobSpec(Model):
     suspend: bool = False
     pod_failure_policy: PodFailurePolicy | None = None
     pod_replacement_policy: Literal["TerminatingOrFailed", "Failed"] | None = None  # see controller.job_counts
-    IGNORED: ClassVar[frozenset[str]] = frozenset({"selector", "manualSelector", "successPolicy"})
+    success_policy: SuccessPolicy | None = None
+    IGNORED: ClassVar[frozenset[str]] = frozenset({"selector", "manualSelector"})
 
     @model_validator(mode="after")
     def _defaults(self) -> JobSpec:

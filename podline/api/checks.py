@@ -6,9 +6,10 @@ import posixpath
 
 from podline.api.base import GENERATED_SUFFIX, ObjectMeta, Resource, warnings_var
 from podline.api.batch import MAX_NAME as MAX_JOB_NAME
-from podline.api.batch import Job
+from podline.api.batch import Job, index_intervals
 from podline.api.core import RESOURCE_LIMITS, ConfigMap, Container, Pod, PodSpec, missing_image
 from podline.api.dataset import Dataset, check_dataset
+from podline.api.env import EnvVar
 from podline.api.errors import InvalidObject
 from podline.api.pilot import PILOT, PILOT_ID, PILOT_SIZE
 from podline.api.pipeline import Pipeline, topological_order
@@ -103,6 +104,18 @@ def check_slurm_flags(annotations: dict[str, str], base: str, pilot: bool = Fals
                         "the MPI launcher (srun, mpiexec) in the container's command")
 
 
+SHARD_VARIABLES = ("JOB_COMPLETION_INDEX", "PODLINE_SHARD", "PODLINE_SHARDS", "PODLINE_WORKSPACE")
+
+
+def _warn_of_set_variables(env: list[EnvVar], where: str) -> None:
+    """A step's own value for a variable podline sets replaces it (as a later entry does in Kubernetes, and so in
+    the rendered Job): allowed, but never silently."""
+    sink = warnings_var.get()
+    for i, var in enumerate(env):
+        if var.name in SHARD_VARIABLES and sink is not None:
+            sink.append(f"{where}.env[{i}]: {var.name} is set by podline for each shard; this value replaces it")
+
+
 def check_name_length(meta: ObjectMeta, limit: int, kind: str, why: str = "") -> None:
     """A kind whose name also names labels or jobs: the name, or generateName and the suffix apply adds."""
     if meta.name is not None and len(meta.name) > limit:
@@ -127,6 +140,7 @@ def check_pipeline(obj: Pipeline) -> None:
             raise InvalidObject(f"{where}.image", MISSING_IMAGE)
         if step.volume_mounts:
             raise InvalidObject(f"{where}.volumeMounts", "not supported in a Pipeline step (steps share the workspace)")
+        _warn_of_set_variables(step.env, where)
     for i, step in enumerate(steps):
         for j, dep in enumerate(step.depends_on):
             if dep not in names or dep == step.name or dep in step.depends_on[:j]:
@@ -225,6 +239,34 @@ def _check_object(obj: Resource) -> None:
         check_per_index_limits(obj)
         if obj.spec.pod_failure_policy is not None:
             check_pod_failure_policy(obj)
+        if obj.spec.success_policy is not None:
+            check_success_policy(obj)
+
+
+def check_success_policy(job: Job) -> None:
+    """Kubernetes' rules for `successPolicy`: an Indexed Job; each rule names indexes below completions, a
+    count, or both (the count at most the indexes named)."""
+    assert job.spec.success_policy is not None
+    if job.spec.completion_mode != "Indexed":
+        raise InvalidObject("spec.successPolicy", "requires completionMode Indexed")
+    completions = job.spec.completions or 0
+    for i, rule in enumerate(job.spec.success_policy.rules):
+        where = f"spec.successPolicy.rules[{i}]"
+        if rule.succeeded_indexes is None and rule.succeeded_count is None:
+            raise InvalidObject(where, "at least one of succeededIndexes and succeededCount is required")
+        named = completions
+        if rule.succeeded_indexes is not None:
+            try:
+                intervals = index_intervals(rule.succeeded_indexes)
+            except ValueError as exc:
+                raise InvalidObject(f"{where}.succeededIndexes", str(exc)) from None
+            if intervals[-1][1] >= completions:
+                raise InvalidObject(f"{where}.succeededIndexes", f"index {intervals[-1][1]} is not below "
+                                    f"completions ({completions})")
+            named = sum(high - low + 1 for low, high in intervals)
+        if rule.succeeded_count is not None and rule.succeeded_count > named:
+            raise InvalidObject(f"{where}.succeededCount", f"must be at most {named} (the indexes it may count), "
+                                f"got {rule.succeeded_count}")
 
 
 def check_per_index_limits(job: Job) -> None:

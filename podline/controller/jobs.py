@@ -31,6 +31,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from podline.api.batch import index_intervals
 from podline.api.conditions import COMPLETIONS_REACHED, FINAL, INTERIM, decided_condition, final_condition
 from podline.api.names import INDEX_KEY, random_suffix
 from podline.backends.base import Backend, SubmitError
@@ -89,6 +90,19 @@ def _finish(ctx: Ctx, job: Obj, kind: str, reason: str, message: str, active: li
         _stop(ctx, pod)
     job.internal["stopping"] = [pod.uid for pod in active]
     _count_stopped(ctx, job, active)
+
+
+def _success_rule(spec: dict[str, Any], status: dict[str, Any]) -> int | None:
+    """The first successPolicy rule the succeeded indexes meet: all of its succeededIndexes, or succeededCount of
+    them (of any index without succeededIndexes)."""
+    done = set(expand_indexes(status.get("completedIndexes") or ""))
+    for i, rule in enumerate((spec.get("successPolicy") or {}).get("rules", [])):
+        named = {n for low, high in index_intervals(rule["succeededIndexes"]) for n in range(low, high + 1)} \
+            if rule.get("succeededIndexes") else None
+        met = done if named is None else done & named
+        if len(met) >= (rule["succeededCount"] if rule.get("succeededCount") is not None else len(named or ())):
+            return i
+    return None
 
 
 def _condition(kind: str, reason: str, message: str, at: float) -> dict[str, Any]:
@@ -333,6 +347,8 @@ def reconcile_job(ctx: Ctx, job: Obj) -> None:
         _finish(ctx, job, "Failed", "DeadlineExceeded", "Job was active longer than specified deadline", active)
     elif (verdict := index_verdict(job)) is not None:
         _finish(ctx, job, "Failed", *verdict, active)
+    elif (rule := _success_rule(spec, job.status)) is not None:
+        _finish(ctx, job, "Complete", "SuccessPolicy", f"Matched rules at index {rule}", active)
     elif (completions is not None and succeeded >= completions) or (completions is None and succeeded and not active):
         _finish(ctx, job, "Complete", *COMPLETIONS_REACHED, active)
     elif not suspended:

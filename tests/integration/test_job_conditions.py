@@ -59,3 +59,22 @@ def test_a_complete_job_says_completions_reached(cli: Cli) -> None:
         ("SuccessCriteriaMet", "CompletionsReached", "Reached expected number of succeeded pods"),
         ("Complete", "CompletionsReached", "Reached expected number of succeeded pods")], status
     assert "Job completed" in cli("describe", "job", "quick").stdout  # the event, as Kubernetes words it
+
+
+def test_a_success_policy_completes_the_job_and_stops_the_other_indexes(cli: Cli) -> None:
+    """Kubernetes >= 1.31: index 0 (a leader, say) succeeding is success; the others, still running, are
+    stopped, and the Job is SuccessCriteriaMet then Complete, reason SuccessPolicy (helper-82: ignored)."""
+    cli.apply(job("leader", "  completions: 3\n  parallelism: 3\n  completionMode: Indexed\n"
+                  "  successPolicy: {rules: [{succeededIndexes: '0', succeededCount: 1}]}\n", """
+      restartPolicy: Never
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: work, image: busybox, command: [sh, -c, 'if [ $JOB_COMPLETION_INDEX = 0 ]; then exit 0; fi; sleep 60']}
+"""))
+    assert cli.wait("job/leader", "condition=Complete", timeout=30).returncode == 0
+    status = cli.json("job", "leader")["status"]
+    assert [(c["type"], c["reason"], c["message"]) for c in status["conditions"]] == [
+        ("SuccessCriteriaMet", "SuccessPolicy", "Matched rules at index 0"),
+        ("Complete", "SuccessPolicy", "Matched rules at index 0")], status
+    assert status["succeeded"] == 1 and status["completedIndexes"] == "0" and status["active"] == 0, status
+    assert all(p["status"]["phase"] in ("Succeeded", "Failed") for p in cli.json("pods")["items"])

@@ -602,3 +602,14 @@ def test_cli_refuses_bad_pipeline_with_exit_2_one_line_and_no_state(
     finally:
         if (home / "controller.pid").exists():  # only if something was (wrongly) stored
             podline(home, "down")
+
+
+def test_a_steps_own_value_for_a_shard_variable_is_warned_about() -> None:
+    """It replaces podline's (as a later env entry does in Kubernetes): allowed, never silently (helper-83)."""
+    from podline.api.loader import load_text
+
+    (doc,) = load_text("apiVersion: podline.io/v1alpha1\nkind: Pipeline\nmetadata: {name: p}\nspec:\n  steps:\n"
+                       "  - {name: a, command: [a],\n"
+                       "     env: [{name: X, value: '1'}, {name: PODLINE_SHARDS, value: '99'}]}\n", "p.yaml")
+    assert doc.warnings == ["spec.steps[0].env[1]: PODLINE_SHARDS is set by podline for each shard; this value "
+                            "replaces it"]
