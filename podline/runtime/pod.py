@@ -22,6 +22,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -369,14 +370,36 @@ def run_array_task(base: Path) -> int:
     index = int(os.environ["SLURM_ARRAY_TASK_ID"])
     rundir = base / str(index)
     rundir.mkdir(exist_ok=True, mode=0o700)
-    return run_pod(rundir, base / "plan.json", index)
+    try:
+        return run_pod(rundir, base / "plan.json", index)
+    finally:
+        _account_as_cancelled(rundir)
+
+
+def _account_as_cancelled(rundir: Path) -> None:
+    """A batch job podline stopped (a delete, a Job's end) ends CANCELLED in Slurm's accounting, as `scancel`
+    would leave it, not FAILED with the runner's exit code (site statistics and sacct-based tools read it):
+    the runner, its work done and its status written, cancels its own job (its SIGTERM finds nothing left)."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job or not stop_requested(rundir):
+        return
+    if os.environ.get("SLURM_ARRAY_TASK_ID"):
+        job = f"{os.environ.get('SLURM_ARRAY_JOB_ID', job)}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    try:
+        subprocess.run(["scancel", job], capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
 
 
 def main(argv: list[str]) -> int:
+    """The batch script's runner (`exec python -m podline.runtime.pod`): its job is its own."""
     if len(argv) == 3 and argv[1] == "--array-base":
         return run_array_task(Path(argv[2]))
     if len(argv) == 2:
-        return run_pod(Path(argv[1]))
+        try:
+            return run_pod(Path(argv[1]))
+        finally:
+            _account_as_cancelled(Path(argv[1]))
     print("usage: python -m podline.runtime.pod RUNDIR | --array-base DIR", file=sys.stderr)
     return 2
 
