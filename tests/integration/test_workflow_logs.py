@@ -17,9 +17,9 @@ spec:
     - - {name: first, template: first}
     - - {name: second, template: second}
   - name: first
-    container: {image: busybox, command: [sh, -c, "echo first-out; sleep 3"]}
+    container: {image: busybox, command: [sh, -c, "echo first-out; sleep 1.5"]}
   - name: second
-    container: {image: busybox, command: [sh, -c, "sleep 8; echo second-out"]}
+    container: {image: busybox, command: [sh, -c, "sleep 3; echo second-out"]}
 """
 
 
