@@ -14,57 +14,27 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from podline.api.core import Pod
-from podline.api.pipeline import Pipeline
 from podline.backends.base import Backend, SubmitError
 from podline.backends.squeue import NEVER_FITS
 from podline.controller.context import TERMINAL, Ctx, warn_if_unsure
 from podline.controller.job_failures import retry_delay
+from podline.controller.pipeline_plans import home_dir, shard_plan, shard_request
 from podline.controller.pipeline_status import merge_attempt, summarize, used_budget
+from podline.controller.pipeline_updates import push_generation
 from podline.controller.trash import discard
 from podline.plan.kubernetes import pipeline_array_job
-from podline.plan.pipeline import peak_cpu_millis, plan_pipeline
-from podline.plan.pod import PlanWaiting, pod_requests
+from podline.plan.pod import PlanWaiting
 from podline.plan.ranges import compress, expand
-from podline.runtime.files import read_json, rfc3339, write_json_atomic
+from podline.runtime.files import rfc3339
 from podline.runtime.shard_rules import final_failure
 from podline.runtime.volumes import shm_root
 from podline.store import Obj
 
 RELAUNCH_AFTER = 10.0
 KILL_AFTER = 35.0
-
-
-def _home_dir(backend: Backend, obj: Obj) -> Path:
-    return backend.run_dir(obj.namespace, obj.name, obj.uid)
-
-
-def _plan(ctx: Ctx, obj: Obj, backend: Backend) -> dict[str, Any]:
-    """One plan for every shard (a local runner gets its `shard` set on a copy; an array task learns it
-    from Slurm); `retries` per shard is what its earlier attempts left of backoffLimit."""
-    limit = obj.manifest["spec"].get("backoffLimit", 6)
-    retries = {i: max(0, limit - rec.get("failures", 0)) for i, rec in obj.internal["shards"].items()}
-    plan = plan_pipeline(obj.manifest, obj.uid, ctx.lookup, generation=obj.generation,
-                         dirs=ctx.dirs_for(obj), shard_dir=str(_home_dir(backend, obj) / "shards" / "{shard}"),
-                         retries=retries, **ctx.runtime_for(obj))
-    if backend.admits_locally:  # the runner starts steps side by side within what the shard holds, no more
-        plan["cores"] = -(-_request(ctx, obj)["cpu"] // 1000)
-    return plan
-
-
-def _request(ctx: Ctx, obj: Obj) -> dict[str, int]:
-    """What one shard occupies on this machine: its largest step (plus a RAM workspace), or what its steps side
-    by side use (up to the machine's cores), at least one core."""
-    job = pipeline_array_job(obj.manifest)
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": obj.name}, "spec": job["spec"]["template"]["spec"]}
-    request = pod_requests(Pod.model_validate(pod))
-    side_by_side = min(peak_cpu_millis(Pipeline.model_validate(obj.manifest).spec), ctx.capacity["cpu"])
-    request["cpu"] = max(1000, request["cpu"], side_by_side)
-    return request
 
 
 # --- launching ----------------------------------------------------------------------------------------
@@ -93,7 +63,7 @@ def _launch_attempts(ctx: Ctx, obj: Obj, backend: Backend) -> None:
         base = Path(record["dir"])
         indexes = expand(record["indexes"])
         try:
-            plan = {**_plan(ctx, obj, backend), "owner": str(base)}  # see runtime.orphans
+            plan = {**shard_plan(ctx, obj, backend), "owner": str(base)}  # see runtime.orphans
         except PlanWaiting as waiting:  # e.g. a ConfigMap a step's env names is missing: wait for it
             _wait(ctx, obj, indexes, waiting)
             continue
@@ -138,7 +108,7 @@ def _start_shards(ctx: Ctx, obj: Obj, backend: Backend) -> None:
             and shards[str(i)].get("retryAt", 0) <= ctx.now]
     if idle:
         try:  # a Dataset, ConfigMap or Secret it names is missing: no shard starts, nor holds capacity, yet
-            _plan(ctx, obj, backend)
+            shard_plan(ctx, obj, backend)
         except PlanWaiting as waiting:
             _wait(ctx, obj, idle, waiting)
             return
@@ -153,7 +123,7 @@ def _start_shards(ctx: Ctx, obj: Obj, backend: Backend) -> None:
             ctx.wake_at(rec["retryAt"])
             continue
         if backend.admits_locally:
-            request = request or _request(ctx, obj)
+            request = request or shard_request(ctx, obj)
             short = ctx.fits(request)
             if short:
                 rec.update(phase="Pending", reason="Unschedulable",
@@ -182,7 +152,7 @@ def _observe(ctx: Ctx, obj: Obj, backend: Backend) -> None:
         if seen.state == "unstarted":
             if not backend.supports_arrays and ctx.now - rec.get("launchedAt", 0) > RELAUNCH_AFTER:
                 try:
-                    plan = {**_plan(ctx, obj, backend), "owner": record["dir"]}
+                    plan = {**shard_plan(ctx, obj, backend), "owner": record["dir"]}
                 except PlanWaiting as waiting:  # what it refers to went away meanwhile
                     _wait(ctx, obj, [int(key)], waiting)
                     continue
@@ -275,58 +245,6 @@ def _over_backoff_limit(ctx: Ctx, obj: Obj, key: str, rec: dict[str, Any], limit
 
 
 # --- updates and deletion -----------------------------------------------------------------------------
-LIVE_PLAN_KEYS = ("steps", "generation", "retries", "activeDeadlineSeconds")  # what `apply` may change while it runs
-
-
-def _push_generation(ctx: Ctx, obj: Obj, backend: Backend) -> None:
-    """After `apply` changed the spec: live runners re-read their plan file (within a second, and before each
-    step), taking new specs for steps not started yet, the new backoffLimit (`retries`: what it leaves after
-    the shard's earlier failures) and activeDeadlineSeconds."""
-    if obj.internal.get("planGeneration") == obj.generation:
-        return
-    if obj.internal.get("planGeneration") is not None:
-        try:
-            fresh = _plan(ctx, obj, backend)
-        except PlanWaiting as waiting:  # the new spec names something missing: running steps keep the old one,
-            ctx.event(obj, waiting.reason, waiting.message, "Warning", once=True)  # no step starts on it
-            held = f"{waiting.reason}: {waiting.message}"
-            _rewrite_live_plans(obj, lambda old: {**old, "held": held})
-            ctx.wake_at(ctx.now + RELAUNCH_AFTER)
-            return
-        _rewrite_live_plans(obj, lambda old: {**{k: v for k, v in old.items() if k != "held"},
-                                              **{key: fresh[key] for key in LIVE_PLAN_KEYS}})
-        _hold_new_requests(ctx, obj)
-        ctx.event(obj, "Updated", f"generation {obj.generation} applies to the steps not running (a running "
-                  "one at its retry; backoffLimit and activeDeadlineSeconds at once)")
-    obj.internal["planGeneration"] = obj.generation
-
-
-def _hold_new_requests(ctx: Ctx, obj: Obj) -> None:
-    """Live shards hold what the new spec's largest step asks (its steps not started yet run with it): the
-    pods and shards admitted after this see the machine as it will be used."""
-    live = [rec for rec in obj.internal.get("shards", {}).values()
-            if rec.get("requests") and rec.get("attempt") and not rec.get("final")]
-    if not live:
-        return
-    request = _request(ctx, obj)
-    for rec in live:
-        ctx.reserve({k: v - rec["requests"].get(k, 0) for k, v in request.items()})
-        rec["requests"] = request
-
-
-def _rewrite_live_plans(obj: Obj, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-    """Rewrite the plan file of every live attempt (and shard): runners re-read it within a second. `held`
-    in it holds back the steps not started yet: the spec `apply` gave them cannot be resolved yet, and the
-    one it replaced is no longer what the user wants run."""
-    for record in obj.internal.get("attempts", {}).values():
-        base = Path(record["dir"])
-        for path in [base / "plan.json"] + [base / str(i) / "plan.json" for i in expand(record["indexes"])]:
-            old = read_json(path)
-            new = change(old) if old is not None else None
-            if new is not None and new != old:
-                write_json_atomic(path, new)
-
-
 def _live(obj: Obj) -> list[tuple[str, Path]]:
     out = []
     for key, rec in obj.internal.get("shards", {}).items():
@@ -365,7 +283,7 @@ def _cleanup(ctx: Ctx, obj: Obj, backend: Backend) -> None:
             targets += [Path(dirs["scratch"]) / "workspaces" / f"podline-{obj.uid}-{i}"]
     for target in targets:  # renamed aside now, removed in the background (`trash`): no pass waits for it
         discard(target)
-    home = _home_dir(backend, obj)
+    home = home_dir(backend, obj)
     discard(home, then_rmdir=home.parent)  # and pods/<namespace>/<name>, unless a pipeline of that name is back
 
 
@@ -384,10 +302,10 @@ def reconcile_pipeline(ctx: Ctx, obj: Obj) -> None:
         ctx.store.save(obj)
         return
     shards = obj.internal.setdefault("shards", {})
-    obj.internal.setdefault("home", str(_home_dir(backend, obj)))  # where `logs` finds step output
+    obj.internal.setdefault("home", str(home_dir(backend, obj)))  # where `logs` finds step output
     for i in range(count):
         shards.setdefault(str(i), {"phase": "Pending", "attempts": 0, "failures": 0})
-    _push_generation(ctx, obj, backend)
+    push_generation(ctx, obj, backend)
     _observe(ctx, obj, backend)
     _start_shards(ctx, obj, backend)
     _launch_attempts(ctx, obj, backend)

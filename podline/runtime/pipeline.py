@@ -125,6 +125,7 @@ class PipelineRunner(ShardStart, StepRetries):
             return
         self.step_specs.take(plan, self.running)
         self.plan.update(generation=plan.get("generation"), held=plan.get("held"))  # held: start no step
+        self.cores = int(plan.get("cores") or 0) or self.cores  # what the shard holds now
         self._take_limits(plan)
 
     def _take_limits(self, plan: dict[str, Any]) -> None:

@@ -1,7 +1,7 @@
 """Which spec each step of a running pipeline shard runs, as `apply` of a changed spec rewrites its plan file.
 
 Kept apart from `runtime.pipeline` (which schedules the steps) because it is a rule of its own. The
-controller rewrites a live shard's `plan.json` after an `apply` (`controller.pipelines._push_generation`);
+controller rewrites a live shard's `plan.json` after an `apply` (`controller.pipeline_updates.push_generation`);
 the runner re-reads it while steps run and before each step starts. A step that is not running takes the
 newest spec for its next attempt: one that has not started yet, and one waiting for its retry alike (a
 retry is a new attempt, as a new shard attempt is, and that one reads the new plan anyway). A running step

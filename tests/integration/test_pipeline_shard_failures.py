@@ -131,3 +131,31 @@ spec:
     gate.touch()
     assert cli.wait("pipeline/grow", "phase=Succeeded").returncode == 0
     assert cli.wait("pod/one", "phase=Succeeded").returncode == 0
+
+
+def test_a_step_given_more_cores_than_the_machine_has_waits_unschedulable(cli: Cli, tmp_path: Path) -> None:
+    """helper-83: an update asking 64 cores on a 2-core machine was taken and ran short, holding 64 cores
+    meanwhile. As for a pod asking more than any node has: the step waits (FailedScheduling), and a spec that
+    fits, applied again, runs."""
+    cli.env["PODLINE_CPU_MILLIS"] = "2000"
+    gate, out = tmp_path / "gate", tmp_path / "b-ran"
+    first = f"""
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {{name: huge}}
+spec:
+  steps:
+  - {{name: a, image: busybox, command: [sh, -c, 'while [ ! -e {gate} ]; do sleep 0.05; done']}}
+  - {{name: b, image: busybox, dependsOn: [a], resources: {{requests: {{cpu: "1"}}}}, command: [touch, {out}]}}
+"""
+    cli.apply(first)
+    wait_for(lambda: steps_of(cli, "huge").get("a", {}).get("phase") == "Running")
+    cli.apply(first.replace('cpu: "1"', 'cpu: "64"'))
+    wait_for(lambda: "FailedScheduling" in cli("describe", "pipeline", "huge").stdout)
+    gate.touch()
+    wait_for(lambda: steps_of(cli, "huge").get("a", {}).get("phase") == "Succeeded")
+    time.sleep(1.5)  # the runner looks at its plan every second: b is held, not started
+    assert steps_of(cli, "huge")["b"]["phase"] == "Pending" and not out.exists()
+    cli.apply(first.replace('cpu: "1"', 'cpu: "2"'))
+    assert cli.wait("pipeline/huge", "phase=Succeeded").returncode == 0
+    assert out.exists() and steps_of(cli, "huge")["b"]["generation"] == 3
