@@ -31,6 +31,7 @@ def _pipeline_change_problem(old_spec: dict, new_spec: dict, phase: str | None) 
     """A running pipeline takes new step images/commands/env/resources, more shards, a new backoffLimit or
     deadline; its step graph, workspace, checkpoint policy and data paths stay as they started. A finished one
     (`phase`) runs no step again: only more shards reach it (as a finished Job's template is immutable)."""
+    old_spec, new_spec = _same_graph_order(old_spec), _same_graph_order(new_spec)  # a reordered dependsOn: no change
     changed = sorted(k for k in set(old_spec) | set(new_spec) if old_spec.get(k) != new_spec.get(k))
     fixed = [k for k in changed if k not in ("steps", "shards", "backoffLimit", "activeDeadlineSeconds")]
     if fixed:
@@ -44,15 +45,17 @@ def _pipeline_change_problem(old_spec: dict, new_spec: dict, phase: str | None) 
         return "spec.steps: steps cannot be added or removed; delete the pipeline first"
     for i, (old, new) in enumerate(zip(old_steps, new_steps, strict=True)):
         for key in STEP_SHAPE:
-            before, after = old.get(key), new.get(key)
-            if key == "dependsOn":  # the same graph in another order is no change
-                before, after = sorted(before or []), sorted(after or [])
-            if before != after:
+            if old.get(key) != new.get(key):
                 return f"spec.steps[{i}].{key}: the step graph cannot change (was {old.get(key)!r}); delete the " \
                        "pipeline first"
     if new_spec.get("shards", 1) < old_spec.get("shards", 1):
         return "spec.shards: a pipeline can gain shards, not lose them"
     return None
+
+
+def _same_graph_order(spec: dict) -> dict:
+    steps = [{**step, "dependsOn": sorted(step.get("dependsOn") or [])} for step in spec.get("steps", [])]
+    return {**spec, "steps": steps}
 
 
 def _reslicing_problem(store: Store, current: Obj, new_spec: dict) -> str | None:

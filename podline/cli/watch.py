@@ -141,7 +141,7 @@ def _pipeline_logs(state: State, name: str, step: str | None, shard: int | None,
         if not follow or over:  # -f -c STEP returns once STEP is done, as for a pod's container
             if path is not None:
                 _stream_attempts(path, offset, step, marked)
-            if path is None or not path.exists():  # over, and STEP never ran: as without -f, exit 1
+            if current is not None and (path is None or not path.exists()):  # over, STEP never ran: exit 1
                 fail(f'step "{step}" of pipeline {name} (shard {shard or 0}) has not run')
             return
         time.sleep(POLL)

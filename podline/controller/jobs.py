@@ -96,6 +96,8 @@ def _success_rule(spec: dict[str, Any], status: dict[str, Any]) -> int | None:
     """The first successPolicy rule the succeeded indexes meet: all of its succeededIndexes, or succeededCount of
     them (of any index without succeededIndexes)."""
     done = set(expand_indexes(status.get("completedIndexes") or ""))
+    if not done:  # as Kubernetes' matchSuccessPolicy: nothing succeeded, no rule is met (succeededCount 0 neither)
+        return None
     for i, rule in enumerate((spec.get("successPolicy") or {}).get("rules", [])):
         named = {n for low, high in index_intervals(rule["succeededIndexes"]) for n in range(low, high + 1)} \
             if rule.get("succeededIndexes") else None
@@ -123,9 +125,10 @@ def _count_stopped(ctx: Ctx, job: Obj, pods: list[Obj]) -> None:
     job.status.update(active=0, ready=0, terminating=left)
     if left:
         return
-    job.status["failed"] = job.status.get("failed", 0) + len(stopping)
     del job.internal["stopping"]
     interim = decided_condition(job.status)
+    if interim is None or interim["type"] != "SuccessCriteriaMet":  # a succeeded Job's stopped pods are no failures
+        job.status["failed"] = job.status.get("failed", 0) + len(stopping)  # (the job controller's rule)
     if interim is not None and interim["type"] in FINAL:  # (a Job stored final at once by an earlier podline is)
         final = FINAL[interim["type"]]
         job.status["conditions"].append(_condition(final, interim["reason"], interim["message"], ctx.now))

@@ -27,8 +27,8 @@ def merge_attempt(rec: dict[str, Any], status: dict[str, Any], launched_at: floa
         if step.get("restoredFrom") and step["phase"] == "Succeeded" and step.get("attempts", 0) == 0:
             steps[name] = {**previous, "name": name, "phase": "Succeeded", "restoredFrom": step["restoredFrom"],
                            "attempts": previous.get("attempts", 0)}
-        elif step.get("attempts", 0) == 0 and previous:
-            continue  # not reached in this attempt: keep what an earlier attempt reported
+        elif step.get("attempts", 0) == 0 and previous and step.get("reason") != "ImagePullBackOff":
+            continue  # not reached in this attempt: keep what an earlier attempt reported (unless it waits now)
         else:
             steps[name] = {**step, "attempts": base.get(name, 0) + step.get("attempts", 0)}
     rec["phase"] = status.get("phase", rec.get("phase"))

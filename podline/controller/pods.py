@@ -78,8 +78,9 @@ def _admit_and_launch(ctx: Ctx, obj: Obj) -> None:
             return
     try:
         plan = _plan(ctx, obj)
-    except PlanWaiting as waiting:
-        _pending(obj, waiting.reason, waiting.message, scheduled=True)
+    except PlanWaiting as waiting:  # (on Slurm not submitted yet: not scheduled; STATUS says why either way)
+        _pending(obj, waiting.reason, waiting.message, scheduled=backend.admits_locally)
+        obj.status.update(reason=waiting.reason, message=waiting.message)
         ctx.event(obj, "Failed", f"Error: {waiting.message}", "Warning", once=True)
         return
     if request is not None:

@@ -32,7 +32,8 @@ RUNTIMES: dict[str, Callable[[Request], Launch]] = {"host": host.launch, "bwrap"
 PULL_RETRIES = int(os.environ.get("PODLINE_IMAGE_PULL_RETRIES", "-1"))  # < 0: until it works or the pod stops
 PULL_BACKOFF = float(os.environ.get("PODLINE_IMAGE_PULL_BACKOFF_SECONDS", "1"))
 PULL_BACKOFF_MAX = float(os.environ.get("PODLINE_IMAGE_PULL_BACKOFF_MAX_SECONDS", "300"))  # kubelet's cap
-QUICK_RETRIES = 3  # for an image needed while other work runs (a step updated mid-run): it cannot wait long
+QUICK_RETRIES = 3 if PULL_RETRIES < 0 else min(3, PULL_RETRIES)  # an image needed while other work runs (a step
+# updated mid-run) cannot wait long
 BackOff = Callable[[str, str], None]  # (container, message) before each wait: the caller shows ImagePullBackOff
 
 

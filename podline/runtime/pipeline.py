@@ -346,7 +346,8 @@ class PipelineRunner(ShardStart, StepRetries):
 
     def _timeout(self) -> float:
         """Wake at least every CHECK_INTERVAL (sizeLimit, a plan changed by `apply`) and at the deadline."""
-        wake = min([CHECK_INTERVAL] + [at - time.monotonic() for at in self.retry_at.values()])
+        now = time.monotonic()  # a retry due that cannot start yet (no room) waits for a change, not a spin
+        wake = min([CHECK_INTERVAL] + [at - now for at in self.retry_at.values() if at > now])
         deadline_at = self._deadline_at()
         return max(0.0, wake if deadline_at is None else min(wake, deadline_at - time.time()))
 

@@ -77,4 +77,5 @@ def test_a_success_policy_completes_the_job_and_stops_the_other_indexes(cli: Cli
         ("SuccessCriteriaMet", "SuccessPolicy", "Matched rules at index 0"),
         ("Complete", "SuccessPolicy", "Matched rules at index 0")], status
     assert status["succeeded"] == 1 and status["completedIndexes"] == "0" and status["active"] == 0, status
+    assert status["failed"] == 0, status  # the pods a succeeded Job stopped are no failures (helper-84)
     assert all(p["status"]["phase"] in ("Succeeded", "Failed") for p in cli.json("pods")["items"])

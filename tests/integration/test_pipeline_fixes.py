@@ -180,6 +180,13 @@ def test_step_logs_as_a_containers_follow_returns_with_the_step_tail_and_not_yet
                        "  backoffLimit: 0\n"))
     unrun = cli("logs", "-f", "pipeline/never", "-c", "c", check=False, timeout=30)  # returns once it cannot run
     assert unrun.returncode == 1 and 'step "c" of pipeline never (shard 0) has not run' in unrun.stderr  # helper-83
+    cli.apply(pipeline("gone", "  - {name: s, image: busybox, command: [sh, -c, 'echo hello; sleep 60']}\n"))
+    wait_for(lambda: cli("logs", "pipeline/gone", "-c", "s", check=False).stdout == "hello\n")
+    follower = subprocess.Popen([sys.executable, "-m", "podline.cli", "logs", "-f", "pipeline/gone", "-c", "s"],
+                                env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cli("delete", "pipeline", "gone")
+    out, err = follower.communicate(timeout=60)
+    assert (follower.returncode, out) == (0, "hello\n"), err  # deleted while followed: it ran (helper-84)
 
 
 def test_a_lowered_backoff_limit_reaches_a_running_shard(cli: Cli, tmp_path: Path) -> None:

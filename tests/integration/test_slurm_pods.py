@@ -183,6 +183,17 @@ spec:
   restartPolicy: Never
   containers: [{name: main, image: busybox, command: ["true"]}]
 """)
+    slurm.apply("""
+apiVersion: v1
+kind: Pod
+metadata: {name: unready}
+spec:
+  restartPolicy: Never
+  containers: [{name: main, image: busybox, command: ["true"], envFrom: [{configMapRef: {name: absent}}]}]
+""")  # not submitted while its ConfigMap is missing: not scheduled either (helper-84), STATUS says why
+    waiting = wait_for(lambda: (s := slurm.json("pod", "unready")["status"]).get("reason") and s, timeout=30)
+    assert waiting["reason"] == "CreateContainerConfigError" and waiting["conditions"][0]["status"] == "False", waiting
+    slurm("delete", "pod", "unready")
     status = wait_for(lambda: (s := slurm.json("pod", "later")["status"]).get("reason") == "Queued" and s, timeout=30)
     assert status["conditions"] == [{"type": "PodScheduled", "status": "False", "reason": "Queued",
                                      "message": status["message"]}] and "BeginTime" in status["message"], status

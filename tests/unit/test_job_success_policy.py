@@ -50,6 +50,8 @@ def test_a_good_one_is_taken_without_a_warning() -> None:
     ([{"succeededCount": 2}], "1,3", 0),
     ([{"succeededIndexes": "1-3", "succeededCount": 2}], "0,1", None),  # only those named count
     ([{"succeededIndexes": "1-3", "succeededCount": 2}, {"succeededCount": 1}], "0", 1),
+    ([{"succeededCount": 0}], "", None),  # nothing succeeded: no rule met (helper-84: it completed at once)
+    ([{"succeededCount": 0}], "2", 0),
 ])
 def test_the_first_rule_met_decides(rules: list, completed: str, matched: int | None) -> None:
     assert _success_rule({"successPolicy": {"rules": rules}}, {"completedIndexes": completed}) == matched

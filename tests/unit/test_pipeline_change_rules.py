@@ -51,6 +51,7 @@ def test_a_refused_change_names_its_field(edit, phase: str, problem: str) -> Non
     (lambda s: s["steps"][1].update(command=["new"], image="alpine"), "Running"),
     (lambda s: s.update(backoffLimit=0, activeDeadlineSeconds=60), "Running"),
     (lambda s: s.update(shards=3), "Succeeded"),  # more shards run, finished or not
-], ids=["reordered-depends-on", "step-spec", "limits", "more-shards-when-finished"])
+    (lambda s: s["steps"][2].update(dependsOn=["b", "a"]), "Succeeded"),  # helper-84: refused when finished
+], ids=["reordered-depends-on", "step-spec", "limits", "more-shards-when-finished", "reordered-when-finished"])
 def test_what_a_pipeline_takes(edit, phase: str) -> None:
     assert _pipeline_change_problem(SPEC, changed(edit), phase) is None

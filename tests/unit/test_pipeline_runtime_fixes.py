@@ -261,3 +261,19 @@ def test_a_sparse_file_makes_a_small_checkpoint_and_a_small_restore(tmp_path: Pa
     ck.restore_copy(copy_dir, manifest, restored)
     assert allocated(restored / "sparse") < MiB and (restored / "sparse").read_bytes() == content
     assert (restored / "dense").read_bytes() == (ws / "dense").read_bytes()
+
+
+def test_a_retry_due_that_cannot_start_yet_does_not_make_the_runner_spin(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """helper-84: with an in-place retry past its back-off but no room to start it, the wait was 0 s and the runner
+    looped at 75 % CPU; it waits for a change (a step ending wakes it) or CHECK_INTERVAL, and for a back-off still
+    running, until it ends."""
+    import time
+
+    from podline.runtime.pipeline_retries import CHECK_INTERVAL
+
+    run, _ = runner(tmp_path, monkeypatch)
+    run.retry_at = {"b": time.monotonic() - 5}
+    assert run._timeout() == CHECK_INTERVAL
+    run.retry_at["a"] = time.monotonic() + 0.3
+    assert 0.2 < run._timeout() <= 0.3

@@ -46,3 +46,12 @@ def test_step_retries_show_in_the_shards_failures_while_it_runs() -> None:
     rec: dict[str, Any] = {"failures": 1}
     merge_attempt(rec, report([], {}, started=1.0, stepRetries=2), launched_at=None)
     assert used_budget(rec) == 3
+
+
+def test_a_step_waiting_for_its_image_on_a_later_attempt_says_so() -> None:
+    """helper-84: a step not run in this attempt kept an earlier attempt's record, hiding ImagePullBackOff."""
+    rec: dict[str, Any] = {}
+    merge_attempt(rec, report([{"name": "a", "phase": "Failed", "attempts": 1, "reason": "Error"}], {}, 1.0), None)
+    waiting = {"name": "a", "phase": "Pending", "attempts": 0, "reason": "ImagePullBackOff", "message": "registry"}
+    merge_attempt(rec, report([waiting], {}, 2.0), None)
+    assert (rec["steps"]["a"]["phase"], rec["steps"]["a"]["reason"]) == ("Pending", "ImagePullBackOff")
