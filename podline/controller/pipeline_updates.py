@@ -44,8 +44,8 @@ def push_generation(ctx: Ctx, obj: Obj, backend: Backend) -> None:
             rewrite_live_plans(obj, lambda old: {**old, "held": held})
             ctx.wake_at(ctx.now + RELAUNCH_AFTER)
             return
-        rewrite_live_plans(obj, lambda old: {**{k: v for k, v in old.items() if k != "held"},
-                                              **{key: fresh[key] for key in LIVE_PLAN_KEYS}})
+        live = {key: fresh[key] for key in LIVE_PLAN_KEYS if key in fresh}  # (cores: a local shard's only)
+        rewrite_live_plans(obj, lambda old: {**{k: v for k, v in old.items() if k != "held"}, **live})
         _hold_new_requests(ctx, obj)
         ctx.event(obj, "Updated", f"generation {obj.generation} applies to the steps not running (a running "
                   "one at its retry; backoffLimit and activeDeadlineSeconds at once)")

@@ -174,3 +174,27 @@ spec:
     wait_for(lambda: not hpc.json("pipeline", "paused")["status"]["shards"][0].get("reason"), timeout=30)
     assert "message" not in hpc.json("pipeline", "paused")["status"]["shards"][0]
     hpc("delete", "pipeline", "paused", timeout=60)
+
+
+def test_an_applied_change_reaches_a_running_pipeline_on_slurm(hpc: Cli, tmp_path: Path) -> None:
+    """helper-85: on Slurm, re-applying a changed spec (or scaling) broke every controller pass from then on
+    (KeyError 'cores': only a local shard's plan has it); the step not started yet must take the new spec."""
+    gate, out = tmp_path / "gate", tmp_path / "out"
+    first = f"""
+apiVersion: podline.io/v1alpha1
+kind: Pipeline
+metadata: {{name: upd}}
+spec:
+  outputs: [{{path: result, destination: {out}}}]
+  steps:
+  - {{name: first, image: busybox, command: [sh, -c, 'until [ -e {gate} ]; do sleep 0.1; done']}}
+  - {{name: second, image: busybox, dependsOn: [first], command: [sh, -c, 'mkdir -p result; echo old > result/who']}}
+"""
+    hpc.apply(first)
+    wait_for(lambda: any(s["name"] == "first" and s["phase"] == "Running"
+                         for s in hpc.json("pipeline", "upd")["status"].get("steps", [])), timeout=60)
+    hpc.apply(first.replace("echo old", "echo new"))
+    wait_for(lambda: "Updated" in hpc("describe", "pipeline", "upd").stdout, timeout=30)
+    gate.touch()
+    assert hpc.wait("pipeline/upd", "phase=Succeeded", timeout=60).returncode == 0
+    assert (out / "who").read_text() == "new\n"
