@@ -22,7 +22,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -40,6 +39,7 @@ from podline.runtime.forwarding import forward_signals
 from podline.runtime.pipeline import PipelineRunner
 from podline.runtime.pod_workspace import PodWorkspace
 from podline.runtime.processes import become_subreaper
+from podline.runtime.slurm_accounting import account_as_cancelled
 from podline.runtime.volumes import VolumeError, Volumes
 from podline.runtime.workspace import scratch_root
 
@@ -373,22 +373,7 @@ def run_array_task(base: Path) -> int:
     try:
         return run_pod(rundir, base / "plan.json", index)
     finally:
-        _account_as_cancelled(rundir)
-
-
-def _account_as_cancelled(rundir: Path) -> None:
-    """A batch job podline stopped (a delete, a Job's end) ends CANCELLED in Slurm's accounting, as `scancel`
-    would leave it, not FAILED with the runner's exit code (site statistics and sacct-based tools read it):
-    the runner, its work done and its status written, cancels its own job (its SIGTERM finds nothing left)."""
-    job = os.environ.get("SLURM_JOB_ID")
-    if not job or not stop_requested(rundir):
-        return
-    if os.environ.get("SLURM_ARRAY_TASK_ID"):
-        job = f"{os.environ.get('SLURM_ARRAY_JOB_ID', job)}_{os.environ['SLURM_ARRAY_TASK_ID']}"
-    try:
-        subprocess.run(["scancel", job], capture_output=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        pass
+        account_as_cancelled(rundir)
 
 
 def main(argv: list[str]) -> int:
@@ -399,7 +384,7 @@ def main(argv: list[str]) -> int:
         try:
             return run_pod(Path(argv[1]))
         finally:
-            _account_as_cancelled(Path(argv[1]))
+            account_as_cancelled(Path(argv[1]))
     print("usage: python -m podline.runtime.pod RUNDIR | --array-base DIR", file=sys.stderr)
     return 2
 
