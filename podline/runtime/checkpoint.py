@@ -113,12 +113,15 @@ def _unrace(workspace: Path, files: dict[str, dict[str, Any]]) -> None:
     those are at least a tick older). A time past the tick's start is a fine-grained one: kernels with
     multigrain timestamps (6.13 on) give a file stat'ed since its last change a distinct time by themselves."""
     tick = time.clock_gettime_ns(CLOCK_REALTIME_COARSE)
+    done: dict[int, os.stat_result] = {}  # inode -> its stat after the change: a hard link's names share one
     for rel, rec in files.items():
         if rec["mtime"] == tick:
             path = workspace / rel
             with contextlib.suppress(OSError):  # cannot: this one file stays racy, as before
-                os.utime(path, ns=(os.stat(path).st_atime_ns, tick - 1))
-                after = os.stat(path)
+                if rec["ino"] not in done:
+                    os.utime(path, ns=(os.stat(path).st_atime_ns, tick - 1))
+                    done[rec["ino"]] = os.stat(path)
+                after = done[rec["ino"]]  # (a second utime through another name would move the ctime again)
                 rec["mtime"], rec["ctime"] = after.st_mtime_ns, after.st_ctime_ns
 
 
