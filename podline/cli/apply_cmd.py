@@ -159,6 +159,7 @@ def apply_objects(state: State, loaded: list[Loaded], said: str | None = None) -
     context = state.check_context()
     store = state.store
     plans = []
+    elsewhere = []  # stored objects of another context: they keep it (a kubectl user may expect another cluster)
     for item in loaded:
         obj = item.obj
         if obj.metadata.name is None:  # a generateName: always a new object, named when it is written
@@ -172,6 +173,9 @@ def apply_objects(state: State, loaded: list[Loaded], said: str | None = None) -
             problem = _immutable_problem(current, manifest, store)
             if problem:
                 fail(f"{item.describe()}: {problem}", 2)
+            if current.context != context:
+                elsewhere.append(f'warning: {obj.kind.lower()}/{current.name} stays in context "{current.context}", '
+                                 f'where it was created (delete it to run it in "{context}")')
         plans.append((obj, manifest))
     _check_template_references(store, loaded)
     results = []
@@ -189,6 +193,8 @@ def apply_objects(state: State, loaded: list[Loaded], said: str | None = None) -
         state.ensure_controller()
     for line in results:
         click.echo(line)
+    for line in elsewhere:
+        click.echo(line, err=True)
 
 
 @click.command()

@@ -103,6 +103,9 @@ def test_contexts(cli: Cli) -> None:
     assert status["phase"] == "Pending" and "127.0.0.1:1/none:1" in str(status["containerStatuses"])
     cli("delete", "pod", "boxed")
     assert cli("--context", "local", "apply", "-f", "-", input=POD.format(name="p", tier="x")).returncode == 0
+    again = cli("--context", "hpc", "apply", "-f", "-", input=POD.format(name="p", tier="x"))  # one store for all
+    assert again.stdout == "pod/p unchanged\n" and again.stderr == \
+        'warning: pod/p stays in context "local", where it was created (delete it to run it in "hpc")\n'  # helper-85
 
 
 def test_n_reaches_manifests_without_a_namespace_and_refuses_another(cli: Cli, tmp_path: Path) -> None:
