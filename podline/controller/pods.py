@@ -26,15 +26,17 @@ RELAUNCH_AFTER = 10.0  # seconds a launched runner may take to take its lock bef
 KILL_AFTER_GRACE = 5.0
 
 
-def _pending(obj: Obj, reason: str, message: str, scheduled: bool) -> None:
+def _pending(obj: Obj, reason: str, message: str, scheduled: bool, stated: bool = True) -> None:
+    """Pending, PodScheduled as `scheduled` (the reason on the condition when not); `stated`: the reason is the
+    pod's own too (STATUS shows it), else what the condition says is all (an earlier pass's reason goes)."""
     obj.status["phase"] = "Pending"
     condition = {"type": "PodScheduled", "status": "True" if scheduled else "False"}
     if not scheduled:
         condition.update(reason=reason, message=message)
     obj.status["conditions"] = [condition]
-    if scheduled:
+    if stated:
         obj.status["reason"], obj.status["message"] = reason, message
-    else:  # what the condition says (an earlier pass's "Queued" no longer holds)
+    else:
         obj.status.pop("reason", None)
         obj.status.pop("message", None)
 
@@ -73,14 +75,13 @@ def _admit_and_launch(ctx: Ctx, obj: Obj) -> None:
         short = ctx.fits(request)
         if short:
             message = f"0/1 nodes are available: {', '.join('Insufficient ' + k for k in short)}."
-            _pending(obj, "Unschedulable", message, scheduled=False)
+            _pending(obj, "Unschedulable", message, scheduled=False, stated=False)
             ctx.event(obj, "FailedScheduling", message, "Warning", once=True)
             return
     try:
         plan = _plan(ctx, obj)
     except PlanWaiting as waiting:  # (on Slurm not submitted yet: not scheduled; STATUS says why either way)
         _pending(obj, waiting.reason, waiting.message, scheduled=backend.admits_locally)
-        obj.status.update(reason=waiting.reason, message=waiting.message)
         ctx.event(obj, "Failed", f"Error: {waiting.message}", "Warning", once=True)
         return
     if request is not None:
@@ -210,11 +211,10 @@ def _observe(ctx: Ctx, obj: Obj) -> None:
         return
     if seen.state == "queued":
         if (seen.info or {}).get("slurmReason") in NEVER_FITS:  # queued, yet it cannot start as asked: say so
-            _pending(obj, "Unschedulable", seen.detail, scheduled=False)
+            _pending(obj, "Unschedulable", seen.detail, scheduled=False, stated=False)
             ctx.event(obj, "FailedScheduling", seen.detail, "Warning", once=True)
         else:  # waiting in Slurm's queue: not on a node yet, as a pod the scheduler has not bound
             _pending(obj, "Queued", seen.detail, scheduled=False)
-            obj.status.update(reason="Queued", message=seen.detail)
         return
     if seen.state == "lost":
         backend.cancel(rundir, hard=True)
